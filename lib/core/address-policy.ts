@@ -1,0 +1,95 @@
+import { BlockList, isIP } from 'node:net';
+import { ConfigError } from './errors';
+
+/** Ranges ELBv2 accepts as IP targets without question (RFC 1918 and RFC 6598 shared space). */
+export const DEFAULT_ALLOWED_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];
+
+/** Never a valid target, whatever the configuration says: these would point the ALB at itself or nowhere. */
+const ALWAYS_REFUSED: readonly { cidr: string; what: string }[] = [
+  { cidr: '0.0.0.0/8', what: 'unspecified' },
+  { cidr: '127.0.0.0/8', what: 'loopback' },
+  { cidr: '169.254.0.0/16', what: 'link-local' },
+  { cidr: '224.0.0.0/4', what: 'multicast' },
+  { cidr: '240.0.0.0/4', what: 'reserved' },
+  { cidr: '::/128', what: 'unspecified' },
+  { cidr: '::1/128', what: 'loopback' },
+  { cidr: 'fe80::/10', what: 'link-local' },
+  { cidr: 'ff00::/8', what: 'multicast' },
+];
+
+const INSTANCE_ID = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+
+export type AddressKind = 'ipv4' | 'ipv6' | 'instance';
+
+export type AddressCheck =
+  | { readonly ok: true; readonly kind: AddressKind }
+  | { readonly ok: false; readonly malformed: boolean; readonly message: string };
+
+interface ParsedCidr {
+  readonly network: string;
+  readonly prefix: number;
+  readonly type: 'ipv4' | 'ipv6';
+}
+
+export function parseCidr(cidr: string): ParsedCidr {
+  const match = /^([^/]+)\/(\d{1,3})$/.exec(cidr);
+  const family = match ? isIP(match[1]) : 0;
+  const prefix = match ? Number(match[2]) : NaN;
+  if (!match || family === 0 || prefix > (family === 4 ? 32 : 128)) {
+    throw new ConfigError(`invalid CIDR "${cidr}": expected <IPv4>/<0-32> or <IPv6>/<0-128>`);
+  }
+  return { network: match[1], prefix, type: family === 4 ? 'ipv4' : 'ipv6' };
+}
+
+function blockListOf(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const { network, prefix, type } = parseCidr(cidr);
+    list.addSubnet(network, prefix, type);
+  }
+  return list;
+}
+
+/**
+ * Decides which target addresses a lease may point the load balancer at. Built once per
+ * configuration; `check` is pure and cheap.
+ */
+export class AddressPolicy {
+  private readonly allowed: BlockList;
+  private readonly refused: { list: BlockList; what: string }[];
+
+  public constructor(public readonly allowedCidrs: readonly string[] = DEFAULT_ALLOWED_CIDRS) {
+    this.allowed = blockListOf(allowedCidrs);
+    this.refused = ALWAYS_REFUSED.map(({ cidr, what }) => ({ list: blockListOf([cidr]), what }));
+  }
+
+  public check(address: string): AddressCheck {
+    if (INSTANCE_ID.test(address)) return { ok: true, kind: 'instance' };
+    const family = isIP(address);
+    if (family === 0) {
+      return { ok: false, malformed: true, message: `address "${address}" is neither an IP address nor an EC2 instance id (i-…)` };
+    }
+    const type = family === 4 ? 'ipv4' : 'ipv6';
+    if (type === 'ipv6' && /^::ffff:/i.test(address)) {
+      return { ok: false, malformed: false, message: `address "${address}" is an IPv4-mapped IPv6 address; write the IPv4 form` };
+    }
+    for (const { list, what } of this.refused) {
+      if (list.check(address, type)) {
+        return { ok: false, malformed: false, message: `address "${address}" is ${what} and can never be a target` };
+      }
+    }
+    if (!this.allowed.check(address, type)) {
+      return {
+        ok: false,
+        malformed: false,
+        message: `address "${address}" is outside the allowed ranges (${this.allowedCidrs.join(', ')})`,
+      };
+    }
+    return { ok: true, kind: type };
+  }
+}
+
+/** The lease key for an address and port: `a.b.c.d:p`, `[v6]:p`, or `i-…:p`. */
+export function formatTarget(address: string, port: number): string {
+  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+}

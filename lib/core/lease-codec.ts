@@ -1,0 +1,217 @@
+import { AddressPolicy, formatTarget } from './address-policy';
+import { InvalidLeaseError, LeaseRejection, LeaseRejectionReason } from './errors';
+import {
+  CAPABILITY_NAME,
+  LEASE_ATTR,
+  Lease,
+  LeaseStatus,
+  MAX_METADATA_BYTES,
+  MAX_PORT,
+  MIN_PORT,
+  RawAttributeValue,
+  RawItem,
+} from './lease-schema';
+
+export type DecodeResult =
+  | { readonly ok: true; readonly lease: Lease }
+  | { readonly ok: false; readonly rejections: readonly LeaseRejection[] };
+
+/** Largest plausible epoch-seconds value (year 5138); anything above is almost surely milliseconds. */
+const MAX_EPOCH_SECONDS = 1e11;
+
+const TYPE_NAMES: Record<string, string> = { S: 'String (S)', N: 'Number (N)', SS: 'String Set (SS)', M: 'Map (M)' };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function typeOf(value: unknown): string {
+  if (!isRecord(value)) return 'not an attribute value';
+  const keys = Object.keys(value).filter((k) => value[k] !== undefined);
+  return keys.length === 1 ? keys[0] : `{${keys.join(',')}}`;
+}
+
+/**
+ * Reads the contract's attributes from an untrusted item, collecting every problem rather
+ * than stopping at the first, so a log line tells an agent author all that is wrong at once.
+ */
+class ItemReader {
+  public readonly rejections: LeaseRejection[] = [];
+
+  public constructor(
+    private readonly item: Record<string, unknown>,
+    private readonly target: string | undefined,
+  ) {}
+
+  public reject(reason: LeaseRejectionReason, message: string, capability?: string): void {
+    this.rejections.push({ reason, message, ...(this.target === undefined ? {} : { target: this.target }), ...(capability ? { capability } : {}) });
+  }
+
+  private field(name: string, type: 'S' | 'N' | 'SS' | 'M', optional: boolean): unknown {
+    const raw = this.item[name];
+    if (raw === undefined || (isRecord(raw) && raw.NULL === true && optional)) {
+      if (!optional) this.reject('MISSING_ATTRIBUTE', `attribute "${name}" is missing`);
+      return undefined;
+    }
+    const value = isRecord(raw) ? raw[type] : undefined;
+    const wellFormed =
+      value !== undefined &&
+      (type === 'S' || type === 'N' ? typeof value === 'string' : type === 'SS' ? Array.isArray(value) : isRecord(value)) &&
+      typeOf(raw) === type;
+    if (!wellFormed) {
+      this.reject('WRONG_TYPE', `attribute "${name}" must be ${TYPE_NAMES[type]}, got ${typeOf(raw)}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  public string(name: string, optional = false): string | undefined {
+    const value = this.field(name, 'S', optional) as string | undefined;
+    if (value !== undefined && value.length === 0) {
+      this.reject('WRONG_TYPE', `attribute "${name}" must not be empty`);
+      return undefined;
+    }
+    return value;
+  }
+
+  public number(name: string, reason: LeaseRejectionReason = 'WRONG_TYPE'): number | undefined {
+    const text = this.field(name, 'N', false) as string | undefined;
+    if (text === undefined) return undefined;
+    const value = Number(text);
+    if (!Number.isFinite(value) || text.trim() === '') {
+      this.reject(reason, `attribute "${name}" is not a finite number: "${text}"`);
+      return undefined;
+    }
+    return value;
+  }
+
+  public stringSet(name: string): readonly string[] | undefined {
+    const value = this.field(name, 'SS', false) as unknown[] | undefined;
+    if (value === undefined) return undefined;
+    if (!value.every((v) => typeof v === 'string')) {
+      this.reject('WRONG_TYPE', `attribute "${name}" must hold only strings`);
+      return undefined;
+    }
+    return value as string[];
+  }
+
+  public map(name: string): Record<string, RawAttributeValue> | undefined {
+    return this.field(name, 'M', true) as Record<string, RawAttributeValue> | undefined;
+  }
+}
+
+function utf8Bytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+}
+
+/**
+ * Decodes and validates an untrusted lease item (from a stream image, a scan, or an SDK
+ * before it writes). Never throws: every problem becomes a rejection with a specific reason.
+ * Routing checks that need the capability table (unknown names, target types) live in
+ * `routeLease`, so a lease can be validated where no routing config exists (the agent SDK).
+ */
+export function decodeLease(item: unknown, policy: AddressPolicy): DecodeResult {
+  if (!isRecord(item)) {
+    return { ok: false, rejections: [{ reason: 'WRONG_TYPE', message: 'lease item is not a map of attributes' }] };
+  }
+  const rawTarget = item[LEASE_ATTR.target];
+  const targetKey = isRecord(rawTarget) && typeof rawTarget.S === 'string' ? rawTarget.S : undefined;
+  const r = new ItemReader(item, targetKey);
+
+  const target = r.string(LEASE_ATTR.target);
+  const address = r.string(LEASE_ATTR.address);
+  const port = r.number(LEASE_ATTR.port, 'BAD_PORT');
+  const capabilities = r.stringSet(LEASE_ATTR.capabilities);
+  const expiresAt = r.number(LEASE_ATTR.expiresAt, 'BAD_EXPIRY');
+  const leaseToken = r.string(LEASE_ATTR.leaseToken);
+  const agentId = r.string(LEASE_ATTR.agentId);
+  const status = r.string(LEASE_ATTR.status);
+  const renewedAt = r.number(LEASE_ATTR.renewedAt);
+  const registeredAt = r.number(LEASE_ATTR.registeredAt);
+  const availabilityZone = r.string(LEASE_ATTR.availabilityZone, true);
+  const metadata = r.map(LEASE_ATTR.metadata);
+
+  if (port !== undefined && (!Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT)) {
+    r.reject('BAD_PORT', `port ${port} is outside ${MIN_PORT}–${MAX_PORT}`);
+  }
+  if (address !== undefined) {
+    const check = policy.check(address);
+    if (!check.ok) r.reject(check.malformed ? 'BAD_ADDRESS' : 'ADDRESS_NOT_ALLOWED', check.message);
+  }
+  if (target !== undefined && address !== undefined && port !== undefined && target !== formatTarget(address, port)) {
+    r.reject('TARGET_MISMATCH', `target "${target}" does not match address and port (expected "${formatTarget(address, port)}")`);
+  }
+  if (capabilities !== undefined) {
+    if (capabilities.length === 0) r.reject('BAD_CAPABILITIES', 'capabilities must not be empty');
+    const bad = capabilities.filter((c) => !CAPABILITY_NAME.test(c));
+    if (bad.length > 0) {
+      r.reject('BAD_CAPABILITIES', `capability names ${bad.map((c) => JSON.stringify(c)).join(', ')} do not match ${CAPABILITY_NAME.source}`);
+    }
+  }
+  if (expiresAt !== undefined && (!Number.isInteger(expiresAt) || expiresAt <= 0 || expiresAt > MAX_EPOCH_SECONDS)) {
+    const hint = expiresAt > MAX_EPOCH_SECONDS ? ' (looks like milliseconds; the TTL attribute takes epoch seconds)' : '';
+    r.reject('BAD_EXPIRY', `expiresAt ${expiresAt} is not a positive integer of epoch seconds${hint}`);
+  }
+  if (status !== undefined && status !== 'active' && status !== 'draining') {
+    r.reject('BAD_STATUS', `status ${JSON.stringify(status)} must be "active" or "draining"`);
+  }
+  if (metadata !== undefined && utf8Bytes(metadata) > MAX_METADATA_BYTES) {
+    r.reject('METADATA_TOO_LARGE', `metadata is ${utf8Bytes(metadata)} bytes, limit ${MAX_METADATA_BYTES}`);
+  }
+
+  if (r.rejections.length > 0) return { ok: false, rejections: r.rejections };
+  return {
+    ok: true,
+    lease: {
+      target: target!,
+      address: address!,
+      port: port!,
+      capabilities: [...capabilities!].sort(),
+      expiresAt: expiresAt!,
+      leaseToken: leaseToken!,
+      agentId: agentId!,
+      status: status as LeaseStatus,
+      renewedAt: renewedAt!,
+      registeredAt: registeredAt!,
+      ...(availabilityZone === undefined ? {} : { availabilityZone }),
+      ...(metadata === undefined ? {} : { metadata }),
+    },
+  };
+}
+
+/** The item an agent writes for a lease. */
+export function encodeLease(lease: Lease): Record<string, RawAttributeValue> {
+  return {
+    [LEASE_ATTR.target]: { S: lease.target },
+    [LEASE_ATTR.address]: { S: lease.address },
+    [LEASE_ATTR.port]: { N: String(lease.port) },
+    [LEASE_ATTR.capabilities]: { SS: [...lease.capabilities] },
+    [LEASE_ATTR.expiresAt]: { N: String(lease.expiresAt) },
+    [LEASE_ATTR.leaseToken]: { S: lease.leaseToken },
+    [LEASE_ATTR.agentId]: { S: lease.agentId },
+    [LEASE_ATTR.status]: { S: lease.status },
+    [LEASE_ATTR.renewedAt]: { N: String(lease.renewedAt) },
+    [LEASE_ATTR.registeredAt]: { N: String(lease.registeredAt) },
+    ...(lease.availabilityZone === undefined ? {} : { [LEASE_ATTR.availabilityZone]: { S: lease.availabilityZone } }),
+    ...(lease.metadata === undefined ? {} : { [LEASE_ATTR.metadata]: { M: lease.metadata } }),
+  };
+}
+
+/** Encodes and re-validates through the same rules the server applies; throws `InvalidLeaseError`. */
+export function encodeValidLease(lease: Lease, policy: AddressPolicy): RawItem {
+  const item = encodeLease(lease);
+  const decoded = decodeLease(item, policy);
+  if (!decoded.ok) throw new InvalidLeaseError(decoded.rejections, { context: { target: lease.target } });
+  return item;
+}
+
+/** The key of an untrusted item, when it has a readable one. */
+export function leaseKeyOf(item: RawItem | undefined): string | undefined {
+  const raw = item?.[LEASE_ATTR.target];
+  return raw && typeof raw.S === 'string' ? raw.S : undefined;
+}
+
+/** A lease is live when it is active and its expiry is in the future. The one rule everything is measured against. */
+export function isLive(lease: Pick<Lease, 'status' | 'expiresAt'>, nowSeconds: number): boolean {
+  return lease.status === 'active' && lease.expiresAt > nowSeconds;
+}

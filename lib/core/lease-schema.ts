@@ -1,0 +1,86 @@
+/**
+ * The lease contract of DESIGN.md in types. Agents in other languages write the same item,
+ * so the attribute names and types here are a public, versioned interface.
+ */
+
+export const LEASE_ATTR = {
+  target: 'target',
+  address: 'address',
+  port: 'port',
+  capabilities: 'capabilities',
+  expiresAt: 'expiresAt',
+  leaseToken: 'leaseToken',
+  agentId: 'agentId',
+  status: 'status',
+  renewedAt: 'renewedAt',
+  registeredAt: 'registeredAt',
+  availabilityZone: 'availabilityZone',
+  metadata: 'metadata',
+} as const;
+
+/** Attributes a renewal may change without affecting routing: a heartbeat. */
+export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];
+
+export const CAPABILITY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const MAX_METADATA_BYTES = 2048;
+export const MIN_PORT = 1;
+export const MAX_PORT = 65535;
+
+export type LeaseStatus = 'active' | 'draining';
+export type TargetType = 'ip' | 'instance';
+
+/** A DynamoDB attribute value as found in items and stream images (SDK and Lambda shapes alike). */
+export interface RawAttributeValue {
+  readonly S?: string;
+  readonly N?: string;
+  readonly SS?: readonly string[];
+  readonly NS?: readonly string[];
+  readonly M?: Readonly<Record<string, RawAttributeValue>>;
+  readonly L?: readonly RawAttributeValue[];
+  readonly BOOL?: boolean;
+  readonly NULL?: boolean;
+  readonly B?: unknown;
+  readonly BS?: readonly unknown[];
+}
+
+export type RawItem = Readonly<Record<string, RawAttributeValue>>;
+
+/** A decoded, structurally valid lease. */
+export interface Lease {
+  readonly target: string;
+  readonly address: string;
+  readonly port: number;
+  readonly capabilities: readonly string[];
+  /** Epoch seconds. */
+  readonly expiresAt: number;
+  readonly leaseToken: string;
+  readonly agentId: string;
+  readonly status: LeaseStatus;
+  /** Epoch milliseconds. */
+  readonly renewedAt: number;
+  /** Epoch milliseconds. */
+  readonly registeredAt: number;
+  readonly availabilityZone?: string;
+  readonly metadata?: Readonly<Record<string, RawAttributeValue>>;
+}
+
+/** One target as ELBv2 knows it. `key` is `formatTarget(id, port)`, the lease key. */
+export interface TargetRef {
+  readonly key: string;
+  readonly id: string;
+  readonly port: number;
+  readonly availabilityZone?: string;
+}
+
+/** How one capability routes: its target group and the kind of target it takes. */
+export interface CapabilityRoute {
+  readonly targetGroupArn: string;
+  readonly targetType: TargetType;
+}
+
+/** Everything the server side needs to turn leases into targets. */
+export interface RoutingConfig {
+  readonly capabilities: Readonly<Record<string, CapabilityRoute>>;
+  /** CIDRs IP targets may live in; always-refused ranges (loopback, link-local, …) win regardless. */
+  readonly allowedCidrs: readonly string[];
+}

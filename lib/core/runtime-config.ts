@@ -1,0 +1,62 @@
+import { DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
+import { ConfigError } from './errors';
+import { CAPABILITY_NAME, CapabilityRoute, RoutingConfig } from './lease-schema';
+
+/** What the sync and reconcile handlers are told by the stack (env `AGENT_LB_CONFIG`) or by local mode. */
+export interface RuntimeConfig {
+  readonly tableName: string;
+  readonly routing: RoutingConfig;
+  /** @default 0.5 */
+  readonly safetyValveShare: number;
+  /** Repeat reconcile every N seconds inside one invocation; 0 runs it once. @default 0 */
+  readonly reconcileRepeatSeconds: number;
+}
+
+function fail(message: string): never {
+  throw new ConfigError(`AGENT_LB_CONFIG: ${message}`);
+}
+
+/** Parses and validates the runtime configuration; every error names the bad value and what is allowed. */
+export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
+  if (text === undefined || text.trim() === '') fail('is not set');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError(`AGENT_LB_CONFIG: is not valid JSON`, { cause });
+  }
+  if (typeof raw !== 'object' || raw === null) fail('must be a JSON object');
+  const obj = raw as Record<string, unknown>;
+  if (typeof obj.tableName !== 'string' || obj.tableName === '') fail(`tableName must be a non-empty string, got ${JSON.stringify(obj.tableName)}`);
+  if (typeof obj.capabilities !== 'object' || obj.capabilities === null) fail('capabilities must be an object of name → {targetGroupArn, targetType}');
+  const capabilities: Record<string, CapabilityRoute> = {};
+  for (const [name, value] of Object.entries(obj.capabilities as Record<string, unknown>)) {
+    if (!CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
+    const v = value as Record<string, unknown> | null;
+    if (!v || typeof v.targetGroupArn !== 'string' || v.targetGroupArn === '') fail(`capability "${name}" needs a targetGroupArn`);
+    const targetType = v.targetType ?? 'ip';
+    if (targetType !== 'ip' && targetType !== 'instance') fail(`capability "${name}" targetType ${JSON.stringify(targetType)} must be "ip" or "instance"`);
+    capabilities[name] = { targetGroupArn: v.targetGroupArn, targetType };
+  }
+  const allowedCidrs = obj.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS;
+  if (!Array.isArray(allowedCidrs) || !allowedCidrs.every((c) => typeof c === 'string')) fail('allowedCidrs must be an array of CIDR strings');
+  for (const cidr of allowedCidrs as string[]) {
+    try {
+      parseCidr(cidr);
+    } catch (cause) {
+      throw new ConfigError(`AGENT_LB_CONFIG: ${(cause as Error).message}`, { cause });
+    }
+  }
+  const share = obj.safetyValveShare ?? 0.5;
+  if (typeof share !== 'number' || !(share > 0 && share <= 1)) fail(`safetyValveShare ${JSON.stringify(share)} must be a number in (0, 1]`);
+  const repeat = obj.reconcileRepeatSeconds ?? 0;
+  if (typeof repeat !== 'number' || !Number.isInteger(repeat) || repeat < 0 || repeat > 600) {
+    fail(`reconcileRepeatSeconds ${JSON.stringify(repeat)} must be an integer in 0–600`);
+  }
+  return {
+    tableName: obj.tableName,
+    routing: { capabilities, allowedCidrs: allowedCidrs as string[] },
+    safetyValveShare: share,
+    reconcileRepeatSeconds: repeat,
+  };
+}

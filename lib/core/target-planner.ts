@@ -1,0 +1,148 @@
+import { AddressPolicy } from './address-policy';
+import { LeaseRejection } from './errors';
+import { isLive, leaseKeyOf } from './lease-codec';
+import { Membership, routeItem } from './lease-routing';
+import { HEARTBEAT_ATTRS, RawItem, RoutingConfig, TargetRef } from './lease-schema';
+
+/** One lease-table change, as a stream record carries it. */
+export interface LeaseChangeRecord {
+  /** Identifies the record for ReportBatchItemFailures. */
+  readonly id: string;
+  /** The item key (`target`); taken from the images when absent. */
+  readonly key?: string;
+  readonly oldImage?: RawItem;
+  readonly newImage?: RawItem;
+  /** Epoch seconds the change was written (stream ApproximateCreationDateTime). Liveness is judged at this instant, never at the wall clock. */
+  readonly writtenAtSeconds?: number;
+  /** True when DynamoDB's TTL sweeper removed the item. */
+  readonly removedByTtl?: boolean;
+}
+
+export type RecordKind = 'registration' | 'heartbeat' | 'noop' | 'release' | 'ttl-deletion' | 'change';
+
+export interface TargetGroupChanges {
+  readonly targetGroupArn: string;
+  readonly capability: string;
+  readonly register: readonly TargetRef[];
+  readonly deregister: readonly TargetRef[];
+}
+
+export interface StreamPlan {
+  /** Per target group, only groups with something to do. */
+  readonly groups: readonly TargetGroupChanges[];
+  /** For each changed target key, the index of its first record in the batch (replay starts there). */
+  readonly firstRecordIndex: ReadonlyMap<string, number>;
+  readonly kinds: readonly RecordKind[];
+  /** Rejections found in new images (old images were judged when they were new). */
+  readonly rejections: readonly LeaseRejection[];
+}
+
+function recordKey(record: LeaseChangeRecord): string | undefined {
+  return record.key ?? leaseKeyOf(record.newImage) ?? leaseKeyOf(record.oldImage);
+}
+
+interface ImageView {
+  readonly memberships: readonly Membership[];
+  readonly rejections: readonly LeaseRejection[];
+}
+
+function viewOf(image: RawItem | undefined, at: number | undefined, policy: AddressPolicy, routing: RoutingConfig): ImageView {
+  const routed = routeItem(image, policy, routing);
+  const live = routed.lease !== undefined && (at === undefined ? routed.lease.status === 'active' : isLive(routed.lease, at));
+  return { memberships: live ? routed.memberships : [], rejections: routed.rejections };
+}
+
+function sameExceptHeartbeat(a: RawItem, b: RawItem): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of keys) {
+    if (HEARTBEAT_ATTRS.includes(k)) continue;
+    if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) return false;
+  }
+  return true;
+}
+
+function byGroup(memberships: readonly Membership[]): Map<string, Membership> {
+  return new Map(memberships.map((m) => [m.targetGroupArn, m]));
+}
+
+/**
+ * Turns an ordered batch of lease changes into per-target-group register/deregister sets.
+ * Records of the same target are coalesced in order: only the difference between the
+ * membership before the target's first record and after its last one is planned, so a
+ * heartbeat or a flap inside one batch costs no ELB call. Pure and deterministic: replaying
+ * a batch yields the same plan.
+ */
+export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: AddressPolicy, routing: RoutingConfig): StreamPlan {
+  const kinds: RecordKind[] = [];
+  const rejections: LeaseRejection[] = [];
+  const perTarget = new Map<string, { first: number; before: ImageView; after: ImageView }>();
+
+  records.forEach((record, index) => {
+    const before = viewOf(record.oldImage, record.writtenAtSeconds, policy, routing);
+    const after = viewOf(record.newImage, record.writtenAtSeconds, policy, routing);
+    rejections.push(...after.rejections);
+    kinds.push(classify(record, before, after));
+
+    const key = recordKey(record);
+    if (key === undefined) return;
+    const seen = perTarget.get(key);
+    if (seen) seen.after = after;
+    else perTarget.set(key, { first: index, before, after });
+  });
+
+  const groups = new Map<string, { capability: string; register: TargetRef[]; deregister: TargetRef[] }>();
+  const groupOf = (m: Membership) => {
+    let g = groups.get(m.targetGroupArn);
+    if (!g) groups.set(m.targetGroupArn, (g = { capability: m.capability, register: [], deregister: [] }));
+    return g;
+  };
+  const firstRecordIndex = new Map<string, number>();
+  for (const [key, { first, before, after }] of perTarget) {
+    const was = byGroup(before.memberships);
+    const is = byGroup(after.memberships);
+    let changed = false;
+    for (const [arn, m] of is) {
+      if (!was.has(arn)) {
+        groupOf(m).register.push(m.target);
+        changed = true;
+      }
+    }
+    for (const [arn, m] of was) {
+      if (!is.has(arn)) {
+        groupOf(m).deregister.push(m.target);
+        changed = true;
+      }
+    }
+    if (changed) firstRecordIndex.set(key, first);
+  }
+
+  return {
+    groups: [...groups].map(([targetGroupArn, g]) => ({ targetGroupArn, ...g })),
+    firstRecordIndex,
+    kinds,
+    rejections,
+  };
+}
+
+function classify(record: LeaseChangeRecord, before: ImageView, after: ImageView): RecordKind {
+  if (!record.newImage) return record.removedByTtl ? 'ttl-deletion' : 'release';
+  const was = new Set(before.memberships.map((m) => m.targetGroupArn));
+  const is = new Set(after.memberships.map((m) => m.targetGroupArn));
+  const sameGroups = was.size === is.size && [...was].every((a) => is.has(a));
+  if (record.oldImage && sameExceptHeartbeat(record.oldImage, record.newImage)) return sameGroups ? 'heartbeat' : 'change';
+  if (sameGroups) return 'noop';
+  return was.size === 0 ? 'registration' : 'change';
+}
+
+/**
+ * Given the targets whose ELB change failed, the index of the first record not applied:
+ * the batch is retried from there so per-target order holds. Undefined when all applied.
+ */
+export function firstUnappliedRecord(plan: StreamPlan, failedTargetKeys: Iterable<string>): number | undefined {
+  let first: number | undefined;
+  for (const key of failedTargetKeys) {
+    const index = plan.firstRecordIndex.get(key);
+    if (index !== undefined && (first === undefined || index < first)) first = index;
+  }
+  return first;
+}
