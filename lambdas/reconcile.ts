@@ -1,0 +1,60 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { AddressPolicy } from '../lib/core/address-policy';
+import { parseRuntimeConfig, RuntimeConfig } from '../lib/core/runtime-config';
+import { createDynamoClient, createElbClient } from '../lib/aws/clients';
+import { ElbTargets } from '../lib/aws/elb-targets';
+import { LeaseStore } from '../lib/aws/lease-store';
+import { reconcileOnce, ReconcileReport } from '../lib/registry/reconcile';
+import { publishReconcileReport } from '../lib/registry/telemetry';
+
+export interface ReconcileHandlerOptions {
+  readonly config?: RuntimeConfig;
+  readonly elbClient?: ElasticLoadBalancingV2Client;
+  readonly dynamoClient?: DynamoDBClient;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Builds the scheduled reconcile handler. With `reconcileRepeatSeconds` > 0 one invocation
+ * repeats the pass every N seconds until its remaining time runs short, so drift is repaired
+ * faster than EventBridge's one-minute floor.
+ */
+export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
+  const logger = options.logger ?? new Logger();
+  const metrics = options.metrics ?? new Metrics();
+  const config = options.config ?? parseRuntimeConfig(process.env.AGENT_LB_CONFIG);
+  const deps = {
+    elb: new ElbTargets(options.elbClient ?? createElbClient()),
+    store: new LeaseStore(options.dynamoClient ?? createDynamoClient(), config.tableName),
+    routing: config.routing,
+    policy: new AddressPolicy(config.routing.allowedCidrs),
+    safetyValveShare: config.safetyValveShare,
+    ...(options.now ? { now: options.now } : {}),
+  };
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+
+  return async (_event?: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> => {
+    const reports: ReconcileReport[] = [];
+    const repeatMs = config.reconcileRepeatSeconds * 1000;
+    for (;;) {
+      const report = await reconcileOnce(deps);
+      publishReconcileReport(report, logger, metrics);
+      reports.push(report);
+      const remaining = context?.getRemainingTimeInMillis?.() ?? 0;
+      // Stop when the next pass (sleep + a pass' worth of margin) would not fit in this invocation.
+      if (repeatMs === 0 || remaining < 2 * repeatMs + 5_000) return reports;
+      await sleep(repeatMs);
+    }
+  };
+}
+
+let cached: ReturnType<typeof createReconcileHandler> | undefined;
+
+export const handler = (event: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> =>
+  (cached ??= createReconcileHandler())(event, context);

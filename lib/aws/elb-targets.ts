@@ -1,0 +1,155 @@
+import {
+  DeregisterTargetsCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand,
+  TargetDescription,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { ElbTargetsError } from '../core/errors';
+import { ObservedTarget } from '../core/reconcile-planner';
+import { TargetRef } from '../core/lease-schema';
+
+/** ELBv2 takes at most this many targets per Register/DeregisterTargets call (the controller uses the same). */
+export const MAX_TARGETS_PER_CALL = 200;
+
+export interface TargetsOutcome {
+  /** Keys ELB accepted. */
+  readonly applied: string[];
+  /** Keys whose call failed with a transient error after the SDK's retries: retry the records later. */
+  readonly transientFailures: string[];
+  /** Keys ELB refused for good (e.g. an invalid target): dropped, logged, never retried. */
+  readonly rejected: { key: string; error: ElbTargetsError }[];
+  readonly calls: number;
+  readonly firstTransientError?: ElbTargetsError;
+}
+
+const TRANSIENT_NAMES = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'ThrottledException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'ServiceUnavailable',
+  'InternalFailure',
+  'InternalError',
+  'TimeoutError',
+]);
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND']);
+
+/** Transient: throttling, 5xx, timeouts, connection failures. Everything else is the request's fault. */
+export function isTransient(error: unknown): boolean {
+  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; $retryable?: unknown };
+  const status = e?.$metadata?.httpStatusCode;
+  if (status !== undefined && status >= 500) return true;
+  if (status === 429) return true;
+  if (e?.$retryable) return true;
+  if (e?.name && TRANSIENT_NAMES.has(e.name)) return true;
+  if (e?.code && TRANSIENT_CODES.has(e.code)) return true;
+  return status === undefined && !e?.name?.endsWith('Exception');
+}
+
+function toElb(target: TargetRef): TargetDescription {
+  return { Id: target.id, Port: target.port, ...(target.availabilityZone ? { AvailabilityZone: target.availabilityZone } : {}) };
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * The only place agent-lb calls ELBv2 target APIs: chunking, error mapping, and isolation of
+ * a bad target so one refused target never blocks the others. Retries of throttling and 5xx
+ * are the SDK's (adaptive retry mode on the client).
+ */
+export class ElbTargets {
+  /** Register+Deregister calls sent so far, for metrics and benchmarks. */
+  public mutatingCalls = 0;
+  public describeCalls = 0;
+
+  public constructor(private readonly client: ElasticLoadBalancingV2Client) {}
+
+  public register(targetGroupArn: string, targets: readonly TargetRef[]): Promise<TargetsOutcome> {
+    return this.apply('register', targetGroupArn, targets);
+  }
+
+  public deregister(targetGroupArn: string, targets: readonly TargetRef[]): Promise<TargetsOutcome> {
+    return this.apply('deregister', targetGroupArn, targets);
+  }
+
+  public async describe(targetGroupArn: string): Promise<ObservedTarget[]> {
+    this.describeCalls++;
+    try {
+      const out = await this.client.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
+      return (out.TargetHealthDescriptions ?? []).flatMap((d) =>
+        d.Target?.Id && d.Target.Port !== undefined
+          ? [
+              {
+                id: d.Target.Id,
+                port: d.Target.Port,
+                state: d.TargetHealth?.State ?? 'unavailable',
+                ...(d.Target.AvailabilityZone ? { availabilityZone: d.Target.AvailabilityZone } : {}),
+              },
+            ]
+          : [],
+      );
+    } catch (error) {
+      throw this.mapError('describe', targetGroupArn, error);
+    }
+  }
+
+  private async send(action: 'register' | 'deregister', targetGroupArn: string, batch: readonly TargetRef[]): Promise<void> {
+    this.mutatingCalls++;
+    const input = { TargetGroupArn: targetGroupArn, Targets: batch.map(toElb) };
+    await this.client.send(action === 'register' ? new RegisterTargetsCommand(input) : new DeregisterTargetsCommand(input));
+  }
+
+  private async apply(action: 'register' | 'deregister', targetGroupArn: string, targets: readonly TargetRef[]): Promise<TargetsOutcome> {
+    const outcome = { applied: [] as string[], transientFailures: [] as string[], rejected: [] as TargetsOutcome['rejected'], calls: 0 };
+    let firstTransientError: ElbTargetsError | undefined;
+    const before = this.mutatingCalls;
+    for (const batch of chunks(targets, MAX_TARGETS_PER_CALL)) {
+      try {
+        await this.send(action, targetGroupArn, batch);
+        outcome.applied.push(...batch.map((t) => t.key));
+        continue;
+      } catch (error) {
+        const mapped = this.mapError(action, targetGroupArn, error);
+        if (mapped.transient) {
+          firstTransientError ??= mapped;
+          outcome.transientFailures.push(...batch.map((t) => t.key));
+          continue;
+        }
+        if (batch.length === 1) {
+          outcome.rejected.push({ key: batch[0].key, error: mapped });
+          continue;
+        }
+      }
+      // A permanent error names no target: send one by one so only the bad ones are dropped.
+      for (const target of batch) {
+        try {
+          await this.send(action, targetGroupArn, [target]);
+          outcome.applied.push(target.key);
+        } catch (error) {
+          const mapped = this.mapError(action, targetGroupArn, error);
+          if (mapped.transient) {
+            firstTransientError ??= mapped;
+            outcome.transientFailures.push(target.key);
+          } else outcome.rejected.push({ key: target.key, error: mapped });
+        }
+      }
+    }
+    return { ...outcome, calls: this.mutatingCalls - before, ...(firstTransientError ? { firstTransientError } : {}) };
+  }
+
+  private mapError(action: string, targetGroupArn: string, error: unknown): ElbTargetsError {
+    const name = (error as { name?: string })?.name ?? 'Error';
+    const message = (error as Error)?.message ?? String(error);
+    return new ElbTargetsError(targetGroupArn, isTransient(error), `${action} on ${targetGroupArn} failed: ${name}: ${message}`, {
+      cause: error,
+    });
+  }
+}

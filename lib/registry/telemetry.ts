@@ -1,0 +1,50 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { ReconcileReport } from './reconcile';
+import { StreamSyncReport } from './stream-sync';
+
+/** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
+export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
+  metrics.addMetric('Records', MetricUnit.Count, report.records);
+  metrics.addMetric('NoopRecords', MetricUnit.Count, report.kinds.heartbeat + report.kinds.noop);
+  metrics.addMetric('Registrations', MetricUnit.Count, report.registrations);
+  metrics.addMetric('Deregistrations', MetricUnit.Count, report.deregistrations);
+  metrics.addMetric('ElbCalls', MetricUnit.Count, report.elbCalls);
+  metrics.addMetric('RejectedLeases', MetricUnit.Count, report.rejections.length + report.refusedByElb.length);
+  metrics.addMetric('TtlDeletions', MetricUnit.Count, report.kinds['ttl-deletion']);
+  metrics.addMetric('Releases', MetricUnit.Count, report.kinds.release);
+  if (lagMs !== undefined) metrics.addMetric('SyncLagMs', MetricUnit.Milliseconds, lagMs);
+  for (const r of report.rejections) logger.warn('lease rejected', { reason: r.reason, target: r.target, capability: r.capability, detail: r.message });
+  for (const r of report.refusedByElb) logger.error('target refused by ELB', { target: r.key, error: r.error.message });
+  if (report.transientError) {
+    logger.warn('ELB change not applied; batch will be retried from the first unapplied record', {
+      firstFailedRecordId: report.firstFailedRecordId,
+      error: report.transientError.message,
+    });
+  }
+  logger.info('batch synced', { records: report.records, kinds: report.kinds, registrations: report.registrations, deregistrations: report.deregistrations, elbCalls: report.elbCalls });
+  metrics.publishStoredMetrics();
+}
+
+export function publishReconcileReport(report: ReconcileReport, logger: Logger, metrics: Metrics): void {
+  metrics.addMetric('ExpiredLeasesDeleted', MetricUnit.Count, report.expiredLeasesDeleted);
+  metrics.addMetric('DriftRegistered', MetricUnit.Count, report.driftRegistered);
+  metrics.addMetric('DriftDeregistered', MetricUnit.Count, report.driftDeregistered);
+  metrics.addMetric('SafetyValveTripped', MetricUnit.Count, report.safetyValveTripped.length);
+  metrics.addMetric('RejectedLeases', MetricUnit.Count, report.rejections.length);
+  metrics.addMetric('LiveLeases', MetricUnit.Count, report.liveLeases);
+  metrics.addMetric('ElbCalls', MetricUnit.Count, report.elbCalls);
+  if (report.safetyValveTripped.length > 0) {
+    logger.warn('safety valve tripped: only proven-dead targets were deregistered', { capabilities: report.safetyValveTripped });
+  }
+  for (const e of report.errors) logger.error('ELB change failed during reconcile', { error: e.message });
+  logger.info('reconciled', {
+    liveLeases: report.liveLeases,
+    expiredLeasesDeleted: report.expiredLeasesDeleted,
+    driftRegistered: report.driftRegistered,
+    driftDeregistered: report.driftDeregistered,
+    deregistrationsWithheld: report.deregistrationsWithheld,
+    rejectedLeases: report.rejections.length,
+  });
+  metrics.publishStoredMetrics();
+}
