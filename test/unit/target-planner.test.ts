@@ -1,0 +1,200 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  AddressPolicy,
+  encodeLease,
+  firstUnappliedRecord,
+  Lease,
+  LeaseChangeRecord,
+  planStreamBatch,
+  RawItem,
+  RoutingConfig,
+} from '../../lib/core';
+
+const policy = new AddressPolicy();
+const routing: RoutingConfig = {
+  allowedCidrs: ['10.0.0.0/8'],
+  capabilities: {
+    vision: { targetGroupArn: 'tg/vision', targetType: 'ip' },
+    speech: { targetGroupArn: 'tg/speech', targetType: 'ip' },
+    ec2: { targetGroupArn: 'tg/ec2', targetType: 'instance' },
+  },
+};
+const T = 1_800_000_000;
+
+function lease(n: number, patch: Partial<Lease> = {}): RawItem {
+  const address = `10.0.0.${n}`;
+  return encodeLease({
+    target: `${address}:80`,
+    address,
+    port: 80,
+    capabilities: ['vision'],
+    expiresAt: T + 30,
+    leaseToken: 't',
+    agentId: `a${n}`,
+    status: 'active',
+    renewedAt: T * 1000,
+    registeredAt: T * 1000,
+    ...patch,
+  });
+}
+
+let seq = 0;
+const rec = (oldImage?: RawItem, newImage?: RawItem, extra: Partial<LeaseChangeRecord> = {}): LeaseChangeRecord => ({
+  id: String(++seq),
+  writtenAtSeconds: T,
+  ...(oldImage ? { oldImage } : {}),
+  ...(newImage ? { newImage } : {}),
+  ...extra,
+});
+
+const summary = (records: LeaseChangeRecord[]) =>
+  Object.fromEntries(
+    planStreamBatch(records, policy, routing).groups.map((g) => [g.targetGroupArn, { reg: g.register.map((t) => t.key), dereg: g.deregister.map((t) => t.key) }]),
+  );
+
+describe('planStreamBatch', () => {
+  it.each<[string, LeaseChangeRecord[], Record<string, { reg: string[]; dereg: string[] }>]>([
+    ['new lease registers in its group', [rec(undefined, lease(1))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
+    ['heartbeat changes nothing', [rec(lease(1), lease(1, { expiresAt: T + 60, renewedAt: T * 1000 + 5 }))], {}],
+    ['release deregisters', [rec(lease(1), undefined)], { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } }],
+    ['drain deregisters', [rec(lease(1), lease(1, { status: 'draining' }))], { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } }],
+    ['re-activate registers', [rec(lease(1, { status: 'draining' }), lease(1))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
+    ['register then release in one batch is a no-op', [rec(undefined, lease(1)), rec(lease(1), undefined)], {}],
+    [
+      'capability moves between groups',
+      [rec(lease(1), lease(1, { capabilities: ['speech'] }))],
+      { 'tg/speech': { reg: ['10.0.0.1:80'], dereg: [] }, 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } },
+    ],
+    [
+      'several capabilities land in each group',
+      [rec(undefined, lease(1, { capabilities: ['speech', 'vision'] }))],
+      { 'tg/speech': { reg: ['10.0.0.1:80'], dereg: [] }, 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } },
+    ],
+    ['unknown capability is ignored, known one routes', [rec(undefined, lease(1, { capabilities: ['nope', 'vision'] }))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
+    ['lease already expired when written does not register', [rec(undefined, lease(1, { expiresAt: T - 1 }))], {}],
+    ['renewal of an expired lease registers again', [rec(lease(1, { expiresAt: T - 1 }), lease(1, { expiresAt: T + 30 }))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
+    ['an invalid overwrite of a valid lease removes the target', [rec(lease(1), { ...lease(1), port: { S: '80' } })], { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } }],
+    ['public address is never registered', [rec(undefined, lease(1, { address: '8.8.8.8', target: '8.8.8.8:80' }))], {}],
+    [
+      'instance id routes only to the instance capability',
+      [rec(undefined, lease(1, { address: 'i-0123456789abcdef0', target: 'i-0123456789abcdef0:80', capabilities: ['ec2', 'vision'] }))],
+      { 'tg/ec2': { reg: ['i-0123456789abcdef0:80'], dereg: [] } },
+    ],
+  ])('%s', (_name, records, expected) => {
+    expect(summary(records)).toEqual(expected);
+  });
+
+  it('classifies records for metrics: heartbeat, registration, release, TTL deletion', () => {
+    const plan = planStreamBatch(
+      [
+        rec(undefined, lease(1)),
+        rec(lease(2), lease(2, { expiresAt: T + 90 })),
+        rec(lease(3), undefined),
+        rec(lease(4), undefined, { removedByTtl: true }),
+      ],
+      policy,
+      routing,
+    );
+    expect(plan.kinds).toEqual(['registration', 'heartbeat', 'release', 'ttl-deletion']);
+  });
+
+  it('reports rejections of new images with the target and the reason', () => {
+    const plan = planStreamBatch([rec(undefined, lease(1, { capabilities: ['nope', 'vision'] }))], policy, routing);
+    expect(plan.rejections).toEqual([expect.objectContaining({ reason: 'UNKNOWN_CAPABILITY', target: '10.0.0.1:80', capability: 'nope' })]);
+  });
+
+  it('points a retry at the first record of the earliest failed target', () => {
+    const records = [rec(undefined, lease(1)), rec(undefined, lease(2)), rec(lease(1), lease(1, { status: 'draining' })), rec(undefined, lease(3))];
+    const plan = planStreamBatch(records, policy, routing);
+    expect(firstUnappliedRecord(plan, ['10.0.0.3:80'])).toBe(3);
+    expect(firstUnappliedRecord(plan, ['10.0.0.3:80', '10.0.0.2:80'])).toBe(1);
+    expect(firstUnappliedRecord(plan, [])).toBeUndefined();
+  });
+
+  it('gives the same plan when a batch is replayed', () => {
+    const records = [rec(undefined, lease(1)), rec(lease(2), undefined), rec(undefined, lease(3, { capabilities: ['speech'] }))];
+    expect(planStreamBatch(records, policy, routing)).toEqual(planStreamBatch(records, policy, routing));
+  });
+});
+
+// ---- property: edge-triggered plans keep the groups equal to the live set ----
+
+type Op =
+  | { kind: 'put'; n: number; caps: string[]; status: 'active' | 'draining'; ttl: number; invalid: boolean }
+  | { kind: 'heartbeat'; n: number }
+  | { kind: 'delete'; n: number; ttlSweep: boolean };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({
+    kind: fc.constant('put' as const),
+    n: fc.integer({ min: 1, max: 6 }),
+    caps: fc.subarray(['vision', 'speech', 'ec2', 'nope'], { minLength: 1 }),
+    status: fc.constantFrom('active' as const, 'draining' as const),
+    ttl: fc.constantFrom(-10, 30),
+    invalid: fc.boolean(),
+  }),
+  fc.record({ kind: fc.constant('heartbeat' as const), n: fc.integer({ min: 1, max: 6 }) }),
+  fc.record({ kind: fc.constant('delete' as const), n: fc.integer({ min: 1, max: 6 }), ttlSweep: fc.boolean() }),
+);
+
+/** Desired membership by the contract's rule, judged at each lease's last write. */
+function desiredOf(table: Map<number, { item: RawItem; at: number }>): Set<string> {
+  const out = new Set<string>();
+  for (const { item, at } of table.values()) {
+    const plan = planStreamBatch([{ id: 'x', newImage: item, writtenAtSeconds: at }], policy, routing);
+    for (const g of plan.groups) for (const t of g.register) out.add(`${g.targetGroupArn}|${t.key}`);
+  }
+  return out;
+}
+
+describe('planStreamBatch property', () => {
+  it('for any sequence of writes and deletes, applying the plans batch by batch yields exactly the live set', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 10 }), (ops, cuts) => {
+        const table = new Map<number, { item: RawItem; at: number }>();
+        const records: LeaseChangeRecord[] = [];
+        let now = T;
+        for (const op of ops) {
+          now += 1;
+          const before = table.get(op.n)?.item;
+          let after: RawItem | undefined;
+          if (op.kind === 'put') {
+            // Slots 5 and 6 hold instance targets, so the instance-type capability and type mismatches are exercised.
+            const address = op.n >= 5 ? `i-0000000${op.n}` : `10.0.0.${op.n}`;
+            after = lease(op.n, { address, target: `${address}:80`, capabilities: op.caps, status: op.status, expiresAt: now + op.ttl });
+            if (op.invalid) after = { ...after, port: { N: '0' } };
+          } else if (op.kind === 'heartbeat') {
+            if (!before) continue;
+            after = { ...before, expiresAt: { N: String(now + 30) }, renewedAt: { N: String(now * 1000) } };
+          }
+          if (!before && !after) continue;
+          const keyItem = (after ?? before)!;
+          records.push({
+            id: String(records.length),
+            key: keyItem.target.S,
+            writtenAtSeconds: now,
+            ...(before ? { oldImage: before } : {}),
+            ...(after ? { newImage: after } : {}),
+            ...(op.kind === 'delete' && op.ttlSweep ? { removedByTtl: true } : {}),
+          });
+          if (after) table.set(op.n, { item: after, at: now });
+          else table.delete(op.n);
+        }
+        const groups = new Set<string>();
+        let i = 0;
+        for (const size of [...cuts, records.length]) {
+          const batch = records.slice(i, i + size);
+          i += size;
+          for (const g of planStreamBatch(batch, policy, routing).groups) {
+            for (const t of g.deregister) groups.delete(`${g.targetGroupArn}|${t.key}`);
+            for (const t of g.register) groups.add(`${g.targetGroupArn}|${t.key}`);
+          }
+          if (i >= records.length) break;
+        }
+        expect([...groups].sort()).toEqual([...desiredOf(table)].sort());
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
