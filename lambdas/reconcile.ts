@@ -2,8 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { AddressPolicy } from '../lib/core/address-policy';
-import { parseRuntimeConfig, RuntimeConfig } from '../lib/core/runtime-config';
+import { addressPolicyFor, parseRuntimeConfig, RuntimeConfig } from '../lib/core/runtime-config';
 import { createDynamoClient, createElbClient } from '../lib/aws/clients';
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { LeaseStore } from '../lib/aws/lease-store';
@@ -33,7 +32,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     elb: new ElbTargets(options.elbClient ?? createElbClient()),
     store: new LeaseStore(options.dynamoClient ?? createDynamoClient(), config.tableName),
     routing: config.routing,
-    policy: new AddressPolicy(config.routing.allowedCidrs),
+    policy: addressPolicyFor(config.routing),
     safetyValveShare: config.safetyValveShare,
     ...(options.now ? { now: options.now } : {}),
   };

@@ -2,8 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { AddressPolicy } from '../lib/core/address-policy';
-import { parseRuntimeConfig, RuntimeConfig } from '../lib/core/runtime-config';
+import { addressPolicyFor, parseRuntimeConfig, RuntimeConfig } from '../lib/core/runtime-config';
 import { createElbClient } from '../lib/aws/clients';
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { toLeaseChange } from '../lib/aws/stream-records';
@@ -27,7 +26,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
   const deps = {
     elb: new ElbTargets(options.elbClient ?? createElbClient()),
     routing: config.routing,
-    policy: new AddressPolicy(config.routing.allowedCidrs),
+    policy: addressPolicyFor(config.routing),
   };
   const now = options.now ?? Date.now;
 

@@ -19,6 +19,15 @@ const ALWAYS_REFUSED: readonly { cidr: string; what: string }[] = [
 
 const INSTANCE_ID = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
 
+export interface AddressPolicyOptions {
+  /**
+   * Accept 127.0.0.0/8 and ::1. Only local mode sets this, where demo agents really listen on
+   * loopback; the deployed stack's configuration cannot express it.
+   * @default false
+   */
+  readonly allowLoopback?: boolean;
+}
+
 export type AddressKind = 'ipv4' | 'ipv6' | 'instance';
 
 export type AddressCheck =
@@ -58,9 +67,16 @@ export class AddressPolicy {
   private readonly allowed: BlockList;
   private readonly refused: { list: BlockList; what: string }[];
 
-  public constructor(public readonly allowedCidrs: readonly string[] = DEFAULT_ALLOWED_CIDRS) {
-    this.allowed = blockListOf(allowedCidrs);
-    this.refused = ALWAYS_REFUSED.map(({ cidr, what }) => ({ list: blockListOf([cidr]), what }));
+  public constructor(
+    public readonly allowedCidrs: readonly string[] = DEFAULT_ALLOWED_CIDRS,
+    options: AddressPolicyOptions = {},
+  ) {
+    const loopback = options.allowLoopback ? ['127.0.0.0/8', '::1/128'] : [];
+    this.allowed = blockListOf([...allowedCidrs, ...loopback]);
+    this.refused = ALWAYS_REFUSED.filter(({ what }) => !(options.allowLoopback && what === 'loopback')).map(({ cidr, what }) => ({
+      list: blockListOf([cidr]),
+      what,
+    }));
   }
 
   public check(address: string): AddressCheck {

@@ -83,4 +83,6 @@ export interface RoutingConfig {
   readonly capabilities: Readonly<Record<string, CapabilityRoute>>;
   /** CIDRs IP targets may live in; always-refused ranges (loopback, link-local, …) win regardless. */
   readonly allowedCidrs: readonly string[];
+  /** Local mode only: demo agents listen on loopback. Never set by a deployed stack. */
+  readonly allowLoopback?: boolean;
 }

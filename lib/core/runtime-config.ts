@@ -1,4 +1,4 @@
-import { DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
+import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
 import { ConfigError } from './errors';
 import { CAPABILITY_NAME, CapabilityRoute, RoutingConfig } from './lease-schema';
 
@@ -59,4 +59,9 @@ export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
     safetyValveShare: share,
     reconcileRepeatSeconds: repeat,
   };
+}
+
+/** The address policy a routing configuration implies. */
+export function addressPolicyFor(routing: RoutingConfig): AddressPolicy {
+  return new AddressPolicy(routing.allowedCidrs, { allowLoopback: routing.allowLoopback === true });
 }
