@@ -1,0 +1,168 @@
+import { DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { DEFAULT_ALLOWED_CIDRS } from '../core/address-policy';
+import { decodeLease, isLive } from '../core/lease-codec';
+import { routeLease } from '../core/lease-routing';
+import { Lease, RoutingConfig, TargetType } from '../core/lease-schema';
+import { planReconcile } from '../core/reconcile-planner';
+import { addressPolicyFor } from '../core/runtime-config';
+import { ElbTargets } from '../aws/elb-targets';
+import { LeaseStore } from '../aws/lease-store';
+
+export interface CapabilityStatus {
+  readonly capability: string;
+  readonly targetGroupArn: string;
+  readonly liveLeases: number;
+  readonly registered: number;
+  readonly health: Readonly<Record<string, number>>;
+  /** Live leases whose target is not in the group. */
+  readonly missing: readonly string[];
+  /** Registered targets without a live lease for this capability (draining targets excepted). */
+  readonly stale: readonly string[];
+}
+
+export interface FleetStatus {
+  readonly at: string;
+  readonly capabilities: readonly CapabilityStatus[];
+  readonly leases: { readonly total: number; readonly live: number; readonly invalid: number };
+  readonly drift: boolean;
+}
+
+export interface FleetSources {
+  readonly elb: ElbTargets;
+  readonly store: LeaseStore;
+  readonly routing: RoutingConfig;
+  readonly now?: () => number;
+}
+
+export async function targetTypesOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, TargetType>> {
+  const out: Record<string, TargetType> = {};
+  for (let i = 0; i < arns.length; i += 20) {
+    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + 20) }));
+    for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn) out[g.TargetGroupArn] = g.TargetType === 'instance' ? 'instance' : 'ip';
+  }
+  return out;
+}
+
+export function routingFor(targetGroups: Readonly<Record<string, string>>, types: Record<string, TargetType>, allowLoopback = false): RoutingConfig {
+  return {
+    allowedCidrs: DEFAULT_ALLOWED_CIDRS,
+    ...(allowLoopback ? { allowLoopback } : {}),
+    capabilities: Object.fromEntries(Object.entries(targetGroups).map(([c, arn]) => [c, { targetGroupArn: arn, targetType: types[arn] ?? 'ip' }])),
+  };
+}
+
+/**
+ * Live leases vs registered targets vs ALB health, per capability. Drift is computed by the
+ * same planner the reconcile Lambda uses, so `status` reports exactly what reconcile would fix.
+ */
+export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
+  const nowMs = (src.now ?? Date.now)();
+  const nowSeconds = Math.floor(nowMs / 1000);
+  const groups = await Promise.all(
+    Object.entries(src.routing.capabilities).map(async ([capability, r]) => ({
+      capability,
+      targetGroupArn: r.targetGroupArn,
+      targets: await src.elb.describe(r.targetGroupArn),
+    })),
+  );
+  const { items } = await src.store.scanAll(true);
+  const policy = addressPolicyFor(src.routing);
+  const plan = planReconcile({ groups, items, nowSeconds, policy, routing: src.routing, safetyValveShare: 1 });
+  const liveByGroup = new Map<string, number>();
+  let invalid = 0;
+  for (const item of items) {
+    const d = decodeLease(item, policy);
+    if (!d.ok) {
+      invalid++;
+      continue;
+    }
+    if (!isLive(d.lease, nowSeconds)) continue;
+    for (const m of routeLease(d.lease, src.routing).memberships) liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
+  }
+  const capabilities = groups.map((g): CapabilityStatus => {
+    const repair = plan.groups.find((r) => r.targetGroupArn === g.targetGroupArn)!;
+    const health: Record<string, number> = {};
+    for (const t of g.targets) health[t.state] = (health[t.state] ?? 0) + 1;
+    return {
+      capability: g.capability,
+      targetGroupArn: g.targetGroupArn,
+      liveLeases: liveByGroup.get(g.targetGroupArn) ?? 0,
+      registered: g.targets.length,
+      health,
+      missing: repair.register.map((t) => t.key),
+      stale: repair.deregister.map((d) => d.target.key),
+    };
+  });
+  return {
+    at: new Date(nowMs).toISOString(),
+    capabilities,
+    leases: { total: items.length, live: plan.liveLeases, invalid },
+    drift: capabilities.some((c) => c.missing.length > 0 || c.stale.length > 0),
+  };
+}
+
+export function renderStatus(status: FleetStatus): string {
+  const rows = [['CAPABILITY', 'LIVE', 'REGISTERED', 'HEALTH', 'DRIFT']];
+  for (const c of status.capabilities) {
+    const health = Object.entries(c.health).map(([s, n]) => `${s}=${n}`).join(' ') || '-';
+    const drift = [...c.missing.map((k) => `+${k}`), ...c.stale.map((k) => `-${k}`)].join(' ') || 'none';
+    rows.push([c.capability, String(c.liveLeases), String(c.registered), health, drift]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const lines = rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  '));
+  lines.push('', `leases: ${status.leases.total} total, ${status.leases.live} live, ${status.leases.invalid} invalid — drift: ${status.drift ? 'YES (reconcile will repair: + missing, - stale)' : 'none'}`);
+  return lines.join('\n');
+}
+
+export interface LeaseRow {
+  readonly target: string;
+  readonly agentId: string;
+  readonly capabilities: readonly string[];
+  readonly status: string;
+  readonly live: boolean;
+  readonly expiresInSeconds: number;
+  readonly problems?: readonly string[];
+}
+
+export async function listLeases(store: LeaseStore, routing: RoutingConfig, capability?: string, now: () => number = Date.now): Promise<LeaseRow[]> {
+  const nowSeconds = Math.floor(now() / 1000);
+  const policy = addressPolicyFor(routing);
+  const { items } = await store.scanAll(true);
+  const rows: LeaseRow[] = [];
+  for (const item of items) {
+    const d = decodeLease(item, policy);
+    if (!d.ok) {
+      rows.push({
+        target: item.target?.S ?? '?',
+        agentId: item.agentId?.S ?? '?',
+        capabilities: item.capabilities?.SS ?? [],
+        status: 'invalid',
+        live: false,
+        expiresInSeconds: Number(item.expiresAt?.N ?? 0) - nowSeconds,
+        problems: d.rejections.map((r) => r.message),
+      });
+      continue;
+    }
+    const l: Lease = d.lease;
+    const problems = routeLease(l, routing).rejections.map((r) => r.message);
+    rows.push({
+      target: l.target,
+      agentId: l.agentId,
+      capabilities: l.capabilities,
+      status: l.status,
+      live: isLive(l, nowSeconds),
+      expiresInSeconds: l.expiresAt - nowSeconds,
+      ...(problems.length ? { problems } : {}),
+    });
+  }
+  return rows.filter((r) => !capability || r.capabilities.includes(capability)).sort((a, b) => a.target.localeCompare(b.target));
+}
+
+export function renderLeases(rows: readonly LeaseRow[]): string {
+  const table = [['TARGET', 'AGENT', 'CAPABILITIES', 'STATUS', 'LIVE', 'EXPIRES IN']];
+  for (const r of rows) table.push([r.target, r.agentId, r.capabilities.join(','), r.status, r.live ? 'yes' : 'no', `${r.expiresInSeconds}s`]);
+  const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+  const out = table.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+  for (const r of rows) for (const p of r.problems ?? []) out.push(`  ! ${r.target}: ${p}`);
+  return out.join('\n');
+}
