@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { CloudFormationClient, DescribeStackResourcesCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { DescribeTagsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { UsageError, ConfigError } from '../core/errors';
+import { CAPABILITY_TAG } from '../core/lease-schema';
 
 /** Where a deployment's lease table and target groups are: read from a local-mode state file or a CloudFormation stack. */
 export interface Deployment {
@@ -14,8 +15,6 @@ export interface Deployment {
   readonly targetGroups: Readonly<Record<string, string>>;
 }
 
-/** The tag every capability target group carries; how a stack's groups are told apart. */
-export const CAPABILITY_TAG = 'agent-lb:capability';
 
 export function readStateFile(path: string): Deployment {
   let raw: unknown;

@@ -21,6 +21,9 @@ export const LEASE_ATTR = {
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
 export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];
 
+/** Tag on every capability target group naming its capability; how tools find a stack's groups. */
+export const CAPABILITY_TAG = 'agent-lb:capability';
+
 export const CAPABILITY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const MAX_METADATA_BYTES = 2048;
 export const MIN_PORT = 1;

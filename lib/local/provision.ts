@@ -1,0 +1,99 @@
+import {
+  CloudFormationClient,
+  CreateStackCommand,
+  DescribeStackResourcesCommand,
+  DescribeStacksCommand,
+} from '@aws-sdk/client-cloudformation';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import { ConfigError } from '../core/errors';
+import { TargetType } from '../core/lease-schema';
+import { CfnTemplate, localSubset } from './template-subset';
+
+export interface LocalDeployment {
+  readonly stackName: string;
+  readonly tableName: string;
+  readonly streamArn: string;
+  readonly loadBalancerArn: string;
+  readonly listenerArn: string;
+  /** capability → target group ARN */
+  readonly targetGroups: Readonly<Record<string, string>>;
+  readonly targetTypes: Readonly<Record<string, TargetType>>;
+  readonly ttlAttribute?: string;
+}
+
+export interface ProvisionOptions {
+  readonly template: CfnTemplate;
+  readonly stackName: string;
+  readonly cfn: CloudFormationClient;
+  readonly dynamodb: DynamoDBClient;
+  readonly tableName?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Creates the synthesized stack's load-balancing part in moto through CloudFormation, and
+ * the lease table in DynamoDB Local with the key schema, stream and TTL the template declares.
+ * Resource ids come from the stack's resources (moto leaves change-set outputs empty).
+ */
+export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeployment> {
+  const subset = localSubset(opts.template);
+  await opts.cfn.send(new CreateStackCommand({ StackName: opts.stackName, TemplateBody: JSON.stringify(subset.template) }));
+  for (let i = 0; ; i++) {
+    const { Stacks = [] } = await opts.cfn.send(new DescribeStacksCommand({ StackName: opts.stackName }));
+    const status = Stacks[0]?.StackStatus ?? '';
+    if (status === 'CREATE_COMPLETE') break;
+    if (status.endsWith('FAILED') || status.startsWith('ROLLBACK') || i > 300) {
+      throw new ConfigError(`local stack ${opts.stackName} did not create: ${status} ${Stacks[0]?.StackStatusReason ?? ''}`);
+    }
+    await sleep(200);
+  }
+  const { StackResources = [] } = await opts.cfn.send(new DescribeStackResourcesCommand({ StackName: opts.stackName }));
+  const physical = new Map(StackResources.map((r) => [r.LogicalResourceId ?? '', r.PhysicalResourceId ?? '']));
+  const byType = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
+
+  const targetGroups: Record<string, string> = {};
+  const targetTypes: Record<string, TargetType> = {};
+  for (const [logicalId, capability] of Object.entries(subset.capabilityGroups)) {
+    const arn = physical.get(logicalId);
+    if (!arn) throw new ConfigError(`local stack has no target group for capability ${capability}`);
+    targetGroups[capability] = arn;
+    targetTypes[capability] = subset.template.Resources[logicalId].Properties?.TargetType === 'instance' ? 'instance' : 'ip';
+  }
+
+  const tableName = opts.tableName ?? `${opts.stackName}-leases`;
+  const { table } = subset;
+  await opts.dynamodb.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      KeySchema: table.keySchema,
+      AttributeDefinitions: table.attributeDefinitions,
+      BillingMode: 'PAY_PER_REQUEST',
+      StreamSpecification: { StreamEnabled: true, StreamViewType: table.streamViewType as 'NEW_AND_OLD_IMAGES' },
+    }),
+  );
+  if (table.ttlAttribute) {
+    await opts.dynamodb.send(
+      new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { AttributeName: table.ttlAttribute, Enabled: true } }),
+    );
+  }
+  const described = await opts.dynamodb.send(new DescribeTableCommand({ TableName: tableName }));
+  const streamArn = described.Table?.LatestStreamArn;
+  if (!streamArn) throw new ConfigError(`table ${tableName} has no stream`);
+
+  return {
+    stackName: opts.stackName,
+    tableName,
+    streamArn,
+    loadBalancerArn: byType('AWS::ElasticLoadBalancingV2::LoadBalancer')[0] ?? '',
+    listenerArn: byType('AWS::ElasticLoadBalancingV2::Listener')[0] ?? '',
+    targetGroups,
+    targetTypes,
+    ...(table.ttlAttribute ? { ttlAttribute: table.ttlAttribute } : {}),
+  };
+}
