@@ -79,7 +79,19 @@ export class AddressPolicy {
     }));
   }
 
+  /** Verdicts by address: fleets renew the same few thousand addresses over and over. */
+  private readonly verdicts = new Map<string, AddressCheck>();
+
   public check(address: string): AddressCheck {
+    const known = this.verdicts.get(address);
+    if (known) return known;
+    const verdict = this.judge(address);
+    if (this.verdicts.size >= 50_000) this.verdicts.clear();
+    this.verdicts.set(address, verdict);
+    return verdict;
+  }
+
+  private judge(address: string): AddressCheck {
     if (INSTANCE_ID.test(address)) return { ok: true, kind: 'instance' };
     const family = isIP(address);
     if (family === 0) {

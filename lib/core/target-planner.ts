@@ -52,12 +52,19 @@ function viewOf(image: RawItem | undefined, at: number | undefined, policy: Addr
   return { memberships: live ? routed.memberships : [], rejections: routed.rejections };
 }
 
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+/** True when only the heartbeat attributes differ: a renewal, which never changes routing. */
 function sameExceptHeartbeat(a: RawItem, b: RawItem): boolean {
-  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-  for (const k of keys) {
-    if (HEARTBEAT_ATTRS.includes(k)) continue;
-    if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) return false;
-  }
+  for (const k in a) if (!HEARTBEAT_ATTRS.includes(k) && !sameValue(a[k], b[k])) return false;
+  for (const k in b) if (!(k in a) && !HEARTBEAT_ATTRS.includes(k)) return false;
   return true;
 }
 

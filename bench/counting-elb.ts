@@ -1,0 +1,28 @@
+import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+
+/** An in-memory ELBv2 stand-in that counts the calls it gets and keeps target-group state. */
+export class CountingElb {
+  public readonly calls: Record<string, number> = {};
+  public readonly groups = new Map<string, Set<string>>();
+
+  public get mutating(): number {
+    return (this.calls.RegisterTargetsCommand ?? 0) + (this.calls.DeregisterTargetsCommand ?? 0);
+  }
+
+  public asClient(): ElasticLoadBalancingV2Client {
+    const send = async (command: { constructor: { name: string }; input: { TargetGroupArn: string; Targets?: { Id: string; Port: number }[] } }) => {
+      const name = command.constructor.name;
+      this.calls[name] = (this.calls[name] ?? 0) + 1;
+      const g = this.groups.get(command.input.TargetGroupArn) ?? new Set<string>();
+      this.groups.set(command.input.TargetGroupArn, g);
+      for (const t of command.input.Targets ?? []) {
+        if (name === 'RegisterTargetsCommand') g.add(`${t.Id}:${t.Port}`);
+        else if (name === 'DeregisterTargetsCommand') g.delete(`${t.Id}:${t.Port}`);
+      }
+      return name === 'DescribeTargetHealthCommand'
+        ? { TargetHealthDescriptions: [...g].map((k) => ({ Target: { Id: k.slice(0, k.lastIndexOf(':')), Port: Number(k.slice(k.lastIndexOf(':') + 1)) }, TargetHealth: { State: 'healthy' } })) }
+        : {};
+    };
+    return { send } as unknown as ElasticLoadBalancingV2Client;
+  }
+}
