@@ -101,8 +101,9 @@ export class ElbTargets {
     }
   }
 
-  private async send(action: 'register' | 'deregister', targetGroupArn: string, batch: readonly TargetRef[]): Promise<void> {
+  private async send(action: 'register' | 'deregister', targetGroupArn: string, batch: readonly TargetRef[], outcome: { calls: number }): Promise<void> {
     this.mutatingCalls++;
+    outcome.calls++;
     const input = { TargetGroupArn: targetGroupArn, Targets: batch.map(toElb) };
     await this.client.send(action === 'register' ? new RegisterTargetsCommand(input) : new DeregisterTargetsCommand(input));
   }
@@ -110,10 +111,9 @@ export class ElbTargets {
   private async apply(action: 'register' | 'deregister', targetGroupArn: string, targets: readonly TargetRef[]): Promise<TargetsOutcome> {
     const outcome = { applied: [] as string[], transientFailures: [] as string[], rejected: [] as TargetsOutcome['rejected'], calls: 0 };
     let firstTransientError: ElbTargetsError | undefined;
-    const before = this.mutatingCalls;
     for (const batch of chunks(targets, MAX_TARGETS_PER_CALL)) {
       try {
-        await this.send(action, targetGroupArn, batch);
+        await this.send(action, targetGroupArn, batch, outcome);
         outcome.applied.push(...batch.map((t) => t.key));
         continue;
       } catch (error) {
@@ -131,7 +131,7 @@ export class ElbTargets {
       // A permanent error names no target: send one by one so only the bad ones are dropped.
       for (const target of batch) {
         try {
-          await this.send(action, targetGroupArn, [target]);
+          await this.send(action, targetGroupArn, [target], outcome);
           outcome.applied.push(target.key);
         } catch (error) {
           const mapped = this.mapError(action, targetGroupArn, error);
@@ -142,7 +142,7 @@ export class ElbTargets {
         }
       }
     }
-    return { ...outcome, calls: this.mutatingCalls - before, ...(firstTransientError ? { firstTransientError } : {}) };
+    return { ...outcome, ...(firstTransientError ? { firstTransientError } : {}) };
   }
 
   private mapError(action: string, targetGroupArn: string, error: unknown): ElbTargetsError {

@@ -15,13 +15,16 @@ export function toLeaseChange(record: DynamoDBRecord): LeaseChangeRecord {
   const oldImage = ddb.OldImage as RawItem | undefined;
   const newImage = ddb.NewImage as RawItem | undefined;
   const key = (ddb.Keys as RawItem | undefined)?.[LEASE_ATTR.target]?.S;
+  // Lambda delivers epoch seconds; the Streams API (local poller) a Date.
+  const created = ddb.ApproximateCreationDateTime as number | Date | undefined;
+  const writtenAtSeconds = created instanceof Date ? created.getTime() / 1000 : created;
   const removedByTtl = !newImage && record.userIdentity?.type === 'Service' && record.userIdentity?.principalId === TTL_PRINCIPAL;
   return {
     id: ddb.SequenceNumber ?? record.eventID ?? '',
     ...(key === undefined ? {} : { key }),
     ...(oldImage ? { oldImage } : {}),
     ...(newImage ? { newImage } : {}),
-    ...(ddb.ApproximateCreationDateTime === undefined ? {} : { writtenAtSeconds: ddb.ApproximateCreationDateTime }),
+    ...(writtenAtSeconds === undefined ? {} : { writtenAtSeconds }),
     ...(removedByTtl ? { removedByTtl } : {}),
   };
 }

@@ -85,7 +85,9 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
   const perTarget = new Map<string, { first: number; before: ImageView; after: ImageView }>();
 
   records.forEach((record, index) => {
-    const before = viewOf(record.oldImage, record.writtenAtSeconds, policy, routing);
+    // A removal takes out whatever the old image routed, expired or not: TTL only deletes expired
+    // items, and their targets must leave the group now rather than at the next reconcile.
+    const before = viewOf(record.oldImage, record.newImage ? record.writtenAtSeconds : undefined, policy, routing);
     const after = viewOf(record.newImage, record.writtenAtSeconds, policy, routing);
     rejections.push(...after.rejections);
     kinds.push(classify(record, before, after));

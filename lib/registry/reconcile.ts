@@ -88,15 +88,19 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   let withheld = 0;
   let elbCalls = 0;
 
-  // Second read of every lease we are about to remove from a group.
-  const candidates = [...new Set(plan.groups.flatMap((g) => g.deregister.map((d) => d.target.key)))];
+  // Second read of every lease whose target we are about to move: a lease released or acquired
+  // since the scan must not be undone by this pass.
+  const candidates = [
+    ...new Set(plan.groups.flatMap((g) => [...g.deregister.map((d) => d.target.key), ...g.register.map((t) => t.key)])),
+  ];
   const secondRead = new Map<string, RawItem | undefined>();
   await mapLimit(candidates, 16, async (key) => secondRead.set(key, await deps.store.get(key, true)));
 
   await Promise.all(
     plan.groups.map(async (group) => {
-      if (group.register.length > 0) {
-        const outcome = await deps.elb.register(group.targetGroupArn, group.register);
+      const add = group.register.filter((t) => stillWanted(secondRead.get(t.key), group.targetGroupArn, deps, nowSeconds));
+      if (add.length > 0) {
+        const outcome = await deps.elb.register(group.targetGroupArn, add);
         driftRegistered += outcome.applied.length;
         elbCalls += outcome.calls;
         if (outcome.firstTransientError) errors.push(outcome.firstTransientError);

@@ -3,6 +3,12 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { ReconcileReport } from './reconcile';
 import { StreamSyncReport } from './stream-sync';
 
+/** Leases, not reasons: one lease with two problems counts once. */
+function rejectedLeaseCount(rejections: readonly { target?: string }[]): number {
+  const keyed = new Set(rejections.filter((r) => r.target !== undefined).map((r) => r.target));
+  return keyed.size + rejections.filter((r) => r.target === undefined).length;
+}
+
 /** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
 export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
   metrics.addMetric('Records', MetricUnit.Count, report.records);
@@ -10,7 +16,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric('Registrations', MetricUnit.Count, report.registrations);
   metrics.addMetric('Deregistrations', MetricUnit.Count, report.deregistrations);
   metrics.addMetric('ElbCalls', MetricUnit.Count, report.elbCalls);
-  metrics.addMetric('RejectedLeases', MetricUnit.Count, report.rejections.length + report.refusedByElb.length);
+  metrics.addMetric('RejectedLeases', MetricUnit.Count, rejectedLeaseCount(report.rejections) + report.refusedByElb.length);
   metrics.addMetric('TtlDeletions', MetricUnit.Count, report.kinds['ttl-deletion']);
   metrics.addMetric('Releases', MetricUnit.Count, report.kinds.release);
   if (lagMs !== undefined) metrics.addMetric('SyncLagMs', MetricUnit.Milliseconds, lagMs);
@@ -31,7 +37,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric('DriftRegistered', MetricUnit.Count, report.driftRegistered);
   metrics.addMetric('DriftDeregistered', MetricUnit.Count, report.driftDeregistered);
   metrics.addMetric('SafetyValveTripped', MetricUnit.Count, report.safetyValveTripped.length);
-  metrics.addMetric('RejectedLeases', MetricUnit.Count, report.rejections.length);
+  metrics.addMetric('RejectedLeases', MetricUnit.Count, rejectedLeaseCount(report.rejections));
   metrics.addMetric('LiveLeases', MetricUnit.Count, report.liveLeases);
   metrics.addMetric('ElbCalls', MetricUnit.Count, report.elbCalls);
   if (report.safetyValveTripped.length > 0) {

@@ -1,0 +1,268 @@
+import {
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  InternalServerError,
+  ProvisionedThroughputExceededException,
+  PutItemCommand,
+  ResourceNotFoundException,
+  ScanCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { LeaseStore } from '../../lib/aws/lease-store';
+import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../../lib/core/errors';
+import type { RawItem } from '../../lib/core/lease-schema';
+import { leaseItem, T0 } from '../support/lease-fixtures';
+
+const ddbMock = mockClient(DynamoDBClient);
+const client = new DynamoDBClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+const store = new LeaseStore(client, 'leases');
+
+const TARGET = '10.0.0.1:8080';
+const TOKEN = 'token-mine';
+const item = leaseItem({ address: '10.0.0.1', leaseToken: TOKEN }) as RawItem;
+
+const conditionFailed = () => new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: { httpStatusCode: 400 } });
+/** The same exception as another copy of the SDK (or a plain error) would carry it: by name only. */
+const conditionFailedByName = () => Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
+
+beforeEach(() => {
+  ddbMock.reset();
+});
+
+describe('LeaseStore writes follow the contract', () => {
+  it('acquire puts the item on condition: free, expired, or already ours', async () => {
+    // Prepare
+    ddbMock.on(PutItemCommand).resolves({});
+
+    // Act
+    await store.acquire(item, TOKEN, T0);
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(PutItemCommand, {
+      TableName: 'leases',
+      Item: item as never,
+      ConditionExpression: 'attribute_not_exists(#target) OR #expiresAt < :now OR #leaseToken = :mine',
+      ExpressionAttributeNames: { '#target': 'target', '#expiresAt': 'expiresAt', '#leaseToken': 'leaseToken' },
+      ExpressionAttributeValues: { ':now': { N: String(T0) }, ':mine': { S: TOKEN } },
+    });
+  });
+
+  it('acquire with takeover drops the condition', async () => {
+    // Prepare
+    ddbMock.on(PutItemCommand).resolves({});
+
+    // Act
+    await store.acquire(item, TOKEN, T0, true);
+
+    // Assess
+    const input = ddbMock.commandCalls(PutItemCommand)[0].args[0].input;
+    expect(input).toEqual({ TableName: 'leases', Item: item });
+  });
+
+  it('renew moves only expiresAt and renewedAt, on condition of our token', async () => {
+    // Prepare
+    ddbMock.on(UpdateItemCommand).resolves({});
+
+    // Act
+    await store.renew(TARGET, TOKEN, T0 + 30, T0 * 1000);
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(UpdateItemCommand, {
+      TableName: 'leases',
+      Key: { target: { S: TARGET } },
+      UpdateExpression: 'SET #expiresAt = :exp, #renewedAt = :ren',
+      ConditionExpression: '#leaseToken = :mine',
+      ExpressionAttributeNames: { '#expiresAt': 'expiresAt', '#renewedAt': 'renewedAt', '#leaseToken': 'leaseToken' },
+      ExpressionAttributeValues: { ':exp': { N: String(T0 + 30) }, ':ren': { N: String(T0 * 1000) }, ':mine': { S: TOKEN } },
+    });
+  });
+
+  it('setStatus (drain) sets status on condition of our token', async () => {
+    // Prepare
+    ddbMock.on(UpdateItemCommand).resolves({});
+
+    // Act
+    await store.setStatus(TARGET, TOKEN, 'draining');
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(UpdateItemCommand, {
+      Key: { target: { S: TARGET } },
+      UpdateExpression: 'SET #status = :status',
+      ConditionExpression: '#leaseToken = :mine',
+      ExpressionAttributeValues: { ':status': { S: 'draining' }, ':mine': { S: TOKEN } },
+    });
+  });
+
+  it('release deletes on condition of our token and reports true', async () => {
+    // Prepare
+    ddbMock.on(DeleteItemCommand).resolves({});
+
+    // Act
+    const released = await store.release(TARGET, TOKEN);
+
+    // Assess
+    expect(released).toBe(true);
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(DeleteItemCommand, {
+      TableName: 'leases',
+      Key: { target: { S: TARGET } },
+      ConditionExpression: '#leaseToken = :mine',
+      ExpressionAttributeNames: { '#leaseToken': 'leaseToken' },
+      ExpressionAttributeValues: { ':mine': { S: TOKEN } },
+    });
+  });
+
+  it('deleteIfExpired deletes on condition #expiresAt < :now', async () => {
+    // Prepare
+    ddbMock.on(DeleteItemCommand).resolves({});
+
+    // Act
+    const deleted = await store.deleteIfExpired(TARGET, T0);
+
+    // Assess
+    expect(deleted).toBe(true);
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(DeleteItemCommand, {
+      TableName: 'leases',
+      Key: { target: { S: TARGET } },
+      ConditionExpression: '#expiresAt < :now',
+      ExpressionAttributeNames: { '#expiresAt': 'expiresAt' },
+      ExpressionAttributeValues: { ':now': { N: String(T0) } },
+    });
+  });
+});
+
+describe('LeaseStore maps a failed condition to the contract\'s outcome', () => {
+  describe.each([
+    ['the SDK exception class', conditionFailed],
+    ['an error named ConditionalCheckFailedException', conditionFailedByName],
+  ])('with %s', (_label, makeError) => {
+    it('acquire → LeaseHeldError with the target and the cause', async () => {
+      // Prepare
+      const cause = makeError();
+      ddbMock.on(PutItemCommand).rejects(cause);
+
+      // Act
+      const error = await store.acquire(item, TOKEN, T0).catch((e: unknown) => e);
+
+      // Assess
+      expect(error).toBeInstanceOf(LeaseHeldError);
+      expect(error).toMatchObject({ code: 'LEASE_HELD', context: { target: TARGET }, cause });
+    });
+
+    it('renew → LeaseLostError', async () => {
+      // Prepare
+      const cause = makeError();
+      ddbMock.on(UpdateItemCommand).rejects(cause);
+
+      // Act
+      const error = await store.renew(TARGET, TOKEN, T0 + 30, T0 * 1000).catch((e: unknown) => e);
+
+      // Assess
+      expect(error).toBeInstanceOf(LeaseLostError);
+      expect(error).toMatchObject({ code: 'LEASE_LOST', context: { target: TARGET }, cause });
+    });
+
+    it('setStatus → LeaseLostError', async () => {
+      // Prepare
+      ddbMock.on(UpdateItemCommand).rejects(makeError());
+
+      // Act + Assess
+      await expect(store.setStatus(TARGET, TOKEN, 'draining')).rejects.toBeInstanceOf(LeaseLostError);
+    });
+
+    it('release → false (the lease was no longer ours)', async () => {
+      // Prepare
+      ddbMock.on(DeleteItemCommand).rejects(makeError());
+
+      // Act + Assess
+      await expect(store.release(TARGET, TOKEN)).resolves.toBe(false);
+    });
+
+    it('deleteIfExpired → false (a renewal won)', async () => {
+      // Prepare
+      ddbMock.on(DeleteItemCommand).rejects(makeError());
+
+      // Act + Assess
+      await expect(store.deleteIfExpired(TARGET, T0)).resolves.toBe(false);
+    });
+  });
+});
+
+describe('LeaseStore wraps every other error in LeaseStoreError with its cause', () => {
+  const errors: [string, () => Error][] = [
+    ['ProvisionedThroughputExceededException', () => new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: { httpStatusCode: 400 } })],
+    ['InternalServerError', () => new InternalServerError({ message: 'oops', $metadata: { httpStatusCode: 500 } })],
+    ['ResourceNotFoundException', () => new ResourceNotFoundException({ message: 'Requested resource not found', $metadata: { httpStatusCode: 400 } })],
+    ['a network error', () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
+  ];
+  const operations: [string, (s: LeaseStore) => Promise<unknown>][] = [
+    ['acquire', (s) => s.acquire(item, TOKEN, T0)],
+    ['renew', (s) => s.renew(TARGET, TOKEN, T0 + 30, T0 * 1000)],
+    ['setStatus', (s) => s.setStatus(TARGET, TOKEN, 'active')],
+    ['release', (s) => s.release(TARGET, TOKEN)],
+    ['deleteIfExpired', (s) => s.deleteIfExpired(TARGET, T0)],
+    ['get', (s) => s.get(TARGET)],
+    ['scan', (s) => s.scanAll()],
+  ];
+  const cases = operations.flatMap(([op, run]) => errors.map(([name, make]) => [op, name, run, make] as const));
+
+  it.each(cases)('%s with %s', async (op, _name, run, make) => {
+    // Prepare
+    const cause = make();
+    ddbMock.onAnyCommand().rejects(cause);
+
+    // Act
+    const error = await run(store).catch((e: unknown) => e);
+
+    // Assess
+    expect(error).toBeInstanceOf(LeaseStoreError);
+    expect(error).not.toBeInstanceOf(LeaseHeldError);
+    expect(error).not.toBeInstanceOf(LeaseLostError);
+    expect(error).toMatchObject({ code: 'LEASE_STORE', cause, context: expect.objectContaining({ tableName: 'leases' }) });
+    expect((error as Error).message).toContain(`${op} on table leases failed`);
+  });
+});
+
+describe('LeaseStore reads', () => {
+  it('get reads consistently by default and returns undefined for a missing item', async () => {
+    // Prepare
+    ddbMock.on(GetItemCommand).resolves({});
+
+    // Act
+    const found = await store.get(TARGET);
+
+    // Assess
+    expect(found).toBeUndefined();
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(GetItemCommand, { TableName: 'leases', Key: { target: { S: TARGET } }, ConsistentRead: true });
+  });
+
+  it('get returns the stored item', async () => {
+    // Prepare
+    ddbMock.on(GetItemCommand).resolves({ Item: item as never });
+
+    // Act + Assess
+    await expect(store.get(TARGET, false)).resolves.toEqual(item);
+    expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { ConsistentRead: false });
+  });
+
+  it('scanAll follows pagination with consistent reads and sums consumed capacity', async () => {
+    // Prepare
+    const [a, b, c] = ['10.0.0.1', '10.0.0.2', '10.0.0.3'].map((address) => leaseItem({ address }));
+    ddbMock
+      .on(ScanCommand)
+      .resolvesOnce({ Items: [a, b] as never, LastEvaluatedKey: { target: b.target } as never, ConsumedCapacity: { CapacityUnits: 1.5 } })
+      .resolvesOnce({ Items: [c] as never, ConsumedCapacity: { CapacityUnits: 0.5 } });
+
+    // Act
+    const result = await store.scanAll();
+
+    // Assess
+    expect(result).toEqual({ items: [a, b, c], consumedReadUnits: 2, pages: 2 });
+    expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 2);
+    expect(ddbMock).toHaveReceivedNthCommandWith(ScanCommand, 1, { TableName: 'leases', ConsistentRead: true, ReturnConsumedCapacity: 'TOTAL' });
+    expect(ddbMock).toHaveReceivedNthCommandWith(ScanCommand, 2, { TableName: 'leases', ConsistentRead: true, ExclusiveStartKey: { target: b.target } as never });
+  });
+});

@@ -1,0 +1,397 @@
+import {
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  ScanCommand,
+  type AttributeValue,
+} from '@aws-sdk/client-dynamodb';
+import {
+  DeregisterTargetsCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand,
+  type TargetHealthStateEnum,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { createReconcileHandler } from '../../lambdas/reconcile';
+import type { RuntimeConfig } from '../../lib/core/runtime-config';
+import { awsError, captureMetrics, elbTarget, Item, leaseItem, silentLogger, T0, targetKey, testConfig, TG } from '../support/lease-fixtures';
+
+const elbMock = mockClient(ElasticLoadBalancingV2Client);
+const ddbMock = mockClient(DynamoDBClient);
+const credentials = { accessKeyId: 'x', secretAccessKey: 'x' };
+const elbClient = new ElasticLoadBalancingV2Client({ region: 'us-east-1', credentials, maxAttempts: 3, retryMode: 'adaptive' });
+const dynamoClient = new DynamoDBClient({ region: 'us-east-1', credentials });
+
+/** The pass runs at T0 + 0.5 s, so its `now` in seconds is T0. */
+const NOW_MS = T0 * 1000 + 500;
+const LIVE = T0 + 30;
+
+interface Registered {
+  id: string;
+  port?: number;
+  state?: TargetHealthStateEnum | string;
+}
+
+/** Shared, ordered log of every AWS call both clients received. */
+let order: string[];
+/** What each target group holds, as DescribeTargetHealth reports it. */
+let groups: Record<string, Registered[]>;
+/** The lease table as Scan sees it (pages of items). */
+let scanPages: Item[][];
+/** The lease table as a later consistent GetItem sees it (absent = no item). */
+let table: Map<string, Item>;
+
+function setup(config: RuntimeConfig = testConfig(), extra: { sleep?: (ms: number) => Promise<void>; now?: () => number } = {}) {
+  const emf = captureMetrics();
+  const logger = silentLogger();
+  const handler = createReconcileHandler({
+    config,
+    elbClient,
+    dynamoClient,
+    logger,
+    metrics: emf.metrics,
+    now: extra.now ?? (() => NOW_MS),
+    sleep: extra.sleep ?? (async () => {}),
+  });
+  return { handler, emf, logger };
+}
+
+const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 2));
+
+beforeEach(() => {
+  elbMock.reset();
+  ddbMock.reset();
+  order = [];
+  groups = {};
+  scanPages = [[]];
+  table = new Map();
+
+  elbMock.on(DescribeTargetHealthCommand).callsFake(async (input: { TargetGroupArn: string }) => {
+    // Answer late, so a pass that did not wait for every group before scanning would be caught.
+    await tick();
+    order.push(`describe ${input.TargetGroupArn}`);
+    return {
+      TargetHealthDescriptions: (groups[input.TargetGroupArn] ?? []).map((t) => ({
+        Target: { Id: t.id, Port: t.port ?? 8080 },
+        TargetHealth: { State: t.state ?? 'healthy' },
+      })),
+    };
+  });
+  elbMock.on(RegisterTargetsCommand).callsFake((input: { TargetGroupArn: string }) => {
+    order.push(`register ${input.TargetGroupArn}`);
+    return {};
+  });
+  elbMock.on(DeregisterTargetsCommand).callsFake((input: { TargetGroupArn: string }) => {
+    order.push(`deregister ${input.TargetGroupArn}`);
+    return {};
+  });
+  ddbMock.on(ScanCommand).callsFake((input: { ExclusiveStartKey?: Record<string, AttributeValue> }) => {
+    order.push('scan');
+    const page = input.ExclusiveStartKey ? Number(input.ExclusiveStartKey.page.N) : 0;
+    const last = page === scanPages.length - 1;
+    return {
+      Items: scanPages[page],
+      Count: scanPages[page].length,
+      ConsumedCapacity: { TableName: 'leases', CapacityUnits: 1 },
+      ...(last ? {} : { LastEvaluatedKey: { page: { N: String(page + 1) } } }),
+    };
+  });
+  ddbMock.on(GetItemCommand).callsFake((input: { Key: { target: { S: string } } }) => {
+    order.push(`get ${input.Key.target.S}`);
+    const item = table.get(input.Key.target.S);
+    return item ? { Item: item } : {};
+  });
+  ddbMock.on(DeleteItemCommand).callsFake((input: { Key: { target: { S: string } } }) => {
+    order.push(`delete ${input.Key.target.S}`);
+    return {};
+  });
+});
+
+/** Puts leases in the table: the scan and later reads both see them. */
+function leases(...items: Item[]): Item[] {
+  scanPages = [[...scanPages.flat(), ...items]];
+  for (const item of items) table.set(item.target.S!, item);
+  return items;
+}
+
+describe('reconcile handler: read order and reads', () => {
+  it('reads every target group (DescribeTargetHealth) before it scans the leases', async () => {
+    // Prepare
+    leases(leaseItem({ address: '10.0.0.1' }));
+    groups[TG.vision] = [{ id: '10.0.0.1' }];
+    const { handler } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    const describes = order.filter((o) => o.startsWith('describe'));
+    expect(describes.sort()).toEqual([`describe ${TG.ec2}`, `describe ${TG.speech}`, `describe ${TG.vision}`].sort());
+    const scanAt = order.indexOf('scan');
+    expect(scanAt).toBeGreaterThan(-1);
+    for (const d of describes) expect(order.indexOf(d)).toBeLessThan(scanAt);
+    expect(elbMock).toHaveReceivedCommandTimes(DescribeTargetHealthCommand, 3);
+  });
+
+  it('scans with ConsistentRead and follows pagination', async () => {
+    // Prepare: three pages; a live lease on the last page is missing from its group
+    const [a, b, c] = [leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.0.2' }), leaseItem({ address: '10.0.0.3' })];
+    scanPages = [[a], [b], [c]];
+    for (const item of [a, b, c]) table.set(item.target.S!, item);
+    groups[TG.vision] = [{ id: '10.0.0.1' }, { id: '10.0.0.2' }];
+    const { handler } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 3);
+    expect(ddbMock).toHaveReceivedNthCommandWith(ScanCommand, 1, { TableName: 'leases', ConsistentRead: true });
+    expect(ddbMock).toHaveReceivedNthCommandWith(ScanCommand, 2, { TableName: 'leases', ConsistentRead: true, ExclusiveStartKey: { page: { N: '1' } } });
+    expect(ddbMock).toHaveReceivedNthCommandWith(ScanCommand, 3, { TableName: 'leases', ConsistentRead: true, ExclusiveStartKey: { page: { N: '2' } } });
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(c)] });
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+  });
+
+  it('when a target group cannot be read, it neither scans nor changes anything', async () => {
+    // Prepare
+    leases(leaseItem({ address: '10.0.0.1' }));
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).rejects(awsError('InternalFailure', 500));
+    const { handler } = setup();
+
+    // Act + Assess
+    await expect(handler({})).rejects.toThrow(/describe on .*speech/);
+    expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 0);
+    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+  });
+});
+
+describe('reconcile handler: expired leases', () => {
+  it('deletes an expired lease with the condition #expiresAt < :now at the pass time', async () => {
+    // Prepare: expired lease, target still registered
+    const expired = leaseItem({ address: '10.0.1.1', expiresAt: T0 - 5 });
+    const live = leases(leaseItem({ address: '10.0.1.2' }), leaseItem({ address: '10.0.1.3' }), leaseItem({ address: '10.0.1.4' }));
+    scanPages = [[...scanPages[0], expired]];
+    groups[TG.vision] = [{ id: '10.0.1.1' }, ...live.map((l) => ({ id: l.address.S! }))];
+    const { handler, emf } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess: conditional delete, then (table now empty for it) deregistration
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(DeleteItemCommand, {
+      TableName: 'leases',
+      Key: { target: { S: '10.0.1.1:8080' } },
+      ConditionExpression: '#expiresAt < :now',
+      ExpressionAttributeNames: { '#expiresAt': 'expiresAt' },
+      ExpressionAttributeValues: { ':now': { N: String(T0) } },
+    });
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(expired)] });
+    expect(emf.last('ExpiredLeasesDeleted')).toBe(1);
+    expect(emf.last('DriftDeregistered')).toBe(1);
+    expect(emf.last('LiveLeases')).toBe(3);
+  });
+
+  it('a renewal that wins the race (ConditionalCheckFailed) is not counted, not an error, and keeps its target', async () => {
+    // Prepare: the scan saw the lease expired; by the delete and the second read it was renewed
+    const stale = leaseItem({ address: '10.0.1.1', expiresAt: T0 - 5 });
+    const fresh = leaseItem({ address: '10.0.1.1', expiresAt: T0 + 30 });
+    const live = leases(leaseItem({ address: '10.0.1.2' }), leaseItem({ address: '10.0.1.3' }), leaseItem({ address: '10.0.1.4' }));
+    scanPages = [[...scanPages[0], stale]];
+    table.set(fresh.target.S!, fresh);
+    groups[TG.vision] = [{ id: '10.0.1.1' }, ...live.map((l) => ({ id: l.address.S! }))];
+    ddbMock.on(DeleteItemCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: { httpStatusCode: 400 } }));
+    const { handler, emf, logger } = setup();
+    const error = vi.spyOn(logger, 'error');
+
+    // Act
+    const reports = await handler({});
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandTimes(DeleteItemCommand, 1);
+    expect(emf.last('ExpiredLeasesDeleted')).toBe(0);
+    expect(reports[0].errors).toEqual([]);
+    expect(error).not.toHaveBeenCalled();
+    expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { TableName: 'leases', Key: { target: { S: '10.0.1.1:8080' } }, ConsistentRead: true });
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+  });
+});
+
+describe('reconcile handler: drift', () => {
+  it('a registered target with no lease is deregistered after a consistent GetItem confirms it', async () => {
+    // Prepare: three live leases registered, one stray target with no lease
+    const live = leases(leaseItem({ address: '10.0.2.1' }), leaseItem({ address: '10.0.2.2' }), leaseItem({ address: '10.0.2.3' }));
+    groups[TG.vision] = [...live.map((l) => ({ id: l.address.S! })), { id: '10.0.2.99' }];
+    const { handler, emf } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(GetItemCommand, { TableName: 'leases', Key: { target: { S: '10.0.2.99:8080' } }, ConsistentRead: true });
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.2.99', Port: 8080 }] });
+    expect(order.indexOf('get 10.0.2.99:8080')).toBeLessThan(order.indexOf(`deregister ${TG.vision}`));
+    expect(emf.last('DriftDeregistered')).toBe(1);
+    expect(emf.last('SafetyValveTripped')).toBe(0);
+  });
+
+  it('a live lease missing from its group is registered, in each of its groups', async () => {
+    // Prepare
+    const [a] = leases(leaseItem({ address: '10.0.3.1', capabilities: ['speech', 'vision'] }), leaseItem({ address: '10.0.3.2' }));
+    groups[TG.vision] = [{ id: '10.0.3.2' }];
+    const { handler, emf } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 2);
+    expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
+    expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.speech, Targets: [elbTarget(a)] });
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+    expect(emf.last('DriftRegistered')).toBe(2);
+    expect(emf.last('ElbCalls')).toBe(2);
+  });
+
+  it('leaves a target in the ELB "draining" state alone', async () => {
+    // Prepare: a draining target with no lease next to healthy live ones
+    const live = leases(leaseItem({ address: '10.0.4.1' }), leaseItem({ address: '10.0.4.2' }));
+    groups[TG.vision] = [...live.map((l) => ({ id: l.address.S! })), { id: '10.0.4.9', state: 'draining' }];
+    const { handler } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
+    expect(ddbMock).toHaveReceivedCommandTimes(GetItemCommand, 0);
+  });
+
+  it('a lease that appears between the scan and the second read is never deregistered', async () => {
+    // Prepare: the scan does not see 10.0.5.9; the consistent GetItem does, live
+    const live = leases(leaseItem({ address: '10.0.5.1' }), leaseItem({ address: '10.0.5.2' }), leaseItem({ address: '10.0.5.3' }));
+    groups[TG.vision] = [...live.map((l) => ({ id: l.address.S! })), { id: '10.0.5.9' }];
+    table.set(targetKey('10.0.5.9'), leaseItem({ address: '10.0.5.9', expiresAt: T0 + 30 }));
+    const { handler, emf } = setup();
+
+    // Act
+    const reports = await handler({});
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { Key: { target: { S: '10.0.5.9:8080' } }, ConsistentRead: true });
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+    expect(reports[0].deregistrationsWithheld).toBe(1);
+    expect(emf.last('DriftDeregistered')).toBe(0);
+  });
+});
+
+describe('reconcile handler: safety valve', () => {
+  it('4 healthy targets, all leases missing from the scan, 2 live on the second read: only the 2 proven are deregistered and the valve metric is 1', async () => {
+    // Prepare
+    const ids = ['10.0.6.1', '10.0.6.2', '10.0.6.3', '10.0.6.4'];
+    groups[TG.vision] = ids.map((id) => ({ id, state: 'healthy' }));
+    scanPages = [[]];
+    table.set(targetKey('10.0.6.1'), leaseItem({ address: '10.0.6.1', expiresAt: LIVE }));
+    table.set(targetKey('10.0.6.2'), leaseItem({ address: '10.0.6.2', expiresAt: LIVE }));
+    const { handler, emf, logger } = setup();
+    const warn = vi.spyOn(logger, 'warn');
+
+    // Act
+    const reports = await handler({});
+
+    // Assess
+    for (const id of ids) {
+      expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { Key: { target: { S: targetKey(id) } }, ConsistentRead: true });
+    }
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, {
+      TargetGroupArn: TG.vision,
+      Targets: [
+        { Id: '10.0.6.3', Port: 8080 },
+        { Id: '10.0.6.4', Port: 8080 },
+      ],
+    });
+    expect(emf.last('SafetyValveTripped')).toBe(1);
+    expect(emf.last('DriftDeregistered')).toBe(2);
+    expect(reports[0].safetyValveTripped).toEqual(['vision']);
+    expect(warn).toHaveBeenCalledWith(expect.stringContaining('safety valve'), expect.objectContaining({ capabilities: ['vision'] }));
+  });
+
+  it('when the valve trips, leases that exist but are not proven dead (draining status) are withheld', async () => {
+    // Prepare: 2 healthy targets whose leases were switched to draining (valve trips at > 50 %)
+    const items = leases(leaseItem({ address: '10.0.7.1', status: 'draining' }), leaseItem({ address: '10.0.7.2', status: 'draining' }));
+    groups[TG.vision] = items.map((i) => ({ id: i.address.S! }));
+    const { handler, emf } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+    expect(emf.last('SafetyValveTripped')).toBe(1);
+  });
+
+  it('unhealthy strays do not count towards the valve and are removed without tripping it', async () => {
+    // Prepare: 1 healthy live target, 3 unhealthy targets with no lease
+    leases(leaseItem({ address: '10.0.8.1' }));
+    groups[TG.vision] = [{ id: '10.0.8.1' }, { id: '10.0.8.2', state: 'unhealthy' }, { id: '10.0.8.3', state: 'unhealthy' }, { id: '10.0.8.4', state: 'initial' }];
+    const { handler, emf } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, {
+      TargetGroupArn: TG.vision,
+      Targets: ['10.0.8.2', '10.0.8.3', '10.0.8.4'].map((Id) => ({ Id, Port: 8080 })),
+    });
+    expect(emf.last('SafetyValveTripped')).toBe(0);
+  });
+});
+
+describe('reconcile handler: repeat mode', () => {
+  it('with reconcileRepeatSeconds 5 it runs several passes, sleeping 5 s between them, and stops before the invocation runs out', async () => {
+    // Prepare: the invocation has 40 s left; only the injected sleep advances time
+    let remainingMs = 40_000;
+    let clockMs = NOW_MS;
+    const sleeps: number[] = [];
+    const sleep = async (ms: number) => {
+      sleeps.push(ms);
+      remainingMs -= ms;
+      clockMs += ms;
+    };
+    leases(leaseItem({ address: '10.0.9.1', expiresAt: T0 + 3600 }));
+    groups[TG.vision] = [{ id: '10.0.9.1' }];
+    const { handler, emf } = setup(testConfig({ reconcileRepeatSeconds: 5 }), { sleep, now: () => clockMs });
+
+    // Act
+    const reports = await handler({}, { getRemainingTimeInMillis: () => remainingMs });
+
+    // Assess: a pass starts while ≥ 2 × 5 s + 5 s remain after the previous one
+    // (40, 35, 30, 25, 20, 15 → sleep; 10 → stop): 7 passes, 6 sleeps of 5 s.
+    expect(reports).toHaveLength(7);
+    expect(sleeps).toEqual(Array(6).fill(5_000));
+    expect(remainingMs).toBeGreaterThan(0);
+    expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 7);
+    expect(elbMock).toHaveReceivedCommandTimes(DescribeTargetHealthCommand, 7 * 3);
+    expect(emf.all('LiveLeases')).toEqual(Array(7).fill(1));
+  });
+
+  it('with reconcileRepeatSeconds 0 it runs exactly one pass however much time is left', async () => {
+    // Prepare
+    const sleep = vi.fn(async () => {});
+    const { handler } = setup(testConfig({ reconcileRepeatSeconds: 0 }), { sleep });
+
+    // Act
+    const reports = await handler({}, { getRemainingTimeInMillis: () => 900_000 });
+
+    // Assess
+    expect(reports).toHaveLength(1);
+    expect(sleep).not.toHaveBeenCalled();
+    expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 1);
+  });
+});
