@@ -1,0 +1,109 @@
+import { EventEmitter } from 'node:events';
+import { AgentLease } from '../sdk/agent-lease';
+import type { AgentLeaseOptions } from '../sdk/agent-lease-options';
+
+export interface SidecarOptions {
+  readonly lease: AgentLeaseOptions;
+  /** Local health URL of the process the sidecar stands for; 2xx means healthy. */
+  readonly healthUrl: string;
+  /** How often the health URL is probed. @default ttl/3 seconds */
+  readonly intervalMs?: number;
+  /** Consecutive failed probes before the lease is drained. @default 3 */
+  readonly unhealthyThreshold?: number;
+  /** Per-probe timeout. @default 2000 ms */
+  readonly probeTimeoutMs?: number;
+  readonly fetch?: typeof fetch;
+}
+
+export type SidecarEvent =
+  | { kind: 'probe'; ok: boolean; detail: string }
+  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error'; detail: string };
+
+/**
+ * Holds a lease for a process written in any language. The lease is acquired on the first
+ * healthy probe, drained after `unhealthyThreshold` failures in a row, released when the
+ * process stays unhealthy for a whole TTL (so a dead process never keeps a lease by proxy),
+ * and re-acquired or re-activated as soon as it answers 2xx again.
+ */
+export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
+  public readonly lease: AgentLease;
+  private failures = 0;
+  private unhealthySince?: number;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private readonly intervalMs: number;
+  private readonly threshold: number;
+  private readonly fetchFn: typeof fetch;
+
+  public constructor(private readonly options: SidecarOptions) {
+    super();
+    this.lease = new AgentLease({ ...options.lease, keepProcessAlive: true });
+    this.intervalMs = options.intervalMs ?? Math.max(500, Math.round((this.lease.ttl * 1000) / 3));
+    this.threshold = options.unhealthyThreshold ?? 3;
+    this.fetchFn = options.fetch ?? fetch;
+    this.lease.on('lost', (e) => this.emit('event', { kind: 'lost', detail: e.message }));
+  }
+
+  public start(): void {
+    void this.tick();
+  }
+
+  /** SIGTERM path: stop probing, drain, release. */
+  public async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.lease.held) {
+      await this.lease.release();
+      this.emit('event', { kind: 'released', detail: 'shutdown' });
+    }
+  }
+
+  private async probe(): Promise<{ ok: boolean; detail: string }> {
+    try {
+      const res = await this.fetchFn(this.options.healthUrl, { signal: AbortSignal.timeout(this.options.probeTimeoutMs ?? 2000) });
+      await res.arrayBuffer().catch(() => undefined);
+      return { ok: res.status >= 200 && res.status < 300, detail: `HTTP ${res.status}` };
+    } catch (error) {
+      return { ok: false, detail: (error as Error).message };
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    const result = await this.probe();
+    this.emit('event', { kind: 'probe', ...result });
+    try {
+      await this.react(result.ok);
+    } catch (error) {
+      this.emit('event', { kind: 'error', detail: (error as Error).message });
+    }
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.intervalMs);
+  }
+
+  private async react(healthy: boolean): Promise<void> {
+    const phase = this.lease.phase;
+    if (healthy) {
+      this.failures = 0;
+      this.unhealthySince = undefined;
+      if (phase === 'idle' || phase === 'released' || phase === 'lost') {
+        await this.lease.acquire();
+        this.emit('event', { kind: 'acquired', detail: this.lease.target });
+      } else if (this.lease.status === 'draining') {
+        await this.lease.activate();
+        this.emit('event', { kind: 'activated', detail: this.lease.target });
+      }
+      return;
+    }
+    this.failures++;
+    this.unhealthySince ??= Date.now();
+    if (!this.lease.held) return;
+    if (this.failures >= this.threshold && this.lease.status === 'active') {
+      await this.lease.drain();
+      this.emit('event', { kind: 'drained', detail: `${this.failures} failed probes` });
+    }
+    if (Date.now() - this.unhealthySince >= this.lease.ttl * 1000) {
+      await this.lease.release();
+      this.emit('event', { kind: 'released', detail: `unhealthy for ${this.lease.ttl}s` });
+    }
+  }
+}
