@@ -1,4 +1,3 @@
-import { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { ElasticLoadBalancingV2Client, ElasticLoadBalancingV2ClientConfig } from '@aws-sdk/client-elastic-load-balancing-v2';
 
 /**
@@ -7,8 +6,4 @@ import { ElasticLoadBalancingV2Client, ElasticLoadBalancingV2ClientConfig } from
  */
 export function createElbClient(config: ElasticLoadBalancingV2ClientConfig = {}): ElasticLoadBalancingV2Client {
   return new ElasticLoadBalancingV2Client({ retryMode: 'adaptive', maxAttempts: 6, ...config });
-}
-
-export function createDynamoClient(config: DynamoDBClientConfig = {}): DynamoDBClient {
-  return new DynamoDBClient({ maxAttempts: 5, ...config });
 }
