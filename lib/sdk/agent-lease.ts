@@ -244,6 +244,16 @@ export class AgentLease extends EventEmitter<AgentLeaseEvents> {
     return releasing;
   }
 
+  /**
+   * Stops renewing without releasing, as a crashed process would: the lease lapses at
+   * `expiresAt` and reconcile removes its target. For demos and failure drills.
+   */
+  public abandon(): void {
+    this.stopHolding();
+    this.currentPhase = 'lost';
+    this.destroyOwnedClient();
+  }
+
   private changeStatus(status: LeaseStatus): Promise<AgentLeaseState> {
     return this.exclusive(async () => {
       const lease = this.current;

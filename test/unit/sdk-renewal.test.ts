@@ -360,3 +360,21 @@ describe('re-acquire', () => {
     await lease.release();
   });
 });
+
+describe('abandon (a crash drill)', () => {
+  it('stops renewing and never deletes, so the lease lapses at its expiry', async () => {
+    // Prepare
+    const lease = newLease();
+    await lease.acquire();
+    await vi.advanceTimersByTimeAsync(10_000);
+
+    // Act
+    lease.abandon();
+    await vi.advanceTimersByTimeAsync(120_000);
+
+    // Assess
+    expect(renewalTimes()).toEqual([10_000]);
+    expect(ddb).toHaveReceivedCommandTimes(DeleteItemCommand, 0);
+    expect(lease.phase).toBe('lost');
+  });
+});
