@@ -1,0 +1,38 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { addAgentLbStack, AgentLbCapabilityContext, CONTEXT_KEY } from '../constructs/app-context';
+import { CfnTemplate } from './template-subset';
+
+/** The project's cdk.json, the same file `cdk deploy` reads. */
+export const CDK_JSON = resolve(__dirname, '..', '..', 'cdk.json');
+
+export interface SynthOptions {
+  /** Replace the context's capability list by these names (keeping each one's settings when it is already configured). */
+  readonly capabilities?: readonly string[];
+  readonly cdkJsonPath?: string;
+}
+
+/**
+ * Synthesizes the stack users deploy, from the same cdk.json context, and returns its
+ * CloudFormation template. Lambda bundling is skipped (`aws:cdk:bundling-stacks: []`): local
+ * mode runs the handlers in-process, so their assets are never uploaded.
+ */
+export function synthesizeTemplate(options: SynthOptions = {}): { stackName: string; template: CfnTemplate } {
+  const cdkJson = JSON.parse(readFileSync(options.cdkJsonPath ?? CDK_JSON, 'utf8')) as { context?: Record<string, unknown> };
+  const context = { ...(cdkJson.context?.[CONTEXT_KEY] as Record<string, unknown>) };
+  if (options.capabilities) {
+    const known = (context.capabilities as AgentLbCapabilityContext[] | undefined) ?? [];
+    context.capabilities = options.capabilities.map((name) => known.find((c) => c.name === name) ?? { name });
+  }
+  const outdir = mkdtempSync(join(tmpdir(), 'agent-lb-synth-'));
+  try {
+    const app = new App({ outdir, context: { ...cdkJson.context, [CONTEXT_KEY]: context, 'aws:cdk:bundling-stacks': [] } });
+    const stack = addAgentLbStack(app, {});
+    const assembly = app.synth();
+    return { stackName: stack.stackName, template: assembly.getStackByName(stack.stackName).template as CfnTemplate };
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
