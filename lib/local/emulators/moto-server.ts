@@ -1,0 +1,142 @@
+import { accessSync, constants } from 'node:fs';
+import { request } from 'node:http';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { LOCAL_REGION } from './dynamodb-local';
+import { freePort, LOOPBACK } from './free-port';
+import { ManagedProcess, spawnManaged } from './process-group';
+
+export const MOTO_INSTALL_HINT = 'pip install "moto[server]"';
+
+/** moto accepts any credentials; these are the ones its documentation uses. */
+export const MOTO_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' } as const;
+
+export interface MotoServerOptions {
+  /** Fixed port. Default: a free port (retried on the rare "address in use" race). */
+  readonly port?: number;
+  /** Default `moto_server` on PATH. */
+  readonly command?: string;
+  /** Give up (and kill the server) when not ready within this time. Default 30 s. */
+  readonly startupTimeoutMs?: number;
+  /** Extra environment for the server (moto reads MOTO_* settings from it). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Every chunk of moto_server's output (it logs one line per request on stderr). */
+  readonly onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
+}
+
+export interface MotoServer {
+  /**
+   * `http://localhost:<port>`. Deliberately "localhost", not 127.0.0.1: moto only parses
+   * path-style S3 URLs (CloudFormation TemplateURL, CDK assets) for hosts containing "localhost".
+   */
+  readonly endpoint: string;
+  readonly port: number;
+  /** Pid (and process group id) of the managed process tree. */
+  readonly pid: number;
+  /** Milliseconds from spawn to the first answer. */
+  readonly startupMs: number;
+  readonly clientConfig: {
+    readonly endpoint: string;
+    readonly region: string;
+    readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
+  };
+  /** Kill the whole process tree and wait until it is gone (port freed). Idempotent. */
+  stop(): Promise<void>;
+}
+
+export class MotoServerNotFoundError extends Error {
+  public constructor(command: string, detail?: string) {
+    super(
+      `${command} was not found. Local mode runs ELBv2/EC2 on Python moto's server: install it with \`${MOTO_INSTALL_HINT}\`` +
+        ` and make sure moto_server is on PATH.${detail ? `\n${detail}` : ''}`,
+    );
+    this.name = 'MotoServerNotFoundError';
+  }
+}
+
+/** The absolute path of an executable, like `command -v`; undefined when there is none. */
+export function findExecutable(command: string): string | undefined {
+  const candidates = isAbsolute(command) || command.includes('/') ? [command] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+/** One GET to moto's own API; true on any HTTP answer below 500. */
+function probe(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ host: LOOPBACK, port, path: '/moto-api/', method: 'GET', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve((res.statusCode ?? 500) < 500);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+const ADDRESS_IN_USE = /Address already in use|EADDRINUSE|port \d+ is in use/i;
+const NOT_INSTALLED = /command not found|No module named/i;
+
+async function startOnce(command: string, port: number, options: MotoServerOptions, started: number): Promise<MotoServer | 'address-in-use'> {
+  const timeoutMs = options.startupTimeoutMs ?? 30_000;
+  const proc: ManagedProcess = spawnManaged(command, ['-H', LOOPBACK, '-p', String(port)], {
+    name: 'moto_server',
+    env: { ...process.env, PYTHONUNBUFFERED: '1', ...options.env },
+    ...(options.onOutput ? { onOutput: options.onOutput } : {}),
+  });
+  try {
+    for (;;) {
+      if (!proc.isRunning()) {
+        const exit = await proc.exited;
+        const output = proc.output();
+        if (ADDRESS_IN_USE.test(output)) return 'address-in-use';
+        if (exit.code === 127 || NOT_INSTALLED.test(output)) throw new MotoServerNotFoundError(command, output.trim());
+        throw new Error(`moto_server exited during startup (code ${exit.code}, signal ${exit.signal})\n${output.trim()}`);
+      }
+      if (await probe(port)) break;
+      if (Date.now() - started > timeoutMs) throw new Error(`moto_server not ready after ${timeoutMs} ms\n${proc.output().trim()}`);
+      await delay(50);
+    }
+  } catch (err) {
+    await proc.stop(1000);
+    throw err;
+  }
+  const endpoint = `http://localhost:${port}`;
+  return {
+    endpoint,
+    port,
+    pid: proc.pid,
+    startupMs: Date.now() - started,
+    clientConfig: { endpoint, region: LOCAL_REGION, credentials: { ...MOTO_CREDENTIALS } },
+    stop: async () => {
+      await proc.stop();
+    },
+  };
+}
+
+/**
+ * Starts `moto_server -H 127.0.0.1 -p <port>` and resolves once it answers. Throws
+ * {@link MotoServerNotFoundError} when moto_server is not installed.
+ */
+export async function startMotoServer(options: MotoServerOptions = {}): Promise<MotoServer> {
+  const started = Date.now();
+  const name = options.command ?? 'moto_server';
+  const command = findExecutable(name);
+  if (command === undefined) throw new MotoServerNotFoundError(name);
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    const result = await startOnce(command, port, options, started);
+    if (result !== 'address-in-use') return result;
+    if (options.port !== undefined || attempt >= 5) throw new Error(`moto_server could not listen on ${LOOPBACK}:${port}: address in use`);
+  }
+}

@@ -1,0 +1,133 @@
+import { Duration, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { describe, expect, it, test } from 'vitest';
+import { CapabilityRouter, LeaseTable, RegistrySync, RegistrySyncProps } from '../../lib/constructs';
+import { appWithoutBundling, renderJoin } from './fixtures';
+
+/** A stack holding a lease table and a router for `names`, the inputs a RegistrySync needs (bundling skipped). */
+function surroundings(names: string[] = ['vision']) {
+  const stack = new Stack(appWithoutBundling(), 'SyncTest');
+  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 0 });
+  const listener = new elbv2.ApplicationLoadBalancer(stack, 'Alb', { vpc }).addListener('Http', { port: 80, open: false });
+  const router = new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities: names.map((name) => ({ name })) });
+  const leases = new LeaseTable(stack, 'Leases');
+  const capabilities = Object.fromEntries(names.map((n) => [n, { targetGroup: router.targetGroups[n] }]));
+  return { stack, vpc, table: leases.table, capabilities };
+}
+
+function newSync(props: Partial<RegistrySyncProps> = {}, names?: string[]) {
+  const s = surroundings(names);
+  const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, ...props });
+  return { ...s, sync };
+}
+
+describe('RegistrySync', () => {
+  it('passes custom event source settings through', () => {
+    const { stack } = newSync({ batchSize: 500, maxBatchingWindow: Duration.seconds(5), retryAttempts: 3, maxRecordAge: Duration.hours(2) });
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      BatchSize: 500,
+      MaximumBatchingWindowInSeconds: 5,
+      MaximumRetryAttempts: 3,
+      MaximumRecordAgeInSeconds: 7200,
+      StartingPosition: 'TRIM_HORIZON',
+      BisectBatchOnFunctionError: true,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+  });
+
+  it('tells the Lambdas each capability\'s target type, the safety valve and the repeat', () => {
+    const { stack, sync } = newSync({ safetyValveShare: 0.25, reconcileRepeat: Duration.seconds(20), allowedCidrs: ['10.1.0.0/16'] }, ['vision', 'gpu']);
+    const config = JSON.parse(renderJoin(stack.resolve(sync.runtimeConfigJson)));
+    expect(config).toEqual({
+      tableName: expect.stringMatching(/^<LeasesTable/),
+      capabilities: {
+        vision: { targetGroupArn: expect.stringMatching(/^<RoutervisionTargetGroup/), targetType: 'ip' },
+        gpu: { targetGroupArn: expect.stringMatching(/^<RoutergpuTargetGroup/), targetType: 'ip' },
+      },
+      allowedCidrs: ['10.1.0.0/16'],
+      safetyValveShare: 0.25,
+      reconcileRepeatSeconds: 20,
+    });
+    // Looping inside one invocation: the timeout covers the whole schedule interval.
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Timeout: 60,
+      Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: 'agent-lb-reconcile' }) },
+    });
+  });
+
+  it('adds the VPC CIDR to the allowed lease ranges when given the VPC', () => {
+    const s = surroundings();
+    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc });
+    const config = JSON.parse(renderJoin(s.stack.resolve(sync.runtimeConfigJson)));
+    expect(config.allowedCidrs).toEqual(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', expect.stringMatching(/^<Vpc.*\.CidrBlock>$/)]);
+  });
+
+  it('sends every alarm to the given actions', () => {
+    const s = surroundings();
+    const topic = new sns.Topic(s.stack, 'Pager');
+    new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, alarmActions: [new cloudwatchActions.SnsAction(topic)] });
+    const template = Template.fromStack(s.stack);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    template.allResourcesProperties('AWS::CloudWatch::Alarm', { AlarmActions: [{ Ref: s.stack.getLogicalId(topic.node.defaultChild as never) }] });
+  });
+
+  it('grants no ELB write at all when there is no capability', () => {
+    const { stack } = newSync({}, []);
+    expect(JSON.stringify(Template.fromStack(stack).findResources('AWS::IAM::Policy'))).not.toContain('RegisterTargets');
+  });
+
+  it('refuses a configuration that would not fit Lambda\'s 4 KB environment', () => {
+    const { sync } = newSync({}, Array.from({ length: 40 }, (_, i) => `capability-with-a-long-name-${i}`));
+    expect(sync.node.validate()).toEqual([
+      expect.stringMatching(
+        /^AGENT_LB_CONFIG for 40 capabilities may reach \d{4} bytes of Lambda environment; Lambda allows 4096 bytes\. Use fewer or shorter capability names, or fewer allowedCidrs, per stack$/,
+      ),
+    ]);
+  });
+
+  it('accepts 16 capabilities with names of up to 20 characters', () => {
+    const { sync } = newSync({}, Array.from({ length: 16 }, (_, i) => `capability-name-${String(i).padStart(4, '0')}`));
+    expect(sync.node.validate()).toEqual([]);
+  });
+
+  it('reports a repeat that is not shorter than the schedule at synth', () => {
+    const { sync } = newSync({ reconcileRepeat: Duration.seconds(60) });
+    expect(sync.node.validate()).toEqual(['reconcileRepeat 60 seconds must be less than reconcileInterval 60 seconds']);
+  });
+
+  test.each<[string, Partial<RegistrySyncProps>, string]>([
+    ['safety valve 0', { safetyValveShare: 0 }, 'safetyValveShare 0 is out of range (0, 1]'],
+    ['safety valve 1.5', { safetyValveShare: 1.5 }, 'safetyValveShare 1.5 is out of range (0, 1]'],
+    ['batch size 0', { batchSize: 0 }, 'batchSize 0 is out of range 1–10000'],
+    ['batch size 10001', { batchSize: 10_001 }, 'batchSize 10001 is out of range 1–10000'],
+    ['batching window 301 s', { maxBatchingWindow: Duration.seconds(301) }, 'maxBatchingWindow 301 seconds is out of range 0–300 seconds'],
+    ['retry attempts -1', { retryAttempts: -1 }, 'retryAttempts -1 is out of range 0–10000'],
+    ['record age 30 s', { maxRecordAge: Duration.seconds(30) }, 'maxRecordAge 30 seconds is out of range 60–604800 seconds'],
+    ['record age 8 days', { maxRecordAge: Duration.days(8) }, 'maxRecordAge 691200 seconds is out of range 60–604800 seconds'],
+    ['schedule of 90 s', { reconcileInterval: Duration.seconds(90) }, 'reconcileInterval 90 seconds must be a whole number of minutes, at least 1'],
+    ['repeat 601 s', { reconcileRepeat: Duration.seconds(601) }, 'reconcileRepeat 601 seconds is out of range 0–600 seconds'],
+    ['a malformed CIDR', { allowedCidrs: ['10.0.0.0/33'] }, 'allowedCidrs: "10.0.0.0/33" is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>'],
+  ])('rejects %s', (_, props, message) => {
+    expect(() => newSync(props)).toThrow(new Error(message));
+  });
+
+  it('rejects a capability name outside the lease contract', () => {
+    const s = surroundings();
+    expect(() => new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: { Vision: s.capabilities.vision } })).toThrow(
+      new Error('Capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$'),
+    );
+  });
+
+  it('rejects a table without a stream', () => {
+    const s = surroundings();
+    const plain = new dynamodb.Table(s.stack, 'Plain', { partitionKey: { name: 'target', type: dynamodb.AttributeType.STRING } });
+    expect(() => new RegistrySync(s.stack, 'Registry', { table: plain, capabilities: s.capabilities })).toThrow(
+      new Error('The lease table must have a stream (NEW_AND_OLD_IMAGES)'),
+    );
+  });
+});
