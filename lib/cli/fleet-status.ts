@@ -3,7 +3,7 @@ import { DEFAULT_ALLOWED_CIDRS } from '../core/address-policy';
 import { decodeLease, isLive } from '../core/lease-codec';
 import { routeLease } from '../core/lease-routing';
 import { Lease, RoutingConfig, TargetType } from '../core/lease-schema';
-import { planReconcile } from '../core/reconcile-planner';
+import { ObservedTarget, planReconcile } from '../core/reconcile-planner';
 import { addressPolicyFor } from '../core/runtime-config';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
@@ -14,6 +14,8 @@ export interface CapabilityStatus {
   readonly liveLeases: number;
   readonly registered: number;
   readonly health: Readonly<Record<string, number>>;
+  /** The group's targets as ELB reports them. */
+  readonly targets: readonly ObservedTarget[];
   /** Live leases whose target is not in the group. */
   readonly missing: readonly string[];
   /** Registered targets without a live lease for this capability (draining targets excepted). */
@@ -89,6 +91,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       liveLeases: liveByGroup.get(g.targetGroupArn) ?? 0,
       registered: g.targets.length,
       health,
+      targets: g.targets,
       missing: repair.register.map((t) => t.key),
       stale: repair.deregister.map((d) => d.target.key),
     };

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { UsageError } from '../core/errors';
 import { readStateFile } from './deployment';
 import { intOption, main as run } from './program';
+import { registerLocal } from './local-command';
 import { Sidecar } from './sidecar';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -81,6 +82,7 @@ function registerSidecar(program: Command): void {
 /** Registers the commands that need the agent SDK and local mode. */
 function extend(program: Command): void {
   registerSidecar(program);
+  registerLocal(program);
 }
 
 export function main(argv: readonly string[]): Promise<void> {

@@ -3,5 +3,5 @@ export { processGroupAlive, spawnManaged } from './process-group';
 export type { ManagedProcess, ManagedProcessOptions, ProcessExit } from './process-group';
 export { LOCAL_CREDENTIALS, LOCAL_REGION, locateDynamoDbLocalJar, startDynamoDbLocal } from './dynamodb-local';
 export type { DynamoDbLocal, DynamoDbLocalOptions } from './dynamodb-local';
-export { findExecutable, MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MotoServerNotFoundError, startMotoServer } from './moto-server';
+export { findExecutable, MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_LAUNCHER, MotoServerNotFoundError, startMotoServer } from './moto-server';
 export type { MotoServer, MotoServerOptions } from './moto-server';

@@ -1,6 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { request } from 'node:http';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { LOCAL_REGION } from './dynamodb-local';
 import { freePort, LOOPBACK } from './free-port';
 import { ManagedProcess, spawnManaged } from './process-group';
@@ -13,7 +14,12 @@ export const MOTO_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'test
 export interface MotoServerOptions {
   /** Fixed port. Default: a free port (retried on the rare "address in use" race). */
   readonly port?: number;
-  /** Default `moto_server` on PATH. */
+  /**
+   * Run this executable as is (`<command> -H 127.0.0.1 -p <port>`). Default: moto's server
+   * through `lib/local/python/moto_launcher.py` with the Python that has moto (`AGENT_LB_PYTHON`,
+   * else `python3`), which keys ELBv2 targets by id and port as AWS does; `moto_server` on PATH
+   * when no such Python is found.
+   */
   readonly command?: string;
   /** Give up (and kill the server) when not ready within this time. Default 30 s. */
   readonly startupTimeoutMs?: number;
@@ -34,6 +40,8 @@ export interface MotoServer {
   readonly pid: number;
   /** Milliseconds from spawn to the first answer. */
   readonly startupMs: number;
+  /** True when targets are keyed by id and port as on AWS (see moto_launcher.py); false with plain moto_server. */
+  readonly targetsKeyedByPort: boolean;
   readonly clientConfig: {
     readonly endpoint: string;
     readonly region: string;
@@ -87,9 +95,31 @@ function delay(ms: number): Promise<void> {
 const ADDRESS_IN_USE = /Address already in use|EADDRINUSE|port \d+ is in use/i;
 const NOT_INSTALLED = /command not found|No module named/i;
 
-async function startOnce(command: string, port: number, options: MotoServerOptions, started: number): Promise<MotoServer | 'address-in-use'> {
+interface Launch {
+  readonly command: string;
+  readonly prefixArgs: readonly string[];
+  readonly patched: boolean;
+}
+
+export const MOTO_LAUNCHER = resolve(__dirname, '..', 'python', 'moto_launcher.py');
+
+/** The patched launcher when a Python with moto is at hand, else the plain executable. */
+function chooseLaunch(options: MotoServerOptions): Launch {
+  if (options.command === undefined) {
+    const python = process.env.AGENT_LB_PYTHON ?? 'python3';
+    const check = spawnSync(python, ['-c', 'import moto.server, moto.elbv2.models'], { stdio: 'ignore', timeout: 30_000 });
+    if (check.status === 0) return { command: python, prefixArgs: [MOTO_LAUNCHER], patched: true };
+  }
+  const name = options.command ?? 'moto_server';
+  const command = findExecutable(name);
+  if (command === undefined) throw new MotoServerNotFoundError(name);
+  return { command, prefixArgs: [], patched: false };
+}
+
+async function startOnce(launch: Launch, port: number, options: MotoServerOptions, started: number): Promise<MotoServer | 'address-in-use'> {
   const timeoutMs = options.startupTimeoutMs ?? 30_000;
-  const proc: ManagedProcess = spawnManaged(command, ['-H', LOOPBACK, '-p', String(port)], {
+  const command = launch.command;
+  const proc: ManagedProcess = spawnManaged(command, [...launch.prefixArgs, '-H', LOOPBACK, '-p', String(port)], {
     name: 'moto_server',
     env: { ...process.env, PYTHONUNBUFFERED: '1', ...options.env },
     ...(options.onOutput ? { onOutput: options.onOutput } : {}),
@@ -117,6 +147,7 @@ async function startOnce(command: string, port: number, options: MotoServerOptio
     port,
     pid: proc.pid,
     startupMs: Date.now() - started,
+    targetsKeyedByPort: launch.patched,
     clientConfig: { endpoint, region: LOCAL_REGION, credentials: { ...MOTO_CREDENTIALS } },
     stop: async () => {
       await proc.stop();
@@ -125,17 +156,15 @@ async function startOnce(command: string, port: number, options: MotoServerOptio
 }
 
 /**
- * Starts `moto_server -H 127.0.0.1 -p <port>` and resolves once it answers. Throws
+ * Starts moto's server on 127.0.0.1 and a free port and resolves once it answers. Throws
  * {@link MotoServerNotFoundError} when moto_server is not installed.
  */
 export async function startMotoServer(options: MotoServerOptions = {}): Promise<MotoServer> {
   const started = Date.now();
-  const name = options.command ?? 'moto_server';
-  const command = findExecutable(name);
-  if (command === undefined) throw new MotoServerNotFoundError(name);
+  const launch = chooseLaunch(options);
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
-    const result = await startOnce(command, port, options, started);
+    const result = await startOnce(launch, port, options, started);
     if (result !== 'address-in-use') return result;
     if (options.port !== undefined || attempt >= 5) throw new Error(`moto_server could not listen on ${LOOPBACK}:${port}: address in use`);
   }

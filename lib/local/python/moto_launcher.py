@@ -1,0 +1,67 @@
+"""Runs moto_server with ELBv2 target identity fixed to (Id, Port).
+
+Real ELBv2 keys a registered target by its id *and* port, so one address can be registered
+several times on different ports (several agents on one host). moto 5.x keys targets by id
+only: registering 127.0.0.1:8002 silently replaces 127.0.0.1:8001. Local mode runs many demo
+agents on 127.0.0.1, so it patches the three FakeTargetGroup methods that use the key, then
+hands over to moto's own server entry point with the same arguments.
+"""
+import sys
+
+from moto.elbv2 import models
+from moto.server import main
+
+TargetGroup = models.FakeTargetGroup
+
+
+def _key(group, target):
+    return f'{target["Id"]}:{target.get("Port", group.port)}'
+
+
+def register(self, targets):
+    for target in targets:
+        instance = self.ec2_backend.get_instance_by_id(target["Id"])
+        if instance and instance.state != "running":
+            raise models.TargetNotRunning(instance_id=target["Id"])
+        key = _key(self, target)
+        self.targets[key] = {"Id": target["Id"], "Port": target.get("Port", self.port)}
+        self.deregistered_targets.pop(key, None)
+
+
+def deregister(self, targets):
+    for target in targets:
+        key = _key(self, target)
+        found = self.targets.pop(key, None)
+        if not found:
+            raise models.InvalidTargetError()
+        self.deregistered_targets[key] = found
+
+
+def deregister_terminated_instances(self, instance_ids):
+    for key, target in list(self.targets.items()):
+        if target["Id"] in instance_ids:
+            self.terminated_targets[key] = self.targets.pop(key)
+
+
+_health_for = TargetGroup.health_for
+
+
+def health_for(self, target, ec2_backend):
+    # moto's health_for looks targets up by id: show it only the entry for this port.
+    key = _key(self, target)
+    by_id = lambda d: {target["Id"]: d[key]} if key in d else {}
+    view = TargetGroup.__new__(TargetGroup)
+    view.__dict__.update(self.__dict__)
+    view.targets = by_id(self.targets)
+    view.deregistered_targets = by_id(self.deregistered_targets)
+    view.terminated_targets = by_id(self.terminated_targets)
+    return _health_for(view, target, ec2_backend)
+
+
+TargetGroup.register = register
+TargetGroup.deregister = deregister
+TargetGroup.deregister_terminated_instances = deregister_terminated_instances
+TargetGroup.health_for = health_for
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
