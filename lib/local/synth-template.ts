@@ -1,12 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { addAgentLbStack, AgentLbCapabilityContext, CONTEXT_KEY } from '../constructs/app-context';
 import { CfnTemplate } from './template-subset';
 
-/** The project's cdk.json, the same file `cdk deploy` reads. */
-export const CDK_JSON = resolve(__dirname, '..', '..', 'cdk.json');
+/** The project's cdk.json, the same file `cdk deploy` reads (from the sources, or from the build in dist/). */
+export const CDK_JSON = [resolve(__dirname, '..', '..', 'cdk.json'), resolve(__dirname, '..', '..', '..', 'cdk.json')].find((p) => existsSync(p)) ?? resolve(__dirname, '..', '..', 'cdk.json');
 
 export interface SynthOptions {
   /** Replace the context's capability list by these names (keeping each one's settings when it is already configured). */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { LOCAL_REGION } from './dynamodb-local';
@@ -101,7 +101,10 @@ interface Launch {
   readonly patched: boolean;
 }
 
-export const MOTO_LAUNCHER = resolve(__dirname, '..', 'python', 'moto_launcher.py');
+/** Next to this file in the sources; dist/ has no .py files, so a build looks back into lib/. */
+export const MOTO_LAUNCHER =
+  [resolve(__dirname, '..', 'python', 'moto_launcher.py'), resolve(__dirname, '..', '..', '..', '..', 'lib', 'local', 'python', 'moto_launcher.py')].find((p) => existsSync(p)) ??
+  resolve(__dirname, '..', 'python', 'moto_launcher.py');
 
 /** The patched launcher when a Python with moto is at hand, else the plain executable. */
 function chooseLaunch(options: MotoServerOptions): Launch {
