@@ -85,9 +85,12 @@ export interface RegistrySyncProps {
   readonly safetyValveShare?: number;
 
   /**
-   * Largest number of stream records per sync invocation, 1–10000.
+   * Largest number of stream records per sync invocation, 1–10000. Every batch costs at most
+   * two ELB calls per touched target group, so bigger batches share those calls among more
+   * records (bench B1: 9.7× fewer calls than a per-event registrar at 100, 50× at 1000); the
+   * batching window, not the size, bounds the latency.
    *
-   * @default 100
+   * @default 1000
    */
   readonly batchSize?: number;
 
@@ -295,7 +298,7 @@ export class RegistrySync extends Construct {
     this.syncFunction.addEventSource(
       new DynamoEventSource(props.table, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-        batchSize: props.batchSize ?? 100,
+        batchSize: props.batchSize ?? 1000,
         maxBatchingWindow: props.maxBatchingWindow ?? Duration.seconds(1),
         bisectBatchOnError: true,
         retryAttempts: props.retryAttempts ?? 10,
