@@ -15,6 +15,12 @@ export interface Deployment {
   readonly targetGroups: Readonly<Record<string, string>>;
 }
 
+/**
+ * Credentials for the clients of a local-mode deployment (a state file). The emulators accept
+ * any, but the SDK sends nothing without some, and a newcomer with no AWS account has none.
+ * DynamoDB Local wants letters and digits only.
+ */
+export const STATE_FILE_CREDENTIALS = { accessKeyId: 'agentlblocal', secretAccessKey: 'agentlblocal' } as const;
 
 export function readStateFile(path: string): Deployment {
   let raw: unknown;

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { UsageError } from '../core/errors';
-import { readStateFile } from './deployment';
+import { readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
 import { intOption, main as run } from './program';
 import { registerLocal } from './local-command';
 import { Sidecar } from './sidecar';
@@ -64,7 +64,7 @@ function registerSidecar(program: Command): void {
           ...(f.agentId ? { agentId: f.agentId } : {}),
           ...(f.takeover ? { takeover: true } : {}),
           ...(state ? { allowLoopback: true } : {}),
-          clientConfig: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) },
+          clientConfig: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}), ...(state ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}) },
         },
       });
       sidecar.on('event', (e) => {
@@ -72,8 +72,9 @@ function registerSidecar(program: Command): void {
       });
       await new Promise<void>((resolve) => {
         const shutdown = () => void sidecar.stop().finally(resolve);
-        process.once('SIGTERM', shutdown);
-        process.once('SIGINT', shutdown);
+        // `on`, not `once`: a repeated signal (tsx re-sends unacknowledged ones) must not kill the release half-way.
+        process.on('SIGTERM', shutdown);
+        process.on('SIGINT', shutdown);
         sidecar.start();
       });
     });

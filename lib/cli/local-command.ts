@@ -66,8 +66,11 @@ async function runLocal(flags: LocalFlags): Promise<void> {
     return stopping;
   };
   const onSignal = (signal: NodeJS.Signals) => void shutdown(signal);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: a second signal must not kill the shutdown half-way (orphaned state file).
+  // Under tsx it always comes: tsx re-sends a signal its child has not acknowledged within
+  // 30 ms, and with no listener left the child exits at once with 128+signal.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   const startErrors: string[] = [];
   try {

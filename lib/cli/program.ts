@@ -4,7 +4,7 @@ import { AgentLbError, UsageError } from '../core/errors';
 import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { Deployment, describeStack, readStateFile } from './deployment';
+import { Deployment, describeStack, readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
 import { fleetStatus, listLeases, renderLeases, renderStatus, routingFor, targetTypesOf } from './fleet-status';
 
 export function intOption(name: string, min: number, max: number) {
@@ -38,9 +38,10 @@ async function resolveDeployment(opts: SourceOptions): Promise<Deployment> {
   return describeStack(opts.stack, region, opts.endpoint);
 }
 
-async function sourcesFor(d: Deployment) {
-  const elbClient = createElbClient({ region: d.region, ...(d.elbv2Endpoint ? { endpoint: d.elbv2Endpoint } : {}) });
-  const ddb = new DynamoDBClient({ region: d.region, ...(d.dynamodbEndpoint ? { endpoint: d.dynamodbEndpoint } : {}) });
+async function sourcesFor(d: Deployment, fromStateFile: boolean) {
+  const credentials = fromStateFile ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {};
+  const elbClient = createElbClient({ region: d.region, ...credentials, ...(d.elbv2Endpoint ? { endpoint: d.elbv2Endpoint } : {}) });
+  const ddb = new DynamoDBClient({ region: d.region, ...credentials, ...(d.dynamodbEndpoint ? { endpoint: d.dynamodbEndpoint } : {}) });
   const types = await targetTypesOf(elbClient, Object.values(d.targetGroups));
   // A state file comes from local mode, whose demo agents listen on loopback.
   const routing = routingFor(d.targetGroups, types, d.dynamodbEndpoint !== undefined);
@@ -56,7 +57,7 @@ export function buildProgram(): Command {
   withSourceOptions(program.command('status').description('per capability: live leases, registered targets, ALB health and drift'))
     .option('--json', 'print JSON')
     .action(async (opts: SourceOptions & { json?: boolean }) => {
-      const status = await fleetStatus(await sourcesFor(await resolveDeployment(opts)));
+      const status = await fleetStatus(await sourcesFor(await resolveDeployment(opts), opts.stateFile !== undefined));
       process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : `${renderStatus(status)}\n`);
       process.exitCode = status.drift ? 3 : 0;
     });
@@ -65,13 +66,16 @@ export function buildProgram(): Command {
     .option('--capability <name>', 'only leases listing this capability')
     .option('--json', 'print JSON')
     .action(async (opts: SourceOptions & { json?: boolean; capability?: string }) => {
-      const src = await sourcesFor(await resolveDeployment(opts));
+      const src = await sourcesFor(await resolveDeployment(opts), opts.stateFile !== undefined);
       const rows = await listLeases(src.store, src.routing, opts.capability);
       process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${renderLeases(rows)}\n`);
     });
 
   return program;
 }
+
+/** Messages quote files and SDK errors that may hold line breaks; the CLI promises one line. */
+const oneLine = (text: string): string => text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
 
 /** Runs the CLI; usage errors print one line and exit 2, other failures one line and exit 1. */
 export async function main(argv: readonly string[], extend?: (program: Command) => void): Promise<void> {
@@ -87,12 +91,12 @@ export async function main(argv: readonly string[], extend?: (program: Command) 
       return;
     }
     if (error instanceof UsageError) {
-      process.stderr.write(`error: ${error.message}\n`);
+      process.stderr.write(`error: ${oneLine(error.message)}\n`);
       process.exitCode = 2;
       return;
     }
     const message = error instanceof AgentLbError ? error.message : `${(error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}`;
-    process.stderr.write(`error: ${message}\n`);
+    process.stderr.write(`error: ${oneLine(message)}\n`);
     process.exitCode = 1;
   }
 }

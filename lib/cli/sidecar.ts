@@ -30,6 +30,9 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
   private failures = 0;
   private unhealthySince?: number;
   private timer?: NodeJS.Timeout;
+  /** The probe-and-react cycle in progress, which `stop()` waits for. */
+  private ticking?: Promise<void>;
+  private stopping?: Promise<void>;
   private stopped = false;
   private readonly intervalMs: number;
   private readonly threshold: number;
@@ -45,14 +48,22 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
   }
 
   public start(): void {
-    void this.tick();
+    this.ticking = this.tick();
   }
 
-  /** SIGTERM path: stop probing, drain, release. */
-  public async stop(): Promise<void> {
+  /** SIGTERM path: stop probing, release. Idempotent: later calls share the first one's work. */
+  public stop(): Promise<void> {
+    return (this.stopping ??= this.shutdown());
+  }
+
+  private async shutdown(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.lease.held) {
+    // A cycle in flight may be acquiring: let it finish, so what it acquires is released below
+    // rather than renewed forever by a process that was told to stop.
+    await this.ticking;
+    // Also when lost or re-acquiring: release() cancels the re-acquire attempts.
+    if (this.lease.phase !== 'idle' && this.lease.phase !== 'released') {
       await this.lease.release();
       this.emit('event', { kind: 'released', detail: 'shutdown' });
     }
@@ -71,13 +82,14 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
   private async tick(): Promise<void> {
     if (this.stopped) return;
     const result = await this.probe();
+    if (this.stopped) return; // stop() came during the probe: a late 2xx must not re-acquire
     this.emit('event', { kind: 'probe', ...result });
     try {
       await this.react(result.ok);
     } catch (error) {
       this.emit('event', { kind: 'error', detail: (error as Error).message });
     }
-    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.intervalMs);
+    if (!this.stopped) this.timer = setTimeout(() => (this.ticking = this.tick()), this.intervalMs);
   }
 
   private async react(healthy: boolean): Promise<void> {
@@ -86,6 +98,8 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
       this.failures = 0;
       this.unhealthySince = undefined;
       if (phase === 'idle' || phase === 'released' || phase === 'lost') {
+        // Released while drained: come back routable at once, not one probe interval later.
+        if (this.lease.status === 'draining') await this.lease.activate();
         await this.lease.acquire();
         this.emit('event', { kind: 'acquired', detail: this.lease.target });
       } else if (this.lease.status === 'draining') {

@@ -1,0 +1,215 @@
+/**
+ * `agent-lb local` as a user runs it, checked from outside: a subprocess in its own process
+ * group writes the state file; a client that shares no code with this project reads that file,
+ * writes a lease in the contract's format with the raw AWS SDK, and watches the target groups
+ * and listener rules through the ELBv2 API; `status` and `leases` run against the same file;
+ * SIGTERM shuts everything down with nothing left behind.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DescribeRulesCommand, ElasticLoadBalancingV2Client, Rule } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, commandLine, connectResult, contractItem, processAlive, processTree, REPO, runCli, targetKeys, TSX, waitFor } from '../support/local-harness';
+
+interface StateFile {
+  region: string;
+  dynamodbEndpoint: string;
+  elbv2Endpoint: string;
+  tableName: string;
+  loadBalancerArn: string;
+  listenerArn: string;
+  targetGroups: Record<string, string>;
+}
+
+const portOf = (url: string): number => Number(new URL(url).port);
+
+describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
+  let dir: string;
+  let stateFile: string;
+  let child: ChildProcess;
+  let exited: Promise<number | null>;
+  let output = '';
+  let state: StateFile;
+  let ddb: DynamoDBClient;
+  let elbv2: ElasticLoadBalancingV2Client;
+  /** Every process of the local command (tsx, node, the servers and their watchdogs), taken while it runs. */
+  let tree: { pid: number; cmd: string }[] = [];
+  const leaseKey = '127.0.0.1:18080';
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'agent-lb-cli-local-'));
+    stateFile = join(dir, 'state.json');
+    // As a user starts it, in its own process group (a terminal's job, a supervisor's unit), with
+    // the tsx that `npx tsx` resolves to: npm in between would die of the SIGTERM at once,
+    // without waiting for its child, and hide the command's exit code.
+    child = spawn(TSX, [CLI, 'local', '--agents', '0', '--state-file', stateFile, '--reconcile-interval', '2'], {
+      cwd: REPO,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+    exited = new Promise((r) => child.once('exit', (code) => r(code)));
+    const started = Date.now();
+    await waitFor(() => existsSync(stateFile) || child.exitCode !== null, 90_000, () => `the state file (output so far: ${output})`, 200);
+    if (!existsSync(stateFile)) throw new Error(`agent-lb local exited early: ${output}`);
+    console.log(`agent-lb local ready (state file written) ${Date.now() - started} ms after spawn`);
+    state = JSON.parse(readFileSync(stateFile, 'utf8')) as StateFile;
+    // The outside client: its own credentials (letters and digits, as DynamoDB Local wants), nothing of ours.
+    const credentials = { accessKeyId: 'outsideclient', secretAccessKey: 'outside' };
+    ddb = new DynamoDBClient({ region: state.region, endpoint: state.dynamodbEndpoint, credentials });
+    elbv2 = new ElasticLoadBalancingV2Client({ region: state.region, endpoint: state.elbv2Endpoint, credentials });
+  });
+
+  afterAll(async () => {
+    ddb?.destroy();
+    elbv2?.destroy();
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    // Servers die with their parent (watchdog); make sure, by pid, before leaving.
+    for (const { pid } of tree) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes a state file with exactly the documented keys', () => {
+    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'region', 'tableName', 'targetGroups']);
+    expect(Object.keys(state.targetGroups).sort()).toEqual(['search', 'speech', 'vision']);
+    expect(state.dynamodbEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(state.elbv2Endpoint).toMatch(/^http:\/\/localhost:\d+$/);
+    for (const arn of Object.values(state.targetGroups)) expect(arn).toMatch(/^arn:aws:elasticloadbalancing:[^:]+:\d{12}:targetgroup\//);
+    expect(state.loadBalancerArn).toMatch(/:loadbalancer\/app\//);
+    expect(state.listenerArn).toMatch(/:listener\/app\//);
+  });
+
+  it('serves an outside client: a raw PutItem in the contract format lands in the target group', async () => {
+    const item = contractItem({ address: '127.0.0.1', port: 18080, capabilities: ['vision'], agentId: 'outside-client', ttlSeconds: 120 });
+    const written = Date.now();
+    await ddb.send(new PutItemCommand({ TableName: state.tableName, Item: item }));
+    await waitFor(async () => (await targetKeys(elbv2, state.targetGroups.vision)).includes(leaseKey), 5000, 'the raw lease in the vision group', 50);
+    console.log(`raw PutItem → registered in ${Date.now() - written} ms`);
+    expect(await targetKeys(elbv2, state.targetGroups.speech)).not.toContain(leaseKey);
+  });
+
+  it('has a header rule and a path rule per capability on the listener, forwarding to its group', async () => {
+    const rules: Rule[] = [];
+    let marker: string | undefined;
+    do {
+      const out = await elbv2.send(new DescribeRulesCommand({ ListenerArn: state.listenerArn, ...(marker ? { Marker: marker } : {}) }));
+      rules.push(...(out.Rules ?? []));
+      marker = out.NextMarker;
+    } while (marker);
+
+    const forwardsTo = (r: Rule) => r.Actions?.find((a) => a.Type === 'forward')?.TargetGroupArn ?? r.Actions?.[0]?.ForwardConfig?.TargetGroups?.[0]?.TargetGroupArn;
+    const values = (r: Rule, field: string) =>
+      (r.Conditions ?? []).filter((c) => c.Field === field).flatMap((c) => [...(c.Values ?? []), ...(c.HttpHeaderConfig?.Values ?? []), ...(c.PathPatternConfig?.Values ?? [])]);
+    for (const [capability, arn] of Object.entries(state.targetGroups)) {
+      const mine = rules.filter((r) => forwardsTo(r) === arn);
+      const header = mine.filter((r) => values(r, 'http-header').includes(capability));
+      const path = mine.filter((r) => values(r, 'path-pattern').some((p) => p.startsWith(`/agents/${capability}`)));
+      expect(header, `header rule of ${capability}`).toHaveLength(1);
+      expect(header[0].Conditions?.find((c) => c.Field === 'http-header')?.HttpHeaderConfig?.HttpHeaderName).toBe('X-Agent-Capability');
+      expect(path, `path rule of ${capability}`).toHaveLength(1);
+      expect(values(path[0], 'path-pattern')).toContain(`/agents/${capability}/*`);
+      // An explicit header wins over a path.
+      expect(Number(header[0].Priority)).toBeLessThan(Number(path[0].Priority));
+    }
+    // And the default: the 404 JSON for unknown capabilities.
+    const fallback = rules.find((r) => r.IsDefault);
+    expect(fallback?.Actions?.[0]?.Type).toBe('fixed-response');
+    expect(fallback?.Actions?.[0]?.FixedResponseConfig?.StatusCode).toBe('404');
+  });
+
+  it('`status --state-file --json` reports the lease, its target and no drift', async () => {
+    const result = await runCli(['status', '--state-file', stateFile, '--json']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const status = JSON.parse(result.stdout) as {
+      capabilities: { capability: string; liveLeases: number; registered: number; targets: { id: string; port: number }[]; missing: string[]; stale: string[] }[];
+      leases: { total: number; live: number; invalid: number };
+      drift: boolean;
+    };
+    expect(status.capabilities.map((c) => c.capability).sort()).toEqual(['search', 'speech', 'vision']);
+    const vision = status.capabilities.find((c) => c.capability === 'vision')!;
+    expect(vision).toMatchObject({ liveLeases: 1, registered: 1, missing: [], stale: [] });
+    expect(vision.targets.map((t) => `${t.id}:${t.port}`)).toEqual([leaseKey]);
+    expect(status.leases).toEqual({ total: 1, live: 1, invalid: 0 });
+    expect(status.drift).toBe(false);
+
+    const text = await runCli(['status', '--state-file', stateFile]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^vision\s+1\s+1\s+healthy=1\s+none$/m);
+    expect(text.stdout).toContain('drift: none');
+  });
+
+  it('`leases --state-file --json` lists the lease as live and active', async () => {
+    const result = await runCli(['leases', '--state-file', stateFile, '--json']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const rows = JSON.parse(result.stdout) as { target: string; agentId: string; capabilities: string[]; status: string; live: boolean; expiresInSeconds: number }[];
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ target: leaseKey, agentId: 'outside-client', capabilities: ['vision'], status: 'active', live: true });
+    expect(rows[0].expiresInSeconds).toBeGreaterThan(60);
+
+    const other = await runCli(['leases', '--state-file', stateFile, '--json', '--capability', 'speech']);
+    expect(JSON.parse(other.stdout)).toEqual([]);
+  });
+
+  it('SIGTERM: exits 0 within 10 s, removes the state file, leaves no process and frees the ports', async () => {
+    const pid = child.pid!;
+    tree = processTree(pid).map((p) => ({ pid: p, cmd: commandLine(p) }));
+    // The servers really are part of what is stopped.
+    expect(tree.some((p) => p.cmd.includes('DynamoDBLocal') || p.cmd.startsWith('java'))).toBe(true);
+    expect(tree.some((p) => p.cmd.includes('moto'))).toBe(true);
+    const ports = [portOf(state.dynamodbEndpoint), portOf(state.elbv2Endpoint)];
+
+    const signalled = Date.now();
+    // To the whole group, as a terminal's Ctrl-C or a supervisor's stop does.
+    process.kill(-pid, 'SIGTERM');
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+    const elapsed = Date.now() - signalled;
+    console.log(`agent-lb local exited ${elapsed} ms after SIGTERM with ${code}`);
+    expect(code).toBe(0);
+    expect(elapsed).toBeLessThan(10_000);
+    expect(output).toContain('stopping (SIGTERM)');
+    expect(existsSync(stateFile)).toBe(false);
+    // Nothing of its process group survives...
+    await waitFor(
+      () => {
+        try {
+          process.kill(-pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      2000,
+      'the process group to be empty',
+    );
+    // ...nor of the servers', which run in groups of their own: every process of the tree, by pid.
+    await waitFor(() => tree.every((p) => !processAlive(p.pid)), 5000, () => `no survivor among ${JSON.stringify(tree.filter((p) => processAlive(p.pid)))}`);
+    for (const port of ports) expect(await connectResult(port)).toBe('ECONNREFUSED');
+  });
+});
+
+describe('agent-lb local with bad flags', () => {
+  it.each([
+    [['local', '--agents', '-1'], /--agents must be an integer in 0–1000, got "-1"/],
+    [['local', '--capabilities', 'Bad Name'], /--capabilities: "Bad Name" must match/],
+  ])('%j → exit code 2 and one line on stderr', async (args, message) => {
+    const result = await runCli(args);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    const lines = result.stderr.split('\n').filter((l) => l !== '');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^error: /);
+    expect(lines[0]).toMatch(message);
+  });
+});

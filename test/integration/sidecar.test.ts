@@ -1,0 +1,212 @@
+/**
+ * The sidecar holds a lease for a process in any language while that process's health URL
+ * answers 2xx. Checked on real servers: a tiny HTTP server whose /health status the test
+ * toggles, the Sidecar class in-process, and the CLI as users run it (a subprocess stopped
+ * with SIGTERM). Every assertion reads the target groups from moto (DescribeTargetHealth).
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Sidecar, SidecarEvent } from '../../lib/cli/sidecar';
+import { LocalStack } from '../../lib/local/local-stack';
+import { CLI, groupsHolding, Item, processAlive, processTree, REPO, TSX, waitFor } from '../support/local-harness';
+
+const SLACK_MS = 3000;
+
+/** A stand-in for the agent process: answers /health with whatever status the test sets. */
+class HealthServer {
+  public status = 200;
+  /** When set, probes wait here until the test lets them through. */
+  public hold?: Promise<void>;
+  public probes = 0;
+  private readonly server: Server;
+
+  public constructor() {
+    this.server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      this.probes++;
+      const answer = () => {
+        res.statusCode = req.url === '/health' ? this.status : 404;
+        res.end(res.statusCode < 300 ? 'ok' : 'unhealthy');
+      };
+      if (this.hold) void this.hold.then(answer);
+      else answer();
+    });
+  }
+
+  public async listen(): Promise<number> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  public get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/health`;
+  }
+
+  public close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+let stack: LocalStack;
+let dir: string;
+const servers: HealthServer[] = [];
+const sidecars: Sidecar[] = [];
+const children: ChildProcess[] = [];
+
+async function healthServer(): Promise<{ server: HealthServer; port: number }> {
+  const server = new HealthServer();
+  servers.push(server);
+  return { server, port: await server.listen() };
+}
+
+const groupsOf = (key: string): Promise<string[]> => groupsHolding(stack.elbv2, stack.state.targetGroups, key);
+
+async function getItem(key: string): Promise<Item | undefined> {
+  const out = await stack.dynamodb.send(new GetItemCommand({ TableName: stack.state.tableName, Key: { target: { S: key } }, ConsistentRead: true }));
+  return out.Item;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'agent-lb-sidecar-'));
+  stack = await LocalStack.start({ reconcileIntervalMs: 1000, stateFile: join(dir, 'state.json') });
+});
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.pid) process.kill(-child.pid, 'SIGKILL');
+  await Promise.allSettled(sidecars.map((s) => s.stop()));
+  await Promise.allSettled(servers.map((s) => s.close()));
+  await stack?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('sidecar (in process)', () => {
+  function sidecar(port: number, url: string, ttl: number): { sidecar: Sidecar; events: SidecarEvent[] } {
+    const s = new Sidecar({
+      healthUrl: url,
+      intervalMs: 200,
+      unhealthyThreshold: 2,
+      probeTimeoutMs: 1000,
+      lease: { tableName: stack.state.tableName, address: '127.0.0.1', port, capabilities: ['vision'], ttl, allowLoopback: true, client: stack.dynamodb },
+    });
+    sidecars.push(s);
+    const events: SidecarEvent[] = [];
+    s.on('event', (e) => events.push(e));
+    return { sidecar: s, events };
+  }
+  const kinds = (events: SidecarEvent[]) => events.filter((e) => e.kind !== 'probe').map((e) => e.kind);
+
+  it('follows its health URL: healthy → registered, failing → drained, healthy again → registered, stop → released', async () => {
+    const { server, port } = await healthServer();
+    const key = `127.0.0.1:${port}`;
+    const { sidecar: s, events } = sidecar(port, server.url, 8);
+    s.start();
+    await waitFor(async () => (await groupsOf(key)).includes('vision'), SLACK_MS, 'registration while healthy');
+
+    server.status = 503;
+    await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after failed probes');
+    expect((await getItem(key))?.status).toEqual({ S: 'draining' });
+    expect(s.lease.held).toBe(true);
+
+    server.status = 200;
+    await waitFor(async () => (await groupsOf(key)).includes('vision'), SLACK_MS, 're-registration once healthy again');
+    expect((await getItem(key))?.status).toEqual({ S: 'active' });
+
+    await s.stop();
+    expect(await getItem(key)).toBeUndefined();
+    await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after stop');
+    expect(kinds(events)).toEqual(['acquired', 'drained', 'activated', 'released']);
+  });
+
+  it('releases a lease whose process stays unhealthy for a whole ttl, and acquires it again when it recovers', async () => {
+    const { server, port } = await healthServer();
+    const key = `127.0.0.1:${port}`;
+    const ttl = 3;
+    const { sidecar: s, events } = sidecar(port, server.url, ttl);
+    s.start();
+    await waitFor(async () => (await groupsOf(key)).includes('vision'), SLACK_MS, 'registration while healthy');
+
+    server.status = 500;
+    await waitFor(async () => (await getItem(key)) === undefined, ttl * 1000 + SLACK_MS, 'the lease to be released');
+    expect(await groupsOf(key)).toEqual([]);
+
+    server.status = 200;
+    await waitFor(async () => (await groupsOf(key)).includes('vision'), SLACK_MS, 're-registration after recovery');
+    await s.stop();
+    await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after stop');
+    expect(kinds(events)).toEqual(['acquired', 'drained', 'released', 'acquired', 'released']); // back active at once, no 'activated' step
+  });
+
+  it('stop() during a health probe in flight releases the lease for good (the late healthy answer does not re-acquire it)', async () => {
+    const { server, port } = await healthServer();
+    const key = `127.0.0.1:${port}`;
+    const { sidecar: s } = sidecar(port, server.url, 8);
+    s.start();
+    await waitFor(async () => (await groupsOf(key)).includes('vision'), SLACK_MS, 'registration while healthy');
+
+    let answer: () => void = () => undefined;
+    server.hold = new Promise((r) => (answer = r));
+    const probesBefore = server.probes;
+    await waitFor(() => server.probes > probesBefore, SLACK_MS, 'a probe in flight');
+    const stopping = s.stop(); // SIGTERM arrives while the probe waits
+    answer(); // ...and the process answers 200 just after
+    server.hold = undefined;
+    await stopping;
+
+    await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after stop');
+    // Give a late re-acquire every chance to show up before checking it did not.
+    await stack.drain();
+    expect(s.lease.phase).toBe('released');
+    expect(await getItem(key)).toBeUndefined();
+    expect(await groupsOf(key)).toEqual([]);
+  });
+});
+
+describe('agent-lb sidecar (CLI subprocess)', () => {
+  it('registers while healthy, drains on failures, comes back, and releases on SIGTERM', async () => {
+    const { server, port } = await healthServer();
+    const key = `127.0.0.1:${port}`;
+    const args = [CLI, 'sidecar', '--state-file', join(dir, 'state.json'), '--address', '127.0.0.1', '--port', String(port)];
+    args.push('--capability', 'vision', '--capability', 'search', '--health-url', server.url, '--ttl', '6', '--interval', '250', '--unhealthy-threshold', '2');
+    // What `npx tsx` runs, in its own process group as a supervisor or terminal runs it; SIGTERM
+    // goes to the group. (Not through npx itself: npm dies of the SIGTERM at once, without
+    // waiting for its child, so its exit code would say nothing about the sidecar's.)
+    const child = spawn(TSX, args, { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const pid = child.pid!;
+
+    await waitFor(async () => (await groupsOf(key)).length === 2, 30_000, () => `registration in vision and search (stdout: ${stdout} stderr: ${stderr})`);
+    expect(await groupsOf(key)).toEqual(['search', 'vision']);
+
+    server.status = 500;
+    await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after failed probes');
+    expect((await getItem(key))?.status).toEqual({ S: 'draining' });
+
+    server.status = 200;
+    await waitFor(async () => (await groupsOf(key)).length === 2, SLACK_MS, 're-registration once healthy again');
+    expect((await getItem(key))?.status).toEqual({ S: 'active' });
+
+    const tree = processTree(pid);
+    const signalled = Date.now();
+    process.kill(-pid, 'SIGTERM');
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+    console.log(`sidecar exited ${Date.now() - signalled} ms after SIGTERM with ${code}`);
+    expect(code).toBe(0);
+    expect(await getItem(key)).toBeUndefined();
+    await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after SIGTERM');
+    await waitFor(() => tree.every((p) => !processAlive(p)), 5000, 'every process of the sidecar to exit');
+
+    const lines = stdout.trim().split('\n').map((l) => l.split(' ')[1]);
+    expect(lines.filter((k) => k !== 'probe')).toEqual(['acquired', 'drained', 'activated', 'released']);
+  });
+});
