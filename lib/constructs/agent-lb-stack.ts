@@ -1,9 +1,9 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Token } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { DEFAULT_ALLOWED_CIDRS } from '../core/address-policy';
+import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { CapabilityProps, CapabilityRouter } from './capability-router';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
@@ -189,6 +189,15 @@ export class AgentLbStack extends Stack {
     if (accessLogsBucket !== undefined && Token.isUnresolved(this.region)) {
       throw new Error('accessLogsBucket needs the stack\'s region (env.region): the log-delivery principal differs per region');
     }
+    checkDeployTimeValues(props, maxAzs);
+    const publicCidrs = (props.allowedCidrs ?? []).filter((c) => !Token.isUnresolved(c) && isPublicIpv4Cidr(c));
+    if (publicCidrs.length > 0) {
+      Annotations.of(this).addWarningV2(
+        'agent-lb:public-allowed-cidrs',
+        `allowedCidrs ${publicCidrs.join(', ')} reach beyond the private ranges (${DEFAULT_ALLOWED_CIDRS.join(', ')}): ` +
+          'a lease may then point the load balancer at such addresses, and ELB refuses public IPv4 targets anyway',
+      );
+    }
 
     // ---- network
     if (props.vpcId !== undefined) {
@@ -289,6 +298,70 @@ export class AgentLbStack extends Stack {
 
     acknowledgeNagFindings(this, { accessLogs: accessLogsBucket !== undefined, tokenIngress: ingressCidrs.some((c) => Token.isUnresolved(c)) });
   }
+}
+
+/** ACM certificates and IAM server certificates, the two kinds an ALB listener takes. */
+const CERTIFICATE_ARN = /^arn:aws[a-z-]*:(?:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]+|iam::\d{12}:server-certificate\/\S+)$/;
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/**
+ * Values CloudFormation would only refuse at deploy time (or CDK with a message naming neither
+ * the prop nor the rule), checked at synth with both. Tokens are skipped.
+ */
+function checkDeployTimeValues(props: AgentLbStackProps, maxAzs: number): void {
+  for (const [name, cidrs] of [
+    ['allowedCidrs', props.allowedCidrs],
+    ['ingressCidrs', props.ingressCidrs],
+  ] as const) {
+    for (const cidr of cidrs ?? []) {
+      if (Token.isUnresolved(cidr)) continue;
+      try {
+        parseCidr(cidr);
+      } catch {
+        throw new Error(`${name}: ${JSON.stringify(cidr)} is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>`);
+      }
+    }
+  }
+  if (props.vpcCidr !== undefined && !Token.isUnresolved(props.vpcCidr)) {
+    // maxAzs public /24s and private /20s must fit: a /18 holds three AZs, a /17 six.
+    const largest = maxAzs <= 3 ? 18 : 17;
+    const parsed = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(props.vpcCidr);
+    const prefix = parsed ? Number(parsed[2]) : NaN;
+    let ipv4 = false;
+    try {
+      ipv4 = parsed !== null && parseCidr(props.vpcCidr).type === 'ipv4';
+    } catch {
+      ipv4 = false;
+    }
+    if (!ipv4 || prefix < 16 || prefix > largest) {
+      throw new Error(`vpcCidr ${JSON.stringify(props.vpcCidr)} must be an IPv4 CIDR of /16 to /${largest} (one /24 public and one /20 private subnet in each of ${maxAzs} AZs)`);
+    }
+  }
+  if (props.certificateArn !== undefined && !Token.isUnresolved(props.certificateArn) && !CERTIFICATE_ARN.test(props.certificateArn)) {
+    throw new Error(
+      `certificateArn ${JSON.stringify(props.certificateArn)} must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>) or an IAM server certificate ARN`,
+    );
+  }
+  const bucket = props.accessLogsBucketName;
+  if (bucket !== undefined && !Token.isUnresolved(bucket) && !(BUCKET_NAME.test(bucket) && !bucket.includes('..'))) {
+    throw new Error(`accessLogsBucketName ${JSON.stringify(bucket)} must be an S3 bucket name: 3–63 lowercase letters, digits, "." and "-", starting and ending with a letter or digit`);
+  }
+}
+
+/** Whether an IPv4 CIDR reaches outside every default (private) range. IPv6 VPC ranges are public by nature: not judged. */
+function isPublicIpv4Cidr(cidr: string): boolean {
+  const { network, prefix, type } = parseCidr(cidr);
+  if (type !== 'ipv4') return false;
+  const toInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+  const size = 2 ** (32 - prefix);
+  const first = Math.floor(toInt(network) / size) * size;
+  const last = first + size - 1;
+  return !DEFAULT_ALLOWED_CIDRS.some((range) => {
+    const r = parseCidr(range);
+    const rSize = 2 ** (32 - r.prefix);
+    const rFirst = toInt(r.network);
+    return first >= rFirst && last < rFirst + rSize;
+  });
 }
 
 function peerOf(cidr: string): ec2.IPeer {

@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import { ConfigError } from './errors';
+import { ConfigError, quoteUntrusted } from './errors';
 
 /** Ranges ELBv2 accepts as IP targets without question (RFC 1918 and RFC 6598 shared space). */
 export const DEFAULT_ALLOWED_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];
@@ -18,6 +18,24 @@ const ALWAYS_REFUSED: readonly { cidr: string; what: string }[] = [
 ];
 
 const INSTANCE_ID = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+/** Longer than any IP address or instance id (an IPv6 address with an embedded IPv4 one is 45). */
+const MAX_ADDRESS_CHARS = 64;
+
+/** ::ffff:0:0/96 in any spelling (`::ffff:10.0.0.1`, `0:0:0:0:0:ffff:a00:1`, …); an IPv4 address in disguise. */
+const IPV4_MAPPED = new BlockList();
+IPV4_MAPPED.addSubnet('::ffff:0:0', 96, 'ipv6');
+
+/**
+ * The RFC 5952 text of an IPv6 address (lower case, longest zero run compressed), as the WHATWG
+ * URL parser serializes hosts; undefined when the parser refuses it (a zone index, for one).
+ */
+function canonicalIpv6(address: string): string | undefined {
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
+}
 
 export interface AddressPolicyOptions {
   /**
@@ -86,31 +104,48 @@ export class AddressPolicy {
     const known = this.verdicts.get(address);
     if (known) return known;
     const verdict = this.judge(address);
+    // Only real addresses are worth remembering; an item can carry a 400 KB "address".
+    if (address.length > MAX_ADDRESS_CHARS) return verdict;
     if (this.verdicts.size >= 50_000) this.verdicts.clear();
     this.verdicts.set(address, verdict);
     return verdict;
   }
 
   private judge(address: string): AddressCheck {
+    const quoted = quoteUntrusted(address);
     if (INSTANCE_ID.test(address)) return { ok: true, kind: 'instance' };
     const family = isIP(address);
     if (family === 0) {
-      return { ok: false, malformed: true, message: `address "${address}" is neither an IP address nor an EC2 instance id (i-…)` };
+      return { ok: false, malformed: true, message: `address ${quoted} is neither an IP address nor an EC2 instance id (i-…)` };
     }
     const type = family === 4 ? 'ipv4' : 'ipv6';
-    if (type === 'ipv6' && /^::ffff:/i.test(address)) {
-      return { ok: false, malformed: false, message: `address "${address}" is an IPv4-mapped IPv6 address; write the IPv4 form` };
+    if (type === 'ipv6') {
+      if (address.includes('%')) {
+        return { ok: false, malformed: true, message: `address ${quoted} has a zone index (%…), which means nothing to a load balancer` };
+      }
+      if (/^::ffff:/i.test(address) || IPV4_MAPPED.check(address, 'ipv6')) {
+        return { ok: false, malformed: false, message: `address ${quoted} is an IPv4-mapped IPv6 address; write the IPv4 form` };
+      }
+      // One endpoint, one lease key: "FD00:0::1" and "fd00::1" must not be two leases (or two targets).
+      const canonical = canonicalIpv6(address);
+      if (canonical !== address) {
+        return {
+          ok: false,
+          malformed: true,
+          message: `address ${quoted} is not in canonical IPv6 form (RFC 5952)${canonical === undefined ? '' : `: write "${canonical}"`}`,
+        };
+      }
     }
     for (const { list, what } of this.refused) {
       if (list.check(address, type)) {
-        return { ok: false, malformed: false, message: `address "${address}" is ${what} and can never be a target` };
+        return { ok: false, malformed: false, message: `address ${quoted} is ${what} and can never be a target` };
       }
     }
     if (!this.allowed.check(address, type)) {
       return {
         ok: false,
         malformed: false,
-        message: `address "${address}" is outside the allowed ranges (${this.allowedCidrs.join(', ')})`,
+        message: `address ${quoted} is outside the allowed ranges (${this.allowedCidrs.join(', ')})`,
       };
     }
     return { ok: true, kind: type };

@@ -1,5 +1,5 @@
 import { AddressPolicy, formatTarget } from './address-policy';
-import { InvalidLeaseError, LeaseRejection, LeaseRejectionReason } from './errors';
+import { InvalidLeaseError, LeaseRejection, LeaseRejectionReason, quoteUntrusted } from './errors';
 import {
   CAPABILITY_NAME,
   LEASE_ATTR,
@@ -19,6 +19,13 @@ export type DecodeResult =
 /** Largest plausible epoch-seconds value (year 5138); anything above is almost surely milliseconds. */
 const MAX_EPOCH_SECONDS = 1e11;
 
+/**
+ * A DynamoDB number as text: decimal, optional sign, fraction and exponent. `Number()` alone
+ * would also read "0x50", " 80 " or "Infinity", which DynamoDB never stores, so a pure caller
+ * and the table could disagree about a port.
+ */
+const DECIMAL_NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
 const TYPE_NAMES: Record<string, string> = { S: 'String (S)', N: 'Number (N)', SS: 'String Set (SS)', M: 'Map (M)' };
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -28,7 +35,9 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function typeOf(value: unknown): string {
   if (!isRecord(value)) return 'not an attribute value';
   const keys = Object.keys(value).filter((k) => value[k] !== undefined);
-  return keys.length === 1 ? keys[0] : `{${keys.join(',')}}`;
+  // Type descriptors (S, N, SS, …) print as they are; anything else is untrusted text.
+  if (keys.length === 1 && /^[A-Z]{1,4}$/.test(keys[0])) return keys[0];
+  return keys.length === 1 ? quoteUntrusted(keys[0]) : `{${keys.map((k) => quoteUntrusted(k, 20)).slice(0, 5).join(',')}${keys.length > 5 ? ',…' : ''}}`;
 }
 
 /**
@@ -78,8 +87,8 @@ class ItemReader {
     const text = this.field(name, 'N', false) as string | undefined;
     if (text === undefined) return undefined;
     const value = Number(text);
-    if (!Number.isFinite(value) || text.trim() === '') {
-      this.reject(reason, `attribute "${name}" is not a finite number: "${text}"`);
+    if (!DECIMAL_NUMBER.test(text) || !Number.isFinite(value)) {
+      this.reject(reason, `attribute "${name}" is not a finite decimal number: ${quoteUntrusted(text)}`);
       return undefined;
     }
     return value;
@@ -100,8 +109,13 @@ class ItemReader {
   }
 }
 
-function utf8Bytes(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+/** Size as JSON; undefined when it cannot be serialized (never from DynamoDB, but callers may pass anything). */
+function jsonBytes(value: unknown): number | undefined {
+  try {
+    return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -139,13 +153,14 @@ export function decodeLease(item: unknown, policy: AddressPolicy): DecodeResult 
     if (!check.ok) r.reject(check.malformed ? 'BAD_ADDRESS' : 'ADDRESS_NOT_ALLOWED', check.message);
   }
   if (target !== undefined && address !== undefined && port !== undefined && target !== formatTarget(address, port)) {
-    r.reject('TARGET_MISMATCH', `target "${target}" does not match address and port (expected "${formatTarget(address, port)}")`);
+    r.reject('TARGET_MISMATCH', `target ${quoteUntrusted(target)} does not match address and port (expected ${quoteUntrusted(formatTarget(address, port))})`);
   }
   if (capabilities !== undefined) {
     if (capabilities.length === 0) r.reject('BAD_CAPABILITIES', 'capabilities must not be empty');
     const bad = capabilities.filter((c) => !CAPABILITY_NAME.test(c));
     if (bad.length > 0) {
-      r.reject('BAD_CAPABILITIES', `capability names ${bad.map((c) => JSON.stringify(c)).join(', ')} do not match ${CAPABILITY_NAME.source}`);
+      const shown = bad.slice(0, 5).map((c) => quoteUntrusted(c, 70)).join(', ') + (bad.length > 5 ? ` and ${bad.length - 5} more` : '');
+      r.reject('BAD_CAPABILITIES', `capability names ${shown} do not match ${CAPABILITY_NAME.source}`);
     }
   }
   if (expiresAt !== undefined && (!Number.isInteger(expiresAt) || expiresAt <= 0 || expiresAt > MAX_EPOCH_SECONDS)) {
@@ -153,11 +168,11 @@ export function decodeLease(item: unknown, policy: AddressPolicy): DecodeResult 
     r.reject('BAD_EXPIRY', `expiresAt ${expiresAt} is not a positive integer of epoch seconds${hint}`);
   }
   if (status !== undefined && status !== 'active' && status !== 'draining') {
-    r.reject('BAD_STATUS', `status ${JSON.stringify(status)} must be "active" or "draining"`);
+    r.reject('BAD_STATUS', `status ${quoteUntrusted(status)} must be "active" or "draining"`);
   }
-  if (metadata !== undefined && utf8Bytes(metadata) > MAX_METADATA_BYTES) {
-    r.reject('METADATA_TOO_LARGE', `metadata is ${utf8Bytes(metadata)} bytes, limit ${MAX_METADATA_BYTES}`);
-  }
+  const metadataBytes = metadata === undefined ? 0 : jsonBytes(metadata);
+  if (metadataBytes === undefined) r.reject('WRONG_TYPE', 'attribute "metadata" cannot be serialized as JSON');
+  else if (metadataBytes > MAX_METADATA_BYTES) r.reject('METADATA_TOO_LARGE', `metadata is ${metadataBytes} bytes, limit ${MAX_METADATA_BYTES}`);
 
   if (r.rejections.length > 0) return { ok: false, rejections: r.rejections };
   return {

@@ -37,7 +37,8 @@ export function routeLease(lease: Lease, routing: RoutingConfig): RoutedLease {
   const rejections: LeaseRejection[] = [];
   const isInstance = lease.address.startsWith('i-');
   for (const capability of lease.capabilities) {
-    const route = routing.capabilities[capability];
+    // Own properties only: "constructor" is a valid capability name and every object has one.
+    const route = Object.hasOwn(routing.capabilities, capability) ? routing.capabilities[capability] : undefined;
     if (!route) {
       rejections.push({
         reason: 'UNKNOWN_CAPABILITY',

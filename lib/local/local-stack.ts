@@ -41,6 +41,10 @@ export interface LocalStackOptions {
   readonly onBatch?: (info: StreamPollerBatchInfo) => void;
   readonly onReconcile?: (report: ReconcileReport) => void;
   readonly onError?: (where: 'poller' | 'reconcile', error: unknown) => void;
+  /** Logger of both handlers (tests capture rejections from it). @default a silent logger */
+  readonly logger?: Logger;
+  /** Metrics of each handler (tests capture the EMF). @default metrics that publish nothing */
+  readonly metrics?: (handler: 'sync' | 'reconcile') => Metrics;
 }
 
 /** What another client needs to join a local deployment: the `--state-file` contents. */
@@ -149,10 +153,10 @@ export class LocalStack {
     };
 
     const handlerElb = countingElbClient(options.wrapElbClient ? options.wrapElbClient(createElbClient({ ...servers.moto.clientConfig })) : createElbClient({ ...servers.moto.clientConfig }));
-    const logger = new Logger({ serviceName: 'agent-lb-local', logLevel: 'SILENT' });
-    const telemetry = () => localMetrics(logger);
-    const sync = createSyncHandler({ config: runtimeConfig, elbClient: handlerElb.client, logger, metrics: telemetry() });
-    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: handlerElb.client, dynamoClient: dynamodb, logger, metrics: telemetry() });
+    const logger = options.logger ?? new Logger({ serviceName: 'agent-lb-local', logLevel: 'SILENT' });
+    const telemetry = (handler: 'sync' | 'reconcile') => options.metrics?.(handler) ?? localMetrics(logger);
+    const sync = createSyncHandler({ config: runtimeConfig, elbClient: handlerElb.client, logger, metrics: telemetry('sync') });
+    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: handlerElb.client, dynamoClient: dynamodb, logger, metrics: telemetry('reconcile') });
 
     let stack: LocalStack | undefined;
     const poller = new StreamPoller({

@@ -163,6 +163,9 @@ function toLambdaValue(value: StreamsAttributeValue): LambdaAttributeValue {
   if (value.N !== undefined) return { N: value.N };
   if (value.BOOL !== undefined) return { BOOL: value.BOOL };
   if (value.NULL !== undefined) return { NULL: value.NULL };
+  // DynamoDB Local's stream drops the type of an empty map (`"m": {}` where GetItem and AWS
+  // streams say `"m": {"M": {}}`); no other value serializes without a type.
+  if (Object.keys(value).length === 0) return { M: {} };
   return { ...(value as object) } as LambdaAttributeValue;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AddressPolicy, decodeLease, encodeLease, encodeValidLease, InvalidLeaseError, isLive, Lease, LeaseRejectionReason, RawItem } from '../../lib/core';
+import { AddressPolicy, decodeLease, encodeLease, encodeValidLease, InvalidLeaseError, isLive, Lease, LeaseRejectionReason, RawItem, routeLease } from '../../lib/core';
 
 const policy = new AddressPolicy([...['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'], 'fd00::/8']);
 
@@ -49,6 +49,15 @@ describe('decodeLease', () => {
     ['multicast', item({ address: { S: '224.0.0.1' }, target: { S: '224.0.0.1:8080' } }), 'ADDRESS_NOT_ALLOWED', /multicast/],
     ['IPv4-mapped IPv6', item({ address: { S: '::ffff:10.0.0.1' }, target: { S: '[::ffff:10.0.0.1]:8080' } }), 'ADDRESS_NOT_ALLOWED', /IPv4-mapped/],
     ['hostname', item({ address: { S: 'example.com' }, target: { S: 'example.com:8080' } }), 'BAD_ADDRESS', /neither an IP address nor an EC2 instance id/],
+    ['IPv4-mapped IPv6 spelled out', item({ address: { S: '0:0:0:0:0:ffff:a00:1' }, target: { S: '[0:0:0:0:0:ffff:a00:1]:8080' } }), 'ADDRESS_NOT_ALLOWED', /IPv4-mapped/],
+    ['IPv6 with a zone index', item({ address: { S: 'fd00::5%eth0' }, target: { S: '[fd00::5%eth0]:8080' } }), 'BAD_ADDRESS', /zone index/],
+    ['IPv6 not in canonical form', item({ address: { S: 'FD00:0::5' }, target: { S: '[FD00:0::5]:8080' } }), 'BAD_ADDRESS', /canonical IPv6 form \(RFC 5952\): write "fd00::5"/],
+    ['IPv4 with a leading zero', item({ address: { S: '010.0.1.5' }, target: { S: '010.0.1.5:8080' } }), 'BAD_ADDRESS', /neither an IP address/],
+    ['port in hexadecimal', item({ port: { N: '0x1f90' } }), 'BAD_PORT', /"port" is not a finite decimal number: "0x1f90"/],
+    ['port with spaces', item({ port: { N: ' 8080' } }), 'BAD_PORT', /not a finite decimal number/],
+    ['expiresAt of Infinity', item({ expiresAt: { N: 'Infinity' } }), 'BAD_EXPIRY', /not a finite decimal number/],
+    ['expiresAt in microseconds', item({ expiresAt: { N: '1800000030000000' } }), 'BAD_EXPIRY', /looks like milliseconds/],
+    ['metadata that is not JSON', item({ metadata: { M: { big: 1n } } }), 'WRONG_TYPE', /"metadata" cannot be serialized/],
     ['empty capabilities', item({ capabilities: { SS: [] } }), 'BAD_CAPABILITIES', /must not be empty/],
     ['capabilities as a list', item({ capabilities: { L: [{ S: 'vision' }] } }), 'WRONG_TYPE', /String Set \(SS\), got L/],
     ['upper-case capability', item({ capabilities: { SS: ['Vision'] } }), 'BAD_CAPABILITIES', /"Vision" do not match/],
@@ -67,6 +76,19 @@ describe('decodeLease', () => {
     expect(match!.message).toMatch(message);
   });
 
+  it('quotes untrusted values with control characters escaped and long ones cut', () => {
+    const out = decodeLease(item({ address: { S: `\u001b[2J${'x'.repeat(5000)}` }, status: { S: 'line\nforged' } }), policy);
+    expect(out.ok).toBe(false);
+    if (out.ok) return;
+    for (const r of out.rejections) {
+      // eslint-disable-next-line no-control-regex
+      expect(r.message).not.toMatch(/[\u0000-\u001f]/);
+      expect(r.message.length).toBeLessThan(400);
+    }
+    expect(out.rejections.find((r) => r.reason === 'BAD_ADDRESS')!.message).toMatch(/^address "\\u001b\[2Jx+…\(5011 characters\) is neither/);
+    expect(out.rejections.find((r) => r.reason === 'BAD_STATUS')!.message).toBe('status "line\\nforged" must be "active" or "draining"');
+  });
+
   it('reports every problem of an item at once', () => {
     const out = decodeLease(item({ port: { S: 'x' }, status: { S: 'x' } }, ['agentId']), policy);
     expect(out.ok).toBe(false);
@@ -77,6 +99,15 @@ describe('decodeLease', () => {
     const vpcOnly = new AddressPolicy(['10.20.0.0/16']);
     expect(decodeLease(item({ address: { S: '10.20.3.4' }, target: { S: '10.20.3.4:8080' } }), vpcOnly).ok).toBe(true);
     expect(decodeLease(item(), vpcOnly).ok).toBe(false);
+  });
+});
+
+describe('routeLease', () => {
+  it('treats capability names that are Object.prototype members ("constructor") as unknown, not as a route', () => {
+    const routing = { capabilities: { vision: { targetGroupArn: 'arn:tg/vision', targetType: 'ip' as const } }, allowedCidrs: ['10.0.0.0/8'] };
+    const routed = routeLease({ ...valid, capabilities: ['constructor', 'vision'] }, routing);
+    expect(routed.memberships.map((m) => m.targetGroupArn)).toEqual(['arn:tg/vision']);
+    expect(routed.rejections).toEqual([expect.objectContaining({ reason: 'UNKNOWN_CAPABILITY', capability: 'constructor' })]);
   });
 });
 
