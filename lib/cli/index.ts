@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { UsageError } from '../core/errors';
+import { ConfigError, InvalidLeaseError, UsageError } from '../core/errors';
 import { readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
 import { intOption, main as run } from './program';
 import { registerLocal } from './local-command';
@@ -51,22 +51,29 @@ function registerSidecar(program: Command): void {
       }
       const region = state?.region ?? f.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
       const endpoint = state?.dynamodbEndpoint ?? f.endpoint;
-      const sidecar = new Sidecar({
-        healthUrl: f.healthUrl,
-        ...(f.interval ? { intervalMs: f.interval } : {}),
-        ...(f.unhealthyThreshold ? { unhealthyThreshold: f.unhealthyThreshold } : {}),
-        lease: {
-          tableName,
-          address: f.address,
-          port: f.port,
-          capabilities: f.capability,
-          ...(f.ttl ? { ttl: f.ttl } : {}),
-          ...(f.agentId ? { agentId: f.agentId } : {}),
-          ...(f.takeover ? { takeover: true } : {}),
-          ...(state ? { allowLoopback: true } : {}),
-          clientConfig: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}), ...(state ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}) },
-        },
-      });
+      let sidecar: Sidecar;
+      try {
+        sidecar = new Sidecar({
+          healthUrl: f.healthUrl,
+          ...(f.interval ? { intervalMs: f.interval } : {}),
+          ...(f.unhealthyThreshold ? { unhealthyThreshold: f.unhealthyThreshold } : {}),
+          lease: {
+            tableName,
+            address: f.address,
+            port: f.port,
+            capabilities: f.capability,
+            ...(f.ttl ? { ttl: f.ttl } : {}),
+            ...(f.agentId ? { agentId: f.agentId } : {}),
+            ...(f.takeover ? { takeover: true } : {}),
+            ...(state ? { allowLoopback: true } : {}),
+            clientConfig: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}), ...(state ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}) },
+          },
+        });
+      } catch (error) {
+        // The SDK refuses a lease the servers would refuse; for a sidecar that is a flag problem.
+        if (error instanceof InvalidLeaseError || error instanceof ConfigError) throw new UsageError(error.message, { cause: error });
+        throw error;
+      }
       sidecar.on('event', (e) => {
         if (e.kind !== 'probe' || !e.ok) process.stdout.write(`${new Date().toISOString()} ${e.kind} ${e.detail}\n`);
       });

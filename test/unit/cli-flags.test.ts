@@ -147,13 +147,15 @@ describe('configuration refused at run time: exit 1 and one line', () => {
   it('a state file without region, tableName or targetGroups', async () => {
     expectOneLineError(await cli('status', '--state-file', join(dir, 'incomplete.json')), 1, /state file .*incomplete\.json lacks region, tableName or targetGroups/);
   });
+});
 
-  it('a sidecar --address the lease contract refuses (public), before anything is written', async () => {
-    expectOneLineError(await cli(...sidecar('--address', '8.8.8.8')), 1, /address "8\.8\.8\.8" is outside the allowed ranges \(10\.0\.0\.0\/8, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16, 100\.64\.0\.0\/10\)/);
+describe('sidecar flags the lease contract refuses: exit 2 (a usage error), before anything is written', () => {
+  it('a public --address', async () => {
+    expectOneLineError(await cli(...sidecar('--address', '8.8.8.8')), 2, /address "8\.8\.8\.8" is outside the allowed ranges \(10\.0\.0\.0\/8, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16, 100\.64\.0\.0\/10\)/);
   });
 
-  it('a sidecar --capability outside the naming rule', async () => {
-    expectOneLineError(await cli(...sidecar('--capability', 'Vision')), 1, /capability names "Vision" do not match \^\[a-z0-9\]\[a-z0-9_-\]\{0,62\}\$/);
+  it('a --capability outside the naming rule', async () => {
+    expectOneLineError(await cli(...sidecar('--capability', 'Vision')), 2, /capability names "Vision" do not match \^\[a-z0-9\]\[a-z0-9_-\]\{0,62\}\$/);
   });
 });
 
