@@ -1,35 +1,42 @@
-import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
-import { createSyncHandler } from '../lambdas/stream-sync';
-import { RoutingConfig } from '../lib/core/lease-schema';
+import { b1Routing, benchSyncHandler } from './b1-handler-economy';
 import { CountingElb } from './counting-elb';
 import { createNaiveRegistrar } from './naive-registrar';
-import { capabilityNames, streamWorkload } from './stream-workload';
-import { backlogGrowthPerSecond, secondsToSend } from './throttle-projection';
+import { streamWorkload } from './stream-workload';
+import { BACKLOG_FORMULA, backlogGrowthPerSecond, COLD_START_FORMULA, ELB_BURST, ELB_REFILL_PER_SECOND, secondsToSend } from './throttle-projection';
+
+/** One batch size of the projection. */
+export interface ProjectionRun {
+  readonly batchSize: number;
+  /** Calls measured for a cold start (every agent acquires once), and the seconds the throttle makes them take. */
+  readonly coldStart: { readonly oursCalls: number; readonly naiveCalls: number; readonly oursSeconds: number; readonly naiveSeconds: number };
+  /** Calls measured for one second of heartbeats (every agent renews once), and how fast the backlog grows. */
+  readonly heartbeats: {
+    readonly perSecond: number;
+    readonly oursCallsPerSecond: number;
+    readonly naiveCallsPerSecond: number;
+    readonly oursBacklogGrowth: number;
+    readonly naiveBacklogGrowth: number;
+  };
+}
 
 export interface ProjectionResult {
   readonly scenario: 'projection';
   readonly agents: number;
-  readonly batchSize: number;
-  readonly coldStart: { oursCalls: number; naiveCalls: number; oursSeconds: number; naiveSeconds: number; formula: string };
-  readonly heartbeats: { perSecond: number; oursCallsPerSecond: number; naiveCallsPerSecond: number; oursBacklogGrowth: number; naiveBacklogGrowth: number };
+  readonly capabilities: number;
+  readonly throttle: { readonly burst: number; readonly refillPerSecond: number };
+  readonly formulas: { readonly coldStart: string; readonly heartbeats: string };
+  readonly runs: readonly ProjectionRun[];
 }
 
-/** Counts the calls of a cold start (every agent acquires once) and of pure heartbeat traffic, then projects them onto the AWS throttle. */
-export async function runProjection(agents: number, batchSize: number, capabilities = 20): Promise<ProjectionResult> {
-  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
-  const routing: RoutingConfig = {
-    allowedCidrs: ['10.0.0.0/8'],
-    capabilities: Object.fromEntries(capabilityNames(capabilities).map((c) => [c, { targetGroupArn: `arn:tg/${c}`, targetType: 'ip' as const }])),
-  };
+/**
+ * Counts (does not estimate) the calls of a cold start and of one second of heartbeats through
+ * both registrars on the counting ELB, then projects those counts onto the AWS throttle.
+ */
+export async function runProjectionBatch(agents: number, batchSize: number, capabilities: number): Promise<ProjectionRun> {
+  const routing = b1Routing(capabilities);
   const ours = new CountingElb();
   const naive = new CountingElb();
-  const handler = createSyncHandler({
-    config: { tableName: 'bench', routing, safetyValveShare: 0.5, reconcileRepeatSeconds: 0 },
-    elbClient: ours.asClient(),
-    logger: new Logger({ logLevel: 'SILENT' }),
-    metrics: new Metrics({ namespace: 'AgentLbBench', serviceName: 'bench' }),
-  });
+  const handler = benchSyncHandler(routing, ours);
   const baseline = createNaiveRegistrar(naive.asClient(), routing);
   const cold = [...streamWorkload({ records: agents, batchSize, capabilities, seed: 7, heartbeatShare: 0, registrationShare: 1 })];
   for (const event of cold) {
@@ -57,24 +64,28 @@ export async function runProjection(agents: number, batchSize: number, capabilit
   }
   const hbOurs = ours.mutating - coldOurs;
   const hbNaive = naive.mutating - coldNaive;
-  const perSecond = agents;
   return {
-    scenario: 'projection',
-    agents,
     batchSize,
-    coldStart: {
-      oursCalls: coldOurs,
-      naiveCalls: coldNaive,
-      oursSeconds: secondsToSend(coldOurs),
-      naiveSeconds: secondsToSend(coldNaive),
-      formula: 'seconds = max(0, (calls − 20) / 4)',
-    },
+    coldStart: { oursCalls: coldOurs, naiveCalls: coldNaive, oursSeconds: secondsToSend(coldOurs), naiveSeconds: secondsToSend(coldNaive) },
     heartbeats: {
-      perSecond,
+      perSecond: agents,
       oursCallsPerSecond: hbOurs,
       naiveCallsPerSecond: hbNaive,
       oursBacklogGrowth: backlogGrowthPerSecond(hbOurs),
       naiveBacklogGrowth: backlogGrowthPerSecond(hbNaive),
     },
+  };
+}
+
+export async function runProjection(agents: number, batchSizes: readonly number[], capabilities = 20): Promise<ProjectionResult> {
+  const runs: ProjectionRun[] = [];
+  for (const batchSize of batchSizes) runs.push(await runProjectionBatch(agents, batchSize, capabilities));
+  return {
+    scenario: 'projection',
+    agents,
+    capabilities,
+    throttle: { burst: ELB_BURST, refillPerSecond: ELB_REFILL_PER_SECOND },
+    formulas: { coldStart: COLD_START_FORMULA, heartbeats: BACKLOG_FORMULA },
+    runs,
   };
 }

@@ -4,6 +4,8 @@ import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-
 export class CountingElb {
   public readonly calls: Record<string, number> = {};
   public readonly groups = new Map<string, Set<string>>();
+  /** Register+Deregister calls per target group ARN. */
+  public readonly mutatingByGroup = new Map<string, number>();
 
   public get mutating(): number {
     return (this.calls.RegisterTargetsCommand ?? 0) + (this.calls.DeregisterTargetsCommand ?? 0);
@@ -13,6 +15,9 @@ export class CountingElb {
     const send = async (command: { constructor: { name: string }; input: { TargetGroupArn: string; Targets?: { Id: string; Port: number }[] } }) => {
       const name = command.constructor.name;
       this.calls[name] = (this.calls[name] ?? 0) + 1;
+      if (name === 'RegisterTargetsCommand' || name === 'DeregisterTargetsCommand') {
+        this.mutatingByGroup.set(command.input.TargetGroupArn, (this.mutatingByGroup.get(command.input.TargetGroupArn) ?? 0) + 1);
+      }
       const g = this.groups.get(command.input.TargetGroupArn) ?? new Set<string>();
       this.groups.set(command.input.TargetGroupArn, g);
       for (const t of command.input.Targets ?? []) {

@@ -1,52 +1,146 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { runB1 } from './b1-handler-economy';
 import { runProjection } from './b1-cold-start';
+import { runB2 } from './b2-end-to-end';
+import { runB3 } from './b3-reconcile-cost';
+import { markdownTable, rowsOf, ScenarioResult, textTable } from './report';
 
-type Row = [figure: string, ours: string, naive: string];
+const SCENARIOS = ['b1', 'b2', 'b3', 'projection'] as const;
+type ScenarioId = (typeof SCENARIOS)[number];
 
-function printTable(title: string, rows: Row[]): void {
-  const w = [Math.max(...rows.map((r) => r[0].length), 6), 14, 14];
-  console.log(`\n${title}`);
-  console.log(`${'figure'.padEnd(w[0])}  ${'agent-lb'.padStart(w[1])}  ${'per-event'.padStart(w[2])}`);
-  for (const r of rows) console.log(`${r[0].padEnd(w[0])}  ${r[1].padStart(w[1])}  ${r[2].padStart(w[2])}`);
+const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,projection] [--agents=N] [--ttl=S] [--runs=N] [--write]
+  --only    scenarios to run (default: all); results of the others are kept in bench/results.json
+  --agents  B2 fleet size (default 500; a fifth crash, a fifth release)
+  --ttl     B2 lease TTL in seconds (default 15; agents renew every ttl/3)
+  --runs    B3 measured passes per case (default 5)
+  --write   also rewrite the generated part of BENCHMARKS.md`;
+
+interface Flags {
+  readonly only: readonly ScenarioId[];
+  readonly agents: number;
+  readonly ttl: number;
+  readonly runs: number;
+  readonly write: boolean;
 }
 
-/** `npm run bench [-- --only=B1]`: runs the scenarios, prints tables, writes bench/results.json. */
-async function main(): Promise<void> {
-  const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
-  const want = (s: string) => !only || only.includes(s);
-  const results: unknown[] = [];
+function parseFlags(argv: readonly string[]): Flags {
+  const value = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const positive = (name: string, fallback: number, min = 1) => {
+    const raw = value(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be a whole number ≥ ${min}, got "${raw}"`);
+    return n;
+  };
+  for (const a of argv) {
+    if (!/^--(only|agents|ttl|runs)=|^--write$/.test(a)) throw new UsageError(`unknown argument "${a}"`);
+  }
+  const only = (value('only') ?? SCENARIOS.join(',')).split(',').map((s) => s.trim().toLowerCase());
+  for (const s of only) if (!SCENARIOS.includes(s as ScenarioId)) throw new UsageError(`--only: unknown scenario "${s}" (known: ${SCENARIOS.join(', ')})`);
+  return {
+    only: only as ScenarioId[],
+    agents: positive('agents', 500, 5),
+    ttl: positive('ttl', 15, 3),
+    runs: positive('runs', 5),
+    write: argv.includes('--write'),
+  };
+}
 
-  if (want('B1')) {
-    for (const batchSize of [100, 1000]) {
-      const b1 = await runB1({ records: 100_000, batchSize, heartbeatShare: 0.85, registrationShare: 0.1, capabilities: 20, seed: 42 });
-      results.push(b1);
-      printTable(`B1 handler economy — 100 000 records, batches of ${batchSize}, 85 % heartbeats / 10 % registrations / 5 % releases, 20 capabilities`, [
-        ['ELB calls (Register+Deregister)', String(b1.ours.elbCalls), String(b1.naive.elbCalls)],
-        ['call ratio per-event / agent-lb', `${b1.callRatio}×`, '1×'],
-        ['records/s (one core)', String(b1.ours.recordsPerSecond), String(b1.naive.recordsPerSecond)],
-        ['heap peak MiB', String(b1.ours.heapPeakMiB), '-'],
-        ['max calls per touched group per batch', String(b1.ours.maxCallsPerTouchedGroupPerBatch), '-'],
-        ['ELB calls in heartbeat-only batches', String(b1.ours.heartbeatBatchCalls), '-'],
-        ['final target groups identical', String(b1.finalStateEqual), '-'],
-      ]);
-    }
+class UsageError extends Error {}
+
+const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const load = () => loadavg().map((l) => Math.round(l * 100) / 100);
+
+/** Runs each wanted scenario; every result carries when it ran and how loaded the machine was. */
+async function runScenarios(flags: Flags): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  const timed = async (id: ScenarioId, run: () => Promise<ScenarioResult>) => {
+    if (!flags.only.includes(id)) return;
+    const before = load();
+    const started = Date.now();
+    log(`${id}: running (load average ${before.join(' ')})`);
+    const result = await run();
+    out.push({
+      ...result,
+      measuredAt: new Date(started).toISOString(),
+      environment: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, loadAverageBefore: before, loadAverageAfter: load(), seconds: Math.round((Date.now() - started) / 1000) },
+    });
+    log(`${id}: done in ${Math.round((Date.now() - started) / 1000)} s`);
+  };
+  const mix = { records: 100_000, heartbeatShare: 0.85, registrationShare: 0.1, capabilities: 20, seed: 42 };
+  await timed('b1', () => runB1(mix, [100, 1000]));
+  await timed('projection', () => runProjection(1000, [100, 1000], 20));
+  await timed('b2', () => runB2({ agents: flags.agents, ttlSeconds: flags.ttl, log }));
+  await timed('b3', () => runB3({ runs: flags.runs, log }));
+  return out;
+}
+
+const ORDER = ['B1', 'projection', 'B2', 'B3'];
+
+/** This run's scenarios, plus those of the previous results.json this run did not repeat. */
+function merge(path: string, fresh: Record<string, unknown>[]): Record<string, unknown>[] {
+  let previous: Record<string, unknown>[] = [];
+  try {
+    if (existsSync(path)) previous = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>[];
+  } catch {
+    previous = [];
   }
-  if (want('projection')) {
-    for (const batchSize of [100, 1000]) {
-      const p = await runProjection(1000, batchSize);
-      results.push(p);
-      printTable(`Projection to AWS — 1 000 agents, 20 capabilities, batches of ${batchSize}; ${p.coldStart.formula}`, [
-        ['cold start: ELB calls', String(p.coldStart.oursCalls), String(p.coldStart.naiveCalls)],
-        ['cold start: seconds throttled', p.coldStart.oursSeconds.toFixed(1), p.coldStart.naiveSeconds.toFixed(1)],
-        ['1 000 heartbeats/s: ELB calls per second', String(p.heartbeats.oursCallsPerSecond), String(p.heartbeats.naiveCallsPerSecond)],
-        ['  backlog growth (calls/s over the 4/s refill)', String(p.heartbeats.oursBacklogGrowth), String(p.heartbeats.naiveBacklogGrowth)],
-      ]);
-    }
+  const ran = new Set(fresh.map((r) => r.scenario));
+  // Only results written by this version of the bench (they carry measuredAt) are kept.
+  const kept = Array.isArray(previous) ? previous.filter((r) => r && typeof r === 'object' && r.measuredAt && ORDER.includes(String(r.scenario)) && !ran.has(r.scenario)) : [];
+  return [...fresh, ...kept].sort((a, b) => ORDER.indexOf(String(a.scenario)) - ORDER.indexOf(String(b.scenario)));
+}
+
+const START = '<!-- bench:generated:start -->';
+const END = '<!-- bench:generated:end -->';
+
+/** Replaces the generated block of BENCHMARKS.md (the table) and leaves the prose around it alone. */
+function writeBenchmarksMd(path: string, results: Record<string, unknown>[]): void {
+  const rows = results.flatMap((r) => rowsOf(r as unknown as ScenarioResult));
+  const when = results.map((r) => `${r.scenario} ${String(r.measuredAt).slice(0, 16).replace('T', ' ')} UTC, load ${(r.environment as { loadAverageBefore: number[] }).loadAverageBefore.join(' ')}`);
+  const env = results[0]?.environment as { node: string; cpus: number; cpuModel?: string } | undefined;
+  const block = [
+    START,
+    `_Generated by \`npm run bench -- --write\` from \`bench/results.json\`. Machine: ${env?.cpus ?? '?'} × ${env?.cpuModel ?? '?'}, Node ${env?.node ?? '?'}. Measured: ${when.join('; ')}._`,
+    '',
+    markdownTable(rows),
+    END,
+  ].join('\n');
+  const current = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
+  const start = current.indexOf(START);
+  const end = current.indexOf(END);
+  const next = start >= 0 && end > start ? current.slice(0, start) + block + current.slice(end + END.length) : `${current.trimEnd()}\n\n${block}\n`;
+  writeFileSync(path, next);
+}
+
+/** `npm run bench [-- --only=b1,b2 --agents=N --write]`: runs the scenarios, prints one table, writes bench/results.json. */
+async function main(): Promise<void> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`${error.message}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
   }
-  writeFileSync(join(__dirname, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`\nwrote ${join(__dirname, 'results.json')}`);
+  // Ctrl-C: exit, and the emulator launchers' exit hook kills DynamoDB Local and moto.
+  process.once('SIGINT', () => process.exit(130));
+  process.once('SIGTERM', () => process.exit(143));
+
+  const fresh = await runScenarios(flags);
+  console.log(`\n${textTable(fresh.flatMap((r) => rowsOf(r as unknown as ScenarioResult)))}`);
+  const resultsPath = join(__dirname, 'results.json');
+  const all = merge(resultsPath, fresh);
+  writeFileSync(resultsPath, `${JSON.stringify(all, null, 2)}\n`);
+  console.log(`\nwrote ${resultsPath}`);
+  if (flags.write) {
+    const md = join(__dirname, '..', 'BENCHMARKS.md');
+    writeBenchmarksMd(md, all);
+    console.log(`updated ${md}`);
+  }
 }
 
 main().catch((e) => {

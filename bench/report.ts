@@ -1,0 +1,246 @@
+import type { B1Result } from './b1-handler-economy';
+import type { ProjectionResult } from './b1-cold-start';
+import type { B2Result } from './b2-end-to-end';
+import type { B3Result } from './b3-reconcile-cost';
+import type { Distribution } from './percentiles';
+
+export type ScenarioResult = B1Result | B2Result | B3Result | ProjectionResult;
+
+/** One line of the table. `target` and `verdict` only on lines that check one of the issue's targets. */
+export interface Row {
+  readonly scenario: string;
+  readonly figure: string;
+  readonly ours: string;
+  readonly naive: string;
+  readonly target?: string;
+  readonly verdict?: string;
+}
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const ms = (n: number) => (Number.isNaN(n) ? '–' : n >= 10_000 ? `${(n / 1000).toFixed(1)} s` : `${int(n)} ms`);
+/** A percentile that fell on timed-out waits prints as "> deadline". */
+const pct = (d: Distribution, v: number | null) => (v !== null ? ms(v) : d.timedOutAfter !== undefined ? `> ${ms(d.timedOutAfter)}` : '–');
+const quartet = (d: Distribution) => (d.n + d.timedOut === 0 ? '–' : [d.p50, d.p95, d.p99, d.max].map((v) => pct(d, v)).join(' / '));
+const percent = (x: number) => (x < 10 ? x.toFixed(1) : String(Math.round(x)));
+const missedBy = (value: number, limit: number, unit: (n: number) => string) =>
+  value <= limit ? 'met' : `MISSED by ${unit(value - limit)} (${percent(((value - limit) / limit) * 100)} %)`;
+/** What each batch size stands for: RegistrySync deploys 1000 (1 s window); local mode and Lambda's own default use 100. */
+const batchLabel = (size: number) => (size === 1000 ? `batch ${size} (deployed)` : size === 100 ? `batch ${size} (local mode)` : `batch ${size}`);
+const missedIfZero = (value: number) => (value === 0 ? 'met' : `MISSED: ${int(value)} calls`);
+
+function b1Rows(r: B1Result): Row[] {
+  return r.runs.flatMap((run): Row[] => {
+    const s = `B1 ${batchLabel(run.batchSize)}`;
+    return [
+      { scenario: s, figure: `ELB calls for ${int(r.records)} records (${int(run.batches)} batches)`, ours: int(run.ours.elbCalls), naive: int(run.naive.elbCalls) },
+      {
+        scenario: s,
+        figure: 'per-event calls / agent-lb calls',
+        ours: `${run.callRatio}×`,
+        naive: '1×',
+        target: '≥ 20×',
+        verdict: run.callRatio >= 20 ? 'met' : `MISSED: ${run.callRatio}× is ${(20 / run.callRatio).toFixed(1)}× short`,
+      },
+      {
+        scenario: s,
+        figure: 'records/s (one core)',
+        ours: int(run.ours.recordsPerSecond),
+        naive: int(run.naive.recordsPerSecond),
+        target: '≥ 50 000',
+        verdict: run.ours.recordsPerSecond >= 50_000 ? 'met' : `MISSED by ${int(50_000 - run.ours.recordsPerSecond)}/s`,
+      },
+      {
+        scenario: s,
+        figure: `heartbeat records alone (${int(run.heartbeatsAlone.records)}): ELB calls`,
+        ours: int(run.heartbeatsAlone.oursCalls),
+        naive: int(run.heartbeatsAlone.naiveCalls),
+        target: '0',
+        verdict: missedIfZero(run.heartbeatsAlone.oursCalls),
+      },
+      {
+        scenario: s,
+        figure: 'most calls to one group in one batch',
+        ours: String(run.ours.maxCallsToOneGroupPerBatch),
+        naive: '–',
+        target: '≤ 2',
+        verdict: run.ours.maxCallsToOneGroupPerBatch <= 2 ? 'met' : `MISSED by ${run.ours.maxCallsToOneGroupPerBatch - 2}`,
+      },
+      { scenario: s, figure: 'heap peak MiB / final groups identical', ours: `${run.ours.heapPeakMiB} / ${run.finalStateEqual}`, naive: '–' },
+    ];
+  });
+}
+
+function b2Rows(r: B2Result): Row[] {
+  const s = `B2 ${r.setup.agents} agents`;
+  const { ours, naive, setup } = r;
+  const missing = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
+  return [
+    {
+      scenario: s,
+      figure: `registration p50/p95/p99/max (write → seen; poll ${setup.pollIntervalMs} ms, batches ≤ ${setup.batchSize}, window ${setup.batchingWindowMs} ms)`,
+      ours: quartet(ours.registrationMs),
+      naive: quartet(naive.registrationMs),
+      target: 'p99 ≤ 1 500 ms',
+      verdict: ours.registrationMs.p99 === null ? `MISSED: ${ours.missing.join} never seen` : missedBy(ours.registrationMs.p99, 1500, ms),
+    },
+    { scenario: s, figure: 'registration p50/p95/p99/max (write acknowledged → seen)', ours: quartet(ours.registrationFromAckMs), naive: quartet(naive.registrationFromAckMs) },
+    { scenario: s, figure: '  registrar alone: write → its RegisterTargets returned', ours: quartet(ours.registrationElbAckMs), naive: quartet(naive.registrationElbAckMs) },
+    {
+      scenario: s,
+      figure: `  the same, deployed batching (${r.oursDeployedBatching.batchSize} records, ${r.oursDeployedBatching.batchingWindowMs / 1000} s window)`,
+      ours: quartet(r.oursDeployedBatching.registrationMs),
+      naive: '–',
+      target: 'p99 ≤ 1 500 ms',
+      verdict:
+        r.oursDeployedBatching.registrationMs.p99 === null
+          ? `MISSED: ${r.oursDeployedBatching.missing.join} never seen`
+          : missedBy(r.oursDeployedBatching.registrationMs.p99, 1500, ms),
+    },
+    {
+      scenario: s,
+      figure: `crash → removed p50/p95/p99/max (ttl ${setup.ttlSeconds} s, reconcile ${setup.reconcileIntervalMs / 1000} s)`,
+      ours: quartet(ours.crashRemovalMs),
+      naive: quartet(naive.crashRemovalMs),
+      target: `max ≤ ${ms(setup.crashRemovalBoundMs)}`,
+      verdict: ours.crashRemovalMs.max === null ? `MISSED: ${ours.missing.crash} never removed` : missedBy(ours.crashRemovalMs.max, setup.crashRemovalBoundMs, ms),
+    },
+    { scenario: s, figure: 'crash: removed after lease expiry p50/p95/p99/max', ours: quartet(ours.crashRemovalAfterExpiryMs), naive: quartet(naive.crashRemovalAfterExpiryMs) },
+    { scenario: s, figure: '  registrar alone: crash → its DeregisterTargets returned', ours: quartet(ours.crashRemovalElbAckMs), naive: quartet(naive.crashRemovalElbAckMs) },
+    { scenario: s, figure: 'release → removed p50/p95/p99/max', ours: quartet(ours.releaseRemovalMs), naive: quartet(naive.releaseRemovalMs) },
+    { scenario: s, figure: '  registrar alone: release → its DeregisterTargets returned', ours: quartet(ours.releaseRemovalElbAckMs), naive: quartet(naive.releaseRemovalElbAckMs) },
+    { scenario: s, figure: '  the same, deployed batching', ours: quartet(r.oursDeployedBatching.releaseRemovalMs), naive: '–' },
+    {
+      scenario: s,
+      figure: 'ELB calls: join / steady / crash / release',
+      ours: ['join', 'steady', 'crash', 'release'].map((p) => int(ours.elbCalls[p as 'join'])).join(' / '),
+      naive: ['join', 'steady', 'crash', 'release'].map((p) => int(naive.elbCalls[p as 'join'])).join(' / '),
+    },
+    {
+      scenario: s,
+      figure: '  the same, deployed batching',
+      ours: ['join', 'steady', 'crash', 'release'].map((p) => int(r.oursDeployedBatching.elbCalls[p as 'join'])).join(' / '),
+      naive: '–',
+    },
+    { scenario: s, figure: 'ELB calls in all four phases; ratio', ours: int(ours.elbCalls.total), naive: `${int(naive.elbCalls.total)} (${r.callRatio}×)` },
+    {
+      scenario: s,
+      figure: `heartbeat-only window: ${int(ours.heartbeats.duringSteady)} / ${int(naive.heartbeats.duringSteady)} renewals, ELB calls`,
+      ours: int(ours.heartbeats.elbCallsDuringSteady),
+      naive: int(naive.heartbeats.elbCallsDuringSteady),
+      target: '0',
+      verdict: missedIfZero(ours.heartbeats.elbCallsDuringSteady),
+    },
+    {
+      scenario: s,
+      figure: 'most calls to one group in one batch',
+      ours: String(ours.maxCallsToOneGroupPerBatch),
+      naive: String(naive.maxCallsToOneGroupPerBatch),
+      target: '≤ 2',
+      verdict: ours.maxCallsToOneGroupPerBatch <= 2 ? 'met' : `MISSED by ${ours.maxCallsToOneGroupPerBatch - 2}`,
+    },
+    {
+      scenario: s,
+      figure: 'ELB error responses (all kinds)',
+      ours: int(Object.values(ours.elbErrors).reduce((a, b) => a + b, 0)),
+      naive: int(Object.values(naive.elbErrors).reduce((a, b) => a + b, 0)),
+    },
+    { scenario: s, figure: "join phase's calls on the AWS throttle (s)", ours: ours.joinSecondsOnAwsThrottle.toFixed(1), naive: naive.joinSecondsOnAwsThrottle.toFixed(1) },
+    {
+      scenario: s,
+      figure: 'reconcile: passes; Register+Deregister by phase; Describe',
+      ours: `${ours.reconcile.runs}; ${['join', 'steady', 'crash', 'release'].map((p) => ours.reconcile.elbCallsByPhase[p as 'join']).join('/')}; ${ours.reconcile.describeCalls}`,
+      naive: '–',
+    },
+    {
+      scenario: s,
+      figure: 'waits timed out / final groups = leases',
+      ours: `${missing(ours.missing)} / ${ours.finalGroupsMatchLeases}`,
+      naive: `${missing(naive.missing)} / ${naive.finalGroupsMatchLeases}`,
+    },
+  ];
+}
+
+function b3Rows(r: B3Result): Row[] {
+  const s = `B3 ${int(r.setup.leases)} leases`;
+  const range = (d: Distribution) => `${pct(d, d.p50)} (max ${pct(d, d.max)})`;
+  return [
+    { scenario: s, figure: `steady: wall time per pass, median (max), ${r.setup.runs} passes`, ours: range(r.steady.wallMs), naive: '–' },
+    { scenario: s, figure: 'steady: read units (scan) / Describe calls / Register+Deregister', ours: `${int(r.steady.medianTotalReadUnits)} / ${r.steady.describeCallsPerPass} / ${r.steady.elbMutatingCallsPerPass}`, naive: '–' },
+    {
+      scenario: s,
+      figure: `${r.setup.driftTargets} drifted targets: wall time per pass, median (max)`,
+      ours: range(r.drift.wallMs),
+      naive: '–',
+    },
+    {
+      scenario: s,
+      figure: 'drift: read units (scan + second reads) / Describe / Register+Deregister',
+      ours: `${int(r.drift.medianTotalReadUnits)} / ${r.drift.describeCallsPerPass} / ${r.drift.elbMutatingCallsPerPass}`,
+      naive: '–',
+    },
+    {
+      scenario: s,
+      figure: 'drift: most calls to one group in one pass',
+      ours: String(r.drift.maxCallsToOneGroup),
+      naive: '–',
+      target: '≤ 2',
+      verdict: r.drift.maxCallsToOneGroup <= 2 ? 'met' : `MISSED by ${r.drift.maxCallsToOneGroup - 2}`,
+    },
+    { scenario: s, figure: 'alone: 20 Describe in parallel / consistent scan (ms)', ours: `${int(r.parts.describeAllMs)} / ${int(r.parts.scanMs)}`, naive: '–' },
+  ];
+}
+
+function projectionRows(r: ProjectionResult): Row[] {
+  return r.runs.flatMap((run): Row[] => {
+    const s = `AWS projection, ${batchLabel(run.batchSize)}`;
+    return [
+      { scenario: s, figure: `cold start of ${int(r.agents)} agents: ELB calls (measured)`, ours: int(run.coldStart.oursCalls), naive: int(run.coldStart.naiveCalls) },
+      { scenario: s, figure: '  seconds on the throttle', ours: run.coldStart.oursSeconds.toFixed(1), naive: run.coldStart.naiveSeconds.toFixed(1) },
+      { scenario: s, figure: `${int(run.heartbeats.perSecond)} heartbeats/s: ELB calls/s (measured)`, ours: int(run.heartbeats.oursCallsPerSecond), naive: int(run.heartbeats.naiveCallsPerSecond) },
+      { scenario: s, figure: '  backlog growth, calls/s', ours: int(run.heartbeats.oursBacklogGrowth), naive: int(run.heartbeats.naiveBacklogGrowth) },
+    ];
+  });
+}
+
+export function rowsOf(result: ScenarioResult): Row[] {
+  switch (result.scenario) {
+    case 'B1':
+      return b1Rows(result);
+    case 'B2':
+      return b2Rows(result);
+    case 'B3':
+      return b3Rows(result);
+    case 'projection':
+      return projectionRows(result);
+  }
+}
+
+const HEAD = ['scenario', 'figure', 'agent-lb', 'per-event', 'target', 'verdict'] as const;
+const cells = (r: Row) => [r.scenario, r.figure, r.ours, r.naive, r.target ?? '', r.verdict ?? ''];
+
+/** Plain-text table for the terminal. */
+export function textTable(rows: readonly Row[]): string {
+  const all = [[...HEAD], ...rows.map(cells)];
+  const widths = HEAD.map((_, i) => Math.max(...all.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((v, i) => (i >= 2 && i <= 3 ? v.padStart(widths[i]) : v.padEnd(widths[i]))).join('  ').trimEnd();
+  const out = [line(all[0]), widths.map((w) => '-'.repeat(w)).join('  ')];
+  let last = '';
+  for (const c of all.slice(1)) {
+    out.push(line(c[0] === last ? ['', ...c.slice(1)] : c));
+    last = c[0];
+  }
+  return out.join('\n');
+}
+
+/** The same table in Markdown. */
+export function markdownTable(rows: readonly Row[]): string {
+  const esc = (v: string) => v.replace(/\|/g, '\\|');
+  const out = [`| ${HEAD.join(' | ')} |`, `|${HEAD.map((_, i) => (i >= 2 && i <= 3 ? '---:' : '---')).join('|')}|`];
+  let last = '';
+  for (const r of rows) {
+    const c = cells(r).map(esc);
+    out.push(`| ${c[0] === last ? '' : c[0]} | ${c.slice(1).join(' | ')} |`);
+    last = cells(r)[0];
+  }
+  return out.join('\n');
+}
