@@ -2,8 +2,9 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { addressPolicyFor, parseRuntimeConfig, RuntimeConfig } from '../lib/core/runtime-config';
+import { addressPolicyFor, RuntimeConfig } from '../lib/core/runtime-config';
 import { createElbClient } from '../lib/aws/clients';
+import { loadRuntimeConfig } from '../lib/aws/target-group-discovery';
 import { createDynamoClient } from '../lib/aws/dynamo-client';
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { LeaseStore } from '../lib/aws/lease-store';
@@ -28,20 +29,26 @@ export interface ReconcileHandlerOptions {
 export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
   const logger = options.logger ?? new Logger();
   const metrics = options.metrics ?? new Metrics();
-  const config = options.config ?? parseRuntimeConfig(process.env.AGENT_LB_CONFIG);
-  const deps = {
-    elb: new ElbTargets(options.elbClient ?? createElbClient()),
-    store: new LeaseStore(options.dynamoClient ?? createDynamoClient(), config.tableName),
+  const elbClient = options.elbClient ?? createElbClient();
+  const dynamoClient = options.dynamoClient ?? createDynamoClient();
+  const depsFor = (config: RuntimeConfig) => ({
+    config,
+    elb: new ElbTargets(elbClient),
+    store: new LeaseStore(dynamoClient, config.tableName),
     routing: config.routing,
     policy: addressPolicyFor(config.routing),
     safetyValveShare: config.safetyValveShare,
     ...(options.now ? { now: options.now } : {}),
-  };
+  });
+  // Once per container; a failed discovery is tried again by the next invocation.
+  let ready: Promise<ReturnType<typeof depsFor>> | undefined;
+  const depsReady = () => (ready ??= loadRuntimeConfig(options.config, elbClient).then(depsFor, (error: unknown) => ((ready = undefined), Promise.reject(error))));
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
 
   return async (_event?: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> => {
     const reports: ReconcileReport[] = [];
-    const repeatMs = config.reconcileRepeatSeconds * 1000;
+    const deps = await depsReady();
+    const repeatMs = deps.config.reconcileRepeatSeconds * 1000;
     for (;;) {
       const report = await reconcileOnce(deps);
       publishReconcileReport(report, logger, metrics);

@@ -1,10 +1,14 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { addressPolicyFor, parseRuntimeConfig, RuntimeConfig } from '../lib/core/runtime-config';
+import { addressPolicyFor, RuntimeConfig } from '../lib/core/runtime-config';
 import { createElbClient } from '../lib/aws/clients';
+import { createDynamoClient } from '../lib/aws/dynamo-client';
+import { loadRuntimeConfig } from '../lib/aws/target-group-discovery';
 import { ElbTargets } from '../lib/aws/elb-targets';
+import { LeaseStore } from '../lib/aws/lease-store';
 import { toLeaseChange } from '../lib/aws/stream-records';
 import { syncStreamBatch } from '../lib/registry/stream-sync';
 import { publishSyncReport } from '../lib/registry/telemetry';
@@ -12,9 +16,15 @@ import { publishSyncReport } from '../lib/registry/telemetry';
 export interface SyncHandlerOptions {
   readonly config?: RuntimeConfig;
   readonly elbClient?: ElasticLoadBalancingV2Client;
+  /**
+   * Confirm every deregistration with a consistent GetItem of its lease (needs
+   * dynamodb:GetItem on the table), so replayed records never take out a live lease.
+   * @default - no table reads; decisions depend on the records alone
+   */
+  readonly dynamoClient?: DynamoDBClient;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
-  /** Epoch ms, only for the sync-lag metric; decisions never read the clock. */
+  /** Epoch ms, for the sync-lag metric and, with `dynamoClient`, the confirming read's liveness check; planning never reads the clock. */
   readonly now?: () => number;
 }
 
@@ -22,17 +32,21 @@ export interface SyncHandlerOptions {
 export function createSyncHandler(options: SyncHandlerOptions = {}) {
   const logger = options.logger ?? new Logger();
   const metrics = options.metrics ?? new Metrics();
-  const config = options.config ?? parseRuntimeConfig(process.env.AGENT_LB_CONFIG);
-  const deps = {
-    elb: new ElbTargets(options.elbClient ?? createElbClient()),
+  const now = options.now ?? Date.now;
+  const elbClient = options.elbClient ?? createElbClient();
+  const depsFor = (config: RuntimeConfig) => ({
+    elb: new ElbTargets(elbClient),
     routing: config.routing,
     policy: addressPolicyFor(config.routing),
-  };
-  const now = options.now ?? Date.now;
+    ...(options.dynamoClient ? { confirmWith: new LeaseStore(options.dynamoClient, config.tableName), now } : {}),
+  });
+  // Once per container; a failed discovery is tried again by the next invocation.
+  let deps: Promise<ReturnType<typeof depsFor>> | undefined;
+  const ready = () => (deps ??= loadRuntimeConfig(options.config, elbClient).then(depsFor, (error: unknown) => ((deps = undefined), Promise.reject(error))));
 
   return async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
     const records = event.Records.map(toLeaseChange);
-    const report = await syncStreamBatch(records, deps);
+    const report = await syncStreamBatch(records, await ready());
     const oldest = records.reduce<number | undefined>((m, r) => (r.writtenAtSeconds === undefined || (m !== undefined && m <= r.writtenAtSeconds) ? m : r.writtenAtSeconds), undefined);
     publishSyncReport(report, oldest === undefined ? undefined : Math.max(0, now() - oldest * 1000), logger, metrics);
     return { batchItemFailures: report.firstFailedRecordId === undefined ? [] : [{ itemIdentifier: report.firstFailedRecordId }] };
@@ -41,4 +55,6 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
 
 let cached: ReturnType<typeof createSyncHandler> | undefined;
 
-export const handler = (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => (cached ??= createSyncHandler())(event);
+/** The deployed handler confirms every deregistration with a consistent read of its lease. */
+export const handler = (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> =>
+  (cached ??= createSyncHandler({ dynamoClient: createDynamoClient() }))(event);

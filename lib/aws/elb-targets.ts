@@ -9,6 +9,46 @@ import { ElbTargetsError } from '../core/errors';
 import { ObservedTarget } from '../core/reconcile-planner';
 import { TargetRef } from '../core/lease-schema';
 
+export interface SendOptions {
+  /**
+   * Gives up on the call (the SDK's retries included) when this fires; the targets count as
+   * transient failures. A deregistration confirmed by a read must land soon after that read.
+   */
+  readonly abortSignal?: AbortSignal;
+}
+
+/**
+ * Settles with `call`, or rejects as soon as `signal` aborts. The SDK looks at the signal only
+ * when it sends an attempt, not while it sleeps between retries (up to 20 s after throttling):
+ * without this, a caller waits out the backoff. The call left behind sends nothing more (its
+ * next attempt sees the aborted signal); only an attempt already on the wire may still land.
+ */
+function untilAborted<T>(sent: Promise<T>, signal: AbortSignal): Promise<T> {
+  const call = Promise.resolve(sent); // test doubles may answer with a plain value
+  const aborted = () => Object.assign(new Error('the call was abandoned: its deadline passed'), { name: 'AbortError' });
+  if (signal.aborted) {
+    call.catch(() => undefined);
+    return Promise.reject(aborted());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      call.catch(() => undefined);
+      reject(aborted());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    call.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
 /** ELBv2 takes at most this many targets per Register/DeregisterTargets call (the controller uses the same). */
 export const MAX_TARGETS_PER_CALL = 200;
 
@@ -72,12 +112,12 @@ export class ElbTargets {
 
   public constructor(private readonly client: ElasticLoadBalancingV2Client) {}
 
-  public register(targetGroupArn: string, targets: readonly TargetRef[]): Promise<TargetsOutcome> {
-    return this.apply('register', targetGroupArn, targets);
+  public register(targetGroupArn: string, targets: readonly TargetRef[], options: SendOptions = {}): Promise<TargetsOutcome> {
+    return this.apply('register', targetGroupArn, targets, options);
   }
 
-  public deregister(targetGroupArn: string, targets: readonly TargetRef[]): Promise<TargetsOutcome> {
-    return this.apply('deregister', targetGroupArn, targets);
+  public deregister(targetGroupArn: string, targets: readonly TargetRef[], options: SendOptions = {}): Promise<TargetsOutcome> {
+    return this.apply('deregister', targetGroupArn, targets, options);
   }
 
   public async describe(targetGroupArn: string): Promise<ObservedTarget[]> {
@@ -101,19 +141,21 @@ export class ElbTargets {
     }
   }
 
-  private async send(action: 'register' | 'deregister', targetGroupArn: string, batch: readonly TargetRef[], outcome: { calls: number }): Promise<void> {
+  private async send(action: 'register' | 'deregister', targetGroupArn: string, batch: readonly TargetRef[], outcome: { calls: number }, options: SendOptions): Promise<void> {
     this.mutatingCalls++;
     outcome.calls++;
     const input = { TargetGroupArn: targetGroupArn, Targets: batch.map(toElb) };
-    await this.client.send(action === 'register' ? new RegisterTargetsCommand(input) : new DeregisterTargetsCommand(input));
+    const command = action === 'register' ? new RegisterTargetsCommand(input) : new DeregisterTargetsCommand(input);
+    if (options.abortSignal) await untilAborted(this.client.send(command, { abortSignal: options.abortSignal }), options.abortSignal);
+    else await this.client.send(command);
   }
 
-  private async apply(action: 'register' | 'deregister', targetGroupArn: string, targets: readonly TargetRef[]): Promise<TargetsOutcome> {
+  private async apply(action: 'register' | 'deregister', targetGroupArn: string, targets: readonly TargetRef[], options: SendOptions): Promise<TargetsOutcome> {
     const outcome = { applied: [] as string[], transientFailures: [] as string[], rejected: [] as TargetsOutcome['rejected'], calls: 0 };
     let firstTransientError: ElbTargetsError | undefined;
     for (const batch of chunks(targets, MAX_TARGETS_PER_CALL)) {
       try {
-        await this.send(action, targetGroupArn, batch, outcome);
+        await this.send(action, targetGroupArn, batch, outcome, options);
         outcome.applied.push(...batch.map((t) => t.key));
         continue;
       } catch (error) {
@@ -131,7 +173,7 @@ export class ElbTargets {
       // A permanent error names no target: send one by one so only the bad ones are dropped.
       for (const target of batch) {
         try {
-          await this.send(action, targetGroupArn, [target], outcome);
+          await this.send(action, targetGroupArn, [target], outcome, options);
           outcome.applied.push(target.key);
         } catch (error) {
           const mapped = this.mapError(action, targetGroupArn, error);

@@ -124,8 +124,8 @@ export class LeaseStore {
     }
   }
 
-  /** Deletes a lease only if it is still expired at the server; a racing renewal always wins. */
-  public async deleteIfExpired(target: string, nowSeconds: number): Promise<boolean> {
+  /** Deletes the lease if `expiresAt < cutoff` (now in the item's unit, see `expiryCutoff`); a renewal racing it wins. */
+  public async deleteIfExpired(target: string, cutoff: number): Promise<boolean> {
     try {
       await this.client.send(
         new DeleteItemCommand({
@@ -133,7 +133,7 @@ export class LeaseStore {
           Key: key(target),
           ConditionExpression: '#expiresAt < :now',
           ExpressionAttributeNames: { '#expiresAt': LEASE_ATTR.expiresAt },
-          ExpressionAttributeValues: { ':now': { N: String(nowSeconds) } },
+          ExpressionAttributeValues: { ':now': { N: String(cutoff) } },
         }),
       );
       return true;

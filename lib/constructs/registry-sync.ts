@@ -30,10 +30,15 @@ export const CONFIG_ENV = 'AGENT_LB_CONFIG';
 /** Lambda allows 4 KB of environment variables per function (keys and values). */
 const LAMBDA_ENV_LIMIT = 4096;
 
-/** What the sync and reconcile Lambdas read from `AGENT_LB_CONFIG`; parsed by `parseRuntimeConfig` in lib/core. */
+/**
+ * What the sync and reconcile Lambdas read from `AGENT_LB_CONFIG`; parsed by
+ * `parseRuntimeSettings` in lib/core. With a load balancer, capabilities are a list of names
+ * whose target groups the functions find on it at cold start.
+ */
 export interface AgentLbRuntimeConfigJson {
   readonly tableName: string;
-  readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: CapabilityTargetType; readonly port?: number }>;
+  readonly loadBalancerArn?: string;
+  readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: CapabilityTargetType }> | readonly string[];
   readonly allowedCidrs: string[];
   readonly safetyValveShare: number;
   readonly reconcileRepeatSeconds: number;
@@ -59,6 +64,17 @@ export interface RegistrySyncProps {
 
   /** Each capability's target group, by capability name. */
   readonly capabilities: Readonly<Record<string, RegistrySyncCapability>>;
+
+  /**
+   * The load balancer whose listener rules forward to the capability target groups, each
+   * tagged `agent-lb:capability = <name>`. When set, the functions get only the capability
+   * names and find the target groups on it at cold start (one DescribeTargetGroups page and a
+   * DescribeTags call per 20 groups), which keeps their environment within Lambda's 4 KB for
+   * up to 100 capabilities; the whole construct then deploys after the load balancer's rules.
+   *
+   * @default - every target group ARN is passed in the environment (about 20 capabilities fit)
+   */
+  readonly loadBalancer?: elbv2.IApplicationLoadBalancer;
 
   /**
    * VPC of the target groups; its CIDR is always an allowed lease address range.
@@ -259,9 +275,13 @@ export class RegistrySync extends Construct {
 
     const config: AgentLbRuntimeConfigJson = {
       tableName: props.table.tableName,
-      capabilities: Object.fromEntries(
-        Object.entries(props.capabilities).map(([name, c]) => [name, { targetGroupArn: c.targetGroup.targetGroupArn, targetType: c.targetType ?? 'ip' }]),
-      ),
+      ...(props.loadBalancer
+        ? { loadBalancerArn: props.loadBalancer.loadBalancerArn, capabilities: Object.keys(props.capabilities) }
+        : {
+            capabilities: Object.fromEntries(
+              Object.entries(props.capabilities).map(([name, c]) => [name, { targetGroupArn: c.targetGroup.targetGroupArn, targetType: c.targetType ?? 'ip' }]),
+            ),
+          }),
       allowedCidrs,
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
@@ -289,6 +309,10 @@ export class RegistrySync extends Construct {
       retention,
     });
     if (registerTargets) this.syncFunction.addToRolePolicy(registerTargets);
+    if (props.loadBalancer) this.syncFunction.addToRolePolicy(findTargetGroups());
+    // Before deregistering, sync reads the lease: a stream that is behind (or replayed) must not
+    // take out a target whose lease has come back since.
+    props.table.grant(this.syncFunction, 'dynamodb:GetItem');
 
     this.failureQueue = new sqs.Queue(this, 'SyncFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -319,6 +343,7 @@ export class RegistrySync extends Construct {
       asyncRetries: 0,
     });
     if (registerTargets) this.reconcileFunction.addToRolePolicy(registerTargets);
+    if (props.loadBalancer) this.reconcileFunction.addToRolePolicy(findTargetGroups());
     this.reconcileFunction.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'ReadTargetHealth',
@@ -527,16 +552,30 @@ export class RegistrySync extends Construct {
     const estimate = JSON.stringify({
       ...config,
       tableName: Token.isUnresolved(config.tableName) ? 'x'.repeat(100) : config.tableName,
-      capabilities: Object.fromEntries(Object.entries(config.capabilities).map(([n, c]) => [n, { ...c, targetGroupArn: 'x'.repeat(124) }])),
+      ...(config.loadBalancerArn ? { loadBalancerArn: 'x'.repeat(160) } : {}),
+      capabilities: Array.isArray(config.capabilities)
+        ? config.capabilities
+        : Object.fromEntries(Object.entries(config.capabilities).map(([n, c]) => [n, { ...c, targetGroupArn: 'x'.repeat(124) }])),
       allowedCidrs: config.allowedCidrs.map((c) => (Token.isUnresolved(c) ? 'x'.repeat(18) : c)),
     });
     const others = `${CONFIG_ENV}POWERTOOLS_SERVICE_NAME${RECONCILE_SERVICE_NAME}POWERTOOLS_METRICS_NAMESPACE${METRICS_NAMESPACE}POWERTOOLS_LOG_LEVELINFONODE_OPTIONS--enable-source-maps`;
     const total = estimate.length + others.length;
     if (total <= LAMBDA_ENV_LIMIT) return [];
-    const n = Object.keys(config.capabilities).length;
+    const n = Array.isArray(config.capabilities) ? config.capabilities.length : Object.keys(config.capabilities).length;
     return [
       `${CONFIG_ENV} for ${n} capabilities may reach ${total} bytes of Lambda environment; Lambda allows ${LAMBDA_ENV_LIMIT} bytes. ` +
-        'Use fewer or shorter capability names, or fewer allowedCidrs, per stack',
+        (config.loadBalancerArn
+          ? 'Use fewer or shorter capability names, or fewer allowedCidrs, per stack'
+          : 'Pass `loadBalancer` so the functions find the target groups themselves, or use fewer capabilities per stack'),
     ];
   }
+}
+
+/** Finding target groups by tag: ELBv2 Describe* actions take no resource-level permissions, so "*" is the only valid resource. */
+function findTargetGroups(): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'FindCapabilityTargetGroups',
+    actions: ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTags'],
+    resources: ['*'],
+  });
 }

@@ -17,7 +17,7 @@ export type DecodeResult =
   | { readonly ok: false; readonly rejections: readonly LeaseRejection[] };
 
 /** Largest plausible epoch-seconds value (year 5138); anything above is almost surely milliseconds. */
-const MAX_EPOCH_SECONDS = 1e11;
+export const MAX_EPOCH_SECONDS = 1e11;
 
 /**
  * A DynamoDB number as text: decimal, optional sign, fraction and exponent. `Number()` alone

@@ -1,6 +1,6 @@
 import { AddressPolicy, formatTarget } from './address-policy';
 import { LeaseRejection } from './errors';
-import { decodeLease, isLive, leaseKeyOf } from './lease-codec';
+import { decodeLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS } from './lease-codec';
 import { routeLease } from './lease-routing';
 import { LEASE_ATTR, RawItem, RoutingConfig, TargetRef } from './lease-schema';
 
@@ -41,6 +41,8 @@ export interface GroupRepair {
 export interface ExpiredLease {
   readonly target: string;
   readonly expiresAt: number;
+  /** Delete on the condition `expiresAt < cutoff` (see {@link expiryCutoff}). */
+  readonly cutoff: number;
 }
 
 export interface ReconcilePlan {
@@ -60,6 +62,16 @@ export interface ReconcileInput {
   readonly routing: RoutingConfig;
   /** Share (0–1] of a group's healthy targets one run may deregister before the valve trips. */
   readonly safetyValveShare: number;
+}
+
+/**
+ * The `:now` a conditional delete of this expiry compares with. A lease written in
+ * milliseconds (a common slip in other languages) is refused for routing, but it still holds
+ * its address:port key; it is swept once its own millisecond deadline has passed, since
+ * DynamoDB's TTL never will.
+ */
+export function expiryCutoff(expiresAt: number, nowSeconds: number): number {
+  return expiresAt > MAX_EPOCH_SECONDS ? nowSeconds * 1000 : nowSeconds;
 }
 
 function rawExpiry(item: RawItem): number | undefined {
@@ -83,7 +95,9 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   for (const item of input.items) {
     const key = leaseKeyOf(item);
     const expiry = rawExpiry(item);
-    if (key !== undefined && expiry !== undefined && expiry < nowSeconds) expired.push({ target: key, expiresAt: expiry });
+    if (key !== undefined && expiry !== undefined && expiry < expiryCutoff(expiry, nowSeconds)) {
+      expired.push({ target: key, expiresAt: expiry, cutoff: expiryCutoff(expiry, nowSeconds) });
+    }
 
     const decoded = decodeLease(item, policy);
     if (!decoded.ok) {
@@ -134,17 +148,22 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
 
 /**
  * After the valve tripped, keep only the deregistrations a second consistent read proves:
- * the lease is gone, or it exists and is expired. `secondRead` maps target key → item (absent = no lease).
+ * the lease is gone, or it exists and is expired, or (given the address policy) it can never route.
+ * `secondRead` maps target key → item (absent = no lease).
  */
 export function provenDeregistrations(
   candidates: readonly PlannedDeregistration[],
   secondRead: ReadonlyMap<string, RawItem | undefined>,
   nowSeconds: number,
+  policy?: AddressPolicy,
 ): PlannedDeregistration[] {
   return candidates.filter((c) => {
     if (!secondRead.has(c.target.key)) return false;
     const item = secondRead.get(c.target.key);
     if (item === undefined) return true;
+    // A lease that can never route (a public address, a malformed item) proves its target has
+    // no place as much as an expired one does: it must not stay in rotation behind the valve.
+    if (policy && !decodeLease(item, policy).ok) return true;
     const expiry = rawExpiry(item);
     return expiry !== undefined && expiry <= nowSeconds;
   });

@@ -16,8 +16,27 @@ function fail(message: string): never {
   throw new ConfigError(`AGENT_LB_CONFIG: ${message}`);
 }
 
-/** Parses and validates the runtime configuration; every error names the bad value and what is allowed. */
-export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
+/**
+ * The configuration as the stack writes it. Capabilities come in one of two forms:
+ * - explicit: `capabilities: { name: { targetGroupArn, targetType } }`;
+ * - discovered: `loadBalancerArn` plus `capabilities: ["name", …]`; each name's target group is
+ *   the one on that load balancer tagged `agent-lb:capability = name`, found at cold start
+ *   (see `resolveRuntimeConfig` in lib/aws). This keeps the environment small enough for about
+ *   100 capabilities within Lambda's 4 KB.
+ */
+export interface RuntimeSettings {
+  readonly tableName: string;
+  readonly allowedCidrs: readonly string[];
+  readonly safetyValveShare: number;
+  readonly reconcileRepeatSeconds: number;
+  /** Capabilities whose target group is known. */
+  readonly capabilities: Readonly<Record<string, CapabilityRoute>>;
+  /** Capabilities whose target group is to be found on `loadBalancerArn`. */
+  readonly discover?: { readonly loadBalancerArn: string; readonly capabilities: readonly string[] };
+}
+
+/** Parses and validates the configuration text; every error names the bad value and what is allowed. */
+export function parseRuntimeSettings(text: string | undefined): RuntimeSettings {
   if (text === undefined || text.trim() === '') fail('is not set');
   let raw: unknown;
   try {
@@ -28,15 +47,28 @@ export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
   if (typeof raw !== 'object' || raw === null) fail('must be a JSON object');
   const obj = raw as Record<string, unknown>;
   if (typeof obj.tableName !== 'string' || obj.tableName === '') fail(`tableName must be a non-empty string, got ${JSON.stringify(obj.tableName)}`);
-  if (typeof obj.capabilities !== 'object' || obj.capabilities === null) fail('capabilities must be an object of name → {targetGroupArn, targetType}');
   const capabilities: Record<string, CapabilityRoute> = {};
-  for (const [name, value] of Object.entries(obj.capabilities as Record<string, unknown>)) {
-    if (!CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
-    const v = value as Record<string, unknown> | null;
-    if (!v || typeof v.targetGroupArn !== 'string' || v.targetGroupArn === '') fail(`capability "${name}" needs a targetGroupArn`);
-    const targetType = v.targetType ?? 'ip';
-    if (targetType !== 'ip' && targetType !== 'instance') fail(`capability "${name}" targetType ${JSON.stringify(targetType)} must be "ip" or "instance"`);
-    capabilities[name] = { targetGroupArn: v.targetGroupArn, targetType };
+  let discover: RuntimeSettings['discover'];
+  if (Array.isArray(obj.capabilities)) {
+    if (typeof obj.loadBalancerArn !== 'string' || obj.loadBalancerArn === '') fail('a capabilities list needs the loadBalancerArn their target groups are found on');
+    const names = obj.capabilities as unknown[];
+    for (const name of names) {
+      if (typeof name !== 'string' || !CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
+    }
+    if (new Set(names).size !== names.length) fail('capabilities lists a name twice');
+    discover = { loadBalancerArn: obj.loadBalancerArn, capabilities: names as string[] };
+  } else {
+    if (typeof obj.capabilities !== 'object' || obj.capabilities === null) {
+      fail('capabilities must be an object of name → {targetGroupArn, targetType}, or a list of names with loadBalancerArn');
+    }
+    for (const [name, value] of Object.entries(obj.capabilities as Record<string, unknown>)) {
+      if (!CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
+      const v = value as Record<string, unknown> | null;
+      if (!v || typeof v.targetGroupArn !== 'string' || v.targetGroupArn === '') fail(`capability "${name}" needs a targetGroupArn`);
+      const targetType = v.targetType ?? 'ip';
+      if (targetType !== 'ip' && targetType !== 'instance') fail(`capability "${name}" targetType ${JSON.stringify(targetType)} must be "ip" or "instance"`);
+      capabilities[name] = { targetGroupArn: v.targetGroupArn, targetType };
+    }
   }
   const allowedCidrs = obj.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS;
   if (!Array.isArray(allowedCidrs) || !allowedCidrs.every((c) => typeof c === 'string')) fail('allowedCidrs must be an array of CIDR strings');
@@ -55,10 +87,31 @@ export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
   }
   return {
     tableName: obj.tableName,
-    routing: { capabilities, allowedCidrs: allowedCidrs as string[] },
+    allowedCidrs: allowedCidrs as string[],
     safetyValveShare: share,
     reconcileRepeatSeconds: repeat,
+    capabilities,
+    ...(discover ? { discover } : {}),
   };
+}
+
+/** The runtime configuration once every capability's target group is known (`found` adds the discovered ones). */
+export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly<Record<string, CapabilityRoute>> = {}): RuntimeConfig {
+  const missing = (settings.discover?.capabilities ?? []).filter((c) => !Object.hasOwn(found, c));
+  if (missing.length > 0) fail(`no target group found for ${missing.map((c) => JSON.stringify(c)).join(', ')}`);
+  return {
+    tableName: settings.tableName,
+    routing: { capabilities: { ...settings.capabilities, ...found }, allowedCidrs: settings.allowedCidrs },
+    safetyValveShare: settings.safetyValveShare,
+    reconcileRepeatSeconds: settings.reconcileRepeatSeconds,
+  };
+}
+
+/** Parses a configuration that names every target group (no discovery needed). */
+export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
+  const settings = parseRuntimeSettings(text);
+  if (settings.discover) fail('lists capabilities to discover on a load balancer; resolve it with resolveRuntimeConfig');
+  return completeRuntimeConfig(settings);
 }
 
 /** The address policy a routing configuration implies. */

@@ -26,7 +26,7 @@ export interface LocalStackOptions {
   readonly reconcileIntervalMs?: number;
   /** Stream poll interval per shard. @default 250 (Lambda polls about 4×/s) */
   readonly pollIntervalMs?: number;
-  /** @default 100, like the stack's event source mapping */
+  /** @default 1000, like the stack's event source mapping */
   readonly batchSize?: number;
   /** @default 0 locally, so changes show at once */
   readonly batchingWindowMs?: number;
@@ -155,7 +155,7 @@ export class LocalStack {
     const handlerElb = countingElbClient(options.wrapElbClient ? options.wrapElbClient(createElbClient({ ...servers.moto.clientConfig })) : createElbClient({ ...servers.moto.clientConfig }));
     const logger = options.logger ?? new Logger({ serviceName: 'agent-lb-local', logLevel: 'SILENT' });
     const telemetry = (handler: 'sync' | 'reconcile') => options.metrics?.(handler) ?? localMetrics(logger);
-    const sync = createSyncHandler({ config: runtimeConfig, elbClient: handlerElb.client, logger, metrics: telemetry('sync') });
+    const sync = createSyncHandler({ config: runtimeConfig, elbClient: handlerElb.client, dynamoClient: dynamodb, logger, metrics: telemetry('sync') });
     const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: handlerElb.client, dynamoClient: dynamodb, logger, metrics: telemetry('reconcile') });
 
     let stack: LocalStack | undefined;
@@ -163,7 +163,7 @@ export class LocalStack {
       streamArn: deployment.streamArn,
       client: new DynamoDBStreamsClient({ ...servers.ddb.clientConfig }),
       handler: sync,
-      batchSize: options.batchSize ?? 100,
+      batchSize: options.batchSize ?? 1000,
       batchingWindowMs: options.batchingWindowMs ?? 0,
       pollIntervalMs: options.pollIntervalMs ?? 250,
       bisectOnError: true,

@@ -1,11 +1,10 @@
 import { AddressPolicy } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
-import { decodeLease, isLive } from '../core/lease-codec';
-import { routeLease } from '../core/lease-routing';
 import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { ObservedGroup, PlannedDeregistration, planReconcile, provenDeregistrations } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { deregisterConfirmed, readLeases, stillWanted as wantsGroup } from './lease-confirmation';
 
 export interface ReconcileDeps {
   readonly elb: ElbTargets;
@@ -15,6 +14,12 @@ export interface ReconcileDeps {
   readonly safetyValveShare: number;
   /** Epoch milliseconds. */
   readonly now?: () => number;
+  /**
+   * Longest time from the confirming read of a group's leases to its DeregisterTargets call
+   * giving up (the SDK's retries included); the leases are then read again and the call sent
+   * again, a few rounds, then left to the next pass. @default DEREGISTER_DEADLINE_MS (2000)
+   */
+  readonly deregisterDeadlineMs?: number;
 }
 
 export interface ReconcileReport {
@@ -48,16 +53,15 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 
 /** Whether `item` (read just now) still wants `target` in `targetGroupArn`. */
 function stillWanted(item: RawItem | undefined, targetGroupArn: string, deps: ReconcileDeps, nowSeconds: number): boolean {
-  if (!item) return false;
-  const decoded = decodeLease(item, deps.policy);
-  if (!decoded.ok || !isLive(decoded.lease, nowSeconds)) return false;
-  return routeLease(decoded.lease, deps.routing).memberships.some((m) => m.targetGroupArn === targetGroupArn);
+  return wantsGroup(item, targetGroupArn, deps.policy, deps.routing, nowSeconds);
 }
 
 /**
  * One level-triggered pass. Order matters: target groups are read before the leases (with
  * consistent reads), and every deregistration is confirmed by a fresh consistent read of its
- * lease, so a target whose lease is live is never taken out of rotation.
+ * lease right before the call (after the group's registrations, whose retries can take
+ * seconds), with a deadline on the call, so a target whose lease is live is never taken out of
+ * rotation on the strength of an old read.
  */
 export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileReport> {
   const nowMs = (deps.now ?? Date.now)();
@@ -80,7 +84,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     safetyValveShare: deps.safetyValveShare,
   });
 
-  const deleted = await mapLimit(plan.expired, 16, (e) => deps.store.deleteIfExpired(e.target, nowSeconds));
+  const deleted = await mapLimit(plan.expired, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff));
   const errors: ElbTargetsError[] = [];
   const tripped: string[] = [];
   let driftRegistered = 0;
@@ -88,13 +92,10 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   let withheld = 0;
   let elbCalls = 0;
 
-  // Second read of every lease whose target we are about to move: a lease released or acquired
-  // since the scan must not be undone by this pass.
-  const candidates = [
-    ...new Set(plan.groups.flatMap((g) => [...g.deregister.map((d) => d.target.key), ...g.register.map((t) => t.key)])),
-  ];
-  const secondRead = new Map<string, RawItem | undefined>();
-  await mapLimit(candidates, 16, async (key) => secondRead.set(key, await deps.store.get(key, true)));
+  // Second read of every lease whose target we are about to register: a lease released since
+  // the scan must not be registered again by this pass. (Deregistrations read again just before
+  // their own call, below.)
+  const secondRead = await readLeases(deps.store, [...new Set(plan.groups.flatMap((g) => g.register.map((t) => t.key)))]);
 
   await Promise.all(
     plan.groups.map(async (group) => {
@@ -106,20 +107,32 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
         if (outcome.firstTransientError) errors.push(outcome.firstTransientError);
         errors.push(...outcome.rejected.map((r) => r.error));
       }
-      let remove: PlannedDeregistration[] = group.deregister.filter(
-        (d) => !stillWanted(secondRead.get(d.target.key), group.targetGroupArn, deps, nowSeconds),
+      if (group.valveTripped) tripped.push(group.capability);
+      if (group.deregister.length === 0) return;
+      // A lease acquired on the same address:port while the registrations above were being
+      // retried must keep its target: confirm now, with a deadline on the call (in rounds).
+      const planned = new Map(group.deregister.map((d) => [d.target.key, d]));
+      const outcome = await deregisterConfirmed(
+        {
+          store: deps.store,
+          elb: deps.elb,
+          policy: deps.policy,
+          routing: deps.routing,
+          ...(deps.now ? { now: deps.now } : {}),
+          ...(deps.deregisterDeadlineMs === undefined ? {} : { deadlineMs: deps.deregisterDeadlineMs }),
+          ...(group.valveTripped
+            ? {
+                refine: (confirmed: TargetRef[], reads: ReadonlyMap<string, RawItem | undefined>, seconds: number) =>
+                  provenDeregistrations(confirmed.map((t) => planned.get(t.key) as PlannedDeregistration), reads, seconds, deps.policy).map((d) => d.target),
+              }
+            : {}),
+        },
+        group.targetGroupArn,
+        group.deregister.map((d) => d.target),
       );
-      withheld += group.deregister.length - remove.length;
-      if (group.valveTripped) {
-        tripped.push(group.capability);
-        const proven = provenDeregistrations(remove, secondRead, nowSeconds);
-        withheld += remove.length - proven.length;
-        remove = proven;
-      }
-      if (remove.length === 0) return;
-      const targets: TargetRef[] = remove.map((d) => d.target);
-      const outcome = await deps.elb.deregister(group.targetGroupArn, targets);
+      withheld += outcome.withheld.length;
       driftDeregistered += outcome.applied.length;
+      driftRegistered += outcome.reinstated.length;
       elbCalls += outcome.calls;
       if (outcome.firstTransientError) errors.push(outcome.firstTransientError);
       errors.push(...outcome.rejected.map((r) => r.error));

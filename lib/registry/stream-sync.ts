@@ -1,13 +1,27 @@
 import { AddressPolicy } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
-import { RoutingConfig } from '../core/lease-schema';
+import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RecordKind } from '../core/target-planner';
-import { ElbTargets } from '../aws/elb-targets';
+import { ElbTargets, TargetsOutcome } from '../aws/elb-targets';
+import { LeaseStore } from '../aws/lease-store';
+import { deregisterConfirmed } from './lease-confirmation';
 
 export interface StreamSyncDeps {
   readonly elb: ElbTargets;
   readonly routing: RoutingConfig;
   readonly policy: AddressPolicy;
+  /**
+   * When given, every deregistration is first confirmed by a consistent read of its lease, and
+   * withheld when the lease is live now and names the group. Records are then safe to replay
+   * from any earlier point: an old release or drain no longer takes out the live lease that
+   * followed it. Costs one GetItem per deregistered target (heartbeats cost nothing).
+   * @default - no confirmation: decisions depend on the records alone
+   */
+  readonly confirmWith?: LeaseStore;
+  /** Epoch milliseconds, for the confirmation's liveness check. @default Date.now */
+  readonly now?: () => number;
+  /** With `confirmWith`: longest time from a confirming read to its call giving up (then read and sent again). @default DEREGISTER_DEADLINE_MS (2000) */
+  readonly deregisterDeadlineMs?: number;
 }
 
 export interface StreamSyncReport {
@@ -15,6 +29,8 @@ export interface StreamSyncReport {
   readonly kinds: Readonly<Record<RecordKind, number>>;
   readonly registrations: number;
   readonly deregistrations: number;
+  /** Deregistrations the confirming read showed to be wrong (the lease is live now): not sent. */
+  readonly deregistrationsWithheld: number;
   readonly elbCalls: number;
   readonly rejections: readonly LeaseRejection[];
   /** Targets ELB refused for good; dropped so they never block the shard. */
@@ -34,6 +50,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const refusedByElb: { key: string; error: ElbTargetsError }[] = [];
   let registrations = 0;
   let deregistrations = 0;
+  let deregistrationsWithheld = 0;
   let elbCalls = 0;
   let transientError: ElbTargetsError | undefined;
 
@@ -45,7 +62,23 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         ['deregister', group.deregister],
       ] as const) {
         if (targets.length === 0) continue;
-        const outcome = await deps.elb[action](group.targetGroupArn, targets);
+        const outcome: TargetsOutcome & { readonly withheld?: readonly TargetRef[]; readonly reinstated?: readonly string[] } =
+          action === 'deregister' && deps.confirmWith
+            ? await deregisterConfirmed(
+                {
+                  store: deps.confirmWith,
+                  elb: deps.elb,
+                  policy: deps.policy,
+                  routing: deps.routing,
+                  ...(deps.now ? { now: deps.now } : {}),
+                  ...(deps.deregisterDeadlineMs === undefined ? {} : { deadlineMs: deps.deregisterDeadlineMs }),
+                },
+                group.targetGroupArn,
+                targets,
+              )
+            : await deps.elb[action](group.targetGroupArn, targets);
+        deregistrationsWithheld += outcome.withheld?.length ?? 0;
+        registrations += outcome.reinstated?.length ?? 0;
         elbCalls += outcome.calls;
         if (action === 'register') registrations += outcome.applied.length;
         else deregistrations += outcome.applied.length;
@@ -64,6 +97,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     kinds,
     registrations,
     deregistrations,
+    deregistrationsWithheld,
     elbCalls,
     rejections: plan.rejections,
     refusedByElb,

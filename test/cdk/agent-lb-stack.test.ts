@@ -2,7 +2,7 @@ import { Duration, Token } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it, test } from 'vitest';
 import { AgentLbStack, AgentLbStackProps, addAgentLbStack, capabilitySlot } from '../../lib/constructs';
-import { parseRuntimeConfig } from '../../lib/core/runtime-config';
+import { parseRuntimeSettings } from '../../lib/core/runtime-config';
 import { appWithoutBundling, cdkJsonContext, renderJoin } from './fixtures';
 
 type Resource = { Type: string; Properties: Record<string, any>; DependsOn?: string[] };
@@ -30,6 +30,7 @@ beforeAll(() => {
   ids.reconcile = logicalId('AWS::Lambda::Function', 'RegistryReconcile');
   ids.queue = logicalId('AWS::SQS::Queue', 'SyncFailures');
   ids.vpc = logicalId('AWS::EC2::VPC', 'Vpc');
+  ids.alb = logicalId('AWS::ElasticLoadBalancingV2::LoadBalancer', 'LoadBalancer');
 });
 
 describe('AgentLbStack from the default cdk.json context', () => {
@@ -188,18 +189,31 @@ describe('AgentLbStack from the default cdk.json context', () => {
       const text = renderJoin(resource(ids[key]).Properties.Environment.Variables.AGENT_LB_CONFIG, (intrinsic) =>
         JSON.stringify(intrinsic) === JSON.stringify({ 'Fn::GetAtt': [ids.vpc, 'CidrBlock'] }) ? '10.0.0.0/16' : undefined,
       );
+      // Capability names only: the functions find the target groups on the load balancer by tag.
       expect(JSON.parse(text)).toEqual({
         tableName: `<${ids.table}>`,
-        capabilities: {
-          vision: { targetGroupArn: `<${ids.vision}>`, targetType: 'ip' },
-          speech: { targetGroupArn: `<${ids.speech}>`, targetType: 'ip' },
-          search: { targetGroupArn: `<${ids.search}>`, targetType: 'ip' },
-        },
+        loadBalancerArn: `<${ids.alb}>`,
+        capabilities: ['vision', 'speech', 'search'],
         allowedCidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '10.0.0.0/16'],
         safetyValveShare: 0.5,
         reconcileRepeatSeconds: 0,
       });
-      expect(parseRuntimeConfig(text).routing.capabilities.vision).toEqual({ targetGroupArn: `<${ids.vision}>`, targetType: 'ip' });
+      expect(parseRuntimeSettings(text).discover).toEqual({ loadBalancerArn: `<${ids.alb}>`, capabilities: ['vision', 'speech', 'search'] });
+    }
+  });
+
+  it('deploys the sync layer after the listener rules the functions discover their target groups through', () => {
+    const syncDeps = ([] as string[]).concat(resource(ids.sync).DependsOn ?? []);
+    const rules = Object.keys(template.findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
+    expect(rules.length).toBe(6);
+    for (const rule of rules) expect(syncDeps).toContain(rule);
+    for (const role of ['Sync', 'Reconcile']) {
+      expect(policyStatements(role)).toContainEqual({
+        Sid: 'FindCapabilityTargetGroups',
+        Effect: 'Allow',
+        Action: ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTags'],
+        Resource: '*',
+      });
     }
   });
 
@@ -228,7 +242,10 @@ describe('AgentLbStack from the default cdk.json context', () => {
 
     const syncActions = policyStatements('Sync').flatMap((s) => [s.Action].flat());
     expect(syncActions).toEqual(expect.arrayContaining(['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream']));
-    expect(syncActions.filter((a: string) => a.startsWith('dynamodb:') && !['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:ListStreams'].includes(a))).toEqual([]);
+    // Stream reads, plus GetItem to confirm a deregistration against the lease as it is now.
+    expect(syncActions.filter((a: string) => a.startsWith('dynamodb:') && !['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:ListStreams'].includes(a))).toEqual([
+      'dynamodb:GetItem',
+    ]);
     expect(syncActions).not.toContain('elasticloadbalancing:DescribeTargetHealth');
   });
 

@@ -13,11 +13,12 @@ import { appWithoutBundling, renderJoin } from './fixtures';
 function surroundings(names: string[] = ['vision']) {
   const stack = new Stack(appWithoutBundling(), 'SyncTest');
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 0 });
-  const listener = new elbv2.ApplicationLoadBalancer(stack, 'Alb', { vpc }).addListener('Http', { port: 80, open: false });
+  const alb = new elbv2.ApplicationLoadBalancer(stack, 'Alb', { vpc });
+  const listener = alb.addListener('Http', { port: 80, open: false });
   const router = new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities: names.map((name) => ({ name })) });
   const leases = new LeaseTable(stack, 'Leases');
   const capabilities = Object.fromEntries(names.map((n) => [n, { targetGroup: router.targetGroups[n] }]));
-  return { stack, vpc, table: leases.table, capabilities };
+  return { stack, vpc, alb, table: leases.table, capabilities };
 }
 
 function newSync(props: Partial<RegistrySyncProps> = {}, names?: string[]) {
@@ -81,13 +82,25 @@ describe('RegistrySync', () => {
     expect(JSON.stringify(Template.fromStack(stack).findResources('AWS::IAM::Policy'))).not.toContain('RegisterTargets');
   });
 
-  it('refuses a configuration that would not fit Lambda\'s 4 KB environment', () => {
+  it('refuses target group ARNs that would not fit Lambda\'s 4 KB environment, and says how to fit them', () => {
     const { sync } = newSync({}, Array.from({ length: 40 }, (_, i) => `capability-with-a-long-name-${i}`));
     expect(sync.node.validate()).toEqual([
       expect.stringMatching(
-        /^AGENT_LB_CONFIG for 40 capabilities may reach \d{4} bytes of Lambda environment; Lambda allows 4096 bytes\. Use fewer or shorter capability names, or fewer allowedCidrs, per stack$/,
+        /^AGENT_LB_CONFIG for 40 capabilities may reach \d{4} bytes of Lambda environment; Lambda allows 4096 bytes\. Pass `loadBalancer` so the functions find the target groups themselves, or use fewer capabilities per stack$/,
       ),
     ]);
+  });
+
+  it('fits 100 capabilities with 20-character names when the functions discover their target groups', () => {
+    const s = surroundings(Array.from({ length: 100 }, (_, i) => `capability-name-${String(i).padStart(4, '0')}`));
+    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb });
+    expect(sync.node.validate()).toEqual([]);
+  });
+
+  it('still refuses names too long for 4 KB even as a list', () => {
+    const s = surroundings(Array.from({ length: 100 }, (_, i) => `a-capability-name-long-enough-to-matter-${String(i).padStart(4, '0')}`));
+    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb });
+    expect(sync.node.validate()).toEqual([expect.stringMatching(/^AGENT_LB_CONFIG for 100 capabilities may reach \d{4} bytes .* Use fewer or shorter capability names/)]);
   });
 
   it('accepts 16 capabilities with names of up to 20 characters', () => {

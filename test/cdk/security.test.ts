@@ -123,7 +123,7 @@ function roleOf(template: Template, idPart: string): string {
 }
 
 /** Resource-level permissions do not exist for these: "*" is their only valid resource. */
-const STAR_ONLY_ACTIONS = new Set(['dynamodb:ListStreams', 'elasticloadbalancing:DescribeTargetHealth']);
+const STAR_ONLY_ACTIONS = new Set(['dynamodb:ListStreams', 'elasticloadbalancing:DescribeTargetHealth', 'elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTags']);
 
 describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
   it('only the sync and reconcile roles may Register/DeregisterTargets, on exactly this stack\'s target groups and nothing else', () => {

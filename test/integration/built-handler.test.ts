@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { CloudFormationClient, CreateStackCommand, DescribeStackResourcesCommand, waitUntilStackCreateComplete } from '@aws-sdk/client-cloudformation';
+import { DeleteItemCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeTargetHealthCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { DynamoDBRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,10 +37,19 @@ beforeAll(async () => {
   bundle = path.join(workdir, 'cdk.out', `asset.${key.replace(/\.zip$/, '')}`, 'index.js');
 
   moto = await startMotoServer();
-  // Two bare target groups are all this handler touches.
+  // Two bare target groups, and the lease table the handler reads before it deregisters.
   const group = { Type: 'AWS::ElasticLoadBalancingV2::TargetGroup', Properties: { TargetType: 'ip', Protocol: 'HTTP', Port: 8080, VpcId: { Ref: 'Vpc' } } };
   const cfn = new CloudFormationClient(moto.clientConfig);
-  const fixture = { Resources: { Vpc: { Type: 'AWS::EC2::VPC', Properties: { CidrBlock: '10.0.0.0/16' } }, vision: group, speech: group } };
+  const table = {
+    Type: 'AWS::DynamoDB::Table',
+    Properties: {
+      TableName: 'leases',
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [{ AttributeName: 'target', KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: 'target', AttributeType: 'S' }],
+    },
+  };
+  const fixture = { Resources: { Vpc: { Type: 'AWS::EC2::VPC', Properties: { CidrBlock: '10.0.0.0/16' } }, vision: group, speech: group, table } };
   await cfn.send(new CreateStackCommand({ StackName: 'built-handler', TemplateBody: JSON.stringify(fixture) }));
   await waitUntilStackCreateComplete({ client: cfn, maxWaitTime: 60, minDelay: 1 }, { StackName: 'built-handler' });
   const { StackResources = [] } = await cfn.send(new DescribeStackResourcesCommand({ StackName: 'built-handler' }));
@@ -136,6 +146,17 @@ describe('the bundled stream-sync Lambda against moto', () => {
     expect(metric(inv, 'ElbCalls')).toBe(0);
     expect(metric(inv, 'NoopRecords')).toBe(5);
     expect(await registered('vision')).toHaveLength(5);
+  });
+
+  it('keeps a target whose lease has come back since the removal record was written (stream behind or replayed)', async () => {
+    const back = leaseItem({ address: privateIp(3), capabilities: ['vision'], expiresAt: Math.floor(Date.now() / 1000) + 3600 });
+    const ddb = new DynamoDBClient(moto.clientConfig);
+    await ddb.send(new PutItemCommand({ TableName: 'leases', Item: back }));
+    const inv = await invoke([remove(vision[2])]);
+    expect(inv.result.batchItemFailures).toEqual([]);
+    expect(metric(inv, 'ElbCalls')).toBe(0);
+    expect(await registered('vision')).toContain(`${privateIp(3)}:8080`);
+    await ddb.send(new DeleteItemCommand({ TableName: 'leases', Key: { target: back.target } }));
   });
 
   it('removes releases with one DeregisterTargets per touched group', async () => {

@@ -279,6 +279,9 @@ describe('local mode against DynamoDB Local and moto', () => {
       'reconcile to repair both',
     );
     console.log(`hand edits repaired in ${Date.now() - tampered} ms`);
+    // The pass that made the repair reports when it ends, which is after its calls land.
+    const sum = (key: 'driftRegistered' | 'driftDeregistered') => reconciles.slice(passesBefore).reduce((n, r) => n + r[key], 0);
+    await waitFor(() => sum('driftRegistered') >= 1 && sum('driftDeregistered') >= 1, RECONCILE_MS + SLACK_MS, 'the repairing pass to report');
     const repairs = reconciles.slice(passesBefore);
     expect(repairs.reduce((n, r) => n + r.driftRegistered, 0)).toBe(1);
     expect(repairs.reduce((n, r) => n + r.driftDeregistered, 0)).toBe(1);

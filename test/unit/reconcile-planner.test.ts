@@ -60,9 +60,16 @@ describe('planReconcile', () => {
   it('lists expired leases for conditional deletion, even invalid ones', () => {
     const p = plan([], [lease(1, { expiresAt: NOW - 5 }), lease(2), { ...lease(3, { expiresAt: NOW - 1 }), status: { S: 'weird' } }]);
     expect(p.expired).toEqual([
-      { target: '10.0.0.1:80', expiresAt: NOW - 5 },
-      { target: '10.0.0.3:80', expiresAt: NOW - 1 },
+      { target: '10.0.0.1:80', expiresAt: NOW - 5, cutoff: NOW },
+      { target: '10.0.0.3:80', expiresAt: NOW - 1, cutoff: NOW },
     ]);
+  });
+
+  it('sweeps a lease written in milliseconds once its millisecond deadline has passed (DynamoDB TTL never will)', () => {
+    const msLease = (n: number, expiresAtMs: number) => ({ ...lease(n), expiresAt: { N: String(expiresAtMs) } });
+    const p = plan([], [msLease(1, (NOW - 5) * 1000), msLease(2, (NOW + 30) * 1000)]);
+    expect(p.expired).toEqual([{ target: '10.0.0.1:80', expiresAt: (NOW - 5) * 1000, cutoff: NOW * 1000 }]);
+    expect(p.rejections.map((r) => r.reason)).toEqual(['BAD_EXPIRY', 'BAD_EXPIRY']);
   });
 
   it.each([
@@ -84,6 +91,17 @@ describe('planReconcile', () => {
       ['10.0.0.3:80', lease(3, { expiresAt: NOW - 1 })],
     ]);
     expect(provenDeregistrations(p.groups[0].deregister, second, NOW).map((d) => d.target.key)).toEqual(['10.0.0.1:80', '10.0.0.3:80']);
+  });
+
+  it('with the address policy, a lease that can never route proves its target too (a draining one does not)', () => {
+    const p = plan([observed('tg/vision', [[1, 'healthy'], [2, 'healthy'], [3, 'healthy'], [4, 'healthy']])], []);
+    const second = new Map<string, RawItem | undefined>([
+      ['10.0.0.1:80', { ...lease(1), address: { S: '8.8.8.8' } }],
+      ['10.0.0.2:80', lease(2)],
+      ['10.0.0.3:80', lease(3, { status: 'draining' })],
+      ['10.0.0.4:80', { ...lease(4), port: { S: '80' } }],
+    ]);
+    expect(provenDeregistrations(p.groups[0].deregister, second, NOW, policy).map((d) => d.target.key)).toEqual(['10.0.0.1:80', '10.0.0.4:80']);
   });
 
   it('for any starting group state, applying the plan yields exactly the live set (draining targets aside)', () => {

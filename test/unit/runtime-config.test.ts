@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseRuntimeConfig } from '../../lib/core';
+import { completeRuntimeConfig, ConfigError, parseRuntimeConfig, parseRuntimeSettings } from '../../lib/core';
 
 const ok = { tableName: 't', capabilities: { vision: { targetGroupArn: 'arn:tg', targetType: 'ip' } } };
 
@@ -25,5 +25,32 @@ describe('parseRuntimeConfig', () => {
   ])('rejects %s with a message naming the value', (text, message) => {
     expect(() => parseRuntimeConfig(text)).toThrow(ConfigError);
     expect(() => parseRuntimeConfig(text)).toThrow(message);
+  });
+});
+
+describe('parseRuntimeSettings: capabilities to discover on the load balancer', () => {
+  const compact = { tableName: 't', loadBalancerArn: 'arn:lb', capabilities: ['vision', 'speech'] };
+
+  it('keeps the names and the load balancer, and needs discovery before use', () => {
+    const settings = parseRuntimeSettings(JSON.stringify(compact));
+    expect(settings.discover).toEqual({ loadBalancerArn: 'arn:lb', capabilities: ['vision', 'speech'] });
+    expect(settings.capabilities).toEqual({});
+    expect(() => parseRuntimeConfig(JSON.stringify(compact))).toThrow('lists capabilities to discover on a load balancer');
+  });
+
+  it('completes with the discovered groups, and names any capability left without one', () => {
+    const settings = parseRuntimeSettings(JSON.stringify(compact));
+    const vision = { targetGroupArn: 'arn:tg/v', targetType: 'ip' as const };
+    const speech = { targetGroupArn: 'arn:tg/s', targetType: 'instance' as const };
+    expect(completeRuntimeConfig(settings, { vision, speech }).routing.capabilities).toEqual({ vision, speech });
+    expect(() => completeRuntimeConfig(settings, { vision })).toThrow('AGENT_LB_CONFIG: no target group found for "speech"');
+  });
+
+  it.each([
+    [{ ...compact, loadBalancerArn: undefined }, 'a capabilities list needs the loadBalancerArn their target groups are found on'],
+    [{ ...compact, capabilities: ['vision', 'Vision'] }, 'capability name "Vision" must match'],
+    [{ ...compact, capabilities: ['vision', 'vision'] }, 'capabilities lists a name twice'],
+  ])('rejects %j', (config, message) => {
+    expect(() => parseRuntimeSettings(JSON.stringify(config))).toThrow(message);
   });
 });

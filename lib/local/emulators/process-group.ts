@@ -199,22 +199,32 @@ export function spawnManaged(command: string, args: readonly string[], options: 
   let stopping: Promise<ProcessExit> | undefined;
   const stop = (graceMs = 5000): Promise<ProcessExit> => {
     stopping ??= (async () => {
-      if (exitInfo === undefined) {
-        signalGroup(pid, 'SIGTERM');
-        let timer: NodeJS.Timeout | undefined;
-        const graceOver = new Promise<'grace-over'>((resolve) => (timer = setTimeout(resolve, graceMs, 'grace-over')));
-        if ((await Promise.race([exited, graceOver])) === 'grace-over') signalGroup(pid, 'SIGKILL');
-        clearTimeout(timer);
+      // The child is unref'd, so nothing else may keep Node alive while we wait for it: without
+      // this, a caller awaiting stop() with nothing else pending sees the process exit mid-await.
+      const keepAlive = setInterval(() => undefined, 1000);
+      try {
+        return await stopGroup(graceMs);
+      } finally {
+        clearInterval(keepAlive);
       }
-      const result = await exited;
-      // The leader has exited, so has the command (see WATCHDOG_SCRIPT); what is left is the
-      // watchdog, which ignores TERM, or descendants of a command started without it.
-      signalGroup(pid, 'SIGKILL');
-      await waitGroupGone(pid, 2000);
-      liveGroups.delete(pid);
-      return result;
     })();
     return stopping;
+  };
+  const stopGroup = async (graceMs: number): Promise<ProcessExit> => {
+    if (exitInfo === undefined) {
+      signalGroup(pid, 'SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'grace-over'>((resolve) => (timer = setTimeout(resolve, graceMs, 'grace-over')));
+      if ((await Promise.race([exited, graceOver])) === 'grace-over') signalGroup(pid, 'SIGKILL');
+      clearTimeout(timer);
+    }
+    const result = await exited;
+    // The leader has exited, so has the command (see WATCHDOG_SCRIPT); what is left is the
+    // watchdog, which ignores TERM, or descendants of a command started without it.
+    signalGroup(pid, 'SIGKILL');
+    await waitGroupGone(pid, 2000);
+    liveGroups.delete(pid);
+    return result;
   };
 
   // A leader that dies on its own leaves at most the watchdog behind: clean it up.

@@ -1,4 +1,4 @@
-"""Runs moto_server with ELBv2 target identity fixed to (Id, Port).
+"""Runs moto_server with ELBv2 target identity fixed to (Id, Port), and target group tags applied from CloudFormation.
 
 Real ELBv2 keys a registered target by its id *and* port, so one address can be registered
 several times on different ports (several agents on one host). moto 5.x keys targets by id
@@ -29,12 +29,14 @@ def register(self, targets):
 
 
 def deregister(self, targets):
+    # AWS answers 200 for a target that is not registered (nothing to do). moto raised
+    # InvalidTarget at the first such target, after removing the ones before it: a retried
+    # DeregisterTargets whose first attempt had landed then half-applied and failed.
     for target in targets:
         key = _key(self, target)
         found = self.targets.pop(key, None)
-        if not found:
-            raise models.InvalidTargetError()
-        self.deregistered_targets[key] = found
+        if found:
+            self.deregistered_targets[key] = found
 
 
 def deregister_terminated_instances(self, instance_ids):
@@ -58,6 +60,20 @@ def health_for(self, target, ec2_backend):
     return _health_for(view, target, ec2_backend)
 
 
+_create_from_cloudformation_json = TargetGroup.create_from_cloudformation_json.__func__
+
+
+def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    # CloudFormation applies a target group's Tags; moto drops them, and agent-lb finds each
+    # capability's group by its tag.
+    group = _create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    tags = cloudformation_json.get("Properties", {}).get("Tags")
+    if tags:
+        models.elbv2_backends[account_id][region_name].tagging_service.tag_resource(group.arn, tags)
+    return group
+
+
+TargetGroup.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 TargetGroup.register = register
 TargetGroup.deregister = deregister
 TargetGroup.deregister_terminated_instances = deregister_terminated_instances

@@ -1,0 +1,104 @@
+import { DescribeTagsCommand, DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSyncHandler } from '../../lambdas/stream-sync';
+import { discoverTargetGroups, resolveRuntimeConfig } from '../../lib/aws/target-group-discovery';
+import { ConfigError } from '../../lib/core/errors';
+import { captureMetrics, insert, leaseItem, privateIp, silentLogger, streamEvent } from '../support/lease-fixtures';
+
+const LB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/agents/1';
+const tg = (n: number) => `arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/tg-${n}/${n}`;
+const elb = mockClient(ElasticLoadBalancingV2Client);
+const client = new ElasticLoadBalancingV2Client({ region: 'eu-west-1' });
+
+/** `count` target groups on the load balancer, group n tagged capability `cap-n`, in pages of `pageSize`. */
+function fleetOfGroups(count: number, pageSize = 400, tag: (n: number) => string | undefined = (n) => `cap-${n}`) {
+  const all = Array.from({ length: count }, (_, n) => ({ TargetGroupArn: tg(n), TargetType: n % 10 === 9 ? 'instance' : 'ip' }));
+  elb.on(DescribeTargetGroupsCommand).callsFake((input: { Marker?: string }) => {
+    const start = Number(input.Marker ?? 0);
+    const next = start + pageSize;
+    return { TargetGroups: all.slice(start, next), ...(next < count ? { NextMarker: String(next) } : {}) };
+  });
+  elb.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
+    TagDescriptions: input.ResourceArns.map((arn) => {
+      const n = Number(arn.split('/').pop());
+      const value = tag(n);
+      return { ResourceArn: arn, Tags: [{ Key: 'other', Value: 'x' }, ...(value ? [{ Key: 'agent-lb:capability', Value: value }] : [])] };
+    }),
+  }));
+}
+
+beforeEach(() => elb.reset());
+
+describe('discoverTargetGroups', () => {
+  it('finds 100 capabilities over pages, with 20 ARNs per DescribeTags call, and keeps each group target type', async () => {
+    fleetOfGroups(100, 30);
+    const names = Array.from({ length: 100 }, (_, n) => `cap-${n}`);
+    const found = await discoverTargetGroups(client, LB, names);
+    expect(Object.keys(found)).toHaveLength(100);
+    expect(found['cap-7']).toEqual({ targetGroupArn: tg(7), targetType: 'ip' });
+    expect(found['cap-9']).toEqual({ targetGroupArn: tg(9), targetType: 'instance' });
+    expect(elb.commandCalls(DescribeTargetGroupsCommand)).toHaveLength(4);
+    expect(elb.commandCalls(DescribeTargetGroupsCommand)[0].args[0].input).toMatchObject({ LoadBalancerArn: LB });
+    const tagCalls = elb.commandCalls(DescribeTagsCommand);
+    expect(tagCalls).toHaveLength(5);
+    expect(Math.max(...tagCalls.map((c) => c.args[0].input.ResourceArns!.length))).toBe(20);
+  });
+
+  it('ignores groups of capabilities it was not asked for (one being removed by an update)', async () => {
+    fleetOfGroups(3);
+    expect(Object.keys(await discoverTargetGroups(client, LB, ['cap-0', 'cap-2']))).toEqual(['cap-0', 'cap-2']);
+  });
+
+  it('names the capabilities it cannot find', async () => {
+    fleetOfGroups(2, 400, (n) => (n === 0 ? 'cap-0' : undefined));
+    const attempt = discoverTargetGroups(client, LB, ['cap-0', 'cap-1', 'cap-5']);
+    await expect(attempt).rejects.toThrow(ConfigError);
+    await expect(discoverTargetGroups(client, LB, ['cap-0', 'cap-1', 'cap-5'])).rejects.toThrow(
+      `load balancer ${LB} routes to no target group tagged agent-lb:capability = "cap-1", "cap-5" (2 target groups seen)`,
+    );
+  });
+
+  it('refuses two groups tagged with one capability', async () => {
+    fleetOfGroups(2, 400, () => 'vision');
+    await expect(discoverTargetGroups(client, LB, ['vision'])).rejects.toThrow(`routes to two target groups tagged agent-lb:capability=vision: ${tg(0)} and ${tg(1)}`);
+  });
+});
+
+describe('resolveRuntimeConfig', () => {
+  it('fills in discovered groups for a compact configuration', async () => {
+    fleetOfGroups(2);
+    const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', loadBalancerArn: LB, capabilities: ['cap-1'] }), client);
+    expect(config.routing.capabilities).toEqual({ 'cap-1': { targetGroupArn: tg(1), targetType: 'ip' } });
+  });
+
+  it('makes no call for an explicit configuration', async () => {
+    const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', capabilities: { v: { targetGroupArn: 'arn:tg', targetType: 'ip' } } }), client);
+    expect(config.routing.capabilities.v.targetGroupArn).toBe('arn:tg');
+    expect(elb.calls()).toHaveLength(0);
+  });
+});
+
+describe('the sync handler configured the way the stack configures it (names only)', () => {
+  const previous = process.env.AGENT_LB_CONFIG;
+  afterEach(() => {
+    if (previous === undefined) delete process.env.AGENT_LB_CONFIG;
+    else process.env.AGENT_LB_CONFIG = previous;
+  });
+
+  it('finds the target groups once, registers into them, and tries again after a failed discovery', async () => {
+    process.env.AGENT_LB_CONFIG = JSON.stringify({ tableName: 't', loadBalancerArn: LB, capabilities: ['cap-1'] });
+    const handler = createSyncHandler({ elbClient: client, logger: silentLogger(), metrics: captureMetrics().metrics });
+    elb.on(DescribeTargetGroupsCommand).rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
+    const event = streamEvent([insert(leaseItem({ address: privateIp(7), capabilities: ['cap-1'] }))]);
+    await expect(handler(event)).rejects.toThrow('Rate exceeded');
+    expect(elb.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
+
+    fleetOfGroups(3);
+    elb.on(RegisterTargetsCommand).resolves({});
+    expect(await handler(event)).toEqual({ batchItemFailures: [] });
+    expect(await handler(event)).toEqual({ batchItemFailures: [] });
+    expect(elb.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.TargetGroupArn)).toEqual([tg(1), tg(1)]);
+    expect(elb.commandCalls(DescribeTargetGroupsCommand)).toHaveLength(2); // the failed try, then once for good
+  });
+});
