@@ -1,6 +1,7 @@
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { encodeLease } from '../lib/core/lease-codec';
 import { Lease, RawItem } from '../lib/core/lease-schema';
+import { mulberry32 } from '../test/support/prng';
 
 export interface WorkloadMix {
   readonly records: number;
@@ -11,17 +12,8 @@ export interface WorkloadMix {
   readonly seed: number;
 }
 
-/** Small deterministic PRNG (mulberry32) so a run can be repeated exactly. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Small deterministic PRNG (mulberry32, shared with the chaos run) so a run can be repeated exactly. */
+export const prng = mulberry32;
 
 export const capabilityNames = (n: number) => Array.from({ length: n }, (_, i) => `cap-${String(i).padStart(2, '0')}`);
 

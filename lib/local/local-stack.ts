@@ -248,11 +248,11 @@ async function stopSettled(results: PromiseSettledResult<{ stop(): Promise<void>
 }
 
 /** Metrics that go nowhere: locally the live view shows the figures, and EMF lines would garble it. */
-function localMetrics(logger: Logger): Metrics {
+export function localMetrics(logger: Logger, namespace = 'agent-lb-local'): Metrics {
   const previous = process.env.POWERTOOLS_METRICS_DISABLED;
   process.env.POWERTOOLS_METRICS_DISABLED = 'true';
   try {
-    return new Metrics({ namespace: 'agent-lb-local', serviceName: 'agent-lb-local', logger });
+    return new Metrics({ namespace, serviceName: namespace, logger });
   } finally {
     if (previous === undefined) delete process.env.POWERTOOLS_METRICS_DISABLED;
     else process.env.POWERTOOLS_METRICS_DISABLED = previous;

@@ -1,7 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { LeaseHeldError } from '../../lib/core/errors';
 import { AgentLease } from '../../lib/sdk/agent-lease';
-import { between, chance, Random, stream, weighted } from './prng';
+import { between, chance, Random, stream, weighted } from '../support/prng';
 
 /**
  * A fleet of agents holding leases through the real SDK (`AgentLease`): each slot is one

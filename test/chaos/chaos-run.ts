@@ -8,7 +8,7 @@ import { check, Verdict } from './checker';
 import { FaultKind, FaultRates } from './fault-proxy';
 import { HandlerChaosCounters } from './handler-chaos';
 import { buildLeaseTruth } from './lease-truth';
-import { stream } from './prng';
+import { stream } from '../support/prng';
 import { Sampler } from './sampler';
 import { recordLeaseWrites } from './write-log';
 

@@ -18,7 +18,8 @@ import { StreamPoller } from '../../lib/local/stream-poller';
 import { synthesizeTemplate } from '../../lib/local/synth-template';
 import { FaultProxy, FaultProxyOptions } from './fault-proxy';
 import { HandlerChaosCounters, instrumentElbClient, withHandlerChaos } from './handler-chaos';
-import { Random } from './prng';
+import { Random } from '../support/prng';
+import { localMetrics } from '../../lib/local/local-stack';
 
 /**
  * The system under test, composed from the same pieces `LocalStack` uses (synthesized
@@ -63,16 +64,7 @@ export interface StackCounters {
 }
 
 /** Metrics that go nowhere (as in local mode): the checker has its own figures. */
-function silentMetrics(logger: Logger): Metrics {
-  const previous = process.env.POWERTOOLS_METRICS_DISABLED;
-  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
-  try {
-    return new Metrics({ namespace: 'agent-lb-chaos', serviceName: 'agent-lb-chaos', logger });
-  } finally {
-    if (previous === undefined) delete process.env.POWERTOOLS_METRICS_DISABLED;
-    else process.env.POWERTOOLS_METRICS_DISABLED = previous;
-  }
-}
+const silentMetrics = (logger: Logger): Metrics => localMetrics(logger, 'agent-lb-chaos');
 
 export class ChaosStack {
   public readonly counters: StackCounters = {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Agent, createServer, IncomingMessage, request, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { between, chance, Random } from './prng';
+import { between, chance, Random } from '../support/prng';
 
 /**
  * A fault-injecting HTTP proxy in front of moto's ELBv2 endpoint, on loopback only. The

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import { chance, Random } from './prng';
+import { chance, Random } from '../support/prng';
 
 /**
  * Process-level faults of the sync "Lambda", applied around the real handler:
