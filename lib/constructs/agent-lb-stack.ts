@@ -275,8 +275,8 @@ export class AgentLbStack extends Stack {
       capabilities: Object.fromEntries(this.router.routes.map((r) => [r.name, { targetGroup: this.router.targetGroups[r.name], targetType: r.targetType }])),
       loadBalancer: this.loadBalancer,
     });
-    // The functions find their target groups through the listener rules: deploy those first.
-    this.registrySync.node.addDependency(this.router);
+    // The functions find their target groups through the listener rules: nothing invokes them before those exist.
+    this.registrySync.invokeAfter(this.router);
 
     // ---- outputs
     new CfnOutput(this, 'TableName', { description: 'Lease table', value: this.leaseTable.tableName });

@@ -13,7 +13,7 @@ import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources'
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { Construct } from 'constructs';
+import { Construct, IDependable } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-router';
@@ -541,6 +541,18 @@ export class RegistrySync extends Construct {
         format: nodejs.OutputFormat.CJS,
       },
     });
+  }
+
+  /**
+   * Holds back what invokes the functions (the stream's event source mapping and the reconcile
+   * schedule) until `dependencies` are deployed: with `loadBalancer`, the first invocation looks
+   * the target groups up through the listener rules, so those must exist first.
+   */
+  public invokeAfter(...dependencies: IDependable[]): void {
+    const mapping = this.syncFunction.node.children.find((c): c is lambda.EventSourceMapping => c instanceof lambda.EventSourceMapping);
+    for (const trigger of [mapping, this.reconcileSchedule]) {
+      for (const d of dependencies) trigger?.node.addDependency(d);
+    }
   }
 
   /**

@@ -202,11 +202,15 @@ describe('AgentLbStack from the default cdk.json context', () => {
     }
   });
 
-  it('deploys the sync layer after the listener rules the functions discover their target groups through', () => {
-    const syncDeps = ([] as string[]).concat(resource(ids.sync).DependsOn ?? []);
+  it('invokes the functions only after the listener rules they discover their target groups through', () => {
     const rules = Object.keys(template.findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
     expect(rules.length).toBe(6);
-    for (const rule of rules) expect(syncDeps).toContain(rule);
+    const triggers = [
+      ...Object.values(template.findResources('AWS::Lambda::EventSourceMapping')),
+      ...Object.values(template.findResources('AWS::Events::Rule')),
+    ];
+    expect(triggers).toHaveLength(2);
+    for (const trigger of triggers) for (const rule of rules) expect([trigger.DependsOn].flat()).toContain(rule);
     for (const role of ['Sync', 'Reconcile']) {
       expect(policyStatements(role)).toContainEqual({
         Sid: 'FindCapabilityTargetGroups',
