@@ -544,13 +544,14 @@ export class RegistrySync extends Construct {
   }
 
   /**
-   * Holds back what invokes the functions (the stream's event source mapping and the reconcile
-   * schedule) until `dependencies` are deployed: with `loadBalancer`, the first invocation looks
-   * the target groups up through the listener rules, so those must exist first.
+   * Holds back the functions (created or updated) and what invokes them (the stream's event
+   * source mapping, the reconcile schedule) until `dependencies` are deployed: with
+   * `loadBalancer`, a cold start looks the target groups up through the listener rules, so the
+   * rules of every capability in the configuration must exist first.
    */
   public invokeAfter(...dependencies: IDependable[]): void {
     const mapping = this.syncFunction.node.children.find((c): c is lambda.EventSourceMapping => c instanceof lambda.EventSourceMapping);
-    for (const trigger of [mapping, this.reconcileSchedule]) {
+    for (const trigger of [this.syncFunction, this.reconcileFunction, mapping, this.reconcileSchedule]) {
       for (const d of dependencies) trigger?.node.addDependency(d);
     }
   }

@@ -202,14 +202,15 @@ describe('AgentLbStack from the default cdk.json context', () => {
     }
   });
 
-  it('invokes the functions only after the listener rules they discover their target groups through', () => {
+  it('deploys and invokes the functions only after the listener rules they discover their target groups through', () => {
     const rules = Object.keys(template.findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
     expect(rules.length).toBe(6);
     const triggers = [
+      ...Object.values(template.findResources('AWS::Lambda::Function')),
       ...Object.values(template.findResources('AWS::Lambda::EventSourceMapping')),
       ...Object.values(template.findResources('AWS::Events::Rule')),
     ];
-    expect(triggers).toHaveLength(2);
+    expect(triggers).toHaveLength(4);
     for (const trigger of triggers) for (const rule of rules) expect([trigger.DependsOn].flat()).toContain(rule);
     for (const role of ['Sync', 'Reconcile']) {
       expect(policyStatements(role)).toContainEqual({
