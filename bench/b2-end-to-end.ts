@@ -12,7 +12,6 @@ import { FleetPhase, FleetRunResult, planFleet, runFleet } from './b2-fleet';
 import { CommandCounts, countCommands, mutatingCalls } from './command-counter';
 import { createNaiveRegistrar } from './naive-registrar';
 import { Distribution, distribution } from './percentiles';
-import { stopStack } from './stop-stack';
 import { TargetObserver } from './target-observer';
 import { secondsToSend } from './throttle-projection';
 
@@ -349,7 +348,7 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
     await naivePoller?.stop().catch(() => undefined);
     agentsDdb.destroy();
     plainElb.destroy();
-    await stopStack(stack);
+    await stack.stop();
   }
 }
 

@@ -10,7 +10,6 @@ import { LocalStack } from '../lib/local/local-stack';
 import { ReconcileReport } from '../lib/registry/reconcile';
 import { CommandCounter, countCommands, countsDelta, mutatingCalls } from './command-counter';
 import { Distribution, distribution, median } from './percentiles';
-import { stopStack } from './stop-stack';
 import { capabilityNames, prng } from './stream-workload';
 
 export interface B3Options {
@@ -173,7 +172,7 @@ export async function runB3(options: B3Options = {}): Promise<B3Result> {
   } finally {
     writer.destroy();
     elb.destroy();
-    await stopStack(stack);
+    await stack.stop();
   }
 }
 
