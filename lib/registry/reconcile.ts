@@ -1,4 +1,4 @@
-import { AddressPolicy } from '../core/address-policy';
+import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { ObservedGroup, PlannedDeregistration, planReconcile, provenDeregistrations } from '../core/reconcile-planner';
@@ -57,6 +57,21 @@ function stillWanted(item: RawItem | undefined, targetGroupArn: string, deps: Re
 }
 
 /**
+ * The targets of `add` the group still lacks. During a join storm the stream registers new
+ * leases between this pass's group read and its registrations; looking again costs one
+ * DescribeTargetHealth, while a redundant RegisterTargets would spend the account's scarce
+ * Register/Deregister budget. If the look fails, register them all (registering is idempotent).
+ */
+async function stillMissing(elb: ElbTargets, targetGroupArn: string, add: TargetRef[]): Promise<TargetRef[]> {
+  try {
+    const present = new Set((await elb.describe(targetGroupArn)).map((t) => formatTarget(t.id, t.port)));
+    return add.filter((t) => !present.has(t.key));
+  } catch {
+    return add;
+  }
+}
+
+/**
  * One level-triggered pass. Order matters: target groups are read before the leases (with
  * consistent reads), and every deregistration is confirmed by a fresh consistent read of its
  * lease right before the call (after the group's registrations, whose retries can take
@@ -99,7 +114,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 
   await Promise.all(
     plan.groups.map(async (group) => {
-      const add = group.register.filter((t) => stillWanted(secondRead.get(t.key), group.targetGroupArn, deps, nowSeconds));
+      let add = group.register.filter((t) => stillWanted(secondRead.get(t.key), group.targetGroupArn, deps, nowSeconds));
+      if (add.length > 0) add = await stillMissing(deps.elb, group.targetGroupArn, add);
       if (add.length > 0) {
         const outcome = await deps.elb.register(group.targetGroupArn, add);
         driftRegistered += outcome.applied.length;

@@ -117,6 +117,27 @@ function leases(...items: Item[]): Item[] {
   return items;
 }
 
+describe('reconcile handler: join storms', () => {
+  it('does not register a lease the stream registered after the group was read', async () => {
+    // Prepare: a live lease missing at the first group read; the stream registers it during the scan
+    leases(leaseItem({ address: '10.0.3.1' }), leaseItem({ address: '10.0.3.2' }));
+    groups[TG.vision] = [];
+    ddbMock.on(ScanCommand).callsFake(() => {
+      order.push('scan');
+      groups[TG.vision] = [{ id: '10.0.3.1' }];
+      return { Items: scanPages[0], Count: scanPages[0].length, ConsumedCapacity: { TableName: 'leases', CapacityUnits: 1 } };
+    });
+    const { handler } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess: only the one still missing is registered, after a second look at the group
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.3.2', Port: 8080 }] });
+    expect(order.filter((o) => o === `describe ${TG.vision}`)).toHaveLength(2);
+  });
+});
+
 describe('reconcile handler: read order and reads', () => {
   it('reads every target group (DescribeTargetHealth) before it scans the leases', async () => {
     // Prepare
