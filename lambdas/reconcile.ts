@@ -4,7 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { addressPolicyFor, RuntimeConfig } from '../lib/core/runtime-config';
 import { createElbClient } from '../lib/aws/clients';
-import { loadRuntimeConfig } from '../lib/aws/target-group-discovery';
+import { runtimeOnce } from '../lib/aws/target-group-discovery';
 import { createDynamoClient } from '../lib/aws/dynamo-client';
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { LeaseStore } from '../lib/aws/lease-store';
@@ -40,9 +40,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     safetyValveShare: config.safetyValveShare,
     ...(options.now ? { now: options.now } : {}),
   });
-  // Once per container; a failed discovery is tried again by the next invocation.
-  let ready: Promise<ReturnType<typeof depsFor>> | undefined;
-  const depsReady = () => (ready ??= loadRuntimeConfig(options.config, elbClient).then(depsFor, (error: unknown) => ((ready = undefined), Promise.reject(error))));
+  const depsReady = runtimeOnce(options.config, elbClient, depsFor);
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
 
   return async (_event?: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> => {

@@ -6,7 +6,7 @@ import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balan
 import { addressPolicyFor, RuntimeConfig } from '../lib/core/runtime-config';
 import { createElbClient } from '../lib/aws/clients';
 import { createDynamoClient } from '../lib/aws/dynamo-client';
-import { loadRuntimeConfig } from '../lib/aws/target-group-discovery';
+import { runtimeOnce } from '../lib/aws/target-group-discovery';
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { LeaseStore } from '../lib/aws/lease-store';
 import { toLeaseChange } from '../lib/aws/stream-records';
@@ -40,9 +40,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     policy: addressPolicyFor(config.routing),
     ...(options.dynamoClient ? { confirmWith: new LeaseStore(options.dynamoClient, config.tableName), now } : {}),
   });
-  // Once per container; a failed discovery is tried again by the next invocation.
-  let deps: Promise<ReturnType<typeof depsFor>> | undefined;
-  const ready = () => (deps ??= loadRuntimeConfig(options.config, elbClient).then(depsFor, (error: unknown) => ((deps = undefined), Promise.reject(error))));
+  const ready = runtimeOnce(options.config, elbClient, depsFor);
 
   return async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
     const records = event.Records.map(toLeaseChange);

@@ -60,7 +60,16 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
   return completeRuntimeConfig(settings, await discoverTargetGroups(client, settings.discover.loadBalancerArn, settings.discover.capabilities));
 }
 
-/** The explicit configuration when a caller gives one (local mode, tests), else `AGENT_LB_CONFIG` resolved. */
-export function loadRuntimeConfig(explicit: RuntimeConfig | undefined, client: ElasticLoadBalancingV2Client): Promise<RuntimeConfig> {
-  return explicit ? Promise.resolve(explicit) : resolveRuntimeConfig(process.env.AGENT_LB_CONFIG, client);
+/**
+ * What a handler builds from its configuration, made once per container: from `explicit` when a
+ * caller gives one (local mode, tests), else from `AGENT_LB_CONFIG` resolved. A failed discovery
+ * is not remembered, so the next invocation tries again.
+ */
+export function runtimeOnce<T>(explicit: RuntimeConfig | undefined, client: ElasticLoadBalancingV2Client, build: (config: RuntimeConfig) => T): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () =>
+    (made ??= (explicit ? Promise.resolve(explicit) : resolveRuntimeConfig(process.env.AGENT_LB_CONFIG, client)).then(build, (error: unknown) => {
+      made = undefined;
+      throw error;
+    }));
 }

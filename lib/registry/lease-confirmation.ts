@@ -33,18 +33,24 @@ export function stillWanted(item: RawItem | undefined, targetGroupArn: string, p
   return routeLease(decoded.lease, routing).memberships.some((m) => m.targetGroupArn === targetGroupArn);
 }
 
-/** Consistent reads of `keys`, at most `limit` at a time. A failed read rejects. */
-export async function readLeases(store: LeaseStore, keys: readonly string[], limit = 16): Promise<Map<string, RawItem | undefined>> {
-  const out = new Map<string, RawItem | undefined>();
+/** `fn` over `items`, at most `limit` at a time, results in order. A failure rejects. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
   let next = 0;
-  const workers = Array.from({ length: Math.min(limit, keys.length) }, async () => {
-    while (next < keys.length) {
-      const key = keys[next++];
-      out.set(key, await store.get(key, true));
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
     }
   });
   await Promise.all(workers);
   return out;
+}
+
+/** Consistent reads of `keys`, at most `limit` at a time. A failed read rejects. */
+export async function readLeases(store: LeaseStore, keys: readonly string[], limit = 16): Promise<Map<string, RawItem | undefined>> {
+  const items = await mapLimit(keys, limit, (key) => store.get(key, true));
+  return new Map(keys.map((key, i) => [key, items[i]]));
 }
 
 export interface ConfirmDeps {
@@ -63,6 +69,21 @@ export interface ConfirmDeps {
    * those proven dead). Whatever it drops counts as withheld.
    */
   readonly refine?: (confirmed: TargetRef[], reads: ReadonlyMap<string, RawItem | undefined>, nowSeconds: number) => TargetRef[];
+}
+
+/** What both the sync and reconcile paths hand to {@link deregisterConfirmed}, from their own deps. */
+export function confirmDepsOf(
+  deps: { readonly elb: ElbTargets; readonly policy: AddressPolicy; readonly routing: RoutingConfig; readonly now?: () => number; readonly deregisterDeadlineMs?: number },
+  store: LeaseStore,
+): ConfirmDeps {
+  return {
+    store,
+    elb: deps.elb,
+    policy: deps.policy,
+    routing: deps.routing,
+    ...(deps.now ? { now: deps.now } : {}),
+    ...(deps.deregisterDeadlineMs === undefined ? {} : { deadlineMs: deps.deregisterDeadlineMs }),
+  };
 }
 
 export interface ConfirmedOutcome {

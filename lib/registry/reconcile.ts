@@ -4,7 +4,7 @@ import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { ObservedGroup, PlannedDeregistration, planReconcile, provenDeregistrations } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { deregisterConfirmed, readLeases, stillWanted as wantsGroup } from './lease-confirmation';
+import { confirmDepsOf, deregisterConfirmed, mapLimit, readLeases, stillWanted } from './lease-confirmation';
 
 export interface ReconcileDeps {
   readonly elb: ElbTargets;
@@ -36,24 +36,6 @@ export interface ReconcileReport {
   readonly consumedReadUnits: number;
   readonly rejections: readonly LeaseRejection[];
   readonly errors: readonly ElbTargetsError[];
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}
-
-/** Whether `item` (read just now) still wants `target` in `targetGroupArn`. */
-function stillWanted(item: RawItem | undefined, targetGroupArn: string, deps: ReconcileDeps, nowSeconds: number): boolean {
-  return wantsGroup(item, targetGroupArn, deps.policy, deps.routing, nowSeconds);
 }
 
 /**
@@ -114,7 +96,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 
   await Promise.all(
     plan.groups.map(async (group) => {
-      let add = group.register.filter((t) => stillWanted(secondRead.get(t.key), group.targetGroupArn, deps, nowSeconds));
+      let add = group.register.filter((t) => stillWanted(secondRead.get(t.key), group.targetGroupArn, deps.policy, deps.routing, nowSeconds));
       if (add.length > 0) add = await stillMissing(deps.elb, group.targetGroupArn, add);
       if (add.length > 0) {
         const outcome = await deps.elb.register(group.targetGroupArn, add);
@@ -130,12 +112,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
       const planned = new Map(group.deregister.map((d) => [d.target.key, d]));
       const outcome = await deregisterConfirmed(
         {
-          store: deps.store,
-          elb: deps.elb,
-          policy: deps.policy,
-          routing: deps.routing,
-          ...(deps.now ? { now: deps.now } : {}),
-          ...(deps.deregisterDeadlineMs === undefined ? {} : { deadlineMs: deps.deregisterDeadlineMs }),
+          ...confirmDepsOf(deps, deps.store),
           ...(group.valveTripped
             ? {
                 refine: (confirmed: TargetRef[], reads: ReadonlyMap<string, RawItem | undefined>, seconds: number) =>

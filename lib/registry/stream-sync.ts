@@ -4,7 +4,7 @@ import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RecordKind } from '../core/target-planner';
 import { ElbTargets, TargetsOutcome } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { deregisterConfirmed } from './lease-confirmation';
+import { confirmDepsOf, deregisterConfirmed } from './lease-confirmation';
 
 export interface StreamSyncDeps {
   readonly elb: ElbTargets;
@@ -65,14 +65,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         const outcome: TargetsOutcome & { readonly withheld?: readonly TargetRef[]; readonly reinstated?: readonly string[] } =
           action === 'deregister' && deps.confirmWith
             ? await deregisterConfirmed(
-                {
-                  store: deps.confirmWith,
-                  elb: deps.elb,
-                  policy: deps.policy,
-                  routing: deps.routing,
-                  ...(deps.now ? { now: deps.now } : {}),
-                  ...(deps.deregisterDeadlineMs === undefined ? {} : { deadlineMs: deps.deregisterDeadlineMs }),
-                },
+                confirmDepsOf(deps, deps.confirmWith),
                 group.targetGroupArn,
                 targets,
               )
