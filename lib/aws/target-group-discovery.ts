@@ -1,4 +1,4 @@
-import { DescribeTagsCommand, DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { DescribeListenersCommand, DescribeTagsCommand, DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { ConfigError } from '../core/errors';
 import { CAPABILITY_TAG, CapabilityRoute } from '../core/lease-schema';
 import { completeRuntimeConfig, parseRuntimeSettings, RuntimeConfig, RuntimeSettings } from '../core/runtime-config';
@@ -53,11 +53,30 @@ export async function discoverTargetGroups(
   return found;
 }
 
+/**
+ * The load balancer a listener belongs to (one DescribeListeners call): how the functions of a
+ * stack that only imported the listener find their target groups.
+ */
+export async function loadBalancerOfListener(client: ElasticLoadBalancingV2Client, listenerArn: string): Promise<string> {
+  let arn: string | undefined;
+  try {
+    const { Listeners = [] } = await client.send(new DescribeListenersCommand({ ListenerArns: [listenerArn] }));
+    arn = Listeners[0]?.LoadBalancerArn;
+  } catch (cause) {
+    if ((cause as { name?: string })?.name !== 'ListenerNotFoundException') throw cause;
+    throw new ConfigError(`listener ${listenerArn} does not exist`, { cause });
+  }
+  if (!arn) throw new ConfigError(`listener ${listenerArn} does not exist`);
+  return arn;
+}
+
 /** The handlers' configuration from `AGENT_LB_CONFIG`, with discovered target groups filled in. */
 export async function resolveRuntimeConfig(text: string | undefined, client: ElasticLoadBalancingV2Client): Promise<RuntimeConfig> {
   const settings: RuntimeSettings = parseRuntimeSettings(text);
-  if (!settings.discover) return completeRuntimeConfig(settings);
-  return completeRuntimeConfig(settings, await discoverTargetGroups(client, settings.discover.loadBalancerArn, settings.discover.capabilities));
+  const discover = settings.discover;
+  if (!discover) return completeRuntimeConfig(settings);
+  const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
+  return completeRuntimeConfig(settings, await discoverTargetGroups(client, loadBalancerArn, discover.capabilities));
 }
 
 /**

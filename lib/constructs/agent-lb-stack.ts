@@ -4,13 +4,11 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
+import { AgentLb, RegistrySyncOptions } from './agent-lb';
 import { CapabilityProps, CapabilityRouter } from './capability-router';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
-import { RegistrySync, RegistrySyncProps } from './registry-sync';
-
-/** Options of the sync and reconcile Lambdas that the stack passes through unchanged. */
-export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs'>;
+import type { RegistrySync } from './registry-sync';
 
 /** Properties of an {@link AgentLbStack}. */
 export interface AgentLbStackProps extends StackProps {
@@ -142,9 +140,11 @@ export function targetGroupOutputId(capability: string): string {
 }
 
 /**
- * agent-lb in one stack: the lease table, an ALB routing each capability to its target group,
- * the sync and reconcile Lambdas that keep the target groups equal to the live leases, alarms,
- * a dashboard, and a managed policy for agents.
+ * agent-lb in one stack: an {@link AgentLb} (lease table, target groups and listener rules, the
+ * sync and reconcile Lambdas, alarms, a dashboard, a managed policy for agents) on a VPC, an ALB
+ * and a listener of its own, whose default action answers unknown capabilities with a 404 JSON.
+ * What `bin/app.ts` deploys from cdk.json; to put agent-lb on a load balancer you already have,
+ * use {@link AgentLb} in your own stack instead.
  *
  * Environment-agnostic unless `vpcId` or an access-logs bucket is given.
  */
@@ -163,6 +163,8 @@ export class AgentLbStack extends Stack {
   public readonly router: CapabilityRouter;
   /** The sync and reconcile Lambdas, their alarms and dashboard. */
   public readonly registrySync: RegistrySync;
+  /** The construct holding the table, the router and the Lambdas. */
+  public readonly agentLb: AgentLb;
 
   constructor(scope: Construct, id: string, props: AgentLbStackProps) {
     super(scope, id, props);
@@ -217,9 +219,6 @@ export class AgentLbStack extends Stack {
       this.vpc = vpc;
     }
 
-    // ---- lease table
-    this.leaseTable = new LeaseTable(this, 'Leases', { removalPolicy: props.tableRemovalPolicy });
-
     // ---- load balancer
     const targetCidrs = [...(props.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS), this.vpc.vpcCidrBlock];
     const ingressCidrs = props.ingressCidrs ?? props.allowedCidrs ?? [this.vpc.vpcCidrBlock];
@@ -258,25 +257,22 @@ export class AgentLbStack extends Stack {
       this.listener = this.loadBalancer.addListener('Http', { port: 80, protocol: elbv2.ApplicationProtocol.HTTP, open: false });
     }
 
-    // ---- routing and sync
-    this.router = new CapabilityRouter(this, 'Router', {
+    // ---- lease table, routing and sync. The id "Default" is left out of logical ids, so every
+    // resource keeps the id it had before AgentLb existed: a replaced lease table would lose every lease.
+    this.agentLb = new AgentLb(this, 'Default', {
       vpc: this.vpc,
       listener: this.listener,
       capabilities: props.capabilities,
       headerName: props.headerName,
       pathPrefix: props.pathPrefix,
-    });
-
-    this.registrySync = new RegistrySync(this, 'Registry', {
-      ...props.registrySync,
-      table: this.leaseTable.table,
-      vpc: this.vpc,
+      unknownCapabilityResponse: true,
+      tableRemovalPolicy: props.tableRemovalPolicy,
       allowedCidrs: props.allowedCidrs,
-      capabilities: Object.fromEntries(this.router.routes.map((r) => [r.name, { targetGroup: this.router.targetGroups[r.name], targetType: r.targetType }])),
-      loadBalancer: this.loadBalancer,
+      registrySync: props.registrySync,
     });
-    // The functions find their target groups through the listener rules: nothing invokes them before those exist.
-    this.registrySync.invokeAfter(this.router);
+    this.leaseTable = this.agentLb.leaseTable!;
+    this.router = this.agentLb.router;
+    this.registrySync = this.agentLb.registrySync;
 
     // ---- outputs
     new CfnOutput(this, 'TableName', { description: 'Lease table', value: this.leaseTable.tableName });

@@ -1,6 +1,7 @@
 import { App, Duration, Environment, RemovalPolicy } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
-import { AgentLbStack, AgentLbStackProps, RegistrySyncOptions } from './agent-lb-stack';
+import type { RegistrySyncOptions } from './agent-lb';
+import { AgentLbStack, AgentLbStackProps } from './agent-lb-stack';
 import { CapabilityHealthCheck, CapabilityProps } from './capability-router';
 
 /** The context key (in `cdk.json` or `-c agent-lb='{...}'`) holding the app's configuration. */

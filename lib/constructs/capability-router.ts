@@ -1,8 +1,10 @@
-import { Annotations, Duration, Tags, Token } from 'aws-cdk-lib';
+import { Annotations, Duration, Stack, Tags } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { Construct } from 'constructs';
-import { CAPABILITY_NAME, CAPABILITY_TAG } from '../core/lease-schema';
+import { CAPABILITY_TAG } from '../core/lease-schema';
+import { validateCapability } from './capability-validation';
+import { assignSlots, headerRulePriority, LISTENER_PRIORITIES, pathRulePriority, PriorityLayout, priorityLayout, RulePriorityRange } from './rule-priorities';
 
 /** How a capability's targets are addressed: by IP address and port, or by EC2 instance id. */
 export type CapabilityTargetType = 'ip' | 'instance';
@@ -111,8 +113,10 @@ export interface CapabilityProps {
   readonly slowStart?: Duration;
 
   /**
-   * Pinned rule-priority slot, 1–25000: the header rule gets this priority and the path rule
-   * 25000 + this. Pin a capability when a warning says its hashed slot was taken.
+   * Pinned rule-priority slot, 1 to half the size of the router's `priorityRange` (25000 for
+   * the whole listener): the header rule gets the range's `min` + slot − 1, the path rule the
+   * same place in the range's second half. Pin a capability when a warning says its hashed slot
+   * was taken.
    *
    * @default - derived from a hash of the name (see {@link CapabilityRouter})
    */
@@ -125,13 +129,31 @@ export interface CapabilityRouterProps {
   readonly vpc: ec2.IVpc;
 
   /**
-   * Listener the routing rules are added to. The router also sets its default action (the
-   * 404 JSON response), so the listener must be defined in this app, not imported.
+   * Listener the routing rules are added to: one defined in this app, or one imported with
+   * `ApplicationListener.fromApplicationListenerAttributes` / `fromLookup`.
    */
-  readonly listener: elbv2.ApplicationListener;
+  readonly listener: elbv2.IApplicationListener;
 
   /** The capabilities to route, at most 100 (an ALB serves at most 100 target groups). */
   readonly capabilities: readonly CapabilityProps[];
+
+  /**
+   * Listener-rule priorities the router may use; rules of your own on the same listener must
+   * lie outside it (on a listener defined in this app a clash is reported at synth). Needs at
+   * least two priorities per capability.
+   *
+   * @default - the whole listener, 1–50000
+   */
+  readonly priorityRange?: RulePriorityRange;
+
+  /**
+   * Make the listener's default action a `404` with a JSON body naming the known capabilities.
+   * This replaces the default action the listener had, so only set it on a listener that serves
+   * agent-lb alone; an imported listener's default action cannot be set from here.
+   *
+   * @default false - the listener's default action is left as it is
+   */
+  readonly unknownCapabilityResponse?: boolean;
 
   /**
    * Request header that selects a capability; 1–40 characters valid in an HTTP header name.
@@ -155,11 +177,11 @@ export interface CapabilityRoute {
   readonly name: string;
   readonly targetType: CapabilityTargetType;
   readonly port: number;
-  /** The rule-priority slot, 1–25000. */
+  /** The rule-priority slot, 1 to half the size of the priority range. */
   readonly slot: number;
-  /** Priority of the header rule (= slot). */
+  /** Priority of the header rule (the range's `min` + slot − 1). */
   readonly headerRulePriority: number;
-  /** Priority of the path rule (= 25000 + slot). */
+  /** Priority of the path rule (the same place in the range's second half). */
   readonly pathRulePriority: number;
   /** Whether `slot` was pinned with `priority` rather than derived from the name. */
   readonly pinned: boolean;
@@ -167,8 +189,8 @@ export interface CapabilityRoute {
 
 /** At most this many target groups can be attached to one ALB (a hard limit). */
 export const MAX_CAPABILITIES = 100;
-/** Rule-priority slots per kind of rule: header rules use 1–25000, path rules 25001–50000. */
-export const PRIORITY_SLOTS = 25_000;
+/** Rule-priority slots per kind of rule on a whole listener: header rules use 1–25000, path rules 25001–50000. */
+export const PRIORITY_SLOTS = LISTENER_PRIORITIES.max / 2;
 /** Default request header naming the capability. */
 export const DEFAULT_CAPABILITY_HEADER = 'X-Agent-Capability';
 /** Default first path segment of capability paths. */
@@ -181,19 +203,6 @@ const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}$/;
 const PATH_PREFIX = /^[A-Za-z0-9_.~-]+(?:\/[A-Za-z0-9_.~-]+)*$/;
 /** 128 characters per path pattern − `/` − `/` − `/*` − a 63-character name. */
 const MAX_PATH_PREFIX = 128 - 4 - 63;
-
-/**
- * The natural rule-priority slot of a capability name: FNV-1a (32 bit) of its UTF-8 bytes,
- * modulo 25000, plus 1. A pure function of the name.
- */
-export function capabilitySlot(name: string): number {
-  let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(name, 'utf8')) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return (hash % PRIORITY_SLOTS) + 1;
-}
 
 /**
  * The body of the default 404 response: JSON naming the known capabilities (sorted) and how to
@@ -212,95 +221,6 @@ export function unknownCapabilityBody(names: readonly string[], headerName: stri
   return JSON.stringify({ error: 'unknown capability' });
 }
 
-/** Assigns slots to unpinned capabilities in list order; a taken slot moves the later one to the next free slot. */
-function assignSlots(capabilities: readonly CapabilityProps[]): { slots: number[]; moved: { name: string; natural: number; slot: number; by: string }[] } {
-  const owner = new Map<number, string>();
-  const slots: number[] = [];
-  const moved: { name: string; natural: number; slot: number; by: string }[] = [];
-  for (const c of capabilities) {
-    if (c.priority !== undefined) {
-      slots.push(c.priority);
-      continue;
-    }
-    const natural = capabilitySlot(c.name);
-    let slot = natural;
-    while (owner.has(slot)) slot = (slot % PRIORITY_SLOTS) + 1;
-    if (slot !== natural) moved.push({ name: c.name, natural, slot, by: owner.get(natural)! });
-    owner.set(slot, c.name);
-    slots.push(slot);
-  }
-  return { slots, moved };
-}
-
-function seconds(d: Duration): number | undefined {
-  const s = d.toSeconds({ integral: false });
-  return Token.isUnresolved(s) ? undefined : s;
-}
-
-function known(n: number | undefined): n is number {
-  return n !== undefined && !Token.isUnresolved(n);
-}
-
-function validateCapability(c: CapabilityProps, index: number): void {
-  if (typeof c.name !== 'string' || !CAPABILITY_NAME.test(c.name)) {
-    throw new Error(
-      `Capability name ${JSON.stringify(c.name)} (capabilities[${index}]) must match ${CAPABILITY_NAME.source}: ` +
-        '1–63 lowercase letters, digits, "_" or "-", starting with a letter or digit',
-    );
-  }
-  const where = `Capability "${c.name}"`;
-  if (c.targetType !== undefined && c.targetType !== 'ip' && c.targetType !== 'instance') {
-    throw new Error(`${where}: targetType ${JSON.stringify(c.targetType)} must be "ip" or "instance"`);
-  }
-  if (c.protocol !== undefined && c.protocol !== elbv2.ApplicationProtocol.HTTP && c.protocol !== elbv2.ApplicationProtocol.HTTPS) {
-    throw new Error(`${where}: protocol ${JSON.stringify(c.protocol)} must be "HTTP" or "HTTPS"`);
-  }
-  if (known(c.port) && !(Number.isInteger(c.port) && c.port >= 1 && c.port <= 65535)) {
-    throw new Error(`${where}: port ${c.port} is out of range 1–65535`);
-  }
-  if (known(c.priority) && !(Number.isInteger(c.priority) && c.priority >= 1 && c.priority <= PRIORITY_SLOTS)) {
-    throw new Error(`${where}: priority ${c.priority} is out of range 1–${PRIORITY_SLOTS}`);
-  }
-  const dereg = c.deregistrationDelay && seconds(c.deregistrationDelay);
-  if (dereg !== undefined && !(Number.isInteger(dereg) && dereg >= 0 && dereg <= 3600)) {
-    throw new Error(`${where}: deregistration delay ${dereg} seconds is out of range 0–3600 seconds`);
-  }
-  const slow = c.slowStart && seconds(c.slowStart);
-  if (slow !== undefined && slow !== 0 && !(Number.isInteger(slow) && slow >= 30 && slow <= 900)) {
-    throw new Error(`${where}: slow start ${slow} seconds must be 0 (off) or in 30–900 seconds`);
-  }
-  const hc = c.healthCheck;
-  if (!hc) return;
-  if (hc.path !== undefined && !Token.isUnresolved(hc.path) && !(hc.path.startsWith('/') && hc.path.length <= 1024)) {
-    throw new Error(`${where}: health check path ${JSON.stringify(hc.path)} must start with "/" and be at most 1024 characters`);
-  }
-  if (known(hc.port) && !(Number.isInteger(hc.port) && hc.port >= 1 && hc.port <= 65535)) {
-    throw new Error(`${where}: health check port ${hc.port} is out of range 1–65535`);
-  }
-  for (const key of ['healthyThresholdCount', 'unhealthyThresholdCount'] as const) {
-    const v = hc[key];
-    if (known(v) && !(Number.isInteger(v) && v >= 2 && v <= 10)) {
-      throw new Error(`${where}: health check ${key} ${v} is out of range 2–10`);
-    }
-  }
-  const interval = hc.interval && seconds(hc.interval);
-  if (interval !== undefined && !(Number.isInteger(interval) && interval >= 5 && interval <= 300)) {
-    throw new Error(`${where}: health check interval ${interval} seconds is out of range 5–300 seconds`);
-  }
-  const timeout = hc.timeout && seconds(hc.timeout);
-  if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 2 && timeout <= 120)) {
-    throw new Error(`${where}: health check timeout ${timeout} seconds is out of range 2–120 seconds`);
-  }
-  const effectiveInterval = interval ?? (hc.interval ? undefined : 10);
-  const effectiveTimeout = timeout ?? (hc.timeout ? undefined : 5);
-  if (effectiveInterval !== undefined && effectiveTimeout !== undefined && effectiveTimeout >= effectiveInterval) {
-    throw new Error(`${where}: health check timeout ${effectiveTimeout} seconds must be less than the interval ${effectiveInterval} seconds`);
-  }
-  if (hc.healthyHttpCodes !== undefined && !Token.isUnresolved(hc.healthyHttpCodes) && !/^\d{3}(?:-\d{3})?(?:,\d{3}(?:-\d{3})?)*$/.test(hc.healthyHttpCodes)) {
-    throw new Error(`${where}: health check healthyHttpCodes ${JSON.stringify(hc.healthyHttpCodes)} must be codes or ranges like "200" or "200-299,302"`);
-  }
-}
-
 /**
  * Routes requests on one ALB listener to one target group per capability.
  *
@@ -310,18 +230,21 @@ function validateCapability(c: CapabilityProps, index: number): void {
  * - header rule: `<headerName>: <name>` (header values match case-insensitively);
  * - path rule: `/<pathPrefix>/<name>` and `/<pathPrefix>/<name>/*` (paths match case-sensitively,
  *   and reach the agent unchanged).
- * Any other request gets the listener's default action: `404` with an `application/json` body
- * naming the known capabilities.
+ * Any other request gets the listener's default action, which the router leaves alone unless
+ * `unknownCapabilityResponse` asks for a `404` with an `application/json` body naming the known
+ * capabilities.
  *
- * **Rule priorities.** Every capability owns one slot `s` in 1–25000; its header rule has
- * priority `s` and its path rule `25000 + s`, so an explicit header always wins over a path.
- * The slot is `priority` when pinned; otherwise it is FNV-1a(name) mod 25000 + 1, a pure
- * function of the name, so adding, removing or reordering other capabilities does not move it
- * and CloudFormation never has to re-prioritise existing rules. If two unpinned names hash to
- * the same slot (rare: about n²/50000 for n capabilities), the one later in the list takes the
- * next free slot and a warning suggests pinning it; append new capabilities at the end so only
- * a newcomer can ever be moved. A pinned priority may not equal another capability's slot
- * (an error at synth, not a silent move).
+ * **Rule priorities.** The rules stay inside `priorityRange` (default: the whole listener,
+ * 1–50000), split into two halves of `n` slots. Every capability owns one slot `s` in 1–`n`;
+ * its header rule sits at slot `s` of the first half and its path rule at slot `s` of the second,
+ * so an explicit header always wins over a path. The slot is `priority` when pinned; otherwise it
+ * is FNV-1a(name) mod `n` + 1, a pure function of the name, so adding, removing or reordering
+ * other capabilities does not move it and CloudFormation never has to re-prioritise existing
+ * rules. If two unpinned names hash to the same slot (rare: about n²/(2 × slots) for n names), the
+ * one later in the list takes the next free slot and a warning suggests pinning it; append new
+ * capabilities at the end so only a newcomer can ever be moved. A pinned priority may not equal
+ * another capability's slot (an error at synth, not a silent move), and on a listener defined
+ * in this app, neither may a rule of your own use one of the router's priorities.
  *
  * Target groups are named by CloudFormation (names are limited to 32 characters, capability
  * names are not), which also lets a target group be replaced when its type, port or protocol
@@ -334,11 +257,19 @@ export class CapabilityRouter extends Construct {
   /** Each capability's route, in the order given. */
   public readonly routes: readonly CapabilityRoute[];
 
+  /** Every listener rule the router added (a header and a path rule per capability). */
+  public readonly rules: readonly elbv2.ApplicationListenerRule[];
+
   /** Request header that selects a capability. */
   public readonly headerName: string;
 
   /** First path segment(s) of capability paths. */
   public readonly pathPrefix: string;
+
+  /** The listener-rule priorities the router may use. */
+  public readonly priorityRange: RulePriorityRange;
+
+  private readonly layout: PriorityLayout;
 
   constructor(scope: Construct, id: string, props: CapabilityRouterProps) {
     super(scope, id);
@@ -364,15 +295,23 @@ export class CapabilityRouter extends Construct {
     if (capabilities.length > MAX_CAPABILITIES) {
       throw new Error(`At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}`);
     }
+    this.layout = priorityLayout(props.priorityRange, capabilities.length);
+    this.priorityRange = this.layout.range;
     const seen = new Map<string, number>();
     capabilities.forEach((c, i) => {
-      validateCapability(c, i);
+      validateCapability(c, i, this.layout.slots);
       const first = seen.get(c.name);
       if (first !== undefined) throw new Error(`Duplicate capability name "${c.name}" (capabilities[${first}] and capabilities[${i}])`);
       seen.set(c.name, i);
     });
+    const imported = !(props.listener instanceof elbv2.ApplicationListener);
+    if (props.unknownCapabilityResponse && imported) {
+      throw new Error(
+        'unknownCapabilityResponse sets the listener\'s default action, which an imported listener does not allow; set the 404 on the listener where it is defined, or leave unknownCapabilityResponse off',
+      );
+    }
 
-    const { slots, moved } = assignSlots(capabilities);
+    const { slots, moved } = assignSlots(capabilities, this.layout.slots);
     for (const m of moved) {
       Annotations.of(this).addWarningV2(
         'agent-lb:priority-moved',
@@ -386,28 +325,32 @@ export class CapabilityRouter extends Construct {
         `${capabilities.length} capabilities need ${2 * capabilities.length} listener rules; the default quota is 100 rules per load balancer (adjustable through Service Quotas)`,
       );
     }
-    this.node.addValidation({ validate: () => this.priorityClashes(capabilities, slots) });
+    this.node.addValidation({ validate: () => [...this.priorityClashes(capabilities, slots), ...this.foreignRuleClashes(props.listener)] });
 
     const routes: CapabilityRoute[] = [];
+    const rules: elbv2.ApplicationListenerRule[] = [];
     capabilities.forEach((c, i) => {
-      const route = this.addCapability(props, c, slots[i]);
+      const route = this.addCapability(props, c, slots[i], rules);
       routes.push(route);
     });
     this.routes = routes;
+    this.rules = rules;
 
-    props.listener.addAction('UnknownCapability', {
-      action: elbv2.ListenerAction.fixedResponse(404, {
-        contentType: 'application/json',
-        messageBody: unknownCapabilityBody(
-          capabilities.map((c) => c.name),
-          this.headerName,
-          this.pathPrefix,
-        ),
-      }),
-    });
+    if (props.unknownCapabilityResponse) {
+      props.listener.addAction('UnknownCapability', {
+        action: elbv2.ListenerAction.fixedResponse(404, {
+          contentType: 'application/json',
+          messageBody: unknownCapabilityBody(
+            capabilities.map((c) => c.name),
+            this.headerName,
+            this.pathPrefix,
+          ),
+        }),
+      });
+    }
   }
 
-  private addCapability(props: CapabilityRouterProps, c: CapabilityProps, slot: number): CapabilityRoute {
+  private addCapability(props: CapabilityRouterProps, c: CapabilityProps, slot: number, rules: elbv2.ApplicationListenerRule[]): CapabilityRoute {
     const scope = new Construct(this, c.name);
     const protocol = c.protocol ?? elbv2.ApplicationProtocol.HTTP;
     const port = c.port ?? (protocol === elbv2.ApplicationProtocol.HTTPS ? 443 : 80);
@@ -437,26 +380,30 @@ export class CapabilityRouter extends Construct {
     this.targetGroups[c.name] = targetGroup;
 
     const forward = elbv2.ListenerAction.forward([targetGroup]);
-    new elbv2.ApplicationListenerRule(scope, 'HeaderRule', {
-      listener: props.listener,
-      priority: slot,
-      conditions: [elbv2.ListenerCondition.httpHeader(this.headerName, [c.name])],
-      action: forward,
-    });
-    new elbv2.ApplicationListenerRule(scope, 'PathRule', {
-      listener: props.listener,
-      priority: PRIORITY_SLOTS + slot,
-      conditions: [elbv2.ListenerCondition.pathPatterns([`/${this.pathPrefix}/${c.name}`, `/${this.pathPrefix}/${c.name}/*`])],
-      action: forward,
-    });
+    const headerPriority = headerRulePriority(this.layout, slot);
+    const pathPriority = pathRulePriority(this.layout, slot);
+    rules.push(
+      new elbv2.ApplicationListenerRule(scope, 'HeaderRule', {
+        listener: props.listener,
+        priority: headerPriority,
+        conditions: [elbv2.ListenerCondition.httpHeader(this.headerName, [c.name])],
+        action: forward,
+      }),
+      new elbv2.ApplicationListenerRule(scope, 'PathRule', {
+        listener: props.listener,
+        priority: pathPriority,
+        conditions: [elbv2.ListenerCondition.pathPatterns([`/${this.pathPrefix}/${c.name}`, `/${this.pathPrefix}/${c.name}/*`])],
+        action: forward,
+      }),
+    );
 
     return {
       name: c.name,
       targetType,
       port,
       slot,
-      headerRulePriority: slot,
-      pathRulePriority: PRIORITY_SLOTS + slot,
+      headerRulePriority: headerPriority,
+      pathRulePriority: pathPriority,
       pinned: c.priority !== undefined,
     };
   }
@@ -471,7 +418,33 @@ export class CapabilityRouter extends Construct {
       const names = indexes.map((i) => `"${capabilities[i].name}" (${capabilities[i].priority !== undefined ? 'pinned' : 'hashed'})`);
       errors.push(
         `Rule-priority clash: capabilities ${names.slice(0, -1).join(', ')} and ${names[names.length - 1]} share slot ${slot} ` +
-          `(header rule ${slot}, path rule ${PRIORITY_SLOTS + slot}); give the pinned ones other priorities in 1–${PRIORITY_SLOTS}`,
+          `(header rule ${headerRulePriority(this.layout, slot)}, path rule ${pathRulePriority(this.layout, slot)}); give the pinned ones other priorities in 1–${this.layout.slots}`,
+      );
+    }
+    return errors;
+  }
+
+  /**
+   * Rules of someone else in this app on the same listener (same ARN, token or literal) that use
+   * one of the router's priorities: CloudFormation would only refuse them at deploy time.
+   */
+  private foreignRuleClashes(listener: elbv2.IApplicationListener): string[] {
+    const ours = new Map<number, string>();
+    const own = new Set<string>();
+    for (const rule of this.rules) {
+      const cfn = rule.node.defaultChild as elbv2.CfnListenerRule;
+      own.add(cfn.node.path);
+      ours.set(cfn.priority, rule.node.path);
+    }
+    const errors: string[] = [];
+    const root = Stack.of(this).node.root;
+    for (const c of root.node.findAll()) {
+      if (!(c instanceof elbv2.CfnListenerRule) || own.has(c.node.path) || c.listenerArn !== listener.listenerArn) continue;
+      const clash = ours.get(c.priority);
+      if (clash === undefined) continue;
+      errors.push(
+        `Listener rule ${c.node.path} has priority ${c.priority}, which agent-lb's rule ${clash} uses; ` +
+          `move your rule outside priorityRange ${this.priorityRange.min}–${this.priorityRange.max}, or set priorityRange to leave it out`,
       );
     }
     return errors;

@@ -1,6 +1,25 @@
-export * from './lease-table';
-export * from './capability-router';
-export * from './registry-sync';
-export * from './agent-lb-stack';
-export * from './nag-suppressions';
-export * from './app-context';
+/** The CDK constructs and the app's configuration; what `agent-lb` (lib/index.ts) publishes from them. */
+export { AgentLb } from './agent-lb';
+export type { AgentLbProps, RegistrySyncOptions } from './agent-lb';
+export { AgentLbStack, targetGroupOutputId } from './agent-lb-stack';
+export type { AgentLbStackProps } from './agent-lb-stack';
+export { addAgentLbStack, CONTEXT_KEY, parseAgentLbContext, stackEnvironment, stackPropsFromContext } from './app-context';
+export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext } from './app-context';
+export {
+  CapabilityRouter,
+  DEFAULT_CAPABILITY_HEADER,
+  DEFAULT_PATH_PREFIX,
+  MAX_CAPABILITIES,
+  MAX_FIXED_RESPONSE_BODY,
+  PRIORITY_SLOTS,
+  unknownCapabilityBody,
+} from './capability-router';
+export type { CapabilityHealthCheck, CapabilityProps, CapabilityRoute, CapabilityRouterProps, CapabilityTargetType } from './capability-router';
+export { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
+export type { LeaseTableProps } from './lease-table';
+export { acknowledgeNagFindings, acknowledgeRegistryFindings } from './nag-suppressions';
+export type { NagAcknowledgementOptions } from './nag-suppressions';
+export { CONFIG_ENV, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, RegistrySync, SYNC_SERVICE_NAME } from './registry-sync';
+export type { AgentLbRuntimeConfigJson, RegistrySyncCapability, RegistrySyncProps } from './registry-sync';
+export { capabilitySlot, LISTENER_PRIORITIES } from './rule-priorities';
+export type { RulePriorityRange } from './rule-priorities';

@@ -1,5 +1,7 @@
-import { Validations } from 'aws-cdk-lib';
+import * as cdk from 'aws-cdk-lib';
+import type { IConstruct } from 'constructs';
 import type { AgentLbStack } from './agent-lb-stack';
+import type { RegistrySync } from './registry-sync';
 
 /** What the stack knows about its own configuration that decides which findings are accepted. */
 export interface NagAcknowledgementOptions {
@@ -10,48 +12,63 @@ export interface NagAcknowledgementOptions {
 }
 
 /**
- * Every cdk-nag (AwsSolutions) finding agent-lb accepts, each with its reason, in one place.
- * Acknowledgements use CDK's native `Validations.of(...).acknowledge`, which cdk-nag 3 reads;
- * they are scoped to the narrowest construct and finding id that carries the finding.
+ * CDK's native `Validations.of(...).acknowledge`, which cdk-nag 3 reads. It arrived in a later
+ * aws-cdk-lib than the oldest one agent-lb supports; there the acknowledgements are skipped
+ * (with nothing reading them, there is nothing to acknowledge to).
  */
+function acknowledge(scope: IConstruct, id: string, reason: string): void {
+  const validations = (cdk as { Validations?: { of(scope: IConstruct): { acknowledge(...rules: { id: string; reason: string }[]): void } } }).Validations;
+  validations?.of(scope).acknowledge({ id, reason });
+}
+
+/**
+ * Every cdk-nag (AwsSolutions) finding agent-lb accepts on the sync and reconcile Lambdas, each
+ * with its reason, scoped to the narrowest construct and finding id that carries the finding.
+ * {@link AgentLb} applies them wherever it is used.
+ */
+export function acknowledgeRegistryFindings(sync: RegistrySync): void {
+  acknowledge(
+    sync.syncFunction.role!,
+    'AwsSolutions-IAM5[Resource::*]',
+    'dynamodb:ListStreams has no resource-level permissions; the stream actions themselves are limited to the lease table stream ARN.',
+  );
+  acknowledge(
+    sync.reconcileFunction.role!,
+    'AwsSolutions-IAM5[Resource::*]',
+    'elasticloadbalancing:DescribeTargetHealth supports no resource-level permissions; Register/DeregisterTargets are limited to this stack\'s target groups.',
+  );
+  for (const fn of [sync.syncFunction, sync.reconcileFunction]) {
+    acknowledge(fn, 'AwsSolutions-L1', 'Pinned to nodejs22.x, the runtime the handlers are built (esbuild target node22) and tested for; move deliberately, not on every new runtime.');
+  }
+  acknowledge(
+    sync.failureQueue,
+    'AwsSolutions-SQS3',
+    'This queue is itself the terminal on-failure destination of the stream event source mapping; a queue behind it would only move the problem.',
+  );
+}
+
+/** The findings {@link AgentLbStack} accepts on the VPC and load balancer it creates, on top of {@link acknowledgeRegistryFindings}. */
 export function acknowledgeNagFindings(stack: AgentLbStack, options: NagAcknowledgementOptions): void {
   const vpc = stack.node.tryFindChild('Vpc');
   if (vpc) {
-    Validations.of(vpc).acknowledge({
-      id: 'AwsSolutions-VPC7',
-      reason: 'Flow logs cost per GB and the VPC carries only load-balancer-to-agent traffic; enable them on the VPC when your account policy requires it.',
-    });
+    acknowledge(
+      vpc,
+      'AwsSolutions-VPC7',
+      'Flow logs cost per GB and the VPC carries only load-balancer-to-agent traffic; enable them on the VPC when your account policy requires it.',
+    );
   }
   if (!options.accessLogs) {
-    Validations.of(stack.loadBalancer).acknowledge({
-      id: 'AwsSolutions-ELB2',
-      reason: 'Access logs need a bucket with a region-specific delivery policy; they are enabled when the accessLogsBucket option is set.',
-    });
+    acknowledge(
+      stack.loadBalancer,
+      'AwsSolutions-ELB2',
+      'Access logs need a bucket with a region-specific delivery policy; they are enabled when the accessLogsBucket option is set.',
+    );
   }
   if (options.tokenIngress) {
-    Validations.of(stack.loadBalancerSecurityGroup).acknowledge({
-      id: 'AwsSolutions-EC23',
-      reason: 'Ingress is limited to the VPC CIDR (an intrinsic cdk-nag cannot evaluate) and the configured CIDRs; it is never 0.0.0.0/0 unless configured so.',
-    });
+    acknowledge(
+      stack.loadBalancerSecurityGroup,
+      'AwsSolutions-EC23',
+      'Ingress is limited to the VPC CIDR (an intrinsic cdk-nag cannot evaluate) and the configured CIDRs; it is never 0.0.0.0/0 unless configured so.',
+    );
   }
-
-  const sync = stack.registrySync;
-  Validations.of(sync.syncFunction.role!).acknowledge({
-    id: 'AwsSolutions-IAM5[Resource::*]',
-    reason: 'dynamodb:ListStreams has no resource-level permissions; the stream actions themselves are limited to the lease table stream ARN.',
-  });
-  Validations.of(sync.reconcileFunction.role!).acknowledge({
-    id: 'AwsSolutions-IAM5[Resource::*]',
-    reason: 'elasticloadbalancing:DescribeTargetHealth supports no resource-level permissions; Register/DeregisterTargets are limited to this stack\'s target groups.',
-  });
-  for (const fn of [sync.syncFunction, sync.reconcileFunction]) {
-    Validations.of(fn).acknowledge({
-      id: 'AwsSolutions-L1',
-      reason: 'Pinned to nodejs22.x, the runtime the handlers are built (esbuild target node22) and tested for; move deliberately, not on every new runtime.',
-    });
-  }
-  Validations.of(sync.failureQueue).acknowledge({
-    id: 'AwsSolutions-SQS3',
-    reason: 'This queue is itself the terminal on-failure destination of the stream event source mapping; a queue behind it would only move the problem.',
-  });
 }

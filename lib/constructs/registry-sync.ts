@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
 import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -10,13 +8,14 @@ import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IDependable } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-router';
+import { handlerCode, HandlerName } from './handler-code';
+import { registryAlarms, registryDashboard } from './registry-monitoring';
 
 /** CloudWatch namespace of the metrics both Lambdas emit (Powertools EMF). */
 export const METRICS_NAMESPACE = 'AgentLb';
@@ -38,6 +37,7 @@ const LAMBDA_ENV_LIMIT = 4096;
 export interface AgentLbRuntimeConfigJson {
   readonly tableName: string;
   readonly loadBalancerArn?: string;
+  readonly listenerArn?: string;
   readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: CapabilityTargetType }> | readonly string[];
   readonly allowedCidrs: string[];
   readonly safetyValveShare: number;
@@ -70,11 +70,23 @@ export interface RegistrySyncProps {
    * tagged `agent-lb:capability = <name>`. When set, the functions get only the capability
    * names and find the target groups on it at cold start (one DescribeTargetGroups page and a
    * DescribeTags call per 20 groups), which keeps their environment within Lambda's 4 KB for
-   * up to 100 capabilities; the whole construct then deploys after the load balancer's rules.
+   * up to 100 capabilities. Call {@link RegistrySync.invokeAfter} with the listener rules, so no
+   * function looks before they exist.
    *
-   * @default - every target group ARN is passed in the environment (about 20 capabilities fit)
+   * @default - `listener`'s load balancer when `listener` is set, else every target group ARN is
+   * passed in the environment (about 20 capabilities fit)
    */
   readonly loadBalancer?: elbv2.IApplicationLoadBalancer;
+
+  /**
+   * A listener whose load balancer routes to the capability target groups, for when the load
+   * balancer itself is not at hand (a listener imported into the stack): the functions look its
+   * load balancer up (one DescribeListeners call) and then find the target groups on it as with
+   * `loadBalancer`. Ignored when `loadBalancer` is set.
+   *
+   * @default - see `loadBalancer`
+   */
+  readonly listener?: elbv2.IApplicationListener;
 
   /**
    * VPC of the target groups; its CIDR is always an allowed lease address range.
@@ -178,13 +190,6 @@ export interface RegistrySyncProps {
   readonly logRetention?: logs.RetentionDays;
 }
 
-function lambdaEntry(name: string): string {
-  // From lib/constructs (tsx) or dist/lib/constructs (compiled): the repository's lambdas/ folder.
-  const base = path.resolve(__dirname, '..', '..', 'lambdas', name);
-  for (const ext of ['.ts', '.js']) if (existsSync(base + ext)) return base + ext;
-  throw new Error(`Lambda entry ${base}.ts not found`);
-}
-
 function secondsOf(d: Duration | undefined): number | undefined {
   if (d === undefined) return undefined;
   const s = d.toSeconds({ integral: false });
@@ -214,10 +219,10 @@ function checkRange(what: string, value: number | undefined, min: number, max: n
  */
 export class RegistrySync extends Construct {
   /** The stream-sync function. */
-  public readonly syncFunction: nodejs.NodejsFunction;
+  public readonly syncFunction: lambda.Function;
 
   /** The reconcile function. */
-  public readonly reconcileFunction: nodejs.NodejsFunction;
+  public readonly reconcileFunction: lambda.Function;
 
   /** Queue receiving descriptions of stream batches the sync gave up on. */
   public readonly failureQueue: sqs.Queue;
@@ -273,10 +278,15 @@ export class RegistrySync extends Construct {
           : [],
     });
 
+    const discoverOn = props.loadBalancer
+      ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
+      : props.listener
+        ? { listenerArn: props.listener.listenerArn }
+        : undefined;
     const config: AgentLbRuntimeConfigJson = {
       tableName: props.table.tableName,
-      ...(props.loadBalancer
-        ? { loadBalancerArn: props.loadBalancer.loadBalancerArn, capabilities: Object.keys(props.capabilities) }
+      ...(discoverOn
+        ? { ...discoverOn, capabilities: Object.keys(props.capabilities) }
         : {
             capabilities: Object.fromEntries(
               Object.entries(props.capabilities).map(([name, c]) => [name, { targetGroupArn: c.targetGroup.targetGroupArn, targetType: c.targetType ?? 'ip' }]),
@@ -309,7 +319,7 @@ export class RegistrySync extends Construct {
       retention,
     });
     if (registerTargets) this.syncFunction.addToRolePolicy(registerTargets);
-    if (props.loadBalancer) this.syncFunction.addToRolePolicy(findTargetGroups());
+    if (discoverOn) this.syncFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
     // Before deregistering, sync reads the lease: a stream that is behind (or replayed) must not
     // take out a target whose lease has come back since.
     props.table.grant(this.syncFunction, 'dynamodb:GetItem');
@@ -343,7 +353,7 @@ export class RegistrySync extends Construct {
       asyncRetries: 0,
     });
     if (registerTargets) this.reconcileFunction.addToRolePolicy(registerTargets);
-    if (props.loadBalancer) this.reconcileFunction.addToRolePolicy(findTargetGroups());
+    if (discoverOn) this.reconcileFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
     this.reconcileFunction.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'ReadTargetHealth',
@@ -361,122 +371,10 @@ export class RegistrySync extends Construct {
       targets: [new eventsTargets.LambdaFunction(this.reconcileFunction, { retryAttempts: 2, maxEventAge: Duration.minutes(1) })],
     });
 
-    // ---- alarms
-    const alarms: cloudwatch.Alarm[] = [];
-    const alarm = (alarmId: string, alarmProps: cloudwatch.AlarmProps) => {
-      const a = new cloudwatch.Alarm(this, alarmId, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...alarmProps });
-      for (const action of props.alarmActions ?? []) a.addAlarmAction(action);
-      alarms.push(a);
-      return a;
-    };
-    alarm('SyncFailuresAlarm', {
-      alarmDescription: 'agent-lb: stream records the sync Lambda gave up on are in the failure queue; reconcile repairs the target groups, inspect the queue',
-      metric: this.failureQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
-      threshold: 0,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-    });
-    const iteratorAgeThreshold = props.iteratorAgeAlarmThreshold ?? Duration.seconds(60);
-    alarm('SyncIteratorAgeAlarm', {
-      alarmDescription: 'agent-lb: the sync Lambda lags behind the lease stream; target groups are stale',
-      metric: this.syncFunction.metric('IteratorAge', { period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
-      threshold: iteratorAgeThreshold.toMilliseconds(),
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-    });
-    alarm('SyncErrorsAlarm', {
-      alarmDescription: 'agent-lb: the sync Lambda failed',
-      metric: this.syncFunction.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-    });
-    alarm('ReconcileErrorsAlarm', {
-      alarmDescription: 'agent-lb: the reconcile Lambda failed',
-      metric: this.reconcileFunction.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-    });
-    alarm('SafetyValveAlarm', {
-      alarmDescription: 'agent-lb: reconcile withheld deregistrations because too many healthy targets would have left a target group at once',
-      metric: this.reconcileMetric('SafetyValveTripped'),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-    });
+    const alarms = registryAlarms(this, { alarmActions: props.alarmActions, iteratorAgeAlarmThreshold: props.iteratorAgeAlarmThreshold });
     this.alarms = alarms;
 
-    // ---- dashboard
-    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
-      dashboardName: props.dashboardName,
-      defaultInterval: Duration.hours(3),
-    });
-    const capabilityWidgets = Object.entries(props.capabilities).map(
-      ([name, c]) =>
-        new cloudwatch.GraphWidget({
-          title: `Targets: ${name}`,
-          width: 8,
-          left: [
-            c.targetGroup.metrics.healthyHostCount({ label: 'healthy', statistic: cloudwatch.Stats.MINIMUM, period: Duration.minutes(1) }),
-            c.targetGroup.metrics.unhealthyHostCount({ label: 'unhealthy', statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1) }),
-          ],
-          leftYAxis: { min: 0 },
-        }),
-    );
-    this.dashboard.addWidgets(new cloudwatch.TextWidget({ markdown: '# agent-lb\nHealthy and unhealthy targets per capability; lease sync and reconcile.', width: 24, height: 2 }));
-    for (let i = 0; i < capabilityWidgets.length; i += 3) this.dashboard.addWidgets(...capabilityWidgets.slice(i, i + 3));
-    this.dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Registrations and deregistrations',
-        width: 8,
-        left: [
-          this.syncMetric('Registrations', { label: 'sync registrations' }),
-          this.syncMetric('Deregistrations', { label: 'sync deregistrations' }),
-          this.reconcileMetric('DriftRegistered', { label: 'reconcile: drift registered' }),
-          this.reconcileMetric('DriftDeregistered', { label: 'reconcile: drift deregistered' }),
-        ],
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Rejected leases',
-        width: 8,
-        left: [
-          this.syncMetric('RejectedLeases', { label: 'sync' }),
-          this.reconcileMetric('RejectedLeases', { label: 'reconcile' }),
-        ],
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Sync lag',
-        width: 8,
-        left: [
-          this.syncMetric('SyncLagMs', { label: 'lag p99 (ms)', statistic: cloudwatch.Stats.p(99) }),
-          this.syncMetric('SyncLagMs', { label: 'lag max (ms)', statistic: cloudwatch.Stats.MAXIMUM }),
-          this.syncFunction.metric('IteratorAge', { label: 'iterator age max (ms)', statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1) }),
-        ],
-      }),
-    );
-    this.dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Lease lifecycle',
-        width: 8,
-        left: [
-          this.syncMetric('Releases', { label: 'releases' }),
-          this.syncMetric('TtlDeletions', { label: 'TTL deletions' }),
-          this.reconcileMetric('ExpiredLeasesDeleted', { label: 'expired leases deleted' }),
-          this.syncMetric('NoopRecords', { label: 'no-op records (heartbeats)' }),
-        ],
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'ELB calls and errors',
-        width: 8,
-        left: [this.syncMetric('ElbCalls', { label: 'sync ELB calls' }), this.reconcileMetric('SafetyValveTripped', { label: 'safety valve tripped' })],
-        right: [
-          this.syncFunction.metricErrors({ label: 'sync errors', period: Duration.minutes(1) }),
-          this.reconcileFunction.metricErrors({ label: 'reconcile errors', period: Duration.minutes(1) }),
-        ],
-      }),
-      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 8, alarms }),
-    );
+    this.dashboard = registryDashboard(this, { dashboardName: props.dashboardName, capabilities: props.capabilities, alarms });
   }
 
   /** A metric the sync Lambda emits (namespace `AgentLb`, `service = agent-lb-sync`), summed per minute. */
@@ -502,8 +400,8 @@ export class RegistrySync extends Construct {
 
   private createFunction(
     id: string,
-    opts: { entry: string; service: string; description: string; timeout: Duration; retention: logs.RetentionDays; asyncRetries?: number },
-  ): nodejs.NodejsFunction {
+    opts: { entry: HandlerName; service: string; description: string; timeout: Duration; retention: logs.RetentionDays; asyncRetries?: number },
+  ): lambda.Function {
     // Own role and log group: no AWS managed policy, log writes only to this function's group.
     const role = new iam.Role(this, `${id}Role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
@@ -511,9 +409,10 @@ export class RegistrySync extends Construct {
     });
     const logGroup = new logs.LogGroup(this, `${id}Logs`, { retention: opts.retention });
     logGroup.grantWrite(role);
-    return new nodejs.NodejsFunction(this, id, {
-      entry: lambdaEntry(opts.entry),
-      handler: 'handler',
+    // Pre-bundled code (see handler-code.ts): the SDK versions the handlers were tested with ship inside.
+    return new lambda.Function(this, id, {
+      code: handlerCode(opts.entry),
+      handler: 'index.handler',
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: 256,
@@ -529,16 +428,6 @@ export class RegistrySync extends Construct {
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         POWERTOOLS_LOG_LEVEL: 'INFO',
         NODE_OPTIONS: '--enable-source-maps',
-      },
-      bundling: {
-        forceDockerBundling: false,
-        // Ship the SDK versions the handlers were tested with, not the runtime's.
-        bundleAwsSDK: true,
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-        target: 'node22',
-        format: nodejs.OutputFormat.CJS,
       },
     });
   }
@@ -566,6 +455,7 @@ export class RegistrySync extends Construct {
       ...config,
       tableName: Token.isUnresolved(config.tableName) ? 'x'.repeat(100) : config.tableName,
       ...(config.loadBalancerArn ? { loadBalancerArn: 'x'.repeat(160) } : {}),
+      ...(config.listenerArn ? { listenerArn: 'x'.repeat(180) } : {}),
       capabilities: Array.isArray(config.capabilities)
         ? config.capabilities
         : Object.fromEntries(Object.entries(config.capabilities).map(([n, c]) => [n, { ...c, targetGroupArn: 'x'.repeat(124) }])),
@@ -577,18 +467,25 @@ export class RegistrySync extends Construct {
     const n = Array.isArray(config.capabilities) ? config.capabilities.length : Object.keys(config.capabilities).length;
     return [
       `${CONFIG_ENV} for ${n} capabilities may reach ${total} bytes of Lambda environment; Lambda allows ${LAMBDA_ENV_LIMIT} bytes. ` +
-        (config.loadBalancerArn
+        (config.loadBalancerArn || config.listenerArn
           ? 'Use fewer or shorter capability names, or fewer allowedCidrs, per stack'
-          : 'Pass `loadBalancer` so the functions find the target groups themselves, or use fewer capabilities per stack'),
+          : 'Pass `loadBalancer` or `listener` so the functions find the target groups themselves, or use fewer capabilities per stack'),
     ];
   }
 }
 
-/** Finding target groups by tag: ELBv2 Describe* actions take no resource-level permissions, so "*" is the only valid resource. */
-function findTargetGroups(): iam.PolicyStatement {
+/**
+ * Finding target groups by tag (and, from a listener, its load balancer): ELBv2 Describe* actions
+ * take no resource-level permissions, so "*" is the only valid resource.
+ */
+function findTargetGroups(viaListener: boolean): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: 'FindCapabilityTargetGroups',
-    actions: ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTags'],
+    actions: [
+      ...(viaListener ? ['elasticloadbalancing:DescribeListeners'] : []),
+      'elasticloadbalancing:DescribeTargetGroups',
+      'elasticloadbalancing:DescribeTags',
+    ],
     resources: ['*'],
   });
 }

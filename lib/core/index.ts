@@ -1,8 +1,33 @@
-export * from './errors';
-export * from './address-policy';
-export * from './lease-schema';
-export * from './lease-codec';
-export * from './lease-routing';
-export * from './target-planner';
-export * from './reconcile-planner';
-export * from './runtime-config';
+/**
+ * agent-lb/core: the pure lease core (no AWS calls, no aws-cdk-lib) that the SDK, the Lambdas,
+ * the CLI and local mode share: the lease contract, its codec and validation, the liveness rule,
+ * routing of a lease to target groups, the stream and reconcile planners, and the runtime
+ * configuration of the Lambdas. Every name is listed on purpose.
+ */
+export { AddressPolicy, DEFAULT_ALLOWED_CIDRS, formatTarget, parseCidr } from './address-policy';
+export type { AddressCheck, AddressKind, AddressPolicyOptions } from './address-policy';
+export {
+  AgentLbError,
+  ConfigError,
+  ElbTargetsError,
+  InvalidLeaseError,
+  LeaseHeldError,
+  LeaseLostError,
+  LeaseStoreError,
+  MAX_QUOTED_CHARS,
+  quoteUntrusted,
+  UsageError,
+} from './errors';
+export type { AgentLbErrorCode, AgentLbErrorOptions, LeaseRejection, LeaseRejectionReason } from './errors';
+export { decodeLease, encodeLease, encodeValidLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS } from './lease-codec';
+export type { DecodeResult } from './lease-codec';
+export { routeItem, routeLease, targetRefOf } from './lease-routing';
+export type { Membership, RoutedLease } from './lease-routing';
+export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT } from './lease-schema';
+export type { CapabilityRoute, Lease, LeaseStatus, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
+export { expiryCutoff, planReconcile, provenDeregistrations } from './reconcile-planner';
+export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan } from './reconcile-planner';
+export { addressPolicyFor, completeRuntimeConfig, parseRuntimeConfig, parseRuntimeSettings } from './runtime-config';
+export type { RuntimeConfig, RuntimeSettings } from './runtime-config';
+export { firstUnappliedRecord, planStreamBatch } from './target-planner';
+export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './target-planner';

@@ -19,10 +19,11 @@ function fail(message: string): never {
 /**
  * The configuration as the stack writes it. Capabilities come in one of two forms:
  * - explicit: `capabilities: { name: { targetGroupArn, targetType } }`;
- * - discovered: `loadBalancerArn` plus `capabilities: ["name", …]`; each name's target group is
- *   the one on that load balancer tagged `agent-lb:capability = name`, found at cold start
- *   (see `resolveRuntimeConfig` in lib/aws). This keeps the environment small enough for about
- *   100 capabilities within Lambda's 4 KB.
+ * - discovered: `loadBalancerArn` (or `listenerArn`, whose load balancer is looked up) plus
+ *   `capabilities: ["name", …]`; each name's target group is the one on that load balancer
+ *   tagged `agent-lb:capability = name`, found at cold start (see `resolveRuntimeConfig` in
+ *   lib/aws). This keeps the environment small enough for about 100 capabilities within
+ *   Lambda's 4 KB, also on a listener imported into the stack, whose load balancer is unknown.
  */
 export interface RuntimeSettings {
   readonly tableName: string;
@@ -31,8 +32,11 @@ export interface RuntimeSettings {
   readonly reconcileRepeatSeconds: number;
   /** Capabilities whose target group is known. */
   readonly capabilities: Readonly<Record<string, CapabilityRoute>>;
-  /** Capabilities whose target group is to be found on `loadBalancerArn`. */
-  readonly discover?: { readonly loadBalancerArn: string; readonly capabilities: readonly string[] };
+  /**
+   * Capabilities whose target group is to be found on a load balancer: `loadBalancerArn`, or the
+   * load balancer of `listenerArn` (exactly one of the two is set).
+   */
+  readonly discover?: { readonly loadBalancerArn?: string; readonly listenerArn?: string; readonly capabilities: readonly string[] };
 }
 
 /** Parses and validates the configuration text; every error names the bad value and what is allowed. */
@@ -50,16 +54,22 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
   const capabilities: Record<string, CapabilityRoute> = {};
   let discover: RuntimeSettings['discover'];
   if (Array.isArray(obj.capabilities)) {
-    if (typeof obj.loadBalancerArn !== 'string' || obj.loadBalancerArn === '') fail('a capabilities list needs the loadBalancerArn their target groups are found on');
+    const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v !== '';
+    if (nonEmpty(obj.loadBalancerArn) === nonEmpty(obj.listenerArn)) {
+      fail('a capabilities list needs exactly one of loadBalancerArn or listenerArn: the load balancer their target groups are found on');
+    }
     const names = obj.capabilities as unknown[];
     for (const name of names) {
       if (typeof name !== 'string' || !CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
     }
     if (new Set(names).size !== names.length) fail('capabilities lists a name twice');
-    discover = { loadBalancerArn: obj.loadBalancerArn, capabilities: names as string[] };
+    discover = {
+      ...(nonEmpty(obj.loadBalancerArn) ? { loadBalancerArn: obj.loadBalancerArn } : { listenerArn: obj.listenerArn as string }),
+      capabilities: names as string[],
+    };
   } else {
     if (typeof obj.capabilities !== 'object' || obj.capabilities === null) {
-      fail('capabilities must be an object of name → {targetGroupArn, targetType}, or a list of names with loadBalancerArn');
+      fail('capabilities must be an object of name → {targetGroupArn, targetType}, or a list of names with loadBalancerArn or listenerArn');
     }
     for (const [name, value] of Object.entries(obj.capabilities as Record<string, unknown>)) {
       if (!CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);

@@ -40,6 +40,13 @@ describe('AgentLbStack from the default cdk.json context', () => {
     expect(stack.stackName).toBe('AgentLb');
   });
 
+  it('keeps the logical ids deployed stacks have (a replaced lease table would lose every lease)', () => {
+    expect(ids.table).toBe('LeasesTableFEA91EF2');
+    expect(ids.sync).toBe('RegistrySync98475FBA');
+    expect(ids.vision).toBe('RoutervisionTargetGroupEF5DF75C');
+    expect(Object.keys(template.findResources('AWS::IAM::ManagedPolicy'))).toEqual(['LeasesAgentPolicy793C5981']);
+  });
+
   it('holds the lease table of the contract', () => {
     template.hasResource('AWS::DynamoDB::Table', {
       DeletionPolicy: 'Retain',

@@ -30,13 +30,13 @@ export function listenerStack(): { stack: Stack; vpc: ec2.Vpc; listener: elbv2.A
   return { stack, vpc, listener };
 }
 
-/** A router in a fresh stack. */
+/** A router in a fresh stack, answering unknown capabilities on the listener (it has no other default action). */
 export function newRouter(
   capabilities: readonly CapabilityProps[],
   props: Partial<Omit<CapabilityRouterProps, 'vpc' | 'listener' | 'capabilities'>> = {},
 ): { stack: Stack; router: CapabilityRouter } {
   const { stack, vpc, listener } = listenerStack();
-  const router = new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities, ...props });
+  const router = new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities, unknownCapabilityResponse: true, ...props });
   return { stack, router };
 }
 

@@ -15,7 +15,7 @@ function surroundings(names: string[] = ['vision']) {
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 0 });
   const alb = new elbv2.ApplicationLoadBalancer(stack, 'Alb', { vpc });
   const listener = alb.addListener('Http', { port: 80, open: false });
-  const router = new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities: names.map((name) => ({ name })) });
+  const router = new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities: names.map((name) => ({ name })), unknownCapabilityResponse: true });
   const leases = new LeaseTable(stack, 'Leases');
   const capabilities = Object.fromEntries(names.map((n) => [n, { targetGroup: router.targetGroups[n] }]));
   return { stack, vpc, alb, table: leases.table, capabilities };
@@ -86,7 +86,7 @@ describe('RegistrySync', () => {
     const { sync } = newSync({}, Array.from({ length: 40 }, (_, i) => `capability-with-a-long-name-${i}`));
     expect(sync.node.validate()).toEqual([
       expect.stringMatching(
-        /^AGENT_LB_CONFIG for 40 capabilities may reach \d{4} bytes of Lambda environment; Lambda allows 4096 bytes\. Pass `loadBalancer` so the functions find the target groups themselves, or use fewer capabilities per stack$/,
+        /^AGENT_LB_CONFIG for 40 capabilities may reach \d{4} bytes of Lambda environment; Lambda allows 4096 bytes\. Pass `loadBalancer` or `listener` so the functions find the target groups themselves, or use fewer capabilities per stack$/,
       ),
     ]);
   });

@@ -199,11 +199,11 @@ describe('accepted cdk-nag findings', () => {
       [
         'AgentLb/LoadBalancer AwsSolutions-ELB2',
         'AgentLb/LoadBalancerSecurityGroup AwsSolutions-EC23',
-        'AgentLb/Registry/Reconcile AwsSolutions-L1',
-        'AgentLb/Registry/ReconcileRole AwsSolutions-IAM5[Resource::*]',
-        'AgentLb/Registry/Sync AwsSolutions-L1',
-        'AgentLb/Registry/SyncFailures AwsSolutions-SQS3',
-        'AgentLb/Registry/SyncRole AwsSolutions-IAM5[Resource::*]',
+        'AgentLb/Default/Registry/Reconcile AwsSolutions-L1',
+        'AgentLb/Default/Registry/ReconcileRole AwsSolutions-IAM5[Resource::*]',
+        'AgentLb/Default/Registry/Sync AwsSolutions-L1',
+        'AgentLb/Default/Registry/SyncFailures AwsSolutions-SQS3',
+        'AgentLb/Default/Registry/SyncRole AwsSolutions-IAM5[Resource::*]',
         'AgentLb/Vpc AwsSolutions-VPC7',
       ].sort(),
     );

@@ -1,0 +1,192 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { CapabilityProps, CapabilityRouter } from './capability-router';
+import { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
+import { acknowledgeRegistryFindings } from './nag-suppressions';
+import { RegistrySync, RegistrySyncProps } from './registry-sync';
+import type { RulePriorityRange } from './rule-priorities';
+
+/** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener'>;
+
+/** Properties of an {@link AgentLb}. */
+export interface AgentLbProps {
+  /** VPC of the target groups (the load balancer's); its CIDR is always an allowed lease address range. */
+  readonly vpc: ec2.IVpc;
+
+  /**
+   * Listener that routes to the agents: one defined in this app, or one imported with
+   * `ApplicationListener.fromApplicationListenerAttributes` or `fromLookup`. agent-lb only adds
+   * its listener rules to it, within `priorityRange`, and leaves its default action alone unless
+   * `unknownCapabilityResponse` is set.
+   */
+  readonly listener: elbv2.IApplicationListener;
+
+  /** The capabilities to route, at most 100; see {@link CapabilityProps}. */
+  readonly capabilities: readonly CapabilityProps[];
+
+  /**
+   * The load balancer of `listener`, on which the Lambdas find the capability target groups by
+   * their `agent-lb:capability` tag at cold start.
+   *
+   * @default - the listener's own when it is defined in this app; for an imported listener, the
+   * Lambdas look its load balancer up from the listener ARN (one DescribeListeners call)
+   */
+  readonly loadBalancer?: elbv2.IApplicationLoadBalancer;
+
+  /**
+   * Listener-rule priorities agent-lb may use: two per capability. Keep your own rules on the
+   * listener outside it; on a listener defined in this app a clash is an error at synth, on an
+   * imported one CloudFormation refuses it at deploy time (`PriorityInUse`).
+   *
+   * @default - the whole listener, 1–50000
+   */
+  readonly priorityRange?: RulePriorityRange;
+
+  /**
+   * Answer requests that ask for no known capability with a `404` JSON body naming the known
+   * ones, by making it the listener's default action. That replaces the listener's own default
+   * action, so only set it on a listener that serves agent-lb alone; not on an imported listener.
+   *
+   * @default false - the listener's default action is untouched
+   */
+  readonly unknownCapabilityResponse?: boolean;
+
+  /**
+   * Request header that selects a capability.
+   *
+   * @default 'X-Agent-Capability'
+   */
+  readonly headerName?: string;
+
+  /**
+   * First path segment(s) of capability paths (`/<pathPrefix>/<name>/*`).
+   *
+   * @default 'agents'
+   */
+  readonly pathPrefix?: string;
+
+  /**
+   * An existing lease table to use instead of creating one. It must follow the lease contract
+   * (partition key `target` of type String, TTL on `expiresAt`) and have a stream of new and old
+   * images: import it with `Table.fromTableAttributes(this, 'Leases', { tableName, tableStreamArn })`.
+   *
+   * @default - a new {@link LeaseTable}
+   */
+  readonly table?: dynamodb.ITable;
+
+  /**
+   * What happens to the lease table agent-lb creates when it leaves the stack. Ignored with `table`.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly tableRemovalPolicy?: RemovalPolicy;
+
+  /**
+   * Address ranges agents may register IP targets from; the VPC CIDR is always added.
+   *
+   * @default - 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 and the VPC CIDR
+   */
+  readonly allowedCidrs?: readonly string[];
+
+  /**
+   * Options of the sync and reconcile Lambdas.
+   *
+   * @default - the defaults of {@link RegistrySyncProps}
+   */
+  readonly registrySync?: RegistrySyncOptions;
+}
+
+/**
+ * agent-lb in your own stack, on your own VPC and ALB listener: the lease table (or yours), one
+ * target group and two listener rules per capability, and the sync and reconcile Lambdas that
+ * keep each target group equal to the live leases naming its capability, with alarms and a
+ * dashboard.
+ *
+ * ```ts
+ * const listener = elbv2.ApplicationListener.fromApplicationListenerAttributes(this, 'Listener', {
+ *   listenerArn, securityGroup: ec2.SecurityGroup.fromSecurityGroupId(this, 'AlbSg', albSecurityGroupId),
+ * });
+ * const agents = new AgentLb(this, 'Agents', { vpc, listener, capabilities: [{ name: 'vision' }], priorityRange: { min: 40001, max: 50000 } });
+ * agents.grantAgentAccess(agentRole);
+ * ```
+ *
+ * The functions (and their stream mapping and schedule) deploy after the listener rules, which
+ * they find the target groups through. Let your agents' security groups accept traffic and
+ * health checks from the load balancer's.
+ */
+export class AgentLb extends Construct {
+  /** The lease table agents write to (created, or the one given). */
+  public readonly table: dynamodb.ITable;
+
+  /** The lease table construct, when agent-lb created the table. */
+  public readonly leaseTable?: LeaseTable;
+
+  /** Managed policy for agents: GetItem, PutItem, UpdateItem and DeleteItem on the lease table only. */
+  public readonly agentPolicy: iam.IManagedPolicy;
+
+  /** Target groups and listener rules, one group per capability. */
+  public readonly router: CapabilityRouter;
+
+  /** The sync and reconcile Lambdas, their alarms and dashboard. */
+  public readonly registrySync: RegistrySync;
+
+  constructor(scope: Construct, id: string, props: AgentLbProps) {
+    super(scope, id);
+
+    if (props.table) {
+      this.table = props.table;
+      this.agentPolicy = new iam.ManagedPolicy(this, 'AgentPolicy', {
+        description: 'agent-lb agents: acquire, renew, drain and release leases (item reads and writes on the lease table only)',
+        statements: [new iam.PolicyStatement({ sid: 'LeaseItems', actions: [...AGENT_TABLE_ACTIONS], resources: [props.table.tableArn] })],
+      });
+    } else {
+      this.leaseTable = new LeaseTable(this, 'Leases', { removalPolicy: props.tableRemovalPolicy });
+      this.table = this.leaseTable.table;
+      this.agentPolicy = this.leaseTable.agentPolicy;
+    }
+
+    this.router = new CapabilityRouter(this, 'Router', {
+      vpc: props.vpc,
+      listener: props.listener,
+      capabilities: props.capabilities,
+      headerName: props.headerName,
+      pathPrefix: props.pathPrefix,
+      priorityRange: props.priorityRange,
+      unknownCapabilityResponse: props.unknownCapabilityResponse,
+    });
+
+    // The functions find the target groups on the load balancer by tag: the given one, the
+    // listener's own when it is defined here, or (imported listener) through the listener ARN.
+    const loadBalancer = props.loadBalancer ?? (props.listener instanceof elbv2.ApplicationListener ? props.listener.loadBalancer : undefined);
+    this.registrySync = new RegistrySync(this, 'Registry', {
+      ...props.registrySync,
+      table: this.table,
+      vpc: props.vpc,
+      allowedCidrs: props.allowedCidrs,
+      capabilities: Object.fromEntries(this.router.routes.map((r) => [r.name, { targetGroup: this.router.targetGroups[r.name], targetType: r.targetType }])),
+      ...(loadBalancer ? { loadBalancer } : { listener: props.listener }),
+    });
+    // Nothing invokes the functions before the rules they discover their target groups through exist.
+    this.registrySync.invokeAfter(this.router);
+
+    acknowledgeRegistryFindings(this.registrySync);
+  }
+
+  /** Target group of each capability, by name. */
+  public get targetGroups(): Readonly<Record<string, elbv2.ApplicationTargetGroup>> {
+    return this.router.targetGroups;
+  }
+
+  /**
+   * Grants an agent principal the item actions of the lease contract on the lease table, as an
+   * inline statement. Prefer attaching {@link agentPolicy} to roles you manage outside CDK.
+   */
+  public grantAgentAccess(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({ grantee, actions: [...AGENT_TABLE_ACTIONS], resourceArns: [this.table.tableArn] });
+  }
+}

@@ -1,0 +1,146 @@
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type { RegistrySync, RegistrySyncCapability } from './registry-sync';
+
+/** Where the alarms of a {@link RegistrySync} go, and when the lag alarm fires. */
+export interface RegistryAlarmOptions {
+  readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
+  /** @default Duration.seconds(60) */
+  readonly iteratorAgeAlarmThreshold?: Duration;
+}
+
+/**
+ * The alarms of a {@link RegistrySync} (construct ids under it): records in the failure queue,
+ * sync iterator age, errors of either function, and the reconcile safety valve.
+ */
+export function registryAlarms(sync: RegistrySync, options: RegistryAlarmOptions): cloudwatch.Alarm[] {
+  const alarms: cloudwatch.Alarm[] = [];
+  const alarm = (alarmId: string, alarmProps: cloudwatch.AlarmProps) => {
+    const a = new cloudwatch.Alarm(sync, alarmId, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...alarmProps });
+    for (const action of options.alarmActions ?? []) a.addAlarmAction(action);
+    alarms.push(a);
+    return a;
+  };
+  alarm('SyncFailuresAlarm', {
+    alarmDescription: 'agent-lb: stream records the sync Lambda gave up on are in the failure queue; reconcile repairs the target groups, inspect the queue',
+    metric: sync.failureQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+    threshold: 0,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    evaluationPeriods: 1,
+  });
+  const iteratorAgeThreshold = options.iteratorAgeAlarmThreshold ?? Duration.seconds(60);
+  alarm('SyncIteratorAgeAlarm', {
+    alarmDescription: 'agent-lb: the sync Lambda lags behind the lease stream; target groups are stale',
+    metric: sync.syncFunction.metric('IteratorAge', { period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+    threshold: iteratorAgeThreshold.toMilliseconds(),
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    evaluationPeriods: 1,
+  });
+  alarm('SyncErrorsAlarm', {
+    alarmDescription: 'agent-lb: the sync Lambda failed',
+    metric: sync.syncFunction.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+    threshold: 1,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    evaluationPeriods: 1,
+  });
+  alarm('ReconcileErrorsAlarm', {
+    alarmDescription: 'agent-lb: the reconcile Lambda failed',
+    metric: sync.reconcileFunction.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+    threshold: 1,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    evaluationPeriods: 1,
+  });
+  alarm('SafetyValveAlarm', {
+    alarmDescription: 'agent-lb: reconcile withheld deregistrations because too many healthy targets would have left a target group at once',
+    metric: sync.reconcileMetric('SafetyValveTripped'),
+    threshold: 1,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    evaluationPeriods: 1,
+  });
+  return alarms;
+}
+
+/** What the dashboard shows besides the functions' own metrics. */
+export interface RegistryDashboardOptions {
+  readonly dashboardName?: string;
+  readonly capabilities: Readonly<Record<string, RegistrySyncCapability>>;
+  readonly alarms: readonly cloudwatch.IAlarm[];
+}
+
+/**
+ * The operations dashboard of a {@link RegistrySync} (construct id `Dashboard` under it): healthy
+ * and unhealthy targets per capability, registrations, rejections, sync lag, lease lifecycle, ELB
+ * calls and errors, and the alarms.
+ */
+export function registryDashboard(sync: RegistrySync, options: RegistryDashboardOptions): cloudwatch.Dashboard {
+  const dashboard = new cloudwatch.Dashboard(sync, 'Dashboard', {
+    dashboardName: options.dashboardName,
+    defaultInterval: Duration.hours(3),
+  });
+  const capabilityWidgets = Object.entries(options.capabilities).map(
+    ([name, c]) =>
+      new cloudwatch.GraphWidget({
+        title: `Targets: ${name}`,
+        width: 8,
+        left: [
+          c.targetGroup.metrics.healthyHostCount({ label: 'healthy', statistic: cloudwatch.Stats.MINIMUM, period: Duration.minutes(1) }),
+          c.targetGroup.metrics.unhealthyHostCount({ label: 'unhealthy', statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1) }),
+        ],
+        leftYAxis: { min: 0 },
+      }),
+  );
+  dashboard.addWidgets(new cloudwatch.TextWidget({ markdown: '# agent-lb\nHealthy and unhealthy targets per capability; lease sync and reconcile.', width: 24, height: 2 }));
+  for (let i = 0; i < capabilityWidgets.length; i += 3) dashboard.addWidgets(...capabilityWidgets.slice(i, i + 3));
+  dashboard.addWidgets(
+    new cloudwatch.GraphWidget({
+      title: 'Registrations and deregistrations',
+      width: 8,
+      left: [
+        sync.syncMetric('Registrations', { label: 'sync registrations' }),
+        sync.syncMetric('Deregistrations', { label: 'sync deregistrations' }),
+        sync.reconcileMetric('DriftRegistered', { label: 'reconcile: drift registered' }),
+        sync.reconcileMetric('DriftDeregistered', { label: 'reconcile: drift deregistered' }),
+      ],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Rejected leases',
+      width: 8,
+      left: [
+        sync.syncMetric('RejectedLeases', { label: 'sync' }),
+        sync.reconcileMetric('RejectedLeases', { label: 'reconcile' }),
+      ],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Sync lag',
+      width: 8,
+      left: [
+        sync.syncMetric('SyncLagMs', { label: 'lag p99 (ms)', statistic: cloudwatch.Stats.p(99) }),
+        sync.syncMetric('SyncLagMs', { label: 'lag max (ms)', statistic: cloudwatch.Stats.MAXIMUM }),
+        sync.syncFunction.metric('IteratorAge', { label: 'iterator age max (ms)', statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1) }),
+      ],
+    }),
+  );
+  dashboard.addWidgets(
+    new cloudwatch.GraphWidget({
+      title: 'Lease lifecycle',
+      width: 8,
+      left: [
+        sync.syncMetric('Releases', { label: 'releases' }),
+        sync.syncMetric('TtlDeletions', { label: 'TTL deletions' }),
+        sync.reconcileMetric('ExpiredLeasesDeleted', { label: 'expired leases deleted' }),
+        sync.syncMetric('NoopRecords', { label: 'no-op records (heartbeats)' }),
+      ],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'ELB calls and errors',
+      width: 8,
+      left: [sync.syncMetric('ElbCalls', { label: 'sync ELB calls' }), sync.reconcileMetric('SafetyValveTripped', { label: 'safety valve tripped' })],
+      right: [
+        sync.syncFunction.metricErrors({ label: 'sync errors', period: Duration.minutes(1) }),
+        sync.reconcileFunction.metricErrors({ label: 'reconcile errors', period: Duration.minutes(1) }),
+      ],
+    }),
+    new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 8, alarms: [...options.alarms] }),
+  );
+  return dashboard;
+}

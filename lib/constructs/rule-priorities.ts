@@ -1,0 +1,94 @@
+import { Token } from 'aws-cdk-lib';
+
+/**
+ * A range of listener-rule priorities, both ends included. agent-lb puts every rule it adds to
+ * a listener inside it, so rules of your own outside the range never clash with them.
+ */
+export interface RulePriorityRange {
+  /** Lowest priority agent-lb may use, 1–50000. */
+  readonly min: number;
+  /** Highest priority agent-lb may use, `min`–50000. */
+  readonly max: number;
+}
+
+/** Rule priorities an ALB listener accepts. */
+export const LISTENER_PRIORITIES: RulePriorityRange = { min: 1, max: 50_000 };
+
+/**
+ * Where one capability's two rules sit in a range: the range is split in two halves of `slots`
+ * priorities each; slot `s` (1-based) puts the header rule at `min + s - 1` in the first half and
+ * the path rule at the same place in the second, so an explicit header always wins over a path.
+ */
+export interface PriorityLayout {
+  readonly range: RulePriorityRange;
+  /** Slots in the range: half its size, rounded down. */
+  readonly slots: number;
+}
+
+/** Checks a range against the listener's limits and the number of capabilities it must hold; the message quotes the values. */
+export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, capabilities = 0): PriorityLayout {
+  const { min, max } = range;
+  if (Token.isUnresolved(min) || Token.isUnresolved(max)) throw new Error('priorityRange must be plain numbers, not tokens: rule priorities are fixed at synth');
+  const inListener = (n: number) => Number.isInteger(n) && n >= LISTENER_PRIORITIES.min && n <= LISTENER_PRIORITIES.max;
+  if (!inListener(min) || !inListener(max) || min > max) {
+    throw new Error(`priorityRange ${min}–${max} must be whole numbers with ${LISTENER_PRIORITIES.min} ≤ min ≤ max ≤ ${LISTENER_PRIORITIES.max}`);
+  }
+  const slots = Math.floor((max - min + 1) / 2);
+  if (slots < Math.max(capabilities, 1)) {
+    throw new Error(
+      `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities need at least ${2 * Math.max(capabilities, 1)} (a header rule and a path rule each)`,
+    );
+  }
+  return { range: { min, max }, slots };
+}
+
+/** Priority of the header rule of `slot`. */
+export function headerRulePriority(layout: PriorityLayout, slot: number): number {
+  return layout.range.min + slot - 1;
+}
+
+/** Priority of the path rule of `slot`. */
+export function pathRulePriority(layout: PriorityLayout, slot: number): number {
+  return layout.range.min + layout.slots + slot - 1;
+}
+
+/**
+ * The natural rule-priority slot of a capability name: FNV-1a (32 bit) of its UTF-8 bytes,
+ * modulo `slots`, plus 1. A pure function of the name (and of the range's size).
+ */
+export function capabilitySlot(name: string, slots = LISTENER_PRIORITIES.max / 2): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(name, 'utf8')) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return (hash % slots) + 1;
+}
+
+/** A capability whose natural slot was taken by an earlier one in the list. */
+export interface MovedSlot {
+  readonly name: string;
+  readonly natural: number;
+  readonly slot: number;
+  readonly by: string;
+}
+
+/** Assigns slots to unpinned capabilities in list order; a taken slot moves the later one to the next free slot. */
+export function assignSlots(capabilities: readonly { readonly name: string; readonly priority?: number }[], slots: number): { slots: number[]; moved: MovedSlot[] } {
+  const owner = new Map<number, string>();
+  const assigned: number[] = [];
+  const moved: MovedSlot[] = [];
+  for (const c of capabilities) {
+    if (c.priority !== undefined) {
+      assigned.push(c.priority);
+      continue;
+    }
+    const natural = capabilitySlot(c.name, slots);
+    let slot = natural;
+    while (owner.has(slot)) slot = (slot % slots) + 1;
+    if (slot !== natural) moved.push({ name: c.name, natural, slot, by: owner.get(natural)! });
+    owner.set(slot, c.name);
+    assigned.push(slot);
+  }
+  return { slots: assigned, moved };
+}

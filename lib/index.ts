@@ -1,0 +1,61 @@
+/**
+ * agent-lb: the CDK constructs (`AgentLb` for your own stack, `AgentLbStack` for a stack of its
+ * own, and their parts) and the lease contract a construct user needs. Agents import
+ * `agent-lb/sdk` instead, which never loads aws-cdk-lib; the pure core is `agent-lb/core`.
+ *
+ * Every name is listed on purpose: what is not here is not part of the public API.
+ */
+export {
+  AGENT_TABLE_ACTIONS,
+  AgentLb,
+  AgentLbStack,
+  CapabilityRouter,
+  capabilitySlot,
+  CONFIG_ENV,
+  DEFAULT_CAPABILITY_HEADER,
+  DEFAULT_PATH_PREFIX,
+  LeaseTable,
+  LISTENER_PRIORITIES,
+  MAX_CAPABILITIES,
+  METRICS_NAMESPACE,
+  RECONCILE_SERVICE_NAME,
+  RegistrySync,
+  SYNC_SERVICE_NAME,
+  targetGroupOutputId,
+  unknownCapabilityBody,
+} from './constructs';
+export type {
+  AgentLbProps,
+  AgentLbRuntimeConfigJson,
+  AgentLbStackProps,
+  CapabilityHealthCheck,
+  CapabilityProps,
+  CapabilityRoute,
+  CapabilityRouterProps,
+  CapabilityTargetType,
+  LeaseTableProps,
+  RegistrySyncCapability,
+  RegistrySyncOptions,
+  RegistrySyncProps,
+  RulePriorityRange,
+} from './constructs';
+
+// The app's configuration (the `agent-lb` context object of cdk.json), for apps built on AgentLbStack.
+export { addAgentLbStack, CONTEXT_KEY, parseAgentLbContext, stackPropsFromContext } from './constructs';
+export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext } from './constructs';
+
+// The lease contract (docs/lease-contract.md) and the errors agent-lb throws.
+export { DEFAULT_ALLOWED_CIDRS } from './core/address-policy';
+export { CAPABILITY_NAME, CAPABILITY_TAG, LEASE_ATTR } from './core/lease-schema';
+export type { Lease, LeaseStatus, TargetType } from './core/lease-schema';
+export {
+  AgentLbError,
+  ConfigError,
+  ElbTargetsError,
+  InvalidLeaseError,
+  LeaseHeldError,
+  LeaseLostError,
+  LeaseStoreError,
+  UsageError,
+} from './core/errors';
+export type { AgentLbErrorCode, LeaseRejection, LeaseRejectionReason } from './core/errors';
