@@ -1,8 +1,11 @@
 #!/usr/bin/env node
-// Operators run the CLI on whatever Node they have; the SDK's notice about future Node
-// versions is not theirs to act on mid-command, and it would garble the live view.
+// Started through bin/agent-lb.cjs, which also silences the SDK's Node version notice.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import { main } from '../lib/cli';
 
-void main(process.argv.slice(2));
+void main(process.argv.slice(2)).then(() => {
+  // A failed command ends here even if something it started still holds the event loop open
+  // (a server half-started, a timer): a failure must never turn into a hang.
+  if (process.exitCode !== undefined && process.exitCode !== 0) process.exit();
+});

@@ -1,10 +1,15 @@
 import { App, Duration, Environment, RemovalPolicy } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type { RegistrySyncOptions } from './agent-lb';
+import { ConfigError } from '../core/errors';
 import { AgentLbStack, AgentLbStackProps } from './agent-lb-stack';
 import { CapabilityHealthCheck, CapabilityProps } from './capability-router';
+import { ContextKind, ContextSourceOptions, readContextObject } from './context-overrides';
 
-/** The context key (in `cdk.json` or `-c agent-lb='{...}'`) holding the app's configuration. */
+/**
+ * The context key holding the app's configuration: the object in cdk.json, `-c agent-lb='{...}'`
+ * merged over it, and `-c agent-lb.<setting>=<value>` for one setting.
+ */
 export const CONTEXT_KEY = 'agent-lb';
 
 /** A capability's health check in the context; durations are whole seconds so the context stays plain JSON. */
@@ -59,9 +64,10 @@ export interface AgentLbContext {
   readonly maxRecordAgeSeconds?: number;
 }
 
-type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'object' | 'object[]';
+type Kind = ContextKind;
 
-const TOP_LEVEL: Record<string, Kind> = {
+/** Every setting of the `agent-lb` context object and its JSON kind. */
+export const CONTEXT_SETTINGS: Readonly<Record<string, ContextKind>> = {
   stackName: 'string',
   account: 'string',
   region: 'string',
@@ -145,11 +151,11 @@ const KIND_TEXT: Record<Kind, string> = {
 function checkObject(value: Record<string, unknown>, shape: Record<string, Kind>, where: string): void {
   for (const [key, v] of Object.entries(value)) {
     const kind = shape[key];
-    if (!kind) throw new Error(`${where}.${key} is not a known setting; known: ${Object.keys(shape).join(', ')}`);
-    if (!isKind(v, kind)) throw new Error(`${where}.${key} must be ${KIND_TEXT[kind]}, got ${JSON.stringify(v)}`);
+    if (!kind) throw new ConfigError(`${where}.${key} is not a known setting; known: ${Object.keys(shape).join(', ')}`);
+    if (!isKind(v, kind)) throw new ConfigError(`${where}.${key} must be ${KIND_TEXT[kind]}, got ${JSON.stringify(v)}`);
     const allowed = ENUMS[key];
     if (allowed && !allowed.includes(v as string)) {
-      throw new Error(`${where}.${key} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`);
+      throw new ConfigError(`${where}.${key} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`);
     }
   }
 }
@@ -164,18 +170,18 @@ export function parseAgentLbContext(raw: unknown): AgentLbContext {
     try {
       value = JSON.parse(value);
     } catch {
-      throw new Error(`context "${CONTEXT_KEY}" is not valid JSON: ${value}`);
+      throw new ConfigError(`context "${CONTEXT_KEY}" is not valid JSON: ${value}`);
     }
   }
-  if (value === undefined) throw new Error(`context "${CONTEXT_KEY}" is missing: add it to cdk.json or pass -c ${CONTEXT_KEY}='{"capabilities":[...]}'`);
-  if (!isKind(value, 'object')) throw new Error(`context "${CONTEXT_KEY}" must be an object, got ${JSON.stringify(value)}`);
+  if (value === undefined) throw new ConfigError(`context "${CONTEXT_KEY}" is missing: add it to cdk.json or pass -c ${CONTEXT_KEY}='{"capabilities":[...]}'`);
+  if (!isKind(value, 'object')) throw new ConfigError(`context "${CONTEXT_KEY}" must be an object, got ${JSON.stringify(value)}`);
   const ctx = value as Record<string, unknown>;
-  checkObject(ctx, TOP_LEVEL, CONTEXT_KEY);
-  if (ctx.capabilities === undefined) throw new Error(`${CONTEXT_KEY}.capabilities is required: a list of { "name": ... } objects`);
+  checkObject(ctx, CONTEXT_SETTINGS, CONTEXT_KEY);
+  if (ctx.capabilities === undefined) throw new ConfigError(`${CONTEXT_KEY}.capabilities is required: a list of { "name": ... } objects`);
   (ctx.capabilities as Record<string, unknown>[]).forEach((c, i) => {
     const where = `${CONTEXT_KEY}.capabilities[${i}]`;
     checkObject(c, CAPABILITY, where);
-    if (c.name === undefined) throw new Error(`${where}.name is required`);
+    if (c.name === undefined) throw new ConfigError(`${where}.name is required`);
     if (c.healthCheck !== undefined) checkObject(c.healthCheck as Record<string, unknown>, HEALTH_CHECK, `${where}.healthCheck`);
   });
   return ctx as unknown as AgentLbContext;
@@ -214,17 +220,20 @@ const REMOVAL: Record<NonNullable<AgentLbContext['tableRemovalPolicy']>, Removal
   snapshot: RemovalPolicy.SNAPSHOT,
 };
 
+/** Environment variables as `process.env` holds them (no dependency on Node's type definitions). */
+export type ProcessEnvironment = Readonly<Record<string, string | undefined>>;
+
 /**
  * The stack's environment: explicit when the context names an account/region or needs one
  * (a VPC lookup, access logs), otherwise environment-agnostic so synth needs no credentials.
  */
-export function stackEnvironment(ctx: AgentLbContext, processEnv: NodeJS.ProcessEnv = process.env): Environment | undefined {
+export function stackEnvironment(ctx: AgentLbContext, processEnv: ProcessEnvironment = process.env): Environment | undefined {
   const account = ctx.account ?? processEnv.CDK_DEFAULT_ACCOUNT;
   const region = ctx.region ?? processEnv.CDK_DEFAULT_REGION;
   const needs = ctx.vpcId !== undefined ? 'vpcId' : ctx.accessLogsBucketName !== undefined ? 'accessLogsBucketName' : undefined;
   if (needs) {
     if (!account || !region) {
-      throw new Error(
+      throw new ConfigError(
         `${CONTEXT_KEY}.${needs} needs an account and region: set ${CONTEXT_KEY}.account and ${CONTEXT_KEY}.region, or run with AWS credentials and a default region`,
       );
     }
@@ -235,7 +244,7 @@ export function stackEnvironment(ctx: AgentLbContext, processEnv: NodeJS.Process
 }
 
 /** Stack properties from a parsed context. */
-export function stackPropsFromContext(ctx: AgentLbContext, processEnv: NodeJS.ProcessEnv = process.env): AgentLbStackProps {
+export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEnvironment = process.env): AgentLbStackProps {
   const registrySync: RegistrySyncOptions = {
     safetyValveShare: ctx.safetyValveShare,
     reconcileInterval: ctx.reconcileIntervalMinutes === undefined ? undefined : Duration.minutes(ctx.reconcileIntervalMinutes),
@@ -267,8 +276,17 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: NodeJS.Pr
   };
 }
 
+/**
+ * The app's configuration from `app`'s context, every way the CDK CLI sets it (see
+ * {@link CONTEXT_KEY}), checked.
+ * @throws ConfigError naming the setting, the value and what is allowed
+ */
+export function readAgentLbContext(app: App, options: ContextSourceOptions = {}): AgentLbContext {
+  return parseAgentLbContext(readContextObject(app.node, { key: CONTEXT_KEY, settings: CONTEXT_SETTINGS }, options));
+}
+
 /** Adds the stack the `agent-lb` context describes to `app`; what `bin/app.ts` runs. */
-export function addAgentLbStack(app: App, processEnv: NodeJS.ProcessEnv = process.env): AgentLbStack {
-  const ctx = parseAgentLbContext(app.node.tryGetContext(CONTEXT_KEY));
+export function addAgentLbStack(app: App, processEnv: ProcessEnvironment = process.env, options: ContextSourceOptions = {}): AgentLbStack {
+  const ctx = readAgentLbContext(app, options);
   return new AgentLbStack(app, ctx.stackName ?? 'AgentLb', stackPropsFromContext(ctx, processEnv));
 }

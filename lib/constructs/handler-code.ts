@@ -12,8 +12,8 @@ export const HANDLER_NODE_TARGET = 'node22';
 
 /** Repository root when this file runs from its TypeScript source (lib/constructs/). */
 const SOURCE_ROOT = path.resolve(__dirname, '..', '..');
-/** Where `npm run build` puts the bundles, seen from the compiled file (dist/lib/constructs/ → dist/lambda/). */
-const BUNDLED_DIR = path.resolve(__dirname, '..', '..', 'lambda');
+/** Where `npm run build` puts the bundles, seen from the compiled file (dist/lib/constructs/ → dist/handler-bundles/). */
+const BUNDLED_DIR = path.resolve(__dirname, '..', '..', 'handler-bundles');
 
 /**
  * Bundles one handler with everything it imports (Powertools, the AWS SDK clients it was tested
