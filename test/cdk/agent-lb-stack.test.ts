@@ -223,19 +223,20 @@ describe('AgentLbStack from the default cdk.json context', () => {
       expect(policyStatements(role)).toContainEqual({
         Sid: 'FindCapabilityTargetGroups',
         Effect: 'Allow',
-        Action: ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTags'],
+        Action: ['elasticloadbalancing:DescribeTags', 'elasticloadbalancing:DescribeTargetGroups'],
         Resource: '*',
       });
     }
   });
 
   it('limits Register/DeregisterTargets of both Lambdas to this stack\'s target groups', () => {
-    const tgRefs = [{ Ref: ids.vision }, { Ref: ids.speech }, { Ref: ids.search }];
+    // cdk.json's feature flags (@aws-cdk/aws-iam:minimizePolicies) sort actions and resources.
+    const tgRefs = [{ Ref: ids.search }, { Ref: ids.speech }, { Ref: ids.vision }];
     for (const role of ['Sync', 'Reconcile']) {
       expect(policyStatements(role)).toContainEqual({
         Sid: 'RegisterInCapabilityTargetGroups',
         Effect: 'Allow',
-        Action: ['elasticloadbalancing:RegisterTargets', 'elasticloadbalancing:DeregisterTargets'],
+        Action: ['elasticloadbalancing:DeregisterTargets', 'elasticloadbalancing:RegisterTargets'],
         Resource: tgRefs,
       });
     }
@@ -281,7 +282,7 @@ describe('AgentLbStack from the default cdk.json context', () => {
           {
             Sid: 'LeaseItems',
             Effect: 'Allow',
-            Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
             Resource: { 'Fn::GetAtt': [ids.table, 'Arn'] },
           },
         ],

@@ -2,6 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { describe, expect, it, test } from 'vitest';
 import { CONTEXT_KEY, addAgentLbStack, parseAgentLbContext, stackEnvironment, stackPropsFromContext } from '../../lib/constructs';
+import { ConfigError } from '../../lib/core/errors';
 import { appWithoutBundling, cdkJsonContext } from './fixtures';
 
 describe('the cdk.json context', () => {
@@ -56,13 +57,13 @@ describe('the cdk.json context', () => {
     ['a CIDR list as a string', { capabilities: [], allowedCidrs: '10.0.0.0/8' }, 'agent-lb.allowedCidrs must be a list of strings, got "10.0.0.0/8"'],
     ['an unknown removal policy', { capabilities: [], tableRemovalPolicy: 'RETAIN' }, 'agent-lb.tableRemovalPolicy must be one of "retain", "destroy", "snapshot", got "RETAIN"'],
   ])('rejects %s', (_, raw, message) => {
-    expect(() => parseAgentLbContext(raw)).toThrow(new Error(message));
+    expect(() => parseAgentLbContext(raw)).toThrow(new ConfigError(message));
   });
 
   it('needs an account and region for a VPC lookup, from the context or the CLI environment', () => {
     const ctx = parseAgentLbContext({ capabilities: [], vpcId: 'vpc-0123' });
     expect(() => stackEnvironment(ctx, {})).toThrow(
-      new Error('agent-lb.vpcId needs an account and region: set agent-lb.account and agent-lb.region, or run with AWS credentials and a default region'),
+      new ConfigError('agent-lb.vpcId needs an account and region: set agent-lb.account and agent-lb.region, or run with AWS credentials and a default region'),
     );
     expect(stackEnvironment(ctx, { CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'eu-west-1' })).toEqual({ account: '123456789012', region: 'eu-west-1' });
     expect(stackEnvironment({ ...ctx, account: '210987654321', region: 'us-east-2' }, {})).toEqual({ account: '210987654321', region: 'us-east-2' });

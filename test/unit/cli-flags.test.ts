@@ -57,7 +57,7 @@ function expectOneLineError(out: Outcome, code: 1 | 2, names: RegExp): void {
   expect(out.code, out.stderr).toBe(code);
 }
 
-const SIDECAR = ['sidecar', '--table', 'leases', '--address', '10.0.0.5', '--port', '8080', '--capability', 'vision', '--health-url', 'http://127.0.0.1:9/health'];
+const SIDECAR = ['sidecar', '--table', 'leases', '--region', 'eu-west-1', '--address', '10.0.0.5', '--port', '8080', '--capability', 'vision', '--health-url', 'http://127.0.0.1:9/health'];
 /** The sidecar flags with `flag` replaced by `value` (or removed when `value` is undefined). */
 function sidecar(flag: string, value?: string): string[] {
   const args = [...SIDECAR];
@@ -94,7 +94,9 @@ describe('usage errors: exit 2 and one line naming the flag and what it accepts'
     ['sidecar without --capability', sidecar('--capability'), /required option '--capability <name>' not specified/],
     ['sidecar without --address', sidecar('--address'), /required option '--address <ip>' not specified/],
     ['sidecar --health-url not-a-url', sidecar('--health-url', 'not-a-url'), /--health-url must be an absolute URL, got "not-a-url"/],
-    ['sidecar without --table or --state-file', sidecar('--table'), /one of --table <name> or --state-file <path> is required/],
+    ['sidecar without --table, --stack or --state-file', sidecar('--table'), /one of --table <name>, --stack <name> or --state-file <path> is required/],
+    ['sidecar --table without a region', sidecar('--region'), /--region \(or AWS_REGION\) is required with --table/],
+    ['sidecar --drain-seconds -1', sidecar('--drain-seconds', '-1'), /--drain-seconds must be an integer in 0–3600, got "-1"/],
     ['sidecar with --table and --state-file', sidecar('--state-file', '/tmp/x.json'), /option '--table <name>' cannot be used with option '--state-file <path>'/],
     ['status without --stack or --state-file', ['status'], /one of --stack <name> or --state-file <path> is required/],
     ['status --stack without a region', ['status', '--stack', 'AgentLb'], /--region \(or AWS_REGION\) is required with --stack/],

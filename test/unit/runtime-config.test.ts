@@ -47,7 +47,7 @@ describe('parseRuntimeSettings: capabilities to discover on the load balancer', 
   });
 
   it.each([
-    [{ ...compact, loadBalancerArn: undefined }, 'a capabilities list needs the loadBalancerArn their target groups are found on'],
+    [{ ...compact, loadBalancerArn: undefined }, 'a capabilities list needs exactly one of loadBalancerArn or listenerArn: the load balancer their target groups are found on'],
     [{ ...compact, capabilities: ['vision', 'Vision'] }, 'capability name "Vision" must match'],
     [{ ...compact, capabilities: ['vision', 'vision'] }, 'capabilities lists a name twice'],
   ])('rejects %j', (config, message) => {
