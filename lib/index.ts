@@ -41,8 +41,8 @@ export type {
 } from './constructs';
 
 // The app's configuration (the `agent-lb` context object of cdk.json), for apps built on AgentLbStack.
-export { addAgentLbStack, CONTEXT_KEY, parseAgentLbContext, stackPropsFromContext } from './constructs';
-export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext } from './constructs';
+export { addAgentLbStack, CONTEXT_KEY, CONTEXT_SETTINGS, parseAgentLbContext, readAgentLbContext, stackPropsFromContext } from './constructs';
+export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext, ContextSourceOptions, ProcessEnvironment } from './constructs';
 
 // The lease contract (docs/lease-contract.md) and the errors agent-lb throws.
 export { DEFAULT_ALLOWED_CIDRS } from './core/address-policy';

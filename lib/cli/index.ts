@@ -124,9 +124,10 @@ function registerSidecar(program: Command): void {
         const line = e.kind === 'probe' ? (e.ok ? undefined : `probe failed: ${e.detail}`) : `${e.kind} ${e.detail}`;
         if (line) process.stdout.write(`${new Date().toISOString()} ${line}\n`);
       });
+      let signalled = false;
+      let onSignal: () => void = () => undefined;
       const outcome = await new Promise<{ signal: true } | { fatal: Error }>((resolve) => {
-        let signalled = false;
-        const onSignal = () => {
+        onSignal = () => {
           // `on`, not `once`: a repeated signal (supervisors re-send) must not kill the release half-way; it cuts the drain wait short.
           if (signalled) return sidecar.hurryStop();
           signalled = true;
@@ -137,14 +138,21 @@ function registerSidecar(program: Command): void {
         void sidecar.fatal.then((error) => resolve({ fatal: error }));
         sidecar.start();
       });
+      const unlisten = () => {
+        process.removeListener('SIGTERM', onSignal);
+        process.removeListener('SIGINT', onSignal);
+      };
       if ('fatal' in outcome) {
+        unlisten();
         // Nothing more can be written with these credentials or this table: stop, and let any lease expire.
         void sidecar.stop().catch(() => undefined);
         throw outcome.fatal;
       }
       try {
         await within(sidecar.stop(f.drainSeconds), f.drainSeconds * 1000 + RELEASE_DEADLINE_MS, 'releasing the lease');
+        unlisten();
       } catch (cause) {
+        unlisten();
         const expiresAt = sidecar.lease.expiresAt;
         throw new LeaseStoreError(
           `could not release the lease on ${sidecar.lease.target} (${rootMessage(cause)}); ` +

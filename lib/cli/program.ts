@@ -128,6 +128,8 @@ export function reportFailure(error: unknown): void {
   const message =
     explained instanceof AgentLbError ? explained.message : `${(explained as Error)?.name ?? 'Error'}: ${(explained as Error)?.message ?? String(explained)}`;
   process.stderr.write(`error: ${oneLine(message)}\n`);
+  // For bug reports: the whole error, causes and stacks included.
+  if (process.env.AGENT_LB_DEBUG) process.stderr.write(`${require('node:util').inspect(error, { depth: 6 })}\n`);
   process.exitCode = explained instanceof AgentLbError ? (EXIT_CODES[explained.code] ?? 1) : 1;
 }
 

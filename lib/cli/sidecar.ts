@@ -107,9 +107,18 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     // A cycle in flight may be acquiring: let it finish, so what it acquires is released below
     // rather than renewed forever by a process that was told to stop.
     await this.ticking;
+    let drained = false;
     if (drainSeconds > 0 && this.lease.held && this.lease.status === 'active') {
-      await this.lease.drain();
-      this.emit('event', { kind: 'drained', detail: `shutdown: out of rotation, releasing in ${drainSeconds}s` });
+      try {
+        await this.lease.drain();
+        drained = true;
+        this.emit('event', { kind: 'drained', detail: `shutdown: out of rotation, releasing in ${drainSeconds}s` });
+      } catch (error) {
+        // Release anyway: it takes the target out too, just without the grace period.
+        this.emit('event', { kind: 'error', detail: `drain failed: ${(error as Error).message}` });
+      }
+    }
+    if (drained) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, drainSeconds * 1000);
         this.hurry = () => {

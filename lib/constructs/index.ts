@@ -3,8 +3,9 @@ export { AgentLb } from './agent-lb';
 export type { AgentLbProps, RegistrySyncOptions } from './agent-lb';
 export { AgentLbStack, targetGroupOutputId } from './agent-lb-stack';
 export type { AgentLbStackProps } from './agent-lb-stack';
-export { addAgentLbStack, CONTEXT_KEY, parseAgentLbContext, stackEnvironment, stackPropsFromContext } from './app-context';
-export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext } from './app-context';
+export { addAgentLbStack, CONTEXT_KEY, CONTEXT_SETTINGS, parseAgentLbContext, readAgentLbContext, stackEnvironment, stackPropsFromContext } from './app-context';
+export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext, ProcessEnvironment } from './app-context';
+export type { ContextSourceOptions } from './context-overrides';
 export {
   CapabilityRouter,
   DEFAULT_CAPABILITY_HEADER,

@@ -270,7 +270,9 @@ export class RegistrySync extends Construct {
     for (const name of Object.keys(props.capabilities)) {
       if (!CAPABILITY_NAME.test(name)) throw new Error(`Capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
     }
-    if (!props.table.tableStreamArn) throw new Error('The lease table must have a stream (NEW_AND_OLD_IMAGES)');
+    if (!props.table.tableStreamArn) {
+      throw new Error('The lease table must have a stream (NEW_AND_OLD_IMAGES); import an existing one with Table.fromTableAttributes(scope, id, { tableName, tableStreamArn })');
+    }
     this.node.addValidation({
       validate: () =>
         intervalSeconds !== undefined && repeatSeconds > 0 && repeatSeconds >= intervalSeconds

@@ -1,7 +1,10 @@
-import { Duration } from 'aws-cdk-lib';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, Duration } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
-import { describe, expect, it, test } from 'vitest';
-import { CONTEXT_KEY, addAgentLbStack, parseAgentLbContext, stackEnvironment, stackPropsFromContext } from '../../lib/constructs';
+import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
+import { CONTEXT_KEY, addAgentLbStack, parseAgentLbContext, readAgentLbContext, stackEnvironment, stackPropsFromContext } from '../../lib/constructs';
 import { ConfigError } from '../../lib/core/errors';
 import { appWithoutBundling, cdkJsonContext } from './fixtures';
 
@@ -72,5 +75,63 @@ describe('the cdk.json context', () => {
   it('reports range errors through the constructs, quoting the value', () => {
     const app = appWithoutBundling({ [CONTEXT_KEY]: { capabilities: [{ name: 'vision', deregistrationDelaySeconds: 4000 }] } });
     expect(() => addAgentLbStack(app, {})).toThrow(new Error('Capability "vision": deregistration delay 4000 seconds is out of range 0–3600 seconds'));
+  });
+});
+
+describe('configuration from the CDK command line', () => {
+  let dir: string;
+  beforeAll(() => {
+    // A project whose cdk.json holds the object `-c agent-lb='{...}'` is merged over.
+    dir = mkdtempSync(join(tmpdir(), 'agent-lb-context-'));
+    writeFileSync(join(dir, 'cdk.json'), JSON.stringify({ context: { [CONTEXT_KEY]: { stackName: 'FromFile', internetFacing: false, capabilities: [{ name: 'vision', port: 8080 }] } } }));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** What `cdk synth -c k=v …` hands the app: cdk.json's context, then each -c as a string value. */
+  const read = (cli: Record<string, string>, fromFile: Record<string, unknown> = { capabilities: [{ name: 'vision' }] }) =>
+    readAgentLbContext(new App({ context: { [CONTEXT_KEY]: fromFile, ...cli } }), { cdkJsonDir: dir });
+
+  it('-c agent-lb.<setting>=<value> sets one setting, read as its kind', () => {
+    expect(read({ 'agent-lb.internetFacing': 'true' }).internetFacing).toBe(true);
+    expect(read({ 'agent-lb.maxAzs': '3', 'agent-lb.safetyValveShare': '0.25' })).toMatchObject({ maxAzs: 3, safetyValveShare: 0.25 });
+    expect(read({ 'agent-lb.allowedCidrs': '10.0.0.0/8, 192.168.0.0/16' }).allowedCidrs).toEqual(['10.0.0.0/8', '192.168.0.0/16']);
+    expect(read({ 'agent-lb.allowedCidrs': '["10.0.0.0/8"]' }).allowedCidrs).toEqual(['10.0.0.0/8']);
+    expect(read({ 'agent-lb.capabilities': 'ocr,translate' }).capabilities).toEqual([{ name: 'ocr' }, { name: 'translate' }]);
+    expect(read({ 'agent-lb.capabilities': '[{"name":"ocr","port":9000}]' }).capabilities).toEqual([{ name: 'ocr', port: 9000 }]);
+    expect(read({ 'agent-lb.stackName': 'Agents2' }).stackName).toBe('Agents2');
+  });
+
+  it('-c agent-lb.<setting> overrides cdk.json and leaves its other settings', () => {
+    expect(read({ 'agent-lb.internetFacing': 'true' }, { stackName: 'S', internetFacing: false, capabilities: [{ name: 'vision' }] })).toEqual({
+      stackName: 'S',
+      internetFacing: true,
+      capabilities: [{ name: 'vision' }],
+    });
+  });
+
+  it("-c agent-lb='{...}' is merged over cdk.json's object, setting by setting", () => {
+    // The CLI's -c replaces the cdk.json value in the app's context: the app reads the file itself.
+    const app = new App({ context: { [CONTEXT_KEY]: '{"internetFacing":true,"stackName":"Cli"}' } });
+    expect(readAgentLbContext(app, { cdkJsonDir: dir })).toEqual({ stackName: 'Cli', internetFacing: true, capabilities: [{ name: 'vision', port: 8080 }] });
+  });
+
+  test.each<[string, Record<string, string>, string]>([
+    ['a boolean that is not one', { 'agent-lb.internetFacing': 'yes' }, 'agent-lb.internetFacing must be true or false, got "yes"'],
+    ['a number that is not one', { 'agent-lb.maxAzs': 'three' }, 'agent-lb.maxAzs must be a number, got "three"'],
+    ['broken JSON for a list of objects', { 'agent-lb.capabilities': '[{"name":' }, 'agent-lb.capabilities must be JSON here, got "[{\\"name\\":"'],
+    [
+      'a misspelt setting',
+      { 'agent-lb.internetfacing': 'true' },
+      '-c agent-lb.internetfacing: "internetfacing" is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds',
+    ],
+    ['an enum value it does not know', { 'agent-lb.tableRemovalPolicy': 'forever' }, 'agent-lb.tableRemovalPolicy must be one of "retain", "destroy", "snapshot", got "forever"'],
+  ])('refuses %s with a ConfigError naming it', (_, cli, message) => {
+    expect(() => read(cli)).toThrow(new ConfigError(message));
+  });
+
+  it('builds the stack cdk synth would from dotted settings alone', () => {
+    const stack = addAgentLbStack(appWithoutBundling({ 'agent-lb.capabilities': 'ocr', 'agent-lb.stackName': 'OnlyCli' }), {}, { cdkJsonDir: dir });
+    expect(stack.stackName).toBe('OnlyCli');
+    expect(Object.keys(stack.router.targetGroups)).toEqual(['ocr']);
   });
 });

@@ -140,7 +140,7 @@ describe('RegistrySync', () => {
     const s = surroundings();
     const plain = new dynamodb.Table(s.stack, 'Plain', { partitionKey: { name: 'target', type: dynamodb.AttributeType.STRING } });
     expect(() => new RegistrySync(s.stack, 'Registry', { table: plain, capabilities: s.capabilities })).toThrow(
-      new Error('The lease table must have a stream (NEW_AND_OLD_IMAGES)'),
+      new Error('The lease table must have a stream (NEW_AND_OLD_IMAGES); import an existing one with Table.fromTableAttributes(scope, id, { tableName, tableStreamArn })'),
     );
   });
 });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeRulesCommand, ElasticLoadBalancingV2Client, Rule } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, commandLine, connectResult, contractItem, processAlive, processTree, REPO, runCli, targetKeys, TSX, waitFor } from '../support/local-harness';
+import { CLI, commandLine, connectResult, contractItem, processAlive, processTree, REPO, runCli, targetKeys, waitFor } from '../support/local-harness';
 
 interface StateFile {
   region: string;
@@ -45,7 +45,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     // As a user starts it, in its own process group (a terminal's job, a supervisor's unit), with
     // the tsx that `npx tsx` resolves to: npm in between would die of the SIGTERM at once,
     // without waiting for its child, and hide the command's exit code.
-    child = spawn(TSX, [CLI, 'local', '--agents', '0', '--state-file', stateFile, '--reconcile-interval', '2'], {
+    child = spawn(process.execPath, [CLI, 'local', '--agents', '0', '--state-file', stateFile, '--reconcile-interval', '2'], {
       cwd: REPO,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -14,7 +14,7 @@ import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sidecar, SidecarEvent } from '../../lib/cli/sidecar';
 import { LocalStack } from '../../lib/local/local-stack';
-import { CLI, groupsHolding, Item, processAlive, processTree, REPO, TSX, waitFor } from '../support/local-harness';
+import { CLI, groupsHolding, Item, processAlive, processTree, REPO, waitFor } from '../support/local-harness';
 
 const SLACK_MS = 3000;
 
@@ -168,15 +168,15 @@ describe('sidecar (in process)', () => {
 });
 
 describe('agent-lb sidecar (CLI subprocess)', () => {
-  it('registers while healthy, drains on failures, comes back, and releases on SIGTERM', async () => {
+  it('registers while healthy, drains on failures (saying why each probe failed), comes back, and drains then releases on SIGTERM', async () => {
     const { server, port } = await healthServer();
     const key = `127.0.0.1:${port}`;
     const args = [CLI, 'sidecar', '--state-file', join(dir, 'state.json'), '--address', '127.0.0.1', '--port', String(port)];
-    args.push('--capability', 'vision', '--capability', 'search', '--health-url', server.url, '--ttl', '6', '--interval', '250', '--unhealthy-threshold', '2');
-    // What `npx tsx` runs, in its own process group as a supervisor or terminal runs it; SIGTERM
+    args.push('--capability', 'vision', '--capability', 'search', '--health-url', server.url, '--ttl', '6', '--interval', '250', '--unhealthy-threshold', '2', '--drain-seconds', '1');
+    // What `npx agent-lb` runs, in its own process group as a supervisor or terminal runs it; SIGTERM
     // goes to the group. (Not through npx itself: npm dies of the SIGTERM at once, without
     // waiting for its child, so its exit code would say nothing about the sidecar's.)
-    const child = spawn(TSX, args, { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let stdout = '';
     let stderr = '';
@@ -206,7 +206,11 @@ describe('agent-lb sidecar (CLI subprocess)', () => {
     await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after SIGTERM');
     await waitFor(() => tree.every((p) => !processAlive(p)), 5000, 'every process of the sidecar to exit');
 
-    const lines = stdout.trim().split('\n').map((l) => l.split(' ')[1]);
-    expect(lines.filter((k) => k !== 'probe')).toEqual(['acquired', 'drained', 'activated', 'released']);
+    const lines = stdout.trim().split('\n').map((l) => l.split(' ').slice(1).join(' '));
+    const failedProbes = lines.filter((l) => l.startsWith('probe '));
+    expect(failedProbes.length).toBeGreaterThanOrEqual(2); // the unhealthy threshold
+    expect([...new Set(failedProbes)]).toEqual(['probe failed: HTTP 500']);
+    expect(lines.filter((l) => !l.startsWith('probe ')).map((l) => l.split(' ')[0])).toEqual(['acquired', 'drained', 'activated', 'drained', 'released']);
+    expect(lines.find((l) => l.startsWith('drained shutdown'))).toBe('drained shutdown: out of rotation, releasing in 1s');
   });
 });

@@ -13,7 +13,8 @@ import { DescribeTargetHealthCommand, ElasticLoadBalancingV2Client } from '@aws-
 export const REPO = resolve(__dirname, '../..');
 /** The tsx binary `npx tsx` resolves to; called directly where npm's own stderr notices would get in the way. */
 export const TSX = resolve(REPO, 'node_modules/.bin/tsx');
-export const CLI = 'bin/agent-lb.ts';
+/** What `npx agent-lb` runs in this repository: the launcher, which runs the TypeScript sources through tsx. Start it with `process.execPath`. */
+export const CLI = 'bin/agent-lb.cjs';
 
 /**
  * Polls `predicate` until it returns true; resolves to the milliseconds waited. Throws with
@@ -144,10 +145,10 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the CLI to completion with tsx (what `npx tsx` runs, without npm's own notices on stderr). */
+/** Runs the CLI to completion as `npx agent-lb` does (the launcher, without npm's own notices on stderr). */
 export function runCli(args: readonly string[], timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((res, rej) => {
-    const child = spawn(TSX, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -166,9 +166,10 @@ describe('the real binary', () => {
     const env = { ...process.env, AWS_REGION: '', AWS_DEFAULT_REGION: '' };
     for (const args of [
       ['status', '--bogus'],
-      ['sidecar', '--table', 't', '--address', '10.0.0.5', '--port', '0', '--capability', 'vision', '--health-url', 'http://127.0.0.1:9/'],
+      ['sidecar', '--table', 't', '--region', 'eu-west-1', '--address', '10.0.0.5', '--port', '0', '--capability', 'vision', '--health-url', 'http://127.0.0.1:9/'],
     ]) {
-      const run = spawnSync(resolve(REPO, 'node_modules/.bin/tsx'), ['bin/agent-lb.ts', ...args], { cwd: REPO, env, encoding: 'utf8', timeout: 30_000 });
+      // What `npx agent-lb` runs here: the launcher, on the TypeScript sources.
+      const run = spawnSync(process.execPath, ['bin/agent-lb.cjs', ...args], { cwd: REPO, env, encoding: 'utf8', timeout: 30_000 });
       expectOneLineError({ code: run.status ?? -1, stderr: run.stderr, stdout: run.stdout }, 2, /^error: (unknown option '--bogus'|option '--port <port>' argument '0' is invalid)/);
     }
   });
