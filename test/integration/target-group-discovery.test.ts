@@ -24,6 +24,12 @@ describe('target group discovery against the provisioned stack', () => {
     expect(config.routing.capabilities).toEqual(stack.runtimeConfig.routing.capabilities);
   });
 
+  it('finds the same groups from the listener alone, as the functions of a stack on an imported listener do', async () => {
+    const names = Object.keys(stack.state.targetGroups);
+    const config = await resolveRuntimeConfig(JSON.stringify({ tableName: stack.state.tableName, listenerArn: stack.state.listenerArn, capabilities: names }), stack.elbv2);
+    expect(config.routing.capabilities).toEqual(stack.runtimeConfig.routing.capabilities);
+  });
+
   it('names a capability the load balancer has no group for', async () => {
     const text = JSON.stringify({ tableName: stack.state.tableName, loadBalancerArn: stack.state.loadBalancerArn, capabilities: ['vision', 'translation'] });
     await expect(resolveRuntimeConfig(text, stack.elbv2)).rejects.toThrow(/routes to no target group tagged agent-lb:capability = "translation"/);

@@ -1,4 +1,4 @@
-import { DescribeTagsCommand, DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { DescribeListenersCommand, DescribeTagsCommand, DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client, ListenerNotFoundException, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSyncHandler } from '../../lambdas/stream-sync';
@@ -70,6 +70,24 @@ describe('resolveRuntimeConfig', () => {
     fleetOfGroups(2);
     const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', loadBalancerArn: LB, capabilities: ['cap-1'] }), client);
     expect(config.routing.capabilities).toEqual({ 'cap-1': { targetGroupArn: tg(1), targetType: 'ip' } });
+  });
+
+  it('finds the load balancer of a listener (an imported listener: the stack knows only its ARN), then the groups on it', async () => {
+    const listener = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/agents/1/2';
+    elb.on(DescribeListenersCommand, { ListenerArns: [listener] }).resolves({ Listeners: [{ ListenerArn: listener, LoadBalancerArn: LB }] });
+    fleetOfGroups(2);
+    const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', listenerArn: listener, capabilities: ['cap-0'] }), client);
+    expect(config.routing.capabilities).toEqual({ 'cap-0': { targetGroupArn: tg(0), targetType: 'ip' } });
+    expect(elb.commandCalls(DescribeListenersCommand)).toHaveLength(1);
+    expect(elb.commandCalls(DescribeTargetGroupsCommand)[0].args[0].input).toMatchObject({ LoadBalancerArn: LB });
+  });
+
+  it('names a listener that does not exist', async () => {
+    const listener = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/gone/1/2';
+    elb.on(DescribeListenersCommand).rejects(new ListenerNotFoundException({ message: 'One or more listeners not found', $metadata: {} }));
+    await expect(resolveRuntimeConfig(JSON.stringify({ tableName: 't', listenerArn: listener, capabilities: ['cap-0'] }), client)).rejects.toThrow(
+      new ConfigError(`listener ${listener} does not exist`),
+    );
   });
 
   it('makes no call for an explicit configuration', async () => {

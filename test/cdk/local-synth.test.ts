@@ -1,0 +1,51 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { synthesizeTemplate } from '../../lib/local/synth-template';
+
+/** `agent-lb local --app-dir <dir>`: local mode provisions the user's own configuration, not agent-lb's example. */
+describe('the template local mode provisions', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'agent-lb-app-dir-'));
+    writeFileSync(
+      join(dir, 'cdk.json'),
+      JSON.stringify({
+        app: 'npx ts-node bin/my-app.ts',
+        context: {
+          'agent-lb': {
+            stackName: 'MyAgents',
+            // Settings about the real account: meaningless in the emulators, and left out there.
+            account: '123456789012',
+            region: 'eu-west-1',
+            vpcId: 'vpc-0123456789abcdef0',
+            certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0e6ad1f3-8d6b-4f8e-9a8e-123456789abc',
+            capabilities: [{ name: 'ocr', port: 9000 }, { name: 'translate', targetType: 'instance' }],
+          },
+          // A setting given the way `-c agent-lb.<setting>=<value>` gives it.
+          'agent-lb.headerName': 'X-Skill',
+        },
+      }),
+    );
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("comes from the given app's cdk.json: its stack name, capabilities and settings", () => {
+    const { stackName, template } = synthesizeTemplate({ cdkJsonPath: join(dir, 'cdk.json') });
+    expect(stackName).toBe('MyAgents');
+    const groups = Object.values(template.Resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::TargetGroup');
+    expect(groups.map((g) => [g.Properties?.Tags, g.Properties?.TargetType, g.Properties?.Port])).toEqual([
+      [[{ Key: 'agent-lb:capability', Value: 'ocr' }], 'ip', 9000],
+      [[{ Key: 'agent-lb:capability', Value: 'translate' }], 'instance', 80],
+    ]);
+    const headers = Object.values(template.Resources)
+      .filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::ListenerRule')
+      .flatMap((r) => (r.Properties?.Conditions as { HttpHeaderConfig?: { HttpHeaderName: string } }[]).map((c) => c.HttpHeaderConfig?.HttpHeaderName))
+      .filter(Boolean);
+    expect(new Set(headers)).toEqual(new Set(['X-Skill']));
+    // Plain HTTP on a new VPC: no lookup, no certificate.
+    const listeners = Object.values(template.Resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::Listener');
+    expect(listeners.map((l) => l.Properties?.Protocol)).toEqual(['HTTP']);
+  });
+});
