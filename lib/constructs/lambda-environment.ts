@@ -1,0 +1,58 @@
+import { Token } from 'aws-cdk-lib';
+import type { CapabilityTargetType } from './capability-router';
+
+/** CloudWatch namespace of the metrics both Lambdas emit (Powertools EMF). */
+export const METRICS_NAMESPACE = 'AgentLb';
+/** `service` dimension (and Powertools service name) of the stream-sync Lambda. */
+export const SYNC_SERVICE_NAME = 'agent-lb-sync';
+/** `service` dimension (and Powertools service name) of the reconcile Lambda. */
+export const RECONCILE_SERVICE_NAME = 'agent-lb-reconcile';
+/** Environment variable holding the runtime configuration JSON. */
+export const CONFIG_ENV = 'AGENT_LB_CONFIG';
+
+/** Lambda allows 4 KB of environment variables per function (keys and values). */
+const LAMBDA_ENV_LIMIT = 4096;
+
+/**
+ * What the sync and reconcile Lambdas read from `AGENT_LB_CONFIG`; parsed by
+ * `parseRuntimeSettings` in lib/core. With a load balancer (or a listener, whose load balancer
+ * is looked up), capabilities are a list of names whose target groups the functions find on it
+ * at cold start.
+ */
+export interface AgentLbRuntimeConfigJson {
+  readonly tableName: string;
+  readonly loadBalancerArn?: string;
+  readonly listenerArn?: string;
+  readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: CapabilityTargetType }> | readonly string[];
+  readonly allowedCidrs: string[];
+  readonly safetyValveShare: number;
+  readonly reconcileRepeatSeconds: number;
+}
+
+/**
+ * Lambda refuses environments over 4 KB. Target group ARNs are only known at deploy time, so
+ * each is counted at its longest realistic length (124 characters), and a generated table
+ * name at 100 characters.
+ */
+export function lambdaEnvironmentProblems(config: AgentLbRuntimeConfigJson): string[] {
+  const estimate = JSON.stringify({
+    ...config,
+    tableName: Token.isUnresolved(config.tableName) ? 'x'.repeat(100) : config.tableName,
+    ...(config.loadBalancerArn ? { loadBalancerArn: 'x'.repeat(160) } : {}),
+    ...(config.listenerArn ? { listenerArn: 'x'.repeat(180) } : {}),
+    capabilities: Array.isArray(config.capabilities)
+      ? config.capabilities
+      : Object.fromEntries(Object.entries(config.capabilities).map(([n, c]) => [n, { ...c, targetGroupArn: 'x'.repeat(124) }])),
+    allowedCidrs: config.allowedCidrs.map((c) => (Token.isUnresolved(c) ? 'x'.repeat(18) : c)),
+  });
+  const others = `${CONFIG_ENV}POWERTOOLS_SERVICE_NAME${RECONCILE_SERVICE_NAME}POWERTOOLS_METRICS_NAMESPACE${METRICS_NAMESPACE}POWERTOOLS_LOG_LEVELINFONODE_OPTIONS--enable-source-maps`;
+  const total = estimate.length + others.length;
+  if (total <= LAMBDA_ENV_LIMIT) return [];
+  const n = Array.isArray(config.capabilities) ? config.capabilities.length : Object.keys(config.capabilities).length;
+  return [
+    `${CONFIG_ENV} for ${n} capabilities may reach ${total} bytes of Lambda environment; Lambda allows ${LAMBDA_ENV_LIMIT} bytes. ` +
+      (config.loadBalancerArn || config.listenerArn
+        ? 'Use fewer or shorter capability names, or fewer allowedCidrs, per stack'
+        : 'Pass `loadBalancer` or `listener` so the functions find the target groups themselves, or use fewer capabilities per stack'),
+  ];
+}
