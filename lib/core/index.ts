@@ -6,3 +6,4 @@ export * from './lease-routing';
 export * from './target-planner';
 export * from './reconcile-planner';
 export * from './runtime-config';
+export * from './lease-confirmation';

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DEREGISTER_DEADLINE_MS } from '../../lib/registry/lease-confirmation';
+import { DECISION_DEADLINE_MS } from '../../lib/registry/confirmed-changes';
 import { AgentFleet, EndAction, FleetCounters } from './agent-fleet';
 import { ChaosStack, RestartReport, StackCounters } from './chaos-stack';
 import { check, Verdict } from './checker';
@@ -40,8 +40,6 @@ export interface ChaosOptions {
   readonly downSeconds: readonly [number, number];
   readonly endWeights: Readonly<Record<EndAction, number>>;
   readonly drainCycleChance: number;
-  /** The sync handler confirms deregistrations with a consistent read (needed for replays from an earlier checkpoint). */
-  readonly syncConfirmsDeregistrations: boolean;
   /**
    * Stated slack of the staleness bound (see RELIABILITY.md). Default: one more reconcile
    * interval (a pass deferred by the safety valve, or failed in a brown-out) + one brown-out +
@@ -77,7 +75,6 @@ export const LONG_RUN: ChaosOptions = {
   downSeconds: [0.1, 8],
   endWeights: { release: 35, crash: 30, takeover: 20, leave: 15 },
   drainCycleChance: 0.2,
-  syncConfirmsDeregistrations: true,
 };
 
 /** The seeded minute that runs in `npm test`. */
@@ -143,7 +140,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     handlerRandom: stream(options.seed, 'handler'),
     killRate: options.killRate,
     duplicateRate: options.duplicateRate,
-    syncConfirmsDeregistrations: options.syncConfirmsDeregistrations,
   });
   stack.traceInvocations = options.dumpFile !== undefined;
   // One client for the whole fleet (real agents each have their own): enough sockets that agents never queue behind each other.
@@ -244,7 +240,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       proxyLog: stack.proxy.log,
       targetGroups: stack.deployment.targetGroups,
       final,
-      bounds: { decisionWindowMs: DEREGISTER_DEADLINE_MS, ttlMs: options.ttlSeconds * 1000, reconcileIntervalMs: options.reconcileIntervalMs, slackMs: slackOf(options) },
+      bounds: { decisionWindowMs: DECISION_DEADLINE_MS, ttlMs: options.ttlSeconds * 1000, reconcileIntervalMs: options.reconcileIntervalMs, slackMs: slackOf(options) },
     });
     const log = stack.proxy.log;
     const figures: ChaosFigures = {
@@ -303,7 +299,6 @@ export function formatTable(result: ChaosResult): string {
     ['seed / duration', `${f.seed} / ${f.durationSeconds} s of churn (+ quiescence)`],
     ['agents (slots) / incarnations', `${f.agents} / ${f.fleet.incarnations}`],
     ['lease TTL / reconcile interval', `${o.ttlSeconds} s / ${s(o.reconcileIntervalMs)}`],
-    ['sync confirms deregistrations', o.syncConfirmsDeregistrations ? 'yes (consistent GetItem before DeregisterTargets)' : 'no (records alone, as deployed today)'],
     ['lease events', `${f.fleet.acquires} acquires (${f.fleet.takeovers} takeovers), ${f.fleet.renewals} renewals, ${f.fleet.drains} drains, ${f.fleet.activates} re-activations, ${f.fleet.releases} releases, ${f.fleet.crashes} crashes, ${f.fleet.lost} lost, ${f.fleet.reacquired} re-acquired`],
     ['lease writes (agents)', `${f.leaseWrites.total}: ${f.leaseWrites.ok} ok, ${f.leaseWrites.conditionFailed} condition failed, ${f.leaseWrites.unknown} unknown outcome`],
     ['stream records', `${f.stack.streamRecords} distinct; ${f.handler.recordsDelivered} deliveries in ${f.stack.handlerInvocations} invocations (${f.stack.failedInvocations} failed)`],
@@ -316,7 +311,7 @@ export function formatTable(result: ChaosResult): string {
     ['reconcile passes', `${f.stack.reconcilePasses} ok, ${f.stack.reconcileFailures} failed`],
     ['ELB calls (attempts at the proxy)', `${f.elb.register} Register, ${f.elb.deregister} Deregister, ${f.elb.describe} Describe; ${f.elb.landedMutations} mutations landed; sync ${f.elb.bySync}, reconcile ${f.elb.byReconcile}`],
     ['checker samples', `${v.samples} (every ${s(o.sampleIntervalMs)}); ${v.deregistrationsChecked} landed deregistrations checked exactly`],
-    ['false deregistrations', `${v.falseDeregistrations.filter((d) => d.how === 'exact').length} exact, ${v.falseDeregistrations.filter((d) => d.how === 'sampled').length} sampled (decision window ${s(DEREGISTER_DEADLINE_MS)})`],
+    ['false deregistrations', `${v.falseDeregistrations.filter((d) => d.how === 'exact').length} exact, ${v.falseDeregistrations.filter((d) => d.how === 'sampled').length} sampled (decision window ${s(DECISION_DEADLINE_MS)})`],
     ['lost registrations (after quiescence)', `${v.lostRegistrations.length}`],
     ['live leases never registered within bound', `${v.unregisteredLiveSpells.length}`],
     ['worst staleness after lease death', `${v.worstStaleness ? s(v.worstStaleness.until - v.worstStaleness.from) : '0 s'} (bound ${s(v.stalenessBoundMs)} = reconcile interval + slack ${s(slackOf(o))}); ${v.staleEpisodes} stale episodes, ${v.staleReappearances} of them re-registrations of a dead lease`],

@@ -38,8 +38,6 @@ export interface ChaosStackOptions {
   readonly duplicateRate: number;
   readonly pollIntervalMs?: number;
   readonly batchSize?: number;
-  /** Give the sync handler a DynamoDB client, so it confirms deregistrations with a read (see lambdas/stream-sync.ts). */
-  readonly syncConfirmsDeregistrations: boolean;
 }
 
 export interface RestartReport {
@@ -175,7 +173,7 @@ export class ChaosStack {
     const sync = createSyncHandler({
       config: this.runtimeConfig,
       elbClient: syncElb,
-      ...(this.options.syncConfirmsDeregistrations ? { dynamoClient: this.newDynamoClient() } : {}),
+      dynamoClient: this.newDynamoClient(),
       logger,
       metrics: silentMetrics(logger),
     });

@@ -4,16 +4,15 @@ import { ChaosOptions, formatTable, LONG_RUN, runChaos } from './chaos-run';
 
 /**
  * `npm run test:chaos -- [--agents 200] [--duration 210] [--seed N] [--ttl 15] [--reconcile-interval 5]
- *   [--throttle 0.05] [--server-error 0.03] [--timeout 0.02] [--reset 0.02] [--no-bucket] [--no-confirm]
+ *   [--throttle 0.05] [--server-error 0.03] [--timeout 0.02] [--reset 0.02] [--no-bucket]
  *   [--kill-rate 0.05] [--duplicate-rate 0.05] [--replay-every 40] [--replay-back 15]
  *   [--outage-every 60] [--outage 6] [--restarts 0.35,0.7] [--slack S] [--json out.json] [--dump raw-logs.json]`
  *
  * Runs the long chaos scenario on loopback only and prints the figures; exits 1 when the
- * checker finds a violation. `--no-confirm` runs the sync handler as the stack deploys it today
- * (no table read before a deregistration), to measure what replays do to it.
+ * checker finds a violation.
  */
 
-const USAGE = 'usage: npm run test:chaos -- [--agents N] [--duration S] [--seed N] [--ttl S] [--reconcile-interval S] [--throttle P] [--server-error P] [--timeout P] [--reset P] [--no-bucket] [--no-confirm] [--kill-rate P] [--duplicate-rate P] [--replay-every S] [--replay-back S] [--outage-every S] [--outage S] [--restarts F,F] [--slack S] [--json FILE] [--dump FILE]';
+const USAGE = 'usage: npm run test:chaos -- [--agents N] [--duration S] [--seed N] [--ttl S] [--reconcile-interval S] [--throttle P] [--server-error P] [--timeout P] [--reset P] [--no-bucket] [--kill-rate P] [--duplicate-rate P] [--replay-every S] [--replay-back S] [--outage-every S] [--outage S] [--restarts F,F] [--slack S] [--json FILE] [--dump FILE]';
 
 function num(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
@@ -40,7 +39,6 @@ function options(): { chaos: ChaosOptions; json?: string } {
         timeout: { type: 'string' },
         reset: { type: 'string' },
         'no-bucket': { type: 'boolean' },
-        'no-confirm': { type: 'boolean' },
         'kill-rate': { type: 'string' },
         'duplicate-rate': { type: 'string' },
         'replay-every': { type: 'string' },
@@ -78,7 +76,6 @@ function options(): { chaos: ChaosOptions; json?: string } {
       reset: num('reset', parsed.reset, d.faults.reset, 0, 1),
     },
     awsBucket: !parsed['no-bucket'],
-    syncConfirmsDeregistrations: !parsed['no-confirm'],
     killRate: num('kill-rate', parsed['kill-rate'], d.killRate, 0, 1),
     duplicateRate: num('duplicate-rate', parsed['duplicate-rate'], d.duplicateRate, 0, 1),
     replayEverySeconds: num('replay-every', parsed['replay-every'], d.replayEverySeconds, 0, 3600),
