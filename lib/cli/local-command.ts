@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { Command } from 'commander';
 import { UsageError } from '../core/errors';
 import { CAPABILITY_NAME } from '../core/lease-schema';
+import { presenceOf } from '../core/reconcile-planner';
 import { DemoFleet } from '../local/demo-agents';
 import { LocalStack } from '../local/local-stack';
 import { ChangeEvent, diffFrames, renderFrame, renderLines, ViewFrame } from '../local/live-view';
@@ -130,7 +131,12 @@ async function runLocal(flags: LocalFlags): Promise<void> {
       const counters = stack.counters;
       const frame: ViewFrame = {
         at: Date.now(),
-        capabilities: status.capabilities.map((c) => ({ capability: c.capability, liveLeases: c.liveLeases, registered: c.targets })),
+        capabilities: status.capabilities.map((c) => ({
+          capability: c.capability,
+          liveLeases: c.liveLeases,
+          registered: c.targets.filter((t) => presenceOf(t) === 'registered'),
+          draining: c.targets.filter((t) => presenceOf(t) === 'draining'),
+        })),
         ...(counters.lastSyncLagMs === undefined ? {} : { lastSyncLagMs: counters.lastSyncLagMs }),
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,
