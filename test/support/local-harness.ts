@@ -34,13 +34,20 @@ export async function waitFor(
   }
 }
 
-/** `<id>:<port>` of every target registered in the group, as DescribeTargetHealth reports them. */
+/**
+ * `<id>:<port>` of every target in rotation in the group: registered and not draining. A
+ * deregistered target stays listed as `draining` for the group's deregistration delay (ELB, and
+ * the moto launcher's model of it); to a user it is already out.
+ */
 export async function targetKeys(elbv2: ElasticLoadBalancingV2Client, targetGroupArn: string): Promise<string[]> {
   const out = await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
-  return (out.TargetHealthDescriptions ?? []).map((d) => `${d.Target?.Id}:${d.Target?.Port}`).sort();
+  return (out.TargetHealthDescriptions ?? [])
+    .filter((d) => d.TargetHealth?.State !== 'draining')
+    .map((d) => `${d.Target?.Id}:${d.Target?.Port}`)
+    .sort();
 }
 
-/** Registered targets per capability. */
+/** Targets in rotation per capability. */
 export async function groupTargets(elbv2: ElasticLoadBalancingV2Client, targetGroups: Readonly<Record<string, string>>): Promise<Record<string, string[]>> {
   const entries = await Promise.all(Object.entries(targetGroups).map(async ([c, arn]) => [c, await targetKeys(elbv2, arn)] as const));
   return Object.fromEntries(entries);
