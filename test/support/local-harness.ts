@@ -3,7 +3,7 @@
  * sleeping, reading target groups the way any ELBv2 client would, lease items in the contract's
  * format written with the raw AWS SDK, and checks that a process tree is really gone.
  */
-import { spawn } from 'node:child_process';
+import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
@@ -14,6 +14,17 @@ export const REPO = resolve(__dirname, '../..');
 /** The tsx binary `npx tsx` resolves to; called directly where npm's own stderr notices would get in the way. */
 export const TSX = resolve(REPO, 'node_modules/.bin/tsx');
 export const CLI = 'bin/agent-lb.ts';
+
+/**
+ * Starts the CLI as one Node process with tsx's loader inside it (`node --import tsx`), as the
+ * installed bin runs: a signal sent to it reaches the command's own handlers. Under tsx's CLI
+ * wrapper a signal goes through a relay instead, which waits only 2 × 30 ms for the child to
+ * acknowledge it and otherwise SIGKILLs the child and exits 143 itself — on a busy machine a
+ * graceful shutdown then looked like a crash.
+ */
+export function spawnCli(args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], ...options });
+}
 
 /**
  * Polls `predicate` until it returns true; resolves to the milliseconds waited. Throws with
