@@ -6,6 +6,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { createReconcileHandler } from '../../lambdas/reconcile';
 import { createSyncHandler } from '../../lambdas/stream-sync';
@@ -38,6 +39,11 @@ export interface ChaosStackOptions {
   readonly duplicateRate: number;
   readonly pollIntervalMs?: number;
   readonly batchSize?: number;
+  /**
+   * Every target group's deregistration delay, in seconds: deregistered targets drain that long
+   * (moto launcher's ELB model) before they are gone. @default 3
+   */
+  readonly deregistrationDelaySeconds?: number;
 }
 
 export interface RestartReport {
@@ -141,6 +147,16 @@ export class ChaosStack {
         dynamodb,
       });
       dynamodb.destroy();
+      const elb = new ElasticLoadBalancingV2Client({ ...moto.clientConfig });
+      for (const arn of Object.values(deployment.targetGroups)) {
+        await elb.send(
+          new ModifyTargetGroupAttributesCommand({
+            TargetGroupArn: arn,
+            Attributes: [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds ?? 3) }],
+          }),
+        );
+      }
+      elb.destroy();
       proxy = await FaultProxy.start({ ...options.proxy, upstreamPort: moto.port });
       const runtimeConfig: RuntimeConfig = {
         tableName: deployment.tableName,
@@ -245,11 +261,16 @@ export class ChaosStack {
     });
   }
 
-  private scheduleReconcile(): void {
+  /**
+   * A pass every reconcile interval, as a rate schedule fires, one at a time as in one warm
+   * container: a pass that runs longer than the interval delays the next one to its end.
+   */
+  private scheduleReconcile(at = Date.now() + this.options.reconcileIntervalMs): void {
     if (this.stopped) return;
     this.reconcileTimer = setTimeout(() => {
-      void this.reconcileNow().finally(() => this.scheduleReconcile());
-    }, this.options.reconcileIntervalMs);
+      const started = Date.now();
+      void this.reconcileNow().finally(() => this.scheduleReconcile(Math.max(Date.now(), started + this.options.reconcileIntervalMs)));
+    }, Math.max(0, at - Date.now()));
   }
 
   /** One reconcile pass, after any pass in flight; failures are counted, not thrown. */

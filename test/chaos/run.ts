@@ -6,19 +6,28 @@ import { ChaosOptions, formatTable, LONG_RUN, runChaos } from './chaos-run';
  * `npm run test:chaos -- [--agents 200] [--duration 210] [--seed N] [--ttl 15] [--reconcile-interval 5]
  *   [--throttle 0.05] [--server-error 0.03] [--timeout 0.02] [--reset 0.02] [--no-bucket]
  *   [--kill-rate 0.05] [--duplicate-rate 0.05] [--replay-every 40] [--replay-back 15]
- *   [--outage-every 60] [--outage 6] [--restarts 0.35,0.7] [--slack S] [--json out.json] [--dump raw-logs.json]`
+ *   [--outage-every 60] [--outage 6] [--restarts 0.35,0.7] [--deregistration-delay 3] [--cpu-load N] [--json out.json] [--dump raw-logs.json]`
  *
  * Runs the long chaos scenario on loopback only and prints the figures; exits 1 when the
  * checker finds a violation.
  */
 
-const USAGE = 'usage: npm run test:chaos -- [--agents N] [--duration S] [--seed N] [--ttl S] [--reconcile-interval S] [--throttle P] [--server-error P] [--timeout P] [--reset P] [--no-bucket] [--kill-rate P] [--duplicate-rate P] [--replay-every S] [--replay-back S] [--outage-every S] [--outage S] [--restarts F,F] [--slack S] [--json FILE] [--dump FILE]';
+const USAGE = 'usage: npm run test:chaos -- [--agents N] [--duration S] [--seed N] [--ttl S] [--reconcile-interval S] [--throttle P] [--server-error P] [--timeout P] [--reset P] [--no-bucket] [--kill-rate P] [--duplicate-rate P] [--replay-every S] [--replay-back S] [--outage-every S] [--outage S] [--restarts F,F] [--deregistration-delay S] [--cpu-load N] [--json FILE] [--dump FILE]';
 
 function num(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n < min || n > max) {
     console.error(`--${name} must be a number in ${min}–${max}, got ${JSON.stringify(value)}\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  const n = num(name, value, fallback, min, max);
+  if (!Number.isInteger(n)) {
+    console.error(`--${name} must be a whole number in ${min}–${max}, got ${JSON.stringify(value)}\n${USAGE}`);
     process.exit(2);
   }
   return n;
@@ -46,7 +55,8 @@ function options(): { chaos: ChaosOptions; json?: string } {
         'outage-every': { type: 'string' },
         outage: { type: 'string' },
         restarts: { type: 'string' },
-        slack: { type: 'string' },
+        'deregistration-delay': { type: 'string' },
+        'cpu-load': { type: 'string' },
         json: { type: 'string' },
         dump: { type: 'string' },
         help: { type: 'boolean' },
@@ -83,7 +93,8 @@ function options(): { chaos: ChaosOptions; json?: string } {
     outageEverySeconds: num('outage-every', parsed['outage-every'], d.outageEverySeconds, 0, 3600),
     outageSeconds: num('outage', parsed.outage, d.outageSeconds, 0, 600),
     dynamoRestartsAt: restarts,
-    ...(parsed.slack === undefined ? {} : { slackMs: num('slack', parsed.slack, 0, 0, 3600) * 1000 }),
+    deregistrationDelaySeconds: num('deregistration-delay', parsed['deregistration-delay'], d.deregistrationDelaySeconds, 0, 3600),
+    cpuLoad: int('cpu-load', parsed['cpu-load'], d.cpuLoad, 0, 16),
     onProgress: (line) => console.log(`[chaos] ${line}`),
     ...(parsed.dump ? { dumpFile: parsed.dump } : {}),
   };
