@@ -126,6 +126,8 @@ export interface ChaosFigures {
   readonly faults: Readonly<Record<FaultKind, number>>;
   readonly outages: number;
   readonly restarts: readonly RestartReport[];
+  /** Why reconcile passes failed (message → count). */
+  readonly reconcileFailureReasons: Readonly<Record<string, number>>;
   readonly elb: { register: number; deregister: number; describe: number; landedMutations: number; bySync: number; byReconcile: number };
 }
 
@@ -289,6 +291,7 @@ async function runWithStack(options: ChaosOptions, progress: (line: string) => v
       faults: { ...stack.proxy.faults },
       outages,
       restarts: [...stack.restarts],
+      reconcileFailureReasons: Object.fromEntries(stack.reconcileFailureReasons),
       elb: {
         register: log.filter((e) => e.action === 'RegisterTargets').length,
         deregister: log.filter((e) => e.action === 'DeregisterTargets').length,
@@ -340,7 +343,11 @@ export function formatTable(result: ChaosResult): string {
     ['duplicate deliveries', `${f.handler.duplicates} batches delivered twice`],
     ['replays from an earlier checkpoint', `${f.stack.replays} (${o.replayBackSeconds} s back), ${f.stack.recordsRedelivered} records redelivered after acknowledgement`],
     ['DynamoDB Local restarts', f.restarts.length === 0 ? '0' : f.restarts.map((r) => `down ${s(r.downMs)}, stream ARN ${r.streamArnAfter === r.streamArnBefore ? 'same' : 'changed'}, shards ${r.shardsBefore.length}→${r.shardsAfter.length}`).join('; ')],
-    ['reconcile passes', `${f.stack.reconcilePasses} ok, ${f.stack.reconcileFailures} failed`],
+    [
+      'reconcile passes',
+      `${f.stack.reconcilePasses} ok, ${f.stack.reconcileFailures} failed` +
+        (f.stack.reconcileFailures > 0 ? ` (${Object.entries(f.reconcileFailureReasons).map(([why, n]) => `${n}× ${why.replace(/arn:\S+/g, '…')}`).join('; ')})` : ''),
+    ],
     ['ELB calls (attempts at the proxy)', `${f.elb.register} Register, ${f.elb.deregister} Deregister, ${f.elb.describe} Describe; ${f.elb.landedMutations} mutations landed; sync ${f.elb.bySync}, reconcile ${f.elb.byReconcile}`],
     ['checker samples', `${v.samples} (every ${s(o.sampleIntervalMs)}); ${v.deregistrationsChecked} landed deregistrations checked exactly`],
     ['false deregistrations', `${v.falseDeregistrations.filter((d) => d.how === 'exact').length} exact, ${v.falseDeregistrations.filter((d) => d.how === 'sampled').length} sampled (decision window ${s(DECISION_DEADLINE_MS)})`],

@@ -82,6 +82,8 @@ export class ChaosStack {
     failedInvocations: 0,
   };
   public readonly restarts: RestartReport[] = [];
+  /** Why reconcile passes failed: message → count. */
+  public readonly reconcileFailureReasons = new Map<string, number>();
   public handlerChaos!: { counters: HandlerChaosCounters; enabled: { value: boolean } };
   private poller!: StreamPoller;
   private streamsClient?: DynamoDBStreamsClient;
@@ -279,8 +281,10 @@ export class ChaosStack {
       try {
         await this.reconcile();
         this.counters.reconcilePasses++;
-      } catch {
+      } catch (error) {
         this.counters.reconcileFailures++;
+        const why = String((error as Error)?.message ?? error).slice(0, 160);
+        this.reconcileFailureReasons.set(why, (this.reconcileFailureReasons.get(why) ?? 0) + 1);
       }
     });
     this.reconcileRunning = run;
