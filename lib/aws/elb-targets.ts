@@ -103,7 +103,7 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 /**
  * The only place agent-lb calls ELBv2 target APIs: chunking, error mapping, and isolation of
  * a bad target so one refused target never blocks the others. Retries of throttling and 5xx
- * are the SDK's (adaptive retry mode on the client).
+ * are the SDK's (standard retry mode on the client, see createElbClient).
  */
 export class ElbTargets {
   /** Register+Deregister calls sent so far, for metrics and benchmarks. */

@@ -15,14 +15,18 @@ import { RefusedTargets } from './container-memory';
 
 /**
  * Longest time from the confirming read to the ELB call giving up (the SDK's retries and its
- * adaptive rate limiter included). Past it the read is too old to act on: the call is abandoned,
+ * backoff included). Past it the read is too old to act on: the call is abandoned,
  * the leases are read again and the call sent again. A lease that changes inside this window can
  * still see the call land after it; the read made after every landed call catches that and undoes
  * it at once.
  */
 export const DECISION_DEADLINE_MS = 2000;
 
-/** Read-and-send rounds before a change is reported as failed (the retry budget: rounds × deadline). */
+/**
+ * Read-and-send rounds before a change is reported as failed. Rounds × deadline is also the time
+ * budget of one {@link applyConfirmed} (or less, given `budgetEnd`): undoing a change the table
+ * contradicted after it landed uses what is left of it.
+ */
 export const CONFIRM_ROUNDS = 5;
 
 /** `fn` over `items`, at most `limit` at a time, results in order. A failure rejects. */
@@ -52,6 +56,8 @@ export interface ConfirmDeps {
   readonly rounds?: number;
   /** Registrations ELB refused for good, by lease version: skipped, and new refusals remembered. */
   readonly refused?: RefusedTargets;
+  /** Epoch ms after which nothing more is sent (a reconcile pass's own budget); calls are cut at it. @default none */
+  readonly budgetEnd?: number;
 }
 
 /** Reads the caller already made for this group (sync reads a whole batch in one go). */
@@ -104,10 +110,12 @@ export async function applyConfirmed(
   let calls = 0;
   let firstTransientError: ElbTargetsError | undefined;
   let pending = [...targets];
+  const rounds = deps.rounds ?? CONFIRM_ROUNDS;
+  const budgetEnd = Math.min(deps.budgetEnd ?? Infinity, now() + rounds * deadlineMs);
   // Prior reads are used only while fresh enough to leave the call most of its deadline.
   let reused = prior && now() - prior.readAtMs < deadlineMs / 2 ? prior : undefined;
 
-  for (let round = 0; round < (deps.rounds ?? CONFIRM_ROUNDS) && pending.length > 0; round++) {
+  for (let round = 0; round < rounds && pending.length > 0 && now() < budgetEnd; round++) {
     let readAtMs: number;
     let reads: ReadonlyMap<string, RawItem | undefined>;
     if (reused) {
@@ -134,7 +142,7 @@ export async function applyConfirmed(
       pending = [];
       break;
     }
-    const abortSignal = AbortSignal.timeout(Math.max(1, readAtMs + deadlineMs - now()));
+    const abortSignal = AbortSignal.timeout(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
     const outcome = await deps.elb[action](targetGroupArn, send, { abortSignal });
     calls += outcome.calls;
     rejected.push(...outcome.rejected);
@@ -148,7 +156,7 @@ export async function applyConfirmed(
     const done = new Set(outcome.applied);
     const landed = send.filter((t) => done.has(t.key));
     if (landed.length === 0) continue;
-    const reverted = await undoContradicted(deps, action, targetGroupArn, landed, ctx);
+    const reverted = await undoContradicted(deps, action, targetGroupArn, landed, ctx, budgetEnd);
     calls += reverted.calls;
     const back = new Set(reverted.undone);
     applied.push(...landed.filter((t) => !back.has(t.key)).map((t) => t.key));
@@ -167,9 +175,10 @@ export async function applyConfirmed(
 }
 
 /**
- * Reads the leases of targets whose call just landed and undoes what they now contradict, with a
- * deadline from that read. Best effort: if the read or the call fails, the later stream record
- * of that lease, or the next reconcile pass, repairs it.
+ * Reads the leases of targets whose call just landed and undoes what they now contradict, each
+ * call with a deadline from its read, in rounds until `budgetEnd`. Best effort:
+ * what is still not undone then is repaired by the later stream record of that lease, or by the
+ * next reconcile pass.
  */
 async function undoContradicted(
   deps: ConfirmDeps,
@@ -177,17 +186,29 @@ async function undoContradicted(
   targetGroupArn: string,
   landed: readonly TargetRef[],
   ctx: (ms: number) => ConfirmationContext,
+  budgetEnd: number,
 ): Promise<{ undone: string[]; calls: number }> {
   const now = deps.now ?? Date.now;
-  try {
+  const deadlineMs = deps.deadlineMs ?? DECISION_DEADLINE_MS;
+  const undone: string[] = [];
+  let calls = 0;
+  let pending = [...landed];
+  for (let round = 0; pending.length > 0 && now() < budgetEnd; round++) {
     const readAtMs = now();
-    const after = await deps.store.getMany(landed.map((t) => t.key));
-    const back = contradictedBy(action, targetGroupArn, landed, after, ctx(readAtMs));
-    if (back.length === 0) return { undone: [], calls: 0 };
-    const abortSignal = AbortSignal.timeout(Math.max(1, readAtMs + (deps.deadlineMs ?? DECISION_DEADLINE_MS) - now()));
+    let after: ReadonlyMap<string, RawItem | undefined>;
+    try {
+      after = await deps.store.getMany(pending.map((t) => t.key));
+    } catch {
+      break;
+    }
+    const back = contradictedBy(action, targetGroupArn, pending, after, ctx(readAtMs));
+    if (back.length === 0) break;
+    const abortSignal = AbortSignal.timeout(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
     const outcome = await deps.elb[action === 'register' ? 'deregister' : 'register'](targetGroupArn, back, { abortSignal });
-    return { undone: outcome.applied, calls: outcome.calls };
-  } catch {
-    return { undone: [], calls: 0 };
+    calls += outcome.calls;
+    undone.push(...outcome.applied);
+    const failed = new Set(outcome.transientFailures);
+    pending = back.filter((t) => failed.has(t.key));
   }
+  return { undone, calls };
 }

@@ -1,14 +1,21 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
-import { memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
+import { GroupRepair, memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { applyConfirmed, mapLimit } from './confirmed-changes';
+import { applyConfirmed, ConfirmDeps, mapLimit } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
 export const DESCRIBE_DEADLINE_MS = 5000;
+
+/**
+ * Longest one pass keeps at its work: past it no call is sent or waited for (what is left is the
+ * next pass's), so a dead lease's target leaves within one interval and two pass budgets of its
+ * lease's death however ELB behaves (see RELIABILITY.md). Its reads and describes start within it.
+ */
+export const PASS_BUDGET_MS = 15_000;
 
 export interface ReconcileDeps {
   readonly elb: ElbTargets;
@@ -24,6 +31,8 @@ export interface ReconcileDeps {
    * again, a few rounds, then left to the next pass. @default DECISION_DEADLINE_MS (2000)
    */
   readonly deadlineMs?: number;
+  /** @default PASS_BUDGET_MS */
+  readonly passBudgetMs?: number;
   /**
    * What the last passes of this container saw: removals the safety valve held back, targets ELB
    * refused. A cold start begins empty, so a held removal waits one more pass (the safe direction).
@@ -61,9 +70,9 @@ export interface ReconcileReport {
  * one DescribeTargetHealth, while a redundant RegisterTargets would spend the account's scarce
  * Register/Deregister budget. If the look fails, register them all (registering is idempotent).
  */
-async function stillMissing(elb: ElbTargets, targetGroupArn: string, add: readonly TargetRef[]): Promise<TargetRef[]> {
+async function stillMissing(elb: ElbTargets, targetGroupArn: string, add: readonly TargetRef[], abortSignal: AbortSignal): Promise<TargetRef[]> {
   try {
-    const described = await elb.describe(targetGroupArn, { abortSignal: AbortSignal.timeout(DESCRIBE_DEADLINE_MS) });
+    const described = await elb.describe(targetGroupArn, { abortSignal });
     const present = new Set(described.filter((t) => presenceOf(t) === 'registered').map((t) => formatTarget(t.id, t.port)));
     return add.filter((t) => !present.has(t.key));
   } catch {
@@ -80,15 +89,18 @@ async function stillMissing(elb: ElbTargets, targetGroupArn: string, add: readon
  * that lets a removal go at once.
  */
 export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileReport> {
-  const nowMs = (deps.now ?? Date.now)();
+  const now = deps.now ?? Date.now;
+  const nowMs = now();
   const nowSeconds = Math.floor(nowMs / 1000);
   const memory = deps.memory ?? newReconcileMemory();
+  const budgetEnd = nowMs + (deps.passBudgetMs ?? PASS_BUDGET_MS);
+  const describeDeadline = () => AbortSignal.timeout(Math.max(1, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())));
 
   const groups: ObservedGroup[] = await Promise.all(
     Object.entries(deps.routing.capabilities).map(async ([capability, route]) => ({
       capability,
       targetGroupArn: route.targetGroupArn,
-      targets: await deps.elb.describe(route.targetGroupArn, { abortSignal: AbortSignal.timeout(DESCRIBE_DEADLINE_MS) }),
+      targets: await deps.elb.describe(route.targetGroupArn, { abortSignal: describeDeadline() }),
     })),
   );
   const scan = await deps.store.scanAll(true);
@@ -104,71 +116,97 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   });
   memory.heldLastPass = new Set(plan.groups.flatMap((g) => g.held.map((d) => memberKey(g.targetGroupArn, d.target.key))));
 
-  const errors: ElbTargetsError[] = [];
-  const stillRegistered = new Set<string>();
-  let driftRegistered = 0;
-  let drainingRevived = 0;
-  let driftDeregistered = 0;
-  let registrationsWithheld = 0;
-  let deregistrationsWithheld = 0;
-  let refusedBefore = 0;
-  let elbCalls = 0;
-  const confirmDeps = { ...deps, refused: memory.refused };
-
+  const tally = newTally();
+  const confirmDeps = { ...deps, refused: memory.refused, budgetEnd };
+  // Per group, registrations and deregistrations run side by side, each confirmed by its own read
+  // right before its call: neither waits out the other's retries, and both fit the pass budget.
   await Promise.all(
-    plan.groups.map(async (group) => {
-      refusedBefore += group.refused.length;
-      for (const d of group.held) stillRegistered.add(d.target.key);
-      const add = group.register.length > 0 ? await stillMissing(deps.elb, group.targetGroupArn, group.register) : [];
-      if (add.length > 0) {
-        const outcome = await applyConfirmed(confirmDeps, 'register', group.targetGroupArn, add);
-        const revived = new Set(group.revive.map((t) => t.key));
-        driftRegistered += outcome.applied.length;
-        drainingRevived += outcome.applied.filter((k) => revived.has(k)).length;
-        driftDeregistered += outcome.undone.length;
-        registrationsWithheld += outcome.withheld.length;
-        refusedBefore += outcome.skippedRefused.length;
-        elbCalls += outcome.calls;
-        if (outcome.firstTransientError) errors.push(outcome.firstTransientError);
-        errors.push(...outcome.rejected.map((r) => r.error));
-      }
-      if (group.deregister.length === 0) return;
-      // Confirmed now, after the group's registrations (whose retries can take seconds): a lease
-      // acquired on the same address:port meanwhile keeps its target.
-      const outcome = await applyConfirmed(
-        confirmDeps,
-        'deregister',
-        group.targetGroupArn,
-        group.deregister.map((d) => d.target),
-      );
-      driftDeregistered += outcome.applied.length;
-      driftRegistered += outcome.undone.length;
-      deregistrationsWithheld += outcome.withheld.length;
-      elbCalls += outcome.calls;
-      for (const key of outcome.transientFailures) stillRegistered.add(key);
-      if (outcome.firstTransientError) errors.push(outcome.firstTransientError);
-      errors.push(...outcome.rejected.map((r) => r.error));
+    plan.groups.flatMap((group) => {
+      tally.refusedBefore += group.refused.length;
+      for (const d of group.held) tally.stillRegistered.add(d.target.key);
+      return [registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)];
     }),
   );
 
-  const sweep = plan.expired.filter((e) => !stillRegistered.has(e.target));
+  const sweep = plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
   const deleted = await mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff));
 
   return {
     liveLeases: plan.liveLeases,
     expiredLeasesDeleted: deleted.filter(Boolean).length,
-    driftRegistered,
-    drainingRevived,
-    driftDeregistered,
+    driftRegistered: tally.driftRegistered,
+    drainingRevived: tally.drainingRevived,
+    driftDeregistered: tally.driftDeregistered,
     safetyValveTripped: plan.groups.filter((g) => g.valveTripped).map((g) => g.capability),
     removalsHeld: plan.groups.reduce((n, g) => n + g.held.length, 0),
-    deregistrationsWithheld,
-    registrationsWithheld,
-    refusedBefore,
-    elbCalls,
+    deregistrationsWithheld: tally.deregistrationsWithheld,
+    registrationsWithheld: tally.registrationsWithheld,
+    refusedBefore: tally.refusedBefore,
+    elbCalls: tally.elbCalls,
     describeCalls: groups.length,
     consumedReadUnits: scan.consumedReadUnits,
     rejections: plan.rejections,
-    errors,
+    errors: tally.errors,
   };
+}
+
+/** What one pass did, summed over its groups. */
+interface Tally {
+  driftRegistered: number;
+  drainingRevived: number;
+  driftDeregistered: number;
+  registrationsWithheld: number;
+  deregistrationsWithheld: number;
+  refusedBefore: number;
+  elbCalls: number;
+  readonly errors: ElbTargetsError[];
+  /** Keys whose target is still registered somewhere although planned to leave: their expired lease stays as proof. */
+  readonly stillRegistered: Set<string>;
+}
+
+function newTally(): Tally {
+  return {
+    driftRegistered: 0,
+    drainingRevived: 0,
+    driftDeregistered: 0,
+    registrationsWithheld: 0,
+    deregistrationsWithheld: 0,
+    refusedBefore: 0,
+    elbCalls: 0,
+    errors: [],
+    stillRegistered: new Set(),
+  };
+}
+
+async function registerMissing(group: GroupRepair, deps: ConfirmDeps, describeDeadline: () => AbortSignal, tally: Tally): Promise<void> {
+  if (group.register.length === 0) return;
+  const add = await stillMissing(deps.elb, group.targetGroupArn, group.register, describeDeadline());
+  if (add.length === 0) return;
+  const outcome = await applyConfirmed(deps, 'register', group.targetGroupArn, add);
+  const revived = new Set(group.revive.map((t) => t.key));
+  tally.driftRegistered += outcome.applied.length;
+  tally.drainingRevived += outcome.applied.filter((k) => revived.has(k)).length;
+  tally.driftDeregistered += outcome.undone.length;
+  tally.registrationsWithheld += outcome.withheld.length;
+  tally.refusedBefore += outcome.skippedRefused.length;
+  tally.elbCalls += outcome.calls;
+  if (outcome.firstTransientError) tally.errors.push(outcome.firstTransientError);
+  tally.errors.push(...outcome.rejected.map((r) => r.error));
+}
+
+async function deregisterStale(group: GroupRepair, deps: ConfirmDeps, tally: Tally): Promise<void> {
+  if (group.deregister.length === 0) return;
+  const outcome = await applyConfirmed(
+    deps,
+    'deregister',
+    group.targetGroupArn,
+    group.deregister.map((d) => d.target),
+  );
+  tally.driftDeregistered += outcome.applied.length;
+  tally.driftRegistered += outcome.undone.length;
+  tally.deregistrationsWithheld += outcome.withheld.length;
+  tally.elbCalls += outcome.calls;
+  for (const key of outcome.transientFailures) tally.stillRegistered.add(key);
+  if (outcome.firstTransientError) tally.errors.push(outcome.firstTransientError);
+  tally.errors.push(...outcome.rejected.map((r) => r.error));
 }

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { CONFIRM_ROUNDS, DECISION_DEADLINE_MS } from '../../lib/registry/confirmed-changes';
-import { DESCRIBE_DEADLINE_MS } from '../../lib/registry/reconcile';
+import { DECISION_DEADLINE_MS } from '../../lib/registry/confirmed-changes';
+import { PASS_BUDGET_MS } from '../../lib/registry/reconcile';
 import { CpuHogs } from './cpu-hogs';
 import { AgentFleet, EndAction, FleetCounters } from './agent-fleet';
 import { ChaosStack, RestartReport, StackCounters } from './chaos-stack';
@@ -96,19 +96,12 @@ export const SHORT_RUN: ChaosOptions = {
 };
 
 /**
- * The longest one reconcile pass keeps at its work, by construction: its DescribeTargetHealth
- * calls give up after DESCRIBE_DEADLINE_MS, and each change is read and sent in at most
- * CONFIRM_ROUNDS rounds of DECISION_DEADLINE_MS (the SDK's retries inside them included).
- */
-export const PASS_BUDGET_MS = DESCRIBE_DEADLINE_MS + CONFIRM_ROUNDS * DECISION_DEADLINE_MS;
-
-/**
  * The retry budget of the staleness bound, from the design (RELIABILITY.md, "Promises and
  * bounds"): a dead lease's target is removed by the first pass that reads the lease dead. That
  * pass starts at most one interval after the pass running when the lease died — or when that one
- * ends, if it ran longer (passes run one at a time) — and finishes within its own budget: so the
- * interval plus two pass budgets. While ELB or the table is down (a brown-out, a DynamoDB Local
- * restart) nothing can be removed: the longest such outage is added.
+ * ends, if it ran longer (passes run one at a time) — and a pass stops sending after its budget
+ * (PASS_BUDGET_MS): so the interval plus two pass budgets. While ELB or the table is down (a
+ * brown-out, a DynamoDB Local restart) nothing can be removed: the longest such outage is added.
  */
 export function retryBudgetOf(options: ChaosOptions, restarts: readonly RestartReport[] = []): number {
   const outageMs = Math.max(options.outageEverySeconds > 0 ? options.outageSeconds * 1000 : 0, ...restarts.map((r) => r.downMs));
@@ -234,6 +227,10 @@ async function runWithStack(options: ChaosOptions, progress: (line: string) => v
       setInterval(() => {
         const s = stack.counters;
         const f = fleet.counters;
+        const top = [...stack.handlerWarnings].sort((a, b) => b[1] - a[1]).slice(0, 3);
+        if (top.length > 0) progress(`handler warnings so far: ${top.map(([w, n]) => `${n}× ${w}`).join(' | ')}`);
+        const failed = [...stack.reconcileFailureReasons];
+        if (failed.length > 0) progress(`reconcile failures so far: ${failed.map(([w, n]) => `${n}× ${w}`).join(' | ')}`);
         progress(
           `t+${Math.round((Date.now() - started) / 1000)} s: holding ${fleet.holding()}, acquires ${f.acquires}, crashes ${f.crashes}, releases ${f.releases}, ` +
             `records ${s.streamRecords}, invocations ${s.handlerInvocations} (${s.failedInvocations} failed), reconcile ${s.reconcilePasses}/${s.reconcileFailures} failed`,

@@ -82,6 +82,8 @@ export class ChaosStack {
     failedInvocations: 0,
   };
   public readonly restarts: RestartReport[] = [];
+  /** The handlers' warnings and errors: message → count. */
+  public readonly handlerWarnings = new Map<string, number>();
   /** Why reconcile passes failed: message → count. */
   public readonly reconcileFailureReasons = new Map<string, number>();
   public handlerChaos!: { counters: HandlerChaosCounters; enabled: { value: boolean } };
@@ -188,6 +190,15 @@ export class ChaosStack {
     const reconcileElb = instrumentElbClient(createElbClient(elbConfig), 'reconcile');
     this.clients.push(syncElb, reconcileElb);
     const logger = new Logger({ serviceName: 'agent-lb-chaos', logLevel: 'SILENT' });
+    // The handlers' warnings and errors, counted by message and error (for the run's table).
+    for (const level of ['warn', 'error'] as const) {
+      const original = logger[level].bind(logger);
+      logger[level] = ((message: string, extra?: { error?: string }) => {
+        const why = `${level}: ${message}${extra?.error ? `: ${String(extra.error).replace(/arn:\S+/g, '…').slice(0, 140)}` : ''}`;
+        this.handlerWarnings.set(why, (this.handlerWarnings.get(why) ?? 0) + 1);
+        original(message, extra as never);
+      }) as typeof logger.warn;
+    }
     const sync = createSyncHandler({
       config: this.runtimeConfig,
       elbClient: syncElb,

@@ -42,14 +42,14 @@ beforeEach(() => {
 });
 
 describe('createElbClient', () => {
-  it('configures the adaptive retry mode (client-side rate limiting of the shared Register/Deregister bucket)', async () => {
+  it('configures the standard retry mode: no client-side rate limiter for calls abandoned at their deadline to starve', async () => {
     // Act
     const elb = createElbClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
 
     // Assess
-    expect(elb.config.retryMode).toBe('adaptive');
+    expect(elb.config.retryMode).toBe('standard');
     const strategy = await elb.config.retryStrategy();
-    expect((strategy as { mode?: string }).mode).toBe('adaptive');
+    expect((strategy as { mode?: string }).mode).toBe('standard');
     expect(await elb.config.maxAttempts()).toBeGreaterThan(1);
   });
 
@@ -59,7 +59,7 @@ describe('createElbClient', () => {
 
     // Assess
     expect(await elb.config.maxAttempts()).toBe(2);
-    expect(elb.config.retryMode).toBe('adaptive');
+    expect(elb.config.retryMode).toBe('standard');
   });
 });
 

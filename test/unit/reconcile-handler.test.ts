@@ -16,6 +16,10 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { createReconcileHandler } from '../../lambdas/reconcile';
+import { ElbTargets } from '../../lib/aws/elb-targets';
+import { LeaseStore } from '../../lib/aws/lease-store';
+import { AddressPolicy } from '../../lib/core/address-policy';
+import { reconcileOnce } from '../../lib/registry/reconcile';
 import type { RuntimeConfig } from '../../lib/core/runtime-config';
 import { awsError, captureMetrics, elbTarget, Item, leaseItem, silentLogger, T0, targetKey, testConfig, TG } from '../support/lease-fixtures';
 
@@ -481,6 +485,31 @@ describe('reconcile handler: targets ELB refused for good (issue 9, case 4)', ()
 
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(items[4])] });
+  });
+});
+
+describe('reconcile: a pass keeps to its budget', () => {
+  it('stops sending and waiting when the budget is spent, whatever ELB does; the next pass takes over', async () => {
+    // Prepare: a stray target whose DeregisterTargets never answers
+    leases(leaseItem({ address: '10.0.14.1' }), leaseItem({ address: '10.0.14.2' }));
+    groups[TG.vision] = [{ id: '10.0.14.1' }, { id: '10.0.14.2' }, { id: '10.0.14.9' }];
+    elbMock.on(DeregisterTargetsCommand).callsFake(() => new Promise(() => undefined));
+    const started = Date.now();
+
+    // Act: the real clock, a 300 ms budget
+    const report = await reconcileOnce({
+      elb: new ElbTargets(elbClient),
+      store: new LeaseStore(dynamoClient, 'leases'),
+      routing: testConfig().routing,
+      policy: new AddressPolicy(testConfig().routing.allowedCidrs),
+      safetyValveShare: 0.5,
+      passBudgetMs: 300,
+    });
+
+    // Assess
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(report.driftDeregistered).toBe(0);
+    expect(report.errors.map((e) => e.transient)).toEqual([true]);
   });
 });
 
