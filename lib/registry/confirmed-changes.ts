@@ -58,7 +58,12 @@ export interface ConfirmDeps {
   readonly refused?: RefusedTargets;
   /** Epoch ms after which nothing more is sent (a reconcile pass's own budget); calls are cut at it. @default none */
   readonly budgetEnd?: number;
+  /** Waits between rounds. @default setTimeout */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
+
+/** First wait before a round that follows a failed one; doubled each round, full jitter. */
+export const ROUND_BACKOFF_MS = 100;
 
 /** Reads the caller already made for this group (sync reads a whole batch in one go). */
 export interface PriorReads {
@@ -155,12 +160,19 @@ export async function applyConfirmed(
     pending = send.filter((t) => failed.has(t.key));
     const done = new Set(outcome.applied);
     const landed = send.filter((t) => done.has(t.key));
-    if (landed.length === 0) continue;
-    const reverted = await undoContradicted(deps, action, targetGroupArn, landed, ctx, budgetEnd);
-    calls += reverted.calls;
-    const back = new Set(reverted.undone);
-    applied.push(...landed.filter((t) => !back.has(t.key)).map((t) => t.key));
-    undone.push(...reverted.undone);
+    if (landed.length > 0) {
+      const reverted = await undoContradicted(deps, action, targetGroupArn, landed, ctx, budgetEnd);
+      calls += reverted.calls;
+      const back = new Set(reverted.undone);
+      applied.push(...landed.filter((t) => !back.has(t.key)).map((t) => t.key));
+      undone.push(...reverted.undone);
+    }
+    if (pending.length > 0) {
+      // ELB is throttling or failing: give it a moment before the next round (its attempts
+      // would mostly be throttled again), within the budget.
+      const wait = Math.min(Math.random() * ROUND_BACKOFF_MS * 2 ** round, budgetEnd - now());
+      if (wait > 0) await (deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms))))(wait);
+    }
   }
   return {
     applied,
