@@ -43,6 +43,8 @@ export interface StreamSyncReport {
   readonly elbCalls: number;
   /** Leases read to confirm changes (BatchGetItem keys). */
   readonly leasesRead: number;
+  /** How long the batch's confirming read took, ms: what confirmation adds to its registrations' latency. */
+  readonly confirmReadMs?: number;
   readonly rejections: readonly LeaseRejection[];
   /** Targets ELB refused for good; dropped so they never block the shard. */
   readonly refusedByElb: readonly { key: string; error: ElbTargetsError }[];
@@ -88,10 +90,13 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
 
   const keys = [...new Set(work.flatMap((w) => [...w.register, ...w.deregister].map((t) => t.key)))];
   let prior: PriorReads | undefined;
+  let confirmReadMs: number | undefined;
   if (keys.length > 0) {
     const readAtMs = now();
+    const started = performance.now();
     try {
       prior = { reads: await deps.store.getMany(keys), readAtMs };
+      confirmReadMs = Math.round((performance.now() - started) * 10) / 10;
     } catch (error) {
       // No confirmation, no change: the batch is retried from the first record of these targets.
       readError = error instanceof LeaseStoreError ? error : new LeaseStoreError(String(error), { cause: error });
@@ -144,6 +149,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     refusedBefore,
     elbCalls,
     leasesRead: keys.length,
+    ...(confirmReadMs === undefined ? {} : { confirmReadMs }),
     rejections: plan.rejections,
     refusedByElb,
     ...(failedIndex === undefined ? {} : { firstFailedRecordId: records[failedIndex].id }),

@@ -19,6 +19,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric('ChangesAlreadyApplied', MetricUnit.Count, report.alreadyApplied);
   metrics.addMetric('ElbCalls', MetricUnit.Count, report.elbCalls);
   metrics.addMetric('LeasesRead', MetricUnit.Count, report.leasesRead);
+  if (report.confirmReadMs !== undefined) metrics.addMetric('ConfirmReadMs', MetricUnit.Milliseconds, report.confirmReadMs);
   metrics.addMetric('RejectedLeases', MetricUnit.Count, rejectedLeaseCount(report.rejections) + report.refusedByElb.length);
   metrics.addMetric('TtlDeletions', MetricUnit.Count, report.kinds['ttl-deletion']);
   metrics.addMetric('Releases', MetricUnit.Count, report.kinds.release);
