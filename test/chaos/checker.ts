@@ -63,6 +63,8 @@ export interface Verdict {
   readonly staleEpisodes: number;
   /** Of those, episodes where a dead lease's target was registered again (late or replayed registration). */
   readonly staleReappearances: number;
+  /** The first 50 of them, for post-mortems. */
+  readonly reappearanceEpisodes: readonly StaleEpisode[];
   readonly worstStaleness?: StaleEpisode;
   /** Bounds: after lease death ≤ reconcile interval + retry budget; after the last act ≤ TTL + that. */
   readonly stalenessBoundMs: number;
@@ -222,6 +224,7 @@ export function check(input: {
     lostRegistrations,
     staleEpisodes: episodes.length,
     staleReappearances: episodes.filter((e) => e.reappeared).length,
+    reappearanceEpisodes: episodes.filter((e) => e.reappeared).slice(0, 50),
     ...(worstStaleness ? { worstStaleness } : {}),
     stalenessBoundMs,
     lastActBoundMs,

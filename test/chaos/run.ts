@@ -114,6 +114,7 @@ async function main(): Promise<void> {
   for (const d of v.falseDeregistrations.slice(0, 20)) console.log(`false deregistration (${d.how}, ${d.origin}): ${d.target} from ${d.capability}`);
   for (const l of v.lostRegistrations.slice(0, 20)) console.log(`lost registration (${l.source}): ${l.target} in ${l.capability}`);
   for (const e of v.stalenessViolations.slice(0, 20)) console.log(`staleness violation: ${e.target} in ${e.capability} for ${((e.until - e.from) / 1000).toFixed(1)} s${e.neverLeased ? ' (never leased)' : ''}${e.stillRegisteredAtEnd ? ' (still registered at the end)' : ''}`);
+  for (const e of v.reappearanceEpisodes.slice(0, 20)) console.log(`dead-lease re-registration: ${e.target} in ${e.capability} at ${new Date(e.from).toISOString()}, for ${((e.until - e.from) / 1000).toFixed(1)} s`);
   for (const u of v.unregisteredLiveSpells.slice(0, 20)) console.log(`live, never registered: ${u.target} in ${u.capability} for ${((u.end - u.start) / 1000).toFixed(1)} s`);
   if (json) {
     const { onProgress: _omit, ...opts } = result.options;
