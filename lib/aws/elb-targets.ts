@@ -146,6 +146,24 @@ export class ElbTargets {
     }
   }
 
+  /**
+   * {@link describe}, tried again after transient errors (with jittered backoff) until `deadlineMs`
+   * from now: the SDK's own retries stop once its retry quota is spent, which a long brown-out
+   * does, and one failed read of a group would cost a whole reconcile pass. Throws the last error.
+   */
+  public async describeWithin(targetGroupArn: string, deadlineMs: number, sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))): Promise<ObservedTarget[]> {
+    const end = Date.now() + deadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.describe(targetGroupArn, { abortSignal: AbortSignal.timeout(Math.max(1, end - Date.now())) });
+      } catch (error) {
+        const wait = Math.random() * 100 * 2 ** Math.min(attempt, 5);
+        if (!(error instanceof ElbTargetsError) || !error.transient || Date.now() + wait >= end) throw error;
+        await sleep(wait);
+      }
+    }
+  }
+
   private async send(action: 'register' | 'deregister', targetGroupArn: string, batch: readonly TargetRef[], outcome: { calls: number }, options: SendOptions): Promise<void> {
     this.mutatingCalls++;
     outcome.calls++;

@@ -96,13 +96,17 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const budgetEnd = nowMs + (deps.passBudgetMs ?? PASS_BUDGET_MS);
   const describeDeadline = () => AbortSignal.timeout(Math.max(1, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())));
 
-  const groups: ObservedGroup[] = await Promise.all(
-    Object.entries(deps.routing.capabilities).map(async ([capability, route]) => ({
+  // A group that cannot be read is left alone this pass; the others are still repaired.
+  const described = await Promise.allSettled(
+    Object.entries(deps.routing.capabilities).map(async ([capability, route]): Promise<ObservedGroup> => ({
       capability,
       targetGroupArn: route.targetGroupArn,
-      targets: await deps.elb.describe(route.targetGroupArn, { abortSignal: describeDeadline() }),
+      targets: await deps.elb.describeWithin(route.targetGroupArn, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())),
     })),
   );
+  const groups = described.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const unread = described.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (groups.length === 0 && unread.length > 0) throw unread[0];
   const scan = await deps.store.scanAll(true);
   const plan = planReconcile({
     groups,
@@ -114,9 +118,15 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     heldLastPass: memory.heldLastPass,
     refused: memory.refused.snapshot(),
   });
-  memory.heldLastPass = new Set(plan.groups.flatMap((g) => g.held.map((d) => memberKey(g.targetGroupArn, d.target.key))));
+  const read = new Set(groups.map((g) => g.targetGroupArn));
+  memory.heldLastPass = new Set([
+    ...plan.groups.flatMap((g) => g.held.map((d) => memberKey(g.targetGroupArn, d.target.key))),
+    // Holds of a group this pass could not read still stand.
+    ...[...memory.heldLastPass].filter((k) => !read.has(k.slice(0, k.indexOf(' ')))),
+  ]);
 
   const tally = newTally();
+  for (const error of unread) tally.errors.push(error instanceof ElbTargetsError ? error : new ElbTargetsError('?', true, String(error), { cause: error }));
   const confirmDeps = { ...deps, refused: memory.refused, budgetEnd };
   // Per group, registrations and deregistrations run side by side, each confirmed by its own read
   // right before its call: neither waits out the other's retries, and both fit the pass budget.
@@ -128,7 +138,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     }),
   );
 
-  const sweep = plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
+  // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
+  const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
   const deleted = await mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff));
 
   return {
@@ -143,7 +154,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     registrationsWithheld: tally.registrationsWithheld,
     refusedBefore: tally.refusedBefore,
     elbCalls: tally.elbCalls,
-    describeCalls: groups.length,
+    describeCalls: described.length,
     consumedReadUnits: scan.consumedReadUnits,
     rejections: plan.rejections,
     errors: tally.errors,

@@ -65,6 +65,16 @@ function setup(config: RuntimeConfig = testConfig(), extra: { sleep?: (ms: numbe
 
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 2));
 
+/** One pass's dependencies, for tests that call `reconcileOnce` with a pass budget of their own. */
+const passDeps = () => ({
+  elb: new ElbTargets(elbClient),
+  store: new LeaseStore(dynamoClient, 'leases'),
+  routing: testConfig().routing,
+  policy: new AddressPolicy(testConfig().routing.allowedCidrs),
+  safetyValveShare: 0.5,
+  now: () => NOW_MS,
+});
+
 beforeEach(() => {
   elbMock.reset();
   ddbMock.reset();
@@ -182,14 +192,39 @@ describe('reconcile handler: read order and reads', () => {
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
   });
 
-  it('when a target group cannot be read, it neither scans nor changes anything', async () => {
+  it('a target group that cannot be read is left alone (reads retried until the deadline); the others are repaired', async () => {
+    // Prepare: speech cannot be read; vision misses a live lease and holds a stray; an expired lease waits to be swept
+    const [a] = leases(
+      leaseItem({ address: '10.0.0.1' }),
+      leaseItem({ address: '10.0.0.2', capabilities: ['speech'] }),
+      leaseItem({ address: '10.0.0.3', expiresAt: T0 - 5 }),
+      leaseItem({ address: '10.0.0.4' }),
+      leaseItem({ address: '10.0.0.5' }),
+    );
+    groups[TG.vision] = [{ id: '10.0.0.4' }, { id: '10.0.0.5' }, { id: '10.0.0.9' }];
+    groups[TG.speech] = [{ id: '10.0.0.8' }];
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).rejects(awsError('InternalFailure', 500));
+
+    // Act: a 300 ms pass budget bounds the retries of the unreadable group
+    const report = await reconcileOnce({ ...passDeps(), passBudgetMs: 300 });
+
+    // Assess
+    expect(elbMock.commandCalls(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).length).toBeGreaterThan(1);
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.0.9', Port: 8080 }] });
+    expect(elbMock).not.toHaveReceivedCommandWith(DeregisterTargetsCommand, { TargetGroupArn: TG.speech });
+    expect(report.errors.map((e) => e.message)).toEqual([expect.stringMatching(/describe on .*speech/)]);
+    // With a group unread its targets may still be in, so no expired lease is swept (they stay as proof).
+    expect(ddbMock).toHaveReceivedCommandTimes(DeleteItemCommand, 0);
+  });
+
+  it('when no target group can be read, the pass fails without scanning or changing anything', async () => {
     // Prepare
     leases(leaseItem({ address: '10.0.0.1' }));
-    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).rejects(awsError('InternalFailure', 500));
-    const { handler } = setup();
+    elbMock.on(DescribeTargetHealthCommand).rejects(awsError('InternalFailure', 500));
 
     // Act + Assess
-    await expect(handler({})).rejects.toThrow(/describe on .*speech/);
+    await expect(reconcileOnce({ ...passDeps(), passBudgetMs: 200 })).rejects.toThrow(/describe on /);
     expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 0);
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
@@ -497,14 +532,7 @@ describe('reconcile: a pass keeps to its budget', () => {
     const started = Date.now();
 
     // Act: the real clock, a 300 ms budget
-    const report = await reconcileOnce({
-      elb: new ElbTargets(elbClient),
-      store: new LeaseStore(dynamoClient, 'leases'),
-      routing: testConfig().routing,
-      policy: new AddressPolicy(testConfig().routing.allowedCidrs),
-      safetyValveShare: 0.5,
-      passBudgetMs: 300,
-    });
+    const report = await reconcileOnce({ ...passDeps(), now: Date.now, passBudgetMs: 300 });
 
     // Assess
     expect(Date.now() - started).toBeLessThan(2_000);
