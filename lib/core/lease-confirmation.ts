@@ -18,12 +18,6 @@ export interface ConfirmationContext {
   readonly routing: RoutingConfig;
   /** Epoch seconds of the read. */
   readonly nowSeconds: number;
-  /**
-   * A registration needs the lease still live this many seconds after the read: the call may land
-   * that much later (its deadline), and a lease about to expire (a crashed agent's) would go in
-   * only to be taken out again. Deregistrations are judged at the read itself. @default 0
-   */
-  readonly registerHorizonSeconds?: number;
 }
 
 /** Whether `item` (read just now; `undefined` = no lease) wants its target in `targetGroupArn`. */
@@ -54,10 +48,8 @@ export function confirmChanges(
 ): ConfirmationVerdict {
   const send: TargetRef[] = [];
   const withheld: TargetRef[] = [];
-  const horizon = action === 'register' ? { ...ctx, nowSeconds: ctx.nowSeconds + (ctx.registerHorizonSeconds ?? 0) } : ctx;
   for (const target of targets) {
-    const read = reads.get(target.key);
-    const agrees = reads.has(target.key) && (action === 'register' ? wantsTarget(read, targetGroupArn, horizon) : !wantsTarget(read, targetGroupArn, ctx));
+    const agrees = reads.has(target.key) && wantsTarget(reads.get(target.key), targetGroupArn, ctx) === (action === 'register');
     (agrees ? send : withheld).push(target);
   }
   return { send, withheld };

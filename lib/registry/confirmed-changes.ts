@@ -106,12 +106,7 @@ export async function applyConfirmed(
 ): Promise<ConfirmedOutcome> {
   const now = deps.now ?? Date.now;
   const deadlineMs = deps.deadlineMs ?? DECISION_DEADLINE_MS;
-  const ctx = (ms: number): ConfirmationContext => ({
-    policy: deps.policy,
-    routing: deps.routing,
-    nowSeconds: Math.floor(ms / 1000),
-    registerHorizonSeconds: Math.ceil(deadlineMs / 1000),
-  });
+  const ctx = (ms: number): ConfirmationContext => ({ policy: deps.policy, routing: deps.routing, nowSeconds: Math.floor(ms / 1000) });
   const applied: string[] = [];
   const undone: string[] = [];
   const withheld: TargetRef[] = [];

@@ -48,19 +48,6 @@ describe('confirmChanges: a registration goes only to a lease live now, a deregi
     expect(verdict.withheld.map((t) => t.key)).toEqual(withheld);
   });
 
-  it('with a horizon, a lease about to expire is neither registered nor (while live) deregistered', () => {
-    const expiring = leaseItem({ address: '10.0.6.7', expiresAt: T0 + 1 });
-    const lasting = leaseItem({ address: '10.0.6.8', expiresAt: T0 + 3 });
-    const near = new Map<string, RawItem | undefined>([
-      [expiring.target.S!, expiring],
-      [lasting.target.S!, lasting],
-    ]);
-    const withHorizon = { ...ctx, registerHorizonSeconds: 2 };
-    const targets = [target(expiring), target(lasting)];
-    expect(confirmChanges('register', TG.vision, targets, near, withHorizon).send.map((t) => t.key)).toEqual(['10.0.6.8:8080']);
-    expect(confirmChanges('deregister', TG.vision, targets, near, withHorizon).send).toEqual([]);
-  });
-
   it('after a call landed, what the table now contradicts is to be undone', () => {
     expect(contradictedBy('register', TG.vision, all.slice(0, 4), reads, ctx).map((t) => t.key)).toEqual(['10.0.6.2:8080', '10.0.6.3:8080', '10.0.6.4:8080']);
     expect(contradictedBy('deregister', TG.vision, all.slice(0, 4), reads, ctx).map((t) => t.key)).toEqual(['10.0.6.1:8080']);
