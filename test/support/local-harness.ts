@@ -53,7 +53,7 @@ export async function waitFor(
 export async function targetKeys(elbv2: ElasticLoadBalancingV2Client, targetGroupArn: string): Promise<string[]> {
   const out = await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
   return (out.TargetHealthDescriptions ?? [])
-    .filter((d) => d.TargetHealth?.State !== 'draining')
+    .filter((d) => d.TargetHealth?.State !== 'draining' && d.TargetHealth?.Reason !== 'Target.NotRegistered')
     .map((d) => `${d.Target?.Id}:${d.Target?.Port}`)
     .sort();
 }

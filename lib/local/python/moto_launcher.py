@@ -159,16 +159,15 @@ def deregister_terminated_instances(self, instance_ids):
                 self.terminated_targets[key] = self.targets.pop(key)
 
 
-def health_for(self, target, ec2_backend):
-    port = target.get("Port", self.port)
-    key = _key(self, target)
-    with _lock:
-        _expire(self)
-        state = _state(self)
-        registered = self.targets.get(key)
-        draining = state["draining"].get(key)
-        reported = state["health"].get(key)
-    status = lambda s, reason=None, description=None: models.FakeHealthStatus(target["Id"], port, self.health_check_port, s, reason, description)
+def _health(group, target, ec2_backend, now):
+    """The state of one target at `now`; the caller holds _lock."""
+    port = target.get("Port", group.port)
+    key = _key(group, target)
+    _expire(group, now)
+    state = _state(group)
+    registered = group.targets.get(key)
+    reported = state["health"].get(key)
+    status = lambda s, reason=None, description=None: models.FakeHealthStatus(target["Id"], port, group.health_check_port, s, reason, description)
     if registered is not None:
         if target["Id"].startswith("i-"):
             instance = ec2_backend.get_instance_by_id(target["Id"])
@@ -177,22 +176,27 @@ def health_for(self, target, ec2_backend):
         if reported is not None:
             return status(*reported)
         return status("healthy")
-    if draining is not None or key in self.terminated_targets:
+    if key in state["draining"] or key in group.terminated_targets:
         return status("draining", "Target.DeregistrationInProgress", "Target deregistration is in progress")
     return status("unused", "Target.NotRegistered", "Target is not registered to the target group")
 
+
+def health_for(self, target, ec2_backend):
+    with _lock:
+        return _health(self, target, ec2_backend, time.time())
 
 
 def describe_target_health(self, target_group_arn, targets):
     group = self.target_groups.get(target_group_arn)
     if group is None:
         raise TargetGroupNotFoundError()
-    if targets:
-        return [group.health_for(t, self.ec2_backend) for t in targets]
+    # One instant for the listing and every state in it: a target whose delay ends while the
+    # answer is built must not be listed and then read as not registered.
     with _lock:
-        _expire(group)
-        listed = list(group.targets.values()) + [t for t, _ in _state(group)["draining"].values()]
-    return [group.health_for(t, self.ec2_backend) for t in listed]
+        now = time.time()
+        _expire(group, now)
+        listed = targets or list(group.targets.values()) + [t for t, _ in _state(group)["draining"].values()]
+        return [_health(group, t, self.ec2_backend, now) for t in listed]
 
 
 _create_from_cloudformation_json = TargetGroup.create_from_cloudformation_json.__func__
