@@ -1,7 +1,8 @@
-import { AddressPolicy } from '../core/address-policy';
+import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { ElbTargetsError } from '../core/errors';
 import { confirmChanges, ConfirmationContext, contradictedBy, leaseVersion, TargetAction } from '../core/lease-confirmation';
 import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
+import { presenceOf } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { RefusedTargets } from './container-memory';
@@ -159,6 +160,13 @@ export async function applyConfirmed(
     const failed = new Set(outcome.transientFailures);
     pending = send.filter((t) => failed.has(t.key));
     const done = new Set(outcome.applied);
+    if (abortSignal.aborted && pending.length > 0) {
+      // An abandoned call may have landed all the same (an attempt was on the wire): look before
+      // sending it again, so a slow ELB does not get every change twice.
+      const there = await alreadyThere(deps.elb, action, targetGroupArn, pending, Math.min(deadlineMs, budgetEnd - now()));
+      for (const key of there) done.add(key);
+      pending = pending.filter((t) => !there.has(t.key));
+    }
     const landed = send.filter((t) => done.has(t.key));
     if (landed.length > 0) {
       const reverted = await undoContradicted(deps, action, targetGroupArn, landed, ctx, budgetEnd);
@@ -184,6 +192,19 @@ export async function applyConfirmed(
     calls,
     ...(pending.length > 0 && firstTransientError ? { firstTransientError } : {}),
   };
+}
+
+/** Of `targets`, those the group already shows as `action` left them (registered; or draining or gone). Empty if the look fails. */
+async function alreadyThere(elb: ElbTargets, action: TargetAction, targetGroupArn: string, targets: readonly TargetRef[], withinMs: number): Promise<Set<string>> {
+  if (withinMs <= 0) return new Set();
+  try {
+    const registered = new Set(
+      (await elb.describe(targetGroupArn, { abortSignal: AbortSignal.timeout(withinMs) })).filter((t) => presenceOf(t) === 'registered').map((t) => formatTarget(t.id, t.port)),
+    );
+    return new Set(targets.filter((t) => registered.has(t.key) === (action === 'register')).map((t) => t.key));
+  } catch {
+    return new Set();
+  }
 }
 
 /**

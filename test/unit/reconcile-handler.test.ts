@@ -541,6 +541,25 @@ describe('reconcile: a pass keeps to its budget', () => {
   });
 });
 
+describe('reconcile: a call abandoned at its deadline that landed all the same', () => {
+  it('is not sent again: the group is looked at first', async () => {
+    // Prepare: vision misses a live lease; its RegisterTargets lands but the answer never comes
+    const [a] = leases(leaseItem({ address: '10.0.15.1' }));
+    elbMock.on(RegisterTargetsCommand).callsFake(() => {
+      groups[TG.vision] = [{ id: '10.0.15.1' }];
+      return new Promise(() => undefined);
+    });
+
+    // Act: a 100 ms decision deadline
+    const report = await reconcileOnce({ ...passDeps(), deadlineMs: 100 });
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
+    expect(report.driftRegistered).toBe(1);
+    expect(report.errors).toEqual([]);
+  });
+});
+
 describe('reconcile handler: repeat mode', () => {
   it('with reconcileRepeatSeconds 5 it runs several passes, sleeping 5 s between them, and stops before the invocation runs out', async () => {
     // Prepare: the invocation has 40 s left; only the injected sleep advances time

@@ -159,11 +159,10 @@ def deregister_terminated_instances(self, instance_ids):
                 self.terminated_targets[key] = self.targets.pop(key)
 
 
-def _health(group, target, ec2_backend, now):
-    """The state of one target at `now`; the caller holds _lock."""
+def _health(group, target, ec2_backend):
+    """The state of one target; the caller holds _lock and has expired finished drains."""
     port = target.get("Port", group.port)
     key = _key(group, target)
-    _expire(group, now)
     state = _state(group)
     registered = group.targets.get(key)
     reported = state["health"].get(key)
@@ -183,7 +182,8 @@ def _health(group, target, ec2_backend, now):
 
 def health_for(self, target, ec2_backend):
     with _lock:
-        return _health(self, target, ec2_backend, time.time())
+        _expire(self)
+        return _health(self, target, ec2_backend)
 
 
 def describe_target_health(self, target_group_arn, targets):
@@ -193,10 +193,9 @@ def describe_target_health(self, target_group_arn, targets):
     # One instant for the listing and every state in it: a target whose delay ends while the
     # answer is built must not be listed and then read as not registered.
     with _lock:
-        now = time.time()
-        _expire(group, now)
+        _expire(group)
         listed = targets or list(group.targets.values()) + [t for t, _ in _state(group)["draining"].values()]
-        return [_health(group, t, self.ec2_backend, now) for t in listed]
+        return [_health(group, t, self.ec2_backend) for t in listed]
 
 
 _create_from_cloudformation_json = TargetGroup.create_from_cloudformation_json.__func__
