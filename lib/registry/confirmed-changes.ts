@@ -61,6 +61,13 @@ export interface ConfirmDeps {
   readonly budgetEnd?: number;
   /** Waits between rounds. @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
+  /**
+   * Which landed calls are read again and undone if the table now contradicts them. The stream
+   * itself carries what ended a lease after its registration was read (its release or drain
+   * record comes next), so sync checks only its deregistrations, where a lease acquired while the
+   * call was in flight would otherwise wait out the stream. @default both
+   */
+  readonly verifyLanded?: readonly TargetAction[];
 }
 
 /** First wait before a round that follows a failed one; doubled each round, full jitter. */
@@ -168,7 +175,8 @@ export async function applyConfirmed(
       pending = pending.filter((t) => !there.has(t.key));
     }
     const landed = send.filter((t) => done.has(t.key));
-    if (landed.length > 0) {
+    if (landed.length > 0 && !(deps.verifyLanded ?? ['register', 'deregister']).includes(action)) applied.push(...landed.map((t) => t.key));
+    else if (landed.length > 0) {
       const reverted = await undoContradicted(deps, action, targetGroupArn, landed, ctx, budgetEnd);
       calls += reverted.calls;
       const back = new Set(reverted.undone);

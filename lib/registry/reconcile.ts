@@ -17,6 +17,9 @@ export const DESCRIBE_DEADLINE_MS = 5000;
  */
 export const PASS_BUDGET_MS = 15_000;
 
+/** Target groups a pass repairs at once. */
+export const GROUPS_AT_A_TIME = 4;
+
 export interface ReconcileDeps {
   readonly elb: ElbTargets;
   readonly store: LeaseStore;
@@ -130,12 +133,14 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const confirmDeps = { ...deps, refused: memory.refused, budgetEnd };
   // Per group, registrations and deregistrations run side by side, each confirmed by its own read
   // right before its call: neither waits out the other's retries, and both fit the pass budget.
-  await Promise.all(
-    plan.groups.flatMap((group) => {
-      tally.refusedBefore += group.refused.length;
-      for (const d of group.held) tally.stillRegistered.add(d.target.key);
-      return [registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)];
-    }),
+  // A few groups at a time: ELB answers a crowd of calls slowly (past their deadlines), and its
+  // Describe* calls share a bucket of 40, refilled 10/s.
+  for (const group of plan.groups) {
+    tally.refusedBefore += group.refused.length;
+    for (const d of group.held) tally.stillRegistered.add(d.target.key);
+  }
+  await mapLimit(plan.groups, GROUPS_AT_A_TIME, (group) =>
+    Promise.all([registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)]),
   );
 
   // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).

@@ -105,7 +105,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   }
 
   if (prior) {
-    const confirmDeps = { ...deps, refused: memory.refused };
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: ['deregister'] as const };
     await Promise.all(
       work.map(async ({ group, register, deregister }) => {
         // Creates before deletes: a target moving between states never leaves a group empty needlessly.

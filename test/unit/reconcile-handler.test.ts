@@ -541,6 +541,25 @@ describe('reconcile: a pass keeps to its budget', () => {
   });
 });
 
+describe('reconcile: a lease that ends while its registration is in flight', () => {
+  it('is taken out again at once (the read after the call)', async () => {
+    // Prepare: vision misses a live lease, which is released while RegisterTargets is in flight
+    const [a] = leases(leaseItem({ address: '10.0.16.1' }));
+    elbMock.on(RegisterTargetsCommand).callsFake(() => {
+      table.delete('10.0.16.1:8080');
+      return {};
+    });
+
+    // Act
+    const [report] = await setup().handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
+    expect(report.driftRegistered).toBe(0);
+    expect(report.driftDeregistered).toBe(1);
+  });
+});
+
 describe('reconcile: a call abandoned at its deadline that landed all the same', () => {
   it('is not sent again: the group is looked at first', async () => {
     // Prepare: vision misses a live lease; its RegisterTargets lands but the answer never comes
