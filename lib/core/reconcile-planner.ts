@@ -133,7 +133,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   const { nowSeconds, policy, routing } = input;
   const desired = new Map<string, Map<string, TargetRef>>();
   const leaseState = new Map<string, DeregisterReason | 'live'>();
-  const versions = new Map<string, string>();
+  const liveItems = new Map<string, RawItem>();
   const expired: ExpiredLease[] = [];
   const rejections: LeaseRejection[] = [];
   let liveLeases = 0;
@@ -158,7 +158,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     }
     liveLeases++;
     leaseState.set(lease.target, 'live');
-    versions.set(lease.target, leaseVersion(item));
+    liveItems.set(lease.target, item);
     const routed = routeLease(lease, routing);
     rejections.push(...routed.rejections);
     for (const m of routed.memberships) {
@@ -186,7 +186,10 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
       leaving.push({ target: { key, id: t.id, port: t.port, ...(t.availabilityZone ? { availabilityZone: t.availabilityZone } : {}) }, reason });
     }
     const missing = [...want.values()].filter((t) => !registered.has(t.key));
-    const refused = missing.filter((t) => input.refused?.get(memberKey(arn, t.key)) === versions.get(t.key));
+    const refused = missing.filter((t) => {
+      const version = input.refused?.get(memberKey(arn, t.key));
+      return version !== undefined && version === leaseVersion(liveItems.get(t.key));
+    });
     const register = missing.filter((t) => !refused.includes(t));
     const absent = leaving.filter((d) => d.reason === 'no-lease');
     const valveTripped = absent.length > 0 && absent.length > input.safetyValveShare * registered.size;

@@ -147,7 +147,7 @@ export async function applyConfirmed(
     let send = verdict.send;
     if (action === 'register' && deps.refused) {
       const refused = deps.refused;
-      const skip = new Set(send.filter((t) => refused.isRefused(targetGroupArn, t.key, leaseVersion(reads.get(t.key)))).map((t) => t.key));
+      const skip = new Set(send.filter((t) => refused.isRefused(targetGroupArn, t.key, () => leaseVersion(reads.get(t.key)))).map((t) => t.key));
       skippedRefused.push(...skip);
       send = send.filter((t) => !skip.has(t.key));
     }
@@ -162,7 +162,7 @@ export async function applyConfirmed(
     firstTransientError ??= outcome.firstTransientError;
     if (action === 'register' && deps.refused) {
       for (const r of outcome.rejected) if (r.error.refusedForGood) deps.refused.remember(targetGroupArn, r.key, leaseVersion(reads.get(r.key)));
-      for (const key of outcome.applied) deps.refused.forget(targetGroupArn, key);
+      if (deps.refused.size > 0) for (const key of outcome.applied) deps.refused.forget(targetGroupArn, key);
     }
     const failed = new Set(outcome.transientFailures);
     pending = send.filter((t) => failed.has(t.key));

@@ -47,8 +47,10 @@ export class RefusedTargets {
   public remember(targetGroupArn: string, key: string, version: string): void {
     this.versions.set(memberKey(targetGroupArn, key), version);
   }
-  public isRefused(targetGroupArn: string, key: string, version: string): boolean {
-    return this.versions.get(memberKey(targetGroupArn, key)) === version;
+  /** `version` is asked for only when the target was refused before (a lease version is a digest of the item). */
+  public isRefused(targetGroupArn: string, key: string, version: () => string): boolean {
+    const refused = this.versions.get(memberKey(targetGroupArn, key));
+    return refused !== undefined && refused === version();
   }
   public forget(targetGroupArn: string, key: string): void {
     this.versions.delete(memberKey(targetGroupArn, key));
