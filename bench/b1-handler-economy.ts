@@ -5,6 +5,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { createSyncHandler } from '../lambdas/stream-sync';
 import { RoutingConfig } from '../lib/core/lease-schema';
 import { CountingElb } from './counting-elb';
+import { InMemoryLeaseTable } from './in-memory-table';
 import { createNaiveRegistrar } from './naive-registrar';
 import { capabilityNames, streamWorkload, WorkloadMix } from './stream-workload';
 
@@ -44,14 +45,28 @@ export function b1Routing(capabilities: number): RoutingConfig {
   };
 }
 
-export function benchSyncHandler(routing: RoutingConfig, elb: CountingElb) {
+/** The workload's clock starts here (stream-workload.ts); its leases live a day from it. */
+const WORKLOAD_START_MS = 1_800_000_000_000;
+
+/**
+ * Our sync handler against the counting ELB and an in-memory lease table that agrees with the
+ * stream (each batch's records are applied to it before the batch is handled), so its
+ * confirming reads see what DynamoDB would.
+ */
+export function benchSyncHandler(routing: RoutingConfig, elb: CountingElb, table = new InMemoryLeaseTable()) {
   process.env.POWERTOOLS_METRICS_DISABLED = 'true';
-  return createSyncHandler({
+  const handler = createSyncHandler({
     config: { tableName: 'bench', routing, safetyValveShare: 0.5, reconcileRepeatSeconds: 0 },
     elbClient: elb.asClient(),
+    dynamoClient: table.asClient(),
     logger: new Logger({ logLevel: 'SILENT' }),
     metrics: new Metrics({ namespace: 'AgentLbBench', serviceName: 'bench' }),
+    now: () => WORKLOAD_START_MS,
   });
+  return (event: DynamoDBStreamEvent) => {
+    table.applyRecords(event.Records);
+    return handler(event);
+  };
 }
 
 /**

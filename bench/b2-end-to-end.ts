@@ -1,11 +1,12 @@
 import { performance } from 'node:perf_hooks';
+import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { CreateTargetGroupCommand, DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { createElbClient } from '../lib/aws/clients';
 import { RoutingConfig } from '../lib/core/lease-schema';
 import { LOCAL_CREDENTIALS, MOTO_CREDENTIALS } from '../lib/local/emulators';
-import { LocalStack } from '../lib/local/local-stack';
+import { LocalStack, localMetrics } from '../lib/local/local-stack';
 import { StreamPoller } from '../lib/local/stream-poller';
 import { ReconcileReport } from '../lib/registry/reconcile';
 import { FleetPhase, FleetRunResult, planFleet, runFleet } from './b2-fleet';
@@ -58,6 +59,8 @@ export interface B2RegistrarFigures {
   /** Seconds the join phase's calls would wait for the AWS throttle (burst 20, 4/s) from a full bucket. */
   readonly joinSecondsOnAwsThrottle: number;
   readonly pollerLagMs: Distribution;
+  /** Ours: per batch, the sync handler's confirming read of the changed leases (BatchGetItem, consistent), ms. */
+  readonly confirmReadMs: Distribution;
   readonly batches: number;
   /**
    * The most Register+Deregister calls one target group got between two consecutive handler
@@ -104,6 +107,8 @@ export interface B2Result {
   readonly naive: B2RegistrarFigures & { readonly callErrors: number };
   /** Ours again with the deployed event source mapping's batching (1000 records, 1 s window) instead of local mode's (100, 0): fewer, bigger batches, later registrations. */
   readonly oursDeployedBatching: B2RegistrarFigures & Batching & { readonly reconcile: B2Result['ours']['reconcile'] };
+  /** Ours with the deployed batch size and a shorter window (SHORT_WINDOW): what a lower window buys in latency and costs in calls. */
+  readonly oursShortWindow?: B2RegistrarFigures & Batching & { readonly reconcile: B2Result['ours']['reconcile'] };
   /** naive.elbCalls.total / ours.elbCalls.total */
   readonly callRatio: number;
 }
@@ -112,6 +117,8 @@ export interface B2Result {
 const LOCAL_BATCHING = { batchSize: 100, batchingWindowMs: 0 } as const;
 /** The deployed event source mapping's defaults (RegistrySync: BatchSize 1000, MaximumBatchingWindow 1 s). */
 const DEPLOYED_BATCHING = { batchSize: 1000, batchingWindowMs: 1000 } as const;
+/** The deployed batch size with a quarter of the window (`maxBatchingWindowSeconds`: 0.25). */
+const SHORT_WINDOW = { batchSize: 1000, batchingWindowMs: 250 } as const;
 
 type Batching = { readonly batchSize: number; readonly batchingWindowMs: number };
 
@@ -122,7 +129,8 @@ type Batching = { readonly batchSize: number; readonly batchingWindowMs: number 
  * 1. watching our target groups, with local mode's batching (up to 100 records, no window);
  * 2. watching mirror groups that a per-event registrar maintains from the same stream through
  *    a second poller (our handler still runs on the stack's own groups);
- * 3. ours again with the deployed event source mapping's batching (up to 1000 records, 1 s window).
+ * 3. ours again with the deployed event source mapping's batching (up to 1000 records, 1 s window);
+ * 4. ours with the deployed batch size and a 0.25 s window.
  * Sequential rather than side by side so the baseline's call volume does not slow down moto
  * while ours is being timed.
  */
@@ -148,6 +156,8 @@ export async function runB2(options: B2Options): Promise<B2Result> {
   const naive = await runOnce('naive', settings, LOCAL_BATCHING);
   o.log(`B2 ours with the deployed batching (${DEPLOYED_BATCHING.batchSize} records, ${DEPLOYED_BATCHING.batchingWindowMs} ms window): ${o.agents} agents`);
   const deployed = await runOnce('ours', settings, DEPLOYED_BATCHING);
+  o.log(`B2 ours with a ${SHORT_WINDOW.batchingWindowMs} ms window (${SHORT_WINDOW.batchSize} records): ${o.agents} agents`);
+  const short = await runOnce('ours', settings, SHORT_WINDOW);
 
   return {
     scenario: 'B2',
@@ -170,6 +180,7 @@ export async function runB2(options: B2Options): Promise<B2Result> {
     ours: { ...ours.figures, reconcile: ours.reconcile! },
     naive: { ...naive.figures, callErrors: naive.callErrors },
     oursDeployedBatching: { ...deployed.figures, ...DEPLOYED_BATCHING, reconcile: deployed.reconcile! },
+    oursShortWindow: { ...short.figures, ...SHORT_WINDOW, reconcile: short.reconcile! },
     callRatio: Math.round((naive.figures.elbCalls.total / Math.max(1, ours.figures.elbCalls.total)) * 10) / 10,
   };
 }
@@ -188,6 +199,7 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
   let phase = 'setup' as Phase;
   const reconciles: { phase: Phase; report: ReconcileReport }[] = [];
   const oursLags: number[] = [];
+  const confirmReads: number[] = [];
   let oursBatches = 0;
   let handlerCounter: ReturnType<typeof countCommands>['counter'] | undefined;
   const perBatch = { ours: new BatchGroupCalls(), naive: new BatchGroupCalls() };
@@ -219,6 +231,18 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
     onReconcile: (report) => {
       reconciles.push({ phase, report });
       for (const wake of reconcileWaiters.splice(0)) wake();
+    },
+    // The sync handler's own figure for its confirming read, from its metrics.
+    metrics: (handler) => {
+      const metrics = localMetrics(new Logger({ serviceName: 'bench', logLevel: 'SILENT' }), 'agent-lb-bench');
+      if (handler === 'sync') {
+        const add = metrics.addMetric.bind(metrics);
+        metrics.addMetric = (name, unit, value, resolution) => {
+          if (name === 'ConfirmReadMs' && phase !== 'setup') confirmReads.push(value);
+          return add(name, unit, value, resolution);
+        };
+      }
+      return metrics;
     },
     onError: (where, error) => s.log(`  ${where} error: ${(error as Error)?.message ?? String(error)}`),
   });
@@ -317,6 +341,7 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
       },
       joinSecondsOnAwsThrottle: secondsToSend(elbCalls.join),
       pollerLagMs: distribution(kind === 'ours' ? oursLags : naiveLags),
+      confirmReadMs: distribution(confirmReads),
       batches: kind === 'ours' ? oursBatches : naiveBatches,
       maxCallsToOneGroupPerBatch: perBatch[kind].max,
       finalGroupsMatchLeases: fleet.finalGroupsMatchLeases,

@@ -272,12 +272,14 @@ function elbAckSamples(o: FleetRunOptions, action: 'register' | 'deregister', st
   return out;
 }
 
-/** A full DescribeTargetHealth of every watched group, compared with the memberships of the agents still up. */
+/** A full DescribeTargetHealth of every watched group (targets in rotation), compared with the memberships of the agents still up. */
 async function groupsMatch(o: FleetRunOptions, up: (a: FleetAgent) => boolean): Promise<boolean> {
   for (const [capability, arn] of Object.entries(o.groups)) {
     const want = new Set(o.plan.agents.filter((a) => up(a) && a.capabilities.includes(capability)).map((a) => `${a.address}:${a.port}`));
     const out = await o.elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: arn }));
-    const have = new Set((out.TargetHealthDescriptions ?? []).map((d) => `${d.Target?.Id}:${d.Target?.Port}`));
+    // In rotation: draining targets (deregistered, waiting out the delay) are out.
+    const inRotation = (out.TargetHealthDescriptions ?? []).filter((d) => d.TargetHealth?.State !== 'draining' && d.TargetHealth?.Reason !== 'Target.NotRegistered');
+    const have = new Set(inRotation.map((d) => `${d.Target?.Id}:${d.Target?.Port}`));
     if (have.size !== want.size || [...want].some((k) => !have.has(k))) return false;
   }
   return true;

@@ -120,7 +120,8 @@ export class TargetObserver {
         const key = `${d.Target?.Id}:${d.Target?.Port}`;
         const waiter = group.get(key);
         if (!waiter) continue;
-        const present = d.TargetHealth?.Reason !== 'Target.NotRegistered';
+        // In rotation: registered and not draining (a deregistered target drains for the group's delay).
+        const present = d.TargetHealth?.Reason !== 'Target.NotRegistered' && d.TargetHealth?.State !== 'draining';
         if (present === (waiter.want === 'present')) {
           group.delete(key);
           waiter.resolve(at);

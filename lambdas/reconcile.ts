@@ -8,6 +8,7 @@ import { runtimeOnce } from '../lib/aws/target-group-discovery';
 import { createDynamoClient } from '../lib/aws/dynamo-client';
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { LeaseStore } from '../lib/aws/lease-store';
+import { newReconcileMemory } from '../lib/registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../lib/registry/reconcile';
 import { publishReconcileReport } from '../lib/registry/telemetry';
 
@@ -31,6 +32,8 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
   const metrics = options.metrics ?? new Metrics();
   const elbClient = options.elbClient ?? createElbClient();
   const dynamoClient = options.dynamoClient ?? createDynamoClient();
+  // Lives as long as the container: removals held back for a second pass, targets ELB refused.
+  const memory = newReconcileMemory();
   const depsFor = (config: RuntimeConfig) => ({
     config,
     elb: new ElbTargets(elbClient),
@@ -38,6 +41,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     routing: config.routing,
     policy: addressPolicyFor(config.routing),
     safetyValveShare: config.safetyValveShare,
+    memory,
     ...(options.now ? { now: options.now } : {}),
   });
   const depsReady = runtimeOnce(options.config, elbClient, depsFor);

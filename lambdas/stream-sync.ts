@@ -10,6 +10,7 @@ import { runtimeOnce } from '../lib/aws/target-group-discovery';
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { LeaseStore } from '../lib/aws/lease-store';
 import { toLeaseChange } from '../lib/aws/stream-records';
+import { newSyncMemory } from '../lib/registry/container-memory';
 import { syncStreamBatch } from '../lib/registry/stream-sync';
 import { publishSyncReport } from '../lib/registry/telemetry';
 
@@ -17,14 +18,15 @@ export interface SyncHandlerOptions {
   readonly config?: RuntimeConfig;
   readonly elbClient?: ElasticLoadBalancingV2Client;
   /**
-   * Confirm every deregistration with a consistent GetItem of its lease (needs
-   * dynamodb:GetItem on the table), so replayed records never take out a live lease.
-   * @default - no table reads; decisions depend on the records alone
+   * The lease table's client. Every registration and deregistration is confirmed with a
+   * consistent BatchGetItem of its lease (the sync role has dynamodb:BatchGetItem), so no record —
+   * late, duplicated, replayed, without a timestamp — can register a lease that is not live now or
+   * deregister one that is. @default a client from the environment
    */
   readonly dynamoClient?: DynamoDBClient;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
-  /** Epoch ms, for the sync-lag metric and, with `dynamoClient`, the confirming read's liveness check; planning never reads the clock. */
+  /** Epoch ms, for the sync-lag metric and the confirming read's liveness check; planning never reads the clock. */
   readonly now?: () => number;
 }
 
@@ -34,11 +36,16 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
   const metrics = options.metrics ?? new Metrics();
   const now = options.now ?? Date.now;
   const elbClient = options.elbClient ?? createElbClient();
+  const dynamoClient = options.dynamoClient ?? createDynamoClient();
+  // Lives as long as the container: changes already applied, targets ELB refused.
+  const memory = newSyncMemory();
   const depsFor = (config: RuntimeConfig) => ({
     elb: new ElbTargets(elbClient),
     routing: config.routing,
     policy: addressPolicyFor(config.routing),
-    ...(options.dynamoClient ? { confirmWith: new LeaseStore(options.dynamoClient, config.tableName), now } : {}),
+    store: new LeaseStore(dynamoClient, config.tableName),
+    now,
+    memory,
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor);
 
@@ -53,6 +60,4 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
 
 let cached: ReturnType<typeof createSyncHandler> | undefined;
 
-/** The deployed handler confirms every deregistration with a consistent read of its lease. */
-export const handler = (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> =>
-  (cached ??= createSyncHandler({ dynamoClient: createDynamoClient() }))(event);
+export const handler = (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => (cached ??= createSyncHandler())(event);

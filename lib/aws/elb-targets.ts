@@ -103,7 +103,7 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 /**
  * The only place agent-lb calls ELBv2 target APIs: chunking, error mapping, and isolation of
  * a bad target so one refused target never blocks the others. Retries of throttling and 5xx
- * are the SDK's (adaptive retry mode on the client).
+ * are the SDK's (standard retry mode on the client, see createElbClient).
  */
 export class ElbTargets {
   /** Register+Deregister calls sent so far, for metrics and benchmarks. */
@@ -120,10 +120,14 @@ export class ElbTargets {
     return this.apply('deregister', targetGroupArn, targets, options);
   }
 
-  public async describe(targetGroupArn: string): Promise<ObservedTarget[]> {
+  /** Every target of the group with its state and reason, draining ones included (as ELB lists them). */
+  public async describe(targetGroupArn: string, options: SendOptions = {}): Promise<ObservedTarget[]> {
     this.describeCalls++;
     try {
-      const out = await this.client.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
+      const command = new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn });
+      const out = options.abortSignal
+        ? await untilAborted(this.client.send(command, { abortSignal: options.abortSignal }), options.abortSignal)
+        : await this.client.send(command);
       return (out.TargetHealthDescriptions ?? []).flatMap((d) =>
         d.Target?.Id && d.Target.Port !== undefined
           ? [
@@ -131,6 +135,7 @@ export class ElbTargets {
                 id: d.Target.Id,
                 port: d.Target.Port,
                 state: d.TargetHealth?.State ?? 'unavailable',
+                ...(d.TargetHealth?.Reason ? { reason: d.TargetHealth.Reason } : {}),
                 ...(d.Target.AvailabilityZone ? { availabilityZone: d.Target.AvailabilityZone } : {}),
               },
             ]
@@ -138,6 +143,24 @@ export class ElbTargets {
       );
     } catch (error) {
       throw this.mapError('describe', targetGroupArn, error);
+    }
+  }
+
+  /**
+   * {@link describe}, tried again after transient errors (with jittered backoff) until `deadlineMs`
+   * from now: the SDK's own retries stop once its retry quota is spent, which a long brown-out
+   * does, and one failed read of a group would cost a whole reconcile pass. Throws the last error.
+   */
+  public async describeWithin(targetGroupArn: string, deadlineMs: number, sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))): Promise<ObservedTarget[]> {
+    const end = Date.now() + deadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.describe(targetGroupArn, { abortSignal: AbortSignal.timeout(Math.max(1, end - Date.now())) });
+      } catch (error) {
+        const wait = Math.random() * 100 * 2 ** Math.min(attempt, 5);
+        if (!(error instanceof ElbTargetsError) || !error.transient || Date.now() + wait >= end) throw error;
+        await sleep(wait);
+      }
     }
   }
 
@@ -153,37 +176,28 @@ export class ElbTargets {
   private async apply(action: 'register' | 'deregister', targetGroupArn: string, targets: readonly TargetRef[], options: SendOptions): Promise<TargetsOutcome> {
     const outcome = { applied: [] as string[], transientFailures: [] as string[], rejected: [] as TargetsOutcome['rejected'], calls: 0 };
     let firstTransientError: ElbTargetsError | undefined;
-    for (const batch of chunks(targets, MAX_TARGETS_PER_CALL)) {
+    // A permanent error names no target, and ELB applies none of a refused call: split the call
+    // in halves until every refused target is alone, so k bad targets among n cost about
+    // 2·k·log2(n) calls instead of n, and the good ones still land.
+    const send = async (batch: readonly TargetRef[]): Promise<void> => {
       try {
         await this.send(action, targetGroupArn, batch, outcome, options);
         outcome.applied.push(...batch.map((t) => t.key));
-        continue;
       } catch (error) {
         const mapped = this.mapError(action, targetGroupArn, error);
         if (mapped.transient) {
           firstTransientError ??= mapped;
           outcome.transientFailures.push(...batch.map((t) => t.key));
-          continue;
-        }
-        if (batch.length === 1) {
+        } else if (batch.length === 1) {
           outcome.rejected.push({ key: batch[0].key, error: mapped });
-          continue;
+        } else {
+          const half = Math.ceil(batch.length / 2);
+          await send(batch.slice(0, half));
+          await send(batch.slice(half));
         }
       }
-      // A permanent error names no target: send one by one so only the bad ones are dropped.
-      for (const target of batch) {
-        try {
-          await this.send(action, targetGroupArn, [target], outcome, options);
-          outcome.applied.push(target.key);
-        } catch (error) {
-          const mapped = this.mapError(action, targetGroupArn, error);
-          if (mapped.transient) {
-            firstTransientError ??= mapped;
-            outcome.transientFailures.push(target.key);
-          } else outcome.rejected.push({ key: target.key, error: mapped });
-        }
-      }
-    }
+    };
+    for (const batch of chunks(targets, MAX_TARGETS_PER_CALL)) await send(batch);
     return { ...outcome, ...(firstTransientError ? { firstTransientError } : {}) };
   }
 
@@ -192,6 +206,7 @@ export class ElbTargets {
     const message = (error as Error)?.message ?? String(error);
     return new ElbTargetsError(targetGroupArn, isTransient(error), `${action} on ${targetGroupArn} failed: ${name}: ${message}`, {
       cause: error,
+      awsErrorName: name,
     });
   }
 }

@@ -1,5 +1,6 @@
 import {
   AttributeValue,
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   DeleteItemCommand,
   DynamoDBClient,
@@ -10,6 +11,19 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
 import { LEASE_ATTR, LeaseStatus, RawItem } from '../core/lease-schema';
+
+/** BatchGetItem takes at most this many keys per call. */
+export const MAX_KEYS_PER_BATCH_GET = 100;
+
+export interface BatchReadOptions {
+  /** Calls for one key set after DynamoDB left keys unprocessed (throttling), before giving up. @default 8 */
+  readonly attempts?: number;
+  /** First wait before reading unprocessed keys again, doubled each time (with jitter). @default 20 ms */
+  readonly baseDelayMs?: number;
+  /** Batches in flight at once. @default 8 */
+  readonly concurrency?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
 
 export interface ScanResult {
   readonly items: RawItem[];
@@ -150,6 +164,50 @@ export class LeaseStore {
     } catch (error) {
       throw wrap('get', this.tableName, error, { target });
     }
+  }
+
+  /**
+   * Strongly consistent reads of `targets` with BatchGetItem: ≤ 100 keys per call, calls in
+   * parallel, keys DynamoDB leaves unprocessed read again with backoff. Returns lease key → item
+   * (`undefined` = no item) for every key asked. Throws {@link LeaseStoreError} when a call fails
+   * (after the SDK's own retries) or keys stay unprocessed after `attempts` calls.
+   */
+  public async getMany(targets: readonly string[], options: BatchReadOptions = {}): Promise<Map<string, RawItem | undefined>> {
+    const unique = [...new Set(targets)];
+    const out = new Map<string, RawItem | undefined>(unique.map((t) => [t, undefined]));
+    const batches: string[][] = [];
+    for (let i = 0; i < unique.length; i += MAX_KEYS_PER_BATCH_GET) batches.push(unique.slice(i, i + MAX_KEYS_PER_BATCH_GET));
+    const attempts = options.attempts ?? 8;
+    const base = options.baseDelayMs ?? 20;
+    const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    const readBatch = async (batch: string[]) => {
+      let keys: Record<string, AttributeValue>[] = batch.map(key);
+      for (let attempt = 1; keys.length > 0; attempt++) {
+        if (attempt > attempts) {
+          throw new LeaseStoreError(`batchGet on table ${this.tableName} failed: ${keys.length} keys still unprocessed after ${attempts} calls`, {
+            context: { tableName: this.tableName, unprocessed: keys.length },
+          });
+        }
+        if (attempt > 1) await sleep(Math.random() * base * 2 ** (attempt - 2) + base / 2);
+        let result;
+        try {
+          result = await this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }));
+        } catch (error) {
+          throw wrap('batchGet', this.tableName, error, { keys: keys.length });
+        }
+        for (const item of (result.Responses?.[this.tableName] ?? []) as RawItem[]) {
+          const target = item[LEASE_ATTR.target]?.S;
+          if (target !== undefined && out.has(target)) out.set(target, item);
+        }
+        keys = (result.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Record<string, AttributeValue>[];
+      }
+    };
+    let next = 0;
+    const workers = Array.from({ length: Math.min(options.concurrency ?? 8, batches.length) }, async () => {
+      while (next < batches.length) await readBatch(batches[next++]);
+    });
+    await Promise.all(workers);
+    return out;
   }
 
   /** Every item, with consistent reads, following pagination. */

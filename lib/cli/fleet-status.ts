@@ -3,7 +3,7 @@ import { DEFAULT_ALLOWED_CIDRS } from '../core/address-policy';
 import { decodeLease, isLive } from '../core/lease-codec';
 import { routeLease } from '../core/lease-routing';
 import { Lease, RoutingConfig, TargetType } from '../core/lease-schema';
-import { ObservedTarget, planReconcile } from '../core/reconcile-planner';
+import { ObservedTarget, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { addressPolicyFor } from '../core/runtime-config';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
@@ -12,11 +12,14 @@ export interface CapabilityStatus {
   readonly capability: string;
   readonly targetGroupArn: string;
   readonly liveLeases: number;
+  /** Targets in rotation: registered and not draining (ELB's `draining` is on its way out). */
   readonly registered: number;
+  /** Targets ELB is draining (deregistered, waiting out the deregistration delay). */
+  readonly draining: number;
   readonly health: Readonly<Record<string, number>>;
   /** The group's targets as ELB reports them. */
   readonly targets: readonly ObservedTarget[];
-  /** Live leases whose target is not in the group. */
+  /** Live leases whose target is not in rotation (absent, or draining). */
   readonly missing: readonly string[];
   /** Registered targets without a live lease for this capability (draining targets excepted). */
   readonly stale: readonly string[];
@@ -89,7 +92,8 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       capability: g.capability,
       targetGroupArn: g.targetGroupArn,
       liveLeases: liveByGroup.get(g.targetGroupArn) ?? 0,
-      registered: g.targets.length,
+      registered: g.targets.filter((t) => presenceOf(t) === 'registered').length,
+      draining: g.targets.filter((t) => presenceOf(t) === 'draining').length,
       health,
       targets: g.targets,
       missing: repair.register.map((t) => t.key),

@@ -1,5 +1,6 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { presenceOf } from '../core/reconcile-planner';
 import { DemoFleet } from '../local/demo-agents';
 import { LocalStack } from '../local/local-stack';
 import { ChangeEvent, diffFrames, renderFrame, renderLines, ViewFrame } from '../local/live-view';
@@ -97,7 +98,12 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       const counters = stack.counters;
       const frame: ViewFrame = {
         at: Date.now(),
-        capabilities: status.capabilities.map((c) => ({ capability: c.capability, liveLeases: c.liveLeases, registered: c.targets })),
+        capabilities: status.capabilities.map((c) => ({
+          capability: c.capability,
+          liveLeases: c.liveLeases,
+          registered: c.targets.filter((t) => presenceOf(t) === 'registered'),
+          draining: c.targets.filter((t) => presenceOf(t) === 'draining'),
+        })),
         ...(counters.lastSyncLagMs === undefined ? {} : { lastSyncLagMs: counters.lastSyncLagMs }),
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,

@@ -51,7 +51,7 @@ export function registryAlarms(sync: RegistrySync, options: RegistryAlarmOptions
     evaluationPeriods: 1,
   });
   alarm('SafetyValveAlarm', {
-    alarmDescription: 'agent-lb: reconcile withheld deregistrations because too many healthy targets would have left a target group at once',
+    alarmDescription: 'agent-lb: reconcile held back removals because too many targets of a group had no lease at once (is the lease table the right one?)',
     metric: sync.reconcileMetric('SafetyValveTripped'),
     threshold: 1,
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

@@ -81,9 +81,10 @@ export interface RegistrySyncProps {
   readonly allowedCidrs?: readonly string[];
 
   /**
-   * Largest share of a target group's healthy targets one reconcile run may deregister
-   * without proof; above it only targets whose lease is proven expired or absent by a second
-   * read are deregistered, and `SafetyValveTripped` is emitted. In (0, 1].
+   * Largest share of a target group's registered targets one reconcile pass may remove because
+   * their lease is absent (a wiped, recreated or misconfigured table looks like that); above it
+   * those removals wait for the next pass to agree, and `SafetyValveTripped` is emitted. Expired
+   * leases are proof enough and are removed at once. In (0, 1].
    *
    * @default 0.5
    */
@@ -299,9 +300,9 @@ export class RegistrySync extends Construct {
     });
     if (registerTargets) this.syncFunction.addToRolePolicy(registerTargets);
     if (discoverOn) this.syncFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
-    // Before deregistering, sync reads the lease: a stream that is behind (or replayed) must not
-    // take out a target whose lease has come back since.
-    props.table.grant(this.syncFunction, 'dynamodb:GetItem');
+    // Before registering or deregistering, sync reads the leases (BatchGetItem, consistent): a
+    // stream that is behind (or replayed) must neither put a dead lease in nor take a live one out.
+    props.table.grant(this.syncFunction, 'dynamodb:BatchGetItem');
 
     this.failureQueue = new sqs.Queue(this, 'SyncFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,

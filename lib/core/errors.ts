@@ -118,19 +118,34 @@ export class LeaseStoreError extends AgentLbError {
   }
 }
 
+/** ELB error names that refuse a target for good: sending the same target again cannot succeed. */
+const REFUSED_FOR_GOOD = new Set(['ValidationError', 'ValidationException', 'InvalidTarget', 'InvalidTargetException']);
+
 /** An ELB call failed; `transient` says whether retrying the same call later can succeed. */
 export class ElbTargetsError extends AgentLbError {
   public readonly transient: boolean;
   public readonly targetGroupArn: string;
+  /** The error name ELB (or the SDK) gave, e.g. `ValidationError`, `ThrottlingException`; `Error` when none. */
+  public readonly awsErrorName: string;
 
-  public constructor(targetGroupArn: string, transient: boolean, message: string, options: AgentLbErrorOptions = {}) {
+  public constructor(targetGroupArn: string, transient: boolean, message: string, options: AgentLbErrorOptions & { readonly awsErrorName?: string } = {}) {
     super(transient ? 'ELB_TRANSIENT' : 'ELB_PERMANENT', message, {
       ...options,
-      context: { ...options.context, targetGroupArn },
+      context: { ...options.context, targetGroupArn, ...(options.awsErrorName ? { awsErrorName: options.awsErrorName } : {}) },
     });
     this.name = 'ElbTargetsError';
     this.transient = transient;
     this.targetGroupArn = targetGroupArn;
+    this.awsErrorName = options.awsErrorName ?? 'Error';
+  }
+
+  /**
+   * ELB refused the target itself (ValidationError, InvalidTarget): the same target description
+   * will be refused again, so it is not worth a call until its lease changes. Quota errors
+   * (TooManyTargets) and the like are not: they clear when something else changes.
+   */
+  public get refusedForGood(): boolean {
+    return !this.transient && REFUSED_FOR_GOOD.has(this.awsErrorName);
   }
 }
 

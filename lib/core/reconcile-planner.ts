@@ -2,6 +2,7 @@ import { AddressPolicy, formatTarget } from './address-policy';
 import { LeaseRejection } from './errors';
 import { decodeLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS } from './lease-codec';
 import { routeLease } from './lease-routing';
+import { leaseVersion } from './lease-confirmation';
 import { LEASE_ATTR, RawItem, RoutingConfig, TargetRef } from './lease-schema';
 
 /** A target as DescribeTargetHealth reports it. */
@@ -11,6 +12,26 @@ export interface ObservedTarget {
   readonly availabilityZone?: string;
   /** ELB target health state: initial | healthy | unhealthy | unused | draining | unavailable. */
   readonly state: string;
+  /** ELB's reason code (`Target.NotRegistered`, `Target.DeregistrationInProgress`, …), when it gives one. */
+  readonly reason?: string;
+}
+
+/**
+ * What a reported target means for rotation, as ELB means its states:
+ * - `draining`: deregistered, waiting out the deregistration delay; no new requests. Absent for
+ *   anyone who wants the target (RegisterTargets brings it back at once); left to finish otherwise.
+ * - `absent`: reported but not registered (`Target.NotRegistered`, which ELB gives in `unused`, and
+ *   moto in `unavailable`, for a target asked about by name).
+ * - `registered`: every other state — `initial` (registered, health checks starting), `healthy`,
+ *   `unhealthy`, `unused` for another reason (group not used by a listener rule, instance stopped,
+ *   IP unusable), `unavailable` (health checks disabled) — the target is a member of the group.
+ */
+export type TargetPresence = 'registered' | 'draining' | 'absent';
+
+export function presenceOf(target: Pick<ObservedTarget, 'state' | 'reason'>): TargetPresence {
+  if (target.state === 'draining') return 'draining';
+  if (target.reason === 'Target.NotRegistered') return 'absent';
+  return 'registered';
 }
 
 export interface ObservedGroup {
@@ -19,22 +40,33 @@ export interface ObservedGroup {
   readonly targets: readonly ObservedTarget[];
 }
 
-/** Why a registered target has no place in its group. Only the first two are proven by a missing or dead lease. */
+/**
+ * Why a registered target has no place in its group. `no-lease` is the only one a wiped,
+ * recreated or misconfigured table can fake; the others are read from an item that exists.
+ */
 export type DeregisterReason = 'no-lease' | 'expired' | 'draining' | 'invalid-lease' | 'not-listed';
 
 export interface PlannedDeregistration {
   readonly target: TargetRef;
   readonly reason: DeregisterReason;
-  readonly healthy: boolean;
 }
 
 export interface GroupRepair {
   readonly capability: string;
   readonly targetGroupArn: string;
+  /** Live leases whose target is not in rotation (absent, or draining: registering brings it back). */
   readonly register: readonly TargetRef[];
+  /** Of `register`, the targets ELB is draining. */
+  readonly revive: readonly TargetRef[];
+  /** Registered targets without a live lease naming the group, to deregister in this pass. */
   readonly deregister: readonly PlannedDeregistration[];
-  readonly healthyCount: number;
-  /** More than the allowed share of healthy targets would go: only proven ones may be removed, after a second read. */
+  /** `no-lease` removals held back by the safety valve until a second pass agrees. */
+  readonly held: readonly PlannedDeregistration[];
+  /** Live leases whose target ELB refused for good at this very lease version: not sent again. */
+  readonly refused: readonly TargetRef[];
+  /** Targets registered (not draining) in the group. */
+  readonly registeredCount: number;
+  /** More than the allowed share of the group would go for lack of a lease: those not already held last pass wait. */
   readonly valveTripped: boolean;
 }
 
@@ -60,8 +92,17 @@ export interface ReconcileInput {
   readonly nowSeconds: number;
   readonly policy: AddressPolicy;
   readonly routing: RoutingConfig;
-  /** Share (0–1] of a group's healthy targets one run may deregister before the valve trips. */
+  /** Share (0–1] of a group's registered targets one pass may remove for lack of a lease before the valve trips. */
   readonly safetyValveShare: number;
+  /** {@link memberKey}s the previous pass held back; a second sighting lets them go. @default none (a cold start waits one more pass) */
+  readonly heldLastPass?: ReadonlySet<string>;
+  /** {@link memberKey} → {@link leaseVersion} of targets ELB refused for good. @default none */
+  readonly refused?: ReadonlyMap<string, string>;
+}
+
+/** Identifies one target in one group, for state kept across passes. */
+export function memberKey(targetGroupArn: string, targetKey: string): string {
+  return `${targetGroupArn} ${targetKey}`;
 }
 
 /**
@@ -81,13 +122,18 @@ function rawExpiry(item: RawItem): number | undefined {
 }
 
 /**
- * Level-triggered repair: compares what the target groups hold with what the live leases
- * say they should hold, in both directions. Targets ELB is already draining are left alone.
+ * Level-triggered repair: compares what the target groups hold with what the live leases say
+ * they should hold, in both directions, reading ELB's states as ELB means them (see
+ * {@link presenceOf}). A pass that would remove more than `safetyValveShare` of a group's
+ * registered targets for lack of a lease holds those back until the next pass sees them again;
+ * removals read from an existing item (expired, draining, invalid, not listing the group) are
+ * proof enough and go at once.
  */
 export function planReconcile(input: ReconcileInput): ReconcilePlan {
   const { nowSeconds, policy, routing } = input;
   const desired = new Map<string, Map<string, TargetRef>>();
   const leaseState = new Map<string, DeregisterReason | 'live'>();
+  const liveItems = new Map<string, RawItem>();
   const expired: ExpiredLease[] = [];
   const rejections: LeaseRejection[] = [];
   let liveLeases = 0;
@@ -112,6 +158,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     }
     liveLeases++;
     leaseState.set(lease.target, 'live');
+    liveItems.set(lease.target, item);
     const routed = routeLease(lease, routing);
     rejections.push(...routed.rejections);
     for (const m of routed.memberships) {
@@ -122,49 +169,43 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   }
 
   const groups = input.groups.map((observed): GroupRepair => {
-    const want = desired.get(observed.targetGroupArn) ?? new Map<string, TargetRef>();
-    const present = new Set<string>();
-    const deregister: PlannedDeregistration[] = [];
-    let healthyCount = 0;
+    const arn = observed.targetGroupArn;
+    const want = desired.get(arn) ?? new Map<string, TargetRef>();
+    const registered = new Set<string>();
+    const draining = new Set<string>();
+    const leaving: PlannedDeregistration[] = [];
     for (const t of observed.targets) {
       const key = formatTarget(t.id, t.port);
-      present.add(key);
-      const healthy = t.state === 'healthy';
-      if (healthy) healthyCount++;
-      if (t.state === 'draining' || want.has(key)) continue;
+      const presence = presenceOf(t);
+      if (presence === 'draining') draining.add(key);
+      if (presence !== 'registered') continue;
+      registered.add(key);
+      if (want.has(key)) continue;
       const state = leaseState.get(key);
       const reason: DeregisterReason = state === undefined ? 'no-lease' : state === 'live' ? 'not-listed' : state;
-      const target: TargetRef = { key, id: t.id, port: t.port, ...(t.availabilityZone ? { availabilityZone: t.availabilityZone } : {}) };
-      deregister.push({ target, reason, healthy });
+      leaving.push({ target: { key, id: t.id, port: t.port, ...(t.availabilityZone ? { availabilityZone: t.availabilityZone } : {}) }, reason });
     }
-    const register = [...want.values()].filter((t) => !present.has(t.key));
-    const healthyLeaving = deregister.filter((d) => d.healthy).length;
-    const valveTripped = healthyLeaving > 0 && healthyLeaving > input.safetyValveShare * healthyCount;
-    return { capability: observed.capability, targetGroupArn: observed.targetGroupArn, register, deregister, healthyCount, valveTripped };
+    const missing = [...want.values()].filter((t) => !registered.has(t.key));
+    const refused = missing.filter((t) => {
+      const version = input.refused?.get(memberKey(arn, t.key));
+      return version !== undefined && version === leaseVersion(liveItems.get(t.key));
+    });
+    const register = missing.filter((t) => !refused.includes(t));
+    const absent = leaving.filter((d) => d.reason === 'no-lease');
+    const valveTripped = absent.length > 0 && absent.length > input.safetyValveShare * registered.size;
+    const held = valveTripped ? absent.filter((d) => !input.heldLastPass?.has(memberKey(arn, d.target.key))) : [];
+    return {
+      capability: observed.capability,
+      targetGroupArn: arn,
+      register,
+      revive: register.filter((t) => draining.has(t.key)),
+      deregister: leaving.filter((d) => !held.includes(d)),
+      held,
+      refused,
+      registeredCount: registered.size,
+      valveTripped,
+    };
   });
 
   return { groups, expired, rejections, liveLeases };
-}
-
-/**
- * After the valve tripped, keep only the deregistrations a second consistent read proves:
- * the lease is gone, or it exists and is expired, or (given the address policy) it can never route.
- * `secondRead` maps target key → item (absent = no lease).
- */
-export function provenDeregistrations(
-  candidates: readonly PlannedDeregistration[],
-  secondRead: ReadonlyMap<string, RawItem | undefined>,
-  nowSeconds: number,
-  policy?: AddressPolicy,
-): PlannedDeregistration[] {
-  return candidates.filter((c) => {
-    if (!secondRead.has(c.target.key)) return false;
-    const item = secondRead.get(c.target.key);
-    if (item === undefined) return true;
-    // A lease that can never route (a public address, a malformed item) proves its target has
-    // no place as much as an expired one does: it must not stay in rotation behind the valve.
-    if (policy && !decodeLease(item, policy).ok) return true;
-    const expiry = rawExpiry(item);
-    return expiry !== undefined && expiry <= nowSeconds;
-  });
 }

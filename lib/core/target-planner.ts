@@ -32,6 +32,8 @@ export interface StreamPlan {
   readonly groups: readonly TargetGroupChanges[];
   /** For each changed target key, the index of its first record in the batch (replay starts there). */
   readonly firstRecordIndex: ReadonlyMap<string, number>;
+  /** For each changed target key, the index of its last record in the batch: the change is that record's outcome. */
+  readonly lastRecordIndex: ReadonlyMap<string, number>;
   readonly kinds: readonly RecordKind[];
   /** Rejections found in new images (old images were judged when they were new). */
   readonly rejections: readonly LeaseRejection[];
@@ -82,7 +84,7 @@ function byGroup(memberships: readonly Membership[]): Map<string, Membership> {
 export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: AddressPolicy, routing: RoutingConfig): StreamPlan {
   const kinds: RecordKind[] = [];
   const rejections: LeaseRejection[] = [];
-  const perTarget = new Map<string, { first: number; before: ImageView; after: ImageView }>();
+  const perTarget = new Map<string, { first: number; last: number; before: ImageView; after: ImageView }>();
 
   records.forEach((record, index) => {
     // A removal takes out whatever the old image routed, expired or not: TTL only deletes expired
@@ -95,8 +97,10 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     const key = recordKey(record);
     if (key === undefined) return;
     const seen = perTarget.get(key);
-    if (seen) seen.after = after;
-    else perTarget.set(key, { first: index, before, after });
+    if (seen) {
+      seen.after = after;
+      seen.last = index;
+    } else perTarget.set(key, { first: index, last: index, before, after });
   });
 
   const groups = new Map<string, { capability: string; register: TargetRef[]; deregister: TargetRef[] }>();
@@ -106,7 +110,8 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     return g;
   };
   const firstRecordIndex = new Map<string, number>();
-  for (const [key, { first, before, after }] of perTarget) {
+  const lastRecordIndex = new Map<string, number>();
+  for (const [key, { first, last, before, after }] of perTarget) {
     const was = byGroup(before.memberships);
     const is = byGroup(after.memberships);
     let changed = false;
@@ -122,12 +127,16 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
         changed = true;
       }
     }
-    if (changed) firstRecordIndex.set(key, first);
+    if (changed) {
+      firstRecordIndex.set(key, first);
+      lastRecordIndex.set(key, last);
+    }
   }
 
   return {
     groups: [...groups].map(([targetGroupArn, g]) => ({ targetGroupArn, ...g })),
     firstRecordIndex,
+    lastRecordIndex,
     kinds,
     rejections,
   };

@@ -3,7 +3,10 @@ import { ObservedTarget } from '../core/reconcile-planner';
 export interface CapabilityView {
   readonly capability: string;
   readonly liveLeases: number;
+  /** In rotation (registered, not draining). */
   readonly registered: readonly ObservedTarget[];
+  /** Deregistered, waiting out the deregistration delay: out of rotation. */
+  readonly draining?: readonly ObservedTarget[];
 }
 
 export interface ViewFrame {
@@ -40,7 +43,7 @@ export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], he
   const lines = [header, ''];
   lines.push(`${'CAPABILITY'.padEnd(12)}${'LIVE LEASES'.padEnd(13)}${'REGISTERED'.padEnd(12)}TARGETS`);
   for (const c of frame.capabilities) {
-    const targets = c.registered.map((t) => `${t.id}:${t.port}(${t.state})`).join(' ');
+    const targets = [...c.registered, ...(c.draining ?? [])].map((t) => `${t.id}:${t.port}(${t.state})`).join(' ');
     lines.push(`${c.capability.padEnd(12)}${String(c.liveLeases).padEnd(13)}${String(c.registered.length).padEnd(12)}${targets}`);
   }
   lines.push('');

@@ -1,10 +1,24 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
-import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
-import { ObservedGroup, PlannedDeregistration, planReconcile, provenDeregistrations } from '../core/reconcile-planner';
+import { RoutingConfig, TargetRef } from '../core/lease-schema';
+import { GroupRepair, memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { confirmDepsOf, deregisterConfirmed, mapLimit, readLeases, stillWanted } from './lease-confirmation';
+import { applyConfirmed, ConfirmDeps, mapLimit } from './confirmed-changes';
+import { newReconcileMemory, ReconcileMemory } from './container-memory';
+
+/** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
+export const DESCRIBE_DEADLINE_MS = 5000;
+
+/**
+ * Longest one pass keeps at its work: past it no call is sent or waited for (what is left is the
+ * next pass's), so a dead lease's target leaves within one interval and two pass budgets of its
+ * lease's death however ELB behaves (see RELIABILITY.md). Its reads and describes start within it.
+ */
+export const PASS_BUDGET_MS = 15_000;
+
+/** Target groups a pass repairs at once. */
+export const GROUPS_AT_A_TIME = 4;
 
 export interface ReconcileDeps {
   readonly elb: ElbTargets;
@@ -15,22 +29,37 @@ export interface ReconcileDeps {
   /** Epoch milliseconds. */
   readonly now?: () => number;
   /**
-   * Longest time from the confirming read of a group's leases to its DeregisterTargets call
-   * giving up (the SDK's retries included); the leases are then read again and the call sent
-   * again, a few rounds, then left to the next pass. @default DEREGISTER_DEADLINE_MS (2000)
+   * Longest time from the confirming read of a group's leases to its Register/DeregisterTargets
+   * call giving up (the SDK's retries included); the leases are then read again and the call sent
+   * again, a few rounds, then left to the next pass. @default DECISION_DEADLINE_MS (2000)
    */
-  readonly deregisterDeadlineMs?: number;
+  readonly deadlineMs?: number;
+  /** @default PASS_BUDGET_MS */
+  readonly passBudgetMs?: number;
+  /**
+   * What the last passes of this container saw: removals the safety valve held back, targets ELB
+   * refused. A cold start begins empty, so a held removal waits one more pass (the safe direction).
+   * @default a fresh memory per call (every valve hold then waits for a warm container)
+   */
+  readonly memory?: ReconcileMemory;
 }
 
 export interface ReconcileReport {
   readonly liveLeases: number;
   readonly expiredLeasesDeleted: number;
   readonly driftRegistered: number;
+  /** Of those, targets ELB was draining that a live lease wants: registered again. */
+  readonly drainingRevived: number;
   readonly driftDeregistered: number;
-  /** Groups where the safety valve held back deregistrations. */
+  /** Groups where the safety valve held back removals of targets without a lease. */
   readonly safetyValveTripped: readonly string[];
-  /** Deregistrations a second read showed to be wrong (a lease appeared meanwhile): not sent. */
+  /** Removals held back for a second pass to agree (their lease is absent, and too many would go at once). */
+  readonly removalsHeld: number;
+  /** Changes a confirming read showed to be wrong (the lease changed since the scan): not sent. */
   readonly deregistrationsWithheld: number;
+  readonly registrationsWithheld: number;
+  /** Live leases whose target ELB refused for good at this lease version: not sent again. */
+  readonly refusedBefore: number;
   readonly elbCalls: number;
   readonly describeCalls: number;
   readonly consumedReadUnits: number;
@@ -39,38 +68,48 @@ export interface ReconcileReport {
 }
 
 /**
- * The targets of `add` the group still lacks. During a join storm the stream registers new
- * leases between this pass's group read and its registrations; looking again costs one
- * DescribeTargetHealth, while a redundant RegisterTargets would spend the account's scarce
+ * The targets of `add` the group still lacks in rotation. During a join storm the stream
+ * registers new leases between this pass's group read and its registrations; looking again costs
+ * one DescribeTargetHealth, while a redundant RegisterTargets would spend the account's scarce
  * Register/Deregister budget. If the look fails, register them all (registering is idempotent).
  */
-async function stillMissing(elb: ElbTargets, targetGroupArn: string, add: TargetRef[]): Promise<TargetRef[]> {
+async function stillMissing(elb: ElbTargets, targetGroupArn: string, add: readonly TargetRef[], abortSignal: AbortSignal): Promise<TargetRef[]> {
   try {
-    const present = new Set((await elb.describe(targetGroupArn)).map((t) => formatTarget(t.id, t.port)));
+    const described = await elb.describe(targetGroupArn, { abortSignal });
+    const present = new Set(described.filter((t) => presenceOf(t) === 'registered').map((t) => formatTarget(t.id, t.port)));
     return add.filter((t) => !present.has(t.key));
   } catch {
-    return add;
+    return [...add];
   }
 }
 
 /**
  * One level-triggered pass. Order matters: target groups are read before the leases (with
- * consistent reads), and every deregistration is confirmed by a fresh consistent read of its
- * lease right before the call (after the group's registrations, whose retries can take
- * seconds), with a deadline on the call, so a target whose lease is live is never taken out of
- * rotation on the strength of an old read.
+ * consistent reads), and every change is confirmed by a fresh consistent read of its lease right
+ * before its call, with a deadline on the call, so neither a scan that is seconds old nor a lease
+ * that changed meanwhile can take a live target out of rotation or put a dead one in. Expired
+ * leases are deleted last, and only once their targets are out: until then they are the proof
+ * that lets a removal go at once.
  */
 export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileReport> {
-  const nowMs = (deps.now ?? Date.now)();
+  const now = deps.now ?? Date.now;
+  const nowMs = now();
   const nowSeconds = Math.floor(nowMs / 1000);
+  const memory = deps.memory ?? newReconcileMemory();
+  const budgetEnd = nowMs + (deps.passBudgetMs ?? PASS_BUDGET_MS);
+  const describeDeadline = () => AbortSignal.timeout(Math.max(1, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())));
 
-  const groups: ObservedGroup[] = await Promise.all(
-    Object.entries(deps.routing.capabilities).map(async ([capability, route]) => ({
+  // A group that cannot be read is left alone this pass; the others are still repaired.
+  const described = await Promise.allSettled(
+    Object.entries(deps.routing.capabilities).map(async ([capability, route]): Promise<ObservedGroup> => ({
       capability,
       targetGroupArn: route.targetGroupArn,
-      targets: await deps.elb.describe(route.targetGroupArn),
+      targets: await deps.elb.describeWithin(route.targetGroupArn, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())),
     })),
   );
+  const groups = described.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const unread = described.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  if (groups.length === 0 && unread.length > 0) throw unread[0];
   const scan = await deps.store.scanAll(true);
   const plan = planReconcile({
     groups,
@@ -79,70 +118,111 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     policy: deps.policy,
     routing: deps.routing,
     safetyValveShare: deps.safetyValveShare,
+    heldLastPass: memory.heldLastPass,
+    refused: memory.refused.snapshot(),
   });
+  const read = new Set(groups.map((g) => g.targetGroupArn));
+  memory.heldLastPass = new Set([
+    ...plan.groups.flatMap((g) => g.held.map((d) => memberKey(g.targetGroupArn, d.target.key))),
+    // Holds of a group this pass could not read still stand.
+    ...[...memory.heldLastPass].filter((k) => !read.has(k.slice(0, k.indexOf(' ')))),
+  ]);
 
-  const deleted = await mapLimit(plan.expired, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff));
-  const errors: ElbTargetsError[] = [];
-  const tripped: string[] = [];
-  let driftRegistered = 0;
-  let driftDeregistered = 0;
-  let withheld = 0;
-  let elbCalls = 0;
-
-  // Second read of every lease whose target we are about to register: a lease released since
-  // the scan must not be registered again by this pass. (Deregistrations read again just before
-  // their own call, below.)
-  const secondRead = await readLeases(deps.store, [...new Set(plan.groups.flatMap((g) => g.register.map((t) => t.key)))]);
-
-  await Promise.all(
-    plan.groups.map(async (group) => {
-      let add = group.register.filter((t) => stillWanted(secondRead.get(t.key), group.targetGroupArn, deps.policy, deps.routing, nowSeconds));
-      if (add.length > 0) add = await stillMissing(deps.elb, group.targetGroupArn, add);
-      if (add.length > 0) {
-        const outcome = await deps.elb.register(group.targetGroupArn, add);
-        driftRegistered += outcome.applied.length;
-        elbCalls += outcome.calls;
-        if (outcome.firstTransientError) errors.push(outcome.firstTransientError);
-        errors.push(...outcome.rejected.map((r) => r.error));
-      }
-      if (group.valveTripped) tripped.push(group.capability);
-      if (group.deregister.length === 0) return;
-      // A lease acquired on the same address:port while the registrations above were being
-      // retried must keep its target: confirm now, with a deadline on the call (in rounds).
-      const planned = new Map(group.deregister.map((d) => [d.target.key, d]));
-      const outcome = await deregisterConfirmed(
-        {
-          ...confirmDepsOf(deps, deps.store),
-          ...(group.valveTripped
-            ? {
-                refine: (confirmed: TargetRef[], reads: ReadonlyMap<string, RawItem | undefined>, seconds: number) =>
-                  provenDeregistrations(confirmed.map((t) => planned.get(t.key) as PlannedDeregistration), reads, seconds, deps.policy).map((d) => d.target),
-              }
-            : {}),
-        },
-        group.targetGroupArn,
-        group.deregister.map((d) => d.target),
-      );
-      withheld += outcome.withheld.length;
-      driftDeregistered += outcome.applied.length;
-      driftRegistered += outcome.reinstated.length;
-      elbCalls += outcome.calls;
-      if (outcome.firstTransientError) errors.push(outcome.firstTransientError);
-      errors.push(...outcome.rejected.map((r) => r.error));
-    }),
+  const tally = newTally();
+  for (const error of unread) tally.errors.push(error instanceof ElbTargetsError ? error : new ElbTargetsError('?', true, String(error), { cause: error }));
+  const confirmDeps = { ...deps, refused: memory.refused, budgetEnd };
+  // Per group, registrations and deregistrations run side by side, each confirmed by its own read
+  // right before its call: neither waits out the other's retries, and both fit the pass budget.
+  // A few groups at a time: ELB answers a crowd of calls slowly (past their deadlines), and its
+  // Describe* calls share a bucket of 40, refilled 10/s.
+  for (const group of plan.groups) {
+    tally.refusedBefore += group.refused.length;
+    for (const d of group.held) tally.stillRegistered.add(d.target.key);
+  }
+  await mapLimit(plan.groups, GROUPS_AT_A_TIME, (group) =>
+    Promise.all([registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)]),
   );
+
+  // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
+  const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
+  const deleted = await mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff));
 
   return {
     liveLeases: plan.liveLeases,
     expiredLeasesDeleted: deleted.filter(Boolean).length,
-    driftRegistered,
-    driftDeregistered,
-    safetyValveTripped: tripped,
-    deregistrationsWithheld: withheld,
-    elbCalls,
-    describeCalls: groups.length,
+    driftRegistered: tally.driftRegistered,
+    drainingRevived: tally.drainingRevived,
+    driftDeregistered: tally.driftDeregistered,
+    safetyValveTripped: plan.groups.filter((g) => g.valveTripped).map((g) => g.capability),
+    removalsHeld: plan.groups.reduce((n, g) => n + g.held.length, 0),
+    deregistrationsWithheld: tally.deregistrationsWithheld,
+    registrationsWithheld: tally.registrationsWithheld,
+    refusedBefore: tally.refusedBefore,
+    elbCalls: tally.elbCalls,
+    describeCalls: described.length,
     consumedReadUnits: scan.consumedReadUnits,
     rejections: plan.rejections,
-    errors,
+    errors: tally.errors,
   };
+}
+
+/** What one pass did, summed over its groups. */
+interface Tally {
+  driftRegistered: number;
+  drainingRevived: number;
+  driftDeregistered: number;
+  registrationsWithheld: number;
+  deregistrationsWithheld: number;
+  refusedBefore: number;
+  elbCalls: number;
+  readonly errors: ElbTargetsError[];
+  /** Keys whose target is still registered somewhere although planned to leave: their expired lease stays as proof. */
+  readonly stillRegistered: Set<string>;
+}
+
+function newTally(): Tally {
+  return {
+    driftRegistered: 0,
+    drainingRevived: 0,
+    driftDeregistered: 0,
+    registrationsWithheld: 0,
+    deregistrationsWithheld: 0,
+    refusedBefore: 0,
+    elbCalls: 0,
+    errors: [],
+    stillRegistered: new Set(),
+  };
+}
+
+async function registerMissing(group: GroupRepair, deps: ConfirmDeps, describeDeadline: () => AbortSignal, tally: Tally): Promise<void> {
+  if (group.register.length === 0) return;
+  const add = await stillMissing(deps.elb, group.targetGroupArn, group.register, describeDeadline());
+  if (add.length === 0) return;
+  const outcome = await applyConfirmed(deps, 'register', group.targetGroupArn, add);
+  const revived = new Set(group.revive.map((t) => t.key));
+  tally.driftRegistered += outcome.applied.length;
+  tally.drainingRevived += outcome.applied.filter((k) => revived.has(k)).length;
+  tally.driftDeregistered += outcome.undone.length;
+  tally.registrationsWithheld += outcome.withheld.length;
+  tally.refusedBefore += outcome.skippedRefused.length;
+  tally.elbCalls += outcome.calls;
+  if (outcome.firstTransientError) tally.errors.push(outcome.firstTransientError);
+  tally.errors.push(...outcome.rejected.map((r) => r.error));
+}
+
+async function deregisterStale(group: GroupRepair, deps: ConfirmDeps, tally: Tally): Promise<void> {
+  if (group.deregister.length === 0) return;
+  const outcome = await applyConfirmed(
+    deps,
+    'deregister',
+    group.targetGroupArn,
+    group.deregister.map((d) => d.target),
+  );
+  tally.driftDeregistered += outcome.applied.length;
+  tally.driftRegistered += outcome.undone.length;
+  tally.deregistrationsWithheld += outcome.withheld.length;
+  tally.elbCalls += outcome.calls;
+  for (const key of outcome.transientFailures) tally.stillRegistered.add(key);
+  if (outcome.firstTransientError) tally.errors.push(outcome.firstTransientError);
+  tally.errors.push(...outcome.rejected.map((r) => r.error));
 }

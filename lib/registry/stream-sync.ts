@@ -1,27 +1,30 @@
 import { AddressPolicy } from '../core/address-policy';
-import { ElbTargetsError, LeaseRejection } from '../core/errors';
+import { ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
+import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RecordKind } from '../core/target-planner';
-import { ElbTargets, TargetsOutcome } from '../aws/elb-targets';
+import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { confirmDepsOf, deregisterConfirmed } from './lease-confirmation';
+import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
+import { newSyncMemory, SyncMemory } from './container-memory';
 
 export interface StreamSyncDeps {
   readonly elb: ElbTargets;
   readonly routing: RoutingConfig;
   readonly policy: AddressPolicy;
   /**
-   * When given, every deregistration is first confirmed by a consistent read of its lease, and
-   * withheld when the lease is live now and names the group. Records are then safe to replay
-   * from any earlier point: an old release or drain no longer takes out the live lease that
-   * followed it. Costs one GetItem per deregistered target (heartbeats cost nothing).
-   * @default - no confirmation: decisions depend on the records alone
+   * The lease table. Every planned change is confirmed against it before it is sent: one
+   * consistent BatchGetItem per 100 changed targets of a batch (heartbeats cost nothing), so a
+   * late, duplicated or replayed record can neither register a lease that is not live now nor
+   * deregister one that is.
    */
-  readonly confirmWith?: LeaseStore;
+  readonly store: LeaseStore;
   /** Epoch milliseconds, for the confirmation's liveness check. @default Date.now */
   readonly now?: () => number;
-  /** With `confirmWith`: longest time from a confirming read to its call giving up (then read and sent again). @default DEREGISTER_DEADLINE_MS (2000) */
-  readonly deregisterDeadlineMs?: number;
+  /** Longest time from a confirming read to its call giving up (then read and sent again). @default DECISION_DEADLINE_MS (2000) */
+  readonly deadlineMs?: number;
+  /** What this container remembers between batches (refused targets, changes already applied). @default a fresh memory per call */
+  readonly memory?: SyncMemory;
 }
 
 export interface StreamSyncReport {
@@ -29,58 +32,108 @@ export interface StreamSyncReport {
   readonly kinds: Readonly<Record<RecordKind, number>>;
   readonly registrations: number;
   readonly deregistrations: number;
-  /** Deregistrations the confirming read showed to be wrong (the lease is live now): not sent. */
+  /** Registrations the confirming read refused (the lease is not live now, or does not name the group): not sent. */
+  readonly registrationsWithheld: number;
+  /** Deregistrations the confirming read refused (the lease is live now and names the group): not sent. */
   readonly deregistrationsWithheld: number;
+  /** Changes this container had already applied for the same record (a batch delivered again): not sent again. */
+  readonly alreadyApplied: number;
+  /** Registrations ELB had refused for good at the same lease version: not sent again. */
+  readonly refusedBefore: number;
   readonly elbCalls: number;
+  /** Leases read to confirm changes (BatchGetItem keys). */
+  readonly leasesRead: number;
+  /** How long the batch's confirming read took, ms: what confirmation adds to its registrations' latency. */
+  readonly confirmReadMs?: number;
   readonly rejections: readonly LeaseRejection[];
   /** Targets ELB refused for good; dropped so they never block the shard. */
   readonly refusedByElb: readonly { key: string; error: ElbTargetsError }[];
   /** Id of the first record whose change was not applied; the batch is retried from there. */
   readonly firstFailedRecordId?: string;
   readonly transientError?: ElbTargetsError;
+  /** The confirming read failed: nothing was sent, the batch is retried from the first changed record. */
+  readonly readError?: LeaseStoreError;
 }
 
 /**
- * Applies one stream batch: plan (pure), then per target group at most one RegisterTargets
- * and one DeregisterTargets (chunked at 200), groups in parallel.
+ * Applies one stream batch: plan and coalesce from the images (pure), drop the changes this
+ * container already applied for the same records, confirm the rest with one batched consistent
+ * read, then per target group at most one RegisterTargets and one DeregisterTargets (chunked at
+ * 200), registrations first, groups in parallel.
  */
 export async function syncStreamBatch(records: readonly LeaseChangeRecord[], deps: StreamSyncDeps): Promise<StreamSyncReport> {
   const plan = planStreamBatch(records, deps.policy, deps.routing);
+  const memory = deps.memory ?? newSyncMemory();
+  const now = deps.now ?? Date.now;
+  const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
+  let alreadyApplied = 0;
+  const work = plan.groups.map((group) => {
+    const fresh = (action: TargetAction, targets: readonly TargetRef[]) =>
+      targets.filter((t) => {
+        const done = memory.applied.alreadyApplied(group.targetGroupArn, t.key, action, recordOf(t.key));
+        if (done) alreadyApplied++;
+        return !done;
+      });
+    return { group, register: fresh('register', group.register), deregister: fresh('deregister', group.deregister) };
+  });
+
   const failed: string[] = [];
   const refusedByElb: { key: string; error: ElbTargetsError }[] = [];
   let registrations = 0;
   let deregistrations = 0;
+  let registrationsWithheld = 0;
   let deregistrationsWithheld = 0;
+  let refusedBefore = 0;
   let elbCalls = 0;
   let transientError: ElbTargetsError | undefined;
+  let readError: LeaseStoreError | undefined;
 
-  await Promise.all(
-    plan.groups.map(async (group) => {
-      // Creates before deletes: a target moving between states never leaves a group empty needlessly.
-      for (const [action, targets] of [
-        ['register', group.register],
-        ['deregister', group.deregister],
-      ] as const) {
-        if (targets.length === 0) continue;
-        const outcome: TargetsOutcome & { readonly withheld?: readonly TargetRef[]; readonly reinstated?: readonly string[] } =
-          action === 'deregister' && deps.confirmWith
-            ? await deregisterConfirmed(
-                confirmDepsOf(deps, deps.confirmWith),
-                group.targetGroupArn,
-                targets,
-              )
-            : await deps.elb[action](group.targetGroupArn, targets);
-        deregistrationsWithheld += outcome.withheld?.length ?? 0;
-        registrations += outcome.reinstated?.length ?? 0;
-        elbCalls += outcome.calls;
-        if (action === 'register') registrations += outcome.applied.length;
-        else deregistrations += outcome.applied.length;
-        failed.push(...outcome.transientFailures);
-        refusedByElb.push(...outcome.rejected);
-        transientError ??= outcome.firstTransientError;
-      }
-    }),
-  );
+  const keys = [...new Set(work.flatMap((w) => [...w.register, ...w.deregister].map((t) => t.key)))];
+  let prior: PriorReads | undefined;
+  let confirmReadMs: number | undefined;
+  if (keys.length > 0) {
+    const readAtMs = now();
+    const started = performance.now();
+    try {
+      prior = { reads: await deps.store.getMany(keys), readAtMs };
+      confirmReadMs = Math.round((performance.now() - started) * 10) / 10;
+    } catch (error) {
+      // No confirmation, no change: the batch is retried from the first record of these targets.
+      readError = error instanceof LeaseStoreError ? error : new LeaseStoreError(String(error), { cause: error });
+      failed.push(...keys);
+    }
+  }
+
+  if (prior) {
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: ['deregister'] as const };
+    await Promise.all(
+      work.map(async ({ group, register, deregister }) => {
+        // Creates before deletes: a target moving between states never leaves a group empty needlessly.
+        for (const [action, targets] of [
+          ['register', register],
+          ['deregister', deregister],
+        ] as const) {
+          if (targets.length === 0) continue;
+          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, prior);
+          for (const key of outcome.applied) memory.applied.remember(group.targetGroupArn, key, action, recordOf(key));
+          if (action === 'register') {
+            registrations += outcome.applied.length;
+            deregistrations += outcome.undone.length;
+            registrationsWithheld += outcome.withheld.length;
+          } else {
+            deregistrations += outcome.applied.length;
+            registrations += outcome.undone.length;
+            deregistrationsWithheld += outcome.withheld.length;
+          }
+          refusedBefore += outcome.skippedRefused.length;
+          elbCalls += outcome.calls;
+          failed.push(...outcome.transientFailures);
+          refusedByElb.push(...outcome.rejected);
+          transientError ??= outcome.firstTransientError;
+        }
+      }),
+    );
+  }
 
   const kinds: Record<RecordKind, number> = { registration: 0, heartbeat: 0, noop: 0, release: 0, 'ttl-deletion': 0, change: 0 };
   for (const kind of plan.kinds) kinds[kind]++;
@@ -90,11 +143,17 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     kinds,
     registrations,
     deregistrations,
+    registrationsWithheld,
     deregistrationsWithheld,
+    alreadyApplied,
+    refusedBefore,
     elbCalls,
+    leasesRead: keys.length,
+    ...(confirmReadMs === undefined ? {} : { confirmReadMs }),
     rejections: plan.rejections,
     refusedByElb,
     ...(failedIndex === undefined ? {} : { firstFailedRecordId: records[failedIndex].id }),
     ...(transientError ? { transientError } : {}),
+    ...(readError ? { readError } : {}),
   };
 }

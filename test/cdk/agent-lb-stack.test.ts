@@ -248,16 +248,16 @@ describe('AgentLbStack from the default cdk.json context', () => {
     const reconcile = policyStatements('Reconcile');
     expect(reconcile).toContainEqual({ Sid: 'ReadTargetHealth', Effect: 'Allow', Action: 'elasticloadbalancing:DescribeTargetHealth', Resource: '*' });
     const reconcileActions = reconcile.flatMap((s) => [s.Action].flat());
-    expect(reconcileActions).toEqual(expect.arrayContaining(['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:DeleteItem']));
+    expect(reconcileActions).toEqual(expect.arrayContaining(['dynamodb:Scan', 'dynamodb:BatchGetItem', 'dynamodb:DeleteItem']));
     expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:PutItem']));
     expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:UpdateItem']));
     expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:BatchWriteItem']));
 
     const syncActions = policyStatements('Sync').flatMap((s) => [s.Action].flat());
     expect(syncActions).toEqual(expect.arrayContaining(['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream']));
-    // Stream reads, plus GetItem to confirm a deregistration against the lease as it is now.
+    // Stream reads, plus BatchGetItem to confirm every change against the leases as they are now.
     expect(syncActions.filter((a: string) => a.startsWith('dynamodb:') && !['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:ListStreams'].includes(a))).toEqual([
-      'dynamodb:GetItem',
+      'dynamodb:BatchGetItem',
     ]);
     expect(syncActions).not.toContain('elasticloadbalancing:DescribeTargetHealth');
   });

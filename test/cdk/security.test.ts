@@ -7,7 +7,7 @@
  * balancer at, in both handlers. Complements agent-lb-stack.test.ts, lease-table.test.ts and
  * compliance.test.ts (which runs cdk-nag and cfn-lint); what those assert is not repeated here.
  */
-import { DeleteItemCommand, DynamoDBClient, GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import {
   DeregisterTargetsCommand,
   DescribeTargetHealthCommand,
@@ -26,6 +26,7 @@ import { AgentLbStack, AgentLbStackProps, addAgentLbStack } from '../../lib/cons
 import { addressPolicyFor, parseRuntimeConfig } from '../../lib/core/runtime-config';
 import { ADDRESS_EDGES } from '../fuzz/lease-cases';
 import { captureMetrics, insert, Item, leaseItem, silentLogger, streamEvent, T0, testConfig, TG } from '../support/lease-fixtures';
+import { FakeLeaseTable } from '../support/fake-lease-table';
 import { appWithoutBundling, cdkJsonContext } from './fixtures';
 
 const ACCOUNT = '123456789012';
@@ -371,7 +372,8 @@ describe('address ranges are enforced server-side, whoever wrote the lease', () 
     const table = new Map([valid, ...bad].map((item) => [item.target.S!, item]));
     elbMock.on(DescribeTargetHealthCommand).resolves({ TargetHealthDescriptions: [] });
     ddbMock.on(ScanCommand).resolves({ Items: [...table.values()] as never, Count: table.size });
-    ddbMock.on(GetItemCommand).callsFake((input: { Key: { target: { S: string } } }) => ({ Item: table.get(input.Key.target.S) }));
+    const fake = new FakeLeaseTable().install(ddbMock);
+    for (const [key, item] of table) fake.items.set(key, item);
     const emf = captureMetrics();
     const handler = createReconcileHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: emf.metrics, now: () => T0 * 1000 });
 
@@ -393,7 +395,8 @@ describe('address ranges are enforced server-side, whoever wrote the lease', () 
           : [],
     }));
     ddbMock.on(ScanCommand).resolves({ Items: [...table.values()] as never, Count: table.size });
-    ddbMock.on(GetItemCommand).callsFake((input: { Key: { target: { S: string } } }) => ({ Item: table.get(input.Key.target.S) }));
+    const fake = new FakeLeaseTable().install(ddbMock);
+    for (const [key, item] of table) fake.items.set(key, item);
     ddbMock.on(DeleteItemCommand).resolves({});
     const handler = createReconcileHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: captureMetrics().metrics, now: () => T0 * 1000 });
 

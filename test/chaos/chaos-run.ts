@@ -1,7 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DEREGISTER_DEADLINE_MS } from '../../lib/registry/lease-confirmation';
+import { DECISION_DEADLINE_MS } from '../../lib/registry/confirmed-changes';
+import { PASS_BUDGET_MS } from '../../lib/registry/reconcile';
+import { CpuHogs } from './cpu-hogs';
 import { AgentFleet, EndAction, FleetCounters } from './agent-fleet';
 import { ChaosStack, RestartReport, StackCounters } from './chaos-stack';
 import { check, Verdict } from './checker';
@@ -40,15 +42,10 @@ export interface ChaosOptions {
   readonly downSeconds: readonly [number, number];
   readonly endWeights: Readonly<Record<EndAction, number>>;
   readonly drainCycleChance: number;
-  /** The sync handler confirms deregistrations with a consistent read (needed for replays from an earlier checkpoint). */
-  readonly syncConfirmsDeregistrations: boolean;
-  /**
-   * Stated slack of the staleness bound (see RELIABILITY.md). Default: one more reconcile
-   * interval (a pass deferred by the safety valve, or failed in a brown-out) + one brown-out +
-   * 20 s, the SDK's longest retry delay (a call throttled at its 5th attempt waits up to that
-   * long, after the brown-out is over) + 5 s for a pass's own reads and a DynamoDB Local restart.
-   */
-  readonly slackMs?: number;
+  /** Every target group's deregistration delay (ELB model in the moto launcher). */
+  readonly deregistrationDelaySeconds: number;
+  /** CPU hogs run beside the whole run (each a Node process spinning), killed at its end. */
+  readonly cpuLoad: number;
   readonly onProgress?: (line: string) => void;
   /** Write the raw logs (agents' writes, proxy log, samples) here as JSON, for post-mortems. */
   readonly dumpFile?: string;
@@ -77,7 +74,8 @@ export const LONG_RUN: ChaosOptions = {
   downSeconds: [0.1, 8],
   endWeights: { release: 35, crash: 30, takeover: 20, leave: 15 },
   drainCycleChance: 0.2,
-  syncConfirmsDeregistrations: true,
+  deregistrationDelaySeconds: 3,
+  cpuLoad: 0,
 };
 
 /** The seeded minute that runs in `npm test`. */
@@ -97,12 +95,17 @@ export const SHORT_RUN: ChaosOptions = {
   downSeconds: [0.1, 4],
 };
 
-/** The SDK's MAXIMUM_RETRY_DELAY (@smithy/core retry): the longest wait between two attempts of one call. */
-export const SDK_MAX_RETRY_DELAY_MS = 20_000;
-
-/** The slack a run states for its staleness bound. */
-export function slackOf(options: ChaosOptions): number {
-  return options.slackMs ?? options.reconcileIntervalMs + options.outageSeconds * 1000 + SDK_MAX_RETRY_DELAY_MS + 5_000;
+/**
+ * The retry budget of the staleness bound, from the design (RELIABILITY.md, "Promises and
+ * bounds"): a dead lease's target is removed by the first pass that reads the lease dead. That
+ * pass starts at most one interval after the pass running when the lease died — or when that one
+ * ends, if it ran longer (passes run one at a time) — and a pass stops sending after its budget
+ * (PASS_BUDGET_MS): so the interval plus two pass budgets. While ELB or the table is down (a
+ * brown-out, a DynamoDB Local restart) nothing can be removed: the longest such outage is added.
+ */
+export function retryBudgetOf(options: ChaosOptions, restarts: readonly RestartReport[] = []): number {
+  const outageMs = Math.max(options.outageEverySeconds > 0 ? options.outageSeconds * 1000 : 0, ...restarts.map((r) => r.downMs));
+  return 2 * PASS_BUDGET_MS + outageMs;
 }
 
 export interface ChaosFigures {
@@ -116,6 +119,8 @@ export interface ChaosFigures {
   readonly faults: Readonly<Record<FaultKind, number>>;
   readonly outages: number;
   readonly restarts: readonly RestartReport[];
+  /** Why reconcile passes failed (message → count). */
+  readonly reconcileFailureReasons: Readonly<Record<string, number>>;
   readonly elb: { register: number; deregister: number; describe: number; landedMutations: number; bySync: number; byReconcile: number };
 }
 
@@ -130,6 +135,17 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const progress = options.onProgress ?? (() => undefined);
+  // Bounded by themselves too: the run, its quiescence (≤ 3 drains of 120 s) and a margin.
+  const hogs = CpuHogs.start(options.cpuLoad, options.durationSeconds + options.ttlSeconds + 600);
+  if (hogs.count > 0) progress(`${hogs.count} CPU hogs running beside the run`);
+  try {
+    return await runWithStack(options, progress);
+  } finally {
+    await hogs.stop();
+  }
+}
+
+async function runWithStack(options: ChaosOptions, progress: (line: string) => void): Promise<ChaosResult> {
   progress(`starting DynamoDB Local (file-backed), moto, the fault proxy; synthesizing the stack`);
   const stack = await ChaosStack.start({
     capabilities: options.capabilities,
@@ -143,7 +159,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     handlerRandom: stream(options.seed, 'handler'),
     killRate: options.killRate,
     duplicateRate: options.duplicateRate,
-    syncConfirmsDeregistrations: options.syncConfirmsDeregistrations,
+    deregistrationDelaySeconds: options.deregistrationDelaySeconds,
   });
   stack.traceInvocations = options.dumpFile !== undefined;
   // One client for the whole fleet (real agents each have their own): enough sockets that agents never queue behind each other.
@@ -211,6 +227,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       setInterval(() => {
         const s = stack.counters;
         const f = fleet.counters;
+        const top = [...stack.handlerWarnings].sort((a, b) => b[1] - a[1]).slice(0, 3);
+        if (top.length > 0) progress(`handler warnings so far: ${top.map(([w, n]) => `${n}× ${w}`).join(' | ')}`);
+        const failed = [...stack.reconcileFailureReasons];
+        if (failed.length > 0) progress(`reconcile failures so far: ${failed.map(([w, n]) => `${n}× ${w}`).join(' | ')}`);
         progress(
           `t+${Math.round((Date.now() - started) / 1000)} s: holding ${fleet.holding()}, acquires ${f.acquires}, crashes ${f.crashes}, releases ${f.releases}, ` +
             `records ${s.streamRecords}, invocations ${s.handlerInvocations} (${s.failedInvocations} failed), reconcile ${s.reconcilePasses}/${s.reconcileFailures} failed`,
@@ -244,7 +264,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       proxyLog: stack.proxy.log,
       targetGroups: stack.deployment.targetGroups,
       final,
-      bounds: { decisionWindowMs: DEREGISTER_DEADLINE_MS, ttlMs: options.ttlSeconds * 1000, reconcileIntervalMs: options.reconcileIntervalMs, slackMs: slackOf(options) },
+      bounds: {
+        decisionWindowMs: DECISION_DEADLINE_MS,
+        ttlMs: options.ttlSeconds * 1000,
+        reconcileIntervalMs: options.reconcileIntervalMs,
+        retryBudgetMs: retryBudgetOf(options, stack.restarts),
+      },
     });
     const log = stack.proxy.log;
     const figures: ChaosFigures = {
@@ -263,6 +288,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       faults: { ...stack.proxy.faults },
       outages,
       restarts: [...stack.restarts],
+      reconcileFailureReasons: Object.fromEntries(stack.reconcileFailureReasons),
       elb: {
         register: log.filter((e) => e.action === 'RegisterTargets').length,
         deregister: log.filter((e) => e.action === 'DeregisterTargets').length,
@@ -303,7 +329,8 @@ export function formatTable(result: ChaosResult): string {
     ['seed / duration', `${f.seed} / ${f.durationSeconds} s of churn (+ quiescence)`],
     ['agents (slots) / incarnations', `${f.agents} / ${f.fleet.incarnations}`],
     ['lease TTL / reconcile interval', `${o.ttlSeconds} s / ${s(o.reconcileIntervalMs)}`],
-    ['sync confirms deregistrations', o.syncConfirmsDeregistrations ? 'yes (consistent GetItem before DeregisterTargets)' : 'no (records alone, as deployed today)'],
+    ['deregistration delay (ELB model)', `${o.deregistrationDelaySeconds} s (deregistered targets drain, then go; draining counts as out of rotation)`],
+    ['CPU hogs beside the run', `${o.cpuLoad}`],
     ['lease events', `${f.fleet.acquires} acquires (${f.fleet.takeovers} takeovers), ${f.fleet.renewals} renewals, ${f.fleet.drains} drains, ${f.fleet.activates} re-activations, ${f.fleet.releases} releases, ${f.fleet.crashes} crashes, ${f.fleet.lost} lost, ${f.fleet.reacquired} re-acquired`],
     ['lease writes (agents)', `${f.leaseWrites.total}: ${f.leaseWrites.ok} ok, ${f.leaseWrites.conditionFailed} condition failed, ${f.leaseWrites.unknown} unknown outcome`],
     ['stream records', `${f.stack.streamRecords} distinct; ${f.handler.recordsDelivered} deliveries in ${f.stack.handlerInvocations} invocations (${f.stack.failedInvocations} failed)`],
@@ -313,14 +340,22 @@ export function formatTable(result: ChaosResult): string {
     ['duplicate deliveries', `${f.handler.duplicates} batches delivered twice`],
     ['replays from an earlier checkpoint', `${f.stack.replays} (${o.replayBackSeconds} s back), ${f.stack.recordsRedelivered} records redelivered after acknowledgement`],
     ['DynamoDB Local restarts', f.restarts.length === 0 ? '0' : f.restarts.map((r) => `down ${s(r.downMs)}, stream ARN ${r.streamArnAfter === r.streamArnBefore ? 'same' : 'changed'}, shards ${r.shardsBefore.length}→${r.shardsAfter.length}`).join('; ')],
-    ['reconcile passes', `${f.stack.reconcilePasses} ok, ${f.stack.reconcileFailures} failed`],
+    [
+      'reconcile passes',
+      `${f.stack.reconcilePasses} ok, ${f.stack.reconcileFailures} failed` +
+        (f.stack.reconcileFailures > 0 ? ` (${Object.entries(f.reconcileFailureReasons).map(([why, n]) => `${n}× ${why.replace(/arn:\S+/g, '…')}`).join('; ')})` : ''),
+    ],
     ['ELB calls (attempts at the proxy)', `${f.elb.register} Register, ${f.elb.deregister} Deregister, ${f.elb.describe} Describe; ${f.elb.landedMutations} mutations landed; sync ${f.elb.bySync}, reconcile ${f.elb.byReconcile}`],
     ['checker samples', `${v.samples} (every ${s(o.sampleIntervalMs)}); ${v.deregistrationsChecked} landed deregistrations checked exactly`],
-    ['false deregistrations', `${v.falseDeregistrations.filter((d) => d.how === 'exact').length} exact, ${v.falseDeregistrations.filter((d) => d.how === 'sampled').length} sampled (decision window ${s(DEREGISTER_DEADLINE_MS)})`],
+    ['false deregistrations', `${v.falseDeregistrations.filter((d) => d.how === 'exact').length} exact, ${v.falseDeregistrations.filter((d) => d.how === 'sampled').length} sampled (decision window ${s(DECISION_DEADLINE_MS)})`],
     ['lost registrations (after quiescence)', `${v.lostRegistrations.length}`],
     ['live leases never registered within bound', `${v.unregisteredLiveSpells.length}`],
-    ['worst staleness after lease death', `${v.worstStaleness ? s(v.worstStaleness.until - v.worstStaleness.from) : '0 s'} (bound ${s(v.stalenessBoundMs)} = reconcile interval + slack ${s(slackOf(o))}); ${v.staleEpisodes} stale episodes, ${v.staleReappearances} of them re-registrations of a dead lease`],
-    ['worst staleness after the agent last act', `${s(v.worstSinceLastActMs)} (bound ${s(v.lastActBoundMs)} = TTL + reconcile interval + slack)`],
+    ['dead-lease re-registrations', `${v.staleReappearances} (a target registered again after its lease had died)`],
+    [
+      'worst staleness after lease death',
+      `${v.worstStaleness ? s(v.worstStaleness.until - v.worstStaleness.from) : '0 s'} (bound ${s(v.stalenessBoundMs)} = reconcile interval + 2 × pass budget ${s(PASS_BUDGET_MS)} + longest outage ${s(retryBudgetOf(o, f.restarts) - 2 * PASS_BUDGET_MS)}); ${v.staleEpisodes} stale episodes`,
+    ],
+    ['worst staleness after the agent last act', `${s(v.worstSinceLastActMs)} (bound ${s(v.lastActBoundMs)} = TTL + the above)`],
     ['staleness bound violations', `${v.stalenessViolations.length}`],
     ['worst registration delay (sampled)', s(v.worstRegistrationDelayMs)],
     ['racing deregistrations (lease new within the decision window)', `${v.racingDeregistrations}, back in rotation within ${s(v.worstRacingGapMs)} at worst`],

@@ -6,6 +6,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { createReconcileHandler } from '../../lambdas/reconcile';
 import { createSyncHandler } from '../../lambdas/stream-sync';
@@ -38,8 +39,11 @@ export interface ChaosStackOptions {
   readonly duplicateRate: number;
   readonly pollIntervalMs?: number;
   readonly batchSize?: number;
-  /** Give the sync handler a DynamoDB client, so it confirms deregistrations with a read (see lambdas/stream-sync.ts). */
-  readonly syncConfirmsDeregistrations: boolean;
+  /**
+   * Every target group's deregistration delay, in seconds: deregistered targets drain that long
+   * (moto launcher's ELB model) before they are gone. @default 3
+   */
+  readonly deregistrationDelaySeconds?: number;
 }
 
 export interface RestartReport {
@@ -78,6 +82,10 @@ export class ChaosStack {
     failedInvocations: 0,
   };
   public readonly restarts: RestartReport[] = [];
+  /** The handlers' warnings and errors: message → count. */
+  public readonly handlerWarnings = new Map<string, number>();
+  /** Why reconcile passes failed: message → count. */
+  public readonly reconcileFailureReasons = new Map<string, number>();
   public handlerChaos!: { counters: HandlerChaosCounters; enabled: { value: boolean } };
   private poller!: StreamPoller;
   private streamsClient?: DynamoDBStreamsClient;
@@ -143,6 +151,16 @@ export class ChaosStack {
         dynamodb,
       });
       dynamodb.destroy();
+      const elb = new ElasticLoadBalancingV2Client({ ...moto.clientConfig });
+      for (const arn of Object.values(deployment.targetGroups)) {
+        await elb.send(
+          new ModifyTargetGroupAttributesCommand({
+            TargetGroupArn: arn,
+            Attributes: [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds ?? 3) }],
+          }),
+        );
+      }
+      elb.destroy();
       proxy = await FaultProxy.start({ ...options.proxy, upstreamPort: moto.port });
       const runtimeConfig: RuntimeConfig = {
         tableName: deployment.tableName,
@@ -172,10 +190,19 @@ export class ChaosStack {
     const reconcileElb = instrumentElbClient(createElbClient(elbConfig), 'reconcile');
     this.clients.push(syncElb, reconcileElb);
     const logger = new Logger({ serviceName: 'agent-lb-chaos', logLevel: 'SILENT' });
+    // The handlers' warnings and errors, counted by message and error (for the run's table).
+    for (const level of ['warn', 'error'] as const) {
+      const original = logger[level].bind(logger);
+      logger[level] = ((message: string, extra?: { error?: string }) => {
+        const why = `${level}: ${message}${extra?.error ? `: ${String(extra.error).replace(/arn:\S+/g, '…').slice(0, 140)}` : ''}`;
+        this.handlerWarnings.set(why, (this.handlerWarnings.get(why) ?? 0) + 1);
+        original(message, extra as never);
+      }) as typeof logger.warn;
+    }
     const sync = createSyncHandler({
       config: this.runtimeConfig,
       elbClient: syncElb,
-      ...(this.options.syncConfirmsDeregistrations ? { dynamoClient: this.newDynamoClient() } : {}),
+      dynamoClient: this.newDynamoClient(),
       logger,
       metrics: silentMetrics(logger),
     });
@@ -247,11 +274,16 @@ export class ChaosStack {
     });
   }
 
-  private scheduleReconcile(): void {
+  /**
+   * A pass every reconcile interval, as a rate schedule fires, one at a time as in one warm
+   * container: a pass that runs longer than the interval delays the next one to its end.
+   */
+  private scheduleReconcile(at = Date.now() + this.options.reconcileIntervalMs): void {
     if (this.stopped) return;
     this.reconcileTimer = setTimeout(() => {
-      void this.reconcileNow().finally(() => this.scheduleReconcile());
-    }, this.options.reconcileIntervalMs);
+      const started = Date.now();
+      void this.reconcileNow().finally(() => this.scheduleReconcile(Math.max(Date.now(), started + this.options.reconcileIntervalMs)));
+    }, Math.max(0, at - Date.now()));
   }
 
   /** One reconcile pass, after any pass in flight; failures are counted, not thrown. */
@@ -260,8 +292,10 @@ export class ChaosStack {
       try {
         await this.reconcile();
         this.counters.reconcilePasses++;
-      } catch {
+      } catch (error) {
         this.counters.reconcileFailures++;
+        const why = String((error as Error)?.message ?? error).slice(0, 160);
+        this.reconcileFailureReasons.set(why, (this.reconcileFailureReasons.get(why) ?? 0) + 1);
       }
     });
     this.reconcileRunning = run;

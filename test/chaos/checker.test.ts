@@ -13,7 +13,7 @@ import { LeaseWrite } from './write-log';
 const T = 'vision';
 const ARN = 'arn:tg/vision';
 const K = '10.1.0.1:8000';
-const bounds: CheckerBounds = { decisionWindowMs: 2000, ttlMs: 15_000, reconcileIntervalMs: 5000, slackMs: 10_000 };
+const bounds: CheckerBounds = { decisionWindowMs: 2000, ttlMs: 15_000, reconcileIntervalMs: 5000, retryBudgetMs: 10_000 };
 
 /** Seconds → ms on a base far from zero, so epoch-second rounding is exercised. */
 const at = (s: number) => 1_000_000_000 + s * 1000;

@@ -6,7 +6,7 @@ import { between, chance, Random } from '../support/prng';
 /**
  * A fault-injecting HTTP proxy in front of moto's ELBv2 endpoint, on loopback only. The
  * handlers' ELB clients point at it, so every fault goes through the SDK's real retry path
- * (adaptive mode, 6 attempts) and, when the retries run out, through the handlers' own error
+ * (standard mode, 6 attempts) and, when the retries run out, through the handlers' own error
  * handling (batchItemFailures, a failed reconcile pass). Nothing in the handlers is changed.
  *
  * It also keeps a log of every ELB request with the times it was received, forwarded and

@@ -4,22 +4,30 @@ import { ChaosOptions, formatTable, LONG_RUN, runChaos } from './chaos-run';
 
 /**
  * `npm run test:chaos -- [--agents 200] [--duration 210] [--seed N] [--ttl 15] [--reconcile-interval 5]
- *   [--throttle 0.05] [--server-error 0.03] [--timeout 0.02] [--reset 0.02] [--no-bucket] [--no-confirm]
+ *   [--throttle 0.05] [--server-error 0.03] [--timeout 0.02] [--reset 0.02] [--no-bucket]
  *   [--kill-rate 0.05] [--duplicate-rate 0.05] [--replay-every 40] [--replay-back 15]
- *   [--outage-every 60] [--outage 6] [--restarts 0.35,0.7] [--slack S] [--json out.json] [--dump raw-logs.json]`
+ *   [--outage-every 60] [--outage 6] [--restarts 0.35,0.7] [--deregistration-delay 3] [--cpu-load N] [--json out.json] [--dump raw-logs.json]`
  *
  * Runs the long chaos scenario on loopback only and prints the figures; exits 1 when the
- * checker finds a violation. `--no-confirm` runs the sync handler as the stack deploys it today
- * (no table read before a deregistration), to measure what replays do to it.
+ * checker finds a violation.
  */
 
-const USAGE = 'usage: npm run test:chaos -- [--agents N] [--duration S] [--seed N] [--ttl S] [--reconcile-interval S] [--throttle P] [--server-error P] [--timeout P] [--reset P] [--no-bucket] [--no-confirm] [--kill-rate P] [--duplicate-rate P] [--replay-every S] [--replay-back S] [--outage-every S] [--outage S] [--restarts F,F] [--slack S] [--json FILE] [--dump FILE]';
+const USAGE = 'usage: npm run test:chaos -- [--agents N] [--duration S] [--seed N] [--ttl S] [--reconcile-interval S] [--throttle P] [--server-error P] [--timeout P] [--reset P] [--no-bucket] [--kill-rate P] [--duplicate-rate P] [--replay-every S] [--replay-back S] [--outage-every S] [--outage S] [--restarts F,F] [--deregistration-delay S] [--cpu-load N] [--json FILE] [--dump FILE]';
 
 function num(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n < min || n > max) {
     console.error(`--${name} must be a number in ${min}–${max}, got ${JSON.stringify(value)}\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  const n = num(name, value, fallback, min, max);
+  if (!Number.isInteger(n)) {
+    console.error(`--${name} must be a whole number in ${min}–${max}, got ${JSON.stringify(value)}\n${USAGE}`);
     process.exit(2);
   }
   return n;
@@ -40,7 +48,6 @@ function options(): { chaos: ChaosOptions; json?: string } {
         timeout: { type: 'string' },
         reset: { type: 'string' },
         'no-bucket': { type: 'boolean' },
-        'no-confirm': { type: 'boolean' },
         'kill-rate': { type: 'string' },
         'duplicate-rate': { type: 'string' },
         'replay-every': { type: 'string' },
@@ -48,7 +55,8 @@ function options(): { chaos: ChaosOptions; json?: string } {
         'outage-every': { type: 'string' },
         outage: { type: 'string' },
         restarts: { type: 'string' },
-        slack: { type: 'string' },
+        'deregistration-delay': { type: 'string' },
+        'cpu-load': { type: 'string' },
         json: { type: 'string' },
         dump: { type: 'string' },
         help: { type: 'boolean' },
@@ -78,7 +86,6 @@ function options(): { chaos: ChaosOptions; json?: string } {
       reset: num('reset', parsed.reset, d.faults.reset, 0, 1),
     },
     awsBucket: !parsed['no-bucket'],
-    syncConfirmsDeregistrations: !parsed['no-confirm'],
     killRate: num('kill-rate', parsed['kill-rate'], d.killRate, 0, 1),
     duplicateRate: num('duplicate-rate', parsed['duplicate-rate'], d.duplicateRate, 0, 1),
     replayEverySeconds: num('replay-every', parsed['replay-every'], d.replayEverySeconds, 0, 3600),
@@ -86,7 +93,8 @@ function options(): { chaos: ChaosOptions; json?: string } {
     outageEverySeconds: num('outage-every', parsed['outage-every'], d.outageEverySeconds, 0, 3600),
     outageSeconds: num('outage', parsed.outage, d.outageSeconds, 0, 600),
     dynamoRestartsAt: restarts,
-    ...(parsed.slack === undefined ? {} : { slackMs: num('slack', parsed.slack, 0, 0, 3600) * 1000 }),
+    deregistrationDelaySeconds: num('deregistration-delay', parsed['deregistration-delay'], d.deregistrationDelaySeconds, 0, 3600),
+    cpuLoad: int('cpu-load', parsed['cpu-load'], d.cpuLoad, 0, 16),
     onProgress: (line) => console.log(`[chaos] ${line}`),
     ...(parsed.dump ? { dumpFile: parsed.dump } : {}),
   };
@@ -106,6 +114,7 @@ async function main(): Promise<void> {
   for (const d of v.falseDeregistrations.slice(0, 20)) console.log(`false deregistration (${d.how}, ${d.origin}): ${d.target} from ${d.capability}`);
   for (const l of v.lostRegistrations.slice(0, 20)) console.log(`lost registration (${l.source}): ${l.target} in ${l.capability}`);
   for (const e of v.stalenessViolations.slice(0, 20)) console.log(`staleness violation: ${e.target} in ${e.capability} for ${((e.until - e.from) / 1000).toFixed(1)} s${e.neverLeased ? ' (never leased)' : ''}${e.stillRegisteredAtEnd ? ' (still registered at the end)' : ''}`);
+  for (const e of v.reappearanceEpisodes.slice(0, 20)) console.log(`dead-lease re-registration: ${e.target} in ${e.capability} at ${new Date(e.from).toISOString()}, for ${((e.until - e.from) / 1000).toFixed(1)} s`);
   for (const u of v.unregisteredLiveSpells.slice(0, 20)) console.log(`live, never registered: ${u.target} in ${u.capability} for ${((u.end - u.start) / 1000).toFixed(1)} s`);
   if (json) {
     const { onProgress: _omit, ...opts } = result.options;

@@ -79,7 +79,9 @@ export class Sampler {
     const entries = await Promise.all(
       Object.entries(this.options.targetGroups).map(async ([capability, arn]) => {
         const out = await this.elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: arn }), { abortSignal: AbortSignal.timeout(5000) });
-        const keys = new Set((out.TargetHealthDescriptions ?? []).filter((d) => d.TargetHealth?.State !== 'draining').map((d) => `${d.Target?.Id}:${d.Target?.Port}`));
+        // In rotation: registered, not draining (ELB's `draining`, or gone: `Target.NotRegistered`).
+        const inRotation = (out.TargetHealthDescriptions ?? []).filter((d) => d.TargetHealth?.State !== 'draining' && d.TargetHealth?.Reason !== 'Target.NotRegistered');
+        const keys = new Set(inRotation.map((d) => `${d.Target?.Id}:${d.Target?.Port}`));
         return [capability, keys] as const;
       }),
     );

@@ -7,7 +7,7 @@
  * Expected outcomes come from the generators (test/fuzz/lease-cases.ts), never from the code
  * under test. Seeded: set FUZZ_SEED to explore other inputs, FUZZ_RUNS_FACTOR to run more.
  */
-import { DeleteItemCommand, DynamoDBClient, GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import {
   DeregisterTargetsCommand,
   DescribeTargetHealthCommand,
@@ -23,7 +23,8 @@ import { createReconcileHandler } from '../../lambdas/reconcile';
 import { createSyncHandler } from '../../lambdas/stream-sync';
 import { decodeLease, LeaseChangeRecord, LeaseRejectionReason, planStreamBatch, RawItem, routeItem } from '../../lib/core';
 import { addressPolicyFor, RuntimeConfig } from '../../lib/core/runtime-config';
-import { ALLOWED_CIDRS, captureMetrics, silentLogger, T0, testConfig, TG } from '../support/lease-fixtures';
+import { ALLOWED_CIDRS, captureMetrics, Item, silentLogger, T0, testConfig, TG } from '../support/lease-fixtures';
+import { FakeLeaseTable } from '../support/fake-lease-table';
 import { anyLease, arbitraryItem, FuzzEnv, invalidLease, LeaseCase, leaseBatch, validLease } from './lease-cases';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_260_401);
@@ -241,7 +242,10 @@ describe('the handlers on bad leases (aws-sdk-client-mock)', () => {
         const emf = captureMetrics();
         const logger = silentLogger();
         const warn = vi.spyOn(logger, 'warn');
-        const handler = createSyncHandler({ config, elbClient, logger, metrics: emf.metrics, now: () => T0 * 1000 });
+        ddbMock.reset();
+        const table = new FakeLeaseTable().install(ddbMock);
+        for (const c of cases) if (c.key !== undefined) table.items.set(c.key, c.item as Item);
+        const handler = createSyncHandler({ config, elbClient, dynamoClient, logger, metrics: emf.metrics, now: () => T0 * 1000 });
 
         const result = await handler({ Records: cases.map(lambdaInsert) });
 
@@ -270,9 +274,9 @@ describe('the handlers on bad leases (aws-sdk-client-mock)', () => {
         elbMock.on(DescribeTargetHealthCommand).resolves({ TargetHealthDescriptions: [] });
         elbMock.on(RegisterTargetsCommand).resolves({});
         elbMock.on(DeregisterTargetsCommand).resolves({});
-        const table = new Map(cases.map((c) => [c.key!, c.item]));
+        const table = new FakeLeaseTable().install(ddbMock);
+        for (const c of cases) if (c.key !== undefined) table.items.set(c.key, c.item as Item);
         ddbMock.on(ScanCommand).resolves({ Items: cases.map((c) => c.item) as never, Count: cases.length });
-        ddbMock.on(GetItemCommand).callsFake((input: { Key: { target: { S: string } } }) => ({ Item: table.get(input.Key.target.S) }));
         ddbMock.on(DeleteItemCommand).resolves({});
         const emf = captureMetrics();
         const handler = createReconcileHandler({ config, elbClient, dynamoClient, logger: silentLogger(), metrics: emf.metrics, now: () => T0 * 1000 + 500 });

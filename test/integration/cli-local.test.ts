@@ -5,14 +5,14 @@
  * and listener rules through the ELBv2 API; `status` and `leases` run against the same file;
  * SIGTERM shuts everything down with nothing left behind.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeRulesCommand, ElasticLoadBalancingV2Client, Rule } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, commandLine, connectResult, contractItem, processAlive, processTree, REPO, runCli, targetKeys, waitFor } from '../support/local-harness';
+import { commandLine, connectResult, contractItem, processAlive, processTree, runCli, spawnCli, targetKeys, waitFor } from '../support/local-harness';
 
 interface StateFile {
   region: string;
@@ -42,14 +42,11 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'agent-lb-cli-local-'));
     stateFile = join(dir, 'state.json');
-    // As a user starts it, in its own process group (a terminal's job, a supervisor's unit), with
-    // the tsx that `npx tsx` resolves to: npm in between would die of the SIGTERM at once,
-    // without waiting for its child, and hide the command's exit code.
-    child = spawn(process.execPath, [CLI, 'local', '--agents', '0', '--state-file', stateFile, '--reconcile-interval', '2'], {
-      cwd: REPO,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // As a user starts it, in its own process group (a terminal's job, a supervisor's unit), as
+    // one Node process like the installed bin: npm in between would die of the SIGTERM at once,
+    // without waiting for its child, and tsx's CLI wrapper SIGKILLs a child slow to acknowledge a
+    // signal (see spawnCli); either would hide the command's own exit code.
+    child = spawnCli(['local', '--agents', '0', '--state-file', stateFile, '--reconcile-interval', '2'], { detached: true });
     child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
     exited = new Promise((r) => child.once('exit', (code) => r(code)));

@@ -4,7 +4,7 @@
  * toggles, the Sidecar class in-process, and the CLI as users run it (a subprocess stopped
  * with SIGTERM). Every assertion reads the target groups from moto (DescribeTargetHealth).
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
@@ -14,7 +14,7 @@ import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sidecar, SidecarEvent } from '../../lib/cli/sidecar';
 import { LocalStack } from '../../lib/local/local-stack';
-import { CLI, groupsHolding, Item, processAlive, processTree, REPO, waitFor } from '../support/local-harness';
+import { groupsHolding, Item, processAlive, processTree, spawnCli, waitFor } from '../support/local-harness';
 
 const SLACK_MS = 3000;
 
@@ -171,12 +171,15 @@ describe('agent-lb sidecar (CLI subprocess)', () => {
   it('registers while healthy, drains on failures (saying why each probe failed), comes back, and drains then releases on SIGTERM', async () => {
     const { server, port } = await healthServer();
     const key = `127.0.0.1:${port}`;
-    const args = [CLI, 'sidecar', '--state-file', join(dir, 'state.json'), '--address', '127.0.0.1', '--port', String(port)];
+    const args = ['sidecar', '--state-file', join(dir, 'state.json'), '--address', '127.0.0.1', '--port', String(port)];
     args.push('--capability', 'vision', '--capability', 'search', '--health-url', server.url, '--ttl', '6', '--interval', '250', '--unhealthy-threshold', '2', '--drain-seconds', '1');
-    // What `npx agent-lb` runs, in its own process group as a supervisor or terminal runs it; SIGTERM
-    // goes to the group. (Not through npx itself: npm dies of the SIGTERM at once, without
-    // waiting for its child, so its exit code would say nothing about the sidecar's.)
-    const child = spawn(process.execPath, args, { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // One Node process, as the installed bin runs, in its own process group as a supervisor or
+    // terminal runs it; SIGTERM goes to the group. (Neither through npx, which dies of the SIGTERM
+    // at once without waiting for its child, nor through tsx's CLI wrapper, whose signal relay
+    // SIGKILLs a child that does not acknowledge within 60 ms and exits 143: on a busy machine
+    // that was this test's flake, not the sidecar's shutdown.) Its handlers are installed before
+    // it first probes, so the registration awaited below proves they are in place.
+    const child = spawnCli(args, { detached: true });
     children.push(child);
     let stdout = '';
     let stderr = '';

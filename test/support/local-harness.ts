@@ -3,7 +3,7 @@
  * sleeping, reading target groups the way any ELBv2 client would, lease items in the contract's
  * format written with the raw AWS SDK, and checks that a process tree is really gone.
  */
-import { spawn } from 'node:child_process';
+import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
@@ -15,6 +15,17 @@ export const REPO = resolve(__dirname, '../..');
 export const TSX = resolve(REPO, 'node_modules/.bin/tsx');
 /** What `npx agent-lb` runs in this repository: the launcher, which runs the TypeScript sources through tsx. Start it with `process.execPath`. */
 export const CLI = 'bin/agent-lb.cjs';
+
+/**
+ * Starts the CLI as one Node process, as `npx agent-lb` and the installed bin run it (the
+ * launcher registers tsx's loader inside the process): a signal sent to it reaches the command's
+ * own handlers. Under tsx's CLI wrapper a signal goes through a relay instead, which waits only
+ * 2 × 30 ms for the child to acknowledge it and otherwise SIGKILLs the child and exits 143
+ * itself — on a busy machine a graceful shutdown then looked like a crash.
+ */
+export function spawnCli(args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], ...options });
+}
 
 /**
  * Polls `predicate` until it returns true; resolves to the milliseconds waited. Throws with
@@ -35,13 +46,20 @@ export async function waitFor(
   }
 }
 
-/** `<id>:<port>` of every target registered in the group, as DescribeTargetHealth reports them. */
+/**
+ * `<id>:<port>` of every target in rotation in the group: registered and not draining. A
+ * deregistered target stays listed as `draining` for the group's deregistration delay (ELB, and
+ * the moto launcher's model of it); to a user it is already out.
+ */
 export async function targetKeys(elbv2: ElasticLoadBalancingV2Client, targetGroupArn: string): Promise<string[]> {
   const out = await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
-  return (out.TargetHealthDescriptions ?? []).map((d) => `${d.Target?.Id}:${d.Target?.Port}`).sort();
+  return (out.TargetHealthDescriptions ?? [])
+    .filter((d) => d.TargetHealth?.State !== 'draining' && d.TargetHealth?.Reason !== 'Target.NotRegistered')
+    .map((d) => `${d.Target?.Id}:${d.Target?.Port}`)
+    .sort();
 }
 
-/** Registered targets per capability. */
+/** Targets in rotation per capability. */
 export async function groupTargets(elbv2: ElasticLoadBalancingV2Client, targetGroups: Readonly<Record<string, string>>): Promise<Record<string, string[]>> {
   const entries = await Promise.all(Object.entries(targetGroups).map(async ([c, arn]) => [c, await targetKeys(elbv2, arn)] as const));
   return Object.fromEntries(entries);

@@ -42,14 +42,14 @@ beforeEach(() => {
 });
 
 describe('createElbClient', () => {
-  it('configures the adaptive retry mode (client-side rate limiting of the shared Register/Deregister bucket)', async () => {
+  it('configures the standard retry mode: no client-side rate limiter for calls abandoned at their deadline to starve', async () => {
     // Act
     const elb = createElbClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
 
     // Assess
-    expect(elb.config.retryMode).toBe('adaptive');
+    expect(elb.config.retryMode).toBe('standard');
     const strategy = await elb.config.retryStrategy();
-    expect((strategy as { mode?: string }).mode).toBe('adaptive');
+    expect((strategy as { mode?: string }).mode).toBe('standard');
     expect(await elb.config.maxAttempts()).toBeGreaterThan(1);
   });
 
@@ -59,7 +59,7 @@ describe('createElbClient', () => {
 
     // Assess
     expect(await elb.config.maxAttempts()).toBe(2);
-    expect(elb.config.retryMode).toBe('adaptive');
+    expect(elb.config.retryMode).toBe('standard');
   });
 });
 
@@ -184,7 +184,7 @@ describe('ElbTargets error mapping', () => {
   it.each([
     ['InvalidTargetException (400)', () => invalidTarget('10.0.0.2')],
     ['ValidationError (400)', () => awsError('ValidationError', 400, 'Port out of range')],
-  ])('%s on a chunk is isolated per target: good targets are applied, the bad one rejected for good', async (_name, makeError) => {
+  ])('%s on a chunk is isolated by halving the call: good targets are applied, the bad one rejected for good', async (_name, makeError) => {
     // Prepare: ELB refuses any call that contains 10.0.0.2
     const targets = refs(3);
     elbMock.on(RegisterTargetsCommand).callsFake((input: { Targets: { Id: string }[] }) => {
@@ -196,18 +196,44 @@ describe('ElbTargets error mapping', () => {
     // Act
     const outcome = await elb.register(TG.vision, targets);
 
-    // Assess: one chunk call, then one call per target
-    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 4);
-    for (const [i, t] of targets.entries()) {
-      expect(elbMock).toHaveReceivedNthCommandWith(RegisterTargetsCommand, i + 2, { TargetGroupArn: TG.vision, Targets: toElb([t]) });
-    }
+    // Assess: the chunk, then halves: [1,2,3] ✗ → [1,2] ✗ → [1] ✓, [2] ✗; [3] ✓
+    const sent = elbMock.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.Targets!.map((t) => t.Id));
+    expect(sent).toEqual([['10.0.0.1', '10.0.0.2', '10.0.0.3'], ['10.0.0.1', '10.0.0.2'], ['10.0.0.1'], ['10.0.0.2'], ['10.0.0.3']]);
     expect(outcome.applied).toEqual(['10.0.0.1:8080', '10.0.0.3:8080']);
     expect(outcome.transientFailures).toEqual([]);
     expect(outcome.rejected).toHaveLength(1);
     expect(outcome.rejected[0].key).toBe('10.0.0.2:8080');
-    expect(outcome.rejected[0].error).toMatchObject({ transient: false, code: 'ELB_PERMANENT', targetGroupArn: TG.vision });
+    expect(outcome.rejected[0].error).toMatchObject({ transient: false, code: 'ELB_PERMANENT', targetGroupArn: TG.vision, refusedForGood: true });
     expect(outcome.firstTransientError).toBeUndefined();
-    expect(outcome.calls).toBe(4);
+    expect(outcome.calls).toBe(5);
+  });
+
+  it('one refused target among 200 costs about 2·log2(200) extra calls, not 200', async () => {
+    // Prepare
+    const targets = refs(200);
+    elbMock.on(RegisterTargetsCommand).callsFake((input: { Targets: { Id: string }[] }) => {
+      if (input.Targets.some((t) => t.Id === targets[137].id)) throw invalidTarget(targets[137].id);
+      return {};
+    });
+
+    // Act
+    const outcome = await new ElbTargets(client).register(TG.vision, targets);
+
+    // Assess
+    expect(outcome.applied).toHaveLength(199);
+    expect(outcome.rejected.map((r) => r.key)).toEqual([targets[137].key]);
+    expect(outcome.calls).toBeLessThanOrEqual(1 + 2 * Math.ceil(Math.log2(200)));
+  });
+
+  it('a quota error (TooManyTargets) is permanent for the call but not a refusal for good', async () => {
+    // Prepare
+    elbMock.on(RegisterTargetsCommand).rejects(awsError('TooManyTargetsException', 400, 'You have reached the maximum number of targets'));
+
+    // Act
+    const outcome = await new ElbTargets(client).register(TG.vision, refs(1));
+
+    // Assess
+    expect(outcome.rejected[0].error).toMatchObject({ transient: false, refusedForGood: false, awsErrorName: 'TooManyTargetsException' });
   });
 
   it('a permanent error on a single-target chunk is rejected without a second call', async () => {
@@ -225,14 +251,12 @@ describe('ElbTargets error mapping', () => {
   });
 
   it('a transient error while isolating is reported for retry, not rejected', async () => {
-    // Prepare: chunk refused permanently, then the single call for 10.0.0.3 is throttled
-    elbMock
-      .on(RegisterTargetsCommand)
-      .rejectsOnce(invalidTarget('10.0.0.2'))
-      .resolvesOnce({})
-      .rejectsOnce(invalidTarget('10.0.0.2'))
-      .rejectsOnce(awsError('Throttling', 400))
-      .resolves({});
+    // Prepare: any call with 10.0.0.2 is refused for good; the call for 10.0.0.3 alone is throttled
+    elbMock.on(RegisterTargetsCommand).callsFake((input: { Targets: { Id: string }[] }) => {
+      if (input.Targets.some((t) => t.Id === '10.0.0.2')) throw invalidTarget('10.0.0.2');
+      if (input.Targets.some((t) => t.Id === '10.0.0.3')) throw awsError('Throttling', 400);
+      return {};
+    });
     const elb = new ElbTargets(client);
 
     // Act

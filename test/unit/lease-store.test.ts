@@ -1,4 +1,5 @@
 import {
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   DeleteItemCommand,
   DynamoDBClient,
@@ -264,5 +265,66 @@ describe('LeaseStore reads', () => {
     expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 2);
     expect(ddbMock).toHaveReceivedNthCommandWith(ScanCommand, 1, { TableName: 'leases', ConsistentRead: true, ReturnConsumedCapacity: 'TOTAL' });
     expect(ddbMock).toHaveReceivedNthCommandWith(ScanCommand, 2, { TableName: 'leases', ConsistentRead: true, ExclusiveStartKey: { target: b.target } as never });
+  });
+});
+
+describe('LeaseStore.getMany: consistent batched reads', () => {
+  const items = Array.from({ length: 230 }, (_, i) => leaseItem({ address: `10.1.${i >> 8}.${i & 255}` }) as RawItem);
+  const byKey = new Map(items.map((it) => [it.target.S!, it]));
+  const noSleep = async () => {};
+
+  it('reads ≤ 100 keys per BatchGetItem with ConsistentRead, and answers every key asked (undefined = no item)', async () => {
+    // Prepare
+    ddbMock.on(BatchGetItemCommand).callsFake((input: { RequestItems: { leases: { Keys: { target: { S: string } }[] } } }) => ({
+      Responses: { leases: input.RequestItems.leases.Keys.flatMap((k) => (byKey.has(k.target.S) ? [byKey.get(k.target.S)] : [])) },
+    }));
+    const keys = [...byKey.keys(), '10.9.9.9:80', [...byKey.keys()][0]];
+
+    // Act
+    const reads = await store.getMany(keys, { sleep: noSleep });
+
+    // Assess
+    const calls = ddbMock.commandCalls(BatchGetItemCommand).map((c) => c.args[0].input.RequestItems!.leases);
+    expect(calls.map((r) => r.Keys!.length).sort((a, b) => a - b)).toEqual([31, 100, 100]);
+    expect(calls.every((r) => r.ConsistentRead === true)).toBe(true);
+    expect(reads.size).toBe(231);
+    expect(reads.get('10.9.9.9:80')).toBeUndefined();
+    expect(reads.has('10.9.9.9:80')).toBe(true);
+    expect(reads.get(items[7].target.S!)).toEqual(items[7]);
+  });
+
+  it('reads keys DynamoDB left unprocessed again, with backoff', async () => {
+    // Prepare: the first answer leaves two keys unprocessed
+    const keys = items.slice(0, 5).map((it) => it.target.S!);
+    ddbMock
+      .on(BatchGetItemCommand)
+      .resolvesOnce({ Responses: { leases: items.slice(0, 3) as never }, UnprocessedKeys: { leases: { Keys: keys.slice(3).map((k) => ({ target: { S: k } })) } } })
+      .resolves({ Responses: { leases: items.slice(3, 5) as never } });
+    const sleeps: number[] = [];
+
+    // Act
+    const reads = await store.getMany(keys, { sleep: async (ms) => void sleeps.push(ms) });
+
+    // Assess
+    expect([...reads.values()].every((v) => v !== undefined)).toBe(true);
+    expect(ddbMock).toHaveReceivedNthCommandWith(BatchGetItemCommand, 2, { RequestItems: { leases: { Keys: keys.slice(3).map((k) => ({ target: { S: k } })), ConsistentRead: true } } });
+    expect(sleeps).toHaveLength(1);
+  });
+
+  it('gives up with LeaseStoreError when keys stay unprocessed, or a call fails', async () => {
+    ddbMock.on(BatchGetItemCommand).resolves({ Responses: { leases: [] }, UnprocessedKeys: { leases: { Keys: [{ target: { S: TARGET } }] } } });
+    await expect(store.getMany([TARGET], { attempts: 3, sleep: noSleep })).rejects.toThrow(/1 keys still unprocessed after 3 calls/);
+    expect(ddbMock).toHaveReceivedCommandTimes(BatchGetItemCommand, 3);
+
+    ddbMock.reset();
+    ddbMock.on(BatchGetItemCommand).rejects(new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} }));
+    const error = await store.getMany([TARGET], { sleep: noSleep }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LeaseStoreError);
+    expect((error as LeaseStoreError).cause).toBeInstanceOf(ProvisionedThroughputExceededException);
+  });
+
+  it('makes no call for no keys', async () => {
+    expect((await store.getMany([])).size).toBe(0);
+    expect(ddbMock).not.toHaveReceivedAnyCommand();
   });
 });

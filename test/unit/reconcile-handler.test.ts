@@ -1,8 +1,8 @@
 import {
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   DeleteItemCommand,
   DynamoDBClient,
-  GetItemCommand,
   ScanCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
@@ -16,6 +16,10 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { createReconcileHandler } from '../../lambdas/reconcile';
+import { ElbTargets } from '../../lib/aws/elb-targets';
+import { LeaseStore } from '../../lib/aws/lease-store';
+import { AddressPolicy } from '../../lib/core/address-policy';
+import { reconcileOnce } from '../../lib/registry/reconcile';
 import type { RuntimeConfig } from '../../lib/core/runtime-config';
 import { awsError, captureMetrics, elbTarget, Item, leaseItem, silentLogger, T0, targetKey, testConfig, TG } from '../support/lease-fixtures';
 
@@ -27,12 +31,12 @@ const dynamoClient = new DynamoDBClient({ region: 'us-east-1', credentials });
 
 /** The pass runs at T0 + 0.5 s, so its `now` in seconds is T0. */
 const NOW_MS = T0 * 1000 + 500;
-const LIVE = T0 + 30;
 
 interface Registered {
   id: string;
   port?: number;
   state?: TargetHealthStateEnum | string;
+  reason?: string;
 }
 
 /** Shared, ordered log of every AWS call both clients received. */
@@ -41,7 +45,7 @@ let order: string[];
 let groups: Record<string, Registered[]>;
 /** The lease table as Scan sees it (pages of items). */
 let scanPages: Item[][];
-/** The lease table as a later consistent GetItem sees it (absent = no item). */
+/** The lease table as a later consistent BatchGetItem sees it (absent = no item). */
 let table: Map<string, Item>;
 
 function setup(config: RuntimeConfig = testConfig(), extra: { sleep?: (ms: number) => Promise<void>; now?: () => number } = {}) {
@@ -61,6 +65,16 @@ function setup(config: RuntimeConfig = testConfig(), extra: { sleep?: (ms: numbe
 
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 2));
 
+/** One pass's dependencies, for tests that call `reconcileOnce` with a pass budget of their own. */
+const passDeps = () => ({
+  elb: new ElbTargets(elbClient),
+  store: new LeaseStore(dynamoClient, 'leases'),
+  routing: testConfig().routing,
+  policy: new AddressPolicy(testConfig().routing.allowedCidrs),
+  safetyValveShare: 0.5,
+  now: () => NOW_MS,
+});
+
 beforeEach(() => {
   elbMock.reset();
   ddbMock.reset();
@@ -76,7 +90,7 @@ beforeEach(() => {
     return {
       TargetHealthDescriptions: (groups[input.TargetGroupArn] ?? []).map((t) => ({
         Target: { Id: t.id, Port: t.port ?? 8080 },
-        TargetHealth: { State: t.state ?? 'healthy' },
+        TargetHealth: { State: t.state ?? 'healthy', ...(t.reason ? { Reason: t.reason } : {}) },
       })),
     };
   });
@@ -99,10 +113,11 @@ beforeEach(() => {
       ...(last ? {} : { LastEvaluatedKey: { page: { N: String(page + 1) } } }),
     };
   });
-  ddbMock.on(GetItemCommand).callsFake((input: { Key: { target: { S: string } } }) => {
-    order.push(`get ${input.Key.target.S}`);
-    const item = table.get(input.Key.target.S);
-    return item ? { Item: item } : {};
+  ddbMock.on(BatchGetItemCommand).callsFake((input: { RequestItems: Record<string, { Keys: { target: { S: string } }[]; ConsistentRead: boolean }> }) => {
+    const { Keys, ConsistentRead } = input.RequestItems.leases;
+    if (!ConsistentRead) throw new Error('an inconsistent read');
+    for (const k of Keys) order.push(`get ${k.target.S}`);
+    return { Responses: { leases: Keys.flatMap((k) => (table.has(k.target.S) ? [table.get(k.target.S)!] : [])) }, UnprocessedKeys: {} };
   });
   ddbMock.on(DeleteItemCommand).callsFake((input: { Key: { target: { S: string } } }) => {
     order.push(`delete ${input.Key.target.S}`);
@@ -177,14 +192,39 @@ describe('reconcile handler: read order and reads', () => {
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
   });
 
-  it('when a target group cannot be read, it neither scans nor changes anything', async () => {
+  it('a target group that cannot be read is left alone (reads retried until the deadline); the others are repaired', async () => {
+    // Prepare: speech cannot be read; vision misses a live lease and holds a stray; an expired lease waits to be swept
+    const [a] = leases(
+      leaseItem({ address: '10.0.0.1' }),
+      leaseItem({ address: '10.0.0.2', capabilities: ['speech'] }),
+      leaseItem({ address: '10.0.0.3', expiresAt: T0 - 5 }),
+      leaseItem({ address: '10.0.0.4' }),
+      leaseItem({ address: '10.0.0.5' }),
+    );
+    groups[TG.vision] = [{ id: '10.0.0.4' }, { id: '10.0.0.5' }, { id: '10.0.0.9' }];
+    groups[TG.speech] = [{ id: '10.0.0.8' }];
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).rejects(awsError('InternalFailure', 500));
+
+    // Act: a 300 ms pass budget bounds the retries of the unreadable group
+    const report = await reconcileOnce({ ...passDeps(), passBudgetMs: 300 });
+
+    // Assess
+    expect(elbMock.commandCalls(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).length).toBeGreaterThan(1);
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.0.9', Port: 8080 }] });
+    expect(elbMock).not.toHaveReceivedCommandWith(DeregisterTargetsCommand, { TargetGroupArn: TG.speech });
+    expect(report.errors.map((e) => e.message)).toEqual([expect.stringMatching(/describe on .*speech/)]);
+    // With a group unread its targets may still be in, so no expired lease is swept (they stay as proof).
+    expect(ddbMock).toHaveReceivedCommandTimes(DeleteItemCommand, 0);
+  });
+
+  it('when no target group can be read, the pass fails without scanning or changing anything', async () => {
     // Prepare
     leases(leaseItem({ address: '10.0.0.1' }));
-    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).rejects(awsError('InternalFailure', 500));
-    const { handler } = setup();
+    elbMock.on(DescribeTargetHealthCommand).rejects(awsError('InternalFailure', 500));
 
     // Act + Assess
-    await expect(handler({})).rejects.toThrow(/describe on .*speech/);
+    await expect(reconcileOnce({ ...passDeps(), passBudgetMs: 200 })).rejects.toThrow(/describe on /);
     expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 0);
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
@@ -203,7 +243,8 @@ describe('reconcile handler: expired leases', () => {
     // Act
     await handler({});
 
-    // Assess: conditional delete, then (table now empty for it) deregistration
+    // Assess: deregistration (the consistent read finds no live lease), then the conditional delete
+    expect(order.indexOf(`deregister ${TG.vision}`)).toBeLessThan(order.indexOf('delete 10.0.1.1:8080'));
     expect(ddbMock).toHaveReceivedCommandExactlyOnceWith(DeleteItemCommand, {
       TableName: 'leases',
       Key: { target: { S: '10.0.1.1:8080' } },
@@ -237,13 +278,29 @@ describe('reconcile handler: expired leases', () => {
     expect(emf.last('ExpiredLeasesDeleted')).toBe(0);
     expect(reports[0].errors).toEqual([]);
     expect(error).not.toHaveBeenCalled();
-    expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { TableName: 'leases', Key: { target: { S: '10.0.1.1:8080' } }, ConsistentRead: true });
+    expect(order).toContain('get 10.0.1.1:8080');
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+  });
+
+  it('keeps an expired lease whose target could not be deregistered: it stays the proof for the next pass', async () => {
+    // Prepare: an expired lease, its deregistration fails in every round (ELB brown-out)
+    const expired = leaseItem({ address: '10.0.1.1', expiresAt: T0 - 5 });
+    scanPages = [[expired]];
+    table.set(expired.target.S!, expired);
+    groups[TG.vision] = [{ id: '10.0.1.1' }];
+    elbMock.on(DeregisterTargetsCommand).rejects(awsError('ServiceUnavailable', 503));
+    const { handler } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(ddbMock).toHaveReceivedCommandTimes(DeleteItemCommand, 0);
   });
 });
 
 describe('reconcile handler: drift', () => {
-  it('a registered target with no lease is deregistered after a consistent GetItem confirms it', async () => {
+  it('a registered target with no lease is deregistered after a consistent read confirms it', async () => {
     // Prepare: three live leases registered, one stray target with no lease
     const live = leases(leaseItem({ address: '10.0.2.1' }), leaseItem({ address: '10.0.2.2' }), leaseItem({ address: '10.0.2.3' }));
     groups[TG.vision] = [...live.map((l) => ({ id: l.address.S! })), { id: '10.0.2.99' }];
@@ -254,7 +311,7 @@ describe('reconcile handler: drift', () => {
 
     // Assess
     // (read again after the call too: a lease acquired meanwhile would get its target back)
-    expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { TableName: 'leases', Key: { target: { S: '10.0.2.99:8080' } }, ConsistentRead: true });
+    expect(ddbMock).toHaveReceivedCommandWith(BatchGetItemCommand, { RequestItems: { leases: { Keys: [{ target: { S: '10.0.2.99:8080' } }], ConsistentRead: true } } });
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.2.99', Port: 8080 }] });
     expect(order.indexOf('get 10.0.2.99:8080')).toBeLessThan(order.indexOf(`deregister ${TG.vision}`));
     expect(emf.last('DriftDeregistered')).toBe(1);
@@ -279,10 +336,10 @@ describe('reconcile handler: drift', () => {
     expect(emf.last('ElbCalls')).toBe(2);
   });
 
-  it('leaves a target in the ELB "draining" state alone', async () => {
-    // Prepare: a draining target with no lease next to healthy live ones
-    const live = leases(leaseItem({ address: '10.0.4.1' }), leaseItem({ address: '10.0.4.2' }));
-    groups[TG.vision] = [...live.map((l) => ({ id: l.address.S! })), { id: '10.0.4.9', state: 'draining' }];
+  it('leaves a target ELB is draining alone when no live lease wants it', async () => {
+    // Prepare: a draining target with no lease, one with an expired lease, next to healthy live ones
+    const live = leases(leaseItem({ address: '10.0.4.1' }), leaseItem({ address: '10.0.4.2' }), leaseItem({ address: '10.0.4.8', expiresAt: T0 - 1 }));
+    groups[TG.vision] = [...live.map((l) => ({ id: l.address.S! })).slice(0, 2), { id: '10.0.4.8', state: 'draining' }, { id: '10.0.4.9', state: 'draining' }];
     const { handler } = setup();
 
     // Act
@@ -291,10 +348,44 @@ describe('reconcile handler: drift', () => {
     // Assess
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
-    expect(ddbMock).toHaveReceivedCommandTimes(GetItemCommand, 0);
+    expect(ddbMock).toHaveReceivedCommandTimes(BatchGetItemCommand, 0);
   });
 
-  it('a lease that appears between the scan and the second read is never deregistered', async () => {
+  it('issue 9, case 2: registers a live lease\'s draining target again at once (a release and a re-acquire around the pass)', async () => {
+    // Prepare: vision holds 10.0.11.14:8080 draining; the table has a live active lease for it
+    const [back] = leases(leaseItem({ address: '10.0.11.14' }));
+    groups[TG.vision] = [{ id: '10.0.11.14', state: 'draining', reason: 'Target.DeregistrationInProgress' }];
+    const { handler, emf } = setup();
+
+    // Act
+    const [report] = await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(back)] });
+    expect(report.drainingRevived).toBe(1);
+    expect(emf.last('DrainingRevived')).toBe(1);
+  });
+
+  it.each([
+    ['initial', 'Elb.RegistrationInProgress'],
+    ['unhealthy', 'Target.FailedHealthChecks'],
+    ['unused', 'Target.NotInUse'],
+    ['unavailable', 'Target.HealthCheckDisabled'],
+  ])('counts a %s (%s) target as registered: a live lease costs nothing, an expired one removes it', async (state, reason) => {
+    // Prepare
+    leases(leaseItem({ address: '10.0.12.1' }), leaseItem({ address: '10.0.12.2', expiresAt: T0 - 1 }), leaseItem({ address: '10.0.12.3' }));
+    groups[TG.vision] = ['10.0.12.1', '10.0.12.2', '10.0.12.3'].map((id) => ({ id, state, reason }));
+    const { handler } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.12.2', Port: 8080 }] });
+  });
+
+  it('a lease that appears between the scan and the confirming read is never deregistered', async () => {
     // Prepare: the scan does not see 10.0.5.9; the consistent GetItem does, live
     const live = leases(leaseItem({ address: '10.0.5.1' }), leaseItem({ address: '10.0.5.2' }), leaseItem({ address: '10.0.5.3' }));
     groups[TG.vision] = [...live.map((l) => ({ id: l.address.S! })), { id: '10.0.5.9' }];
@@ -305,46 +396,75 @@ describe('reconcile handler: drift', () => {
     const reports = await handler({});
 
     // Assess
-    expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { Key: { target: { S: '10.0.5.9:8080' } }, ConsistentRead: true });
+    expect(order).toContain('get 10.0.5.9:8080');
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
     expect(reports[0].deregistrationsWithheld).toBe(1);
     expect(emf.last('DriftDeregistered')).toBe(0);
   });
 });
 
-describe('reconcile handler: safety valve', () => {
-  it('4 healthy targets, all leases missing from the scan, 2 live on the second read: only the 2 proven are deregistered and the valve metric is 1', async () => {
-    // Prepare
-    const ids = ['10.0.6.1', '10.0.6.2', '10.0.6.3', '10.0.6.4'];
-    groups[TG.vision] = ids.map((id) => ({ id, state: 'healthy' }));
+describe('reconcile handler: safety valve (issue 9, case 3)', () => {
+  const ten = Array.from({ length: 10 }, (_, i) => `10.0.6.${i + 1}`);
+
+  it('a wiped table: ten healthy targets stay for one pass, and go when the next pass agrees', async () => {
+    // Prepare: the table is really empty
+    groups[TG.vision] = ten.map((id) => ({ id, state: 'healthy' }));
     scanPages = [[]];
-    table.set(targetKey('10.0.6.1'), leaseItem({ address: '10.0.6.1', expiresAt: LIVE }));
-    table.set(targetKey('10.0.6.2'), leaseItem({ address: '10.0.6.2', expiresAt: LIVE }));
     const { handler, emf, logger } = setup();
     const warn = vi.spyOn(logger, 'warn');
 
-    // Act
-    const reports = await handler({});
+    // Act: first pass
+    const [first] = await handler({});
 
-    // Assess
-    for (const id of ids) {
-      expect(ddbMock).toHaveReceivedCommandWith(GetItemCommand, { Key: { target: { S: targetKey(id) } }, ConsistentRead: true });
-    }
-    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, {
-      TargetGroupArn: TG.vision,
-      Targets: [
-        { Id: '10.0.6.3', Port: 8080 },
-        { Id: '10.0.6.4', Port: 8080 },
-      ],
-    });
+    // Assess: nothing removed, the valve reported
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+    expect(first.safetyValveTripped).toEqual(['vision']);
+    expect(first.removalsHeld).toBe(10);
     expect(emf.last('SafetyValveTripped')).toBe(1);
-    expect(emf.last('DriftDeregistered')).toBe(2);
-    expect(reports[0].safetyValveTripped).toEqual(['vision']);
     expect(warn).toHaveBeenCalledWith(expect.stringContaining('safety valve'), expect.objectContaining({ capabilities: ['vision'] }));
+
+    // Act: second pass of the same container, the table still empty
+    const [second] = await handler({});
+
+    // Assess: all ten go, each confirmed by a read
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: ten.map((Id) => ({ Id, Port: 8080 })) });
+    expect(second.driftDeregistered).toBe(10);
+    for (const id of ten) expect(order).toContain(`get ${id}:8080`);
   });
 
-  it('when the valve trips, leases that exist but are not proven dead (draining status) are withheld', async () => {
-    // Prepare: 2 healthy targets whose leases were switched to draining (valve trips at > 50 %)
+  it('a cold start waits one more pass; a lease that comes back between passes keeps its target', async () => {
+    // Prepare
+    groups[TG.vision] = ten.map((id) => ({ id, state: 'healthy' }));
+    scanPages = [[]];
+    await setup().handler({});
+    const { handler } = setup(); // a new container: it saw nothing
+
+    // Act
+    await handler({});
+    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
+    leases(leaseItem({ address: '10.0.6.1' }));
+    await handler({});
+
+    // Assess: the nine still without a lease go; the one whose lease came back stays
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: ten.slice(1).map((Id) => ({ Id, Port: 8080 })) });
+  });
+
+  it('expired leases are proof enough: a crashed fleet (3 of 4 expired) leaves in one pass', async () => {
+    // Prepare
+    leases(...[1, 2, 3].map((n) => leaseItem({ address: `10.0.6.${n}`, expiresAt: T0 - 10 })), leaseItem({ address: '10.0.6.4' }));
+    groups[TG.vision] = [1, 2, 3, 4].map((n) => ({ id: `10.0.6.${n}` }));
+    const { handler, emf } = setup();
+
+    // Act
+    await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [1, 2, 3].map((n) => ({ Id: `10.0.6.${n}`, Port: 8080 })) });
+    expect(emf.last('SafetyValveTripped')).toBe(0);
+  });
+
+  it('leases that exist and say no (draining status) are proof enough too', async () => {
+    // Prepare: 2 healthy targets whose leases were switched to draining
     const items = leases(leaseItem({ address: '10.0.7.1', status: 'draining' }), leaseItem({ address: '10.0.7.2', status: 'draining' }));
     groups[TG.vision] = items.map((i) => ({ id: i.address.S! }));
     const { handler, emf } = setup();
@@ -353,25 +473,109 @@ describe('reconcile handler: safety valve', () => {
     await handler({});
 
     // Assess
-    expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
-    expect(emf.last('SafetyValveTripped')).toBe(1);
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: items.map(elbTarget) });
+    expect(emf.last('SafetyValveTripped')).toBe(0);
   });
 
-  it('unhealthy strays do not count towards the valve and are removed without tripping it', async () => {
-    // Prepare: 1 healthy live target, 3 unhealthy targets with no lease
-    leases(leaseItem({ address: '10.0.8.1' }));
-    groups[TG.vision] = [{ id: '10.0.8.1' }, { id: '10.0.8.2', state: 'unhealthy' }, { id: '10.0.8.3', state: 'unhealthy' }, { id: '10.0.8.4', state: 'initial' }];
+  it('a few targets without a lease (below the share) go at once, whatever their health', async () => {
+    // Prepare: 3 live targets, 1 unhealthy one without a lease
+    leases(leaseItem({ address: '10.0.8.1' }), leaseItem({ address: '10.0.8.2' }), leaseItem({ address: '10.0.8.3' }));
+    groups[TG.vision] = [{ id: '10.0.8.1' }, { id: '10.0.8.2' }, { id: '10.0.8.3' }, { id: '10.0.8.4', state: 'unhealthy' }];
     const { handler, emf } = setup();
 
     // Act
     await handler({});
 
     // Assess
-    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, {
-      TargetGroupArn: TG.vision,
-      Targets: ['10.0.8.2', '10.0.8.3', '10.0.8.4'].map((Id) => ({ Id, Port: 8080 })),
-    });
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.8.4', Port: 8080 }] });
     expect(emf.last('SafetyValveTripped')).toBe(0);
+  });
+});
+
+describe('reconcile handler: targets ELB refused for good (issue 9, case 4)', () => {
+  it('are not sent again until their lease changes, and do not drag the other targets into one call each', async () => {
+    // Prepare: eight live leases missing from vision; ELB refuses 10.0.13.5 whenever it is in a call
+    const items = leases(...Array.from({ length: 8 }, (_, i) => leaseItem({ address: `10.0.13.${i + 1}` })));
+    groups[TG.vision] = [];
+    elbMock.on(RegisterTargetsCommand).callsFake((input: { Targets: { Id: string }[] }) => {
+      if (input.Targets.some((t) => t.Id === '10.0.13.5')) throw awsError('ValidationError', 400, 'The IP address 10.0.13.5 is not valid');
+      groups[TG.vision] = [...(groups[TG.vision] ?? []), ...input.Targets.map((t) => ({ id: t.Id }))];
+      return {};
+    });
+    const { handler } = setup();
+    const sent = () => elbMock.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.Targets!.length);
+
+    // Act: first pass
+    await handler({});
+    // Assess: halves, not one call per target: [1–8] ✗ → [1–4] ✓, [5–8] ✗ → [5,6] ✗ → [5] ✗, [6] ✓; [7,8] ✓
+    expect(sent()).toEqual([8, 4, 4, 2, 1, 1, 2]);
+    elbMock.resetHistory();
+
+    // Act: more passes; then a new agent acquires the refused address (a new lease version)
+    await handler({});
+    await handler({});
+    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
+    leases({ ...items[4], leaseToken: { S: 'new-holder' } });
+    await handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(items[4])] });
+  });
+});
+
+describe('reconcile: a pass keeps to its budget', () => {
+  it('stops sending and waiting when the budget is spent, whatever ELB does; the next pass takes over', async () => {
+    // Prepare: a stray target whose DeregisterTargets never answers
+    leases(leaseItem({ address: '10.0.14.1' }), leaseItem({ address: '10.0.14.2' }));
+    groups[TG.vision] = [{ id: '10.0.14.1' }, { id: '10.0.14.2' }, { id: '10.0.14.9' }];
+    elbMock.on(DeregisterTargetsCommand).callsFake(() => new Promise(() => undefined));
+    const started = Date.now();
+
+    // Act: the real clock, a 300 ms budget
+    const report = await reconcileOnce({ ...passDeps(), now: Date.now, passBudgetMs: 300 });
+
+    // Assess
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(report.driftDeregistered).toBe(0);
+    expect(report.errors.map((e) => e.transient)).toEqual([true]);
+  });
+});
+
+describe('reconcile: a lease that ends while its registration is in flight', () => {
+  it('is taken out again at once (the read after the call)', async () => {
+    // Prepare: vision misses a live lease, which is released while RegisterTargets is in flight
+    const [a] = leases(leaseItem({ address: '10.0.16.1' }));
+    elbMock.on(RegisterTargetsCommand).callsFake(() => {
+      table.delete('10.0.16.1:8080');
+      return {};
+    });
+
+    // Act
+    const [report] = await setup().handler({});
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
+    expect(report.driftRegistered).toBe(0);
+    expect(report.driftDeregistered).toBe(1);
+  });
+});
+
+describe('reconcile: a call abandoned at its deadline that landed all the same', () => {
+  it('is not sent again: the group is looked at first', async () => {
+    // Prepare: vision misses a live lease; its RegisterTargets lands but the answer never comes
+    const [a] = leases(leaseItem({ address: '10.0.15.1' }));
+    elbMock.on(RegisterTargetsCommand).callsFake(() => {
+      groups[TG.vision] = [{ id: '10.0.15.1' }];
+      return new Promise(() => undefined);
+    });
+
+    // Act: a 100 ms decision deadline
+    const report = await reconcileOnce({ ...passDeps(), deadlineMs: 100 });
+
+    // Assess
+    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
+    expect(report.driftRegistered).toBe(1);
+    expect(report.errors).toEqual([]);
   });
 });
 

@@ -4,10 +4,12 @@ import {
   InvalidTargetException,
   RegisterTargetsCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
-import type { DynamoDBRecord } from 'aws-lambda';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { createSyncHandler } from '../../lambdas/stream-sync';
+import { CONFIRM_ROUNDS } from '../../lib/registry/confirmed-changes';
 import type { RuntimeConfig } from '../../lib/core/runtime-config';
 import {
   awsError,
@@ -31,8 +33,13 @@ import {
   TG,
   ttlRemove,
 } from '../support/lease-fixtures';
+import { FakeLeaseTable } from '../support/fake-lease-table';
 
 const elbMock = mockClient(ElasticLoadBalancingV2Client);
+const ddbMock = mockClient(DynamoDBClient);
+const dynamoClient = new DynamoDBClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+/** The lease table the handler confirms against; by default it agrees with the records delivered. */
+let table: FakeLeaseTable;
 // A real client: mockClient patches `send`, so the SDK's own retries never run in these tests.
 const elbClient = new ElasticLoadBalancingV2Client({
   region: 'us-east-1',
@@ -44,10 +51,19 @@ const elbClient = new ElasticLoadBalancingV2Client({
 /** The wall clock the handler sees; only the lag metric may depend on it. */
 const NOW_MS = T0 * 1000 + 1_500;
 
+/**
+ * A handler whose table agrees with what it is given: before each delivery the table takes the
+ * state the records leave (the ordinary case; tests of a table that disagrees are in
+ * stream-sync-confirmation.test.ts).
+ */
 function setup(config: RuntimeConfig = testConfig(), nowMs = NOW_MS) {
   const emf = captureMetrics();
   const logger = silentLogger();
-  const handler = createSyncHandler({ config, elbClient, logger, metrics: emf.metrics, now: () => nowMs });
+  const sync = createSyncHandler({ config, elbClient, dynamoClient, logger, metrics: emf.metrics, now: () => nowMs });
+  const handler = (event: DynamoDBStreamEvent) => {
+    table.applyRecords(event.Records);
+    return sync(event);
+  };
   return { handler, emf, logger };
 }
 
@@ -58,13 +74,15 @@ const ip = (n: number) => leaseItem({ address: privateIp(n) });
 
 beforeEach(() => {
   elbMock.reset();
+  ddbMock.reset();
+  table = new FakeLeaseTable().install(ddbMock);
   elbMock.on(RegisterTargetsCommand).resolves({});
   elbMock.on(DeregisterTargetsCommand).resolves({});
   resetSequence();
 });
 
 describe('stream-sync handler: call economy', () => {
-  it('a batch of heartbeats costs zero ELB calls and counts as no-op records', async () => {
+  it('a batch of heartbeats costs zero ELB calls and zero table reads, and counts as no-op records', async () => {
     // Prepare: five live leases in different groups, each renewed once (only expiresAt/renewedAt move).
     const leases = [
       leaseItem({ address: '10.0.0.1' }),
@@ -82,6 +100,7 @@ describe('stream-sync handler: call economy', () => {
     // Assess
     expect(result).toEqual({ batchItemFailures: [] });
     expect(elbMock).not.toHaveReceivedAnyCommand();
+    expect(ddbMock).not.toHaveReceivedAnyCommand();
     expect(emf.last('Records')).toBe(5);
     expect(emf.last('NoopRecords')).toBe(5);
     expect(emf.last('ElbCalls')).toBe(0);
@@ -153,6 +172,8 @@ describe('stream-sync handler: call economy', () => {
     expect(elbMock).toHaveReceivedNthCommandWith(RegisterTargetsCommand, 3, { TargetGroupArn: TG.vision, Targets: targets.slice(400) });
     expect(emf.last('Registrations')).toBe(450);
     expect(emf.last('ElbCalls')).toBe(3);
+    // Confirmed by consistent reads of 100 keys at most per call.
+    expect(table.batchGets.map((keys) => keys.length)).toEqual([100, 100, 100, 100, 50]);
   });
 
   it('a change that does not move the target between groups (metadata, agentId) costs zero calls', async () => {
@@ -421,12 +442,12 @@ describe('stream-sync handler: ELB failures', () => {
     ['Throttling', 400],
     ['ThrottlingException', 400],
   ])('%s on one group reports the first record of that group; the other group is applied; the redelivered suffix succeeds', async (name, status) => {
-    // Prepare: vision's RegisterTargets is throttled once (SDK retries exhausted), then works
+    // Prepare: vision's RegisterTargets is throttled through every round of the first delivery (SDK retries exhausted), then works
     const { a, b, c, d, records } = twoGroupBatch();
-    let throttled = false;
+    let throttled = 0;
     elbMock.on(RegisterTargetsCommand).callsFake((input: { TargetGroupArn: string }) => {
-      if (input.TargetGroupArn !== TG.vision || throttled) return {};
-      throttled = true;
+      if (input.TargetGroupArn !== TG.vision || throttled === CONFIRM_ROUNDS) return {};
+      throttled++;
       throw awsError(name, status, 'Rate exceeded');
     });
     const { handler, emf, logger } = setup();
@@ -446,16 +467,11 @@ describe('stream-sync handler: ELB failures', () => {
     const sentBefore = sentCommands().length;
     const second = await handler(streamEvent(records.slice(1)));
 
-    // Assess: vision gets both targets; speech only re-sends d (idempotent in ELB)
+    // Assess: vision gets both targets; speech's d, already applied for this very record, is not sent again
     expect(second).toEqual({ batchItemFailures: [] });
-    expect(sentCommands().slice(sentBefore)).toEqual(
-      expect.arrayContaining([
-        ['RegisterTargetsCommand', { TargetGroupArn: TG.vision, Targets: [elbTarget(a), elbTarget(c)] }],
-        ['RegisterTargetsCommand', { TargetGroupArn: TG.speech, Targets: [elbTarget(d)] }],
-      ]),
-    );
-    expect(sentCommands().slice(sentBefore)).toHaveLength(2);
-    expect(emf.last('Registrations')).toBe(3);
+    expect(sentCommands().slice(sentBefore)).toEqual([['RegisterTargetsCommand', { TargetGroupArn: TG.vision, Targets: [elbTarget(a), elbTarget(c)] }]]);
+    expect(emf.last('Registrations')).toBe(2);
+    expect(emf.last('ChangesAlreadyApplied')).toBe(1);
   });
 
   it('a persistent 5xx on every group reports the first changed record', async () => {
@@ -470,9 +486,9 @@ describe('stream-sync handler: ELB failures', () => {
     // Act
     const result = await handler(streamEvent(records));
 
-    // Assess: one attempt per group (no per-target isolation for transient errors)
+    // Assess: one call per group and round, each after a fresh read (no per-target isolation for transient errors)
     expect(result).toEqual({ batchItemFailures: [{ itemIdentifier: sequenceOf(records[1]) }] });
-    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 2);
+    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 2 * CONFIRM_ROUNDS);
     expect(emf.last('Registrations')).toBe(0);
   });
 
@@ -505,12 +521,15 @@ describe('stream-sync handler: ELB failures', () => {
     // Act
     const result = await handler(streamEvent(items.map((item) => insert(item))));
 
-    // Assess: one chunk call, then one call per target
+    // Assess: the chunk, then halves until the refused target is alone: [1,2,3] → [1,2] → [1], [2]; [3]
     expect(result).toEqual({ batchItemFailures: [] });
-    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 4);
-    expect(elbMock).toHaveReceivedNthCommandWith(RegisterTargetsCommand, 1, { TargetGroupArn: TG.vision, Targets: items.map(elbTarget) });
-    expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(items[0])] });
-    expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(items[2])] });
+    expect(sentCommands().map(([, input]) => (input as { Targets: { Id: string }[] }).Targets.map((t) => t.Id))).toEqual([
+      ['10.8.0.1', '10.8.0.2', '10.8.0.3'],
+      ['10.8.0.1', '10.8.0.2'],
+      ['10.8.0.1'],
+      ['10.8.0.2'],
+      ['10.8.0.3'],
+    ]);
     expect(emf.last('Registrations')).toBe(2);
     expect(emf.last('RejectedLeases')).toBe(1);
     expect(error).toHaveBeenCalledWith('target refused by ELB', expect.objectContaining({ target: '10.8.0.2:8080' }));
@@ -526,15 +545,15 @@ describe('stream-sync handler: determinism and telemetry', () => {
     return [insert(a), modify(b, renewed(b), T0 + 1), remove(b, T0 + 2), insert(c), modify(a, { ...a, capabilities: { SS: ['speech'] } }, T0 + 3)];
   }
 
-  it('replaying the same batch gives the same ELB commands, whatever the wall clock says', async () => {
+  it('replaying the same batch against the same table gives the same ELB commands (in a new container)', async () => {
     // Prepare
     const event = streamEvent(mixedBatch());
 
-    // Act: first delivery now, replay an hour later (past every lease's expiry)
+    // Act: first delivery, then a replay seen by a fresh container (one that remembers nothing)
     const first = await setup(testConfig(), NOW_MS).handler(event);
     const firstCommands = sentCommands();
     elbMock.resetHistory();
-    const replay = await setup(testConfig(), NOW_MS + 3_600_000).handler(streamEvent(mixedBatch()));
+    const replay = await setup(testConfig(), NOW_MS + 1_000).handler(streamEvent(mixedBatch()));
     const replayCommands = sentCommands();
 
     // Assess
@@ -543,16 +562,18 @@ describe('stream-sync handler: determinism and telemetry', () => {
     expect(firstCommands.length).toBeGreaterThan(0);
   });
 
-  it('a lease still live at its write is registered even if the wall clock is past its expiry', async () => {
-    // Prepare
+  it('a lease live at its write but expired now is not registered, however the record reads', async () => {
+    // Prepare: the record is an hour old; the item is still in the table, expired
     const item = ip(21);
-    const { handler } = setup(testConfig(), (T0 + 3600) * 1000);
+    const { handler, emf } = setup(testConfig(), (T0 + 3600) * 1000);
 
     // Act
-    await handler(streamEvent([insert(item, T0)]));
+    const result = await handler(streamEvent([insert(item, T0)]));
 
     // Assess
-    expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(item)] });
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(elbMock).not.toHaveReceivedAnyCommand();
+    expect(emf.last('ChangesWithheld')).toBe(1);
   });
 
   it('publishes Records, ElbCalls and SyncLagMs (now − oldest ApproximateCreationDateTime) as EMF', async () => {

@@ -1,15 +1,19 @@
 import { DescribeListenersCommand, DescribeTagsCommand, DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client, ListenerNotFoundException, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSyncHandler } from '../../lambdas/stream-sync';
 import { discoverTargetGroups, resolveRuntimeConfig } from '../../lib/aws/target-group-discovery';
 import { ConfigError } from '../../lib/core/errors';
-import { captureMetrics, insert, leaseItem, privateIp, silentLogger, streamEvent } from '../support/lease-fixtures';
+import { FakeLeaseTable } from '../support/fake-lease-table';
+import { captureMetrics, insert, leaseItem, privateIp, silentLogger, streamEvent, T0 } from '../support/lease-fixtures';
 
 const LB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/agents/1';
 const tg = (n: number) => `arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/tg-${n}/${n}`;
 const elb = mockClient(ElasticLoadBalancingV2Client);
 const client = new ElasticLoadBalancingV2Client({ region: 'eu-west-1' });
+const ddb = mockClient(DynamoDBClient);
+const dynamoClient = new DynamoDBClient({ region: 'eu-west-1' });
 
 /** `count` target groups on the load balancer, group n tagged capability `cap-n`, in pages of `pageSize`. */
 function fleetOfGroups(count: number, pageSize = 400, tag: (n: number) => string | undefined = (n) => `cap-${n}`) {
@@ -106,17 +110,19 @@ describe('the sync handler configured the way the stack configures it (names onl
 
   it('finds the target groups once, registers into them, and tries again after a failed discovery', async () => {
     process.env.AGENT_LB_CONFIG = JSON.stringify({ tableName: 't', loadBalancerArn: LB, capabilities: ['cap-1'] });
-    const handler = createSyncHandler({ elbClient: client, logger: silentLogger(), metrics: captureMetrics().metrics });
+    const lease = leaseItem({ address: privateIp(7), capabilities: ['cap-1'] });
+    new FakeLeaseTable('t').put(lease).install(ddb);
+    const handler = createSyncHandler({ elbClient: client, dynamoClient, logger: silentLogger(), metrics: captureMetrics().metrics, now: () => T0 * 1000 });
     elb.on(DescribeTargetGroupsCommand).rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'Throttling' }));
-    const event = streamEvent([insert(leaseItem({ address: privateIp(7), capabilities: ['cap-1'] }))]);
+    const event = streamEvent([insert(lease)]);
     await expect(handler(event)).rejects.toThrow('Rate exceeded');
     expect(elb.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
 
     fleetOfGroups(3);
     elb.on(RegisterTargetsCommand).resolves({});
     expect(await handler(event)).toEqual({ batchItemFailures: [] });
-    expect(await handler(event)).toEqual({ batchItemFailures: [] });
-    expect(elb.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.TargetGroupArn)).toEqual([tg(1), tg(1)]);
+    expect(await handler(event)).toEqual({ batchItemFailures: [] }); // delivered again: already applied, not sent again
+    expect(elb.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.TargetGroupArn)).toEqual([tg(1)]);
     expect(elb.commandCalls(DescribeTargetGroupsCommand)).toHaveLength(2); // the failed try, then once for good
   });
 });

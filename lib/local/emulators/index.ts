@@ -4,4 +4,4 @@ export type { ManagedProcess, ManagedProcessOptions, ProcessExit } from './proce
 export { LOCAL_CREDENTIALS, LOCAL_REGION, locateDynamoDbLocalJar, startDynamoDbLocal } from './dynamodb-local';
 export type { DynamoDbLocal, DynamoDbLocalOptions } from './dynamodb-local';
 export { findExecutable, MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_LAUNCHER, MotoServerNotFoundError, startMotoServer } from './moto-server';
-export type { MotoServer, MotoServerOptions } from './moto-server';
+export type { MotoServer, MotoServerOptions, TargetHealthReport } from './moto-server';

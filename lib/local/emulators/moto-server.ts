@@ -47,8 +47,45 @@ export interface MotoServer {
     readonly region: string;
     readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
   };
+  /**
+   * Reports target health states into the launcher's ELB model (see moto_launcher.py), as a
+   * data plane running ALB health checks would: DescribeTargetHealth then answers with them.
+   * Only with the launcher (`targetsKeyedByPort`); registered targets only, the others come back
+   * in `ignored` as `<id>:<port>`.
+   */
+  reportTargetHealth(targetGroupArn: string, reports: readonly TargetHealthReport[]): Promise<{ applied: string[]; ignored: string[] }>;
   /** Kill the whole process tree and wait until it is gone (port freed). Idempotent. */
   stop(): Promise<void>;
+}
+
+/** One target's health as a health checker saw it; `reason` defaults to ELB's code for the state. */
+export interface TargetHealthReport {
+  readonly id: string;
+  readonly port: number;
+  readonly state: 'initial' | 'healthy' | 'unhealthy' | 'unavailable';
+  readonly reason?: string;
+  readonly description?: string;
+}
+
+/** POST to the launcher's control endpoint; resolves with its JSON answer, rejects on any status but 200. */
+function postControl(port: number, path: string, body: unknown): Promise<unknown> {
+  const data = Buffer.from(JSON.stringify(body));
+  return new Promise((resolvePost, reject) => {
+    const req = request(
+      { host: LOOPBACK, port, path, method: 'POST', timeout: 10_000, headers: { 'content-type': 'application/json', 'content-length': data.length } },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => {
+          if (res.statusCode === 200) resolvePost(JSON.parse(text));
+          else reject(new Error(`moto launcher ${path} answered ${res.statusCode}: ${text}`));
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`moto launcher ${path} did not answer within 10 s`)));
+    req.on('error', reject);
+    req.end(data);
+  });
 }
 
 export class MotoServerNotFoundError extends Error {
@@ -152,6 +189,10 @@ async function startOnce(launch: Launch, port: number, options: MotoServerOption
     startupMs: Date.now() - started,
     targetsKeyedByPort: launch.patched,
     clientConfig: { endpoint, region: LOCAL_REGION, credentials: { ...MOTO_CREDENTIALS } },
+    reportTargetHealth: async (targetGroupArn, reports) => {
+      if (!launch.patched) throw new Error('target health can be reported only to moto started through moto_launcher.py');
+      return (await postControl(port, '/_agent_lb/target-health', { targetGroupArn, targets: reports })) as { applied: string[]; ignored: string[] };
+    },
     stop: async () => {
       await proc.stop();
     },

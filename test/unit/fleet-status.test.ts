@@ -1,0 +1,49 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DescribeTargetHealthCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ElbTargets } from '../../lib/aws/elb-targets';
+import { LeaseStore } from '../../lib/aws/lease-store';
+import { fleetStatus, renderStatus } from '../../lib/cli/fleet-status';
+import { FakeLeaseTable } from '../support/fake-lease-table';
+import { leaseItem, T0, testConfig, TG } from '../support/lease-fixtures';
+
+const elbMock = mockClient(ElasticLoadBalancingV2Client);
+const ddbMock = mockClient(DynamoDBClient);
+const credentials = { accessKeyId: 'x', secretAccessKey: 'x' };
+
+beforeEach(() => {
+  elbMock.reset();
+  ddbMock.reset();
+});
+
+describe('agent-lb status counts what is in rotation', () => {
+  it('a draining target is not registered: gone for a dead lease, missing (reconcile registers it again) for a live one', async () => {
+    // Prepare: vision holds a healthy live target, a draining released one and a draining one whose lease is live again
+    new FakeLeaseTable().put(leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.0.3' })).install(ddbMock);
+    elbMock.on(DescribeTargetHealthCommand).resolves({ TargetHealthDescriptions: [] });
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.vision }).resolves({
+      TargetHealthDescriptions: [
+        { Target: { Id: '10.0.0.1', Port: 8080 }, TargetHealth: { State: 'healthy' } },
+        { Target: { Id: '10.0.0.2', Port: 8080 }, TargetHealth: { State: 'draining', Reason: 'Target.DeregistrationInProgress' } },
+        { Target: { Id: '10.0.0.3', Port: 8080 }, TargetHealth: { State: 'draining', Reason: 'Target.DeregistrationInProgress' } },
+      ],
+    });
+    const sources = {
+      elb: new ElbTargets(new ElasticLoadBalancingV2Client({ region: 'us-east-1', credentials })),
+      store: new LeaseStore(new DynamoDBClient({ region: 'us-east-1', credentials }), 'leases'),
+      routing: testConfig().routing,
+      now: () => T0 * 1000,
+    };
+
+    // Act
+    const status = await fleetStatus(sources);
+
+    // Assess
+    const vision = status.capabilities.find((c) => c.capability === 'vision')!;
+    expect(vision).toMatchObject({ liveLeases: 2, registered: 1, draining: 2, missing: ['10.0.0.3:8080'], stale: [] });
+    expect(vision.health).toEqual({ healthy: 1, draining: 2 });
+    expect(status.drift).toBe(true);
+    expect(renderStatus(status)).toMatch(/vision\s+2\s+1\s+healthy=1 draining=2\s+\+10\.0\.0\.3:8080/);
+  });
+});
