@@ -69,7 +69,7 @@ export function targetGroupPolicy(
     if (text === undefined) return fallback;
     const n = Number(text);
     if (Number.isInteger(n) && ((n >= min && n <= max) || (zeroAllowed && n === 0))) return n;
-    problems.push(`${where}: ${key} = ${JSON.stringify(text)} is outside ${zeroAllowed ? `0 or ` : ''}${min}-${max}; using ${fallback}`);
+    problems.push(`${where}: ${key} = ${JSON.stringify(text)} is outside ${zeroAllowed && min > 0 ? '0 or ' : ''}${min}-${max}; using ${fallback}`);
     return fallback;
   };
 
