@@ -246,16 +246,16 @@ export class DataPlaneEngine {
   /** A forwarded request ended (response sent, or the load balancer answered 502/504 for it). */
   public finished(decision: Extract<RoutingDecision, { kind: 'forward' }>, outcome: ForwardOutcome): void {
     const group = this.groups.get(decision.targetGroupArn);
+    // The target may be gone already: its draining ended while the request was in flight.
     const target = group?.targets.get(decision.targetKey);
-    if (outcome.by === 'target') this.listenerTally.countTarget(outcome.statusCode);
-    else this.listenerTally.countLoadBalancer(outcome.statusCode);
-    if (group === undefined || target === undefined) return;
-    target.outstanding = Math.max(0, target.outstanding - 1);
-    const failed = outcome.by === 'load-balancer' || outcome.statusCode >= 500;
-    for (const tally of [group.tally, target.tally]) {
+    for (const tally of [this.listenerTally, group?.tally, target?.tally]) {
+      if (tally === undefined) continue;
       if (outcome.by === 'target') tally.countTarget(outcome.statusCode);
       else tally.countLoadBalancer(outcome.statusCode);
     }
+    if (group === undefined || target === undefined) return;
+    target.outstanding = Math.max(0, target.outstanding - 1);
+    const failed = outcome.by === 'load-balancer' || outcome.statusCode >= 500;
     if (group.policy.algorithm === 'weighted_random') group.anomaly = recordOutcome(group.anomaly, target.key, failed);
   }
 
