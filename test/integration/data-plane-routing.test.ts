@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, UsageError } from '../../lib/core/errors';
 import { LoadBalancer, LoadBalancerOptions, LoadBalancerSnapshot } from '../../lib/local/data-plane';
 import { mulberry32 } from '../support/prng';
-import { capabilityRules, cookieJar, get, load, MemorySource, RecordingSink, startTargetServer, stateOf, tally, targetGroup, TargetServer } from './data-plane-harness';
+import { capabilityRules, cookieJar, eventually, get, load, MemorySource, RecordingSink, startTargetServer, stateOf, tally, targetGroup, TargetServer } from './data-plane-harness';
 
 /**
  * The data plane as a client sees it: requests by header and by path reach the servers of their
@@ -184,5 +185,47 @@ describe('local data plane: routing', () => {
     expect(groups.gone.loadBalancerErrors).toEqual({ '502': 1 });
     expect(groups.silent.loadBalancerErrors).toEqual({ '504': 1 });
     expect(groups.failing).toMatchObject({ loadBalancerErrors: {}, targetResponses: { '5xx': 1 } });
+  });
+});
+
+describe('local data plane: failures around it', () => {
+  it('refuses a port in use and options out of range with named errors', async () => {
+    const [v1] = await servers('vision-1');
+    const { lb } = await startLb({ rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', [v1])] });
+    const source = new MemorySource({ rules: [], targetGroups: [] });
+    const inUse = LoadBalancer.start({ source, port: lb.port });
+    await expect(inUse).rejects.toBeInstanceOf(UsageError);
+    await expect(inUse).rejects.toMatchObject({ code: 'USAGE', message: `the load balancer cannot listen on 127.0.0.1:${lb.port}: the port is in use` });
+    const badScale = LoadBalancer.start({ source, timeScale: 0 });
+    await expect(badScale).rejects.toBeInstanceOf(ConfigError);
+    await expect(badScale).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: 'timeScale must be a positive number of milliseconds or a positive factor, got 0' });
+    await expect(LoadBalancer.start({ source, port: 70_000 })).rejects.toMatchObject({ message: 'port must be 0 (any free port) or 1-65535, got 70000' });
+  });
+
+  it('keeps routing with the last good snapshot when the source fails, and when the sink fails', async () => {
+    const [v1] = await servers('vision-1');
+    const good = { rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', [v1])] };
+    let failing = false;
+    const errors: [string, unknown][] = [];
+    let sawHealthy: () => void = () => undefined;
+    const healthy = new Promise<void>((resolve) => (sawHealthy = resolve));
+    const lb = await LoadBalancer.start({
+      source: { snapshot: () => (failing ? Promise.reject(new Error('moto is down')) : Promise.resolve(good)) },
+      sink: {
+        onTargetHealth: (change) => {
+          if (change.health.State === 'healthy') sawHealthy();
+          throw new Error('sink is down');
+        },
+      },
+      timeScale: TIME_SCALE,
+      pollIntervalMs: 20,
+      onError: (where, error) => errors.push([where, error]),
+    });
+    cleanups.push(() => lb.stop());
+    await healthy;
+    failing = true;
+    await eventually(() => errors.some(([where]) => where === 'source'), 'a failed snapshot');
+    expect((await get(lb.endpoint, '/agents/vision/x')).name).toBe('vision-1');
+    expect(errors.find(([where]) => where === 'sink')?.[1]).toEqual(new Error('sink is down'));
   });
 });

@@ -1,3 +1,4 @@
+import { ConfigError } from '../../core/errors';
 import type { Rule, TargetGroup, TargetHealth, TargetHealthDescription } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { anomalyDetection, AnomalyState, evaluateWindow, recordOutcome } from './anomaly-mitigation';
 import { DataPlaneMetrics, ResponseTally, TargetGroupMetrics } from './data-plane-metrics';
@@ -102,7 +103,7 @@ export class DataPlaneEngine {
 
   public constructor(options: EngineOptions) {
     this.timeScale = options.timeScale ?? 1;
-    if (!(this.timeScale > 0)) throw new RangeError(`timeScale must be a positive number, got ${options.timeScale}`);
+    if (!(this.timeScale > 0)) throw new ConfigError(`timeScale must be a positive factor, got ${JSON.stringify(options.timeScale)}`);
     this.random = options.random ?? Math.random;
     this.stickinessKey = options.stickinessKey;
     this.resolveTarget = options.resolveTarget ?? targetIdIsAddress;

@@ -4,6 +4,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TargetHealthDescription } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { createProxyServer } from 'http-proxy-3';
+import { ConfigError, UsageError } from '../../core/errors';
 import { LOOPBACK } from '../emulators/free-port';
 import { DataPlaneEngine, ForwardOutcome, HealthCheckJob } from './data-plane-engine';
 import { DataPlaneMetrics } from './data-plane-metrics';
@@ -91,7 +92,10 @@ export class LoadBalancer {
   public readonly engine: DataPlaneEngine;
   private readonly server: http.Server;
   private readonly proxy = createProxyServer({ xfwd: false, toProxy: true, secure: false });
-  private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  // Connections to targets are kept alive, as ALB keeps them, but an idle one is dropped after
+  // 2 s (or before the target's announced Keep-Alive timeout): reusing a connection the target
+  // is closing at that moment fails the request with a 502, on ALB as here.
+  private readonly agents = { http: new http.Agent({ keepAlive: true, timeout: 2000 }), https: new https.Agent({ keepAlive: true, timeout: 2000 }) };
   private readonly flights = new Map<http.IncomingMessage, Flight>();
   private readonly checks = new Set<RunningCheck>();
   private readonly clock: () => number;
@@ -116,16 +120,28 @@ export class LoadBalancer {
     });
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
+    this.proxy.on('error', (error) => options.onError?.('proxy', error));
     this.proxy.on('proxyRes', (proxyRes, req) => this.onProxyRes(proxyRes, req));
   }
 
-  /** Starts listening and reads the source once; resolves when requests can be served. */
+  /**
+   * Starts listening and reads the source once; resolves when requests can be served (a source
+   * that fails at start is reported through `onError` and read again at the next poll).
+   *
+   * @throws ConfigError when an option is out of range, quoting it.
+   * @throws UsageError when the port cannot be bound (in use, or not allowed).
+   */
   public static async start(options: LoadBalancerOptions): Promise<LoadBalancer> {
+    validateOptions(options);
     const lb = new LoadBalancer(options);
+    const host = options.host ?? LOOPBACK;
+    const port = options.port ?? 0;
     await new Promise<void>((resolve, reject) => {
-      lb.server.once('error', reject);
-      lb.server.listen({ host: options.host ?? LOOPBACK, port: options.port ?? 0 }, () => {
-        lb.server.off('error', reject);
+      const fail = (error: NodeJS.ErrnoException) =>
+        reject(new UsageError(`the load balancer cannot listen on ${host}:${port}: ${error.code === 'EADDRINUSE' ? 'the port is in use' : error.message}`, { cause: error, context: { host, port } }));
+      lb.server.once('error', fail);
+      lb.server.listen({ host, port }, () => {
+        lb.server.off('error', fail);
         resolve();
       });
     });
@@ -383,5 +399,17 @@ export class LoadBalancer {
     const app = decision.appCookie;
     if (app !== undefined && (app.always || existing.some((line) => line.split('=')[0].trim() === app.name))) added.push(...app.setCookies);
     if (added.length > 0) proxyRes.headers['set-cookie'] = [...existing, ...added];
+  }
+}
+
+function validateOptions(options: LoadBalancerOptions): void {
+  const positive = (name: string, value: number | undefined) => {
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new ConfigError(`${name} must be a positive number of milliseconds or a positive factor, got ${JSON.stringify(value)}`);
+  };
+  positive('timeScale', options.timeScale);
+  positive('pollIntervalMs', options.pollIntervalMs);
+  positive('idleTimeoutMs', options.idleTimeoutMs);
+  if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) {
+    throw new ConfigError(`port must be 0 (any free port) or 1-65535, got ${JSON.stringify(options.port)}`);
   }
 }
