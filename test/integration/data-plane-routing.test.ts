@@ -98,6 +98,27 @@ describe('local data plane: routing', () => {
     expect(leastOutstanding).toBeLessThan(roundRobin);
   });
 
+  it('ramps a target that joins a serving group up linearly over the slow start duration', async () => {
+    const [old, fresh] = await servers('old', 'fresh');
+    let frozenAt: number | undefined;
+    const slowStart = { 'slow_start.duration_seconds': '30' }; // × 0.05 = 1.5 s
+    const { lb, source, sink } = await startLb(
+      { rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', [old], slowStart)] },
+      { clock: () => frozenAt ?? Date.now() },
+    );
+    await allHealthy(sink, 'tg/vision', [old]);
+    source.set({ rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', [old, fresh], slowStart)] });
+    const joined = await sink.waitFor(stateOf(fresh, 'healthy'));
+    const share = async (intoRampMs: number) => {
+      frozenAt = joined.at + intoRampMs; // the data plane's clock stands still while the requests run
+      const answers = await load(100, 1, () => get(lb.endpoint, '/agents/vision/x'));
+      return tally(answers.map((a) => a.name)).fresh ?? 0;
+    };
+    expect(await share(0)).toBe(0);
+    expect(await share(375)).toBe(20); // a quarter of the way: weight 0.25 against 1
+    expect(await share(1500)).toBe(50); // ramp over: a full share
+  });
+
   it('keeps a client on one target with the AWSALB cookie; clients without it are spread', async () => {
     const list = await servers('a', 'b', 'c');
     const { lb, sink } = await startLb({
