@@ -26,8 +26,9 @@ export interface TargetGroupSnapshot {
   /** DescribeTargetGroupAttributes output (algorithm, stickiness, slow start, deregistration delay). @default ALB defaults */
   readonly attributes?: readonly TargetGroupAttribute[];
   /**
-   * The targets registered now. Entries of DescribeTargetHealth whose state is `draining` or
-   * `unused` count as deregistered: a source that already models deregistration may pass them.
+   * The targets registered now. Entries of DescribeTargetHealth whose state is `draining`, or
+   * `unused` with reason `Target.NotRegistered`, count as deregistered: a source that already
+   * models deregistration may pass them.
    * A target that disappears from this list starts draining here, for the group's
    * deregistration delay.
    */
@@ -90,7 +91,10 @@ export function readRegisteredTarget(entry: RegisteredTarget): { description?: T
   if ('Target' in entry || 'TargetHealth' in entry) {
     const e = entry as TargetHealthDescription;
     const state = e.TargetHealth?.State;
-    return { ...(e.Target ? { description: e.Target } : {}), deregistered: state === 'draining' || state === 'unused' };
+    // `unused` for another reason (group not in use, instance stopped) is still registered; only
+    // a sink that echoes our own states back would otherwise turn them into deregistrations.
+    const deregistered = state === 'draining' || (state === 'unused' && e.TargetHealth?.Reason === 'Target.NotRegistered');
+    return { ...(e.Target ? { description: e.Target } : {}), deregistered };
   }
   return { description: entry as TargetDescription, deregistered: false };
 }

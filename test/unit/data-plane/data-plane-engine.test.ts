@@ -135,6 +135,18 @@ describe('DataPlaneEngine', () => {
     expect(e.dueChecks(200).map((j) => j.targetKey)).toEqual(['a:80']);
   });
 
+  it.each<[string, RegisteredTarget, string]>([
+    ['a bare TargetDescription', { Id: 'a', Port: 80 }, 'initial'],
+    ['healthy in DescribeTargetHealth', { Target: { Id: 'a', Port: 80 }, TargetHealth: { State: 'healthy' } }, 'initial'],
+    ['unused because its group is not in use (our own report echoed back)', { Target: { Id: 'a', Port: 80 }, TargetHealth: { State: 'unused', Reason: 'Target.NotInUse' } }, 'initial'],
+    ['unused, not registered', { Target: { Id: 'a', Port: 80 }, TargetHealth: { State: 'unused', Reason: 'Target.NotRegistered' } }, 'none'],
+    ['draining', { Target: { Id: 'a', Port: 80 }, TargetHealth: { State: 'draining' } }, 'none'],
+  ])('a target given as %s', (_why, entry, expected) => {
+    const e = engine();
+    e.applySnapshot(snapshot([group('tg/vision', [entry])]), 0);
+    expect(states(e)['a:80'] ?? 'none').toBe(expected);
+  });
+
   it('drops a late check result of an earlier registration', () => {
     const e = engine();
     e.applySnapshot(snapshot([group('tg/vision', [{ Id: 'a' }])]), 0);
