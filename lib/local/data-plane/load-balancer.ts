@@ -26,6 +26,10 @@ import { loadBalancerPolicy, LoadBalancerPolicy } from './target-group-attribute
  * request at once; its in-flight requests go on until the deregistration delay ends, when they
  * are cut (the client gets a 502, as on ALB: "The deregistration delay period elapsed for a
  * request being handled by a target that was deregistered").
+ *
+ * Not modelled: WebSocket upgrades (ALB proxies them; here they travel as plain requests), HTTP/2
+ * and gRPC to targets, TLS listeners, and the seconds a real ALB takes to start checking a newly
+ * registered target (the first check here starts as soon as the snapshot shows the target).
  */
 
 export interface LoadBalancerOptions {
@@ -351,11 +355,11 @@ export class LoadBalancer {
     const next = forwardedHeaders(req.headers, { address: clientIp, listenerPort: this.engine.listenerPort ?? this.boundPort, protocol: 'http' }, this.lbPolicy, () => traceId(this.clock()));
     for (const name of Object.keys(req.headers)) if (!(name in next)) delete req.headers[name];
     Object.assign(req.headers, next);
-    const https = decision.protocol === 'HTTPS';
+    const secure = decision.protocol === 'HTTPS';
     this.proxy.web(
       req,
       res,
-      { target: { host: decision.host, port: decision.port, protocol: https ? 'https:' : 'http:' }, agent: https ? this.agents.https : this.agents.http },
+      { target: { host: decision.host, port: decision.port, protocol: secure ? 'https:' : 'http:' }, agent: secure ? this.agents.https : this.agents.http },
       (error) => {
         if (flight.done) return;
         const timedOut = flight.lbStatus === 504;
