@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import { isIPv4 } from 'node:net';
+import type { LoadBalancerPolicy } from './target-group-attributes';
+
+/**
+ * Headers an ALB adds to a request it forwards, and the responses it makes up itself (ELB user
+ * guide, "HTTP headers and Application Load Balancers", "Troubleshoot your Application Load
+ * Balancers").
+ *
+ * - `X-Forwarded-For`, mode `append` (default): "If the X-Forwarded-For request header is not
+ *   included in the original request, the load balancer creates one with the client IP address
+ *   as the request value. Otherwise, the load balancer adds the client IP address to the
+ *   existing header"; `preserve` leaves it, `remove` drops it.
+ * - `X-Forwarded-Proto`: the protocol the client used with the listener; `X-Forwarded-Port`: the
+ *   listener's port. Both replace what the client sent.
+ * - `X-Amzn-Trace-Id`: `Root=1-<epoch seconds, hex>-<96 random bits, hex>` when the request has
+ *   none.
+ */
+
+/** The client address as ALB writes it: IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as plain IPv4. */
+export function clientAddress(remoteAddress: string | undefined): string {
+  if (remoteAddress === undefined) return '';
+  return remoteAddress.startsWith('::ffff:') && isIPv4(remoteAddress.slice(7)) ? remoteAddress.slice(7) : remoteAddress;
+}
+
+export function traceId(nowMs: number, random: Buffer = randomBytes(12)): string {
+  return `Root=1-${Math.floor(nowMs / 1000).toString(16).padStart(8, '0')}-${random.toString('hex')}`;
+}
+
+/**
+ * The headers a request is forwarded with: `headers` (lower-case names, as Node gives them)
+ * with the X-Forwarded-* and trace headers set. Returns a new object.
+ */
+export function forwardedHeaders(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  client: { readonly address: string; readonly listenerPort: number; readonly protocol: 'http' | 'https' },
+  policy: Pick<LoadBalancerPolicy, 'xffMode'>,
+  trace: () => string,
+): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = { ...headers };
+  const existing = headers['x-forwarded-for'];
+  const prior = Array.isArray(existing) ? existing.join(', ') : existing;
+  if (policy.xffMode === 'remove') delete out['x-forwarded-for'];
+  else if (policy.xffMode === 'append') out['x-forwarded-for'] = prior !== undefined && prior.trim() !== '' ? `${prior}, ${client.address}` : client.address;
+  out['x-forwarded-proto'] = client.protocol;
+  out['x-forwarded-port'] = String(client.listenerPort);
+  if (headers['x-amzn-trace-id'] === undefined) out['x-amzn-trace-id'] = trace();
+  return out;
+}
+
+const REASONS: Record<number, string> = {
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Temporarily Unavailable',
+  504: 'Gateway Time-out',
+};
+
+/** `Server` header of responses the load balancer generates. */
+export const LOAD_BALANCER_SERVER = 'awselb/2.0';
+
+/** The small HTML page ALB answers its own 5xx with. */
+export function loadBalancerErrorPage(statusCode: number): { statusCode: number; contentType: string; body: string } {
+  const title = `${statusCode} ${REASONS[statusCode] ?? 'Error'}`;
+  return {
+    statusCode,
+    contentType: 'text/html',
+    body: `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n</body>\r\n</html>\r\n`,
+  };
+}

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { clientAddress, forwardedHeaders, loadBalancerErrorPage, traceId } from '../../../lib/local/data-plane/forwarded-headers';
+
+const client = { address: '127.0.0.1', listenerPort: 80, protocol: 'http' as const };
+const trace = () => 'Root=1-00000000-000000000000000000000000';
+
+describe('forwardedHeaders', () => {
+  // The examples of the ELB user guide's X-Forwarded-For table, last hop 127.0.0.1.
+  it.each<[string, Record<string, string>, 'append' | 'preserve' | 'remove', string | undefined]>([
+    ['append, no XFF', {}, 'append', '127.0.0.1'],
+    ['append, one address', { 'x-forwarded-for': '127.0.0.4' }, 'append', '127.0.0.4, 127.0.0.1'],
+    ['append, two addresses', { 'x-forwarded-for': '127.0.0.4, 127.0.0.8' }, 'append', '127.0.0.4, 127.0.0.8, 127.0.0.1'],
+    ['preserve, no XFF', {}, 'preserve', undefined],
+    ['preserve', { 'x-forwarded-for': '127.0.0.4' }, 'preserve', '127.0.0.4'],
+    ['remove', { 'x-forwarded-for': '127.0.0.4' }, 'remove', undefined],
+  ])('X-Forwarded-For: %s', (_why, headers, xffMode, expected) => {
+    expect(forwardedHeaders(headers, client, { xffMode }, trace)['x-forwarded-for']).toBe(expected);
+  });
+
+  it('sets X-Forwarded-Proto and -Port to the listener’s, replacing what the client sent, and adds a trace id', () => {
+    const out = forwardedHeaders({ host: 'lb', 'x-forwarded-proto': 'https', 'x-forwarded-port': '443' }, { ...client, listenerPort: 8080 }, { xffMode: 'append' }, trace);
+    expect(out).toEqual({
+      host: 'lb',
+      'x-forwarded-for': '127.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-port': '8080',
+      'x-amzn-trace-id': 'Root=1-00000000-000000000000000000000000',
+    });
+  });
+
+  it('keeps a trace id the client sent', () => {
+    expect(forwardedHeaders({ 'x-amzn-trace-id': 'Root=1-abc' }, client, { xffMode: 'append' }, trace)['x-amzn-trace-id']).toBe('Root=1-abc');
+  });
+});
+
+describe('helpers', () => {
+  it.each([
+    ['::ffff:10.1.2.3', '10.1.2.3'],
+    ['::1', '::1'],
+    ['10.0.0.1', '10.0.0.1'],
+    [undefined, ''],
+  ])('clientAddress(%j) = %j', (raw, expected) => {
+    expect(clientAddress(raw)).toBe(expected);
+  });
+
+  it('formats trace ids like X-Amzn-Trace-Id roots', () => {
+    expect(traceId(Date.UTC(2030, 0, 1), Buffer.alloc(12, 0xab))).toBe(`Root=1-${(Date.UTC(2030, 0, 1) / 1000).toString(16)}-${'ab'.repeat(12)}`);
+  });
+
+  it('answers its own 5xx with a small HTML page', () => {
+    expect(loadBalancerErrorPage(504)).toEqual({
+      statusCode: 504,
+      contentType: 'text/html',
+      body: '<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n',
+    });
+  });
+});
