@@ -5,7 +5,9 @@ import { DEFAULT_DRAIN_SECONDS } from '../sdk/shutdown';
 import { assertLocalModeRunning, Deployment, readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
 import { intOption, main as run, resolveDeployment } from './program';
 import { registerLocal } from './local-command';
-import { Sidecar } from './sidecar';
+import { isFatalLeaseFailure, Sidecar } from './sidecar';
+import { createDynamoClient } from '../aws/dynamo-client';
+import { LeaseStore } from '../aws/lease-store';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -61,6 +63,23 @@ function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * One read of the lease item before the first probe: missing or refused credentials, a missing
+ * permission or table stop the sidecar at once, whether or not its process is healthy yet (the
+ * first write would otherwise wait for the first healthy probe). GetItem is among the agent
+ * policy's four actions. Anything transient is left to the lease's own retries.
+ */
+async function checkTableAccess(tableName: string, clientConfig: Record<string, unknown>, key: string): Promise<void> {
+  const client = createDynamoClient({ ...clientConfig, maxAttempts: 2 });
+  try {
+    await within(new LeaseStore(client, tableName).get(key, false), 10_000, 'reading the lease table');
+  } catch (error) {
+    if (isFatalLeaseFailure(error)) throw error;
+  } finally {
+    client.destroy();
+  }
+}
+
 function registerSidecar(program: Command): void {
   program
     .command('sidecar')
@@ -70,23 +89,37 @@ function registerSidecar(program: Command): void {
     .option('--state-file <path>', 'join a local-mode deployment')
     .option('--region <region>', 'AWS Region (default: AWS_REGION)')
     .option('--endpoint <url>', 'DynamoDB endpoint override')
-    .requiredOption('--address <ip>', 'address the load balancer should send traffic to')
-    .requiredOption('--port <port>', 'port of the process', intOption('--port', 1, 65535))
-    .requiredOption('--capability <name>', 'capability served (repeatable)', collect)
-    .requiredOption('--health-url <url>', 'local health URL; 2xx = healthy')
-    .option('--ttl <seconds>', 'lease TTL', intOption('--ttl', 3, 3600))
+    .option('--address <ip>', 'address the load balancer should send traffic to')
+    .option('--port <port>', 'port of the process', intOption('--port', 1, 65535))
+    .option('--capability <name>', 'capability served (repeatable)', collect)
+    .option('--health-url <url>', 'local health URL; 2xx = healthy')
+    .option('--ttl <seconds>', 'lease TTL (default: 30)', intOption('--ttl', 3, 3600))
     .option('--interval <ms>', 'probe interval (default ttl/3)', intOption('--interval', 100, 600_000))
     .option('--unhealthy-threshold <n>', 'failed probes before draining', intOption('--unhealthy-threshold', 1, 100), 3)
     .option('--drain-seconds <s>', 'on SIGTERM, seconds between drain and release (a second signal cuts it short)', intOption('--drain-seconds', 0, 3600), DEFAULT_DRAIN_SECONDS)
     .option('--agent-id <id>', 'human-readable id (default hostname:pid)')
     .option('--takeover', 'replace any existing lease on this address:port')
     .action(async (f: SidecarFlags) => {
+      // All at once: a newcomer learns every required flag from one run, not four.
+      const missing = [
+        f.address === undefined && '--address <ip>',
+        f.port === undefined && '--port <port>',
+        f.capability === undefined && '--capability <name>',
+        f.healthUrl === undefined && '--health-url <url>',
+        f.table === undefined && f.stack === undefined && f.stateFile === undefined && 'one of --table <name>, --stack <name> or --state-file <path>',
+      ].filter((m): m is string => m !== false);
+      if (missing.length > 0) throw new UsageError(`sidecar needs ${missing.join(', ')}`);
       try {
         new URL(f.healthUrl);
       } catch {
         throw new UsageError(`--health-url must be an absolute URL, got "${f.healthUrl}"`);
       }
       const target = await sidecarTarget(f);
+      const clientConfig = {
+        ...(target.region ? { region: target.region } : {}),
+        ...(target.endpoint ? { endpoint: target.endpoint } : {}),
+        ...(target.local ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}),
+      };
       let sidecar: Sidecar;
       try {
         sidecar = new Sidecar({
@@ -102,11 +135,7 @@ function registerSidecar(program: Command): void {
             ...(f.agentId ? { agentId: f.agentId } : {}),
             ...(f.takeover ? { takeover: true } : {}),
             ...(target.local ? { allowLoopback: true } : {}),
-            clientConfig: {
-              ...(target.region ? { region: target.region } : {}),
-              ...(target.endpoint ? { endpoint: target.endpoint } : {}),
-              ...(target.local ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}),
-            },
+            clientConfig,
           },
         });
       } catch (error) {
@@ -114,6 +143,7 @@ function registerSidecar(program: Command): void {
         if (error instanceof InvalidLeaseError || error instanceof ConfigError) throw new UsageError(error.message, { cause: error });
         throw error;
       }
+      await checkTableAccess(target.tableName, clientConfig, sidecar.lease.target);
       const unrouted = target.routes ? f.capability.filter((c) => !target.routes!.includes(c)) : [];
       for (const c of unrouted) {
         process.stderr.write(

@@ -8,7 +8,16 @@ import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { assertLocalModeRunning, Deployment, describeStack, readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
+import { CAPABILITY_NAME } from '../core/lease-schema';
 import { fleetStatus, listLeases, renderLeases, renderStatus, routingFor, targetTypesOf } from './fleet-status';
+
+/** A capability name as the lease contract spells it; anything else can match no lease. */
+export function capabilityOption(name: string) {
+  return (value: string): string => {
+    if (!CAPABILITY_NAME.test(value)) throw new InvalidArgumentError(`${name} "${value}" must match ${CAPABILITY_NAME.source} (lowercase letters, digits, "_" and "-")`);
+    return value;
+  };
+}
 
 export function intOption(name: string, min: number, max: number) {
   return (value: string): number => {
@@ -30,7 +39,7 @@ function withSourceOptions(cmd: Command): Command {
     .addOption(new Option('--stack <name>', 'CloudFormation stack deployed by agent-lb').conflicts('stateFile'))
     .option('--state-file <path>', 'state file written by `agent-lb local --state-file`')
     .option('--region <region>', 'AWS Region (default: AWS_REGION)')
-    .option('--endpoint <url>', 'AWS endpoint override (e.g. a local emulator)');
+    .addOption(new Option('--endpoint <url>', 'AWS endpoint override (e.g. a local emulator)').conflicts('stateFile'));
 }
 
 /** Where the deployment a command looks at lives: a running local mode's state file, or a stack. */
@@ -83,10 +92,14 @@ export function buildProgram(): Command {
     });
 
   withSourceOptions(program.command('leases').description('list leases with their liveness and any validation problem'))
-    .option('--capability <name>', 'only leases listing this capability')
+    .option('--capability <name>', 'only leases listing this capability', capabilityOption('--capability'))
     .option('--json', 'print JSON')
     .action(async (opts: SourceOptions & { json?: boolean; capability?: string }) => {
       const src = await sourcesFor(await resolveDeployment(opts), opts.stateFile !== undefined);
+      if (opts.capability !== undefined && !Object.hasOwn(src.routing.capabilities, opts.capability)) {
+        const routed = Object.keys(src.routing.capabilities).sort().join(', ') || 'nothing';
+        process.stderr.write(`warning: capability "${opts.capability}" is not routed by this deployment (it routes ${routed}); leases listing it are shown, none is in a target group for it\n`);
+      }
       const rows = await listLeases(src.store, src.routing, opts.capability);
       process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${renderLeases(rows)}\n`);
     });
@@ -100,6 +113,7 @@ const oneLine = (text: string): string => text.replace(/\s*[\r\n]+\s*/g, ' ').tr
 /** Exit codes by error code: 2 when the command cannot run as invoked or set up, 1 for a failure while it runs. */
 export const EXIT_CODES: Readonly<Partial<Record<AgentLbErrorCode, number>>> = {
   USAGE: 2,
+  INVALID_CONFIG: 2,
   NO_CREDENTIALS: 2,
   LOCAL_MODE_STOPPED: 2,
   MISSING_DEPENDENCY: 2,

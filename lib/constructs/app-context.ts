@@ -175,9 +175,11 @@ export function parseAgentLbContext(raw: unknown): AgentLbContext {
   }
   if (value === undefined) throw new ConfigError(`context "${CONTEXT_KEY}" is missing: add it to cdk.json or pass -c ${CONTEXT_KEY}='{"capabilities":[...]}'`);
   if (!isKind(value, 'object')) throw new ConfigError(`context "${CONTEXT_KEY}" must be an object, got ${JSON.stringify(value)}`);
-  const ctx = value as Record<string, unknown>;
+  const ctx = { ...(value as Record<string, unknown>) };
+  // A capability with every setting at its default may be given by its name alone, as -c does.
+  if (Array.isArray(ctx.capabilities)) ctx.capabilities = ctx.capabilities.map((c: unknown) => (typeof c === 'string' ? { name: c } : c));
   checkObject(ctx, CONTEXT_SETTINGS, CONTEXT_KEY);
-  if (ctx.capabilities === undefined) throw new ConfigError(`${CONTEXT_KEY}.capabilities is required: a list of { "name": ... } objects`);
+  if (ctx.capabilities === undefined) throw new ConfigError(`${CONTEXT_KEY}.capabilities is required: a list of names or { "name": ... } objects`);
   (ctx.capabilities as Record<string, unknown>[]).forEach((c, i) => {
     const where = `${CONTEXT_KEY}.capabilities[${i}]`;
     checkObject(c, CAPABILITY, where);

@@ -91,7 +91,10 @@ export class DemoFleet extends EventEmitter<{ event: [DemoEvent] }> {
     const caps = options.capabilities;
     for (let i = 0; i < options.count; i++) {
       // Every fourth agent serves two capabilities, so one lease landing in two groups is visible.
-      const own = i % 4 === 3 && caps.length > 1 ? [caps[i % caps.length], caps[(i + 1) % caps.length]] : [caps[i % caps.length]];
+      // The capability shifts by one each round through the list, so the agents that crash (every
+      // crashEvery-th) are not all of one capability, which would empty its group at each crash.
+      const first = (i + Math.floor(i / caps.length)) % caps.length;
+      const own = i % 4 === 3 && caps.length > 1 ? [caps[first], caps[(first + 1) % caps.length]] : [caps[first]];
       this.agents.push(new DemoAgent(`demo-${String(i + 1).padStart(2, '0')}`, own, options));
     }
   }

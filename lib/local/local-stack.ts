@@ -18,7 +18,7 @@ import { Deployment } from '../cli/deployment';
 import { DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { LocalDeployment, provisionLocal } from './provision';
 import { StreamPoller, StreamPollerBatchInfo } from './stream-poller';
-import { synthesizeTemplate } from './synth-template';
+import { checkLocalContext, synthesizeTemplate } from './synth-template';
 
 export interface LocalStackOptions {
   /** Replace the cdk.json context's capability list. */
@@ -102,6 +102,7 @@ export class LocalStack {
   /** Starts both servers in parallel, provisions from the synthesized template, then starts syncing. */
   public static async start(options: LocalStackOptions = {}): Promise<LocalStack> {
     const progress = options.onProgress ?? (() => undefined);
+    checkLocalContext(options.cdkJsonPath);
     progress('starting DynamoDB Local and moto_server');
     // Synthesis is CPU-bound and the servers start in child processes: overlap them.
     const serversStarting = Promise.allSettled([startDynamoDbLocal(options.dbPath ? { dbPath: options.dbPath } : {}), startMotoServer()]);

@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { App } from 'aws-cdk-lib';
-import { addAgentLbStack, AgentLbCapabilityContext, CONTEXT_KEY } from '../constructs/app-context';
+import { addAgentLbStack, AgentLbCapabilityContext, CONTEXT_KEY, parseAgentLbContext } from '../constructs/app-context';
+import { AgentLbError, ConfigError } from '../core/errors';
 import { CfnTemplate } from './template-subset';
 
 /** The project's cdk.json, the same file `cdk deploy` reads (from the sources, or from the build in dist/). */
@@ -38,7 +39,24 @@ export function synthesizeTemplate(options: SynthOptions = {}): { stackName: str
     const stack = addAgentLbStack(app, {});
     const assembly = app.synth();
     return { stackName: stack.stackName, template: assembly.getStackByName(stack.stackName).template as CfnTemplate };
+  } catch (error) {
+    // A construct refusing a setting is the configuration's fault, not local mode's.
+    if (error instanceof AgentLbError) throw error;
+    throw new ConfigError(`${options.cdkJsonPath ?? CDK_JSON}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   } finally {
     rmSync(outdir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The shape of the `agent-lb` context in `cdkJsonPath` (known keys, JSON types), checked in
+ * milliseconds, before any server starts; ranges are the constructs' to check at synth.
+ */
+export function checkLocalContext(cdkJsonPath: string = CDK_JSON): void {
+  const cdkJson = JSON.parse(readFileSync(cdkJsonPath, 'utf8')) as { context?: Record<string, unknown> };
+  try {
+    parseAgentLbContext(cdkJson.context?.[CONTEXT_KEY]);
+  } catch (error) {
+    throw new ConfigError(`${cdkJsonPath}: ${(error as Error).message}`, { cause: error });
   }
 }

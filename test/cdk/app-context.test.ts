@@ -45,13 +45,17 @@ describe('the cdk.json context', () => {
     expect(Object.keys(stack.router.targetGroups)).toEqual(['ocr']);
   });
 
+  it('takes a capability by its name alone, with every setting at its default', () => {
+    expect(parseAgentLbContext({ capabilities: ['vision', { name: 'ocr', port: 8080 }] }).capabilities).toEqual([{ name: 'vision' }, { name: 'ocr', port: 8080 }]);
+  });
+
   test.each<[string, unknown, string]>([
     ['a missing context', undefined, 'context "agent-lb" is missing: add it to cdk.json or pass -c agent-lb=\'{"capabilities":[...]}\''],
     ['invalid JSON', '{capabilities', 'context "agent-lb" is not valid JSON: {capabilities'],
     ['a list', [], 'context "agent-lb" must be an object, got []'],
-    ['no capabilities', {}, 'agent-lb.capabilities is required: a list of { "name": ... } objects'],
+    ['no capabilities', {}, 'agent-lb.capabilities is required: a list of names or { "name": ... } objects'],
     ['a misspelt key', { capabilites: [] }, 'agent-lb.capabilites is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds'],
-    ['capabilities as names', { capabilities: ['vision'] }, 'agent-lb.capabilities must be a list of objects, got ["vision"]'],
+    ['a capability that is neither a name nor an object', { capabilities: ['vision', 7] }, 'agent-lb.capabilities must be a list of objects, got [{"name":"vision"},7]'],
     ['a capability without a name', { capabilities: [{ port: 80 }] }, 'agent-lb.capabilities[0].name is required'],
     ['a port as a string', { capabilities: [{ name: 'vision', port: '80' }] }, 'agent-lb.capabilities[0].port must be a number, got "80"'],
     ['an unknown target type', { capabilities: [{ name: 'vision', targetType: 'lambda' }] }, 'agent-lb.capabilities[0].targetType must be one of "ip", "instance", got "lambda"'],

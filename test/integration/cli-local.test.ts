@@ -157,6 +157,10 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
 
     const other = await runCli(['leases', '--state-file', stateFile, '--json', '--capability', 'speech']);
     expect(JSON.parse(other.stdout)).toEqual([]);
+    expect(other.stderr).toBe('');
+    const unrouted = await runCli(['leases', '--state-file', stateFile, '--json', '--capability', 'ocr']);
+    expect(unrouted.code).toBe(0);
+    expect(unrouted.stderr).toMatch(/^warning: capability "ocr" is not routed by this deployment \(it routes search, speech, vision\)/);
   });
 
   it('SIGTERM: exits 0 within 10 s, removes the state file, leaves no process and frees the ports', async () => {

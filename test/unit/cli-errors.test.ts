@@ -174,11 +174,18 @@ describe('a state file whose local mode is gone: exit 2, saying local mode is no
 });
 
 describe('the sidecar stops on failures no retry can fix', () => {
-  it('access denied: exit 1 with AWS\'s own words, after one attempt', async () => {
-    const { db, endpoint } = await fake(error('AccessDeniedException', 'User: arn:aws:sts::123456789012:assumed-role/agent/i-0 is not authorized to perform: dynamodb:PutItem'));
+  it('access denied: exit 1 with AWS\'s own words, before any lease write', async () => {
+    const { db, endpoint } = await fake(error('AccessDeniedException', 'User: arn:aws:sts::123456789012:assumed-role/agent/i-0 is not authorized to perform: dynamodb:GetItem'));
     const out = await cli(SOME_CREDENTIALS, ...sidecarArgs('--table', 'leases', '--region', 'eu-west-1', '--endpoint', endpoint));
-    expectOneLine(out, 1, /^error: access denied: User: arn:aws:sts::123456789012:assumed-role\/agent\/i-0 is not authorized to perform: dynamodb:PutItem$/);
-    expect(db.calls.filter((c) => c === 'PutItem')).toHaveLength(1);
+    expectOneLine(out, 1, /^error: access denied: User: arn:aws:sts::123456789012:assumed-role\/agent\/i-0 is not authorized to perform: dynamodb:GetItem$/);
+    expect(db.calls.filter((c) => c === 'PutItem')).toHaveLength(0);
+  });
+
+  it('is checked before the process is healthy: no credentials stop a sidecar whose health URL refuses connections', async () => {
+    const started = Date.now();
+    const out = await cli(NO_CREDENTIALS, 'sidecar', '--address', '10.0.0.5', '--port', '8080', '--capability', 'vision', '--health-url', deadEndpoint, '--interval', '200', '--table', 'leases', '--region', 'eu-west-1');
+    expectOneLine(out, 2, /^error: no AWS credentials found/);
+    expect(Date.now() - started).toBeLessThan(20_000);
   });
 
   it('refused credentials: exit 2', async () => {
@@ -190,7 +197,7 @@ describe('the sidecar stops on failures no retry can fix', () => {
   it('a table that does not exist: exit 1 naming the table', async () => {
     const { endpoint } = await fake(error('ResourceNotFoundException', 'Requested resource not found'));
     const out = await cli(SOME_CREDENTIALS, ...sidecarArgs('--table', 'leases', '--region', 'eu-west-1', '--endpoint', endpoint));
-    expectOneLine(out, 1, /^error: acquire on table leases failed: ResourceNotFoundException: Requested resource not found$/);
+    expectOneLine(out, 1, /^error: get on table leases failed: ResourceNotFoundException: Requested resource not found$/);
   });
 });
 
@@ -220,7 +227,7 @@ describe('the sidecar process', () => {
     const events = out.stdout.trim().split('\n').map((l) => l.split(' ')[1]);
     expect(events).toEqual(['acquired', 'drained', 'released']);
     // The drain (an UpdateItem of the status) went out before the release (the DeleteItem).
-    expect(db.calls[0]).toBe('PutItem');
+    expect(db.calls.slice(0, 2)).toEqual(['GetItem', 'PutItem']);
     expect(db.calls.at(-1)).toBe('DeleteItem');
     expect(db.calls).toContain('UpdateItem');
   });
@@ -276,6 +283,16 @@ describe('local mode cannot start', () => {
     ],
   ])('--app-dir with %s: exit 2', async (_, appDir, pattern) => {
     expectOneLine(await cli({}, 'local', '--app-dir', appDir()), 2, pattern);
+  });
+
+  it('--app-dir with a setting of the wrong type: exit 2 before any server starts', async () => {
+    const app = join(dir, 'bad-ttl-app');
+    mkdirSync(app, { recursive: true });
+    writeFileSync(join(app, 'cdk.json'), JSON.stringify({ context: { 'agent-lb': { capabilities: ['ocr'], leaseTtlSeconds: 'soon' } } }));
+    const { out, exited } = spawnCli(['local', '--app-dir', app]);
+    const code = await exited;
+    expectOneLine({ code, stderr: out.stderr }, 2, /^error: .*bad-ttl-app\/cdk\.json: agent-lb\.leaseTtlSeconds must be a number, got "soon"$/);
+    expect(out.stdout).not.toMatch(/starting DynamoDB Local/);
   });
 
   it('names every local-mode package that is missing, with the range to install', () => {

@@ -91,16 +91,18 @@ describe('usage errors: exit 2 and one line naming the flag and what it accepts'
     ['sidecar --ttl 3601', sidecar('--ttl', '3601'), /--ttl must be an integer in 3–3600, got "3601"/],
     ['sidecar --interval 5', sidecar('--interval', '5'), /--interval must be an integer in 100–600000, got "5"/],
     ['sidecar --unhealthy-threshold 0', sidecar('--unhealthy-threshold', '0'), /--unhealthy-threshold must be an integer in 1–100, got "0"/],
-    ['sidecar without --capability', sidecar('--capability'), /required option '--capability <name>' not specified/],
-    ['sidecar without --address', sidecar('--address'), /required option '--address <ip>' not specified/],
+    ['sidecar without --capability', sidecar('--capability'), /^error: sidecar needs --capability <name>$/],
+    ['sidecar without --address', sidecar('--address'), /^error: sidecar needs --address <ip>$/],
+    ['sidecar with nothing', ['sidecar'], /^error: sidecar needs --address <ip>, --port <port>, --capability <name>, --health-url <url>, one of --table <name>, --stack <name> or --state-file <path>$/],
     ['sidecar --health-url not-a-url', sidecar('--health-url', 'not-a-url'), /--health-url must be an absolute URL, got "not-a-url"/],
-    ['sidecar without --table, --stack or --state-file', sidecar('--table'), /one of --table <name>, --stack <name> or --state-file <path> is required/],
+    ['sidecar without --table, --stack or --state-file', sidecar('--table'), /sidecar needs one of --table <name>, --stack <name> or --state-file <path>$/],
     ['sidecar --table without a region', sidecar('--region'), /--region \(or AWS_REGION\) is required with --table/],
     ['sidecar --drain-seconds -1', sidecar('--drain-seconds', '-1'), /--drain-seconds must be an integer in 0–3600, got "-1"/],
     ['sidecar with --table and --state-file', sidecar('--state-file', '/tmp/x.json'), /option '--table <name>' cannot be used with option '--state-file <path>'/],
     ['status without --stack or --state-file', ['status'], /one of --stack <name> or --state-file <path> is required/],
     ['status --stack without a region', ['status', '--stack', 'AgentLb'], /--region \(or AWS_REGION\) is required with --stack/],
     ['leases --stack without a region', ['leases', '--stack', 'AgentLb'], /--region \(or AWS_REGION\) is required with --stack/],
+    ['leases --capability "Bad Name"', ['leases', '--state-file', '/tmp/x.json', '--capability', 'Bad Name'], /--capability "Bad Name" must match \^\[a-z0-9\]\[a-z0-9_-\]\{0,62\}\$/],
     ['status with --stack and --state-file', ['status', '--stack', 'AgentLb', '--state-file', '/tmp/x.json'], /option '--stack <name>' cannot be used with option '--state-file <path>'/],
     ['status --state-file of a missing file', ['status', '--state-file', '/nonexistent/agent-lb.json'], /cannot read state file \/nonexistent\/agent-lb\.json: ENOENT/],
     ['local --agents -1', ['local', '--agents', '-1'], /--agents must be an integer in 0–1000, got "-1"/],
@@ -147,7 +149,7 @@ describe('usage errors: exit 2 and one line naming the flag and what it accepts'
 
 describe('configuration refused at run time: exit 1 and one line', () => {
   it('a state file without region, tableName or targetGroups', async () => {
-    expectOneLineError(await cli('status', '--state-file', join(dir, 'incomplete.json')), 1, /state file .*incomplete\.json lacks region, tableName or targetGroups/);
+    expectOneLineError(await cli('status', '--state-file', join(dir, 'incomplete.json')), 2, /state file .*incomplete\.json lacks region, tableName or targetGroups/);
   });
 });
 

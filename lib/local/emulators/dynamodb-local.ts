@@ -1,5 +1,5 @@
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -94,8 +94,13 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
   }
   if (options.sharedDb ?? true) ddbArgs.push('-sharedDb');
 
+  // DynamoDB Local unpacks a native SQLite library into java.io.tmpdir at every start and never
+  // removes it: give each server a directory of its own, removed when it stops.
+  const javaTmp = mkdtempSync(join(tmpdir(), 'agent-lb-ddb-'));
+  const removeJavaTmp = () => rmSync(javaTmp, { recursive: true, force: true });
   const jvmArgs = [
     ...(options.jvmOptions ?? ['-XX:+UseSerialGC']),
+    `-Djava.io.tmpdir=${javaTmp}`,
     `-Djava.library.path=${libDir}`,
     `-Dagentlb.host=${LOOPBACK}`,
     `-Dagentlb.port=${options.port ?? 0}`,
@@ -155,10 +160,12 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
       clientConfig,
       stop: async () => {
         await proc.stop();
+        removeJavaTmp();
       },
     };
   } catch (err) {
     await proc.stop(1000);
+    removeJavaTmp();
     const output = proc.output().trim();
     const why = err instanceof StartupError ? err.message : String(err);
     const hint = /not found|No such file/.test(output) ? '\nDynamoDB Local needs Java 17 or newer on PATH (or JAVA_HOME).' : '';
