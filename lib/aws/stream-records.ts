@@ -1,6 +1,6 @@
 import type { DynamoDBRecord } from 'aws-lambda';
 import { LEASE_ATTR, RawItem } from '../core/lease-schema';
-import { LeaseChangeRecord } from '../core/target-planner';
+import { LeaseChangeRecord } from '../core/stream-planner';
 
 /** DynamoDB's TTL sweeper signs its deletions with this service principal. */
 const TTL_PRINCIPAL = 'dynamodb.amazonaws.com';

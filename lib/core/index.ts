@@ -31,5 +31,5 @@ export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lea
 export type { ConfirmationContext, ConfirmationVerdict, TargetAction } from './lease-confirmation';
 export { addressPolicyFor, completeRuntimeConfig, parseRuntimeConfig, parseRuntimeSettings } from './runtime-config';
 export type { RuntimeConfig, RuntimeSettings } from './runtime-config';
-export { firstUnappliedRecord, planStreamBatch } from './target-planner';
-export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './target-planner';
+export { firstUnappliedRecord, planStreamBatch } from './stream-planner';
+export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';

@@ -2,7 +2,7 @@ import { AddressPolicy } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
-import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RecordKind } from '../core/target-planner';
+import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
