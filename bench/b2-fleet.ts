@@ -5,6 +5,7 @@ import { AgentLease } from '../lib/sdk/agent-lease';
 import { CommandCounts, countsDelta } from './command-counter';
 import { prng } from './stream-workload';
 import { TargetObserver, Want } from './target-observer';
+import { sleep } from '../lib/core/concurrency';
 
 export interface FleetAgent {
   readonly index: number;
@@ -107,7 +108,6 @@ export interface FleetRunResult {
   readonly finalGroupsMatchLeases: boolean;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
 /**
  * Runs the fleet through its four phases against a running local stack, timing every target's

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { DescribeTargetHealthCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { sleep } from '../lib/core/concurrency';
 
 export type Want = 'present' | 'absent';
 
@@ -10,7 +11,6 @@ interface Waiter {
   readonly resolve: (seenAtMs: number) => void;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Watches target groups the way a client of the load balancer would: DescribeTargetHealth,

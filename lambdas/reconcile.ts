@@ -11,6 +11,7 @@ import { LeaseStore } from '../lib/aws/lease-store';
 import { newReconcileMemory } from '../lib/registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../lib/registry/reconcile';
 import { publishReconcileReport } from '../lib/registry/telemetry';
+import { sleep as defaultSleep } from '../lib/core/concurrency';
 
 export interface ReconcileHandlerOptions {
   readonly config?: RuntimeConfig;
@@ -45,7 +46,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     ...(options.now ? { now: options.now } : {}),
   });
   const depsReady = runtimeOnce(options.config, elbClient, depsFor);
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const sleep = options.sleep ?? defaultSleep;
 
   return async (_event?: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> => {
     const reports: ReconcileReport[] = [];

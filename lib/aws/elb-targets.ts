@@ -8,6 +8,7 @@ import {
 import { ElbTargetsError } from '../core/errors';
 import { ObservedTarget } from '../core/reconcile-planner';
 import { TargetRef } from '../core/lease-schema';
+import { sleep as defaultSleep } from '../core/concurrency';
 
 export interface SendOptions {
   /**
@@ -151,7 +152,7 @@ export class ElbTargets {
    * from now: the SDK's own retries stop once its retry quota is spent, which a long brown-out
    * does, and one failed read of a group would cost a whole reconcile pass. Throws the last error.
    */
-  public async describeWithin(targetGroupArn: string, deadlineMs: number, sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms))): Promise<ObservedTarget[]> {
+  public async describeWithin(targetGroupArn: string, deadlineMs: number, sleep: (ms: number) => Promise<void> = defaultSleep): Promise<ObservedTarget[]> {
     const end = Date.now() + deadlineMs;
     for (let attempt = 0; ; attempt++) {
       try {

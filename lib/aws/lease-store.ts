@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
 import { LEASE_ATTR, LeaseStatus, RawItem } from '../core/lease-schema';
+import { sleep as defaultSleep } from '../core/concurrency';
 
 /** BatchGetItem takes at most this many keys per call. */
 export const MAX_KEYS_PER_BATCH_GET = 100;
@@ -179,7 +180,7 @@ export class LeaseStore {
     for (let i = 0; i < unique.length; i += MAX_KEYS_PER_BATCH_GET) batches.push(unique.slice(i, i + MAX_KEYS_PER_BATCH_GET));
     const attempts = options.attempts ?? 8;
     const base = options.baseDelayMs ?? 20;
-    const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    const sleep = options.sleep ?? defaultSleep;
     const readBatch = async (batch: string[]) => {
       let keys: Record<string, AttributeValue>[] = batch.map(key);
       for (let attempt = 1; keys.length > 0; attempt++) {

@@ -6,8 +6,8 @@ import { LocalStack } from '../local/local-stack';
 import { ChangeEvent, diffFrames, renderFrame, renderLines, ViewFrame } from '../local/live-view';
 import { fleetStatus } from './fleet-status';
 import type { LocalFlags } from './local-command';
+import { sleep } from '../core/concurrency';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `agent-lb local` once its flags are checked and its packages are known to be installed. */
 export async function runLocal(flags: LocalFlags): Promise<void> {

@@ -13,6 +13,7 @@ import {
 import { ConfigError } from '../core/errors';
 import { TargetType } from '../core/lease-schema';
 import { CfnTemplate, localSubset } from './template-subset';
+import { sleep } from '../core/concurrency';
 
 export interface LocalDeployment {
   readonly stackName: string;
@@ -34,7 +35,6 @@ export interface ProvisionOptions {
   readonly tableName?: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Creates the synthesized stack's load-balancing part in moto through CloudFormation, and

@@ -1,4 +1,5 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
+import { sleep } from '../core/concurrency';
 import { ElbTargetsError } from '../core/errors';
 import { confirmChanges, ConfirmationContext, contradictedBy, leaseVersion, TargetAction } from '../core/lease-confirmation';
 import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
@@ -29,20 +30,6 @@ export const DECISION_DEADLINE_MS = 2000;
  * contradicted after it landed uses what is left of it.
  */
 export const CONFIRM_ROUNDS = 5;
-
-/** `fn` over `items`, at most `limit` at a time, results in order. A failure rejects. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}
 
 export interface ConfirmDeps {
   readonly store: LeaseStore;
@@ -187,7 +174,7 @@ export async function applyConfirmed(
       // ELB is throttling or failing: give it a moment before the next round (its attempts
       // would mostly be throttled again), within the budget.
       const wait = Math.min(Math.random() * ROUND_BACKOFF_MS * 2 ** round, budgetEnd - now());
-      if (wait > 0) await (deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms))))(wait);
+      if (wait > 0) await (deps.sleep ?? sleep)(wait);
     }
   }
   return {

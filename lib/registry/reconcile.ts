@@ -1,10 +1,11 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
+import { mapLimit } from '../core/concurrency';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { GroupRepair, memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { applyConfirmed, ConfirmDeps, mapLimit } from './confirmed-changes';
+import { applyConfirmed, ConfirmDeps } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */

@@ -13,6 +13,7 @@ import { buildLeaseTruth } from './lease-truth';
 import { stream } from '../support/prng';
 import { Sampler } from './sampler';
 import { recordLeaseWrites } from './write-log';
+import { sleep } from '../../lib/core/concurrency';
 
 /** One chaos run: the stack, the fleet, the faults on a schedule, quiescence, then the checker's verdict. */
 
@@ -131,7 +132,6 @@ export interface ChaosResult {
   readonly passed: boolean;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const progress = options.onProgress ?? (() => undefined);

@@ -19,6 +19,7 @@ import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDbLocal, startDynamoDbLocal } from '../../lib/local/emulators';
 import { StreamHandler, StreamPoller, StreamPollerOptions, toLambdaRecord } from '../../lib/local/stream-poller';
+import { sleep } from '../../lib/core/concurrency';
 
 let ddbLocal: DynamoDbLocal;
 let ddb: DynamoDBClient;
@@ -64,7 +65,6 @@ function poller(options: Omit<StreamPollerOptions, 'client'> & { client?: Dynamo
 
 const keyOf = (r: DynamoDBRecord): string => r.dynamodb?.Keys?.k?.S ?? '?';
 const keysOf = (e: DynamoDBStreamEvent): string[] => e.Records.map(keyOf);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // The TTL sweep of DynamoDB Local runs about every 10 s: start that table first, check it last.
 let ttlTable: { table: string; streamArn: string };

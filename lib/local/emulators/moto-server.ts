@@ -5,6 +5,7 @@ import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { LOCAL_REGION } from './dynamodb-local';
 import { freePort, LOOPBACK } from './free-port';
 import { ManagedProcess, spawnManaged } from './process-group';
+import { sleep } from '../../core/concurrency';
 
 export const MOTO_INSTALL_HINT = 'pip install "moto[server]"';
 
@@ -125,10 +126,6 @@ function probe(port: number): Promise<boolean> {
   });
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 const ADDRESS_IN_USE = /Address already in use|EADDRINUSE|port \d+ is in use/i;
 const NOT_INSTALLED = /command not found|No module named/i;
 
@@ -175,7 +172,7 @@ async function startOnce(launch: Launch, port: number, options: MotoServerOption
       }
       if (await probe(port)) break;
       if (Date.now() - started > timeoutMs) throw new Error(`moto_server not ready after ${timeoutMs} ms\n${proc.output().trim()}`);
-      await delay(50);
+      await sleep(50);
     }
   } catch (err) {
     await proc.stop(1000);

@@ -1,5 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { sleep } from '../../core/concurrency';
 
 /**
  * Child processes that must never outlive us (DynamoDB Local's JVM, moto_server's Python).
@@ -123,15 +124,11 @@ export function processGroupAlive(pgid: number): boolean {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 async function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (processGroupAlive(pgid)) {
     if (Date.now() >= deadline) return false;
-    await delay(25);
+    await sleep(25);
   }
   return true;
 }
