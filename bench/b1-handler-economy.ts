@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { createSyncHandler } from '../lambdas/stream-sync';
+import { createSyncHandler } from '../lib/handlers/stream-sync-handler';
 import { RoutingConfig } from '../lib/core/lease-schema';
 import { CountingElb } from './counting-elb';
 import { InMemoryLeaseTable } from './in-memory-table';

@@ -1,63 +1,11 @@
-import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { addressPolicyFor, RuntimeConfig } from '../lib/core/runtime-config';
-import { createElbClient } from '../lib/aws/clients';
-import { createDynamoClient } from '../lib/aws/dynamo-client';
-import { runtimeOnce } from '../lib/aws/target-group-discovery';
-import { ElbTargets } from '../lib/aws/elb-targets';
-import { LeaseStore } from '../lib/aws/lease-store';
-import { toLeaseChange } from '../lib/aws/stream-records';
-import { newSyncMemory } from '../lib/registry/container-memory';
-import { syncStreamBatch } from '../lib/registry/stream-sync';
-import { publishSyncReport } from '../lib/registry/telemetry';
+import { createSyncHandler } from '../lib/handlers/stream-sync-handler';
 
-export interface SyncHandlerOptions {
-  readonly config?: RuntimeConfig;
-  readonly elbClient?: ElasticLoadBalancingV2Client;
-  /**
-   * The lease table's client. Every registration and deregistration is confirmed with a
-   * consistent BatchGetItem of its lease (the sync role has dynamodb:BatchGetItem), so no record —
-   * late, duplicated, replayed, without a timestamp — can register a lease that is not live now or
-   * deregister one that is. @default a client from the environment
-   */
-  readonly dynamoClient?: DynamoDBClient;
-  readonly logger?: Logger;
-  readonly metrics?: Metrics;
-  /** Epoch ms, for the sync-lag metric and the confirming read's liveness check; planning never reads the clock. */
-  readonly now?: () => number;
-}
-
-/** Builds the stream handler; local mode and tests inject clients, Lambda uses the environment. */
-export function createSyncHandler(options: SyncHandlerOptions = {}) {
-  const logger = options.logger ?? new Logger();
-  const metrics = options.metrics ?? new Metrics();
-  const now = options.now ?? Date.now;
-  const elbClient = options.elbClient ?? createElbClient();
-  const dynamoClient = options.dynamoClient ?? createDynamoClient();
-  // Lives as long as the container: changes already applied, targets ELB refused.
-  const memory = newSyncMemory();
-  const depsFor = (config: RuntimeConfig) => ({
-    elb: new ElbTargets(elbClient),
-    routing: config.routing,
-    policy: addressPolicyFor(config.routing),
-    store: new LeaseStore(dynamoClient, config.tableName),
-    now,
-    memory,
-  });
-  const ready = runtimeOnce(options.config, elbClient, depsFor);
-
-  return async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
-    const records = event.Records.map(toLeaseChange);
-    const report = await syncStreamBatch(records, await ready());
-    const oldest = records.reduce<number | undefined>((m, r) => (r.writtenAtSeconds === undefined || (m !== undefined && m <= r.writtenAtSeconds) ? m : r.writtenAtSeconds), undefined);
-    publishSyncReport(report, oldest === undefined ? undefined : Math.max(0, now() - oldest * 1000), logger, metrics);
-    return { batchItemFailures: report.firstFailedRecordId === undefined ? [] : [{ itemIdentifier: report.firstFailedRecordId }] };
-  };
-}
-
+/**
+ * The Lambda entry point, bundled by `npm run build` (lib/constructs/handler-code.ts): the
+ * handler built once per container from the environment. Everything else is in
+ * lib/handlers/stream-sync-handler.ts, which local mode and the tests build with their own clients.
+ */
 let cached: ReturnType<typeof createSyncHandler> | undefined;
 
 export const handler = (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => (cached ??= createSyncHandler())(event);

@@ -44,6 +44,10 @@ export type {
 export { addAgentLbStack, CONTEXT_KEY, CONTEXT_SETTINGS, parseAgentLbContext, readAgentLbContext, stackPropsFromContext } from './constructs';
 export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext, ContextSourceOptions, ProcessEnvironment } from './constructs';
 
+// The metrics both Lambdas publish, by the names alarms and dashboards of your own can use.
+export { ERROR_METRICS, RECONCILE_METRICS, SYNC_METRICS } from './core/metric-names';
+export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './core/metric-names';
+
 // The lease contract (docs/lease-contract.md) and the errors agent-lb throws.
 export { DEFAULT_ALLOWED_CIDRS } from './core/address-policy';
 export { CAPABILITY_NAME, CAPABILITY_TAG, LEASE_ATTR } from './core/lease-schema';

@@ -4,7 +4,7 @@ import { presenceOf } from '../core/reconcile-planner';
 import { DemoFleet } from '../local/demo-agents';
 import { LocalStack } from '../local/local-stack';
 import { ChangeEvent, diffFrames, renderFrame, renderLines, ViewFrame } from '../local/live-view';
-import { fleetStatus } from './fleet-status';
+import { fleetStatus } from '../registry/fleet-status';
 import type { LocalFlags } from './local-command';
 import { sleep } from '../core/concurrency';
 

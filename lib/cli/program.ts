@@ -1,15 +1,18 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AccessDeniedError, AgentLbError, AgentLbErrorCode, CredentialsError, UsageError } from '../core/errors';
+import { Deployment, routingFor, STATE_FILE_CREDENTIALS } from '../core/deployment';
+import { AccessDeniedError, AgentLbError, AgentLbErrorCode, CredentialsError } from '../core/errors';
+import { CAPABILITY_NAME } from '../core/lease-schema';
 import { awsFailureKind, CREDENTIALS_HINT, rootMessage } from '../aws/aws-errors';
 import { createElbClient } from '../aws/clients';
+import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { assertLocalModeRunning, Deployment, describeStack, readStateFile, STATE_FILE_CREDENTIALS } from './deployment';
-import { CAPABILITY_NAME } from '../core/lease-schema';
-import { fleetStatus, listLeases, renderLeases, renderStatus, routingFor, targetTypesOf } from './fleet-status';
+import { targetTypesOf } from '../aws/target-groups';
+import { fleetStatus, listLeases } from '../registry/fleet-status';
+import { resolveDeployment, SourceOptions } from './deployment-source';
+import { renderLeases, renderStatus } from './fleet-render';
 
 /** A capability name as the lease contract spells it; anything else can match no lease. */
 export function capabilityOption(name: string) {
@@ -27,13 +30,6 @@ export function intOption(name: string, min: number, max: number) {
   };
 }
 
-interface SourceOptions {
-  stack?: string;
-  stateFile?: string;
-  region?: string;
-  endpoint?: string;
-}
-
 function withSourceOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--stack <name>', 'CloudFormation stack deployed by agent-lb').conflicts('stateFile'))
@@ -42,23 +38,10 @@ function withSourceOptions(cmd: Command): Command {
     .addOption(new Option('--endpoint <url>', 'AWS endpoint override (e.g. a local emulator)').conflicts('stateFile'));
 }
 
-/** Where the deployment a command looks at lives: a running local mode's state file, or a stack. */
-export async function resolveDeployment(opts: SourceOptions): Promise<Deployment> {
-  if (opts.stateFile) {
-    const deployment = readStateFile(opts.stateFile);
-    await assertLocalModeRunning(opts.stateFile, deployment);
-    return deployment;
-  }
-  const region = opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
-  if (!opts.stack) throw new UsageError('one of --stack <name> or --state-file <path> is required');
-  if (!region) throw new UsageError('--region (or AWS_REGION) is required with --stack');
-  return describeStack(opts.stack, region, opts.endpoint);
-}
-
 async function sourcesFor(d: Deployment, fromStateFile: boolean) {
   const credentials = fromStateFile ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {};
   const elbClient = createElbClient({ region: d.region, ...credentials, ...(d.elbv2Endpoint ? { endpoint: d.elbv2Endpoint } : {}) });
-  const ddb = new DynamoDBClient({ region: d.region, ...credentials, ...(d.dynamodbEndpoint ? { endpoint: d.dynamodbEndpoint } : {}) });
+  const ddb = createDynamoClient({ region: d.region, ...credentials, ...(d.dynamodbEndpoint ? { endpoint: d.dynamodbEndpoint } : {}) });
   const types = await targetTypesOf(elbClient, Object.values(d.targetGroups));
   // A state file comes from local mode, whose demo agents listen on loopback.
   const routing = routingFor(d.targetGroups, types, d.dynamodbEndpoint !== undefined);

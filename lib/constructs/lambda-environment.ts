@@ -1,33 +1,12 @@
 import { Token } from 'aws-cdk-lib';
-import type { CapabilityTargetType } from './capability-router';
-
-/** CloudWatch namespace of the metrics both Lambdas emit (Powertools EMF). */
-export const METRICS_NAMESPACE = 'AgentLb';
-/** `service` dimension (and Powertools service name) of the stream-sync Lambda. */
-export const SYNC_SERVICE_NAME = 'agent-lb-sync';
-/** `service` dimension (and Powertools service name) of the reconcile Lambda. */
-export const RECONCILE_SERVICE_NAME = 'agent-lb-reconcile';
-/** Environment variable holding the runtime configuration JSON. */
-export const CONFIG_ENV = 'AGENT_LB_CONFIG';
+import { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME } from '../core/metric-names';
+import { CONFIG_ENV, RuntimeConfigJson } from '../core/runtime-config';
 
 /** Lambda allows 4 KB of environment variables per function (keys and values). */
 const LAMBDA_ENV_LIMIT = 4096;
 
-/**
- * What the sync and reconcile Lambdas read from `AGENT_LB_CONFIG`; parsed by
- * `parseRuntimeSettings` in lib/core. With a load balancer (or a listener, whose load balancer
- * is looked up), capabilities are a list of names whose target groups the functions find on it
- * at cold start.
- */
-export interface AgentLbRuntimeConfigJson {
-  readonly tableName: string;
-  readonly loadBalancerArn?: string;
-  readonly listenerArn?: string;
-  readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: CapabilityTargetType }> | readonly string[];
-  readonly allowedCidrs: string[];
-  readonly safetyValveShare: number;
-  readonly reconcileRepeatSeconds: number;
-}
+/** What the sync and reconcile Lambdas read from `AGENT_LB_CONFIG`: the wire format declared in lib/core. */
+export type AgentLbRuntimeConfigJson = RuntimeConfigJson;
 
 /**
  * Lambda refuses environments over 4 KB. Target group ARNs are only known at deploy time, so

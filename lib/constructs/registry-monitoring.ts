@@ -1,5 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { ERROR_METRICS, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import type { RegistrySync, RegistrySyncCapability } from './registry-sync';
 
 /** Where the alarms of a {@link RegistrySync} go, and when the lag alarm fires. */
@@ -52,7 +53,7 @@ export function registryAlarms(sync: RegistrySync, options: RegistryAlarmOptions
   });
   alarm('SafetyValveAlarm', {
     alarmDescription: 'agent-lb: reconcile held back removals because too many targets of a group had no lease at once (is the lease table the right one?)',
-    metric: sync.reconcileMetric('SafetyValveTripped'),
+    metric: sync.reconcileMetric(RECONCILE_METRICS.safetyValveTripped),
     threshold: 1,
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     evaluationPeriods: 1,
@@ -96,26 +97,26 @@ export function registryDashboard(sync: RegistrySync, options: RegistryDashboard
       title: 'Registrations and deregistrations',
       width: 8,
       left: [
-        sync.syncMetric('Registrations', { label: 'sync registrations' }),
-        sync.syncMetric('Deregistrations', { label: 'sync deregistrations' }),
-        sync.reconcileMetric('DriftRegistered', { label: 'reconcile: drift registered' }),
-        sync.reconcileMetric('DriftDeregistered', { label: 'reconcile: drift deregistered' }),
+        sync.syncMetric(SYNC_METRICS.registrations, { label: 'sync registrations' }),
+        sync.syncMetric(SYNC_METRICS.deregistrations, { label: 'sync deregistrations' }),
+        sync.reconcileMetric(RECONCILE_METRICS.driftRegistered, { label: 'reconcile: drift registered' }),
+        sync.reconcileMetric(RECONCILE_METRICS.driftDeregistered, { label: 'reconcile: drift deregistered' }),
       ],
     }),
     new cloudwatch.GraphWidget({
       title: 'Rejected leases',
       width: 8,
       left: [
-        sync.syncMetric('RejectedLeases', { label: 'sync' }),
-        sync.reconcileMetric('RejectedLeases', { label: 'reconcile' }),
+        sync.syncMetric(SYNC_METRICS.rejectedLeases, { label: 'sync' }),
+        sync.reconcileMetric(RECONCILE_METRICS.rejectedLeases, { label: 'reconcile' }),
       ],
     }),
     new cloudwatch.GraphWidget({
       title: 'Sync lag',
       width: 8,
       left: [
-        sync.syncMetric('SyncLagMs', { label: 'lag p99 (ms)', statistic: cloudwatch.Stats.p(99) }),
-        sync.syncMetric('SyncLagMs', { label: 'lag max (ms)', statistic: cloudwatch.Stats.MAXIMUM }),
+        sync.syncMetric(SYNC_METRICS.syncLagMs, { label: 'lag p99 (ms)', statistic: cloudwatch.Stats.p(99) }),
+        sync.syncMetric(SYNC_METRICS.syncLagMs, { label: 'lag max (ms)', statistic: cloudwatch.Stats.MAXIMUM }),
         sync.syncFunction.metric('IteratorAge', { label: 'iterator age max (ms)', statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(1) }),
       ],
     }),
@@ -125,19 +126,22 @@ export function registryDashboard(sync: RegistrySync, options: RegistryDashboard
       title: 'Lease lifecycle',
       width: 8,
       left: [
-        sync.syncMetric('Releases', { label: 'releases' }),
-        sync.syncMetric('TtlDeletions', { label: 'TTL deletions' }),
-        sync.reconcileMetric('ExpiredLeasesDeleted', { label: 'expired leases deleted' }),
-        sync.syncMetric('NoopRecords', { label: 'no-op records (heartbeats)' }),
+        sync.syncMetric(SYNC_METRICS.releases, { label: 'releases' }),
+        sync.syncMetric(SYNC_METRICS.ttlDeletions, { label: 'TTL deletions' }),
+        sync.reconcileMetric(RECONCILE_METRICS.expiredLeasesDeleted, { label: 'expired leases deleted' }),
+        sync.syncMetric(SYNC_METRICS.noopRecords, { label: 'no-op records (heartbeats)' }),
       ],
     }),
     new cloudwatch.GraphWidget({
       title: 'ELB calls and errors',
       width: 8,
-      left: [sync.syncMetric('ElbCalls', { label: 'sync ELB calls' }), sync.reconcileMetric('SafetyValveTripped', { label: 'safety valve tripped' })],
+      left: [sync.syncMetric(SYNC_METRICS.elbCalls, { label: 'sync ELB calls' }), sync.reconcileMetric(RECONCILE_METRICS.safetyValveTripped, { label: 'safety valve tripped' })],
       right: [
         sync.syncFunction.metricErrors({ label: 'sync errors', period: Duration.minutes(1) }),
         sync.reconcileFunction.metricErrors({ label: 'reconcile errors', period: Duration.minutes(1) }),
+        sync.syncMetric(ERROR_METRICS.ELB_TRANSIENT, { label: 'sync: ELB changes left for a retry' }),
+        sync.reconcileMetric(ERROR_METRICS.ELB_TRANSIENT, { label: 'reconcile: ELB changes left for the next pass' }),
+        sync.syncMetric(ERROR_METRICS.ELB_PERMANENT, { label: 'targets ELB refused' }),
       ],
     }),
     new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 8, alarms: [...options.alarms] }),

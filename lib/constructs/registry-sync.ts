@@ -15,10 +15,13 @@ import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-router';
 import { handlerCode, HandlerName } from './handler-code';
-import { AgentLbRuntimeConfigJson, CONFIG_ENV, lambdaEnvironmentProblems, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from './lambda-environment';
+import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
+import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
+import { AgentLbRuntimeConfigJson, lambdaEnvironmentProblems } from './lambda-environment';
 import { registryAlarms, registryDashboard } from './registry-monitoring';
 
-export { CONFIG_ENV, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from './lambda-environment';
+export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '../core/metric-names';
+export { CONFIG_ENV } from '../core/runtime-config';
 export type { AgentLbRuntimeConfigJson } from './lambda-environment';
 
 /** The target group a capability's agents are registered in. */
@@ -220,7 +223,7 @@ export class RegistrySync extends Construct {
   constructor(scope: Construct, id: string, props: RegistrySyncProps) {
     super(scope, id);
 
-    const share = props.safetyValveShare ?? 0.5;
+    const share = props.safetyValveShare ?? DEFAULT_SAFETY_VALVE_SHARE;
     if (!Token.isUnresolved(share) && !(share > 0 && share <= 1)) {
       throw new Error(`safetyValveShare ${share} is out of range (0, 1]`);
     }
@@ -234,7 +237,7 @@ export class RegistrySync extends Construct {
       throw new Error(`reconcileInterval ${intervalSeconds} seconds must be a whole number of minutes, at least 1`);
     }
     const repeatSeconds = secondsOf(props.reconcileRepeat) ?? 0;
-    checkRange('reconcileRepeat', repeatSeconds, 0, 600, ' seconds');
+    checkRange('reconcileRepeat', repeatSeconds, 0, MAX_RECONCILE_REPEAT_SECONDS, ' seconds');
     const allowedCidrs = [...(props.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS)];
     for (const cidr of allowedCidrs) {
       if (Token.isUnresolved(cidr)) continue;
@@ -358,12 +361,12 @@ export class RegistrySync extends Construct {
   }
 
   /** A metric the sync Lambda emits (namespace `AgentLb`, `service = agent-lb-sync`), summed per minute. */
-  public syncMetric(metricName: string, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+  public syncMetric(metricName: SyncMetricName | ErrorMetricName, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
     return this.serviceMetric(SYNC_SERVICE_NAME, metricName, options);
   }
 
   /** A metric the reconcile Lambda emits (namespace `AgentLb`, `service = agent-lb-reconcile`), summed per minute. */
-  public reconcileMetric(metricName: string, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
+  public reconcileMetric(metricName: ReconcileMetricName | ErrorMetricName, options: cloudwatch.MetricOptions = {}): cloudwatch.Metric {
     return this.serviceMetric(RECONCILE_SERVICE_NAME, metricName, options);
   }
 

@@ -29,7 +29,19 @@ export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
 export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lease-confirmation';
 export type { ConfirmationContext, ConfirmationVerdict, TargetAction } from './lease-confirmation';
-export { addressPolicyFor, completeRuntimeConfig, parseRuntimeConfig, parseRuntimeSettings } from './runtime-config';
-export type { RuntimeConfig, RuntimeSettings } from './runtime-config';
+export {
+  addressPolicyFor,
+  completeRuntimeConfig,
+  CONFIG_ENV,
+  DEFAULT_SAFETY_VALVE_SHARE,
+  MAX_RECONCILE_REPEAT_SECONDS,
+  parseRuntimeConfig,
+  parseRuntimeSettings,
+} from './runtime-config';
+export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings } from './runtime-config';
+export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
+export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
+export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
+export type { Deployment, LocalState } from './deployment';
 export { firstUnappliedRecord, planStreamBatch } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';

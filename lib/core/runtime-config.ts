@@ -1,6 +1,32 @@
 import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
 import { ConfigError } from './errors';
-import { CAPABILITY_NAME, CapabilityRoute, RoutingConfig } from './lease-schema';
+import { CAPABILITY_NAME, CapabilityRoute, RoutingConfig, TargetType } from './lease-schema';
+
+/** Environment variable of the sync and reconcile Lambdas holding their configuration, a {@link RuntimeConfigJson}. */
+export const CONFIG_ENV = 'AGENT_LB_CONFIG';
+
+/** Share of a group's targets one reconcile pass may remove for want of a lease, unless configured. */
+export const DEFAULT_SAFETY_VALVE_SHARE = 0.5;
+
+/** Longest `reconcileRepeatSeconds`: a Lambda invocation lasts at most 15 minutes. */
+export const MAX_RECONCILE_REPEAT_SECONDS = 600;
+
+/**
+ * The `AGENT_LB_CONFIG` text as the stack writes it (JSON), parsed by {@link parseRuntimeSettings}.
+ * With a load balancer (or a listener, whose load balancer is looked up), capabilities are a list
+ * of names whose target groups the functions find on it at cold start.
+ */
+export interface RuntimeConfigJson {
+  readonly tableName: string;
+  readonly loadBalancerArn?: string;
+  readonly listenerArn?: string;
+  readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: TargetType }> | readonly string[];
+  readonly allowedCidrs: string[];
+  /** In (0, 1]. @default DEFAULT_SAFETY_VALVE_SHARE */
+  readonly safetyValveShare: number;
+  /** Integer seconds, 0 to MAX_RECONCILE_REPEAT_SECONDS. @default 0 */
+  readonly reconcileRepeatSeconds: number;
+}
 
 /** What the sync and reconcile handlers are told by the stack (env `AGENT_LB_CONFIG`) or by local mode. */
 export interface RuntimeConfig {
@@ -13,7 +39,7 @@ export interface RuntimeConfig {
 }
 
 function fail(message: string): never {
-  throw new ConfigError(`AGENT_LB_CONFIG: ${message}`);
+  throw new ConfigError(`${CONFIG_ENV}: ${message}`);
 }
 
 /**
@@ -46,7 +72,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
   try {
     raw = JSON.parse(text);
   } catch (cause) {
-    throw new ConfigError(`AGENT_LB_CONFIG: is not valid JSON`, { cause });
+    throw new ConfigError(`${CONFIG_ENV}: is not valid JSON`, { cause });
   }
   if (typeof raw !== 'object' || raw === null) fail('must be a JSON object');
   const obj = raw as Record<string, unknown>;
@@ -86,14 +112,14 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     try {
       parseCidr(cidr);
     } catch (cause) {
-      throw new ConfigError(`AGENT_LB_CONFIG: ${(cause as Error).message}`, { cause });
+      throw new ConfigError(`${CONFIG_ENV}: ${(cause as Error).message}`, { cause });
     }
   }
-  const share = obj.safetyValveShare ?? 0.5;
+  const share = obj.safetyValveShare ?? DEFAULT_SAFETY_VALVE_SHARE;
   if (typeof share !== 'number' || !(share > 0 && share <= 1)) fail(`safetyValveShare ${JSON.stringify(share)} must be a number in (0, 1]`);
   const repeat = obj.reconcileRepeatSeconds ?? 0;
-  if (typeof repeat !== 'number' || !Number.isInteger(repeat) || repeat < 0 || repeat > 600) {
-    fail(`reconcileRepeatSeconds ${JSON.stringify(repeat)} must be an integer in 0–600`);
+  if (typeof repeat !== 'number' || !Number.isInteger(repeat) || repeat < 0 || repeat > MAX_RECONCILE_REPEAT_SECONDS) {
+    fail(`reconcileRepeatSeconds ${JSON.stringify(repeat)} must be an integer in 0–${MAX_RECONCILE_REPEAT_SECONDS}`);
   }
   return {
     tableName: obj.tableName,

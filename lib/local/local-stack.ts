@@ -6,15 +6,14 @@ import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { createReconcileHandler } from '../../lambdas/reconcile';
-import { createSyncHandler } from '../../lambdas/stream-sync';
-import { DEFAULT_ALLOWED_CIDRS } from '../core/address-policy';
+import { createReconcileHandler } from '../handlers/reconcile-handler';
+import { createSyncHandler } from '../handlers/stream-sync-handler';
+import { formatStateFile, LocalState, routingFor } from '../core/deployment';
 import { RuntimeConfig } from '../core/runtime-config';
 import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
-import { Deployment } from '../cli/deployment';
 import { DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { LocalDeployment, provisionLocal } from './provision';
 import { StreamPoller, StreamPollerBatchInfo } from './stream-poller';
@@ -48,17 +47,6 @@ export interface LocalStackOptions {
   readonly logger?: Logger;
   /** Metrics of each handler (tests capture the EMF). @default metrics that publish nothing */
   readonly metrics?: (handler: 'sync' | 'reconcile') => Metrics;
-}
-
-/** What another client needs to join a local deployment: the `--state-file` contents. */
-export interface LocalState extends Deployment {
-  readonly region: string;
-  readonly dynamodbEndpoint: string;
-  readonly elbv2Endpoint: string;
-  readonly tableName: string;
-  readonly loadBalancerArn: string;
-  readonly listenerArn: string;
-  readonly targetGroups: Readonly<Record<string, string>>;
 }
 
 export interface LocalStackCounters {
@@ -147,14 +135,8 @@ export class LocalStack {
     });
     const runtimeConfig: RuntimeConfig = {
       tableName: deployment.tableName,
-      routing: {
-        allowedCidrs: DEFAULT_ALLOWED_CIDRS,
-        // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
-        allowLoopback: true,
-        capabilities: Object.fromEntries(
-          Object.entries(deployment.targetGroups).map(([c, arn]) => [c, { targetGroupArn: arn, targetType: deployment.targetTypes[c] ?? 'ip' }]),
-        ),
-      },
+      // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
+      routing: routingFor(deployment.targetGroups, targetTypesByArn(deployment), true),
       safetyValveShare: 0.5,
       reconcileRepeatSeconds: 0,
     };
@@ -256,6 +238,11 @@ export class LocalStack {
   }
 }
 
+/** Target group ARN → target type, from the provisioned deployment's capability → type. */
+function targetTypesByArn(deployment: LocalDeployment): Record<string, 'ip' | 'instance'> {
+  return Object.fromEntries(Object.entries(deployment.targetGroups).map(([c, arn]) => [arn, deployment.targetTypes[c] ?? 'ip']));
+}
+
 async function stopSettled(results: PromiseSettledResult<{ stop(): Promise<void> }>[]): Promise<void> {
   await Promise.allSettled(results.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
 }
@@ -289,6 +276,6 @@ function countingElbClient(client: ElasticLoadBalancingV2Client): { client: Elas
 export function writeStateFile(path: string, state: LocalState): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
+  writeFileSync(tmp, formatStateFile(state));
   renameSync(tmp, path);
 }

@@ -2,11 +2,12 @@ import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { mapLimit } from '../core/concurrency';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
-import { GroupRepair, memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
+import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { applyConfirmed, ConfirmDeps } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
+import { readGroups } from './group-reads';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
 export const DESCRIBE_DEADLINE_MS = 5000;
@@ -101,15 +102,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const describeDeadline = () => AbortSignal.timeout(Math.max(1, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())));
 
   // A group that cannot be read is left alone this pass; the others are still repaired.
-  const described = await Promise.allSettled(
-    Object.entries(deps.routing.capabilities).map(async ([capability, route]): Promise<ObservedGroup> => ({
-      capability,
-      targetGroupArn: route.targetGroupArn,
-      targets: await deps.elb.describeWithin(route.targetGroupArn, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())),
-    })),
-  );
-  const groups = described.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  const unread = described.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  const { groups, unread } = await readGroups(deps.elb, deps.routing, () => Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now()));
   if (groups.length === 0 && unread.length > 0) throw unread[0];
   const scan = await deps.store.scanAll(true);
   const plan = planReconcile({
@@ -160,7 +153,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     registrationsWithheld: tally.registrationsWithheld,
     refusedBefore: tally.refusedBefore,
     elbCalls: tally.elbCalls,
-    describeCalls: described.length,
+    describeCalls: groups.length + unread.length,
     consumedReadUnits: scan.consumedReadUnits,
     rejections: plan.rejections,
     errors: tally.errors,

@@ -4,6 +4,8 @@ import { beforeAll, describe, expect, it, test } from 'vitest';
 import { AgentLbStack, AgentLbStackProps, addAgentLbStack, capabilitySlot } from '../../lib/constructs';
 import { parseRuntimeSettings } from '../../lib/core/runtime-config';
 import { appWithoutBundling, cdkJsonContext, renderJoin } from './fixtures';
+import { METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 type Resource = { Type: string; Properties: Record<string, any>; DependsOn?: string[] };
 
@@ -173,8 +175,8 @@ describe('AgentLbStack from the default cdk.json context', () => {
   });
 
   test.each([
-    ['sync', 'agent-lb-sync', 60],
-    ['reconcile', 'agent-lb-reconcile', 60],
+    ['sync', SYNC_SERVICE_NAME, 60],
+    ['reconcile', RECONCILE_SERVICE_NAME, 60],
   ])('runs the %s Lambda on Node.js 22 arm64 with its Powertools service name', (key, service, timeout) => {
     expect(resource(ids[key]).Properties).toMatchObject({
       Runtime: 'nodejs22.x',
@@ -184,16 +186,16 @@ describe('AgentLbStack from the default cdk.json context', () => {
       Environment: {
         Variables: {
           POWERTOOLS_SERVICE_NAME: service,
-          POWERTOOLS_METRICS_NAMESPACE: 'AgentLb',
-          AGENT_LB_CONFIG: expect.anything(),
+          POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+          [CONFIG_ENV]: expect.anything(),
         },
       },
     });
   });
 
-  it('gives both Lambdas an AGENT_LB_CONFIG that the handlers\' own parser accepts', () => {
+  it(`gives both Lambdas an ${CONFIG_ENV} that the handlers' own parser accepts`, () => {
     for (const key of ['sync', 'reconcile']) {
-      const text = renderJoin(resource(ids[key]).Properties.Environment.Variables.AGENT_LB_CONFIG, (intrinsic) =>
+      const text = renderJoin(resource(ids[key]).Properties.Environment.Variables[CONFIG_ENV], (intrinsic) =>
         JSON.stringify(intrinsic) === JSON.stringify({ 'Fn::GetAtt': [ids.vpc, 'CidrBlock'] }) ? '10.0.0.0/16' : undefined,
       );
       // Capability names only: the functions find the target groups on the load balancer by tag.
@@ -295,7 +297,7 @@ describe('AgentLbStack from the default cdk.json context', () => {
     ['SyncIteratorAgeAlarm', { Namespace: 'AWS/Lambda', MetricName: 'IteratorAge', Statistic: 'Maximum', ComparisonOperator: 'GreaterThanThreshold', Threshold: 60000, Dimensions: [{ Name: 'FunctionName', Value: { Ref: '__sync' } }] }],
     ['SyncErrorsAlarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'FunctionName', Value: { Ref: '__sync' } }] }],
     ['ReconcileErrorsAlarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'FunctionName', Value: { Ref: '__reconcile' } }] }],
-    ['SafetyValveAlarm', { Namespace: 'AgentLb', MetricName: 'SafetyValveTripped', Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'service', Value: 'agent-lb-reconcile' }] }],
+    ['SafetyValveAlarm', { Namespace: METRICS_NAMESPACE, MetricName: RECONCILE_METRICS.safetyValveTripped, Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'service', Value: RECONCILE_SERVICE_NAME }] }],
   ])('alarms: %s', (idPart, expected) => {
     const withIds = JSON.parse(JSON.stringify(expected).replace(/"__(\w+)"/g, (_, key: string) => JSON.stringify(ids[key])));
     expect(resource(logicalId('AWS::CloudWatch::Alarm', idPart)).Properties).toMatchObject({ ...withIds, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });
@@ -316,8 +318,8 @@ describe('AgentLbStack from the default cdk.json context', () => {
         expect.stringMatching(new RegExp(`^AWS/ApplicationELB UnHealthyHostCount LoadBalancer <.+> TargetGroup <${ids[name]}\\.TargetGroupFullName>$`)),
       ]);
     }
-    for (const metric of ['Registrations', 'Deregistrations', 'RejectedLeases', 'SyncLagMs']) {
-      expect(metrics.map((m) => m.metric)).toContain(`AgentLb ${metric} service agent-lb-sync`);
+    for (const metric of [SYNC_METRICS.registrations, SYNC_METRICS.deregistrations, SYNC_METRICS.rejectedLeases, SYNC_METRICS.syncLagMs]) {
+      expect(metrics.map((m) => m.metric)).toContain(`${METRICS_NAMESPACE} ${metric} service ${SYNC_SERVICE_NAME}`);
     }
   });
 
@@ -406,7 +408,7 @@ describe('AgentLbStack options', () => {
     t.hasOutput('TargetGroupArnSpeechToText', {});
     t.hasOutput('TargetGroupArnOcrV2', {});
     t.hasOutput('LeaseTtlSeconds', { Value: '90' });
-    t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: { POWERTOOLS_SERVICE_NAME: 'agent-lb-reconcile' } }, Timeout: 120 });
+    t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: { POWERTOOLS_SERVICE_NAME: RECONCILE_SERVICE_NAME } }, Timeout: 120 });
     t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(2 minutes)' });
   });
 

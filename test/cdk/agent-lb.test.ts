@@ -8,6 +8,7 @@ import { describe, expect, it, test } from 'vitest';
 import { AgentLb, AgentLbProps, capabilitySlot } from '../../lib/constructs';
 import { parseRuntimeSettings } from '../../lib/core/runtime-config';
 import { renderJoin, rulePriorities } from './fixtures';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 const LISTENER_ARN = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shared/0123456789abcdef/fedcba9876543210';
 
@@ -43,7 +44,7 @@ const resourcesOf = (template: Template, type: string) => Object.entries(templat
 /** The function's AGENT_LB_CONFIG as the handlers parse it; a new VPC's CIDR (an attribute) stands in as 10.0.0.0/16. */
 const configOf = (fn: Resource) =>
   parseRuntimeSettings(
-    renderJoin(fn.Properties.Environment.Variables.AGENT_LB_CONFIG, (i) => ((i['Fn::GetAtt'] as string[] | undefined)?.[1] === 'CidrBlock' ? '10.0.0.0/16' : undefined)),
+    renderJoin(fn.Properties.Environment.Variables[CONFIG_ENV], (i) => ((i['Fn::GetAtt'] as string[] | undefined)?.[1] === 'CidrBlock' ? '10.0.0.0/16' : undefined)),
   );
 
 describe('AgentLb on an imported listener', () => {

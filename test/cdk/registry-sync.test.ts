@@ -8,6 +8,8 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { describe, expect, it, test } from 'vitest';
 import { CapabilityRouter, LeaseTable, RegistrySync, RegistrySyncProps } from '../../lib/constructs';
 import { appWithoutBundling, renderJoin } from './fixtures';
+import { RECONCILE_SERVICE_NAME } from '../../lib/core/metric-names';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 /** A stack holding a lease table and a router for `names`, the inputs a RegistrySync needs (bundling skipped). */
 function surroundings(names: string[] = ['vision']) {
@@ -57,7 +59,7 @@ describe('RegistrySync', () => {
     // Looping inside one invocation: the timeout covers the whole schedule interval.
     Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
       Timeout: 60,
-      Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: 'agent-lb-reconcile' }) },
+      Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: RECONCILE_SERVICE_NAME }) },
     });
   });
 
@@ -86,7 +88,7 @@ describe('RegistrySync', () => {
     const { sync } = newSync({}, Array.from({ length: 40 }, (_, i) => `capability-with-a-long-name-${i}`));
     expect(sync.node.validate()).toEqual([
       expect.stringMatching(
-        /^AGENT_LB_CONFIG for 40 capabilities may reach \d{4} bytes of Lambda environment; Lambda allows 4096 bytes\. Pass `loadBalancer` or `listener` so the functions find the target groups themselves, or use fewer capabilities per stack$/,
+        new RegExp(`^${CONFIG_ENV} for 40 capabilities may reach \\d{4} bytes of Lambda environment; Lambda allows 4096 bytes\\. Pass \`loadBalancer\` or \`listener\` so the functions find the target groups themselves, or use fewer capabilities per stack$`),
       ),
     ]);
   });
@@ -100,7 +102,7 @@ describe('RegistrySync', () => {
   it('still refuses names too long for 4 KB even as a list', () => {
     const s = surroundings(Array.from({ length: 100 }, (_, i) => `a-capability-name-long-enough-to-matter-${String(i).padStart(4, '0')}`));
     const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb });
-    expect(sync.node.validate()).toEqual([expect.stringMatching(/^AGENT_LB_CONFIG for 100 capabilities may reach \d{4} bytes .* Use fewer or shorter capability names/)]);
+    expect(sync.node.validate()).toEqual([expect.stringMatching(new RegExp(`^${CONFIG_ENV} for 100 capabilities may reach \\d{4} bytes .* Use fewer or shorter capability names`))]);
   });
 
   it('accepts 16 capabilities with names of up to 20 characters', () => {

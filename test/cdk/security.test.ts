@@ -20,14 +20,15 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it, test } from 'vitest';
-import { createReconcileHandler } from '../../lambdas/reconcile';
-import { createSyncHandler } from '../../lambdas/stream-sync';
+import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
+import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { AgentLbStack, AgentLbStackProps, addAgentLbStack } from '../../lib/constructs';
 import { addressPolicyFor, parseRuntimeConfig } from '../../lib/core/runtime-config';
 import { ADDRESS_EDGES } from '../fuzz/lease-cases';
 import { captureMetrics, insert, Item, leaseItem, silentLogger, streamEvent, T0, testConfig, TG } from '../support/lease-fixtures';
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { appWithoutBundling, cdkJsonContext } from './fixtures';
+import { RECONCILE_METRICS, SYNC_METRICS } from '../../lib/core/metric-names';
 
 const ACCOUNT = '123456789012';
 const REGION = 'eu-west-1';
@@ -363,7 +364,7 @@ describe('address ranges are enforced server-side, whoever wrote the lease', () 
 
     expect(result.batchItemFailures).toEqual([]);
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
-    expect(emf.last('RejectedLeases')).toBe(refused.length);
+    expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(refused.length);
   });
 
   it('reconcile: leases at public or special addresses in the table are never registered, the valid one is', async () => {
@@ -381,7 +382,7 @@ describe('address ranges are enforced server-side, whoever wrote the lease', () 
 
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 1);
     expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.1.2.3', Port: 8080 }] });
-    expect(emf.last('RejectedLeases')).toBe(bad.length);
+    expect(emf.last(RECONCILE_METRICS.rejectedLeases)).toBe(bad.length);
   });
 
   it('reconcile: a public target found registered (by hand, or by an older version) is taken out although a lease names it', async () => {

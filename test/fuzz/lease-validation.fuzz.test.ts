@@ -19,13 +19,14 @@ import type { DynamoDBRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
-import { createReconcileHandler } from '../../lambdas/reconcile';
-import { createSyncHandler } from '../../lambdas/stream-sync';
+import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
+import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { decodeLease, LeaseChangeRecord, LeaseRejectionReason, planStreamBatch, RawItem, routeItem } from '../../lib/core';
 import { addressPolicyFor, RuntimeConfig } from '../../lib/core/runtime-config';
 import { ALLOWED_CIDRS, captureMetrics, Item, silentLogger, T0, testConfig, TG } from '../support/lease-fixtures';
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { anyLease, arbitraryItem, FuzzEnv, invalidLease, LeaseCase, leaseBatch, validLease } from './lease-cases';
+import { RECONCILE_METRICS, SYNC_METRICS } from '../../lib/core/metric-names';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_260_401);
 const FACTOR = Number(process.env.FUZZ_RUNS_FACTOR ?? 1);
@@ -255,7 +256,7 @@ describe('the handlers on bad leases (aws-sdk-client-mock)', () => {
         // At most one RegisterTargets per group (no batch here exceeds 200 targets).
         expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(expectedMembers(cases).size);
         const rejected = cases.filter((c) => c.reason !== undefined);
-        expect(emf.last('RejectedLeases')).toBe(rejected.length);
+        expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(rejected.length);
         const logged = warn.mock.calls.filter(([m]) => m === 'lease rejected').map(([, extra]) => extra as { reason: string; target: string; detail: string });
         for (const c of rejected) {
           expect(logged, c.label).toContainEqual(expect.objectContaining({ target: c.key, reason: c.reason, detail: expect.any(String) }));
@@ -286,7 +287,7 @@ describe('the handlers on bad leases (aws-sdk-client-mock)', () => {
         expect(registered()).toEqual(expectedMembers(cases));
         expect(elbMock.commandCalls(DeregisterTargetsCommand)).toHaveLength(0);
         expect(report.errors).toEqual([]);
-        expect(emf.last('RejectedLeases')).toBe(cases.filter((c) => c.reason !== undefined).length);
+        expect(emf.last(RECONCILE_METRICS.rejectedLeases)).toBe(cases.filter((c) => c.reason !== undefined).length);
         expect(report.liveLeases).toBe(cases.filter((c) => c.groups.length > 0 || (c.reason !== undefined && ['UNKNOWN_CAPABILITY', 'TARGET_TYPE_MISMATCH'].includes(c.reason))).length);
       }),
       runs(100),

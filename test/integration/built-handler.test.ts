@@ -12,6 +12,8 @@ import { MotoServer, startMotoServer } from '../../lib/local/emulators';
 import { BundleRunner, Invocation, metricOf } from '../support/bundle-runner';
 import { cdkJsonContext } from '../cdk/fixtures';
 import { insert, Item, leaseItem, modify, privateIp, remove, renewed } from '../support/lease-fixtures';
+import { METRICS_NAMESPACE } from '../../lib/core/metric-names';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 /**
  * The Lambda artefacts users deploy — the esbuild bundles `cdk synth` writes for the sync and
@@ -88,14 +90,14 @@ function container(kind: 'sync' | 'reconcile', options: { capabilities?: string[
     ...(options.allowedCidrs ? { allowedCidrs: options.allowedCidrs } : {}),
   };
   const runner = BundleRunner.start(bundles[kind], {
-    AGENT_LB_CONFIG: JSON.stringify(config),
+    [CONFIG_ENV]: JSON.stringify(config),
     AWS_ENDPOINT_URL: moto.endpoint,
     AWS_REGION: moto.clientConfig.region,
     AWS_ACCESS_KEY_ID: moto.clientConfig.credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: moto.clientConfig.credentials.secretAccessKey,
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     POWERTOOLS_SERVICE_NAME: kind,
-    POWERTOOLS_METRICS_NAMESPACE: 'AgentLb',
+    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
   });
   runners.push(runner);
   return runner;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveRuntimeConfig } from '../../lib/aws/target-group-discovery';
+import { resolveRuntimeConfig } from '../../lib/handlers/runtime-config-loader';
 import { LocalStack } from '../../lib/local/local-stack';
 
 /**

@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const FIXTURES = path.join(__dirname, 'consumer');
@@ -137,7 +138,7 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
     }
     expect(resources(imported, 'AWS::ElasticLoadBalancingV2::Listener')).toEqual([]);
     expect(resources(imported, 'AWS::ElasticLoadBalancingV2::LoadBalancer')).toEqual([]);
-    const config = (fn: Resource) => JSON.stringify(fn.Properties.Environment.Variables.AGENT_LB_CONFIG);
+    const config = (fn: Resource) => JSON.stringify(fn.Properties.Environment.Variables[CONFIG_ENV]);
     for (const [, fn] of resources(imported, 'AWS::Lambda::Function')) expect(config(fn)).toContain('listenerArn');
   });
 

@@ -12,6 +12,7 @@ import type { AttributeValue, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-la
 import { allCustomMatcher, type CustomMatcher } from 'aws-sdk-client-mock-vitest';
 import { expect, vi } from 'vitest';
 import type { RuntimeConfig } from '../../lib/core/runtime-config';
+import { METRICS_NAMESPACE } from '../../lib/core/metric-names';
 
 expect.extend(allCustomMatcher);
 
@@ -209,7 +210,7 @@ export interface EmfCapture {
 
 /** A real Powertools Metrics whose EMF output is captured instead of printed. */
 export function captureMetrics(): EmfCapture {
-  const metrics = new Metrics({ namespace: 'AgentLb', serviceName: 'test' });
+  const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'test' });
   const documents: Record<string, unknown>[] = [];
   const sink = (metrics as unknown as { console: { log: (line: string) => void } }).console;
   vi.spyOn(sink, 'log').mockImplementation((line: string) => {

@@ -4,7 +4,8 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ElbTargets } from '../../lib/aws/elb-targets';
 import { LeaseStore } from '../../lib/aws/lease-store';
-import { fleetStatus, renderStatus } from '../../lib/cli/fleet-status';
+import { renderStatus } from '../../lib/cli/fleet-render';
+import { fleetStatus } from '../../lib/registry/fleet-status';
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { leaseItem, T0, testConfig, TG } from '../support/lease-fixtures';
 

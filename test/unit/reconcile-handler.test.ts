@@ -15,13 +15,17 @@ import {
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { createReconcileHandler } from '../../lambdas/reconcile';
+import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
 import { ElbTargets } from '../../lib/aws/elb-targets';
 import { LeaseStore } from '../../lib/aws/lease-store';
 import { AddressPolicy } from '../../lib/core/address-policy';
 import { reconcileOnce } from '../../lib/registry/reconcile';
 import type { RuntimeConfig } from '../../lib/core/runtime-config';
 import { awsError, captureMetrics, elbTarget, Item, leaseItem, silentLogger, T0, targetKey, testConfig, TG } from '../support/lease-fixtures';
+import { ERROR_METRICS, RECONCILE_METRICS } from '../../lib/core/metric-names';
+import { ConfigError } from '../../lib/core/errors';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
+import { publishReconcileReport } from '../../lib/handlers/telemetry';
 
 const elbMock = mockClient(ElasticLoadBalancingV2Client);
 const ddbMock = mockClient(DynamoDBClient);
@@ -253,9 +257,9 @@ describe('reconcile handler: expired leases', () => {
       ExpressionAttributeValues: { ':now': { N: String(T0) } },
     });
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(expired)] });
-    expect(emf.last('ExpiredLeasesDeleted')).toBe(1);
-    expect(emf.last('DriftDeregistered')).toBe(1);
-    expect(emf.last('LiveLeases')).toBe(3);
+    expect(emf.last(RECONCILE_METRICS.expiredLeasesDeleted)).toBe(1);
+    expect(emf.last(RECONCILE_METRICS.driftDeregistered)).toBe(1);
+    expect(emf.last(RECONCILE_METRICS.liveLeases)).toBe(3);
   });
 
   it('a renewal that wins the race (ConditionalCheckFailed) is not counted, not an error, and keeps its target', async () => {
@@ -275,7 +279,7 @@ describe('reconcile handler: expired leases', () => {
 
     // Assess
     expect(ddbMock).toHaveReceivedCommandTimes(DeleteItemCommand, 1);
-    expect(emf.last('ExpiredLeasesDeleted')).toBe(0);
+    expect(emf.last(RECONCILE_METRICS.expiredLeasesDeleted)).toBe(0);
     expect(reports[0].errors).toEqual([]);
     expect(error).not.toHaveBeenCalled();
     expect(order).toContain('get 10.0.1.1:8080');
@@ -314,8 +318,8 @@ describe('reconcile handler: drift', () => {
     expect(ddbMock).toHaveReceivedCommandWith(BatchGetItemCommand, { RequestItems: { leases: { Keys: [{ target: { S: '10.0.2.99:8080' } }], ConsistentRead: true } } });
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.2.99', Port: 8080 }] });
     expect(order.indexOf('get 10.0.2.99:8080')).toBeLessThan(order.indexOf(`deregister ${TG.vision}`));
-    expect(emf.last('DriftDeregistered')).toBe(1);
-    expect(emf.last('SafetyValveTripped')).toBe(0);
+    expect(emf.last(RECONCILE_METRICS.driftDeregistered)).toBe(1);
+    expect(emf.last(RECONCILE_METRICS.safetyValveTripped)).toBe(0);
   });
 
   it('a live lease missing from its group is registered, in each of its groups', async () => {
@@ -332,8 +336,8 @@ describe('reconcile handler: drift', () => {
     expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a)] });
     expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.speech, Targets: [elbTarget(a)] });
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
-    expect(emf.last('DriftRegistered')).toBe(2);
-    expect(emf.last('ElbCalls')).toBe(2);
+    expect(emf.last(RECONCILE_METRICS.driftRegistered)).toBe(2);
+    expect(emf.last(RECONCILE_METRICS.elbCalls)).toBe(2);
   });
 
   it('leaves a target ELB is draining alone when no live lease wants it', async () => {
@@ -363,7 +367,7 @@ describe('reconcile handler: drift', () => {
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(back)] });
     expect(report.drainingRevived).toBe(1);
-    expect(emf.last('DrainingRevived')).toBe(1);
+    expect(emf.last(RECONCILE_METRICS.drainingRevived)).toBe(1);
   });
 
   it.each([
@@ -399,7 +403,7 @@ describe('reconcile handler: drift', () => {
     expect(order).toContain('get 10.0.5.9:8080');
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
     expect(reports[0].deregistrationsWithheld).toBe(1);
-    expect(emf.last('DriftDeregistered')).toBe(0);
+    expect(emf.last(RECONCILE_METRICS.driftDeregistered)).toBe(0);
   });
 });
 
@@ -420,7 +424,7 @@ describe('reconcile handler: safety valve (issue 9, case 3)', () => {
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
     expect(first.safetyValveTripped).toEqual(['vision']);
     expect(first.removalsHeld).toBe(10);
-    expect(emf.last('SafetyValveTripped')).toBe(1);
+    expect(emf.last(RECONCILE_METRICS.safetyValveTripped)).toBe(1);
     expect(warn).toHaveBeenCalledWith(expect.stringContaining('safety valve'), expect.objectContaining({ capabilities: ['vision'] }));
 
     // Act: second pass of the same container, the table still empty
@@ -460,7 +464,7 @@ describe('reconcile handler: safety valve (issue 9, case 3)', () => {
 
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [1, 2, 3].map((n) => ({ Id: `10.0.6.${n}`, Port: 8080 })) });
-    expect(emf.last('SafetyValveTripped')).toBe(0);
+    expect(emf.last(RECONCILE_METRICS.safetyValveTripped)).toBe(0);
   });
 
   it('leases that exist and say no (draining status) are proof enough too', async () => {
@@ -474,7 +478,7 @@ describe('reconcile handler: safety valve (issue 9, case 3)', () => {
 
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: items.map(elbTarget) });
-    expect(emf.last('SafetyValveTripped')).toBe(0);
+    expect(emf.last(RECONCILE_METRICS.safetyValveTripped)).toBe(0);
   });
 
   it('a few targets without a lease (below the share) go at once, whatever their health', async () => {
@@ -488,7 +492,7 @@ describe('reconcile handler: safety valve (issue 9, case 3)', () => {
 
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [{ Id: '10.0.8.4', Port: 8080 }] });
-    expect(emf.last('SafetyValveTripped')).toBe(0);
+    expect(emf.last(RECONCILE_METRICS.safetyValveTripped)).toBe(0);
   });
 });
 
@@ -604,7 +608,7 @@ describe('reconcile handler: repeat mode', () => {
     expect(remainingMs).toBeGreaterThan(0);
     expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 7);
     expect(elbMock).toHaveReceivedCommandTimes(DescribeTargetHealthCommand, 7 * 3);
-    expect(emf.all('LiveLeases')).toEqual(Array(7).fill(1));
+    expect(emf.all(RECONCILE_METRICS.liveLeases)).toEqual(Array(7).fill(1));
   });
 
   it('with reconcileRepeatSeconds 0 it runs exactly one pass however much time is left', async () => {
@@ -619,5 +623,44 @@ describe('reconcile handler: repeat mode', () => {
     expect(reports).toHaveLength(1);
     expect(sleep).not.toHaveBeenCalled();
     expect(ddbMock).toHaveReceivedCommandTimes(ScanCommand, 1);
+  });
+});
+
+describe('reconcile handler: errors reach metrics by their code', () => {
+  it('an invocation whose configuration cannot be resolved counts under ConfigErrors, logs the code, and fails', async () => {
+    // Prepare: no explicit configuration, and an environment that says nothing usable
+    const previous = process.env[CONFIG_ENV];
+    process.env[CONFIG_ENV] = '{"tableName": ""}';
+    const emf = captureMetrics();
+    const logger = silentLogger();
+    const error = vi.spyOn(logger, 'error');
+    const handler = createReconcileHandler({ elbClient, dynamoClient, logger, metrics: emf.metrics });
+
+    try {
+      // Act + Assess
+      await expect(handler()).rejects.toThrow(ConfigError);
+      expect(emf.last(ERROR_METRICS.INVALID_CONFIG)).toBe(1);
+      expect(error).toHaveBeenCalledWith('invocation failed', expect.objectContaining({ code: 'INVALID_CONFIG' }));
+      expect(elbMock.calls()).toHaveLength(0);
+    } finally {
+      if (previous === undefined) delete process.env[CONFIG_ENV];
+      else process.env[CONFIG_ENV] = previous;
+    }
+  });
+
+  it('a target group that cannot be read counts its ELB error under ElbTransientErrors', async () => {
+    // Prepare
+    leases(leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.0.2', capabilities: ['speech'] }));
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.speech }).rejects(awsError('InternalFailure', 500));
+    const emf = captureMetrics();
+    const deps = { ...passDeps(), passBudgetMs: 200 };
+    const report = await reconcileOnce(deps);
+
+    // Act
+    publishReconcileReport(report, silentLogger(), emf.metrics);
+
+    // Assess
+    expect(report.errors.map((e) => e.code)).toEqual(['ELB_TRANSIENT']);
+    expect(emf.last(ERROR_METRICS.ELB_TRANSIENT)).toBe(1);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { completeRuntimeConfig, ConfigError, parseRuntimeConfig, parseRuntimeSettings } from '../../lib/core';
+import { completeRuntimeConfig, CONFIG_ENV, ConfigError, parseRuntimeConfig, parseRuntimeSettings } from '../../lib/core';
 
 const ok = { tableName: 't', capabilities: { vision: { targetGroupArn: 'arn:tg', targetType: 'ip' } } };
 
@@ -14,14 +14,14 @@ describe('parseRuntimeConfig', () => {
   });
 
   it.each([
-    [undefined, 'AGENT_LB_CONFIG: is not set'],
-    ['{', 'AGENT_LB_CONFIG: is not valid JSON'],
-    [JSON.stringify({ ...ok, tableName: '' }), 'AGENT_LB_CONFIG: tableName must be a non-empty string, got ""'],
-    [JSON.stringify({ ...ok, capabilities: { Vision: { targetGroupArn: 'a' } } }), 'AGENT_LB_CONFIG: capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$'],
-    [JSON.stringify({ ...ok, capabilities: { v: { targetGroupArn: 'a', targetType: 'lambda' } } }), 'AGENT_LB_CONFIG: capability "v" targetType "lambda" must be "ip" or "instance"'],
-    [JSON.stringify({ ...ok, allowedCidrs: ['10.0.0.0/33'] }), 'AGENT_LB_CONFIG: invalid CIDR "10.0.0.0/33": expected <IPv4>/<0-32> or <IPv6>/<0-128>'],
-    [JSON.stringify({ ...ok, safetyValveShare: 0 }), 'AGENT_LB_CONFIG: safetyValveShare 0 must be a number in (0, 1]'],
-    [JSON.stringify({ ...ok, reconcileRepeatSeconds: 900 }), 'AGENT_LB_CONFIG: reconcileRepeatSeconds 900 must be an integer in 0–600'],
+    [undefined, `${CONFIG_ENV}: is not set`],
+    ['{', `${CONFIG_ENV}: is not valid JSON`],
+    [JSON.stringify({ ...ok, tableName: '' }), `${CONFIG_ENV}: tableName must be a non-empty string, got ""`],
+    [JSON.stringify({ ...ok, capabilities: { Vision: { targetGroupArn: 'a' } } }), `${CONFIG_ENV}: capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$`],
+    [JSON.stringify({ ...ok, capabilities: { v: { targetGroupArn: 'a', targetType: 'lambda' } } }), `${CONFIG_ENV}: capability "v" targetType "lambda" must be "ip" or "instance"`],
+    [JSON.stringify({ ...ok, allowedCidrs: ['10.0.0.0/33'] }), `${CONFIG_ENV}: invalid CIDR "10.0.0.0/33": expected <IPv4>/<0-32> or <IPv6>/<0-128>`],
+    [JSON.stringify({ ...ok, safetyValveShare: 0 }), `${CONFIG_ENV}: safetyValveShare 0 must be a number in (0, 1]`],
+    [JSON.stringify({ ...ok, reconcileRepeatSeconds: 900 }), `${CONFIG_ENV}: reconcileRepeatSeconds 900 must be an integer in 0–600`],
   ])('rejects %s with a message naming the value', (text, message) => {
     expect(() => parseRuntimeConfig(text)).toThrow(ConfigError);
     expect(() => parseRuntimeConfig(text)).toThrow(message);
@@ -43,7 +43,7 @@ describe('parseRuntimeSettings: capabilities to discover on the load balancer', 
     const vision = { targetGroupArn: 'arn:tg/v', targetType: 'ip' as const };
     const speech = { targetGroupArn: 'arn:tg/s', targetType: 'instance' as const };
     expect(completeRuntimeConfig(settings, { vision, speech }).routing.capabilities).toEqual({ vision, speech });
-    expect(() => completeRuntimeConfig(settings, { vision })).toThrow('AGENT_LB_CONFIG: no target group found for "speech"');
+    expect(() => completeRuntimeConfig(settings, { vision })).toThrow(`${CONFIG_ENV}: no target group found for "speech"`);
   });
 
   it.each([

@@ -3,7 +3,7 @@ import { DeregisterTargetsCommand, ElasticLoadBalancingV2Client, RegisterTargets
 import type { DynamoDBRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createSyncHandler } from '../../lambdas/stream-sync';
+import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { ElbTargets } from '../../lib/aws/elb-targets';
 import { CONFIRM_ROUNDS } from '../../lib/registry/confirmed-changes';
 import { FakeLeaseTable } from '../support/fake-lease-table';
@@ -24,6 +24,7 @@ import {
   testConfig,
   TG,
 } from '../support/lease-fixtures';
+import { SYNC_METRICS } from '../../lib/core/metric-names';
 
 /**
  * "The stream says which leases changed; the table says what is true." Each case is one the
@@ -85,7 +86,7 @@ describe('issue 9, case 1: a late or replayed record never puts a dead lease int
     expect(response).toEqual({ batchItemFailures: [] });
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
     expect(ddbMock).toHaveReceivedCommandWith(BatchGetItemCommand, { RequestItems: { leases: { Keys: [{ target: { S: '10.0.6.11:8080' } }], ConsistentRead: true } } });
-    expect(emf.last('ChangesWithheld')).toBe(1);
+    expect(emf.last(SYNC_METRICS.changesWithheld)).toBe(1);
   });
 
   it('the same late INSERT registers the target when the lease is live now (renewed since)', async () => {
@@ -316,7 +317,7 @@ describe('issue 9, case 4: no throttle budget wasted', () => {
     // Assess: only speech is sent; vision's 10 registrations are not
     expect(second.batchItemFailures).toEqual([]);
     expect(elbMock.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.TargetGroupArn)).toEqual([TG.speech]);
-    expect(emf.last('ChangesAlreadyApplied')).toBe(10);
+    expect(emf.last(SYNC_METRICS.changesAlreadyApplied)).toBe(10);
   });
 
   it('a later record of an applied target is a new decision', async () => {

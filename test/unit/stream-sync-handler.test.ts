@@ -8,7 +8,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { createSyncHandler } from '../../lambdas/stream-sync';
+import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { CONFIRM_ROUNDS } from '../../lib/registry/confirmed-changes';
 import type { RuntimeConfig } from '../../lib/core/runtime-config';
 import {
@@ -34,6 +34,7 @@ import {
   ttlRemove,
 } from '../support/lease-fixtures';
 import { FakeLeaseTable } from '../support/fake-lease-table';
+import { ERROR_METRICS, METRICS_NAMESPACE, SYNC_METRICS } from '../../lib/core/metric-names';
 
 const elbMock = mockClient(ElasticLoadBalancingV2Client);
 const ddbMock = mockClient(DynamoDBClient);
@@ -101,12 +102,12 @@ describe('stream-sync handler: call economy', () => {
     expect(result).toEqual({ batchItemFailures: [] });
     expect(elbMock).not.toHaveReceivedAnyCommand();
     expect(ddbMock).not.toHaveReceivedAnyCommand();
-    expect(emf.last('Records')).toBe(5);
-    expect(emf.last('NoopRecords')).toBe(5);
-    expect(emf.last('ElbCalls')).toBe(0);
-    expect(emf.last('Registrations')).toBe(0);
-    expect(emf.last('Deregistrations')).toBe(0);
-    expect(emf.last('RejectedLeases')).toBe(0);
+    expect(emf.last(SYNC_METRICS.records)).toBe(5);
+    expect(emf.last(SYNC_METRICS.noopRecords)).toBe(5);
+    expect(emf.last(SYNC_METRICS.elbCalls)).toBe(0);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(0);
+    expect(emf.last(SYNC_METRICS.deregistrations)).toBe(0);
+    expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(0);
   });
 
   it('N new leases across K groups cost at most 2K calls and register exactly the right targets per group', async () => {
@@ -151,8 +152,8 @@ describe('stream-sync handler: call economy', () => {
       expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: arn, Targets: targets });
     }
     const total = [...expected.values()].reduce((n, t) => n + t.length, 0);
-    expect(emf.last('Registrations')).toBe(total);
-    expect(emf.last('ElbCalls')).toBe(K);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(total);
+    expect(emf.last(SYNC_METRICS.elbCalls)).toBe(K);
   });
 
   it('450 new leases in one group are sent as 3 RegisterTargets calls of 200, 200 and 50 targets', async () => {
@@ -170,8 +171,8 @@ describe('stream-sync handler: call economy', () => {
     expect(elbMock).toHaveReceivedNthCommandWith(RegisterTargetsCommand, 1, { TargetGroupArn: TG.vision, Targets: targets.slice(0, 200) });
     expect(elbMock).toHaveReceivedNthCommandWith(RegisterTargetsCommand, 2, { TargetGroupArn: TG.vision, Targets: targets.slice(200, 400) });
     expect(elbMock).toHaveReceivedNthCommandWith(RegisterTargetsCommand, 3, { TargetGroupArn: TG.vision, Targets: targets.slice(400) });
-    expect(emf.last('Registrations')).toBe(450);
-    expect(emf.last('ElbCalls')).toBe(3);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(450);
+    expect(emf.last(SYNC_METRICS.elbCalls)).toBe(3);
     // Confirmed by consistent reads of 100 keys at most per call.
     expect(table.batchGets.map((keys) => keys.length)).toEqual([100, 100, 100, 100, 50]);
   });
@@ -187,7 +188,7 @@ describe('stream-sync handler: call economy', () => {
 
     // Assess
     expect(elbMock).not.toHaveReceivedAnyCommand();
-    expect(emf.last('NoopRecords')).toBe(1);
+    expect(emf.last(SYNC_METRICS.noopRecords)).toBe(1);
   });
 
   it('insert and remove of the same target in one batch cost zero calls', async () => {
@@ -221,9 +222,9 @@ describe('stream-sync handler: removals and state changes', () => {
       Targets: [{ Id: '10.1.2.3', Port: 9000 }],
     });
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
-    expect(emf.last('Releases')).toBe(1);
-    expect(emf.last('TtlDeletions')).toBe(0);
-    expect(emf.last('Deregistrations')).toBe(1);
+    expect(emf.last(SYNC_METRICS.releases)).toBe(1);
+    expect(emf.last(SYNC_METRICS.ttlDeletions)).toBe(0);
+    expect(emf.last(SYNC_METRICS.deregistrations)).toBe(1);
   });
 
   it('a lease in two groups is deregistered from both on release', async () => {
@@ -251,8 +252,8 @@ describe('stream-sync handler: removals and state changes', () => {
 
     // Assess
     expect(result.batchItemFailures).toEqual([]);
-    expect(emf.last('TtlDeletions')).toBe(1);
-    expect(emf.last('Releases')).toBe(1);
+    expect(emf.last(SYNC_METRICS.ttlDeletions)).toBe(1);
+    expect(emf.last(SYNC_METRICS.releases)).toBe(1);
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, {
       TargetGroupArn: TG.vision,
       Targets: [elbTarget(swept), elbTarget(released)],
@@ -310,7 +311,7 @@ describe('stream-sync handler: removals and state changes', () => {
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(DeregisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(item)] });
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
-    expect(emf.last('Deregistrations')).toBe(1);
+    expect(emf.last(SYNC_METRICS.deregistrations)).toBe(1);
   });
 
   it('keeps the AvailabilityZone of targets outside the VPC', async () => {
@@ -342,7 +343,7 @@ describe('stream-sync handler: invalid leases', () => {
     // Assess
     expect(result.batchItemFailures).toEqual([]);
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(item)] });
-    expect(emf.last('RejectedLeases')).toBe(1);
+    expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(1);
     expect(warn).toHaveBeenCalledWith('lease rejected', expect.objectContaining({ reason: 'UNKNOWN_CAPABILITY', capability: 'unknowncap', target: '10.2.0.1:8080' }));
   });
 
@@ -372,8 +373,8 @@ describe('stream-sync handler: invalid leases', () => {
     expect(result.batchItemFailures).toEqual([]);
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: good.map(elbTarget) });
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 0);
-    expect(emf.last('Registrations')).toBe(3);
-    expect(emf.last('RejectedLeases')).toBe(4);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(3);
+    expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(4);
     const reasons = warn.mock.calls.filter(([message]) => message === 'lease rejected').map(([, extra]) => (extra as { target: string; reason: string }));
     expect(reasons).toEqual([
       expect.objectContaining({ target: '8.8.8.8:8080', reason: 'ADDRESS_NOT_ALLOWED' }),
@@ -396,7 +397,7 @@ describe('stream-sync handler: invalid leases', () => {
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.ec2, Targets: [{ Id: id, Port: 8080 }] });
     expect(elbMock).not.toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision });
-    expect(emf.last('RejectedLeases')).toBe(1);
+    expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(1);
     expect(warn).toHaveBeenCalledWith('lease rejected', expect.objectContaining({ reason: 'TARGET_TYPE_MISMATCH', capability: 'vision' }));
   });
 
@@ -410,7 +411,7 @@ describe('stream-sync handler: invalid leases', () => {
 
     // Assess
     expect(elbMock).toHaveReceivedCommandExactlyOnceWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(item)] });
-    expect(emf.last('RejectedLeases')).toBe(1);
+    expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(1);
   });
 
   it('a lease written already expired (expiresAt < ApproximateCreationDateTime) is not registered', async () => {
@@ -460,7 +461,7 @@ describe('stream-sync handler: ELB failures', () => {
     expect(first).toEqual({ batchItemFailures: [{ itemIdentifier: sequenceOf(records[1]) }] });
     expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.speech, Targets: [elbTarget(b), elbTarget(d)] });
     expect(elbMock).toHaveReceivedCommandWith(RegisterTargetsCommand, { TargetGroupArn: TG.vision, Targets: [elbTarget(a), elbTarget(c)] });
-    expect(emf.last('Registrations')).toBe(2);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(2);
     expect(warn).toHaveBeenCalledWith(expect.stringContaining('retried'), expect.objectContaining({ firstFailedRecordId: sequenceOf(records[1]) }));
 
     // Act: Lambda redelivers the batch from the reported record on
@@ -470,8 +471,8 @@ describe('stream-sync handler: ELB failures', () => {
     // Assess: vision gets both targets; speech's d, already applied for this very record, is not sent again
     expect(second).toEqual({ batchItemFailures: [] });
     expect(sentCommands().slice(sentBefore)).toEqual([['RegisterTargetsCommand', { TargetGroupArn: TG.vision, Targets: [elbTarget(a), elbTarget(c)] }]]);
-    expect(emf.last('Registrations')).toBe(2);
-    expect(emf.last('ChangesAlreadyApplied')).toBe(1);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(2);
+    expect(emf.last(SYNC_METRICS.changesAlreadyApplied)).toBe(1);
   });
 
   it('a persistent 5xx on every group reports the first changed record', async () => {
@@ -489,7 +490,9 @@ describe('stream-sync handler: ELB failures', () => {
     // Assess: one call per group and round, each after a fresh read (no per-target isolation for transient errors)
     expect(result).toEqual({ batchItemFailures: [{ itemIdentifier: sequenceOf(records[1]) }] });
     expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 2 * CONFIRM_ROUNDS);
-    expect(emf.last('Registrations')).toBe(0);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(0);
+    // Counted under the metric its error code maps to: one batch met ELB_TRANSIENT.
+    expect(emf.last(ERROR_METRICS.ELB_TRANSIENT)).toBe(1);
   });
 
   it('a 503 on deregistration reports the release record', async () => {
@@ -530,8 +533,10 @@ describe('stream-sync handler: ELB failures', () => {
       ['10.8.0.2'],
       ['10.8.0.3'],
     ]);
-    expect(emf.last('Registrations')).toBe(2);
-    expect(emf.last('RejectedLeases')).toBe(1);
+    expect(emf.last(SYNC_METRICS.registrations)).toBe(2);
+    expect(emf.last(SYNC_METRICS.rejectedLeases)).toBe(1);
+    expect(emf.last(ERROR_METRICS.ELB_PERMANENT)).toBe(1);
+    expect(emf.last(ERROR_METRICS.ELB_TRANSIENT)).toBeUndefined();
     expect(error).toHaveBeenCalledWith('target refused by ELB', expect.objectContaining({ target: '10.8.0.2:8080' }));
   });
 });
@@ -573,7 +578,7 @@ describe('stream-sync handler: determinism and telemetry', () => {
     // Assess
     expect(result).toEqual({ batchItemFailures: [] });
     expect(elbMock).not.toHaveReceivedAnyCommand();
-    expect(emf.last('ChangesWithheld')).toBe(1);
+    expect(emf.last(SYNC_METRICS.changesWithheld)).toBe(1);
   });
 
   it('publishes Records, ElbCalls and SyncLagMs (now − oldest ApproximateCreationDateTime) as EMF', async () => {
@@ -585,10 +590,10 @@ describe('stream-sync handler: determinism and telemetry', () => {
 
     // Assess
     expect(emf.documents).toHaveLength(1);
-    expect(emf.last('Records')).toBe(2);
-    expect(emf.last('ElbCalls')).toBe(1);
-    expect(emf.last('SyncLagMs')).toBe(1_500);
-    expect(emf.unit('SyncLagMs')).toBe('Milliseconds');
-    expect(emf.documents[0]).toMatchObject({ service: 'test', _aws: { CloudWatchMetrics: [expect.objectContaining({ Namespace: 'AgentLb' })] } });
+    expect(emf.last(SYNC_METRICS.records)).toBe(2);
+    expect(emf.last(SYNC_METRICS.elbCalls)).toBe(1);
+    expect(emf.last(SYNC_METRICS.syncLagMs)).toBe(1_500);
+    expect(emf.unit(SYNC_METRICS.syncLagMs)).toBe('Milliseconds');
+    expect(emf.documents[0]).toMatchObject({ service: 'test', _aws: { CloudWatchMetrics: [expect.objectContaining({ Namespace: METRICS_NAMESPACE })] } });
   });
 });

@@ -2,11 +2,13 @@ import { DescribeListenersCommand, DescribeTagsCommand, DescribeTargetGroupsComm
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createSyncHandler } from '../../lambdas/stream-sync';
-import { discoverTargetGroups, resolveRuntimeConfig } from '../../lib/aws/target-group-discovery';
+import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
+import { discoverTargetGroups } from '../../lib/aws/target-groups';
+import { resolveRuntimeConfig } from '../../lib/handlers/runtime-config-loader';
 import { ConfigError } from '../../lib/core/errors';
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { captureMetrics, insert, leaseItem, privateIp, silentLogger, streamEvent, T0 } from '../support/lease-fixtures';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 const LB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/agents/1';
 const tg = (n: number) => `arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/tg-${n}/${n}`;
@@ -102,14 +104,14 @@ describe('resolveRuntimeConfig', () => {
 });
 
 describe('the sync handler configured the way the stack configures it (names only)', () => {
-  const previous = process.env.AGENT_LB_CONFIG;
+  const previous = process.env[CONFIG_ENV];
   afterEach(() => {
-    if (previous === undefined) delete process.env.AGENT_LB_CONFIG;
-    else process.env.AGENT_LB_CONFIG = previous;
+    if (previous === undefined) delete process.env[CONFIG_ENV];
+    else process.env[CONFIG_ENV] = previous;
   });
 
   it('finds the target groups once, registers into them, and tries again after a failed discovery', async () => {
-    process.env.AGENT_LB_CONFIG = JSON.stringify({ tableName: 't', loadBalancerArn: LB, capabilities: ['cap-1'] });
+    process.env[CONFIG_ENV] = JSON.stringify({ tableName: 't', loadBalancerArn: LB, capabilities: ['cap-1'] });
     const lease = leaseItem({ address: privateIp(7), capabilities: ['cap-1'] });
     new FakeLeaseTable('t').put(lease).install(ddb);
     const handler = createSyncHandler({ elbClient: client, dynamoClient, logger: silentLogger(), metrics: captureMetrics().metrics, now: () => T0 * 1000 });

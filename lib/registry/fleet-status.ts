@@ -1,12 +1,11 @@
-import { DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { DEFAULT_ALLOWED_CIDRS } from '../core/address-policy';
 import { decodeLease, isLive } from '../core/lease-codec';
 import { routeLease } from '../core/lease-routing';
-import { Lease, RoutingConfig, TargetType } from '../core/lease-schema';
+import { Lease, RoutingConfig } from '../core/lease-schema';
 import { ObservedTarget, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { addressPolicyFor } from '../core/runtime-config';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { readGroups } from './group-reads';
 
 export interface CapabilityStatus {
   readonly capability: string;
@@ -39,22 +38,10 @@ export interface FleetSources {
   readonly now?: () => number;
 }
 
-export async function targetTypesOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, TargetType>> {
-  const out: Record<string, TargetType> = {};
-  for (let i = 0; i < arns.length; i += 20) {
-    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + 20) }));
-    for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn) out[g.TargetGroupArn] = g.TargetType === 'instance' ? 'instance' : 'ip';
-  }
-  return out;
-}
-
-export function routingFor(targetGroups: Readonly<Record<string, string>>, types: Record<string, TargetType>, allowLoopback = false): RoutingConfig {
-  return {
-    allowedCidrs: DEFAULT_ALLOWED_CIDRS,
-    ...(allowLoopback ? { allowLoopback } : {}),
-    capabilities: Object.fromEntries(Object.entries(targetGroups).map(([c, arn]) => [c, { targetGroupArn: arn, targetType: types[arn] ?? 'ip' }])),
-  };
-}
+/**
+ * What `agent-lb status` and `agent-lb leases` show, read from the deployment (rendered by
+ * lib/cli/fleet-render.ts; local mode's live view reads the same).
+ */
 
 /**
  * Live leases vs registered targets vs ALB health, per capability. Drift is computed by the
@@ -63,13 +50,8 @@ export function routingFor(targetGroups: Readonly<Record<string, string>>, types
 export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
   const nowMs = (src.now ?? Date.now)();
   const nowSeconds = Math.floor(nowMs / 1000);
-  const groups = await Promise.all(
-    Object.entries(src.routing.capabilities).map(async ([capability, r]) => ({
-      capability,
-      targetGroupArn: r.targetGroupArn,
-      targets: await src.elb.describe(r.targetGroupArn),
-    })),
-  );
+  const { groups, unread } = await readGroups(src.elb, src.routing);
+  if (unread.length > 0) throw unread[0];
   const { items } = await src.store.scanAll(true);
   const policy = addressPolicyFor(src.routing);
   const plan = planReconcile({ groups, items, nowSeconds, policy, routing: src.routing, safetyValveShare: 1 });
@@ -106,19 +88,6 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
     leases: { total: items.length, live: plan.liveLeases, invalid },
     drift: capabilities.some((c) => c.missing.length > 0 || c.stale.length > 0),
   };
-}
-
-export function renderStatus(status: FleetStatus): string {
-  const rows = [['CAPABILITY', 'LIVE', 'REGISTERED', 'HEALTH', 'DRIFT']];
-  for (const c of status.capabilities) {
-    const health = Object.entries(c.health).map(([s, n]) => `${s}=${n}`).join(' ') || '-';
-    const drift = [...c.missing.map((k) => `+${k}`), ...c.stale.map((k) => `-${k}`)].join(' ') || 'none';
-    rows.push([c.capability, String(c.liveLeases), String(c.registered), health, drift]);
-  }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const lines = rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  '));
-  lines.push('', `leases: ${status.leases.total} total, ${status.leases.live} live, ${status.leases.invalid} invalid — drift: ${status.drift ? 'YES (reconcile will repair: + missing, - stale)' : 'none'}`);
-  return lines.join('\n');
 }
 
 export interface LeaseRow {
@@ -163,13 +132,4 @@ export async function listLeases(store: LeaseStore, routing: RoutingConfig, capa
     });
   }
   return rows.filter((r) => !capability || r.capabilities.includes(capability)).sort((a, b) => a.target.localeCompare(b.target));
-}
-
-export function renderLeases(rows: readonly LeaseRow[]): string {
-  const table = [['TARGET', 'AGENT', 'CAPABILITIES', 'STATUS', 'LIVE', 'EXPIRES IN']];
-  for (const r of rows) table.push([r.target, r.agentId, r.capabilities.join(','), r.status, r.live ? 'yes' : 'no', `${r.expiresInSeconds}s`]);
-  const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
-  const out = table.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
-  for (const r of rows) for (const p of r.problems ?? []) out.push(`  ! ${r.target}: ${p}`);
-  return out.join('\n');
 }

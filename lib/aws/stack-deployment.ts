@@ -1,0 +1,51 @@
+import { CloudFormationClient, CloudFormationClientConfig, DescribeStackResourcesCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { Deployment } from '../core/deployment';
+import { ConfigError } from '../core/errors';
+import { createElbClient } from './clients';
+import { capabilityTags } from './target-groups';
+
+/** CloudFormation client as the CLI uses it: the SDK's standard retries, a few more attempts than its default. */
+export function createCloudFormationClient(config: CloudFormationClientConfig = {}): CloudFormationClient {
+  return new CloudFormationClient({ retryMode: 'standard', maxAttempts: 5, ...config });
+}
+
+/**
+ * Finds a stack's lease table and each capability's target group from its resources (outputs are
+ * not needed): the table is the stack's DynamoDB table, the groups are its target groups by their
+ * `agent-lb:capability` tag. A missing stack surfaces as the SDK's error (the CLI names it).
+ * @throws ConfigError when the stack has no lease table, or two groups carry one capability
+ */
+export async function describeStack(
+  stackName: string,
+  region: string,
+  endpoint?: string,
+  clients: { cfn?: CloudFormationClient; elb?: ElasticLoadBalancingV2Client } = {},
+): Promise<Deployment> {
+  const at = { region, ...(endpoint ? { endpoint } : {}) };
+  const cfn = clients.cfn ?? createCloudFormationClient(at);
+  const elb = clients.elb ?? createElbClient(at);
+  try {
+    const [{ StackResources = [] }] = await Promise.all([
+      cfn.send(new DescribeStackResourcesCommand({ StackName: stackName })),
+      cfn.send(new DescribeStacksCommand({ StackName: stackName })),
+    ]);
+    const physical = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
+    const [tableName] = physical('AWS::DynamoDB::Table');
+    if (!tableName) throw new ConfigError(`stack ${stackName} has no lease table`);
+    const targetGroups = await capabilityTags(elb, physical('AWS::ElasticLoadBalancingV2::TargetGroup'), `stack ${stackName}`);
+    const [loadBalancerArn] = physical('AWS::ElasticLoadBalancingV2::LoadBalancer');
+    const [listenerArn] = physical('AWS::ElasticLoadBalancingV2::Listener');
+    return {
+      region,
+      ...(endpoint ? { dynamodbEndpoint: endpoint, elbv2Endpoint: endpoint } : {}),
+      tableName,
+      targetGroups,
+      ...(loadBalancerArn ? { loadBalancerArn } : {}),
+      ...(listenerArn ? { listenerArn } : {}),
+    };
+  } finally {
+    if (!clients.cfn) cfn.destroy();
+    if (!clients.elb) elb.destroy();
+  }
+}

@@ -1,0 +1,116 @@
+import {
+  DescribeListenersCommand,
+  DescribeTagsCommand,
+  DescribeTargetGroupsCommand,
+  ElasticLoadBalancingV2Client,
+  TargetGroup,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { ConfigError } from '../core/errors';
+import { CAPABILITY_TAG, CapabilityRoute, TargetType } from '../core/lease-schema';
+
+/**
+ * The one place agent-lb finds target groups on ELB: by the `agent-lb:capability` tag the stack
+ * puts on each capability's group, and their target types. The handlers use it at cold start
+ * (a configuration that names capabilities only), the CLI to describe a stack, local mode and
+ * tests to check what was provisioned. Everywhere, two groups tagged with one capability are a
+ * configuration error that names both: which of them the listener rules route to cannot be
+ * told from the tags, and registering into the wrong one would be silent.
+ */
+
+/** DescribeTags takes at most 20 resource ARNs per call. */
+const TAGS_PER_CALL = 20;
+/** DescribeTargetGroups by ARN: 20 per call, as with tags. */
+const GROUPS_PER_CALL = 20;
+
+function routeOf(group: TargetGroup): CapabilityRoute {
+  return { targetGroupArn: group.TargetGroupArn!, targetType: targetTypeOf(group) };
+}
+
+function targetTypeOf(group: TargetGroup): TargetType {
+  return group.TargetType === 'instance' ? 'instance' : 'ip';
+}
+
+/**
+ * Capability → target group ARN for the groups among `arns` tagged `agent-lb:capability`
+ * (those of `wanted` only, when given). `where` names the groups' owner in the error.
+ * @throws ConfigError when two groups carry one capability
+ */
+export async function capabilityTags(
+  client: ElasticLoadBalancingV2Client,
+  arns: readonly string[],
+  where: string,
+  wanted?: ReadonlySet<string>,
+): Promise<Record<string, string>> {
+  const found: Record<string, string> = {};
+  for (let i = 0; i < arns.length; i += TAGS_PER_CALL) {
+    const { TagDescriptions = [] } = await client.send(new DescribeTagsCommand({ ResourceArns: arns.slice(i, i + TAGS_PER_CALL) }));
+    for (const d of TagDescriptions) {
+      const capability = d.Tags?.find((t) => t.Key === CAPABILITY_TAG)?.Value;
+      if (!capability || (wanted && !wanted.has(capability)) || !d.ResourceArn) continue;
+      if (Object.hasOwn(found, capability)) {
+        throw new ConfigError(`${where} routes to two target groups tagged ${CAPABILITY_TAG}=${capability}: ${found[capability]} and ${d.ResourceArn}`);
+      }
+      found[capability] = d.ResourceArn;
+    }
+  }
+  return found;
+}
+
+/**
+ * Finds each named capability's target group among those the load balancer routes to, by the
+ * `agent-lb:capability` tag the stack puts on them. Target groups of other capabilities (one
+ * being removed by a stack update, say) are ignored; a name with no group, or with two, is a
+ * configuration error that names them.
+ */
+export async function discoverTargetGroups(
+  client: ElasticLoadBalancingV2Client,
+  loadBalancerArn: string,
+  capabilities: readonly string[],
+): Promise<Record<string, CapabilityRoute>> {
+  const groups = new Map<string, CapabilityRoute>();
+  let marker: string | undefined;
+  do {
+    const page = await client.send(new DescribeTargetGroupsCommand({ LoadBalancerArn: loadBalancerArn, PageSize: 400, ...(marker ? { Marker: marker } : {}) }));
+    for (const g of page.TargetGroups ?? []) if (g.TargetGroupArn) groups.set(g.TargetGroupArn, routeOf(g));
+    marker = page.NextMarker;
+  } while (marker);
+
+  const tagged = await capabilityTags(client, [...groups.keys()], `load balancer ${loadBalancerArn}`, new Set(capabilities));
+  const found: Record<string, CapabilityRoute> = {};
+  for (const [capability, arn] of Object.entries(tagged)) found[capability] = groups.get(arn)!;
+  const missing = capabilities.filter((c) => !Object.hasOwn(found, c));
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `load balancer ${loadBalancerArn} routes to no target group tagged ${CAPABILITY_TAG} = ${missing.map((c) => JSON.stringify(c)).join(', ')} ` +
+        `(${groups.size} target groups seen); are its listener rules deployed?`,
+    );
+  }
+  return found;
+}
+
+/**
+ * The load balancer a listener belongs to (one DescribeListeners call): how the functions of a
+ * stack that only imported the listener find their target groups.
+ */
+export async function loadBalancerOfListener(client: ElasticLoadBalancingV2Client, listenerArn: string): Promise<string> {
+  let arn: string | undefined;
+  try {
+    const { Listeners = [] } = await client.send(new DescribeListenersCommand({ ListenerArns: [listenerArn] }));
+    arn = Listeners[0]?.LoadBalancerArn;
+  } catch (cause) {
+    if ((cause as { name?: string })?.name !== 'ListenerNotFoundException') throw cause;
+    throw new ConfigError(`listener ${listenerArn} does not exist`, { cause });
+  }
+  if (!arn) throw new ConfigError(`listener ${listenerArn} does not exist`);
+  return arn;
+}
+
+/** Target group ARN → target type, for the given ARNs (groups that do not exist are left out). */
+export async function targetTypesOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, TargetType>> {
+  const out: Record<string, TargetType> = {};
+  for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
+    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
+    for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn) out[g.TargetGroupArn] = targetTypeOf(g);
+  }
+  return out;
+}

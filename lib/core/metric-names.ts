@@ -1,0 +1,77 @@
+import type { AgentLbErrorCode } from './errors';
+
+/**
+ * The metrics the sync and reconcile Lambdas publish (Powertools EMF), declared once: the
+ * handlers' telemetry writes them under these names and the constructs' alarms and dashboard
+ * read them under the same names, so renaming one here renames both (and a name that is not
+ * here is a compile error on either side).
+ */
+
+/** CloudWatch namespace of every agent-lb metric. */
+export const METRICS_NAMESPACE = 'AgentLb';
+/** `service` dimension (and Powertools service name) of the stream-sync Lambda. */
+export const SYNC_SERVICE_NAME = 'agent-lb-sync';
+/** `service` dimension (and Powertools service name) of the reconcile Lambda. */
+export const RECONCILE_SERVICE_NAME = 'agent-lb-reconcile';
+
+/** Metrics of the stream-sync Lambda, one value per batch. Counts unless the name ends in `Ms`. */
+export const SYNC_METRICS = {
+  /** Stream records in the batch. */
+  records: 'Records',
+  /** Records that change no registration (heartbeats, no-op writes). */
+  noopRecords: 'NoopRecords',
+  registrations: 'Registrations',
+  deregistrations: 'Deregistrations',
+  /** Changes a confirming read refused (the table disagreed with the record): not sent. */
+  changesWithheld: 'ChangesWithheld',
+  /** Changes this container had already applied for the same record (a batch delivered again). */
+  changesAlreadyApplied: 'ChangesAlreadyApplied',
+  /** Register/DeregisterTargets calls. */
+  elbCalls: 'ElbCalls',
+  /** Leases read to confirm changes. */
+  leasesRead: 'LeasesRead',
+  /** The batch's confirming read, milliseconds. */
+  confirmReadMs: 'ConfirmReadMs',
+  /** Leases refused by validation or by ELB. */
+  rejectedLeases: 'RejectedLeases',
+  ttlDeletions: 'TtlDeletions',
+  releases: 'Releases',
+  /** Now minus the oldest record's write time, milliseconds. */
+  syncLagMs: 'SyncLagMs',
+} as const;
+
+/** Metrics of the reconcile Lambda, one value per pass. */
+export const RECONCILE_METRICS = {
+  expiredLeasesDeleted: 'ExpiredLeasesDeleted',
+  driftRegistered: 'DriftRegistered',
+  driftDeregistered: 'DriftDeregistered',
+  /** Groups where too many targets had no lease at once: their removals wait for a second pass. */
+  safetyValveTripped: 'SafetyValveTripped',
+  removalsHeld: 'RemovalsHeld',
+  drainingRevived: 'DrainingRevived',
+  rejectedLeases: 'RejectedLeases',
+  liveLeases: 'LiveLeases',
+  elbCalls: 'ElbCalls',
+} as const;
+
+/**
+ * One count per error code a handler met (an invocation that failed, a change ELB refused or
+ * that stayed unapplied, a read of the lease table that failed), under the name its code maps
+ * to here; codes only the SDK or the CLI meet count as `OtherErrors`.
+ */
+export const ERROR_METRICS = {
+  INVALID_CONFIG: 'ConfigErrors',
+  LEASE_STORE: 'LeaseStoreErrors',
+  ELB_TRANSIENT: 'ElbTransientErrors',
+  ELB_PERMANENT: 'ElbRefusals',
+  OTHER: 'OtherErrors',
+} as const satisfies Partial<Record<AgentLbErrorCode | 'OTHER', string>>;
+
+export type SyncMetricName = (typeof SYNC_METRICS)[keyof typeof SYNC_METRICS];
+export type ReconcileMetricName = (typeof RECONCILE_METRICS)[keyof typeof RECONCILE_METRICS];
+export type ErrorMetricName = (typeof ERROR_METRICS)[keyof typeof ERROR_METRICS];
+
+/** The metric an error of `code` is counted under; `undefined` (not an agent-lb error) counts as `OtherErrors`. */
+export function errorMetricName(code: AgentLbErrorCode | undefined): ErrorMetricName {
+  return code !== undefined && Object.hasOwn(ERROR_METRICS, code) ? ERROR_METRICS[code as keyof typeof ERROR_METRICS] : ERROR_METRICS.OTHER;
+}

@@ -1,0 +1,70 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { sleep as defaultSleep } from '../core/concurrency';
+import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
+import { createElbClient } from '../aws/clients';
+import { createDynamoClient } from '../aws/dynamo-client';
+import { ElbTargets } from '../aws/elb-targets';
+import { LeaseStore } from '../aws/lease-store';
+import { newReconcileMemory } from '../registry/container-memory';
+import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
+import { runtimeOnce } from './runtime-config-loader';
+import { publishInvocationFailure, publishReconcileReport } from './telemetry';
+
+export interface ReconcileHandlerOptions {
+  readonly config?: RuntimeConfig;
+  readonly elbClient?: ElasticLoadBalancingV2Client;
+  readonly dynamoClient?: DynamoDBClient;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Builds the scheduled reconcile handler. With `reconcileRepeatSeconds` > 0 one invocation
+ * repeats the pass every N seconds until its remaining time runs short, so drift is repaired
+ * faster than EventBridge's one-minute floor.
+ */
+export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
+  const logger = options.logger ?? new Logger();
+  const metrics = options.metrics ?? new Metrics();
+  const elbClient = options.elbClient ?? createElbClient();
+  const dynamoClient = options.dynamoClient ?? createDynamoClient();
+  // Lives as long as the container: removals held back for a second pass, targets ELB refused.
+  const memory = newReconcileMemory();
+  const depsFor = (config: RuntimeConfig) => ({
+    config,
+    elb: new ElbTargets(elbClient),
+    store: new LeaseStore(dynamoClient, config.tableName),
+    routing: config.routing,
+    policy: addressPolicyFor(config.routing),
+    safetyValveShare: config.safetyValveShare,
+    memory,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const depsReady = runtimeOnce(options.config, elbClient, depsFor);
+  const sleep = options.sleep ?? defaultSleep;
+
+  return async (_event?: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> => {
+    const reports: ReconcileReport[] = [];
+    const failed = (error: unknown): never => {
+      // The pass failed as a whole (no configuration, no group readable): the next one tries again.
+      publishInvocationFailure(error, logger, metrics);
+      throw error;
+    };
+    const deps = await depsReady().catch(failed);
+    const repeatMs = deps.config.reconcileRepeatSeconds * 1000;
+    for (;;) {
+      const report = await reconcileOnce(deps).catch(failed);
+      publishReconcileReport(report, logger, metrics);
+      reports.push(report);
+      const remaining = context?.getRemainingTimeInMillis?.() ?? 0;
+      // Stop when the next pass (sleep + a pass' worth of margin) would not fit in this invocation.
+      if (repeatMs === 0 || remaining < 2 * repeatMs + 5_000) return reports;
+      await sleep(repeatMs);
+    }
+  };
+}

@@ -1,0 +1,30 @@
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
+import { discoverTargetGroups, loadBalancerOfListener } from '../aws/target-groups';
+
+/**
+ * The handlers' configuration from the `AGENT_LB_CONFIG` text (format and validation:
+ * lib/core/runtime-config.ts), with the target groups of a names-only configuration found on its
+ * load balancer (lib/aws/target-groups.ts).
+ */
+export async function resolveRuntimeConfig(text: string | undefined, client: ElasticLoadBalancingV2Client): Promise<RuntimeConfig> {
+  const settings = parseRuntimeSettings(text);
+  const discover = settings.discover;
+  if (!discover) return completeRuntimeConfig(settings);
+  const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
+  return completeRuntimeConfig(settings, await discoverTargetGroups(client, loadBalancerArn, discover.capabilities));
+}
+
+/**
+ * What a handler builds from its configuration, made once per container: from `explicit` when a
+ * caller gives one (local mode, tests), else from `AGENT_LB_CONFIG` resolved. A failed resolution
+ * is not remembered, so the next invocation tries again.
+ */
+export function runtimeOnce<T>(explicit: RuntimeConfig | undefined, client: ElasticLoadBalancingV2Client, build: (config: RuntimeConfig) => T): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () =>
+    (made ??= (explicit ? Promise.resolve(explicit) : resolveRuntimeConfig(process.env[CONFIG_ENV], client)).then(build, (error: unknown) => {
+      made = undefined;
+      throw error;
+    }));
+}

@@ -1,0 +1,66 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
+import { createElbClient } from '../aws/clients';
+import { createDynamoClient } from '../aws/dynamo-client';
+import { ElbTargets } from '../aws/elb-targets';
+import { LeaseStore } from '../aws/lease-store';
+import { toLeaseChange } from '../aws/stream-records';
+import { newSyncMemory } from '../registry/container-memory';
+import { syncStreamBatch, StreamSyncReport } from '../registry/stream-sync';
+import { runtimeOnce } from './runtime-config-loader';
+import { publishInvocationFailure, publishSyncReport } from './telemetry';
+
+export interface SyncHandlerOptions {
+  readonly config?: RuntimeConfig;
+  readonly elbClient?: ElasticLoadBalancingV2Client;
+  /**
+   * The lease table's client. Every registration and deregistration is confirmed with a
+   * consistent BatchGetItem of its lease (the sync role has dynamodb:BatchGetItem), so no record —
+   * late, duplicated, replayed, without a timestamp — can register a lease that is not live now or
+   * deregister one that is. @default a client from the environment
+   */
+  readonly dynamoClient?: DynamoDBClient;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+  /** Epoch ms, for the sync-lag metric and the confirming read's liveness check; planning never reads the clock. */
+  readonly now?: () => number;
+}
+
+/** Builds the stream handler; local mode and tests inject clients, Lambda uses the environment. */
+export function createSyncHandler(options: SyncHandlerOptions = {}) {
+  const logger = options.logger ?? new Logger();
+  const metrics = options.metrics ?? new Metrics();
+  const now = options.now ?? Date.now;
+  const elbClient = options.elbClient ?? createElbClient();
+  const dynamoClient = options.dynamoClient ?? createDynamoClient();
+  // Lives as long as the container: changes already applied, targets ELB refused.
+  const memory = newSyncMemory();
+  const depsFor = (config: RuntimeConfig) => ({
+    elb: new ElbTargets(elbClient),
+    routing: config.routing,
+    policy: addressPolicyFor(config.routing),
+    store: new LeaseStore(dynamoClient, config.tableName),
+    now,
+    memory,
+  });
+  const ready = runtimeOnce(options.config, elbClient, depsFor);
+
+  return async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
+    const records = event.Records.map(toLeaseChange);
+    let report: StreamSyncReport;
+    try {
+      report = await syncStreamBatch(records, await ready());
+    } catch (error) {
+      // The whole batch failed (its configuration could not be resolved, say): Lambda retries it.
+      publishInvocationFailure(error, logger, metrics);
+      throw error;
+    }
+    const oldest = records.reduce<number | undefined>((m, r) => (r.writtenAtSeconds === undefined || (m !== undefined && m <= r.writtenAtSeconds) ? m : r.writtenAtSeconds), undefined);
+    publishSyncReport(report, oldest === undefined ? undefined : Math.max(0, now() - oldest * 1000), logger, metrics);
+    return { batchItemFailures: report.firstFailedRecordId === undefined ? [] : [{ itemIdentifier: report.firstFailedRecordId }] };
+  };
+}

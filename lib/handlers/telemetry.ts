@@ -1,0 +1,117 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { AgentLbError } from '../core/errors';
+import { errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
+import { ReconcileReport } from '../registry/reconcile';
+import { StreamSyncReport } from '../registry/stream-sync';
+
+/** Leases, not reasons: one lease with two problems counts once. */
+function rejectedLeaseCount(rejections: readonly { target?: string }[]): number {
+  const keyed = new Set(rejections.filter((r) => r.target !== undefined).map((r) => r.target));
+  return keyed.size + rejections.filter((r) => r.target === undefined).length;
+}
+
+/** One count per error code met, under the name the metric map gives it (errors without a code count as `OtherErrors`). */
+function addErrorMetrics(metrics: Metrics, errors: readonly unknown[]): void {
+  const counts = new Map<string, number>();
+  for (const error of errors) {
+    const name = errorMetricName(error instanceof AgentLbError ? error.code : undefined);
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  for (const [name, count] of counts) metrics.addMetric(name, MetricUnit.Count, count);
+}
+
+/**
+ * An invocation that failed as a whole (its configuration could not be resolved, no target
+ * group could be read): counted under its error code's metric and logged with the code, then
+ * rethrown by the handler so Lambda retries it.
+ */
+export function publishInvocationFailure(error: unknown, logger: Logger, metrics: Metrics): void {
+  addErrorMetrics(metrics, [error]);
+  logger.error('invocation failed', {
+    code: error instanceof AgentLbError ? error.code : undefined,
+    error: error instanceof Error ? error.message : String(error),
+  });
+  metrics.publishStoredMetrics();
+}
+
+/** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
+export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
+  metrics.addMetric(SYNC_METRICS.records, MetricUnit.Count, report.records);
+  metrics.addMetric(SYNC_METRICS.noopRecords, MetricUnit.Count, report.kinds.heartbeat + report.kinds.noop);
+  metrics.addMetric(SYNC_METRICS.registrations, MetricUnit.Count, report.registrations);
+  metrics.addMetric(SYNC_METRICS.deregistrations, MetricUnit.Count, report.deregistrations);
+  metrics.addMetric(SYNC_METRICS.changesWithheld, MetricUnit.Count, report.registrationsWithheld + report.deregistrationsWithheld);
+  metrics.addMetric(SYNC_METRICS.changesAlreadyApplied, MetricUnit.Count, report.alreadyApplied);
+  metrics.addMetric(SYNC_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
+  metrics.addMetric(SYNC_METRICS.leasesRead, MetricUnit.Count, report.leasesRead);
+  if (report.confirmReadMs !== undefined) metrics.addMetric(SYNC_METRICS.confirmReadMs, MetricUnit.Milliseconds, report.confirmReadMs);
+  metrics.addMetric(SYNC_METRICS.rejectedLeases, MetricUnit.Count, rejectedLeaseCount(report.rejections) + report.refusedByElb.length);
+  metrics.addMetric(SYNC_METRICS.ttlDeletions, MetricUnit.Count, report.kinds['ttl-deletion']);
+  metrics.addMetric(SYNC_METRICS.releases, MetricUnit.Count, report.kinds.release);
+  if (lagMs !== undefined) metrics.addMetric(SYNC_METRICS.syncLagMs, MetricUnit.Milliseconds, lagMs);
+  addErrorMetrics(metrics, [
+    ...report.refusedByElb.map((r) => r.error),
+    ...(report.transientError ? [report.transientError] : []),
+    ...(report.readError ? [report.readError] : []),
+  ]);
+  for (const r of report.rejections) logger.warn('lease rejected', { reason: r.reason, target: r.target, capability: r.capability, detail: r.message });
+  for (const r of report.refusedByElb) logger.error('target refused by ELB', { target: r.key, error: r.error.message });
+  if (report.readError) {
+    logger.warn('lease table read failed; nothing sent, batch will be retried from the first changed record', {
+      firstFailedRecordId: report.firstFailedRecordId,
+      error: report.readError.message,
+    });
+  }
+  if (report.transientError) {
+    logger.warn('ELB change not applied; batch will be retried from the first unapplied record', {
+      firstFailedRecordId: report.firstFailedRecordId,
+      error: report.transientError.message,
+    });
+  }
+  logger.info('batch synced', {
+    records: report.records,
+    kinds: report.kinds,
+    registrations: report.registrations,
+    deregistrations: report.deregistrations,
+    registrationsWithheld: report.registrationsWithheld,
+    deregistrationsWithheld: report.deregistrationsWithheld,
+    alreadyApplied: report.alreadyApplied,
+    refusedBefore: report.refusedBefore,
+    elbCalls: report.elbCalls,
+  });
+  metrics.publishStoredMetrics();
+}
+
+export function publishReconcileReport(report: ReconcileReport, logger: Logger, metrics: Metrics): void {
+  metrics.addMetric(RECONCILE_METRICS.expiredLeasesDeleted, MetricUnit.Count, report.expiredLeasesDeleted);
+  metrics.addMetric(RECONCILE_METRICS.driftRegistered, MetricUnit.Count, report.driftRegistered);
+  metrics.addMetric(RECONCILE_METRICS.driftDeregistered, MetricUnit.Count, report.driftDeregistered);
+  metrics.addMetric(RECONCILE_METRICS.safetyValveTripped, MetricUnit.Count, report.safetyValveTripped.length);
+  metrics.addMetric(RECONCILE_METRICS.removalsHeld, MetricUnit.Count, report.removalsHeld);
+  metrics.addMetric(RECONCILE_METRICS.drainingRevived, MetricUnit.Count, report.drainingRevived);
+  metrics.addMetric(RECONCILE_METRICS.rejectedLeases, MetricUnit.Count, rejectedLeaseCount(report.rejections));
+  metrics.addMetric(RECONCILE_METRICS.liveLeases, MetricUnit.Count, report.liveLeases);
+  metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
+  addErrorMetrics(metrics, report.errors);
+  if (report.safetyValveTripped.length > 0) {
+    logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
+      capabilities: report.safetyValveTripped,
+      removalsHeld: report.removalsHeld,
+    });
+  }
+  for (const e of report.errors) logger.error('ELB change failed during reconcile', { error: e.message });
+  logger.info('reconciled', {
+    liveLeases: report.liveLeases,
+    expiredLeasesDeleted: report.expiredLeasesDeleted,
+    driftRegistered: report.driftRegistered,
+    drainingRevived: report.drainingRevived,
+    driftDeregistered: report.driftDeregistered,
+    removalsHeld: report.removalsHeld,
+    registrationsWithheld: report.registrationsWithheld,
+    deregistrationsWithheld: report.deregistrationsWithheld,
+    refusedBefore: report.refusedBefore,
+    rejectedLeases: report.rejections.length,
+  });
+  metrics.publishStoredMetrics();
+}

@@ -1,0 +1,63 @@
+import { CloudFormationClient, DescribeStackResourcesCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DescribeTagsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { describeStack } from '../../lib/aws/stack-deployment';
+import { CAPABILITY_TAG } from '../../lib/core/lease-schema';
+import { ConfigError } from '../../lib/core/errors';
+
+const cfnMock = mockClient(CloudFormationClient);
+const elbMock = mockClient(ElasticLoadBalancingV2Client);
+const cfn = new CloudFormationClient({ region: 'eu-west-1' });
+const elb = new ElasticLoadBalancingV2Client({ region: 'eu-west-1' });
+const tg = (n: number) => `arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/tg-${n}/${n}`;
+const LB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/agents/1';
+
+/** A stack with a table, a load balancer and one target group per entry of `tags` (its capability tag, or none). */
+function stackWith(tags: readonly (string | undefined)[]) {
+  cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'AgentLb', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date() }] });
+  cfnMock.on(DescribeStackResourcesCommand).resolves({
+    StackResources: [
+      { ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'leases', LogicalResourceId: 'T', ResourceStatus: 'CREATE_COMPLETE', Timestamp: new Date() },
+      { ResourceType: 'AWS::ElasticLoadBalancingV2::LoadBalancer', PhysicalResourceId: LB, LogicalResourceId: 'L', ResourceStatus: 'CREATE_COMPLETE', Timestamp: new Date() },
+      ...tags.map((_, n) => ({ ResourceType: 'AWS::ElasticLoadBalancingV2::TargetGroup', PhysicalResourceId: tg(n), LogicalResourceId: `G${n}`, ResourceStatus: 'CREATE_COMPLETE' as const, Timestamp: new Date() })),
+    ],
+  });
+  elbMock.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
+    TagDescriptions: input.ResourceArns.map((arn) => {
+      const value = tags[Number(arn.split('/').pop())];
+      return { ResourceArn: arn, Tags: value === undefined ? [] : [{ Key: CAPABILITY_TAG, Value: value }] };
+    }),
+  }));
+}
+
+beforeEach(() => {
+  cfnMock.reset();
+  elbMock.reset();
+});
+
+describe('describeStack', () => {
+  it("finds the table and each capability's group by its tag, 20 groups per DescribeTags call; untagged groups are left out", async () => {
+    stackWith([...Array.from({ length: 24 }, (_, n) => `cap-${n}`), undefined]);
+    const d = await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb });
+    expect(d).toMatchObject({ region: 'eu-west-1', tableName: 'leases', loadBalancerArn: LB });
+    expect(Object.keys(d.targetGroups)).toHaveLength(24);
+    expect(d.targetGroups['cap-23']).toBe(tg(23));
+    expect(elbMock.commandCalls(DescribeTagsCommand).map((c) => c.args[0].input.ResourceArns!.length)).toEqual([20, 5]);
+  });
+
+  it('refuses two groups tagged with one capability, naming both (as the handlers do on a load balancer)', async () => {
+    stackWith(['vision', 'speech', 'vision']);
+    const attempt = describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb });
+    await expect(attempt).rejects.toThrow(ConfigError);
+    await expect(describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).rejects.toThrow(
+      `stack AgentLb routes to two target groups tagged ${CAPABILITY_TAG}=vision: ${tg(0)} and ${tg(2)}`,
+    );
+  });
+
+  it('says when the stack has no lease table', async () => {
+    cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [] });
+    cfnMock.on(DescribeStackResourcesCommand).resolves({ StackResources: [] });
+    await expect(describeStack('Other', 'eu-west-1', undefined, { cfn, elb })).rejects.toThrow(new ConfigError('stack Other has no lease table'));
+  });
+});

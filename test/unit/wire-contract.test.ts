@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { formatStateFile, LocalState, parseStateFile } from '../../lib/core/deployment';
+import { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
+import { CONFIG_ENV } from '../../lib/core/runtime-config';
+
+/**
+ * The names other programs rely on, spelled out once more on purpose: deployed functions read
+ * their environment variable, operators' own alarms and dashboards read these metrics, scripts
+ * read the state file. Every source file imports them from lib/core, so a rename there changes
+ * them everywhere at once; this test is what makes such a rename a visible decision.
+ */
+describe('wire contract', () => {
+  it('the Lambdas read their configuration from AGENT_LB_CONFIG', () => {
+    expect(CONFIG_ENV).toBe('AGENT_LB_CONFIG');
+  });
+
+  it('metrics go to namespace AgentLb with a service dimension per function', () => {
+    expect([METRICS_NAMESPACE, SYNC_SERVICE_NAME, RECONCILE_SERVICE_NAME]).toEqual(['AgentLb', 'agent-lb-sync', 'agent-lb-reconcile']);
+  });
+
+  it('keeps every published metric name', () => {
+    expect(Object.values(SYNC_METRICS).sort()).toEqual(
+      ['ChangesAlreadyApplied', 'ChangesWithheld', 'ConfirmReadMs', 'Deregistrations', 'ElbCalls', 'LeasesRead', 'NoopRecords', 'Records', 'Registrations', 'RejectedLeases', 'Releases', 'SyncLagMs', 'TtlDeletions'],
+    );
+    expect(Object.values(RECONCILE_METRICS).sort()).toEqual(
+      ['DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'LiveLeases', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped'],
+    );
+    expect(ERROR_METRICS).toEqual({ INVALID_CONFIG: 'ConfigErrors', LEASE_STORE: 'LeaseStoreErrors', ELB_TRANSIENT: 'ElbTransientErrors', ELB_PERMANENT: 'ElbRefusals', OTHER: 'OtherErrors' });
+  });
+
+  it.each([
+    ['ELB_TRANSIENT', 'ElbTransientErrors'],
+    ['INVALID_CONFIG', 'ConfigErrors'],
+    ['LEASE_HELD', 'OtherErrors'],
+    [undefined, 'OtherErrors'],
+  ] as const)('an error with code %s counts under %s', (code, metric) => {
+    expect(errorMetricName(code)).toBe(metric);
+  });
+
+  it('a state file reads back as the deployment local mode wrote', () => {
+    const state: LocalState = {
+      region: 'us-east-1',
+      dynamodbEndpoint: 'http://127.0.0.1:8000',
+      elbv2Endpoint: 'http://127.0.0.1:5000',
+      tableName: 'leases',
+      loadBalancerArn: 'arn:lb',
+      listenerArn: 'arn:listener',
+      targetGroups: { vision: 'arn:tg/vision' },
+    };
+    expect(parseStateFile(formatStateFile(state), 'state.json')).toEqual(state);
+    expect(() => parseStateFile('{"region": "us-east-1"}', 'state.json')).toThrow('state file state.json lacks region, tableName or targetGroups');
+    expect(() => parseStateFile('not json', 'state.json')).toThrow(/^cannot read state file state.json: /);
+  });
+});
