@@ -9,6 +9,7 @@ export {
   AGENT_TABLE_ACTIONS,
   AgentLb,
   AgentLbStack,
+  AgentLbValidationError,
   CapabilityRouter,
   capabilitySlot,
   CONFIG_ENV,

@@ -9,6 +9,8 @@ import { CapabilityProps, CapabilityRouter } from './capability-router';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
 import type { RegistrySync } from './registry-sync';
+import { AgentLbValidationError } from './validation-error';
+import type { IConstruct } from 'constructs';
 
 /** Properties of an {@link AgentLbStack}. */
 export interface AgentLbStackProps extends StackProps {
@@ -172,26 +174,26 @@ export class AgentLbStack extends Stack {
     const leaseTtl = props.leaseTtl ?? Duration.seconds(30);
     const ttlSeconds = leaseTtl.toSeconds({ integral: false });
     if (!Token.isUnresolved(ttlSeconds) && !(Number.isInteger(ttlSeconds) && ttlSeconds >= 5 && ttlSeconds <= 3600)) {
-      throw new Error(`leaseTtl ${ttlSeconds} seconds is out of range 5–3600 seconds`);
+      throw new AgentLbValidationError(this, `leaseTtl ${ttlSeconds} seconds is out of range 5–3600 seconds`);
     }
     const maxAzs = props.maxAzs ?? 2;
     const natGateways = props.natGateways ?? 1;
-    if (!(Number.isInteger(maxAzs) && maxAzs >= 2 && maxAzs <= 6)) throw new Error(`maxAzs ${maxAzs} is out of range 2–6`);
+    if (!(Number.isInteger(maxAzs) && maxAzs >= 2 && maxAzs <= 6)) throw new AgentLbValidationError(this, `maxAzs ${maxAzs} is out of range 2–6`);
     if (!(Number.isInteger(natGateways) && natGateways >= 0 && natGateways <= maxAzs)) {
-      throw new Error(`natGateways ${natGateways} is out of range 0–${maxAzs} (maxAzs)`);
+      throw new AgentLbValidationError(this, `natGateways ${natGateways} is out of range 0–${maxAzs} (maxAzs)`);
     }
     const envIsConcrete = !Token.isUnresolved(this.account) && !Token.isUnresolved(this.region);
     if (props.vpcId !== undefined && !envIsConcrete) {
-      throw new Error(`vpcId "${props.vpcId}" is looked up at synth time, which needs the stack's account and region: set env (e.g. from CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION)`);
+      throw new AgentLbValidationError(this, `vpcId "${props.vpcId}" is looked up at synth time, which needs the stack's account and region: set env (e.g. from CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION)`);
     }
     if (props.accessLogsBucket !== undefined && props.accessLogsBucketName !== undefined) {
-      throw new Error('Set accessLogsBucket or accessLogsBucketName, not both');
+      throw new AgentLbValidationError(this, 'Set accessLogsBucket or accessLogsBucketName, not both');
     }
     const accessLogsBucket = props.accessLogsBucketName !== undefined ? s3.Bucket.fromBucketName(this, 'AccessLogsBucket', props.accessLogsBucketName) : props.accessLogsBucket;
     if (accessLogsBucket !== undefined && Token.isUnresolved(this.region)) {
-      throw new Error('accessLogsBucket needs the stack\'s region (env.region): the log-delivery principal differs per region');
+      throw new AgentLbValidationError(this, 'accessLogsBucket needs the stack\'s region (env.region): the log-delivery principal differs per region');
     }
-    checkDeployTimeValues(props, maxAzs);
+    checkDeployTimeValues(this, props, maxAzs);
     const publicCidrs = (props.allowedCidrs ?? []).filter((c) => !Token.isUnresolved(c) && isPublicIpv4Cidr(c));
     if (publicCidrs.length > 0) {
       Annotations.of(this).addWarningV2(
@@ -286,7 +288,7 @@ export class AgentLbStack extends Stack {
       const outputId = targetGroupOutputId(route.name);
       const other = outputIds.get(outputId);
       if (other !== undefined) {
-        throw new Error(`Capabilities "${other}" and "${route.name}" both map to output id "${outputId}"; rename one of them`);
+        throw new AgentLbValidationError(this, `Capabilities "${other}" and "${route.name}" both map to output id "${outputId}"; rename one of them`);
       }
       outputIds.set(outputId, route.name);
       new CfnOutput(this, outputId, {
@@ -307,7 +309,7 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
  * Values CloudFormation would only refuse at deploy time (or CDK with a message naming neither
  * the prop nor the rule), checked at synth with both. Tokens are skipped.
  */
-function checkDeployTimeValues(props: AgentLbStackProps, maxAzs: number): void {
+function checkDeployTimeValues(scope: IConstruct, props: AgentLbStackProps, maxAzs: number): void {
   for (const [name, cidrs] of [
     ['allowedCidrs', props.allowedCidrs],
     ['ingressCidrs', props.ingressCidrs],
@@ -317,7 +319,7 @@ function checkDeployTimeValues(props: AgentLbStackProps, maxAzs: number): void {
       try {
         parseCidr(cidr);
       } catch {
-        throw new Error(`${name}: ${JSON.stringify(cidr)} is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>`);
+        throw new AgentLbValidationError(scope, `${name}: ${JSON.stringify(cidr)} is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>`);
       }
     }
   }
@@ -333,17 +335,17 @@ function checkDeployTimeValues(props: AgentLbStackProps, maxAzs: number): void {
       ipv4 = false;
     }
     if (!ipv4 || prefix < 16 || prefix > largest) {
-      throw new Error(`vpcCidr ${JSON.stringify(props.vpcCidr)} must be an IPv4 CIDR of /16 to /${largest} (one /24 public and one /20 private subnet in each of ${maxAzs} AZs)`);
+      throw new AgentLbValidationError(scope, `vpcCidr ${JSON.stringify(props.vpcCidr)} must be an IPv4 CIDR of /16 to /${largest} (one /24 public and one /20 private subnet in each of ${maxAzs} AZs)`);
     }
   }
   if (props.certificateArn !== undefined && !Token.isUnresolved(props.certificateArn) && !CERTIFICATE_ARN.test(props.certificateArn)) {
-    throw new Error(
+    throw new AgentLbValidationError(scope,
       `certificateArn ${JSON.stringify(props.certificateArn)} must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>) or an IAM server certificate ARN`,
     );
   }
   const bucket = props.accessLogsBucketName;
   if (bucket !== undefined && !Token.isUnresolved(bucket) && !(BUCKET_NAME.test(bucket) && !bucket.includes('..'))) {
-    throw new Error(`accessLogsBucketName ${JSON.stringify(bucket)} must be an S3 bucket name: 3–63 lowercase letters, digits, "." and "-", starting and ending with a letter or digit`);
+    throw new AgentLbValidationError(scope, `accessLogsBucketName ${JSON.stringify(bucket)} must be an S3 bucket name: 3–63 lowercase letters, digits, "." and "-", starting and ending with a letter or digit`);
   }
 }
 

@@ -5,6 +5,7 @@ import { Construct } from 'constructs';
 import { CAPABILITY_TAG } from '../core/lease-schema';
 import { validateCapability } from './capability-validation';
 import { assignSlots, headerRulePriority, LISTENER_PRIORITIES, pathRulePriority, PriorityLayout, priorityLayout, RulePriorityRange } from './rule-priorities';
+import { AgentLbValidationError } from './validation-error';
 
 /** How a capability's targets are addressed: by IP address and port, or by EC2 instance id. */
 export type CapabilityTargetType = 'ip' | 'instance';
@@ -277,36 +278,36 @@ export class CapabilityRouter extends Construct {
     this.headerName = props.headerName ?? DEFAULT_CAPABILITY_HEADER;
     this.pathPrefix = props.pathPrefix ?? DEFAULT_PATH_PREFIX;
     if (!HEADER_NAME.test(this.headerName)) {
-      throw new Error(`Header name ${JSON.stringify(this.headerName)} must be 1–40 characters of letters, digits and !#$%&'*+.^_\`|~-`);
+      throw new AgentLbValidationError(this, `Header name ${JSON.stringify(this.headerName)} must be 1–40 characters of letters, digits and !#$%&'*+.^_\`|~-`);
     }
     if (!PATH_PREFIX.test(this.pathPrefix)) {
-      throw new Error(
+      throw new AgentLbValidationError(this,
         `Path prefix ${JSON.stringify(this.pathPrefix)} must be segments of letters, digits, "_", "-", "." or "~" separated by "/", ` +
           'without a leading or trailing "/"',
       );
     }
     if (this.pathPrefix.length > MAX_PATH_PREFIX) {
-      throw new Error(
+      throw new AgentLbValidationError(this,
         `Path prefix ${JSON.stringify(this.pathPrefix)} is ${this.pathPrefix.length} characters; at most ${MAX_PATH_PREFIX} leave room for a 63-character capability name in a 128-character path pattern`,
       );
     }
 
     const capabilities = props.capabilities;
     if (capabilities.length > MAX_CAPABILITIES) {
-      throw new Error(`At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}`);
+      throw new AgentLbValidationError(this, `At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}`);
     }
-    this.layout = priorityLayout(props.priorityRange, capabilities.length);
+    this.layout = priorityLayout(props.priorityRange, capabilities.length, this);
     this.priorityRange = this.layout.range;
     const seen = new Map<string, number>();
     capabilities.forEach((c, i) => {
-      validateCapability(c, i, this.layout.slots);
+      validateCapability(this, c, i, this.layout.slots);
       const first = seen.get(c.name);
-      if (first !== undefined) throw new Error(`Duplicate capability name "${c.name}" (capabilities[${first}] and capabilities[${i}])`);
+      if (first !== undefined) throw new AgentLbValidationError(this, `Duplicate capability name "${c.name}" (capabilities[${first}] and capabilities[${i}])`);
       seen.set(c.name, i);
     });
     const imported = !(props.listener instanceof elbv2.ApplicationListener);
     if (props.unknownCapabilityResponse && imported) {
-      throw new Error(
+      throw new AgentLbValidationError(this,
         'unknownCapabilityResponse sets the listener\'s default action, which an imported listener does not allow; set the 404 on the listener where it is defined, or leave unknownCapabilityResponse off',
       );
     }

@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { DockerImage } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { AgentLbValidationError } from './validation-error';
+import type { IConstruct } from 'constructs';
 
 /** The two Lambda handlers agent-lb deploys, by the name of their source in `lambdas/`. */
 export const HANDLERS = ['stream-sync', 'reconcile'] as const;
@@ -46,11 +48,11 @@ export function bundleHandler(name: HandlerName, outdir: string, root = SOURCE_R
  * at synth through CDK's local bundling, so `cdk synth` always ships the sources as they are
  * (and skips the work when the stack is excluded from bundling, as tests and local mode do).
  */
-export function handlerCode(name: HandlerName): lambda.Code {
+export function handlerCode(scope: IConstruct, name: HandlerName): lambda.Code {
   if (!__filename.endsWith('.ts')) {
     const dir = path.join(BUNDLED_DIR, name);
     if (!existsSync(path.join(dir, 'index.js'))) {
-      throw new Error(`agent-lb: the bundled ${name} handler is missing from ${dir}; reinstall agent-lb (or run \`npm run build\` in its repository)`);
+      throw new AgentLbValidationError(scope, `agent-lb: the bundled ${name} handler is missing from ${dir}; reinstall agent-lb (or run \`npm run build\` in its repository)`);
     }
     return lambda.Code.fromAsset(dir);
   }

@@ -1,6 +1,5 @@
 import * as cdk from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
-import type { AgentLbStack } from './agent-lb-stack';
 import type { RegistrySync } from './registry-sync';
 
 /** What the stack knows about its own configuration that decides which findings are accepted. */
@@ -47,8 +46,14 @@ export function acknowledgeRegistryFindings(sync: RegistrySync): void {
   );
 }
 
-/** The findings {@link AgentLbStack} accepts on the VPC and load balancer it creates, on top of {@link acknowledgeRegistryFindings}. */
-export function acknowledgeNagFindings(stack: AgentLbStack, options: NagAcknowledgementOptions): void {
+/** The parts of a stack of its own (`AgentLbStack`) whose findings agent-lb accepts; a stack's child `Vpc`, if any, too. */
+export interface NagAcknowledgementSubjects extends IConstruct {
+  readonly loadBalancer: IConstruct;
+  readonly loadBalancerSecurityGroup: IConstruct;
+}
+
+/** The findings `AgentLbStack` accepts on the VPC and load balancer it creates, on top of {@link acknowledgeRegistryFindings}. */
+export function acknowledgeNagFindings(stack: NagAcknowledgementSubjects, options: NagAcknowledgementOptions): void {
   const vpc = stack.node.tryFindChild('Vpc');
   if (vpc) {
     acknowledge(

@@ -19,6 +19,8 @@ import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMe
 import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
 import { AgentLbRuntimeConfigJson, lambdaEnvironmentProblems } from './lambda-environment';
 import { registryAlarms, registryDashboard } from './registry-monitoring';
+import { AgentLbValidationError } from './validation-error';
+import type { IConstruct } from 'constructs';
 
 export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '../core/metric-names';
 export { CONFIG_ENV } from '../core/runtime-config';
@@ -177,10 +179,10 @@ function secondsOf(d: Duration | undefined): number | undefined {
   return Token.isUnresolved(s) ? undefined : s;
 }
 
-function checkRange(what: string, value: number | undefined, min: number, max: number, unit = ''): void {
+function checkRange(scope: IConstruct, what: string, value: number | undefined, min: number, max: number, unit = ''): void {
   if (value === undefined || Token.isUnresolved(value)) return;
   if (!(Number.isInteger(value) && value >= min && value <= max)) {
-    throw new Error(`${what} ${value}${unit} is out of range ${min}–${max}${unit}`);
+    throw new AgentLbValidationError(scope, `${what} ${value}${unit} is out of range ${min}–${max}${unit}`);
   }
 }
 
@@ -225,34 +227,34 @@ export class RegistrySync extends Construct {
 
     const share = props.safetyValveShare ?? DEFAULT_SAFETY_VALVE_SHARE;
     if (!Token.isUnresolved(share) && !(share > 0 && share <= 1)) {
-      throw new Error(`safetyValveShare ${share} is out of range (0, 1]`);
+      throw new AgentLbValidationError(this, `safetyValveShare ${share} is out of range (0, 1]`);
     }
-    checkRange('batchSize', props.batchSize, 1, 10_000);
-    checkRange('maxBatchingWindow', secondsOf(props.maxBatchingWindow), 0, 300, ' seconds');
-    checkRange('retryAttempts', props.retryAttempts, 0, 10_000);
-    checkRange('maxRecordAge', secondsOf(props.maxRecordAge), 60, 604_800, ' seconds');
+    checkRange(this, 'batchSize', props.batchSize, 1, 10_000);
+    checkRange(this, 'maxBatchingWindow', secondsOf(props.maxBatchingWindow), 0, 300, ' seconds');
+    checkRange(this, 'retryAttempts', props.retryAttempts, 0, 10_000);
+    checkRange(this, 'maxRecordAge', secondsOf(props.maxRecordAge), 60, 604_800, ' seconds');
     const interval = props.reconcileInterval ?? Duration.minutes(1);
     const intervalSeconds = secondsOf(interval);
     if (intervalSeconds !== undefined && !(intervalSeconds >= 60 && intervalSeconds % 60 === 0)) {
-      throw new Error(`reconcileInterval ${intervalSeconds} seconds must be a whole number of minutes, at least 1`);
+      throw new AgentLbValidationError(this, `reconcileInterval ${intervalSeconds} seconds must be a whole number of minutes, at least 1`);
     }
     const repeatSeconds = secondsOf(props.reconcileRepeat) ?? 0;
-    checkRange('reconcileRepeat', repeatSeconds, 0, MAX_RECONCILE_REPEAT_SECONDS, ' seconds');
+    checkRange(this, 'reconcileRepeat', repeatSeconds, 0, MAX_RECONCILE_REPEAT_SECONDS, ' seconds');
     const allowedCidrs = [...(props.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS)];
     for (const cidr of allowedCidrs) {
       if (Token.isUnresolved(cidr)) continue;
       try {
         parseCidr(cidr);
       } catch {
-        throw new Error(`allowedCidrs: ${JSON.stringify(cidr)} is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>`);
+        throw new AgentLbValidationError(this, `allowedCidrs: ${JSON.stringify(cidr)} is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>`);
       }
     }
     if (props.vpc) allowedCidrs.push(props.vpc.vpcCidrBlock);
     for (const name of Object.keys(props.capabilities)) {
-      if (!CAPABILITY_NAME.test(name)) throw new Error(`Capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
+      if (!CAPABILITY_NAME.test(name)) throw new AgentLbValidationError(this, `Capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
     }
     if (!props.table.tableStreamArn) {
-      throw new Error('The lease table must have a stream (NEW_AND_OLD_IMAGES); import an existing one with Table.fromTableAttributes(scope, id, { tableName, tableStreamArn })');
+      throw new AgentLbValidationError(this, 'The lease table must have a stream (NEW_AND_OLD_IMAGES); import an existing one with Table.fromTableAttributes(scope, id, { tableName, tableStreamArn })');
     }
     this.node.addValidation({
       validate: () =>
@@ -394,7 +396,7 @@ export class RegistrySync extends Construct {
     logGroup.grantWrite(role);
     // Pre-bundled code (see handler-code.ts): the SDK versions the handlers were tested with ship inside.
     return new lambda.Function(this, id, {
-      code: handlerCode(opts.entry),
+      code: handlerCode(this, opts.entry),
       handler: 'index.handler',
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,

@@ -1,4 +1,6 @@
 import { Token } from 'aws-cdk-lib';
+import type { IConstruct } from 'constructs';
+import { AgentLbValidationError } from './validation-error';
 
 /**
  * A range of listener-rule priorities, both ends included. agent-lb puts every rule it adds to
@@ -25,17 +27,22 @@ export interface PriorityLayout {
   readonly slots: number;
 }
 
+/** A validation error of `scope` when there is one (the router), else a plain error (a direct call). */
+function validationError(scope: IConstruct | undefined, message: string): Error {
+  return scope ? new AgentLbValidationError(scope, message) : new RangeError(message);
+}
+
 /** Checks a range against the listener's limits and the number of capabilities it must hold; the message quotes the values. */
-export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, capabilities = 0): PriorityLayout {
+export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, capabilities = 0, scope?: IConstruct): PriorityLayout {
   const { min, max } = range;
-  if (Token.isUnresolved(min) || Token.isUnresolved(max)) throw new Error('priorityRange must be plain numbers, not tokens: rule priorities are fixed at synth');
+  if (Token.isUnresolved(min) || Token.isUnresolved(max)) throw validationError(scope, 'priorityRange must be plain numbers, not tokens: rule priorities are fixed at synth');
   const inListener = (n: number) => Number.isInteger(n) && n >= LISTENER_PRIORITIES.min && n <= LISTENER_PRIORITIES.max;
   if (!inListener(min) || !inListener(max) || min > max) {
-    throw new Error(`priorityRange ${min}–${max} must be whole numbers with ${LISTENER_PRIORITIES.min} ≤ min ≤ max ≤ ${LISTENER_PRIORITIES.max}`);
+    throw validationError(scope, `priorityRange ${min}–${max} must be whole numbers with ${LISTENER_PRIORITIES.min} ≤ min ≤ max ≤ ${LISTENER_PRIORITIES.max}`);
   }
   const slots = Math.floor((max - min + 1) / 2);
   if (slots < Math.max(capabilities, 1)) {
-    throw new Error(
+    throw validationError(scope, 
       `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities need at least ${2 * Math.max(capabilities, 1)} (a header rule and a path rule each)`,
     );
   }

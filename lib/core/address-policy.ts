@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net';
-import { ConfigError, quoteUntrusted } from './errors';
+import { ConfigError } from './errors';
+import { quoteUntrusted } from './untrusted-text';
 
 /** Ranges ELBv2 accepts as IP targets without question (RFC 1918 and RFC 6598 shared space). */
 export const DEFAULT_ALLOWED_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];

@@ -14,11 +14,10 @@ export {
   LeaseHeldError,
   LeaseLostError,
   LeaseStoreError,
-  MAX_QUOTED_CHARS,
-  quoteUntrusted,
   UsageError,
 } from './errors';
 export type { AgentLbErrorCode, AgentLbErrorOptions, LeaseRejection, LeaseRejectionReason } from './errors';
+export { MAX_QUOTED_CHARS, quoteUntrusted } from './untrusted-text';
 export { decodeLease, encodeLease, encodeValidLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS } from './lease-codec';
 export type { DecodeResult } from './lease-codec';
 export { routeItem, routeLease, targetRefOf } from './lease-routing';

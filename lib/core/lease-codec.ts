@@ -1,5 +1,6 @@
 import { AddressPolicy, formatTarget } from './address-policy';
-import { InvalidLeaseError, LeaseRejection, LeaseRejectionReason, quoteUntrusted } from './errors';
+import { InvalidLeaseError, LeaseRejection, LeaseRejectionReason } from './errors';
+import { quoteUntrusted } from './untrusted-text';
 import {
   CAPABILITY_NAME,
   LEASE_ATTR,

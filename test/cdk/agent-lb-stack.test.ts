@@ -3,7 +3,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it, test } from 'vitest';
 import { AgentLbStack, AgentLbStackProps, addAgentLbStack, capabilitySlot } from '../../lib/constructs';
 import { parseRuntimeSettings } from '../../lib/core/runtime-config';
-import { appWithoutBundling, cdkJsonContext, renderJoin } from './fixtures';
+import { appWithoutBundling, cdkJsonContext, renderJoin, validationError } from './fixtures';
 import { METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
@@ -425,6 +425,6 @@ describe('AgentLbStack options', () => {
     ['access logs without a region', { accessLogsBucketName: 'logs' }, undefined, 'accessLogsBucket needs the stack\'s region (env.region): the log-delivery principal differs per region'],
     ['names with the same output id', {}, [{ name: 'a-b' }, { name: 'a_b' }], 'Capabilities "a-b" and "a_b" both map to output id "TargetGroupArnAB"; rename one of them'],
   ])('rejects %s', (_, props, capabilities, message) => {
-    expect(() => variant(props, capabilities)).toThrow(new Error(message));
+    expect(() => variant(props, capabilities)).toThrow(validationError(message));
   });
 });

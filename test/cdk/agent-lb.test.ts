@@ -7,7 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { describe, expect, it, test } from 'vitest';
 import { AgentLb, AgentLbProps, capabilitySlot } from '../../lib/constructs';
 import { parseRuntimeSettings } from '../../lib/core/runtime-config';
-import { renderJoin, rulePriorities } from './fixtures';
+import { renderJoin, rulePriorities, validationError } from './fixtures';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 const LISTENER_ARN = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shared/0123456789abcdef/fedcba9876543210';
@@ -113,7 +113,7 @@ describe('AgentLb on an imported listener', () => {
     ['a pinned priority beyond the range', { priorityRange: { min: 1, max: 100 }, capabilities: [{ name: 'vision', priority: 51 }] }, 'Capability "vision": priority 51 is out of range 1–50'],
   ])('refuses %s', (_, props, message) => {
     const s = importedListenerStack();
-    expect(() => new AgentLb(s.stack, 'Agents', { vpc: s.vpc, listener: s.listener, capabilities: [{ name: 'vision' }, { name: 'speech' }], ...props })).toThrow(new Error(message));
+    expect(() => new AgentLb(s.stack, 'Agents', { vpc: s.vpc, listener: s.listener, capabilities: [{ name: 'vision' }, { name: 'speech' }], ...props })).toThrow(validationError(message));
   });
 });
 

@@ -6,7 +6,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
 import { CONTEXT_KEY, addAgentLbStack, parseAgentLbContext, readAgentLbContext, stackEnvironment, stackPropsFromContext } from '../../lib/constructs';
 import { ConfigError } from '../../lib/core/errors';
-import { appWithoutBundling, cdkJsonContext } from './fixtures';
+import { appWithoutBundling, cdkJsonContext, validationError } from './fixtures';
 
 describe('the cdk.json context', () => {
   it('defines three example capabilities, so `cdk synth` shows a complete stack', () => {
@@ -78,7 +78,7 @@ describe('the cdk.json context', () => {
 
   it('reports range errors through the constructs, quoting the value', () => {
     const app = appWithoutBundling({ [CONTEXT_KEY]: { capabilities: [{ name: 'vision', deregistrationDelaySeconds: 4000 }] } });
-    expect(() => addAgentLbStack(app, {})).toThrow(new Error('Capability "vision": deregistration delay 4000 seconds is out of range 0–3600 seconds'));
+    expect(() => addAgentLbStack(app, {})).toThrow(validationError('Capability "vision": deregistration delay 4000 seconds is out of range 0–3600 seconds'));
   });
 });
 

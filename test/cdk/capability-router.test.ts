@@ -3,7 +3,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { describe, expect, it, test } from 'vitest';
 import { CapabilityProps, capabilitySlot, unknownCapabilityBody } from '../../lib/constructs';
-import { newRouter, rulePriorities } from './fixtures';
+import { newRouter, rulePriorities, validationError } from './fixtures';
 
 const names = (...ns: string[]): CapabilityProps[] => ns.map((name) => ({ name }));
 
@@ -238,7 +238,7 @@ describe('CapabilityRouter validation', () => {
     ['timeout above the interval', hc({ interval: Duration.seconds(6), timeout: Duration.seconds(8) }), 'Capability "vision": health check timeout 8 seconds must be less than the interval 6 seconds'],
     ['malformed healthy codes', hc({ healthyHttpCodes: 'ok' }), 'Capability "vision": health check healthyHttpCodes "ok" must be codes or ranges like "200" or "200-299,302"'],
   ])('rejects %s', (_, capabilities, message) => {
-    expect(() => newRouter(capabilities)).toThrow(new Error(message));
+    expect(() => newRouter(capabilities)).toThrow(validationError(message));
   });
 
   test.each([
@@ -248,7 +248,7 @@ describe('CapabilityRouter validation', () => {
     [{ pathPrefix: 'agents/' }, 'Path prefix "agents/" must be segments of letters, digits, "_", "-", "." or "~" separated by "/", without a leading or trailing "/"'],
     [{ pathPrefix: 'p'.repeat(62) }, `Path prefix "${'p'.repeat(62)}" is 62 characters; at most 61 leave room for a 63-character capability name in a 128-character path pattern`],
   ])('rejects router option %j', (props, message) => {
-    expect(() => newRouter(names('vision'), props)).toThrow(new Error(message));
+    expect(() => newRouter(names('vision'), props)).toThrow(validationError(message));
   });
 
   it('accepts 100 capabilities of the longest allowed name', () => {

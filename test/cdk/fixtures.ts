@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
@@ -70,4 +71,9 @@ export function renderJoin(value: unknown, lookup: (intrinsic: Record<string, un
   if (obj.Ref) return `<${obj.Ref as string}>`;
   if (obj['Fn::GetAtt']) return `<${(obj['Fn::GetAtt'] as string[]).join('.')}>`;
   throw new Error(`cannot render ${JSON.stringify(value)}`);
+}
+
+/** What a construct throws for bad props: an AgentLbValidationError with exactly `message`. */
+export function validationError(message: string) {
+  return expect.objectContaining({ name: 'AgentLbValidationError', message, constructPath: expect.any(String) });
 }

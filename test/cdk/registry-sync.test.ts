@@ -7,9 +7,10 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { describe, expect, it, test } from 'vitest';
 import { CapabilityRouter, LeaseTable, RegistrySync, RegistrySyncProps } from '../../lib/constructs';
-import { appWithoutBundling, renderJoin } from './fixtures';
+import { appWithoutBundling, renderJoin, validationError } from './fixtures';
 import { RECONCILE_SERVICE_NAME } from '../../lib/core/metric-names';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
+import { AgentLbValidationError } from '../../lib/constructs/validation-error';
 
 /** A stack holding a lease table and a router for `names`, the inputs a RegistrySync needs (bundling skipped). */
 function surroundings(names: string[] = ['vision']) {
@@ -128,13 +129,24 @@ describe('RegistrySync', () => {
     ['repeat 601 s', { reconcileRepeat: Duration.seconds(601) }, 'reconcileRepeat 601 seconds is out of range 0–600 seconds'],
     ['a malformed CIDR', { allowedCidrs: ['10.0.0.0/33'] }, 'allowedCidrs: "10.0.0.0/33" is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>'],
   ])('rejects %s', (_, props, message) => {
-    expect(() => newSync(props)).toThrow(new Error(message));
+    expect(() => newSync(props)).toThrow(validationError(message));
+  });
+
+  it('names the construct whose props are wrong', () => {
+    let thrown: unknown;
+    try {
+      newSync({ batchSize: 0 });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(AgentLbValidationError);
+    expect((thrown as AgentLbValidationError).constructPath).toMatch(/\/Registry$/);
   });
 
   it('rejects a capability name outside the lease contract', () => {
     const s = surroundings();
     expect(() => new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: { Vision: s.capabilities.vision } })).toThrow(
-      new Error('Capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$'),
+      validationError('Capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$'),
     );
   });
 
@@ -142,7 +154,7 @@ describe('RegistrySync', () => {
     const s = surroundings();
     const plain = new dynamodb.Table(s.stack, 'Plain', { partitionKey: { name: 'target', type: dynamodb.AttributeType.STRING } });
     expect(() => new RegistrySync(s.stack, 'Registry', { table: plain, capabilities: s.capabilities })).toThrow(
-      new Error('The lease table must have a stream (NEW_AND_OLD_IMAGES); import an existing one with Table.fromTableAttributes(scope, id, { tableName, tableStreamArn })'),
+      validationError('The lease table must have a stream (NEW_AND_OLD_IMAGES); import an existing one with Table.fromTableAttributes(scope, id, { tableName, tableStreamArn })'),
     );
   });
 });

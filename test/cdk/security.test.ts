@@ -27,7 +27,7 @@ import { addressPolicyFor, parseRuntimeConfig } from '../../lib/core/runtime-con
 import { ADDRESS_EDGES } from '../fuzz/lease-cases';
 import { captureMetrics, insert, Item, leaseItem, silentLogger, streamEvent, T0, testConfig, TG } from '../support/lease-fixtures';
 import { FakeLeaseTable } from '../support/fake-lease-table';
-import { appWithoutBundling, cdkJsonContext } from './fixtures';
+import { appWithoutBundling, cdkJsonContext, validationError } from './fixtures';
 import { RECONCILE_METRICS, SYNC_METRICS } from '../../lib/core/metric-names';
 
 const ACCOUNT = '123456789012';
@@ -314,7 +314,7 @@ describe('misconfiguration CloudFormation would only refuse at deploy time fails
       'accessLogsBucketName "Agent_Logs" must be an S3 bucket name: 3–63 lowercase letters, digits, "." and "-", starting and ending with a letter or digit',
     ],
   ])('rejects %s', (_, props, message) => {
-    expect(() => variant('Bad', props)).toThrow(new Error(message));
+    expect(() => variant('Bad', props)).toThrow(validationError(message));
   });
 
   it('accepts an IAM server certificate and a /18 VPC for three AZs', () => {
