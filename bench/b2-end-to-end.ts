@@ -7,7 +7,7 @@ import { createElbClient } from '../lib/aws/clients';
 import { RoutingConfig } from '../lib/core/lease-schema';
 import { LOCAL_CREDENTIALS, MOTO_CREDENTIALS } from '../lib/local/emulators';
 import { LocalStack, localMetrics } from '../lib/local/local-stack';
-import { StreamPoller } from '../lib/local/stream-poller';
+import { StreamPoller } from '../lib/local/stream/stream-poller';
 import { ReconcileReport } from '../lib/registry/reconcile';
 import { FleetPhase, FleetRunResult, planFleet, runFleet } from './b2-fleet';
 import { CommandCounts, countCommands, mutatingCalls } from './command-counter';

@@ -16,7 +16,7 @@ import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
 import { DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { LocalDeployment, provisionLocal } from './provision';
-import { StreamPoller, StreamPollerBatchInfo } from './stream-poller';
+import { StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
 import { checkLocalContext, synthesizeTemplate } from './synth-template';
 
 export interface LocalStackOptions {

@@ -15,7 +15,7 @@ import { DEFAULT_ALLOWED_CIDRS } from '../../lib/core/address-policy';
 import { RuntimeConfig } from '../../lib/core/runtime-config';
 import { DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from '../../lib/local/emulators';
 import { LocalDeployment, provisionLocal } from '../../lib/local/provision';
-import { StreamPoller } from '../../lib/local/stream-poller';
+import { StreamPoller } from '../../lib/local/stream/stream-poller';
 import { synthesizeTemplate } from '../../lib/local/synth-template';
 import { FaultProxy, FaultProxyOptions } from './fault-proxy';
 import { HandlerChaosCounters, instrumentElbClient, withHandlerChaos } from './handler-chaos';

@@ -17,7 +17,7 @@ import { DescribeTargetHealthCommand, type ElasticLoadBalancingV2Client } from '
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LocalStack } from '../../lib/local/local-stack';
-import type { StreamPollerBatchInfo } from '../../lib/local/stream-poller';
+import type { StreamPollerBatchInfo } from '../../lib/local/stream/stream-poller';
 import { captureMetrics, EmfCapture } from '../support/lease-fixtures';
 import { anyLease, FuzzEnv, LeaseCase } from './lease-cases';
 

@@ -18,7 +18,7 @@ import {
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDbLocal, startDynamoDbLocal } from '../../lib/local/emulators';
-import { StreamHandler, StreamPoller, StreamPollerOptions, toLambdaRecord } from '../../lib/local/stream-poller';
+import { StreamHandler, StreamPoller, StreamPollerOptions, toLambdaRecord } from '../../lib/local/stream/stream-poller';
 import { sleep } from '../../lib/core/concurrency';
 
 let ddbLocal: DynamoDbLocal;
