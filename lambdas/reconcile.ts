@@ -1,5 +1,4 @@
-import type { ReconcileReport } from '../lib/registry/reconcile';
-import { createReconcileHandler } from '../lib/handlers/reconcile-handler';
+import { createReconcileHandler, ReconcileReport } from '../lib/handlers/reconcile-handler';
 
 /**
  * The Lambda entry point, bundled by `npm run build` (lib/constructs/handler-code.ts): the

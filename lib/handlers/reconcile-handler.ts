@@ -13,6 +13,8 @@ import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
 import { runtimeOnce } from './runtime-config-loader';
 import { publishInvocationFailure, publishReconcileReport } from './telemetry';
 
+export type { ReconcileReport } from '../registry/reconcile';
+
 export interface ReconcileHandlerOptions {
   readonly config?: RuntimeConfig;
   readonly elbClient?: ElasticLoadBalancingV2Client;

@@ -1,0 +1,89 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * The layers of the source tree and what each may import (docs/architecture.md). Imports point
+ * down: core is pure and imports nothing of ours; aws adapts AWS calls for core; registry holds
+ * the sync and reconcile use-cases over both; handlers are the Lambda edge (Powertools, the
+ * configuration loader); constructs are the CDK side and need only core; local mode composes
+ * everything below the CLI; the CLI is the top. `lambdas/` are entry files over lib/handlers.
+ */
+const ALLOWED: Readonly<Record<string, readonly string[]>> = {
+  'lib/core': ['lib/core'],
+  'lib/aws': ['lib/core', 'lib/aws'],
+  'lib/registry': ['lib/core', 'lib/aws', 'lib/registry'],
+  'lib/handlers': ['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers'],
+  'lib/sdk': ['lib/core', 'lib/aws', 'lib/sdk'],
+  'lib/constructs': ['lib/core', 'lib/constructs'],
+  'lib/local': ['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/sdk', 'lib/constructs', 'lib/local'],
+  'lib/cli': ['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/sdk', 'lib/constructs', 'lib/local', 'lib/cli'],
+  'lib/index.ts': ['lib/core', 'lib/constructs'],
+  lambdas: ['lib/handlers'],
+};
+
+const ROOT = resolve(__dirname, '..', '..');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return sourceFiles(path);
+    return path.endsWith('.ts') && !path.endsWith('.d.ts') ? [path] : [];
+  });
+}
+
+/** The layer a repository path belongs to, or undefined outside lib/ and lambdas/. */
+function layerOf(path: string): string | undefined {
+  const rel = relative(ROOT, path).split('\\').join('/');
+  if (rel === 'lib/index.ts') return rel;
+  const [top, second] = rel.split('/');
+  if (top === 'lambdas') return 'lambdas';
+  if (top === 'lib' && second !== undefined) return `lib/${second.replace(/\.ts$/, '')}`;
+  return undefined;
+}
+
+/** Every relative module a file imports, exports from, requires or imports dynamically (type-only imports included). */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const specifiers = [...text.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|\brequire\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm)].map((m) => m[1]);
+  return specifiers.filter((s) => s.startsWith('.')).map((s) => resolve(dirname(file), s));
+}
+
+const files = [...sourceFiles(join(ROOT, 'lib')), ...sourceFiles(join(ROOT, 'lambdas'))];
+
+describe('layers: imports point down', () => {
+  it('finds the layers it checks', () => {
+    const layers = new Set(files.map(layerOf));
+    for (const layer of Object.keys(ALLOWED)) expect(layers, layer).toContain(layer);
+    expect(files.length).toBeGreaterThan(80);
+  });
+
+  it.each(Object.keys(ALLOWED))('%s imports only from the layers below it', (layer) => {
+    const violations = files
+      .filter((f) => layerOf(f) === layer)
+      .flatMap((f) =>
+        importsOf(f)
+          .filter((target) => {
+            const to = layerOf(target);
+            return to === undefined ? target.startsWith(ROOT) : !ALLOWED[layer].includes(to);
+          })
+          .map((target) => `${relative(ROOT, f)} → ${relative(ROOT, target)}`),
+      );
+    expect(violations).toEqual([]);
+  });
+
+  it('no file under lib/ imports lambdas/ (local mode and tests build handlers from lib/handlers)', () => {
+    const intoLambdas = files
+      .filter((f) => layerOf(f)?.startsWith('lib'))
+      .flatMap((f) => importsOf(f).filter((t) => layerOf(t) === 'lambdas').map((t) => `${relative(ROOT, f)} → ${relative(ROOT, t)}`));
+    expect(intoLambdas).toEqual([]);
+  });
+
+  it('lib/core and lib/aws load no aws-cdk-lib and no Powertools (they ship in the SDK-only install and the Lambda bundles)', () => {
+    const heavy = files
+      .filter((f) => ['lib/core', 'lib/aws'].includes(layerOf(f) ?? ''))
+      .filter((f) => /from\s+['"](aws-cdk-lib|constructs|@aws-lambda-powertools\/[^'"]+)['"]/.test(readFileSync(f, 'utf8')))
+      .map((f) => relative(ROOT, f));
+    expect(heavy).toEqual([]);
+  });
+});
