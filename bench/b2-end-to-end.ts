@@ -6,7 +6,8 @@ import { CreateTargetGroupCommand, DescribeTargetGroupsCommand, ElasticLoadBalan
 import { createElbClient } from '../lib/aws/clients';
 import { RoutingConfig } from '../lib/core/lease-schema';
 import { LOCAL_CREDENTIALS, MOTO_CREDENTIALS } from '../lib/local/emulators';
-import { LocalStack, localMetrics } from '../lib/local/local-stack';
+import { localMetrics } from '../lib/local/handler-telemetry';
+import { LocalStack } from '../lib/local/local-stack';
 import { StreamPoller } from '../lib/local/stream/stream-poller';
 import { ReconcileReport } from '../lib/registry/reconcile';
 import { FleetPhase, FleetRunResult, planFleet, runFleet } from './b2-fleet';
@@ -218,7 +219,8 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
     batchSize: batching.batchSize,
     batchingWindowMs: batching.batchingWindowMs,
     wrapElbClient: (client) => {
-      const counted = countCommands(client);
+      // Both handlers' clients count into one counter, as their calls share one throttle.
+      const counted = countCommands(client, handlerCounter ? { into: handlerCounter } : {});
       handlerCounter = counted.counter;
       if (kind === 'ours') recordAcks(counted.client, acks);
       return counted.client;

@@ -92,7 +92,8 @@ export async function runB3(options: B3Options = {}): Promise<B3Result> {
     // Setup only: bigger batches get the 10 000 registrations in faster. Passes do not use the stream.
     batchSize: 1000,
     wrapElbClient: (client) => {
-      const counted = countCommands(client);
+      // Both handlers' clients count into one counter, as their calls share one throttle.
+      const counted = countCommands(client, elbCounter ? { into: elbCounter } : {});
       elbCounter = counted.counter;
       return counted.client;
     },

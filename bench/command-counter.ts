@@ -22,16 +22,21 @@ interface CountableClient {
 }
 
 /**
- * Adds counting middleware to an SDK v3 client and returns the client itself. With
+ * Adds counting middleware to an SDK v3 client and returns the client itself (and its counter,
+ * or `into`). With
  * `askConsumedCapacity`, DynamoDB reads that do not already ask for it get
  * `ReturnConsumedCapacity: TOTAL`, so a benchmark sees the read units of every request (this
  * changes only what the response reports, not what the request does).
  */
-export function countCommands<C extends CountableClient>(client: C, options: { askConsumedCapacity?: boolean } = {}): { client: C; counter: CommandCounter } {
-  const sent: CommandCounts = {};
-  const errors: CommandCounts = {};
-  const capacityUnits: CommandCounts = {};
-  const mutatingByGroup: CommandCounts = {};
+export function countCommands<C extends CountableClient>(
+  client: C,
+  options: { askConsumedCapacity?: boolean; into?: CommandCounter } = {},
+): { client: C; counter: CommandCounter } {
+  // With `into`, this client's requests add to an existing counter (the handlers of one stack, each with its own client).
+  const sent: CommandCounts = options.into?.sent ?? {};
+  const errors: CommandCounts = options.into?.errors ?? {};
+  const capacityUnits: CommandCounts = options.into?.capacityUnits ?? {};
+  const mutatingByGroup: CommandCounts = options.into?.mutatingByGroup ?? {};
   const bump = (map: CommandCounts, key: string, by = 1) => (map[key] = (map[key] ?? 0) + by);
 
   if (options.askConsumedCapacity) {
@@ -63,7 +68,7 @@ export function countCommands<C extends CountableClient>(client: C, options: { a
     // finalizeRequest runs inside the retry middleware: one count per attempt on the wire.
     { step: 'finalizeRequest', name: 'benchCountCommands' },
   );
-  return { client, counter: { sent, errors, capacityUnits, mutatingByGroup, snapshot: () => ({ ...sent }) } };
+  return { client, counter: options.into ?? { sent, errors, capacityUnits, mutatingByGroup, snapshot: () => ({ ...sent }) } };
 }
 
 /** b − a, per key, keeping only keys that changed. */

@@ -40,7 +40,7 @@ export interface LeaseTableProps {
 }
 
 /**
- * The DynamoDB table agents hold their leases in (see the lease contract in DESIGN.md).
+ * The DynamoDB table agents hold their leases in (see the lease contract in docs/lease-contract.md).
  *
  * On-demand capacity, partition key `target` (S), TTL on `expiresAt`, a stream of new and old
  * images for the sync Lambda, point-in-time recovery and encryption with the AWS-managed KMS

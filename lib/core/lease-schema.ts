@@ -1,5 +1,5 @@
 /**
- * The lease contract of DESIGN.md in types. Agents in other languages write the same item,
+ * The lease contract (docs/lease-contract.md) in types. Agents in other languages write the same item,
  * so the attribute names and types here are a public, versioned interface.
  */
 

@@ -1,23 +1,25 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
-import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { createReconcileHandler } from '../handlers/reconcile-handler';
-import { createSyncHandler } from '../handlers/stream-sync-handler';
-import { formatStateFile, LocalState, routingFor } from '../core/deployment';
-import { RuntimeConfig } from '../core/runtime-config';
+import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { LocalState, routingFor } from '../core/deployment';
+import { DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
+import { createDynamoClient } from '../aws/dynamo-client';
 import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
+import { createReconcileHandler } from '../handlers/reconcile-handler';
+import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
+import { countingElbClient, localMetrics } from './handler-telemetry';
 import { LocalDeployment, provisionLocal } from './provision';
-import { StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
+import { writeStateFile } from './state-file';
+import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
 import { checkLocalContext, synthesizeTemplate } from './synth-template';
+
 
 export interface LocalStackOptions {
   /** Replace the cdk.json context's capability list. */
@@ -36,8 +38,17 @@ export interface LocalStackOptions {
   readonly dbPath?: string;
   /** Write the join file here once everything is ready. */
   readonly stateFile?: string;
-  /** Wraps the ELB client the handlers use (fault injection in chaos runs). */
-  readonly wrapElbClient?: (client: ElasticLoadBalancingV2Client) => ElasticLoadBalancingV2Client;
+  /** Wraps the ELB client of each handler (instrumentation in chaos runs); each handler has its own, as each Lambda does. */
+  readonly wrapElbClient?: (client: ElasticLoadBalancingV2Client, handler: 'sync' | 'reconcile') => ElasticLoadBalancingV2Client;
+  /**
+   * Puts something in front of moto's ELB endpoint for the handlers' clients (a fault-injecting
+   * proxy in chaos runs); agents, checks and the CLI keep talking to moto directly. Closed on stop.
+   */
+  readonly elbEndpointProxy?: (upstream: { readonly port: number; readonly endpoint: string }) => Promise<LocalEndpointProxy>;
+  /** Wraps the sync handler the poller invokes (kills, duplicate deliveries, delivery counts in chaos runs). */
+  readonly wrapSyncHandler?: (handler: StreamHandler) => StreamHandler;
+  /** Every target group's deregistration delay, seconds (moto launcher's ELB model drains that long). @default the template's */
+  readonly deregistrationDelaySeconds?: number;
   /** Progress while starting, for people watching. */
   readonly onProgress?: (step: string) => void;
   readonly onBatch?: (info: StreamPollerBatchInfo) => void;
@@ -48,6 +59,24 @@ export interface LocalStackOptions {
   /** Metrics of each handler (tests capture the EMF). @default metrics that publish nothing */
   readonly metrics?: (handler: 'sync' | 'reconcile') => Metrics;
 }
+
+/** A stand-in endpoint in front of a local server. */
+export interface LocalEndpointProxy {
+  readonly endpoint: string;
+  close(): Promise<void>;
+}
+
+/** What a DynamoDB Local restart changed: how long it was down, and its stream before and after. */
+export interface DynamoDbRestart {
+  readonly downMs: number;
+  readonly streamArnBefore: string;
+  readonly streamArnAfter: string;
+  readonly shardsBefore: readonly string[];
+  readonly shardsAfter: readonly string[];
+}
+
+/** Poller checkpoints kept for {@link LocalStack.replay}: one a second, ten minutes' worth. */
+const CHECKPOINT_HISTORY = 600;
 
 export interface LocalStackCounters {
   readonly recordsSynced: number;
@@ -60,24 +89,30 @@ export interface LocalStackCounters {
 /**
  * The whole system on one machine: DynamoDB Local for the lease table and its stream, moto for
  * ELBv2 provisioned from the deployable stack's template, the local poller feeding the real
- * sync handler, and the real reconcile handler on a short interval.
+ * sync handler, and the real reconcile handler on a rate schedule. Its seams (an endpoint proxy
+ * in front of ELB, a wrapped sync handler, DynamoDB Local restarts, replays from an earlier
+ * checkpoint) are what the chaos run drives.
  */
 export class LocalStack {
   private readonly tally = { recordsSynced: 0, batches: 0, reconcileRuns: 0, lastSyncLagMs: undefined as number | undefined };
   private reconcileTimer?: NodeJS.Timeout;
   private reconcileRunning?: Promise<void>;
+  private checkpointTimer?: NodeJS.Timeout;
+  private readonly checkpointHistory: { at: number; checkpoints: Record<string, string> }[] = [];
+  private poller!: StreamPoller;
+  private streamsClient?: DynamoDBStreamsClient;
+  private pollerSwap: Promise<void> = Promise.resolve();
   private stopped = false;
 
   private constructor(
     public readonly state: LocalState,
     public readonly deployment: LocalDeployment,
     public readonly runtimeConfig: RuntimeConfig,
-    /** Clients of the local servers, for agents and checks (not wrapped by fault injection). */
+    /** Clients of the local servers, for agents and checks (not behind the endpoint proxy). */
     public readonly dynamodb: DynamoDBClient,
     public readonly elbv2: ElasticLoadBalancingV2Client,
     private readonly servers: { ddb: DynamoDbLocal; moto: MotoServer },
-    private readonly poller: StreamPoller,
-    private readonly reconcile: () => Promise<ReconcileReport[]>,
+    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
   ) {}
@@ -85,6 +120,16 @@ export class LocalStack {
   /** What the handlers have done so far. */
   public get counters(): LocalStackCounters {
     return { ...this.tally, elbMutatingCalls: this.mutatingCalls() };
+  }
+
+  /** Client settings of DynamoDB Local (endpoint, region, credentials); the endpoint survives {@link restartDynamoDb}. */
+  public get dynamodbClientConfig(): DynamoDbLocal['clientConfig'] {
+    return this.servers.ddb.clientConfig;
+  }
+
+  /** Client settings of moto's ELBv2 (the real endpoint, not the proxy's). */
+  public get elbv2ClientConfig(): MotoServer['clientConfig'] {
+    return this.servers.moto.clientConfig;
   }
 
   /** Starts both servers in parallel, provisions from the synthesized template, then starts syncing. */
@@ -133,35 +178,38 @@ export class LocalStack {
       cfn: new CloudFormationClient({ ...servers.moto.clientConfig }),
       dynamodb,
     });
+    if (options.deregistrationDelaySeconds !== undefined) {
+      const Attributes = [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds) }];
+      for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
+    }
     const runtimeConfig: RuntimeConfig = {
       tableName: deployment.tableName,
       // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
       routing: routingFor(deployment.targetGroups, targetTypesByArn(deployment), true),
-      safetyValveShare: 0.5,
+      safetyValveShare: DEFAULT_SAFETY_VALVE_SHARE,
       reconcileRepeatSeconds: 0,
     };
 
-    const handlerElb = countingElbClient(options.wrapElbClient ? options.wrapElbClient(createElbClient({ ...servers.moto.clientConfig })) : createElbClient({ ...servers.moto.clientConfig }));
+    const proxy = options.elbEndpointProxy ? await options.elbEndpointProxy({ port: servers.moto.port, endpoint: servers.moto.endpoint }) : undefined;
+    // Each handler has its own clients, as each Lambda function does; they keep their endpoints across a DynamoDB Local restart (same port).
+    const elbFor = (handler: 'sync' | 'reconcile') => {
+      const client = createElbClient({ ...servers.moto.clientConfig, ...(proxy ? { endpoint: proxy.endpoint } : {}) });
+      return options.wrapElbClient ? options.wrapElbClient(client, handler) : client;
+    };
+    const counted = countingElbClient([elbFor('sync'), elbFor('reconcile')]);
+    const [syncElb, reconcileElb] = counted.clients;
+    const syncDynamo = createDynamoClient({ ...servers.ddb.clientConfig });
+    const reconcileDynamo = createDynamoClient({ ...servers.ddb.clientConfig });
     const logger = options.logger ?? new Logger({ serviceName: 'agent-lb-local', logLevel: 'SILENT' });
     const telemetry = (handler: 'sync' | 'reconcile') => options.metrics?.(handler) ?? localMetrics(logger);
-    const sync = createSyncHandler({ config: runtimeConfig, elbClient: handlerElb.client, dynamoClient: dynamodb, logger, metrics: telemetry('sync') });
-    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: handlerElb.client, dynamoClient: dynamodb, logger, metrics: telemetry('reconcile') });
-
-    let stack: LocalStack | undefined;
-    const poller = new StreamPoller({
-      streamArn: deployment.streamArn,
-      client: new DynamoDBStreamsClient({ ...servers.ddb.clientConfig }),
-      handler: sync,
-      batchSize: options.batchSize ?? 1000,
-      batchingWindowMs: options.batchingWindowMs ?? 0,
-      pollIntervalMs: options.pollIntervalMs ?? 250,
-      bisectOnError: true,
-      onBatch: (info) => {
-        stack?.noteBatch(info);
-        options.onBatch?.(info);
-      },
-      onError: (error) => options.onError?.('poller', error),
-    });
+    const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, logger, metrics: telemetry('sync') });
+    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: reconcileDynamo, logger, metrics: telemetry('reconcile') });
+    const handlers = {
+      sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
+      reconcile: () => reconcile(),
+      clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo],
+      ...(proxy ? { proxy } : {}),
+    };
     const state: LocalState = {
       region: servers.ddb.clientConfig.region,
       dynamodbEndpoint: servers.ddb.endpoint,
@@ -171,8 +219,10 @@ export class LocalStack {
       listenerArn: deployment.listenerArn,
       targetGroups: deployment.targetGroups,
     };
-    stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, poller, reconcile, handlerElb.mutating, options);
-    poller.start();
+    const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options);
+    stack.poller = stack.newPoller();
+    stack.poller.start();
+    stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
     try {
       if (options.stateFile) writeStateFile(options.stateFile, state);
@@ -183,6 +233,33 @@ export class LocalStack {
     }
     progress('ready');
     return stack;
+  }
+
+  /** A poller feeding the sync handler, resumed from `checkpoints` when given; with a fresh stream client. */
+  private newPoller(checkpoints?: Record<string, string>): StreamPoller {
+    this.streamsClient?.destroy();
+    this.streamsClient = new DynamoDBStreamsClient({ ...this.servers.ddb.clientConfig });
+    return new StreamPoller({
+      streamArn: this.deployment.streamArn,
+      client: this.streamsClient,
+      handler: this.handlers.sync,
+      batchSize: this.options.batchSize ?? 1000,
+      batchingWindowMs: this.options.batchingWindowMs ?? 0,
+      pollIntervalMs: this.options.pollIntervalMs ?? 250,
+      bisectOnError: true,
+      ...(checkpoints ? { checkpoints } : {}),
+      onBatch: (info) => {
+        this.noteBatch(info);
+        this.options.onBatch?.(info);
+      },
+      onError: (error) => this.options.onError?.('poller', error),
+    });
+  }
+
+  private keepCheckpoints(): void {
+    const checkpoints = this.poller.checkpoints();
+    if (Object.keys(checkpoints).length > 0) this.checkpointHistory.push({ at: Date.now(), checkpoints });
+    if (this.checkpointHistory.length > CHECKPOINT_HISTORY) this.checkpointHistory.shift();
   }
 
   private noteBatch(info: StreamPollerBatchInfo): void {
@@ -196,10 +273,10 @@ export class LocalStack {
     return { elb: new ElbTargets(this.elbv2), store: new LeaseStore(this.dynamodb, this.state.tableName) };
   }
 
-  /** Runs one reconcile pass now (after any pass in flight), outside the timer. */
+  /** Runs one reconcile pass now (after any pass in flight), outside the schedule. */
   public async reconcileNow(): Promise<ReconcileReport> {
     await this.reconcileRunning;
-    const run = this.reconcile().then(([report]) => report);
+    const run = this.handlers.reconcile().then(([report]) => report);
     this.reconcileRunning = run.then(
       () => undefined,
       () => undefined,
@@ -210,19 +287,83 @@ export class LocalStack {
   }
 
   /** Waits until every stream record written so far has gone through the sync handler. */
-  public drain(timeoutMs = 30_000): Promise<void> {
-    return this.poller.drain(timeoutMs);
+  public async drain(timeoutMs = 30_000): Promise<void> {
+    await this.pollerSwap;
+    await this.poller.drain(timeoutMs);
   }
 
-  private scheduleReconcile(): void {
+  /**
+   * Replaces the poller by one resumed from the checkpoint it had `backMs` ago (the oldest kept
+   * when none is that old): every record since then is delivered again, in order, after later
+   * ones were already applied, as after a lost checkpoint. Resolves false when there was no
+   * checkpoint yet to resume from.
+   */
+  public replay(backMs: number): Promise<boolean> {
+    const swap = this.pollerSwap.then(async () => {
+      if (this.stopped) return false;
+      const cutoff = Date.now() - backMs;
+      const snapshot = [...this.checkpointHistory].reverse().find((s) => s.at <= cutoff) ?? this.checkpointHistory[0];
+      if (snapshot === undefined) return false;
+      await this.poller.stop();
+      this.poller = this.newPoller(snapshot.checkpoints);
+      this.poller.start();
+      return true;
+    });
+    this.pollerSwap = swap.then(
+      () => undefined,
+      () => undefined,
+    );
+    return swap;
+  }
+
+  /**
+   * Kills DynamoDB Local (SIGKILL to its process group, as a crash) and starts it again on the
+   * same port with the same data directory (`dbPath` must be set). Every client keeps its endpoint.
+   */
+  public async restartDynamoDb(): Promise<DynamoDbRestart> {
+    const dbPath = this.options.dbPath;
+    if (dbPath === undefined) throw new Error('restartDynamoDb needs a file-backed DynamoDB Local: start the LocalStack with dbPath');
+    const before = await this.streamView();
+    const started = Date.now();
+    const old = this.servers.ddb;
+    try {
+      process.kill(-old.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    await old.stop();
+    this.servers.ddb = await startDynamoDbLocal({ dbPath, port: old.port });
+    const downMs = Date.now() - started;
+    const after = await this.streamView();
+    return { downMs, streamArnBefore: before.arn, streamArnAfter: after.arn, shardsBefore: before.shards, shardsAfter: after.shards };
+  }
+
+  private async streamView(): Promise<{ arn: string; shards: string[] }> {
+    const streams = new DynamoDBStreamsClient({ ...this.servers.ddb.clientConfig });
+    try {
+      const table = await this.dynamodb.send(new DescribeTableCommand({ TableName: this.state.tableName }));
+      const arn = table.Table?.LatestStreamArn ?? '';
+      const described = await streams.send(new DescribeStreamCommand({ StreamArn: arn }));
+      return { arn, shards: (described.StreamDescription?.Shards ?? []).map((s) => s.ShardId ?? '') };
+    } finally {
+      streams.destroy();
+    }
+  }
+
+  /**
+   * A pass every interval, as a rate schedule fires, one at a time as in one warm container: a
+   * pass that runs longer than the interval delays the next one to its end.
+   */
+  private scheduleReconcile(at = Date.now() + (this.options.reconcileIntervalMs ?? 5000)): void {
     const interval = this.options.reconcileIntervalMs ?? 5000;
     if (interval <= 0 || this.stopped) return;
     this.reconcileTimer = setTimeout(() => {
+      const started = Date.now();
       this.reconcileNow()
         .then((report) => this.options.onReconcile?.(report))
         .catch((error: unknown) => this.options.onError?.('reconcile', error))
-        .finally(() => this.scheduleReconcile());
-    }, interval);
+        .finally(() => this.scheduleReconcile(Math.max(Date.now(), started + interval)));
+    }, Math.max(0, at - Date.now()));
   }
 
   /** Stops syncing, then both servers; their process trees are gone and ports free when this resolves. Idempotent. */
@@ -230,10 +371,15 @@ export class LocalStack {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.reconcileTimer);
-    await this.poller.stop().catch(() => undefined);
+    clearInterval(this.checkpointTimer);
+    await this.pollerSwap;
+    await this.poller?.stop().catch(() => undefined);
+    this.streamsClient?.destroy();
     await this.reconcileRunning;
+    for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();
     this.elbv2.destroy();
+    await this.handlers.proxy?.close().catch(() => undefined);
     await Promise.allSettled([this.servers.ddb.stop(), this.servers.moto.stop()]);
   }
 }
@@ -245,37 +391,4 @@ function targetTypesByArn(deployment: LocalDeployment): Record<string, 'ip' | 'i
 
 async function stopSettled(results: PromiseSettledResult<{ stop(): Promise<void> }>[]): Promise<void> {
   await Promise.allSettled(results.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
-}
-
-/** Metrics that go nowhere: locally the live view shows the figures, and EMF lines would garble it. */
-export function localMetrics(logger: Logger, namespace = 'agent-lb-local'): Metrics {
-  const previous = process.env.POWERTOOLS_METRICS_DISABLED;
-  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
-  try {
-    return new Metrics({ namespace, serviceName: namespace, logger });
-  } finally {
-    if (previous === undefined) delete process.env.POWERTOOLS_METRICS_DISABLED;
-    else process.env.POWERTOOLS_METRICS_DISABLED = previous;
-  }
-}
-
-/** Counts Register/DeregisterTargets requests sent (each retry attempt included), as AWS's throttle sees them. */
-function countingElbClient(client: ElasticLoadBalancingV2Client): { client: ElasticLoadBalancingV2Client; mutating: () => number } {
-  let mutating = 0;
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (context.commandName === 'RegisterTargetsCommand' || context.commandName === 'DeregisterTargetsCommand') mutating++;
-      return next(args);
-    },
-    { step: 'finalizeRequest', name: 'agentLbCountMutatingCalls' },
-  );
-  return { client, mutating: () => mutating };
-}
-
-/** Writes atomically, so a client polling for the file never reads half of it; creates the file's directory. */
-export function writeStateFile(path: string, state: LocalState): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, formatStateFile(state));
-  renameSync(tmp, path);
 }

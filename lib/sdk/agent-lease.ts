@@ -93,7 +93,7 @@ function asError(error: unknown): Error {
 /**
  * One lease held by an agent: acquire, automatic renewal every ttl/3 with jitter, `lost`
  * detection, automatic re-acquire, drain/activate and release, following the lease contract
- * of DESIGN.md. All DynamoDB writes go through `LeaseStore`, which turns failed conditions
+ * of docs/lease-contract.md. All DynamoDB writes go through `LeaseStore`, which turns failed conditions
  * into `LeaseHeldError` / `LeaseLostError`.
  *
  * Explicit operations (`acquire`, `drain`, `activate`, `release`) and re-acquire attempts run

@@ -5,7 +5,7 @@ import { DECISION_DEADLINE_MS } from '../../lib/registry/confirmed-changes';
 import { PASS_BUDGET_MS } from '../../lib/registry/reconcile';
 import { CpuHogs } from './cpu-hogs';
 import { AgentFleet, EndAction, FleetCounters } from './agent-fleet';
-import { ChaosStack, RestartReport, StackCounters } from './chaos-stack';
+import { ChaosHarness, RestartReport, StackCounters } from './chaos-harness';
 import { check, Verdict } from './checker';
 import { FaultKind, FaultRates } from './fault-proxy';
 import { HandlerChaosCounters } from './handler-chaos';
@@ -147,7 +147,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
 async function runWithStack(options: ChaosOptions, progress: (line: string) => void): Promise<ChaosResult> {
   progress(`starting DynamoDB Local (file-backed), moto, the fault proxy; synthesizing the stack`);
-  const stack = await ChaosStack.start({
+  const stack = await ChaosHarness.start({
     capabilities: options.capabilities,
     reconcileIntervalMs: options.reconcileIntervalMs,
     proxy: {
@@ -163,19 +163,19 @@ async function runWithStack(options: ChaosOptions, progress: (line: string) => v
   });
   stack.traceInvocations = options.dumpFile !== undefined;
   // One client for the whole fleet (real agents each have their own): enough sockets that agents never queue behind each other.
-  const agentsClient = new DynamoDBClient({ ...stack.ddb.clientConfig, maxAttempts: 3, requestHandler: { httpAgent: new Agent({ keepAlive: true, maxSockets: 512 }) } });
+  const agentsClient = new DynamoDBClient({ ...stack.stack.dynamodbClientConfig, maxAttempts: 3, requestHandler: { httpAgent: new Agent({ keepAlive: true, maxSockets: 512 }) } });
   const writes = recordLeaseWrites(agentsClient);
   const sampler = new Sampler({
-    elbConfig: { ...stack.moto.clientConfig },
-    dynamoConfig: { ...stack.ddb.clientConfig },
-    tableName: stack.deployment.tableName,
-    targetGroups: stack.deployment.targetGroups,
+    elbConfig: { ...stack.stack.elbv2ClientConfig },
+    dynamoConfig: { ...stack.stack.dynamodbClientConfig },
+    tableName: stack.stack.deployment.tableName,
+    targetGroups: stack.stack.deployment.targetGroups,
     intervalMs: options.sampleIntervalMs,
   });
   const fleet = new AgentFleet({
     agents: options.agents,
     capabilities: options.capabilities,
-    tableName: stack.deployment.tableName,
+    tableName: stack.stack.deployment.tableName,
     client: agentsClient,
     ttlSeconds: options.ttlSeconds,
     seed: options.seed,
@@ -262,7 +262,7 @@ async function runWithStack(options: ChaosOptions, progress: (line: string) => v
       truth,
       samples: sampler.samples,
       proxyLog: stack.proxy.log,
-      targetGroups: stack.deployment.targetGroups,
+      targetGroups: stack.stack.deployment.targetGroups,
       final,
       bounds: {
         decisionWindowMs: DECISION_DEADLINE_MS,
@@ -305,7 +305,7 @@ async function runWithStack(options: ChaosOptions, progress: (line: string) => v
         groups: x.groups ? Object.fromEntries([...x.groups].map(([c, set]) => [c, [...set]])) : null,
         leases: x.leases ? Object.fromEntries(x.leases) : null,
       }));
-      writeFileSync(options.dumpFile, JSON.stringify({ targetGroups: stack.deployment.targetGroups, writes, proxyLog: log, samples, verdict, invocations: stack.invocationTrace }));
+      writeFileSync(options.dumpFile, JSON.stringify({ targetGroups: stack.stack.deployment.targetGroups, writes, proxyLog: log, samples, verdict, invocations: stack.invocationTrace }));
     }
     const passed =
       verdict.falseDeregistrations.length === 0 && verdict.lostRegistrations.length === 0 && verdict.stalenessViolations.length === 0 && verdict.unregisteredLiveSpells.length === 0;

@@ -1,6 +1,6 @@
 /**
  * fast-check generators of lease items as any writer could put them in the table: valid leases
- * and every kind of bad one DESIGN.md's contract rules out. Each generated case says, by
+ * and every kind of bad one the lease contract (docs/lease-contract.md) rules out. Each generated case says, by
  * construction and never by asking the codec, what must happen to it: the groups its target
  * belongs in, or the rejection reason it must produce. Shared by the pure and the real-server
  * fuzz tests.

@@ -1,6 +1,6 @@
 /**
  * Shared fixtures for the handler and adapter tests: valid lease items built from the
- * contract in DESIGN.md (independently of the codec under test), Lambda-shaped DynamoDB
+ * contract in docs/lease-contract.md (independently of the codec under test), Lambda-shaped DynamoDB
  * stream records, a runtime config, and helpers to read what Powertools published.
  *
  * Importing this module also registers the aws-sdk-client-mock-vitest matchers
@@ -71,7 +71,7 @@ export function targetKey(address: string, port = 8080): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-/** A valid lease item exactly as an agent in any language writes it (DESIGN.md, "The lease contract"). */
+/** A valid lease item exactly as an agent in any language writes it (docs/lease-contract.md). */
 export function leaseItem(spec: LeaseSpec, raw: Item = {}): Item {
   const port = spec.port ?? 8080;
   const item: Item = {

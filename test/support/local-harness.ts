@@ -85,7 +85,7 @@ export interface ContractLease {
   readonly agentId?: string;
 }
 
-/** A valid lease item exactly as DESIGN.md's contract spells it, as an agent in any language writes it. */
+/** A valid lease item exactly as the lease contract (docs/lease-contract.md) spells it, as an agent in any language writes it. */
 export function contractItem(lease: ContractLease): Item {
   const nowMs = Date.now();
   return {

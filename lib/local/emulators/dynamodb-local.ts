@@ -7,10 +7,12 @@ import { FAILED_MARKER, javaTool, LauncherBuildOptions, prepareLauncher, READY_M
 import { LOOPBACK } from './free-port';
 import { ManagedProcess, spawnManaged } from './process-group';
 import { sleep } from '../../core/concurrency';
+import { STATE_FILE_CREDENTIALS } from '../../core/deployment';
 
 /** Credentials and region for clients of the local servers; any values work, these are valid for both. */
 export const LOCAL_REGION = 'us-east-1';
-export const LOCAL_CREDENTIALS = { accessKeyId: 'agentlblocal', secretAccessKey: 'agentlblocal' } as const;
+/** The credentials local-mode clients use (the state file's: DynamoDB Local wants letters and digits only). */
+export const LOCAL_CREDENTIALS = STATE_FILE_CREDENTIALS;
 
 export interface DynamoDbLocalOptions extends LauncherBuildOptions {
   /**
