@@ -55,7 +55,7 @@ const NOW_MS = T0 * 1000 + 1_500;
 /**
  * A handler whose table agrees with what it is given: before each delivery the table takes the
  * state the records leave (the ordinary case; tests of a table that disagrees are in
- * stream-sync-confirmation.test.ts).
+ * confirmed-changes.test.ts).
  */
 function setup(config: RuntimeConfig = testConfig(), nowMs = NOW_MS) {
   const emf = captureMetrics();

@@ -7,7 +7,7 @@ import {
   outcomeOfResponse,
   retryDelayMs,
   startDelivery,
-} from '../../../lib/local/stream/batch-delivery';
+} from '../../lib/local/stream/batch-delivery';
 
 const policy: DeliveryPolicy = { bisectOnError: true, maxRetries: Infinity, retryBaseDelayMs: 100, retryMaxDelayMs: 5000 };
 const ok: InvocationOutcome = { kind: 'success' };
