@@ -7,6 +7,11 @@ import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { readGroups } from './group-reads';
 
+/**
+ * What `agent-lb status` and `agent-lb leases` show, read from the deployment (rendered by
+ * lib/cli/fleet-render.ts; local mode's live view reads the same).
+ */
+
 export interface CapabilityStatus {
   readonly capability: string;
   readonly targetGroupArn: string;
@@ -37,11 +42,6 @@ export interface FleetSources {
   readonly routing: RoutingConfig;
   readonly now?: () => number;
 }
-
-/**
- * What `agent-lb status` and `agent-lb leases` show, read from the deployment (rendered by
- * lib/cli/fleet-render.ts; local mode's live view reads the same).
- */
 
 /**
  * Live leases vs registered targets vs ALB health, per capability. Drift is computed by the
