@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { MissingDependencyError, UsageError } from '../core/errors';
+import { MissingDependencyError } from '../core/errors';
+import { UsageError } from './usage-error';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import { intOption } from './program';
 
