@@ -104,3 +104,25 @@ export async function startLocalDataPlane(params: {
     },
   };
 }
+
+/** Seconds as a person reads them: `2 s`, `0.5 s`. */
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))} s`;
+
+/**
+ * One line per capability saying the timing the data plane runs (already scaled): the health
+ * check, the thresholds, the deregistration delay and slow start, e.g.
+ * `vision  GET /health every 2 s (timeout 1 s): in after 1 pass, out after 2 failures, back after 2 passes · deregistration delay 6 s · slow start off`.
+ */
+export function describeTiming(dataPlane: LocalDataPlane, targetGroups: Readonly<Record<string, string>>): string[] {
+  const width = Math.max(0, ...Object.keys(targetGroups).map((c) => c.length));
+  return Object.entries(targetGroups).map(([capability, arn]) => {
+    const group = dataPlane.loadBalancer.engine.groups.get(arn);
+    if (group === undefined) return `${capability.padEnd(width)}  (not read yet)`;
+    const s = group.settings;
+    const check = s.enabled
+      ? `${s.protocol} ${s.path} every ${seconds(s.intervalMs)} (timeout ${seconds(s.timeoutMs)}, codes ${s.matcher}): in after 1 pass, out after ${s.unhealthyThreshold} failures, back after ${s.healthyThreshold} passes`
+      : 'health checks off';
+    const slowStart = group.policy.slowStartMs > 0 ? seconds(group.policy.slowStartMs) : 'off';
+    return `${capability.padEnd(width)}  ${check} · deregistration delay ${seconds(group.policy.deregistrationDelayMs)} · slow start ${slowStart}`;
+  });
+}
