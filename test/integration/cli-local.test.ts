@@ -111,7 +111,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     const health = async () => (await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: state.targetGroups.vision }))).TargetHealthDescriptions?.find((d) => d.Target?.Port === server.port)?.TargetHealth?.State;
     await waitFor(async () => (await health()) === 'healthy', 30_000, () => `the server healthy (DescribeTargetHealth: ${server.healthChecks.length} checks so far)`, 100);
     expect(server.healthChecks.length).toBeGreaterThanOrEqual(1);
-    for (const headers of [{ 'X-Agent-Capability': 'vision' }, { 'x-agent-capability': 'VISION' }]) {
+    for (const headers of [{ 'X-Agent-Capability': 'vision' }, { 'x-agent-capability': 'VISION' }] as Record<string, string>[]) {
       const answer = await get(state.loadBalancerEndpoint, '/hello', headers);
       expect(answer).toMatchObject({ status: 200, name: 'outside-server' });
     }

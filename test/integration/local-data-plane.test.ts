@@ -116,7 +116,7 @@ describe('local data plane over moto (LocalStack with dataPlane)', () => {
   });
 
   it('takes a server failing its checks out after the unhealthy threshold, lease still live, and back after it recovers', async () => {
-    const [sick, well] = await join(['search'], 'sick', 'well');
+    const [sick] = await join(['search'], 'sick', 'well');
     expect(tally((await load(4, 1, () => byPath('search'))).map((a) => a.name))).toEqual({ sick: 2, well: 2 });
 
     sick.healthy = false;
@@ -153,7 +153,7 @@ describe('local data plane over moto (LocalStack with dataPlane)', () => {
   });
 
   it('a lease set to draining: no new requests at once, the one in flight completes, draining in DescribeTargetHealth, then gone', async () => {
-    const [leaving, staying] = await join(['search'], 'leaving', 'staying');
+    const [leaving] = await join(['search'], 'leaving', 'staying');
     leaving.hold = true;
     const inFlight: Promise<{ name?: string; status: number }>[] = [];
     while (leaving.held === 0) {
