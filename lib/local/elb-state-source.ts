@@ -50,6 +50,9 @@ export type DescribeCallCounts = Readonly<Record<string, number>>;
  */
 export class ElbStateSource implements LoadBalancerStateSource {
   private config?: Configuration;
+  /** The last snapshot read, and whether it was patched since (see {@link deregistered}). */
+  private last?: LoadBalancerSnapshot;
+  private patched = false;
   private readonly listeners = new Set<() => void>();
   private readonly counts: Record<string, number> = {};
   private readonly clock: () => number;
@@ -64,6 +67,12 @@ export class ElbStateSource implements LoadBalancerStateSource {
   }
 
   public async snapshot(): Promise<LoadBalancerSnapshot> {
+    if (this.patched && this.last !== undefined) {
+      this.patched = false;
+      // Read again right after: the patch is a forecast of what moto already says.
+      queueMicrotask(() => this.notify());
+      return this.last;
+    }
     try {
       const config = await this.configuration();
       const targets = await Promise.all(
@@ -72,11 +81,12 @@ export class ElbStateSource implements LoadBalancerStateSource {
           return out.TargetHealthDescriptions ?? [];
         }),
       );
-      return {
+      this.last = {
         rules: config.rules,
         loadBalancerAttributes: config.loadBalancerAttributes,
         targetGroups: config.groups.map((g, i) => ({ targetGroup: g.targetGroup, attributes: g.attributes, targets: targets[i] })),
       };
+      return this.last;
     } catch (error) {
       // A group or rule may have gone with a deployment: read everything again next time.
       this.config = undefined;
@@ -92,6 +102,26 @@ export class ElbStateSource implements LoadBalancerStateSource {
   /** Something registered or deregistered targets: subscribers take a snapshot now. */
   public notify(): void {
     for (const listener of this.listeners) listener();
+  }
+
+  /**
+   * A DeregisterTargets call just succeeded: the next snapshot is the last one read without those
+   * targets, served at once without a call, so the data plane stops sending them requests before
+   * a client that saw `draining` in DescribeTargetHealth can send one (a read of moto takes one
+   * DescribeTargetHealth per group). A real read follows it.
+   */
+  public deregistered(targetGroupArn: string, targets: readonly { readonly Id?: string; readonly Port?: number }[]): void {
+    if (this.last === undefined) return this.notify();
+    const gone = (t: { Target?: { Id?: string; Port?: number }; Id?: string; Port?: number }) => {
+      const d = 'Target' in t ? t.Target : t;
+      return targets.some((x) => x.Id === d?.Id && (x.Port === undefined || x.Port === d?.Port));
+    };
+    this.last = {
+      ...this.last,
+      targetGroups: this.last.targetGroups.map((g) => (g.targetGroup.TargetGroupArn === targetGroupArn ? { ...g, targets: g.targets.filter((t) => !gone(t)) } : g)),
+    };
+    this.patched = true;
+    this.notify();
   }
 
   private async configuration(): Promise<Configuration> {

@@ -105,6 +105,25 @@ export async function startLocalDataPlane(params: {
   };
 }
 
+/**
+ * Makes the data plane follow the target changes `client` makes (the sync and reconcile
+ * handlers' clients) as they happen: after a RegisterTargets it reads moto at once; after a
+ * DeregisterTargets it stops routing to those targets before the caller even gets the response
+ * ({@link ElbStateSource.deregistered}), then reads moto.
+ */
+export function followTargetChanges(client: ElasticLoadBalancingV2Client, dataPlane: Pick<LocalDataPlane, 'source'>): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const out = await next(args);
+      const input = args.input as { TargetGroupArn?: string; Targets?: { Id?: string; Port?: number }[] };
+      if (context.commandName === 'DeregisterTargetsCommand' && input.TargetGroupArn) dataPlane.source.deregistered(input.TargetGroupArn, input.Targets ?? []);
+      else if (context.commandName === 'RegisterTargetsCommand') dataPlane.source.notify();
+      return out;
+    },
+    { step: 'initialize', name: 'agentLbFollowTargetChanges' },
+  );
+}
+
 /** Seconds as a person reads them: `2 s`, `0.5 s`. */
 const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))} s`;
 

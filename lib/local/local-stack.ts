@@ -15,7 +15,7 @@ import { createReconcileHandler } from '../handlers/reconcile-handler';
 import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { countingElbClient, localMetrics } from './handler-telemetry';
-import { checkDataPlaneOptions, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
+import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
 import { LocalDeployment, provisionLocal } from './provision';
 import { writeStateFile } from './state-file';
 import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
@@ -236,6 +236,7 @@ export class LocalStack {
           options: options.dataPlane,
           onError: (error) => options.onError?.('data-plane', error),
         });
+        for (const client of [syncElb, reconcileElb]) followTargetChanges(client, dataPlane);
       } catch (error) {
         for (const client of handlers.clients) client.destroy();
         await proxy?.close().catch(() => undefined);
@@ -283,8 +284,6 @@ export class LocalStack {
       ...(checkpoints ? { checkpoints } : {}),
       onBatch: (info) => {
         this.noteBatch(info);
-        // Targets may have been registered or deregistered: the data plane reads them now.
-        if (info.processed > 0) this.dataPlane?.source.notify();
         this.options.onBatch?.(info);
       },
       onError: (error) => this.options.onError?.('poller', error),
@@ -318,7 +317,6 @@ export class LocalStack {
     );
     const report = await run;
     this.tally.reconcileRuns++;
-    this.dataPlane?.source.notify();
     return report;
   }
 
