@@ -26,7 +26,7 @@ import { Distribution, distribution } from './percentiles';
  * with round robin over `agents` targets and `requestsPerSecond`, up to agents / rps seconds.
  */
 export interface B4Options {
-  /** @default 10 */
+  /** @default 20 */
   readonly agents?: number;
   /** @default agents / 2 */
   readonly crashes?: number;
@@ -34,7 +34,7 @@ export interface B4Options {
   readonly ttlSeconds?: number;
   /** Factor on ALB's timing (health check interval and timeout, deregistration delay). @default 0.2 */
   readonly timeScale?: number;
-  /** Requests per second the client sends to each load balancer. @default 50 */
+  /** Requests per second the client sends to each load balancer. @default 100 */
   readonly requestsPerSecond?: number;
   /** Pause between two agents joining, ms. @default 300 */
   readonly joinGapMs?: number;
@@ -173,11 +173,11 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number)
 
 export async function runB4(options: B4Options = {}): Promise<B4Result> {
   const log = options.log ?? (() => undefined);
-  const agentsCount = options.agents ?? 10;
+  const agentsCount = options.agents ?? 20;
   const crashes = options.crashes ?? Math.floor(agentsCount / 2);
   const ttlSeconds = options.ttlSeconds ?? 10;
   const timeScale = options.timeScale ?? 0.2;
-  const rps = options.requestsPerSecond ?? 50;
+  const rps = options.requestsPerSecond ?? 100;
   const reconcileIntervalMs = options.reconcileIntervalMs ?? 5000;
   const stack = await LocalStack.start({ reconcileIntervalMs, dataPlane: { timeScale } });
   const ours = stack.dataPlane!;
