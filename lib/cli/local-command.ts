@@ -118,7 +118,7 @@ export function registerLocal(program: Command): void {
     .option('--lb-port <port>', 'port of the load balancer endpoint on 127.0.0.1 (0: a free port)', intOption('--lb-port', 0, 65535), 0)
     .option(
       '--time-scale <factor>',
-      "run ALB's timing this many times as fast: health check interval and timeout, deregistration delay, slow start (1: as configured)",
+      "multiply ALB's durations by this factor: health check interval and timeout, deregistration delay, slow start (0.2: 10 s becomes 2 s; 1: as configured)",
       timeScaleOption,
       DEFAULT_TIME_SCALE,
     )
