@@ -11,7 +11,9 @@ export type AgentLbErrorCode =
   | 'LEASE_STORE'
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
-  | 'USAGE';
+  | 'USAGE'
+  | 'NOT_SERVING'
+  | 'ADDRESS_NOT_FOUND';
 
 export interface AgentLbErrorOptions {
   readonly cause?: unknown;
