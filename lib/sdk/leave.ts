@@ -325,6 +325,7 @@ async function waitInFlight(
       for (;;) {
         const result = source();
         if (typeof result !== 'number') {
+          if (budget() <= 0) return { outcome: signal?.aborted ? 'hurried' : 'deadline', detail: 'the in-flight hook had not resolved' };
           const ended = await within(Promise.resolve(result), budget(), signal);
           if (typeof ended === 'object' && 'error' in ended) throw ended.error;
           return typeof ended === 'object' ? { outcome: 'done', detail: 'the in-flight hook resolved' } : { outcome: ended === 'aborted' ? 'hurried' : 'deadline', detail: 'the in-flight hook had not resolved' };
@@ -336,6 +337,8 @@ async function waitInFlight(
     }
     const before = source.inFlight;
     source.stopAccepting?.();
+    if (source.inFlight === 0) return { outcome: 'done', detail: before === 0 ? 'nothing in flight' : `${before} in flight at the start, none now` };
+    if (budget() <= 0) return { outcome: signal?.aborted ? 'hurried' : 'deadline', detail: `${source.inFlight} still in flight` };
     const ended = await within(source.whenIdle(), budget(), signal);
     if (typeof ended === 'object' && 'error' in ended) throw ended.error;
     if (typeof ended === 'object') return { outcome: 'done', detail: `${before} in flight at the start, none now` };
