@@ -71,6 +71,7 @@ export class InFlightCounter implements InFlightSource {
  */
 export class HttpInFlightTracker extends InFlightCounter {
   private closing = false;
+  private readonly active = new Set<ServerResponse>();
 
   public constructor(private readonly server: Server) {
     super();
@@ -80,8 +81,10 @@ export class HttpInFlightTracker extends InFlightCounter {
 
   private readonly onRequest = (_req: IncomingMessage, res: ServerResponse): void => {
     const end = this.begin();
-    if (this.closing && !res.headersSent) res.shouldKeepAlive = false;
+    this.active.add(res);
+    if (this.closing) res.shouldKeepAlive = false;
     res.once('close', () => {
+      this.active.delete(res);
       end();
       if (this.closing) this.server.closeIdleConnections();
     });
@@ -90,6 +93,7 @@ export class HttpInFlightTracker extends InFlightCounter {
   public stopAccepting(): void {
     if (this.closing) return;
     this.closing = true;
+    for (const res of this.active) if (!res.headersSent) res.shouldKeepAlive = false;
     // close() also closes idle connections (Node ≥ 19); called again to be explicit.
     if (this.server.listening) this.server.close();
     this.server.closeIdleConnections();
