@@ -3,7 +3,6 @@
  * lease core and the lease store only; never `aws-cdk-lib`, the constructs or the ELB client.
  */
 export { AgentLease } from './agent-lease';
-export { LeaseHolder } from './lease-holder';
 export type { AgentLeaseEvents, AgentLeaseState, LeasePhase, ReleasedInfo, RetryInfo } from './agent-lease-events';
 export { DEFAULT_ROTATION_POLL_INTERVAL_MS, DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS } from './agent-lease-options';
 export type { AgentLeaseCreateOptions, AgentLeaseOptions } from './agent-lease-options';

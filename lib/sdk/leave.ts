@@ -185,8 +185,10 @@ export async function leaveRotation(leaseOrLeases: AgentLease | readonly AgentLe
   // 2. wait until the registry reports the target out of rotation in every group.
   t = clock();
   const drained = wasHeld.filter((l) => l.held && l.status === 'draining');
-  if (drained.length === 0) report('rotation', t, wasHeld.length > 0 && wasHeld.every((l) => !l.held) ? 'lost' : 'skipped', 'no drained lease to wait for');
-  else {
+  if (drained.length === 0) {
+    const allLost = wasHeld.length > 0 && wasHeld.every((l) => !l.held);
+    report('rotation', t, allLost ? 'lost' : 'skipped', wasHeld.length === 0 ? 'no lease held' : allLost ? 'the lease was lost' : 'no lease drained (see the drain step)');
+  } else {
     const { outcome, detail } = await waitOutOfRotation(drained, o, waitsEnd, clock, signal);
     report('rotation', t, outcome, detail);
   }
