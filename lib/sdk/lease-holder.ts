@@ -24,8 +24,8 @@ function asError(error: unknown): Error {
 /**
  * Holding one lease (the base of `AgentLease`): acquire, automatic renewal every ttl/3 with
  * jitter, `lost` detection, automatic re-acquire, drain/activate and release, following the
- * lease contract of DESIGN.md. All DynamoDB writes go through `LeaseStore`, which turns failed conditions
- * into `LeaseHeldError` / `LeaseLostError`.
+ * lease contract of DESIGN.md. All DynamoDB writes go through `LeaseStore`, which turns
+ * failed conditions into `LeaseHeldError` / `LeaseLostError`.
  *
  * Explicit operations (`acquire`, `drain`, `activate`, `release`) and re-acquire attempts run
  * one at a time in call order; heartbeats run on their own timer. Every renewal timer is
