@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
 import { rootMessage } from '../aws/aws-errors';
 import { ConfigError, InvalidLeaseError, LeaseStoreError, UsageError } from '../core/errors';
-import { DEFAULT_DRAIN_SECONDS } from '../sdk/shutdown';
 import { Deployment, STATE_FILE_CREDENTIALS } from '../core/deployment';
 import { assertLocalModeRunning, readStateFile, resolveDeployment } from './deployment-source';
 import { intOption, main as run } from './program';
@@ -29,6 +28,9 @@ interface SidecarFlags {
   agentId?: string;
   takeover?: boolean;
 }
+
+/** Seconds between drain and release on SIGTERM (the SDK's fixed wait is gone; the sidecar keeps its own until it follows `rotation`). */
+const DEFAULT_DRAIN_SECONDS = 15;
 
 /** Time a stop may spend on DynamoDB beyond the drain wait before the sidecar gives up and lets the lease expire. */
 const RELEASE_DEADLINE_MS = 15_000;

@@ -79,7 +79,23 @@ describe('LeaseStore writes follow the contract', () => {
       ConditionExpression: '#leaseToken = :mine',
       ExpressionAttributeNames: { '#expiresAt': 'expiresAt', '#renewedAt': 'renewedAt', '#leaseToken': 'leaseToken' },
       ExpressionAttributeValues: { ':exp': { N: String(T0 + 30) }, ':ren': { N: String(T0 * 1000) }, ':mine': { S: TOKEN } },
+      ReturnValues: 'ALL_NEW',
     });
+  });
+
+  it('renew and setStatus resolve to the item after the write, rotation included', async () => {
+    // Prepare
+    const after = { ...item, rotation: { M: { vision: { M: { state: { S: 'healthy' }, since: { N: '1800000000000' } } } } } };
+    ddbMock.on(UpdateItemCommand).resolves({ Attributes: after as never });
+
+    // Act
+    const renewed = await store.renew(TARGET, TOKEN, T0 + 30, T0 * 1000);
+    const drained = await store.setStatus(TARGET, TOKEN, 'draining');
+
+    // Assess
+    expect(renewed).toEqual(after);
+    expect(drained).toEqual(after);
+    expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, { UpdateExpression: 'SET #status = :status', ReturnValues: 'ALL_NEW' });
   });
 
   it('setStatus (drain) sets status on condition of our token', async () => {
