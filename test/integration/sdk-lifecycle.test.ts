@@ -1,8 +1,9 @@
 /**
- * The agent side of the lifecycle against AWS's DynamoDB Local: the test plays the registry,
- * writing `rotation` into the lease exactly as the contract says (UpdateItem of
- * `rotation.<capability>` only, conditional on the lease token), and the SDK's serving() and
- * leave() react. Also proves that renewals and rotation writes never clobber each other.
+ * The agent side of the lifecycle against AWS's DynamoDB Local: the test plays the registry with
+ * the registry's own rotation write (`LeaseStore.writeRotation`: UpdateItem of
+ * `rotation.<capability>` only, conditional on the lease token and an older entry), and the
+ * SDK's serving() and leave() react. Also proves that renewals and rotation writes never clobber
+ * each other.
  */
 import { CreateTableCommand, DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,6 @@ import { decodeRotation } from '../../lib/core/lease-codec';
 import { DynamoDbLocal, startDynamoDbLocal } from '../../lib/local/emulators';
 import { AgentLease, AgentLeaseOptions, InFlightCounter, LeaveStepReport, NotServingError, RotationState } from '../../lib/sdk';
 import type { Item } from '../support/local-harness';
-import { writeRotation } from '../support/registry-rotation';
 
 const TABLE = 'leases';
 let ddbLocal: DynamoDbLocal;
@@ -43,7 +43,7 @@ async function item(target: string): Promise<Item | undefined> {
 
 /** The registry's write for the lease's current holder. */
 const registry = (lease: AgentLease, capability: string, state: RotationState, since = Date.now()) =>
-  writeRotation(client, TABLE, lease.target, lease.leaseToken!, capability, { state, since });
+  new LeaseStore(client, TABLE).writeRotation(lease.target, lease.leaseToken!, capability, { state, since });
 
 /** Resolves with the first event of that name the lease emits. */
 const next = (lease: AgentLease, event: 'renewed' | 'statusChanged') => new Promise<void>((r) => lease.once(event as 'renewed', () => r()));
@@ -85,13 +85,13 @@ describe('rotation written by the registry, read by the SDK', () => {
 
     // Act: ten registry writes (the first ones racing to create the map) and ten renewals, all at once
     const results = await Promise.all([
-      ...Array.from({ length: 10 }, (_, i) => writeRotation(client, TABLE, lease.target, token, `c${i}`, { state: 'initial', since: Date.now() })),
+      ...Array.from({ length: 10 }, (_, i) => store.writeRotation(lease.target, token, `c${i}`, { state: 'initial', since: Date.now() })),
       ...expiries.map((exp) => store.renew(lease.target, token, exp, exp * 1000)),
     ]);
     const after = (await item(lease.target))!;
 
     // Assess
-    expect(results.slice(0, 10)).toEqual(Array(10).fill(true));
+    expect(results.slice(0, 10)).toEqual(Array(10).fill('written'));
     expect(Object.keys(decodeRotation(after.rotation).rotation!).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `c${i}`).sort());
     expect(expiries).toContain(Number(after.expiresAt.N));
     expect(Number(after.renewedAt.N)).toBe(Number(after.expiresAt.N) * 1000);
@@ -130,13 +130,27 @@ describe('rotation written by the registry, read by the SDK', () => {
     expect(error.message).toMatch(/is not serving: not healthy in every group after 0\.\d s; not healthy: speech unreported, vision unhealthy for \d\.\d s$/);
   });
 
-  it("a rotation write for a released lease fails and does not bring the item back", async () => {
+  it("a rotation write for a released lease is a no-op and does not bring the item back", async () => {
     const lease = newLease();
     await lease.acquire();
     const token = lease.leaseToken!;
     await lease.release();
-    expect(await writeRotation(client, TABLE, lease.target, token, 'vision', { state: 'draining', since: Date.now() })).toBe(false);
+    expect(await new LeaseStore(client, TABLE).writeRotation(lease.target, token, 'vision', { state: 'draining', since: Date.now() })).toBe('gone');
     expect(await item(lease.target)).toBeUndefined();
+  });
+
+  it('a rotation write planned for an earlier holder lands nowhere; an older entry never replaces a newer one', async () => {
+    const lease = newLease();
+    await lease.acquire();
+    const store = new LeaseStore(client, TABLE);
+    const first = lease.leaseToken!;
+    await lease.release();
+    await lease.acquire(); // a new token, rotation dropped by the PutItem
+    expect(await store.writeRotation(lease.target, first, 'vision', { state: 'healthy', since: Date.now() })).toBe('gone');
+    const now = Date.now();
+    expect(await registry(lease, 'vision', 'draining', now)).toBe('written');
+    expect(await registry(lease, 'vision', 'healthy', now - 1)).toBe('superseded');
+    expect(decodeRotation((await item(lease.target))!.rotation).rotation).toEqual({ vision: { state: 'draining', since: now } });
   });
 });
 
