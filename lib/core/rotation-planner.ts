@@ -188,7 +188,24 @@ export function mergeRotationWrites(...lists: readonly (readonly RotationWrite[]
   return [...best.values()];
 }
 
-/** Targets in a transitional state (`initial`, `draining`) in any of `groups`: what a rotation watch waits on. */
-export function settlingTargets(groups: readonly ObservedGroup[]): number {
-  return groups.reduce((n, g) => n + g.targets.filter((t) => t.state === 'initial' || t.state === 'draining').length, 0);
+/** Each (group, target key) a read lists, with its ELB state: what a rotation poll compares between reads. */
+export function groupStates(groups: readonly ObservedGroup[]): Map<string, string> {
+  const states = new Map<string, string>();
+  for (const g of groups) for (const t of g.targets) states.set(`${g.targetGroupArn} ${formatTarget(t.id, t.port)}`, t.state);
+  return states;
+}
+
+/**
+ * Lease keys whose state changed between two reads of the same groups (a new state, joined, or
+ * left), in groups read both times: only their leases need reading. `previous` undefined (the
+ * first poll) counts every target listed now.
+ */
+export function changedTargets(previous: ReadonlyMap<string, string> | undefined, current: ReadonlyMap<string, string>, groupsRead: ReadonlySet<string>): Set<string> {
+  const changed = new Set<string>();
+  const keyOf = (member: string) => member.slice(member.indexOf(' ') + 1);
+  for (const [member, state] of current) if (previous?.get(member) !== state) changed.add(keyOf(member));
+  for (const member of previous?.keys() ?? []) {
+    if (!current.has(member) && groupsRead.has(member.slice(0, member.indexOf(' ')))) changed.add(keyOf(member));
+  }
+  return changed;
 }

@@ -5,12 +5,13 @@ import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { LocalState, routingFor } from '../core/deployment';
-import { DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
+import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
+import { RotationPoll } from '../registry/rotation-poll';
 import { createReconcileHandler } from '../handlers/reconcile-handler';
 import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
@@ -28,6 +29,13 @@ export interface LocalStackOptions {
   readonly cdkJsonPath?: string;
   /** How often the reconcile handler runs. @default 5000 */
   readonly reconcileIntervalMs?: number;
+  /**
+   * How often the registry's rotation poll reads the groups' health and writes what changed into
+   * the leases' `rotation` (RotationPoll: one DescribeTargetHealth per group, lease reads only on
+   * change), so agents learn they are serving without waiting for a reconcile pass. 0 turns it off.
+   * @default 1000
+   */
+  readonly rotationPollIntervalMs?: number;
   /** Stream poll interval per shard. @default 250 (Lambda polls about 4×/s) */
   readonly pollIntervalMs?: number;
   /** @default 1000, like the stack's event source mapping */
@@ -97,6 +105,8 @@ export class LocalStack {
   private readonly tally = { recordsSynced: 0, batches: 0, reconcileRuns: 0, lastSyncLagMs: undefined as number | undefined };
   private reconcileTimer?: NodeJS.Timeout;
   private reconcileRunning?: Promise<void>;
+  private rotationPollTimer?: NodeJS.Timeout;
+  private rotationPolling?: Promise<void>;
   private checkpointTimer?: NodeJS.Timeout;
   private readonly checkpointHistory: { at: number; checkpoints: Record<string, string> }[] = [];
   private poller!: StreamPoller;
@@ -112,7 +122,7 @@ export class LocalStack {
     public readonly dynamodb: DynamoDBClient,
     public readonly elbv2: ElasticLoadBalancingV2Client,
     private readonly servers: { ddb: DynamoDbLocal; moto: MotoServer },
-    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
+    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
   ) {}
@@ -207,6 +217,8 @@ export class LocalStack {
     const handlers = {
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
+      // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
+      rotationPoll: new RotationPoll({ elb: new ElbTargets(reconcileElb), store: new LeaseStore(reconcileDynamo, deployment.tableName), routing: runtimeConfig.routing, policy: addressPolicyFor(runtimeConfig.routing) }),
       clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo],
       ...(proxy ? { proxy } : {}),
     };
@@ -224,6 +236,7 @@ export class LocalStack {
     stack.poller.start();
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
+    stack.scheduleRotationPoll();
     try {
       if (options.stateFile) writeStateFile(options.stateFile, state);
     } catch (error) {
@@ -366,16 +379,33 @@ export class LocalStack {
     }, Math.max(0, at - Date.now()));
   }
 
+  /** The rotation poll, one at a time, `rotationPollIntervalMs` apart; a failed poll is tried again at the next tick. */
+  private scheduleRotationPoll(): void {
+    const interval = this.options.rotationPollIntervalMs ?? 1000;
+    if (interval <= 0 || this.stopped) return;
+    this.rotationPollTimer = setTimeout(() => {
+      this.rotationPolling = this.handlers.rotationPoll
+        .pollOnce()
+        .then(
+          () => undefined,
+          (error: unknown) => this.options.onError?.('reconcile', error),
+        )
+        .finally(() => this.scheduleRotationPoll());
+    }, interval);
+  }
+
   /** Stops syncing, then both servers; their process trees are gone and ports free when this resolves. Idempotent. */
   public async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.reconcileTimer);
+    clearTimeout(this.rotationPollTimer);
     clearInterval(this.checkpointTimer);
     await this.pollerSwap;
     await this.poller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
     await this.reconcileRunning;
+    await this.rotationPolling;
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();
     this.elbv2.destroy();

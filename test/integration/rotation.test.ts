@@ -19,7 +19,7 @@ const leases: AgentLease[] = [];
 
 beforeAll(async () => {
   // Reconcile only when the test says so: which writer wrote what stays visible.
-  stack = await LocalStack.start({ reconcileIntervalMs: 3_600_000 });
+  stack = await LocalStack.start({ reconcileIntervalMs: 3_600_000, rotationPollIntervalMs: 0 });
 });
 
 afterAll(async () => {

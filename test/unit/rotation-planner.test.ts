@@ -4,6 +4,7 @@ import { encodeRotationEntry } from '../../lib/core/lease-codec';
 import type { RotationEntry, RotationState } from '../../lib/core/lease-schema';
 import type { ObservedGroup, ObservedTarget } from '../../lib/core/reconcile-planner';
 import {
+  changedTargets,
   LandedCall,
   mergeRotationWrites,
   planCallRotation,
@@ -113,5 +114,20 @@ describe('mergeRotationWrites', () => {
     const w = (state: RotationState, since: number, leaseToken = 'tok-1'): RotationWrite => ({ target: KEY, leaseToken, capability: 'vision', entry: at(state, since), cause: 'call' });
     const merged = mergeRotationWrites([w('healthy', NOW_MS - 100)], [w('initial', NOW_MS), w('absent', NOW_MS - 5)], [w('healthy', NOW_MS - 100, 'tok-2')]);
     expect(brief(merged)).toEqual(['vision=healthy@-100/tok-2/call', 'vision=initial@0/tok-1/call']);
+  });
+});
+
+describe('changedTargets: which leases a rotation poll reads', () => {
+  const read = (entries: Record<string, string>) => new Map(Object.entries(entries));
+  const both = new Set(['tgA', 'tgB']);
+  it.each<[string, Map<string, string> | undefined, Map<string, string>, Set<string>, string[]]>([
+    ['first poll: everything listed', undefined, read({ 'tgA 10.0.0.1:80': 'healthy' }), both, ['10.0.0.1:80']],
+    ['nothing changed: nothing read', read({ 'tgA 10.0.0.1:80': 'healthy' }), read({ 'tgA 10.0.0.1:80': 'healthy' }), both, []],
+    ['a new state', read({ 'tgA 10.0.0.1:80': 'initial', 'tgA 10.0.0.2:80': 'healthy' }), read({ 'tgA 10.0.0.1:80': 'healthy', 'tgA 10.0.0.2:80': 'healthy' }), both, ['10.0.0.1:80']],
+    ['joined', read({}), read({ 'tgB 10.0.0.3:80': 'initial' }), both, ['10.0.0.3:80']],
+    ['left (now absent)', read({ 'tgB 10.0.0.3:80': 'draining' }), read({}), both, ['10.0.0.3:80']],
+    ['a group not read this time says nothing', read({ 'tgB 10.0.0.3:80': 'draining' }), read({}), new Set(['tgA']), []],
+  ])('%s', (_name, previous, current, groupsRead, expected) => {
+    expect([...changedTargets(previous, current, groupsRead)].sort()).toEqual(expected);
   });
 });

@@ -13,6 +13,9 @@ import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { LeaseStore } from '../../lib/aws/lease-store';
 import { writeRotations } from '../../lib/registry/rotation-writes';
+import { RotationPoll } from '../../lib/registry/rotation-poll';
+import { ElbTargets } from '../../lib/aws/elb-targets';
+import { AddressPolicy } from '../../lib/core/address-policy';
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { captureMetrics, insert, Item, leaseItem, modify, remove, resetSequence, silentLogger, streamEvent, T0, testConfig, TG } from '../support/lease-fixtures';
 
@@ -131,5 +134,33 @@ describe('writeRotations', () => {
     ]);
     expect(report).toMatchObject({ planned: 1, written: 0, failed: 1 });
     expect(report.firstError?.code).toBe('LEASE_STORE');
+  });
+});
+
+describe('RotationPoll: health changes between reconcile passes', () => {
+  it('reads every group each poll, but the leases only of targets whose state changed, and writes what changed', async () => {
+    let clock = NOW_MS;
+    const poll = new RotationPoll({
+      elb: new ElbTargets(elbClient),
+      store: new LeaseStore(dynamoClient, 'leases'),
+      routing: testConfig().routing,
+      policy: new AddressPolicy(testConfig().routing.allowedCidrs),
+      now: () => clock,
+    });
+    table.put(lease(), leaseItem({ address: '10.0.0.2', leaseToken: 'tok-2' }));
+    health = { [TG.vision]: { [KEY]: 'initial', '10.0.0.2:8080': 'healthy' } };
+
+    const first = await poll.pollOnce();
+    expect(first).toMatchObject({ describeCalls: 3, leasesRead: 2, rotation: { written: 2 } });
+    const quiet = await poll.pollOnce();
+    expect(quiet).toMatchObject({ describeCalls: 3, leasesRead: 0, rotation: { planned: 0 } });
+
+    health = { [TG.vision]: { [KEY]: 'healthy', '10.0.0.2:8080': 'healthy' } };
+    clock += 1_000;
+    const changed = await poll.pollOnce();
+    expect(changed).toMatchObject({ leasesRead: 1, rotation: { written: 1 } });
+    expect(table.keysRead().slice(-1)).toEqual([KEY]);
+    expect(table.rotationWrites.at(-1)).toBe(`${KEY} vision=healthy@${NOW_MS + 1_000}`);
+    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
   });
 });
