@@ -42,5 +42,7 @@ export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, R
 export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
 export type { Deployment, LocalState } from './deployment';
-export { firstUnappliedRecord, planStreamBatch } from './stream-planner';
+export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationStateOf } from './rotation-planner';
+export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
+export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';

@@ -112,8 +112,6 @@ export class LocalStack {
   private readonly tally = { recordsSynced: 0, batches: 0, reconcileRuns: 0, lastSyncLagMs: undefined as number | undefined };
   private reconcileTimer?: NodeJS.Timeout;
   private reconcileRunning?: Promise<void>;
-  private rotationPollTimer?: NodeJS.Timeout;
-  private rotationPolling?: Promise<void>;
   private checkpointTimer?: NodeJS.Timeout;
   private readonly checkpointHistory: { at: number; checkpoints: Record<string, string> }[] = [];
   private poller!: StreamPoller;
@@ -270,7 +268,7 @@ export class LocalStack {
     stack.poller.start();
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
-    stack.scheduleRotationPoll();
+    stack.handlers.rotationPoll.start(options.rotationPollIntervalMs ?? 1000, (error) => options.onError?.('reconcile', error));
     try {
       if (options.stateFile) writeStateFile(options.stateFile, state);
     } catch (error) {
@@ -413,33 +411,17 @@ export class LocalStack {
     }, Math.max(0, at - Date.now()));
   }
 
-  /** The rotation poll, one at a time, `rotationPollIntervalMs` apart; a failed poll is tried again at the next tick. */
-  private scheduleRotationPoll(): void {
-    const interval = this.options.rotationPollIntervalMs ?? 1000;
-    if (interval <= 0 || this.stopped) return;
-    this.rotationPollTimer = setTimeout(() => {
-      this.rotationPolling = this.handlers.rotationPoll
-        .pollOnce()
-        .then(
-          () => undefined,
-          (error: unknown) => this.options.onError?.('reconcile', error),
-        )
-        .finally(() => this.scheduleRotationPoll());
-    }, interval);
-  }
-
   /** Stops syncing, then both servers; their process trees are gone and ports free when this resolves. Idempotent. */
   public async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.reconcileTimer);
-    clearTimeout(this.rotationPollTimer);
     clearInterval(this.checkpointTimer);
     await this.pollerSwap;
     await this.poller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
     await this.reconcileRunning;
-    await this.rotationPolling;
+    await this.handlers.rotationPoll.stop();
     await this.dataPlane?.stop();
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();

@@ -33,6 +33,9 @@ export interface RotationPollReport {
  */
 export class RotationPoll {
   private previous?: Map<string, string>;
+  private timer?: NodeJS.Timeout;
+  private polling?: Promise<void>;
+  private stopped = false;
 
   public constructor(private readonly deps: RotationPollDeps) {}
 
@@ -55,5 +58,25 @@ export class RotationPoll {
     // Only now: a poll whose reads or writes failed looks at the same changes again next time.
     if (rotation.failed === 0) this.previous = current;
     return { describeCalls, leasesRead: changed.length, rotation };
+  }
+
+  /** Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried again at the next tick. */
+  public start(intervalMs: number, onError: (error: unknown) => void): void {
+    if (intervalMs <= 0 || this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.polling = this.pollOnce()
+        .then(
+          () => undefined,
+          (error: unknown) => onError(error),
+        )
+        .finally(() => this.start(intervalMs, onError));
+    }, intervalMs);
+  }
+
+  /** Stops polling; resolves once a poll in flight has ended. */
+  public async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.polling;
   }
 }
