@@ -105,8 +105,10 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     // items, and their targets must leave the group now rather than at the next reconcile.
     const before = viewOf(record.oldImage, record.newImage ? record.writtenAtSeconds : undefined, policy, routing);
     const after = viewOf(record.newImage, record.writtenAtSeconds, policy, routing);
-    rejections.push(...after.rejections);
-    kinds.push(classify(record, before, after));
+    const kind = classify(record, before, after);
+    // The registry's own rotation write changes nothing a rejection is about: it was reported with the write that made the lease.
+    if (kind !== 'rotation') rejections.push(...after.rejections);
+    kinds.push(kind);
 
     const key = recordKey(record);
     if (key === undefined) return;

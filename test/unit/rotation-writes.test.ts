@@ -164,3 +164,17 @@ describe('RotationPoll: health changes between reconcile passes', () => {
     expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
   });
 });
+
+describe('a rotation write coming back through the stream', () => {
+  it('does not report the lease\'s rejections again (they were reported with the write that made the lease)', async () => {
+    // A lease for vision and a capability nobody routes: routed to vision, rejected for the other, once.
+    const made = lease({ capabilities: ['vision', 'ocr'] });
+    const emf = captureMetrics();
+    const handler = createSyncHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: emf.metrics, now: () => NOW_MS });
+    table.applyRecords([insert(made)]);
+    await handler(streamEvent([insert(made)]));
+    const told = withRotation(made, { vision: { state: 'initial', since: NOW_MS } });
+    await handler(streamEvent([modify(made, told)]));
+    expect(emf.all('RejectedLeases')).toEqual([1, 0]);
+  });
+});
