@@ -3,9 +3,10 @@ import type { ProjectionResult } from './b1-cold-start';
 import type { B2Result } from './b2-end-to-end';
 import type { B3Result } from './b3-reconcile-cost';
 import type { B4Result } from './b4-data-plane';
+import type { B5Result } from './b5-rolling-restart';
 import type { Distribution } from './percentiles';
 
-export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | ProjectionResult;
+export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | ProjectionResult;
 
 /** One line of the table. `target` and `verdict` only on lines that check one of the issue's targets. */
 export interface Row {
@@ -247,6 +248,39 @@ function b4Rows(r: B4Result): Row[] {
   ];
 }
 
+function b5Rows(r: B5Result): Row[] {
+  const { setup } = r;
+  const s = `B5 rolling restart, ${setup.agents} agents`;
+  const failed = (c: B5Result['agentLb']) => `${int(c.failed)} of ${int(c.sent)}${c.failed > 0 ? ` (${Object.entries(c.failures).map(([k, n]) => `${k}: ${int(n)}`).join(', ')})` : ''}`;
+  // Registration (sync, under a second locally) + one health-check interval + 1 s; the healthy threshold's further checks come on top.
+  const servingLimit = setup.healthCheck.intervalMs * setup.healthCheck.healthyThreshold + 1000;
+  const p50 = r.agentLb.startToServingMs.p50;
+  return [
+    {
+      scenario: s,
+      figure: `requests failed during the restart (surge one, retire one; ${setup.requestsPerSecond} req/s through the endpoint; ${r.agentLb.restartSeconds} s / ${r.baseline.restartSeconds} s)${r.sidecarExitFailures > 0 ? `; ${r.sidecarExitFailures} sidecars did not exit 0` : ''}`,
+      ours: failed(r.agentLb),
+      naive: failed(r.baseline),
+      target: '0 failed',
+      verdict: r.agentLb.failed === 0 && r.sidecarExitFailures === 0 ? 'met' : `MISSED: ${int(r.agentLb.failed)} failed`,
+    },
+    {
+      scenario: s,
+      figure: `new agent started → serving p50/p95/p99/max (ours: sidecar spawned → ready file; baseline: acquire → serving(); checks every ${ms(setup.healthCheck.intervalMs)}, healthy after ${setup.healthCheck.healthyThreshold})`,
+      ours: quartet(r.agentLb.startToServingMs),
+      naive: quartet(r.baseline.startToServingMs),
+      target: `p50 ≤ ${ms(servingLimit)}`,
+      verdict: p50 === null ? 'MISSED' : missedBy(p50, servingLimit, ms),
+    },
+    {
+      scenario: s,
+      figure: `old agent told to stop → gone p50/p95/p99/max (ours: SIGTERM → sidecar exited, margin ${ms(setup.propagationMarginMs)}; baseline: release and stop at once)`,
+      ours: quartet(r.agentLb.retireMs),
+      naive: quartet(r.baseline.retireMs),
+    },
+  ];
+}
+
 export function rowsOf(result: ScenarioResult): Row[] {
   switch (result.scenario) {
     case 'B1':
@@ -257,6 +291,8 @@ export function rowsOf(result: ScenarioResult): Row[] {
       return b3Rows(result);
     case 'B4':
       return b4Rows(result);
+    case 'B5-rolling-restart':
+      return b5Rows(result);
     case 'projection':
       return projectionRows(result);
   }

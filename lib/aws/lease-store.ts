@@ -10,7 +10,8 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
-import { LEASE_ATTR, LeaseStatus, RawItem } from '../core/lease-schema';
+import { encodeRotationEntry } from '../core/lease-codec';
+import { LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
 import { sleep as defaultSleep } from '../core/concurrency';
 
 /** BatchGetItem takes at most this many keys per call. */
@@ -25,6 +26,9 @@ export interface BatchReadOptions {
   readonly concurrency?: number;
   readonly sleep?: (ms: number) => Promise<void>;
 }
+
+/** What one `writeRotation` did: see {@link LeaseStore.writeRotation}. */
+export type RotationWriteOutcome = 'written' | 'superseded' | 'gone';
 
 export interface ScanResult {
   readonly items: RawItem[];
@@ -82,10 +86,14 @@ export class LeaseStore {
     }
   }
 
-  /** Heartbeat: moves only `expiresAt`/`renewedAt`, so the stream sync sees a no-op. */
-  public async renew(target: string, leaseToken: string, expiresAt: number, renewedAtMs: number): Promise<void> {
+  /**
+   * Heartbeat: moves only `expiresAt`/`renewedAt`, so the stream sync sees a no-op. Resolves
+   * to the item as it is after the write (`ReturnValues: ALL_NEW`, no extra read capacity), so
+   * each heartbeat also brings the registry's latest `rotation`.
+   */
+  public async renew(target: string, leaseToken: string, expiresAt: number, renewedAtMs: number): Promise<RawItem | undefined> {
     try {
-      await this.client.send(
+      const out = await this.client.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: key(target),
@@ -93,18 +101,20 @@ export class LeaseStore {
           ConditionExpression: '#leaseToken = :mine',
           ExpressionAttributeNames: { '#expiresAt': LEASE_ATTR.expiresAt, '#renewedAt': LEASE_ATTR.renewedAt, '#leaseToken': LEASE_ATTR.leaseToken },
           ExpressionAttributeValues: { ':exp': { N: String(expiresAt) }, ':ren': { N: String(renewedAtMs) }, ':mine': { S: leaseToken } },
+          ReturnValues: 'ALL_NEW',
         }),
       );
+      return out.Attributes as RawItem | undefined;
     } catch (error) {
       if (isConditionFailure(error)) throw new LeaseLostError(target, 'the lease was taken over or swept after expiry', { cause: error });
       throw wrap('renew', this.tableName, error, { target });
     }
   }
 
-  /** Drain (or re-activate) a lease we hold; the target leaves rotation while the lease stays. */
-  public async setStatus(target: string, leaseToken: string, status: LeaseStatus): Promise<void> {
+  /** Drain (or re-activate) a lease we hold; the target leaves rotation while the lease stays. Resolves to the item after the write. */
+  public async setStatus(target: string, leaseToken: string, status: LeaseStatus): Promise<RawItem | undefined> {
     try {
-      await this.client.send(
+      const out = await this.client.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: key(target),
@@ -112,8 +122,10 @@ export class LeaseStore {
           ConditionExpression: '#leaseToken = :mine',
           ExpressionAttributeNames: { '#status': LEASE_ATTR.status, '#leaseToken': LEASE_ATTR.leaseToken },
           ExpressionAttributeValues: { ':status': { S: status }, ':mine': { S: leaseToken } },
+          ReturnValues: 'ALL_NEW',
         }),
       );
+      return out.Attributes as RawItem | undefined;
     } catch (error) {
       if (isConditionFailure(error)) throw new LeaseLostError(target, 'the lease was taken over or swept after expiry', { cause: error });
       throw wrap('setStatus', this.tableName, error, { target });
@@ -158,6 +170,63 @@ export class LeaseStore {
     }
   }
 
+  /**
+   * The registry's `rotation` write (docs/lease-contract.md): `SET rotation.<capability> =
+   * { state, since }` and nothing else, on the conditions `leaseToken = :t` (never into a
+   * released or re-acquired lease: a missing item fails the condition, nothing is created) and
+   * "no entry, or an older one" (`since` only moves forward, so a late writer never replaces
+   * what a later one saw). The nested path needs the map: on a lease without one (every
+   * acquire's PutItem writes none), the first entry is written as `SET rotation = :map` on
+   * `attribute_not_exists(rotation)`, and a writer that loses that race writes the nested path
+   * again. Resolves to what happened: `written`; `superseded` (the lease holds this or a newer
+   * entry); `gone` (no item, or another token). One to three UpdateItems, one write unit each.
+   * @throws LeaseStoreError when DynamoDB fails (after the SDK's retries)
+   */
+  public async writeRotation(target: string, leaseToken: string, capability: string, entry: RotationEntry): Promise<RotationWriteOutcome> {
+    const value = encodeRotationEntry(entry) as AttributeValue;
+    const names = { '#rotation': LEASE_ATTR.rotation, '#leaseToken': LEASE_ATTR.leaseToken };
+    const values = { ':token': { S: leaseToken } };
+    const nested = () =>
+      new UpdateItemCommand({
+        TableName: this.tableName,
+        Key: key(target),
+        UpdateExpression: 'SET #rotation.#capability = :entry',
+        // A malformed entry (not a map, or `since` not a number) is replaced like an older one.
+        ConditionExpression:
+          '#leaseToken = :token AND attribute_type(#rotation, :map) AND (attribute_not_exists(#rotation.#capability) OR NOT attribute_type(#rotation.#capability, :map) ' +
+          'OR NOT attribute_type(#rotation.#capability.#since, :number) OR #rotation.#capability.#since < :since)',
+        ExpressionAttributeNames: { ...names, '#capability': capability, '#since': 'since' },
+        ExpressionAttributeValues: { ...values, ':entry': value, ':since': { N: String(Math.floor(entry.since)) }, ':map': { S: 'M' }, ':number': { S: 'N' } },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      });
+    const whole = () =>
+      new UpdateItemCommand({
+        TableName: this.tableName,
+        Key: key(target),
+        UpdateExpression: 'SET #rotation = :rotation',
+        // No map yet, or something that is not one (only the registry writes `rotation`: a malformed one is replaced).
+        ConditionExpression: '#leaseToken = :token AND (attribute_not_exists(#rotation) OR NOT attribute_type(#rotation, :map))',
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: { ...values, ':rotation': { M: { [capability]: value } }, ':map': { S: 'M' } },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      });
+    // Nested (the usual case); else create the map; else nested again (another writer made it meanwhile).
+    for (const command of [nested, whole, nested]) {
+      try {
+        await this.client.send(command());
+        return 'written';
+      } catch (error) {
+        if (!isConditionFailure(error)) throw wrap('writeRotation', this.tableName, error, { target, capability });
+        // The item as it was when the condition failed (ReturnValuesOnConditionCheckFailure).
+        const old = (error as { Item?: RawItem }).Item;
+        if (old === undefined || old[LEASE_ATTR.leaseToken]?.S !== leaseToken) return 'gone';
+        if (old[LEASE_ATTR.rotation]?.M !== undefined && command === nested) return 'superseded';
+      }
+    }
+    return 'superseded';
+  }
+
+  /** The item, strongly consistent by default (1 read request unit for an item ≤ 4 KB; 0.5 when eventually consistent). */
   public async get(target: string, consistent = true): Promise<RawItem | undefined> {
     try {
       const out = await this.client.send(new GetItemCommand({ TableName: this.tableName, Key: key(target), ConsistentRead: consistent }));

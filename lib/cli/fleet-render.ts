@@ -9,10 +9,29 @@ export function renderStatus(status: FleetStatus): string {
     const drift = [...c.missing.map((k) => `+${k}`), ...c.stale.map((k) => `-${k}`)].join(' ') || 'none';
     rows.push([c.capability, String(c.liveLeases), String(c.registered), health, drift]);
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const lines = rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  '));
+  const lines = columns(rows);
   lines.push('', `leases: ${status.leases.total} total, ${status.leases.live} live, ${status.leases.invalid} invalid — drift: ${status.drift ? 'YES (reconcile will repair: + missing, - stale)' : 'none'}`);
+  if (status.rotation.length > 0) {
+    // What each agent is told (the lease's `rotation`), beside what ELB says now.
+    const targets = [['TARGET', 'CAPABILITY', 'ROTATION', 'FOR', 'ELB NOW']];
+    for (const r of status.rotation) targets.push([r.target, r.capability, r.state ?? 'unreported', r.ageSeconds === undefined ? '-' : formatAge(r.ageSeconds), r.elbState]);
+    lines.push('', ...columns(targets));
+  }
   return lines.join('\n');
+}
+
+function columns(rows: readonly string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  '));
+}
+
+/** `42s`, `3m05s`, `2h07m`, `3d04h`: an age at a glance. */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
 }
 
 export function renderLeases(rows: readonly LeaseRow[]): string {

@@ -2,14 +2,15 @@ import { Command, Option } from 'commander';
 import { rootMessage } from '../aws/aws-errors';
 import { ConfigError, InvalidLeaseError, LeaseStoreError } from '../core/errors';
 import { UsageError } from './usage-error';
-import { DEFAULT_DRAIN_SECONDS } from '../sdk/shutdown';
 import { Deployment, STATE_FILE_CREDENTIALS } from '../core/deployment';
 import { assertLocalModeRunning, readStateFile, resolveDeployment } from './deployment-source';
 import { intOption, main as run } from './program';
 import { registerLocal } from './local-command';
-import { isFatalLeaseFailure, Sidecar } from './sidecar';
+import { expiryOf, isFatalLeaseFailure, Sidecar } from './sidecar';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { LeaseStore } from '../aws/lease-store';
+import { AgentLease } from '../sdk/agent-lease';
+import { DEFAULT_LEAVE_DEADLINE_MS, DEFAULT_PROPAGATION_MARGIN_MS, resolveLeaveOptions } from '../sdk/leave';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -19,20 +20,23 @@ interface SidecarFlags {
   stateFile?: string;
   region?: string;
   endpoint?: string;
-  address: string;
+  address?: string;
   port: number;
   capability: string[];
   healthUrl: string;
   ttl?: number;
   interval?: number;
   unhealthyThreshold?: number;
-  drainSeconds: number;
+  drainSeconds?: number;
+  readyFile?: string;
+  propagationMargin?: number;
+  leaveDeadline?: number;
   agentId?: string;
   takeover?: boolean;
 }
 
-/** Time a stop may spend on DynamoDB beyond the drain wait before the sidecar gives up and lets the lease expire. */
-const RELEASE_DEADLINE_MS = 15_000;
+/** Past the leave's own deadline, how long a stop may still take before the sidecar gives up (the leave keeps to its deadline; this is the last resort). */
+const STOP_GRACE_MS = 5_000;
 
 /** Where the sidecar's lease table is, and which capabilities the deployment routes when that is known. */
 async function sidecarTarget(f: SidecarFlags): Promise<{ tableName: string; region?: string; endpoint?: string; local: boolean; routes?: readonly string[] }> {
@@ -85,26 +89,31 @@ async function checkTableAccess(tableName: string, clientConfig: Record<string, 
 function registerSidecar(program: Command): void {
   program
     .command('sidecar')
-    .description('hold a lease for a local process while its health URL answers 2xx; drain on failures, drain and release on SIGTERM')
+    .description('hold a lease for a local process while its health URL answers 2xx; drain on failures; on SIGTERM leave rotation (drain, wait until out of rotation everywhere plus a margin), release, exit 0')
     .addOption(new Option('--table <name>', 'lease table name').conflicts(['stateFile', 'stack']))
     .addOption(new Option('--stack <name>', 'CloudFormation stack deployed by agent-lb (finds the table; warns about capabilities it does not route)').conflicts('stateFile'))
     .option('--state-file <path>', 'join a local-mode deployment')
     .option('--region <region>', 'AWS Region (default: AWS_REGION)')
     .option('--endpoint <url>', 'DynamoDB endpoint override')
-    .option('--address <ip>', 'address the load balancer should send traffic to')
+    .option('--address <ip>', 'address the load balancer should send traffic to (default: found in ECS task metadata v4, then EC2 IMDSv2)')
     .option('--port <port>', 'port of the process', intOption('--port', 1, 65535))
     .option('--capability <name>', 'capability served (repeatable)', collect)
     .option('--health-url <url>', 'local health URL; 2xx = healthy')
     .option('--ttl <seconds>', 'lease TTL (default: 30)', intOption('--ttl', 3, 3600))
     .option('--interval <ms>', 'probe interval (default ttl/3)', intOption('--interval', 100, 600_000))
     .option('--unhealthy-threshold <n>', 'failed probes before draining', intOption('--unhealthy-threshold', 1, 100), 3)
-    .option('--drain-seconds <s>', 'on SIGTERM, seconds between drain and release (a second signal cuts it short)', intOption('--drain-seconds', 0, 3600), DEFAULT_DRAIN_SECONDS)
+    .option('--ready-file <path>', 'written while the target is serving (healthy in every group), removed when it is not or when leaving')
+    .option('--propagation-margin <ms>', `on SIGTERM, ms to keep serving once out of rotation everywhere (default ${DEFAULT_PROPAGATION_MARGIN_MS})`, intOption('--propagation-margin', 0, 120_000))
+    .option('--leave-deadline <s>', `on SIGTERM, seconds the whole leave may take, release included (default ${DEFAULT_LEAVE_DEADLINE_MS / 1000})`, intOption('--leave-deadline', 1, 3600))
+    .addOption(new Option('--drain-seconds <s>').hideHelp().argParser((v) => Number(v)))
     .option('--agent-id <id>', 'human-readable id (default hostname:pid)')
     .option('--takeover', 'replace any existing lease on this address:port')
     .action(async (f: SidecarFlags) => {
+      if (f.drainSeconds !== undefined) {
+        throw new UsageError('--drain-seconds is gone: on SIGTERM the sidecar waits until the registry reports the target out of rotation, then --propagation-margin <ms>, all within --leave-deadline <s>');
+      }
       // All at once: a newcomer learns every required flag from one run, not four.
       const missing = [
-        f.address === undefined && '--address <ip>',
         f.port === undefined && '--port <port>',
         f.capability === undefined && '--capability <name>',
         f.healthUrl === undefined && '--health-url <url>',
@@ -122,29 +131,40 @@ function registerSidecar(program: Command): void {
         ...(target.endpoint ? { endpoint: target.endpoint } : {}),
         ...(target.local ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}),
       };
-      let sidecar: Sidecar;
+      let lease: AgentLease;
       try {
-        sidecar = new Sidecar({
-          healthUrl: f.healthUrl,
-          ...(f.interval ? { intervalMs: f.interval } : {}),
-          ...(f.unhealthyThreshold ? { unhealthyThreshold: f.unhealthyThreshold } : {}),
-          lease: {
-            tableName: target.tableName,
-            address: f.address,
-            port: f.port,
-            capabilities: f.capability,
-            ...(f.ttl ? { ttl: f.ttl } : {}),
-            ...(f.agentId ? { agentId: f.agentId } : {}),
-            ...(f.takeover ? { takeover: true } : {}),
-            ...(target.local ? { allowLoopback: true } : {}),
-            clientConfig,
-          },
+        // Without --address, AgentLease.create() finds it (ECS task metadata v4, EC2 IMDSv2) or says where it looked.
+        lease = await AgentLease.create({
+          tableName: target.tableName,
+          ...(f.address !== undefined ? { address: f.address } : {}),
+          port: f.port,
+          capabilities: f.capability,
+          ...(f.ttl ? { ttl: f.ttl } : {}),
+          ...(f.agentId ? { agentId: f.agentId } : {}),
+          ...(f.takeover ? { takeover: true } : {}),
+          ...(target.local ? { allowLoopback: true } : {}),
+          keepProcessAlive: true,
+          clientConfig,
         });
       } catch (error) {
         // The SDK refuses a lease the servers would refuse; for a sidecar that is a flag problem.
         if (error instanceof InvalidLeaseError || error instanceof ConfigError) throw new UsageError(error.message, { cause: error });
         throw error;
       }
+      const found = lease.discoveredAddress;
+      if (found) process.stdout.write(`${new Date().toISOString()} address ${found.address} from ${found.source}${found.availabilityZone ? ` (${found.availabilityZone})` : ''}\n`);
+      const leave = {
+        ...(f.propagationMargin !== undefined ? { propagationMarginMs: f.propagationMargin } : {}),
+        ...(f.leaveDeadline !== undefined ? { deadlineMs: f.leaveDeadline * 1000 } : {}),
+      };
+      const sidecar = new Sidecar({
+        lease,
+        healthUrl: f.healthUrl,
+        ...(f.interval ? { intervalMs: f.interval } : {}),
+        ...(f.unhealthyThreshold ? { unhealthyThreshold: f.unhealthyThreshold } : {}),
+        ...(f.readyFile ? { readyFile: f.readyFile } : {}),
+        leave,
+      });
       await checkTableAccess(target.tableName, clientConfig, sidecar.lease.target);
       const unrouted = target.routes ? f.capability.filter((c) => !target.routes!.includes(c)) : [];
       for (const c of unrouted) {
@@ -153,14 +173,14 @@ function registerSidecar(program: Command): void {
         );
       }
       sidecar.on('event', (e) => {
-        const line = e.kind === 'probe' ? (e.ok ? undefined : `probe failed: ${e.detail}`) : `${e.kind} ${e.detail}`;
+        const line = e.kind === 'probe' ? (e.ok ? undefined : `probe failed: ${e.detail}`) : e.kind === 'leave' ? e.detail : `${e.kind} ${e.detail}`;
         if (line) process.stdout.write(`${new Date().toISOString()} ${line}\n`);
       });
       let signalled = false;
       let onSignal: () => void = () => undefined;
       const outcome = await new Promise<{ signal: true } | { fatal: Error }>((resolve) => {
         onSignal = () => {
-          // `on`, not `once`: a repeated signal (supervisors re-send) must not kill the release half-way; it cuts the drain wait short.
+          // `on`, not `once`: a repeated signal (supervisors re-send) must not kill the release half-way; it cuts the waits short.
           if (signalled) return sidecar.hurryStop();
           signalled = true;
           resolve({ signal: true });
@@ -177,18 +197,19 @@ function registerSidecar(program: Command): void {
       if ('fatal' in outcome) {
         unlisten();
         // Nothing more can be written with these credentials or this table: stop, and let any lease expire.
+        sidecar.hurryStop();
         void sidecar.stop().catch(() => undefined);
         throw outcome.fatal;
       }
       try {
-        await within(sidecar.stop(f.drainSeconds), f.drainSeconds * 1000 + RELEASE_DEADLINE_MS, 'releasing the lease');
+        const { deadlineMs } = resolveLeaveOptions(leave);
+        await within(sidecar.stop(), deadlineMs + STOP_GRACE_MS, 'leaving rotation');
         unlisten();
       } catch (cause) {
         unlisten();
-        const expiresAt = sidecar.lease.expiresAt;
+        if (cause instanceof LeaseStoreError) throw cause;
         throw new LeaseStoreError(
-          `could not release the lease on ${sidecar.lease.target} (${rootMessage(cause)}); ` +
-            (expiresAt ? `it expires by itself at ${new Date(expiresAt * 1000).toISOString()}` : 'it expires by itself within its ttl'),
+          `could not release the lease on ${sidecar.lease.target} (${rootMessage(cause)}); ${expiryOf(sidecar.lease)}`,
           { cause },
         );
       }

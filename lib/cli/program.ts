@@ -101,6 +101,7 @@ export const EXIT_CODES: Readonly<Partial<Record<AgentLbErrorCode, number>>> = {
   NO_CREDENTIALS: 2,
   LOCAL_MODE_STOPPED: 2,
   MISSING_DEPENDENCY: 2,
+  ADDRESS_NOT_FOUND: 2,
 };
 
 /**

@@ -1,10 +1,15 @@
 import { EventEmitter } from 'node:events';
-import { awsFailureKind } from '../aws/aws-errors';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { awsFailureKind, rootMessage } from '../aws/aws-errors';
+import { LeaseStoreError } from '../core/errors';
 import { AgentLease } from '../sdk/agent-lease';
 import type { AgentLeaseOptions } from '../sdk/agent-lease-options';
+import { formatLeaveStep, LeaveOptions, LeaveReport, leaveRotation } from '../sdk/leave';
+import { describeGroups, servingProgress } from '../sdk/rotation-progress';
 
 export interface SidecarOptions {
-  readonly lease: AgentLeaseOptions;
+  /** The lease to hold: its options, or a lease already made (`AgentLease.create()` found its address). */
+  readonly lease: AgentLeaseOptions | AgentLease;
   /** Local health URL of the process the sidecar stands for; 2xx means healthy. */
   readonly healthUrl: string;
   /** How often the health URL is probed. @default ttl/3 seconds */
@@ -13,12 +18,21 @@ export interface SidecarOptions {
   readonly unhealthyThreshold?: number;
   /** Per-probe timeout. @default 2000 ms */
   readonly probeTimeoutMs?: number;
+  /**
+   * Written (JSON: target, since) while the target is serving — held, `active` and `healthy` in
+   * every capability's group as the registry reports in `rotation` — and removed as soon as it
+   * is not, and when the sidecar starts leaving: what an orchestrator's readiness check looks at.
+   * @default - none
+   */
+  readonly readyFile?: string;
+  /** How `stop()` leaves rotation (propagation margin, deadline, …); see `LeaveOptions`. @default the SDK's */
+  readonly leave?: Omit<LeaveOptions, 'signal' | 'onStep' | 'inFlight'>;
   readonly fetch?: typeof fetch;
 }
 
 export type SidecarEvent =
   | { kind: 'probe'; ok: boolean; detail: string }
-  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying'; detail: string };
+  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave'; detail: string };
 
 /**
  * Failures no retry can fix: no or refused credentials, a missing permission, a missing table.
@@ -43,7 +57,10 @@ export function probeFailure(error: unknown, timeoutMs: number): string {
  * Holds a lease for a process written in any language. The lease is acquired on the first
  * healthy probe, drained after `unhealthyThreshold` failures in a row, released when the
  * process stays unhealthy for a whole TTL (so a dead process never keeps a lease by proxy),
- * and re-acquired or re-activated as soon as it answers 2xx again.
+ * and re-acquired or re-activated as soon as it answers 2xx again. `stop()` leaves rotation the
+ * SDK's way (`AgentLease.leave()`): drain, wait until the registry reports the target out of
+ * rotation in every group, a propagation margin, release; so a supervisor that stops the process
+ * once the sidecar has exited loses no request.
  */
 export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
   public readonly lease: AgentLease;
@@ -52,13 +69,17 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
   private timer?: NodeJS.Timeout;
   /** The probe-and-react cycle in progress, which `stop()` waits for. */
   private ticking?: Promise<void>;
-  private stopping?: Promise<void>;
+  private stopping?: Promise<LeaveReport>;
   private stopped = false;
   private readonly intervalMs: number;
   private readonly threshold: number;
   private readonly fetchFn: typeof fetch;
-  private hurry?: () => void;
+  private readonly hurry = new AbortController();
   private failFatally: (error: Error) => void = () => undefined;
+  /** Whether the target was serving when last looked at (what the ready file says). */
+  private servingNow = false;
+  /** Stops the rotation poll that runs while held and not yet serving. */
+  private unwatch?: () => void;
 
   /**
    * Settles with the first failure no retry can fix ({@link isFatalLeaseFailure}): whoever runs
@@ -68,7 +89,7 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
 
   public constructor(private readonly options: SidecarOptions) {
     super();
-    this.lease = new AgentLease({ ...options.lease, keepProcessAlive: true });
+    this.lease = options.lease instanceof AgentLease ? options.lease : new AgentLease({ ...options.lease, keepProcessAlive: true });
     this.intervalMs = options.intervalMs ?? Math.max(500, Math.round((this.lease.ttl * 1000) / 3));
     this.threshold = options.unhealthyThreshold ?? 3;
     this.fetchFn = options.fetch ?? fetch;
@@ -81,6 +102,9 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     };
     this.lease.on('renewFailed', background);
     this.lease.on('reacquireFailed', background);
+    // Serving or not: after every change of what the answer depends on.
+    const look = () => this.lookAtServing();
+    for (const event of ['rotation', 'acquired', 'reacquired', 'statusChanged', 'lost', 'released'] as const) this.lease.on(event, look);
   }
 
   public start(): void {
@@ -88,49 +112,66 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
   }
 
   /**
-   * SIGTERM path: stop probing; drain a lease in rotation and keep it `drainSeconds` while the
-   * load balancer stops sending new requests; release. Idempotent: later calls share the first
-   * one's work. Rejects with the DynamoDB failure when the lease could not be released.
+   * SIGTERM path: stop probing, remove the ready file, then `leaveRotation`: drain → out of
+   * rotation in every group (as the registry reports it) → propagation margin → release, within
+   * the leave deadline (25 s by default). Idempotent: later calls share the first one's work.
+   * Resolves to the leave's report; rejects (LeaseStoreError) when a lease held could not be released.
    */
-  public stop(drainSeconds = 0): Promise<void> {
-    return (this.stopping ??= this.shutdown(drainSeconds));
+  public stop(): Promise<LeaveReport> {
+    return (this.stopping ??= this.shutdown());
   }
 
-  /** Cuts the drain wait of a stop in progress short (a second signal). */
+  /** Cuts the waits of a stop in progress short and releases at once (a second signal). */
   public hurryStop(): void {
-    this.hurry?.();
+    this.hurry.abort();
   }
 
-  private async shutdown(drainSeconds: number): Promise<void> {
+  private async shutdown(): Promise<LeaveReport> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     // A cycle in flight may be acquiring: let it finish, so what it acquires is released below
     // rather than renewed forever by a process that was told to stop.
     await this.ticking;
-    let drained = false;
-    if (drainSeconds > 0 && this.lease.held && this.lease.status === 'active') {
-      try {
-        await this.lease.drain();
-        drained = true;
-        this.emit('event', { kind: 'drained', detail: `shutdown: out of rotation, releasing in ${drainSeconds}s` });
-      } catch (error) {
-        // Release anyway: it takes the target out too, just without the grace period.
-        this.emit('event', { kind: 'error', detail: `drain failed: ${(error as Error).message}` });
-      }
+    this.lookAtServing();
+    const report = await leaveRotation(this.lease, {
+      ...this.options.leave,
+      signal: this.hurry.signal,
+      onStep: (step) => this.emit('event', { kind: 'leave', detail: formatLeaveStep(step) }),
+    });
+    this.unwatch?.();
+    const release = report.steps.find((s) => s.step === 'release');
+    if (release?.outcome === 'failed' || release?.outcome === 'deadline') {
+      const cause = report.errors[report.errors.length - 1];
+      throw new LeaseStoreError(`could not release the lease on ${this.lease.target} (${cause ? rootMessage(cause) : release.detail}); ${expiryOf(this.lease)}`, { cause });
     }
-    if (drained) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, drainSeconds * 1000);
-        this.hurry = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+    if (report.released && report.steps.some((s) => s.step === 'drain' && s.outcome !== 'skipped')) this.emit('event', { kind: 'released', detail: 'shutdown' });
+    return report;
+  }
+
+  /**
+   * Serving: held, `active`, `healthy` everywhere, not stopping. Keeps the ready file in step, and
+   * polls the lease (one GetItem a second) while held and not serving yet, so readiness shows as
+   * soon as the registry reports it rather than at the next heartbeat.
+   */
+  private lookAtServing(): void {
+    const serving = !this.stopped && this.lease.isServing;
+    const waiting = !this.stopped && this.lease.held && !serving && this.lease.status === 'active';
+    if (waiting && this.unwatch === undefined && this.options.readyFile !== undefined) this.unwatch = this.lease.watchRotation();
+    if (!waiting && this.unwatch !== undefined) {
+      this.unwatch();
+      this.unwatch = undefined;
     }
-    // Also when lost or re-acquiring: release() cancels the re-acquire attempts.
-    if (this.lease.phase !== 'idle' && this.lease.phase !== 'released') {
-      await this.lease.release();
-      this.emit('event', { kind: 'released', detail: 'shutdown' });
+    if (serving === this.servingNow) return;
+    this.servingNow = serving;
+    const groups = this.lease.capabilities.join(', ');
+    this.emit('event', serving ? { kind: 'serving', detail: `healthy in ${groups}` } : { kind: 'not-serving', detail: this.stopped ? 'leaving' : describeRotation(this.lease) });
+    const file = this.options.readyFile;
+    if (file === undefined) return;
+    try {
+      if (serving) writeReadyFile(file, this.lease.target);
+      else rmSync(file, { force: true });
+    } catch (error) {
+      this.emit('event', { kind: 'error', detail: `ready file ${file}: ${(error as Error).message}` });
     }
   }
 
@@ -190,4 +231,24 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
       this.emit('event', { kind: 'released', detail: `unhealthy for ${this.lease.ttl}s` });
     }
   }
+}
+
+/** Written whole or not at all (a readiness check never reads half a file). */
+function writeReadyFile(path: string, target: string): void {
+  const partial = `${path}.${process.pid}.tmp`;
+  writeFileSync(partial, `${JSON.stringify({ target, servingSince: new Date().toISOString() })}\n`);
+  renameSync(partial, path);
+}
+
+/** Why a lease is not serving, group by group: `vision initial for 1.2 s, speech unreported`. */
+function describeRotation(lease: AgentLease): string {
+  if (!lease.held) return `lease ${lease.phase}`;
+  if (lease.status !== 'active') return 'lease draining';
+  return describeGroups(servingProgress(lease.rotation, lease.capabilities).groups, Date.now());
+}
+
+/** When a lease left behind goes by itself: `it expires by itself at 2026-…Z`. */
+export function expiryOf(lease: AgentLease): string {
+  const expiresAt = lease.expiresAt;
+  return expiresAt ? `it expires by itself at ${new Date(expiresAt * 1000).toISOString()}` : 'it expires by itself within its ttl';
 }

@@ -307,7 +307,8 @@ export class RegistrySync extends Construct {
     if (discoverOn) this.syncFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
     // Before registering or deregistering, sync reads the leases (BatchGetItem, consistent): a
     // stream that is behind (or replayed) must neither put a dead lease in nor take a live one out.
-    props.table.grant(this.syncFunction, 'dynamodb:BatchGetItem');
+    // UpdateItem: the `rotation` feedback (conditional on the lease token; docs/lease-contract.md).
+    props.table.grant(this.syncFunction, 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem');
 
     this.failureQueue = new sqs.Queue(this, 'SyncFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -348,7 +349,7 @@ export class RegistrySync extends Construct {
       }),
     );
     props.table.grantReadData(this.reconcileFunction);
-    props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem');
+    props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
 
     this.reconcileSchedule = new events.Rule(this, 'ReconcileSchedule', {
       description: 'agent-lb: runs the reconcile Lambda',

@@ -16,7 +16,9 @@ export type AgentLbErrorCode =
   | 'NO_CREDENTIALS'
   | 'ACCESS_DENIED'
   | 'LOCAL_MODE_STOPPED'
-  | 'MISSING_DEPENDENCY';
+  | 'MISSING_DEPENDENCY'
+  | 'NOT_SERVING'
+  | 'ADDRESS_NOT_FOUND';
 
 export interface AgentLbErrorOptions {
   readonly cause?: unknown;

@@ -18,12 +18,12 @@ export {
 } from './errors';
 export type { AgentLbErrorCode, AgentLbErrorOptions, LeaseRejection, LeaseRejectionReason } from './errors';
 export { MAX_QUOTED_CHARS, quoteUntrusted } from './untrusted-text';
-export { decodeLease, encodeLease, encodeValidLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS } from './lease-codec';
-export type { DecodeResult } from './lease-codec';
+export { decodeLease, decodeRotation, encodeLease, encodeRotationEntry, encodeValidLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS, rotationEntry } from './lease-codec';
+export type { DecodeResult, DecodedRotation } from './lease-codec';
 export { routeItem, routeLease, targetRefOf } from './lease-routing';
 export type { Membership, RoutedLease } from './lease-routing';
-export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT } from './lease-schema';
-export type { CapabilityRoute, Lease, LeaseStatus, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
+export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, ROTATION_STATES } from './lease-schema';
+export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
 export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-planner';
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
 export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lease-confirmation';
@@ -42,5 +42,7 @@ export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, R
 export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
 export type { Deployment, LocalState } from './deployment';
-export { firstUnappliedRecord, planStreamBatch } from './stream-planner';
+export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationStateOf } from './rotation-planner';
+export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
+export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';

@@ -11,6 +11,10 @@ import {
   MIN_PORT,
   RawAttributeValue,
   RawItem,
+  ROTATION_STATES,
+  RotationEntry,
+  RotationState,
+  LeaseRotation,
 } from './lease-schema';
 
 export type DecodeResult =
@@ -145,6 +149,8 @@ export function decodeLease(item: unknown, policy: AddressPolicy): DecodeResult 
   const registeredAt = r.number(LEASE_ATTR.registeredAt);
   const availabilityZone = r.string(LEASE_ATTR.availabilityZone, true);
   const metadata = r.map(LEASE_ATTR.metadata);
+  // Registry feedback: a malformed entry is dropped, never a reason to refuse the lease.
+  const { rotation } = decodeRotation(item[LEASE_ATTR.rotation]);
 
   if (port !== undefined && (!Number.isInteger(port) || port < MIN_PORT || port > MAX_PORT)) {
     r.reject('BAD_PORT', `port ${port} is outside ${MIN_PORT}–${MAX_PORT}`);
@@ -191,11 +197,70 @@ export function decodeLease(item: unknown, policy: AddressPolicy): DecodeResult 
       registeredAt: registeredAt!,
       ...(availabilityZone === undefined ? {} : { availabilityZone }),
       ...(metadata === undefined ? {} : { metadata }),
+      ...(rotation === undefined ? {} : { rotation }),
     },
   };
 }
 
-/** The item an agent writes for a lease. */
+/** Smallest plausible `since` (epoch ms, March 1973): below it the writer almost surely used seconds. */
+const MIN_EPOCH_MS = 1e11;
+const MAX_ROTATION_PROBLEMS = 5;
+
+export interface DecodedRotation {
+  /** Well-formed entries by capability; undefined when the attribute is absent or has none. */
+  readonly rotation?: LeaseRotation;
+  /** One line per malformed part (for the writer's logs); those parts are left out of `rotation`. */
+  readonly problems: readonly string[];
+}
+
+/**
+ * Reads the registry's `rotation` attribute from an untrusted attribute value: a Map of
+ * capability name → Map `{ state: S, since: N }` (extra keys in an entry are ignored, so the
+ * registry may add some later). Never throws; keeps every well-formed entry.
+ */
+export function decodeRotation(raw: unknown): DecodedRotation {
+  if (raw === undefined || (isRecord(raw) && raw.NULL === true)) return { problems: [] };
+  if (!isRecord(raw) || !isRecord(raw.M) || typeOf(raw) !== 'M') {
+    return { problems: [`attribute "${LEASE_ATTR.rotation}" must be Map (M), got ${typeOf(raw)}`] };
+  }
+  const problems: string[] = [];
+  const entries: [string, RotationEntry][] = [];
+  for (const [capability, value] of Object.entries(raw.M)) {
+    const where = `rotation entry ${quoteUntrusted(capability, 70)}`;
+    if (!CAPABILITY_NAME.test(capability)) {
+      problems.push(`${where}: not a capability name (${CAPABILITY_NAME.source})`);
+      continue;
+    }
+    const entry = isRecord(value) && typeOf(value) === 'M' && isRecord(value.M) ? value.M : undefined;
+    const state = isRecord(entry?.state) && typeOf(entry.state) === 'S' ? entry.state.S : undefined;
+    const sinceText = isRecord(entry?.since) && typeOf(entry.since) === 'N' ? entry.since.N : undefined;
+    if (entry === undefined) problems.push(`${where}: must be Map (M), got ${typeOf(value)}`);
+    else if (typeof state !== 'string' || !(ROTATION_STATES as readonly string[]).includes(state)) {
+      problems.push(`${where}: state must be one of ${ROTATION_STATES.join(', ')} (S), got ${quoteUntrusted(state ?? entry.state)}`);
+    } else if (typeof sinceText !== 'string' || !DECIMAL_NUMBER.test(sinceText) || !Number.isSafeInteger(Number(sinceText)) || Number(sinceText) < 0) {
+      problems.push(`${where}: since must be a whole number of epoch milliseconds (N), got ${quoteUntrusted(sinceText ?? entry.since)}`);
+    } else if (Number(sinceText) < MIN_EPOCH_MS) {
+      problems.push(`${where}: since ${sinceText} looks like epoch seconds; it takes epoch milliseconds`);
+    } else {
+      entries.push([capability, { state: state as RotationState, since: Number(sinceText) }]);
+    }
+  }
+  // A broken writer may fill a 400 KB item with bad entries; a log line stays short.
+  const shown = problems.length > MAX_ROTATION_PROBLEMS ? [...problems.slice(0, MAX_ROTATION_PROBLEMS), `and ${problems.length - MAX_ROTATION_PROBLEMS} more`] : problems;
+  return { ...(entries.length === 0 ? {} : { rotation: Object.fromEntries(entries) }), problems: shown };
+}
+
+/** The entry of one capability (own entries only: "constructor" is a valid capability name). */
+export function rotationEntry(rotation: LeaseRotation | undefined, capability: string): RotationEntry | undefined {
+  return rotation !== undefined && Object.hasOwn(rotation, capability) ? rotation[capability] : undefined;
+}
+
+/** One `rotation` entry as the registry writes it: `SET #rotation.#capability = :entry`. */
+export function encodeRotationEntry(entry: RotationEntry): RawAttributeValue {
+  return { M: { state: { S: entry.state }, since: { N: String(Math.floor(entry.since)) } } };
+}
+
+/** The item an agent writes for a lease. Never `rotation`: only the registry writes that. */
 export function encodeLease(lease: Lease): Record<string, RawAttributeValue> {
   return {
     [LEASE_ATTR.target]: { S: lease.target },

@@ -16,6 +16,7 @@ export const LEASE_ATTR = {
   registeredAt: 'registeredAt',
   availabilityZone: 'availabilityZone',
   metadata: 'metadata',
+  rotation: 'rotation',
 } as const;
 
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
@@ -30,6 +31,26 @@ export const MIN_PORT = 1;
 export const MAX_PORT = 65535;
 
 export type LeaseStatus = 'active' | 'draining';
+
+/**
+ * A target's state in one capability's target group, as the registry last saw it: ELB's own
+ * states (DescribeTargetHealth) plus `absent` once the target left the group.
+ */
+export const ROTATION_STATES = ['initial', 'healthy', 'unhealthy', 'draining', 'unused', 'unavailable', 'absent'] as const;
+export type RotationState = (typeof ROTATION_STATES)[number];
+
+/** One capability's entry of the `rotation` attribute. */
+export interface RotationEntry {
+  readonly state: RotationState;
+  /** Epoch milliseconds (the registry's clock) since when the target has been in `state`. */
+  readonly since: number;
+}
+
+/**
+ * The `rotation` attribute, per capability name. Written only by the registry (conditional on
+ * the lease token); agents read it. Never used for routing: a change of it alone costs no ELB call.
+ */
+export type LeaseRotation = Readonly<Record<string, RotationEntry>>;
 export type TargetType = 'ip' | 'instance';
 
 /** A DynamoDB attribute value as found in items and stream images (SDK and Lambda shapes alike). */
@@ -65,6 +86,11 @@ export interface Lease {
   readonly registeredAt: number;
   readonly availabilityZone?: string;
   readonly metadata?: Readonly<Record<string, RawAttributeValue>>;
+  /**
+   * The registry's feedback, well-formed entries only (a malformed entry is dropped, never a
+   * reason to refuse the lease). Read-only for agents: `encodeLease` never writes it.
+   */
+  readonly rotation?: LeaseRotation;
 }
 
 /** One target as ELBv2 knows it. `key` is `formatTarget(id, port)`, the lease key. */

@@ -2,7 +2,7 @@ import { AddressPolicy } from './address-policy';
 import { LeaseRejection } from './errors';
 import { isLive, leaseKeyOf } from './lease-codec';
 import { Membership, routeItem } from './lease-routing';
-import { HEARTBEAT_ATTRS, RawItem, RoutingConfig, TargetRef } from './lease-schema';
+import { HEARTBEAT_ATTRS, LEASE_ATTR, RawItem, RoutingConfig, TargetRef } from './lease-schema';
 
 /** One lease-table change, as a stream record carries it. */
 export interface LeaseChangeRecord {
@@ -18,7 +18,18 @@ export interface LeaseChangeRecord {
   readonly removedByTtl?: boolean;
 }
 
-export type RecordKind = 'registration' | 'heartbeat' | 'noop' | 'release' | 'ttl-deletion' | 'change';
+/**
+ * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `rotation`: only the registry's `rotation`
+ *   (and perhaps the heartbeat's attributes) changed. Neither can change routing: no ELB call,
+ *   no confirming read.
+ * - `noop`: another change that leaves the target's groups as they were (a re-acquire by the
+ *   holder, new metadata); `registration`, `change`: the groups changed; `release`,
+ *   `ttl-deletion`: the item was deleted by its holder or by DynamoDB's TTL.
+ */
+export type RecordKind = 'registration' | 'heartbeat' | 'rotation' | 'noop' | 'release' | 'ttl-deletion' | 'change';
+
+/** Every record kind, in the order reports list them. */
+export const RECORD_KINDS: readonly RecordKind[] = ['registration', 'heartbeat', 'rotation', 'noop', 'release', 'ttl-deletion', 'change'];
 
 export interface TargetGroupChanges {
   readonly targetGroupArn: string;
@@ -63,12 +74,15 @@ function sameValue(a: unknown, b: unknown): boolean {
   return ka.every((k) => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
-/** True when only the heartbeat attributes differ: a renewal, which never changes routing. */
-function sameExceptHeartbeat(a: RawItem, b: RawItem): boolean {
-  for (const k in a) if (!HEARTBEAT_ATTRS.includes(k) && !sameValue(a[k], b[k])) return false;
-  for (const k in b) if (!(k in a) && !HEARTBEAT_ATTRS.includes(k)) return false;
+/** True when only attributes in `ignored` differ. */
+function sameExcept(a: RawItem, b: RawItem, ignored: readonly string[]): boolean {
+  for (const k in a) if (!ignored.includes(k) && !sameValue(a[k], b[k])) return false;
+  for (const k in b) if (!(k in a) && !ignored.includes(k)) return false;
   return true;
 }
+
+/** Attributes whose change alone never changes routing: the heartbeat's and the registry's own `rotation`. */
+const NOT_ROUTING_ATTRS: readonly string[] = [...HEARTBEAT_ATTRS, LEASE_ATTR.rotation];
 
 function byGroup(memberships: readonly Membership[]): Map<string, Membership> {
   return new Map(memberships.map((m) => [m.targetGroupArn, m]));
@@ -91,8 +105,10 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     // items, and their targets must leave the group now rather than at the next reconcile.
     const before = viewOf(record.oldImage, record.newImage ? record.writtenAtSeconds : undefined, policy, routing);
     const after = viewOf(record.newImage, record.writtenAtSeconds, policy, routing);
-    rejections.push(...after.rejections);
-    kinds.push(classify(record, before, after));
+    const kind = classify(record, before, after);
+    // The registry's own rotation write changes nothing a rejection is about: it was reported with the write that made the lease.
+    if (kind !== 'rotation') rejections.push(...after.rejections);
+    kinds.push(kind);
 
     const key = recordKey(record);
     if (key === undefined) return;
@@ -147,7 +163,8 @@ function classify(record: LeaseChangeRecord, before: ImageView, after: ImageView
   const was = new Set(before.memberships.map((m) => m.targetGroupArn));
   const is = new Set(after.memberships.map((m) => m.targetGroupArn));
   const sameGroups = was.size === is.size && [...was].every((a) => is.has(a));
-  if (record.oldImage && sameExceptHeartbeat(record.oldImage, record.newImage)) return sameGroups ? 'heartbeat' : 'change';
+  if (record.oldImage && sameExcept(record.oldImage, record.newImage, HEARTBEAT_ATTRS)) return sameGroups ? 'heartbeat' : 'change';
+  if (record.oldImage && sameExcept(record.oldImage, record.newImage, NOT_ROUTING_ATTRS)) return sameGroups ? 'rotation' : 'change';
   if (sameGroups) return 'noop';
   return was.size === 0 ? 'registration' : 'change';
 }

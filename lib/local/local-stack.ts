@@ -5,12 +5,13 @@ import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { LocalState, routingFor } from '../core/deployment';
-import { DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
+import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
+import { RotationPoll } from '../registry/rotation-poll';
 import { createReconcileHandler } from '../handlers/reconcile-handler';
 import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
@@ -29,6 +30,13 @@ export interface LocalStackOptions {
   readonly cdkJsonPath?: string;
   /** How often the reconcile handler runs. @default 5000 */
   readonly reconcileIntervalMs?: number;
+  /**
+   * How often the registry's rotation poll reads the groups' health and writes what changed into
+   * the leases' `rotation` (RotationPoll: one DescribeTargetHealth per group, lease reads only on
+   * change), so agents learn they are serving without waiting for a reconcile pass. 0 turns it off.
+   * @default 1000
+   */
+  readonly rotationPollIntervalMs?: number;
   /** Stream poll interval per shard. @default 250 (Lambda polls about 4×/s) */
   readonly pollIntervalMs?: number;
   /** @default 1000, like the stack's event source mapping */
@@ -119,7 +127,7 @@ export class LocalStack {
     public readonly dynamodb: DynamoDBClient,
     public readonly elbv2: ElasticLoadBalancingV2Client,
     private readonly servers: { ddb: DynamoDbLocal; moto: MotoServer },
-    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
+    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
     /** The local data plane, when `dataPlane` was given. */
@@ -222,6 +230,8 @@ export class LocalStack {
     const handlers = {
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
+      // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
+      rotationPoll: new RotationPoll({ elb: new ElbTargets(reconcileElb), store: new LeaseStore(reconcileDynamo, deployment.tableName), routing: runtimeConfig.routing, policy: addressPolicyFor(runtimeConfig.routing) }),
       clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo],
       ...(proxy ? { proxy } : {}),
     };
@@ -258,6 +268,7 @@ export class LocalStack {
     stack.poller.start();
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
+    stack.handlers.rotationPoll.start(options.rotationPollIntervalMs ?? 1000, (error) => options.onError?.('reconcile', error));
     try {
       if (options.stateFile) writeStateFile(options.stateFile, state);
     } catch (error) {
@@ -410,6 +421,7 @@ export class LocalStack {
     await this.poller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
     await this.reconcileRunning;
+    await this.handlers.rotationPoll.stop();
     await this.dataPlane?.stop();
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();

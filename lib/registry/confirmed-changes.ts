@@ -82,6 +82,8 @@ export interface ConfirmedOutcome {
   readonly rejected: { key: string; error: ElbTargetsError }[];
   readonly calls: number;
   readonly firstTransientError?: ElbTargetsError;
+  /** Per key in `applied`, the lease as the read that confirmed its call saw it (`undefined`: no item): what the rotation it leaves is written into. */
+  readonly confirmedBy: ReadonlyMap<string, RawItem | undefined>;
 }
 
 /**
@@ -107,6 +109,7 @@ export async function applyConfirmed(
   const withheld: TargetRef[] = [];
   const skippedRefused: string[] = [];
   const rejected: ConfirmedOutcome['rejected'] = [];
+  const confirmedBy = new Map<string, RawItem | undefined>();
   let calls = 0;
   let firstTransientError: ElbTargetsError | undefined;
   let pending = [...targets];
@@ -162,6 +165,7 @@ export async function applyConfirmed(
       pending = pending.filter((t) => !there.has(t.key));
     }
     const landed = send.filter((t) => done.has(t.key));
+    for (const t of landed) confirmedBy.set(t.key, reads.get(t.key));
     if (landed.length > 0 && !(deps.verifyLanded ?? ['register', 'deregister']).includes(action)) applied.push(...landed.map((t) => t.key));
     else if (landed.length > 0) {
       const reverted = await undoContradicted(deps, action, targetGroupArn, landed, ctx, budgetEnd);
@@ -186,6 +190,7 @@ export async function applyConfirmed(
     rejected,
     calls,
     ...(pending.length > 0 && firstTransientError ? { firstTransientError } : {}),
+    confirmedBy: new Map(applied.map((key) => [key, confirmedBy.get(key)])),
   };
 }
 

@@ -1,6 +1,8 @@
-import { decodeLease, isLive } from '../core/lease-codec';
+import { formatTarget } from '../core/address-policy';
+import { decodeLease, isLive, rotationEntry } from '../core/lease-codec';
 import { routeLease } from '../core/lease-routing';
-import { Lease, RoutingConfig } from '../core/lease-schema';
+import { Lease, RotationState, RoutingConfig } from '../core/lease-schema';
+import { rotationStateOf } from '../core/rotation-planner';
 import { ObservedTarget, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { addressPolicyFor } from '../core/runtime-config';
 import { ElbTargets } from '../aws/elb-targets';
@@ -29,9 +31,25 @@ export interface CapabilityStatus {
   readonly stale: readonly string[];
 }
 
+/** One lease's target in one capability's group: what the registry told the agent (`rotation`) and what ELB says now. */
+export interface TargetRotation {
+  readonly target: string;
+  readonly capability: string;
+  /** The lease's `rotation` entry: the state the registry last wrote; absent before its first write. */
+  readonly state?: RotationState;
+  /** Epoch ms of that entry's `since`. */
+  readonly since?: number;
+  /** How long the target has been in `state`, seconds (never negative: the registry's clock may run ahead). */
+  readonly ageSeconds?: number;
+  /** The state ELB reports now (`absent` when the group does not list the target). */
+  readonly elbState: string;
+}
+
 export interface FleetStatus {
   readonly at: string;
   readonly capabilities: readonly CapabilityStatus[];
+  /** Per lease held (not expired) and capability it routes to, by target then capability. */
+  readonly rotation: readonly TargetRotation[];
   readonly leases: { readonly total: number; readonly live: number; readonly invalid: number };
   readonly drift: boolean;
 }
@@ -56,12 +74,26 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
   const policy = addressPolicyFor(src.routing);
   const plan = planReconcile({ groups, items, nowSeconds, policy, routing: src.routing, safetyValveShare: 1 });
   const liveByGroup = new Map<string, number>();
+  const rotation: TargetRotation[] = [];
+  const readGroup = new Map(groups.map((g) => [g.targetGroupArn, new Map(g.targets.map((t) => [formatTarget(t.id, t.port), t]))]));
   let invalid = 0;
   for (const item of items) {
     const d = decodeLease(item, policy);
     if (!d.ok) {
       invalid++;
       continue;
+    }
+    if (d.lease.expiresAt > nowSeconds) {
+      for (const m of routeLease(d.lease, src.routing).memberships) {
+        const entry = rotationEntry(d.lease.rotation, m.capability);
+        const seen = readGroup.get(m.targetGroupArn)?.get(d.lease.target);
+        rotation.push({
+          target: d.lease.target,
+          capability: m.capability,
+          ...(entry ? { state: entry.state, since: entry.since, ageSeconds: Math.max(0, Math.floor((nowMs - entry.since) / 1000)) } : {}),
+          elbState: seen === undefined ? 'absent' : (rotationStateOf(seen) ?? seen.state),
+        });
+      }
     }
     if (!isLive(d.lease, nowSeconds)) continue;
     for (const m of routeLease(d.lease, src.routing).memberships) liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
@@ -85,6 +117,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
   return {
     at: new Date(nowMs).toISOString(),
     capabilities,
+    rotation: rotation.sort((a, b) => a.target.localeCompare(b.target) || a.capability.localeCompare(b.capability)),
     leases: { total: items.length, live: plan.liveLeases, invalid },
     drift: capabilities.some((c) => c.missing.length > 0 || c.stale.length > 0),
   };

@@ -3,11 +3,13 @@ import { mapLimit } from '../core/concurrency';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
+import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { applyConfirmed, ConfirmDeps } from './confirmed-changes';
+import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
+import { RotationWriteReport, writeRotations } from './rotation-writes';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
 export const DESCRIBE_DEADLINE_MS = 5000;
@@ -67,6 +69,12 @@ export interface ReconcileReport {
   readonly consumedReadUnits: number;
   readonly rejections: readonly LeaseRejection[];
   readonly errors: readonly ElbTargetsError[];
+  /**
+   * The `rotation` entries written: each held lease's state in every group read, as the read
+   * showed it (`absent` when not there), where the lease said otherwise; then what the pass's
+   * own calls did (`initial`, `draining`). On change only, conditional on the lease token.
+   */
+  readonly rotation: RotationWriteReport;
 }
 
 /**
@@ -139,7 +147,14 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 
   // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
   const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
-  const deleted = await mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff));
+  const rotationWrites = mergeRotationWrites(
+    planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing }),
+    planCallRotation(tally.landed, now(), deps.policy, deps.routing),
+  );
+  const [deleted, rotation] = await Promise.all([
+    mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
+    writeRotations(deps.store, rotationWrites),
+  ]);
 
   return {
     liveLeases: plan.liveLeases,
@@ -157,6 +172,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     consumedReadUnits: scan.consumedReadUnits,
     rejections: plan.rejections,
     errors: tally.errors,
+    rotation,
   };
 }
 
@@ -172,6 +188,8 @@ interface Tally {
   readonly errors: ElbTargetsError[];
   /** Keys whose target is still registered somewhere although planned to leave: their expired lease stays as proof. */
   readonly stillRegistered: Set<string>;
+  /** Calls that landed, with the lease read that confirmed each: the rotation they leave. */
+  readonly landed: LandedCall[];
 }
 
 function newTally(): Tally {
@@ -185,6 +203,7 @@ function newTally(): Tally {
     elbCalls: 0,
     errors: [],
     stillRegistered: new Set(),
+    landed: [],
   };
 }
 
@@ -195,6 +214,7 @@ async function registerMissing(group: GroupRepair, deps: ConfirmDeps, describeDe
   const outcome = await applyConfirmed(deps, 'register', group.targetGroupArn, add);
   const revived = new Set(group.revive.map((t) => t.key));
   tally.driftRegistered += outcome.applied.length;
+  tally.landed.push(...landedCalls('register', group.targetGroupArn, outcome));
   tally.drainingRevived += outcome.applied.filter((k) => revived.has(k)).length;
   tally.driftDeregistered += outcome.undone.length;
   tally.registrationsWithheld += outcome.withheld.length;
@@ -213,10 +233,15 @@ async function deregisterStale(group: GroupRepair, deps: ConfirmDeps, tally: Tal
     group.deregister.map((d) => d.target),
   );
   tally.driftDeregistered += outcome.applied.length;
+  tally.landed.push(...landedCalls('deregister', group.targetGroupArn, outcome));
   tally.driftRegistered += outcome.undone.length;
   tally.deregistrationsWithheld += outcome.withheld.length;
   tally.elbCalls += outcome.calls;
   for (const key of outcome.transientFailures) tally.stillRegistered.add(key);
   if (outcome.firstTransientError) tally.errors.push(outcome.firstTransientError);
   tally.errors.push(...outcome.rejected.map((r) => r.error));
+}
+
+function landedCalls(action: LandedCall['action'], targetGroupArn: string, outcome: ConfirmedOutcome): LandedCall[] {
+  return outcome.applied.map((target) => ({ action, targetGroupArn, target, item: outcome.confirmedBy.get(target) }));
 }

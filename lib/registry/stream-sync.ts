@@ -2,11 +2,13 @@ import { AddressPolicy } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
-import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RecordKind } from '../core/stream-planner';
+import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation } from '../core/rotation-planner';
+import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
+import { RotationWriteReport, writeRotations } from './rotation-writes';
 
 export interface StreamSyncDeps {
   readonly elb: ElbTargets;
@@ -53,6 +55,12 @@ export interface StreamSyncReport {
   readonly transientError?: ElbTargetsError;
   /** The confirming read failed: nothing was sent, the batch is retried from the first changed record. */
   readonly readError?: LeaseStoreError;
+  /**
+   * The `rotation` entries written after the calls: `initial` for a registration, `draining` for
+   * a deregistration of a lease still held, and entries an agent's re-acquire (a PutItem)
+   * dropped, written back into the new lease. Never a reason to retry the batch.
+   */
+  readonly rotation: RotationWriteReport;
 }
 
 /**
@@ -87,6 +95,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   let elbCalls = 0;
   let transientError: ElbTargetsError | undefined;
   let readError: LeaseStoreError | undefined;
+  const landed: LandedCall[] = [];
 
   const keys = [...new Set(work.flatMap((w) => [...w.register, ...w.deregister].map((t) => t.key)))];
   let prior: PriorReads | undefined;
@@ -115,7 +124,10 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         ] as const) {
           if (targets.length === 0) continue;
           const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, prior);
-          for (const key of outcome.applied) memory.applied.remember(group.targetGroupArn, key, action, recordOf(key));
+          for (const key of outcome.applied) {
+            memory.applied.remember(group.targetGroupArn, key, action, recordOf(key));
+            landed.push({ action, targetGroupArn: group.targetGroupArn, target: key, item: outcome.confirmedBy.get(key) });
+          }
           if (action === 'register') {
             registrations += outcome.applied.length;
             deregistrations += outcome.undone.length;
@@ -135,7 +147,13 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     );
   }
 
-  const kinds: Record<RecordKind, number> = { registration: 0, heartbeat: 0, noop: 0, release: 0, 'ttl-deletion': 0, change: 0 };
+  // After the calls, so `since` is never earlier than the state it names.
+  const rotation = await writeRotations(
+    deps.store,
+    mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing), planRestoredRotation(records, deps.policy, deps.routing)),
+  );
+
+  const kinds = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
   for (const kind of plan.kinds) kinds[kind]++;
   const failedIndex = firstUnappliedRecord(plan, failed);
   return {
@@ -155,5 +173,6 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     ...(failedIndex === undefined ? {} : { firstFailedRecordId: records[failedIndex].id }),
     ...(transientError ? { transientError } : {}),
     ...(readError ? { readError } : {}),
+    rotation,
   };
 }

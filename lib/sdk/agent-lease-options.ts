@@ -3,6 +3,7 @@ import type { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynam
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, formatTarget } from '../core/address-policy';
 import { ConfigError } from '../core/errors';
+import type { AddressDiscoveryOptions } from './address-discovery';
 import { encodeValidLease } from '../core/lease-codec';
 import type { Lease, LeaseStatus, RawAttributeValue } from '../core/lease-schema';
 
@@ -12,6 +13,11 @@ export const DEFAULT_TTL_SECONDS = 30;
 export const MIN_TTL_SECONDS = 3;
 /** Longest TTL: a crashed agent stays routable until its lease expires, so an hour is the ceiling. */
 export const MAX_TTL_SECONDS = 3600;
+
+/** Default interval of the consistent reads that watch `rotation` while `serving()` or `leave()` waits. */
+export const DEFAULT_ROTATION_POLL_INTERVAL_MS = 1000;
+const MIN_ROTATION_POLL_INTERVAL_MS = 50;
+const MAX_ROTATION_POLL_INTERVAL_MS = 60_000;
 
 /** Options of an `AgentLease`. */
 export interface AgentLeaseOptions {
@@ -87,11 +93,30 @@ export interface AgentLeaseOptions {
    * @default false
    */
   readonly keepProcessAlive?: boolean;
+  /**
+   * While `serving()` or `leave()` waits on `rotation` (and only then), the lease item is read
+   * this often, in milliseconds, 50–60 000. Each read is one strongly consistent GetItem: 1 read
+   * request unit for an item ≤ 4 KB (on-demand about $0.125 per million in us-east-1), so a
+   * 20 s wait at the default costs 20 units. Heartbeats bring `rotation` at no read cost at all.
+   * @default 1000
+   */
+  readonly rotationPollIntervalMs?: number;
   /** Wall clock in epoch milliseconds (tests). @default Date.now */
   readonly clock?: () => number;
   /** Uniform random number in [0, 1) for jitter (tests). @default Math.random */
   readonly random?: () => number;
 }
+
+/** Options of `AgentLease.create()`: the address may be left out, to be found by `discoverAddress`. */
+export type AgentLeaseCreateOptions = Omit<AgentLeaseOptions, 'address'> & {
+  /**
+   * Private address to register. An explicit address always wins: nothing is looked up.
+   * @default - found by `discoverAddress` (ECS task metadata v4, then EC2 instance metadata)
+   */
+  readonly address?: string;
+  /** How to look for the address when it is omitted. @default {} */
+  readonly addressDiscovery?: AddressDiscoveryOptions;
+};
 
 /** Options after defaults and validation. */
 export interface ResolvedAgentLeaseOptions {
@@ -110,6 +135,7 @@ export interface ResolvedAgentLeaseOptions {
   readonly client?: DynamoDBClient;
   readonly clientConfig: DynamoDBClientConfig;
   readonly keepProcessAlive: boolean;
+  readonly rotationPollIntervalMs: number;
   readonly clock: () => number;
   readonly random: () => number;
 }
@@ -155,6 +181,9 @@ function encodeMetadata(metadata: unknown): Record<string, RawAttributeValue> | 
 export function resolveAgentLeaseOptions(options: AgentLeaseOptions): ResolvedAgentLeaseOptions {
   if (typeof options !== 'object' || options === null) fail('options must be an object');
   const tableName = nonEmptyString('tableName', options.tableName);
+  if (options.address === undefined) {
+    fail('address is missing: pass the private address to register, or create the lease with `await AgentLease.create(options)`, which finds it in ECS task or EC2 instance metadata');
+  }
   const address = nonEmptyString('address', options.address);
   if (typeof options.port !== 'number') fail(`port must be a number, got ${JSON.stringify(options.port)}`);
   const port = options.port;
@@ -176,6 +205,11 @@ export function resolveAgentLeaseOptions(options: AgentLeaseOptions): ResolvedAg
   if (options.client !== undefined && options.clientConfig !== undefined) fail('give either client or clientConfig, not both');
   if (options.client !== undefined && (typeof options.client !== 'object' || typeof options.client.send !== 'function')) {
     fail('client must be a DynamoDBClient');
+  }
+
+  const pollMs = options.rotationPollIntervalMs ?? DEFAULT_ROTATION_POLL_INTERVAL_MS;
+  if (typeof pollMs !== 'number' || !Number.isFinite(pollMs) || pollMs < MIN_ROTATION_POLL_INTERVAL_MS || pollMs > MAX_ROTATION_POLL_INTERVAL_MS) {
+    fail(`rotationPollIntervalMs must be ${MIN_ROTATION_POLL_INTERVAL_MS}–${MAX_ROTATION_POLL_INTERVAL_MS} milliseconds, got ${JSON.stringify(pollMs)}`);
   }
 
   const allowedCidrs = options.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS;
@@ -201,6 +235,7 @@ export function resolveAgentLeaseOptions(options: AgentLeaseOptions): ResolvedAg
     ...(options.client === undefined ? {} : { client: options.client }),
     clientConfig: options.clientConfig ?? {},
     keepProcessAlive: optionalBoolean('keepProcessAlive', options.keepProcessAlive, false),
+    rotationPollIntervalMs: pollMs,
     clock: optionalFunction('clock', options.clock, () => Date.now()),
     random: optionalFunction('random', options.random, Math.random),
   };

@@ -1,448 +1,133 @@
-import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { LeaseStore } from '../aws/lease-store';
-import { LeaseLostError } from '../core/errors';
-import { encodeValidLease } from '../core/lease-codec';
-import type { Lease, LeaseStatus } from '../core/lease-schema';
-import { buildLease, resolveAgentLeaseOptions } from './agent-lease-options';
-import type { AgentLeaseOptions, ResolvedAgentLeaseOptions } from './agent-lease-options';
+import type { LeaseRotation, RawAttributeValue } from '../core/lease-schema';
+import { LEASE_ATTR } from '../core/lease-schema';
+import { discoverAddress } from './address-discovery';
+import type { DiscoveredAddress } from './address-discovery';
+import type { AgentLeaseState } from './agent-lease-events';
+import type { AgentLeaseCreateOptions, AgentLeaseOptions } from './agent-lease-options';
+import { LeaseHolder } from './lease-holder';
+import { leaveRotation } from './leave';
+import type { LeaveOptions, LeaveReport } from './leave';
+import { servingProgress } from './rotation-progress';
+import type { GroupRotation } from './rotation-progress';
+import { RotationTracker } from './rotation-tracker';
+import { waitUntilServing } from './serving';
+import type { ServingOptions } from './serving';
 
 /**
- * Where a lease is in its life:
- * - `idle`: never acquired (or the first `acquire()` failed);
- * - `held`: acquired and being renewed;
- * - `reacquiring`: lost, trying to acquire again with backoff (`reacquire: true`);
- * - `lost`: lost and not trying again (`reacquire: false`); `acquire()` may be called again;
- * - `released`: `release()` was called; `acquire()` may be called again.
+ * One lease held by an agent, following the lease contract of docs/lease-contract.md: acquire, automatic
+ * renewal every ttl/3 with jitter, `lost` detection, automatic re-acquire, drain/activate and
+ * release (see `LeaseHolder`) — and the lifecycle around them:
+ * - `rotation`: the registry's feedback, the target's state in each capability's target group,
+ *   brought by every renewal at no read cost (`rotation` event), polled only while a wait needs it;
+ * - `serving()`: resolves once the target is `healthy` in every group;
+ * - `leave()`: drain → out of rotation everywhere → propagation margin → in-flight work done →
+ *   release, within a deadline (`installShutdownHandlers` runs it on SIGTERM);
+ * - `AgentLease.create()`: finds the address itself (ECS task metadata, EC2 instance metadata).
  */
-export type LeasePhase = 'idle' | 'held' | 'reacquiring' | 'lost' | 'released';
+export class AgentLease extends LeaseHolder {
+  private readonly tracker: RotationTracker;
+  private leaving?: Promise<LeaveReport>;
+  private discovered?: DiscoveredAddress;
 
-/** A snapshot of an `AgentLease`. */
-export interface AgentLeaseState {
-  readonly phase: LeasePhase;
-  /** The lease key, `<address>:<port>` (`[<v6>]:<port>`). */
-  readonly target: string;
-  readonly agentId: string;
-  /** True while the lease is held and renewed (phase `held`). */
-  readonly held: boolean;
-  /** `active` or `draining`: the status written, or to be written at the next (re-)acquire. */
-  readonly status: LeaseStatus;
-  /** Token of this holder, from the first `acquire()` until `release()`. */
-  readonly leaseToken?: string;
-  /** Epoch seconds of the last successful write (acquire or renewal); absent before the first. */
-  readonly expiresAt?: number;
-  /** Epoch milliseconds of the last successful acquire or renewal. */
-  readonly renewedAt?: number;
-}
-
-/** Context of a failed renewal or re-acquire attempt. */
-export interface RetryInfo {
-  /** 1 for the first failure in a row. */
-  readonly attempt: number;
-  /** When the next attempt runs. */
-  readonly retryInMs: number;
-  /** Epoch seconds at which the lease expires if no renewal succeeds (renewals only). */
-  readonly expiresAt?: number;
-}
-
-export interface ReleasedInfo {
-  readonly target: string;
-  /** False when the lease was no longer ours (taken over or swept) or was never written. */
-  readonly deleted: boolean;
-}
-
-/**
- * Events of an `AgentLease`. There is deliberately no `error` event: an `EventEmitter` throws
- * an unhandled `error`, and a renewal hiccup must never crash an agent that did not listen.
- */
-export interface AgentLeaseEvents {
-  /** `acquire()` succeeded. */
-  acquired: [state: AgentLeaseState];
-  /** A heartbeat moved `expiresAt`. */
-  renewed: [state: AgentLeaseState];
-  /** A heartbeat failed for a transient reason (throttling, network); it is retried sooner. */
-  renewFailed: [error: Error, info: RetryInfo];
   /**
-   * The lease is no longer ours: a renewal's condition failed (taken over, or swept after
-   * expiry), or no renewal succeeded before `expiresAt`. Renewal stops; re-acquire starts
-   * when enabled.
+   * @throws ConfigError for a bad option (a missing `address` included: `AgentLease.create()` finds it),
+   *   InvalidLeaseError for a lease the server would refuse.
    */
-  lost: [error: LeaseLostError];
-  /** The lease was acquired again after `lost`. */
-  reacquired: [state: AgentLeaseState];
-  /** A re-acquire attempt failed (`LeaseHeldError`: another holder owns it now); retried with backoff. */
-  reacquireFailed: [error: Error, info: RetryInfo];
-  /** `drain()` or `activate()` changed the stored status. */
-  statusChanged: [state: AgentLeaseState];
-  /** `release()` finished. */
-  released: [info: ReleasedInfo];
-}
-
-/** ±10 % on every delay, so a fleet started together does not renew in lockstep. */
-const JITTER = 0.1;
-/** First retry of a failed renewal or re-acquire, before doubling. */
-const BASE_RETRY_MS = 1000;
-
-type TimerName = 'renew' | 'deadline' | 'reacquire';
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
-}
-
-/**
- * One lease held by an agent: acquire, automatic renewal every ttl/3 with jitter, `lost`
- * detection, automatic re-acquire, drain/activate and release, following the lease contract
- * of docs/lease-contract.md. All DynamoDB writes go through `LeaseStore`, which turns failed conditions
- * into `LeaseHeldError` / `LeaseLostError`.
- *
- * Explicit operations (`acquire`, `drain`, `activate`, `release`) and re-acquire attempts run
- * one at a time in call order; heartbeats run on their own timer. Every timer is `unref()`'d
- * unless `keepProcessAlive` is set.
- */
-export class AgentLease extends EventEmitter<AgentLeaseEvents> {
-  private readonly options: ResolvedAgentLeaseOptions;
-  private ownedClient?: DynamoDBClient;
-  private leaseStore?: LeaseStore;
-
-  private currentPhase: LeasePhase = 'idle';
-  /** The lease as last written; kept after loss for the snapshot. */
-  private current?: Lease;
-  private token?: string;
-  private desiredStatus: LeaseStatus = 'active';
-  /** Bumped whenever holding starts or stops: results of older heartbeats are ignored. */
-  private generation = 0;
-  private renewFailures = 0;
-  private closing = false;
-  private releasing?: Promise<boolean>;
-  private readonly timers: Partial<Record<TimerName, NodeJS.Timeout>> = {};
-  private queue: Promise<unknown> = Promise.resolve();
-
-  /** @throws ConfigError for a bad option, InvalidLeaseError for a lease the server would refuse. */
   public constructor(options: AgentLeaseOptions) {
-    super();
-    this.options = resolveAgentLeaseOptions(options);
-  }
-
-  public get phase(): LeasePhase {
-    return this.currentPhase;
-  }
-
-  public get target(): string {
-    return this.options.target;
-  }
-
-  public get held(): boolean {
-    return this.currentPhase === 'held';
-  }
-
-  public get leaseToken(): string | undefined {
-    return this.token;
-  }
-
-  public get expiresAt(): number | undefined {
-    return this.current?.expiresAt;
-  }
-
-  public get status(): LeaseStatus {
-    return this.desiredStatus;
-  }
-
-  /** Lease time-to-live in seconds. */
-  public get ttl(): number {
-    return this.options.ttl;
-  }
-
-  /** The lease as last written, or undefined before the first successful acquire. */
-  public get lease(): Lease | undefined {
-    return this.current;
-  }
-
-  public get state(): AgentLeaseState {
-    return {
-      phase: this.currentPhase,
-      target: this.options.target,
-      agentId: this.options.agentId,
-      held: this.held,
-      status: this.desiredStatus,
-      ...(this.token === undefined ? {} : { leaseToken: this.token }),
-      ...(this.current === undefined ? {} : { expiresAt: this.current.expiresAt, renewedAt: this.current.renewedAt }),
-    };
-  }
-
-  /**
-   * Writes the lease (conditional PutItem, or unconditional with `takeover`) after validating
-   * it with the core, then renews it automatically. Resolves at once when already held.
-   * Called while re-acquiring, it makes an immediate attempt (and the background attempts
-   * continue if it fails).
-   * @throws LeaseHeldError when another live holder owns this address:port
-   * @throws InvalidLeaseError when the lease would be refused (nothing is sent)
-   * @throws LeaseStoreError when DynamoDB fails otherwise (the SDK has already retried)
-   */
-  public acquire(): Promise<AgentLeaseState> {
-    this.releasing = undefined; // a release() after this call must release what it acquires
-    return this.exclusive(async () => {
-      if (this.currentPhase === 'held') return this.state;
-      const wasReacquiring = this.currentPhase === 'reacquiring';
-      this.clearTimer('reacquire');
-      // One token from the first attempt until release: an acquire whose reply was lost but
-      // whose write landed is then recognised as ours (`leaseToken = :mine`) on the next try.
-      this.token ??= randomUUID();
-      try {
-        const lease = await this.put(this.options.takeover);
-        this.startHolding(lease, wasReacquiring ? 'reacquired' : 'acquired');
-      } catch (error) {
-        if (wasReacquiring && !this.closing) this.scheduleReacquire(1, this.backoff(1));
-        throw error;
-      }
-      return this.state;
+    super(options);
+    this.tracker = new RotationTracker(this.options.rotationPollIntervalMs, {
+      poll: async () => {
+        const item = await this.readOwnItem();
+        if (item !== undefined) this.tracker.observe(item[LEASE_ATTR.rotation]);
+      },
+      onChange: (rotation, previous) => this.emit('rotation', rotation, previous),
     });
   }
 
   /**
-   * Takes the target out of rotation while keeping the lease (status `draining`); renewals go on.
-   * When the lease is not held, the status is remembered and written at the next (re-)acquire.
-   * @throws LeaseLostError when the lease turns out to be lost (then `lost` is emitted too)
+   * Like the constructor, but when `address` is omitted finds it with `discoverAddress` (ECS
+   * task metadata v4, then EC2 IMDSv2). The Availability Zone found goes into `metadata.zone`
+   * (informational; a `zone` of your own wins) and `discoveredAddress`; never into the lease's
+   * `availabilityZone`, which is only for IPs outside the VPC. An explicit address always wins:
+   * then nothing is looked up.
+   * @throws AddressNotFoundError (code `ADDRESS_NOT_FOUND`) listing where it looked and why each failed
+   * @throws ConfigError, InvalidLeaseError as the constructor
    */
-  public drain(): Promise<AgentLeaseState> {
-    return this.changeStatus('draining');
-  }
-
-  /** Puts a drained lease back into rotation (status `active`). Same rules as `drain()`. */
-  public activate(): Promise<AgentLeaseState> {
-    return this.changeStatus('active');
-  }
-
-  /**
-   * Stops renewing and deletes the lease if it is still ours (conditional DeleteItem).
-   * Idempotent: later calls return the first call's result without another request (a call
-   * after a failed release tries again). Resolves to whether our lease was deleted.
-   * @throws LeaseStoreError when the delete fails for a reason other than the condition
-   */
-  public release(): Promise<boolean> {
-    if (this.releasing) return this.releasing;
-    this.closing = true;
-    this.stopHolding();
-    const releasing = this.exclusive(async () => {
-      this.stopHolding(); // an acquire queued before this release may have started holding
-      this.currentPhase = 'released';
-      this.closing = false;
-      const token = this.token;
-      let deleted = false;
-      try {
-        if (token !== undefined) deleted = await this.store().release(this.options.target, token);
-      } catch (error) {
-        this.releasing = undefined;
-        throw error;
-      }
-      this.token = undefined;
-      this.destroyOwnedClient();
-      this.emit('released', { target: this.options.target, deleted });
-      return deleted;
-    });
-    this.releasing = releasing;
-    return releasing;
-  }
-
-  /**
-   * Stops renewing without releasing, as a crashed process would: the lease lapses at
-   * `expiresAt` and reconcile removes its target. For demos and failure drills.
-   */
-  public abandon(): void {
-    this.stopHolding();
-    this.currentPhase = 'lost';
-    this.destroyOwnedClient();
-  }
-
-  private changeStatus(status: LeaseStatus): Promise<AgentLeaseState> {
-    return this.exclusive(async () => {
-      const lease = this.current;
-      if (this.currentPhase !== 'held' || lease === undefined || lease.status === status) {
-        this.desiredStatus = status;
-        return this.state;
-      }
-      const generation = this.generation;
-      try {
-        await this.store().setStatus(lease.target, lease.leaseToken, status);
-      } catch (error) {
-        if (error instanceof LeaseLostError) {
-          this.desiredStatus = status;
-          if (generation === this.generation) this.onLost(error);
-        }
-        throw error;
-      }
-      this.desiredStatus = status;
-      if (generation === this.generation && this.current) this.current = { ...this.current, status };
-      this.emit('statusChanged', this.state);
-      return this.state;
-    });
-  }
-
-  /** Validates with the core before anything is sent, then writes. */
-  private async put(takeover: boolean): Promise<Lease> {
-    const nowMs = this.options.clock();
-    const lease = buildLease(this.options, this.token!, this.desiredStatus, nowMs);
-    const item = encodeValidLease(lease, this.options.policy);
-    await this.store().acquire(item, lease.leaseToken, Math.floor(nowMs / 1000), takeover);
+  public static async create(options: AgentLeaseCreateOptions): Promise<AgentLease> {
+    const { addressDiscovery, ...rest } = options;
+    if (rest.address !== undefined) return new AgentLease({ ...rest, address: rest.address });
+    const found = await discoverAddress(addressDiscovery);
+    const zone = found.availabilityZone !== undefined && rest.metadata?.zone === undefined ? { zone: found.availabilityZone } : undefined;
+    const metadata = zone === undefined ? rest.metadata : { ...rest.metadata, ...zone };
+    const lease = new AgentLease({ ...rest, address: found.address, ...(metadata === undefined ? {} : { metadata }) });
+    lease.discovered = found;
     return lease;
   }
 
-  private startHolding(lease: Lease, event: 'acquired' | 'reacquired'): void {
-    this.generation++;
-    this.current = lease;
-    this.currentPhase = 'held';
-    this.renewFailures = 0;
-    this.armDeadline();
-    this.scheduleRenewal(this.renewalInterval());
-    this.emit(event, this.state);
-  }
-
-  /** Stops renewals, the expiry watch and re-acquire attempts; late results are ignored. */
-  private stopHolding(): void {
-    this.generation++;
-    this.clearTimer('renew');
-    this.clearTimer('deadline');
-    this.clearTimer('reacquire');
-  }
-
-  private onLost(error: LeaseLostError): void {
-    if (this.currentPhase !== 'held') return;
-    this.stopHolding();
-    if (this.options.reacquire && !this.closing) {
-      this.currentPhase = 'reacquiring';
-      // Immediately: after a sweep the key is free; after a takeover the attempt fails cheaply.
-      this.scheduleReacquire(1, 0);
-    } else {
-      this.currentPhase = 'lost';
-    }
-    this.emit('lost', error); // last: a listener may call release(), which cancels the re-acquire
-  }
-
-  // --- renewal --------------------------------------------------------------------------
-
-  /** ttl/3 ± 10 %: three chances to renew before expiry. */
-  private renewalInterval(): number {
-    return this.jitter((this.options.ttl * 1000) / 3);
-  }
-
-  /** 1 s, 2 s, 4 s, … capped at ttl/6 for renewals (several tries fit before expiry) and at ttl for re-acquire. */
-  private backoff(attempt: number, capMs = this.options.ttl * 1000): number {
-    return this.jitter(Math.min(BASE_RETRY_MS * 2 ** Math.min(attempt - 1, 20), capMs));
-  }
-
-  private jitter(ms: number): number {
-    return Math.round(ms * (1 + JITTER * (2 * this.options.random() - 1)));
-  }
-
-  private scheduleRenewal(delayMs: number): void {
-    const generation = this.generation;
-    this.setTimer('renew', delayMs, () => void this.renewNow(generation));
-  }
-
-  /** Declares the lease lost when no renewal succeeded before its expiry. */
-  private armDeadline(): void {
-    const lease = this.current!;
-    const generation = this.generation;
-    const delayMs = Math.max(0, lease.expiresAt * 1000 - this.options.clock());
-    this.setTimer('deadline', delayMs, () => {
-      if (generation !== this.generation) return;
-      this.onLost(
-        new LeaseLostError(lease.target, `not renewed before it expired at ${new Date(this.current!.expiresAt * 1000).toISOString()}`, {
-          context: { expiresAt: this.current!.expiresAt, failedRenewals: this.renewFailures },
-        }),
-      );
-    });
-  }
-
-  private async renewNow(generation: number): Promise<void> {
-    const lease = this.current;
-    if (generation !== this.generation || this.currentPhase !== 'held' || lease === undefined) return;
-    const nowMs = Math.floor(this.options.clock());
-    const expiresAt = Math.floor(nowMs / 1000) + this.options.ttl;
-    try {
-      await this.store().renew(lease.target, lease.leaseToken, expiresAt, nowMs);
-    } catch (error) {
-      if (generation !== this.generation) return;
-      if (error instanceof LeaseLostError) {
-        this.onLost(error);
-        return;
-      }
-      const attempt = ++this.renewFailures;
-      const retryInMs = this.backoff(attempt, (this.options.ttl * 1000) / 6);
-      this.scheduleRenewal(retryInMs);
-      this.emit('renewFailed', asError(error), { attempt, retryInMs, expiresAt: this.current!.expiresAt });
-      return;
-    }
-    if (generation !== this.generation) return;
-    this.current = { ...this.current!, expiresAt, renewedAt: nowMs };
-    this.renewFailures = 0;
-    this.armDeadline();
-    this.scheduleRenewal(this.renewalInterval());
-    this.emit('renewed', this.state);
-  }
-
-  // --- re-acquire -----------------------------------------------------------------------
-
-  private scheduleReacquire(attempt: number, delayMs: number): void {
-    this.setTimer('reacquire', delayMs, () => void this.reacquireAttempt(attempt));
+  /** Where `AgentLease.create()` found the address; undefined when it was given. */
+  public get discoveredAddress(): DiscoveredAddress | undefined {
+    return this.discovered;
   }
 
   /**
-   * Never takes over: a holder that replaced us (same address:port) wins. A `LeaseHeldError`
-   * is retried with backoff capped at ttl, so the lease comes back once that holder lets it lapse.
+   * The latest `rotation` seen: per capability, the target's state in that capability's target
+   * group and since when (epoch ms, the registry's clock). Empty until the registry writes it
+   * after an acquire, and always with a registry that predates `rotation`.
    */
-  private reacquireAttempt(attempt: number): Promise<void> {
-    return this.exclusive(async () => {
-      if (this.currentPhase !== 'reacquiring' || this.closing) return;
-      try {
-        const lease = await this.put(false);
-        if (this.currentPhase !== 'reacquiring' || this.closing) return; // release() queued behind us deletes it
-        this.startHolding(lease, 'reacquired');
-      } catch (error) {
-        if (this.currentPhase !== 'reacquiring' || this.closing) return;
-        const retryInMs = this.backoff(attempt);
-        this.scheduleReacquire(attempt + 1, retryInMs);
-        this.emit('reacquireFailed', asError(error), { attempt, retryInMs });
-      }
-    });
+  public get rotation(): LeaseRotation {
+    return this.tracker.rotation;
   }
 
-  // --- plumbing -------------------------------------------------------------------------
-
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+  /** Held, `active`, and `healthy` in every group as last seen (makes no read). */
+  public get isServing(): boolean {
+    return this.held && this.status === 'active' && servingProgress(this.tracker.rotation, this.capabilities).done;
   }
 
-  private setTimer(name: TimerName, delayMs: number, fn: () => void): void {
-    this.clearTimer(name);
-    const timer = setTimeout(() => {
-      if (this.timers[name] === timer) delete this.timers[name];
-      fn();
-    }, delayMs);
-    if (!this.options.keepProcessAlive) timer.unref();
-    this.timers[name] = timer;
+  public override acquire(): Promise<AgentLeaseState> {
+    this.leaving = undefined; // a leave() after a new acquire leaves again
+    return super.acquire();
   }
 
-  private clearTimer(name: TimerName): void {
-    const timer = this.timers[name];
-    if (timer !== undefined) clearTimeout(timer);
-    delete this.timers[name];
+  /**
+   * Resolves once the lease is held, `active`, and its target `healthy` in the target group of
+   * every capability, as the registry reports in `rotation`; resolves to those groups. Polls the
+   * item meanwhile (see `rotationPollIntervalMs`). May be called before `acquire()`.
+   * @throws NotServingError (code `NOT_SERVING`, `reason` timeout | lost | released | aborted)
+   *   naming each group that is not healthy and its state
+   * @throws ConfigError for a bad timeout
+   */
+  public serving(options?: ServingOptions): Promise<readonly GroupRotation[]> {
+    return waitUntilServing(this, options);
   }
 
-  private store(): LeaseStore {
-    if (this.leaseStore === undefined) {
-      const client = this.options.client ?? (this.ownedClient = new DynamoDBClient(this.options.clientConfig));
-      this.leaseStore = new LeaseStore(client, this.options.tableName);
-    }
-    return this.leaseStore;
+  /**
+   * Leaves rotation without failing a request, then releases: drain → wait until out of
+   * rotation in every group → propagation margin → in-flight work done → release, within a
+   * deadline. See `leaveRotation`, which also leaves several leases in lockstep. A second call
+   * returns the first call's promise. Never rejects for an AWS failure: read the report.
+   * @throws ConfigError for a bad option
+   */
+  public leave(options?: LeaveOptions): Promise<LeaveReport> {
+    return (this.leaving ??= leaveRotation(this, options).catch((error: unknown) => {
+      this.leaving = undefined;
+      throw error;
+    }));
   }
 
-  private destroyOwnedClient(): void {
-    if (this.ownedClient === undefined) return;
-    this.ownedClient.destroy();
-    this.ownedClient = undefined;
-    this.leaseStore = undefined;
+  /**
+   * Polls the lease item while the lease is held — one strongly consistent GetItem (1 read
+   * request unit) every `rotationPollIntervalMs` — until the returned function is called;
+   * `rotation` events follow. `serving()` and `leave()` use it; callers share one poll.
+   */
+  public watchRotation(): () => void {
+    return this.tracker.watch();
+  }
+
+  protected override onRotationSeen(raw: RawAttributeValue | undefined): void {
+    this.tracker.observe(raw);
+  }
+
+  protected override onItemReplaced(): void {
+    this.tracker.reset();
   }
 }

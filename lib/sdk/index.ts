@@ -1,16 +1,35 @@
 /**
- * agent-lb/sdk: what an agent needs to hold a lease. Imports the lease core and the lease
- * store only; never `aws-cdk-lib`, the constructs or the ELB client.
+ * agent-lb/sdk: what an agent needs to hold a lease and leave rotation cleanly. Imports the
+ * lease core and the lease store only; never `aws-cdk-lib`, the constructs or the ELB client.
  */
 export { AgentLease } from './agent-lease';
-export type { AgentLeaseEvents, AgentLeaseState, LeasePhase, ReleasedInfo, RetryInfo } from './agent-lease';
-export { DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS } from './agent-lease-options';
-export type { AgentLeaseOptions } from './agent-lease-options';
-export { DEFAULT_DRAIN_SECONDS, installShutdownHandlers } from './shutdown';
+export type { AgentLeaseEvents, AgentLeaseState, LeasePhase, ReleasedInfo, RetryInfo } from './agent-lease-events';
+export { DEFAULT_ROTATION_POLL_INTERVAL_MS, DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS } from './agent-lease-options';
+export type { AgentLeaseCreateOptions, AgentLeaseOptions } from './agent-lease-options';
+export { DEFAULT_SERVING_TIMEOUT_MS } from './serving';
+export type { ServingOptions } from './serving';
+export {
+  DEFAULT_CLOCK_SKEW_TOLERANCE_MS,
+  DEFAULT_LEAVE_DEADLINE_MS,
+  DEFAULT_PROPAGATION_MARGIN_MS,
+  DEFAULT_UNCONFIRMED_ROTATION_WAIT_MS,
+  formatLeaveStep,
+  leaveRotation,
+} from './leave';
+export type { LeaveOptions, LeaveReport, LeaveStepName, LeaveStepOutcome, LeaveStepReport } from './leave';
+export { HttpInFlightTracker, InFlightCounter, trackInFlight } from './in-flight';
+export type { InFlightHook, InFlightSource } from './in-flight';
+export { installShutdownHandlers } from './shutdown';
 export type { ShutdownHandlerOptions } from './shutdown';
+export { DEFAULT_DISCOVERY_TIMEOUT_MS, discoverAddress } from './address-discovery';
+export type { AddressDiscoveryOptions, DiscoveredAddress } from './address-discovery';
+export { describeGroups, OUT_OF_ROTATION_STATES, outOfRotationProgress, servingProgress } from './rotation-progress';
+export type { GroupRotation, RotationProgress } from './rotation-progress';
+export { AddressNotFoundError, NotServingError } from './errors';
+export type { AddressDiscoveryAttempt, AddressDiscoverySource, NotServingReason } from './errors';
 
 export { DEFAULT_ALLOWED_CIDRS, formatTarget } from '../core/address-policy';
 export { AgentLbError, ConfigError, InvalidLeaseError, LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
 export type { AgentLbErrorCode, LeaseRejection, LeaseRejectionReason } from '../core/errors';
-export { CAPABILITY_NAME, LEASE_ATTR } from '../core/lease-schema';
-export type { Lease, LeaseStatus, RawAttributeValue } from '../core/lease-schema';
+export { CAPABILITY_NAME, LEASE_ATTR, ROTATION_STATES } from '../core/lease-schema';
+export type { Lease, LeaseRotation, LeaseStatus, RawAttributeValue, RotationEntry, RotationState } from '../core/lease-schema';

@@ -1,23 +1,11 @@
 import { ConfigError } from '../core/errors';
 import type { AgentLease } from './agent-lease';
+import { formatLeaveStep, leaveRotation, resolveLeaveOptions } from './leave';
+import type { LeaveOptions, LeaveReport } from './leave';
 
-/**
- * Default wait between drain and release: the stream-sync Lambda deregisters a draining target
- * within about a second, and the ALB takes a few more to stop sending it new requests. 15 s
- * covers that and still fits in the 30 s that ECS (`stopTimeout`) and Kubernetes
- * (`terminationGracePeriodSeconds`) allow before they kill the process.
- */
-export const DEFAULT_DRAIN_SECONDS = 15;
-
-export interface ShutdownHandlerOptions {
-  /** Signals that start the shutdown. @default ['SIGTERM', 'SIGINT'] */
+export interface ShutdownHandlerOptions extends Omit<LeaveOptions, 'signal'> {
+  /** Signals that start the shutdown. A second one cuts the waits short and releases at once. @default ['SIGTERM', 'SIGINT'] */
   readonly signals?: readonly NodeJS.Signals[];
-  /**
-   * Seconds to keep serving after `drain()` so the load balancer stops routing here before the
-   * lease is released. Skipped for leases that are not held. A second signal cuts the wait short.
-   * @default 15
-   */
-  readonly drainSeconds?: number;
   /**
    * Call `process.exit(0)` when done. Installing a signal listener disables Node's default
    * "terminate on SIGTERM", so leave this on unless your own handler ends the process.
@@ -26,66 +14,80 @@ export interface ShutdownHandlerOptions {
    */
   readonly exit?: boolean;
   /**
-   * Receives drain/release failures; the shutdown goes on regardless (an unreleased lease
-   * still expires after its ttl).
+   * Receives drain/release/in-flight failures; the shutdown goes on regardless (an unreleased
+   * lease is draining, and expires after its ttl).
    * @default - `process.emitWarning`
    */
   readonly onError?: (error: Error) => void;
+  /**
+   * Receives one line per step of the leave and a last one with the total, so operators see
+   * where the time went; `false` for silence.
+   * @default - written to stderr
+   */
+  readonly log?: ((line: string) => void) | false;
+  /** Called with the report once the leave is done, before the exit. */
+  readonly onLeft?: (report: LeaveReport) => void;
 }
 
+/** Extra time past the deadline before the exit is forced, should a step outlive it. */
+const EXIT_GRACE_MS = 1_000;
+
 /**
- * On the first of `signals`: drain every lease, wait `drainSeconds` while still serving,
- * release every lease, then `process.exit(0)` unless `exit: false`. Returns a function that
- * removes the handlers.
+ * On the first of `signals`, runs `leaveRotation` for every lease in lockstep (drain → out of
+ * rotation everywhere → propagation margin → in-flight work done → release, within
+ * `deadlineMs`), logs each step's timing, then `process.exit(0)` unless `exit: false`.
+ * Returns a function that removes the handlers.
+ * @throws ConfigError for a bad option (at install time, not at the signal)
  */
 export function installShutdownHandlers(leases: AgentLease | readonly AgentLease[], options: ShutdownHandlerOptions = {}): () => void {
   const all: readonly AgentLease[] = Array.isArray(leases) ? leases : [leases as AgentLease];
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
-  const drainSeconds = options.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
-  if (typeof drainSeconds !== 'number' || !Number.isFinite(drainSeconds) || drainSeconds < 0) {
-    throw new ConfigError(`installShutdownHandlers: drainSeconds must be a number ≥ 0, got ${JSON.stringify(drainSeconds)}`);
-  }
   if (!Array.isArray(signals) || signals.length === 0) {
     throw new ConfigError(`installShutdownHandlers: signals must be a non-empty array, got ${JSON.stringify(signals)}`);
   }
+  if ('drainSeconds' in options) {
+    throw new ConfigError('installShutdownHandlers: drainSeconds is gone; the wait now ends when the registry reports the target out of rotation (see propagationMarginMs, deadlineMs)');
+  }
+  const { deadlineMs } = resolveLeaveOptions(options);
   const exit = options.exit ?? true;
-  const report = options.onError ?? ((error: Error) => process.emitWarning(`agent-lb shutdown: ${error.message}`));
+  const reportError = options.onError ?? ((error: Error) => process.emitWarning(`agent-lb shutdown: ${error.message}`));
+  const log = options.log === false ? () => undefined : (options.log ?? ((line: string) => void process.stderr.write(`${line}\n`)));
 
   let shuttingDown = false;
-  let hurry = false;
-  let cutWaitShort: (() => void) | undefined;
+  const hurry = new AbortController();
 
-  const settle = async (step: (lease: AgentLease) => Promise<unknown>): Promise<void> => {
-    const results = await Promise.allSettled(all.map(step));
-    for (const r of results) if (r.status === 'rejected') report(r.reason instanceof Error ? r.reason : new Error(String(r.reason)));
-  };
-
-  const shutdown = async (): Promise<void> => {
-    const anyHeld = all.some((lease) => lease.held);
-    await settle((lease) => lease.drain());
-    if (anyHeld && drainSeconds > 0 && !hurry) {
-      // Not unref()'d: the release must happen even if nothing else keeps the process alive.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, drainSeconds * 1000);
-        cutWaitShort = () => {
-          clearTimeout(timer);
-          resolve();
-        };
+  const shutdown = async (signal: NodeJS.Signals): Promise<void> => {
+    log(`agent-lb leave ${all.map((l) => l.target).join(', ')}: ${signal}, leaving rotation (deadline ${(deadlineMs / 1000).toFixed(1)} s)`);
+    // The last resort should a step outlive the deadline; leaveRotation itself keeps to it.
+    const forced = exit ? setTimeout(() => process.exit(0), deadlineMs + EXIT_GRACE_MS) : undefined;
+    let report: LeaveReport | undefined;
+    try {
+      report = await leaveRotation(all, {
+        ...options,
+        signal: hurry.signal,
+        onStep: (step) => {
+          log(formatLeaveStep(step));
+          options.onStep?.(step);
+        },
       });
+      for (const error of report.errors) reportError(error);
+      log(`agent-lb leave ${report.targets.join(', ')}: done in ${(report.durationMs / 1000).toFixed(1)} s, ${report.released ? 'released' : 'not released (see above)'}`);
+      options.onLeft?.(report);
+    } catch (error) {
+      reportError(error instanceof Error ? error : new Error(String(error)));
     }
-    await settle((lease) => lease.release());
+    clearTimeout(forced);
     if (exit) process.exit(0);
     else remove();
   };
 
-  const onSignal = (): void => {
+  const onSignal = (signal: NodeJS.Signals): void => {
     if (shuttingDown) {
-      hurry = true; // a second signal: stop waiting, release now
-      cutWaitShort?.();
+      hurry.abort(); // a second signal: stop waiting, release now
       return;
     }
     shuttingDown = true;
-    void shutdown();
+    void shutdown(signal);
   };
 
   for (const signal of signals) process.on(signal, onSignal);

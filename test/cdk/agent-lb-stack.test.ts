@@ -246,21 +246,28 @@ describe('AgentLbStack from the default cdk.json context', () => {
     expect(everyAction).not.toMatch(/elasticloadbalancing:\*|dynamodb:\*|"\*:\*"/);
   });
 
-  it('lets only reconcile describe target health (a "*"-only action), read the table and delete items — never write them', () => {
+  it('lets only reconcile describe target health (a "*"-only action), read the table, delete items and update them (rotation) — never put them', () => {
     const reconcile = policyStatements('Reconcile');
     expect(reconcile).toContainEqual({ Sid: 'ReadTargetHealth', Effect: 'Allow', Action: 'elasticloadbalancing:DescribeTargetHealth', Resource: '*' });
     const reconcileActions = reconcile.flatMap((s) => [s.Action].flat());
     expect(reconcileActions).toEqual(expect.arrayContaining(['dynamodb:Scan', 'dynamodb:BatchGetItem', 'dynamodb:DeleteItem']));
     expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:PutItem']));
-    expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:UpdateItem']));
     expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:BatchWriteItem']));
 
     const syncActions = policyStatements('Sync').flatMap((s) => [s.Action].flat());
     expect(syncActions).toEqual(expect.arrayContaining(['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream']));
-    // Stream reads, plus BatchGetItem to confirm every change against the leases as they are now.
+    // Stream reads, plus BatchGetItem to confirm every change against the leases as they are now,
+    // and UpdateItem for the rotation feedback.
     expect(syncActions.filter((a: string) => a.startsWith('dynamodb:') && !['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'dynamodb:ListStreams'].includes(a))).toEqual([
       'dynamodb:BatchGetItem',
+      'dynamodb:UpdateItem',
     ]);
+    for (const role of ['Sync', 'Reconcile']) {
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        Roles: [{ Ref: logicalId('AWS::IAM::Role', `${role}Role`) }],
+        PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['dynamodb:UpdateItem']), Resource: { 'Fn::GetAtt': [ids.table, 'Arn'] } })]) },
+      });
+    }
     expect(syncActions).not.toContain('elasticloadbalancing:DescribeTargetHealth');
   });
 

@@ -5,7 +5,7 @@
  * with SIGTERM). Every assertion reads the target groups from moto (DescribeTargetHealth).
  */
 import { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sidecar, SidecarEvent } from '../../lib/cli/sidecar';
+import { decodeRotation } from '../../lib/core/lease-codec';
 import { LocalStack } from '../../lib/local/local-stack';
 import { groupsHolding, Item, processAlive, processTree, spawnCli, waitFor } from '../support/local-harness';
 
@@ -93,13 +94,14 @@ describe('sidecar (in process)', () => {
       unhealthyThreshold: 2,
       probeTimeoutMs: 1000,
       lease: { tableName: stack.state.tableName, address: '127.0.0.1', port, capabilities: ['vision'], ttl, allowLoopback: true, client: stack.dynamodb },
+      leave: { propagationMarginMs: 200 },
     });
     sidecars.push(s);
     const events: SidecarEvent[] = [];
     s.on('event', (e) => events.push(e));
     return { sidecar: s, events };
   }
-  const kinds = (events: SidecarEvent[]) => events.filter((e) => e.kind !== 'probe').map((e) => e.kind);
+  const kinds = (events: SidecarEvent[]) => events.filter((e) => !['probe', 'leave', 'serving', 'not-serving'].includes(e.kind)).map((e) => e.kind);
 
   it('follows its health URL: healthy → registered, failing → drained, healthy again → registered, stop → released', async () => {
     const { server, port } = await healthServer();
@@ -168,11 +170,13 @@ describe('sidecar (in process)', () => {
 });
 
 describe('agent-lb sidecar (CLI subprocess)', () => {
-  it('registers while healthy, drains on failures (saying why each probe failed), comes back, and drains then releases on SIGTERM', async () => {
+  it('registers while healthy, says when it is serving (ready file), drains on failures, comes back, and on SIGTERM leaves rotation, releases and exits 0', async () => {
     const { server, port } = await healthServer();
     const key = `127.0.0.1:${port}`;
+    const readyFile = join(dir, `ready-${port}`);
     const args = ['sidecar', '--state-file', join(dir, 'state.json'), '--address', '127.0.0.1', '--port', String(port)];
-    args.push('--capability', 'vision', '--capability', 'search', '--health-url', server.url, '--ttl', '6', '--interval', '250', '--unhealthy-threshold', '2', '--drain-seconds', '1');
+    args.push('--capability', 'vision', '--capability', 'search', '--health-url', server.url, '--ttl', '6', '--interval', '250', '--unhealthy-threshold', '2');
+    args.push('--ready-file', readyFile, '--propagation-margin', '500');
     // One Node process, as the installed bin runs, in its own process group as a supervisor or
     // terminal runs it; SIGTERM goes to the group. (Neither through npx, which dies of the SIGTERM
     // at once without waiting for its child, nor through tsx's CLI wrapper, whose signal relay
@@ -190,21 +194,28 @@ describe('agent-lb sidecar (CLI subprocess)', () => {
 
     await waitFor(async () => (await groupsOf(key)).length === 2, 30_000, () => `registration in vision and search (stdout: ${stdout} stderr: ${stderr})`);
     expect(await groupsOf(key)).toEqual(['search', 'vision']);
+    // The registry reports the target healthy in both groups (reconcile's group reads): the ready file appears.
+    await waitFor(() => existsSync(readyFile), 30_000, () => `the ready file (stdout: ${stdout})`);
+    expect(JSON.parse(readFileSync(readyFile, 'utf8'))).toMatchObject({ target: key });
+    expect(decodeRotation((await getItem(key))?.rotation).rotation).toMatchObject({ vision: { state: 'healthy' }, search: { state: 'healthy' } });
 
     server.status = 500;
     await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after failed probes');
     expect((await getItem(key))?.status).toEqual({ S: 'draining' });
+    await waitFor(() => !existsSync(readyFile), SLACK_MS, 'the ready file to go once drained');
 
     server.status = 200;
     await waitFor(async () => (await groupsOf(key)).length === 2, SLACK_MS, 're-registration once healthy again');
     expect((await getItem(key))?.status).toEqual({ S: 'active' });
+    await waitFor(() => existsSync(readyFile), 30_000, () => `the ready file again (stdout: ${stdout})`);
 
     const tree = processTree(pid);
     const signalled = Date.now();
     process.kill(-pid, 'SIGTERM');
-    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);
     console.log(`sidecar exited ${Date.now() - signalled} ms after SIGTERM with ${code}`);
     expect(code).toBe(0);
+    expect(existsSync(readyFile)).toBe(false);
     expect(await getItem(key)).toBeUndefined();
     await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after SIGTERM');
     await waitFor(() => tree.every((p) => !processAlive(p)), 5000, 'every process of the sidecar to exit');
@@ -213,7 +224,10 @@ describe('agent-lb sidecar (CLI subprocess)', () => {
     const failedProbes = lines.filter((l) => l.startsWith('probe '));
     expect(failedProbes.length).toBeGreaterThanOrEqual(2); // the unhealthy threshold
     expect([...new Set(failedProbes)]).toEqual(['probe failed: HTTP 500']);
-    expect(lines.filter((l) => !l.startsWith('probe ')).map((l) => l.split(' ')[0])).toEqual(['acquired', 'drained', 'activated', 'drained', 'released']);
-    expect(lines.find((l) => l.startsWith('drained shutdown'))).toBe('drained shutdown: out of rotation, releasing in 1s');
+    const lifecycle = ['acquired', 'drained', 'activated', 'released', 'serving'];
+    expect(lines.map((l) => l.split(' ')[0]).filter((k) => lifecycle.includes(k))).toEqual(['acquired', 'serving', 'drained', 'activated', 'serving', 'released']);
+    // The exit waited for the registry to report the target draining in both groups, then the margin.
+    expect(lines.find((l) => / rotation \w+ in /.test(l))).toMatch(/^agent-lb leave 127\.0\.0\.1:\d+: rotation confirmed in \d+\.\d s \(search draining for \d+\.\d s, vision draining for \d+\.\d s\)$/);
+    expect(lines.find((l) => / propagation \w+ in /.test(l))).toMatch(/: propagation done in 0\.\d s \(margin 0\.5 s\)$/);
   });
 });

@@ -1,4 +1,4 @@
-import { BatchGetItemCommand, DynamoDBClient, GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { AttributeValue, BatchGetItemCommand, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBRecord } from 'aws-lambda';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
 import type { Item } from './lease-fixtures';
@@ -9,13 +9,16 @@ type DynamoStub = AwsClientStub<DynamoDBClient>;
  * The lease table as the handlers' consistent reads see it, behind aws-sdk-client-mock:
  * BatchGetItem (what sync and reconcile confirm with), GetItem and Scan answer from `items`.
  * `unprocessedOnce` makes the next BatchGetItem leave that many keys unprocessed, as DynamoDB
- * does under throttling.
+ * does under throttling. The registry's `rotation` UpdateItems (LeaseStore.writeRotation) are
+ * applied with their conditions (token, map, older entry) and listed in `rotationWrites`.
  */
 export class FakeLeaseTable {
   public readonly items = new Map<string, Item>();
   /** Keys asked for, per BatchGetItem call. */
   public readonly batchGets: string[][] = [];
   public unprocessedOnce = 0;
+  /** Rotation entries written, as `key capability=state@since`, in order. */
+  public readonly rotationWrites: string[] = [];
 
   public constructor(public readonly tableName = 'leases') {}
 
@@ -60,6 +63,33 @@ export class FakeLeaseTable {
     stub.on(GetItemCommand).callsFake((input: { Key: { target: { S: string } } }) => {
       const item = this.items.get(input.Key.target.S);
       return item ? { Item: item } : {};
+    });
+    stub.on(UpdateItemCommand).callsFake((input: { Key: { target: { S: string } }; UpdateExpression: string; ExpressionAttributeNames: Record<string, string>; ExpressionAttributeValues: Record<string, AttributeValue> }) => {
+      if (!input.UpdateExpression.includes('#rotation')) throw new Error(`FakeLeaseTable answers only rotation writes, got ${input.UpdateExpression}`);
+      const key = input.Key.target.S;
+      const item = this.items.get(key);
+      const fail = () => {
+        throw Object.assign(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }), item ? { Item: item } : {});
+      };
+      if (!item || item.leaseToken?.S !== input.ExpressionAttributeValues[':token'].S) fail();
+      const map = { ...(item!.rotation?.M ?? {}) };
+      const values = input.ExpressionAttributeValues;
+      let capability: string;
+      let entry: AttributeValue;
+      if (input.UpdateExpression === 'SET #rotation = :rotation') {
+        if (item!.rotation !== undefined) fail();
+        [capability, entry] = Object.entries(values[':rotation'].M!)[0];
+      } else {
+        capability = input.ExpressionAttributeNames['#capability'];
+        entry = values[':entry'];
+        if (item!.rotation?.M === undefined) fail();
+        const since = map[capability]?.M?.since?.N;
+        if (since !== undefined && Number(since) >= Number(values[':since'].N)) fail();
+      }
+      map[capability] = entry as (typeof map)[string];
+      this.items.set(key, { ...item!, rotation: { M: map } });
+      this.rotationWrites.push(`${key} ${capability}=${entry.M!.state.S}@${entry.M!.since.N}`);
+      return {};
     });
     stub.on(ScanCommand).callsFake(() => ({ Items: [...this.items.values()], Count: this.items.size }));
     return this;

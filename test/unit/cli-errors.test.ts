@@ -213,19 +213,20 @@ function spawnCli(args: string[], env: Record<string, string> = {}) {
 }
 
 describe('the sidecar process', () => {
-  it('warns about a capability the deployment does not route, and on SIGTERM drains, waits, releases and exits 0', async () => {
+  it('warns about a capability the deployment does not route, and on SIGTERM leaves (drain, bounded wait for rotation), releases and exits 0', async () => {
     const { db, endpoint } = await fake(ok);
     const state = join(dir, 'running.json');
     writeFileSync(state, JSON.stringify({ region: 'us-east-1', dynamodbEndpoint: endpoint, elbv2Endpoint: endpoint, tableName: 'leases', targetGroups: { vision: 'arn:tg/v', speech: 'arn:tg/s' } }));
-    const { child, out, exited } = spawnCli(['sidecar', '--state-file', state, '--address', '127.0.0.1', '--port', '8080', '--capability', 'vision', '--capability', 'nope', '--health-url', healthUrl, '--interval', '200', '--drain-seconds', '1']);
+    const { child, out, exited } = spawnCli(['sidecar', '--state-file', state, '--address', '127.0.0.1', '--port', '8080', '--capability', 'vision', '--capability', 'nope', '--health-url', healthUrl, '--interval', '200', '--leave-deadline', '2', '--propagation-margin', '0']);
 
     await waitFor(() => out.stdout.includes(' acquired '), 30_000, () => `acquired (stdout: ${out.stdout} stderr: ${out.stderr})`);
     expect(out.stderr).toBe('warning: capability "nope" is not routed by this deployment (it routes vision, speech); the registry will not register this target for it\n');
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
 
-    const events = out.stdout.trim().split('\n').map((l) => l.split(' ')[1]);
-    expect(events).toEqual(['acquired', 'drained', 'released']);
+    // No registry writes rotation here: the rotation wait ends at the leave deadline, the release still goes out.
+    const steps = out.stdout.trim().split('\n').map((l) => l.split(' ').slice(1).join(' ')).filter((l) => !l.startsWith('agent-lb leave') || / (drain|release) /.test(l));
+    expect(steps.map((l) => l.split(' ')[0] === 'agent-lb' ? l.split(' ').slice(3, 5).join(' ') : l.split(' ')[0])).toEqual(['acquired', 'drain done', 'release done', 'released']);
     // The drain (an UpdateItem of the status) went out before the release (the DeleteItem).
     expect(db.calls.slice(0, 2)).toEqual(['GetItem', 'PutItem']);
     expect(db.calls.at(-1)).toBe('DeleteItem');
@@ -234,7 +235,7 @@ describe('the sidecar process', () => {
 
   it('on SIGTERM with DynamoDB unreachable: one line saying the lease expires by itself, exit 1, no hang', async () => {
     const { db, endpoint } = await fake(ok);
-    const { child, out, exited } = spawnCli(sidecarArgs('--table', 'leases', '--region', 'eu-west-1', '--endpoint', endpoint, '--drain-seconds', '1'), SOME_CREDENTIALS);
+    const { child, out, exited } = spawnCli(sidecarArgs('--table', 'leases', '--region', 'eu-west-1', '--endpoint', endpoint, '--leave-deadline', '3'), SOME_CREDENTIALS);
     await waitFor(() => out.stdout.includes(' acquired '), 30_000, () => `acquired (stdout: ${out.stdout} stderr: ${out.stderr})`);
 
     await db.close();
@@ -242,6 +243,31 @@ describe('the sidecar process', () => {
     const code = await Promise.race([exited, new Promise<'hang'>((r) => setTimeout(() => r('hang'), 30_000))]);
 
     expectOneLine({ code: code === 'hang' ? -1 : code, stderr: out.stderr }, 1, /^error: could not release the lease on 10\.0\.0\.5:8080 \(.*ECONNREFUSED.*\); it expires by itself at \d{4}-\d\d-\d\dT/);
+  });
+
+  it('without --address: finds it in the ECS task metadata (v4) and says where; exits 0 on SIGTERM', async () => {
+    const { endpoint } = await fake(ok);
+    const ecs = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(req.url === '/v4/t/task' ? { AvailabilityZone: 'eu-west-1b' } : { Networks: [{ NetworkMode: 'awsvpc', IPv4Addresses: ['10.0.2.106'] }] }));
+    });
+    await new Promise<void>((r) => ecs.listen(0, '127.0.0.1', r));
+    try {
+      const args = sidecarArgs('--table', 'leases', '--region', 'eu-west-1', '--endpoint', endpoint, '--leave-deadline', '1').filter((a, i, all) => a !== '--address' && all[i - 1] !== '--address');
+      const { child, out, exited } = spawnCli(args, { ...SOME_CREDENTIALS, ECS_CONTAINER_METADATA_URI_V4: `http://127.0.0.1:${(ecs.address() as AddressInfo).port}/v4/t` });
+      await waitFor(() => out.stdout.includes(' acquired '), 30_000, () => `acquired (stdout: ${out.stdout} stderr: ${out.stderr})`);
+      expect(out.stdout).toMatch(/ address 10\.0\.2\.106 from ecs-task-metadata \(eu-west-1b\)\n.* acquired 10\.0\.2\.106:8080\n/);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      ecs.close();
+    }
+  });
+
+  it('without --address and no metadata to find it in: one line naming where it looked, exit 2', async () => {
+    const args = sidecarArgs('--table', 'leases', '--region', 'eu-west-1', '--endpoint', deadEndpoint).filter((a, i, all) => a !== '--address' && all[i - 1] !== '--address');
+    const { out, exited } = spawnCli(args, { ...SOME_CREDENTIALS, ECS_CONTAINER_METADATA_URI_V4: '', AWS_EC2_METADATA_DISABLED: 'true' });
+    expectOneLine({ code: await exited, stderr: out.stderr }, 2, /^error: no address to register: pass one explicitly \(tried .*ec2.*\)/);
   });
 
   it('logs why a probe failed: the socket error, the status, or the timeout', async () => {

@@ -4,7 +4,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ElbTargets } from '../../lib/aws/elb-targets';
 import { LeaseStore } from '../../lib/aws/lease-store';
-import { renderStatus } from '../../lib/cli/fleet-render';
+import { formatAge, renderStatus } from '../../lib/cli/fleet-render';
 import { fleetStatus } from '../../lib/registry/fleet-status';
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { leaseItem, T0, testConfig, TG } from '../support/lease-fixtures';
@@ -47,4 +47,42 @@ describe('agent-lb status counts what is in rotation', () => {
     expect(status.drift).toBe(true);
     expect(renderStatus(status)).toMatch(/vision\s+2\s+1\s+healthy=1 draining=2\s+\+10\.0\.0\.3:8080/);
   });
+});
+
+describe('agent-lb status shows each target\'s rotation state and its age', () => {
+  it('per lease and capability: the state the registry wrote, for how long, and what ELB says now', async () => {
+    // Prepare: one lease reported healthy 65 s ago in vision and nothing yet in speech; one expired lease (not shown)
+    const reported = {
+      ...leaseItem({ address: '10.0.0.1', capabilities: ['vision', 'speech'] }),
+      rotation: { M: { vision: { M: { state: { S: 'healthy' }, since: { N: String(T0 * 1000 - 65_000) } } } } },
+    };
+    new FakeLeaseTable().put(reported, leaseItem({ address: '10.0.0.9', expiresAt: T0 - 5 })).install(ddbMock);
+    elbMock.on(DescribeTargetHealthCommand).resolves({ TargetHealthDescriptions: [] });
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.vision }).resolves({
+      TargetHealthDescriptions: [{ Target: { Id: '10.0.0.1', Port: 8080 }, TargetHealth: { State: 'healthy' } }],
+    });
+    const status = await fleetStatus({
+      elb: new ElbTargets(new ElasticLoadBalancingV2Client({ region: 'us-east-1', credentials })),
+      store: new LeaseStore(new DynamoDBClient({ region: 'us-east-1', credentials }), 'leases'),
+      routing: testConfig().routing,
+      now: () => T0 * 1000,
+    });
+
+    expect(status.rotation).toEqual([
+      { target: '10.0.0.1:8080', capability: 'speech', elbState: 'absent' },
+      { target: '10.0.0.1:8080', capability: 'vision', state: 'healthy', since: T0 * 1000 - 65_000, ageSeconds: 65, elbState: 'healthy' },
+    ]);
+    const text = renderStatus(status);
+    expect(text).toMatch(/^TARGET\s+CAPABILITY\s+ROTATION\s+FOR\s+ELB NOW$/m);
+    expect(text).toMatch(/^10\.0\.0\.1:8080\s+speech\s+unreported\s+-\s+absent$/m);
+    expect(text).toMatch(/^10\.0\.0\.1:8080\s+vision\s+healthy\s+1m05s\s+healthy$/m);
+  });
+
+  it.each([
+    [0, '0s'],
+    [59, '59s'],
+    [65, '1m05s'],
+    [3_600 + 7 * 60, '1h07m'],
+    [2 * 86_400 + 3 * 3600, '2d03h'],
+  ])('formatAge(%i) = %s', (seconds, text) => expect(formatAge(seconds)).toBe(text));
 });

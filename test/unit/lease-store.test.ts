@@ -79,7 +79,23 @@ describe('LeaseStore writes follow the contract', () => {
       ConditionExpression: '#leaseToken = :mine',
       ExpressionAttributeNames: { '#expiresAt': 'expiresAt', '#renewedAt': 'renewedAt', '#leaseToken': 'leaseToken' },
       ExpressionAttributeValues: { ':exp': { N: String(T0 + 30) }, ':ren': { N: String(T0 * 1000) }, ':mine': { S: TOKEN } },
+      ReturnValues: 'ALL_NEW',
     });
+  });
+
+  it('renew and setStatus resolve to the item after the write, rotation included', async () => {
+    // Prepare
+    const after = { ...item, rotation: { M: { vision: { M: { state: { S: 'healthy' }, since: { N: '1800000000000' } } } } } };
+    ddbMock.on(UpdateItemCommand).resolves({ Attributes: after as never });
+
+    // Act
+    const renewed = await store.renew(TARGET, TOKEN, T0 + 30, T0 * 1000);
+    const drained = await store.setStatus(TARGET, TOKEN, 'draining');
+
+    // Assess
+    expect(renewed).toEqual(after);
+    expect(drained).toEqual(after);
+    expect(ddbMock).toHaveReceivedCommandWith(UpdateItemCommand, { UpdateExpression: 'SET #status = :status', ReturnValues: 'ALL_NEW' });
   });
 
   it('setStatus (drain) sets status on condition of our token', async () => {
@@ -326,5 +342,59 @@ describe('LeaseStore.getMany: consistent batched reads', () => {
   it('makes no call for no keys', async () => {
     expect((await store.getMany([])).size).toBe(0);
     expect(ddbMock).not.toHaveReceivedAnyCommand();
+  });
+});
+
+describe('LeaseStore.writeRotation: the registry writes rotation.<capability>, conditional on the lease token', () => {
+  const entry = { state: 'healthy', since: T0 * 1000 + 500 } as const;
+  const failedWith = (old: RawItem | undefined) => Object.assign(conditionFailed(), old ? { Item: old } : {});
+  const withRotation = (rotation: RawItem[string]): RawItem => ({ ...item, rotation });
+
+  it('sets only the nested entry, on the token, the map, and an older or missing entry', async () => {
+    ddbMock.on(UpdateItemCommand).resolves({});
+    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe('written');
+    const input = ddbMock.commandCalls(UpdateItemCommand)[0].args[0].input;
+    expect(input.UpdateExpression).toBe('SET #rotation.#capability = :entry');
+    expect(input.ConditionExpression).toContain('#leaseToken = :token');
+    expect(input.ConditionExpression).toContain('#rotation.#capability.#since < :since');
+    expect(input.ExpressionAttributeValues).toMatchObject({ ':token': { S: TOKEN }, ':entry': { M: { state: { S: 'healthy' }, since: { N: String(entry.since) } } } });
+    expect(input.ReturnValuesOnConditionCheckFailure).toBe('ALL_OLD');
+  });
+
+  it('a lease without the map (every fresh acquire): the map is created with the entry', async () => {
+    ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(item)).resolves({});
+    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe('written');
+    const second = ddbMock.commandCalls(UpdateItemCommand)[1].args[0].input;
+    expect(second.UpdateExpression).toBe('SET #rotation = :rotation');
+    expect(second.ConditionExpression).toContain('attribute_not_exists(#rotation)');
+    expect(second.ExpressionAttributeValues?.[':rotation']).toEqual({ M: { vision: { M: { state: { S: 'healthy' }, since: { N: String(entry.since) } } } } });
+  });
+
+  it('loses the race to create the map: writes the nested path again', async () => {
+    const made = withRotation({ M: { speech: { M: { state: { S: 'initial' }, since: { N: '1' } } } } });
+    ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(item)).rejectsOnce(failedWith(made)).resolves({});
+    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe('written');
+    expect(ddbMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input.UpdateExpression)).toEqual([
+      'SET #rotation.#capability = :entry',
+      'SET #rotation = :rotation',
+      'SET #rotation.#capability = :entry',
+    ]);
+  });
+
+  it.each([
+    ['the lease was released (no item)', undefined, 'gone'],
+    ['the lease was re-acquired (another token)', leaseItem({ address: '10.0.0.1', leaseToken: 'token-new' }) as RawItem, 'gone'],
+    ['the lease already holds this entry or a newer one', withRotation({ M: { vision: { M: { state: { S: 'draining' }, since: { N: String(entry.since + 1) } } } } }), 'superseded'],
+  ] as const)('a failed condition is a no-op, never an error: %s → %s', async (_name, old, outcome) => {
+    ddbMock.on(UpdateItemCommand).rejects(failedWith(old));
+    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe(outcome);
+    expect(ddbMock.commandCalls(UpdateItemCommand)).toHaveLength(1);
+  });
+
+  it('DynamoDB failing is a LeaseStoreError naming the target and capability', async () => {
+    ddbMock.on(UpdateItemCommand).rejects(new InternalServerError({ message: 'boom', $metadata: { httpStatusCode: 500 } }));
+    const error = await store.writeRotation(TARGET, TOKEN, 'vision', entry).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LeaseStoreError);
+    expect((error as Error).message).toContain('writeRotation');
   });
 });

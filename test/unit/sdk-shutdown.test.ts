@@ -1,8 +1,8 @@
-import { DeleteItemCommand, DynamoDBClient, InternalServerError, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, GetItemCommand, InternalServerError, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { allCustomMatcher, CustomMatcher } from 'aws-sdk-client-mock-vitest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AgentLease, ConfigError, installShutdownHandlers, ShutdownHandlerOptions } from '../../lib/sdk';
+import { AgentLease, ConfigError, installShutdownHandlers, LeaveReport, ShutdownHandlerOptions } from '../../lib/sdk';
 
 expect.extend(allCustomMatcher);
 declare module 'vitest' {
@@ -45,13 +45,23 @@ const writes = (): string[] =>
     const command = c.args[0];
     if (command instanceof PutItemCommand) return 'put';
     if (command instanceof DeleteItemCommand) return 'delete';
+    if (command instanceof GetItemCommand) return 'get';
     if (command instanceof UpdateItemCommand) return command.input.ExpressionAttributeValues?.[':status']?.S ?? 'renew';
     return command.constructor.name;
   });
 
+/** The registry's rotation for vision, as GetItem returns it with the token of the last PutItem. */
+let rotation: Record<string, unknown> | undefined;
+const setRotation = (state: string, since: number) => (rotation = { M: { vision: { M: { state: { S: state }, since: { N: String(since) } } } } });
+
 beforeEach(() => {
   ddb.reset();
+  rotation = undefined;
   ddb.on(PutItemCommand).resolves({}).on(UpdateItemCommand).resolves({}).on(DeleteItemCommand).resolves({});
+  ddb.on(GetItemCommand).callsFake(() => {
+    const put = ddb.commandCalls(PutItemCommand).at(-1)!.args[0].input;
+    return { Item: { ...put.Item, ...(rotation ? { rotation } : {}) } };
+  });
   vi.useFakeTimers({ now: NOW_MS });
 });
 
@@ -61,39 +71,36 @@ afterEach(() => {
 });
 
 describe('installShutdownHandlers', () => {
-  it('on SIGTERM drains, keeps the lease for drainSeconds, then releases and removes its handlers', async () => {
+  it('on SIGTERM leaves rotation (drain, out of rotation, margin), releases, logs each step and removes its handlers', async () => {
     // Prepare
     const lease = newLease();
     await lease.acquire();
-    const { added, send } = install(lease, { drainSeconds: 5, exit: false });
+    const lines: string[] = [];
+    const { added, send } = install(lease, { propagationMarginMs: 2_000, exit: false, log: (l) => lines.push(l) });
     expect(added).toHaveLength(1);
 
-    // Act
+    // Act: the registry reports the target draining 700 ms after the drain
     send();
-    await vi.advanceTimersByTimeAsync(4_999);
-    const duringDrain = writes();
+    await vi.advanceTimersByTimeAsync(700);
+    setRotation('draining', Date.now());
+    await vi.advanceTimersByTimeAsync(2_299);
+    const beforeMarginEnds = writes();
     await vi.advanceTimersByTimeAsync(1);
 
     // Assess
-    expect(duringDrain).toEqual(['put', 'draining']);
-    expect(writes()).toEqual(['put', 'draining', 'delete']);
-    expect(ddb).toHaveReceivedCommandWith(UpdateItemCommand, { ExpressionAttributeValues: { ':status': { S: 'draining' }, ':mine': { S: expect.any(String) } } });
+    expect(beforeMarginEnds).toEqual(['put', 'draining', 'get']);
+    expect(writes()).toEqual(['put', 'draining', 'get', 'delete']);
     expect(lease.phase).toBe('released');
     expect(process.listeners('SIGTERM')).not.toContain(added[0]);
-  });
-
-  it('keeps renewing while it waits', async () => {
-    // Prepare
-    const lease = newLease();
-    await lease.acquire();
-    const { send } = install(lease, { drainSeconds: 12, exit: false });
-
-    // Act
-    send();
-    await vi.advanceTimersByTimeAsync(12_000);
-
-    // Assess
-    expect(writes()).toEqual(['put', 'draining', 'renew', 'delete']);
+    expect(lines).toEqual([
+      'agent-lb leave 10.0.3.17:8080: SIGTERM, leaving rotation (deadline 25.0 s)',
+      'agent-lb leave 10.0.3.17:8080: drain done in 0.0 s (1 of 1 drained)',
+      'agent-lb leave 10.0.3.17:8080: rotation confirmed in 1.0 s (vision draining for 0.3 s)',
+      'agent-lb leave 10.0.3.17:8080: propagation done in 2.0 s (margin 2.0 s)',
+      'agent-lb leave 10.0.3.17:8080: inFlight skipped in 0.0 s (no in-flight source given)',
+      'agent-lb leave 10.0.3.17:8080: release done in 0.0 s (1 deleted)',
+      'agent-lb leave 10.0.3.17:8080: done in 3.0 s, released',
+    ]);
   });
 
   it('exits with code 0 when done, by default', async () => {
@@ -101,7 +108,7 @@ describe('installShutdownHandlers', () => {
     const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
     const lease = newLease();
     await lease.acquire();
-    const { remove, send } = install(lease, { drainSeconds: 1 });
+    const { remove, send } = install(lease, { propagationMarginMs: 0, unconfirmedRotationWaitMs: 1_000, log: false });
 
     // Act
     send();
@@ -109,15 +116,16 @@ describe('installShutdownHandlers', () => {
 
     // Assess
     expect(exit).toHaveBeenCalledExactlyOnceWith(0);
-    expect(writes()).toEqual(['put', 'draining', 'delete']);
+    expect(writes()).toEqual(['put', 'draining', 'get', 'delete']);
     remove();
   });
 
-  it('a second signal cuts the wait short', async () => {
+  it('a second signal cuts the waits short and releases at once', async () => {
     // Prepare
     const lease = newLease();
     await lease.acquire();
-    const { send } = install(lease, { drainSeconds: 15, exit: false });
+    let report: LeaveReport | undefined;
+    const { send } = install(lease, { exit: false, log: false, onLeft: (r) => (report = r) });
 
     // Act
     send();
@@ -127,12 +135,13 @@ describe('installShutdownHandlers', () => {
 
     // Assess
     expect(writes()).toEqual(['put', 'draining', 'delete']);
+    expect(report?.steps.map((s) => s.outcome)).toEqual(['done', 'hurried', 'hurried', 'skipped', 'done']);
   });
 
   it('does not wait for a lease that is not held', async () => {
     // Prepare
     const lease = newLease();
-    const { send } = install(lease, { drainSeconds: 15, exit: false });
+    const { send } = install(lease, { exit: false, log: false });
     const released = vi.fn();
     lease.on('released', released);
 
@@ -145,17 +154,17 @@ describe('installShutdownHandlers', () => {
     expect(ddb.calls()).toHaveLength(0);
   });
 
-  it('reports a failed drain and still releases every lease', async () => {
+  it('reports a failed drain and still releases every lease, within the deadline', async () => {
     // Prepare
     const leases = [newLease(8080), newLease(8081)];
     for (const l of leases) await l.acquire();
     ddb.on(UpdateItemCommand).rejects(new InternalServerError({ message: 'boom', $metadata: {} }));
     const onError = vi.fn();
-    const { send } = install(leases, { drainSeconds: 2, exit: false, onError });
+    const { send } = install(leases, { deadlineMs: 4_000, exit: false, onError, log: false });
 
     // Act
     send();
-    await vi.advanceTimersByTimeAsync(2_000);
+    await vi.advanceTimersByTimeAsync(4_000);
 
     // Assess
     expect(onError).toHaveBeenCalledTimes(2);
@@ -176,9 +185,9 @@ describe('installShutdownHandlers', () => {
     expect(process.listeners('SIGUSR2')).not.toContain(added[0]);
   });
 
-  it('refuses a negative drainSeconds', () => {
-    expect(() => installShutdownHandlers(newLease(), { drainSeconds: -1 })).toThrow(
-      new ConfigError('installShutdownHandlers: drainSeconds must be a number ≥ 0, got -1'),
-    );
+  it('refuses bad options when installed, not at the signal', () => {
+    expect(() => installShutdownHandlers(newLease(), { deadlineMs: -1 })).toThrow(new ConfigError('leave: deadlineMs must be a number of milliseconds > 0, got -1'));
+    expect(() => installShutdownHandlers(newLease(), { drainSeconds: 15 } as never)).toThrow(/drainSeconds is gone/);
+    expect(() => installShutdownHandlers(newLease(), { signals: [] })).toThrow('installShutdownHandlers: signals must be a non-empty array, got []');
   });
 });

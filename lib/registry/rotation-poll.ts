@@ -1,0 +1,82 @@
+import { AddressPolicy } from '../core/address-policy';
+import { RoutingConfig } from '../core/lease-schema';
+import { changedTargets, groupStates, planObservedRotation } from '../core/rotation-planner';
+import { ElbTargets } from '../aws/elb-targets';
+import { LeaseStore } from '../aws/lease-store';
+import { readGroups } from './group-reads';
+import { NO_ROTATION_WRITES, RotationWriteReport, writeRotations } from './rotation-writes';
+
+export interface RotationPollDeps {
+  readonly elb: ElbTargets;
+  readonly store: LeaseStore;
+  readonly routing: RoutingConfig;
+  readonly policy: AddressPolicy;
+  /** Epoch milliseconds. @default Date.now */
+  readonly now?: () => number;
+}
+
+export interface RotationPollReport {
+  /** DescribeTargetHealth calls: one per routed group. */
+  readonly describeCalls: number;
+  /** Leases read (BatchGetItem keys): only those of targets whose ELB state changed since the last poll. */
+  readonly leasesRead: number;
+  readonly rotation: RotationWriteReport;
+}
+
+/**
+ * Health changes faster than the reconcile schedule: each `pollOnce()` reads every routed group
+ * (one DescribeTargetHealth each, from ELB's Describe* budget: burst 40, refill 10/s per
+ * account), then reads the leases of only the targets whose state changed since the previous
+ * poll, and writes what changed into their `rotation` (conditional on the token, as reconcile
+ * does). No ELB mutation, no scan. Between changes a poll costs G describes and nothing else.
+ * Keeps the last read in memory: one instance per poller.
+ */
+export class RotationPoll {
+  private previous?: Map<string, string>;
+  private timer?: NodeJS.Timeout;
+  private polling?: Promise<void>;
+  private stopped = false;
+
+  public constructor(private readonly deps: RotationPollDeps) {}
+
+  /** @throws what the lease read throws (LeaseStoreError); a group that cannot be read is skipped this time. */
+  public async pollOnce(): Promise<RotationPollReport> {
+    const observedAtMs = (this.deps.now ?? Date.now)();
+    const { groups, unread } = await readGroups(this.deps.elb, this.deps.routing);
+    const current = groupStates(groups);
+    const read = new Set(groups.map((g) => g.targetGroupArn));
+    const changed = [...changedTargets(this.previous, current, read)];
+    // Members of unread groups keep their last state, so their changes are seen once they are read again.
+    if (this.previous) for (const [member, state] of this.previous) if (!read.has(member.slice(0, member.indexOf(' ')))) current.set(member, state);
+    const describeCalls = groups.length + unread.length;
+    if (changed.length === 0) {
+      this.previous = current;
+      return { describeCalls, leasesRead: 0, rotation: NO_ROTATION_WRITES };
+    }
+    const items = [...(await this.deps.store.getMany(changed)).values()].filter((item) => item !== undefined);
+    const rotation = await writeRotations(this.deps.store, planObservedRotation({ groups, items, observedAtMs, policy: this.deps.policy, routing: this.deps.routing }));
+    // Only now: a poll whose reads or writes failed looks at the same changes again next time.
+    if (rotation.failed === 0) this.previous = current;
+    return { describeCalls, leasesRead: changed.length, rotation };
+  }
+
+  /** Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried again at the next tick. */
+  public start(intervalMs: number, onError: (error: unknown) => void): void {
+    if (intervalMs <= 0 || this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.polling = this.pollOnce()
+        .then(
+          () => undefined,
+          (error: unknown) => onError(error),
+        )
+        .finally(() => this.start(intervalMs, onError));
+    }, intervalMs);
+  }
+
+  /** Stops polling; resolves once a poll in flight has ended. */
+  public async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.polling;
+  }
+}

@@ -1,0 +1,180 @@
+import { DynamoDBClient, InternalServerError, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DeregisterTargetsCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { encodeRotationEntry } from '../../lib/core/lease-codec';
+import type { RotationEntry } from '../../lib/core/lease-schema';
+import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
+import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
+import { LeaseStore } from '../../lib/aws/lease-store';
+import { writeRotations } from '../../lib/registry/rotation-writes';
+import { RotationPoll } from '../../lib/registry/rotation-poll';
+import { ElbTargets } from '../../lib/aws/elb-targets';
+import { AddressPolicy } from '../../lib/core/address-policy';
+import { FakeLeaseTable } from '../support/fake-lease-table';
+import { captureMetrics, insert, Item, leaseItem, modify, remove, resetSequence, silentLogger, streamEvent, T0, testConfig, TG } from '../support/lease-fixtures';
+
+const elbMock = mockClient(ElasticLoadBalancingV2Client);
+const ddbMock = mockClient(DynamoDBClient);
+const credentials = { accessKeyId: 'x', secretAccessKey: 'x' };
+const elbClient = new ElasticLoadBalancingV2Client({ region: 'us-east-1', credentials });
+const dynamoClient = new DynamoDBClient({ region: 'us-east-1', credentials });
+const NOW_MS = T0 * 1000 + 1_500;
+const KEY = '10.0.0.1:8080';
+let table: FakeLeaseTable;
+/** DescribeTargetHealth answers: per group, target key → state. */
+let health: Record<string, Record<string, string>>;
+
+const withRotation = (item: Item, rotation: Record<string, RotationEntry>): Item =>
+  ({ ...item, rotation: { M: Object.fromEntries(Object.entries(rotation).map(([c, e]) => [c, encodeRotationEntry(e)])) } }) as Item;
+const lease = (extra: Parameters<typeof leaseItem>[0] extends infer S ? Partial<S> : never = {}) => leaseItem({ address: '10.0.0.1', leaseToken: 'tok-1', ...extra });
+
+function sync() {
+  const handler = createSyncHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: captureMetrics().metrics, now: () => NOW_MS });
+  return (records: ReturnType<typeof insert>[]) => {
+    table.applyRecords(records);
+    return handler(streamEvent(records));
+  };
+}
+
+beforeEach(() => {
+  elbMock.reset();
+  ddbMock.reset();
+  resetSequence();
+  table = new FakeLeaseTable().install(ddbMock);
+  health = {};
+  elbMock.on(RegisterTargetsCommand).resolves({});
+  elbMock.on(DeregisterTargetsCommand).resolves({});
+  elbMock.on(DescribeTargetHealthCommand).callsFake((input: { TargetGroupArn: string }) => ({
+    TargetHealthDescriptions: Object.entries(health[input.TargetGroupArn] ?? {}).map(([key, state]) => ({
+      Target: { Id: key.split(':')[0], Port: Number(key.split(':')[1]) },
+      TargetHealth: { State: state },
+    })),
+  }));
+});
+
+describe('stream sync writes what its own calls did', () => {
+  it('a new lease: registered, then rotation.vision = initial, conditional on its token', async () => {
+    await sync()([insert(lease())]);
+    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(1);
+    expect(table.rotationWrites).toEqual([`${KEY} vision=initial@${NOW_MS}`]);
+    expect(ddbMock.commandCalls(UpdateItemCommand)[0].args[0].input.ExpressionAttributeValues?.[':token']).toEqual({ S: 'tok-1' });
+  });
+
+  it('a drained lease: deregistered, then draining', async () => {
+    const before = withRotation(lease(), { vision: { state: 'healthy', since: NOW_MS - 60_000 } });
+    await sync()([modify(before, { ...before, status: { S: 'draining' } })]);
+    expect(elbMock.commandCalls(DeregisterTargetsCommand)).toHaveLength(1);
+    expect(table.rotationWrites).toEqual([`${KEY} vision=draining@${NOW_MS}`]);
+  });
+
+  it('a released lease: deregistered, nothing written (no item to write into, none created)', async () => {
+    await sync()([remove(lease())]);
+    expect(elbMock.commandCalls(DeregisterTargetsCommand)).toHaveLength(1);
+    expect(ddbMock.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    expect(table.items.size).toBe(0);
+  });
+
+  it('a record that changes only rotation (the registry\'s own write coming back) costs 0 ELB calls, 0 reads, 0 writes', async () => {
+    const initial = withRotation(lease(), { vision: { state: 'initial', since: NOW_MS - 9_000 } });
+    const healthy = withRotation(lease(), { vision: { state: 'healthy', since: NOW_MS - 1_000 } });
+    const draining = withRotation(lease({ expiresAt: T0 + 40 }), { vision: { state: 'healthy', since: NOW_MS - 1_000 } });
+    const result = await sync()([modify(initial, healthy), modify(healthy, draining)]);
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(elbMock).not.toHaveReceivedAnyCommand();
+    expect(ddbMock).not.toHaveReceivedAnyCommand();
+  });
+
+  it('a re-acquire (PutItem, new token, rotation dropped): no ELB call, the entry written back into the new lease', async () => {
+    const held = withRotation(lease(), { vision: { state: 'healthy', since: NOW_MS - 60_000 } });
+    await sync()([modify(held, lease({ leaseToken: 'tok-2' }))]);
+    expect(elbMock).not.toHaveReceivedAnyCommand();
+    expect(table.rotationWrites).toEqual([`${KEY} vision=healthy@${NOW_MS - 60_000}`]);
+    expect(table.items.get(KEY)?.leaseToken.S).toBe('tok-2');
+  });
+
+  it('a lease re-acquired again before the write lands: the write is a no-op, the batch succeeds', async () => {
+    const run = sync();
+    const records = [insert(lease())];
+    table.applyRecords(records);
+    // The table moves on (another token) between the registration's read and the rotation write.
+    elbMock.on(RegisterTargetsCommand).callsFake(() => {
+      table.put(lease({ leaseToken: 'tok-9' }));
+      return {};
+    });
+    await expect(run(records)).resolves.toEqual({ batchItemFailures: [] });
+    expect(table.rotationWrites).toEqual([]);
+    expect(table.items.get(KEY)?.rotation).toBeUndefined();
+  });
+});
+
+describe('reconcile writes what its group reads show', () => {
+  it('registered and reported healthy: the lease is told healthy, on change only', async () => {
+    const handler = createReconcileHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: captureMetrics().metrics, now: () => NOW_MS, sleep: async () => {} });
+    table.put(withRotation(lease({ capabilities: ['vision', 'speech'] }), { vision: { state: 'initial', since: NOW_MS - 5_000 } }));
+    health = { [TG.vision]: { [KEY]: 'healthy' }, [TG.speech]: { [KEY]: 'initial' } };
+    await handler();
+    expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=initial@${NOW_MS}`, `${KEY} vision=healthy@${NOW_MS}`]);
+    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
+    await handler();
+    expect(table.rotationWrites).toHaveLength(2);
+  });
+});
+
+describe('writeRotations', () => {
+  it('a DynamoDB failure is counted and reported, never thrown: the ELB work stands', async () => {
+    ddbMock.on(UpdateItemCommand).rejects(new InternalServerError({ message: 'boom', $metadata: { httpStatusCode: 500 } }));
+    const report = await writeRotations(new LeaseStore(dynamoClient, 'leases'), [
+      { target: KEY, leaseToken: 'tok-1', capability: 'vision', entry: { state: 'initial', since: NOW_MS }, cause: 'call' },
+    ]);
+    expect(report).toMatchObject({ planned: 1, written: 0, failed: 1 });
+    expect(report.firstError?.code).toBe('LEASE_STORE');
+  });
+});
+
+describe('RotationPoll: health changes between reconcile passes', () => {
+  it('reads every group each poll, but the leases only of targets whose state changed, and writes what changed', async () => {
+    let clock = NOW_MS;
+    const poll = new RotationPoll({
+      elb: new ElbTargets(elbClient),
+      store: new LeaseStore(dynamoClient, 'leases'),
+      routing: testConfig().routing,
+      policy: new AddressPolicy(testConfig().routing.allowedCidrs),
+      now: () => clock,
+    });
+    table.put(lease(), leaseItem({ address: '10.0.0.2', leaseToken: 'tok-2' }));
+    health = { [TG.vision]: { [KEY]: 'initial', '10.0.0.2:8080': 'healthy' } };
+
+    const first = await poll.pollOnce();
+    expect(first).toMatchObject({ describeCalls: 3, leasesRead: 2, rotation: { written: 2 } });
+    const quiet = await poll.pollOnce();
+    expect(quiet).toMatchObject({ describeCalls: 3, leasesRead: 0, rotation: { planned: 0 } });
+
+    health = { [TG.vision]: { [KEY]: 'healthy', '10.0.0.2:8080': 'healthy' } };
+    clock += 1_000;
+    const changed = await poll.pollOnce();
+    expect(changed).toMatchObject({ leasesRead: 1, rotation: { written: 1 } });
+    expect(table.keysRead().slice(-1)).toEqual([KEY]);
+    expect(table.rotationWrites.at(-1)).toBe(`${KEY} vision=healthy@${NOW_MS + 1_000}`);
+    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
+  });
+});
+
+describe('a rotation write coming back through the stream', () => {
+  it('does not report the lease\'s rejections again (they were reported with the write that made the lease)', async () => {
+    // A lease for vision and a capability nobody routes: routed to vision, rejected for the other, once.
+    const made = lease({ capabilities: ['vision', 'ocr'] });
+    const emf = captureMetrics();
+    const handler = createSyncHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: emf.metrics, now: () => NOW_MS });
+    table.applyRecords([insert(made)]);
+    await handler(streamEvent([insert(made)]));
+    const told = withRotation(made, { vision: { state: 'initial', since: NOW_MS } });
+    await handler(streamEvent([modify(made, told)]));
+    expect(emf.all('RejectedLeases')).toEqual([1, 0]);
+  });
+});
