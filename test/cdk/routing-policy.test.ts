@@ -1,5 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it, test } from 'vitest';
 import { CapabilityProps } from '../../lib/constructs';
 import { newRouter, validationError } from './fixtures';
@@ -148,5 +148,165 @@ describe('routing policy: values out of ALB\'s ranges', () => {
     ['an app cookie name ALB reserves', { name: 'vision', stickiness: { type: 'app_cookie', cookieName: 'AWSALBTGX' } }, 'Capability "vision": stickiness cookieName "AWSALBTGX" starts with "AWSALB", which ALB reserves (AWSALB, AWSALBAPP, AWSALBTG)'],
   ])('rejects %s', (_, capability, message) => {
     expect(() => newRouter([capability])).toThrow(validationError(message));
+  });
+});
+
+describe('routing policy: weighted variants', () => {
+  const canary = { name: 'vision', variants: [{ name: 'canary', weight: 10 }] };
+
+  /** The logical id of the target group tagged `agent-lb:capability = <capability>`. */
+  function groupId(template: Template, capability: string): string {
+    const ids = Object.entries(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')).filter(([, r]) =>
+      (r.Properties as { Tags: { Key: string; Value: string }[] }).Tags.some((t) => t.Key === 'agent-lb:capability' && t.Value === capability),
+    );
+    expect(ids).toHaveLength(1);
+    return ids[0][0];
+  }
+
+  it('gives each variant a target group tagged with the capability its agents list, the capability it belongs to and its weight', () => {
+    const { stack } = newRouter([canary]);
+    Template.fromStack(stack).hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      Tags: Match.arrayWith([
+        { Key: 'agent-lb:capability', Value: 'vision-canary' },
+        { Key: 'agent-lb:variant-of', Value: 'vision' },
+        { Key: 'agent-lb:variant-weight', Value: '10' },
+      ]),
+      TargetGroupAttributes: Match.arrayWith([{ Key: 'load_balancing.algorithm.type', Value: 'least_outstanding_requests' }]),
+    });
+  });
+
+  it('forwards the header and the path rule to the stable group and the variants by weight (the stable group gets the rest of 100)', () => {
+    const { stack, router } = newRouter([{ name: 'vision', variants: [{ name: 'canary', weight: 10 }, { name: 'next', weight: 5 }] }]);
+    const template = Template.fromStack(stack);
+    const forward = {
+      Type: 'forward',
+      ForwardConfig: {
+        TargetGroups: [
+          { TargetGroupArn: { Ref: groupId(template, 'vision') }, Weight: 85 },
+          { TargetGroupArn: { Ref: groupId(template, 'vision-canary') }, Weight: 10 },
+          { TargetGroupArn: { Ref: groupId(template, 'vision-next') }, Weight: 5 },
+        ],
+      },
+    };
+    const route = router.routes[0];
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Priority: route.headerRulePriority,
+      Conditions: [{ Field: 'http-header', HttpHeaderConfig: { HttpHeaderName: 'X-Agent-Capability', Values: ['vision'] } }],
+      Actions: [forward],
+    });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Priority: route.pathRulePriority,
+      Conditions: [{ Field: 'path-pattern', PathPatternConfig: { Values: ['/agents/vision', '/agents/vision/*'] } }],
+      Actions: [forward],
+    });
+    expect(route.stableWeight).toBe(85);
+    expect(route.variants.map((v) => [v.capability, v.weight])).toEqual([
+      ['vision-canary', 10],
+      ['vision-next', 5],
+    ]);
+  });
+
+  it('pins a request carrying the variant header to the variant alone, ahead of the weighted rules', () => {
+    const { stack, router } = newRouter([canary], { variantHeaderName: 'X-Canary' });
+    const template = Template.fromStack(stack);
+    const pinned = [{ Type: 'forward', TargetGroupArn: { Ref: groupId(template, 'vision-canary') } }];
+    const [route] = router.routes;
+    const [variant] = route.variants;
+    expect(variant.headerRulePriority).toBeLessThan(route.headerRulePriority);
+    expect(variant.pathRulePriority).toBeLessThan(route.pathRulePriority);
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Priority: variant.headerRulePriority,
+      Conditions: [
+        { Field: 'http-header', HttpHeaderConfig: { HttpHeaderName: 'X-Agent-Capability', Values: ['vision'] } },
+        { Field: 'http-header', HttpHeaderConfig: { HttpHeaderName: 'X-Canary', Values: ['canary'] } },
+      ],
+      Actions: pinned,
+    });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Priority: variant.pathRulePriority,
+      Conditions: [
+        { Field: 'path-pattern', PathPatternConfig: { Values: ['/agents/vision', '/agents/vision/*'] } },
+        { Field: 'http-header', HttpHeaderConfig: { HttpHeaderName: 'X-Canary', Values: ['canary'] } },
+      ],
+      Actions: pinned,
+    });
+    template.resourceCountIs('AWS::ElasticLoadBalancingV2::ListenerRule', 4);
+  });
+
+  it('turns target group stickiness on with the stickiness duration when the capability is sticky', () => {
+    const { stack } = newRouter([{ ...canary, stickiness: { type: 'lb_cookie', duration: Duration.hours(2) } }]);
+    Template.fromStack(stack).hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Actions: [{ Type: 'forward', ForwardConfig: Match.objectLike({ TargetGroupStickinessConfig: { Enabled: true, DurationSeconds: 7200 } }) }],
+    });
+  });
+
+  it('sets target group stickiness of its own with variantStickiness', () => {
+    const { stack } = newRouter([{ ...canary, variantStickiness: Duration.minutes(10) }]);
+    Template.fromStack(stack).hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Actions: [{ Type: 'forward', ForwardConfig: Match.objectLike({ TargetGroupStickinessConfig: { Enabled: true, DurationSeconds: 600 } }) }],
+    });
+  });
+
+  it('leaves target group stickiness off by default', () => {
+    const { stack } = newRouter([canary]);
+    const rules = Template.fromStack(stack).findResources('AWS::ElasticLoadBalancingV2::ListenerRule');
+    for (const rule of Object.values(rules)) expect(JSON.stringify(rule)).not.toContain('TargetGroupStickinessConfig');
+  });
+
+  test.each<[string, CapabilityProps[], string]>([
+    [
+      'five variants (six groups in one forward action)',
+      [{ name: 'vision', variants: ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name, weight: 1 })) }],
+      'Capability "vision": 5 variants and the stable group make 6 target groups in one forward action; ALB allows at most 5 (4 variants)',
+    ],
+    [
+      'weights over 100',
+      [{ name: 'vision', variants: [{ name: 'a', weight: 60 }, { name: 'b', weight: 50 }] }],
+      'Capability "vision": variant weights add up to 110 percent (a 60, b 50); at most 100, the stable group gets the rest',
+    ],
+    ['a fractional weight', [{ name: 'vision', variants: [{ name: 'a', weight: 2.5 }] }], 'Capability "vision": variant "a" weight 2.5 must be a whole percent, 0–100'],
+    ['a variant name in capitals', [{ name: 'vision', variants: [{ name: 'Canary', weight: 1 }] }], 'Capability "vision": variant name "Canary" (variants[0]) must be lowercase letters, digits, "_" or "-", starting with a letter or digit'],
+    ['a variant named twice', [{ name: 'vision', variants: [{ name: 'a', weight: 1 }, { name: 'a', weight: 2 }] }], 'Capability "vision": variant name "a" appears twice'],
+    [
+      'a variant whose capability name another capability has',
+      [{ name: 'vision-canary' }, canary],
+      'Duplicate capability name "vision-canary" (capabilities[0] and variant "canary" of capabilities[1])',
+    ],
+    ['variantStickiness without variants', [{ name: 'vision', variantStickiness: Duration.minutes(1) }], 'Capability "vision": variantStickiness applies to the weighted forward action of variants; the capability has none'],
+    [
+      'variantStickiness over 7 days',
+      [{ ...canary, variantStickiness: Duration.days(8) }],
+      'Capability "vision": variantStickiness 691200 seconds must be 0 (off) or in 1–604800 seconds (7 days)',
+    ],
+    [
+      'a pinned priority with no room below it for the pin rules',
+      [{ ...canary, priority: 1 }],
+      'Capability "vision": priority 1 leaves no room below it for the pin rules of its 1 variants; pin it in 2–25000',
+    ],
+  ])('refuses %s', (_, capabilities, message) => {
+    expect(() => newRouter(capabilities)).toThrow(validationError(message));
+  });
+});
+
+describe('routing policy: load balancer budget', () => {
+  it('refuses more than 100 target groups, naming the capability that goes over', () => {
+    const capabilities: CapabilityProps[] = Array.from({ length: 33 }, (_, i) => ({ name: `cap-${i}`, variants: [{ name: 'a', weight: 1 }, { name: 'b', weight: 1 }] }));
+    capabilities.push({ name: 'last', variants: [{ name: 'a', weight: 1 }] });
+    expect(() => newRouter(capabilities)).toThrow(
+      validationError(
+        'The capabilities need 101 target groups (one per capability and one per variant); an ALB routes to at most 100, not adjustable. ' +
+          'Capability "last" with its 1 variant takes the count from 99 to 101; remove capabilities or variants, or put some on another load balancer',
+      ),
+    );
+  });
+
+  it('warns when variants take the rules past the default quota, naming the capability', () => {
+    const capabilities: CapabilityProps[] = Array.from({ length: 25 }, (_, i) => ({ name: `cap-${i}`, variants: [{ name: 'a', weight: 1 }] }));
+    capabilities.push({ name: 'last', variants: [{ name: 'a', weight: 1 }] });
+    const { stack } = newRouter(capabilities);
+    Annotations.fromStack(stack).hasWarning(
+      '/RouterTest/Router',
+      Match.stringLikeRegexp('^The capabilities need 104 listener rules .*Capability "last" with its 1 variant takes the count from 100 to 104; raise the quota before deploying'),
+    );
   });
 });
