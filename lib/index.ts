@@ -47,6 +47,7 @@ export type {
   LoadBalancingAlgorithm,
   LeaseTableProps,
   RegistrySyncCapability,
+  RegistrySyncVariants,
   RegistrySyncOptions,
   RegistrySyncProps,
   RulePriorityRange,

@@ -12,7 +12,7 @@ import { RegistrySync, RegistrySyncProps } from './registry-sync';
 import type { RulePriorityRange } from './rule-priorities';
 
 /** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
-export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener'>;
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants'>;
 
 /** Properties of an {@link AgentLb}. */
 export interface AgentLbProps {
@@ -186,6 +186,11 @@ export class AgentLb extends Construct {
       capabilities: Object.fromEntries(
         this.router.routes.flatMap((r) => [r.name, ...r.variants.map((v) => v.capability)].map((name) => [name, { targetGroup: this.router.targetGroups[name], targetType: r.targetType }])),
       ),
+      // The reconcile Lambda holds a variant at weight 0 until it has a healthy target.
+      variants: {
+        weights: Object.fromEntries(this.router.routes.flatMap((r) => r.variants.map((v) => [v.capability, v.weight]))),
+        rules: this.router.weightedRules,
+      },
       ...(loadBalancer ? { loadBalancer } : { listener: props.listener }),
     });
     // Nothing invokes the functions before the rules they discover their target groups through exist.

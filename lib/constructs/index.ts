@@ -34,7 +34,7 @@ export type { LeaseTableProps } from './lease-table';
 export { acknowledgeNagFindings, acknowledgeRegistryFindings } from './nag-suppressions';
 export type { NagAcknowledgementOptions, NagAcknowledgementSubjects } from './nag-suppressions';
 export { CONFIG_ENV, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, RegistrySync, SYNC_SERVICE_NAME } from './registry-sync';
-export type { AgentLbRuntimeConfigJson, RegistrySyncCapability, RegistrySyncProps } from './registry-sync';
+export type { AgentLbRuntimeConfigJson, RegistrySyncCapability, RegistrySyncProps, RegistrySyncVariants } from './registry-sync';
 export { capabilitySlot, LISTENER_PRIORITIES } from './rule-priorities';
 export { AgentLbValidationError } from './validation-error';
 export type { RulePriorityRange } from './rule-priorities';

@@ -15,6 +15,7 @@ import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
+import { findTargetGroups, guardVariantRules, readTargetHealth } from './registry-permissions';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
 import { AgentLbRuntimeConfigJson, lambdaEnvironmentProblems } from './lambda-environment';
@@ -37,6 +38,14 @@ export interface RegistrySyncCapability {
    * @default 'ip'
    */
   readonly targetType?: CapabilityTargetType;
+}
+
+/** Weighted variants the reconcile Lambda guards; see {@link RegistrySyncProps.variants}. */
+export interface RegistrySyncVariants {
+  /** Configured weight of each variant in percent, by the capability its agents list (`{ 'vision-canary': 10 }`). */
+  readonly weights: Readonly<Record<string, number>>;
+  /** The rules whose forward action spreads requests over a capability's groups by weight. */
+  readonly rules: readonly elbv2.ApplicationListenerRule[];
 }
 
 /** Properties of a {@link RegistrySync}. */
@@ -69,6 +78,16 @@ export interface RegistrySyncProps {
    * @default - see `loadBalancer`
    */
   readonly listener?: elbv2.IApplicationListener;
+
+  /**
+   * Weighted variants among `capabilities` and the listener rules that forward to them by weight.
+   * The reconcile Lambda keeps each variant at weight 0 in those rules until its group has a
+   * healthy target, and puts its configured weight back then; it may modify those rules only.
+   * Needs `loadBalancer` or `listener`, where it reads the rules.
+   *
+   * @default - no variants
+   */
+  readonly variants?: RegistrySyncVariants;
 
   /**
    * VPC of the target groups; its CIDR is always an allowed lease address range.
@@ -263,6 +282,14 @@ export class RegistrySync extends Construct {
           : [],
     });
 
+    const variantWeights = props.variants && Object.keys(props.variants.weights).length > 0 ? { ...props.variants.weights } : undefined;
+    for (const [name, weight] of Object.entries(variantWeights ?? {})) {
+      if (!Object.hasOwn(props.capabilities, name)) throw new AgentLbValidationError(this, `variantWeights names "${name}", which is not among capabilities`);
+      checkRange(this, `variantWeights "${name}"`, weight, 0, 100, ' percent');
+    }
+    if (variantWeights && !props.loadBalancer && !props.listener) {
+      throw new AgentLbValidationError(this, 'variants need loadBalancer or listener: the reconcile Lambda reads the weighted rules there');
+    }
     const discoverOn = props.loadBalancer
       ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
       : props.listener
@@ -280,6 +307,7 @@ export class RegistrySync extends Construct {
       allowedCidrs,
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
+      ...(variantWeights ? { variantWeights } : {}),
     };
     this.runtimeConfigJson = Stack.of(this).toJsonString(config);
     this.node.addValidation({ validate: () => lambdaEnvironmentProblems(config) });
@@ -339,14 +367,8 @@ export class RegistrySync extends Construct {
     });
     if (registerTargets) this.reconcileFunction.addToRolePolicy(registerTargets);
     if (discoverOn) this.reconcileFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
-    this.reconcileFunction.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'ReadTargetHealth',
-        // elasticloadbalancing:Describe* actions support no resource-level permissions: "*" is the only valid resource.
-        actions: ['elasticloadbalancing:DescribeTargetHealth'],
-        resources: ['*'],
-      }),
-    );
+    this.reconcileFunction.addToRolePolicy(readTargetHealth());
+    if (variantWeights) for (const s of guardVariantRules(props.variants!.rules)) this.reconcileFunction.addToRolePolicy(s);
     props.table.grantReadData(this.reconcileFunction);
     props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem');
 
@@ -429,20 +451,4 @@ export class RegistrySync extends Construct {
       for (const d of dependencies) trigger?.node.addDependency(d);
     }
   }
-}
-
-/**
- * Finding target groups by tag (and, from a listener, its load balancer): ELBv2 Describe* actions
- * take no resource-level permissions, so "*" is the only valid resource.
- */
-function findTargetGroups(viaListener: boolean): iam.PolicyStatement {
-  return new iam.PolicyStatement({
-    sid: 'FindCapabilityTargetGroups',
-    actions: [
-      ...(viaListener ? ['elasticloadbalancing:DescribeListeners'] : []),
-      'elasticloadbalancing:DescribeTargetGroups',
-      'elasticloadbalancing:DescribeTags',
-    ],
-    resources: ['*'],
-  });
 }
