@@ -1,4 +1,3 @@
-import type * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 
 /**
@@ -22,15 +21,4 @@ export function findTargetGroups(viaListener: boolean): iam.PolicyStatement {
 /** Reading the targets of the groups, for a reconcile pass. */
 export function readTargetHealth(): iam.PolicyStatement {
   return new iam.PolicyStatement({ sid: 'ReadTargetHealth', actions: ['elasticloadbalancing:DescribeTargetHealth'], resources: ['*'] });
-}
-
-/**
- * Reading the weighted rules and changing their weights (the reconcile pass holds a variant
- * without a healthy target at weight 0): ModifyRule on exactly those rules, no other.
- */
-export function guardVariantRules(rules: readonly elbv2.ApplicationListenerRule[]): iam.PolicyStatement[] {
-  return [
-    new iam.PolicyStatement({ sid: 'ReadWeightedRules', actions: ['elasticloadbalancing:DescribeListeners', 'elasticloadbalancing:DescribeRules'], resources: ['*'] }),
-    new iam.PolicyStatement({ sid: 'SetVariantWeights', actions: ['elasticloadbalancing:ModifyRule'], resources: rules.map((r) => r.listenerRuleArn) }),
-  ];
 }

@@ -15,7 +15,8 @@ import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
-import { findTargetGroups, guardVariantRules, readTargetHealth } from './registry-permissions';
+import { findTargetGroups, readTargetHealth } from './registry-permissions';
+import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
 import { AgentLbRuntimeConfigJson, lambdaEnvironmentProblems } from './lambda-environment';
@@ -26,6 +27,7 @@ import type { IConstruct } from 'constructs';
 export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '../core/metric-names';
 export { CONFIG_ENV } from '../core/runtime-config';
 export type { AgentLbRuntimeConfigJson } from './lambda-environment';
+export type { RegistrySyncVariants } from './registry-variants';
 
 /** The target group a capability's agents are registered in. */
 export interface RegistrySyncCapability {
@@ -38,14 +40,6 @@ export interface RegistrySyncCapability {
    * @default 'ip'
    */
   readonly targetType?: CapabilityTargetType;
-}
-
-/** Weighted variants the reconcile Lambda guards; see {@link RegistrySyncProps.variants}. */
-export interface RegistrySyncVariants {
-  /** Configured weight of each variant in percent, by the capability its agents list (`{ 'vision-canary': 10 }`). */
-  readonly weights: Readonly<Record<string, number>>;
-  /** The rules whose forward action spreads requests over a capability's groups by weight. */
-  readonly rules: readonly elbv2.ApplicationListenerRule[];
 }
 
 /** Properties of a {@link RegistrySync}. */
@@ -282,14 +276,7 @@ export class RegistrySync extends Construct {
           : [],
     });
 
-    const variantWeights = props.variants && Object.keys(props.variants.weights).length > 0 ? { ...props.variants.weights } : undefined;
-    for (const [name, weight] of Object.entries(variantWeights ?? {})) {
-      if (!Object.hasOwn(props.capabilities, name)) throw new AgentLbValidationError(this, `variantWeights names "${name}", which is not among capabilities`);
-      checkRange(this, `variantWeights "${name}"`, weight, 0, 100, ' percent');
-    }
-    if (variantWeights && !props.loadBalancer && !props.listener) {
-      throw new AgentLbValidationError(this, 'variants need loadBalancer or listener: the reconcile Lambda reads the weighted rules there');
-    }
+    const variantWeights = checkedVariantWeights(this, props);
     const discoverOn = props.loadBalancer
       ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
       : props.listener
