@@ -26,6 +26,8 @@ export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METAD
 export type { CapabilityRoute, Lease, LeaseStatus, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
 export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-planner';
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
+export { planVariantWeights, variantReady } from './variant-weights';
+export type { VariantState, WeightChange, WeightedGroup, WeightedRule } from './variant-weights';
 export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lease-confirmation';
 export type { ConfirmationContext, ConfirmationVerdict, TargetAction } from './lease-confirmation';
 export {
@@ -37,7 +39,7 @@ export {
   parseRuntimeConfig,
   parseRuntimeSettings,
 } from './runtime-config';
-export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings } from './runtime-config';
+export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
 export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
 export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
