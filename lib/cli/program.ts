@@ -9,9 +9,8 @@ import { createElbClient } from '../aws/clients';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
-import { readWeightedRules } from '../aws/listener-rules';
-import { targetTypesOf, variantTagsOf } from '../aws/target-groups';
-import { fleetStatus, listLeases } from '../registry/fleet-status';
+import { targetTypesOf } from '../aws/target-groups';
+import { fleetStatus, listLeases, variantSources } from '../registry/fleet-status';
 import { resolveDeployment, SourceOptions } from './deployment-source';
 import { renderLeases, renderStatus } from './fleet-render';
 
@@ -46,11 +45,7 @@ async function sourcesFor(d: Deployment, fromStateFile: boolean) {
   const types = await targetTypesOf(elbClient, Object.values(d.targetGroups));
   // A state file comes from local mode, whose demo agents listen on loopback.
   const routing = routingFor(d.targetGroups, types, d.dynamodbEndpoint !== undefined);
-  const variants = await variantTagsOf(elbClient, Object.values(d.targetGroups));
-  // The weights in effect are read where the stack holds the listener; elsewhere status shows the configured ones.
-  const on = d.listenerArn ? { listenerArn: d.listenerArn } : d.loadBalancerArn ? { loadBalancerArn: d.loadBalancerArn } : undefined;
-  const weightedRules = on && Object.keys(variants).length > 0 ? await readWeightedRules(elbClient, on) : undefined;
-  return { elb: new ElbTargets(elbClient), store: new LeaseStore(ddb, d.tableName), routing, variants, ...(weightedRules ? { weightedRules } : {}) };
+  return { elb: new ElbTargets(elbClient), store: new LeaseStore(ddb, d.tableName), routing, ...(await variantSources(elbClient, d)) };
 }
 
 /** This package's version, from its package.json (next to lib/ from the sources, next to dist/ when built). */

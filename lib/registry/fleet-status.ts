@@ -5,8 +5,10 @@ import { ObservedTarget, planReconcile, presenceOf } from '../core/reconcile-pla
 import { addressPolicyFor } from '../core/runtime-config';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { WeightedRule } from '../core/variant-weights';
-import type { VariantTags } from '../aws/target-groups';
+import { readWeightedRules } from '../aws/listener-rules';
+import { VariantTags, variantTagsOf } from '../aws/target-groups';
 import { readGroups } from './group-reads';
 
 /**
@@ -117,6 +119,21 @@ function weightOf(capability: string, arn: string, src: FleetSources): { weight?
   const configured = own ? own.weight : 100 - ofThis.reduce((n, v) => n + v.weight, 0);
   const routed = src.weightedRules?.flatMap((r) => r.groups).find((g) => g.targetGroupArn === arn)?.weight;
   return { weight: { configured, ...(routed !== undefined ? { routed } : {}), ...(own ? { variantOf: own.variantOf } : {}) } };
+}
+
+/**
+ * The variant part of the status sources: the groups' variant tags (one DescribeTags per 20
+ * groups) and, where the deployment names its listener or load balancer and has variants, the
+ * weighted rules (the weights in effect); elsewhere status shows the configured weights.
+ */
+export async function variantSources(
+  client: ElasticLoadBalancingV2Client,
+  deployment: { readonly targetGroups: Readonly<Record<string, string>>; readonly listenerArn?: string; readonly loadBalancerArn?: string },
+): Promise<Pick<FleetSources, 'variants' | 'weightedRules'>> {
+  const variants = await variantTagsOf(client, Object.values(deployment.targetGroups));
+  const on = deployment.listenerArn ? { listenerArn: deployment.listenerArn } : deployment.loadBalancerArn ? { loadBalancerArn: deployment.loadBalancerArn } : undefined;
+  if (!on || Object.keys(variants).length === 0) return { variants };
+  return { variants, weightedRules: await readWeightedRules(client, on) };
 }
 
 export interface LeaseRow {

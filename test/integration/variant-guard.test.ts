@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readWeightedRules } from '../../lib/aws/listener-rules';
+import { renderStatus } from '../../lib/cli/fleet-render';
 import { LocalStack } from '../../lib/local/local-stack';
+import { fleetStatus, variantSources } from '../../lib/registry/fleet-status';
 import { AgentLease } from '../../lib/sdk/agent-lease';
 import { targetKeys, waitFor } from '../support/local-harness';
 
@@ -22,6 +24,12 @@ async function weights(): Promise<string[][]> {
   const byArn = Object.fromEntries(Object.entries(stack.state.targetGroups).map(([name, arn]) => [arn, name]));
   const rules = await readWeightedRules(stack.elbv2, { listenerArn: stack.state.listenerArn });
   return rules.map((r) => r.groups.map((g) => `${byArn[g.targetGroupArn]}=${g.weight}`));
+}
+
+/** `agent-lb status --state-file`'s line for `capability`: the CLI's variant sources (tags and rules in moto). */
+async function statusLine(capability: string): Promise<string> {
+  const status = await fleetStatus({ ...stack.sources(), routing: stack.runtimeConfig.routing, ...(await variantSources(stack.elbv2, stack.state)) });
+  return renderStatus(status).split('\n').find((l) => l.startsWith(`${capability} `)) ?? '';
 }
 
 beforeAll(async () => {
@@ -56,6 +64,7 @@ describe('reconcile holds an empty variant out of its capability\'s weighted rul
       ['vision=100', 'vision-canary=0'],
     ]);
     expect((await stack.reconcileNow()).variantRuleChanges).toBe(0);
+    expect(await statusLine('vision-canary')).toMatch(/^vision-canary\s+0% of vision \(20% once healthy\)\s+0\s+0\s/);
 
     // A canary agent joins by listing the capability vision-canary
     const lease = new AgentLease({
@@ -72,6 +81,8 @@ describe('reconcile holds an empty variant out of its capability\'s weighted rul
     await waitFor(async () => (await targetKeys(stack.elbv2, stack.state.targetGroups['vision-canary'])).includes('10.7.0.1:8080'), SLACK_MS, 'canary registration');
     const serving = await stack.reconcileNow();
     expect(serving.variantsHeldOut).toEqual([]);
+    expect(await statusLine('vision-canary')).toMatch(/^vision-canary\s+20% of vision\s+1\s+1\s+healthy=1/);
+    expect(await statusLine('vision')).toMatch(/^vision\s+80%\s/);
     expect(await weights()).toEqual([
       ['vision=80', 'vision-canary=20'],
       ['vision=80', 'vision-canary=20'],
