@@ -2,9 +2,10 @@ import type { B1Result } from './b1-handler-economy';
 import type { ProjectionResult } from './b1-cold-start';
 import type { B2Result } from './b2-end-to-end';
 import type { B3Result } from './b3-reconcile-cost';
+import type { B4Result } from './b4-data-plane';
 import type { Distribution } from './percentiles';
 
-export type ScenarioResult = B1Result | B2Result | B3Result | ProjectionResult;
+export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | ProjectionResult;
 
 /** One line of the table. `target` and `verdict` only on lines that check one of the issue's targets. */
 export interface Row {
@@ -224,6 +225,28 @@ function projectionRows(r: ProjectionResult): Row[] {
   });
 }
 
+function b4Rows(r: B4Result): Row[] {
+  const { setup } = r;
+  const s = `B4 ${setup.agents} agents`;
+  const hc = setup.healthCheck;
+  const failed = (c: B4Result['crash']['ours']) =>
+    `${int(c.failed)} of ${int(c.sent)}${c.failed > 0 ? ` (${Object.entries(c.failures).map(([k, n]) => `${k}: ${int(n)}`).join(', ')}; for ${ms(c.failingForMs)})` : ''}`;
+  return [
+    {
+      scenario: s,
+      figure: `acquire() returned → first request served through the endpoint p50/p95/p99/max (checks every ${ms(hc.intervalMs)}, timeout ${ms(hc.timeoutMs)}, ${hc.healthyThreshold}/${hc.unhealthyThreshold}; ${setup.requestsPerSecond} req/s round robin)`,
+      ours: quartet(r.firstRequestMs.ours),
+      naive: quartet(r.firstRequestMs.naive),
+    },
+    {
+      scenario: s,
+      figure: `requests failed while ${setup.crashes} agents crash, until deregistered (${ms(r.crashDeregisteredMs)}; ttl ${setup.ttlSeconds} s, reconcile ${setup.reconcileIntervalMs / 1000} s)`,
+      ours: failed(r.crash.ours),
+      naive: failed(r.crash.naive),
+    },
+  ];
+}
+
 export function rowsOf(result: ScenarioResult): Row[] {
   switch (result.scenario) {
     case 'B1':
@@ -232,6 +255,8 @@ export function rowsOf(result: ScenarioResult): Row[] {
       return b2Rows(result);
     case 'B3':
       return b3Rows(result);
+    case 'B4':
+      return b4Rows(result);
     case 'projection':
       return projectionRows(result);
   }

@@ -74,6 +74,8 @@ export {
   LeaseHeldError,
   LeaseLostError,
   LeaseStoreError,
-  UsageError,
+  PortUnavailableError,
 } from './core/errors';
+// Thrown by the CLI only; declared beside it (lib/cli/usage-error.ts imports nothing but core's errors).
+export { UsageError } from './cli/usage-error';
 export type { AgentLbErrorCode, LeaseRejection, LeaseRejectionReason } from './core/errors';

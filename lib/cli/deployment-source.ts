@@ -3,7 +3,8 @@ import { connect } from 'node:net';
 import { awsFailureKind } from '../aws/aws-errors';
 import { describeStack } from '../aws/stack-deployment';
 import { Deployment, parseStateFile } from '../core/deployment';
-import { ConfigError, LocalModeStoppedError, UsageError } from '../core/errors';
+import { ConfigError, LocalModeStoppedError } from '../core/errors';
+import { UsageError } from './usage-error';
 
 /** How a command names its deployment: `--stack` (with `--region`, `--endpoint`) or `--state-file`. */
 export interface SourceOptions {

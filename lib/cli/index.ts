@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { rootMessage } from '../aws/aws-errors';
-import { ConfigError, InvalidLeaseError, LeaseStoreError, UsageError } from '../core/errors';
+import { ConfigError, InvalidLeaseError, LeaseStoreError } from '../core/errors';
+import { UsageError } from './usage-error';
 import { DEFAULT_DRAIN_SECONDS } from '../sdk/shutdown';
 import { Deployment, STATE_FILE_CREDENTIALS } from '../core/deployment';
 import { assertLocalModeRunning, readStateFile, resolveDeployment } from './deployment-source';

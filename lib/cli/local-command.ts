@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command } from 'commander';
-import { MissingDependencyError, UsageError } from '../core/errors';
+import { Command, InvalidArgumentError } from 'commander';
+import { MissingDependencyError } from '../core/errors';
+import { UsageError } from './usage-error';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import { intOption } from './program';
 
@@ -15,6 +16,13 @@ export interface LocalFlags {
   pollInterval: number;
   duration?: number;
   appDir?: string;
+  /** Port of the load balancer's endpoint; 0 for a free one. */
+  lbPort: number;
+  /** Factor on ALB's timing: health checks, deregistration delay, slow start. */
+  timeScale: number;
+  /** Requests per second the demo client sends through the load balancer (default: 10 with demo agents, else 0). */
+  load?: number;
+  sickEvery: number;
   /** The cdk.json `--app-dir` names, once checked. */
   cdkJsonPath?: string;
 }
@@ -27,6 +35,16 @@ function capabilityList(value: string): string[] {
   return names;
 }
 
+/** The factor of `--time-scale`: a number in 0.01–1. */
+export function timeScaleOption(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d*\.?\d+\s*$/.test(value) || !(n >= 0.01 && n <= 1)) throw new InvalidArgumentError(`--time-scale must be a number in 0.01–1, got "${value}"`);
+  return n;
+}
+
+/** The default `--time-scale`: the example's 10 s health check interval becomes 2 s. */
+export const DEFAULT_TIME_SCALE = 0.2;
+
 /**
  * Packages local mode loads that an SDK-only install of agent-lb leaves out (they are optional
  * peer dependencies; the development install of this repository has them all).
@@ -38,6 +56,7 @@ export const LOCAL_MODE_PACKAGES = [
   '@aws-sdk/client-dynamodb-streams',
   '@aws-lambda-powertools/logger',
   '@aws-lambda-powertools/metrics',
+  'http-proxy-3',
 ] as const;
 
 /** The version range of each package, from this package's own peerDependencies. */
@@ -96,6 +115,15 @@ export function registerLocal(program: Command): void {
     .option('--crash-every <n>', 'every n-th demo agent crashes and comes back (0: none)', intOption('--crash-every', 0, 1000), 3)
     .option('--poll-interval <ms>', 'stream poll interval', intOption('--poll-interval', 10, 10_000), 250)
     .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C / SIGTERM)', intOption('--duration', 1, 86_400))
+    .option('--lb-port <port>', 'port of the load balancer endpoint on 127.0.0.1 (0: a free port)', intOption('--lb-port', 0, 65535), 0)
+    .option(
+      '--time-scale <factor>',
+      "run ALB's timing this many times as fast: health check interval and timeout, deregistration delay, slow start (1: as configured)",
+      timeScaleOption,
+      DEFAULT_TIME_SCALE,
+    )
+    .option('--load <rps>', 'requests per second a demo client sends through the load balancer (default: 10 with demo agents, 0 without)', intOption('--load', 0, 1000))
+    .option('--sick-every <n>', 'every n-th demo agent fails its health checks for a while, now and then (0: none)', intOption('--sick-every', 0, 1000), 4)
     .option('--app-dir <dir>', "run the configuration of this CDK app: its cdk.json's agent-lb context (default: agent-lb's example)")
     .action(async (flags: LocalFlags) => {
       const cdkJsonPath = flags.appDir === undefined ? undefined : appCdkJson(flags.appDir);

@@ -1,9 +1,12 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { presenceOf } from '../core/reconcile-planner';
+import type { TargetHealthChange } from '../local/data-plane';
+import { DemoClient } from '../local/demo-client';
 import { DemoFleet } from '../local/demo-agents';
+import { describeTiming } from '../local/local-data-plane';
 import { LocalStack } from '../local/local-stack';
-import { ChangeEvent, diffFrames, renderFrame, renderLines, ViewFrame } from '../local/live-view';
+import { ChangeEvent, diffFrames, renderFrame, renderLines, renderTraffic, ViewFrame } from '../local/live-view';
 import { fleetStatus } from '../registry/fleet-status';
 import type { LocalFlags } from './local-command';
 import { sleep } from '../core/concurrency';
@@ -16,12 +19,14 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   let stopping: Promise<void> | undefined;
   let stack: LocalStack | undefined;
   let fleet: DemoFleet | undefined;
+  let client: DemoClient | undefined;
   let wake: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (wake = resolve));
   const shutdown = (why: string) => {
     stopping ??= (async () => {
       if (tty) process.stdout.write('\n');
-      say(`stopping (${why}): releasing demo leases, stopping DynamoDB Local and moto_server`);
+      say(`stopping (${why}): releasing demo leases, stopping the load balancer, DynamoDB Local and moto_server`);
+      client?.stop();
       await fleet?.stop().catch(() => undefined);
       await stack?.stop();
       if (flags.stateFile) rmSync(flags.stateFile, { force: true });
@@ -38,6 +43,14 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   const startErrors: string[] = [];
+  const events: ChangeEvent[] = [];
+  // Health changes are the data plane's events; the names of the groups are known once started.
+  let capabilityOf: (arn: string) => string = (arn) => arn;
+  const onTargetHealth = (c: TargetHealthChange) => {
+    const text = `~ ${capabilityOf(c.targetGroupArn).padEnd(10)} ${c.target.Id}:${c.target.Port} ${c.previous?.State ?? 'new'} → ${c.health.State}${c.health.Reason ? ` (${c.health.Reason})` : ''}`;
+    events.push({ at: c.at, text });
+    if (!tty && !stopping) say(`${new Date(c.at).toISOString().slice(11, 19)} ${text}`);
+  };
   try {
     // The state file's directory is made now, so a bad path fails before anything starts.
     if (flags.stateFile) mkdirSync(dirname(flags.stateFile), { recursive: true });
@@ -47,6 +60,7 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       reconcileIntervalMs: flags.reconcileInterval * 1000,
       pollIntervalMs: flags.pollInterval,
       ...(flags.stateFile ? { stateFile: flags.stateFile } : {}),
+      dataPlane: { port: flags.lbPort, timeScale: flags.timeScale, onTargetHealth },
       onProgress: (step) => say(`· ${step}`),
       onError: (where, error) => startErrors.push(`${where}: ${(error as Error).message}`),
     });
@@ -64,12 +78,18 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   }
 
   const s = stack.state;
+  const byArn = new Map(Object.entries(s.targetGroups).map(([c, arn]) => [arn, c]));
+  capabilityOf = (arn) => byArn.get(arn) ?? arn;
+  const endpoint = s.loadBalancerEndpoint!;
+  const capabilities = Object.keys(s.targetGroups);
   say(`DynamoDB Local ${s.dynamodbEndpoint} · moto ${s.elbv2Endpoint} · table ${s.tableName}`);
   for (const [c, arn] of Object.entries(s.targetGroups)) say(`  ${c.padEnd(12)} ${arn}`);
+  say(`load balancer ${endpoint} (ALB's timing × ${flags.timeScale}; --time-scale 1 for the configured timing):`);
+  for (const line of describeTiming(stack.dataPlane!, s.targetGroups)) say(`  ${line}`);
+  say(`  curl -s -H 'X-Agent-Capability: ${capabilities[0]}' ${endpoint}/hello`);
+  say(`  curl -s ${endpoint}/agents/${capabilities[capabilities.length - 1]}/hello`);
   if (flags.stateFile) say(`state file: ${flags.stateFile}`);
 
-  const events: ChangeEvent[] = [];
-  const capabilities = Object.keys(s.targetGroups);
   if (flags.agents > 0) {
     fleet = new DemoFleet({
       count: flags.agents,
@@ -78,6 +98,8 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       dynamodb: stack.dynamodb,
       ttlSeconds: flags.ttl,
       crashEvery: flags.crashEvery,
+      sickEvery: flags.sickEvery,
+      healthPaths: healthPaths(stack),
     });
     fleet.on('event', (e) => {
       const text = `${e.kind === 'error' ? '!' : '*'} ${e.agent} ${e.kind} ${e.detail}`;
@@ -86,24 +108,37 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
     });
     await fleet.start();
   }
+  const load = flags.load ?? (flags.agents > 0 ? 10 : 0);
+  if (load > 0) {
+    client = new DemoClient({ endpoint, capabilities, requestsPerSecond: load });
+    client.start();
+  }
   if (flags.duration) setTimeout(() => void shutdown(`--duration ${flags.duration}s`), flags.duration * 1000).unref();
 
-  const header = `agent-lb local · ${capabilities.length} capabilities · ${flags.agents} demo agents (ttl ${flags.ttl}s) · reconcile every ${flags.reconcileInterval}s`;
+  const header = `agent-lb local · ${capabilities.length} capabilities · ${flags.agents} demo agents (ttl ${flags.ttl}s) · ${load} req/s demo load · reconcile every ${flags.reconcileInterval}s · ALB timing × ${flags.timeScale}`;
   let previous: ViewFrame | undefined;
+  let trafficFrom: ViewFrame | undefined;
   let lastSummary = '';
   const sources = { ...stack.sources(), routing: stack.runtimeConfig.routing };
   while (!stopping) {
     try {
       const status = await fleetStatus(sources);
       const counters = stack.counters;
+      const metrics = stack.dataPlane!.loadBalancer.metrics();
+      const groups = new Map(metrics.targetGroups.map((g) => [g.targetGroupArn, g]));
       const frame: ViewFrame = {
         at: Date.now(),
-        capabilities: status.capabilities.map((c) => ({
-          capability: c.capability,
-          liveLeases: c.liveLeases,
-          registered: c.targets.filter((t) => presenceOf(t) === 'registered'),
-          draining: c.targets.filter((t) => presenceOf(t) === 'draining'),
-        })),
+        capabilities: status.capabilities.map((c) => {
+          const g = groups.get(c.targetGroupArn);
+          return {
+            capability: c.capability,
+            liveLeases: c.liveLeases,
+            registered: c.targets.filter((t) => presenceOf(t) === 'registered'),
+            draining: c.targets.filter((t) => presenceOf(t) === 'draining'),
+            ...(g ? { traffic: { requests: g.requests, target5xx: g.targetResponses['5xx'], loadBalancerErrors: g.loadBalancerErrors } } : {}),
+          };
+        }),
+        loadBalancer: { endpoint, fixedResponses: metrics.fixedResponses },
         ...(counters.lastSyncLagMs === undefined ? {} : { lastSyncLagMs: counters.lastSyncLagMs }),
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,
@@ -111,22 +146,34 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
       };
       const changes = diffFrames(previous, frame);
       events.push(...changes);
+      events.sort((a, b) => a.at - b.at);
       events.splice(0, Math.max(0, events.length - 50));
-      previous = frame;
       for (const e of startErrors.splice(0)) events.push({ at: Date.now(), text: `! ${e}` });
-      if (tty) process.stdout.write(`\x1b[H\x1b[2J${renderFrame(frame, events, header)}\n`);
+      if (tty) process.stdout.write(`\x1b[H\x1b[2J${renderFrame(frame, events, header, previous)}\n`);
       else {
         const lines = renderLines(frame, changes);
         const summary = lines[lines.length - 1].slice(9);
-        // Pipes and logs get the changes, and the summary only when it moved.
+        // Pipes and logs get the changes, the summary only when it moved, and traffic every 10 s.
         for (const l of lines.slice(0, -1)) say(l);
         if (summary !== lastSummary) say(lines[lines.length - 1]);
         lastSummary = summary;
+        trafficFrom ??= frame;
+        if (frame.at - trafficFrom.at >= 10_000) {
+          if (frame.capabilities.some((c) => (c.traffic?.requests ?? 0) > 0)) say(renderTraffic(trafficFrom, frame));
+          trafficFrom = frame;
+        }
       }
+      previous = frame;
     } catch (error) {
       if (!stopping) say(`! view: ${(error as Error).message}`);
     }
     await Promise.race([sleep(1000), stopped]);
   }
   await stopping;
+}
+
+/** Each capability's health check path, as the load balancer read it from the target group, for the demo agents to serve. */
+function healthPaths(stack: LocalStack): Record<string, string> {
+  const groups = stack.dataPlane!.loadBalancer.engine.groups;
+  return Object.fromEntries(Object.entries(stack.state.targetGroups).map(([c, arn]) => [c, groups.get(arn)?.settings.path ?? '/']));
 }

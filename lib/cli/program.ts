@@ -96,6 +96,7 @@ const oneLine = (text: string): string => text.replace(/\s*[\r\n]+\s*/g, ' ').tr
 /** Exit codes by error code: 2 when the command cannot run as invoked or set up, 1 for a failure while it runs. */
 export const EXIT_CODES: Readonly<Partial<Record<AgentLbErrorCode, number>>> = {
   USAGE: 2,
+  PORT_UNAVAILABLE: 2,
   INVALID_CONFIG: 2,
   NO_CREDENTIALS: 2,
   LOCAL_MODE_STOPPED: 2,

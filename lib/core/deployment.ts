@@ -23,6 +23,12 @@ export interface Deployment {
 export interface LocalState extends Deployment {
   readonly dynamodbEndpoint: string;
   readonly elbv2Endpoint: string;
+  /**
+   * `http://127.0.0.1:<port>`: the local data plane, where clients send requests to agents as
+   * they would to the ALB (`X-Agent-Capability: <name>` or `/agents/<name>/…`). Written by
+   * `agent-lb local`; absent when a local stack runs without a data plane.
+   */
+  readonly loadBalancerEndpoint?: string;
   readonly loadBalancerArn: string;
   readonly listenerArn: string;
 }

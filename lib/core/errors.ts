@@ -12,6 +12,7 @@ export type AgentLbErrorCode =
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
   | 'USAGE'
+  | 'PORT_UNAVAILABLE'
   | 'NO_CREDENTIALS'
   | 'ACCESS_DENIED'
   | 'LOCAL_MODE_STOPPED'
@@ -135,11 +136,18 @@ export class ElbTargetsError extends AgentLbError {
   }
 }
 
-/** Bad command-line usage: the CLI prints the message on one line and exits 2. */
-export class UsageError extends AgentLbError {
-  public constructor(message: string, options: AgentLbErrorOptions = {}) {
-    super('USAGE', message, options);
-    this.name = 'UsageError';
+/** A server of agent-lb's cannot listen where it was asked to (the port is in use, or not allowed): the CLI exits 2. */
+export class PortUnavailableError extends AgentLbError {
+  public readonly host: string;
+  public readonly port: number;
+
+  public constructor(what: string, host: string, port: number, options: AgentLbErrorOptions = {}) {
+    const cause = options.cause as { code?: unknown; message?: unknown } | undefined;
+    const why = cause?.code === 'EADDRINUSE' ? 'the port is in use' : cause?.code === 'EACCES' ? 'not allowed to listen on that port' : String(cause?.message ?? 'unknown error');
+    super('PORT_UNAVAILABLE', `${what} cannot listen on ${host}:${port}: ${why}`, { ...options, context: { ...options.context, host, port } });
+    this.name = 'PortUnavailableError';
+    this.host = host;
+    this.port = port;
   }
 }
 

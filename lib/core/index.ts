@@ -14,7 +14,7 @@ export {
   LeaseHeldError,
   LeaseLostError,
   LeaseStoreError,
-  UsageError,
+  PortUnavailableError,
 } from './errors';
 export type { AgentLbErrorCode, AgentLbErrorOptions, LeaseRejection, LeaseRejectionReason } from './errors';
 export { MAX_QUOTED_CHARS, quoteUntrusted } from './untrusted-text';

@@ -1,4 +1,4 @@
-import { createServer, Server } from 'node:http';
+import { createServer, IncomingMessage, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -12,12 +12,43 @@ export interface DemoFleetOptions {
   readonly ttlSeconds: number;
   /** Every `crashEvery`-th agent crashes (stops renewing) and comes back on a timer. 0 disables crashes. @default 3 */
   readonly crashEvery?: number;
+  /**
+   * Every `sickEvery`-th agent (from the second on; not one that crashes) fails its health checks
+   * now and then: its health paths answer 500, and its other requests 503, for a while. 0 disables it.
+   * @default 0
+   */
+  readonly sickEvery?: number;
+  /** Each capability's health check path (its target group's `HealthCheckPath`). @default `/` for all */
+  readonly healthPaths?: Readonly<Record<string, string>>;
   /** Seconds up before a crash and down before coming back, as [min, max]. */
   readonly upSeconds?: readonly [number, number];
   readonly downSeconds?: readonly [number, number];
+  /** Seconds well before falling sick and sick before recovering, as [min, max]. @default [ttl, 2 × ttl] both */
+  readonly wellSeconds?: readonly [number, number];
+  readonly sickSeconds?: readonly [number, number];
 }
 
-export type DemoEvent = { agent: string; kind: 'up' | 'crashed' | 'back' | 'error'; detail: string };
+export type DemoEvent = { agent: string; kind: 'up' | 'crashed' | 'back' | 'sick' | 'recovered' | 'error'; detail: string };
+
+/** What a demo agent answers a request with (`GET /agents/vision/hello` → `{ agent, capability: 'vision', … }`). */
+export interface DemoAnswer {
+  readonly agent: string;
+  /** The capability the request asked for (its `X-Agent-Capability` header or `/agents/<name>/` path), else the agent's first. */
+  readonly capability: string;
+  readonly capabilities: readonly string[];
+  readonly method: string;
+  readonly path: string;
+}
+
+/** The capability a request asked for, as the listener rules read it: the header first, then the path. */
+export function askedCapability(req: Pick<IncomingMessage, 'headers' | 'url'>, own: readonly string[]): string {
+  const header = req.headers['x-agent-capability'];
+  const byHeader = (Array.isArray(header) ? header[0] : header)?.trim().toLowerCase();
+  if (byHeader !== undefined && own.includes(byHeader)) return byHeader;
+  const byPath = /^\/agents\/([^/?#]+)/.exec(req.url ?? '')?.[1]?.toLowerCase();
+  if (byPath !== undefined && own.includes(byPath)) return byPath;
+  return own[0];
+}
 
 /** One demo agent: a real HTTP server on 127.0.0.1 that holds its lease through the SDK. */
 class DemoAgent {
@@ -25,6 +56,8 @@ class DemoAgent {
   private server?: Server;
   public port = 0;
   public up = false;
+  /** While true, health paths and requests answer 500. */
+  public sick = false;
 
   public constructor(
     public readonly id: string,
@@ -33,9 +66,15 @@ class DemoAgent {
   ) {}
 
   public async start(): Promise<void> {
+    const healthPaths = new Set(this.capabilities.map((c) => this.fleet.healthPaths?.[c] ?? '/'));
     this.server = createServer((req, res) => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ agent: this.id, capabilities: this.capabilities, path: req.url }));
+      if (req.method === 'GET' && healthPaths.has(req.url ?? '')) {
+        res.writeHead(this.sick ? 500 : 200, { 'content-type': 'text/plain' }).end(this.sick ? 'sick\n' : 'ok\n');
+        return;
+      }
+      const answer: DemoAnswer = { agent: this.id, capability: askedCapability(req, this.capabilities), capabilities: this.capabilities, method: req.method ?? 'GET', path: req.url ?? '/' };
+      res.writeHead(this.sick ? 503 : 200, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(this.sick ? { ...answer, error: 'unhealthy' } : answer)}\n`);
     });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
@@ -61,6 +100,7 @@ class DemoAgent {
   public async crash(): Promise<void> {
     this.lease?.abandon();
     this.up = false;
+    this.sick = false;
     await this.closeServer();
   }
 
@@ -80,7 +120,11 @@ class DemoAgent {
   }
 }
 
-/** Demo agents across the example capabilities; some crash and come back so removal and re-registration show. */
+/**
+ * Demo agents across the example capabilities; some crash and come back so removal and
+ * re-registration show, some fail their health checks for a while so the load balancer's health
+ * checks show (out of rotation with the lease still live, back after the healthy threshold).
+ */
 export class DemoFleet extends EventEmitter<{ event: [DemoEvent] }> {
   private readonly agents: DemoAgent[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -110,7 +154,12 @@ export class DemoFleet extends EventEmitter<{ event: [DemoEvent] }> {
         await agent.start();
         this.emit('event', { agent: agent.id, kind: 'up', detail: `127.0.0.1:${agent.port} ${agent.capabilities.join(',')}` });
         const every = this.options.crashEvery ?? 3;
-        if (every > 0 && i % every === every - 1) this.scheduleCrash(agent);
+        const crashes = every > 0 && i % every === every - 1;
+        if (crashes) this.scheduleCrash(agent);
+        // Not the agents that crash, and not the first (of the first capability): with the
+        // default 6 agents it is the second, whose capability has another agent to fail over to.
+        const sickEvery = this.options.sickEvery ?? 0;
+        if (sickEvery > 0 && i % sickEvery === 1 % sickEvery && !crashes) this.scheduleSickness(agent);
       }),
     );
   }
@@ -137,6 +186,24 @@ export class DemoFleet extends EventEmitter<{ event: [DemoEvent] }> {
       await agent.crash();
       this.emit('event', { agent: agent.id, kind: 'crashed', detail: `stopped renewing 127.0.0.1:${agent.port}` });
       this.later(this.options.downSeconds ?? [2 * ttl, 3 * ttl], () => this.comeBack(agent));
+    });
+  }
+
+  /** Now and then the agent's health path answers 500 for a while: the load balancer takes it out of rotation, its lease stays. */
+  private scheduleSickness(agent: DemoAgent): void {
+    const ttl = this.options.ttlSeconds;
+    this.later(this.options.wellSeconds ?? [ttl, 2 * ttl], async () => {
+      if (agent.up) {
+        agent.sick = true;
+        this.emit('event', { agent: agent.id, kind: 'sick', detail: `127.0.0.1:${agent.port} health checks answer 500` });
+      }
+      this.later(this.options.sickSeconds ?? [ttl, 2 * ttl], async () => {
+        if (agent.sick) {
+          agent.sick = false;
+          this.emit('event', { agent: agent.id, kind: 'recovered', detail: `127.0.0.1:${agent.port} health checks answer 200` });
+        }
+        this.scheduleSickness(agent);
+      });
     });
   }
 

@@ -1,12 +1,24 @@
 import { ObservedTarget } from '../core/reconcile-planner';
 
+/** What the load balancer counted for one capability's target group since start. */
+export interface TrafficView {
+  /** Requests a listener rule forwarded to the group. */
+  readonly requests: number;
+  /** 5xx responses the targets generated. */
+  readonly target5xx: number;
+  /** Responses the load balancer generated itself, by status code (502, 503, 504). */
+  readonly loadBalancerErrors: Readonly<Record<string, number>>;
+}
+
 export interface CapabilityView {
   readonly capability: string;
   readonly liveLeases: number;
-  /** In rotation (registered, not draining). */
+  /** In rotation (registered, not draining), with the health state DescribeTargetHealth gives. */
   readonly registered: readonly ObservedTarget[];
   /** Deregistered, waiting out the deregistration delay: out of rotation. */
   readonly draining?: readonly ObservedTarget[];
+  /** With the local data plane. */
+  readonly traffic?: TrafficView;
 }
 
 export interface ViewFrame {
@@ -16,6 +28,8 @@ export interface ViewFrame {
   readonly syncedRecords: number;
   readonly elbCalls: number;
   readonly agents: { readonly up: number; readonly down: number };
+  /** The load balancer's endpoint and its fixed responses (the 404 for an unknown capability), with the local data plane. */
+  readonly loadBalancer?: { readonly endpoint: string; readonly fixedResponses: number };
 }
 
 export interface ChangeEvent {
@@ -36,17 +50,63 @@ export function diffFrames(prev: ViewFrame | undefined, next: ViewFrame): Change
   return events;
 }
 
+/** Per capability between two frames: requests a second, and the 5xx each side generated in between. */
+export interface TrafficRate {
+  readonly capability: string;
+  readonly requestsPerSecond: number;
+  readonly target5xx: number;
+  readonly loadBalancer5xx: number;
+}
+
+const lb5xx = (errors: Readonly<Record<string, number>>): number => Object.entries(errors).reduce((sum, [code, n]) => (Number(code) >= 500 ? sum + n : sum), 0);
+
+/** The traffic between `prev` and `next` (since start when there is no `prev`). */
+export function trafficRates(prev: ViewFrame | undefined, next: ViewFrame): TrafficRate[] {
+  const seconds = prev ? Math.max(0.001, (next.at - prev.at) / 1000) : undefined;
+  return next.capabilities.flatMap((c) => {
+    if (c.traffic === undefined) return [];
+    const before = prev?.capabilities.find((p) => p.capability === c.capability)?.traffic;
+    const requests = c.traffic.requests - (before?.requests ?? 0);
+    return [
+      {
+        capability: c.capability,
+        requestsPerSecond: seconds === undefined ? 0 : requests / seconds,
+        target5xx: c.traffic.target5xx - (before?.target5xx ?? 0),
+        loadBalancer5xx: lb5xx(c.traffic.loadBalancerErrors) - (before ? lb5xx(before.loadBalancerErrors) : 0),
+      },
+    ];
+  });
+}
+
 const time = (ms: number) => new Date(ms).toISOString().slice(11, 19);
 
-/** A full-screen frame for a TTY. */
-export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], header: string): string {
+/** `502:1 503:4`, or `0`. */
+const byCode = (errors: Readonly<Record<string, number>>): string =>
+  Object.entries(errors)
+    .filter(([code]) => Number(code) >= 500)
+    .map(([code, n]) => `${code}:${n}`)
+    .join(' ') || '0';
+
+/** A full-screen frame for a TTY; `prev` (about a second earlier) gives the request rates. */
+export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], header: string, prev?: ViewFrame): string {
   const lines = [header, ''];
-  lines.push(`${'CAPABILITY'.padEnd(12)}${'LIVE LEASES'.padEnd(13)}${'REGISTERED'.padEnd(12)}TARGETS`);
+  const rates = new Map(trafficRates(prev, frame).map((r) => [r.capability, r]));
+  const traffic = frame.loadBalancer !== undefined;
+  const head: [string, number][] = [['CAPABILITY', 12], ['LIVE LEASES', 13], ['REGISTERED', 12], ...(traffic ? ([['REQ/S', 8], ['TARGET 5XX', 12], ['LB 5XX', 14]] as [string, number][]) : [])];
+  lines.push(`${head.map(([name, width]) => name.padEnd(width)).join('')}TARGETS (health)`);
   for (const c of frame.capabilities) {
     const targets = [...c.registered, ...(c.draining ?? [])].map((t) => `${t.id}:${t.port}(${t.state})`).join(' ');
-    lines.push(`${c.capability.padEnd(12)}${String(c.liveLeases).padEnd(13)}${String(c.registered.length).padEnd(12)}${targets}`);
+    const cells = [c.capability.padEnd(12), String(c.liveLeases).padEnd(13), String(c.registered.length).padEnd(12)];
+    if (traffic) {
+      const rate = rates.get(c.capability);
+      cells.push((rate ? rate.requestsPerSecond.toFixed(1) : '-').padEnd(8), String(c.traffic?.target5xx ?? 0).padEnd(12), byCode(c.traffic?.loadBalancerErrors ?? {}).padEnd(14));
+    }
+    lines.push(`${cells.join('')}${targets}`);
   }
   lines.push('');
+  if (frame.loadBalancer) {
+    lines.push(`load balancer ${frame.loadBalancer.endpoint} · 5xx counts since start (TARGET: the agent answered it; LB: the load balancer did) · unknown capability 404s ${frame.loadBalancer.fixedResponses}`);
+  }
   lines.push(
     `agents up ${frame.agents.up}, down ${frame.agents.down} · records synced ${frame.syncedRecords} · ELB calls ${frame.elbCalls} · last sync lag ${
       frame.lastSyncLagMs === undefined ? '-' : `${Math.round(frame.lastSyncLagMs)} ms`
@@ -58,8 +118,24 @@ export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], he
   return lines.join('\n');
 }
 
+/** `healthy/registered/live` per capability (`registered/live` without health states), for logs and pipes. */
+export function summaryLine(frame: ViewFrame): string {
+  const withHealth = frame.loadBalancer !== undefined;
+  const summary = frame.capabilities
+    .map((c) => `${c.capability}=${withHealth ? `${c.registered.filter((t) => t.state === 'healthy').length}/` : ''}${c.registered.length}/${c.liveLeases}`)
+    .join(' ');
+  return `${time(frame.at)} ${withHealth ? 'healthy/registered/live' : 'registered/live'} ${summary}`;
+}
+
 /** One line per change or summary, for logs and pipes. */
 export function renderLines(frame: ViewFrame, events: readonly ChangeEvent[]): string[] {
-  const summary = frame.capabilities.map((c) => `${c.capability}=${c.registered.length}/${c.liveLeases}`).join(' ');
-  return [...events.map((e) => `${time(e.at)} ${e.text}`), `${time(frame.at)} registered/live ${summary}`];
+  return [...events.map((e) => `${time(e.at)} ${e.text}`), summaryLine(frame)];
+}
+
+/** One line of traffic between two frames, for logs and pipes: `vision 4.9 req/s 5xx target 0 lb 0 · …`. */
+export function renderTraffic(prev: ViewFrame, frame: ViewFrame): string {
+  const rates = trafficRates(prev, frame)
+    .map((r) => `${r.capability} ${r.requestsPerSecond.toFixed(1)} req/s 5xx target ${r.target5xx} lb ${r.loadBalancer5xx}`)
+    .join(' · ');
+  return `${time(frame.at)} traffic over ${Math.round((frame.at - prev.at) / 1000)} s: ${rates}`;
 }

@@ -13,8 +13,9 @@ import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
 import { createReconcileHandler } from '../handlers/reconcile-handler';
 import { createSyncHandler } from '../handlers/stream-sync-handler';
-import { DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
+import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { countingElbClient, localMetrics } from './handler-telemetry';
+import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
 import { LocalDeployment, provisionLocal } from './provision';
 import { writeStateFile } from './state-file';
 import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
@@ -49,11 +50,17 @@ export interface LocalStackOptions {
   readonly wrapSyncHandler?: (handler: StreamHandler) => StreamHandler;
   /** Every target group's deregistration delay, seconds (moto launcher's ELB model drains that long). @default the template's */
   readonly deregistrationDelaySeconds?: number;
+  /**
+   * Runs the local data plane: an HTTP endpoint on 127.0.0.1 that routes requests as the ALB
+   * would from moto's ELBv2 state, runs each group's health checks and reports the states into
+   * moto. Its endpoint is the state's `loadBalancerEndpoint`. @default none
+   */
+  readonly dataPlane?: LocalDataPlaneOptions;
   /** Progress while starting, for people watching. */
   readonly onProgress?: (step: string) => void;
   readonly onBatch?: (info: StreamPollerBatchInfo) => void;
   readonly onReconcile?: (report: ReconcileReport) => void;
-  readonly onError?: (where: 'poller' | 'reconcile', error: unknown) => void;
+  readonly onError?: (where: 'poller' | 'reconcile' | 'data-plane', error: unknown) => void;
   /** Logger of both handlers (tests capture rejections from it). @default a silent logger */
   readonly logger?: Logger;
   /** Metrics of each handler (tests capture the EMF). @default metrics that publish nothing */
@@ -115,6 +122,8 @@ export class LocalStack {
     private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
+    /** The local data plane, when `dataPlane` was given. */
+    public readonly dataPlane?: LocalDataPlane,
   ) {}
 
   /** What the handlers have done so far. */
@@ -136,9 +145,15 @@ export class LocalStack {
   public static async start(options: LocalStackOptions = {}): Promise<LocalStack> {
     const progress = options.onProgress ?? (() => undefined);
     checkLocalContext(options.cdkJsonPath);
+    if (options.dataPlane !== undefined) {
+      checkDataPlaneOptions(options.dataPlane);
+      if (options.dataPlane.port) await assertPortFree('the load balancer', options.dataPlane.port);
+    }
     progress('starting DynamoDB Local and moto_server');
+    // With a data plane attached, moto's targets start `initial` and drain at the data plane's pace.
+    const motoOptions = options.dataPlane ? { healthReporter: true, timeScale: options.dataPlane.timeScale ?? 1 } : {};
     // Synthesis is CPU-bound and the servers start in child processes: overlap them.
-    const serversStarting = Promise.allSettled([startDynamoDbLocal(options.dbPath ? { dbPath: options.dbPath } : {}), startMotoServer()]);
+    const serversStarting = Promise.allSettled([startDynamoDbLocal(options.dbPath ? { dbPath: options.dbPath } : {}), startMotoServer(motoOptions)]);
     let synth: ReturnType<typeof synthesizeTemplate>;
     try {
       synth = synthesizeTemplate({
@@ -212,16 +227,35 @@ export class LocalStack {
       clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo],
       ...(proxy ? { proxy } : {}),
     };
+    let dataPlane: LocalDataPlane | undefined;
+    if (options.dataPlane !== undefined) {
+      progress('starting the load balancer (local data plane)');
+      try {
+        dataPlane = await startLocalDataPlane({
+          moto: servers.moto,
+          loadBalancerArn: deployment.loadBalancerArn,
+          listenerArn: deployment.listenerArn,
+          options: options.dataPlane,
+          onError: (error) => options.onError?.('data-plane', error),
+        });
+        for (const client of [syncElb, reconcileElb]) followTargetChanges(client, dataPlane);
+      } catch (error) {
+        for (const client of handlers.clients) client.destroy();
+        await proxy?.close().catch(() => undefined);
+        throw error;
+      }
+    }
     const state: LocalState = {
       region: servers.ddb.clientConfig.region,
       dynamodbEndpoint: servers.ddb.endpoint,
       elbv2Endpoint: servers.moto.endpoint,
+      ...(dataPlane ? { loadBalancerEndpoint: dataPlane.endpoint } : {}),
       tableName: deployment.tableName,
       loadBalancerArn: deployment.loadBalancerArn,
       listenerArn: deployment.listenerArn,
       targetGroups: deployment.targetGroups,
     };
-    const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options);
+    const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
     stack.poller = stack.newPoller();
     stack.poller.start();
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
@@ -378,6 +412,7 @@ export class LocalStack {
     await this.poller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
     await this.reconcileRunning;
+    await this.dataPlane?.stop();
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();
     this.elbv2.destroy();

@@ -35,7 +35,9 @@ export function synthesizeTemplate(options: SynthOptions = {}): { stackName: str
   }
   const outdir = mkdtempSync(join(tmpdir(), 'agent-lb-synth-'));
   try {
-    const app = new App({ outdir, context: { ...cdkJson.context, [CONTEXT_KEY]: context, 'aws:cdk:bundling-stacks': [] } });
+    // Synthesized once, here: with CDK_OUTDIR set (a CDK CLI or a test setup), App would also
+    // register a beforeExit listener to synthesize again at exit, into the outdir removed below.
+    const app = new App({ outdir, autoSynth: false, context: { ...cdkJson.context, [CONTEXT_KEY]: context, 'aws:cdk:bundling-stacks': [] } });
     const stack = addAgentLbStack(app, {});
     const assembly = app.synth();
     return { stackName: stack.stackName, template: assembly.getStackByName(stack.stackName).template as CfnTemplate };

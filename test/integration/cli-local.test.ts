@@ -1,23 +1,28 @@
 /**
  * `agent-lb local` as a user runs it, checked from outside: a subprocess in its own process
  * group writes the state file; a client that shares no code with this project reads that file,
- * writes a lease in the contract's format with the raw AWS SDK, and watches the target groups
- * and listener rules through the ELBv2 API; `status` and `leases` run against the same file;
+ * writes a lease in the contract's format with the raw AWS SDK for an HTTP server of its own,
+ * watches the target groups and listener rules through the ELBv2 API and sends requests to the
+ * file's `loadBalancerEndpoint`; `status` and `leases` run against the same file;
  * SIGTERM shuts everything down with nothing left behind.
  */
 import { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { DescribeRulesCommand, ElasticLoadBalancingV2Client, Rule } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { DescribeRulesCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, Rule } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandLine, connectResult, contractItem, processAlive, processTree, runCli, spawnCli, targetKeys, waitFor } from '../support/local-harness';
+import { get, startTargetServer, TargetServer } from './data-plane-harness';
 
 interface StateFile {
   region: string;
   dynamodbEndpoint: string;
   elbv2Endpoint: string;
+  loadBalancerEndpoint: string;
   tableName: string;
   loadBalancerArn: string;
   listenerArn: string;
@@ -37,9 +42,13 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
   let elbv2: ElasticLoadBalancingV2Client;
   /** Every process of the local command (tsx, node, the servers and their watchdogs), taken while it runs. */
   let tree: { pid: number; cmd: string }[] = [];
-  const leaseKey = '127.0.0.1:18080';
+  /** The outside client's own HTTP server, answering `/health` (the example's health check path). */
+  let server: TargetServer;
+  let leaseKey: string;
 
   beforeAll(async () => {
+    server = await startTargetServer('outside-server');
+    leaseKey = `127.0.0.1:${server.port}`;
     dir = mkdtempSync(join(tmpdir(), 'agent-lb-cli-local-'));
     stateFile = join(dir, 'state.json');
     // As a user starts it, in its own process group (a terminal's job, a supervisor's unit), as
@@ -74,10 +83,13 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     // Servers die with their parent (watchdog); make sure, by pid, before leaving.
     for (const { pid } of tree) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     if (dir) rmSync(dir, { recursive: true, force: true });
+    await server?.close();
   });
 
   it('writes a state file with exactly the documented keys', () => {
-    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'region', 'tableName', 'targetGroups']);
+    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'region', 'tableName', 'targetGroups']);
+    expect(state.loadBalancerEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(output).toContain(`load balancer ${state.loadBalancerEndpoint}`);
     expect(Object.keys(state.targetGroups).sort()).toEqual(['search', 'speech', 'vision']);
     expect(state.dynamodbEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(state.elbv2Endpoint).toMatch(/^http:\/\/localhost:\d+$/);
@@ -87,12 +99,29 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
   });
 
   it('serves an outside client: a raw PutItem in the contract format lands in the target group', async () => {
-    const item = contractItem({ address: '127.0.0.1', port: 18080, capabilities: ['vision'], agentId: 'outside-client', ttlSeconds: 120 });
+    const item = contractItem({ address: '127.0.0.1', port: server.port, capabilities: ['vision'], agentId: 'outside-client', ttlSeconds: 120 });
     const written = Date.now();
     await ddb.send(new PutItemCommand({ TableName: state.tableName, Item: item }));
     await waitFor(async () => (await targetKeys(elbv2, state.targetGroups.vision)).includes(leaseKey), 5000, 'the raw lease in the vision group', 50);
     console.log(`raw PutItem → registered in ${Date.now() - written} ms`);
     expect(await targetKeys(elbv2, state.targetGroups.speech)).not.toContain(leaseKey);
+  });
+
+  it('routes requests sent to loadBalancerEndpoint to the server once its health check passed; DescribeTargetHealth says healthy', async () => {
+    const health = async () => (await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: state.targetGroups.vision }))).TargetHealthDescriptions?.find((d) => d.Target?.Port === server.port)?.TargetHealth?.State;
+    await waitFor(async () => (await health()) === 'healthy', 30_000, () => `the server healthy (DescribeTargetHealth: ${server.healthChecks.length} checks so far)`, 100);
+    expect(server.healthChecks.length).toBeGreaterThanOrEqual(1);
+    for (const headers of [{ 'X-Agent-Capability': 'vision' }, { 'x-agent-capability': 'VISION' }] as Record<string, string>[]) {
+      const answer = await get(state.loadBalancerEndpoint, '/hello', headers);
+      expect(answer).toMatchObject({ status: 200, name: 'outside-server' });
+    }
+    expect(await get(state.loadBalancerEndpoint, '/agents/vision/hello')).toMatchObject({ status: 200, name: 'outside-server' });
+    expect(server.requests.map((r) => r.url)).toEqual(['/hello', '/hello', '/agents/vision/hello']);
+    const unknown = await get(state.loadBalancerEndpoint, '/agents/ocr/hello');
+    expect(unknown.status).toBe(404);
+    expect(JSON.parse(unknown.body)).toMatchObject({ error: 'unknown capability', capabilities: ['search', 'speech', 'vision'] });
+    // speech has no target.
+    expect((await get(state.loadBalancerEndpoint, '/agents/speech/hello')).status).toBe(503);
   });
 
   it('has a header rule and a path rule per capability on the listener, forwarding to its group', async () => {
@@ -129,7 +158,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const status = JSON.parse(result.stdout) as {
-      capabilities: { capability: string; liveLeases: number; registered: number; targets: { id: string; port: number }[]; missing: string[]; stale: string[] }[];
+      capabilities: { capability: string; liveLeases: number; registered: number; targets: { id: string; port: number; state: string }[]; missing: string[]; stale: string[] }[];
       leases: { total: number; live: number; invalid: number };
       drift: boolean;
     };
@@ -137,6 +166,8 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     const vision = status.capabilities.find((c) => c.capability === 'vision')!;
     expect(vision).toMatchObject({ liveLeases: 1, registered: 1, missing: [], stale: [] });
     expect(vision.targets.map((t) => `${t.id}:${t.port}`)).toEqual([leaseKey]);
+    // The state the load balancer's health checks found, read back through DescribeTargetHealth.
+    expect(vision.targets[0].state).toBe('healthy');
     expect(status.leases).toEqual({ total: 1, live: 1, invalid: 0 });
     expect(status.drift).toBe(false);
 
@@ -169,7 +200,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     // The servers really are part of what is stopped.
     expect(tree.some((p) => p.cmd.includes('DynamoDBLocal') || p.cmd.startsWith('java'))).toBe(true);
     expect(tree.some((p) => p.cmd.includes('moto'))).toBe(true);
-    const ports = [portOf(state.dynamodbEndpoint), portOf(state.elbv2Endpoint)];
+    const ports = [portOf(state.dynamodbEndpoint), portOf(state.elbv2Endpoint), portOf(state.loadBalancerEndpoint)];
 
     const signalled = Date.now();
     // To the whole group, as a terminal's Ctrl-C or a supervisor's stop does.
@@ -204,6 +235,8 @@ describe('agent-lb local with bad flags', () => {
   it.each([
     [['local', '--agents', '-1'], /--agents must be an integer in 0–1000, got "-1"/],
     [['local', '--capabilities', 'Bad Name'], /--capabilities: "Bad Name" must match/],
+    [['local', '--lb-port', '70000'], /--lb-port must be an integer in 0–65535, got "70000"/],
+    [['local', '--time-scale', '2'], /--time-scale must be a number in 0\.01–1, got "2"/],
   ])('%j → exit code 2 and one line on stderr', async (args, message) => {
     const result = await runCli(args);
     expect(result.code).toBe(2);
@@ -212,5 +245,19 @@ describe('agent-lb local with bad flags', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^error: /);
     expect(lines[0]).toMatch(message);
+  });
+
+  it('--lb-port on a port in use → exit code 2 naming it, before anything starts', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen({ host: '127.0.0.1', port: 0 }, r));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const result = await runCli(['local', '--agents', '0', '--lb-port', String(port)]);
+      expect(result.code).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(new RegExp(`^error: .*127\\.0\\.0\\.1:${port}`))]);
+    } finally {
+      await new Promise((r) => busy.close(r));
+    }
   });
 });

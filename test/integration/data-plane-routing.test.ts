@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, UsageError } from '../../lib/core/errors';
+import { ConfigError, PortUnavailableError } from '../../lib/core/errors';
 import { LoadBalancer, LoadBalancerOptions, LoadBalancerSnapshot } from '../../lib/local/data-plane';
 import { mulberry32 } from '../support/prng';
 import { capabilityRules, cookieJar, eventually, get, load, MemorySource, RecordingSink, startTargetServer, stateOf, tally, targetGroup, TargetServer } from './data-plane-harness';
@@ -215,8 +215,8 @@ describe('local data plane: failures around it', () => {
     const { lb } = await startLb({ rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', [v1])] });
     const source = new MemorySource({ rules: [], targetGroups: [] });
     const inUse = LoadBalancer.start({ source, port: lb.port });
-    await expect(inUse).rejects.toBeInstanceOf(UsageError);
-    await expect(inUse).rejects.toMatchObject({ code: 'USAGE', message: `the load balancer cannot listen on 127.0.0.1:${lb.port}: the port is in use` });
+    await expect(inUse).rejects.toBeInstanceOf(PortUnavailableError);
+    await expect(inUse).rejects.toMatchObject({ code: 'PORT_UNAVAILABLE', message: `the load balancer cannot listen on 127.0.0.1:${lb.port}: the port is in use` });
     const badScale = LoadBalancer.start({ source, timeScale: 0 });
     await expect(badScale).rejects.toBeInstanceOf(ConfigError);
     await expect(badScale).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: 'timeScale must be a positive number of milliseconds or a positive factor, got 0' });

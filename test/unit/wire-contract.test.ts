@@ -42,6 +42,7 @@ describe('wire contract', () => {
       region: 'us-east-1',
       dynamodbEndpoint: 'http://127.0.0.1:8000',
       elbv2Endpoint: 'http://127.0.0.1:5000',
+      loadBalancerEndpoint: 'http://127.0.0.1:8080',
       tableName: 'leases',
       loadBalancerArn: 'arn:lb',
       listenerArn: 'arn:listener',

@@ -4,7 +4,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TargetHealthDescription } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { createProxyServer } from 'http-proxy-3';
-import { ConfigError, UsageError } from '../../core/errors';
+import { ConfigError, PortUnavailableError } from '../../core/errors';
 import { LOOPBACK } from '../emulators/free-port';
 import { DataPlaneEngine, ForwardOutcome, HealthCheckJob } from './data-plane-engine';
 import { DataPlaneMetrics } from './data-plane-metrics';
@@ -133,7 +133,7 @@ export class LoadBalancer {
    * that fails at start is reported through `onError` and read again at the next poll).
    *
    * @throws ConfigError when an option is out of range, quoting it.
-   * @throws UsageError when the port cannot be bound (in use, or not allowed).
+   * @throws PortUnavailableError (code `PORT_UNAVAILABLE`) when the port cannot be bound (in use, or not allowed).
    */
   public static async start(options: LoadBalancerOptions): Promise<LoadBalancer> {
     validateOptions(options);
@@ -141,8 +141,7 @@ export class LoadBalancer {
     const host = options.host ?? LOOPBACK;
     const port = options.port ?? 0;
     await new Promise<void>((resolve, reject) => {
-      const fail = (error: NodeJS.ErrnoException) =>
-        reject(new UsageError(`the load balancer cannot listen on ${host}:${port}: ${error.code === 'EADDRINUSE' ? 'the port is in use' : error.message}`, { cause: error, context: { host, port } }));
+      const fail = (error: NodeJS.ErrnoException) => reject(new PortUnavailableError('the load balancer', host, port, { cause: error }));
       lb.server.once('error', fail);
       lb.server.listen({ host, port }, () => {
         lb.server.off('error', fail);

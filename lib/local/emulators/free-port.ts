@@ -1,4 +1,5 @@
 import { createServer, Server } from 'node:net';
+import { PortUnavailableError } from '../../core/errors';
 
 /** The only interface local mode ever binds or connects to. */
 export const LOOPBACK = '127.0.0.1';
@@ -42,4 +43,18 @@ export async function freePorts(count: number): Promise<number[]> {
 /** One TCP port that was free on 127.0.0.1 a moment ago. See {@link freePorts}. */
 export async function freePort(): Promise<number> {
   return (await freePorts(1))[0];
+}
+
+/**
+ * Fails fast when `port` cannot be bound on 127.0.0.1 now (binds and releases it), before
+ * slower things start; the server that binds it later still reports its own failure.
+ * @throws PortUnavailableError naming `what`
+ */
+export async function assertPortFree(what: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', (error) => reject(new PortUnavailableError(what, LOOPBACK, port, { cause: error })));
+    server.listen({ host: LOOPBACK, port, exclusive: true }, () => server.close(() => resolve()));
+  });
 }

@@ -1,4 +1,4 @@
-export { freePort, freePorts, LOOPBACK } from './free-port';
+export { assertPortFree, freePort, freePorts, LOOPBACK } from './free-port';
 export { processGroupAlive, spawnManaged } from './process-group';
 export type { ManagedProcess, ManagedProcessOptions, ProcessExit } from './process-group';
 export { LOCAL_CREDENTIALS, LOCAL_REGION, locateDynamoDbLocalJar, startDynamoDbLocal } from './dynamodb-local';

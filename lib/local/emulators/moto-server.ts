@@ -24,6 +24,14 @@ export interface MotoServerOptions {
   readonly command?: string;
   /** Give up (and kill the server) when not ready within this time. Default 30 s. */
   readonly startupTimeoutMs?: number;
+  /**
+   * A health reporter (a local data plane) is attached: with the launcher, every newly registered
+   * target reads `initial` until a report says otherwise, never `healthy` before a check.
+   * @default false (registered targets read `healthy` until a report)
+   */
+  readonly healthReporter?: boolean;
+  /** Multiplies the launcher's deregistration delay, as the data plane's `timeScale` does its own. @default 1 */
+  readonly timeScale?: number;
   /** Extra environment for the server (moto reads MOTO_* settings from it). */
   readonly env?: Readonly<Record<string, string>>;
   /** Every chunk of moto_server's output (it logs one line per request on stderr). */
@@ -158,7 +166,13 @@ async function startOnce(launch: Launch, port: number, options: MotoServerOption
   const command = launch.command;
   const proc: ManagedProcess = spawnManaged(command, [...launch.prefixArgs, '-H', LOOPBACK, '-p', String(port)], {
     name: 'moto_server',
-    env: { ...process.env, PYTHONUNBUFFERED: '1', ...options.env },
+    env: {
+      ...process.env,
+      PYTHONUNBUFFERED: '1',
+      ...(options.healthReporter ? { AGENT_LB_HEALTH_REPORTER: '1' } : {}),
+      ...(options.timeScale !== undefined ? { AGENT_LB_TIME_SCALE: String(options.timeScale) } : {}),
+      ...options.env,
+    },
     ...(options.onOutput ? { onOutput: options.onOutput } : {}),
   });
   try {

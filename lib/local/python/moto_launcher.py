@@ -13,15 +13,19 @@ What it models (from the Elastic Load Balancing user guide and API reference):
 * **Deregistration delay.** DeregisterTargets puts a registered target in ``draining`` (reason
   ``Target.DeregistrationInProgress``) for the group's ``deregistration_delay.timeout_seconds``
   attribute (as set at that moment; moto's default is AWS's 300 s, CloudFormation's
-  ``TargetGroupAttributes`` and ModifyTargetGroupAttributes change it); after the delay the target is
-  gone. A delay of 0 removes it at once. DeregisterTargets of a target that is not registered (or
+  ``TargetGroupAttributes`` and ModifyTargetGroupAttributes change it), multiplied by the
+  environment's ``AGENT_LB_TIME_SCALE`` (default 1: a local data plane that runs ALB's timing
+  faster drains as long as this model does); after the delay the target is gone. A delay of 0
+  removes it at once. DeregisterTargets of a target that is not registered (or
   already draining) answers 200 and changes nothing, as AWS does.
 * **Re-registration.** RegisterTargets on a ``draining`` target registers it again at once.
 * **States.** DescribeTargetHealth without ``Targets`` lists registered and draining targets;
   with ``Targets``, one that is neither reads ``unused`` / ``Target.NotRegistered``. A registered
   target reads ``healthy`` until a health reporter says otherwise (see below); in a group a reporter
   has reported for, a newly registered (or re-registered) target reads ``initial`` /
-  ``Elb.RegistrationInProgress`` until its first report.
+  ``Elb.RegistrationInProgress`` until its first report. With ``AGENT_LB_HEALTH_REPORTER=1`` in
+  the environment (a data plane that checks every target is attached), every group is such a
+  group from the start: no target reads ``healthy`` before a check passed.
 * **Refusal.** An IP target with a public address (outside 10/8, 172.16/12, 192.168/16 and
   100.64/10) fails the whole RegisterTargets call with ``ValidationError`` and registers nothing,
   as ELB refuses it. Loopback is allowed: local mode runs its agents on 127.0.0.1 (ELB would
@@ -44,6 +48,7 @@ run's fault proxy adds AWS's Register/Deregister bucket).
 """
 import ipaddress
 import json
+import os
 import re
 import sys
 import threading
@@ -62,6 +67,21 @@ DEFAULT_REASONS = {
     "unhealthy": ("Target.FailedHealthChecks", "Health checks failed"),
     "unavailable": ("Target.HealthCheckDisabled", "Health checks disabled"),
 }
+# A health reporter runs ALB's checks: targets start ``initial`` in every group, not ``healthy``.
+REPORTER_ATTACHED = os.environ.get("AGENT_LB_HEALTH_REPORTER", "") not in ("", "0", "false")
+
+
+def _time_scale():
+    try:
+        scale = float(os.environ.get("AGENT_LB_TIME_SCALE", "1"))
+    except ValueError:
+        raise SystemExit(f"AGENT_LB_TIME_SCALE must be a positive number, got {os.environ['AGENT_LB_TIME_SCALE']!r}")
+    if not scale > 0:
+        raise SystemExit(f"AGENT_LB_TIME_SCALE must be a positive number, got {scale}")
+    return scale
+
+
+TIME_SCALE = _time_scale()
 PRIVATE_V4 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
 _lock = threading.RLock()
 
@@ -75,7 +95,7 @@ def _state(group):
     state = group.__dict__.get("_agent_lb")
     if state is None:
         # draining: key -> (target, epoch seconds it is gone); health: key -> (state, reason, description)
-        state = {"draining": {}, "health": {}, "reported": False}
+        state = {"draining": {}, "health": {}, "reported": REPORTER_ATTACHED}
         group.__dict__["_agent_lb"] = state
     return state
 
@@ -90,9 +110,10 @@ def _expire(group, now=None):
 
 def _delay_seconds(group):
     try:
-        return max(0, int(group.attributes.get("deregistration_delay.timeout_seconds", 300)))
+        seconds = max(0, int(group.attributes.get("deregistration_delay.timeout_seconds", 300)))
     except (TypeError, ValueError):
-        return 300
+        seconds = 300
+    return seconds * TIME_SCALE
 
 
 def _refusal(group, target):
