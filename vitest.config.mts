@@ -9,7 +9,7 @@ export default defineConfig({
     // The SDK's notice about Node versions after January 2027 is noise in every test log.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     reporters: ['default', './test/support/summary-reporter.ts'],
-    // CDK apps without an outdir synthesize into one temporary directory per test file, removed after it.
+    // One temporary directory per test file (TMPDIR), removed after it: CDK apps without an outdir synthesize there.
     setupFiles: ['./test/support/cdk-outdir.ts'],
   },
 });

@@ -1,16 +1,22 @@
 /**
- * Setup file: an App created without `outdir` synthesizes into CDK_OUTDIR when it is set, and into
- * a new temporary directory of its own (never removed) when it is not. One directory per test
- * file, removed when the file is done, keeps a test run from leaving hundreds behind.
+ * Setup file: one temporary directory per test file, removed when the file is done.
+ *
+ * An App created without `outdir` synthesizes into a new directory under the temp dir, never
+ * removed. Pointing TMPDIR at a directory of this file's own (each test file runs in its own
+ * process, so aws-cdk-lib reads it fresh) keeps a run from leaving hundreds behind. Setting
+ * CDK_OUTDIR instead would turn on the App's auto-synth: one `beforeExit` listener per App,
+ * synthesizing again at exit into the directory already removed here.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 
-const outdir = mkdtempSync(join(tmpdir(), 'agent-lb-cdk-out-'));
-process.env.CDK_OUTDIR = outdir;
+const previous = process.env.TMPDIR;
+const dir = mkdtempSync(join(tmpdir(), 'agent-lb-test-'));
+process.env.TMPDIR = dir;
 afterAll(() => {
-  rmSync(outdir, { recursive: true, force: true });
-  delete process.env.CDK_OUTDIR;
+  if (previous === undefined) delete process.env.TMPDIR;
+  else process.env.TMPDIR = previous;
+  rmSync(dir, { recursive: true, force: true });
 });
