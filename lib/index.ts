@@ -15,9 +15,15 @@ export {
   CONFIG_ENV,
   DEFAULT_CAPABILITY_HEADER,
   DEFAULT_PATH_PREFIX,
+  DEFAULT_RULES_PER_LOAD_BALANCER,
+  DEFAULT_STICKINESS,
+  DEFAULT_VARIANT_HEADER,
   LeaseTable,
   LISTENER_PRIORITIES,
   MAX_CAPABILITIES,
+  MAX_STICKINESS_SECONDS,
+  MAX_TARGET_GROUPS_PER_LOAD_BALANCER,
+  MAX_VARIANTS,
   METRICS_NAMESPACE,
   RECONCILE_SERVICE_NAME,
   RegistrySync,
@@ -29,21 +35,28 @@ export type {
   AgentLbProps,
   AgentLbRuntimeConfigJson,
   AgentLbStackProps,
+  ApplicationCookieStickiness,
   CapabilityHealthCheck,
   CapabilityProps,
   CapabilityRoute,
   CapabilityRouterProps,
+  CapabilityStickiness,
   CapabilityTargetType,
+  CapabilityVariant,
+  LoadBalancerCookieStickiness,
+  LoadBalancingAlgorithm,
   LeaseTableProps,
   RegistrySyncCapability,
+  RegistrySyncVariants,
   RegistrySyncOptions,
   RegistrySyncProps,
   RulePriorityRange,
+  VariantRoute,
 } from './constructs';
 
 // The app's configuration (the `agent-lb` context object of cdk.json), for apps built on AgentLbStack.
 export { addAgentLbStack, CONTEXT_KEY, CONTEXT_SETTINGS, parseAgentLbContext, readAgentLbContext, stackPropsFromContext } from './constructs';
-export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext, ContextSourceOptions, ProcessEnvironment } from './constructs';
+export type { AgentLbCapabilityContext, AgentLbContext, AgentLbHealthCheckContext, AgentLbStickinessContext, AgentLbVariantContext, ContextSourceOptions, ProcessEnvironment } from './constructs';
 
 // The metrics both Lambdas publish, by the names alarms and dashboards of your own can use.
 export { ERROR_METRICS, RECONCILE_METRICS, SYNC_METRICS } from './core/metric-names';
@@ -51,7 +64,7 @@ export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './cor
 
 // The lease contract (docs/lease-contract.md) and the errors agent-lb throws.
 export { DEFAULT_ALLOWED_CIDRS } from './core/address-policy';
-export { CAPABILITY_NAME, CAPABILITY_TAG, LEASE_ATTR } from './core/lease-schema';
+export { CAPABILITY_NAME, CAPABILITY_TAG, LEASE_ATTR, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './core/lease-schema';
 export type { Lease, LeaseStatus, TargetType } from './core/lease-schema';
 export {
   AgentLbError,

@@ -6,7 +6,7 @@ import {
   TargetGroup,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { ConfigError } from '../core/errors';
-import { CAPABILITY_TAG, CapabilityRoute, TargetType } from '../core/lease-schema';
+import { CAPABILITY_TAG, CapabilityRoute, TargetType, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 
 /**
  * The one place agent-lb finds target groups on ELB: by the `agent-lb:capability` tag the stack
@@ -111,6 +111,28 @@ export async function targetTypesOf(client: ElasticLoadBalancingV2Client, arns: 
   for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
     const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
     for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn) out[g.TargetGroupArn] = targetTypeOf(g);
+  }
+  return out;
+}
+
+/** A weighted variant's group as its tags describe it: the capability it belongs to and its configured weight. */
+export interface VariantTags {
+  readonly variantOf: string;
+  /** Percent of the capability's requests, as configured (the reconcile pass may hold it at 0). */
+  readonly weight: number;
+}
+
+/** Target group ARN → its variant tags, for the groups among `arns` that are weighted variants (`agent-lb:variant-of`). */
+export async function variantTagsOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, VariantTags>> {
+  const out: Record<string, VariantTags> = {};
+  for (let i = 0; i < arns.length; i += TAGS_PER_CALL) {
+    const { TagDescriptions = [] } = await client.send(new DescribeTagsCommand({ ResourceArns: arns.slice(i, i + TAGS_PER_CALL) }));
+    for (const d of TagDescriptions) {
+      const tag = (key: string) => d.Tags?.find((t) => t.Key === key)?.Value;
+      const variantOf = tag(VARIANT_OF_TAG);
+      const weight = Number(tag(VARIANT_WEIGHT_TAG));
+      if (d.ResourceArn && variantOf && Number.isInteger(weight)) out[d.ResourceArn] = { variantOf, weight };
+    }
   }
   return out;
 }

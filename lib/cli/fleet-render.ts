@@ -1,13 +1,23 @@
-import type { FleetStatus, LeaseRow } from '../registry/fleet-status';
+import type { CapabilityWeight, FleetStatus, LeaseRow } from '../registry/fleet-status';
 
 /** The tables `agent-lb status` and `agent-lb leases` print (their `--json` prints the query's result as is). */
 
+/** `10% of vision`, `90%`, and when the rules route otherwise (a variant held out), `0% of vision (10% once healthy)`. */
+function renderWeight(w: CapabilityWeight | undefined): string {
+  if (!w) return '-';
+  const routed = w.routed ?? w.configured;
+  const of = w.variantOf ? ` of ${w.variantOf}` : '';
+  if (routed === w.configured) return `${routed}%${of}`;
+  return `${routed}%${of} (${w.configured}% ${w.variantOf ? 'once healthy' : 'with every variant healthy'})`;
+}
+
 export function renderStatus(status: FleetStatus): string {
-  const rows = [['CAPABILITY', 'LIVE', 'REGISTERED', 'HEALTH', 'DRIFT']];
+  const weighted = status.capabilities.some((c) => c.weight);
+  const rows = [['CAPABILITY', ...(weighted ? ['WEIGHT'] : []), 'LIVE', 'REGISTERED', 'HEALTH', 'DRIFT']];
   for (const c of status.capabilities) {
     const health = Object.entries(c.health).map(([s, n]) => `${s}=${n}`).join(' ') || '-';
     const drift = [...c.missing.map((k) => `+${k}`), ...c.stale.map((k) => `-${k}`)].join(' ') || 'none';
-    rows.push([c.capability, String(c.liveLeases), String(c.registered), health, drift]);
+    rows.push([c.capability, ...(weighted ? [renderWeight(c.weight)] : []), String(c.liveLeases), String(c.registered), health, drift]);
   }
   const lines = columns(rows);
   lines.push('', `leases: ${status.leases.total} total, ${status.leases.live} live, ${status.leases.invalid} invalid — drift: ${status.drift ? 'YES (reconcile will repair: + missing, - stale)' : 'none'}`);

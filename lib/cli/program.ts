@@ -10,7 +10,7 @@ import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { targetTypesOf } from '../aws/target-groups';
-import { fleetStatus, listLeases } from '../registry/fleet-status';
+import { fleetStatus, listLeases, variantSources } from '../registry/fleet-status';
 import { resolveDeployment, SourceOptions } from './deployment-source';
 import { renderLeases, renderStatus } from './fleet-render';
 
@@ -45,7 +45,7 @@ async function sourcesFor(d: Deployment, fromStateFile: boolean) {
   const types = await targetTypesOf(elbClient, Object.values(d.targetGroups));
   // A state file comes from local mode, whose demo agents listen on loopback.
   const routing = routingFor(d.targetGroups, types, d.dynamodbEndpoint !== undefined);
-  return { elb: new ElbTargets(elbClient), store: new LeaseStore(ddb, d.tableName), routing };
+  return { elb: new ElbTargets(elbClient), store: new LeaseStore(ddb, d.tableName), routing, ...(await variantSources(elbClient, d)) };
 }
 
 /** This package's version, from its package.json (next to lib/ from the sources, next to dist/ when built). */

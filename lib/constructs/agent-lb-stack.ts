@@ -5,7 +5,8 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { AgentLb, RegistrySyncOptions } from './agent-lb';
-import { CapabilityProps, CapabilityRouter } from './capability-router';
+import type { CapabilityProps } from './capability-props';
+import type { CapabilityRouter } from './capability-router';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
 import type { RegistrySync } from './registry-sync';
@@ -14,7 +15,7 @@ import type { IConstruct } from 'constructs';
 
 /** Properties of an {@link AgentLbStack}. */
 export interface AgentLbStackProps extends StackProps {
-  /** The capabilities to route, at most 100; see {@link CapabilityProps}. */
+  /** The capabilities to route (at most 100 target groups with their variants); see {@link CapabilityProps}. */
   readonly capabilities: readonly CapabilityProps[];
 
   /**
@@ -113,6 +114,13 @@ export interface AgentLbStackProps extends StackProps {
    * @default 'X-Agent-Capability'
    */
   readonly headerName?: string;
+
+  /**
+   * Request header that pins a request to one variant of its capability (`X-Agent-Variant: canary`).
+   *
+   * @default 'X-Agent-Variant'
+   */
+  readonly variantHeaderName?: string;
 
   /**
    * First path segment(s) of capability paths (`/<pathPrefix>/<name>/*`).
@@ -266,6 +274,7 @@ export class AgentLbStack extends Stack {
       listener: this.listener,
       capabilities: props.capabilities,
       headerName: props.headerName,
+      variantHeaderName: props.variantHeaderName,
       pathPrefix: props.pathPrefix,
       unknownCapabilityResponse: true,
       tableRemovalPolicy: props.tableRemovalPolicy,
@@ -284,17 +293,14 @@ export class AgentLbStack extends Stack {
     new CfnOutput(this, 'AgentPolicyArn', { description: 'Managed policy to attach to agent roles', value: this.leaseTable.agentPolicy.managedPolicyArn });
     new CfnOutput(this, 'LeaseTtlSeconds', { description: 'Lease time to live agents should use', value: String(ttlSeconds) });
     const outputIds = new Map<string, string>();
-    for (const route of this.router.routes) {
-      const outputId = targetGroupOutputId(route.name);
+    for (const [name, group] of Object.entries(this.router.targetGroups)) {
+      const outputId = targetGroupOutputId(name);
       const other = outputIds.get(outputId);
       if (other !== undefined) {
-        throw new AgentLbValidationError(this, `Capabilities "${other}" and "${route.name}" both map to output id "${outputId}"; rename one of them`);
+        throw new AgentLbValidationError(this, `Capabilities "${other}" and "${name}" both map to output id "${outputId}"; rename one of them`);
       }
-      outputIds.set(outputId, route.name);
-      new CfnOutput(this, outputId, {
-        description: `Target group of capability "${route.name}"`,
-        value: this.router.targetGroups[route.name].targetGroupArn,
-      });
+      outputIds.set(outputId, name);
+      new CfnOutput(this, outputId, { description: `Target group of capability "${name}"`, value: group.targetGroupArn });
     }
 
     acknowledgeNagFindings(this, { accessLogs: accessLogsBucket !== undefined, tokenIngress: ingressCidrs.some((c) => Token.isUnresolved(c)) });

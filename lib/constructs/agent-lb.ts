@@ -4,14 +4,15 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { CapabilityProps, CapabilityRouter } from './capability-router';
+import type { CapabilityProps } from './capability-props';
+import { CapabilityRouter } from './capability-router';
 import { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
 import { acknowledgeRegistryFindings } from './nag-suppressions';
 import { RegistrySync, RegistrySyncProps } from './registry-sync';
 import type { RulePriorityRange } from './rule-priorities';
 
 /** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
-export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener'>;
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants'>;
 
 /** Properties of an {@link AgentLb}. */
 export interface AgentLbProps {
@@ -26,7 +27,11 @@ export interface AgentLbProps {
    */
   readonly listener: elbv2.IApplicationListener;
 
-  /** The capabilities to route, at most 100; see {@link CapabilityProps}. */
+  /**
+   * The capabilities to route, with their algorithm, stickiness and weighted variants; see
+   * {@link CapabilityProps}. One ALB routes to at most 100 target groups: one per capability
+   * and one per variant.
+   */
   readonly capabilities: readonly CapabilityProps[];
 
   /**
@@ -39,7 +44,7 @@ export interface AgentLbProps {
   readonly loadBalancer?: elbv2.IApplicationLoadBalancer;
 
   /**
-   * Listener-rule priorities agent-lb may use: two per capability. Keep your own rules on the
+   * Listener-rule priorities agent-lb may use: two per capability and two per variant. Keep your own rules on the
    * listener outside it; on a listener defined in this app a clash is an error at synth, on an
    * imported one CloudFormation refuses it at deploy time (`PriorityInUse`).
    *
@@ -62,6 +67,13 @@ export interface AgentLbProps {
    * @default 'X-Agent-Capability'
    */
   readonly headerName?: string;
+
+  /**
+   * Request header that pins a request to one variant of its capability (`X-Agent-Variant: canary`).
+   *
+   * @default 'X-Agent-Variant'
+   */
+  readonly variantHeaderName?: string;
 
   /**
    * First path segment(s) of capability paths (`/<pathPrefix>/<name>/*`).
@@ -155,6 +167,7 @@ export class AgentLb extends Construct {
       listener: props.listener,
       capabilities: props.capabilities,
       headerName: props.headerName,
+      variantHeaderName: props.variantHeaderName,
       pathPrefix: props.pathPrefix,
       priorityRange: props.priorityRange,
       unknownCapabilityResponse: props.unknownCapabilityResponse,
@@ -168,7 +181,16 @@ export class AgentLb extends Construct {
       table: this.table,
       vpc: props.vpc,
       allowedCidrs: props.allowedCidrs,
-      capabilities: Object.fromEntries(this.router.routes.map((r) => [r.name, { targetGroup: this.router.targetGroups[r.name], targetType: r.targetType }])),
+      // Every group agents join: each capability's and each variant's (`vision-canary`), which
+      // the Lambdas find by its agent-lb:capability tag like any other.
+      capabilities: Object.fromEntries(
+        this.router.routes.flatMap((r) => [r.name, ...r.variants.map((v) => v.capability)].map((name) => [name, { targetGroup: this.router.targetGroups[name], targetType: r.targetType }])),
+      ),
+      // The reconcile Lambda holds a variant at weight 0 until it has a healthy target.
+      variants: {
+        weights: Object.fromEntries(this.router.routes.flatMap((r) => r.variants.map((v) => [v.capability, v.weight]))),
+        rules: this.router.weightedRules,
+      },
       ...(loadBalancer ? { loadBalancer } : { listener: props.listener }),
     });
     // Nothing invokes the functions before the rules they discover their target groups through exist.
@@ -177,7 +199,7 @@ export class AgentLb extends Construct {
     acknowledgeRegistryFindings(this.registrySync);
   }
 
-  /** Target group of each capability, by name. */
+  /** Target group of each capability and of each variant (`<capability>-<variant>`), by the name agents list. */
   public get targetGroups(): Readonly<Record<string, elbv2.ApplicationTargetGroup>> {
     return this.router.targetGroups;
   }

@@ -3,7 +3,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type { RegistrySyncOptions } from './agent-lb';
 import { ConfigError } from '../core/errors';
 import { AgentLbStack, AgentLbStackProps } from './agent-lb-stack';
-import { CapabilityHealthCheck, CapabilityProps } from './capability-router';
+import type { CapabilityHealthCheck, CapabilityProps, CapabilityStickiness, LoadBalancingAlgorithm } from './capability-props';
 import { ContextKind, ContextSourceOptions, readContextObject } from './context-overrides';
 
 /**
@@ -23,6 +23,22 @@ export interface AgentLbHealthCheckContext {
   readonly healthyHttpCodes?: string;
 }
 
+/** A capability's sticky sessions in the context; see {@link CapabilityStickiness}. */
+export interface AgentLbStickinessContext {
+  readonly type: 'lb_cookie' | 'app_cookie';
+  /** Whole seconds, 1–604800. @default 86400 */
+  readonly durationSeconds?: number;
+  /** Only with `app_cookie`. */
+  readonly cookieName?: string;
+}
+
+/** A weighted variant in the context; see {@link CapabilityVariant}. */
+export interface AgentLbVariantContext {
+  readonly name: string;
+  /** Percent of the capability's requests, 0–100. */
+  readonly weight: number;
+}
+
 /** A capability in the context; see {@link CapabilityProps} for what each setting means. */
 export interface AgentLbCapabilityContext {
   readonly name: string;
@@ -32,6 +48,12 @@ export interface AgentLbCapabilityContext {
   readonly healthCheck?: AgentLbHealthCheckContext;
   readonly deregistrationDelaySeconds?: number;
   readonly slowStartSeconds?: number;
+  readonly algorithm?: LoadBalancingAlgorithm;
+  readonly anomalyMitigation?: boolean;
+  readonly stickiness?: AgentLbStickinessContext;
+  readonly variants?: readonly AgentLbVariantContext[];
+  /** Whole seconds, 0 (off) or 1–604800. */
+  readonly variantStickinessSeconds?: number;
   readonly priority?: number;
 }
 
@@ -53,6 +75,7 @@ export interface AgentLbContext {
   readonly ingressCidrs?: readonly string[];
   readonly leaseTtlSeconds?: number;
   readonly headerName?: string;
+  readonly variantHeaderName?: string;
   readonly pathPrefix?: string;
   readonly tableRemovalPolicy?: 'retain' | 'destroy' | 'snapshot';
   readonly safetyValveShare?: number;
@@ -84,6 +107,7 @@ export const CONTEXT_SETTINGS: Readonly<Record<string, ContextKind>> = {
   ingressCidrs: 'string[]',
   leaseTtlSeconds: 'number',
   headerName: 'string',
+  variantHeaderName: 'string',
   pathPrefix: 'string',
   tableRemovalPolicy: 'string',
   safetyValveShare: 'number',
@@ -103,7 +127,23 @@ const CAPABILITY: Record<string, Kind> = {
   healthCheck: 'object',
   deregistrationDelaySeconds: 'number',
   slowStartSeconds: 'number',
+  algorithm: 'string',
+  anomalyMitigation: 'boolean',
+  stickiness: 'object',
+  variants: 'object[]',
+  variantStickinessSeconds: 'number',
   priority: 'number',
+};
+
+const STICKINESS: Record<string, Kind> = {
+  type: 'string',
+  durationSeconds: 'number',
+  cookieName: 'string',
+};
+
+const VARIANT: Record<string, Kind> = {
+  name: 'string',
+  weight: 'number',
 };
 
 const HEALTH_CHECK: Record<string, Kind> = {
@@ -118,6 +158,8 @@ const HEALTH_CHECK: Record<string, Kind> = {
 
 const ENUMS: Record<string, readonly string[]> = {
   targetType: ['ip', 'instance'],
+  algorithm: ['round_robin', 'least_outstanding_requests', 'weighted_random'],
+  type: ['lb_cookie', 'app_cookie'],
   protocol: ['HTTP', 'HTTPS'],
   tableRemovalPolicy: ['retain', 'destroy', 'snapshot'],
 };
@@ -185,6 +227,15 @@ export function parseAgentLbContext(raw: unknown): AgentLbContext {
     checkObject(c, CAPABILITY, where);
     if (c.name === undefined) throw new ConfigError(`${where}.name is required`);
     if (c.healthCheck !== undefined) checkObject(c.healthCheck as Record<string, unknown>, HEALTH_CHECK, `${where}.healthCheck`);
+    if (c.stickiness !== undefined) {
+      const stickiness = c.stickiness as Record<string, unknown>;
+      checkObject(stickiness, STICKINESS, `${where}.stickiness`);
+      if (stickiness.type === undefined) throw new ConfigError(`${where}.stickiness.type is required: "lb_cookie" or "app_cookie"`);
+    }
+    ((c.variants ?? []) as Record<string, unknown>[]).forEach((v, j) => {
+      checkObject(v, VARIANT, `${where}.variants[${j}]`);
+      for (const key of ['name', 'weight']) if (v[key] === undefined) throw new ConfigError(`${where}.variants[${j}].${key} is required`);
+    });
   });
   return ctx as unknown as AgentLbContext;
 }
@@ -203,6 +254,12 @@ function healthCheckProps(h: AgentLbHealthCheckContext): CapabilityHealthCheck {
   };
 }
 
+function stickinessProps(s: AgentLbStickinessContext): CapabilityStickiness {
+  const duration = seconds(s.durationSeconds);
+  // The construct checks that an app cookie has a name, and quotes it when it has not.
+  return s.type === 'app_cookie' ? { type: 'app_cookie', cookieName: s.cookieName as string, duration } : { type: 'lb_cookie', duration };
+}
+
 function capabilityProps(c: AgentLbCapabilityContext): CapabilityProps {
   return {
     name: c.name,
@@ -212,6 +269,11 @@ function capabilityProps(c: AgentLbCapabilityContext): CapabilityProps {
     healthCheck: c.healthCheck && healthCheckProps(c.healthCheck),
     deregistrationDelay: seconds(c.deregistrationDelaySeconds),
     slowStart: seconds(c.slowStartSeconds),
+    algorithm: c.algorithm,
+    anomalyMitigation: c.anomalyMitigation,
+    stickiness: c.stickiness && stickinessProps(c.stickiness),
+    variants: c.variants,
+    variantStickiness: seconds(c.variantStickinessSeconds),
     priority: c.priority,
   };
 }
@@ -272,6 +334,7 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     ingressCidrs: ctx.ingressCidrs,
     leaseTtl: seconds(ctx.leaseTtlSeconds),
     headerName: ctx.headerName,
+    variantHeaderName: ctx.variantHeaderName,
     pathPrefix: ctx.pathPrefix,
     tableRemovalPolicy: ctx.tableRemovalPolicy && REMOVAL[ctx.tableRemovalPolicy],
     registrySync,

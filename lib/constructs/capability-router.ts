@@ -1,128 +1,26 @@
-import { Annotations, Duration, Stack, Tags } from 'aws-cdk-lib';
+import { Annotations, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { Construct } from 'constructs';
-import { CAPABILITY_TAG } from '../core/lease-schema';
+import type { CapabilityProps, CapabilityTargetType, LoadBalancingAlgorithm } from './capability-props';
+import { addCapabilityRules } from './capability-rules';
+import { capabilityTargetGroup, groupAddressing } from './capability-target-group';
 import { validateCapability } from './capability-validation';
-import { assignSlots, headerRulePriority, LISTENER_PRIORITIES, pathRulePriority, PriorityLayout, priorityLayout, RulePriorityRange } from './rule-priorities';
+import { loadBalancerBudget, ruleOverrunMessage, targetGroupOverrunMessage } from './load-balancer-budget';
+import { resolveRoutingPolicy, RoutingPolicy } from './routing-policy';
+import { assignSlots, headerRulePriority, LISTENER_PRIORITIES, MovedSlot, pathRulePriority, PriorityLayout, priorityLayout, RulePriorityRange, slotBlock } from './rule-priorities';
 import { AgentLbValidationError } from './validation-error';
 
-/** How a capability's targets are addressed: by IP address and port, or by EC2 instance id. */
-export type CapabilityTargetType = 'ip' | 'instance';
-
-/** Target-group health check of one capability. Every field has a default tuned for agents that come and go. */
-export interface CapabilityHealthCheck {
-  /**
-   * Path the load balancer requests; must start with `/`, at most 1024 characters.
-   *
-   * @default '/'
-   */
-  readonly path?: string;
-
-  /**
-   * Port the health check connects to, 1–65535.
-   *
-   * @default - the port each target was registered with (`traffic-port`)
-   */
-  readonly port?: number;
-
-  /**
-   * Consecutive successes before an unhealthy target is healthy again, 2–10.
-   *
-   * @default 2
-   */
-  readonly healthyThresholdCount?: number;
-
-  /**
-   * Consecutive failures before a target is unhealthy, 2–10.
-   *
-   * @default 2
-   */
-  readonly unhealthyThresholdCount?: number;
-
-  /**
-   * Time between two health checks of one target, 5–300 seconds.
-   *
-   * @default Duration.seconds(10)
-   */
-  readonly interval?: Duration;
-
-  /**
-   * Time without a response that counts as a failure, 2–120 seconds and less than `interval`.
-   *
-   * @default Duration.seconds(5)
-   */
-  readonly timeout?: Duration;
-
-  /**
-   * HTTP codes that mean healthy, e.g. `200` or `200-299`.
-   *
-   * @default '200'
-   */
-  readonly healthyHttpCodes?: string;
-}
-
-/** One capability: a name agents advertise in their leases and the target group that serves it. */
-export interface CapabilityProps {
-  /**
-   * Name of the capability, as agents list it in the `capabilities` attribute of their lease.
-   * Must match `^[a-z0-9][a-z0-9_-]{0,62}$`.
-   */
-  readonly name: string;
-
-  /**
-   * Kind of target the capability's agents register as.
-   *
-   * @default 'ip'
-   */
-  readonly targetType?: CapabilityTargetType;
-
-  /**
-   * Default port of the target group, 1–65535. Leases carry their own port, so this only
-   * matters for tools that register targets without one.
-   *
-   * @default 80 for HTTP, 443 for HTTPS
-   */
-  readonly port?: number;
-
-  /**
-   * Protocol the load balancer speaks to the agents.
-   *
-   * @default ApplicationProtocol.HTTP
-   */
-  readonly protocol?: elbv2.ApplicationProtocol;
-
-  /**
-   * Health check of the target group.
-   *
-   * @default - see the defaults of {@link CapabilityHealthCheck}
-   */
-  readonly healthCheck?: CapabilityHealthCheck;
-
-  /**
-   * Time a deregistered target keeps serving in-flight requests, 0–3600 seconds.
-   *
-   * @default Duration.seconds(30)
-   */
-  readonly deregistrationDelay?: Duration;
-
-  /**
-   * Ramp-up time for a newly healthy target: 0 (off) or 30–900 seconds.
-   *
-   * @default - no slow start
-   */
-  readonly slowStart?: Duration;
-
-  /**
-   * Pinned rule-priority slot, 1 to half the size of the router's `priorityRange` (25000 for
-   * the whole listener): the header rule gets the range's `min` + slot − 1, the path rule the
-   * same place in the range's second half. Pin a capability when a warning says its hashed slot
-   * was taken.
-   *
-   * @default - derived from a hash of the name (see {@link CapabilityRouter})
-   */
-  readonly priority?: number;
-}
+export type {
+  ApplicationCookieStickiness,
+  CapabilityHealthCheck,
+  CapabilityProps,
+  CapabilityStickiness,
+  CapabilityTargetType,
+  CapabilityVariant,
+  LoadBalancerCookieStickiness,
+  LoadBalancingAlgorithm,
+} from './capability-props';
 
 /** Properties of a {@link CapabilityRouter}. */
 export interface CapabilityRouterProps {
@@ -135,13 +33,16 @@ export interface CapabilityRouterProps {
    */
   readonly listener: elbv2.IApplicationListener;
 
-  /** The capabilities to route, at most 100 (an ALB serves at most 100 target groups). */
+  /**
+   * The capabilities to route. One ALB routes to at most 100 target groups: one per capability
+   * and one per variant.
+   */
   readonly capabilities: readonly CapabilityProps[];
 
   /**
    * Listener-rule priorities the router may use; rules of your own on the same listener must
    * lie outside it (on a listener defined in this app a clash is reported at synth). Needs at
-   * least two priorities per capability.
+   * least two priorities per capability and two per variant.
    *
    * @default - the whole listener, 1–50000
    */
@@ -164,6 +65,16 @@ export interface CapabilityRouterProps {
   readonly headerName?: string;
 
   /**
+   * Request header that pins a request to one variant of its capability (`X-Agent-Variant:
+   * canary`), whatever the weights; 1–40 characters valid in an HTTP header name, other than
+   * `headerName`. Values match case-insensitively; a value naming no variant of the capability
+   * is routed by weight.
+   *
+   * @default 'X-Agent-Variant'
+   */
+  readonly variantHeaderName?: string;
+
+  /**
    * First path segment(s) of capability paths: requests to `/<pathPrefix>/<name>/*` go to
    * capability `<name>`. Segments of letters, digits, `_`, `-`, `.` and `~` separated by `/`,
    * without a leading or trailing `/`, at most 61 characters.
@@ -173,7 +84,21 @@ export interface CapabilityRouterProps {
   readonly pathPrefix?: string;
 }
 
-/** Where one capability's rules sit and what its target group takes. */
+/** Where one variant's pin rules sit and what it weighs. */
+export interface VariantRoute {
+  /** The variant's name (`canary`). */
+  readonly name: string;
+  /** The capability its agents list (`vision-canary`). */
+  readonly capability: string;
+  /** Percent of the capability's requests, 0–100. */
+  readonly weight: number;
+  /** Priority of the header pin rule (capability header + variant header). */
+  readonly headerRulePriority: number;
+  /** Priority of the path pin rule (capability path + variant header). */
+  readonly pathRulePriority: number;
+}
+
+/** Where one capability's rules sit and what its target groups take. */
 export interface CapabilityRoute {
   readonly name: string;
   readonly targetType: CapabilityTargetType;
@@ -186,20 +111,27 @@ export interface CapabilityRoute {
   readonly pathRulePriority: number;
   /** Whether `slot` was pinned with `priority` rather than derived from the name. */
   readonly pinned: boolean;
+  /** The algorithm of its target groups. */
+  readonly algorithm: LoadBalancingAlgorithm;
+  /** The stable group's weight in the capability's rules: 100 − the variants' weights. */
+  readonly stableWeight: number;
+  /** Its variants, in the order configured. */
+  readonly variants: readonly VariantRoute[];
 }
 
-/** At most this many target groups can be attached to one ALB (a hard limit). */
+/** At most this many target groups can be attached to one ALB (a hard limit): capabilities and their variants. */
 export const MAX_CAPABILITIES = 100;
 /** Rule-priority slots per kind of rule on a whole listener: header rules use 1–25000, path rules 25001–50000. */
 export const PRIORITY_SLOTS = LISTENER_PRIORITIES.max / 2;
 /** Default request header naming the capability. */
 export const DEFAULT_CAPABILITY_HEADER = 'X-Agent-Capability';
+/** Default request header pinning a request to a variant. */
+export const DEFAULT_VARIANT_HEADER = 'X-Agent-Variant';
 /** Default first path segment of capability paths. */
 export const DEFAULT_PATH_PREFIX = 'agents';
 /** ALB limit on the body of a fixed response. */
 export const MAX_FIXED_RESPONSE_BODY = 1024;
 
-const DEFAULT_DEREGISTRATION_DELAY = Duration.seconds(30);
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}$/;
 const PATH_PREFIX = /^[A-Za-z0-9_.~-]+(?:\/[A-Za-z0-9_.~-]+)*$/;
 /** 128 characters per path pattern − `/` − `/` − `/*` − a 63-character name. */
@@ -223,14 +155,18 @@ export function unknownCapabilityBody(names: readonly string[], headerName: stri
 }
 
 /**
- * Routes requests on one ALB listener to one target group per capability.
+ * Routes requests on one ALB listener to the target groups of each capability.
  *
  * Each capability gets a target group (no targets at synth time: the sync Lambda registers the
- * agents holding live leases) tagged `agent-lb:capability = <name>`, and two listener rules
- * forwarding to it:
+ * agents holding live leases) tagged `agent-lb:capability = <name>`, with its algorithm,
+ * stickiness and slow start as target group attributes, and two listener rules forwarding to it:
  * - header rule: `<headerName>: <name>` (header values match case-insensitively);
  * - path rule: `/<pathPrefix>/<name>` and `/<pathPrefix>/<name>/*` (paths match case-sensitively,
  *   and reach the agent unchanged).
+ * A capability with variants gets a target group per variant (`agent-lb:capability =
+ * <name>-<variant>`, plus `agent-lb:variant-of` and `agent-lb:variant-weight`); its two rules
+ * forward to all its groups by weight, and each variant adds two pin rules that send requests
+ * carrying `<variantHeaderName>: <variant>` to the variant alone (see {@link addCapabilityRules}).
  * Any other request gets the listener's default action, which the router leaves alone unless
  * `unknownCapabilityResponse` asks for a `404` with an `application/json` body naming the known
  * capabilities.
@@ -238,31 +174,46 @@ export function unknownCapabilityBody(names: readonly string[], headerName: stri
  * **Rule priorities.** The rules stay inside `priorityRange` (default: the whole listener,
  * 1–50000), split into two halves of `n` slots. Every capability owns one slot `s` in 1–`n`;
  * its header rule sits at slot `s` of the first half and its path rule at slot `s` of the second,
- * so an explicit header always wins over a path. The slot is `priority` when pinned; otherwise it
- * is FNV-1a(name) mod `n` + 1, a pure function of the name, so adding, removing or reordering
- * other capabilities does not move it and CloudFormation never has to re-prioritise existing
- * rules. If two unpinned names hash to the same slot (rare: about n²/(2 × slots) for n names), the
- * one later in the list takes the next free slot and a warning suggests pinning it; append new
- * capabilities at the end so only a newcomer can ever be moved. A pinned priority may not equal
- * another capability's slot (an error at synth, not a silent move), and on a listener defined
- * in this app, neither may a rule of your own use one of the router's priorities.
+ * so an explicit header always wins over a path; variant `i`'s pin rules take slot `s − 1 − i`
+ * in each half, ahead of the capability's own rules. The slot is `priority` when pinned;
+ * otherwise it is FNV-1a(name) mod `n` + 1, a pure function of the name, so adding, removing or
+ * reordering other capabilities does not move it and CloudFormation never has to re-prioritise
+ * existing rules. If an unpinned capability's slot (or a slot its pin rules need) is taken by one
+ * earlier in the list (rare: about n²/(2 × slots) for n names), it takes the next free slot and a
+ * warning suggests pinning it; append new capabilities at the end so only a newcomer can ever be
+ * moved. A pinned priority may not overlap another capability's slots (an error at synth, not a
+ * silent move), and on a listener defined in this app, neither may a rule of your own use one of
+ * the router's priorities.
+ *
+ * **Budget.** At synth the router counts target groups (one per capability and variant; an ALB
+ * routes to at most 100, not adjustable: an error naming the capability that goes over) and
+ * listener rules (the default quota of 100 per load balancer is adjustable: a warning naming it).
  *
  * Target groups are named by CloudFormation (names are limited to 32 characters, capability
  * names are not), which also lets a target group be replaced when its type, port or protocol
  * changes.
  */
 export class CapabilityRouter extends Construct {
-  /** The target group of each capability, by name. */
+  /** The target group of each capability and of each variant (`<capability>-<variant>`), by the name agents list. */
   public readonly targetGroups: Record<string, elbv2.ApplicationTargetGroup> = {};
 
   /** Each capability's route, in the order given. */
   public readonly routes: readonly CapabilityRoute[];
 
-  /** Every listener rule the router added (a header and a path rule per capability). */
+  /** Every listener rule the router added (a header and a path rule per capability, two pin rules per variant). */
   public readonly rules: readonly elbv2.ApplicationListenerRule[];
+
+  /**
+   * The rules that forward by weight (the header and path rules of capabilities with variants):
+   * the reconcile Lambda may modify their forward actions to hold an empty variant out.
+   */
+  public readonly weightedRules: readonly elbv2.ApplicationListenerRule[];
 
   /** Request header that selects a capability. */
   public readonly headerName: string;
+
+  /** Request header that pins a request to a variant. */
+  public readonly variantHeaderName: string;
 
   /** First path segment(s) of capability paths. */
   public readonly pathPrefix: string;
@@ -276,9 +227,16 @@ export class CapabilityRouter extends Construct {
     super(scope, id);
 
     this.headerName = props.headerName ?? DEFAULT_CAPABILITY_HEADER;
+    this.variantHeaderName = props.variantHeaderName ?? DEFAULT_VARIANT_HEADER;
     this.pathPrefix = props.pathPrefix ?? DEFAULT_PATH_PREFIX;
-    if (!HEADER_NAME.test(this.headerName)) {
-      throw new AgentLbValidationError(this, `Header name ${JSON.stringify(this.headerName)} must be 1–40 characters of letters, digits and !#$%&'*+.^_\`|~-`);
+    for (const [what, name] of [
+      ['Header name', this.headerName],
+      ['Variant header name', this.variantHeaderName],
+    ] as const) {
+      if (!HEADER_NAME.test(name)) throw new AgentLbValidationError(this, `${what} ${JSON.stringify(name)} must be 1–40 characters of letters, digits and !#$%&'*+.^_\`|~-`);
+    }
+    if (this.variantHeaderName.toLowerCase() === this.headerName.toLowerCase()) {
+      throw new AgentLbValidationError(this, `Variant header name ${JSON.stringify(this.variantHeaderName)} must differ from the capability header name ${JSON.stringify(this.headerName)} (header names are case-insensitive)`);
     }
     if (!PATH_PREFIX.test(this.pathPrefix)) {
       throw new AgentLbValidationError(this,
@@ -296,15 +254,13 @@ export class CapabilityRouter extends Construct {
     if (capabilities.length > MAX_CAPABILITIES) {
       throw new AgentLbValidationError(this, `At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}`);
     }
-    this.layout = priorityLayout(props.priorityRange, capabilities.length, this);
+    const variantCount = capabilities.reduce((n, c) => n + (Array.isArray(c.variants) ? c.variants.length : 0), 0);
+    this.layout = priorityLayout(props.priorityRange, capabilities.length, this, variantCount);
     this.priorityRange = this.layout.range;
-    const seen = new Map<string, number>();
-    capabilities.forEach((c, i) => {
-      validateCapability(this, c, i, this.layout.slots);
-      const first = seen.get(c.name);
-      if (first !== undefined) throw new AgentLbValidationError(this, `Duplicate capability name "${c.name}" (capabilities[${first}] and capabilities[${i}])`);
-      seen.set(c.name, i);
-    });
+    const policies = this.checkCapabilities(capabilities);
+    const budget = loadBalancerBudget(capabilities.map((c, i) => ({ name: c.name, variants: policies[i].variants.length })));
+    if (budget.targetGroupOverrun) throw new AgentLbValidationError(this, targetGroupOverrunMessage(budget.targetGroupOverrun));
+    if (budget.ruleOverrun) Annotations.of(this).addWarningV2('agent-lb:rule-quota', ruleOverrunMessage(budget.ruleOverrun));
     const imported = !(props.listener instanceof elbv2.ApplicationListener);
     if (props.unknownCapabilityResponse && imported) {
       throw new AgentLbValidationError(this,
@@ -312,30 +268,35 @@ export class CapabilityRouter extends Construct {
       );
     }
 
-    const { slots, moved } = assignSlots(capabilities, this.layout.slots);
+    const requests = capabilities.map((c, i) => ({ name: c.name, priority: c.priority, pins: policies[i].variants.length }));
+    let assigned: { slots: number[]; moved: MovedSlot[] };
+    try {
+      assigned = assignSlots(requests, this.layout.slots);
+    } catch (cause) {
+      throw new AgentLbValidationError(this, `priorityRange ${this.priorityRange.min}–${this.priorityRange.max}: ${(cause as Error).message}; widen the range or pin priorities`, { cause });
+    }
+    const { slots, moved } = assigned;
     for (const m of moved) {
+      const why = m.by !== undefined ? `already used by "${m.by}"` : `which leaves no room below it for the pin rules of its ${requests.find((r) => r.name === m.name)?.pins} variants`;
       Annotations.of(this).addWarningV2(
         'agent-lb:priority-moved',
-        `Capability "${m.name}" hashes to rule-priority slot ${m.natural}, already used by "${m.by}"; it uses slot ${m.slot}. ` +
-          `Pin it with priority: ${m.slot} so its rules never move.`,
+        `Capability "${m.name}" hashes to rule-priority slot ${m.natural}, ${why}; it uses slot ${m.slot}. Pin it with priority: ${m.slot} so its rules never move.`,
       );
     }
-    if (capabilities.length > 50) {
-      Annotations.of(this).addWarningV2(
-        'agent-lb:rule-quota',
-        `${capabilities.length} capabilities need ${2 * capabilities.length} listener rules; the default quota is 100 rules per load balancer (adjustable through Service Quotas)`,
-      );
-    }
-    this.node.addValidation({ validate: () => [...this.priorityClashes(capabilities, slots), ...this.foreignRuleClashes(props.listener)] });
+    this.node.addValidation({ validate: () => [...this.priorityClashes(requests, slots), ...this.foreignRuleClashes(props.listener)] });
 
     const routes: CapabilityRoute[] = [];
     const rules: elbv2.ApplicationListenerRule[] = [];
+    const weightedRules: elbv2.ApplicationListenerRule[] = [];
     capabilities.forEach((c, i) => {
-      const route = this.addCapability(props, c, slots[i], rules);
+      const { route, added } = this.addCapability(props, c, policies[i], slots[i]);
       routes.push(route);
+      rules.push(added.header, added.path, ...added.pins.flatMap((p) => [p.header, p.path]));
+      if (added.pins.length > 0) weightedRules.push(added.header, added.path);
     });
     this.routes = routes;
     this.rules = rules;
+    this.weightedRules = weightedRules;
 
     if (props.unknownCapabilityResponse) {
       props.listener.addAction('UnknownCapability', {
@@ -351,72 +312,87 @@ export class CapabilityRouter extends Construct {
     }
   }
 
-  private addCapability(props: CapabilityRouterProps, c: CapabilityProps, slot: number, rules: elbv2.ApplicationListenerRule[]): CapabilityRoute {
-    const scope = new Construct(this, c.name);
-    const protocol = c.protocol ?? elbv2.ApplicationProtocol.HTTP;
-    const port = c.port ?? (protocol === elbv2.ApplicationProtocol.HTTPS ? 443 : 80);
-    const targetType = c.targetType ?? 'ip';
-    const hc = c.healthCheck ?? {};
-    const slowStart = c.slowStart && c.slowStart.toSeconds() !== 0 ? c.slowStart : undefined;
-
-    const targetGroup = new elbv2.ApplicationTargetGroup(scope, 'TargetGroup', {
-      vpc: props.vpc,
-      targetType: targetType === 'ip' ? elbv2.TargetType.IP : elbv2.TargetType.INSTANCE,
-      protocol,
-      port,
-      deregistrationDelay: c.deregistrationDelay ?? DEFAULT_DEREGISTRATION_DELAY,
-      slowStart,
-      healthCheck: {
-        enabled: true,
-        path: hc.path ?? '/',
-        port: hc.port !== undefined ? String(hc.port) : 'traffic-port',
-        healthyThresholdCount: hc.healthyThresholdCount ?? 2,
-        unhealthyThresholdCount: hc.unhealthyThresholdCount ?? 2,
-        interval: hc.interval ?? Duration.seconds(10),
-        timeout: hc.timeout ?? Duration.seconds(5),
-        healthyHttpCodes: hc.healthyHttpCodes ?? '200',
-      },
+  /**
+   * Every capability's props and routing policy checked, and the names agents list unique
+   * across capabilities and variants (`vision-canary` may not be both a capability and a variant).
+   */
+  private checkCapabilities(capabilities: readonly CapabilityProps[]): RoutingPolicy[] {
+    const seen = new Map<string, string>();
+    return capabilities.map((c, i) => {
+      validateCapability(this, c, i, this.layout.slots);
+      const policy = resolveRoutingPolicy(this, c);
+      for (const [name, what] of [[c.name, `capabilities[${i}]`], ...policy.variants.map((v) => [v.capability, `variant "${v.name}" of capabilities[${i}]`])]) {
+        const first = seen.get(name);
+        if (first !== undefined) throw new AgentLbValidationError(this, `Duplicate capability name "${name}" (${first} and ${what})`);
+        seen.set(name, what);
+      }
+      if (c.priority !== undefined && policy.variants.length > 0 && c.priority <= policy.variants.length) {
+        throw new AgentLbValidationError(this,
+          `Capability "${c.name}": priority ${c.priority} leaves no room below it for the pin rules of its ${policy.variants.length} variants; pin it in ${policy.variants.length + 1}–${this.layout.slots}`,
+        );
+      }
+      return policy;
     });
-    Tags.of(targetGroup).add(CAPABILITY_TAG, c.name);
-    this.targetGroups[c.name] = targetGroup;
+  }
 
-    const forward = elbv2.ListenerAction.forward([targetGroup]);
-    const headerPriority = headerRulePriority(this.layout, slot);
-    const pathPriority = pathRulePriority(this.layout, slot);
-    rules.push(
-      new elbv2.ApplicationListenerRule(scope, 'HeaderRule', {
-        listener: props.listener,
-        priority: headerPriority,
-        conditions: [elbv2.ListenerCondition.httpHeader(this.headerName, [c.name])],
-        action: forward,
-      }),
-      new elbv2.ApplicationListenerRule(scope, 'PathRule', {
-        listener: props.listener,
-        priority: pathPriority,
-        conditions: [elbv2.ListenerCondition.pathPatterns([`/${this.pathPrefix}/${c.name}`, `/${this.pathPrefix}/${c.name}/*`])],
-        action: forward,
-      }),
-    );
-
-    return {
+  private addCapability(props: CapabilityRouterProps, c: CapabilityProps, policy: RoutingPolicy, slot: number) {
+    const scope = new Construct(this, c.name);
+    const stable = capabilityTargetGroup(scope, 'TargetGroup', props.vpc, c, policy);
+    this.targetGroups[c.name] = stable;
+    const variants = policy.variants.map((variant) => {
+      const variantScope = new Construct(scope, `variant-${variant.name}`);
+      const group = capabilityTargetGroup(variantScope, 'TargetGroup', props.vpc, c, policy, variant);
+      this.targetGroups[variant.capability] = group;
+      return { variant, group, scope: variantScope };
+    });
+    const added = addCapabilityRules(scope, {
+      listener: props.listener,
+      layout: this.layout,
+      slot,
+      name: c.name,
+      headerName: this.headerName,
+      variantHeaderName: this.variantHeaderName,
+      pathPrefix: this.pathPrefix,
+      policy,
+      stable,
+      variants,
+    });
+    const pinSlots = slotBlock(slot, variants.length).slice(1);
+    const { targetType, port } = groupAddressing(c);
+    const route: CapabilityRoute = {
       name: c.name,
       targetType,
       port,
       slot,
-      headerRulePriority: headerPriority,
-      pathRulePriority: pathPriority,
+      headerRulePriority: headerRulePriority(this.layout, slot),
+      pathRulePriority: pathRulePriority(this.layout, slot),
       pinned: c.priority !== undefined,
+      algorithm: policy.algorithm,
+      stableWeight: policy.stableWeight,
+      variants: policy.variants.map((v, i) => ({
+        name: v.name,
+        capability: v.capability,
+        weight: v.weight,
+        headerRulePriority: headerRulePriority(this.layout, pinSlots[i]),
+        pathRulePriority: pathRulePriority(this.layout, pinSlots[i]),
+      })),
     };
+    return { route, added };
   }
 
-  /** Pinned priorities that equal another capability's slot; every clash is reported at once. */
-  private priorityClashes(capabilities: readonly CapabilityProps[], slots: readonly number[]): string[] {
+  /** Pinned priorities whose slots overlap another capability's (its own or its variants'); every clash is reported at once. */
+  private priorityClashes(requests: readonly { name: string; priority?: number; pins: number }[], slots: readonly number[]): string[] {
     const bySlot = new Map<number, number[]>();
-    slots.forEach((s, i) => bySlot.set(s, [...(bySlot.get(s) ?? []), i]));
+    slots.forEach((s, i) => {
+      for (const taken of slotBlock(s, requests[i].pins)) bySlot.set(taken, [...(bySlot.get(taken) ?? []), i]);
+    });
     const errors: string[] = [];
-    for (const [slot, indexes] of bySlot) {
-      if (indexes.length < 2) continue;
-      const names = indexes.map((i) => `"${capabilities[i].name}" (${capabilities[i].priority !== undefined ? 'pinned' : 'hashed'})`);
+    const reported = new Set<string>();
+    for (const [slot, indexes] of [...bySlot].sort(([a], [b]) => a - b)) {
+      const key = indexes.join(',');
+      if (indexes.length < 2 || reported.has(key)) continue;
+      reported.add(key);
+      const names = indexes.map((i) => `"${requests[i].name}" (${requests[i].priority !== undefined ? 'pinned' : 'hashed'})`);
       errors.push(
         `Rule-priority clash: capabilities ${names.slice(0, -1).join(', ')} and ${names[names.length - 1]} share slot ${slot} ` +
           `(header rule ${headerRulePriority(this.layout, slot)}, path rule ${pathRulePriority(this.layout, slot)}); give the pinned ones other priorities in 1–${this.layout.slots}`,

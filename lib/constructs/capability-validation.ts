@@ -1,7 +1,7 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { CAPABILITY_NAME } from '../core/lease-schema';
-import type { CapabilityProps } from './capability-router';
+import type { CapabilityProps } from './capability-props';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
 

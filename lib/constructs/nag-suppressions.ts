@@ -34,7 +34,7 @@ export function acknowledgeRegistryFindings(sync: RegistrySync): void {
   acknowledge(
     sync.reconcileFunction.role!,
     'AwsSolutions-IAM5[Resource::*]',
-    'elasticloadbalancing:DescribeTargetHealth supports no resource-level permissions; Register/DeregisterTargets are limited to this stack\'s target groups.',
+    'elasticloadbalancing:DescribeTargetHealth (and, with variants, DescribeListeners/DescribeRules) support no resource-level permissions; Register/DeregisterTargets are limited to this stack\'s target groups, ModifyRule to its weighted rules.',
   );
   for (const fn of [sync.syncFunction, sync.reconcileFunction]) {
     acknowledge(fn, 'AwsSolutions-L1', 'Pinned to nodejs22.x, the runtime the handlers are built (esbuild target node22) and tested for; move deliberately, not on every new runtime.');

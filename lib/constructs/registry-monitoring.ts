@@ -135,7 +135,11 @@ export function registryDashboard(sync: RegistrySync, options: RegistryDashboard
     new cloudwatch.GraphWidget({
       title: 'ELB calls and errors',
       width: 8,
-      left: [sync.syncMetric(SYNC_METRICS.elbCalls, { label: 'sync ELB calls' }), sync.reconcileMetric(RECONCILE_METRICS.safetyValveTripped, { label: 'safety valve tripped' })],
+      left: [
+        sync.syncMetric(SYNC_METRICS.elbCalls, { label: 'sync ELB calls' }),
+        sync.reconcileMetric(RECONCILE_METRICS.safetyValveTripped, { label: 'safety valve tripped' }),
+        sync.reconcileMetric(RECONCILE_METRICS.variantsHeldOut, { label: 'variants held at weight 0 (no healthy target)', statistic: cloudwatch.Stats.MAXIMUM }),
+      ],
       right: [
         sync.syncFunction.metricErrors({ label: 'sync errors', period: Duration.minutes(1) }),
         sync.reconcileFunction.metricErrors({ label: 'reconcile errors', period: Duration.minutes(1) }),

@@ -13,8 +13,10 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IDependable } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { CAPABILITY_NAME } from '../core/lease-schema';
-import type { CapabilityTargetType } from './capability-router';
+import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
+import { findTargetGroups, readTargetHealth } from './registry-permissions';
+import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
 import { AgentLbRuntimeConfigJson, lambdaEnvironmentProblems } from './lambda-environment';
@@ -25,6 +27,7 @@ import type { IConstruct } from 'constructs';
 export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '../core/metric-names';
 export { CONFIG_ENV } from '../core/runtime-config';
 export type { AgentLbRuntimeConfigJson } from './lambda-environment';
+export type { RegistrySyncVariants } from './registry-variants';
 
 /** The target group a capability's agents are registered in. */
 export interface RegistrySyncCapability {
@@ -69,6 +72,16 @@ export interface RegistrySyncProps {
    * @default - see `loadBalancer`
    */
   readonly listener?: elbv2.IApplicationListener;
+
+  /**
+   * Weighted variants among `capabilities` and the listener rules that forward to them by weight.
+   * The reconcile Lambda keeps each variant at weight 0 in those rules until its group has a
+   * healthy target, and puts its configured weight back then; it may modify those rules only.
+   * Needs `loadBalancer` or `listener`, where it reads the rules.
+   *
+   * @default - no variants
+   */
+  readonly variants?: RegistrySyncVariants;
 
   /**
    * VPC of the target groups; its CIDR is always an allowed lease address range.
@@ -263,6 +276,7 @@ export class RegistrySync extends Construct {
           : [],
     });
 
+    const variantWeights = checkedVariantWeights(this, props);
     const discoverOn = props.loadBalancer
       ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
       : props.listener
@@ -280,6 +294,7 @@ export class RegistrySync extends Construct {
       allowedCidrs,
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
+      ...(variantWeights ? { variantWeights } : {}),
     };
     this.runtimeConfigJson = Stack.of(this).toJsonString(config);
     this.node.addValidation({ validate: () => lambdaEnvironmentProblems(config) });
@@ -340,14 +355,8 @@ export class RegistrySync extends Construct {
     });
     if (registerTargets) this.reconcileFunction.addToRolePolicy(registerTargets);
     if (discoverOn) this.reconcileFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
-    this.reconcileFunction.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'ReadTargetHealth',
-        // elasticloadbalancing:Describe* actions support no resource-level permissions: "*" is the only valid resource.
-        actions: ['elasticloadbalancing:DescribeTargetHealth'],
-        resources: ['*'],
-      }),
-    );
+    this.reconcileFunction.addToRolePolicy(readTargetHealth());
+    if (variantWeights) for (const s of guardVariantRules(props.variants!.rules)) this.reconcileFunction.addToRolePolicy(s);
     props.table.grantReadData(this.reconcileFunction);
     props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
 
@@ -430,20 +439,4 @@ export class RegistrySync extends Construct {
       for (const d of dependencies) trigger?.node.addDependency(d);
     }
   }
-}
-
-/**
- * Finding target groups by tag (and, from a listener, its load balancer): ELBv2 Describe* actions
- * take no resource-level permissions, so "*" is the only valid resource.
- */
-function findTargetGroups(viaListener: boolean): iam.PolicyStatement {
-  return new iam.PolicyStatement({
-    sid: 'FindCapabilityTargetGroups',
-    actions: [
-      ...(viaListener ? ['elasticloadbalancing:DescribeListeners'] : []),
-      'elasticloadbalancing:DescribeTargetGroups',
-      'elasticloadbalancing:DescribeTags',
-    ],
-    resources: ['*'],
-  });
 }

@@ -32,8 +32,12 @@ function validationError(scope: IConstruct | undefined, message: string): Error 
   return scope ? new AgentLbValidationError(scope, message) : new RangeError(message);
 }
 
-/** Checks a range against the listener's limits and the number of capabilities it must hold; the message quotes the values. */
-export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, capabilities = 0, scope?: IConstruct): PriorityLayout {
+/**
+ * Checks a range against the listener's limits and the slots it must hold (one per capability
+ * and one per variant, whose pin rules sit just below their capability's); the message quotes
+ * the values.
+ */
+export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, capabilities = 0, scope?: IConstruct, variants = 0): PriorityLayout {
   const { min, max } = range;
   if (Token.isUnresolved(min) || Token.isUnresolved(max)) throw validationError(scope, 'priorityRange must be plain numbers, not tokens: rule priorities are fixed at synth');
   const inListener = (n: number) => Number.isInteger(n) && n >= LISTENER_PRIORITIES.min && n <= LISTENER_PRIORITIES.max;
@@ -41,9 +45,13 @@ export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, c
     throw validationError(scope, `priorityRange ${min}–${max} must be whole numbers with ${LISTENER_PRIORITIES.min} ≤ min ≤ max ≤ ${LISTENER_PRIORITIES.max}`);
   }
   const slots = Math.floor((max - min + 1) / 2);
-  if (slots < Math.max(capabilities, 1)) {
-    throw validationError(scope, 
-      `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities need at least ${2 * Math.max(capabilities, 1)} (a header rule and a path rule each)`,
+  const needed = Math.max(capabilities, 1) + variants;
+  if (slots < needed) {
+    throw validationError(scope,
+      variants === 0
+        ? `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities need at least ${2 * needed} (a header rule and a path rule each)`
+        : `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities with ${variants} variants need at least ${2 * needed} ` +
+            '(a header rule and a path rule per capability, and a header and a path pin rule per variant)',
     );
   }
   return { range: { min, max }, slots };
@@ -72,16 +80,41 @@ export function capabilitySlot(name: string, slots = LISTENER_PRIORITIES.max / 2
   return (hash % slots) + 1;
 }
 
-/** A capability whose natural slot was taken by an earlier one in the list. */
+/** A capability whose natural slot was taken by an earlier one in the list, or left no room for its variants' pin rules. */
 export interface MovedSlot {
   readonly name: string;
   readonly natural: number;
   readonly slot: number;
-  readonly by: string;
+  /** The capability holding a slot it needed; absent when the slots below `natural` ran out. */
+  readonly by?: string;
 }
 
-/** Assigns slots to unpinned capabilities in list order; a taken slot moves the later one to the next free slot. */
-export function assignSlots(capabilities: readonly { readonly name: string; readonly priority?: number }[], slots: number): { slots: number[]; moved: MovedSlot[] } {
+/** What a capability asks of the priority layout: its name, a pinned slot, and the pin slots its variants need below it. */
+export interface SlotRequest {
+  readonly name: string;
+  readonly priority?: number;
+  /** Variants of the capability: their pin rules take the slots just below its own. @default 0 */
+  readonly pins?: number;
+}
+
+/**
+ * The slots a capability's rules take: its own (`slot`) and, for variant `i` (0-based, in the
+ * order given), `slot − 1 − i`, so a pin rule always comes before its capability's weighted
+ * rule and an added variant never moves the others.
+ */
+export function slotBlock(slot: number, pins = 0): number[] {
+  return Array.from({ length: pins + 1 }, (_, i) => slot - i);
+}
+
+/**
+ * Assigns slots to unpinned capabilities in list order. A capability takes its natural slot
+ * when that slot and the `pins` below it are free and above 0; otherwise the next slot upwards
+ * (wrapping) where they are. Pinned capabilities keep their slot (a clash is the caller's to
+ * report). A variant added to a capability keeps the capability's slot unless a slot below it
+ * is taken already; then the capability moves (and a warning says so, as for a hash collision).
+ * @throws RangeError when no run of free slots fits a capability (the range is too fragmented)
+ */
+export function assignSlots(capabilities: readonly SlotRequest[], slots: number): { slots: number[]; moved: MovedSlot[] } {
   const owner = new Map<number, string>();
   const assigned: number[] = [];
   const moved: MovedSlot[] = [];
@@ -90,11 +123,19 @@ export function assignSlots(capabilities: readonly { readonly name: string; read
       assigned.push(c.priority);
       continue;
     }
+    const pins = c.pins ?? 0;
     const natural = capabilitySlot(c.name, slots);
+    const fits = (slot: number) => slot - pins >= 1 && slotBlock(slot, pins).every((s) => !owner.has(s));
     let slot = natural;
-    while (owner.has(slot)) slot = (slot % slots) + 1;
-    if (slot !== natural) moved.push({ name: c.name, natural, slot, by: owner.get(natural)! });
-    owner.set(slot, c.name);
+    for (let tries = 0; !fits(slot); tries++) {
+      if (tries >= slots) throw new RangeError(`no ${pins + 1} consecutive free rule-priority slots left for capability "${c.name}"`);
+      slot = (slot % slots) + 1;
+    }
+    if (slot !== natural) {
+      const by = slotBlock(natural, pins).map((s) => owner.get(s)).find((o) => o !== undefined);
+      moved.push({ name: c.name, natural, slot, ...(by !== undefined ? { by } : {}) });
+    }
+    for (const s of slotBlock(slot, pins)) owner.set(s, c.name);
     assigned.push(slot);
   }
   return { slots: assigned, moved };

@@ -22,10 +22,12 @@ export { decodeLease, decodeRotation, encodeLease, encodeRotationEntry, encodeVa
 export type { DecodeResult, DecodedRotation } from './lease-codec';
 export { routeItem, routeLease, targetRefOf } from './lease-routing';
 export type { Membership, RoutedLease } from './lease-routing';
-export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, ROTATION_STATES } from './lease-schema';
+export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
 export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
 export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-planner';
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
+export { planVariantWeights, variantReady } from './variant-weights';
+export type { VariantState, WeightChange, WeightedGroup, WeightedRule } from './variant-weights';
 export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lease-confirmation';
 export type { ConfirmationContext, ConfirmationVerdict, TargetAction } from './lease-confirmation';
 export {
@@ -37,7 +39,7 @@ export {
   parseRuntimeConfig,
   parseRuntimeSettings,
 } from './runtime-config';
-export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings } from './runtime-config';
+export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
 export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
 export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';

@@ -25,6 +25,14 @@ export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_A
 /** Tag on every capability target group naming its capability; how tools find a stack's groups. */
 export const CAPABILITY_TAG = 'agent-lb:capability';
 
+/**
+ * Tags on the target group of a capability's weighted variant (its `agent-lb:capability` is
+ * `<capability>-<variant>`): the capability whose rules forward to it, and the weight (percent
+ * of the capability's requests) it was configured with. The reconcile Lambda and `status` read them.
+ */
+export const VARIANT_OF_TAG = 'agent-lb:variant-of';
+export const VARIANT_WEIGHT_TAG = 'agent-lb:variant-weight';
+
 export const CAPABILITY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const MAX_METADATA_BYTES = 2048;
 export const MIN_PORT = 1;

@@ -52,6 +52,8 @@ export const RECONCILE_METRICS = {
   rejectedLeases: 'RejectedLeases',
   liveLeases: 'LiveLeases',
   elbCalls: 'ElbCalls',
+  /** Weighted variants held at weight 0 because they have no healthy target (their share goes to the stable group). */
+  variantsHeldOut: 'VariantsHeldOut',
 } as const;
 
 /**

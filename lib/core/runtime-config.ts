@@ -26,6 +26,13 @@ export interface RuntimeConfigJson {
   readonly safetyValveShare: number;
   /** Integer seconds, 0 to MAX_RECONCILE_REPEAT_SECONDS. @default 0 */
   readonly reconcileRepeatSeconds: number;
+  /**
+   * Weighted variants by the capability their agents list, with their configured weight, whole
+   * percent 0–100 (`{"vision-canary": 10}`); each must also be among `capabilities`. Needs
+   * `loadBalancerArn` or `listenerArn`: where the reconcile pass finds their weighted rules.
+   * @default {} (no variants)
+   */
+  readonly variantWeights?: Record<string, number>;
 }
 
 /** What the sync and reconcile handlers are told by the stack (env `AGENT_LB_CONFIG`) or by local mode. */
@@ -36,6 +43,20 @@ export interface RuntimeConfig {
   readonly safetyValveShare: number;
   /** Repeat reconcile every N seconds inside one invocation; 0 runs it once. @default 0 */
   readonly reconcileRepeatSeconds: number;
+  /**
+   * Weighted variants (`vision-canary` → 10) and where their capability's weighted rules are:
+   * the reconcile pass keeps a variant at weight 0 until it has a healthy target.
+   * @default - no variants
+   */
+  readonly variants?: RuntimeVariants;
+}
+
+/** The weighted variants a reconcile pass guards. */
+export interface RuntimeVariants {
+  readonly weights: Readonly<Record<string, number>>;
+  /** Exactly one of the two: every listener of the load balancer, or one listener. */
+  readonly loadBalancerArn?: string;
+  readonly listenerArn?: string;
 }
 
 function fail(message: string): never {
@@ -63,6 +84,8 @@ export interface RuntimeSettings {
    * load balancer of `listenerArn` (exactly one of the two is set).
    */
   readonly discover?: { readonly loadBalancerArn?: string; readonly listenerArn?: string; readonly capabilities: readonly string[] };
+  /** Weighted variants by capability name; see {@link RuntimeConfigJson.variantWeights}. */
+  readonly variantWeights?: Readonly<Record<string, number>>;
 }
 
 /** Parses and validates the configuration text; every error names the bad value and what is allowed. */
@@ -121,6 +144,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
   if (typeof repeat !== 'number' || !Number.isInteger(repeat) || repeat < 0 || repeat > MAX_RECONCILE_REPEAT_SECONDS) {
     fail(`reconcileRepeatSeconds ${JSON.stringify(repeat)} must be an integer in 0–${MAX_RECONCILE_REPEAT_SECONDS}`);
   }
+  const variantWeights = parseVariantWeights(obj.variantWeights, discover?.capabilities ?? Object.keys(capabilities), discover !== undefined);
   return {
     tableName: obj.tableName,
     allowedCidrs: allowedCidrs as string[],
@@ -128,7 +152,21 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     reconcileRepeatSeconds: repeat,
     capabilities,
     ...(discover ? { discover } : {}),
+    ...(variantWeights ? { variantWeights } : {}),
   };
+}
+
+function parseVariantWeights(raw: unknown, capabilities: readonly string[], onLoadBalancer: boolean): Record<string, number> | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`variantWeights must be an object of capability name → weight, got ${JSON.stringify(raw)}`);
+  const entries = Object.entries(raw as Record<string, unknown>);
+  if (entries.length === 0) return undefined;
+  if (!onLoadBalancer) fail('variantWeights needs loadBalancerArn or listenerArn: where the weighted listener rules are');
+  for (const [name, weight] of entries) {
+    if (!capabilities.includes(name)) fail(`variantWeights names "${name}", which is not among capabilities`);
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 100) fail(`variantWeights "${name}" ${JSON.stringify(weight)} must be a whole percent, 0–100`);
+  }
+  return Object.fromEntries(entries) as Record<string, number>;
 }
 
 /** The runtime configuration once every capability's target group is known (`found` adds the discovered ones). */
@@ -140,6 +178,14 @@ export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly
     routing: { capabilities: { ...settings.capabilities, ...found }, allowedCidrs: settings.allowedCidrs },
     safetyValveShare: settings.safetyValveShare,
     reconcileRepeatSeconds: settings.reconcileRepeatSeconds,
+    ...(settings.variantWeights && settings.discover
+      ? {
+          variants: {
+            weights: settings.variantWeights,
+            ...(settings.discover.loadBalancerArn ? { loadBalancerArn: settings.discover.loadBalancerArn } : { listenerArn: settings.discover.listenerArn }),
+          },
+        }
+      : {}),
   };
 }
 

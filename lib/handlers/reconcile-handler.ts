@@ -45,6 +45,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     policy: addressPolicyFor(config.routing),
     safetyValveShare: config.safetyValveShare,
     memory,
+    ...(config.variants ? { variants: { client: elbClient, weights: config.variants.weights, on: config.variants } } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
   const depsReady = runtimeOnce(options.config, elbClient, depsFor);

@@ -102,12 +102,16 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.rejectedLeases, MetricUnit.Count, rejectedLeaseCount(report.rejections));
   metrics.addMetric(RECONCILE_METRICS.liveLeases, MetricUnit.Count, report.liveLeases);
   metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
+  metrics.addMetric(RECONCILE_METRICS.variantsHeldOut, MetricUnit.Count, report.variantsHeldOut.length);
   addErrorMetrics(metrics, [...report.errors, ...(report.rotation.firstError ? [report.rotation.firstError] : [])]);
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
       capabilities: report.safetyValveTripped,
       removalsHeld: report.removalsHeld,
     });
+  }
+  if (report.variantsHeldOut.length > 0) {
+    logger.warn('variants without a healthy target are held at weight 0; their share goes to the stable group', { variants: report.variantsHeldOut });
   }
   for (const e of report.errors) logger.error('ELB change failed during reconcile', { error: e.message });
   logger.info('reconciled', {

@@ -209,6 +209,8 @@ export class LocalStack {
       tableName: deployment.tableName,
       // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
       routing: routingFor(deployment.targetGroups, targetTypesByArn(deployment), true),
+      // As on AWS, the reconcile pass holds a variant without a healthy target at weight 0.
+      ...(Object.keys(deployment.variantWeights).length > 0 ? { variants: { weights: deployment.variantWeights, listenerArn: deployment.listenerArn } } : {}),
       safetyValveShare: DEFAULT_SAFETY_VALVE_SHARE,
       reconcileRepeatSeconds: 0,
     };

@@ -11,7 +11,7 @@ import {
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../core/errors';
-import { TargetType } from '../core/lease-schema';
+import { TargetType, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 import { CfnTemplate, localSubset } from './template-subset';
 import { sleep } from '../core/concurrency';
 
@@ -24,6 +24,8 @@ export interface LocalDeployment {
   /** capability → target group ARN */
   readonly targetGroups: Readonly<Record<string, string>>;
   readonly targetTypes: Readonly<Record<string, TargetType>>;
+  /** Weighted variants' configured weights by the capability their agents list (`vision-canary` → 10), from their groups' tags. */
+  readonly variantWeights: Readonly<Record<string, number>>;
   readonly ttlAttribute?: string;
 }
 
@@ -59,11 +61,15 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
 
   const targetGroups: Record<string, string> = {};
   const targetTypes: Record<string, TargetType> = {};
+  const variantWeights: Record<string, number> = {};
   for (const [logicalId, capability] of Object.entries(subset.capabilityGroups)) {
     const arn = physical.get(logicalId);
     if (!arn) throw new ConfigError(`local stack has no target group for capability ${capability}`);
     targetGroups[capability] = arn;
-    targetTypes[capability] = subset.template.Resources[logicalId].Properties?.TargetType === 'instance' ? 'instance' : 'ip';
+    const props = subset.template.Resources[logicalId].Properties;
+    targetTypes[capability] = props?.TargetType === 'instance' ? 'instance' : 'ip';
+    const weight = (props?.Tags as { Key: string; Value: string }[] | undefined)?.find((t) => t.Key === VARIANT_WEIGHT_TAG)?.Value;
+    if (weight !== undefined) variantWeights[capability] = Number(weight);
   }
 
   const tableName = opts.tableName ?? `${opts.stackName}-leases`;
@@ -94,6 +100,7 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     listenerArn: byType('AWS::ElasticLoadBalancingV2::Listener')[0] ?? '',
     targetGroups,
     targetTypes,
+    variantWeights,
     ...(table.ttlAttribute ? { ttlAttribute: table.ttlAttribute } : {}),
   };
 }

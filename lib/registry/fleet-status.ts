@@ -7,6 +7,10 @@ import { ObservedTarget, planReconcile, presenceOf } from '../core/reconcile-pla
 import { addressPolicyFor } from '../core/runtime-config';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { WeightedRule } from '../core/variant-weights';
+import { readWeightedRules } from '../aws/listener-rules';
+import { VariantTags, variantTagsOf } from '../aws/target-groups';
 import { readGroups } from './group-reads';
 
 /**
@@ -29,6 +33,18 @@ export interface CapabilityStatus {
   readonly missing: readonly string[];
   /** Registered targets without a live lease for this capability (draining targets excepted). */
   readonly stale: readonly string[];
+  /** For a weighted variant and for a capability that has variants: its share of the capability's requests. */
+  readonly weight?: CapabilityWeight;
+}
+
+/** A group's share of its capability's requests, in percent. */
+export interface CapabilityWeight {
+  /** The variant's configured weight, or for the stable group 100 − its variants' weights. */
+  readonly configured: number;
+  /** What the listener rules say now (the reconcile pass holds a variant without a healthy target at 0); absent when the rules were not read. */
+  readonly routed?: number;
+  /** For a variant: the capability it belongs to. */
+  readonly variantOf?: string;
 }
 
 /** One lease's target in one capability's group: what the registry told the agent (`rotation`) and what ELB says now. */
@@ -59,6 +75,10 @@ export interface FleetSources {
   readonly store: LeaseStore;
   readonly routing: RoutingConfig;
   readonly now?: () => number;
+  /** Weighted variants' tags, by target group ARN. @default none */
+  readonly variants?: Readonly<Record<string, VariantTags>>;
+  /** The listener's weighted rules, for the weights in effect. @default - not read: configured weights only */
+  readonly weightedRules?: readonly WeightedRule[];
 }
 
 /**
@@ -112,6 +132,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       targets: g.targets,
       missing: repair.register.map((t) => t.key),
       stale: repair.deregister.map((d) => d.target.key),
+      ...weightOf(g.capability, g.targetGroupArn, src),
     };
   });
   return {
@@ -121,6 +142,31 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
     leases: { total: items.length, live: plan.liveLeases, invalid },
     drift: capabilities.some((c) => c.missing.length > 0 || c.stale.length > 0),
   };
+}
+
+function weightOf(capability: string, arn: string, src: FleetSources): { weight?: CapabilityWeight } {
+  const variants = Object.values(src.variants ?? {});
+  const own = src.variants?.[arn];
+  const ofThis = variants.filter((v) => v.variantOf === capability);
+  if (!own && ofThis.length === 0) return {};
+  const configured = own ? own.weight : 100 - ofThis.reduce((n, v) => n + v.weight, 0);
+  const routed = src.weightedRules?.flatMap((r) => r.groups).find((g) => g.targetGroupArn === arn)?.weight;
+  return { weight: { configured, ...(routed !== undefined ? { routed } : {}), ...(own ? { variantOf: own.variantOf } : {}) } };
+}
+
+/**
+ * The variant part of the status sources: the groups' variant tags (one DescribeTags per 20
+ * groups) and, where the deployment names its listener or load balancer and has variants, the
+ * weighted rules (the weights in effect); elsewhere status shows the configured weights.
+ */
+export async function variantSources(
+  client: ElasticLoadBalancingV2Client,
+  deployment: { readonly targetGroups: Readonly<Record<string, string>>; readonly listenerArn?: string; readonly loadBalancerArn?: string },
+): Promise<Pick<FleetSources, 'variants' | 'weightedRules'>> {
+  const variants = await variantTagsOf(client, Object.values(deployment.targetGroups));
+  const on = deployment.listenerArn ? { listenerArn: deployment.listenerArn } : deployment.loadBalancerArn ? { loadBalancerArn: deployment.loadBalancerArn } : undefined;
+  if (!on || Object.keys(variants).length === 0) return { variants };
+  return { variants, weightedRules: await readWeightedRules(client, on) };
 }
 
 export interface LeaseRow {

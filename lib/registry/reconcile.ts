@@ -10,6 +10,7 @@ import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-chang
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
 import { RotationWriteReport, writeRotations } from './rotation-writes';
+import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
 export const DESCRIBE_DEADLINE_MS = 5000;
@@ -46,6 +47,11 @@ export interface ReconcileDeps {
    * @default a fresh memory per call (every valve hold then waits for a warm container)
    */
   readonly memory?: ReconcileMemory;
+  /**
+   * Weighted variants to hold out of their capability's rules while they have no healthy target
+   * (see lib/core/variant-weights.ts). @default - none
+   */
+  readonly variants?: VariantGuardDeps;
 }
 
 export interface ReconcileReport {
@@ -75,6 +81,10 @@ export interface ReconcileReport {
    * own calls did (`initial`, `draining`). On change only, conditional on the lease token.
    */
   readonly rotation: RotationWriteReport;
+  /** Variants at weight 0 in their capability's weighted rules after this pass: no healthy target. */
+  readonly variantsHeldOut: readonly string[];
+  /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
+  readonly variantRuleChanges: number;
 }
 
 /**
@@ -145,6 +155,12 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     Promise.all([registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)]),
   );
 
+  // Readiness is read before the repairs: a target registered this pass is `initial`, not healthy yet.
+  const guard = deps.variants
+    ? await guardVariants(deps.variants, deps.routing, groups, describeDeadline)
+    : { heldOut: [], ruleChanges: 0, errors: [] };
+  tally.errors.push(...guard.errors);
+
   // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
   const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
   const rotationWrites = mergeRotationWrites(
@@ -173,6 +189,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     rejections: plan.rejections,
     errors: tally.errors,
     rotation,
+    variantsHeldOut: guard.heldOut,
+    variantRuleChanges: guard.ruleChanges,
   };
 }
 

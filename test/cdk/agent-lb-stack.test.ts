@@ -328,6 +328,7 @@ describe('AgentLbStack from the default cdk.json context', () => {
     for (const metric of [SYNC_METRICS.registrations, SYNC_METRICS.deregistrations, SYNC_METRICS.rejectedLeases, SYNC_METRICS.syncLagMs]) {
       expect(metrics.map((m) => m.metric)).toContain(`${METRICS_NAMESPACE} ${metric} service ${SYNC_SERVICE_NAME}`);
     }
+    expect(metrics.map((m) => m.metric)).toContain(`${METRICS_NAMESPACE} ${RECONCILE_METRICS.variantsHeldOut} service ${RECONCILE_SERVICE_NAME}`);
   });
 
   it('exports the outputs tools and agents need', () => {

@@ -203,3 +203,39 @@ describe('AgentLb with an existing lease table', () => {
     );
   });
 });
+
+describe('AgentLb with a weighted variant', () => {
+  // GIVEN / WHEN
+  const { stack, vpc, listener } = importedListenerStack();
+  const agents = new AgentLb(stack, 'Agents', { vpc, listener, capabilities: [{ name: 'vision', variants: [{ name: 'canary', weight: 10 }] }] });
+  const template = Template.fromStack(stack);
+  const reconcile = resourcesOf(template, 'AWS::Lambda::Function').find(([id]) => id.includes('Reconcile'))![1];
+
+  it('registers agents of the variant into its own group: both groups are capabilities the Lambdas know', () => {
+    expect(Object.keys(agents.targetGroups)).toEqual(['vision', 'vision-canary']);
+    expect(configOf(reconcile).discover?.capabilities).toEqual(['vision', 'vision-canary']);
+  });
+
+  it('tells the reconcile Lambda the configured weight, so it can hold an empty variant at 0', () => {
+    expect(configOf(reconcile).variantWeights).toEqual({ 'vision-canary': 10 });
+  });
+
+  it('lets the reconcile Lambda change the two weighted rules and no other', () => {
+    const policies = resourcesOf(template, 'AWS::IAM::Policy').filter(([id]) => id.includes('Reconcile'));
+    const statements = policies.flatMap(([, p]) => p.Properties.PolicyDocument.Statement as { Sid?: string; Action: string | string[]; Resource: unknown }[]);
+    const modify = statements.find((s) => s.Sid === 'SetVariantWeights')!;
+    expect(modify.Action).toBe('elasticloadbalancing:ModifyRule');
+    const weighted = resourcesOf(template, 'AWS::ElasticLoadBalancingV2::ListenerRule')
+      .filter(([, r]) => r.Properties.Actions[0].ForwardConfig?.TargetGroups.length === 2)
+      .map(([id]) => ({ Ref: id }));
+    expect(weighted).toHaveLength(2);
+    expect(modify.Resource).toEqual(weighted);
+    expect(statements.find((s) => s.Sid === 'ReadWeightedRules')?.Action).toEqual(['elasticloadbalancing:DescribeListeners', 'elasticloadbalancing:DescribeRules']);
+  });
+
+  it('gives the sync Lambda no rule permissions', () => {
+    const sync = resourcesOf(template, 'AWS::IAM::Policy').filter(([id]) => id.includes('RegistrySync') && !id.includes('Reconcile'));
+    expect(sync).toHaveLength(1);
+    expect(JSON.stringify(sync)).not.toContain('ModifyRule');
+  });
+});

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Duration } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { afterAll, beforeAll, describe, expect, it, test } from 'vitest';
 import { CONTEXT_KEY, addAgentLbStack, parseAgentLbContext, readAgentLbContext, stackEnvironment, stackPropsFromContext } from '../../lib/constructs';
@@ -54,7 +55,7 @@ describe('the cdk.json context', () => {
     ['invalid JSON', '{capabilities', 'context "agent-lb" is not valid JSON: {capabilities'],
     ['a list', [], 'context "agent-lb" must be an object, got []'],
     ['no capabilities', {}, 'agent-lb.capabilities is required: a list of names or { "name": ... } objects'],
-    ['a misspelt key', { capabilites: [] }, 'agent-lb.capabilites is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds'],
+    ['a misspelt key', { capabilites: [] }, 'agent-lb.capabilites is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds'],
     ['a capability that is neither a name nor an object', { capabilities: ['vision', 7] }, 'agent-lb.capabilities must be a list of objects, got [{"name":"vision"},7]'],
     ['a capability without a name', { capabilities: [{ port: 80 }] }, 'agent-lb.capabilities[0].name is required'],
     ['a port as a string', { capabilities: [{ name: 'vision', port: '80' }] }, 'agent-lb.capabilities[0].port must be a number, got "80"'],
@@ -105,6 +106,36 @@ describe('configuration from the CDK command line', () => {
     expect(read({ 'agent-lb.stackName': 'Agents2' }).stackName).toBe('Agents2');
   });
 
+  it('takes the routing policy of the README from the command line, down to target group attributes and weighted rules', () => {
+    // The README's example, as the shell hands it to cdk
+    const ctx = read({
+      'agent-lb.capabilities':
+        '[{"name":"chat","stickiness":{"type":"lb_cookie","durationSeconds":1800}},{"name":"vision","variants":[{"name":"canary","weight":10}]},{"name":"search","algorithm":"weighted_random","anomalyMitigation":true}]',
+      'agent-lb.variantHeaderName': 'X-Canary',
+    });
+    const stack = addAgentLbStack(appWithoutBundling({ [CONTEXT_KEY]: ctx }), {});
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      TargetGroupAttributes: Match.arrayWith([{ Key: 'stickiness.lb_cookie.duration_seconds', Value: '1800' }]),
+    });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      TargetGroupAttributes: Match.arrayWith([{ Key: 'load_balancing.algorithm.anomaly_mitigation', Value: 'on' }]),
+    });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Conditions: Match.arrayWith([{ Field: 'http-header', HttpHeaderConfig: { HttpHeaderName: 'X-Canary', Values: ['canary'] } }]),
+    });
+    expect(stack.router.routes.find((r) => r.name === 'vision')?.stableWeight).toBe(90);
+    expect(Object.keys(stack.router.targetGroups)).toEqual(['chat', 'vision', 'vision-canary', 'search']);
+  });
+
+  test.each<[string, Record<string, string>, string]>([
+    ['stickiness without a type', { 'agent-lb.capabilities': '[{"name":"chat","stickiness":{"durationSeconds":60}}]' }, 'agent-lb.capabilities[0].stickiness.type is required: "lb_cookie" or "app_cookie"'],
+    ['a variant without a weight', { 'agent-lb.capabilities': '[{"name":"vision","variants":[{"name":"canary"}]}]' }, 'agent-lb.capabilities[0].variants[0].weight is required'],
+    ['an unknown algorithm', { 'agent-lb.capabilities': '[{"name":"vision","algorithm":"fastest"}]' }, 'agent-lb.capabilities[0].algorithm must be one of "round_robin", "least_outstanding_requests", "weighted_random", got "fastest"'],
+  ])('refuses %s in one line', (_, cli, message) => {
+    expect(() => read(cli)).toThrow(new ConfigError(message));
+  });
+
   it('-c agent-lb.<setting> overrides cdk.json and leaves its other settings', () => {
     expect(read({ 'agent-lb.internetFacing': 'true' }, { stackName: 'S', internetFacing: false, capabilities: [{ name: 'vision' }] })).toEqual({
       stackName: 'S',
@@ -126,7 +157,7 @@ describe('configuration from the CDK command line', () => {
     [
       'a misspelt setting',
       { 'agent-lb.internetfacing': 'true' },
-      '-c agent-lb.internetfacing: "internetfacing" is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds',
+      '-c agent-lb.internetfacing: "internetfacing" is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds',
     ],
     ['an enum value it does not know', { 'agent-lb.tableRemovalPolicy': 'forever' }, 'agent-lb.tableRemovalPolicy must be one of "retain", "destroy", "snapshot", got "forever"'],
   ])('refuses %s with a ConfigError naming it', (_, cli, message) => {

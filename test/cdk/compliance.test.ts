@@ -54,9 +54,12 @@ beforeAll(() => {
     ingressCidrs: ['203.0.113.0/24'],
     leaseTtl: Duration.seconds(20),
     headerName: 'X-Skill',
+    variantHeaderName: 'X-Skill-Variant',
     pathPrefix: 'v1/skills',
     capabilities: [
-      { name: 'vision', priority: 100 },
+      { name: 'vision', priority: 100, stickiness: { type: 'lb_cookie', duration: Duration.hours(1) }, variants: [{ name: 'canary', weight: 10 }, { name: 'next', weight: 5 }] },
+      { name: 'chat', stickiness: { type: 'app_cookie', cookieName: 'conversation', duration: Duration.minutes(30) } },
+      { name: 'search', algorithm: 'weighted_random', anomalyMitigation: true, variants: [{ name: 'v2', weight: 50 }], variantStickiness: Duration.minutes(10) },
       {
         name: 'gpu-batch',
         targetType: 'instance',

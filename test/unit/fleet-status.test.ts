@@ -86,3 +86,51 @@ describe('agent-lb status shows each target\'s rotation state and its age', () =
     [2 * 86_400 + 3 * 3600, '2d03h'],
   ])('formatAge(%i) = %s', (seconds, text) => expect(formatAge(seconds)).toBe(text));
 });
+
+describe('agent-lb status shows weighted variants', () => {
+  const CANARY = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vision-canary/4';
+
+  it('shows each variant\'s weight, the share the rules give it now, and its live, registered and healthy counts', async () => {
+    // Prepare: the canary has one live lease whose target is still unhealthy, so the rules hold it at 0
+    new FakeLeaseTable().put(leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.1.1', capabilities: ['vision-canary'] })).install(ddbMock);
+    elbMock.on(DescribeTargetHealthCommand).resolves({ TargetHealthDescriptions: [] });
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: TG.vision }).resolves({ TargetHealthDescriptions: [{ Target: { Id: '10.0.0.1', Port: 8080 }, TargetHealth: { State: 'healthy' } }] });
+    elbMock.on(DescribeTargetHealthCommand, { TargetGroupArn: CANARY }).resolves({
+      TargetHealthDescriptions: [{ Target: { Id: '10.0.1.1', Port: 8080 }, TargetHealth: { State: 'unhealthy', Reason: 'Target.ResponseCodeMismatch' } }],
+    });
+    const routing = testConfig().routing;
+    const sources = {
+      elb: new ElbTargets(new ElasticLoadBalancingV2Client({ region: 'us-east-1', credentials })),
+      store: new LeaseStore(new DynamoDBClient({ region: 'us-east-1', credentials }), 'leases'),
+      routing: { ...routing, capabilities: { vision: routing.capabilities.vision, 'vision-canary': { targetGroupArn: CANARY, targetType: 'ip' as const } } },
+      now: () => T0 * 1000,
+      variants: { [CANARY]: { variantOf: 'vision', weight: 10 } },
+      weightedRules: [{ ruleArn: 'rule/header', groups: [{ targetGroupArn: TG.vision, weight: 100 }, { targetGroupArn: CANARY, weight: 0 }] }],
+    };
+
+    // Act
+    const status = await fleetStatus(sources);
+
+    // Assess
+    const byName = Object.fromEntries(status.capabilities.map((c) => [c.capability, c]));
+    expect(byName['vision-canary']).toMatchObject({ liveLeases: 1, registered: 1, health: { unhealthy: 1 }, weight: { configured: 10, routed: 0, variantOf: 'vision' } });
+    expect(byName.vision.weight).toEqual({ configured: 90, routed: 100 });
+    const table = renderStatus(status);
+    expect(table).toMatch(/^CAPABILITY\s+WEIGHT\s+LIVE\s+REGISTERED\s+HEALTH\s+DRIFT/);
+    expect(table).toMatch(/vision-canary\s+0% of vision \(10% once healthy\)\s+1\s+1\s+unhealthy=1/);
+    expect(table).toMatch(/vision\s+100% \(90% with every variant healthy\)\s+1\s+1\s+healthy=1/);
+  });
+
+  it('shows the configured weights when the rules were not read, and no weight column without variants', async () => {
+    new FakeLeaseTable().install(ddbMock);
+    elbMock.on(DescribeTargetHealthCommand).resolves({ TargetHealthDescriptions: [] });
+    const base = {
+      elb: new ElbTargets(new ElasticLoadBalancingV2Client({ region: 'us-east-1', credentials })),
+      store: new LeaseStore(new DynamoDBClient({ region: 'us-east-1', credentials }), 'leases'),
+      routing: { ...testConfig().routing, capabilities: { vision: testConfig().routing.capabilities.vision, 'vision-canary': { targetGroupArn: CANARY, targetType: 'ip' as const } } },
+      now: () => T0 * 1000,
+    };
+    expect(renderStatus(await fleetStatus({ ...base, variants: { [CANARY]: { variantOf: 'vision', weight: 10 } } }))).toMatch(/vision-canary\s+10% of vision\s+0/);
+    expect(renderStatus(await fleetStatus(base))).not.toContain('WEIGHT');
+  });
+});

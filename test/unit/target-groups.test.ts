@@ -3,7 +3,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
-import { discoverTargetGroups } from '../../lib/aws/target-groups';
+import { discoverTargetGroups, variantTagsOf } from '../../lib/aws/target-groups';
 import { resolveRuntimeConfig } from '../../lib/handlers/runtime-config-loader';
 import { ConfigError } from '../../lib/core/errors';
 import { FakeLeaseTable } from '../support/fake-lease-table';
@@ -126,5 +126,24 @@ describe('the sync handler configured the way the stack configures it (names onl
     expect(await handler(event)).toEqual({ batchItemFailures: [] }); // delivered again: already applied, not sent again
     expect(elb.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.TargetGroupArn)).toEqual([tg(1)]);
     expect(elb.commandCalls(DescribeTargetGroupsCommand)).toHaveLength(2); // the failed try, then once for good
+  });
+});
+
+describe('variantTagsOf', () => {
+  it('reads the variant-of and weight tags of weighted variants\' groups, 20 groups per DescribeTags, and skips the others', async () => {
+    elb.reset();
+    elb.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
+      TagDescriptions: input.ResourceArns.map((arn) => {
+        const n = Number(arn.split('/').pop());
+        const tags = [{ Key: 'agent-lb:capability', Value: n % 2 ? `cap-0-v${n}` : `cap-${n}` }];
+        if (n % 2) tags.push({ Key: 'agent-lb:variant-of', Value: 'cap-0' }, { Key: 'agent-lb:variant-weight', Value: String(n) });
+        return { ResourceArn: arn, Tags: tags };
+      }),
+    }));
+    const found = await variantTagsOf(client, Array.from({ length: 25 }, (_, n) => tg(n)));
+    expect(elb.commandCalls(DescribeTagsCommand).map((c) => c.args[0].input.ResourceArns?.length)).toEqual([20, 5]);
+    expect(Object.keys(found)).toHaveLength(12);
+    expect(found[tg(3)]).toEqual({ variantOf: 'cap-0', weight: 3 });
+    expect(found[tg(2)]).toBeUndefined();
   });
 });

@@ -1,0 +1,72 @@
+import { Duration, Tags } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import type { Construct } from 'constructs';
+import { CAPABILITY_TAG, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
+import type { CapabilityProps } from './capability-props';
+import type { ResolvedVariant, RoutingPolicy } from './routing-policy';
+
+const DEFAULT_DEREGISTRATION_DELAY = Duration.seconds(30);
+
+const ALGORITHM_TYPES: Record<RoutingPolicy['algorithm'], elbv2.TargetGroupLoadBalancingAlgorithmType> = {
+  round_robin: elbv2.TargetGroupLoadBalancingAlgorithmType.ROUND_ROBIN,
+  least_outstanding_requests: elbv2.TargetGroupLoadBalancingAlgorithmType.LEAST_OUTSTANDING_REQUESTS,
+  weighted_random: elbv2.TargetGroupLoadBalancingAlgorithmType.WEIGHTED_RANDOM,
+};
+
+/** The target type, protocol and port a capability's groups take. */
+export function groupAddressing(c: CapabilityProps): { targetType: 'ip' | 'instance'; protocol: elbv2.ApplicationProtocol; port: number } {
+  const protocol = c.protocol ?? elbv2.ApplicationProtocol.HTTP;
+  return { targetType: c.targetType ?? 'ip', protocol, port: c.port ?? (protocol === elbv2.ApplicationProtocol.HTTPS ? 443 : 80) };
+}
+
+/**
+ * A target group of capability `c` (its stable group, or the group of `variant`): no targets at
+ * synth (the sync Lambda registers the agents holding live leases), the capability's health
+ * check, deregistration delay, slow start, algorithm and stickiness as target group attributes
+ * (the algorithm always written out, so the attribute says what ALB does), tagged
+ * `agent-lb:capability` with the name its agents list, and a variant's group also with the
+ * capability it belongs to and its configured weight. Named by CloudFormation (names are limited
+ * to 32 characters, capability names are not), so a change of type, port or protocol can
+ * replace it.
+ */
+export function capabilityTargetGroup(
+  scope: Construct,
+  id: string,
+  vpc: ec2.IVpc,
+  c: CapabilityProps,
+  policy: RoutingPolicy,
+  variant?: ResolvedVariant,
+): elbv2.ApplicationTargetGroup {
+  const { targetType, protocol, port } = groupAddressing(c);
+  const hc = c.healthCheck ?? {};
+  const stickiness = policy.stickiness;
+  const group = new elbv2.ApplicationTargetGroup(scope, id, {
+    vpc,
+    targetType: targetType === 'ip' ? elbv2.TargetType.IP : elbv2.TargetType.INSTANCE,
+    protocol,
+    port,
+    deregistrationDelay: c.deregistrationDelay ?? DEFAULT_DEREGISTRATION_DELAY,
+    slowStart: policy.slowStart,
+    loadBalancingAlgorithmType: ALGORITHM_TYPES[policy.algorithm],
+    ...(policy.anomalyMitigation !== undefined ? { enableAnomalyMitigation: policy.anomalyMitigation } : {}),
+    ...(stickiness ? { stickinessCookieDuration: stickiness.duration } : {}),
+    ...(stickiness?.type === 'app_cookie' ? { stickinessCookieName: stickiness.cookieName } : {}),
+    healthCheck: {
+      enabled: true,
+      path: hc.path ?? '/',
+      port: hc.port !== undefined ? String(hc.port) : 'traffic-port',
+      healthyThresholdCount: hc.healthyThresholdCount ?? 2,
+      unhealthyThresholdCount: hc.unhealthyThresholdCount ?? 2,
+      interval: hc.interval ?? Duration.seconds(10),
+      timeout: hc.timeout ?? Duration.seconds(5),
+      healthyHttpCodes: hc.healthyHttpCodes ?? '200',
+    },
+  });
+  Tags.of(group).add(CAPABILITY_TAG, variant?.capability ?? c.name);
+  if (variant) {
+    Tags.of(group).add(VARIANT_OF_TAG, c.name);
+    Tags.of(group).add(VARIANT_WEIGHT_TAG, String(variant.weight));
+  }
+  return group;
+}

@@ -1,0 +1,24 @@
+import * as iam from 'aws-cdk-lib/aws-iam';
+
+/**
+ * The ELB permissions of the registry Lambdas beyond Register/DeregisterTargets. ELBv2 Describe*
+ * actions take no resource-level permissions, so "*" is their only valid resource.
+ */
+
+/** Finding target groups by tag (and, from a listener, its load balancer). */
+export function findTargetGroups(viaListener: boolean): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'FindCapabilityTargetGroups',
+    actions: [
+      ...(viaListener ? ['elasticloadbalancing:DescribeListeners'] : []),
+      'elasticloadbalancing:DescribeTargetGroups',
+      'elasticloadbalancing:DescribeTags',
+    ],
+    resources: ['*'],
+  });
+}
+
+/** Reading the targets of the groups, for a reconcile pass. */
+export function readTargetHealth(): iam.PolicyStatement {
+  return new iam.PolicyStatement({ sid: 'ReadTargetHealth', actions: ['elasticloadbalancing:DescribeTargetHealth'], resources: ['*'] });
+}
