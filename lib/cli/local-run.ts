@@ -81,7 +81,9 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   const byArn = new Map(Object.entries(s.targetGroups).map(([c, arn]) => [arn, c]));
   capabilityOf = (arn) => byArn.get(arn) ?? arn;
   const endpoint = s.loadBalancerEndpoint!;
-  const capabilities = Object.keys(s.targetGroups);
+  // Variant groups are reached by weight or by X-Agent-Variant, never by their own name: show the capabilities.
+  const variantGroups = new Set(Object.keys(stack.deployment.variantWeights));
+  const capabilities = Object.keys(s.targetGroups).filter((c) => !variantGroups.has(c));
   say(`DynamoDB Local ${s.dynamodbEndpoint} · moto ${s.elbv2Endpoint} · table ${s.tableName}`);
   for (const [c, arn] of Object.entries(s.targetGroups)) say(`  ${c.padEnd(12)} ${arn}`);
   say(`load balancer ${endpoint} (ALB's timing × ${flags.timeScale}; --time-scale 1 for the configured timing):`);

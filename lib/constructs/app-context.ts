@@ -195,6 +195,9 @@ function checkObject(value: Record<string, unknown>, shape: Record<string, Kind>
     const kind = shape[key];
     if (!kind) throw new ConfigError(`${where}.${key} is not a known setting; known: ${Object.keys(shape).join(', ')}`);
     if (!isKind(v, kind)) throw new ConfigError(`${where}.${key} must be ${KIND_TEXT[kind]}, got ${JSON.stringify(v)}`);
+    // Durations become CDK Durations before the constructs' range checks, and CDK refuses a
+    // negative amount without naming the setting: name it here.
+    if (key.endsWith('Seconds') && typeof v === 'number' && v < 0) throw new ConfigError(`${where}.${key} must be 0 or more seconds, got ${v}`);
     const allowed = ENUMS[key];
     if (allowed && !allowed.includes(v as string)) {
       throw new ConfigError(`${where}.${key} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`);
@@ -231,6 +234,9 @@ export function parseAgentLbContext(raw: unknown): AgentLbContext {
       const stickiness = c.stickiness as Record<string, unknown>;
       checkObject(stickiness, STICKINESS, `${where}.stickiness`);
       if (stickiness.type === undefined) throw new ConfigError(`${where}.stickiness.type is required: "lb_cookie" or "app_cookie"`);
+      if (stickiness.type === 'lb_cookie' && stickiness.cookieName !== undefined) {
+        throw new ConfigError(`${where}.stickiness.cookieName is only for "app_cookie" (the load balancer names its own cookie with "lb_cookie"), got ${JSON.stringify(stickiness.cookieName)}`);
+      }
     }
     ((c.variants ?? []) as Record<string, unknown>[]).forEach((v, j) => {
       checkObject(v, VARIANT, `${where}.variants[${j}]`);

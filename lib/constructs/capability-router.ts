@@ -252,7 +252,7 @@ export class CapabilityRouter extends Construct {
 
     const capabilities = props.capabilities;
     if (capabilities.length > MAX_CAPABILITIES) {
-      throw new AgentLbValidationError(this, `At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}`);
+      throw new AgentLbValidationError(this, `At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}: capability ${JSON.stringify(capabilities[MAX_CAPABILITIES].name)} is the first over`);
     }
     const variantCount = capabilities.reduce((n, c) => n + (Array.isArray(c.variants) ? c.variants.length : 0), 0);
     this.layout = priorityLayout(props.priorityRange, capabilities.length, this, variantCount);

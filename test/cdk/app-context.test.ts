@@ -64,6 +64,10 @@ describe('the cdk.json context', () => {
     ['internetFacing as a string', { capabilities: [], internetFacing: 'yes' }, 'agent-lb.internetFacing must be a boolean, got "yes"'],
     ['a CIDR list as a string', { capabilities: [], allowedCidrs: '10.0.0.0/8' }, 'agent-lb.allowedCidrs must be a list of strings, got "10.0.0.0/8"'],
     ['an unknown removal policy', { capabilities: [], tableRemovalPolicy: 'RETAIN' }, 'agent-lb.tableRemovalPolicy must be one of "retain", "destroy", "snapshot", got "RETAIN"'],
+    ['a negative slow start', { capabilities: [{ name: 'vision', slowStartSeconds: -30 }] }, 'agent-lb.capabilities[0].slowStartSeconds must be 0 or more seconds, got -30'],
+    ['a negative stickiness duration', { capabilities: [{ name: 'vision', stickiness: { type: 'lb_cookie', durationSeconds: -5 } }] }, 'agent-lb.capabilities[0].stickiness.durationSeconds must be 0 or more seconds, got -5'],
+    ['a negative variant stickiness', { capabilities: [{ name: 'vision', variantStickinessSeconds: -1 }] }, 'agent-lb.capabilities[0].variantStickinessSeconds must be 0 or more seconds, got -1'],
+    ['a cookie name on lb_cookie', { capabilities: [{ name: 'vision', stickiness: { type: 'lb_cookie', cookieName: 'session' } }] }, 'agent-lb.capabilities[0].stickiness.cookieName is only for "app_cookie" (the load balancer names its own cookie with "lb_cookie"), got "session"'],
   ])('rejects %s', (_, raw, message) => {
     expect(() => parseAgentLbContext(raw)).toThrow(new ConfigError(message));
   });

@@ -217,7 +217,7 @@ describe('CapabilityRouter validation', () => {
     ['name starting with "-"', names('ok', '-x'), 'Capability name "-x" (capabilities[1]) must match ^[a-z0-9][a-z0-9_-]{0,62}$: 1–63 lowercase letters, digits, "_" or "-", starting with a letter or digit'],
     ['64-character name', names('a'.repeat(64)), `Capability name "${'a'.repeat(64)}" (capabilities[0]) must match ^[a-z0-9][a-z0-9_-]{0,62}$: 1–63 lowercase letters, digits, "_" or "-", starting with a letter or digit`],
     ['duplicate name', names('vision', 'speech', 'vision'), 'Duplicate capability name "vision" (capabilities[0] and capabilities[2])'],
-    ['101 capabilities', Array.from({ length: 101 }, (_, i) => ({ name: `c${i}` })), 'At most 100 capabilities fit one load balancer (one target group each), got 101'],
+    ['101 capabilities', Array.from({ length: 101 }, (_, i) => ({ name: `c${i}` })), 'At most 100 capabilities fit one load balancer (one target group each), got 101: capability "c100" is the first over'],
     ['unknown target type', [{ name: 'vision', targetType: 'lambda' as 'ip' }], 'Capability "vision": targetType "lambda" must be "ip" or "instance"'],
     ['port 0', [{ name: 'vision', port: 0 }], 'Capability "vision": port 0 is out of range 1–65535'],
     ['port 65536', [{ name: 'vision', port: 65536 }], 'Capability "vision": port 65536 is out of range 1–65535'],
