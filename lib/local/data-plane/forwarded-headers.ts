@@ -15,7 +15,14 @@ import type { LoadBalancerPolicy } from './target-group-attributes';
  *   listener's port. Both replace what the client sent.
  * - `X-Amzn-Trace-Id`: `Root=1-<epoch seconds, hex>-<96 random bits, hex>` when the request has
  *   none.
+ * - Hop-by-hop headers (RFC 9110 §7.6.1: `Connection`, the headers it names, `Keep-Alive`,
+ *   `Proxy-Connection`, `TE`, `Trailer`) belong to the client's connection, not the target's:
+ *   ALB keeps its own connections to targets alive whatever the client asked. Forwarding a
+ *   client's `Connection: close` would make a target close a pooled connection without saying
+ *   so, and the next request reusing it would fail with a 502.
  */
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer'];
 
 /** The client address as ALB writes it: IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as plain IPv4. */
 export function clientAddress(remoteAddress: string | undefined): string {
@@ -29,7 +36,8 @@ export function traceId(nowMs: number, random: Buffer = randomBytes(12)): string
 
 /**
  * The headers a request is forwarded with: `headers` (lower-case names, as Node gives them)
- * with the X-Forwarded-* and trace headers set. Returns a new object.
+ * with the X-Forwarded-* and trace headers set and the hop-by-hop headers dropped. Returns a new
+ * object.
  */
 export function forwardedHeaders(
   headers: Readonly<Record<string, string | string[] | undefined>>,
@@ -38,6 +46,10 @@ export function forwardedHeaders(
   trace: () => string,
 ): Record<string, string | string[] | undefined> {
   const out: Record<string, string | string[] | undefined> = { ...headers };
+  const connection = headers.connection;
+  const named = (Array.isArray(connection) ? connection.join(',') : (connection ?? '')).split(',').map((h) => h.trim().toLowerCase());
+  // An Upgrade (WebSocket) handshake keeps its Connection: upgrade, which the proxy needs.
+  if (!named.includes('upgrade')) for (const name of [...HOP_BY_HOP, ...named]) if (name !== '' && !name.startsWith('x-forwarded-')) delete out[name];
   const existing = headers['x-forwarded-for'];
   const prior = Array.isArray(existing) ? existing.join(', ') : existing;
   if (policy.xffMode === 'remove') delete out['x-forwarded-for'];

@@ -28,6 +28,17 @@ describe('forwardedHeaders', () => {
     });
   });
 
+  it.each<[string, Record<string, string>, Record<string, string>]>([
+    ['Connection: close (urllib, curl -H)', { connection: 'close', accept: '*/*' }, { accept: '*/*' }],
+    ['HTTP/1.0 keep-alive', { connection: 'keep-alive', 'keep-alive': 'timeout=5' }, {}],
+    ['headers the Connection header names', { connection: 'close, x-session-hint', 'x-session-hint': 'a', te: 'trailers', trailer: 'x-sum' }, {}],
+    ['a proxy’s own header', { 'proxy-connection': 'keep-alive', accept: 'text/plain' }, { accept: 'text/plain' }],
+    ['a WebSocket handshake keeps Connection and Upgrade', { connection: 'Upgrade', upgrade: 'websocket' }, { connection: 'Upgrade', upgrade: 'websocket' }],
+  ])('drops hop-by-hop headers, as ALB does: %s', (_why, headers, kept) => {
+    const out = forwardedHeaders(headers, client, { xffMode: 'remove' }, trace);
+    expect(out).toEqual({ ...kept, 'x-forwarded-proto': 'http', 'x-forwarded-port': '80', 'x-amzn-trace-id': 'Root=1-00000000-000000000000000000000000' });
+  });
+
   it('keeps a trace id the client sent', () => {
     expect(forwardedHeaders({ 'x-amzn-trace-id': 'Root=1-abc' }, client, { xffMode: 'append' }, trace)['x-amzn-trace-id']).toBe('Root=1-abc');
   });
