@@ -1,9 +1,29 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import { ERROR_METRICS, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
-import type { RegistrySync, RegistrySyncCapability } from './registry-sync';
+import type * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import { ERROR_METRICS, ErrorMetricName, RECONCILE_METRICS, ReconcileMetricName, SYNC_METRICS, SyncMetricName } from '../core/metric-names';
 
-/** Where the alarms of a {@link RegistrySync} go, and when the lag alarm fires. */
+/**
+ * What the alarms and the dashboard watch: the parts of a registry (`RegistrySync` is one) they
+ * read. Declared here, so this file needs nothing of the construct that calls it.
+ */
+export interface MonitoredRegistry extends Construct {
+  readonly syncFunction: lambda.IFunction;
+  readonly reconcileFunction: lambda.IFunction;
+  readonly failureQueue: sqs.IQueue;
+  syncMetric(metricName: SyncMetricName | ErrorMetricName, options?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  reconcileMetric(metricName: ReconcileMetricName | ErrorMetricName, options?: cloudwatch.MetricOptions): cloudwatch.Metric;
+}
+
+/** A capability's target group, as the dashboard graphs it. */
+export interface MonitoredCapability {
+  readonly targetGroup: elbv2.IApplicationTargetGroup;
+}
+
+/** Where the alarms of a registry go, and when the lag alarm fires. */
 export interface RegistryAlarmOptions {
   readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
   /** @default Duration.seconds(60) */
@@ -11,10 +31,10 @@ export interface RegistryAlarmOptions {
 }
 
 /**
- * The alarms of a {@link RegistrySync} (construct ids under it): records in the failure queue,
+ * The alarms of a registry (construct ids under it): records in the failure queue,
  * sync iterator age, errors of either function, and the reconcile safety valve.
  */
-export function registryAlarms(sync: RegistrySync, options: RegistryAlarmOptions): cloudwatch.Alarm[] {
+export function registryAlarms(sync: MonitoredRegistry, options: RegistryAlarmOptions): cloudwatch.Alarm[] {
   const alarms: cloudwatch.Alarm[] = [];
   const alarm = (alarmId: string, alarmProps: cloudwatch.AlarmProps) => {
     const a = new cloudwatch.Alarm(sync, alarmId, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...alarmProps });
@@ -64,16 +84,16 @@ export function registryAlarms(sync: RegistrySync, options: RegistryAlarmOptions
 /** What the dashboard shows besides the functions' own metrics. */
 export interface RegistryDashboardOptions {
   readonly dashboardName?: string;
-  readonly capabilities: Readonly<Record<string, RegistrySyncCapability>>;
+  readonly capabilities: Readonly<Record<string, MonitoredCapability>>;
   readonly alarms: readonly cloudwatch.IAlarm[];
 }
 
 /**
- * The operations dashboard of a {@link RegistrySync} (construct id `Dashboard` under it): healthy
+ * The operations dashboard of a registry (construct id `Dashboard` under it): healthy
  * and unhealthy targets per capability, registrations, rejections, sync lag, lease lifecycle, ELB
  * calls and errors, and the alarms.
  */
-export function registryDashboard(sync: RegistrySync, options: RegistryDashboardOptions): cloudwatch.Dashboard {
+export function registryDashboard(sync: MonitoredRegistry, options: RegistryDashboardOptions): cloudwatch.Dashboard {
   const dashboard = new cloudwatch.Dashboard(sync, 'Dashboard', {
     dashboardName: options.dashboardName,
     defaultInterval: Duration.hours(3),
