@@ -11,7 +11,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
 import { encodeRotationEntry } from '../core/lease-codec';
-import { LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
+import { quoteUntrusted } from '../core/untrusted-text';
+import { CLOCK_SKEW_ALLOWANCE_SECONDS, LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
 import { sleep as defaultSleep } from '../core/concurrency';
 
 /** BatchGetItem takes at most this many keys per call. */
@@ -49,6 +50,17 @@ function wrap(action: string, tableName: string, error: unknown, context: Record
 }
 
 const key = (target: string): Record<string, AttributeValue> => ({ [LEASE_ATTR.target]: { S: target } });
+
+/**
+ * Why a write conditional on `leaseToken = :mine` failed, from the item as it was
+ * (`ReturnValuesOnConditionCheckFailure: ALL_OLD`): gone, or held by another token.
+ */
+function lostBecause(error: unknown): string {
+  const old = (error as { Item?: RawItem }).Item;
+  if (old === undefined) return 'the lease item is gone (released by someone else, or swept after expiry)';
+  const agentId = old[LEASE_ATTR.agentId]?.S;
+  return `taken over by another holder${agentId === undefined ? '' : ` (agentId ${quoteUntrusted(agentId, 80)})`}`;
+}
 
 /**
  * The lease table behind the contract's conditional writes. Converts DynamoDB exceptions
@@ -102,11 +114,12 @@ export class LeaseStore {
           ExpressionAttributeNames: { '#expiresAt': LEASE_ATTR.expiresAt, '#renewedAt': LEASE_ATTR.renewedAt, '#leaseToken': LEASE_ATTR.leaseToken },
           ExpressionAttributeValues: { ':exp': { N: String(expiresAt) }, ':ren': { N: String(renewedAtMs) }, ':mine': { S: leaseToken } },
           ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
       return out.Attributes as RawItem | undefined;
     } catch (error) {
-      if (isConditionFailure(error)) throw new LeaseLostError(target, 'the lease was taken over or swept after expiry', { cause: error });
+      if (isConditionFailure(error)) throw new LeaseLostError(target, lostBecause(error), { cause: error });
       throw wrap('renew', this.tableName, error, { target });
     }
   }
@@ -123,11 +136,12 @@ export class LeaseStore {
           ExpressionAttributeNames: { '#status': LEASE_ATTR.status, '#leaseToken': LEASE_ATTR.leaseToken },
           ExpressionAttributeValues: { ':status': { S: status }, ':mine': { S: leaseToken } },
           ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
       return out.Attributes as RawItem | undefined;
     } catch (error) {
-      if (isConditionFailure(error)) throw new LeaseLostError(target, 'the lease was taken over or swept after expiry', { cause: error });
+      if (isConditionFailure(error)) throw new LeaseLostError(target, lostBecause(error), { cause: error });
       throw wrap('setStatus', this.tableName, error, { target });
     }
   }
@@ -171,6 +185,29 @@ export class LeaseStore {
   }
 
   /**
+   * Deletes a lease whose `expiresAt` lies beyond `latest` (the deployment's maximum TTL from now,
+   * in the item's unit): such a lease is never routed and would hold its key for years. A lease
+   * renewed meanwhile to a sane expiry fails the condition and stays.
+   */
+  public async deleteIfExpiresAfter(target: string, latest: number): Promise<boolean> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: key(target),
+          ConditionExpression: '#expiresAt > :latest',
+          ExpressionAttributeNames: { '#expiresAt': LEASE_ATTR.expiresAt },
+          ExpressionAttributeValues: { ':latest': { N: String(latest) } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('deleteIfExpiresAfter', this.tableName, error, { target });
+    }
+  }
+
+  /**
    * The registry's `rotation` write (docs/lease-contract.md): `SET rotation.<capability> =
    * { state, since }` and nothing else, on the conditions `leaseToken = :t` (never into a
    * released or re-acquired lease: a missing item fails the condition, nothing is created) and
@@ -191,12 +228,20 @@ export class LeaseStore {
         TableName: this.tableName,
         Key: key(target),
         UpdateExpression: 'SET #rotation.#capability = :entry',
-        // A malformed entry (not a map, or `since` not a number) is replaced like an older one.
+        // A malformed entry (not a map, or `since` not a number) is replaced like an older one, and so
+        // is one dated further ahead than the clock-skew allowance: no registry clock wrote it.
         ConditionExpression:
           '#leaseToken = :token AND attribute_type(#rotation, :map) AND (attribute_not_exists(#rotation.#capability) OR NOT attribute_type(#rotation.#capability, :map) ' +
-          'OR NOT attribute_type(#rotation.#capability.#since, :number) OR #rotation.#capability.#since < :since)',
+          'OR NOT attribute_type(#rotation.#capability.#since, :number) OR #rotation.#capability.#since < :since OR #rotation.#capability.#since > :future)',
         ExpressionAttributeNames: { ...names, '#capability': capability, '#since': 'since' },
-        ExpressionAttributeValues: { ...values, ':entry': value, ':since': { N: String(Math.floor(entry.since)) }, ':map': { S: 'M' }, ':number': { S: 'N' } },
+        ExpressionAttributeValues: {
+          ...values,
+          ':entry': value,
+          ':since': { N: String(Math.floor(entry.since)) },
+          ':future': { N: String(Math.floor(entry.since) + CLOCK_SKEW_ALLOWANCE_SECONDS * 1000) },
+          ':map': { S: 'M' },
+          ':number': { S: 'N' },
+        },
         ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
       });
     const whole = () =>

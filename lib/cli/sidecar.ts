@@ -32,7 +32,7 @@ export interface SidecarOptions {
 
 export type SidecarEvent =
   | { kind: 'probe'; ok: boolean; detail: string }
-  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave'; detail: string };
+  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave' | 'interference'; detail: string };
 
 /**
  * Failures no retry can fix: no or refused credentials, a missing permission, a missing table.
@@ -95,6 +95,12 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     this.fetchFn = options.fetch ?? fetch;
     this.fatal = new Promise((resolve) => (this.failFatally = resolve));
     this.lease.on('lost', (e) => this.emit('event', { kind: 'lost', detail: e.message }));
+    this.lease.on('interference', (i) =>
+      this.emit('event', {
+        kind: 'interference',
+        detail: `someone else changed ${i.fields.join(', ')} of ${i.target}${i.storedAgentId ? ` (writing agentId ${i.storedAgentId})` : ''}; ${i.restored ? 'our lease is restored' : 'restoring it at the next heartbeat'}`,
+      }),
+    );
     // Heartbeats and re-acquires fail in the background; a fatal one must not be retried forever.
     const background = (error: Error) => {
       if (isFatalLeaseFailure(error)) this.failFatally(error);

@@ -49,8 +49,20 @@ export type LeaseRejectionReason =
   | 'BAD_STATUS'
   | 'BAD_EXPIRY'
   | 'METADATA_TOO_LARGE'
+  /** `agentId`, `leaseToken` or `availabilityZone` longer than the contract allows, or too many capabilities. */
+  | 'TOO_LONG'
+  /** `expiresAt` further ahead than the deployment's maximum lease TTL. */
+  | 'EXPIRY_TOO_FAR'
+  /** `availabilityZone` does not fit where the address is (`all` outside the VPC, never inside it). */
+  | 'ZONE_NOT_ALLOWED'
   | 'UNKNOWN_CAPABILITY'
-  | 'TARGET_TYPE_MISMATCH';
+  | 'TARGET_TYPE_MISMATCH'
+  /** The lease's port is not among the ports its capability declares. */
+  | 'PORT_NOT_ALLOWED'
+  /** EC2 does not show the address on a network interface of the deployment's VPC in an admitted security group. */
+  | 'NOT_ADMITTED'
+  /** The load balancer already holds its quota of registered targets. */
+  | 'OVER_QUOTA';
 
 export interface LeaseRejection {
   readonly reason: LeaseRejectionReason;

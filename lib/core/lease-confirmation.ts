@@ -25,7 +25,7 @@ export function wantsTarget(item: RawItem | undefined, targetGroupArn: string, c
   if (!item) return false;
   const decoded = decodeLease(item, ctx.policy);
   if (!decoded.ok || !isLive(decoded.lease, ctx.nowSeconds)) return false;
-  return routeLease(decoded.lease, ctx.routing).memberships.some((m) => m.targetGroupArn === targetGroupArn);
+  return routeLease(decoded.lease, ctx.routing, ctx.nowSeconds).memberships.some((m) => m.targetGroupArn === targetGroupArn);
 }
 
 export interface ConfirmationVerdict {

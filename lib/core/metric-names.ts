@@ -43,6 +43,8 @@ export const SYNC_METRICS = {
 /** Metrics of the reconcile Lambda, one value per pass. */
 export const RECONCILE_METRICS = {
   expiredLeasesDeleted: 'ExpiredLeasesDeleted',
+  /** Leases whose `expiresAt` lay beyond the maximum lease TTL, deleted. */
+  farFutureLeasesDeleted: 'FarFutureLeasesDeleted',
   driftRegistered: 'DriftRegistered',
   driftDeregistered: 'DriftDeregistered',
   /** Groups where too many targets had no lease at once: their removals wait for a second pass. */

@@ -1,7 +1,7 @@
 import { AddressPolicy, formatTarget } from './address-policy';
 import { LeaseRejection } from './errors';
 import { decodeLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS } from './lease-codec';
-import { routeLease } from './lease-routing';
+import { latestExpiry, routeLease } from './lease-routing';
 import { leaseVersion } from './lease-confirmation';
 import { LEASE_ATTR, RawItem, RoutingConfig, TargetRef } from './lease-schema';
 
@@ -77,9 +77,22 @@ export interface ExpiredLease {
   readonly cutoff: number;
 }
 
+/** A lease whose `expiresAt` lies beyond the deployment's maximum TTL: never routed, and deleted so its key is free again. */
+export interface TooFarLease {
+  readonly target: string;
+  readonly expiresAt: number;
+  /** Delete on the condition `expiresAt > latest` (a lease renewed meanwhile by a well-behaved holder survives). */
+  readonly latest: number;
+}
+
 export interface ReconcilePlan {
   readonly groups: readonly GroupRepair[];
   readonly expired: readonly ExpiredLease[];
+  /**
+   * Leases far beyond the maximum TTL. Their holder (or someone posing as it) would otherwise keep
+   * the address:port for years: no acquire's condition (`expiresAt < :now`) would ever pass.
+   */
+  readonly tooFar: readonly TooFarLease[];
   readonly rejections: readonly LeaseRejection[];
   readonly liveLeases: number;
 }
@@ -135,6 +148,8 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   const leaseState = new Map<string, DeregisterReason | 'live'>();
   const liveItems = new Map<string, RawItem>();
   const expired: ExpiredLease[] = [];
+  const tooFar: TooFarLease[] = [];
+  const latest = latestExpiry(routing, nowSeconds);
   const rejections: LeaseRejection[] = [];
   let liveLeases = 0;
 
@@ -144,6 +159,9 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     if (key !== undefined && expiry !== undefined && expiry < expiryCutoff(expiry, nowSeconds)) {
       expired.push({ target: key, expiresAt: expiry, cutoff: expiryCutoff(expiry, nowSeconds) });
     }
+    // In the item's own unit: a lease written in milliseconds is judged as the milliseconds it says.
+    const latestInUnit = latest === undefined || expiry === undefined ? undefined : expiry > MAX_EPOCH_SECONDS ? latest * 1000 : latest;
+    if (key !== undefined && expiry !== undefined && latestInUnit !== undefined && expiry > latestInUnit) tooFar.push({ target: key, expiresAt: expiry, latest: latestInUnit });
 
     const decoded = decodeLease(item, policy);
     if (!decoded.ok) {
@@ -159,7 +177,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     liveLeases++;
     leaseState.set(lease.target, 'live');
     liveItems.set(lease.target, item);
-    const routed = routeLease(lease, routing);
+    const routed = routeLease(lease, routing, nowSeconds);
     rejections.push(...routed.rejections);
     for (const m of routed.memberships) {
       let group = desired.get(m.targetGroupArn);
@@ -207,5 +225,5 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     };
   });
 
-  return { groups, expired, rejections, liveLeases };
+  return { groups, expired, tooFar, rejections, liveLeases };
 }

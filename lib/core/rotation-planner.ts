@@ -1,5 +1,5 @@
 import { AddressPolicy, formatTarget } from './address-policy';
-import { decodeLease, decodeRotation, leaseKeyOf, rotationEntry } from './lease-codec';
+import { decodeLease, decodeRotation, leaseKeyOf, plausibleRotation, rotationEntry } from './lease-codec';
 import { routeLease } from './lease-routing';
 import { LEASE_ATTR, LeaseRotation, RawItem, RotationEntry, RotationState, ROTATION_STATES, RoutingConfig } from './lease-schema';
 import type { TargetAction } from './lease-confirmation';
@@ -52,17 +52,20 @@ interface HeldLease {
   readonly capabilities: readonly { readonly capability: string; readonly targetGroupArn: string }[];
 }
 
-function heldLease(item: RawItem | undefined, nowSeconds: number, policy: AddressPolicy, routing: RoutingConfig): HeldLease | undefined {
+function heldLease(item: RawItem | undefined, nowMs: number, policy: AddressPolicy, routing: RoutingConfig): HeldLease | undefined {
   if (item === undefined) return undefined;
+  const nowSeconds = Math.floor(nowMs / 1000);
   const decoded = decodeLease(item, policy);
   // An expired lease's holder is gone (or will write a new item): nothing to tell it.
   if (!decoded.ok || decoded.lease.expiresAt <= nowSeconds) return undefined;
   const lease = decoded.lease;
+  // An entry dated in the future was not written by the registry's clock: unknown, so it is overwritten.
+  const rotation = plausibleRotation(lease.rotation, nowMs);
   return {
     target: lease.target,
     leaseToken: lease.leaseToken,
-    ...(lease.rotation ? { rotation: lease.rotation } : {}),
-    capabilities: routeLease(lease, routing).memberships.map((m) => ({ capability: m.capability, targetGroupArn: m.targetGroupArn })),
+    ...(rotation ? { rotation } : {}),
+    capabilities: routeLease(lease, routing, nowSeconds).memberships.map((m) => ({ capability: m.capability, targetGroupArn: m.targetGroupArn })),
   };
 }
 
@@ -90,12 +93,11 @@ export interface ObservedRotationInput {
  * in it — written when the lease says otherwise (or nothing) and its entry is older than the read.
  */
 export function planObservedRotation(input: ObservedRotationInput): RotationWrite[] {
-  const nowSeconds = Math.floor(input.observedAtMs / 1000);
   const byGroup = new Map<string, Map<string, ObservedTarget>>();
   for (const g of input.groups) byGroup.set(g.targetGroupArn, new Map(g.targets.map((t) => [formatTarget(t.id, t.port), t])));
   const writes: RotationWrite[] = [];
   for (const item of input.items) {
-    const lease = heldLease(item, nowSeconds, input.policy, input.routing);
+    const lease = heldLease(item, input.observedAtMs, input.policy, input.routing);
     if (lease === undefined) continue;
     for (const { capability, targetGroupArn } of lease.capabilities) {
       const group = byGroup.get(targetGroupArn);
@@ -124,10 +126,9 @@ export interface LandedCall {
  * it `draining` unless the lease already shows it draining or absent.
  */
 export function planCallRotation(calls: readonly LandedCall[], atMs: number, policy: AddressPolicy, routing: RoutingConfig): RotationWrite[] {
-  const nowSeconds = Math.floor(atMs / 1000);
   const writes: RotationWrite[] = [];
   for (const call of calls) {
-    const lease = heldLease(call.item, nowSeconds, policy, routing);
+    const lease = heldLease(call.item, atMs, policy, routing);
     const group = lease?.capabilities.find((c) => c.targetGroupArn === call.targetGroupArn);
     if (lease === undefined || group === undefined || lease.target !== call.target) continue;
     const entry = rotationEntry(lease.rotation, group.capability);
@@ -153,8 +154,10 @@ export function planRestoredRotation(records: readonly LeaseChangeRecord[], poli
     if (key === undefined) continue;
     let seen = perTarget.get(key);
     if (seen === undefined) perTarget.set(key, (seen = { known: new Map(), last: undefined }));
+    // Entries dated after the record was written were not written by the registry: never restored.
+    const writtenAtMs = record.writtenAtSeconds === undefined ? Infinity : (record.writtenAtSeconds + 1) * 1000;
     for (const image of [record.oldImage, record.newImage]) {
-      for (const [capability, entry] of Object.entries(decodeRotation(image?.[LEASE_ATTR.rotation]).rotation ?? {})) {
+      for (const [capability, entry] of Object.entries(plausibleRotation(decodeRotation(image?.[LEASE_ATTR.rotation]).rotation, writtenAtMs) ?? {})) {
         const known = seen.known.get(capability);
         if (known === undefined || entry.since > known.since) seen.known.set(capability, entry);
       }
@@ -166,7 +169,7 @@ export function planRestoredRotation(records: readonly LeaseChangeRecord[], poli
   for (const { known, last, writtenAt } of perTarget.values()) {
     if (last === undefined || known.size === 0) continue;
     // Judged when the image was written: a record read late must not skip a lease that was held then.
-    const lease = heldLease(last, writtenAt ?? 0, policy, routing);
+    const lease = heldLease(last, (writtenAt ?? 0) * 1000, policy, routing);
     if (lease === undefined) continue;
     for (const { capability } of lease.capabilities) {
       const entry = known.get(capability);

@@ -198,5 +198,5 @@ export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
 
 /** The address policy a routing configuration implies. */
 export function addressPolicyFor(routing: RoutingConfig): AddressPolicy {
-  return new AddressPolicy(routing.allowedCidrs, { allowLoopback: routing.allowLoopback === true });
+  return new AddressPolicy(routing.allowedCidrs, { allowLoopback: routing.allowLoopback === true, ...(routing.vpcCidrs ? { vpcCidrs: routing.vpcCidrs } : {}) });
 }

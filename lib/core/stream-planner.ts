@@ -60,7 +60,7 @@ interface ImageView {
 }
 
 function viewOf(image: RawItem | undefined, at: number | undefined, policy: AddressPolicy, routing: RoutingConfig): ImageView {
-  const routed = routeItem(image, policy, routing);
+  const routed = routeItem(image, policy, routing, at);
   const live = routed.lease !== undefined && (at === undefined ? routed.lease.status === 'active' : isLive(routed.lease, at));
   return { memberships: live ? routed.memberships : [], rejections: routed.rejections };
 }

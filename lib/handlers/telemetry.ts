@@ -94,6 +94,7 @@ function rotationSummary(r: RotationWriteReport): Record<string, number | string
 
 export function publishReconcileReport(report: ReconcileReport, logger: Logger, metrics: Metrics): void {
   metrics.addMetric(RECONCILE_METRICS.expiredLeasesDeleted, MetricUnit.Count, report.expiredLeasesDeleted);
+  metrics.addMetric(RECONCILE_METRICS.farFutureLeasesDeleted, MetricUnit.Count, report.farFutureLeasesDeleted);
   metrics.addMetric(RECONCILE_METRICS.driftRegistered, MetricUnit.Count, report.driftRegistered);
   metrics.addMetric(RECONCILE_METRICS.driftDeregistered, MetricUnit.Count, report.driftDeregistered);
   metrics.addMetric(RECONCILE_METRICS.safetyValveTripped, MetricUnit.Count, report.safetyValveTripped.length);
@@ -117,6 +118,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   logger.info('reconciled', {
     liveLeases: report.liveLeases,
     expiredLeasesDeleted: report.expiredLeasesDeleted,
+    farFutureLeasesDeleted: report.farFutureLeasesDeleted,
     driftRegistered: report.driftRegistered,
     drainingRevived: report.drainingRevived,
     driftDeregistered: report.driftDeregistered,

@@ -104,7 +104,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       continue;
     }
     if (d.lease.expiresAt > nowSeconds) {
-      for (const m of routeLease(d.lease, src.routing).memberships) {
+      for (const m of routeLease(d.lease, src.routing, nowSeconds).memberships) {
         const entry = rotationEntry(d.lease.rotation, m.capability);
         const seen = readGroup.get(m.targetGroupArn)?.get(d.lease.target);
         rotation.push({
@@ -116,7 +116,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       }
     }
     if (!isLive(d.lease, nowSeconds)) continue;
-    for (const m of routeLease(d.lease, src.routing).memberships) liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
+    for (const m of routeLease(d.lease, src.routing, nowSeconds).memberships) liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
   }
   const capabilities = groups.map((g): CapabilityStatus => {
     const repair = plan.groups.find((r) => r.targetGroupArn === g.targetGroupArn)!;
@@ -199,7 +199,7 @@ export async function listLeases(store: LeaseStore, routing: RoutingConfig, capa
       continue;
     }
     const l: Lease = d.lease;
-    const problems = routeLease(l, routing).rejections.map((r) => r.message);
+    const problems = routeLease(l, routing, nowSeconds).rejections.map((r) => r.message);
     rows.push({
       target: l.target,
       agentId: l.agentId,

@@ -57,6 +57,8 @@ export interface ReconcileDeps {
 export interface ReconcileReport {
   readonly liveLeases: number;
   readonly expiredLeasesDeleted: number;
+  /** Leases whose `expiresAt` lay beyond the maximum lease TTL, deleted (never routed, they only held their key). */
+  readonly farFutureLeasesDeleted: number;
   readonly driftRegistered: number;
   /** Of those, targets ELB was draining that a live lease wants: registered again. */
   readonly drainingRevived: number;
@@ -163,18 +165,21 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 
   // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
   const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
+  const sweepFar = unread.length > 0 ? [] : plan.tooFar.filter((e) => !tally.stillRegistered.has(e.target));
   const rotationWrites = mergeRotationWrites(
     planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing }),
     planCallRotation(tally.landed, now(), deps.policy, deps.routing),
   );
-  const [deleted, rotation] = await Promise.all([
+  const [deleted, deletedFar, rotation] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
+    mapLimit(sweepFar, 16, (e) => deps.store.deleteIfExpiresAfter(e.target, e.latest)),
     writeRotations(deps.store, rotationWrites),
   ]);
 
   return {
     liveLeases: plan.liveLeases,
     expiredLeasesDeleted: deleted.filter(Boolean).length,
+    farFutureLeasesDeleted: deletedFar.filter(Boolean).length,
     driftRegistered: tally.driftRegistered,
     drainingRevived: tally.drainingRevived,
     driftDeregistered: tally.driftDeregistered,

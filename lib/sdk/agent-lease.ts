@@ -41,7 +41,7 @@ export class AgentLease extends LeaseHolder {
         if (item !== undefined) this.tracker.observe(item[LEASE_ATTR.rotation]);
       },
       onChange: (rotation, previous) => this.emit('rotation', rotation, previous),
-    });
+    }, () => this.now());
   }
 
   /**

@@ -10,6 +10,7 @@
  */
 import fc from 'fast-check';
 import type { LeaseRejectionReason } from '../../lib/core/errors';
+import { MAX_LEASE_TOKEN_CHARS } from '../../lib/core/lease-schema';
 
 export interface FuzzEnv {
   /** Capabilities whose target groups take IP targets. */
@@ -86,10 +87,10 @@ const ipv6For = (slot: number) => `fd00::${(slot + 1).toString(16)}`;
 
 // ------------------------------------------------------------------ strings
 
-/** Free-form text (agentId, leaseToken): any code point, control characters included. */
+/** Free-form text (agentId, leaseToken): any code point, control characters included, up to the contract's length caps. */
 function freeText(env: FuzzEnv): fc.Arbitrary<string> {
   const plain = fc.string({ unit: 'binary', minLength: 1, maxLength: 40 });
-  const tricky = fc.constantFrom('\u0000', '\n{"level":"ERROR","message":"forged"}', '\u001b[2J\u001b[31mred', 'agent\u202eevil', '🦊'.repeat(10), 'x'.repeat(5000));
+  const tricky = fc.constantFrom('\u0000', '\n{"level":"ERROR","message":"forged"}', '\u001b[2J\u001b[31mred', 'agent\u202eevil', '🦊'.repeat(10), 'x'.repeat(MAX_LEASE_TOKEN_CHARS));
   const lone = fc.constantFrom('\ud800', 'a\udfffb');
   return env.storable ? fc.oneof({ weight: 4, arbitrary: plain }, { weight: 1, arbitrary: tricky }) : fc.oneof({ weight: 4, arbitrary: plain }, { weight: 1, arbitrary: tricky }, { weight: 1, arbitrary: lone });
 }

@@ -20,7 +20,8 @@ type Item = Record<string, AttributeValue>;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type DdbStub = AwsStub<any, any, any>;
 
-const conditionFailed = () => new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+/** As DynamoDB fails a condition; with `ReturnValuesOnConditionCheckFailure: ALL_OLD` it carries the item as it was. */
+const conditionFailed = (old?: Item) => Object.assign(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }), old ? { Item: structuredClone(old) } : {});
 
 export const DEFAULT_KEY = '10.0.3.17:8080';
 
@@ -42,13 +43,13 @@ export class SdkLeaseTable {
       this.items.set(key, structuredClone(input.Item));
       return {};
     });
-    ddb.on(UpdateItemCommand).callsFake((input: { Key: Item; ExpressionAttributeValues: Item }) => {
+    ddb.on(UpdateItemCommand).callsFake((input: { Key: Item; ExpressionAttributeValues: Item; ReturnValuesOnConditionCheckFailure?: string }) => {
       const values = input.ExpressionAttributeValues;
       const status = values[':status']?.S;
       this.log.push(status ?? 'renew');
       this.maybeFail('update');
       const item = this.items.get(input.Key.target.S!);
-      if (item?.leaseToken?.S !== values[':mine']?.S) throw conditionFailed();
+      if (item?.leaseToken?.S !== values[':mine']?.S) throw conditionFailed(input.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' ? item : undefined);
       if (status !== undefined) item!.status = { S: status };
       else {
         item!.expiresAt = values[':exp'];
@@ -92,8 +93,13 @@ export class SdkLeaseTable {
   }
 
   /** Another holder takes the key over (same address:port, another token). */
-  public takeOver(key = DEFAULT_KEY): void {
-    this.items.set(key, { ...this.items.get(key)!, leaseToken: { S: 'someone-else' } });
+  public takeOver(key = DEFAULT_KEY, agentId?: string): void {
+    this.items.set(key, { ...this.items.get(key)!, leaseToken: { S: 'someone-else' }, ...(agentId ? { agentId: { S: agentId } } : {}) });
+  }
+
+  /** Another agent writes attributes of the item without the token (the agent grant cannot stop it on ECS). */
+  public tamper(patch: Item, key = DEFAULT_KEY): void {
+    this.items.set(key, { ...this.items.get(key)!, ...structuredClone(patch) });
   }
 
   private maybeFail(kind: keyof SdkLeaseTable['failNext']): void {

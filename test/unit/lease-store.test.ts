@@ -356,7 +356,8 @@ describe('LeaseStore.writeRotation: the registry writes rotation.<capability>, c
     const input = ddbMock.commandCalls(UpdateItemCommand)[0].args[0].input;
     expect(input.UpdateExpression).toBe('SET #rotation.#capability = :entry');
     expect(input.ConditionExpression).toContain('#leaseToken = :token');
-    expect(input.ConditionExpression).toContain('#rotation.#capability.#since < :since');
+    expect(input.ConditionExpression).toContain('#rotation.#capability.#since < :since OR #rotation.#capability.#since > :future');
+    expect(input.ExpressionAttributeValues?.[':future']).toEqual({ N: String(entry.since + 30_000) });
     expect(input.ExpressionAttributeValues).toMatchObject({ ':token': { S: TOKEN }, ':entry': { M: { state: { S: 'healthy' }, since: { N: String(entry.since) } } } });
     expect(input.ReturnValuesOnConditionCheckFailure).toBe('ALL_OLD');
   });

@@ -23,7 +23,7 @@ describe('wire contract', () => {
       ['ChangesAlreadyApplied', 'ChangesWithheld', 'ConfirmReadMs', 'Deregistrations', 'ElbCalls', 'LeasesRead', 'NoopRecords', 'Records', 'Registrations', 'RejectedLeases', 'Releases', 'SyncLagMs', 'TtlDeletions'],
     );
     expect(Object.values(RECONCILE_METRICS).sort()).toEqual(
-      ['DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'LiveLeases', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped', 'VariantsHeldOut'],
+      ['DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'FarFutureLeasesDeleted', 'LiveLeases', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped', 'VariantsHeldOut'],
     );
     expect(ERROR_METRICS).toEqual({ INVALID_CONFIG: 'ConfigErrors', LEASE_STORE: 'LeaseStoreErrors', ELB_TRANSIENT: 'ElbTransientErrors', ELB_PERMANENT: 'ElbRefusals', OTHER: 'OtherErrors' });
   });
