@@ -1,7 +1,8 @@
 import { AddressPolicy, isLoopbackAddress } from './address-policy';
 import { LeaseRejection } from './errors';
 import { decodeLease } from './lease-codec';
-import { CapabilityRoute, CLOCK_SKEW_ALLOWANCE_SECONDS, Lease, PortRange, RawItem, RoutingConfig, TargetRef } from './lease-schema';
+import { CapabilityRoute, CLOCK_SKEW_ALLOWANCE_SECONDS, Lease, RawItem, RoutingConfig, TargetRef } from './lease-schema';
+import { formatPortRange, portAllowed } from './port-ranges';
 
 /** One (target group, target) pair a lease asks for. */
 export interface Membership {
@@ -25,16 +26,6 @@ export function targetRefOf(lease: Pick<Lease, 'target' | 'address' | 'port' | '
     port: lease.port,
     ...(lease.availabilityZone === undefined ? {} : { availabilityZone: lease.availabilityZone }),
   };
-}
-
-/** `8080`, `8000-8099`: how a port range is written in configurations and messages. */
-export function formatPortRange(range: PortRange): string {
-  return range.from === range.to ? String(range.from) : `${range.from}-${range.to}`;
-}
-
-/** Whether `port` is among `ranges`. */
-export function portAllowed(port: number, ranges: readonly PortRange[]): boolean {
-  return ranges.some((r) => port >= r.from && port <= r.to);
 }
 
 /**

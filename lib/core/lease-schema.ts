@@ -17,7 +17,31 @@ export const LEASE_ATTR = {
   availabilityZone: 'availabilityZone',
   metadata: 'metadata',
   rotation: 'rotation',
+  rejection: 'rejection',
 } as const;
+
+/**
+ * The attributes an agent writes: the lease contract minus what only the registry writes. The
+ * agent grant allows PutItem and UpdateItem only on these (IAM condition `dynamodb:Attributes`),
+ * so no agent can write `rotation` or `rejection`, or pad an item with attributes of its own.
+ */
+export const AGENT_ATTRIBUTES: readonly string[] = [
+  LEASE_ATTR.target,
+  LEASE_ATTR.address,
+  LEASE_ATTR.port,
+  LEASE_ATTR.capabilities,
+  LEASE_ATTR.expiresAt,
+  LEASE_ATTR.leaseToken,
+  LEASE_ATTR.agentId,
+  LEASE_ATTR.status,
+  LEASE_ATTR.renewedAt,
+  LEASE_ATTR.registeredAt,
+  LEASE_ATTR.availabilityZone,
+  LEASE_ATTR.metadata,
+];
+
+/** Attributes only the registry writes (conditional on the lease token); agents read them. */
+export const REGISTRY_ATTRIBUTES: readonly string[] = [LEASE_ATTR.rotation, LEASE_ATTR.rejection];
 
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
 export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];

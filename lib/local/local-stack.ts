@@ -4,7 +4,7 @@ import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { LocalState, routingFor } from '../core/deployment';
+import { LocalState } from '../core/deployment';
 import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { createElbClient } from '../aws/clients';
@@ -18,6 +18,7 @@ import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMot
 import { countingElbClient, localMetrics } from './handler-telemetry';
 import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
 import { LocalDeployment, provisionLocal } from './provision';
+import { localRuntimeConfig } from './template-config';
 import { writeStateFile } from './state-file';
 import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
 import { checkLocalContext, synthesizeTemplate } from './synth-template';
@@ -64,6 +65,12 @@ export interface LocalStackOptions {
    * moto. Its endpoint is the state's `loadBalancerEndpoint`. @default none
    */
   readonly dataPlane?: LocalDataPlaneOptions;
+  /**
+   * Admit loopback agents (127.0.0.1: local processes) on any port without an EC2 check. Off,
+   * a loopback address needs a network interface in moto's VPC carrying an admitted security
+   * group, like any other address. @default true
+   */
+  readonly admitLoopback?: boolean;
   /** Progress while starting, for people watching. */
   readonly onProgress?: (step: string) => void;
   readonly onBatch?: (info: StreamPollerBatchInfo) => void;
@@ -205,12 +212,11 @@ export class LocalStack {
       const Attributes = [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds) }];
       for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
     }
+    // The deployed Lambdas' own configuration (ranges, ports, maximum TTL, admission, quota),
+    // resolved against moto; demo agents listen on 127.0.0.1, which stays refused on AWS. As on
+    // AWS, the reconcile pass holds a variant without a healthy target at weight 0.
     const runtimeConfig: RuntimeConfig = {
-      tableName: deployment.tableName,
-      // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
-      routing: routingFor(deployment.targetGroups, targetTypesByArn(deployment), true),
-      // As on AWS, the reconcile pass holds a variant without a healthy target at weight 0.
-      ...(Object.keys(deployment.variantWeights).length > 0 ? { variants: { weights: deployment.variantWeights, listenerArn: deployment.listenerArn } } : {}),
+      ...localRuntimeConfig(synth.template, deployment, { admitLoopback: options.admitLoopback ?? true }),
       safetyValveShare: DEFAULT_SAFETY_VALVE_SHARE,
       reconcileRepeatSeconds: 0,
     };
@@ -431,11 +437,6 @@ export class LocalStack {
     await this.handlers.proxy?.close().catch(() => undefined);
     await Promise.allSettled([this.servers.ddb.stop(), this.servers.moto.stop()]);
   }
-}
-
-/** Target group ARN → target type, from the provisioned deployment's capability → type. */
-function targetTypesByArn(deployment: LocalDeployment): Record<string, 'ip' | 'instance'> {
-  return Object.fromEntries(Object.entries(deployment.targetGroups).map(([c, arn]) => [arn, deployment.targetTypes[c] ?? 'ip']));
 }
 
 async function stopSettled(results: PromiseSettledResult<{ stop(): Promise<void> }>[]): Promise<void> {

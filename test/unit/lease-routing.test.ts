@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AddressPolicy, decodeLease, encodeLease, Lease, LeaseRejectionReason, RoutingConfig, routeLease } from '../../lib/core';
-import { admittedAsLoopback, formatPortRange, latestExpiry, portAllowed } from '../../lib/core/lease-routing';
+import { admittedAsLoopback, latestExpiry } from '../../lib/core/lease-routing';
+import { formatPortRange, mergePortRanges, parsePortRanges, portAllowed } from '../../lib/core/port-ranges';
 import { REJECTION_CODES, rejectionCodeOf } from '../../lib/core/rejection-codes';
 
 const NOW = 1_800_000_000;
@@ -48,9 +49,15 @@ describe('ports per capability', () => {
     expect(r).toMatchObject({ reason: 'PORT_NOT_ALLOWED', capability: 'batch', message: 'port 22 is not among the ports of capability "batch" (9000-9099, 8080)' });
   });
 
-  it('formats and matches ranges', () => {
+  it('formats, parses, merges and matches ranges', () => {
     expect(formatPortRange({ from: 80, to: 80 })).toBe('80');
     expect(portAllowed(80, [{ from: 1, to: 79 }])).toBe(false);
+    expect(parsePortRanges('9000-9099, 8080')).toEqual([{ from: 9000, to: 9099 }, { from: 8080, to: 8080 }]);
+    expect(mergePortRanges([{ from: 8081, to: 8081 }, { from: 8080, to: 8080 }, { from: 9000, to: 9100 }, { from: 9050, to: 9200 }])).toEqual([{ from: 8080, to: 8081 }, { from: 9000, to: 9200 }]);
+  });
+
+  it.each(['0', '65536', '90-80', 'http', '80,', '1-2-3'])('refuses ports %j in one line', (text) => {
+    expect(() => parsePortRanges(text)).toThrow(/^ports "/);
   });
 
   it('local mode: loopback agents on any port, only when loopback admission is on', () => {
