@@ -11,6 +11,7 @@ export type AgentLbErrorCode =
   | 'LEASE_STORE'
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
+  | 'EC2_LOOKUP'
   | 'USAGE'
   | 'PORT_UNAVAILABLE'
   | 'NO_CREDENTIALS'
@@ -147,6 +148,24 @@ export class ElbTargetsError extends AgentLbError {
    */
   public get refusedForGood(): boolean {
     return !this.transient && REFUSED_FOR_GOOD.has(this.awsErrorName);
+  }
+}
+
+/**
+ * Asking EC2 who holds an address failed (throttled, an outage, a missing permission). Admission
+ * then decides nothing: registrations of the addresses asked about wait, and no registered
+ * target is removed for it.
+ */
+export class Ec2LookupError extends AgentLbError {
+  public readonly transient: boolean;
+  /** The error name EC2 (or the SDK) gave, e.g. `RequestLimitExceeded`, `UnauthorizedOperation`; `Error` when none. */
+  public readonly awsErrorName: string;
+
+  public constructor(transient: boolean, message: string, options: AgentLbErrorOptions & { readonly awsErrorName?: string } = {}) {
+    super('EC2_LOOKUP', message, { ...options, context: { ...options.context, ...(options.awsErrorName ? { awsErrorName: options.awsErrorName } : {}) } });
+    this.name = 'Ec2LookupError';
+    this.transient = transient;
+    this.awsErrorName = options.awsErrorName ?? 'Error';
   }
 }
 

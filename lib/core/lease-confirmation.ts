@@ -1,5 +1,5 @@
 import { AddressPolicy } from './address-policy';
-import { decodeLease, isLive } from './lease-codec';
+import { decodeLease, isLive, leaseKeyOf } from './lease-codec';
 import { routeLease } from './lease-routing';
 import { HEARTBEAT_ATTRS, RawAttributeValue, RawItem, RoutingConfig, TargetRef } from './lease-schema';
 
@@ -18,11 +18,20 @@ export interface ConfirmationContext {
   readonly routing: RoutingConfig;
   /** Epoch seconds of the read. */
   readonly nowSeconds: number;
+  /**
+   * `<targetGroupArn> <key>` of targets the registry refuses whatever their lease says: EC2 does
+   * not admit their address (two reconcile passes agreed). @default none
+   */
+  readonly refusedMembers?: ReadonlySet<string>;
 }
 
 /** Whether `item` (read just now; `undefined` = no lease) wants its target in `targetGroupArn`. */
 export function wantsTarget(item: RawItem | undefined, targetGroupArn: string, ctx: ConfirmationContext): boolean {
   if (!item) return false;
+  if (ctx.refusedMembers !== undefined && ctx.refusedMembers.size > 0) {
+    const key = leaseKeyOf(item);
+    if (key !== undefined && ctx.refusedMembers.has(`${targetGroupArn} ${key}`)) return false;
+  }
   const decoded = decodeLease(item, ctx.policy);
   if (!decoded.ok || !isLive(decoded.lease, ctx.nowSeconds)) return false;
   return routeLease(decoded.lease, ctx.routing, ctx.nowSeconds).memberships.some((m) => m.targetGroupArn === targetGroupArn);

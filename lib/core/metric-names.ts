@@ -38,6 +38,12 @@ export const SYNC_METRICS = {
   releases: 'Releases',
   /** Now minus the oldest record's write time, milliseconds. */
   syncLagMs: 'SyncLagMs',
+  /** EC2 calls made to admit the batch's new addresses (DescribeNetworkInterfaces, DescribeInstances); 0 for heartbeats. */
+  ec2Calls: 'Ec2Calls',
+  /** Capabilities of leases refused because EC2 does not show their address in an admitted security group. */
+  notAdmitted: 'NotAdmitted',
+  /** Registrations refused because the load balancer holds its target quota. */
+  overQuota: 'OverQuota',
 } as const;
 
 /** Metrics of the reconcile Lambda, one value per pass. */
@@ -56,6 +62,14 @@ export const RECONCILE_METRICS = {
   elbCalls: 'ElbCalls',
   /** Weighted variants held at weight 0 because they have no healthy target (their share goes to the stable group). */
   variantsHeldOut: 'VariantsHeldOut',
+  /** EC2 calls made to admit the pass's addresses. */
+  ec2Calls: 'Ec2Calls',
+  notAdmitted: 'NotAdmitted',
+  /** Registered targets two passes in a row found not admitted, removed. */
+  notAdmittedRemoved: 'NotAdmittedRemoved',
+  overQuota: 'OverQuota',
+  /** Targets the load balancer holds (registered or draining, every group), as the pass read them: what the quota alarm watches. */
+  registeredTargets: 'RegisteredTargets',
 } as const;
 
 /**
@@ -68,6 +82,7 @@ export const ERROR_METRICS = {
   LEASE_STORE: 'LeaseStoreErrors',
   ELB_TRANSIENT: 'ElbTransientErrors',
   ELB_PERMANENT: 'ElbRefusals',
+  EC2_LOOKUP: 'Ec2LookupErrors',
   OTHER: 'OtherErrors',
 } as const satisfies Partial<Record<AgentLbErrorCode | 'OTHER', string>>;
 

@@ -42,9 +42,10 @@ export interface ObservedGroup {
 
 /**
  * Why a registered target has no place in its group. `no-lease` is the only one a wiped,
- * recreated or misconfigured table can fake; the others are read from an item that exists.
+ * recreated or misconfigured table can fake; the others are read from an item that exists,
+ * but `not-admitted`, which EC2 said twice (lib/core/admission.ts).
  */
-export type DeregisterReason = 'no-lease' | 'expired' | 'draining' | 'invalid-lease' | 'not-listed';
+export type DeregisterReason = 'no-lease' | 'expired' | 'draining' | 'invalid-lease' | 'not-listed' | 'not-admitted';
 
 export interface PlannedDeregistration {
   readonly target: TargetRef;

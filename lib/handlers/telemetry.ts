@@ -51,7 +51,11 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric(SYNC_METRICS.ttlDeletions, MetricUnit.Count, report.kinds['ttl-deletion']);
   metrics.addMetric(SYNC_METRICS.releases, MetricUnit.Count, report.kinds.release);
   if (lagMs !== undefined) metrics.addMetric(SYNC_METRICS.syncLagMs, MetricUnit.Milliseconds, lagMs);
+  metrics.addMetric(SYNC_METRICS.ec2Calls, MetricUnit.Count, report.ec2Calls);
+  metrics.addMetric(SYNC_METRICS.notAdmitted, MetricUnit.Count, report.notAdmitted);
+  metrics.addMetric(SYNC_METRICS.overQuota, MetricUnit.Count, report.overQuota);
   addErrorMetrics(metrics, [
+    ...(report.ec2Error ? [report.ec2Error] : []),
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
     ...(report.readError ? [report.readError] : []),
@@ -63,6 +67,12 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     logger.warn('lease table read failed; nothing sent, batch will be retried from the first changed record', {
       firstFailedRecordId: report.firstFailedRecordId,
       error: report.readError.message,
+    });
+  }
+  if (report.ec2Error) {
+    logger.warn('EC2 could not say who holds the addresses to register; they wait, the batch will be retried from their first record', {
+      firstFailedRecordId: report.firstFailedRecordId,
+      error: report.ec2Error.message,
     });
   }
   if (report.transientError) {
@@ -81,6 +91,9 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     alreadyApplied: report.alreadyApplied,
     refusedBefore: report.refusedBefore,
     elbCalls: report.elbCalls,
+    ec2Calls: report.ec2Calls,
+    notAdmitted: report.notAdmitted,
+    overQuota: report.overQuota,
     rotation: rotationSummary(report.rotation),
   });
   metrics.publishStoredMetrics();
@@ -104,7 +117,13 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.liveLeases, MetricUnit.Count, report.liveLeases);
   metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
   metrics.addMetric(RECONCILE_METRICS.variantsHeldOut, MetricUnit.Count, report.variantsHeldOut.length);
-  addErrorMetrics(metrics, [...report.errors, ...(report.rotation.firstError ? [report.rotation.firstError] : [])]);
+  metrics.addMetric(RECONCILE_METRICS.ec2Calls, MetricUnit.Count, report.ec2Calls);
+  metrics.addMetric(RECONCILE_METRICS.notAdmitted, MetricUnit.Count, report.notAdmitted);
+  metrics.addMetric(RECONCILE_METRICS.notAdmittedRemoved, MetricUnit.Count, report.notAdmittedRemoved);
+  metrics.addMetric(RECONCILE_METRICS.overQuota, MetricUnit.Count, report.overQuota);
+  metrics.addMetric(RECONCILE_METRICS.registeredTargets, MetricUnit.Count, report.registeredTargets);
+  addErrorMetrics(metrics, [...report.errors, ...(report.ec2Error ? [report.ec2Error] : []), ...(report.rotation.firstError ? [report.rotation.firstError] : [])]);
+  if (report.ec2Error) logger.warn('EC2 could not say who holds the addresses of this pass: their registrations wait, no target was removed for it', { error: report.ec2Error.message });
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
       capabilities: report.safetyValveTripped,
@@ -127,6 +146,11 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     deregistrationsWithheld: report.deregistrationsWithheld,
     refusedBefore: report.refusedBefore,
     rejectedLeases: report.rejections.length,
+    notAdmitted: report.notAdmitted,
+    notAdmittedRemoved: report.notAdmittedRemoved,
+    overQuota: report.overQuota,
+    registeredTargets: report.registeredTargets,
+    ec2Calls: report.ec2Calls,
     rotation: rotationSummary(report.rotation),
   });
   metrics.publishStoredMetrics();

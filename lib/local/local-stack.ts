@@ -3,11 +3,12 @@ import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { LocalState } from '../core/deployment';
 import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
 import { createDynamoClient } from '../aws/dynamo-client';
-import { createElbClient } from '../aws/clients';
+import { createEc2Client, createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
@@ -55,6 +56,8 @@ export interface LocalStackOptions {
    * proxy in chaos runs); agents, checks and the CLI keep talking to moto directly. Closed on stop.
    */
   readonly elbEndpointProxy?: (upstream: { readonly port: number; readonly endpoint: string }) => Promise<LocalEndpointProxy>;
+  /** Wraps the EC2 client of each handler (admission's lookups: a test throttles or counts them). */
+  readonly wrapEc2Client?: (client: EC2Client, handler: 'sync' | 'reconcile') => EC2Client;
   /** Wraps the sync handler the poller invokes (kills, duplicate deliveries, delivery counts in chaos runs). */
   readonly wrapSyncHandler?: (handler: StreamHandler) => StreamHandler;
   /** Every target group's deregistration delay, seconds (moto launcher's ELB model drains that long). @default the template's */
@@ -233,14 +236,27 @@ export class LocalStack {
     const reconcileDynamo = createDynamoClient({ ...servers.ddb.clientConfig });
     const logger = options.logger ?? new Logger({ serviceName: 'agent-lb-local', logLevel: 'SILENT' });
     const telemetry = (handler: 'sync' | 'reconcile') => options.metrics?.(handler) ?? localMetrics(logger);
-    const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, logger, metrics: telemetry('sync') });
-    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: reconcileDynamo, logger, metrics: telemetry('reconcile') });
+    // Admission asks moto's EC2, where the template's VPC and security groups were provisioned.
+    const ec2For = (handler: 'sync' | 'reconcile') => {
+      const client = createEc2Client({ ...servers.moto.clientConfig });
+      return options.wrapEc2Client ? options.wrapEc2Client(client, handler) : client;
+    };
+    const [syncEc2, reconcileEc2] = [ec2For('sync'), ec2For('reconcile')];
+    const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, ec2Client: syncEc2, logger, metrics: telemetry('sync') });
+    const reconcile = createReconcileHandler({
+      config: runtimeConfig,
+      elbClient: reconcileElb,
+      dynamoClient: reconcileDynamo,
+      ec2Client: reconcileEc2,
+      logger,
+      metrics: telemetry('reconcile'),
+    });
     const handlers = {
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
       // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
       rotationPoll: new RotationPoll({ elb: new ElbTargets(reconcileElb), store: new LeaseStore(reconcileDynamo, deployment.tableName), routing: runtimeConfig.routing, policy: addressPolicyFor(runtimeConfig.routing) }),
-      clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo],
+      clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo, syncEc2, reconcileEc2],
       ...(proxy ? { proxy } : {}),
     };
     let dataPlane: LocalDataPlane | undefined;

@@ -1,14 +1,16 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { mapLimit } from '../core/concurrency';
-import { ElbTargetsError, LeaseRejection } from '../core/errors';
+import { Ec2LookupError, ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { AdmissionDeps } from './admission-lookup';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
+import { gateReconcile } from './reconcile-gate';
 import { RotationWriteReport, writeRotations } from './rotation-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
@@ -52,6 +54,13 @@ export interface ReconcileDeps {
    * (see lib/core/variant-weights.ts). @default - none
    */
   readonly variants?: VariantGuardDeps;
+  /**
+   * Admission by EC2's facts: missing targets are registered only when EC2 admits their address,
+   * registered ones it refuses two passes in a row are removed. @default none: nothing is checked against EC2
+   */
+  readonly admission?: Omit<AdmissionDeps, 'cache'>;
+  /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
+  readonly targetQuota?: number;
 }
 
 export interface ReconcileReport {
@@ -83,6 +92,18 @@ export interface ReconcileReport {
    * own calls did (`initial`, `draining`). On change only, conditional on the lease token.
    */
   readonly rotation: RotationWriteReport;
+  /** Leases (per capability) refused because EC2 does not admit their address: missing ones not registered, registered ones suspected or removed. */
+  readonly notAdmitted: number;
+  /** Registered targets removed because two passes in a row found them not admitted. */
+  readonly notAdmittedRemoved: number;
+  /** Registrations refused because the load balancer holds its target quota. */
+  readonly overQuota: number;
+  /** Targets the load balancer held as the pass read its groups (registered or draining). */
+  readonly registeredTargets: number;
+  /** EC2 calls made for admission. */
+  readonly ec2Calls: number;
+  /** EC2 could not answer: registrations of the addresses asked about wait for the next pass, no target was removed for it. */
+  readonly ec2Error?: Ec2LookupError;
   /** Variants at weight 0 in their capability's weighted rules after this pass: no healthy target. */
   readonly variantsHeldOut: readonly string[];
   /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
@@ -142,18 +163,34 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     ...[...memory.heldLastPass].filter((k) => !read.has(k.slice(0, k.indexOf(' ')))),
   ]);
 
+  const gate = await gateReconcile({
+    repairs: plan.groups,
+    groups,
+    items: scan.items,
+    context: { ...(deps.admission ? { admission: deps.admission.admission } : {}), routing: deps.routing, policy: deps.policy },
+    ...(deps.admission ? { admission: { ...deps.admission, cache: memory.admission } } : {}),
+    ...(deps.targetQuota !== undefined ? { targetQuota: deps.targetQuota } : {}),
+    notAdmittedLastPass: memory.notAdmittedLastPass,
+    nowMs,
+  });
+  memory.notAdmittedLastPass = new Set([
+    ...gate.notAdmittedNow,
+    // Suspicions in a group this pass could not read still stand.
+    ...[...memory.notAdmittedLastPass].filter((k) => !read.has(k.slice(0, k.indexOf(' ')))),
+  ]);
+
   const tally = newTally();
   for (const error of unread) tally.errors.push(error instanceof ElbTargetsError ? error : new ElbTargetsError('?', true, String(error), { cause: error }));
-  const confirmDeps = { ...deps, refused: memory.refused, budgetEnd };
+  const confirmDeps = { ...deps, refused: memory.refused, budgetEnd, refusedMembers: gate.refusedMembers };
   // Per group, registrations and deregistrations run side by side, each confirmed by its own read
   // right before its call: neither waits out the other's retries, and both fit the pass budget.
   // A few groups at a time: ELB answers a crowd of calls slowly (past their deadlines), and its
   // Describe* calls share a bucket of 40, refilled 10/s.
-  for (const group of plan.groups) {
+  for (const group of gate.repairs) {
     tally.refusedBefore += group.refused.length;
     for (const d of group.held) tally.stillRegistered.add(d.target.key);
   }
-  await mapLimit(plan.groups, GROUPS_AT_A_TIME, (group) =>
+  await mapLimit(gate.repairs, GROUPS_AT_A_TIME, (group) =>
     Promise.all([registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)]),
   );
 
@@ -191,7 +228,13 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     elbCalls: tally.elbCalls,
     describeCalls: groups.length + unread.length,
     consumedReadUnits: scan.consumedReadUnits,
-    rejections: plan.rejections,
+    rejections: [...plan.rejections, ...gate.rejections],
+    notAdmitted: gate.notAdmitted,
+    notAdmittedRemoved: tally.notAdmittedRemoved,
+    overQuota: gate.overQuota,
+    registeredTargets: gate.registeredTargets,
+    ec2Calls: gate.ec2Calls,
+    ...(gate.ec2Error ? { ec2Error: gate.ec2Error } : {}),
     errors: tally.errors,
     rotation,
     variantsHeldOut: guard.heldOut,
@@ -204,6 +247,7 @@ interface Tally {
   driftRegistered: number;
   drainingRevived: number;
   driftDeregistered: number;
+  notAdmittedRemoved: number;
   registrationsWithheld: number;
   deregistrationsWithheld: number;
   refusedBefore: number;
@@ -220,6 +264,7 @@ function newTally(): Tally {
     driftRegistered: 0,
     drainingRevived: 0,
     driftDeregistered: 0,
+    notAdmittedRemoved: 0,
     registrationsWithheld: 0,
     deregistrationsWithheld: 0,
     refusedBefore: 0,
@@ -256,6 +301,8 @@ async function deregisterStale(group: GroupRepair, deps: ConfirmDeps, tally: Tal
     group.deregister.map((d) => d.target),
   );
   tally.driftDeregistered += outcome.applied.length;
+  const notAdmitted = new Set(group.deregister.filter((d) => d.reason === 'not-admitted').map((d) => d.target.key));
+  tally.notAdmittedRemoved += outcome.applied.filter((k) => notAdmitted.has(k)).length;
   tally.landed.push(...landedCalls('deregister', group.targetGroupArn, outcome));
   tally.driftRegistered += outcome.undone.length;
   tally.deregistrationsWithheld += outcome.withheld.length;

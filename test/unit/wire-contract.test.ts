@@ -20,12 +20,46 @@ describe('wire contract', () => {
 
   it('keeps every published metric name', () => {
     expect(Object.values(SYNC_METRICS).sort()).toEqual(
-      ['ChangesAlreadyApplied', 'ChangesWithheld', 'ConfirmReadMs', 'Deregistrations', 'ElbCalls', 'LeasesRead', 'NoopRecords', 'Records', 'Registrations', 'RejectedLeases', 'Releases', 'SyncLagMs', 'TtlDeletions'],
+      [
+        'ChangesAlreadyApplied',
+        'ChangesWithheld',
+        'ConfirmReadMs',
+        'Deregistrations',
+        'Ec2Calls',
+        'ElbCalls',
+        'LeasesRead',
+        'NoopRecords',
+        'NotAdmitted',
+        'OverQuota',
+        'Records',
+        'Registrations',
+        'RejectedLeases',
+        'Releases',
+        'SyncLagMs',
+        'TtlDeletions',
+      ],
     );
     expect(Object.values(RECONCILE_METRICS).sort()).toEqual(
-      ['DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'FarFutureLeasesDeleted', 'LiveLeases', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped', 'VariantsHeldOut'],
+      [
+        'DrainingRevived',
+        'DriftDeregistered',
+        'DriftRegistered',
+        'Ec2Calls',
+        'ElbCalls',
+        'ExpiredLeasesDeleted',
+        'FarFutureLeasesDeleted',
+        'LiveLeases',
+        'NotAdmitted',
+        'NotAdmittedRemoved',
+        'OverQuota',
+        'RegisteredTargets',
+        'RejectedLeases',
+        'RemovalsHeld',
+        'SafetyValveTripped',
+        'VariantsHeldOut',
+      ],
     );
-    expect(ERROR_METRICS).toEqual({ INVALID_CONFIG: 'ConfigErrors', LEASE_STORE: 'LeaseStoreErrors', ELB_TRANSIENT: 'ElbTransientErrors', ELB_PERMANENT: 'ElbRefusals', OTHER: 'OtherErrors' });
+    expect(ERROR_METRICS).toEqual({ INVALID_CONFIG: 'ConfigErrors', LEASE_STORE: 'LeaseStoreErrors', ELB_TRANSIENT: 'ElbTransientErrors', ELB_PERMANENT: 'ElbRefusals', EC2_LOOKUP: 'Ec2LookupErrors', OTHER: 'OtherErrors' });
   });
 
   it.each([
