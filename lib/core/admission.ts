@@ -1,4 +1,4 @@
-import { AddressPolicy } from './address-policy';
+import { AddressPolicy, isLoopbackAddress } from './address-policy';
 import { LeaseRejection } from './errors';
 import { admittedAsLoopback } from './lease-routing';
 import { RoutingConfig, TargetRef } from './lease-schema';
@@ -58,13 +58,14 @@ export function admittedGroupsFor(capability: string, admission: AdmissionConfig
 
 /**
  * Whether EC2 must vouch for `address` before it joins a group. Not when no admission is
- * configured; not for local mode's loopback agents (admitted as local processes); not for an IP
- * outside the VPC, which only a range named explicitly (`allowedCidrs`) lets through and no
- * interface of the VPC could vouch for.
+ * configured; not for local mode's loopback agents (admitted as local processes, unless that is
+ * turned off); not for an IP outside the VPC, which only a range named explicitly
+ * (`allowedCidrs`) lets through and no interface of the VPC could vouch for.
  */
 export function needsAdmission(address: string, ctx: AdmissionContext): boolean {
   if (ctx.admission === undefined || admittedAsLoopback(address, ctx.routing)) return false;
-  if (address.startsWith('i-')) return true;
+  // Loopback is outside any VPC, but only local mode lets it through, and without its loopback admission it is checked like an agent's address.
+  if (address.startsWith('i-') || isLoopbackAddress(address)) return true;
   return ctx.policy.inVpc(address) !== false;
 }
 
