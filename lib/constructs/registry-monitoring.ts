@@ -5,6 +5,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { ERROR_METRICS, ErrorMetricName, RECONCILE_METRICS, ReconcileMetricName, SYNC_METRICS, SyncMetricName } from '../core/metric-names';
+import { QUOTA_ALARM_SHARE, quotaAlarmThreshold } from '../core/target-quota';
 
 /**
  * What the alarms and the dashboard watch: the parts of a registry (`RegistrySync` is one) they
@@ -28,11 +29,13 @@ export interface RegistryAlarmOptions {
   readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
   /** @default Duration.seconds(60) */
   readonly iteratorAgeAlarmThreshold?: Duration;
+  /** The load balancer's target quota: the quota alarm fires at 80 % of it. @default - no quota alarm */
+  readonly targetQuota?: number;
 }
 
 /**
  * The alarms of a registry (construct ids under it): records in the failure queue,
- * sync iterator age, errors of either function, and the reconcile safety valve.
+ * sync iterator age, errors of either function, the reconcile safety valve, and the target quota.
  */
 export function registryAlarms(sync: MonitoredRegistry, options: RegistryAlarmOptions): cloudwatch.Alarm[] {
   const alarms: cloudwatch.Alarm[] = [];
@@ -78,6 +81,15 @@ export function registryAlarms(sync: MonitoredRegistry, options: RegistryAlarmOp
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     evaluationPeriods: 1,
   });
+  if (options.targetQuota !== undefined) {
+    alarm('TargetQuotaAlarm', {
+      alarmDescription: `agent-lb: the load balancer holds ${Math.round(QUOTA_ALARM_SHARE * 100)} % or more of its target quota (${options.targetQuota}); beyond it leases are rejected over-quota`,
+      metric: sync.reconcileMetric(RECONCILE_METRICS.registeredTargets, { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+      threshold: quotaAlarmThreshold(options.targetQuota),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+    });
+  }
   return alarms;
 }
 
@@ -129,7 +141,11 @@ export function registryDashboard(sync: MonitoredRegistry, options: RegistryDash
       left: [
         sync.syncMetric(SYNC_METRICS.rejectedLeases, { label: 'sync' }),
         sync.reconcileMetric(RECONCILE_METRICS.rejectedLeases, { label: 'reconcile' }),
+        sync.syncMetric(SYNC_METRICS.notAdmitted, { label: 'sync: not admitted' }),
+        sync.syncMetric(SYNC_METRICS.overQuota, { label: 'sync: over quota' }),
+        sync.reconcileMetric(RECONCILE_METRICS.notAdmittedRemoved, { label: 'reconcile: not admitted, removed' }),
       ],
+      right: [sync.reconcileMetric(RECONCILE_METRICS.registeredTargets, { label: 'targets on the load balancer', statistic: cloudwatch.Stats.MAXIMUM })],
     }),
     new cloudwatch.GraphWidget({
       title: 'Sync lag',

@@ -475,7 +475,7 @@ export class RegistrySync extends Construct {
       targets: [new eventsTargets.LambdaFunction(this.reconcileFunction, { retryAttempts: 2, maxEventAge: Duration.minutes(1) })],
     });
 
-    const alarms = registryAlarms(this, { alarmActions: props.alarmActions, iteratorAgeAlarmThreshold: props.iteratorAgeAlarmThreshold });
+    const alarms = registryAlarms(this, { alarmActions: props.alarmActions, iteratorAgeAlarmThreshold: props.iteratorAgeAlarmThreshold, targetQuota });
     this.alarms = alarms;
 
     this.dashboard = registryDashboard(this, { dashboardName: props.dashboardName, capabilities: props.capabilities, alarms });

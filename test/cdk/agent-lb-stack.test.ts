@@ -323,6 +323,7 @@ describe('AgentLbStack from the default cdk.json context', () => {
     ['SyncErrorsAlarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'FunctionName', Value: { Ref: '__sync' } }] }],
     ['ReconcileErrorsAlarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'FunctionName', Value: { Ref: '__reconcile' } }] }],
     ['SafetyValveAlarm', { Namespace: METRICS_NAMESPACE, MetricName: RECONCILE_METRICS.safetyValveTripped, Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'service', Value: RECONCILE_SERVICE_NAME }] }],
+    ['TargetQuotaAlarm', { Namespace: METRICS_NAMESPACE, MetricName: RECONCILE_METRICS.registeredTargets, Statistic: 'Maximum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 800, Dimensions: [{ Name: 'service', Value: RECONCILE_SERVICE_NAME }] }],
   ])('alarms: %s', (idPart, expected) => {
     const withIds = JSON.parse(JSON.stringify(expected).replace(/"__(\w+)"/g, (_, key: string) => JSON.stringify(ids[key])));
     expect(resource(logicalId('AWS::CloudWatch::Alarm', idPart)).Properties).toMatchObject({ ...withIds, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });

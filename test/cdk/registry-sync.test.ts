@@ -89,12 +89,25 @@ describe('RegistrySync', () => {
     expect(() => newSync({ targetQuota: 0 })).toThrow(/targetQuota 0 is out of range 1–100000/);
   });
 
+  it('alarms when the load balancer holds 80 % of its target quota', () => {
+    const { stack } = newSync({ targetQuota: 500 });
+    Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'RegisteredTargets',
+      Namespace: 'AgentLb',
+      Dimensions: [{ Name: 'service', Value: 'agent-lb-reconcile' }],
+      Statistic: 'Maximum',
+      Threshold: 400,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmDescription: Match.stringLikeRegexp('80 % or more of its target quota \\(500\\)'),
+    });
+  });
+
   it('sends every alarm to the given actions', () => {
     const s = surroundings();
     const topic = new sns.Topic(s.stack, 'Pager');
     new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, alarmActions: [new cloudwatchActions.SnsAction(topic)] });
     const template = Template.fromStack(s.stack);
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
     template.allResourcesProperties('AWS::CloudWatch::Alarm', { AlarmActions: [{ Ref: s.stack.getLogicalId(topic.node.defaultChild as never) }] });
   });
 
