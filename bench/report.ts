@@ -1,3 +1,4 @@
+import type { AdmissionResult } from './admission-cost';
 import type { B1Result } from './b1-handler-economy';
 import type { ProjectionResult } from './b1-cold-start';
 import type { B2Result } from './b2-end-to-end';
@@ -6,7 +7,7 @@ import type { B4Result } from './b4-data-plane';
 import type { B5Result } from './b5-rolling-restart';
 import type { Distribution } from './percentiles';
 
-export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | ProjectionResult;
+export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | ProjectionResult | AdmissionResult;
 
 /** One line of the table. `target` and `verdict` only on lines that check one of the issue's targets. */
 export interface Row {
@@ -281,6 +282,24 @@ function b5Rows(r: B5Result): Row[] {
   ];
 }
 
+function admissionRows(r: AdmissionResult): Row[] {
+  return r.runs.flatMap((run): Row[] => {
+    const s = `admission ${batchLabel(run.batchSize)}`;
+    return [
+      {
+        scenario: s,
+        figure: `EC2 calls for ${int(r.records)} records (${int(run.batchesWithRegistrations)} of ${int(run.batches)} batches register, ${int(run.registrations)} targets)`,
+        ours: int(run.ours.ec2Calls),
+        naive: int(run.naive.ec2Calls),
+      },
+      { scenario: s, figure: 'EC2 calls per batch, most (one DescribeNetworkInterfaces per 200 new addresses)', ours: int(run.ours.maxEc2CallsPerBatch), naive: '–', target: '≤ 1 per 200 new addresses', verdict: run.ours.maxEc2CallsPerBatch <= Math.ceil(run.batchSize / 200) ? 'met' : 'MISSED' },
+      { scenario: s, figure: 'EC2 calls for the heartbeats alone', ours: int(run.ours.heartbeatEc2Calls), naive: '0', target: '0', verdict: missedIfZero(run.ours.heartbeatEc2Calls) },
+      { scenario: s, figure: 'DescribeTargetHealth for the target quota\'s count (far below 80 %: once per container)', ours: int(run.ours.quotaCountCalls), naive: '–' },
+      { scenario: s, figure: 'records/s with admission', ours: int(run.ours.recordsPerSecond), naive: '–' },
+    ];
+  });
+}
+
 export function rowsOf(result: ScenarioResult): Row[] {
   switch (result.scenario) {
     case 'B1':
@@ -295,6 +314,8 @@ export function rowsOf(result: ScenarioResult): Row[] {
       return b5Rows(result);
     case 'projection':
       return projectionRows(result);
+    case 'admission':
+      return admissionRows(result);
   }
 }
 

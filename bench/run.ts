@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { runAdmission } from './admission-cost';
 import { runB1 } from './b1-handler-economy';
 import { runProjection } from './b1-cold-start';
 import { runB2 } from './b2-end-to-end';
@@ -9,10 +10,10 @@ import { runB4 } from './b4-data-plane';
 import { runB5 } from './b5-rolling-restart';
 import { markdownTable, rowsOf, ScenarioResult, textTable } from './report';
 
-const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'projection'] as const;
+const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'projection', 'admission'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
-const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,projection] [--agents=N] [--ttl=S] [--runs=N] [--write]
+const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,projection,admission] [--agents=N] [--ttl=S] [--runs=N] [--write]
   --only    scenarios to run (default: all); results of the others are kept in bench/results.json
   --agents  B2 fleet size (default 500; a fifth crash, a fifth release)
   --ttl     B2 lease TTL in seconds (default 15; agents renew every ttl/3)
@@ -74,6 +75,7 @@ async function runScenarios(flags: Flags): Promise<Record<string, unknown>[]> {
   const mix = { records: 100_000, heartbeatShare: 0.85, registrationShare: 0.1, capabilities: 20, seed: 42 };
   await timed('b1', () => runB1(mix, [100, 1000]));
   await timed('projection', () => runProjection(1000, [100, 1000], 20));
+  await timed('admission', () => runAdmission({ ...mix, records: 20_000 }, [100, 1000]));
   await timed('b2', () => runB2({ agents: flags.agents, ttlSeconds: flags.ttl, log }));
   await timed('b3', () => runB3({ runs: flags.runs, log }));
   await timed('b4', () => runB4({ log }));
@@ -81,7 +83,7 @@ async function runScenarios(flags: Flags): Promise<Record<string, unknown>[]> {
   return out;
 }
 
-const ORDER = ['B1', 'projection', 'B2', 'B3', 'B4', 'B5-rolling-restart'];
+const ORDER = ['B1', 'projection', 'admission', 'B2', 'B3', 'B4', 'B5-rolling-restart'];
 
 /** This run's scenarios, plus those of the previous results.json this run did not repeat. */
 function merge(path: string, fresh: Record<string, unknown>[]): Record<string, unknown>[] {
