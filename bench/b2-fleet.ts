@@ -33,7 +33,7 @@ export function planFleet(count: number, capabilities: readonly string[], crashe
     const chosen = new Set<string>();
     while (chosen.size < want) chosen.add(capabilities[Math.floor(rand() * capabilities.length)]);
     // Loopback addresses that need no server: moto never connects to them, and local mode admits
-    // loopback agents without a network interface (B6 measures admission's EC2 calls on its own).
+    // loopback agents without a network interface (the admission scenario measures its EC2 calls on its own).
     return { index, id: `bench-agent-${index}`, address: `127.1.${Math.floor(index / 250)}.${(index % 250) + 1}`, port: 8080, capabilities: [...chosen].sort() };
   });
   const order = agents.map((a) => a.index);

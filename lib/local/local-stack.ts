@@ -16,6 +16,7 @@ import { RotationPoll } from '../registry/rotation-poll';
 import { createReconcileHandler } from '../handlers/reconcile-handler';
 import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
+import { createAgentInterfaces } from './agent-interfaces';
 import { countingElbClient, localMetrics } from './handler-telemetry';
 import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
 import { LocalDeployment, provisionLocal } from './provision';
@@ -335,6 +336,15 @@ export class LocalStack {
     this.tally.batches++;
     this.tally.recordsSynced += info.processed;
     this.tally.lastSyncLagMs = info.pollerLagMs;
+  }
+
+  /**
+   * Puts a network interface for each address into moto's VPC, carrying the agents' security
+   * group (or `securityGroupIds`): what admits an agent at a non-loopback address, as an ECS task's
+   * or an instance's interface does on AWS. Returns the interface ids.
+   */
+  public addAgentInterfaces(addresses: readonly string[], securityGroupIds?: readonly string[]): Promise<string[]> {
+    return createAgentInterfaces(this.servers.moto.clientConfig, this.runtimeConfig.admission, addresses, securityGroupIds);
   }
 
   /** Targets and lease store views for status displays and checks. */

@@ -38,6 +38,8 @@ beforeAll(async () => {
   writeFileSync(cdkJson, JSON.stringify({ context: { 'agent-lb': { capabilities: [{ name: 'vision', variants: [{ name: 'canary', weight: 20 }] }] } } }));
   // Passes run when the test asks (reconcileNow), not on a timer.
   stack = await LocalStack.start({ cdkJsonPath: cdkJson, reconcileIntervalMs: 3_600_000 });
+  // Admitted as on AWS: an interface in the agents' security group holds the canary's address.
+  await stack.addAgentInterfaces(['10.0.70.1']);
 });
 
 afterAll(async () => {
