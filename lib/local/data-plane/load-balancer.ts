@@ -254,7 +254,8 @@ export class LoadBalancer {
       if (flight.decision.targetGroupArn !== targetGroupArn || flight.decision.targetKey !== key) continue;
       flight.cutByDeregistration = true;
       if (flight.proxyReq !== undefined) flight.proxyReq.destroy();
-      else this.failFlight(flight, 502);
+      // A response under way: the target's stream ends without an error to the proxy, so end the client's here.
+      if (flight.proxyReq === undefined || flight.res.headersSent) this.failFlight(flight, 502);
     }
   }
 
@@ -400,6 +401,7 @@ export class LoadBalancer {
       if (flight.targetStatus === undefined) flight.lbStatus = 504;
       else flight.cutByIdleTimeout = true;
       proxyReq.destroy();
+      if (flight.res.headersSent) this.failFlight(flight, 504);
     });
   }
 
