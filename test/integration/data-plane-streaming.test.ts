@@ -41,6 +41,7 @@ async function streamingTarget(): Promise<{ server: TargetServer; sent: string[]
         sent.push('done');
         return void res.end('event: done\ndata: end\n\n');
       }
+      if (i === n('dieAfter', -1)) return void res.socket?.destroy(); // the target process goes away mid-answer
       i++;
       sent.push(`tick ${i}`);
       res.write(`data: tick ${i}\n\n`);
@@ -120,6 +121,16 @@ describe('local data plane: streamed and long answers', () => {
 
     expect(answer.status).toBe(504);
     expect(lb.metrics().targetGroups[0].loadBalancerErrors).toEqual({ '504': 1 });
+  });
+
+  it('ends the client\'s stream when the target goes away mid-answer', async () => {
+    const { server } = await streamingTarget();
+    const { lb } = await startLb(server);
+
+    const answer = await stream(lb.endpoint, '/sse?events=10&every=50&dieAfter=2');
+
+    expect(answer).toMatchObject({ status: 200, complete: false });
+    expect(answer.chunks.map((c) => c.text).join('')).toBe('data: tick 1\n\ndata: tick 2\n\n');
   });
 
   it('cuts a stream that goes silent for the idle timeout: the client sees it end early', async () => {

@@ -379,10 +379,11 @@ export class LoadBalancer {
     );
   }
 
+  /** Ends a flight the load balancer gave up on; the first reason given is the one logged and counted. */
   private failFlight(flight: Flight, statusCode: 502 | 504): void {
-    flight.lbStatus = statusCode;
+    flight.lbStatus ??= statusCode;
     if (flight.res.headersSent) flight.res.destroy();
-    else this.sendLoadBalancerError(flight.res, statusCode);
+    else this.sendLoadBalancerError(flight.res, flight.lbStatus);
   }
 
   private sendLoadBalancerError(res: http.ServerResponse, statusCode: number): void {
@@ -409,6 +410,10 @@ export class LoadBalancer {
     const flight = this.flights.get(req);
     if (flight === undefined) return;
     flight.targetStatus = proxyRes.statusCode ?? 0;
+    // The target closed its connection mid-answer (stopped, crashed): the client's answer ends there too, as through ALB.
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete && !flight.done) this.failFlight(flight, 502);
+    });
     const decision = flight.decision;
     const existing = proxyRes.headers['set-cookie'] ?? [];
     const added = [...decision.setCookies];
