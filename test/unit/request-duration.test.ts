@@ -1,6 +1,7 @@
 import { describe, expect, it, test } from 'vitest';
 import { deregistrationDelayFor, idleTimeoutFor, maxRequestDurationProblem } from '../../lib/core/request-duration';
 import { DEFAULT_LEAVE_DEADLINE_MS, leaveDeadlineFor } from '../../lib/sdk';
+import { sidecarMaxRequest } from '../../lib/cli/index';
 
 describe('settings derived from the longest request', () => {
   test.each([
@@ -38,5 +39,15 @@ describe('the leave deadline', () => {
   it('lets a request that arrives at the end of the propagation margin finish: rotation wait + margin + request + release', () => {
     expect(leaveDeadlineFor({ maxRequestDurationMs: 60_000, propagationMarginMs: 1_000, unconfirmedRotationWaitMs: 10_000 })).toBe(73_000);
     expect(DEFAULT_LEAVE_DEADLINE_MS).toBe(10_000 + 5_000 + 300_000 + 2_000);
+  });
+});
+
+describe("the sidecar's longest request", () => {
+  test.each([
+    ['the flag wins', 45, ['vision'], { vision: 900 }, { seconds: 45, source: '--max-request-duration' }],
+    ['the longest of its capabilities in the deployment', undefined, ['vision', 'speech', 'other'], { vision: 120, speech: 600 }, { seconds: 600, source: 'maxRequestDuration of speech in the deployment' }],
+    ['the default when the deployment does not say (a --table, an older stack)', undefined, ['vision'], undefined, { seconds: 300, source: 'the default' }],
+  ])('%s', (_what, flag, capabilities, deployed, expected) => {
+    expect(sidecarMaxRequest(flag, capabilities, deployed)).toEqual(expected);
   });
 });
