@@ -140,7 +140,8 @@ export async function runB5(options: B5Options = {}): Promise<B5Result> {
       startedAt,
       retire: async () => {
         child.kill('SIGTERM');
-        const code = await Promise.race([exited, new Promise<'hang'>((r) => setTimeout(() => r('hang'), 60_000))]);
+        let timer: NodeJS.Timeout | undefined;
+        const code = await Promise.race([exited, new Promise<'hang'>((r) => (timer = setTimeout(() => r('hang'), 60_000)))]).finally(() => clearTimeout(timer));
         if (code !== 0) {
           sidecarExitFailures++;
           log(`B5: a sidecar ended with ${code}: ${output.trim().split('\n').slice(-3).join(' | ')}`);

@@ -138,7 +138,7 @@ export async function runB6(options: B6Options = {}): Promise<B6Result> {
       app,
       retire: async () => {
         child.kill('SIGTERM');
-        const code = await Promise.race([exited, new Promise<'hang'>((r) => setTimeout(() => r('hang'), 400_000))]);
+        const code = await withTimeout(exited, 400_000, 'a sidecar to exit').catch(() => 'hang' as const);
         if (code !== 0) {
           exitFailures[variant]++;
           log(`B6: a ${variant} sidecar ended with ${code}: ${output.trim().split('\n').slice(-3).join(' | ')}`);
