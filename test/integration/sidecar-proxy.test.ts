@@ -5,7 +5,9 @@
  * them streamed: on SIGTERM the sidecar drains, waits until the registry reports it out of
  * rotation, then until nothing is in flight through it, releases and exits 0, so the app can be
  * stopped without cutting anything; a request still running at the leave deadline is cut, with a
- * line saying which.
+ * line saying which. Without `--forward-to` (the sidecar beside the app) it waits instead until the
+ * load balancer has ended its draining of the target, which the local data plane completes as
+ * soon as nothing is in flight, as ALB does.
  */
 import { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -71,12 +73,16 @@ async function startApp(): Promise<{ port: number; active: () => number; sent: s
   return { port: (app.address() as AddressInfo).port, active: () => active, sent };
 }
 
-/** The sidecar CLI in front of `appPort`, listening on a free port; resolves once it is serving (its ready file). */
-async function startSidecar(appPort: number, extra: string[] = []) {
-  const [port] = await freePorts(1);
+/**
+ * The sidecar CLI in front of `appPort`, listening on a free port (or, with `beside`, the sidecar
+ * without its proxy, registering the app's own port); resolves once it is serving (its ready file).
+ */
+async function startSidecar(appPort: number, extra: string[] = [], beside = false) {
+  const port = beside ? appPort : (await freePorts(1))[0];
   const readyFile = join(dir, `ready-${port}`);
-  const args = ['sidecar', '--state-file', join(dir, 'state.json'), '--address', '127.0.0.1', '--port', String(port), '--listen-host', '127.0.0.1'];
-  args.push('--forward-to', `http://127.0.0.1:${appPort}`, '--capability', 'vision', '--health-url', `http://127.0.0.1:${appPort}/health`);
+  const args = ['sidecar', '--state-file', join(dir, 'state.json'), '--address', '127.0.0.1', '--port', String(port)];
+  if (!beside) args.push('--listen-host', '127.0.0.1', '--forward-to', `http://127.0.0.1:${appPort}`);
+  args.push('--capability', 'vision', '--health-url', `http://127.0.0.1:${appPort}/health`);
   args.push('--ttl', '6', '--interval', '250', '--ready-file', readyFile, '--propagation-margin', '500', ...extra);
   const child = spawnCli(args, { detached: true });
   children.push(child);
@@ -168,5 +174,28 @@ describe('agent-lb sidecar --forward-to (CLI subprocess, through local mode)', (
     expect(lines).toContainEqual(expect.stringMatching(/^cut GET "\/agents\/vision\/slow\?ms=120000" \(in flight \d+\.\d s\): still in flight when the leave had to end/));
     expect(lines.find((l) => / inFlight \w+ in /.test(l))).toMatch(/: inFlight deadline in \d+\.\d s \(1 still in flight, cut: GET "\/agents\/vision\/slow\?ms=120000" \(in flight \d+\.\d s\)\)$/);
     expect(await leaseOf(sidecar.key)).toBeUndefined();
+  });
+
+  it('without --forward-to waits until the load balancer has ended its draining of the target (its last request answered), then releases and exits 0', async () => {
+    const app = await startApp();
+    const sidecar = await startSidecar(app.port, [], true);
+    expect(sidecar.out.stdout).toMatch(/ on SIGTERM: waits for the load balancer's draining of the target /);
+    // Longer than the old 6 s (scaled 30 s) deregistration delay; the sidecar cannot see it.
+    const slow = through('/agents/vision/slow?ms=9000');
+    await waitFor(() => app.active() === 1, WAIT_MS, 'the request at the app');
+
+    process.kill(-sidecar.child.pid!, 'SIGTERM');
+    const code = await Promise.race([sidecar.exited, new Promise<'hang'>((r) => setTimeout(() => r('hang'), WAIT_MS))]);
+    const exitedAt = Date.now();
+    const answer = await slow.done;
+
+    expect(code, sidecar.out.stdout + sidecar.out.stderr).toBe(0);
+    expect(answer).toMatchObject({ status: 200, body: 'slow done', complete: true });
+    // The data plane completed the deregistration once nothing was in flight (not at the 31 s delay), and only then did the sidecar leave.
+    expect(exitedAt).toBeGreaterThanOrEqual(answer.endedAt);
+    expect(app.active()).toBe(0);
+    expect(await leaseOf(sidecar.key)).toBeUndefined();
+    const lines = sidecar.out.stdout.split('\n').map((l) => l.split(' ').slice(1).join(' '));
+    expect(lines.find((l) => / inFlight \w+ in /.test(l))).toMatch(/: inFlight done in \d+\.\d s/);
   });
 });
