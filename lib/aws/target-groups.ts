@@ -5,6 +5,7 @@ import {
   ElasticLoadBalancingV2Client,
   TargetGroup,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { TaggedGroup } from '../core/catalog-document';
 import { ConfigError } from '../core/errors';
 import { CAPABILITY_TAG, CapabilityRoute, TargetType, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 
@@ -41,16 +42,27 @@ export async function capabilityTags(
   where: string,
   wanted?: ReadonlySet<string>,
 ): Promise<Record<string, string>> {
-  const found: Record<string, string> = {};
+  const tagged = await taggedCapabilityGroups(client, arns, where, wanted);
+  return Object.fromEntries(Object.entries(tagged).map(([capability, g]) => [capability, g.arn]));
+}
+
+/** Like {@link capabilityTags}, with every tag of each group (the catalog reads its policy tags from the same call). */
+async function taggedCapabilityGroups(
+  client: ElasticLoadBalancingV2Client,
+  arns: readonly string[],
+  where: string,
+  wanted?: ReadonlySet<string>,
+): Promise<Record<string, { arn: string; tags: Record<string, string> }>> {
+  const found: Record<string, { arn: string; tags: Record<string, string> }> = {};
   for (let i = 0; i < arns.length; i += TAGS_PER_CALL) {
     const { TagDescriptions = [] } = await client.send(new DescribeTagsCommand({ ResourceArns: arns.slice(i, i + TAGS_PER_CALL) }));
     for (const d of TagDescriptions) {
       const capability = d.Tags?.find((t) => t.Key === CAPABILITY_TAG)?.Value;
       if (!capability || (wanted && !wanted.has(capability)) || !d.ResourceArn) continue;
       if (Object.hasOwn(found, capability)) {
-        throw new ConfigError(`${where} routes to two target groups tagged ${CAPABILITY_TAG}=${capability}: ${found[capability]} and ${d.ResourceArn}`);
+        throw new ConfigError(`${where} routes to two target groups tagged ${CAPABILITY_TAG}=${capability}: ${found[capability].arn} and ${d.ResourceArn}`);
       }
-      found[capability] = d.ResourceArn;
+      found[capability] = { arn: d.ResourceArn, tags: Object.fromEntries((d.Tags ?? []).flatMap((t) => (t.Key !== undefined ? [[t.Key, t.Value ?? '']] : []))) };
     }
   }
   return found;
@@ -67,6 +79,15 @@ export async function discoverTargetGroups(
   loadBalancerArn: string,
   capabilities: readonly string[],
 ): Promise<Record<string, CapabilityRoute>> {
+  return (await discoverCapabilityGroups(client, loadBalancerArn, capabilities)).routes;
+}
+
+/** {@link discoverTargetGroups}, with each group's tags (its routing policy and variant tags, for the catalog), from the same calls. */
+export async function discoverCapabilityGroups(
+  client: ElasticLoadBalancingV2Client,
+  loadBalancerArn: string,
+  capabilities: readonly string[],
+): Promise<{ routes: Record<string, CapabilityRoute>; tagged: TaggedGroup[] }> {
   const groups = new Map<string, CapabilityRoute>();
   let marker: string | undefined;
   do {
@@ -75,9 +96,9 @@ export async function discoverTargetGroups(
     marker = page.NextMarker;
   } while (marker);
 
-  const tagged = await capabilityTags(client, [...groups.keys()], `load balancer ${loadBalancerArn}`, new Set(capabilities));
+  const tagged = await taggedCapabilityGroups(client, [...groups.keys()], `load balancer ${loadBalancerArn}`, new Set(capabilities));
   const found: Record<string, CapabilityRoute> = {};
-  for (const [capability, arn] of Object.entries(tagged)) found[capability] = groups.get(arn)!;
+  for (const [capability, g] of Object.entries(tagged)) found[capability] = groups.get(g.arn)!;
   const missing = capabilities.filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) {
     throw new ConfigError(
@@ -85,7 +106,7 @@ export async function discoverTargetGroups(
         `(${groups.size} target groups seen); are its listener rules deployed?`,
     );
   }
-  return found;
+  return { routes: found, tagged: Object.entries(tagged).map(([capability, g]) => ({ capability, tags: g.tags })) };
 }
 
 /**

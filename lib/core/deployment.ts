@@ -17,6 +17,8 @@ export interface Deployment {
   readonly listenerArn?: string;
   /** Capability → target group ARN. */
   readonly targetGroups: Readonly<Record<string, string>>;
+  /** The registry state table (capability catalog, member index), when the deployment has the catalog: where trusted discovery reads. */
+  readonly registryTableName?: string;
 }
 
 /** What another client needs to join a local deployment: the `--state-file` contents (JSON). */
