@@ -61,6 +61,7 @@ export function forwardedHeaders(
 }
 
 const REASONS: Record<number, string> = {
+  413: 'Request Entity Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Temporarily Unavailable',

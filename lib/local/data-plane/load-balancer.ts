@@ -10,6 +10,8 @@ import { DataPlaneEngine, ForwardOutcome, HealthCheckJob } from './data-plane-en
 import { DataPlaneMetrics } from './data-plane-metrics';
 import { clientAddress, forwardedHeaders, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
 import { probeTarget, RunningCheck } from './health-prober';
+import { serveLambda } from './lambda-invocation';
+import type { LambdaInvoker } from './lambda-target';
 import type { RoutingDecision } from './request-routing';
 import { LoadBalancerStateSource, TargetAddressResolver, TargetHealthChange, TargetHealthSink } from './snapshot';
 import { loadBalancerPolicy, LoadBalancerPolicy } from './target-group-attributes';
@@ -57,6 +59,11 @@ export interface LoadBalancerOptions {
   readonly resolveTarget?: TargetAddressResolver;
   /** Replaces the load balancer's `idle_timeout.timeout_seconds`, in milliseconds. */
   readonly idleTimeoutMs?: number;
+  /**
+   * Runs the function a Lambda target group names (by its ARN) with ALB's event. A request routed
+   * to a Lambda target group gets a 502 without one, as from a function that failed.
+   */
+  readonly invokeLambda?: LambdaInvoker;
   /** A failure that does not stop the data plane: a snapshot, a health report, a proxied request. */
   readonly onError?: (where: 'source' | 'sink' | 'proxy', error: unknown) => void;
   /** Something in the snapshot the data plane cannot model faithfully; once per distinct problem. */
@@ -302,6 +309,7 @@ export class LoadBalancer {
         clientIp,
         rule: decision.rule,
         ...(decision.kind !== 'fixed-response' && decision.targetGroupArn !== undefined ? { targetGroupArn: decision.targetGroupArn } : {}),
+        ...(decision.kind === 'invoke' ? { target: decision.functionArn } : {}),
         ...(decision.kind === 'forward' ? { target: decision.targetKey } : {}),
         elbStatusCode,
         ...(targetStatusCode !== undefined ? { targetStatusCode } : {}),
@@ -319,6 +327,27 @@ export class LoadBalancer {
         this.sendLoadBalancerError(res, decision.statusCode);
         log(decision.statusCode);
         return;
+      case 'invoke': {
+        const next = forwardedHeaders(req.headersDistinct, { address: clientIp, listenerPort: this.engine.listenerPort ?? this.boundPort, protocol: 'http' }, this.lbPolicy, () => traceId(this.clock()));
+        const headers = Object.fromEntries(Object.entries(next).map(([k, v]) => [k, v === undefined ? undefined : Array.isArray(v) ? v : [v]]));
+        void serveLambda(req, res, decision, {
+          headers,
+          ...(this.options.invokeLambda ? { invoke: this.options.invokeLambda } : {}),
+          fail: (r, statusCode) => this.sendLoadBalancerError(r, statusCode),
+          onError: (error) => this.options.onError?.('proxy', error),
+        })
+          .then((outcome) => {
+            this.engine.invoked(decision, outcome);
+            if (outcome.by === 'target') log(outcome.statusCode, outcome.statusCode);
+            else log(outcome.statusCode);
+          })
+          .catch((error: unknown) => {
+            this.options.onError?.('proxy', error);
+            if (!res.headersSent) this.sendLoadBalancerError(res, 502);
+            else res.destroy();
+          });
+        return;
+      }
       case 'forward':
         this.forward(req, res, decision, clientIp, (outcome) =>
           outcome.by === 'target' ? log(outcome.statusCode, outcome.statusCode) : log(outcome.statusCode),
