@@ -2,6 +2,7 @@ import { Duration, Tags } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type { Construct } from 'constructs';
+import { ALGORITHM_TAG, STICKINESS_TAG } from '../core/catalog-document';
 import { CAPABILITY_TAG, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 import type { CapabilityProps } from './capability-props';
 import type { ResolvedVariant, RoutingPolicy } from './routing-policy';
@@ -25,8 +26,10 @@ export function groupAddressing(c: CapabilityProps): { targetType: 'ip' | 'insta
  * synth (the sync Lambda registers the agents holding live leases), the capability's health
  * check, deregistration delay, slow start, algorithm and stickiness as target group attributes
  * (the algorithm always written out, so the attribute says what ALB does), tagged
- * `agent-lb:capability` with the name its agents list, and a variant's group also with the
- * capability it belongs to and its configured weight. Named by CloudFormation (names are limited
+ * `agent-lb:capability` with the name its agents list, `agent-lb:algorithm` and
+ * `agent-lb:stickiness` (what the capability catalog shows; the registry reads them with the
+ * capability tag), and a variant's group also with the capability it belongs to and its
+ * configured weight. Named by CloudFormation (names are limited
  * to 32 characters, capability names are not), so a change of type, port or protocol can
  * replace it.
  */
@@ -64,6 +67,8 @@ export function capabilityTargetGroup(
     },
   });
   Tags.of(group).add(CAPABILITY_TAG, variant?.capability ?? c.name);
+  Tags.of(group).add(ALGORITHM_TAG, policy.algorithm);
+  Tags.of(group).add(STICKINESS_TAG, stickiness?.type ?? 'off');
   if (variant) {
     Tags.of(group).add(VARIANT_OF_TAG, c.name);
     Tags.of(group).add(VARIANT_WEIGHT_TAG, String(variant.weight));

@@ -12,10 +12,12 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IDependable } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
+import { CATALOG_ATTRIBUTE_KEY, MAX_CATALOG_ATTRIBUTES } from '../core/catalog-document';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
 import { findTargetGroups, readTargetHealth } from './registry-permissions';
+import type { RegistryStateTable } from './registry-state-table';
 import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
@@ -40,6 +42,22 @@ export interface RegistrySyncCapability {
    * @default 'ip'
    */
   readonly targetType?: CapabilityTargetType;
+}
+
+/** The capability catalog as the registry functions keep it. */
+export interface RegistrySyncCatalog {
+  /** The registry state table. */
+  readonly table: RegistryStateTable;
+  /** Request header that selects a capability. */
+  readonly headerName: string;
+  /** First path segment(s) of capability paths. */
+  readonly pathPrefix: string;
+  /**
+   * Public metadata keys, at most 10: the catalog lists each capability's distinct values of them.
+   *
+   * @default - none
+   */
+  readonly attributes?: readonly string[];
 }
 
 /** Properties of a {@link RegistrySync}. */
@@ -82,6 +100,16 @@ export interface RegistrySyncProps {
    * @default - no variants
    */
   readonly variants?: RegistrySyncVariants;
+
+  /**
+   * The capability catalog the registry keeps current: its document and member index live in
+   * `table` (a {@link RegistryStateTable}), which both functions may read and write (never the
+   * agents). `headerName` and `pathPrefix` are how the catalog tells clients to ask for a
+   * capability; `attributes` the metadata keys it may show (`catalogAttributes`).
+   *
+   * @default - no catalog
+   */
+  readonly catalog?: RegistrySyncCatalog;
 
   /**
    * VPC of the target groups; its CIDR is always an allowed lease address range.
@@ -192,6 +220,16 @@ function secondsOf(d: Duration | undefined): number | undefined {
   return Token.isUnresolved(s) ? undefined : s;
 }
 
+/** `catalogAttributes`: at most 10 metadata keys, each a plain key (the catalog shows their values publicly). */
+export function checkCatalogAttributes(scope: IConstruct, keys: readonly string[]): void {
+  if (keys.length > MAX_CATALOG_ATTRIBUTES) {
+    throw new AgentLbValidationError(scope, `catalogAttributes lists ${keys.length} metadata keys; at most ${MAX_CATALOG_ATTRIBUTES} fit the functions' environment`);
+  }
+  for (const key of keys) {
+    if (!Token.isUnresolved(key) && !CATALOG_ATTRIBUTE_KEY.test(key)) throw new AgentLbValidationError(scope, `catalogAttributes: ${JSON.stringify(key)} must match ${CATALOG_ATTRIBUTE_KEY.source}`);
+  }
+}
+
 function checkRange(scope: IConstruct, what: string, value: number | undefined, min: number, max: number, unit = ''): void {
   if (value === undefined || Token.isUnresolved(value)) return;
   if (!(Number.isInteger(value) && value >= min && value <= max)) {
@@ -276,6 +314,7 @@ export class RegistrySync extends Construct {
           : [],
     });
 
+    checkCatalogAttributes(this, props.catalog?.attributes ?? []);
     const variantWeights = checkedVariantWeights(this, props);
     const discoverOn = props.loadBalancer
       ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
@@ -295,6 +334,16 @@ export class RegistrySync extends Construct {
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),
+      ...(props.catalog
+        ? {
+            catalog: {
+              tableName: props.catalog.table.tableName,
+              headerName: props.catalog.headerName,
+              pathPrefix: props.catalog.pathPrefix,
+              ...(props.catalog.attributes && props.catalog.attributes.length > 0 ? { attributes: [...props.catalog.attributes] } : {}),
+            },
+          }
+        : {}),
     };
     this.runtimeConfigJson = Stack.of(this).toJsonString(config);
     this.node.addValidation({ validate: () => lambdaEnvironmentProblems(config) });
@@ -324,6 +373,8 @@ export class RegistrySync extends Construct {
     // stream that is behind (or replayed) must neither put a dead lease in nor take a live one out.
     // UpdateItem: the `rotation` feedback (conditional on the lease token; docs/lease-contract.md).
     props.table.grant(this.syncFunction, 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem');
+    // The catalog: its member index and document, in the registry's own table.
+    props.catalog?.table.grantRegistryAccess(this.syncFunction);
 
     this.failureQueue = new sqs.Queue(this, 'SyncFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -359,6 +410,7 @@ export class RegistrySync extends Construct {
     if (variantWeights) for (const s of guardVariantRules(props.variants!.rules)) this.reconcileFunction.addToRolePolicy(s);
     props.table.grantReadData(this.reconcileFunction);
     props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
+    props.catalog?.table.grantRegistryAccess(this.reconcileFunction);
 
     this.reconcileSchedule = new events.Rule(this, 'ReconcileSchedule', {
       description: 'agent-lb: runs the reconcile Lambda',

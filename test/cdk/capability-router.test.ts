@@ -28,7 +28,12 @@ describe('CapabilityRouter target groups', () => {
       UnhealthyThresholdCount: 2,
       Matcher: { HttpCode: '200' },
       TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '30' }]),
-      Tags: [{ Key: 'agent-lb:capability', Value: 'vision' }],
+      // The catalog reads the policy tags with the capability tag (CDK sorts tags by key).
+      Tags: [
+        { Key: 'agent-lb:algorithm', Value: 'least_outstanding_requests' },
+        { Key: 'agent-lb:capability', Value: 'vision' },
+        { Key: 'agent-lb:stickiness', Value: 'off' },
+      ],
     });
     expect(Object.keys(router.targetGroups)).toEqual(['vision', 'speech']);
   });

@@ -34,10 +34,11 @@ describe('the template local mode provisions', () => {
   it("comes from the given app's cdk.json: its stack name, capabilities and settings", () => {
     const { stackName, template } = synthesizeTemplate({ cdkJsonPath: join(dir, 'cdk.json') });
     expect(stackName).toBe('MyAgents');
-    const groups = Object.values(template.Resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::TargetGroup');
-    expect(groups.map((g) => [g.Properties?.Tags, g.Properties?.TargetType, g.Properties?.Port])).toEqual([
-      [[{ Key: 'agent-lb:capability', Value: 'ocr' }], 'ip', 9000],
-      [[{ Key: 'agent-lb:capability', Value: 'translate' }], 'instance', 80],
+    const groups = Object.values(template.Resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::TargetGroup' && r.Properties?.TargetType !== 'lambda');
+    const capabilityOf = (tags: unknown) => (tags as { Key: string; Value: string }[]).find((t) => t.Key === 'agent-lb:capability')?.Value;
+    expect(groups.map((g) => [capabilityOf(g.Properties?.Tags), g.Properties?.TargetType, g.Properties?.Port])).toEqual([
+      ['ocr', 'ip', 9000],
+      ['translate', 'instance', 80],
     ]);
     const headers = Object.values(template.Resources)
       .filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::ListenerRule')
