@@ -79,6 +79,12 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const plan = planStreamBatch(records, deps.policy, deps.routing);
   const memory = deps.memory ?? newSyncMemory();
   const now = deps.now ?? Date.now;
+  // A separate step, beside the routing work rather than after it, so it never delays a
+  // registration: what the batch changed, as the catalog and trusted discovery see it. It reads
+  // the changed leases as they are now; the rotation writes below come back as records of their own.
+  const catalogStep = deps.catalog
+    ? updateCatalogForLeases({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, catalogChanges(records, plan.kinds, deps.routing))
+    : Promise.resolve(NO_CATALOG_CHANGE);
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {
@@ -159,10 +165,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing), planRestoredRotation(records, deps.policy, deps.routing)),
   );
 
-  // Last, and separate: what the batch changed, as the catalog and trusted discovery see it.
-  const catalog = deps.catalog
-    ? await updateCatalogForLeases({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, catalogChanges(records, plan.kinds, deps.routing))
-    : NO_CATALOG_CHANGE;
+  const catalog = await catalogStep;
 
   const kinds = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
   for (const kind of plan.kinds) kinds[kind]++;
