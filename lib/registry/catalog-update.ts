@@ -10,6 +10,8 @@ import { RegistryStateStore } from '../aws/registry-state-store';
 
 /** Member index writes made at once. */
 export const MEMBER_WRITES_AT_A_TIME = 16;
+/** Groups a reconcile pass reads at once (one Query each). */
+const GROUPS_AT_A_TIME = 8;
 /** Times a document write is tried again after another writer published first (each time recounted). */
 const PUBLISH_ATTEMPTS = 3;
 
@@ -146,12 +148,13 @@ export async function repairCatalog(deps: CatalogDeps, scanItems: readonly RawIt
     const wanted = membersByGroup(scanItems, deps.policy, deps.routing, Math.floor(scanReadAt / 1000));
     const indexed = new Map<string, IndexedGroup>();
     const drifted = new Map<string, Set<string>>();
-    for (const group of Object.keys(deps.routing.capabilities)) {
-      const read = await deps.state.queryMembers(group);
+    const groups = Object.keys(deps.routing.capabilities);
+    const reads = await mapLimit(groups, GROUPS_AT_A_TIME, (group) => deps.state.queryMembers(group));
+    groups.forEach((group, i) => {
       tally.groupsCounted++;
-      indexed.set(group, read);
-      for (const target of indexDrift(wanted.get(group)!, read, scanReadAt)) drifted.set(target, (drifted.get(target) ?? new Set()).add(group));
-    }
+      indexed.set(group, reads[i]);
+      for (const target of indexDrift(wanted.get(group)!, reads[i], scanReadAt)) drifted.set(target, (drifted.get(target) ?? new Set()).add(group));
+    });
     if (drifted.size > 0) {
       // The scan is a few hundred milliseconds old by now: judge each drifted lease by a fresh read.
       const readAt = now();
