@@ -10,7 +10,8 @@ import { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
 import { acknowledgeRegistryFindings } from './nag-suppressions';
 import { CapabilityCatalog, CapabilityCatalogProps } from './capability-catalog';
 import { RegistryStateTable } from './registry-state-table';
-import { checkCatalogAttributes, RegistrySync, RegistrySyncProps } from './registry-sync';
+import { checkCatalogAttributes } from './registry-catalog';
+import { RegistrySync, RegistrySyncProps } from './registry-sync';
 import { AgentLbValidationError } from './validation-error';
 import type { RulePriorityRange } from './rule-priorities';
 

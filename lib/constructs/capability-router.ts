@@ -3,7 +3,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { Construct } from 'constructs';
 import type { CapabilityProps, CapabilityTargetType, LoadBalancingAlgorithm } from './capability-props';
-import { addCapabilityRules } from './capability-rules';
+import { addCapabilityRules, addCatalogRule } from './capability-rules';
 import { capabilityTargetGroup, groupAddressing } from './capability-target-group';
 import { validateCapability } from './capability-validation';
 import { CATALOG_COST, loadBalancerBudget, ruleOverrunMessage, targetGroupOverrunMessage } from './load-balancer-budget';
@@ -313,12 +313,7 @@ export class CapabilityRouter extends Construct {
       if (added.pins.length > 0) weightedRules.push(added.header, added.path);
     });
     if (props.catalogTargetGroup !== undefined && catalogSlot !== undefined) {
-      this.catalogRule = new elbv2.ApplicationListenerRule(this, 'CatalogRule', {
-        listener: props.listener,
-        priority: pathRulePriority(this.layout, catalogSlot),
-        conditions: [elbv2.ListenerCondition.pathPatterns([`/${this.pathPrefix}`]), elbv2.ListenerCondition.httpRequestMethods(['GET', 'HEAD'])],
-        action: elbv2.ListenerAction.forward([props.catalogTargetGroup]),
-      });
+      this.catalogRule = addCatalogRule(this, props.listener, pathRulePriority(this.layout, catalogSlot), this.pathPrefix, props.catalogTargetGroup);
       rules.push(this.catalogRule);
     }
     this.routes = routes;

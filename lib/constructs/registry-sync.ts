@@ -12,12 +12,11 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IDependable } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
-import { CATALOG_ATTRIBUTE_KEY, MAX_CATALOG_ATTRIBUTES } from '../core/catalog-document';
 import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
 import { findTargetGroups, readTargetHealth } from './registry-permissions';
-import type { RegistryStateTable } from './registry-state-table';
+import { catalogSettingsJson, checkCatalogAttributes, RegistrySyncCatalog } from './registry-catalog';
 import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
@@ -30,6 +29,7 @@ export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '..
 export { CONFIG_ENV } from '../core/runtime-config';
 export type { AgentLbRuntimeConfigJson } from './lambda-environment';
 export type { RegistrySyncVariants } from './registry-variants';
+export type { RegistrySyncCatalog } from './registry-catalog';
 
 /** The target group a capability's agents are registered in. */
 export interface RegistrySyncCapability {
@@ -42,22 +42,6 @@ export interface RegistrySyncCapability {
    * @default 'ip'
    */
   readonly targetType?: CapabilityTargetType;
-}
-
-/** The capability catalog as the registry functions keep it. */
-export interface RegistrySyncCatalog {
-  /** The registry state table. */
-  readonly table: RegistryStateTable;
-  /** Request header that selects a capability. */
-  readonly headerName: string;
-  /** First path segment(s) of capability paths. */
-  readonly pathPrefix: string;
-  /**
-   * Public metadata keys, at most 10: the catalog lists each capability's distinct values of them.
-   *
-   * @default - none
-   */
-  readonly attributes?: readonly string[];
 }
 
 /** Properties of a {@link RegistrySync}. */
@@ -220,16 +204,6 @@ function secondsOf(d: Duration | undefined): number | undefined {
   return Token.isUnresolved(s) ? undefined : s;
 }
 
-/** `catalogAttributes`: at most 10 metadata keys, each a plain key (the catalog shows their values publicly). */
-export function checkCatalogAttributes(scope: IConstruct, keys: readonly string[]): void {
-  if (keys.length > MAX_CATALOG_ATTRIBUTES) {
-    throw new AgentLbValidationError(scope, `catalogAttributes lists ${keys.length} metadata keys; at most ${MAX_CATALOG_ATTRIBUTES} fit the functions' environment`);
-  }
-  for (const key of keys) {
-    if (!Token.isUnresolved(key) && !CATALOG_ATTRIBUTE_KEY.test(key)) throw new AgentLbValidationError(scope, `catalogAttributes: ${JSON.stringify(key)} must match ${CATALOG_ATTRIBUTE_KEY.source}`);
-  }
-}
-
 function checkRange(scope: IConstruct, what: string, value: number | undefined, min: number, max: number, unit = ''): void {
   if (value === undefined || Token.isUnresolved(value)) return;
   if (!(Number.isInteger(value) && value >= min && value <= max)) {
@@ -334,16 +308,7 @@ export class RegistrySync extends Construct {
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),
-      ...(props.catalog
-        ? {
-            catalog: {
-              tableName: props.catalog.table.tableName,
-              headerName: props.catalog.headerName,
-              pathPrefix: props.catalog.pathPrefix,
-              ...(props.catalog.attributes && props.catalog.attributes.length > 0 ? { attributes: [...props.catalog.attributes] } : {}),
-            },
-          }
-        : {}),
+      ...(props.catalog ? { catalog: catalogSettingsJson(props.catalog) } : {}),
     };
     this.runtimeConfigJson = Stack.of(this).toJsonString(config);
     this.node.addValidation({ validate: () => lambdaEnvironmentProblems(config) });
