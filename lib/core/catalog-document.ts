@@ -122,7 +122,18 @@ function distinctSorted(values: Iterable<string>): string[] {
   return [...new Set(values)].sort(byCodeUnit).slice(0, MAX_ATTRIBUTE_VALUES);
 }
 
-/** One group's members counted by the state their lease reports, and the public metadata of those in rotation. */
+/**
+ * Whether a metadata value names its own agent: holds its address (so its `address:port` too) or
+ * is its agent id (or holds one of 8 characters or more). The catalog never shows such a value,
+ * whatever key an agent puts it under: the endpoint may face the internet, and a key declared
+ * public for model names must not become a way to publish where agents are.
+ */
+export function namesItsAgent(text: string, member: Pick<CatalogMember, 'address' | 'agentId'>): boolean {
+  if (member.address !== '' && text.includes(member.address)) return true;
+  return text === member.agentId || (member.agentId.length >= 8 && text.includes(member.agentId));
+}
+
+/** One group's members counted by the state their lease reports, and the public metadata of those in rotation (never a value that names its agent). */
 export function summarizeGroup(members: readonly CatalogMember[], publicKeys: readonly string[]): GroupSummary {
   const t = { ...NO_TARGETS };
   const values = new Map<string, string[]>(publicKeys.map((k) => [k, []]));
@@ -135,7 +146,7 @@ export function summarizeGroup(members: readonly CatalogMember[], publicKeys: re
     else if (m.state === 'unhealthy') t.unhealthy++;
     for (const key of publicKeys) {
       const text = m.metadata && Object.hasOwn(m.metadata, key) ? attributeText(m.metadata[key]) : undefined;
-      if (text !== undefined) values.get(key)!.push(text);
+      if (text !== undefined && !namesItsAgent(text, m)) values.get(key)!.push(text);
     }
   }
   return { targets: t, attributes: Object.fromEntries([...values].map(([k, v]) => [k, distinctSorted(v)])) };

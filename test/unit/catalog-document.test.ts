@@ -11,6 +11,7 @@ import {
   MAX_ATTRIBUTE_VALUE_CHARS,
   MAX_ATTRIBUTE_VALUES,
   mergeCatalogCapabilities,
+  namesItsAgent,
   nextCatalog,
   parseCatalog,
   summarizeGroup,
@@ -117,11 +118,33 @@ describe('buildCatalogCapability: one entry from its groups, with variants and r
     expect(buildCatalogCapability(config, 'speech', () => undefined).policy).toEqual({ algorithm: 'round_robin', stickiness: 'lb_cookie' });
   });
 
+  it.each<[string, string, boolean]>([
+    ['a model name', 'large', false],
+    ['its address', '10.9.8.7', true],
+    ['its address:port', '10.9.8.7:4321', true],
+    ['a URL of it', 'http://10.9.8.7:4321/v1', true],
+    ['its agent id', 'agent-10.9.8.7:4321', true],
+    ['a text holding its agent id (8 characters or more)', 'host agent-10.9.8.7:4321 in rack 3', true],
+    ['another address', '10.9.8.8', false],
+  ])('leaves out a public value that names its agent: %s', (_, value, named) => {
+    const members = [member('10.9.8.7:4321', 'healthy', { model: value })];
+    expect(summarizeGroup(members, ['model']).attributes.model).toEqual(named ? [] : [value]);
+  });
+
+  it('compares a short agent id whole, so it does not hide values that merely contain it', () => {
+    expect(namesItsAgent('a1-large', { address: '10.0.0.1', agentId: 'a1' })).toBe(false);
+    expect(namesItsAgent('a1', { address: '10.0.0.1', agentId: 'a1' })).toBe(true);
+  });
+
   it('never carries an address, a port, an agent id or a token', () => {
     const members = [member('10.9.8.7:4321', 'healthy', { model: 'large' })];
     const doc = formatCatalog({ revision: 1, generatedAt: 5, capabilities: [buildCatalogCapability(config, 'vision', (g) => (g === 'vision' ? summarizeGroup(members, config.attributes) : undefined))] });
     for (const secret of ['10.9.8.7', '4321', 'agent-', 'leaseToken']) expect(doc).not.toContain(secret);
     expect(doc).toContain('large');
+    // Not even when an agent writes them into a public key.
+    const leaky = [member('10.9.8.7:4321', 'healthy', { model: '10.9.8.7:4321' }), member('10.9.8.6:4321', 'healthy', { model: 'agent-10.9.8.6:4321' })];
+    const leakyDoc = formatCatalog({ revision: 1, generatedAt: 5, capabilities: [buildCatalogCapability(config, 'vision', (g) => (g === 'vision' ? summarizeGroup(leaky, config.attributes) : undefined))] });
+    for (const secret of ['10.9.8', '4321', 'agent-']) expect(leakyDoc).not.toContain(secret);
   });
 });
 
