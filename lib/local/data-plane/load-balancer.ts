@@ -8,7 +8,7 @@ import { ConfigError, PortUnavailableError } from '../../core/errors';
 import { LOOPBACK } from '../emulators/free-port';
 import { DataPlaneEngine, ForwardOutcome, HealthCheckJob } from './data-plane-engine';
 import { DataPlaneMetrics } from './data-plane-metrics';
-import { clientAddress, forwardedHeaders, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
+import { ALB_HEADER_LIMITS, clientAddress, forwardedHeaders, headerLimitExceeded, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
 import { probeTarget, RunningCheck } from './health-prober';
 import { serveLambda } from './lambda-invocation';
 import type { LambdaInvoker } from './lambda-target';
@@ -129,7 +129,18 @@ export class LoadBalancer {
       ...(options.random !== undefined ? { random: options.random } : {}),
       ...(options.resolveTarget !== undefined ? { resolveTarget: options.resolveTarget } : {}),
     });
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    // Node's parser stops at 16 KB of header by default and answers 431 itself; ALB takes 64 KB
+    // (16 KB a line) and answers what is over with its own 400. Node's limit is set above ALB's,
+    // so serve() judges by ALB's quotas; what is over even that gets the same 400.
+    this.server = http.createServer({ maxHeaderSize: ALB_HEADER_LIMITS.requestHeader + ALB_HEADER_LIMITS.requestLine + 1024 }, (req, res) => this.handle(req, res));
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      if (error.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const page = loadBalancerErrorPage(400);
+      socket.end(`HTTP/1.1 400 Bad Request\r\nServer: ${LOAD_BALANCER_SERVER}\r\nContent-Type: ${page.contentType}\r\nContent-Length: ${Buffer.byteLength(page.body)}\r\nConnection: close\r\n\r\n${page.body}`);
+    });
     this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
     this.proxy.on('error', (error) => options.onError?.('proxy', error));
     this.proxy.on('proxyRes', (proxyRes, req) => this.onProxyRes(proxyRes, req));
@@ -300,6 +311,11 @@ export class LoadBalancer {
   private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
     const started = this.clock();
     const clientIp = clientAddress(req.socket.remoteAddress);
+    if (headerLimitExceeded(req.method ?? 'GET', req.url ?? '/', req.rawHeaders) !== undefined) {
+      this.sendLoadBalancerError(res, 400);
+      this.options.onAccessLog?.({ time: started, method: req.method ?? 'GET', url: (req.url ?? '/').slice(0, 256), clientIp, rule: { priority: '-' }, elbStatusCode: 400, durationMs: this.clock() - started });
+      return;
+    }
     const decision = this.engine.route({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct, sourceIp: clientIp }, started);
     const log = (elbStatusCode: number, targetStatusCode?: number) =>
       this.options.onAccessLog?.({
