@@ -114,6 +114,7 @@ describe('the capability catalog on the load balancer (GET /agents)', () => {
       Tags: [
         { Key: 'agent-lb:algorithm', Value: 'least_outstanding_requests' },
         { Key: 'agent-lb:capability', Value: 'vision-canary' },
+        { Key: 'agent-lb:max-request-seconds', Value: '300' },
         { Key: 'agent-lb:stickiness', Value: 'off' },
         { Key: 'agent-lb:variant-of', Value: 'vision' },
         { Key: 'agent-lb:variant-weight', Value: '10' },
