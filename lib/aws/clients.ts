@@ -1,4 +1,3 @@
-import { EC2Client, EC2ClientConfig } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client, ElasticLoadBalancingV2ClientConfig } from '@aws-sdk/client-elastic-load-balancing-v2';
 
 /**
@@ -13,13 +12,4 @@ import { ElasticLoadBalancingV2Client, ElasticLoadBalancingV2ClientConfig } from
  */
 export function createElbClient(config: ElasticLoadBalancingV2ClientConfig = {}): ElasticLoadBalancingV2Client {
   return new ElasticLoadBalancingV2Client({ retryMode: 'standard', maxAttempts: 6, ...config });
-}
-
-/**
- * EC2 clients for admission (DescribeNetworkInterfaces, DescribeInstances): the same standard
- * retry mode, fewer attempts. Every lookup runs under a deadline (EC2_LOOKUP_DEADLINE_MS); past
- * it the registrations it was for wait for the batch's retry or the next pass.
- */
-export function createEc2Client(config: EC2ClientConfig = {}): EC2Client {
-  return new EC2Client({ retryMode: 'standard', maxAttempts: 4, ...config });
 }

@@ -1,4 +1,4 @@
-import { DescribeInstancesCommand, DescribeNetworkInterfacesCommand, EC2Client, Filter } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, DescribeNetworkInterfacesCommand, EC2Client, EC2ClientConfig, Filter } from '@aws-sdk/client-ec2';
 import { isIP } from 'node:net';
 import type { HolderFacts } from '../core/admission';
 import { Ec2LookupError } from '../core/errors';
@@ -11,6 +11,17 @@ import { isTransient, untilAborted } from './elb-targets';
  * ids; chunked, paginated, under a deadline, errors mapped to {@link Ec2LookupError}. Retries of
  * throttling (`RequestLimitExceeded`) and 5xx are the SDK's (createEc2Client).
  */
+
+/**
+ * EC2 clients for admission (here, not in clients.ts: @aws-sdk/client-ec2 is a local-mode package
+ * an SDK-only install leaves out, and the CLI loads clients.ts; the handlers are bundled with it)
+ * (DescribeNetworkInterfaces, DescribeInstances): the standard
+ * retry mode, fewer attempts. Every lookup runs under a deadline (EC2_LOOKUP_DEADLINE_MS); past
+ * it the registrations it was for wait for the batch's retry or the next pass.
+ */
+export function createEc2Client(config: EC2ClientConfig = {}): EC2Client {
+  return new EC2Client({ retryMode: 'standard', maxAttempts: 4, ...config });
+}
 
 /** Filter values one call carries at most (EC2 caps the values of a request's filters); more addresses take more calls. */
 export const MAX_ADDRESSES_PER_CALL = 200;

@@ -3,7 +3,10 @@ import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balan
 import { Deployment } from '../core/deployment';
 import { ConfigError } from '../core/errors';
 import { createElbClient } from './clients';
-import { capabilityTags } from './target-groups';
+import { capabilitiesFromTags, maxRequestSecondsFromTags, tagsOf } from './target-groups';
+
+/** Logical id of the registry state table: its construct id under AgentLb is `RegistryState`. */
+const REGISTRY_TABLE_ID = /RegistryState/;
 
 /** CloudFormation client as the CLI uses it: the SDK's standard retries, a few more attempts than its default. */
 export function createCloudFormationClient(config: CloudFormationClientConfig = {}): CloudFormationClient {
@@ -13,7 +16,7 @@ export function createCloudFormationClient(config: CloudFormationClientConfig = 
 /**
  * Finds a stack's lease table and each capability's target group from its resources (outputs are
  * not needed): the table is the stack's DynamoDB table, the groups are its target groups by their
- * `agent-lb:capability` tag. A missing stack surfaces as the SDK's error (the CLI names it).
+ * `agent-lb:capability` tag, each with its longest request from `agent-lb:max-request-seconds`. A missing stack surfaces as the SDK's error (the CLI names it).
  * @throws ConfigError when the stack has no lease table, or two groups carry one capability
  */
 export async function describeStack(
@@ -31,16 +34,23 @@ export async function describeStack(
       cfn.send(new DescribeStacksCommand({ StackName: stackName })),
     ]);
     const physical = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
-    const [tableName] = physical('AWS::DynamoDB::Table');
+    // The registry state table is the one of construct id `RegistryState` (AgentLb's); the lease table is the other.
+    const tables = StackResources.filter((r) => r.ResourceType === 'AWS::DynamoDB::Table');
+    const registryTableName = tables.find((r) => REGISTRY_TABLE_ID.test(r.LogicalResourceId ?? ''))?.PhysicalResourceId;
+    const tableName = tables.find((r) => !REGISTRY_TABLE_ID.test(r.LogicalResourceId ?? ''))?.PhysicalResourceId;
     if (!tableName) throw new ConfigError(`stack ${stackName} has no lease table`);
-    const targetGroups = await capabilityTags(elb, physical('AWS::ElasticLoadBalancingV2::TargetGroup'), `stack ${stackName}`);
+    const tags = await tagsOf(elb, physical('AWS::ElasticLoadBalancingV2::TargetGroup'));
+    const targetGroups = capabilitiesFromTags(tags, `stack ${stackName}`);
+    const maxRequestSeconds = maxRequestSecondsFromTags(tags, targetGroups);
     const [loadBalancerArn] = physical('AWS::ElasticLoadBalancingV2::LoadBalancer');
     const [listenerArn] = physical('AWS::ElasticLoadBalancingV2::Listener');
     return {
       region,
       ...(endpoint ? { dynamodbEndpoint: endpoint, elbv2Endpoint: endpoint } : {}),
       tableName,
+      ...(registryTableName ? { registryTableName } : {}),
       targetGroups,
+      ...(Object.keys(maxRequestSeconds).length > 0 ? { maxRequestSeconds } : {}),
       ...(loadBalancerArn ? { loadBalancerArn } : {}),
       ...(listenerArn ? { listenerArn } : {}),
     };

@@ -5,8 +5,9 @@ import {
   ElasticLoadBalancingV2Client,
   TargetGroup,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { TaggedGroup } from '../core/catalog-document';
 import { ConfigError } from '../core/errors';
-import { CAPABILITY_TAG, CapabilityRoute, TargetType, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
+import { CAPABILITY_TAG, CapabilityRoute, MAX_REQUEST_SECONDS_TAG, TargetType, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 
 /**
  * The one place agent-lb finds target groups on ELB: by the `agent-lb:capability` tag the stack
@@ -31,6 +32,36 @@ function targetTypeOf(group: TargetGroup): TargetType {
   return group.TargetType === 'instance' ? 'instance' : 'ip';
 }
 
+/** Every tag of each group among `arns` (DescribeTags, 20 groups per call), by group ARN. */
+export async function tagsOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Map<string, Readonly<Record<string, string>>>> {
+  const out = new Map<string, Readonly<Record<string, string>>>();
+  for (let i = 0; i < arns.length; i += TAGS_PER_CALL) {
+    const { TagDescriptions = [] } = await client.send(new DescribeTagsCommand({ ResourceArns: arns.slice(i, i + TAGS_PER_CALL) }));
+    for (const d of TagDescriptions) {
+      if (d.ResourceArn) out.set(d.ResourceArn, Object.fromEntries((d.Tags ?? []).flatMap((t) => (t.Key !== undefined ? [[t.Key, t.Value ?? '']] : []))));
+    }
+  }
+  return out;
+}
+
+/**
+ * Capability → target group ARN for the groups tagged `agent-lb:capability` in `tags` (those of
+ * `wanted` only, when given). `where` names the groups' owner in the error.
+ * @throws ConfigError when two groups carry one capability
+ */
+export function capabilitiesFromTags(tags: ReadonlyMap<string, Readonly<Record<string, string>>>, where: string, wanted?: ReadonlySet<string>): Record<string, string> {
+  const found: Record<string, string> = {};
+  for (const [arn, groupTags] of tags) {
+    const capability = groupTags[CAPABILITY_TAG];
+    if (!capability || (wanted && !wanted.has(capability))) continue;
+    if (Object.hasOwn(found, capability)) {
+      throw new ConfigError(`${where} routes to two target groups tagged ${CAPABILITY_TAG}=${capability}: ${found[capability]} and ${arn}`);
+    }
+    found[capability] = arn;
+  }
+  return found;
+}
+
 /**
  * Capability → target group ARN for the groups among `arns` tagged `agent-lb:capability`
  * (those of `wanted` only, when given). `where` names the groups' owner in the error.
@@ -42,19 +73,29 @@ export async function capabilityTags(
   where: string,
   wanted?: ReadonlySet<string>,
 ): Promise<Record<string, string>> {
-  const found: Record<string, string> = {};
-  for (let i = 0; i < arns.length; i += TAGS_PER_CALL) {
-    const { TagDescriptions = [] } = await client.send(new DescribeTagsCommand({ ResourceArns: arns.slice(i, i + TAGS_PER_CALL) }));
-    for (const d of TagDescriptions) {
-      const capability = d.Tags?.find((t) => t.Key === CAPABILITY_TAG)?.Value;
-      if (!capability || (wanted && !wanted.has(capability)) || !d.ResourceArn) continue;
-      if (Object.hasOwn(found, capability)) {
-        throw new ConfigError(`${where} routes to two target groups tagged ${CAPABILITY_TAG}=${capability}: ${found[capability]} and ${d.ResourceArn}`);
-      }
-      found[capability] = d.ResourceArn;
-    }
+  return capabilitiesFromTags(await tagsOf(client, arns), where, wanted);
+}
+
+/** Like {@link capabilityTags}, with every tag of each group (the catalog reads its policy tags from the same call). */
+async function taggedCapabilityGroups(
+  client: ElasticLoadBalancingV2Client,
+  arns: readonly string[],
+  where: string,
+  wanted?: ReadonlySet<string>,
+): Promise<Record<string, { arn: string; tags: Record<string, string> }>> {
+  const tags = await tagsOf(client, arns);
+  const capabilities = capabilitiesFromTags(tags, where, wanted);
+  return Object.fromEntries(Object.entries(capabilities).map(([capability, arn]) => [capability, { arn, tags: { ...tags.get(arn) } }]));
+}
+
+/** Capability → its longest request in seconds, from the `agent-lb:max-request-seconds` tag of its group (groups without it are left out). */
+export function maxRequestSecondsFromTags(tags: ReadonlyMap<string, Readonly<Record<string, string>>>, capabilities: Readonly<Record<string, string>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [capability, arn] of Object.entries(capabilities)) {
+    const seconds = Number(tags.get(arn)?.[MAX_REQUEST_SECONDS_TAG]);
+    if (seconds > 0) out[capability] = seconds;
   }
-  return found;
+  return out;
 }
 
 /**
@@ -68,6 +109,15 @@ export async function discoverTargetGroups(
   loadBalancerArn: string,
   capabilities: readonly string[],
 ): Promise<Record<string, CapabilityRoute>> {
+  return (await discoverCapabilityGroups(client, loadBalancerArn, capabilities)).routes;
+}
+
+/** {@link discoverTargetGroups}, with each group's tags (its routing policy and variant tags, for the catalog), from the same calls. */
+export async function discoverCapabilityGroups(
+  client: ElasticLoadBalancingV2Client,
+  loadBalancerArn: string,
+  capabilities: readonly string[],
+): Promise<{ routes: Record<string, CapabilityRoute>; tagged: TaggedGroup[] }> {
   const groups = new Map<string, CapabilityRoute>();
   let marker: string | undefined;
   do {
@@ -76,9 +126,9 @@ export async function discoverTargetGroups(
     marker = page.NextMarker;
   } while (marker);
 
-  const tagged = await capabilityTags(client, [...groups.keys()], `load balancer ${loadBalancerArn}`, new Set(capabilities));
+  const tagged = await taggedCapabilityGroups(client, [...groups.keys()], `load balancer ${loadBalancerArn}`, new Set(capabilities));
   const found: Record<string, CapabilityRoute> = {};
-  for (const [capability, arn] of Object.entries(tagged)) found[capability] = groups.get(arn)!;
+  for (const [capability, g] of Object.entries(tagged)) found[capability] = groups.get(g.arn)!;
   const missing = capabilities.filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) {
     throw new ConfigError(
@@ -86,7 +136,7 @@ export async function discoverTargetGroups(
         `(${groups.size} target groups seen); are its listener rules deployed?`,
     );
   }
-  return found;
+  return { routes: found, tagged: Object.entries(tagged).map(([capability, g]) => ({ capability, tags: g.tags })) };
 }
 
 /**
@@ -147,3 +197,4 @@ export async function variantTagsOf(client: ElasticLoadBalancingV2Client, arns: 
   }
   return out;
 }
+

@@ -1,8 +1,9 @@
-import { tableCell } from '../core/untrusted-text';
+import type { DiscoveredAgent } from '../core/agent-discovery';
+import { quoteUntrusted, tableCell } from '../core/untrusted-text';
 import type { CapabilityWeight, FleetStatus, LeaseRow } from '../registry/fleet-status';
 
 /**
- * The tables `agent-lb status` and `agent-lb leases` print (their `--json` prints the query's
+ * The tables `agent-lb status`, `agent-lb leases` and `agent-lb agents` print (their `--json` prints the query's
  * result as is). Every cell goes through `tableCell` (lib/core/untrusted-text.ts), which the live
  * view uses too: lease attributes are written by whoever holds the agent grant, and a cell must
  * neither drive the terminal nor forge a row nor widen the table without bound.
@@ -64,4 +65,15 @@ export function renderLeases(rows: readonly LeaseRow[]): string {
   const out = columns(table);
   for (const r of rows) for (const p of r.problems ?? []) out.push(`  ! ${tableCell(`${r.target}: ${p}`, MAX_PROBLEM_CHARS)}`);
   return out.join('\n');
+}
+
+/** `agent-lb agents`: one line per agent; its id and metadata are written by whoever holds its lease, so they are quoted. */
+export function renderAgents(agents: readonly DiscoveredAgent[], now: number = Date.now()): string {
+  if (agents.length === 0) return 'no agents match';
+  const table = [['ADDRESS', 'PORT', 'STATE', 'FOR', 'STATUS', 'AGENT', 'METADATA']];
+  for (const a of agents) {
+    const age = a.since === undefined ? '-' : formatAge((now - a.since) / 1000);
+    table.push([a.address, String(a.port), a.state ?? 'unreported', age, a.status, quoteUntrusted(a.agentId), Object.keys(a.metadata).length > 0 ? quoteUntrusted(a.metadata) : '-']);
+  }
+  return columns(table).join('\n');
 }

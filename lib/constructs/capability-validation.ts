@@ -5,6 +5,7 @@ import { portRangeProblem } from '../core/port-ranges';
 
 /** Ports or ranges one capability may list: each becomes security group rules, and a group holds 60. */
 export const MAX_PORT_ENTRIES = 10;
+import { maxRequestDurationProblem } from '../core/request-duration';
 import type { CapabilityProps } from './capability-props';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
@@ -60,6 +61,9 @@ export function validateCapability(scope: IConstruct, c: CapabilityProps, index:
   if (dereg !== undefined && !(Number.isInteger(dereg) && dereg >= 0 && dereg <= 3600)) {
     throw new AgentLbValidationError(scope, `${where}: deregistration delay ${dereg} seconds is out of range 0–3600 seconds`);
   }
+  const maxRequest = c.maxRequestDuration && seconds(c.maxRequestDuration);
+  const maxRequestProblem = maxRequest !== undefined ? maxRequestDurationProblem(maxRequest) : undefined;
+  if (maxRequestProblem !== undefined) throw new AgentLbValidationError(scope, `${where}: maxRequestDuration ${maxRequestProblem}`);
   const slow = c.slowStart && seconds(c.slowStart);
   if (slow !== undefined && slow !== 0 && !(Number.isInteger(slow) && slow >= 30 && slow <= 900)) {
     throw new AgentLbValidationError(scope, `${where}: slow start ${slow} seconds must be 0 (off) or in 30–900 seconds`);

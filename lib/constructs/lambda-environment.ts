@@ -26,6 +26,7 @@ export function lambdaEnvironmentProblems(config: AgentLbRuntimeConfigJson): str
     ...(config.vpcCidrs ? { vpcCidrs: config.vpcCidrs.map((c) => (Token.isUnresolved(c) ? 'x'.repeat(18) : c)) } : {}),
     // A security group id is 20 characters, a VPC id 21.
     ...(config.admission ? { admission: JSON.parse(JSON.stringify(config.admission).replace(/\$\{Token\[[^\]]+\]\}/g, 'x'.repeat(20))) } : {}),
+    ...(config.catalog ? { catalog: { ...config.catalog, tableName: Token.isUnresolved(config.catalog.tableName) ? 'x'.repeat(100) : config.catalog.tableName } } : {}),
   });
   const others = `${CONFIG_ENV}POWERTOOLS_SERVICE_NAME${RECONCILE_SERVICE_NAME}POWERTOOLS_METRICS_NAMESPACE${METRICS_NAMESPACE}POWERTOOLS_LOG_LEVELINFONODE_OPTIONS--enable-source-maps`;
   const total = estimate.length + others.length;

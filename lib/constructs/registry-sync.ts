@@ -17,6 +17,7 @@ import { formatPortRanges, portRangeProblem } from '../core/port-ranges';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
 import { describeAgentInterfaces, findTargetGroups, readTargetGroupPorts, readTargetHealth } from './registry-permissions';
+import { catalogSettingsJson, checkCatalogAttributes, RegistrySyncCatalog } from './registry-catalog';
 import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import {
@@ -38,6 +39,7 @@ export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '..
 export { CONFIG_ENV } from '../core/runtime-config';
 export type { AgentLbRuntimeConfigJson } from './lambda-environment';
 export type { RegistrySyncVariants } from './registry-variants';
+export type { RegistrySyncCatalog } from './registry-catalog';
 
 /** The target group a capability's agents are registered in. */
 export interface RegistrySyncCapability {
@@ -120,6 +122,16 @@ export interface RegistrySyncProps {
    * @default - no variants
    */
   readonly variants?: RegistrySyncVariants;
+
+  /**
+   * The capability catalog the registry keeps current: its document and member index live in
+   * `table` (a {@link RegistryStateTable}), which both functions may read and write (never the
+   * agents). `headerName` and `pathPrefix` are how the catalog tells clients to ask for a
+   * capability; `attributes` the metadata keys it may show (`catalogAttributes`).
+   *
+   * @default - no catalog
+   */
+  readonly catalog?: RegistrySyncCatalog;
 
   /**
    * VPC of the target groups: its CIDR is the range IP leases may register from, and with
@@ -359,6 +371,7 @@ export class RegistrySync extends Construct {
           : [],
     });
 
+    checkCatalogAttributes(this, props.catalog?.attributes ?? []);
     const variantWeights = checkedVariantWeights(this, props);
     const discoverOn = props.loadBalancer
       ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
@@ -399,6 +412,7 @@ export class RegistrySync extends Construct {
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),
+      ...(props.catalog ? { catalog: catalogSettingsJson(props.catalog) } : {}),
     };
     this.runtimeConfigJson = Stack.of(this).toJsonString(config);
     this.node.addValidation({ validate: () => lambdaEnvironmentProblems(config) });
@@ -432,6 +446,8 @@ export class RegistrySync extends Construct {
     // stream that is behind (or replayed) must neither put a dead lease in nor take a live one out.
     // UpdateItem: the `rotation` feedback (conditional on the lease token; docs/lease-contract.md).
     props.table.grant(this.syncFunction, 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem');
+    // The catalog: its member index and document, in the registry's own table.
+    props.catalog?.table.grantRegistryAccess(this.syncFunction);
 
     this.failureQueue = new sqs.Queue(this, 'SyncFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -468,6 +484,7 @@ export class RegistrySync extends Construct {
     if (variantWeights) for (const s of guardVariantRules(props.variants!.rules)) this.reconcileFunction.addToRolePolicy(s);
     props.table.grantReadData(this.reconcileFunction);
     props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
+    props.catalog?.table.grantRegistryAccess(this.reconcileFunction);
 
     this.reconcileSchedule = new events.Rule(this, 'ReconcileSchedule', {
       description: 'agent-lb: runs the reconcile Lambda',

@@ -9,6 +9,7 @@ export type AgentLbErrorCode =
   | 'LEASE_HELD'
   | 'LEASE_LOST'
   | 'LEASE_STORE'
+  | 'REGISTRY_STATE'
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
   | 'EC2_LOOKUP'
@@ -120,6 +121,14 @@ export class LeaseStoreError extends AgentLbError {
   }
 }
 
+/** The registry state table (catalog document, member index) could not be read or written. */
+export class RegistryStateError extends AgentLbError {
+  public constructor(message: string, options: AgentLbErrorOptions = {}) {
+    super('REGISTRY_STATE', message, options);
+    this.name = 'RegistryStateError';
+  }
+}
+
 /** ELB error names that refuse a target for good: sending the same target again cannot succeed. */
 const REFUSED_FOR_GOOD = new Set(['ValidationError', 'ValidationException', 'InvalidTarget', 'InvalidTargetException']);
 
@@ -216,10 +225,12 @@ export class LocalModeStoppedError extends AgentLbError {
 export class MissingDependencyError extends AgentLbError {
   public readonly packages: readonly string[];
 
-  public constructor(feature: string, packages: readonly string[], options: AgentLbErrorOptions = {}) {
-    super('MISSING_DEPENDENCY', `${feature} needs packages that are not installed: npm install --save-dev ${packages.join(' ')}`, {
-      ...options,
-      context: { ...options.context, packages },
+  /** `runtime`: the packages are needed when the program runs (an agent's dependency), not only to develop. */
+  public constructor(feature: string, packages: readonly string[], options: AgentLbErrorOptions & { readonly runtime?: boolean } = {}) {
+    const { runtime, ...rest } = options;
+    super('MISSING_DEPENDENCY', `${feature} needs packages that are not installed: npm install ${runtime ? '' : '--save-dev '}${packages.join(' ')}`, {
+      ...rest,
+      context: { ...rest.context, packages },
     });
     this.name = 'MissingDependencyError';
     this.packages = packages;

@@ -15,6 +15,7 @@ export {
   LeaseLostError,
   LeaseStoreError,
   PortUnavailableError,
+  RegistryStateError,
 } from './errors';
 export type { AgentLbErrorCode, AgentLbErrorOptions, LeaseRejection, LeaseRejectionReason } from './errors';
 export { MAX_QUOTED_CHARS, quoteUntrusted } from './untrusted-text';
@@ -22,7 +23,7 @@ export { decodeLease, decodeRotation, encodeLease, encodeRotationEntry, encodeVa
 export type { DecodeResult, DecodedRotation } from './lease-codec';
 export { routeItem, routeLease, targetRefOf } from './lease-routing';
 export type { Membership, RoutedLease } from './lease-routing';
-export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
+export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, MAX_REQUEST_SECONDS_TAG, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
 export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
 export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-planner';
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
@@ -32,19 +33,88 @@ export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lea
 export type { ConfirmationContext, ConfirmationVerdict, TargetAction } from './lease-confirmation';
 export {
   addressPolicyFor,
+  catalogConfigOf,
   completeRuntimeConfig,
+  parseCatalogSettings,
   CONFIG_ENV,
   DEFAULT_SAFETY_VALVE_SHARE,
   MAX_RECONCILE_REPEAT_SECONDS,
   parseRuntimeConfig,
   parseRuntimeSettings,
 } from './runtime-config';
-export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
+export type { CatalogSettings, CatalogSettingsJson, RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
 export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
 export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
+export {
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_MAX_REQUEST_DURATION_SECONDS,
+  deregistrationDelayFor,
+  FARGATE_MAX_STOP_TIMEOUT_SECONDS,
+  idleTimeoutFor,
+  MAX_DEREGISTRATION_DELAY_SECONDS,
+  MAX_IDLE_TIMEOUT_SECONDS,
+  MAX_MAX_REQUEST_DURATION_SECONDS,
+  maxRequestDurationProblem,
+  MIN_MAX_REQUEST_DURATION_SECONDS,
+  REQUEST_DURATION_MARGIN_SECONDS,
+} from './request-duration';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
 export type { Deployment, LocalState } from './deployment';
 export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationStateOf } from './rotation-planner';
 export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
 export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';
+export {
+  ALGORITHM_TAG,
+  attributeText,
+  buildCatalogCapability,
+  CATALOG_ATTRIBUTE_KEY,
+  CATALOG_MAX_WAIT_SECONDS,
+  catalogEtag,
+  catalogInfoFromTags,
+  catalogOwners,
+  catalogPath,
+  formatCatalog,
+  groupsOf,
+  MAX_ATTRIBUTE_VALUE_CHARS,
+  MAX_ATTRIBUTE_VALUES,
+  MAX_CATALOG_ATTRIBUTES,
+  mergeCatalogCapabilities,
+  nextCatalog,
+  parseCatalog,
+  STICKINESS_TAG,
+  summarizeGroup,
+} from './catalog-document';
+export type {
+  CatalogCapability,
+  CatalogCapabilityInfo,
+  CatalogConfig,
+  CatalogDocument,
+  CatalogStickiness,
+  CatalogTargets,
+  CatalogVariant,
+  CatalogVariantInfo,
+  GroupSummary,
+  TaggedGroup,
+} from './catalog-document';
+export { CATALOG_ENV, catalogResponse, DEFAULT_CATALOG_CACHE_MS, etagMatches, parseCatalogRequest, parseCatalogServeConfig, STATUS_TEXT, stillWaiting } from './catalog-request';
+export type { CatalogHttpResponse, CatalogQuery, CatalogRequest, CatalogServeConfig } from './catalog-request';
+export { catalogChanges, indexDrift, membersByGroup, membersOfItem, membersOfLease, memberWrites } from './catalog-members';
+export type { IndexedGroup, MemberWrites } from './catalog-members';
+export {
+  CATALOG_ITEM_KEY,
+  canonicalJson,
+  decodeMember,
+  encodeMember,
+  MEMBERS_PARTITION_PREFIX,
+  membersPartition,
+  REGISTRY_STATE_ATTR,
+  REGISTRY_STATE_KEY,
+  REGISTRY_STATE_ROLE,
+  REGISTRY_STATE_ROLE_TAG,
+  REGISTRY_TABLE_ENV,
+  sameMember,
+} from './registry-state';
+export type { CatalogMember } from './registry-state';
+export { discoverFrom, HEALTH_FILTERS, isHealthyMember, parseHealthFilter, parseMetadataFilter, plainValue } from './agent-discovery';
+export type { DiscoveredAgent, DiscoveryFilter, HealthFilter } from './agent-discovery';

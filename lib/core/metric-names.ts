@@ -44,6 +44,10 @@ export const SYNC_METRICS = {
   notAdmitted: 'NotAdmitted',
   /** Registrations refused because the load balancer holds its target quota. */
   overQuota: 'OverQuota',
+  /** Member index items written or deleted for the batch's changed leases. */
+  memberWrites: 'MemberWrites',
+  /** 1 when the batch moved the capability catalog's revision. */
+  catalogUpdates: 'CatalogUpdates',
 } as const;
 
 /** Metrics of the reconcile Lambda, one value per pass. */
@@ -70,6 +74,10 @@ export const RECONCILE_METRICS = {
   overQuota: 'OverQuota',
   /** Targets the load balancer holds (registered or draining, every group), as the pass read them: what the quota alarm watches. */
   registeredTargets: 'RegisteredTargets',
+  /** Member index items the pass found wrong and rewrote (or removed). */
+  memberRepairs: 'MemberRepairs',
+  /** 1 when the pass moved the capability catalog's revision. */
+  catalogUpdates: 'CatalogUpdates',
 } as const;
 
 /**
@@ -80,6 +88,7 @@ export const RECONCILE_METRICS = {
 export const ERROR_METRICS = {
   INVALID_CONFIG: 'ConfigErrors',
   LEASE_STORE: 'LeaseStoreErrors',
+  REGISTRY_STATE: 'RegistryStateErrors',
   ELB_TRANSIENT: 'ElbTransientErrors',
   ELB_PERMANENT: 'ElbRefusals',
   EC2_LOOKUP: 'Ec2LookupErrors',

@@ -5,11 +5,12 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { sleep as defaultSleep } from '../core/concurrency';
 import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
-import { createEc2Client, createElbClient } from '../aws/clients';
-import { Ec2Holders } from '../aws/ec2-holders';
+import { createElbClient } from '../aws/clients';
+import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { RegistryStateStore } from '../aws/registry-state-store';
 import { newReconcileMemory } from '../registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
 import { runtimeOnce } from './runtime-config-loader';
@@ -49,6 +50,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     policy: addressPolicyFor(config.routing),
     safetyValveShare: config.safetyValveShare,
     memory,
+    ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
     ...(config.variants ? { variants: { client: elbClient, weights: config.variants.weights, on: config.variants } } : {}),
     ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
     ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),

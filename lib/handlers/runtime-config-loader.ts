@@ -1,7 +1,7 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
 import { CapabilityRoute } from '../core/lease-schema';
-import { discoverTargetGroups, loadBalancerOfListener, targetPortsOf } from '../aws/target-groups';
+import { discoverCapabilityGroups, loadBalancerOfListener, targetPortsOf } from '../aws/target-groups';
 
 /**
  * The handlers' configuration from the `AGENT_LB_CONFIG` text (format and validation:
@@ -24,7 +24,8 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
     return completeRuntimeConfig(settings, found);
   }
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
-  return completeRuntimeConfig(settings, await discoverTargetGroups(client, loadBalancerArn, discover.capabilities));
+  const { routes, tagged } = await discoverCapabilityGroups(client, loadBalancerArn, discover.capabilities);
+  return completeRuntimeConfig(settings, routes, tagged);
 }
 
 /**

@@ -5,11 +5,12 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
-import { createEc2Client, createElbClient } from '../aws/clients';
-import { Ec2Holders } from '../aws/ec2-holders';
+import { createElbClient } from '../aws/clients';
+import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { RegistryStateStore } from '../aws/registry-state-store';
 import { toLeaseChange } from '../aws/stream-records';
 import { newSyncMemory } from '../registry/container-memory';
 import { syncStreamBatch, StreamSyncReport } from '../registry/stream-sync';
@@ -55,6 +56,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     memory,
     ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
     ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
+    ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor);
 

@@ -3,6 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { AgentLbError } from '../core/errors';
 import { errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
+import type { CatalogReport } from '../registry/catalog-update';
 import type { RotationWriteReport } from '../registry/rotation-writes';
 import { StreamSyncReport } from '../registry/stream-sync';
 
@@ -54,12 +55,15 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric(SYNC_METRICS.ec2Calls, MetricUnit.Count, report.ec2Calls);
   metrics.addMetric(SYNC_METRICS.notAdmitted, MetricUnit.Count, report.notAdmitted);
   metrics.addMetric(SYNC_METRICS.overQuota, MetricUnit.Count, report.overQuota);
+  metrics.addMetric(SYNC_METRICS.memberWrites, MetricUnit.Count, report.catalog.memberWrites);
+  metrics.addMetric(SYNC_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
   addErrorMetrics(metrics, [
     ...(report.ec2Error ? [report.ec2Error] : []),
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
     ...(report.readError ? [report.readError] : []),
     ...(report.rotation.firstError ? [report.rotation.firstError] : []),
+    ...(report.catalog.error ? [report.catalog.error] : []),
   ]);
   for (const r of report.rejections) logger.warn('lease rejected', { reason: r.reason, target: r.target, capability: r.capability, detail: r.message });
   for (const r of report.refusedByElb) logger.error('target refused by ELB', { target: r.key, error: r.error.message });
@@ -95,8 +99,15 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     notAdmitted: report.notAdmitted,
     overQuota: report.overQuota,
     rotation: rotationSummary(report.rotation),
+    catalog: catalogSummary(report.catalog),
   });
   metrics.publishStoredMetrics();
+}
+
+/** The catalog step of a report, for its log line (the error as its message). */
+function catalogSummary(r: CatalogReport): Record<string, number | string | boolean> {
+  const { error, ...rest } = r;
+  return error ? { ...rest, error: error.message } : rest;
 }
 
 /** The rotation writes of a report, for its log line (the error as its message). */
@@ -122,8 +133,16 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.notAdmittedRemoved, MetricUnit.Count, report.notAdmittedRemoved);
   metrics.addMetric(RECONCILE_METRICS.overQuota, MetricUnit.Count, report.overQuota);
   metrics.addMetric(RECONCILE_METRICS.registeredTargets, MetricUnit.Count, report.registeredTargets);
-  addErrorMetrics(metrics, [...report.errors, ...(report.ec2Error ? [report.ec2Error] : []), ...(report.rotation.firstError ? [report.rotation.firstError] : [])]);
+  metrics.addMetric(RECONCILE_METRICS.memberRepairs, MetricUnit.Count, report.catalog.memberWrites);
+  metrics.addMetric(RECONCILE_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
+  addErrorMetrics(metrics, [
+    ...report.errors,
+    ...(report.ec2Error ? [report.ec2Error] : []),
+    ...(report.rotation.firstError ? [report.rotation.firstError] : []),
+    ...(report.catalog.error ? [report.catalog.error] : []),
+  ]);
   if (report.ec2Error) logger.warn('EC2 could not say who holds the addresses of this pass: their registrations wait, no target was removed for it', { error: report.ec2Error.message });
+  if (report.catalog.error) logger.warn('capability catalog not updated; the next pass tries again', { error: report.catalog.error.message });
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
       capabilities: report.safetyValveTripped,
@@ -152,6 +171,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     registeredTargets: report.registeredTargets,
     ec2Calls: report.ec2Calls,
     rotation: rotationSummary(report.rotation),
+    catalog: catalogSummary(report.catalog),
   });
   metrics.publishStoredMetrics();
 }

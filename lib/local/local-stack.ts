@@ -8,7 +8,8 @@ import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from
 import { LocalState } from '../core/deployment';
 import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
 import { createDynamoClient } from '../aws/dynamo-client';
-import { createEc2Client, createElbClient } from '../aws/clients';
+import { createElbClient } from '../aws/clients';
+import { createEc2Client } from '../aws/ec2-holders';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
@@ -19,6 +20,7 @@ import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMot
 import { createAgentInterfaces } from './agent-interfaces';
 import { countingElbClient, localMetrics } from './handler-telemetry';
 import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
+import { LocalCatalog, openLocalCatalog } from './local-catalog';
 import { LocalDeployment, provisionLocal } from './provision';
 import { localRuntimeConfig } from './template-config';
 import { writeStateFile } from './state-file';
@@ -138,7 +140,7 @@ export class LocalStack {
     public readonly dynamodb: DynamoDBClient,
     public readonly elbv2: ElasticLoadBalancingV2Client,
     private readonly servers: { ddb: DynamoDbLocal; moto: MotoServer },
-    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
+    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; catalog: LocalCatalog; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
     /** The local data plane, when `dataPlane` was given. */
@@ -216,11 +218,13 @@ export class LocalStack {
       const Attributes = [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds) }];
       for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
     }
+    const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig);
     // The deployed Lambdas' own configuration (ranges, ports, maximum TTL, admission, quota),
     // resolved against moto; demo agents listen on 127.0.0.1, which stays refused on AWS. As on
     // AWS, the reconcile pass holds a variant without a healthy target at weight 0.
     const runtimeConfig: RuntimeConfig = {
       ...localRuntimeConfig(synth.template, deployment, { admitLoopback: options.admitLoopback ?? true }),
+      ...(catalog.config ? { catalog: catalog.config } : {}),
       safetyValveShare: DEFAULT_SAFETY_VALVE_SHARE,
       reconcileRepeatSeconds: 0,
     };
@@ -253,6 +257,7 @@ export class LocalStack {
       metrics: telemetry('reconcile'),
     });
     const handlers = {
+      catalog,
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
       // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
@@ -269,6 +274,8 @@ export class LocalStack {
           loadBalancerArn: deployment.loadBalancerArn,
           listenerArn: deployment.listenerArn,
           options: options.dataPlane,
+          // The catalog's function, run in-process behind its Lambda target group.
+          invokeLambda: catalog.invoke,
           onError: (error) => options.onError?.('data-plane', error),
         });
         for (const client of [syncElb, reconcileElb]) followTargetChanges(client, dataPlane);
@@ -287,7 +294,12 @@ export class LocalStack {
       loadBalancerArn: deployment.loadBalancerArn,
       listenerArn: deployment.listenerArn,
       targetGroups: deployment.targetGroups,
+      maxRequestSeconds: deployment.maxRequestSeconds,
+      ...(deployment.registryTableName ? { registryTableName: deployment.registryTableName } : {}),
     };
+    // The first revision now, so `GET /agents` answers from the start; sync and reconcile keep it current.
+    const built = await catalog.build(runtimeConfig.routing, addressPolicyFor(runtimeConfig.routing));
+    if (built?.error) options.onError?.('reconcile', built.error);
     const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
     stack.poller = stack.newPoller();
     stack.poller.start();
@@ -456,6 +468,7 @@ export class LocalStack {
     this.streamsClient?.destroy();
     await this.reconcileRunning;
     await this.handlers.rotationPoll.stop();
+    this.handlers.catalog.stop();
     await this.dataPlane?.stop();
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();

@@ -11,8 +11,8 @@ import {
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../core/errors';
-import { TargetType, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
-import { CfnTemplate, localSubset } from './template-subset';
+import { MAX_REQUEST_SECONDS_TAG, TargetType, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
+import { CfnTemplate, LocalFunction, localSubset, TableSpec } from './template-subset';
 import { sleep } from '../core/concurrency';
 
 export interface LocalDeployment {
@@ -30,7 +30,17 @@ export interface LocalDeployment {
   readonly physicalIds: Readonly<Record<string, string>>;
   /** Weighted variants' configured weights by the capability their agents list (`vision-canary` → 10), from their groups' tags. */
   readonly variantWeights: Readonly<Record<string, number>>;
+  /** Each capability's longest request, seconds, from its group's `agent-lb:max-request-seconds` tag. */
+  readonly maxRequestSeconds: Readonly<Record<string, number>>;
   readonly ttlAttribute?: string;
+  /** Each capability group's tags (policy, variants), by capability: what the catalog reads. */
+  readonly capabilityTags: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** The registry state table in DynamoDB Local, when the stack has the capability catalog. */
+  readonly registryTableName?: string;
+  /** The registry functions' `AGENT_LB_CONFIG` as the template writes it (references as `<LogicalId>`). */
+  readonly registryConfig?: string;
+  /** The functions Lambda target groups invoke, by logical id, with the local ARN their group names. */
+  readonly lambdaFunctions: Readonly<Record<string, LocalFunction>>;
 }
 
 export interface ProvisionOptions {
@@ -44,7 +54,8 @@ export interface ProvisionOptions {
 
 /**
  * Creates the synthesized stack's load-balancing part in moto through CloudFormation, and
- * the lease table in DynamoDB Local with the key schema, stream and TTL the template declares.
+ * the lease table in DynamoDB Local with the key schema, stream and TTL the template declares
+ * (and the registry state table, when the stack has the capability catalog).
  * Resource ids come from the stack's resources (moto leaves change-set outputs empty).
  */
 export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeployment> {
@@ -67,6 +78,7 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
   const targetTypes: Record<string, TargetType> = {};
   const targetPorts: Record<string, number> = {};
   const variantWeights: Record<string, number> = {};
+  const maxRequestSeconds: Record<string, number> = {};
   for (const [logicalId, capability] of Object.entries(subset.capabilityGroups)) {
     const arn = physical.get(logicalId);
     if (!arn) throw new ConfigError(`local stack has no target group for capability ${capability}`);
@@ -74,21 +86,18 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     const props = subset.template.Resources[logicalId].Properties;
     targetTypes[capability] = props?.TargetType === 'instance' ? 'instance' : 'ip';
     if (typeof props?.Port === 'number') targetPorts[capability] = props.Port;
-    const weight = (props?.Tags as { Key: string; Value: string }[] | undefined)?.find((t) => t.Key === VARIANT_WEIGHT_TAG)?.Value;
+    const tag = (key: string) => (props?.Tags as { Key: string; Value: string }[] | undefined)?.find((t) => t.Key === key)?.Value;
+    const weight = tag(VARIANT_WEIGHT_TAG);
     if (weight !== undefined) variantWeights[capability] = Number(weight);
+    const maxRequest = Number(tag(MAX_REQUEST_SECONDS_TAG));
+    if (maxRequest > 0) maxRequestSeconds[capability] = maxRequest;
   }
 
   const tableName = opts.tableName ?? `${opts.stackName}-leases`;
   const { table } = subset;
-  await opts.dynamodb.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      KeySchema: table.keySchema,
-      AttributeDefinitions: table.attributeDefinitions,
-      BillingMode: 'PAY_PER_REQUEST',
-      StreamSpecification: { StreamEnabled: true, StreamViewType: table.streamViewType as 'NEW_AND_OLD_IMAGES' },
-    }),
-  );
+  await createTable(opts.dynamodb, tableName, table, true);
+  const registryTableName = subset.registryTable ? `${opts.stackName}-registry-state` : undefined;
+  if (subset.registryTable && registryTableName) await createTable(opts.dynamodb, registryTableName, subset.registryTable, false);
   if (table.ttlAttribute) {
     await opts.dynamodb.send(
       new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { AttributeName: table.ttlAttribute, Enabled: true } }),
@@ -109,6 +118,29 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     targetPorts,
     physicalIds: Object.fromEntries(physical),
     variantWeights,
+    maxRequestSeconds,
     ...(table.ttlAttribute ? { ttlAttribute: table.ttlAttribute } : {}),
+    capabilityTags: subset.capabilityTags,
+    ...(registryTableName ? { registryTableName } : {}),
+    ...(subset.registryConfig !== undefined ? { registryConfig: subset.registryConfig } : {}),
+    lambdaFunctions: subset.lambdaFunctions,
   };
+}
+
+/** A table in DynamoDB Local with the key schema the template declares; the lease table with its stream. */
+async function createTable(dynamodb: DynamoDBClient, name: string, spec: TableSpec, stream: boolean): Promise<void> {
+  await dynamodb.send(
+    new CreateTableCommand({
+      TableName: name,
+      KeySchema: spec.keySchema,
+      AttributeDefinitions: spec.attributeDefinitions,
+      BillingMode: 'PAY_PER_REQUEST',
+      ...(stream ? { StreamSpecification: { StreamEnabled: true, StreamViewType: spec.streamViewType as 'NEW_AND_OLD_IMAGES' } } : {}),
+    }),
+  );
+}
+
+/** Target group ARN → target type, from the provisioned deployment's capability → type. */
+export function targetTypesByArn(deployment: LocalDeployment): Record<string, TargetType> {
+  return Object.fromEntries(Object.entries(deployment.targetGroups).map(([c, arn]) => [arn, deployment.targetTypes[c] ?? 'ip']));
 }

@@ -1,7 +1,7 @@
 import type { AdmissionFacts, HolderFacts } from '../core/admission';
 import { Ec2LookupError } from '../core/errors';
 import type { AdmissionConfig } from '../core/runtime-config';
-import { Ec2Holders } from '../aws/ec2-holders';
+import type { Ec2Holders } from '../aws/ec2-holders';
 import { AdmissionCache } from './container-memory';
 
 /**

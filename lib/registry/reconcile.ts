@@ -7,6 +7,7 @@ import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog } from './catalog-update';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
@@ -61,6 +62,8 @@ export interface ReconcileDeps {
   readonly admission?: Omit<AdmissionDeps, 'cache'>;
   /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
   readonly targetQuota?: number;
+  /** The capability catalog: its member index repaired from the pass's scan, its document counted again. @default - no catalog */
+  readonly catalog?: RegistryCatalog;
 }
 
 export interface ReconcileReport {
@@ -108,6 +111,8 @@ export interface ReconcileReport {
   readonly variantsHeldOut: readonly string[];
   /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
   readonly variantRuleChanges: number;
+  /** The catalog step: member index entries repaired, and whether the catalog's revision moved. */
+  readonly catalog: CatalogReport;
 }
 
 /**
@@ -212,6 +217,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     mapLimit(sweepFar, 16, (e) => deps.store.deleteIfExpiresAfter(e.target, e.latest)),
     writeRotations(deps.store, rotationWrites),
   ]);
+  // Last, and separate: the catalog's member index against the scan, and its document counted again.
+  const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;
 
   return {
     liveLeases: plan.liveLeases,
@@ -239,6 +246,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     rotation,
     variantsHeldOut: guard.heldOut,
     variantRuleChanges: guard.ruleChanges,
+    catalog,
   };
 }
 

@@ -3,10 +3,12 @@ import { Ec2LookupError, ElbTargetsError, LeaseRejection, LeaseStoreError } from
 import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation } from '../core/rotation-planner';
+import { catalogChanges } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { countLanded, gateSyncRegistrations } from './registration-gate';
@@ -37,6 +39,8 @@ export interface StreamSyncDeps {
   readonly admission?: Omit<AdmissionDeps, 'cache'>;
   /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
   readonly targetQuota?: number;
+  /** The capability catalog, kept current for the leases the batch changed (never a reason to retry the batch). @default - no catalog */
+  readonly catalog?: RegistryCatalog;
 }
 
 export interface StreamSyncReport {
@@ -79,6 +83,8 @@ export interface StreamSyncReport {
    * dropped, written back into the new lease. Never a reason to retry the batch.
    */
   readonly rotation: RotationWriteReport;
+  /** The catalog step: the changed leases' member index entries and, if the counts moved, a new catalog revision. */
+  readonly catalog: CatalogReport;
 }
 
 /**
@@ -91,6 +97,12 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const plan = planStreamBatch(records, deps.policy, deps.routing);
   const memory = deps.memory ?? newSyncMemory();
   const now = deps.now ?? Date.now;
+  // A separate step, beside the routing work rather than after it, so it never delays a
+  // registration: what the batch changed, as the catalog and trusted discovery see it. It reads
+  // the changed leases as they are now; the rotation writes below come back as records of their own.
+  const catalogStep = deps.catalog
+    ? updateCatalogForLeases({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, catalogChanges(records, plan.kinds, deps.routing))
+    : Promise.resolve(NO_CATALOG_CHANGE);
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {
@@ -199,6 +211,8 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing), planRestoredRotation(records, deps.policy, deps.routing)),
   );
 
+  const catalog = await catalogStep;
+
   const kinds = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
   for (const kind of plan.kinds) kinds[kind]++;
   const failedIndex = firstUnappliedRecord(plan, failed);
@@ -224,5 +238,6 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     ...(transientError ? { transientError } : {}),
     ...(readError ? { readError } : {}),
     rotation,
+    catalog,
   };
 }

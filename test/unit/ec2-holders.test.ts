@@ -1,8 +1,7 @@
 import { DescribeInstancesCommand, DescribeNetworkInterfacesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createEc2Client } from '../../lib/aws/clients';
-import { Ec2Holders, MAX_ADDRESSES_PER_CALL } from '../../lib/aws/ec2-holders';
+import { createEc2Client, Ec2Holders, MAX_ADDRESSES_PER_CALL } from '../../lib/aws/ec2-holders';
 import { Ec2LookupError } from '../../lib/core/errors';
 import { awsError, privateIp } from '../support/lease-fixtures';
 

@@ -3,7 +3,7 @@ import { DescribeTagsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/clie
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { describeStack } from '../../lib/aws/stack-deployment';
-import { CAPABILITY_TAG } from '../../lib/core/lease-schema';
+import { CAPABILITY_TAG, MAX_REQUEST_SECONDS_TAG } from '../../lib/core/lease-schema';
 import { ConfigError } from '../../lib/core/errors';
 
 const cfnMock = mockClient(CloudFormationClient);
@@ -14,10 +14,12 @@ const tg = (n: number) => `arn:aws:elasticloadbalancing:eu-west-1:123456789012:t
 const LB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/agents/1';
 
 /** A stack with a table, a load balancer and one target group per entry of `tags` (its capability tag, or none). */
-function stackWith(tags: readonly (string | undefined)[]) {
+function stackWith(tags: readonly (string | undefined)[], registry = false) {
   cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'AgentLb', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date() }] });
   cfnMock.on(DescribeStackResourcesCommand).resolves({
     StackResources: [
+      // The registry state table comes first in some stacks: it is told apart by its logical id.
+      ...(registry ? [{ ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'state', LogicalResourceId: 'RegistryStateTable8E04E55D', ResourceStatus: 'CREATE_COMPLETE' as const, Timestamp: new Date() }] : []),
       { ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'leases', LogicalResourceId: 'T', ResourceStatus: 'CREATE_COMPLETE', Timestamp: new Date() },
       { ResourceType: 'AWS::ElasticLoadBalancingV2::LoadBalancer', PhysicalResourceId: LB, LogicalResourceId: 'L', ResourceStatus: 'CREATE_COMPLETE', Timestamp: new Date() },
       ...tags.map((_, n) => ({ ResourceType: 'AWS::ElasticLoadBalancingV2::TargetGroup', PhysicalResourceId: tg(n), LogicalResourceId: `G${n}`, ResourceStatus: 'CREATE_COMPLETE' as const, Timestamp: new Date() })),
@@ -26,7 +28,7 @@ function stackWith(tags: readonly (string | undefined)[]) {
   elbMock.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
     TagDescriptions: input.ResourceArns.map((arn) => {
       const value = tags[Number(arn.split('/').pop())];
-      return { ResourceArn: arn, Tags: value === undefined ? [] : [{ Key: CAPABILITY_TAG, Value: value }] };
+      return { ResourceArn: arn, Tags: value === undefined ? [] : [{ Key: CAPABILITY_TAG, Value: value }, { Key: MAX_REQUEST_SECONDS_TAG, Value: String(60 + Number(arn.split('/').pop())) }] };
     }),
   }));
 }
@@ -43,6 +45,7 @@ describe('describeStack', () => {
     expect(d).toMatchObject({ region: 'eu-west-1', tableName: 'leases', loadBalancerArn: LB });
     expect(Object.keys(d.targetGroups)).toHaveLength(24);
     expect(d.targetGroups['cap-23']).toBe(tg(23));
+    expect(d.maxRequestSeconds?.['cap-23']).toBe(83); // each group's agent-lb:max-request-seconds, for the sidecar's leave deadline
     expect(elbMock.commandCalls(DescribeTagsCommand).map((c) => c.args[0].input.ResourceArns!.length)).toEqual([20, 5]);
   });
 
@@ -53,6 +56,13 @@ describe('describeStack', () => {
     await expect(describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).rejects.toThrow(
       `stack AgentLb routes to two target groups tagged ${CAPABILITY_TAG}=vision: ${tg(0)} and ${tg(2)}`,
     );
+  });
+
+  it('finds the registry state table (the capability catalog) beside the lease table', async () => {
+    stackWith(['vision'], true);
+    expect(await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).toMatchObject({ tableName: 'leases', registryTableName: 'state' });
+    stackWith(['vision']);
+    expect((await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).registryTableName).toBeUndefined();
   });
 
   it('says when the stack has no lease table', async () => {

@@ -8,9 +8,11 @@ import { ConfigError, PortUnavailableError } from '../../core/errors';
 import { LOOPBACK } from '../emulators/free-port';
 import { DataPlaneEngine, ForwardOutcome, HealthCheckJob } from './data-plane-engine';
 import { DataPlaneMetrics } from './data-plane-metrics';
-import { clientAddress, forwardedHeaders, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
+import { ALB_HEADER_LIMITS, clientAddress, forwardedHeaders, headerLimitExceeded, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
 import { CheckQueue, DEFAULT_MAX_CHECKS_IN_FLIGHT } from './check-queue';
 import { probeTarget, RunningCheck } from './health-prober';
+import { serveLambda } from './lambda-invocation';
+import type { LambdaInvoker } from './lambda-target';
 import type { RoutingDecision } from './request-routing';
 import { LoadBalancerStateSource, TargetAddressResolver, TargetHealthChange, TargetHealthSink } from './snapshot';
 import { loadBalancerPolicy, LoadBalancerPolicy } from './target-group-attributes';
@@ -43,10 +45,12 @@ export interface LoadBalancerOptions {
   /** How often the source is read. @default 1000 */
   readonly pollIntervalMs?: number;
   /**
-   * Multiplies every duration of a target's life cycle the data plane models: health check
-   * interval and timeout, deregistration delay, slow start (and the anomaly window). ALB's
-   * minimum interval is 5 s; a test may run the same settings 100 times faster with 0.01. Idle
-   * timeout and stickiness durations concern clients and are not scaled.
+   * Multiplies every duration the data plane models for requests and targets: health check
+   * interval and timeout, deregistration delay, slow start (and the anomaly window), and the
+   * load balancer's idle timeout (the deregistration delay and the idle timeout both derive
+   * from how long requests last, so they scale together). ALB's minimum interval is 5 s; a test
+   * may run the same settings 100 times faster with 0.01. Stickiness durations concern clients
+   * and are not scaled.
    * @default 1
    */
   readonly timeScale?: number;
@@ -58,8 +62,13 @@ export interface LoadBalancerOptions {
   readonly maxChecksInFlight?: number;
   /** How a target id is reached. @default the id is the address (ip targets) */
   readonly resolveTarget?: TargetAddressResolver;
-  /** Replaces the load balancer's `idle_timeout.timeout_seconds`, in milliseconds. */
+  /** Replaces the load balancer's `idle_timeout.timeout_seconds`, in milliseconds (not scaled). */
   readonly idleTimeoutMs?: number;
+  /**
+   * Runs the function a Lambda target group names (by its ARN) with ALB's event. A request routed
+   * to a Lambda target group gets a 502 without one, as from a function that failed.
+   */
+  readonly invokeLambda?: LambdaInvoker;
   /** A failure that does not stop the data plane: a snapshot, a health report, a proxied request. */
   readonly onError?: (where: 'source' | 'sink' | 'proxy', error: unknown) => void;
   /** Something in the snapshot the data plane cannot model faithfully; once per distinct problem. */
@@ -92,6 +101,8 @@ interface Flight {
   targetStatus?: number;
   lbStatus?: 502 | 504;
   cutByDeregistration?: boolean;
+  /** The response had started and went silent for the idle timeout. */
+  cutByIdleTimeout?: boolean;
   done?: boolean;
 }
 
@@ -126,7 +137,18 @@ export class LoadBalancer {
       ...(options.random !== undefined ? { random: options.random } : {}),
       ...(options.resolveTarget !== undefined ? { resolveTarget: options.resolveTarget } : {}),
     });
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    // Node's parser stops at 16 KB of header by default and answers 431 itself; ALB takes 64 KB
+    // (16 KB a line) and answers what is over with its own 400. Node's limit is set above ALB's,
+    // so serve() judges by ALB's quotas; what is over even that gets the same 400.
+    this.server = http.createServer({ maxHeaderSize: ALB_HEADER_LIMITS.requestHeader + ALB_HEADER_LIMITS.requestLine + 1024 }, (req, res) => this.handle(req, res));
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      if (error.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const page = loadBalancerErrorPage(400);
+      socket.end(`HTTP/1.1 400 Bad Request\r\nServer: ${LOAD_BALANCER_SERVER}\r\nContent-Type: ${page.contentType}\r\nContent-Length: ${Buffer.byteLength(page.body)}\r\nConnection: close\r\n\r\n${page.body}`);
+    });
     this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
     this.proxy.on('error', (error) => options.onError?.('proxy', error));
     this.proxy.on('proxyRes', (proxyRes, req) => this.onProxyRes(proxyRes, req));
@@ -174,6 +196,11 @@ export class LoadBalancer {
     return this.boundPort;
   }
 
+  /** The idle timeout in force (the load balancer's attribute × time scale, or the option), ms. */
+  public get idleTimeoutMs(): number {
+    return this.options.idleTimeoutMs ?? this.lbPolicy.idleTimeoutMs;
+  }
+
   /** Reads the source now (coalesced with a read already running). */
   public refresh(): Promise<void> {
     if (this.reading !== undefined) {
@@ -186,7 +213,7 @@ export class LoadBalancer {
         try {
           const snapshot = await this.options.source.snapshot();
           if (this.stopped) return;
-          this.lbPolicy = loadBalancerPolicy(snapshot.loadBalancerAttributes);
+          this.lbPolicy = loadBalancerPolicy(snapshot.loadBalancerAttributes, this.engine.timeScale);
           const { changes, problems } = this.engine.applySnapshot(snapshot, this.clock());
           for (const p of problems) this.options.onProblem?.(p);
           this.report(changes);
@@ -250,7 +277,8 @@ export class LoadBalancer {
       if (flight.decision.targetGroupArn !== targetGroupArn || flight.decision.targetKey !== key) continue;
       flight.cutByDeregistration = true;
       if (flight.proxyReq !== undefined) flight.proxyReq.destroy();
-      else this.failFlight(flight, 502);
+      // A response under way: the target's stream ends without an error to the proxy, so end the client's here.
+      if (flight.proxyReq === undefined || flight.res.headersSent) this.failFlight(flight, 502);
     }
   }
 
@@ -310,6 +338,11 @@ export class LoadBalancer {
   private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
     const started = this.clock();
     const clientIp = clientAddress(req.socket.remoteAddress);
+    if (headerLimitExceeded(req.method ?? 'GET', req.url ?? '/', req.rawHeaders) !== undefined) {
+      this.sendLoadBalancerError(res, 400);
+      this.options.onAccessLog?.({ time: started, method: req.method ?? 'GET', url: (req.url ?? '/').slice(0, 256), clientIp, rule: { priority: '-' }, elbStatusCode: 400, durationMs: this.clock() - started });
+      return;
+    }
     const decision = this.engine.route({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct, sourceIp: clientIp }, started);
     const log = (elbStatusCode: number, targetStatusCode?: number) =>
       this.options.onAccessLog?.({
@@ -319,6 +352,7 @@ export class LoadBalancer {
         clientIp,
         rule: decision.rule,
         ...(decision.kind !== 'fixed-response' && decision.targetGroupArn !== undefined ? { targetGroupArn: decision.targetGroupArn } : {}),
+        ...(decision.kind === 'invoke' ? { target: decision.functionArn } : {}),
         ...(decision.kind === 'forward' ? { target: decision.targetKey } : {}),
         elbStatusCode,
         ...(targetStatusCode !== undefined ? { targetStatusCode } : {}),
@@ -336,6 +370,27 @@ export class LoadBalancer {
         this.sendLoadBalancerError(res, decision.statusCode);
         log(decision.statusCode);
         return;
+      case 'invoke': {
+        const next = forwardedHeaders(req.headersDistinct, { address: clientIp, listenerPort: this.engine.listenerPort ?? this.boundPort, protocol: 'http' }, this.lbPolicy, () => traceId(this.clock()));
+        const headers = Object.fromEntries(Object.entries(next).map(([k, v]) => [k, v === undefined ? undefined : Array.isArray(v) ? v : [v]]));
+        void serveLambda(req, res, decision, {
+          headers,
+          ...(this.options.invokeLambda ? { invoke: this.options.invokeLambda } : {}),
+          fail: (r, statusCode) => this.sendLoadBalancerError(r, statusCode),
+          onError: (error) => this.options.onError?.('proxy', error),
+        })
+          .then((outcome) => {
+            this.engine.invoked(decision, outcome);
+            if (outcome.by === 'target') log(outcome.statusCode, outcome.statusCode);
+            else log(outcome.statusCode);
+          })
+          .catch((error: unknown) => {
+            this.options.onError?.('proxy', error);
+            if (!res.headersSent) this.sendLoadBalancerError(res, 502);
+            else res.destroy();
+          });
+        return;
+      }
       case 'forward':
         this.forward(req, res, decision, clientIp, (outcome) =>
           outcome.by === 'target' ? log(outcome.statusCode, outcome.statusCode) : log(outcome.statusCode),
@@ -364,8 +419,8 @@ export class LoadBalancer {
           : flight.targetStatus !== undefined && res.writableFinished
             ? { by: 'target', statusCode: flight.targetStatus }
             : undefined;
-      if (outcome !== undefined) this.engine.finished(decision, outcome);
-      else this.engine.abandoned(decision);
+      const now = this.clock();
+      this.report(outcome !== undefined ? this.engine.finished(decision, outcome, now) : this.engine.abandoned(decision, now));
       log(outcome ?? { by: 'client', statusCode: 460 });
     });
     const next = forwardedHeaders(req.headers, { address: clientIp, listenerPort: this.engine.listenerPort ?? this.boundPort, protocol: 'http' }, this.lbPolicy, () => traceId(this.clock()));
@@ -378,7 +433,7 @@ export class LoadBalancer {
       { target: { host: decision.host, port: decision.port, protocol: secure ? 'https:' : 'http:' }, agent: secure ? this.agents.https : this.agents.http },
       (error) => {
         if (flight.done) return;
-        const timedOut = flight.lbStatus === 504;
+        const timedOut = flight.lbStatus === 504 || flight.cutByIdleTimeout === true;
         if (!timedOut && !flight.cutByDeregistration && req.socket.destroyed) return; // the client left; 'close' counts it
         if (!timedOut && !flight.cutByDeregistration) this.options.onError?.('proxy', error);
         this.failFlight(flight, timedOut ? 504 : 502);
@@ -386,10 +441,11 @@ export class LoadBalancer {
     );
   }
 
+  /** Ends a flight the load balancer gave up on; the first reason given is the one logged and counted. */
   private failFlight(flight: Flight, statusCode: 502 | 504): void {
-    flight.lbStatus = statusCode;
+    flight.lbStatus ??= statusCode;
     if (flight.res.headersSent) flight.res.destroy();
-    else this.sendLoadBalancerError(flight.res, statusCode);
+    else this.sendLoadBalancerError(flight.res, flight.lbStatus);
   }
 
   private sendLoadBalancerError(res: http.ServerResponse, statusCode: number): void {
@@ -401,11 +457,14 @@ export class LoadBalancer {
     const flight = this.flights.get(req);
     if (flight === undefined) return;
     flight.proxyReq = proxyReq;
-    const idle = this.options.idleTimeoutMs ?? this.lbPolicy.idleTimeoutMs;
-    proxyReq.setTimeout(idle, () => {
-      if (flight.targetStatus !== undefined) return; // the response started; the client's own idle time governs the rest
-      flight.lbStatus = 504;
+    // ALB's idle timeout: nothing sent or received on the target's connection for that long.
+    // Before the response starts the client gets a 504; a response that goes silent mid-stream
+    // is cut (its connection closed: the client sees it end early).
+    proxyReq.setTimeout(this.idleTimeoutMs, () => {
+      if (flight.targetStatus === undefined) flight.lbStatus = 504;
+      else flight.cutByIdleTimeout = true;
       proxyReq.destroy();
+      if (flight.res.headersSent) this.failFlight(flight, 504);
     });
   }
 
@@ -413,6 +472,10 @@ export class LoadBalancer {
     const flight = this.flights.get(req);
     if (flight === undefined) return;
     flight.targetStatus = proxyRes.statusCode ?? 0;
+    // The target closed its connection mid-answer (stopped, crashed): the client's answer ends there too, as through ALB.
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete && !flight.done) this.failFlight(flight, 502);
+    });
     const decision = flight.decision;
     const existing = proxyRes.headers['set-cookie'] ?? [];
     const added = [...decision.setCookies];

@@ -30,21 +30,31 @@ What it models (from the Elastic Load Balancing user guide and API reference):
   100.64/10) fails the whole RegisterTargets call with ``ValidationError`` and registers nothing,
   as ELB refuses it. Loopback is allowed: local mode runs its agents on 127.0.0.1 (ELB would
   refuse it; this is the model's one deliberate deviation).
-* **CloudFormation.** A target group's ``Tags`` and ``TargetGroupAttributes`` are applied (moto
-  drops both; agent-lb finds each capability's group by its tag).
+* **CloudFormation.** A target group's ``Tags``, ``TargetGroupAttributes`` and ``Targets`` are
+  applied (moto drops them; agent-lb finds each capability's group by its tag, and local mode's
+  Lambda target group names its function in ``Targets``).
+* **Health checks off.** A target registered in a group whose health checks are disabled (a Lambda
+  target group's default) reads ``unavailable`` / ``Target.HealthCheckDisabled``, as on ELB.
+
+* **Load balancer attributes.** A load balancer's ``LoadBalancerAttributes`` in CloudFormation
+  are applied (moto drops them; the data plane reads ``idle_timeout.timeout_seconds``).
 
 The health reporter seam, for a local data plane that runs real health checks: ``POST
 /_agent_lb/target-health`` with JSON ``{"targetGroupArn": ARN, "targets": [{"id": ID, "port": N,
 "state": "initial"|"healthy"|"unhealthy"|"unavailable", "reason": CODE?, "description": TEXT?}]}``
 sets the state DescribeTargetHealth reports for registered targets (draining or unregistered
 targets are listed back as ``ignored``); the same is available in-process as
-``report_target_health``. A report lasts until the target is deregistered.
+``report_target_health``. A report lasts until the target is deregistered. A report of
+``"state": "unused"`` for a *draining* target ends its draining at once: the data plane found
+nothing in flight on it and completed the deregistration early, as ALB does ("If a deregistering
+target has no in-flight requests and no active connections, Elastic Load Balancing immediately
+completes the deregistration process"); for any other target it is ignored.
 
 What it does not model: health checks themselves (a reporter runs them), ``unused`` for groups no
-listener rule uses (``Target.NotInUse``), slow start, in-flight requests finishing early (a target
-with nothing in flight still reads ``draining`` until the delay ends, as on AWS), the VPC rule for
-private addresses outside the VPC (``AvailabilityZone: all``), quotas and API throttling (the chaos
-run's fault proxy adds AWS's Register/Deregister bucket).
+listener rule uses (``Target.NotInUse``), slow start, in-flight requests (without a reporter a
+target reads ``draining`` until the delay ends), the VPC rule for private addresses outside the
+VPC (``AvailabilityZone: all``), quotas and API throttling (the chaos run's fault proxy adds AWS's
+Register/Deregister bucket).
 """
 import ipaddress
 import json
@@ -147,7 +157,10 @@ def register(self, targets):
             state["draining"].pop(key, None)
             self.targets[key] = {"Id": target["Id"], "Port": target.get("Port", self.port)}
             self.deregistered_targets.pop(key, None)
-            if state["reported"]:
+            if not self.health_check_enabled:
+                # ELB does not check it (a Lambda target group's default): it reads ``unavailable``.
+                state["health"][key] = ("unavailable",) + DEFAULT_REASONS["unavailable"]
+            elif state["reported"]:
                 state["health"][key] = ("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
             else:
                 state["health"].pop(key, None)
@@ -232,7 +245,25 @@ def create_from_cloudformation_json(cls, resource_name, cloudformation_json, acc
     attributes = {a["Key"]: a["Value"] for a in properties.get("TargetGroupAttributes") or [] if "Key" in a and "Value" in a}
     if attributes:
         backend.modify_target_group_attributes(group.arn, attributes)
+    # A Lambda target group's function (local mode names it by a local ARN): registered as
+    # CloudFormation registers ``Targets``. moto ignores the property.
+    targets = [{"Id": t["Id"], **({"Port": int(t["Port"])} if "Port" in t else {})} for t in properties.get("Targets") or [] if isinstance(t.get("Id"), str)]
+    if targets:
+        group.register(targets)
     return group
+
+
+_create_load_balancer_from_cloudformation_json = models.FakeLoadBalancer.create_from_cloudformation_json.__func__
+
+
+def create_load_balancer_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    balancer = _create_load_balancer_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    properties = cloudformation_json.get("Properties", {})
+    attributes = {a["Key"]: a["Value"] for a in properties.get("LoadBalancerAttributes") or [] if "Key" in a and "Value" in a}
+    known = {k: v for k, v in attributes.items() if k in models.FakeLoadBalancer.VALID_ATTRS}
+    if known:
+        models.elbv2_backends[account_id][region_name].modify_load_balancer_attributes(balancer.arn, known)
+    return balancer
 
 
 def _group_by_arn(arn):
@@ -257,8 +288,17 @@ def report_target_health(target_group_arn, reports):
             target = {"Id": str(report["id"]), "Port": int(report["port"])}
             key = _key(group, target)
             health = report["state"]
-            if health not in HEALTH_STATES:
-                raise ValueError(f"state {health!r} must be one of {sorted(HEALTH_STATES)}")
+            if health not in HEALTH_STATES and health != "unused":
+                raise ValueError(f"state {health!r} must be one of {sorted(HEALTH_STATES | {'unused'})}")
+            if health == "unused":
+                # The deregistration completed early (nothing in flight): the draining ends now.
+                drained = state["draining"].pop(key, None)
+                if drained is None:
+                    ignored.append(key)
+                    continue
+                group.deregistered_targets[key] = drained[0]
+                applied.append(key)
+                continue
             if key not in group.targets:
                 ignored.append(key)
                 continue
@@ -298,6 +338,7 @@ def dispatch(self, environ, start_response):
 
 
 TargetGroup.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+models.FakeLoadBalancer.create_from_cloudformation_json = classmethod(create_load_balancer_from_cloudformation_json)
 TargetGroup.register = register
 TargetGroup.deregister = deregister
 TargetGroup.deregister_terminated_instances = deregister_terminated_instances
