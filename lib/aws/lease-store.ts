@@ -208,6 +208,29 @@ export class LeaseStore {
   }
 
   /**
+   * Deletes an item that has no numeric `expiresAt` (missing, or of another type): it is no
+   * lease, and neither DynamoDB's TTL nor the expiry sweep would ever remove it. An item given a
+   * numeric expiry meanwhile fails the condition and stays.
+   */
+  public async deleteIfNoExpiry(target: string): Promise<boolean> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: key(target),
+          ConditionExpression: 'attribute_exists(#target) AND NOT attribute_type(#expiresAt, :number)',
+          ExpressionAttributeNames: { '#target': LEASE_ATTR.target, '#expiresAt': LEASE_ATTR.expiresAt },
+          ExpressionAttributeValues: { ':number': { S: 'N' } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('deleteIfNoExpiry', this.tableName, error, { target });
+    }
+  }
+
+  /**
    * The registry's `rotation` write (docs/lease-contract.md): `SET rotation.<capability> =
    * { state, since }` and nothing else, on the conditions `leaseToken = :t` (never into a
    * released or re-acquired lease: a missing item fails the condition, nothing is created) and

@@ -53,7 +53,7 @@ export const SYNC_METRICS = {
 /** Metrics of the reconcile Lambda, one value per pass. */
 export const RECONCILE_METRICS = {
   expiredLeasesDeleted: 'ExpiredLeasesDeleted',
-  /** Leases whose `expiresAt` lay beyond the maximum lease TTL, deleted. */
+  /** Leases whose `expiresAt` lay beyond the maximum lease TTL (or items with no numeric `expiresAt`), deleted. */
   farFutureLeasesDeleted: 'FarFutureLeasesDeleted',
   driftRegistered: 'DriftRegistered',
   driftDeregistered: 'DriftDeregistered',

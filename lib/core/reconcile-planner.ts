@@ -94,6 +94,12 @@ export interface ReconcilePlan {
    * the address:port for years: no acquire's condition (`expiresAt < :now`) would ever pass.
    */
   readonly tooFar: readonly TooFarLease[];
+  /**
+   * Keys of items with no numeric `expiresAt` (missing, or of another type): never a lease, never
+   * expired by DynamoDB's TTL nor by the sweep above, so anyone holding the agent grant could
+   * fill the table with items every pass scans forever. Deleted as far-future ones are.
+   */
+  readonly noExpiry: readonly string[];
   readonly rejections: readonly LeaseRejection[];
   readonly liveLeases: number;
 }
@@ -150,6 +156,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   const liveItems = new Map<string, RawItem>();
   const expired: ExpiredLease[] = [];
   const tooFar: TooFarLease[] = [];
+  const noExpiry: string[] = [];
   const latest = latestExpiry(routing, nowSeconds);
   const rejections: LeaseRejection[] = [];
   let liveLeases = 0;
@@ -163,6 +170,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     // In the item's own unit: a lease written in milliseconds is judged as the milliseconds it says.
     const latestInUnit = latest === undefined || expiry === undefined ? undefined : expiry > MAX_EPOCH_SECONDS ? latest * 1000 : latest;
     if (key !== undefined && expiry !== undefined && latestInUnit !== undefined && expiry > latestInUnit) tooFar.push({ target: key, expiresAt: expiry, latest: latestInUnit });
+    if (key !== undefined && item[LEASE_ATTR.expiresAt]?.N === undefined) noExpiry.push(key);
 
     const decoded = decodeLease(item, policy);
     if (!decoded.ok) {
@@ -226,5 +234,5 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     };
   });
 
-  return { groups, expired, tooFar, rejections, liveLeases };
+  return { groups, expired, tooFar, noExpiry, rejections, liveLeases };
 }

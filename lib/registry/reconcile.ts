@@ -69,7 +69,7 @@ export interface ReconcileDeps {
 export interface ReconcileReport {
   readonly liveLeases: number;
   readonly expiredLeasesDeleted: number;
-  /** Leases whose `expiresAt` lay beyond the maximum lease TTL, deleted (never routed, they only held their key). */
+  /** Leases whose `expiresAt` lay beyond the maximum lease TTL, or items with none at all, deleted (never routed, they only held their key). */
   readonly farFutureLeasesDeleted: number;
   readonly driftRegistered: number;
   /** Of those, targets ELB was draining that a live lease wants: registered again. */
@@ -208,13 +208,15 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
   const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
   const sweepFar = unread.length > 0 ? [] : plan.tooFar.filter((e) => !tally.stillRegistered.has(e.target));
+  const sweepNoExpiry = unread.length > 0 ? [] : plan.noExpiry.filter((target) => !tally.stillRegistered.has(target));
   const rotationWrites = mergeRotationWrites(
     planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing }),
     planCallRotation(tally.landed, now(), deps.policy, deps.routing),
   );
-  const [deleted, deletedFar, rotation] = await Promise.all([
+  const [deleted, deletedFar, deletedNoExpiry, rotation] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
     mapLimit(sweepFar, 16, (e) => deps.store.deleteIfExpiresAfter(e.target, e.latest)),
+    mapLimit(sweepNoExpiry, 16, (target) => deps.store.deleteIfNoExpiry(target)),
     writeRotations(deps.store, rotationWrites),
   ]);
   // Last, and separate: the catalog's member index against the scan, and its document counted again.
@@ -223,7 +225,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   return {
     liveLeases: plan.liveLeases,
     expiredLeasesDeleted: deleted.filter(Boolean).length,
-    farFutureLeasesDeleted: deletedFar.filter(Boolean).length,
+    farFutureLeasesDeleted: deletedFar.filter(Boolean).length + deletedNoExpiry.filter(Boolean).length,
     driftRegistered: tally.driftRegistered,
     drainingRevived: tally.drainingRevived,
     driftDeregistered: tally.driftDeregistered,

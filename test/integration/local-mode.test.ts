@@ -250,9 +250,11 @@ describe('local mode against DynamoDB Local and moto', () => {
       expect(after.vision).toContain('10.0.71.1:8080');
       expect(after.speech).toContain('10.0.71.2:8080');
 
-      // Reconcile names every invalid lease (it logs and counts them) rather than ignoring them silently.
-      const rejected = new Set(reconciles[reconciles.length - 1].rejections.map((r) => r.target));
+      // Reconcile names every invalid lease (it logs and counts them) rather than ignoring them
+      // silently; an item with no numeric expiresAt, which no TTL would ever remove, it deletes.
+      const rejected = new Set(reconciles.flatMap((r) => r.rejections.map((x) => x.target)));
       for (const item of Object.values(invalid)) expect(rejected).toContain(item.target.S);
+      expect((await raw.send(new GetItemCommand({ TableName: table, Key: { target: invalid.expiresAtAsString.target }, ConsistentRead: true }))).Item).toBeUndefined();
     } finally {
       for (const item of written) await raw.send(new DeleteItemCommand({ TableName: table, Key: { target: item.target } }));
       raw.destroy();

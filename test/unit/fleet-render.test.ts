@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { renderLeases, renderStatus } from '../../lib/cli/fleet-render';
+import { renderAgents, renderLeases, renderStatus } from '../../lib/cli/fleet-render';
+import type { DiscoveredAgent } from '../../lib/core/agent-discovery';
 import type { FleetStatus, LeaseRow } from '../../lib/registry/fleet-status';
 import { diffFrames, renderFrame, renderLines, ViewFrame } from '../../lib/local/live-view';
 
@@ -77,5 +78,31 @@ describe('agent-lb status and the live view go through the same cells', () => {
     const events = diffFrames(before, after);
     assertInert(renderFrame(after, events, 'agent-lb local'));
     for (const line of renderLines(after, events)) assertInert(line);
+  });
+});
+
+describe('agent-lb agents with hostile strings in its id and metadata', () => {
+  const agent = (agentId: string, metadata: Record<string, unknown>): DiscoveredAgent => ({
+    capability: 'vision',
+    target: '10.0.0.1:80',
+    address: '10.0.0.1',
+    port: 80,
+    agentId,
+    status: 'active',
+    state: 'healthy',
+    since: 1_800_000_000_000,
+    metadata,
+  });
+  const agents = [
+    agent(HOSTILE.ansi, { [HOSTILE.newline]: HOSTILE.bidi }),
+    agent(HOSTILE.newline, { model: HOSTILE.ansi }),
+    agent(HOSTILE.huge, { blob: HOSTILE.huge }),
+  ];
+  const out = renderAgents(agents, 1_800_000_060_000);
+
+  it('is inert, one line per agent and bounded', () => {
+    assertInert(out);
+    expect(out.split('\n')).toHaveLength(1 + agents.length);
+    for (const line of out.split('\n')) expect(line.length).toBeLessThan(400);
   });
 });

@@ -151,6 +151,21 @@ describe('LeaseStore writes follow the contract', () => {
   });
 });
 
+describe('LeaseStore.deleteIfNoExpiry', () => {
+  it('deletes an item only while it has no numeric expiresAt; a failed condition is false', async () => {
+    ddbMock.on(DeleteItemCommand).resolvesOnce({}).rejectsOnce(conditionFailed());
+    await expect(store.deleteIfNoExpiry(TARGET)).resolves.toBe(true);
+    await expect(store.deleteIfNoExpiry(TARGET)).resolves.toBe(false);
+    expect(ddbMock).toHaveReceivedCommandWith(DeleteItemCommand, {
+      TableName: 'leases',
+      Key: { target: { S: TARGET } },
+      ConditionExpression: 'attribute_exists(#target) AND NOT attribute_type(#expiresAt, :number)',
+      ExpressionAttributeNames: { '#target': 'target', '#expiresAt': 'expiresAt' },
+      ExpressionAttributeValues: { ':number': { S: 'N' } },
+    });
+  });
+});
+
 describe('LeaseStore maps a failed condition to the contract\'s outcome', () => {
   describe.each([
     ['the SDK exception class', conditionFailed],

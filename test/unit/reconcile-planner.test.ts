@@ -219,6 +219,12 @@ describe('leases far beyond the maximum TTL', () => {
     expect(p.rejections.map((r) => r.reason)).toEqual(expect.arrayContaining(['EXPIRY_TOO_FAR']));
   });
 
+  it('sweeps items with no numeric expiresAt (missing, or a string): no TTL would ever remove them', () => {
+    const { expiresAt: _, ...noExpiry } = lease(1);
+    const items = [noExpiry, { ...lease(2), expiresAt: { S: '9999999999' } }, lease(3)];
+    expect(plan([], items).noExpiry).toEqual(['10.0.0.1:80', '10.0.0.2:80']);
+  });
+
   it('without a maximum (a hand-written routing) nothing is swept for it', () => {
     expect(plan([], [lease(1, { expiresAt: NOW + 365 * 86_400 })]).tooFar).toEqual([]);
   });
