@@ -17,7 +17,15 @@ export const LEASE_ATTR = {
   availabilityZone: 'availabilityZone',
   metadata: 'metadata',
   rotation: 'rotation',
+  rejection: 'rejection',
 } as const;
+
+/**
+ * Attributes only the registry writes (agents read them): its feedback to the lease's writer. A
+ * change of them alone is never a routing change: zero ELB calls, like a heartbeat. An agent's
+ * acquire (a PutItem) drops them; the registry writes them again.
+ */
+export const REGISTRY_ATTRS: readonly string[] = [LEASE_ATTR.rotation, LEASE_ATTR.rejection];
 
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
 export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];

@@ -2,7 +2,7 @@ import { AddressPolicy } from './address-policy';
 import { LeaseRejection } from './errors';
 import { isLive, leaseKeyOf } from './lease-codec';
 import { Membership, routeItem } from './lease-routing';
-import { HEARTBEAT_ATTRS, LEASE_ATTR, RawItem, RoutingConfig, TargetRef } from './lease-schema';
+import { HEARTBEAT_ATTRS, RawItem, REGISTRY_ATTRS, RoutingConfig, TargetRef } from './lease-schema';
 
 /** One lease-table change, as a stream record carries it. */
 export interface LeaseChangeRecord {
@@ -19,8 +19,8 @@ export interface LeaseChangeRecord {
 }
 
 /**
- * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `rotation`: only the registry's `rotation`
- *   (and perhaps the heartbeat's attributes) changed. Neither can change routing: no ELB call,
+ * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `rotation`: only the registry's feedback
+ *   (`rotation`, `rejection`; perhaps with the heartbeat's attributes) changed. Neither can change routing: no ELB call,
  *   no confirming read.
  * - `noop`: another change that leaves the target's groups as they were (a re-acquire by the
  *   holder, new metadata); `registration`, `change`: the groups changed; `release`,
@@ -81,8 +81,8 @@ function sameExcept(a: RawItem, b: RawItem, ignored: readonly string[]): boolean
   return true;
 }
 
-/** Attributes whose change alone never changes routing: the heartbeat's and the registry's own `rotation`. */
-const NOT_ROUTING_ATTRS: readonly string[] = [...HEARTBEAT_ATTRS, LEASE_ATTR.rotation];
+/** Attributes whose change alone never changes routing: the heartbeat's and the registry's own (`rotation`, `rejection`). */
+const NOT_ROUTING_ATTRS: readonly string[] = [...HEARTBEAT_ATTRS, ...REGISTRY_ATTRS];
 
 function byGroup(memberships: readonly Membership[]): Map<string, Membership> {
   return new Map(memberships.map((m) => [m.targetGroupArn, m]));
