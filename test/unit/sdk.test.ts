@@ -215,6 +215,14 @@ describe('AgentLease validation', () => {
     expect(() => newLease({ address: '127.0.0.1', allowLoopback: true })).not.toThrow();
   });
 
+  it('writes an IPv6 address in its canonical form, so one endpoint has one key', () => {
+    // Act
+    const lease = newLease({ address: 'FD00:0:0::17', allowedCidrs: ['fd00::/8'] });
+
+    // Assess
+    expect(lease.target).toBe('[fd00::17]:8080');
+  });
+
   it('validates the real item at acquire too: a clock in the wrong unit is caught before any write', async () => {
     // Prepare: a clock in microseconds makes expiresAt look like milliseconds
     const lease = newLease({ clock: () => NOW_MS * 1000 });
