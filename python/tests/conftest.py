@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import boto3
 import pytest
@@ -121,12 +121,13 @@ def client() -> Any:
     return boto3.client("dynamodb", region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition", interval: float = 0.02) -> float:
-    """Polls ``predicate`` until true; returns the seconds waited. Waits on events, never a fixed sleep."""
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: Union[str, Callable[[], str]] = "condition", interval: float = 0.02) -> float:
+    """Polls ``predicate`` until true; returns the seconds waited. Waits on events, never a fixed
+    sleep. ``what`` (or what it returns, evaluated then) names the condition when it never holds."""
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what if isinstance(what, str) else what()}")
         time.sleep(interval)
     return time.monotonic() - started
 
