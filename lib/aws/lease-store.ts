@@ -12,6 +12,8 @@ import {
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
 import { encodeRotationEntry } from '../core/lease-codec';
 import { LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
+import { encodeRejection } from '../core/rejection';
+import type { RejectionWrite } from '../core/rejection-planner';
 import { sleep as defaultSleep } from '../core/concurrency';
 
 /** BatchGetItem takes at most this many keys per call. */
@@ -29,6 +31,9 @@ export interface BatchReadOptions {
 
 /** What one `writeRotation` did: see {@link LeaseStore.writeRotation}. */
 export type RotationWriteOutcome = 'written' | 'superseded' | 'gone';
+
+/** What one `writeRejection` did: `written`, or `changed` (the item is no longer the one judged: nothing written). */
+export type RejectionWriteOutcome = 'written' | 'changed';
 
 export interface ScanResult {
   readonly items: RawItem[];
@@ -224,6 +229,50 @@ export class LeaseStore {
       }
     }
     return 'superseded';
+  }
+
+  /**
+   * The registry's `rejection` write (docs/lease-contract.md): `SET rejection = :r`, or `REMOVE
+   * rejection` when `write.rejection` is undefined, and nothing else, on the condition that the
+   * item is still the one the verdict was judged on: the same `leaseToken` and `renewedAt` (or
+   * their absence; a missing item fails it, so nothing is ever created). One UpdateItem, one write
+   * unit; zero ELB calls. Resolves `changed` when the condition failed: a newer write of the agent
+   * is judged on its own stream record.
+   * @throws LeaseStoreError when DynamoDB fails (after the SDK's retries)
+   */
+  public async writeRejection(write: RejectionWrite): Promise<RejectionWriteOutcome> {
+    const names: Record<string, string> = { '#target': LEASE_ATTR.target, '#rejection': LEASE_ATTR.rejection };
+    const values: Record<string, AttributeValue> = {};
+    const conditions = ['attribute_exists(#target)'];
+    for (const [attr, value] of [
+      [LEASE_ATTR.leaseToken, write.leaseToken],
+      [LEASE_ATTR.renewedAt, write.renewedAt],
+    ] as const) {
+      names[`#${attr}`] = attr;
+      if (value === undefined) conditions.push(`attribute_not_exists(#${attr})`);
+      else {
+        conditions.push(`#${attr} = :${attr}`);
+        values[`:${attr}`] = value as AttributeValue;
+      }
+    }
+    if (write.rejection === undefined) conditions.push('attribute_exists(#rejection)');
+    else values[':rejection'] = encodeRejection(write.rejection) as AttributeValue;
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: key(write.target),
+          UpdateExpression: write.rejection === undefined ? 'REMOVE #rejection' : 'SET #rejection = :rejection',
+          ConditionExpression: conditions.join(' AND '),
+          ExpressionAttributeNames: names,
+          ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}),
+        }),
+      );
+      return 'written';
+    } catch (error) {
+      if (isConditionFailure(error)) return 'changed';
+      throw wrap('writeRejection', this.tableName, error, { target: write.target });
+    }
   }
 
   /** The item, strongly consistent by default (1 read request unit for an item ≤ 4 KB; 0.5 when eventually consistent). */

@@ -3,13 +3,14 @@ import { mapLimit } from '../core/concurrency';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
+import { planRejectionsFromScan } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
-import { RotationWriteReport, writeRotations } from './rotation-writes';
+import { RejectionWriteReport, RotationWriteReport, writeRejections, writeRotations } from './rotation-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -81,6 +82,12 @@ export interface ReconcileReport {
    * own calls did (`initial`, `draining`). On change only, conditional on the lease token.
    */
   readonly rotation: RotationWriteReport;
+  /**
+   * The `rejection` writes: every lease of the scan (not expired) whose verdict differs from what
+   * it holds — written, or removed once it is routed as written. What stream sync missed (a failed
+   * write, a deployment that now routes a capability) is told here. No ELB call.
+   */
+  readonly rejection: RejectionWriteReport;
   /** Variants at weight 0 in their capability's weighted rules after this pass: no healthy target. */
   readonly variantsHeldOut: readonly string[];
   /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
@@ -167,9 +174,10 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing }),
     planCallRotation(tally.landed, now(), deps.policy, deps.routing),
   );
-  const [deleted, rotation] = await Promise.all([
+  const [deleted, rotation, rejection] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
     writeRotations(deps.store, rotationWrites),
+    writeRejections(deps.store, planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs)),
   ]);
 
   return {
@@ -189,6 +197,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     rejections: plan.rejections,
     errors: tally.errors,
     rotation,
+    rejection,
     variantsHeldOut: guard.heldOut,
     variantRuleChanges: guard.ruleChanges,
   };

@@ -2,13 +2,14 @@ import { AddressPolicy } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
+import { planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation } from '../core/rotation-planner';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
-import { RotationWriteReport, writeRotations } from './rotation-writes';
+import { RejectionWriteReport, RotationWriteReport, writeRejections, writeRotations } from './rotation-writes';
 
 export interface StreamSyncDeps {
   readonly elb: ElbTargets;
@@ -61,6 +62,12 @@ export interface StreamSyncReport {
    * dropped, written back into the new lease. Never a reason to retry the batch.
    */
   readonly rotation: RotationWriteReport;
+  /**
+   * The `rejection` writes: for each lease whose last new image the registry refuses (or no longer
+   * refuses) otherwise than the image says, the reason written (or removed). They need no ELB call
+   * and run beside the batch's calls. Never a reason to retry the batch.
+   */
+  readonly rejection: RejectionWriteReport;
 }
 
 /**
@@ -73,6 +80,8 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const plan = planStreamBatch(records, deps.policy, deps.routing);
   const memory = deps.memory ?? newSyncMemory();
   const now = deps.now ?? Date.now;
+  // Rejections depend on the images alone: told to their writers while the calls go out.
+  const rejection = writeRejections(deps.store, planRejectionsFromRecords(records, deps.policy, deps.routing, now()));
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {
@@ -174,5 +183,6 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     ...(transientError ? { transientError } : {}),
     ...(readError ? { readError } : {}),
     rotation,
+    rejection: await rejection,
   };
 }

@@ -10,7 +10,9 @@ type DynamoStub = AwsClientStub<DynamoDBClient>;
  * BatchGetItem (what sync and reconcile confirm with), GetItem and Scan answer from `items`.
  * `unprocessedOnce` makes the next BatchGetItem leave that many keys unprocessed, as DynamoDB
  * does under throttling. The registry's `rotation` UpdateItems (LeaseStore.writeRotation) are
- * applied with their conditions (token, map, older entry) and listed in `rotationWrites`.
+ * applied with their conditions (token, map, older entry) and listed in `rotationWrites`; its
+ * `rejection` UpdateItems (LeaseStore.writeRejection) with theirs (token and renewedAt as judged)
+ * and listed in `rejectionWrites`.
  */
 export class FakeLeaseTable {
   public readonly items = new Map<string, Item>();
@@ -19,6 +21,8 @@ export class FakeLeaseTable {
   public unprocessedOnce = 0;
   /** Rotation entries written, as `key capability=state@since`, in order. */
   public readonly rotationWrites: string[] = [];
+  /** Rejections written, as `key reason[capabilities]` or `key removed`, in order. */
+  public readonly rejectionWrites: string[] = [];
 
   public constructor(public readonly tableName = 'leases') {}
 
@@ -65,8 +69,9 @@ export class FakeLeaseTable {
       return item ? { Item: item } : {};
     });
     stub.on(UpdateItemCommand).callsFake((input: { Key: { target: { S: string } }; UpdateExpression: string; ExpressionAttributeNames: Record<string, string>; ExpressionAttributeValues: Record<string, AttributeValue> }) => {
-      if (!input.UpdateExpression.includes('#rotation')) throw new Error(`FakeLeaseTable answers only rotation writes, got ${input.UpdateExpression}`);
       const key = input.Key.target.S;
+      if (input.UpdateExpression.includes('#rejection')) return this.writeRejection(key, input);
+      if (!input.UpdateExpression.includes('#rotation')) throw new Error(`FakeLeaseTable answers only the registry's writes, got ${input.UpdateExpression}`);
       const item = this.items.get(key);
       const fail = () => {
         throw Object.assign(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }), item ? { Item: item } : {});
@@ -93,6 +98,28 @@ export class FakeLeaseTable {
     });
     stub.on(ScanCommand).callsFake(() => ({ Items: [...this.items.values()], Count: this.items.size }));
     return this;
+  }
+
+  /** `SET rejection = :rejection` / `REMOVE rejection`, on the token and renewedAt as judged (absent: attribute_not_exists). */
+  private writeRejection(key: string, input: { UpdateExpression: string; ConditionExpression?: string; ExpressionAttributeValues?: Record<string, AttributeValue> }): object {
+    const item = this.items.get(key);
+    const values = input.ExpressionAttributeValues ?? {};
+    const same = (attr: 'leaseToken' | 'renewedAt') => {
+      const judged = values[`:${attr}`];
+      const now = item?.[attr];
+      return judged === undefined ? now === undefined : JSON.stringify(now) === JSON.stringify(judged);
+    };
+    const removing = input.UpdateExpression === 'REMOVE #rejection';
+    if (!item || !same('leaseToken') || !same('renewedAt') || (removing && item.rejection === undefined)) {
+      throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+    }
+    const next = { ...item };
+    if (removing) delete next.rejection;
+    else next.rejection = values[':rejection'] as Item[string];
+    this.items.set(key, next);
+    const r = values[':rejection']?.M;
+    this.rejectionWrites.push(removing ? `${key} removed` : `${key} ${r!.reason.S}${r!.capabilities?.SS ? `[${r!.capabilities.SS.join(',')}]` : ''}`);
+    return {};
   }
 
   /** Every key read by BatchGetItem so far, in order. */
