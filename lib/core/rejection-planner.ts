@@ -3,7 +3,8 @@ import { leaseKeyOf } from './lease-codec';
 import { routeItem } from './lease-routing';
 import { LEASE_ATTR, RawAttributeValue, RawItem, RoutingConfig } from './lease-schema';
 import { decodeRejection, rejectionVerdict, RejectionVerdict, sameVerdict, StoredRejection } from './rejection';
-import type { LeaseChangeRecord } from './stream-planner';
+import type { LeaseRejection } from './errors';
+import type { LeaseChangeRecord, RecordKind } from './stream-planner';
 
 /**
  * The registry's `rejection` writes (docs/lease-contract.md): from what the registry read of a
@@ -52,6 +53,8 @@ export interface RejectionPlanInput {
   readonly nowMs: number;
   /** A rejection read earlier for the same key (an older image): its `since` is kept when it says the same. */
   readonly earlier?: StoredRejection;
+  /** What validation and routing already found in this item (the stream planner judged it): not judged again. */
+  readonly found?: readonly LeaseRejection[];
 }
 
 /** The write one item needs, if any. */
@@ -61,7 +64,7 @@ export function planRejection(item: RawItem | undefined, input: RejectionPlanInp
   const leaseToken = item[LEASE_ATTR.leaseToken];
   const renewedAt = item[LEASE_ATTR.renewedAt];
   if (!conditionable(leaseToken) || !conditionable(renewedAt)) return undefined; // nothing to pin the write to
-  const verdict = verdictOf(item, input.policy, input.routing);
+  const verdict = input.found !== undefined ? rejectionVerdict(input.found) : verdictOf(item, input.policy, input.routing);
   const raw = item[LEASE_ATTR.rejection];
   const stored = decodeRejection(raw);
   if (verdict === undefined) return raw === undefined ? undefined : { target, leaseToken, renewedAt };
@@ -70,27 +73,57 @@ export function planRejection(item: RawItem | undefined, input: RejectionPlanInp
   return { target, leaseToken, renewedAt, rejection: { ...verdict, since } };
 }
 
+/** Heartbeats and the registry's own writes cannot change a verdict, unless they touch what it may be about. */
+const QUIET_KINDS: readonly RecordKind[] = ['heartbeat', 'rotation'];
+
+/**
+ * Nothing to judge after quiet records alone: an image without a `rejection` whose heartbeat
+ * attributes look like the contract's (a heartbeat that turned `expiresAt` into milliseconds is
+ * judged). Keeps the heartbeat path free of a second decode.
+ */
+function quietlyValid(image: RawItem | undefined): boolean {
+  return (
+    image !== undefined &&
+    image[LEASE_ATTR.rejection] === undefined &&
+    /^\d{1,11}$/.test(image[LEASE_ATTR.expiresAt]?.N ?? '') &&
+    /^\d{1,16}$/.test(image[LEASE_ATTR.renewedAt]?.N ?? '')
+  );
+}
+
 /**
  * Stream sync: for each key, its last new image in the batch (a deletion plans nothing). A
  * verdict some earlier image of the batch already carried keeps that `since` (an acquire's
- * PutItem drops the attribute; the registry writes the same verdict back, not a new one).
+ * PutItem drops the attribute; the registry writes the same verdict back, not a new one). With
+ * the batch's record kinds, a key whose records are all heartbeats or registry writes is judged
+ * only when its image could hold news (see `quietlyValid`): its verdict was planned with the record
+ * that made it, and reconcile repeats what a failed write missed.
  */
-export function planRejectionsFromRecords(records: readonly LeaseChangeRecord[], policy: AddressPolicy, routing: RoutingConfig, nowMs: number): RejectionWrite[] {
-  const perKey = new Map<string, { last: RawItem | undefined; earlier?: StoredRejection }>();
-  for (const record of records) {
+export function planRejectionsFromRecords(
+  records: readonly LeaseChangeRecord[],
+  policy: AddressPolicy,
+  routing: RoutingConfig,
+  nowMs: number,
+  kinds?: readonly RecordKind[],
+  lastFound?: ReadonlyMap<string, readonly LeaseRejection[]>,
+): RejectionWrite[] {
+  const perKey = new Map<string, { last: RawItem | undefined; earlier?: StoredRejection; quiet: boolean }>();
+  records.forEach((record, index) => {
     const key = record.key ?? leaseKeyOf(record.newImage) ?? leaseKeyOf(record.oldImage);
-    if (key === undefined) continue;
-    const seen = perKey.get(key) ?? { last: undefined };
+    if (key === undefined) return;
+    const seen = perKey.get(key) ?? { last: undefined, quiet: true };
+    seen.quiet &&= kinds !== undefined && QUIET_KINDS.includes(kinds[index]);
     for (const image of [record.oldImage, record.newImage]) {
       const stored = decodeRejection(image?.[LEASE_ATTR.rejection]);
       if (stored !== undefined && (seen.earlier === undefined || stored.since >= seen.earlier.since)) seen.earlier = stored;
     }
     seen.last = record.newImage;
     perKey.set(key, seen);
-  }
+  });
   const writes: RejectionWrite[] = [];
-  for (const { last, earlier } of perKey.values()) {
-    const write = planRejection(last, { policy, routing, nowMs, ...(earlier ? { earlier } : {}) });
+  for (const [key, { last, earlier, quiet }] of perKey) {
+    if (quiet && quietlyValid(last)) continue;
+    const found = lastFound?.get(key);
+    const write = planRejection(last, { policy, routing, nowMs, ...(earlier ? { earlier } : {}), ...(found ? { found } : {}) });
     if (write) writes.push(write);
   }
   return writes;

@@ -48,6 +48,8 @@ export interface StreamPlan {
   readonly kinds: readonly RecordKind[];
   /** Rejections found in new images (old images were judged when they were new). */
   readonly rejections: readonly LeaseRejection[];
+  /** For each key, what validation and routing found in its last new image (none for a deletion): the registry's `rejection` verdict, without decoding again. */
+  readonly lastFound: ReadonlyMap<string, readonly LeaseRejection[]>;
 }
 
 function recordKey(record: LeaseChangeRecord): string | undefined {
@@ -127,7 +129,9 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
   };
   const firstRecordIndex = new Map<string, number>();
   const lastRecordIndex = new Map<string, number>();
+  const lastFound = new Map<string, readonly LeaseRejection[]>();
   for (const [key, { first, last, before, after }] of perTarget) {
+    lastFound.set(key, after.rejections);
     const was = byGroup(before.memberships);
     const is = byGroup(after.memberships);
     let changed = false;
@@ -155,6 +159,7 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     lastRecordIndex,
     kinds,
     rejections,
+    lastFound,
   };
 }
 

@@ -81,7 +81,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const memory = deps.memory ?? newSyncMemory();
   const now = deps.now ?? Date.now;
   // Rejections depend on the images alone: told to their writers while the calls go out.
-  const rejection = writeRejections(deps.store, planRejectionsFromRecords(records, deps.policy, deps.routing, now()));
+  const rejection = writeRejections(deps.store, planRejectionsFromRecords(records, deps.policy, deps.routing, now(), plan.kinds, plan.lastFound));
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {

@@ -127,6 +127,19 @@ describe('planRejectionsFromRecords / FromScan', () => {
     ]);
   });
 
+  it('heartbeats are judged only when they could hold news: a refused lease, or expiresAt turned into milliseconds', () => {
+    const valid = leaseItem({ address: '10.0.0.1' });
+    const refused = withRejection(leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'] }), unknownOcr);
+    const inMs = { ...valid, target: { S: '10.0.0.3:8080' }, address: { S: '10.0.0.3' }, expiresAt: { N: String((T0 + 30) * 1000) } };
+    const records = [
+      { id: '1', oldImage: valid, newImage: valid },
+      { id: '2', oldImage: refused, newImage: refused },
+      { id: '3', oldImage: { ...inMs, expiresAt: { N: String(T0 + 30) } }, newImage: inMs },
+    ];
+    const writes = planRejectionsFromRecords(records, policy, routing, NOW_MS, ['heartbeat', 'heartbeat', 'heartbeat']);
+    expect(writes.map((w) => `${w.target} ${w.rejection?.reason}`)).toEqual(['10.0.0.3:8080 invalid']);
+  });
+
   it('reconcile plans from every item of its scan', () => {
     const items = [leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.0.2', capabilities: ['ocr'] })];
     expect(planRejectionsFromScan(items, policy, routing, NOW_MS).map((w) => `${w.target} ${w.rejection?.reason}`)).toEqual(['10.0.0.2:8080 unknown-capability']);
