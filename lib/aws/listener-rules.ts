@@ -83,9 +83,9 @@ export async function applyWeights(client: ElasticLoadBalancingV2Client, rule: R
 function conditionText(rule: Rule): string {
   return (rule.Conditions ?? [])
     .map((c) => {
-      if (c.Field === 'http-header' && c.HttpHeaderConfig) return `${c.HttpHeaderConfig.HttpHeaderName}: ${(c.HttpHeaderConfig.Values ?? []).join('|')}`;
-      if (c.Field === 'path-pattern') return `path ${(c.PathPatternConfig?.Values ?? c.Values ?? []).join('|')}`;
-      if (c.Field === 'host-header') return `host ${(c.HostHeaderConfig?.Values ?? c.Values ?? []).join('|')}`;
+      if (c.Field === 'http-header' && c.HttpHeaderConfig) return `${c.HttpHeaderConfig.HttpHeaderName}: ${(c.HttpHeaderConfig.Values ?? []).join(' or ')}`;
+      if (c.Field === 'path-pattern') return `path ${(c.PathPatternConfig?.Values ?? c.Values ?? []).join(' or ')}`;
+      if (c.Field === 'host-header') return `host ${(c.HostHeaderConfig?.Values ?? c.Values ?? []).join(' or ')}`;
       return c.Field ?? '?';
     })
     .join(' and ');

@@ -219,7 +219,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     expect(explainOk.stdout).toContain(`${leaseKey}: the lease is live: active`);
     expect(explainOk.stdout).toMatch(/^ {2}ocr: NOT IN ROTATION\n {4}- the registry refuses it: capability "ocr" is not routed by this deployment \(known: search, speech, vision\) \(the lease holds this reason in rejection\)$/m);
     expect(explainOk.stdout).toMatch(/^ {2}vision: IN ROTATION$/m);
-    expect(explainOk.stdout).toContain('- requests reach it by X-Agent-Capability: vision or path /agents/vision/*');
+    expect(explainOk.stdout).toContain('- requests reach it by X-Agent-Capability: vision or path /agents/vision or /agents/vision/*');
     expect(explainBad.stdout).toMatch(/^127\.0\.0\.1:9: the lease is invalid, so the registry routes it nowhere \(invalid: attribute "port" must be Number \(N\), got S\); the lease holds this reason/m);
     await ddb.send(new DeleteItemCommand({ TableName: state.tableName, Key: { target: { S: '127.0.0.1:9' } } }));
   });
