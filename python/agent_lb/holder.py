@@ -24,7 +24,7 @@ from .contract import DEFAULT_ALLOWED_CIDRS, DEFAULT_TTL_SECONDS, LEASE_ATTR
 from .discovery import DEFAULT_DISCOVERY_TIMEOUT, DiscoveredAddress, discover_address
 from .errors import ConfigError, LeaseLostError, LeaseStoreError
 from .in_flight import InFlightCounter
-from .options import LeaseState, check_options, encode_metadata, make_client
+from .options import LeaseState, check_options, client_of, encode_metadata, make_client
 from .store import LeaseStore
 
 Events = List[Tuple[Callable[[], Any], Tuple[Any, ...]]]
@@ -92,7 +92,7 @@ class LeaseHolder:
         # The same validation the registry applies, before anything is written (InvalidLeaseError).
         encode_valid_lease(self._build("probe-token", "active", 1_700_000_000_000), self._policy)
 
-        self._client = dynamodb if dynamodb is not None else make_client(region, endpoint_url, ttl)
+        self._client = make_client(region, endpoint_url, ttl) if dynamodb is None else client_of(dynamodb)
         self._store = LeaseStore(self._client, table_name)
         #: Requests in progress: ``track()``, ``wsgi_middleware()``, ``asgi_middleware()`` feed it; ``leave()`` waits for it.
         self.in_flight = InFlightCounter()

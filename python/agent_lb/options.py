@@ -108,3 +108,14 @@ def check_options(
         raise fail("give either dynamodb (a client) or region/endpoint_url, not both")
     if agent_id is not None and (not isinstance(agent_id, str) or not agent_id.strip()):
         raise fail(f"agent_id must be a non-empty string, got {agent_id!r}")
+
+
+def client_of(dynamodb: Any) -> Any:
+    """The low-level client of what was given: a boto3 DynamoDB client as it is, a boto3 resource's
+    own client (the contract's item format is the low-level one). Raises ``ConfigError`` otherwise."""
+    if hasattr(dynamodb, "put_item"):
+        return dynamodb
+    client = getattr(getattr(dynamodb, "meta", None), "client", None)
+    if client is None or not hasattr(client, "put_item"):
+        raise ConfigError(f"AgentLease: dynamodb must be a boto3 DynamoDB client (or resource), got {type(dynamodb).__name__}")
+    return client
