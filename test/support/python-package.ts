@@ -5,7 +5,7 @@
  * README's, and a missing prerequisite fails with one line saying what to install.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO } from './local-harness';
 
@@ -50,16 +50,19 @@ function run(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 3
  * with (a local index or wheel directory on an offline machine). Resolves to the command that worked.
  */
 export async function installPythonPackage(target: string): Promise<string> {
+  // From a copy: setuptools builds in the source tree and would leave build/ and *.egg-info behind.
+  const source = `${target}-src`;
+  cpSync(join(REPO, 'python'), source, { recursive: true, filter: (path) => !/(__pycache__|\.egg-info|[\\/]build)$/.test(path) });
   const common = ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-deps', '--target', target];
   const attempts = [
-    [...common, '--no-build-isolation', '--no-index', './python'],
-    [...common, './python'],
+    [...common, '--no-build-isolation', '--no-index', source],
+    [...common, source],
   ];
   const failures: string[] = [];
   for (const args of attempts) {
     // No retries against an index that cannot be reached: offline, the local configuration answers.
     const result = await run(args, { PIP_RETRIES: '0', PIP_TIMEOUT: '5' });
-    if (result.code === 0) return `${PYTHON} ${args.join(' ')}`;
+    if (result.code === 0) return `${PYTHON} ${args.join(' ').replace(source, './python')}`;
     failures.push(`${args.join(' ')}: ${result.output.trim().split('\n').slice(-3).join(' | ')}`);
   }
   throw new Error(`cannot install ./python with pip: ${failures.join(' ; ')}`);
