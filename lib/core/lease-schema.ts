@@ -22,6 +22,16 @@ export const LEASE_ATTR = {
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
 export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];
 
+/**
+ * Attributes only the registry writes into a lease (docs/lease-contract.md): maps of entries, each
+ * carrying `since`, written conditional on the lease token (lib/core/registry-writes.ts). None is
+ * ever a reason to refuse a lease or a routing input, so a change of them alone costs no ELB call,
+ * no read and no write (a record of it is classified without decoding the images), and a lease's
+ * version ignores them. A new registry-owned attribute is added here and in `LEASE_ATTR`.
+ */
+export const REGISTRY_ATTRS = [LEASE_ATTR.rotation] as const;
+export type RegistryAttribute = (typeof REGISTRY_ATTRS)[number];
+
 /** Tag on every capability target group naming its capability; how tools find a stack's groups. */
 export const CAPABILITY_TAG = 'agent-lb:capability';
 

@@ -3,7 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { AgentLbError } from '../core/errors';
 import { errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
-import type { RotationWriteReport } from '../registry/rotation-writes';
+import type { RegistryWriteReport } from '../registry/registry-writes';
 import { StreamSyncReport } from '../registry/stream-sync';
 
 /** Leases, not reasons: one lease with two problems counts once. */
@@ -55,7 +55,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
     ...(report.readError ? [report.readError] : []),
-    ...(report.rotation.firstError ? [report.rotation.firstError] : []),
+    ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []),
   ]);
   for (const r of report.rejections) logger.warn('lease rejected', { reason: r.reason, target: r.target, capability: r.capability, detail: r.message });
   for (const r of report.refusedByElb) logger.error('target refused by ELB', { target: r.key, error: r.error.message });
@@ -81,13 +81,13 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     alreadyApplied: report.alreadyApplied,
     refusedBefore: report.refusedBefore,
     elbCalls: report.elbCalls,
-    rotation: rotationSummary(report.rotation),
+    registryWrites: writesSummary(report.registryWrites),
   });
   metrics.publishStoredMetrics();
 }
 
-/** The rotation writes of a report, for its log line (the error as its message). */
-function rotationSummary(r: RotationWriteReport): Record<string, number | string> {
+/** The registry's writes into leases of a report, for its log line (the error as its message). */
+function writesSummary(r: RegistryWriteReport): Record<string, number | string> {
   const { firstError, ...counts } = r;
   return firstError ? { ...counts, error: firstError.message } : counts;
 }
@@ -103,7 +103,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.liveLeases, MetricUnit.Count, report.liveLeases);
   metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
   metrics.addMetric(RECONCILE_METRICS.variantsHeldOut, MetricUnit.Count, report.variantsHeldOut.length);
-  addErrorMetrics(metrics, [...report.errors, ...(report.rotation.firstError ? [report.rotation.firstError] : [])]);
+  addErrorMetrics(metrics, [...report.errors, ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : [])]);
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
       capabilities: report.safetyValveTripped,
@@ -125,7 +125,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     deregistrationsWithheld: report.deregistrationsWithheld,
     refusedBefore: report.refusedBefore,
     rejectedLeases: report.rejections.length,
-    rotation: rotationSummary(report.rotation),
+    registryWrites: writesSummary(report.registryWrites),
   });
   metrics.publishStoredMetrics();
 }
