@@ -89,6 +89,8 @@ export async function runB3(options: B3Options = {}): Promise<B3Result> {
   const stack = await LocalStack.start({
     capabilities: caps,
     reconcileIntervalMs: 0, // passes run only when measured
+    // Nor local mode's rotation poll (20 DescribeTargetHealth of 1 000 targets a second): a pass is measured alone.
+    rotationPollIntervalMs: 0,
     // Setup only: bigger batches get the 10 000 registrations in faster. Passes do not use the stream.
     batchSize: 1000,
     wrapElbClient: (client) => {

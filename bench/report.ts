@@ -156,12 +156,18 @@ function b2Rows(r: B2Result): Row[] {
     },
     {
       scenario: s,
-      figure: 'most calls to one group in one batch',
-      ours: String(ours.maxCallsToOneGroupPerBatch),
+      figure: 'most calls to one group in one batch (one sync invocation; local batching; deployed)',
+      ours: `${ours.maxCallsToOneGroupPerBatch}; ${r.oursDeployedBatching.maxCallsToOneGroupPerBatch}`,
       naive: String(naive.maxCallsToOneGroupPerBatch),
       target: '≤ 2',
-      verdict: ours.maxCallsToOneGroupPerBatch <= 2 ? 'met' : `MISSED by ${ours.maxCallsToOneGroupPerBatch - 2}`,
+      verdict:
+        Math.max(ours.maxCallsToOneGroupPerBatch, r.oursDeployedBatching.maxCallsToOneGroupPerBatch) <= 2
+          ? 'met'
+          : `MISSED by ${Math.max(ours.maxCallsToOneGroupPerBatch, r.oursDeployedBatching.maxCallsToOneGroupPerBatch) - 2}`,
     },
+    ...(ours.reconcile.maxCallsToOneGroupPerPass === undefined
+      ? []
+      : [{ scenario: s, figure: '  reconcile: most calls to one group in one pass (local batching; deployed)', ours: `${ours.reconcile.maxCallsToOneGroupPerPass}; ${r.oursDeployedBatching.reconcile.maxCallsToOneGroupPerPass ?? '–'}`, naive: '–' }]),
     {
       scenario: s,
       figure: 'ELB error responses (all kinds)',
