@@ -16,7 +16,7 @@ import { LeaseChangeRecord, membershipsAt } from './stream-planner';
  * resurrects a released lease and never replaces a newer entry (`since` only moves forward).
  */
 
-/** One `SET rotation.<capability>` the registry makes. */
+/** One `rotation` entry the registry plans for a lease (written with the lease's other entries in one UpdateItem). */
 export interface RotationWrite {
   /** The lease key. */
   readonly target: string;
