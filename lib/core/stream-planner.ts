@@ -19,17 +19,18 @@ export interface LeaseChangeRecord {
 }
 
 /**
- * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `rotation`: only attributes the registry
- *   writes (`rotation`; perhaps the heartbeat's too) changed. Neither changes routing: no ELB
- *   call, no confirming read, no write, and their images are not even decoded.
+ * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `registry`: only attributes the registry
+ *   writes (`REGISTRY_ATTRS`: `rotation`; perhaps the heartbeat's too) changed — the registry's own
+ *   write coming back. Neither changes routing: no ELB call, no confirming read, no write, and
+ *   their images are not even decoded.
  * - `noop`: another change that leaves the target's groups as they were (a re-acquire by the
  *   holder, new metadata); `registration`, `change`: the groups changed; `release`,
  *   `ttl-deletion`: the item was deleted by its holder or by DynamoDB's TTL.
  */
-export type RecordKind = 'registration' | 'heartbeat' | 'rotation' | 'noop' | 'release' | 'ttl-deletion' | 'change';
+export type RecordKind = 'registration' | 'heartbeat' | 'registry' | 'noop' | 'release' | 'ttl-deletion' | 'change';
 
 /** Every record kind, in the order reports list them. */
-export const RECORD_KINDS: readonly RecordKind[] = ['registration', 'heartbeat', 'rotation', 'noop', 'release', 'ttl-deletion', 'change'];
+export const RECORD_KINDS: readonly RecordKind[] = ['registration', 'heartbeat', 'registry', 'noop', 'release', 'ttl-deletion', 'change'];
 
 export interface TargetGroupChanges {
   readonly targetGroupArn: string;
@@ -131,7 +132,7 @@ function liveAt(image: RawItem, expiresAt: number, at: number | undefined): bool
  * groups it was in: images otherwise identical are valid or invalid together and route alike.
  * `undefined`: the record is planned in full.
  */
-function cheapKind(record: LeaseChangeRecord): 'rotation' | 'heartbeat' | undefined {
+function cheapKind(record: LeaseChangeRecord): 'registry' | 'heartbeat' | undefined {
   const { oldImage, newImage } = record;
   if (oldImage === undefined || newImage === undefined) return undefined;
   const change = nonRoutingChange(oldImage, newImage);
@@ -142,7 +143,7 @@ function cheapKind(record: LeaseChangeRecord): 'rotation' | 'heartbeat' | undefi
     if (before === undefined || after === undefined) return undefined;
     if (liveAt(oldImage, before, record.writtenAtSeconds) !== liveAt(newImage, after, record.writtenAtSeconds)) return undefined;
   }
-  return change.kind === 'registry' ? 'rotation' : 'heartbeat';
+  return change.kind;
 }
 
 /** A span of cheap records only: the same lease throughout, but each record judged at its own time, so the expiry may still fall between two of them. */
@@ -261,7 +262,7 @@ function classify(record: LeaseChangeRecord, before: ImageView, after: ImageView
   const sameGroups = was.size === is.size && [...was].every((a) => is.has(a));
   const change = record.oldImage ? nonRoutingChange(record.oldImage, record.newImage) : undefined;
   // Only attributes that never route changed, and still the groups did (the lease crossed its expiry, or its heartbeat attributes became valid or not).
-  if (change !== undefined) return sameGroups ? (change.kind === 'registry' ? 'rotation' : 'heartbeat') : 'change';
+  if (change !== undefined) return sameGroups ? change.kind : 'change';
   if (sameGroups) return 'noop';
   return was.size === 0 ? 'registration' : 'change';
 }

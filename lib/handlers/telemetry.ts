@@ -39,7 +39,7 @@ export function publishInvocationFailure(error: unknown, logger: Logger, metrics
 /** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
 export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
   metrics.addMetric(SYNC_METRICS.records, MetricUnit.Count, report.records);
-  metrics.addMetric(SYNC_METRICS.noopRecords, MetricUnit.Count, report.kinds.heartbeat + report.kinds.rotation + report.kinds.noop);
+  metrics.addMetric(SYNC_METRICS.noopRecords, MetricUnit.Count, report.kinds.heartbeat + report.kinds.registry + report.kinds.noop);
   metrics.addMetric(SYNC_METRICS.registrations, MetricUnit.Count, report.registrations);
   metrics.addMetric(SYNC_METRICS.deregistrations, MetricUnit.Count, report.deregistrations);
   metrics.addMetric(SYNC_METRICS.changesWithheld, MetricUnit.Count, report.registrationsWithheld + report.deregistrationsWithheld);

@@ -106,7 +106,7 @@ describe('planStreamBatch', () => {
       policy,
       routing,
     );
-    expect(plan.kinds).toEqual(['heartbeat', 'rotation']);
+    expect(plan.kinds).toEqual(['heartbeat', 'registry']);
     expect(plan.rejections).toEqual([]);
   });
 
