@@ -1,7 +1,7 @@
 import { AddressPolicy } from './address-policy';
-import { leaseKeyOf } from './lease-codec';
+import { heartbeatExpiry, leaseKeyOf } from './lease-codec';
 import { routeItem } from './lease-routing';
-import { LEASE_ATTR, RawAttributeValue, RawItem, RoutingConfig } from './lease-schema';
+import { HEARTBEAT_ATTRS, LEASE_ATTR, RawAttributeValue, RawItem, REGISTRY_ATTRS, RoutingConfig } from './lease-schema';
 import { decodeRejection, rejectionVerdict, RejectionVerdict, sameVerdict, StoredRejection } from './rejection';
 import type { LeaseRejection } from './errors';
 import type { LeaseChangeRecord, RecordKind } from './stream-planner';
@@ -12,7 +12,8 @@ import type { LeaseChangeRecord, RecordKind } from './stream-planner';
  * routed as written. Pure. A write is planned only when the verdict differs from what the lease
  * holds (reason, message, capabilities), never into an expired lease, and always conditional on
  * the item the verdict was judged on: its `leaseToken` and its `renewedAt` as read (or their
- * absence), so a verdict on an older write never lands on a newer one.
+ * absence), so a verdict on an older write never lands on a newer one. It rides the registry's
+ * one write per lease (lib/core/registry-writes.ts) beside that lease's `rotation` entries.
  */
 
 /** One `SET rejection = :r` or `REMOVE rejection` the registry makes. */
@@ -25,6 +26,8 @@ export interface RejectionWrite {
   readonly renewedAt: RawAttributeValue | undefined;
   /** What to write; undefined removes the attribute (the lease is now routed as written). */
   readonly rejection?: StoredRejection;
+  /** The item the verdict was judged on: what a write that lost a race compares the lease with ({@link retryRejection}). */
+  readonly judged: RawItem;
 }
 
 /** What validation and routing find wrong with an item, as the attribute says it; undefined when nothing. */
@@ -67,14 +70,49 @@ export function planRejection(item: RawItem | undefined, input: RejectionPlanInp
   const verdict = input.found !== undefined ? rejectionVerdict(input.found) : verdictOf(item, input.policy, input.routing);
   const raw = item[LEASE_ATTR.rejection];
   const stored = decodeRejection(raw);
-  if (verdict === undefined) return raw === undefined ? undefined : { target, leaseToken, renewedAt };
+  if (verdict === undefined) return raw === undefined ? undefined : { target, leaseToken, renewedAt, judged: item };
   if (stored !== undefined && sameVerdict(verdict, stored)) return undefined;
   const since = input.earlier !== undefined && sameVerdict(verdict, input.earlier) ? input.earlier.since : Math.floor(input.nowMs);
-  return { target, leaseToken, renewedAt, rejection: { ...verdict, since } };
+  return { target, leaseToken, renewedAt, rejection: { ...verdict, since }, judged: item };
+}
+
+const NOT_JUDGED = new Set<string>([...HEARTBEAT_ATTRS, ...REGISTRY_ATTRS]);
+
+function sameAttribute(a: RawAttributeValue | undefined, b: RawAttributeValue | undefined): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Whether `current` says what `judged` said, for a verdict: every attribute the same but the
+ * registry's own and the heartbeat's, and those either the same or both in the contract's shape
+ * (a heartbeat that turned `expiresAt` into milliseconds may change the verdict).
+ */
+function sameForVerdict(judged: RawItem, current: RawItem): boolean {
+  for (const k of new Set([...Object.keys(judged), ...Object.keys(current)])) {
+    if (!NOT_JUDGED.has(k) && !sameAttribute(judged[k], current[k])) return false;
+  }
+  const beatsAlike = HEARTBEAT_ATTRS.every((k) => sameAttribute(judged[k], current[k]));
+  return beatsAlike || (heartbeatExpiry(judged) !== undefined && heartbeatExpiry(current) !== undefined);
+}
+
+/**
+ * A rejection write whose condition failed, against `current` (the lease as DynamoDB returned it,
+ * still held by the same token): `outdated` when the agent has written something the verdict may
+ * not hold for (its own record is judged next), `superseded` when the lease already says it (or,
+ * for a removal, has none), else the write again on the `renewedAt` read now — a heartbeat that
+ * landed in between changes nothing the verdict is about.
+ */
+export function retryRejection(write: RejectionWrite, current: RawItem): RejectionWrite | 'superseded' | 'outdated' {
+  if (!sameForVerdict(write.judged, current)) return 'outdated';
+  const stored = current[LEASE_ATTR.rejection];
+  if (write.rejection === undefined ? stored === undefined : sameVerdict(decodeRejection(stored), write.rejection)) return 'superseded';
+  const renewedAt = current[LEASE_ATTR.renewedAt];
+  if (!conditionable(renewedAt)) return 'outdated';
+  return { ...write, renewedAt };
 }
 
 /** Heartbeats and the registry's own writes cannot change a verdict, unless they touch what it may be about. */
-const QUIET_KINDS: readonly RecordKind[] = ['heartbeat', 'rotation'];
+const QUIET_KINDS: readonly RecordKind[] = ['heartbeat', 'registry'];
 
 /**
  * Nothing to judge after quiet records alone: an image without a `rejection` whose heartbeat

@@ -3,7 +3,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { AgentLbError } from '../core/errors';
 import { errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
-import type { RejectionWriteReport, RotationWriteReport } from '../registry/rotation-writes';
+import type { RegistryWriteReport } from '../registry/registry-writes';
 import { StreamSyncReport } from '../registry/stream-sync';
 
 /** Leases, not reasons: one lease with two problems counts once. */
@@ -39,7 +39,7 @@ export function publishInvocationFailure(error: unknown, logger: Logger, metrics
 /** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
 export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
   metrics.addMetric(SYNC_METRICS.records, MetricUnit.Count, report.records);
-  metrics.addMetric(SYNC_METRICS.noopRecords, MetricUnit.Count, report.kinds.heartbeat + report.kinds.rotation + report.kinds.noop);
+  metrics.addMetric(SYNC_METRICS.noopRecords, MetricUnit.Count, report.kinds.heartbeat + report.kinds.registry + report.kinds.noop);
   metrics.addMetric(SYNC_METRICS.registrations, MetricUnit.Count, report.registrations);
   metrics.addMetric(SYNC_METRICS.deregistrations, MetricUnit.Count, report.deregistrations);
   metrics.addMetric(SYNC_METRICS.changesWithheld, MetricUnit.Count, report.registrationsWithheld + report.deregistrationsWithheld);
@@ -55,8 +55,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
     ...(report.readError ? [report.readError] : []),
-    ...(report.rotation.firstError ? [report.rotation.firstError] : []),
-    ...(report.rejection.firstError ? [report.rejection.firstError] : []),
+    ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []),
   ]);
   for (const r of report.rejections) logger.warn('lease rejected', { reason: r.reason, target: r.target, capability: r.capability, detail: r.message });
   for (const r of report.refusedByElb) logger.error('target refused by ELB', { target: r.key, error: r.error.message });
@@ -82,14 +81,13 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     alreadyApplied: report.alreadyApplied,
     refusedBefore: report.refusedBefore,
     elbCalls: report.elbCalls,
-    rotation: writeSummary(report.rotation),
-    rejection: writeSummary(report.rejection),
+    registryWrites: writesSummary(report.registryWrites),
   });
   metrics.publishStoredMetrics();
 }
 
-/** The rotation or rejection writes of a report, for its log line (the error as its message). */
-function writeSummary(r: RotationWriteReport | RejectionWriteReport): Record<string, number | string> {
+/** The registry's writes into leases of a report, for its log line (the error as its message). */
+function writesSummary(r: RegistryWriteReport): Record<string, number | string> {
   const { firstError, ...counts } = r;
   return firstError ? { ...counts, error: firstError.message } : counts;
 }
@@ -105,11 +103,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.liveLeases, MetricUnit.Count, report.liveLeases);
   metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
   metrics.addMetric(RECONCILE_METRICS.variantsHeldOut, MetricUnit.Count, report.variantsHeldOut.length);
-  addErrorMetrics(metrics, [
-    ...report.errors,
-    ...(report.rotation.firstError ? [report.rotation.firstError] : []),
-    ...(report.rejection.firstError ? [report.rejection.firstError] : []),
-  ]);
+  addErrorMetrics(metrics, [...report.errors, ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : [])]);
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
       capabilities: report.safetyValveTripped,
@@ -131,8 +125,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     deregistrationsWithheld: report.deregistrationsWithheld,
     refusedBefore: report.refusedBefore,
     rejectedLeases: report.rejections.length,
-    rotation: writeSummary(report.rotation),
-    rejection: writeSummary(report.rejection),
+    registryWrites: writesSummary(report.registryWrites),
   });
   metrics.publishStoredMetrics();
 }

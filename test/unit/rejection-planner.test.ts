@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AddressPolicy } from '../../lib/core/address-policy';
 import type { LeaseRejection } from '../../lib/core/errors';
-import { planRejection, planRejectionsFromRecords, planRejectionsFromScan } from '../../lib/core/rejection-planner';
+import { planRejection, planRejectionsFromRecords, planRejectionsFromScan, RejectionWrite, retryRejection } from '../../lib/core/rejection-planner';
 import { decodeRejection, encodeRejection, MAX_REJECTION_MESSAGE_CHARS, rejectionVerdict, sameVerdict, StoredRejection } from '../../lib/core/rejection';
 import { ALLOWED_CIDRS, Item, leaseItem, T0, testConfig } from '../support/lease-fixtures';
 
@@ -71,7 +71,7 @@ describe('planRejection', () => {
   })();
   const expired = leaseItem({ address: '10.0.0.5', capabilities: ['ocr'], expiresAt: T0 - 1 });
 
-  it.each<[string, Item, ReturnType<typeof planRejection>]>([
+  it.each<[string, Item, Omit<RejectionWrite, 'judged'> | undefined]>([
     ['a lease routed as written: nothing', valid, undefined],
     [
       'an unrouted capability: that capability, since now, on the token and renewedAt read',
@@ -103,7 +103,7 @@ describe('planRejection', () => {
     ['an expired lease: nothing (its writer is gone)', expired, undefined],
     ['a token that is not a scalar: nothing to pin the write to', { ...unrouted, leaseToken: { M: {} } }, undefined],
   ])('%s', (_name, item, write) => {
-    expect(planRejection(item, { policy, routing, nowMs: NOW_MS })).toEqual(write);
+    expect(planRejection(item, { policy, routing, nowMs: NOW_MS })).toEqual(write === undefined ? undefined : { ...write, judged: item });
   });
 
   it('a verdict an earlier image carried keeps its since (an acquire dropped it; the same verdict is written back)', () => {
@@ -123,7 +123,7 @@ describe('planRejectionsFromRecords / FromScan', () => {
       { id: '3', oldImage: gone },
     ];
     expect(planRejectionsFromRecords(records, policy, routing, NOW_MS)).toEqual([
-      { target: '10.0.0.2:8080', leaseToken: { S: 'token-2' }, renewedAt: { N: String(T0 * 1000) }, rejection: unknownOcr },
+      { target: '10.0.0.2:8080', leaseToken: { S: 'token-2' }, renewedAt: { N: String(T0 * 1000) }, rejection: unknownOcr, judged: reacquired },
     ]);
   });
 
@@ -143,5 +143,24 @@ describe('planRejectionsFromRecords / FromScan', () => {
   it('reconcile plans from every item of its scan', () => {
     const items = [leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.0.2', capabilities: ['ocr'] })];
     expect(planRejectionsFromScan(items, policy, routing, NOW_MS).map((w) => `${w.target} ${w.rejection?.reason}`)).toEqual(['10.0.0.2:8080 unknown-capability']);
+  });
+});
+
+describe('retryRejection: a rejection write whose condition failed, against the lease as DynamoDB returned it', () => {
+  const judged = leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'] });
+  const write: RejectionWrite = { target: '10.0.0.2:8080', leaseToken: { S: 'token-10.0.0.2' }, renewedAt: judged.renewedAt, rejection: unknownOcr, judged };
+  const removal: RejectionWrite = { target: '10.0.0.2:8080', leaseToken: { S: 'token-10.0.0.2' }, renewedAt: judged.renewedAt, judged };
+  const beat = { ...judged, expiresAt: { N: String(T0 + 40) }, renewedAt: { N: String(T0 * 1000 + 10_000) } };
+
+  it.each<[string, RejectionWrite, Item, RejectionWrite | 'superseded' | 'outdated']>([
+    ['only a heartbeat landed in between: written again on the renewedAt read now', write, beat, { ...write, renewedAt: beat.renewedAt }],
+    ['a heartbeat and the registry\'s rotation: the same', write, { ...beat, rotation: { M: {} } }, { ...write, renewedAt: beat.renewedAt }],
+    ['the agent changed its capabilities: outdated (its own record is judged)', write, { ...beat, capabilities: { SS: ['vision'] } }, 'outdated'],
+    ['a heartbeat that wrote expiresAt in milliseconds: outdated', write, { ...beat, expiresAt: { N: String((T0 + 40) * 1000) } }, 'outdated'],
+    ['another writer told it already: superseded', write, withRejection(beat, { ...unknownOcr, since: 1_800_000_000_000 }), 'superseded'],
+    ['a removal of a rejection already gone: superseded', removal, beat, 'superseded'],
+    ['a removal, a heartbeat in between: written again', removal, withRejection(beat, unknownOcr), { ...removal, renewedAt: beat.renewedAt }],
+  ])('%s', (_name, planned, current, expected) => {
+    expect(retryRejection(planned, current)).toEqual(expected);
   });
 });

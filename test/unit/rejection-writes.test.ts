@@ -10,7 +10,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { LeaseStore } from '../../lib/aws/lease-store';
 import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
-import { writeRejections } from '../../lib/registry/rotation-writes';
+import { writeRegistryEntries } from '../../lib/registry/registry-writes';
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { captureMetrics, insert, Item, leaseItem, modify, resetSequence, silentLogger, streamEvent, T0, testConfig } from '../support/lease-fixtures';
 import { SYNC_METRICS } from '../../lib/core/metric-names';
@@ -71,7 +71,7 @@ describe('stream sync tells writers why', () => {
     });
     expect(elbMock.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input.Targets)).toEqual([[{ Id: '10.0.0.2', Port: 8080 }]]);
     const write = ddbMock.commandCalls(UpdateItemCommand).find((c) => c.args[0].input.Key?.target.S === '10.0.0.4:8080')!.args[0].input;
-    expect(write.ConditionExpression).toBe('attribute_exists(#target) AND attribute_not_exists(#leaseToken) AND #renewedAt = :renewedAt');
+    expect(write.ConditionExpression).toBe('attribute_exists(#key) AND attribute_not_exists(#token) AND #renewedAt = :renewedAt');
   });
 
   it('the registry\'s own write coming back costs no ELB call, no write, and is not counted again', async () => {
@@ -137,17 +137,17 @@ describe('reconcile tells what stream sync missed', () => {
   });
 });
 
-describe('writeRejections', () => {
+describe('writeRegistryEntries with rejections', () => {
   it('counts what happened and never throws: a DynamoDB failure is reported for the next pass', async () => {
     // Prepare
     ddbMock.on(UpdateItemCommand).rejects(new InternalServerError({ message: 'boom', $metadata: {} }));
-    const write = { target: '10.0.0.3:8080', leaseToken: { S: 'tok-3' }, renewedAt: { N: '1' }, rejection: { reason: 'invalid', message: 'x', since: NOW_MS } };
+    const write = { target: '10.0.0.3:8080', leaseToken: { S: 'tok-3' }, renewedAt: { N: '1' }, rejection: { reason: 'invalid', message: 'x', since: NOW_MS }, judged: portAsString };
 
     // Act
-    const report = await writeRejections(new LeaseStore(dynamoClient, 'leases'), [write]);
+    const report = await writeRegistryEntries(new LeaseStore(dynamoClient, 'leases'), [], [write]);
 
     // Assess
-    expect(report).toMatchObject({ planned: 1, written: 0, changed: 0, failed: 1 });
-    expect(report.firstError?.message).toMatch(/^writeRejection on table leases failed: InternalServerError: boom/);
+    expect(report).toMatchObject({ planned: 1, rejections: 1, written: 0, changed: 0, failed: 1 });
+    expect(report.firstError?.message).toMatch(/^writeEntries on table leases failed: InternalServerError: boom/);
   });
 });

@@ -12,7 +12,8 @@ import type { RotationEntry } from '../../lib/core/lease-schema';
 import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { LeaseStore } from '../../lib/aws/lease-store';
-import { writeRotations } from '../../lib/registry/rotation-writes';
+import { writeRegistryEntries } from '../../lib/registry/registry-writes';
+import { rotationEntries } from '../../lib/core/rotation-planner';
 import { RotationPoll } from '../../lib/registry/rotation-poll';
 import { ElbTargets } from '../../lib/aws/elb-targets';
 import { AddressPolicy } from '../../lib/core/address-policy';
@@ -58,29 +59,46 @@ beforeEach(() => {
   }));
 });
 
-describe('stream sync writes what its own calls did', () => {
-  it('a new lease: registered, then rotation.vision = initial, conditional on its token', async () => {
-    await sync()([insert(lease())]);
-    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(1);
-    expect(table.rotationWrites).toEqual([`${KEY} vision=initial@${NOW_MS}`]);
-    expect(ddbMock.commandCalls(UpdateItemCommand)[0].args[0].input.ExpressionAttributeValues?.[':token']).toEqual({ S: 'tok-1' });
+const updates = () => ddbMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+
+describe('stream sync writes what its own calls did, where the lease would say otherwise', () => {
+  it('a new lease: registered, and nothing written (no entry to correct: the first group read writes one)', async () => {
+    await sync()([insert(lease({ capabilities: ['vision', 'speech'] }))]);
+    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(2);
+    expect(updates()).toEqual([]);
   });
 
-  it('a drained lease: deregistered, then draining', async () => {
-    const before = withRotation(lease(), { vision: { state: 'healthy', since: NOW_MS - 60_000 } });
+  it('a drained lease: deregistered, then draining in every group, in one UpdateItem conditional on its token', async () => {
+    const before = withRotation(lease({ capabilities: ['vision', 'speech'] }), { vision: { state: 'healthy', since: NOW_MS - 60_000 }, speech: { state: 'healthy', since: NOW_MS - 60_000 } });
     await sync()([modify(before, { ...before, status: { S: 'draining' } })]);
-    expect(elbMock.commandCalls(DeregisterTargetsCommand)).toHaveLength(1);
+    expect(elbMock.commandCalls(DeregisterTargetsCommand)).toHaveLength(2);
+    expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=draining@${NOW_MS}`, `${KEY} vision=draining@${NOW_MS}`]);
+    expect(updates()).toHaveLength(1);
+    expect(updates()[0].ExpressionAttributeValues?.[':token']).toEqual({ S: 'tok-1' });
+  });
+
+  it('a lease drained before any entry was written: draining all the same (leave() waits for it)', async () => {
+    await sync()([modify(lease(), lease({ status: 'draining' }))]);
     expect(table.rotationWrites).toEqual([`${KEY} vision=draining@${NOW_MS}`]);
+    expect(updates()).toHaveLength(1);
+    expect(updates()[0].UpdateExpression).toBe('SET #a0 = :w0');
+  });
+
+  it('made active again after a drain: registered, and initial over the draining entry', async () => {
+    const drained = withRotation(lease({ status: 'draining' }), { vision: { state: 'draining', since: NOW_MS - 9_000 } });
+    await sync()([modify(drained, { ...drained, status: { S: 'active' } })]);
+    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(1);
+    expect(table.rotationWrites).toEqual([`${KEY} vision=initial@${NOW_MS}`]);
   });
 
   it('a released lease: deregistered, nothing written (no item to write into, none created)', async () => {
     await sync()([remove(lease())]);
     expect(elbMock.commandCalls(DeregisterTargetsCommand)).toHaveLength(1);
-    expect(ddbMock.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    expect(updates()).toHaveLength(0);
     expect(table.items.size).toBe(0);
   });
 
-  it('a record that changes only rotation (the registry\'s own write coming back) costs 0 ELB calls, 0 reads, 0 writes', async () => {
+  it("a record that changes only rotation (the registry's own write coming back) costs 0 ELB calls, 0 reads, 0 writes", async () => {
     const initial = withRotation(lease(), { vision: { state: 'initial', since: NOW_MS - 9_000 } });
     const healthy = withRotation(lease(), { vision: { state: 'healthy', since: NOW_MS - 1_000 } });
     const draining = withRotation(lease({ expiresAt: T0 + 40 }), { vision: { state: 'healthy', since: NOW_MS - 1_000 } });
@@ -90,50 +108,104 @@ describe('stream sync writes what its own calls did', () => {
     expect(ddbMock).not.toHaveReceivedAnyCommand();
   });
 
-  it('a re-acquire (PutItem, new token, rotation dropped): no ELB call, the entry written back into the new lease', async () => {
-    const held = withRotation(lease(), { vision: { state: 'healthy', since: NOW_MS - 60_000 } });
-    await sync()([modify(held, lease({ leaseToken: 'tok-2' }))]);
+  it('a re-acquire (PutItem, new token, rotation dropped): no ELB call, the entries written back into the new lease in one UpdateItem', async () => {
+    const held = withRotation(lease({ capabilities: ['vision', 'speech'] }), { vision: { state: 'healthy', since: NOW_MS - 60_000 }, speech: { state: 'unhealthy', since: NOW_MS - 5_000 } });
+    await sync()([modify(held, lease({ leaseToken: 'tok-2', capabilities: ['vision', 'speech'] }))]);
     expect(elbMock).not.toHaveReceivedAnyCommand();
-    expect(table.rotationWrites).toEqual([`${KEY} vision=healthy@${NOW_MS - 60_000}`]);
+    expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=unhealthy@${NOW_MS - 5_000}`, `${KEY} vision=healthy@${NOW_MS - 60_000}`]);
+    expect(updates().map((u) => u.UpdateExpression)).toEqual(['SET #a0 = :w0']);
     expect(table.items.get(KEY)?.leaseToken.S).toBe('tok-2');
   });
 
   it('a lease re-acquired again before the write lands: the write is a no-op, the batch succeeds', async () => {
     const run = sync();
-    const records = [insert(lease())];
+    const records = [modify(lease(), lease({ status: 'draining' }))];
     table.applyRecords(records);
-    // The table moves on (another token) between the registration's read and the rotation write.
-    elbMock.on(RegisterTargetsCommand).callsFake(() => {
+    // The table moves on (another token) between the deregistration's read and the rotation write.
+    elbMock.on(DeregisterTargetsCommand).callsFake(() => {
       table.put(lease({ leaseToken: 'tok-9' }));
       return {};
     });
     await expect(run(records)).resolves.toEqual({ batchItemFailures: [] });
     expect(table.rotationWrites).toEqual([]);
+    expect(updates()).toHaveLength(1);
     expect(table.items.get(KEY)?.rotation).toBeUndefined();
   });
 });
 
 describe('reconcile writes what its group reads show', () => {
-  it('registered and reported healthy: the lease is told healthy, on change only', async () => {
-    const handler = createReconcileHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: captureMetrics().metrics, now: () => NOW_MS, sleep: async () => {} });
+  const reconcile = () => createReconcileHandler({ config: testConfig(), elbClient, dynamoClient, logger: silentLogger(), metrics: captureMetrics().metrics, now: () => NOW_MS, sleep: async () => {} });
+
+  it('registered and reported healthy: the lease is told healthy, every group in one UpdateItem, on change only', async () => {
+    const handler = reconcile();
     table.put(withRotation(lease({ capabilities: ['vision', 'speech'] }), { vision: { state: 'initial', since: NOW_MS - 5_000 } }));
     health = { [TG.vision]: { [KEY]: 'healthy' }, [TG.speech]: { [KEY]: 'initial' } };
-    await handler();
+    const [report] = await handler();
     expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=initial@${NOW_MS}`, `${KEY} vision=healthy@${NOW_MS}`]);
+    expect(report.registryWrites).toMatchObject({ planned: 2, written: 2, leases: 1, updates: 1, changed: 1 });
     expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
-    await handler();
+    const [again] = await handler();
     expect(table.rotationWrites).toHaveLength(2);
+    expect(again.registryWrites.updates).toBe(0);
+  });
+
+  it('a target it puts back (missing from its group): initial over the absent it read, not absent', async () => {
+    table.put(withRotation(lease(), { vision: { state: 'healthy', since: NOW_MS - 60_000 } }));
+    health = { [TG.vision]: {} };
+    await reconcile()();
+    expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(1);
+    expect(table.rotationWrites).toEqual([`${KEY} vision=initial@${NOW_MS}`]);
+    expect(updates()).toHaveLength(1);
   });
 });
 
-describe('writeRotations', () => {
+describe('writeRegistryEntries', () => {
   it('a DynamoDB failure is counted and reported, never thrown: the ELB work stands', async () => {
     ddbMock.on(UpdateItemCommand).rejects(new InternalServerError({ message: 'boom', $metadata: { httpStatusCode: 500 } }));
-    const report = await writeRotations(new LeaseStore(dynamoClient, 'leases'), [
-      { target: KEY, leaseToken: 'tok-1', capability: 'vision', entry: { state: 'initial', since: NOW_MS }, cause: 'call' },
-    ]);
+    const report = await writeRegistryEntries(
+      new LeaseStore(dynamoClient, 'leases'),
+      rotationEntries([{ target: KEY, leaseToken: 'tok-1', capability: 'vision', entry: { state: 'initial', since: NOW_MS }, cause: 'call' }]),
+    );
     expect(report).toMatchObject({ planned: 1, written: 0, failed: 1 });
     expect(report.firstError?.code).toBe('LEASE_STORE');
+  });
+
+  it('one UpdateItem per lease, whatever the number of entries planned for it; the newest entry of each capability', async () => {
+    table.put(lease({ capabilities: ['vision', 'speech'] }), leaseItem({ address: '10.0.0.2', leaseToken: 'tok-2' }));
+    const entry = (target: string, leaseToken: string, capability: string, state: 'healthy' | 'initial', since: number) =>
+      ({ target, leaseToken, capability, entry: { state, since }, cause: 'observed' as const, mapPresent: false });
+    const report = await writeRegistryEntries(
+      new LeaseStore(dynamoClient, 'leases'),
+      rotationEntries([
+        entry(KEY, 'tok-1', 'vision', 'initial', NOW_MS),
+        entry(KEY, 'tok-1', 'speech', 'healthy', NOW_MS),
+        entry(KEY, 'tok-1', 'vision', 'healthy', NOW_MS + 1),
+        entry('10.0.0.2:8080', 'tok-2', 'vision', 'healthy', NOW_MS),
+      ]),
+    );
+    expect(report).toMatchObject({ planned: 3, written: 3, leases: 2, updates: 2, changed: 2 });
+    expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=healthy@${NOW_MS}`, `${KEY} vision=healthy@${NOW_MS + 1}`, `10.0.0.2:8080 vision=healthy@${NOW_MS}`]);
+  });
+  it("a lease's rejection rides its rotation write (same token, one UpdateItem); a rejection of a lease without a token is a write of its own", async () => {
+    const refusedOcr = lease({ capabilities: ['ocr', 'vision'] });
+    const tokenless: Item = { ...leaseItem({ address: '10.0.0.2' }), capabilities: { SS: ['ocr'] } };
+    delete tokenless.leaseToken;
+    table.put(refusedOcr, tokenless);
+    const rejection = (item: Item) => ({
+      target: item.target.S!,
+      leaseToken: item.leaseToken,
+      renewedAt: item.renewedAt,
+      rejection: { reason: 'unknown-capability', message: 'capability "ocr" is not routed', capabilities: ['ocr'], since: NOW_MS },
+      judged: item,
+    });
+    const report = await writeRegistryEntries(
+      new LeaseStore(dynamoClient, 'leases'),
+      rotationEntries([{ target: KEY, leaseToken: 'tok-1', capability: 'vision', entry: { state: 'healthy', since: NOW_MS }, cause: 'observed', mapPresent: false }]),
+      [rejection(refusedOcr), rejection(tokenless)],
+    );
+    expect(report).toMatchObject({ planned: 3, rejections: 2, written: 3, leases: 2, updates: 2, changed: 2 });
+    expect(table.rotationWrites).toEqual([`${KEY} vision=healthy@${NOW_MS}`]);
+    expect(table.rejectionWrites.sort()).toEqual([`${KEY} unknown-capability[ocr]`, '10.0.0.2:8080 unknown-capability[ocr]']);
   });
 });
 
@@ -151,14 +223,14 @@ describe('RotationPoll: health changes between reconcile passes', () => {
     health = { [TG.vision]: { [KEY]: 'initial', '10.0.0.2:8080': 'healthy' } };
 
     const first = await poll.pollOnce();
-    expect(first).toMatchObject({ describeCalls: 3, leasesRead: 2, rotation: { written: 2 } });
+    expect(first).toMatchObject({ describeCalls: 3, leasesRead: 2, registryWrites: { written: 2, updates: 2 } });
     const quiet = await poll.pollOnce();
-    expect(quiet).toMatchObject({ describeCalls: 3, leasesRead: 0, rotation: { planned: 0 } });
+    expect(quiet).toMatchObject({ describeCalls: 3, leasesRead: 0, registryWrites: { planned: 0 } });
 
     health = { [TG.vision]: { [KEY]: 'healthy', '10.0.0.2:8080': 'healthy' } };
     clock += 1_000;
     const changed = await poll.pollOnce();
-    expect(changed).toMatchObject({ leasesRead: 1, rotation: { written: 1 } });
+    expect(changed).toMatchObject({ leasesRead: 1, registryWrites: { written: 1, updates: 1 } });
     expect(table.keysRead().slice(-1)).toEqual([KEY]);
     expect(table.rotationWrites.at(-1)).toBe(`${KEY} vision=healthy@${NOW_MS + 1_000}`);
     expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
