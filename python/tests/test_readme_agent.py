@@ -43,15 +43,17 @@ def test_the_readme_flask_agent_joins_serves_and_leaves(local_state: Dict[str, A
     lines: List[str] = []
     threading.Thread(target=lambda: lines.extend(iter(agent.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
 
-    def through_lb() -> str:
+    def through_lb(path: str = "/agents/vision/hello", headers: Dict[str, str] = {}) -> str:
         try:
-            with urllib.request.urlopen(f"{local_state['loadBalancerEndpoint']}/agents/vision/hello", timeout=5) as r:
+            with urllib.request.urlopen(urllib.request.Request(f"{local_state['loadBalancerEndpoint']}{path}", headers=headers), timeout=5) as r:
                 return r.read().decode()
         except OSError:
             return ""
 
     try:
         wait_for(lambda: f'"py-{port}"' in through_lb(), 60, lambda: f"the README agent answering through the load balancer; output: {lines}")
+        # Routed by header, the request keeps the client's own path: the agent answers it too (the group may hold other agents).
+        wait_for(lambda: f'"py-{port}"' in through_lb("/hello", {"X-Agent-Capability": "vision"}), 60, lambda: f"the README agent answering a header-routed request; output: {lines}")
         agent.send_signal(signal.SIGTERM)
         code = agent.wait(timeout=60)
     finally:
