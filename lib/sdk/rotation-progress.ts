@@ -70,6 +70,17 @@ export function outOfRotationProgress(rotation: LeaseRotation | undefined, capab
   return p.allRejected ? { ...p, done: true } : p;
 }
 
+/**
+ * The draining is over: the target left the group (`absent`, or `unused`) in every group. ALB
+ * completes a deregistration once nothing is in flight on the target, or cuts what is left at
+ * the end of the deregistration delay: after that, no request of the load balancer runs on it.
+ * A capability the registry refuses has no group to drain from.
+ */
+export function drainedProgress(rotation: LeaseRotation | undefined, capabilities: readonly string[], rejection?: RejectionVerdict): RotationProgress {
+  const p = progress(groupsOf(rotation, capabilities, rejection), (g) => g.state === 'absent' || g.state === 'unused');
+  return p.allRejected ? { ...p, done: true } : p;
+}
+
 /** `vision healthy for 4.2 s, speech unreported, ocr rejected`: one line for errors and logs. */
 export function describeGroups(groups: readonly GroupRotation[], nowMs: number): string {
   return groups
