@@ -41,10 +41,12 @@ from .lease import DEFAULT_ROTATION_POLL_INTERVAL, DEFAULT_SERVING_TIMEOUT, Agen
 from .leave import (
     DEFAULT_CLOCK_SKEW_TOLERANCE,
     DEFAULT_LEAVE_DEADLINE,
+    DEFAULT_MAX_REQUEST_DURATION,
     DEFAULT_PROPAGATION_MARGIN,
     DEFAULT_UNCONFIRMED_ROTATION_WAIT,
     LeaveReport,
     LeaveStep,
+    leave_deadline_for,
 )
 from .progress import GroupRotation, describe_groups, out_of_rotation_progress, serving_progress
 from .shutdown import install_shutdown_handlers
@@ -64,6 +66,7 @@ __all__ = [
     "DEFAULT_ALLOWED_CIDRS",
     "DEFAULT_CLOCK_SKEW_TOLERANCE",
     "DEFAULT_LEAVE_DEADLINE",
+    "DEFAULT_MAX_REQUEST_DURATION",
     "DEFAULT_PROPAGATION_MARGIN",
     "DEFAULT_ROTATION_POLL_INTERVAL",
     "DEFAULT_SERVING_TIMEOUT",
@@ -99,6 +102,7 @@ __all__ = [
     "format_target",
     "install_shutdown_handlers",
     "is_live",
+    "leave_deadline_for",
     "out_of_rotation_progress",
     "serving_progress",
 ]

@@ -21,7 +21,7 @@ from .holder import DEFAULT_ROTATION_POLL_INTERVAL, Events, LeaseHolder, LeaseSt
 from .in_flight import ASGIApp, AsgiInFlightMiddleware, WSGIApp, WsgiInFlightMiddleware
 from .leave import (
     DEFAULT_CLOCK_SKEW_TOLERANCE,
-    DEFAULT_LEAVE_DEADLINE,
+    DEFAULT_MAX_REQUEST_DURATION,
     DEFAULT_PROPAGATION_MARGIN,
     DEFAULT_UNCONFIRMED_ROTATION_WAIT,
     InFlight,
@@ -118,7 +118,8 @@ class AgentLease(LeaseHolder):
     def leave(
         self,
         *,
-        deadline: float = DEFAULT_LEAVE_DEADLINE,
+        deadline: Optional[float] = None,
+        max_request_duration: float = DEFAULT_MAX_REQUEST_DURATION,
         propagation_margin: float = DEFAULT_PROPAGATION_MARGIN,
         unconfirmed_rotation_wait: float = DEFAULT_UNCONFIRMED_ROTATION_WAIT,
         clock_skew_tolerance: float = DEFAULT_CLOCK_SKEW_TOLERANCE,
@@ -129,9 +130,11 @@ class AgentLease(LeaseHolder):
         """Leaves rotation without failing a request, then releases: drain → out of rotation in
         every group → ``propagation_margin`` seconds → requests in flight done (``lease.in_flight``,
         fed by ``track()`` and the middlewares, plus ``in_flight`` if given) → release, all within
-        ``deadline`` seconds. Setting ``hurry`` skips the remaining waits. A second call waits for
+        ``deadline`` seconds — by default ``leave_deadline_for`` the other options, enough for a
+        request of ``max_request_duration`` seconds (the capability's ``maxRequestDuration``; 317 s
+        with every default). Setting ``hurry`` skips the remaining waits. A second call waits for
         and returns the first call's report. Never raises for an AWS failure: read the report."""
-        check_leave_options(deadline, propagation_margin, unconfirmed_rotation_wait, clock_skew_tolerance)
+        deadline = check_leave_options(deadline, propagation_margin, unconfirmed_rotation_wait, clock_skew_tolerance, max_request_duration)
         with self._lock:
             if self._leave_report is not None:
                 return self._leave_report
@@ -146,6 +149,7 @@ class AgentLease(LeaseHolder):
             report = leave_rotation(
                 self,
                 deadline=deadline,
+                max_request_duration=max_request_duration,
                 propagation_margin=propagation_margin,
                 unconfirmed_rotation_wait=unconfirmed_rotation_wait,
                 clock_skew_tolerance=clock_skew_tolerance,

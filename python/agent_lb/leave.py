@@ -1,8 +1,8 @@
 """Leaving rotation without failing a request, as the Node SDK's ``leaveRotation`` does: drain →
 out of rotation in every group (as the registry reports in ``rotation``) → a propagation margin
 (load balancer nodes keep sending for a few seconds) → in-flight requests done → release, all
-within a deadline shorter than the orchestrator's kill timeout. Never raises for an AWS failure:
-each step reports how it ended."""
+within a deadline that, by default, lets the longest request finish (the orchestrator's stop
+timeout must allow it). Never raises for an AWS failure: each step reports how it ended."""
 
 from __future__ import annotations
 
@@ -19,13 +19,30 @@ from .progress import describe_groups, out_of_rotation_progress
 
 #: Seconds to keep serving once out of rotation everywhere: ALB nodes keep sending for a few seconds.
 DEFAULT_PROPAGATION_MARGIN = 5.0
-#: The whole leave, release included: under the 30 s of ECS ``stopTimeout`` and Kubernetes' grace period.
-DEFAULT_LEAVE_DEADLINE = 25.0
 #: How long a group the registry reports nothing fresh about is waited for (an older registry).
 DEFAULT_UNCONFIRMED_ROTATION_WAIT = 10.0
 #: How far the registry's clock (``since``) may run behind ours.
 DEFAULT_CLOCK_SKEW_TOLERANCE = 2.0
+#: The longest request an agent serves unless told otherwise, in seconds: the capabilities' default ``maxRequestDuration``.
+DEFAULT_MAX_REQUEST_DURATION = 300.0
 _RELEASE_RESERVE = 2.0
+
+
+def leave_deadline_for(
+    max_request_duration: float = DEFAULT_MAX_REQUEST_DURATION,
+    propagation_margin: float = DEFAULT_PROPAGATION_MARGIN,
+    unconfirmed_rotation_wait: float = DEFAULT_UNCONFIRMED_ROTATION_WAIT,
+) -> float:
+    """The leave deadline that lets a request of ``max_request_duration`` seconds finish, as the
+    Node SDK's ``leaveDeadlineFor``: the rotation wait (at most ``unconfirmed_rotation_wait``), the
+    propagation margin (a request may still arrive until its end), the longest request, and 2 s for
+    the release. The platform must allow that long between SIGTERM and SIGKILL (ECS
+    ``stopTimeout``, at most 120 s on Fargate; Kubernetes ``terminationGracePeriodSeconds``)."""
+    return unconfirmed_rotation_wait + propagation_margin + max_request_duration + _RELEASE_RESERVE
+
+
+#: The whole leave, release included, with every default: 317 s, so a 5-minute request in flight at SIGTERM finishes.
+DEFAULT_LEAVE_DEADLINE = leave_deadline_for()
 _IN_FLIGHT_POLL = 0.1
 
 InFlight = Union[InFlightCounter, Callable[[], int]]
@@ -89,22 +106,34 @@ class LeaveReport:
     errors: Tuple[BaseException, ...] = field(default_factory=tuple)
 
 
-def check_leave_options(deadline: float, propagation_margin: float, unconfirmed_rotation_wait: float, clock_skew_tolerance: float) -> None:
-    """Raises ``ConfigError`` quoting a bad value (before anything is written)."""
-    for name, value, positive in (
-        ("deadline", deadline, True),
+def check_leave_options(
+    deadline: Optional[float],
+    propagation_margin: float,
+    unconfirmed_rotation_wait: float,
+    clock_skew_tolerance: float,
+    max_request_duration: float = DEFAULT_MAX_REQUEST_DURATION,
+) -> float:
+    """Raises ``ConfigError`` quoting a bad value (before anything is written); returns the
+    deadline: ``leave_deadline_for`` the other options when ``deadline`` is ``None``."""
+    checks = [
+        ("max_request_duration", max_request_duration, False),
         ("propagation_margin", propagation_margin, False),
         ("unconfirmed_rotation_wait", unconfirmed_rotation_wait, False),
         ("clock_skew_tolerance", clock_skew_tolerance, False),
-    ):
+    ]
+    if deadline is not None:
+        checks.insert(0, ("deadline", deadline, True))
+    for name, value, positive in checks:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0 or (positive and value == 0):
             raise ConfigError(f"leave: {name} must be a number of seconds {'> 0' if positive else '≥ 0'}, got {value!r}")
+    return leave_deadline_for(max_request_duration, propagation_margin, unconfirmed_rotation_wait) if deadline is None else float(deadline)
 
 
 def leave_rotation(
     lease: LeavingLease,
     *,
-    deadline: float = DEFAULT_LEAVE_DEADLINE,
+    deadline: Optional[float] = None,
+    max_request_duration: float = DEFAULT_MAX_REQUEST_DURATION,
     propagation_margin: float = DEFAULT_PROPAGATION_MARGIN,
     unconfirmed_rotation_wait: float = DEFAULT_UNCONFIRMED_ROTATION_WAIT,
     clock_skew_tolerance: float = DEFAULT_CLOCK_SKEW_TOLERANCE,
@@ -112,7 +141,7 @@ def leave_rotation(
     hurry: Optional[threading.Event] = None,
     on_step: Optional[Callable[[LeaveStep], None]] = None,
 ) -> LeaveReport:
-    check_leave_options(deadline, propagation_margin, unconfirmed_rotation_wait, clock_skew_tolerance)
+    deadline = check_leave_options(deadline, propagation_margin, unconfirmed_rotation_wait, clock_skew_tolerance, max_request_duration)
     hurry = hurry or threading.Event()
     started = time.monotonic()
     final_end = started + deadline
@@ -272,4 +301,4 @@ def _wait_in_flight(own: InFlightCounter, extra: Optional[InFlight], until: floa
         return "failed", f"in-flight source failed: {error}"
 
 
-__all__: Sequence[str] = ("LeaveReport", "LeaveStep", "leave_rotation")
+__all__: Sequence[str] = ("LeaveReport", "LeaveStep", "leave_deadline_for", "leave_rotation")

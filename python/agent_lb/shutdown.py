@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from .errors import ConfigError
-from .leave import DEFAULT_LEAVE_DEADLINE, LeaveReport, LeaveStep, check_leave_options
+from .leave import DEFAULT_CLOCK_SKEW_TOLERANCE, DEFAULT_MAX_REQUEST_DURATION, DEFAULT_PROPAGATION_MARGIN, DEFAULT_UNCONFIRMED_ROTATION_WAIT, LeaveReport, LeaveStep, check_leave_options
 
 if TYPE_CHECKING:
     from .lease import AgentLease
@@ -32,7 +32,8 @@ def install_shutdown_handlers(
     **leave_options: Any,
 ) -> Callable[[], None]:
     """On the first of ``signals``: ``lease.leave(**leave_options)`` (drain → out of rotation
-    everywhere → propagation margin → in-flight requests done → release, within ``deadline``),
+    everywhere → propagation margin → in-flight requests done → release, within ``deadline``:
+    by default enough for a request of ``max_request_duration`` seconds, 317 s with defaults),
     one log line per step, ``on_left(report)``, then — with ``exit=True`` (the default) — the
     process exits 0 (``os._exit``: whatever the main thread is blocked in, a server's accept loop
     included). With ``exit=False`` the process goes on (``on_left`` tells it the lease is gone);
@@ -41,11 +42,12 @@ def install_shutdown_handlers(
     signals there)."""
     if not signals:
         raise ConfigError(f"install_shutdown_handlers: signals must be a non-empty sequence, got {signals!r}")
-    check_leave_options(
-        leave_options.get("deadline", DEFAULT_LEAVE_DEADLINE),
-        leave_options.get("propagation_margin", 0),
-        leave_options.get("unconfirmed_rotation_wait", 0),
-        leave_options.get("clock_skew_tolerance", 0),
+    deadline = check_leave_options(
+        leave_options.get("deadline"),
+        leave_options.get("propagation_margin", DEFAULT_PROPAGATION_MARGIN),
+        leave_options.get("unconfirmed_rotation_wait", DEFAULT_UNCONFIRMED_ROTATION_WAIT),
+        leave_options.get("clock_skew_tolerance", DEFAULT_CLOCK_SKEW_TOLERANCE),
+        leave_options.get("max_request_duration", DEFAULT_MAX_REQUEST_DURATION),
     )
     say = log or (lambda line: None)
     hurry = threading.Event()
@@ -57,7 +59,6 @@ def install_shutdown_handlers(
             signal.signal(sig, handler)
 
     def run(signum: int) -> None:
-        deadline = leave_options.get("deadline", DEFAULT_LEAVE_DEADLINE)
         say(f"agent-lb leave {lease.target}: {signal.Signals(signum).name}, leaving rotation (deadline {deadline:.1f} s)")
         user_step = leave_options.get("on_step")
 

@@ -10,7 +10,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from agent_lb import AgentLease, AsyncAgentLease, ConfigError, LeaveStep, NotServingError, Rejection
+from agent_lb import DEFAULT_LEAVE_DEADLINE, AgentLease, AsyncAgentLease, ConfigError, LeaveStep, NotServingError, Rejection, leave_deadline_for
+from agent_lb.leave import check_leave_options
 from conftest import NOW_MS, FakeTable, wait_for
 
 
@@ -100,7 +101,17 @@ class TestLeave:
         lease = new_lease(table)
         with pytest.raises(ConfigError, match=r"leave: deadline must be a number of seconds > 0, got 0"):
             lease.leave(deadline=0)
+        with pytest.raises(ConfigError, match=r"leave: max_request_duration must be a number of seconds ≥ 0, got '5m'"):
+            lease.leave(max_request_duration="5m")  # type: ignore[arg-type]
         assert table.log == []
+
+    def test_the_default_deadline_lets_the_longest_request_finish_as_in_node(self) -> None:
+        # The Node SDK's leaveDeadlineFor: rotation wait + margin + the longest request + 2 s for the release.
+        assert DEFAULT_LEAVE_DEADLINE == leave_deadline_for() == 317.0
+        assert leave_deadline_for(max_request_duration=60) == 77.0
+        assert leave_deadline_for(60, propagation_margin=0, unconfirmed_rotation_wait=0) == 62.0
+        assert check_leave_options(None, 5, 10, 2, max_request_duration=100) == 117.0
+        assert check_leave_options(25, 5, 10, 2) == 25.0
 
 
 class TestAsync:
