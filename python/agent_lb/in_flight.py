@@ -71,7 +71,14 @@ class _CountedBody:
         self._end = end
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        try:
+            yield from self._body
+        finally:
+            # The last byte was handed to the server, or the server gave up on the body. Not only
+            # close(): a server may skip it — werkzeug's development server does when the client
+            # resets the connection right after the response (a load balancer dropping a pooled
+            # connection), which left such a request counted and leave() waiting until its deadline.
+            self._end()
 
     def close(self) -> None:
         try:

@@ -5,10 +5,13 @@ middleware, and the counter itself."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import threading
 from typing import Any, Dict, List
 
 import flask
+from werkzeug.serving import make_server
 
 from agent_lb import AsgiInFlightMiddleware, InFlightCounter, WsgiInFlightMiddleware
 from conftest import wait_for
@@ -101,3 +104,33 @@ def test_a_plain_asgi_app_behind_the_asgi_middleware_counts_http_not_lifespan() 
     assert max(during[1:]) >= 1
     assert counter.in_flight == 0
     assert [m["type"] for m in sent].count("http.response.body") == 3
+
+
+def test_a_client_that_resets_the_connection_after_the_response_leaves_nothing_counted() -> None:
+    # Found by the new-user trial: through local mode's load balancer, requests to the README's
+    # Flask agent stayed counted and leave() waited for them until its deadline. werkzeug's
+    # development server never calls the body's close() when the client resets the connection
+    # right after the response; the count ends with the body's last byte all the same.
+    app = flask.Flask("agent")
+    counter = InFlightCounter()
+    app.wsgi_app = WsgiInFlightMiddleware(app.wsgi_app, counter)  # type: ignore[method-assign]
+
+    @app.get("/<path:rest>")
+    def answer(rest: str) -> Any:
+        return {"path": rest}
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for _ in range(20):
+            client = socket.create_connection(("127.0.0.1", server.server_port), timeout=10)
+            client.sendall(b"GET /x HTTP/1.1\r\nHost: agent\r\n\r\n")
+            received = b""
+            while b'"path"' not in received:
+                received += client.recv(4096)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # an RST, not a FIN
+        assert counter.wait_idle(timeout=10), f"{counter.in_flight} requests still counted"
+    finally:
+        server.shutdown()
+        server.server_close()
