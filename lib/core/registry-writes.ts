@@ -116,10 +116,24 @@ function storedSince(item: RawItem, entry: RegistryEntry): number | undefined {
   return since === undefined || !Number.isFinite(Number(since)) ? undefined : Number(since);
 }
 
+/** Whether a stored entry says what `value` says, `since` aside (the same state, seen earlier or later). */
+function sameApartFromSince(stored: RawAttributeValue | undefined, value: RawAttributeValue): boolean {
+  const a = stored?.M;
+  const b = value.M;
+  if (a === undefined || b === undefined) return false;
+  const keys = (m: Readonly<Record<string, RawAttributeValue>>) => Object.keys(m).filter((k) => k !== 'since').sort();
+  const ka = keys(a);
+  const kb = keys(b);
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && JSON.stringify(a[k]) === JSON.stringify(b[k]));
+}
+
 /**
  * Of `entries`, those `item` (the lease as DynamoDB returned it with a failed condition) does not
- * already hold at least as new: what a retry still writes. Mirrors the write's condition, so a
- * retry never fails on an entry it kept. A removal of an entry the item does not hold is done.
+ * already hold at least as new, or holding the same content: what a retry still writes. An entry
+ * the item already holds with the same content and an older `since` (another writer saw the same
+ * state first: a rotation poll and a reconcile pass reading one registration) is not written
+ * again: the registry writes on change only, and the earlier `since` is the truer one. A retry
+ * never fails on an entry it kept. A removal of an entry the item does not hold is done.
  */
 export function entriesNewerThan(item: RawItem, entries: readonly RegistryEntry[]): { newer: RegistryEntry[]; superseded: RegistryEntry[] } {
   const newer: RegistryEntry[] = [];
@@ -128,7 +142,10 @@ export function entriesNewerThan(item: RawItem, entries: readonly RegistryEntry[
     const map = item[entry.attribute]?.M;
     const present = map !== undefined && Object.hasOwn(map, entry.key);
     const since = storedSince(item, entry);
-    const stale = entry.value === undefined ? !present || (since !== undefined && since >= entry.since) : since !== undefined && since >= entry.since;
+    const stale =
+      entry.value === undefined
+        ? !present || (since !== undefined && since >= entry.since)
+        : (since !== undefined && since >= entry.since) || (present && sameApartFromSince(map?.[entry.key], entry.value));
     (stale ? superseded : newer).push(entry);
   }
   return { newer, superseded };

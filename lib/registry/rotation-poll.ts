@@ -63,16 +63,21 @@ export class RotationPoll {
     return { describeCalls, leasesRead: changed.length, registryWrites };
   }
 
-  /** Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried again at the next tick. */
-  public start(intervalMs: number, onError: (error: unknown) => void): void {
+  /**
+   * Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried
+   * again at the next tick. `lane` runs each poll (default: at once); local mode runs it in line
+   * with the reconcile passes, whose writes into the same leases it would otherwise race.
+   */
+  public start(intervalMs: number, onError: (error: unknown) => void, lane: (poll: () => Promise<unknown>) => Promise<unknown> = (poll) => poll()): void {
     if (intervalMs <= 0 || this.stopped) return;
     this.timer = setTimeout(() => {
-      this.polling = this.pollOnce()
+      // Stopped while waiting for the lane: no poll.
+      this.polling = lane(() => (this.stopped ? Promise.resolve() : this.pollOnce()))
         .then(
           () => undefined,
           (error: unknown) => onError(error),
         )
-        .finally(() => this.start(intervalMs, onError));
+        .finally(() => this.start(intervalMs, onError, lane));
     }, intervalMs);
   }
 

@@ -409,6 +409,7 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
     ['the lease was released (no item)', undefined, { gone: 2 }],
     ['the lease was re-acquired (another token)', leaseItem({ address: '10.0.0.1', leaseToken: 'token-new' }) as RawItem, { gone: 2 }],
     ['the lease already holds these entries or newer ones', withRotation({ vision: ['draining', since + 1], speech: ['healthy', since] }), { superseded: 2 }],
+    ['the lease already holds the same states, seen earlier by another writer (on change only)', withRotation({ vision: ['healthy', since - 1], speech: ['healthy', since - 900] }), { superseded: 2 }],
   ] as const)('a failed condition is a no-op, never an error: %s', async (_name, old, expected) => {
     ddbMock.on(UpdateItemCommand).rejects(failedWith(old));
     await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'healthy')], maps: ['rotation'] })).resolves.toMatchObject({

@@ -147,6 +147,15 @@ describe('what one lease change costs the registry', () => {
     expect(await r.feedBack().cost).toEqual(NOTHING);
   });
 
+  it('a lease reconcile reads before the stream registers it: reconcile registers it and writes nothing into it (no entry, no absent); the poll then writes it once', async () => {
+    const r = registry();
+    const item = lease(1);
+    r.table.applyRecords([insert(item)]);
+    expect(await r.reconcile()).toMatchObject({ elbCalls: 2, maxPerGroup: 1, writes: 0, records: 0 });
+    expect(await r.poll()).toEqual({ ...NOTHING, describes: 3, reads: 1, writes: 1, records: 1 });
+    expect(Object.keys(r.table.items.get(item.target.S!)!.rotation.M!).sort()).toEqual(['speech', 'vision']);
+  });
+
   it('a record that changes only rotation (the registry\'s own write coming back): 0 calls, 0 reads, 0 writes', async () => {
     const r = registry();
     const item = lease(1);

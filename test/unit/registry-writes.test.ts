@@ -237,6 +237,40 @@ describe('RotationPoll: health changes between reconcile passes', () => {
   });
 });
 
+describe('RotationPoll.start: on a schedule, in the lane it is given', () => {
+  it('runs every poll inside the lane (local mode: in line with reconcile passes)', async () => {
+    const poll = new RotationPoll({ elb: new ElbTargets(elbClient), store: new LeaseStore(dynamoClient, 'leases'), routing: testConfig().routing, policy: new AddressPolicy(testConfig().routing.allowedCidrs) });
+    const pollOnce = poll.pollOnce.bind(poll);
+    let inLane = false;
+    const polledInLane: boolean[] = [];
+    poll.pollOnce = () => {
+      polledInLane.push(inLane);
+      return pollOnce();
+    };
+    let lanes = 0;
+    const errors: unknown[] = [];
+    await new Promise<void>((twice) => {
+      poll.start(
+        1,
+        (error) => errors.push(error),
+        async (run) => {
+          inLane = true;
+          try {
+            return await run();
+          } finally {
+            inLane = false;
+            if (++lanes === 2) twice();
+          }
+        },
+      );
+    });
+    await poll.stop();
+    expect(errors).toEqual([]);
+    expect(polledInLane.length).toBeGreaterThanOrEqual(2);
+    expect(polledInLane.every(Boolean)).toBe(true);
+  });
+});
+
 describe('a rotation write coming back through the stream', () => {
   it('does not report the lease\'s rejections again (they were reported with the write that made the lease)', async () => {
     // A lease for vision and a capability nobody routes: routed to vision, rejected for the other, once.
