@@ -22,6 +22,7 @@ export const MEASURED_PATHS: Readonly<Record<string, readonly string[]>> = {
   B4: [...LOCAL, 'lib/sdk', 'bench/b4-data-plane.ts'],
   'B5-rolling-restart': [...LOCAL, 'lib/sdk', 'lib/cli', 'bin', 'bench/b5-rolling-restart.ts'],
   'B6-long-requests': [...LOCAL, 'lib/sdk', 'lib/cli', 'bin', 'bench/b6-long-requests.ts'],
+  catalog: [...LOCAL, 'lib/sdk', 'bench/catalog.ts'],
 };
 
 /** Where a scenario's figures come from. */

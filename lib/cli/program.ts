@@ -15,7 +15,11 @@ import { renderExplanation } from '../core/target-explain';
 import { fleetStatus, listLeases, variantSources } from '../registry/fleet-status';
 import { explainTargetIn } from '../registry/target-explain';
 import { resolveDeployment, SourceOptions } from './deployment-source';
-import { renderLeases, renderStatus } from './fleet-render';
+import { renderAgents, renderLeases, renderStatus } from './fleet-render';
+import { HEALTH_FILTERS, HealthFilter, parseMetadataFilter } from '../core/agent-discovery';
+import { ConfigError } from '../core/errors';
+import { discoverAgents } from '../sdk/discover-agents';
+import { UsageError } from './usage-error';
 
 /** A capability name as the lease contract spells it; anything else can match no lease. */
 export function capabilityOption(name: string) {
@@ -102,6 +106,33 @@ export function buildProgram(): Command {
       const src = await sourcesFor(deployment, opts.stateFile !== undefined);
       const explanation = await explainTargetIn({ ...src, ...(deployment.listenerArn ? { listenerArn: deployment.listenerArn } : {}), ...(deployment.loadBalancerArn ? { loadBalancerArn: deployment.loadBalancerArn } : {}) }, target);
       process.stdout.write(opts.json ? `${JSON.stringify(explanation, null, 2)}\n` : `${renderExplanation(explanation)}\n`);
+    });
+
+  withSourceOptions(program.command('agents').description("a capability's agents with address, port, rotation state and metadata, from the registry's member index (one Query, IAM on the registry state table)"))
+    .argument('<capability>', 'the capability (or a variant, e.g. vision-canary)', capabilityOption('capability'))
+    .addOption(new Option('--health <filter>', 'healthy, all, or healthy-or-else-all (the healthy ones, or all when none is)').choices([...HEALTH_FILTERS]).default('healthy'))
+    .option('--filter <key=value>', 'only agents whose metadata has this value (repeatable: all must hold)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--json', 'print JSON')
+    .action(async (capability: string, opts: SourceOptions & { health: HealthFilter; filter?: string[]; json?: boolean }) => {
+      let metadata: Record<string, string>;
+      try {
+        metadata = parseMetadataFilter(opts.filter ?? []);
+      } catch (error) {
+        throw new UsageError(`--filter: ${(error as ConfigError).message}`, { cause: error });
+      }
+      const d = await resolveDeployment(opts);
+      if (d.registryTableName === undefined) throw new UsageError('this deployment has no registry state table: deploy it with the capability catalog on (catalog: true, the default)');
+      const local = opts.stateFile !== undefined;
+      const client = createDynamoClient({ region: d.region, ...(local ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}), ...(d.dynamodbEndpoint ? { endpoint: d.dynamodbEndpoint } : {}) });
+      try {
+        const agents = await discoverAgents(capability, { registryTableName: d.registryTableName, health: opts.health, filter: metadata, client });
+        if (!Object.hasOwn(d.targetGroups, capability)) {
+          process.stderr.write(`warning: capability "${capability}" is not routed by this deployment (it routes ${Object.keys(d.targetGroups).sort().join(', ') || 'nothing'})\n`);
+        }
+        process.stdout.write(opts.json ? `${JSON.stringify(agents, null, 2)}\n` : `${renderAgents(agents)}\n`);
+      } finally {
+        client.destroy();
+      }
     });
 
   return program;

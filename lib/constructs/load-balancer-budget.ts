@@ -14,12 +14,17 @@ export const DEFAULT_RULES_PER_LOAD_BALANCER = 100;
 export interface CapabilityCost {
   readonly name: string;
   readonly variants: number;
+  /** Rules it adds, when not a capability's two (and two per variant). */
+  readonly rules?: number;
 }
+
+/** The capability catalog (`GET /agents`): one Lambda target group and one rule. Counted first, so an overrun names a capability. */
+export const CATALOG_COST: CapabilityCost = { name: 'the capability catalog', variants: 0, rules: 1 };
 
 /** One capability's target groups: the stable one and one per variant. */
 export const targetGroupsOf = (c: CapabilityCost): number => 1 + c.variants;
 /** One capability's rules: a header and a path rule, and a header and a path pin rule per variant. */
-export const rulesOf = (c: CapabilityCost): number => 2 + 2 * c.variants;
+export const rulesOf = (c: CapabilityCost): number => c.rules ?? 2 + 2 * c.variants;
 
 /** A limit the capabilities go over, and the first capability (in list order) to take them past it. */
 export interface Overrun {
@@ -64,17 +69,17 @@ export function loadBalancerBudget(costs: readonly CapabilityCost[]): {
 const withVariants = (o: Overrun) => `"${o.name}"${o.variants > 0 ? ` with its ${o.variants} variant${o.variants > 1 ? 's' : ''}` : ''}`;
 
 /** The error for a target-group overrun. */
-export function targetGroupOverrunMessage(o: Overrun): string {
+export function targetGroupOverrunMessage(o: Overrun, catalog = false): string {
   return (
-    `The capabilities need ${o.total} target groups (one per capability and one per variant); an ALB routes to at most ${o.limit}, not adjustable. ` +
+    `The capabilities need ${o.total} target groups (one per capability and one per variant${catalog ? ', and the capability catalog\'s' : ''}); an ALB routes to at most ${o.limit}, not adjustable. ` +
     `Capability ${withVariants(o)} takes the count from ${o.before} to ${o.after}; remove capabilities or variants, or put some on another load balancer`
   );
 }
 
 /** The warning for a rule overrun. */
-export function ruleOverrunMessage(o: Overrun): string {
+export function ruleOverrunMessage(o: Overrun, catalog = false): string {
   return (
-    `The capabilities need ${o.total} listener rules (a header and a path rule per capability, two pin rules per variant); ` +
+    `The capabilities need ${o.total} listener rules (a header and a path rule per capability, two pin rules per variant${catalog ? ', one for the capability catalog' : ''}); ` +
     `the default quota is ${o.limit} rules per load balancer, adjustable through Service Quotas ("Rules per Application Load Balancer"). ` +
     `Capability ${withVariants(o)} takes the count from ${o.before} to ${o.after}; raise the quota before deploying`
   );

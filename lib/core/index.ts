@@ -15,6 +15,7 @@ export {
   LeaseLostError,
   LeaseStoreError,
   PortUnavailableError,
+  RegistryStateError,
 } from './errors';
 export type { AgentLbErrorCode, AgentLbErrorOptions, LeaseRejection, LeaseRejectionReason } from './errors';
 export { MAX_QUOTED_CHARS, quoteUntrusted } from './untrusted-text';
@@ -34,14 +35,16 @@ export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lea
 export type { ConfirmationContext, ConfirmationVerdict, TargetAction } from './lease-confirmation';
 export {
   addressPolicyFor,
+  catalogConfigOf,
   completeRuntimeConfig,
+  parseCatalogSettings,
   CONFIG_ENV,
   DEFAULT_SAFETY_VALVE_SHARE,
   MAX_RECONCILE_REPEAT_SECONDS,
   parseRuntimeConfig,
   parseRuntimeSettings,
 } from './runtime-config';
-export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
+export type { CatalogSettings, CatalogSettingsJson, RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
 export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
 export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export {
@@ -65,3 +68,57 @@ export type { LeaseWrite, PlannedEntry, RegistryEntry } from './registry-writes'
 export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
 export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';
+export {
+  ALGORITHM_TAG,
+  attributeText,
+  buildCatalogCapability,
+  CATALOG_ATTRIBUTE_KEY,
+  CATALOG_MAX_WAIT_SECONDS,
+  catalogEtag,
+  catalogInfoFromTags,
+  catalogOwners,
+  catalogPath,
+  formatCatalog,
+  groupsOf,
+  MAX_ATTRIBUTE_VALUE_CHARS,
+  MAX_ATTRIBUTE_VALUES,
+  MAX_CATALOG_ATTRIBUTES,
+  mergeCatalogCapabilities,
+  nextCatalog,
+  parseCatalog,
+  STICKINESS_TAG,
+  summarizeGroup,
+} from './catalog-document';
+export type {
+  CatalogCapability,
+  CatalogCapabilityInfo,
+  CatalogConfig,
+  CatalogDocument,
+  CatalogStickiness,
+  CatalogTargets,
+  CatalogVariant,
+  CatalogVariantInfo,
+  GroupSummary,
+  TaggedGroup,
+} from './catalog-document';
+export { CATALOG_ENV, catalogResponse, DEFAULT_CATALOG_CACHE_MS, etagMatches, parseCatalogRequest, parseCatalogServeConfig, STATUS_TEXT, stillWaiting } from './catalog-request';
+export type { CatalogHttpResponse, CatalogQuery, CatalogRequest, CatalogServeConfig } from './catalog-request';
+export { catalogChanges, indexDrift, membersByGroup, membersOfItem, membersOfLease, memberWrites } from './catalog-members';
+export type { IndexedGroup, MemberWrites } from './catalog-members';
+export {
+  CATALOG_ITEM_KEY,
+  canonicalJson,
+  decodeMember,
+  encodeMember,
+  MEMBERS_PARTITION_PREFIX,
+  membersPartition,
+  REGISTRY_STATE_ATTR,
+  REGISTRY_STATE_KEY,
+  REGISTRY_STATE_ROLE,
+  REGISTRY_STATE_ROLE_TAG,
+  REGISTRY_TABLE_ENV,
+  sameMember,
+} from './registry-state';
+export type { CatalogMember } from './registry-state';
+export { discoverFrom, HEALTH_FILTERS, isHealthyMember, parseHealthFilter, parseMetadataFilter, plainValue } from './agent-discovery';
+export type { DiscoveredAgent, DiscoveryFilter, HealthFilter } from './agent-discovery';

@@ -1,6 +1,6 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
-import { discoverTargetGroups, loadBalancerOfListener } from '../aws/target-groups';
+import { discoverCapabilityGroups, loadBalancerOfListener } from '../aws/target-groups';
 
 /**
  * The handlers' configuration from the `AGENT_LB_CONFIG` text (format and validation:
@@ -12,7 +12,8 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
   const discover = settings.discover;
   if (!discover) return completeRuntimeConfig(settings);
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
-  return completeRuntimeConfig(settings, await discoverTargetGroups(client, loadBalancerArn, discover.capabilities));
+  const { routes, tagged } = await discoverCapabilityGroups(client, loadBalancerArn, discover.capabilities);
+  return completeRuntimeConfig(settings, routes, tagged);
 }
 
 /**

@@ -8,6 +8,7 @@ import { createElbClient } from '../aws/clients';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { RegistryStateStore } from '../aws/registry-state-store';
 import { toLeaseChange } from '../aws/stream-records';
 import { newSyncMemory } from '../registry/container-memory';
 import { syncStreamBatch, StreamSyncReport } from '../registry/stream-sync';
@@ -46,6 +47,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     store: new LeaseStore(dynamoClient, config.tableName),
     now,
     memory,
+    ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor);
 

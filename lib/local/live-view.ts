@@ -32,6 +32,16 @@ export interface ViewFrame {
   readonly loadBalancer?: { readonly endpoint: string; readonly fixedResponses: number };
   /** Leases the registry refuses in whole or in part, and why (what their `rejection` tells the writer). */
   readonly rejections?: readonly RejectionView[];
+  /** The capability catalog (`GET /agents`) as the registry last wrote it, when the stack has one. */
+  readonly catalog?: CatalogView;
+}
+
+/** The catalog's revision and how many of its capabilities are routable. */
+export interface CatalogView {
+  readonly path: string;
+  readonly revision: number;
+  readonly routable: number;
+  readonly capabilities: number;
 }
 
 export interface RejectionView {
@@ -127,6 +137,10 @@ export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], he
   if (frame.loadBalancer) {
     lines.push(`load balancer ${frame.loadBalancer.endpoint} · 5xx counts since start (TARGET: the agent answered it; LB: the load balancer did) · unknown capability 404s ${frame.loadBalancer.fixedResponses}`);
   }
+  if (frame.catalog) {
+    const c = frame.catalog;
+    lines.push(`catalog GET ${c.path} revision ${c.revision} · ${c.routable} of ${c.capabilities} capabilities routable`);
+  }
   lines.push(
     `agents up ${frame.agents.up}, down ${frame.agents.down} · records synced ${frame.syncedRecords} · ELB calls ${frame.elbCalls} · last sync lag ${
       frame.lastSyncLagMs === undefined ? '-' : `${Math.round(frame.lastSyncLagMs)} ms`
@@ -144,7 +158,8 @@ export function summaryLine(frame: ViewFrame): string {
   const summary = frame.capabilities
     .map((c) => `${c.capability}=${withHealth ? `${c.registered.filter((t) => t.state === 'healthy').length}/` : ''}${c.registered.length}/${c.liveLeases}`)
     .join(' ');
-  return `${time(frame.at)} ${withHealth ? 'healthy/registered/live' : 'registered/live'} ${summary}`;
+  const catalog = frame.catalog ? ` · catalog revision ${frame.catalog.revision}` : '';
+  return `${time(frame.at)} ${withHealth ? 'healthy/registered/live' : 'registered/live'} ${summary}${catalog}`;
 }
 
 /** One line per change or summary, for logs and pipes. */

@@ -17,7 +17,8 @@ import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { countingElbClient, localMetrics } from './handler-telemetry';
 import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
-import { LocalDeployment, provisionLocal } from './provision';
+import { LocalCatalog, openLocalCatalog } from './local-catalog';
+import { LocalDeployment, provisionLocal, targetTypesByArn } from './provision';
 import { writeStateFile } from './state-file';
 import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
 import { checkLocalContext, synthesizeTemplate } from './synth-template';
@@ -133,7 +134,7 @@ export class LocalStack {
     public readonly dynamodb: DynamoDBClient,
     public readonly elbv2: ElasticLoadBalancingV2Client,
     private readonly servers: { ddb: DynamoDbLocal; moto: MotoServer },
-    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
+    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; catalog: LocalCatalog; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
     /** The local data plane, when `dataPlane` was given. */
@@ -211,7 +212,9 @@ export class LocalStack {
       const Attributes = [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds) }];
       for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
     }
+    const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig);
     const runtimeConfig: RuntimeConfig = {
+      ...(catalog.config ? { catalog: catalog.config } : {}),
       tableName: deployment.tableName,
       // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
       routing: routingFor(deployment.targetGroups, targetTypesByArn(deployment), true),
@@ -236,6 +239,7 @@ export class LocalStack {
     const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, logger, metrics: telemetry('sync') });
     const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: reconcileDynamo, logger, metrics: telemetry('reconcile') });
     const handlers = {
+      catalog,
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
       // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
@@ -252,6 +256,8 @@ export class LocalStack {
           loadBalancerArn: deployment.loadBalancerArn,
           listenerArn: deployment.listenerArn,
           options: options.dataPlane,
+          // The catalog's function, run in-process behind its Lambda target group.
+          invokeLambda: catalog.invoke,
           onError: (error) => options.onError?.('data-plane', error),
         });
         for (const client of [syncElb, reconcileElb]) followTargetChanges(client, dataPlane);
@@ -271,7 +277,11 @@ export class LocalStack {
       listenerArn: deployment.listenerArn,
       targetGroups: deployment.targetGroups,
       maxRequestSeconds: deployment.maxRequestSeconds,
+      ...(deployment.registryTableName ? { registryTableName: deployment.registryTableName } : {}),
     };
+    // The first revision now, so `GET /agents` answers from the start; sync and reconcile keep it current.
+    const built = await catalog.build(runtimeConfig.routing, addressPolicyFor(runtimeConfig.routing));
+    if (built?.error) options.onError?.('reconcile', built.error);
     const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
     stack.poller = stack.newPoller();
     stack.poller.start();
@@ -438,6 +448,7 @@ export class LocalStack {
     await this.poller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
     await this.handlers.rotationPoll.stop();
+    this.handlers.catalog.stop();
     await this.reconcileLane;
     await this.dataPlane?.stop();
     for (const client of this.handlers.clients) client.destroy();
@@ -446,11 +457,6 @@ export class LocalStack {
     await this.handlers.proxy?.close().catch(() => undefined);
     await Promise.allSettled([this.servers.ddb.stop(), this.servers.moto.stop()]);
   }
-}
-
-/** Target group ARN → target type, from the provisioned deployment's capability → type. */
-function targetTypesByArn(deployment: LocalDeployment): Record<string, 'ip' | 'instance'> {
-  return Object.fromEntries(Object.entries(deployment.targetGroups).map(([c, arn]) => [arn, deployment.targetTypes[c] ?? 'ip']));
 }
 
 async function stopSettled(results: PromiseSettledResult<{ stop(): Promise<void> }>[]): Promise<void> {

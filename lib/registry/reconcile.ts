@@ -7,6 +7,7 @@ import { planRejectionsFromScan } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog } from './catalog-update';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
@@ -53,6 +54,8 @@ export interface ReconcileDeps {
    * (see lib/core/variant-weights.ts). @default - none
    */
   readonly variants?: VariantGuardDeps;
+  /** The capability catalog: its member index repaired from the pass's scan, its document counted again. @default - no catalog */
+  readonly catalog?: RegistryCatalog;
 }
 
 export interface ReconcileReport {
@@ -89,6 +92,8 @@ export interface ReconcileReport {
   readonly variantsHeldOut: readonly string[];
   /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
   readonly variantRuleChanges: number;
+  /** The catalog step: member index entries repaired, and whether the catalog's revision moved. */
+  readonly catalog: CatalogReport;
 }
 
 /**
@@ -173,6 +178,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
     writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs)),
   ]);
+  // Last, and separate: the catalog's member index against the scan, and its document counted again.
+  const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;
 
   return {
     liveLeases: plan.liveLeases,
@@ -193,6 +200,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     registryWrites,
     variantsHeldOut: guard.heldOut,
     variantRuleChanges: guard.ruleChanges,
+    catalog,
   };
 }
 

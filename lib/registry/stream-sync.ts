@@ -4,9 +4,11 @@ import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
+import { catalogChanges } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
@@ -28,6 +30,8 @@ export interface StreamSyncDeps {
   readonly deadlineMs?: number;
   /** What this container remembers between batches (refused targets, changes already applied). @default a fresh memory per call */
   readonly memory?: SyncMemory;
+  /** The capability catalog, kept current for the leases the batch changed (never a reason to retry the batch). @default - no catalog */
+  readonly catalog?: RegistryCatalog;
 }
 
 export interface StreamSyncReport {
@@ -66,6 +70,8 @@ export interface StreamSyncReport {
    * batch.
    */
   readonly registryWrites: RegistryWriteReport;
+  /** The catalog step: the changed leases' member index entries and, if the counts moved, a new catalog revision. */
+  readonly catalog: CatalogReport;
 }
 
 /**
@@ -84,6 +90,12 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const plan = planStreamBatch(records, deps.policy, deps.routing);
   const memory = deps.memory ?? newSyncMemory();
   const now = deps.now ?? Date.now;
+  // A separate step, beside the routing work rather than after it, so it never delays a
+  // registration: what the batch changed, as the catalog and trusted discovery see it. It reads
+  // the changed leases as they are now; the rotation writes below come back as records of their own.
+  const catalogStep = deps.catalog
+    ? updateCatalogForLeases({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, catalogChanges(records, plan.kinds, deps.routing))
+    : Promise.resolve(NO_CATALOG_CHANGE);
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {
@@ -165,6 +177,8 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     planRejectionsFromRecords(records, deps.policy, deps.routing, now(), plan.kinds, plan.lastFound),
   );
 
+  const catalog = await catalogStep;
+
   const kinds = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
   for (const kind of plan.kinds) kinds[kind]++;
   const failedIndex = firstUnappliedRecord(plan, failed);
@@ -186,5 +200,6 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     ...(transientError ? { transientError } : {}),
     ...(readError ? { readError } : {}),
     registryWrites,
+    catalog,
   };
 }

@@ -31,6 +31,12 @@ export type { AddressDiscoveryOptions, DiscoveredAddress } from './address-disco
 export { describeGroups, drainedProgress, OUT_OF_ROTATION_STATES, outOfRotationProgress, servingProgress } from './rotation-progress';
 export type { GroupRotation, RotationProgress } from './rotation-progress';
 export { AddressNotFoundError, NotServingError } from './errors';
+export { discoverAgents } from './discover-agents';
+export type { DiscoverAgentsOptions } from './discover-agents';
+export { HEALTH_FILTERS } from '../core/agent-discovery';
+export type { DiscoveredAgent, HealthFilter } from '../core/agent-discovery';
+export { REGISTRY_TABLE_ENV } from '../core/registry-state';
+export { RegistryStateError } from '../core/errors';
 export type { AddressDiscoveryAttempt, AddressDiscoverySource, NotServingReason } from './errors';
 
 export { DEFAULT_ALLOWED_CIDRS, formatTarget } from '../core/address-policy';

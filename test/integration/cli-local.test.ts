@@ -87,7 +87,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
   });
 
   it('writes a state file with exactly the documented keys', () => {
-    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'maxRequestSeconds', 'region', 'tableName', 'targetGroups']);
+    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'maxRequestSeconds', 'region', 'registryTableName', 'tableName', 'targetGroups']);
     expect(state.loadBalancerEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(output).toContain(`load balancer ${state.loadBalancerEndpoint}`);
     expect(Object.keys(state.targetGroups).sort()).toEqual(['search', 'speech', 'vision']);
@@ -175,6 +175,33 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^vision\s+1\s+1\s+healthy=1\s+none$/m);
     expect(text.stdout).toContain('drift: none');
+  });
+
+  it('`GET /agents` on loadBalancerEndpoint: the catalog counts the server healthy, without its address', async () => {
+    await waitFor(async () => {
+      const answer = await get(state.loadBalancerEndpoint, '/agents');
+      const vision = (JSON.parse(answer.body) as { capabilities: { name: string; targets: { healthy: number } }[] }).capabilities.find((c) => c.name === 'vision');
+      return answer.status === 200 && vision?.targets.healthy === 1;
+    }, 30_000, 'vision healthy in the catalog', 200);
+    const answer = await get(state.loadBalancerEndpoint, '/agents');
+    expect(answer.body).not.toContain(String(server.port));
+    expect(answer.body).not.toContain('127.0.0.1');
+    expect(output).toContain(`curl -s ${state.loadBalancerEndpoint}/agents`);
+  });
+
+  it('`agents vision --state-file` lists the server with its address, port and rotation state', async () => {
+    const result = await runCli(['agents', 'vision', '--state-file', stateFile, '--json']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const agents = JSON.parse(result.stdout) as { address: string; port: number; state: string; agentId: string }[];
+    expect(agents).toEqual([expect.objectContaining({ address: '127.0.0.1', port: server.port, state: 'healthy', agentId: 'outside-client' })]);
+    const text = await runCli(['agents', 'vision', '--state-file', stateFile, '--health', 'all']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^127\\.0\\.0\\.1\\s+${server.port}\\s+healthy\\s`, 'm'));
+    expect((await runCli(['agents', 'speech', '--state-file', stateFile, '--json'])).stdout.trim()).toBe('[]');
+    const bad = await runCli(['agents', 'vision', '--state-file', stateFile, '--health', 'sick']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('`leases --state-file --json` lists the lease as live and active', async () => {

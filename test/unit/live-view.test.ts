@@ -57,6 +57,15 @@ describe('live view events: rejections', () => {
   });
 });
 
+describe('live view with the capability catalog', () => {
+  it('shows the catalog\'s revision and routable capabilities in the frame, and the revision in the summary', () => {
+    const withCatalog: ViewFrame = { ...frame(3_000, 0), catalog: { path: '/agents', revision: 17, routable: 1, capabilities: 2 } };
+    expect(renderFrame(withCatalog, [], 'header')).toContain('catalog GET /agents revision 17 · 1 of 2 capabilities routable');
+    expect(summaryLine(withCatalog)).toMatch(/ vision=1\/2\/2 speech=0\/1\/1 · catalog revision 17$/);
+    expect(renderFrame(frame(3_000, 0), [], 'header')).not.toContain('catalog');
+  });
+});
+
 describe('demo agents: the capability a request asked for', () => {
   it.each([
     [{ 'x-agent-capability': 'VISION' }, '/x', 'vision'],

@@ -30,8 +30,11 @@ What it models (from the Elastic Load Balancing user guide and API reference):
   100.64/10) fails the whole RegisterTargets call with ``ValidationError`` and registers nothing,
   as ELB refuses it. Loopback is allowed: local mode runs its agents on 127.0.0.1 (ELB would
   refuse it; this is the model's one deliberate deviation).
-* **CloudFormation.** A target group's ``Tags`` and ``TargetGroupAttributes`` are applied (moto
-  drops both; agent-lb finds each capability's group by its tag).
+* **CloudFormation.** A target group's ``Tags``, ``TargetGroupAttributes`` and ``Targets`` are
+  applied (moto drops them; agent-lb finds each capability's group by its tag, and local mode's
+  Lambda target group names its function in ``Targets``).
+* **Health checks off.** A target registered in a group whose health checks are disabled (a Lambda
+  target group's default) reads ``unavailable`` / ``Target.HealthCheckDisabled``, as on ELB.
 
 * **Load balancer attributes.** A load balancer's ``LoadBalancerAttributes`` in CloudFormation
   are applied (moto drops them; the data plane reads ``idle_timeout.timeout_seconds``).
@@ -154,7 +157,10 @@ def register(self, targets):
             state["draining"].pop(key, None)
             self.targets[key] = {"Id": target["Id"], "Port": target.get("Port", self.port)}
             self.deregistered_targets.pop(key, None)
-            if state["reported"]:
+            if not self.health_check_enabled:
+                # ELB does not check it (a Lambda target group's default): it reads ``unavailable``.
+                state["health"][key] = ("unavailable",) + DEFAULT_REASONS["unavailable"]
+            elif state["reported"]:
                 state["health"][key] = ("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
             else:
                 state["health"].pop(key, None)
@@ -239,6 +245,11 @@ def create_from_cloudformation_json(cls, resource_name, cloudformation_json, acc
     attributes = {a["Key"]: a["Value"] for a in properties.get("TargetGroupAttributes") or [] if "Key" in a and "Value" in a}
     if attributes:
         backend.modify_target_group_attributes(group.arn, attributes)
+    # A Lambda target group's function (local mode names it by a local ARN): registered as
+    # CloudFormation registers ``Targets``. moto ignores the property.
+    targets = [{"Id": t["Id"], **({"Port": int(t["Port"])} if "Port" in t else {})} for t in properties.get("Targets") or [] if isinstance(t.get("Id"), str)]
+    if targets:
+        group.register(targets)
     return group
 
 
