@@ -13,12 +13,12 @@ import pytest
 
 from agent_lb.address import AddressPolicy, canonical_address, format_target
 from agent_lb.codec import decode_lease, decode_rejection, decode_rotation, is_live, rejection_reasons
-from agent_lb.contract import DEFAULT_ALLOWED_CIDRS
+from agent_lb.contract import DEFAULT_ALLOWED_CIDRS, REJECTION_REASONS
 from agent_lb.progress import out_of_rotation_progress, serving_progress
 
 VECTORS = Path(__file__).resolve().parents[2] / "test" / "vectors"
 KINDS = ("canonicalAddress", "targetKey", "validate", "liveness", "rotation", "rejection", "serving", "outOfRotation")
-META = ("$comment", "format", "validItem")
+META = ("$comment", "format", "validItem", "rejectionReasons")
 FILES = sorted(VECTORS.glob("*.json"))
 
 
@@ -64,6 +64,13 @@ def test_each_file_has_format_1_and_only_known_kinds(path: Path) -> None:
     doc = _load(path)
     assert doc.get("format") == 1
     assert [k for k in doc if k not in META and k not in KINDS] == []
+
+
+def test_the_reason_codes_are_the_ones_the_files_list() -> None:
+    listed = [doc["rejectionReasons"] for doc in map(_load, FILES) if "rejectionReasons" in doc]
+    assert listed
+    for reasons in listed:
+        assert list(REJECTION_REASONS) == reasons
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -11,12 +11,12 @@ import { describe, expect, it } from 'vitest';
 import { AddressPolicy, canonicalAddress, DEFAULT_ALLOWED_CIDRS, formatTarget } from '../../lib/core/address-policy';
 import { decodeLease, decodeRotation, isLive } from '../../lib/core/lease-codec';
 import type { LeaseStatus } from '../../lib/core/lease-schema';
-import { decodeRejection } from '../../lib/core/rejection';
+import { decodeRejection, REJECTION_REASONS } from '../../lib/core/rejection';
 import { outOfRotationProgress, servingProgress } from '../../lib/sdk/rotation-progress';
 
 const DIR = resolve(__dirname, '..', 'vectors');
 const KINDS = ['canonicalAddress', 'targetKey', 'validate', 'liveness', 'rotation', 'rejection', 'serving', 'outOfRotation'] as const;
-const META = ['$comment', 'format', 'validItem'];
+const META = ['$comment', 'format', 'validItem', 'rejectionReasons'];
 
 interface VectorFile {
   readonly format: number;
@@ -50,6 +50,12 @@ describe('lease-contract vectors: the files', () => {
   it.each(files.map((f) => [f.file, f.doc] as const))('%s has format 1 and only known kinds', (_file, doc) => {
     expect(doc.format).toBe(1);
     expect(Object.keys(doc).filter((k) => !META.includes(k) && !(KINDS as readonly string[]).includes(k))).toEqual([]);
+  });
+
+  it('the reason codes the registry writes are the ones the files list', () => {
+    const listed = files.filter((f) => f.doc.rejectionReasons !== undefined);
+    expect(listed.length).toBeGreaterThan(0);
+    for (const { doc } of listed) expect([...REJECTION_REASONS]).toEqual(doc.rejectionReasons);
   });
 
   it('holds cases of every kind', () => {
