@@ -9,15 +9,19 @@ proven by the same test vectors.
     lease.acquire()
     lease.install_shutdown_handlers()                        # SIGTERM: leave(), then exit 0
     lease.wait_until_serving(timeout=60)
+
+Trusted callers (an orchestrator) list a capability's agents with ``discover_agents``.
 """
 
 from .address import AddressPolicy, canonical_address, format_target
+from .agents import DiscoveredAgent, discover_agents
 from .aio import AsyncAgentLease
 from .codec import Lease, Rejection, RotationEntry, decode_lease, decode_rejection, decode_rotation, encode_lease, is_live
 from .contract import (
     CAPABILITY_NAME,
     DEFAULT_ALLOWED_CIDRS,
     DEFAULT_TTL_SECONDS,
+    HEALTH_FILTERS,
     LEASE_ATTR,
     OUT_OF_ROTATION_STATES,
     REJECTION_REASONS,
@@ -35,6 +39,7 @@ from .errors import (
     LeaseRejection,
     LeaseStoreError,
     NotServingError,
+    RegistryStateError,
 )
 from .in_flight import AsgiInFlightMiddleware, InFlightCounter, WsgiInFlightMiddleware
 from .lease import DEFAULT_ROTATION_POLL_INTERVAL, DEFAULT_SERVING_TIMEOUT, AgentLease, LeaseState
@@ -73,7 +78,9 @@ __all__ = [
     "DEFAULT_TTL_SECONDS",
     "DEFAULT_UNCONFIRMED_ROTATION_WAIT",
     "DiscoveredAddress",
+    "DiscoveredAgent",
     "GroupRotation",
+    "HEALTH_FILTERS",
     "InFlightCounter",
     "InvalidLeaseError",
     "LEASE_ATTR",
@@ -89,6 +96,7 @@ __all__ = [
     "OUT_OF_ROTATION_STATES",
     "REJECTION_REASONS",
     "ROTATION_STATES",
+    "RegistryStateError",
     "Rejection",
     "RotationEntry",
     "WsgiInFlightMiddleware",
@@ -98,6 +106,7 @@ __all__ = [
     "decode_rotation",
     "describe_groups",
     "discover_address",
+    "discover_agents",
     "encode_lease",
     "format_target",
     "install_shutdown_handlers",

@@ -1,6 +1,7 @@
 """The lease contract (docs/lease-contract.md) in names and limits: the same item every agent
-writes, in any language. Mirrors ``lib/core/lease-schema.ts`` and ``lib/core/rejection.ts`` of the
-Node package; the test vectors (test/vectors/) prove the two agree."""
+writes, in any language. Mirrors ``lib/core/lease-schema.ts``, ``lib/core/rejection.ts`` and (for
+trusted discovery) ``lib/core/registry-state.ts`` and ``lib/core/agent-discovery.ts`` of the Node
+package; the test vectors (test/vectors/) prove the two agree."""
 
 from __future__ import annotations
 
@@ -59,3 +60,35 @@ MAX_TTL_SECONDS = 3600
 #: Credentials for a local-mode deployment (`agent-lb local`): its emulators accept any, boto3
 #: sends nothing without some. DynamoDB Local wants letters and digits only.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "agentlblocal", "aws_secret_access_key": "agentlblocal"}
+
+
+class REGISTRY_STATE:
+    """The registry state table (``lib/core/registry-state.ts``): written only by the registry, read
+    by trusted discovery. A capability's members are the items of partition
+    ``members#<capability>``, one per target (sort key ``<address>:<port>``)."""
+
+    partition_key = "pk"
+    sort_key = "sk"
+    members_partition_prefix = "members#"
+    #: Environment variable naming the table when ``discover_agents`` is given none (stack output ``RegistryStateTableName``).
+    table_env = "AGENT_LB_REGISTRY_TABLE"
+
+
+class MEMBER_ATTR:
+    """Attribute names of a member item beyond its key: the lease's fields under the contract's
+    names, the target's rotation entry in that capability's group, when the registry read the lease."""
+
+    address = LEASE_ATTR.address
+    port = LEASE_ATTR.port
+    agent_id = LEASE_ATTR.agent_id
+    status = LEASE_ATTR.status
+    registered_at = LEASE_ATTR.registered_at
+    availability_zone = LEASE_ATTR.availability_zone
+    metadata = LEASE_ATTR.metadata
+    state = "state"
+    since = "since"
+    read_at = "readAt"
+
+
+#: Trusted discovery's health filters, as Cloud Map's ``DiscoverInstances``.
+HEALTH_FILTERS: Tuple[str, ...] = ("healthy", "all", "healthy-or-else-all")

@@ -94,6 +94,13 @@ class LeaseStoreError(AgentLbError):
         super().__init__("LEASE_STORE", message, context=context)
 
 
+class RegistryStateError(AgentLbError):
+    """DynamoDB failed reading the registry state table (trusted discovery), after botocore's retries."""
+
+    def __init__(self, message: str, *, context: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__("REGISTRY_STATE", message, context=context)
+
+
 class NotServingError(AgentLbError):
     """``wait_until_serving()`` gave up: ``reason`` is ``timeout``, ``lost``, ``released``,
     ``aborted`` or ``rejected`` (the registry refuses every capability; ``lease.rejection`` says

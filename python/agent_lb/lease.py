@@ -48,7 +48,7 @@ class AgentLease(LeaseHolder):
     :param ttl: lease time-to-live in whole seconds, 3–3600; renewed every ttl/3
     :param metadata: small free-form information (≤ 2 KiB encoded), never used for routing
     :param takeover: acquire even when another live holder owns this address:port
-    :param dynamodb: a boto3 DynamoDB client (or resource) to use (else one is made from ``region``/``endpoint_url``)
+    :param dynamodb: a boto3 DynamoDB client to use (not a resource: it converts items to Python values) (else one is made from ``region``/``endpoint_url``)
     :param region: AWS Region of the table (default: boto3's, ``AWS_REGION``)
     :param endpoint_url: DynamoDB endpoint (local mode's ``dynamodbEndpoint``); on a loopback
         endpoint without credentials, local ones are used (its emulator accepts any)

@@ -61,7 +61,7 @@ def encode_metadata(metadata: Any) -> Optional[Dict[str, Any]]:
         raise ConfigError(f"AgentLease: metadata cannot be stored in DynamoDB: {error}") from error
 
 
-def make_client(region: Optional[str], endpoint_url: Optional[str], ttl: int) -> Any:
+def make_client(region: Optional[str], endpoint_url: Optional[str], ttl: int, caller: str = "AgentLease") -> Any:
     import boto3
     from botocore.config import Config
 
@@ -69,7 +69,7 @@ def make_client(region: Optional[str], endpoint_url: Optional[str], ttl: int) ->
     local = is_local(endpoint_url)
     region_name = region or session.region_name or ("us-east-1" if local else None)
     if region_name is None:
-        raise ConfigError("AgentLease: no region: pass region=… or set AWS_REGION (or give a boto3 client as dynamodb=…)")
+        raise ConfigError(f"{caller}: no region: pass region=… or set AWS_REGION (or give a boto3 client as dynamodb=…)")
     # A heartbeat must fail fast enough to be retried before the lease expires.
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=min(5, ttl / 3), read_timeout=min(10, ttl / 3))
     credentials: Dict[str, str] = dict(LOCAL_CREDENTIALS) if local and session.get_credentials() is None else {}
@@ -110,12 +110,27 @@ def check_options(
         raise fail(f"agent_id must be a non-empty string, got {agent_id!r}")
 
 
-def client_of(dynamodb: Any) -> Any:
-    """The low-level client of what was given: a boto3 DynamoDB client as it is, a boto3 resource's
-    own client (the contract's item format is the low-level one). Raises ``ConfigError`` otherwise."""
-    if hasattr(dynamodb, "put_item"):
-        return dynamodb
-    client = getattr(getattr(dynamodb, "meta", None), "client", None)
-    if client is None or not hasattr(client, "put_item"):
-        raise ConfigError(f"AgentLease: dynamodb must be a boto3 DynamoDB client (or resource), got {type(dynamodb).__name__}")
-    return client
+#: The unique id of the handler boto3's resource layer adds to its client: items in and out as
+#: Python values (``{"target": "10.0.3.17:8080"}``), where the lease contract is DynamoDB JSON.
+_RESOURCE_LAYER_HANDLER = "dynamodb-attr-value-input"
+
+
+def _converts_values(client: Any) -> bool:
+    events = getattr(getattr(client, "meta", None), "events", None)
+    emitter = getattr(events, "_emitter", events)  # botocore's EventAliaser wraps the emitter
+    handlers = getattr(emitter, "_unique_id_handlers", None)
+    return isinstance(handlers, dict) and _RESOURCE_LAYER_HANDLER in handlers
+
+
+def client_of(dynamodb: Any, caller: str = "AgentLease") -> Any:
+    """The boto3 DynamoDB client given, as it is. Refused with ``ConfigError``: anything else, and
+    a boto3 resource or its ``meta.client`` (they turn every item into Python values, so an item
+    in the contract's DynamoDB JSON would be written as nested maps and read back unrecognised)."""
+    wanted = "a boto3 DynamoDB client (boto3.client(\"dynamodb\"))"
+    if not hasattr(dynamodb, "put_item"):
+        if getattr(getattr(dynamodb, "meta", None), "client", None) is not None:
+            raise ConfigError(f"{caller}: dynamodb must be {wanted}, not a resource: a resource converts items to Python values, the lease contract's are DynamoDB JSON")
+        raise ConfigError(f"{caller}: dynamodb must be {wanted}, got {type(dynamodb).__name__}")
+    if _converts_values(dynamodb):
+        raise ConfigError(f"{caller}: dynamodb must be {wanted}, not a resource's client: it converts items to Python values, the lease contract's are DynamoDB JSON")
+    return dynamodb

@@ -158,15 +158,16 @@ class TestOptions:
         assert new_lease(table, address="127.0.0.1", allow_loopback=True).target == "127.0.0.1:8080"
         assert new_lease(table, address="FD00:0:0::17", allowed_cidrs=["fd00::/8"]).target == "[fd00::17]:8080"
 
-    def test_a_boto3_resource_is_taken_by_its_client_and_anything_else_refused(self, client: Any) -> None:
+    def test_a_boto3_resource_or_its_client_and_anything_else_are_refused(self, client: Any) -> None:
+        # A resource's client turns the contract's DynamoDB JSON into nested maps: the key would be {"M": {"S": …}}.
         resource = boto3.resource("dynamodb", region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
-        lease = new_lease(resource)
-        with Stubber(resource.meta.client) as stub:
-            stub.add_response("put_item", {})
-            lease.acquire()
-        lease.abandon()
-        with pytest.raises(ConfigError, match=r"^AgentLease: dynamodb must be a boto3 DynamoDB client \(or resource\), got str$"):
+        with pytest.raises(ConfigError, match=r'^AgentLease: dynamodb must be a boto3 DynamoDB client \(boto3.client\("dynamodb"\)\), not a resource: '):
+            new_lease(resource)
+        with pytest.raises(ConfigError, match=r'^AgentLease: dynamodb must be a boto3 DynamoDB client \(boto3.client\("dynamodb"\)\), not a resource\'s client: '):
+            new_lease(resource.meta.client)
+        with pytest.raises(ConfigError, match=r'^AgentLease: dynamodb must be a boto3 DynamoDB client \(boto3.client\("dynamodb"\)\), got str$'):
             new_lease("not a client")
+        assert new_lease(client).target == "10.0.3.17:8080"
 
     def test_metadata_is_written_as_dynamodb_values(self, table: FakeTable) -> None:
         lease = new_lease(table, metadata={"zone": "eu-west-1a", "gpus": 2, "ratio": 0.5, "tags": ["a"]})

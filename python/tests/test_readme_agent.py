@@ -24,12 +24,16 @@ from test_contract_agent import free_port
 pytestmark = pytest.mark.local_mode
 
 
-def readme_agent() -> str:
+def readme_python(after: str) -> str:
+    """The README's first Python block after ``after`` in its Python section."""
     section = (REPO / "README.md").read_text(encoding="utf-8").split("## Python agents", 1)[1].split("\n## ", 1)[0]
-    local = section.split("**Against local mode**", 1)[1]
-    match = re.search(r"```python\n(.*?)\n```", local, re.S)
+    match = re.search(r"```python\n(.*?)\n```", section.split(after, 1)[1], re.S)
     assert match
     return match.group(1) + "\n"
+
+
+def readme_agent() -> str:
+    return readme_python("**Against local mode**")
 
 
 def test_the_readme_flask_agent_joins_serves_and_leaves(local_state: Dict[str, Any], tmp_path: Path) -> None:
@@ -54,6 +58,16 @@ def test_the_readme_flask_agent_joins_serves_and_leaves(local_state: Dict[str, A
         wait_for(lambda: f'"py-{port}"' in through_lb(), 60, lambda: f"the README agent answering through the load balancer; output: {lines}")
         # Routed by header, the request keeps the client's own path: the agent answers it too (the group may hold other agents).
         wait_for(lambda: f'"py-{port}"' in through_lb("/hello", {"X-Agent-Capability": "vision"}), 60, lambda: f"the README agent answering a header-routed request; output: {lines}")
+        # The README's trusted discovery, run as printed beside it, lists it once the registry has seen it healthy.
+        (tmp_path / "discover.py").write_text(readme_python("**Trusted discovery**"))
+        listed: List[str] = []
+
+        def discovered() -> bool:
+            run = subprocess.run([sys.executable, "discover.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+            listed[:] = [run.stdout + run.stderr]
+            return run.returncode == 0 and f"127.0.0.1 {port} healthy {{}}" in run.stdout
+
+        wait_for(discovered, 60, lambda: f"the README's discover_agents listing the agent healthy; it printed: {listed}", interval=0.5)
         agent.send_signal(signal.SIGTERM)
         code = agent.wait(timeout=60)
     finally:

@@ -12,13 +12,14 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from agent_lb.address import AddressPolicy, canonical_address, format_target
+from agent_lb.agents import DiscoveredAgent, discover_from
 from agent_lb.codec import decode_lease, decode_rejection, decode_rotation, is_live, rejection_reasons
-from agent_lb.contract import DEFAULT_ALLOWED_CIDRS, REJECTION_REASONS
+from agent_lb.contract import DEFAULT_ALLOWED_CIDRS, HEALTH_FILTERS, MEMBER_ATTR, REGISTRY_STATE, REJECTION_REASONS
 from agent_lb.progress import out_of_rotation_progress, serving_progress
 
 VECTORS = Path(__file__).resolve().parents[2] / "test" / "vectors"
-KINDS = ("canonicalAddress", "targetKey", "validate", "liveness", "rotation", "rejection", "serving", "outOfRotation")
-META = ("$comment", "format", "validItem", "rejectionReasons")
+KINDS = ("canonicalAddress", "targetKey", "validate", "liveness", "rotation", "rejection", "serving", "outOfRotation", "discover")
+META = ("$comment", "format", "validItem", "rejectionReasons", "registryState", "members")
 FILES = sorted(VECTORS.glob("*.json"))
 
 
@@ -71,6 +72,21 @@ def test_the_reason_codes_are_the_ones_the_files_list() -> None:
     assert listed
     for reasons in listed:
         assert list(REJECTION_REASONS) == reasons
+
+
+def test_the_registry_state_names_are_the_ones_the_files_list() -> None:
+    listed = [doc["registryState"] for doc in map(_load, FILES) if "registryState" in doc]
+    assert listed
+    member_attributes = [v for k, v in vars(MEMBER_ATTR).items() if not k.startswith("_")]
+    for names in listed:
+        assert {
+            "partitionKey": REGISTRY_STATE.partition_key,
+            "sortKey": REGISTRY_STATE.sort_key,
+            "membersPartitionPrefix": REGISTRY_STATE.members_partition_prefix,
+            "tableEnv": REGISTRY_STATE.table_env,
+            "memberAttributes": member_attributes,
+            "healthFilters": list(HEALTH_FILTERS),
+        } == names
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -126,3 +142,19 @@ def test_serving(case: Dict[str, Any], doc: Dict[str, Any]) -> None:
 def test_out_of_rotation(case: Dict[str, Any], doc: Dict[str, Any]) -> None:
     progress = out_of_rotation_progress(decode_rotation(case.get("rotation")), case["capabilities"], case["notBefore"], decode_rejection(case.get("rejection")))
     assert progress.done is case["out"]
+
+
+def _as_json(agent: DiscoveredAgent) -> Dict[str, Any]:
+    """An agent under the vectors' (the Node SDK's) names, keys absent when none."""
+    names = {"agent_id": "agentId", "availability_zone": "availabilityZone"}
+    return {names.get(k, k): v for k, v in vars(agent).items() if v is not None}
+
+
+@pytest.mark.parametrize("case,doc", _params("discover"))
+def test_discover(case: Dict[str, Any], doc: Dict[str, Any]) -> None:
+    agents = discover_from(case.get("members", doc.get("members")), case.get("health", "healthy"), case.get("filter"))
+    assert [a.target for a in agents] == case["targets"]
+    if "agents" in case:
+        assert [_as_json(a) for a in agents] == case["agents"]
+        # The same types as JSON's: an integral number is an int, never a float or a Decimal.
+        assert [type(a.port) for a in agents] == [int] * len(agents)

@@ -11,11 +11,11 @@ import { REPO } from './local-harness';
 
 export const PYTHON = process.env.AGENT_LB_PYTHON ?? 'python3';
 
-/** Throws one line naming what is missing: Python ≥ 3.9 with boto3, pytest and Flask (`.ci/run` installs them). */
+/** Throws one line naming what is missing: Python ≥ 3.9 with boto3, pytest, Flask and moto (`.ci/run` installs them). */
 export function checkPython(): string {
-  const probe = spawnSync(PYTHON, ['-c', 'import sys, boto3, pytest, flask; print("%d.%d" % sys.version_info[:2])'], { encoding: 'utf8' });
+  const probe = spawnSync(PYTHON, ['-c', 'import sys, boto3, pytest, flask, moto; print("%d.%d" % sys.version_info[:2])'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
-    throw new Error(`the Python tests need ${PYTHON} (≥ 3.9) with boto3, pytest and flask: ${probe.error?.message ?? probe.stderr.trim().split('\n').at(-1)} (.ci/run installs them)`);
+    throw new Error(`the Python tests need ${PYTHON} (≥ 3.9) with boto3, pytest, flask and moto: ${probe.error?.message ?? probe.stderr.trim().split('\n').at(-1)} (.ci/run installs them)`);
   }
   const version = probe.stdout.trim();
   const [major, minor] = version.split('.').map(Number);

@@ -11,12 +11,14 @@ import { describe, expect, it } from 'vitest';
 import { AddressPolicy, canonicalAddress, DEFAULT_ALLOWED_CIDRS, formatTarget } from '../../lib/core/address-policy';
 import { decodeLease, decodeRotation, isLive } from '../../lib/core/lease-codec';
 import type { LeaseStatus } from '../../lib/core/lease-schema';
+import { discoverFrom, HEALTH_FILTERS, HealthFilter } from '../../lib/core/agent-discovery';
 import { decodeRejection, REJECTION_REASONS } from '../../lib/core/rejection';
+import { CatalogMember, decodeMember, MEMBERS_PARTITION_PREFIX, membersPartition, REGISTRY_STATE_ATTR, REGISTRY_STATE_KEY, REGISTRY_TABLE_ENV } from '../../lib/core/registry-state';
 import { outOfRotationProgress, servingProgress } from '../../lib/sdk/rotation-progress';
 
 const DIR = resolve(__dirname, '..', 'vectors');
-const KINDS = ['canonicalAddress', 'targetKey', 'validate', 'liveness', 'rotation', 'rejection', 'serving', 'outOfRotation'] as const;
-const META = ['$comment', 'format', 'validItem', 'rejectionReasons'];
+const KINDS = ['canonicalAddress', 'targetKey', 'validate', 'liveness', 'rotation', 'rejection', 'serving', 'outOfRotation', 'discover'] as const;
+const META = ['$comment', 'format', 'validItem', 'rejectionReasons', 'registryState', 'members'];
 
 interface VectorFile {
   readonly format: number;
@@ -56,6 +58,23 @@ describe('lease-contract vectors: the files', () => {
     const listed = files.filter((f) => f.doc.rejectionReasons !== undefined);
     expect(listed.length).toBeGreaterThan(0);
     for (const { doc } of listed) expect([...REJECTION_REASONS]).toEqual(doc.rejectionReasons);
+  });
+
+  it('the registry state names trusted discovery reads are the ones the files list', () => {
+    const listed = files.filter((f) => f.doc.registryState !== undefined).map((f) => f.doc.registryState as Record<string, unknown>);
+    expect(listed.length).toBeGreaterThan(0);
+    const catalogOnly = ['revision', 'generatedAt', 'etag', 'body'];
+    for (const names of listed) {
+      expect({
+        partitionKey: REGISTRY_STATE_KEY.partition,
+        sortKey: REGISTRY_STATE_KEY.sort,
+        membersPartitionPrefix: MEMBERS_PARTITION_PREFIX,
+        tableEnv: REGISTRY_TABLE_ENV,
+        memberAttributes: Object.values(REGISTRY_STATE_ATTR).filter((a) => !catalogOnly.includes(a)),
+        healthFilters: [...HEALTH_FILTERS],
+      }).toEqual(names);
+      expect(membersPartition('vision')).toBe(`${MEMBERS_PARTITION_PREFIX}vision`);
+    }
   });
 
   it('holds cases of every kind', () => {
@@ -102,3 +121,11 @@ describe('lease-contract vectors (Node)', () => {
   });
 });
 
+describe('lease-contract vectors: trusted discovery', () => {
+  it.each(casesOf('discover'))('%s', (_l, c, doc) => {
+    const members = ((c.members ?? doc.members) as Record<string, never>[]).map(decodeMember).filter((m): m is CatalogMember => m !== undefined);
+    const agents = discoverFrom(members, { health: (c.health as HealthFilter | undefined) ?? 'healthy', metadata: (c.filter as Record<string, string> | undefined) ?? {} });
+    expect(agents.map((a) => a.target)).toEqual(c.targets);
+    if (c.agents !== undefined) expect(agents).toStrictEqual(c.agents);
+  });
+});
