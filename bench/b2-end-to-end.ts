@@ -63,10 +63,7 @@ export interface B2RegistrarFigures {
   /** Ours: per batch, the sync handler's confirming read of the changed leases (BatchGetItem, consistent), ms. */
   readonly confirmReadMs: Distribution;
   readonly batches: number;
-  /**
-   * The most Register+Deregister calls one target group got between two consecutive handler
-   * invocations' ends (a reconcile pass running in that window is counted too, so this can only overstate).
-   */
+  /** The most Register+Deregister calls one target group got from one sync invocation (ours: the sync handler's own client; baseline: its registrar's). */
   readonly maxCallsToOneGroupPerBatch: number;
   readonly finalGroupsMatchLeases: boolean;
   readonly agentErrors: FleetRunResult['agentErrors'];
@@ -103,6 +100,8 @@ export interface B2Result {
       readonly driftRegistered: number;
       readonly driftDeregistered: number;
       readonly expiredLeasesDeleted: number;
+      /** The most Register+Deregister calls one group got from one reconcile pass. */
+      readonly maxCallsToOneGroupPerPass?: number;
     };
   };
   readonly naive: B2RegistrarFigures & { readonly callErrors: number };
@@ -203,7 +202,10 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
   const confirmReads: number[] = [];
   let oursBatches = 0;
   let handlerCounter: ReturnType<typeof countCommands>['counter'] | undefined;
+  /** Each handler's own calls: the sync's between its invocations' ends are exactly one invocation's; reconcile's between its reports, one pass's. */
+  const own: Partial<Record<'sync' | 'reconcile', ReturnType<typeof countCommands>['counter']>> = {};
   const perBatch = { ours: new BatchGroupCalls(), naive: new BatchGroupCalls() };
+  const perPass = new BatchGroupCalls();
   const acks: ElbAcks = { register: new Map(), deregister: new Map() };
   const reconcileWaiters: (() => void)[] = [];
   /** Resolves when the next reconcile pass reports (or after a pass' worth of time at most). */
@@ -218,20 +220,22 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
     reconcileIntervalMs: s.reconcileIntervalMs,
     batchSize: batching.batchSize,
     batchingWindowMs: batching.batchingWindowMs,
-    wrapElbClient: (client) => {
+    wrapElbClient: (client, handler) => {
       // Both handlers' clients count into one counter, as their calls share one throttle.
       const counted = countCommands(client, handlerCounter ? { into: handlerCounter } : {});
       handlerCounter = counted.counter;
+      own[handler] = countCommands(counted.client, { name: 'benchCountOwnCommands' }).counter;
       if (kind === 'ours') recordAcks(counted.client, acks);
       return counted.client;
     },
     onBatch: (info) => {
       oursBatches++;
       oursLags.push(info.pollerLagMs);
-      if (phase !== 'setup' && handlerCounter) perBatch.ours.batchEnded(handlerCounter.mutatingByGroup);
+      if (own.sync) perBatch.ours.batchEnded(own.sync.mutatingByGroup, phase !== 'setup');
     },
     onReconcile: (report) => {
       reconciles.push({ phase, report });
+      if (own.reconcile) perPass.batchEnded(own.reconcile.mutatingByGroup, phase !== 'setup');
       for (const wake of reconcileWaiters.splice(0)) wake();
     },
     // The sync handler's own figure for its confirming read, from its metrics.
@@ -283,7 +287,7 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
         onBatch: (info) => {
           naiveBatches++;
           naiveLags.push(info.pollerLagMs);
-          perBatch.naive.batchEnded(counted.counter.mutatingByGroup);
+          perBatch.naive.batchEnded(counted.counter.mutatingByGroup, true);
         },
         onError: (error) => s.log(`  baseline poller error: ${(error as Error)?.message ?? String(error)}`),
       }).start();
@@ -366,6 +370,7 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
               driftRegistered: sum((r) => r.driftRegistered),
               driftDeregistered: sum((r) => r.driftDeregistered),
               expiredLeasesDeleted: sum((r) => r.expiredLeasesDeleted),
+              maxCallsToOneGroupPerPass: perPass.max,
             },
           }
         : {}),
@@ -399,13 +404,13 @@ async function createMirrorGroups(elb: ElasticLoadBalancingV2Client, groups: Rea
   return mirror;
 }
 
-/** Tracks the most calls any one group got between consecutive batch ends. */
+/** Tracks the most calls any one group got between consecutive batch ends (or passes), counting only those that end while `measured`. */
 class BatchGroupCalls {
   public max = 0;
   private last: CommandCounts = {};
 
-  public batchEnded(byGroup: CommandCounts): void {
-    for (const [arn, n] of Object.entries(byGroup)) this.max = Math.max(this.max, n - (this.last[arn] ?? 0));
+  public batchEnded(byGroup: CommandCounts, measured: boolean): void {
+    if (measured) for (const [arn, n] of Object.entries(byGroup)) this.max = Math.max(this.max, n - (this.last[arn] ?? 0));
     this.last = { ...byGroup };
   }
 }

@@ -2,6 +2,9 @@ import type { DiscoveredAgent } from '../core/agent-discovery';
 import { quoteUntrusted } from '../core/untrusted-text';
 import type { CapabilityWeight, FleetStatus, LeaseRow } from '../registry/fleet-status';
 
+/** A lease key as written by anyone: shown as is when it looks like one, quoted otherwise (no terminal escapes). */
+export const safeKey = (key: string): string => (/^[\w.:[\]-]{1,80}$/.test(key) ? key : quoteUntrusted(key, 60));
+
 /** The tables `agent-lb status`, `agent-lb leases` and `agent-lb agents` print (their `--json` prints the query's result as is). */
 
 /** `10% of vision`, `90%`, and when the rules route otherwise (a variant held out), `0% of vision (10% once healthy)`. */
@@ -28,6 +31,12 @@ export function renderStatus(status: FleetStatus): string {
     const targets = [['TARGET', 'CAPABILITY', 'ROTATION', 'FOR', 'ELB NOW']];
     for (const r of status.rotation) targets.push([r.target, r.capability, r.state ?? 'unreported', r.ageSeconds === undefined ? '-' : formatAge(r.ageSeconds), r.elbState]);
     lines.push('', ...columns(targets));
+  }
+  if (status.rejections.length > 0) {
+    // Why the registry refuses what it refuses, as the lease's writer reads it in `rejection`.
+    const refused = [['REFUSED', 'REASON', 'CAPABILITIES', 'TOLD', 'WHY']];
+    for (const r of status.rejections) refused.push([safeKey(r.target), r.reason, r.capabilities?.join(',') ?? '(all)', r.told ? 'yes' : 'not yet', r.message]);
+    lines.push('', ...columns(refused));
   }
   return lines.join('\n');
 }

@@ -8,6 +8,7 @@ import { describeTiming } from '../local/local-data-plane';
 import { LocalStack } from '../local/local-stack';
 import { ChangeEvent, diffFrames, renderFrame, renderLines, renderTraffic, ViewFrame } from '../local/live-view';
 import { fleetStatus } from '../registry/fleet-status';
+import { safeKey } from './fleet-render';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { catalogPath } from '../core/catalog-document';
 import type { LocalFlags } from './local-flags';
@@ -150,6 +151,7 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,
         agents: fleet?.counts ?? { up: 0, down: 0 },
+        rejections: status.rejections.map((r) => ({ target: safeKey(r.target), reason: r.reason, message: r.message, ...(r.capabilities ? { capabilities: r.capabilities } : {}) })),
         ...(stored && catalogConfig
           ? {
               catalog: {

@@ -3,14 +3,15 @@ import { mapLimit } from '../core/concurrency';
 import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
-import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation } from '../core/rotation-planner';
+import { planRejectionsFromScan } from '../core/rejection-planner';
+import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog } from './catalog-update';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
-import { RotationWriteReport, writeRotations } from './rotation-writes';
+import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -79,11 +80,14 @@ export interface ReconcileReport {
   readonly rejections: readonly LeaseRejection[];
   readonly errors: readonly ElbTargetsError[];
   /**
-   * The `rotation` entries written: each held lease's state in every group read, as the read
-   * showed it (`absent` when not there), where the lease said otherwise; then what the pass's
-   * own calls did (`initial`, `draining`). On change only, conditional on the lease token.
+   * The registry's writes into leases: each held lease's `rotation` state in every group read, as
+   * the read showed it (`absent` when not there), where the lease said otherwise; over that, what
+   * the pass's own calls did (`initial`, `draining`); and every scanned lease's `rejection` (not
+   * expired) where its verdict differs from what it holds — what stream sync missed (a failed
+   * write, a deployment that now routes a capability). On change only, conditional on the lease
+   * token, one UpdateItem per lease, no ELB call for a rejection.
    */
-  readonly rotation: RotationWriteReport;
+  readonly registryWrites: RegistryWriteReport;
   /** Variants at weight 0 in their capability's weighted rules after this pass: no healthy target. */
   readonly variantsHeldOut: readonly string[];
   /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
@@ -168,13 +172,11 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 
   // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
   const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
-  const rotationWrites = mergeRotationWrites(
-    planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing }),
-    planCallRotation(tally.landed, now(), deps.policy, deps.routing),
-  );
-  const [deleted, rotation] = await Promise.all([
+  const observed = planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing });
+  const rotation = mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed);
+  const [deleted, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
-    writeRotations(deps.store, rotationWrites),
+    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs)),
   ]);
   // Last, and separate: the catalog's member index against the scan, and its document counted again.
   const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;
@@ -195,7 +197,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     consumedReadUnits: scan.consumedReadUnits,
     rejections: plan.rejections,
     errors: tally.errors,
-    rotation,
+    registryWrites,
     variantsHeldOut: guard.heldOut,
     variantRuleChanges: guard.ruleChanges,
     catalog,

@@ -58,6 +58,31 @@ function importsOf(file: string): string[] {
   return specifiers.filter((s) => s.startsWith('.')).map((s) => resolve(dirname(file), s));
 }
 
+/** The source file an import resolves to (`./x` → `x.ts` or `x/index.ts`). */
+function sourceOf(target: string): string {
+  return existsSync(`${target}.ts`) ? `${target}.ts` : join(target, 'index.ts');
+}
+
+/** Each import cycle among `sources` (type-only imports count: they tie the files' shapes together), as the files in it. */
+function importCycles(sources: readonly string[]): string[][] {
+  const graph = new Map(sources.map((f) => [f, importsOf(f).map(sourceOf).filter((t) => sources.includes(t))]));
+  const cycles: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const path: string[] = [];
+  const visit = (file: string): void => {
+    state.set(file, 'open');
+    path.push(file);
+    for (const next of graph.get(file) ?? []) {
+      if (state.get(next) === 'open') cycles.push(path.slice(path.indexOf(next)).map((f) => relative(ROOT, f)));
+      else if (!state.has(next)) visit(next);
+    }
+    path.pop();
+    state.set(file, 'done');
+  };
+  for (const file of sources) if (!state.has(file)) visit(file);
+  return cycles;
+}
+
 const files = [...sourceFiles(join(ROOT, 'lib')), ...sourceFiles(join(ROOT, 'lambdas'))];
 
 describe('layers: imports point down', () => {
@@ -87,6 +112,11 @@ describe('layers: imports point down', () => {
       .flat()
       .flatMap((file) => importsOf(resolve(ROOT, file)).filter((t) => layerOf(t) !== 'lib/core').map((t) => `${file} → ${relative(ROOT, t)}`));
     expect(reach).toEqual([]);
+  });
+
+  // The layers every other one builds on, and the SDK (whose shape the Python package mirrors).
+  it.each(['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/sdk'])('%s has no import cycle', (layer) => {
+    expect(importCycles(files.filter((f) => layerOf(f) === layer))).toEqual([]);
   });
 
   it('no file under lib/ imports lambdas/ (local mode and tests build handlers from lib/handlers)', () => {
