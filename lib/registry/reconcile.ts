@@ -9,7 +9,7 @@ import { LeaseStore } from '../aws/lease-store';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
-import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
+import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -168,7 +168,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const rotation = mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed);
   const [deleted, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
-    writeRegistryEntries(deps.store, rotationEntries(rotation)),
+    writeRegistryEntries(deps.store, rotationEntries(rotation), OBSERVED_WRITES_AT_A_TIME),
   ]);
 
   return {
