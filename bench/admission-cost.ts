@@ -5,8 +5,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { createSyncHandler } from '../lib/handlers/stream-sync-handler';
 import { b1Routing } from './b1-handler-economy';
-import { CountingElb } from './counting-elb';
-import { InMemoryLeaseTable } from './in-memory-table';
+import { CountingElb } from '../test/support/counting-elb';
+import { InMemoryLeaseTable } from '../test/support/in-memory-lease-table';
 import { streamWorkload, WorkloadMix } from './stream-workload';
 
 /**

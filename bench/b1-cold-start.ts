@@ -1,5 +1,5 @@
 import { b1Routing, benchSyncHandler } from './b1-handler-economy';
-import { CountingElb } from './counting-elb';
+import { CountingElb } from '../test/support/counting-elb';
 import { createNaiveRegistrar } from './naive-registrar';
 import { streamWorkload } from './stream-workload';
 import { BACKLOG_FORMULA, backlogGrowthPerSecond, COLD_START_FORMULA, ELB_BURST, ELB_REFILL_PER_SECOND, secondsToSend } from './throttle-projection';

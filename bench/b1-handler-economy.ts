@@ -4,8 +4,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { createSyncHandler } from '../lib/handlers/stream-sync-handler';
 import { RoutingConfig } from '../lib/core/lease-schema';
-import { CountingElb } from './counting-elb';
-import { InMemoryLeaseTable } from './in-memory-table';
+import { CountingElb } from '../test/support/counting-elb';
+import { InMemoryLeaseTable } from '../test/support/in-memory-lease-table';
 import { createNaiveRegistrar } from './naive-registrar';
 import { capabilityNames, streamWorkload, WorkloadMix } from './stream-workload';
 
@@ -53,7 +53,7 @@ const WORKLOAD_START_MS = 1_800_000_000_000;
  * stream (each batch's records are applied to it before the batch is handled), so its
  * confirming reads see what DynamoDB would.
  */
-export function benchSyncHandler(routing: RoutingConfig, elb: CountingElb, table = new InMemoryLeaseTable()) {
+export function benchSyncHandler(routing: RoutingConfig, elb: CountingElb, table = new InMemoryLeaseTable('bench')) {
   process.env.POWERTOOLS_METRICS_DISABLED = 'true';
   const handler = createSyncHandler({
     config: { tableName: 'bench', routing, safetyValveShare: 0.5, reconcileRepeatSeconds: 0 },

@@ -12,6 +12,7 @@ import { StreamPoller } from '../lib/local/stream/stream-poller';
 import { ReconcileReport } from '../lib/registry/reconcile';
 import { FleetPhase, FleetRunResult, planFleet, runFleet } from './b2-fleet';
 import { CommandCounts, countCommands, mutatingCalls } from './command-counter';
+import { warmUpDynamoDb } from './ddb-warm-up';
 import { createNaiveRegistrar } from './naive-registrar';
 import { Distribution, distribution } from './percentiles';
 import { TargetObserver } from './target-observer';
@@ -35,6 +36,11 @@ export interface B2Options {
   readonly steadySeconds?: number;
   /** @default 50 */
   readonly observerIntervalMs?: number;
+  /**
+   * Seconds of requests to a scratch table of each fresh DynamoDB Local before the fleet joins
+   * (bench/ddb-warm-up.ts): a cold JVM is the emulator's cost, not the registry's. 0: none. @default 10
+   */
+  readonly warmUpSeconds?: number;
   readonly seed?: number;
   readonly log?: (line: string) => void;
 }
@@ -63,10 +69,7 @@ export interface B2RegistrarFigures {
   /** Ours: per batch, the sync handler's confirming read of the changed leases (BatchGetItem, consistent), ms. */
   readonly confirmReadMs: Distribution;
   readonly batches: number;
-  /**
-   * The most Register+Deregister calls one target group got between two consecutive handler
-   * invocations' ends (a reconcile pass running in that window is counted too, so this can only overstate).
-   */
+  /** The most Register+Deregister calls one target group got from one sync invocation (ours: the sync handler's own client; baseline: its registrar's). */
   readonly maxCallsToOneGroupPerBatch: number;
   readonly finalGroupsMatchLeases: boolean;
   readonly agentErrors: FleetRunResult['agentErrors'];
@@ -89,6 +92,8 @@ export interface B2Result {
     readonly joinRatePerSecond: number;
     readonly steadySeconds: number;
     readonly observerIntervalMs: number;
+    /** Seconds each fresh DynamoDB Local was warmed up before the fleet joined. */
+    readonly warmUpSeconds: number;
     /** ttl + reconcile interval + 1 s: the issue's crash-removal bound. */
     readonly crashRemovalBoundMs: number;
     readonly seed: number;
@@ -103,6 +108,8 @@ export interface B2Result {
       readonly driftRegistered: number;
       readonly driftDeregistered: number;
       readonly expiredLeasesDeleted: number;
+      /** The most Register+Deregister calls one group got from one reconcile pass. */
+      readonly maxCallsToOneGroupPerPass?: number;
     };
   };
   readonly naive: B2RegistrarFigures & { readonly callErrors: number };
@@ -115,11 +122,11 @@ export interface B2Result {
 }
 
 /** Local mode's defaults (LocalStack, `agent-lb local`): batches of up to 100, handed over as soon as read. */
-const LOCAL_BATCHING = { batchSize: 100, batchingWindowMs: 0 } as const;
+export const LOCAL_BATCHING = { batchSize: 100, batchingWindowMs: 0 } as const;
 /** The deployed event source mapping's defaults (RegistrySync: BatchSize 1000, MaximumBatchingWindow 1 s). */
-const DEPLOYED_BATCHING = { batchSize: 1000, batchingWindowMs: 1000 } as const;
+export const DEPLOYED_BATCHING = { batchSize: 1000, batchingWindowMs: 1000 } as const;
 /** The deployed batch size with a quarter of the window (`maxBatchingWindowSeconds`: 0.25). */
-const SHORT_WINDOW = { batchSize: 1000, batchingWindowMs: 250 } as const;
+export const SHORT_WINDOW = { batchSize: 1000, batchingWindowMs: 250 } as const;
 
 type Batching = { readonly batchSize: number; readonly batchingWindowMs: number };
 
@@ -142,6 +149,7 @@ export async function runB2(options: B2Options): Promise<B2Result> {
     reconcileIntervalMs: 5000,
     joinRatePerSecond: 100,
     observerIntervalMs: 50,
+    warmUpSeconds: 10,
     seed: 5,
     log: () => undefined,
     ...options,
@@ -175,6 +183,7 @@ export async function runB2(options: B2Options): Promise<B2Result> {
       joinRatePerSecond: o.joinRatePerSecond,
       steadySeconds,
       observerIntervalMs: o.observerIntervalMs,
+      warmUpSeconds: o.warmUpSeconds,
       crashRemovalBoundMs: o.ttlSeconds * 1000 + o.reconcileIntervalMs + 1000,
       seed: o.seed,
     },
@@ -186,7 +195,7 @@ export async function runB2(options: B2Options): Promise<B2Result> {
   };
 }
 
-type Settings = Required<Omit<B2Options, 'crashes' | 'releases' | 'steadySeconds'>> & { crashes: number; releases: number; steadySeconds: number };
+export type Settings = Required<Omit<B2Options, 'crashes' | 'releases' | 'steadySeconds'>> & { crashes: number; releases: number; steadySeconds: number };
 
 interface OnceResult {
   readonly capabilities: string[];
@@ -195,7 +204,7 @@ interface OnceResult {
   readonly callErrors: number;
 }
 
-async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching): Promise<OnceResult> {
+export async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching): Promise<OnceResult> {
   type Phase = FleetPhase | 'setup';
   let phase = 'setup' as Phase;
   const reconciles: { phase: Phase; report: ReconcileReport }[] = [];
@@ -203,7 +212,10 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
   const confirmReads: number[] = [];
   let oursBatches = 0;
   let handlerCounter: ReturnType<typeof countCommands>['counter'] | undefined;
+  /** Each handler's own calls: the sync's between its invocations' ends are exactly one invocation's; reconcile's between its reports, one pass's. */
+  const own: Partial<Record<'sync' | 'reconcile', ReturnType<typeof countCommands>['counter']>> = {};
   const perBatch = { ours: new BatchGroupCalls(), naive: new BatchGroupCalls() };
+  const perPass = new BatchGroupCalls();
   const acks: ElbAcks = { register: new Map(), deregister: new Map() };
   const reconcileWaiters: (() => void)[] = [];
   /** Resolves when the next reconcile pass reports (or after a pass' worth of time at most). */
@@ -218,20 +230,22 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
     reconcileIntervalMs: s.reconcileIntervalMs,
     batchSize: batching.batchSize,
     batchingWindowMs: batching.batchingWindowMs,
-    wrapElbClient: (client) => {
+    wrapElbClient: (client, handler) => {
       // Both handlers' clients count into one counter, as their calls share one throttle.
       const counted = countCommands(client, handlerCounter ? { into: handlerCounter } : {});
       handlerCounter = counted.counter;
+      own[handler] = countCommands(counted.client, { name: 'benchCountOwnCommands' }).counter;
       if (kind === 'ours') recordAcks(counted.client, acks);
       return counted.client;
     },
     onBatch: (info) => {
       oursBatches++;
       oursLags.push(info.pollerLagMs);
-      if (phase !== 'setup' && handlerCounter) perBatch.ours.batchEnded(handlerCounter.mutatingByGroup);
+      if (own.sync) perBatch.ours.batchEnded(own.sync.mutatingByGroup, phase !== 'setup');
     },
     onReconcile: (report) => {
       reconciles.push({ phase, report });
+      if (own.reconcile) perPass.batchEnded(own.reconcile.mutatingByGroup, phase !== 'setup');
       for (const wake of reconcileWaiters.splice(0)) wake();
     },
     // The sync handler's own figure for its confirming read, from its metrics.
@@ -248,6 +262,10 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
     },
     onError: (where, error) => s.log(`  ${where} error: ${(error as Error)?.message ?? String(error)}`),
   });
+  if (s.warmUpSeconds > 0) {
+    const warm = await warmUpDynamoDb(stack.dynamodbClientConfig, s.warmUpSeconds);
+    s.log(`  DynamoDB Local warmed up: ${warm.requests} requests in ${warm.seconds} s, p50 ${warm.firstSecondP50Ms} ms in the first second, ${warm.lastSecondP50Ms} ms in the last`);
+  }
   const region = stack.state.region;
   const elbConfig = { endpoint: stack.state.elbv2Endpoint, region, credentials: { ...MOTO_CREDENTIALS } };
   const ddbConfig = { endpoint: stack.state.dynamodbEndpoint, region, credentials: { ...LOCAL_CREDENTIALS } };
@@ -283,7 +301,7 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
         onBatch: (info) => {
           naiveBatches++;
           naiveLags.push(info.pollerLagMs);
-          perBatch.naive.batchEnded(counted.counter.mutatingByGroup);
+          perBatch.naive.batchEnded(counted.counter.mutatingByGroup, true);
         },
         onError: (error) => s.log(`  baseline poller error: ${(error as Error)?.message ?? String(error)}`),
       }).start();
@@ -366,6 +384,7 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
               driftRegistered: sum((r) => r.driftRegistered),
               driftDeregistered: sum((r) => r.driftDeregistered),
               expiredLeasesDeleted: sum((r) => r.expiredLeasesDeleted),
+              maxCallsToOneGroupPerPass: perPass.max,
             },
           }
         : {}),
@@ -399,13 +418,13 @@ async function createMirrorGroups(elb: ElasticLoadBalancingV2Client, groups: Rea
   return mirror;
 }
 
-/** Tracks the most calls any one group got between consecutive batch ends. */
+/** Tracks the most calls any one group got between consecutive batch ends (or passes), counting only those that end while `measured`. */
 class BatchGroupCalls {
   public max = 0;
   private last: CommandCounts = {};
 
-  public batchEnded(byGroup: CommandCounts): void {
-    for (const [arn, n] of Object.entries(byGroup)) this.max = Math.max(this.max, n - (this.last[arn] ?? 0));
+  public batchEnded(byGroup: CommandCounts, measured: boolean): void {
+    if (measured) for (const [arn, n] of Object.entries(byGroup)) this.max = Math.max(this.max, n - (this.last[arn] ?? 0));
     this.last = { ...byGroup };
   }
 }

@@ -13,7 +13,7 @@ import { createCatalogHandler } from '../lib/handlers/catalog-handler';
 import { startDynamoDbLocal } from '../lib/local/emulators';
 import { repairCatalog, updateCatalogForLeases } from '../lib/registry/catalog-update';
 import { discoverAgents } from '../lib/sdk/discover-agents';
-import { CountingElb } from './counting-elb';
+import { CountingElb } from '../test/support/counting-elb';
 import { distribution, Distribution } from './percentiles';
 
 /**

@@ -30,7 +30,7 @@ interface CountableClient {
  */
 export function countCommands<C extends CountableClient>(
   client: C,
-  options: { askConsumedCapacity?: boolean; into?: CommandCounter } = {},
+  options: { askConsumedCapacity?: boolean; into?: CommandCounter; /** To count one client into two counters (middleware names are unique per client). @default benchCountCommands */ name?: string } = {},
 ): { client: C; counter: CommandCounter } {
   // With `into`, this client's requests add to an existing counter (the handlers of one stack, each with its own client).
   const sent: CommandCounts = options.into?.sent ?? {};
@@ -66,7 +66,7 @@ export function countCommands<C extends CountableClient>(
       }
     },
     // finalizeRequest runs inside the retry middleware: one count per attempt on the wire.
-    { step: 'finalizeRequest', name: 'benchCountCommands' },
+    { step: 'finalizeRequest', name: options.name ?? 'benchCountCommands' },
   );
   return { client, counter: options.into ?? { sent, errors, capacityUnits, mutatingByGroup, snapshot: () => ({ ...sent }) } };
 }

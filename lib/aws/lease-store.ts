@@ -12,7 +12,10 @@ import {
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
 import { encodeRotationEntry } from '../core/lease-codec';
 import { quoteUntrusted } from '../core/untrusted-text';
-import { CLOCK_SKEW_ALLOWANCE_SECONDS, LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
+import { LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
+import { entriesNewerThan, heldBy, LeaseWrite, MAX_ENTRIES_PER_WRITE, RegistryEntry, registryMaps } from '../core/registry-writes';
+import { RejectionWrite, retryRejection } from '../core/rejection-planner';
+import { registryUpdate } from './registry-update';
 import { sleep as defaultSleep } from '../core/concurrency';
 
 /** BatchGetItem takes at most this many keys per call. */
@@ -30,6 +33,24 @@ export interface BatchReadOptions {
 
 /** What one `writeRotation` did: see {@link LeaseStore.writeRotation}. */
 export type RotationWriteOutcome = 'written' | 'superseded' | 'gone';
+
+/** What one {@link LeaseStore.writeEntries} did, per entry, and the UpdateItems it took. */
+export interface LeaseWriteOutcome {
+  readonly written: number;
+  /** The lease already held these entries as new (or, for a removal, not at all): nothing to write. */
+  readonly superseded: number;
+  /** The lease was released or re-acquired (another token): nothing written. */
+  readonly gone: number;
+  /** A rejection judged on an item the agent has written since (not only a heartbeat): nothing written; that write's own record is judged. */
+  readonly outdated: number;
+  /** UpdateItem requests sent (one write unit each, whether or not their condition held). */
+  readonly updates: number;
+  /** Of those, the ones that changed the item: one stream record each. */
+  readonly changed: number;
+}
+
+/** UpdateItems one lease write takes at most (per chunk of entries) before it leaves the rest to the next observation. */
+export const WRITE_ATTEMPTS = 3;
 
 export interface ScanResult {
   readonly items: RawItem[];
@@ -231,67 +252,78 @@ export class LeaseStore {
   }
 
   /**
-   * The registry's `rotation` write (docs/lease-contract.md): `SET rotation.<capability> =
-   * { state, since }` and nothing else, on the conditions `leaseToken = :t` (never into a
-   * released or re-acquired lease: a missing item fails the condition, nothing is created) and
-   * "no entry, or an older one" (`since` only moves forward, so a late writer never replaces
-   * what a later one saw). The nested path needs the map: on a lease without one (every
-   * acquire's PutItem writes none), the first entry is written as `SET rotation = :map` on
-   * `attribute_not_exists(rotation)`, and a writer that loses that race writes the nested path
-   * again. Resolves to what happened: `written`; `superseded` (the lease holds this or a newer
-   * entry); `gone` (no item, or another token). One to three UpdateItems, one write unit each.
+   * The registry's write into one lease (docs/lease-contract.md, lib/core/registry-writes.ts):
+   * every entry of `write` and its rejection in one UpdateItem (chunks of
+   * {@link MAX_ENTRIES_PER_WRITE} entries, the rejection in the first), conditional on
+   * `leaseToken` (a released or re-acquired lease is never written, nothing is created), on each
+   * entry being newer than the stored one and, with a rejection, on the item being the one judged.
+   * A failed condition is no error: the item DynamoDB returns with it says whether the lease is
+   * gone, which entries it already holds as new, whether the map exists, and whether the
+   * rejection still holds (only a heartbeat landed in between) or was judged on an older write;
+   * the rest is written again, at most {@link WRITE_ATTEMPTS} UpdateItems in all (a writer that
+   * keeps losing leaves the entries to the next observation). One write unit per UpdateItem for
+   * an item ≤ 1 KB; each one that succeeds is one stream record.
    * @throws LeaseStoreError when DynamoDB fails (after the SDK's retries)
    */
-  public async writeRotation(target: string, leaseToken: string, capability: string, entry: RotationEntry): Promise<RotationWriteOutcome> {
-    const value = encodeRotationEntry(entry) as AttributeValue;
-    const names = { '#rotation': LEASE_ATTR.rotation, '#leaseToken': LEASE_ATTR.leaseToken };
-    const values = { ':token': { S: leaseToken } };
-    const nested = () =>
-      new UpdateItemCommand({
-        TableName: this.tableName,
-        Key: key(target),
-        UpdateExpression: 'SET #rotation.#capability = :entry',
-        // A malformed entry (not a map, or `since` not a number) is replaced like an older one, and so
-        // is one dated further ahead than the clock-skew allowance: no registry clock wrote it.
-        ConditionExpression:
-          '#leaseToken = :token AND attribute_type(#rotation, :map) AND (attribute_not_exists(#rotation.#capability) OR NOT attribute_type(#rotation.#capability, :map) ' +
-          'OR NOT attribute_type(#rotation.#capability.#since, :number) OR #rotation.#capability.#since < :since OR #rotation.#capability.#since > :future)',
-        ExpressionAttributeNames: { ...names, '#capability': capability, '#since': 'since' },
-        ExpressionAttributeValues: {
-          ...values,
-          ':entry': value,
-          ':since': { N: String(Math.floor(entry.since)) },
-          ':future': { N: String(Math.floor(entry.since) + CLOCK_SKEW_ALLOWANCE_SECONDS * 1000) },
-          ':map': { S: 'M' },
-          ':number': { S: 'N' },
-        },
-        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-      });
-    const whole = () =>
-      new UpdateItemCommand({
-        TableName: this.tableName,
-        Key: key(target),
-        UpdateExpression: 'SET #rotation = :rotation',
-        // No map yet, or something that is not one (only the registry writes `rotation`: a malformed one is replaced).
-        ConditionExpression: '#leaseToken = :token AND (attribute_not_exists(#rotation) OR NOT attribute_type(#rotation, :map))',
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: { ...values, ':rotation': { M: { [capability]: value } }, ':map': { S: 'M' } },
-        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-      });
-    // Nested (the usual case); else create the map; else nested again (another writer made it meanwhile).
-    for (const command of [nested, whole, nested]) {
-      try {
-        await this.client.send(command());
-        return 'written';
-      } catch (error) {
-        if (!isConditionFailure(error)) throw wrap('writeRotation', this.tableName, error, { target, capability });
-        // The item as it was when the condition failed (ReturnValuesOnConditionCheckFailure).
-        const old = (error as { Item?: RawItem }).Item;
-        if (old === undefined || old[LEASE_ATTR.leaseToken]?.S !== leaseToken) return 'gone';
-        if (old[LEASE_ATTR.rotation]?.M !== undefined && command === nested) return 'superseded';
+  public async writeEntries(write: LeaseWrite): Promise<LeaseWriteOutcome> {
+    const outcome = { written: 0, superseded: 0, gone: 0, outdated: 0, updates: 0, changed: 0 };
+    const chunks = Math.max(1, Math.ceil(write.entries.length / MAX_ENTRIES_PER_WRITE));
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const from = chunk * MAX_ENTRIES_PER_WRITE;
+      let entries: readonly RegistryEntry[] = write.entries.slice(from, from + MAX_ENTRIES_PER_WRITE);
+      let rejection: RejectionWrite | undefined = chunk === 0 ? write.rejection : undefined;
+      let maps = new Set(write.maps);
+      for (let attempt = 1; entries.length > 0 || rejection !== undefined; attempt++) {
+        const update = attempt > WRITE_ATTEMPTS ? undefined : registryUpdate(this.tableName, write.target, write.leaseToken, entries, maps, rejection);
+        if (update === undefined) {
+          outcome.superseded += entries.length + (rejection ? 1 : 0);
+          break;
+        }
+        const carried = update.included.length + (update.rejection ? 1 : 0);
+        outcome.superseded += update.skipped.length;
+        outcome.updates++;
+        try {
+          await this.client.send(new UpdateItemCommand(update.input));
+          outcome.written += carried;
+          outcome.changed++;
+          break;
+        } catch (error) {
+          if (!isConditionFailure(error)) throw wrap('writeEntries', this.tableName, error, { target: write.target, entries: carried });
+          // The item as it was when the condition failed (ReturnValuesOnConditionCheckFailure).
+          const old = (error as { Item?: RawItem }).Item;
+          if (!heldBy(old, write.leaseToken)) {
+            // This chunk's entries still in play, and every later chunk's.
+            outcome.gone += carried + Math.max(0, write.entries.length - from - MAX_ENTRIES_PER_WRITE);
+            return outcome;
+          }
+          const { newer, superseded } = entriesNewerThan(old, update.included);
+          outcome.superseded += superseded.length;
+          entries = newer;
+          maps = new Set(registryMaps(old));
+          if (rejection !== undefined) {
+            const again = retryRejection(rejection, old);
+            if (again === 'superseded') outcome.superseded++;
+            else if (again === 'outdated') outcome.outdated++;
+            rejection = typeof again === 'string' ? undefined : again;
+          }
+        }
       }
     }
-    return 'superseded';
+    return outcome;
+  }
+
+  /**
+   * One `rotation` entry, as {@link writeEntries} writes it (nested in place first, as into a
+   * lease that already has the map): what tests and tools that play the registry use.
+   */
+  public async writeRotation(target: string, leaseToken: string, capability: string, entry: RotationEntry): Promise<RotationWriteOutcome> {
+    const outcome = await this.writeEntries({
+      target,
+      leaseToken,
+      entries: [{ attribute: LEASE_ATTR.rotation, key: capability, value: encodeRotationEntry(entry), since: entry.since }],
+      maps: [LEASE_ATTR.rotation],
+    });
+    return outcome.written > 0 ? 'written' : outcome.gone > 0 ? 'gone' : 'superseded';
   }
 
   /** The item, strongly consistent by default (1 read request unit for an item ≤ 4 KB; 0.5 when eventually consistent). */

@@ -1,3 +1,4 @@
+import type { HealthCheckView } from '../core/target-explain';
 import {
   DescribeListenersCommand,
   DescribeTagsCommand,
@@ -172,6 +173,27 @@ export async function targetTypesOf(client: ElasticLoadBalancingV2Client, arns: 
   for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
     const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
     for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn) out[g.TargetGroupArn] = targetTypeOf(g);
+  }
+  return out;
+}
+
+/** Target group ARN → its health check (what an agent must answer), for the given ARNs. */
+export async function healthChecksOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, HealthCheckView>> {
+  const out: Record<string, HealthCheckView> = {};
+  for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
+    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
+    for (const g of res.TargetGroups ?? []) {
+      if (!g.TargetGroupArn) continue;
+      out[g.TargetGroupArn] = {
+        ...(g.HealthCheckProtocol ? { protocol: g.HealthCheckProtocol } : {}),
+        ...(g.HealthCheckPath ? { path: g.HealthCheckPath } : {}),
+        ...(g.HealthCheckPort ? { port: g.HealthCheckPort } : {}),
+        ...(g.Matcher?.HttpCode ? { codes: g.Matcher.HttpCode } : {}),
+        ...(g.HealthCheckIntervalSeconds ? { intervalSeconds: g.HealthCheckIntervalSeconds } : {}),
+        ...(g.HealthyThresholdCount ? { healthyThreshold: g.HealthyThresholdCount } : {}),
+        ...(g.UnhealthyThresholdCount ? { unhealthyThreshold: g.UnhealthyThresholdCount } : {}),
+      };
+    }
   }
   return out;
 }

@@ -37,6 +37,12 @@ export function renderStatus(status: FleetStatus): string {
     for (const r of status.rotation) targets.push([r.target, r.capability, r.state ?? 'unreported', r.ageSeconds === undefined ? '-' : formatAge(r.ageSeconds), r.elbState]);
     lines.push('', ...columns(targets));
   }
+  if (status.rejections.length > 0) {
+    // Why the registry refuses what it refuses, as the lease's writer reads it in `rejection`.
+    const refused = [['REFUSED', 'REASON', 'CAPABILITIES', 'TOLD', 'WHY']];
+    for (const r of status.rejections) refused.push([r.target, r.reason, r.capabilities?.join(',') ?? '(all)', r.told ? 'yes' : 'not yet', r.message]);
+    lines.push('', ...columns(refused));
+  }
   return lines.join('\n');
 }
 

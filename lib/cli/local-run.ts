@@ -150,6 +150,8 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,
         agents: fleet?.counts ?? { up: 0, down: 0 },
+        // The live view makes every cell safe (tableCell) as it prints it.
+        rejections: status.rejections.map((r) => ({ target: r.target, reason: r.reason, message: r.message, ...(r.capabilities ? { capabilities: r.capabilities } : {}) })),
         ...(stored && catalogConfig
           ? {
               catalog: {

@@ -75,13 +75,39 @@ export function parseCidr(cidr: string): ParsedCidr {
   return { network: match[1], prefix, type: family === 4 ? 'ipv4' : 'ipv6' };
 }
 
-function blockListOf(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const { network, prefix, type } = parseCidr(cidr);
-    list.addSubnet(network, prefix, type);
+/** An IPv4 address (as `isIP` accepts it) as an unsigned 32-bit number. */
+function ipv4Number(address: string): number {
+  const [a, b, c, d] = address.split('.').map(Number);
+  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+}
+
+/**
+ * A set of CIDRs: IPv4 ranges compared as numbers (a lease is judged on every registration, and
+ * BlockList builds a SocketAddress per look), IPv6 ones through a BlockList.
+ */
+class Ranges {
+  private readonly v4: { network: number; mask: number }[] = [];
+  private readonly v6 = new BlockList();
+  private hasV6 = false;
+
+  public constructor(cidrs: readonly string[]) {
+    for (const cidr of cidrs) {
+      const { network, prefix, type } = parseCidr(cidr);
+      if (type === 'ipv4') {
+        const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+        this.v4.push({ network: (ipv4Number(network) & mask) >>> 0, mask });
+      } else {
+        this.v6.addSubnet(network, prefix, 'ipv6');
+        this.hasV6 = true;
+      }
+    }
   }
-  return list;
+
+  /** `n`: the address as {@link ipv4Number} reads it, for an IPv4 one. */
+  public has(address: string, type: 'ipv4' | 'ipv6', n: number): boolean {
+    if (type === 'ipv6') return this.hasV6 && this.v6.check(address, 'ipv6');
+    return this.v4.some((r) => ((n & r.mask) >>> 0) === r.network);
+  }
 }
 
 /**
@@ -89,9 +115,9 @@ function blockListOf(cidrs: readonly string[]): BlockList {
  * configuration; `check` is pure and cheap.
  */
 export class AddressPolicy {
-  private readonly allowed: BlockList;
-  private readonly refused: { list: BlockList; what: string }[];
-  private readonly vpc?: BlockList;
+  private readonly allowed: Ranges;
+  private readonly refused: { list: Ranges; what: string }[];
+  private readonly vpc?: Ranges;
   /** Every range an IP target may be in: the VPC's, then the ones named explicitly. */
   public readonly allowedCidrs: readonly string[];
   public readonly vpcCidrs?: readonly string[];
@@ -99,11 +125,11 @@ export class AddressPolicy {
   public constructor(allowedCidrs: readonly string[] = DEFAULT_ALLOWED_CIDRS, options: AddressPolicyOptions = {}) {
     this.vpcCidrs = options.vpcCidrs;
     this.allowedCidrs = [...new Set([...(options.vpcCidrs ?? []), ...allowedCidrs])];
-    if (options.vpcCidrs) this.vpc = blockListOf(options.vpcCidrs);
+    if (options.vpcCidrs) this.vpc = new Ranges(options.vpcCidrs);
     const loopback = options.allowLoopback ? ['127.0.0.0/8', '::1/128'] : [];
-    this.allowed = blockListOf([...this.allowedCidrs, ...loopback]);
+    this.allowed = new Ranges([...this.allowedCidrs, ...loopback]);
     this.refused = ALWAYS_REFUSED.filter(({ what }) => !(options.allowLoopback && what === 'loopback')).map(({ cidr, what }) => ({
-      list: blockListOf([cidr]),
+      list: new Ranges([cidr]),
       what,
     }));
   }
@@ -129,7 +155,7 @@ export class AddressPolicy {
   public inVpc(address: string): boolean | undefined {
     const family = isIP(address);
     if (this.vpc === undefined || family === 0) return undefined;
-    return this.vpc.check(address, family === 4 ? 'ipv4' : 'ipv6');
+    return family === 4 ? this.vpc.has(address, 'ipv4', ipv4Number(address)) : this.vpc.has(address, 'ipv6', 0);
   }
 
   /**
@@ -174,12 +200,13 @@ export class AddressPolicy {
         };
       }
     }
+    const n = type === 'ipv4' ? ipv4Number(address) : 0;
     for (const { list, what } of this.refused) {
-      if (list.check(address, type)) {
+      if (list.has(address, type, n)) {
         return { ok: false, malformed: false, message: `address ${quoted} is ${what} and can never be a target` };
       }
     }
-    if (!this.allowed.check(address, type)) {
+    if (!this.allowed.has(address, type, n)) {
       return {
         ok: false,
         malformed: false,
@@ -190,12 +217,30 @@ export class AddressPolicy {
   }
 }
 
-const LOOPBACK = blockListOf(['127.0.0.0/8', '::1/128']);
+/**
+ * The canonical text of an address, as a lease must carry it (one endpoint, one key): an IPv4
+ * address as it is (four decimals without leading zeros), an IPv6 address in RFC 5952 form
+ * (lower case, the longest run of two or more zero groups as `::`, the leftmost on a tie, no
+ * embedded dotted IPv4; what Python's `ipaddress` and Go's `net.IP.String()` write for all but
+ * IPv4-mapped addresses), an EC2 instance id as it is. Undefined for anything else, an IPv6
+ * address with a zone index (`%eth0`) included. The SDKs canonicalize the address they are given;
+ * the registry refuses a lease whose address is not canonical.
+ */
+export function canonicalAddress(text: string): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  if (INSTANCE_ID.test(text)) return text;
+  const family = isIP(text);
+  if (family === 4) return text;
+  if (family === 6 && !text.includes('%')) return canonicalIpv6(text);
+  return undefined;
+}
+
+const LOOPBACK = new Ranges(['127.0.0.0/8', '::1/128']);
 
 /** Whether `address` is a loopback IP (127.0.0.0/8, ::1): local mode's agents. */
 export function isLoopbackAddress(address: string): boolean {
   const family = isIP(address);
-  return family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  return family === 4 ? LOOPBACK.has(address, 'ipv4', ipv4Number(address)) : family === 6 && LOOPBACK.has(address, 'ipv6', 0);
 }
 
 /** The lease key for an address and port: `a.b.c.d:p`, `[v6]:p`, or `i-…:p`. */

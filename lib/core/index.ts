@@ -4,7 +4,7 @@
  * routing of a lease to target groups, the stream and reconcile planners, and the runtime
  * configuration of the Lambdas. Every name is listed on purpose.
  */
-export { AddressPolicy, DEFAULT_ALLOWED_CIDRS, formatTarget, parseCidr } from './address-policy';
+export { AddressPolicy, canonicalAddress, DEFAULT_ALLOWED_CIDRS, formatTarget, parseCidr } from './address-policy';
 export type { AddressCheck, AddressKind, AddressPolicyOptions } from './address-policy';
 export {
   AgentLbError,
@@ -22,9 +22,11 @@ export { MAX_QUOTED_CHARS, quoteUntrusted } from './untrusted-text';
 export { decodeLease, decodeRotation, encodeLease, encodeRotationEntry, encodeValidLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS, rotationEntry } from './lease-codec';
 export type { DecodeResult, DecodedRotation } from './lease-codec';
 export { routeItem, routeLease, targetRefOf } from './lease-routing';
+export { decodeRejection, encodeRejection, MAX_REJECTION_MESSAGE_CHARS, REJECTION_REASON_OF, REJECTION_REASONS, refusedCapabilities, rejectionVerdict, sameVerdict } from './rejection';
+export type { RejectionReason, RejectionVerdict, StoredRejection } from './rejection';
 export type { Membership, RoutedLease } from './lease-routing';
-export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, MAX_REQUEST_SECONDS_TAG, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
-export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
+export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, MAX_REQUEST_SECONDS_TAG, REGISTRY_ATTRS, REGISTRY_MAPS, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
+export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RegistryAttribute, RegistryMap, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
 export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-planner';
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
 export { planVariantWeights, variantReady } from './variant-weights';
@@ -60,7 +62,9 @@ export {
 } from './request-duration';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
 export type { Deployment, LocalState } from './deployment';
-export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationStateOf } from './rotation-planner';
+export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationEntries, rotationStateOf } from './rotation-planner';
+export { byLease, entriesNewerThan, heldBy, MAX_ENTRIES_PER_WRITE, registryMaps } from './registry-writes';
+export type { LeaseWrite, PlannedEntry, RegistryEntry } from './registry-writes';
 export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
 export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';

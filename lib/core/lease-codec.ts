@@ -322,6 +322,28 @@ export function encodeValidLease(lease: Lease, policy: AddressPolicy): RawItem {
   return item;
 }
 
+/** A heartbeat attribute's number, read as {@link decodeLease} reads it; `undefined` when it would make the lease invalid. */
+function heartbeatNumber(raw: unknown): number | undefined {
+  if (!isRecord(raw) || typeof raw.N !== 'string') return undefined;
+  // Only the N type descriptor (what typeOf(raw) === 'N' asks, without its allocations).
+  for (const k in raw) if (k !== 'N' && raw[k] !== undefined) return undefined;
+  if (!DECIMAL_NUMBER.test(raw.N)) return undefined;
+  const value = Number(raw.N);
+  return Number.isFinite(value) ? value : undefined;
+}
+
+/**
+ * `expiresAt` of an untrusted item, when both heartbeat attributes (`expiresAt`, `renewedAt`) are
+ * ones {@link decodeLease} accepts; `undefined` otherwise. Lets the stream planner judge a record
+ * that changed only them without decoding the images: two images that differ only there are
+ * valid or invalid together, and route alike while both are live (or both not).
+ */
+export function heartbeatExpiry(item: RawItem): number | undefined {
+  const expiresAt = heartbeatNumber(item[LEASE_ATTR.expiresAt]);
+  if (expiresAt === undefined || !Number.isInteger(expiresAt) || expiresAt <= 0 || expiresAt > MAX_EPOCH_SECONDS) return undefined;
+  return heartbeatNumber(item[LEASE_ATTR.renewedAt]) === undefined ? undefined : expiresAt;
+}
+
 /** The key of an untrusted item, when it has a readable one. */
 export function leaseKeyOf(item: RawItem | undefined): string | undefined {
   const raw = item?.[LEASE_ATTR.target];

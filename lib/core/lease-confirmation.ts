@@ -1,7 +1,7 @@
 import { AddressPolicy } from './address-policy';
 import { decodeLease, isLive, leaseKeyOf } from './lease-codec';
 import { routeLease } from './lease-routing';
-import { HEARTBEAT_ATTRS, RawAttributeValue, RawItem, RoutingConfig, TargetRef } from './lease-schema';
+import { HEARTBEAT_ATTRS, Lease, RawAttributeValue, RawItem, REGISTRY_ATTRS, RoutingConfig, TargetRef } from './lease-schema';
 
 /**
  * "The stream says which leases changed; the table says what is true." Whatever a change was
@@ -25,6 +25,27 @@ export interface ConfirmationContext {
   readonly refusedMembers?: ReadonlySet<string>;
 }
 
+/** What a read item routes to, by item, policy and routing: a lease in several groups is decoded once per read, not once per group. */
+const routed = new WeakMap<RawItem, { policy: AddressPolicy; routing: RoutingConfig; nowSeconds: number; lease?: Lease; groups: ReadonlySet<string> }>();
+
+function routedItem(item: RawItem, ctx: ConfirmationContext): { lease?: Lease; groups: ReadonlySet<string> } {
+  const known = routed.get(item);
+  if (known !== undefined && known.policy === ctx.policy && known.routing === ctx.routing && known.nowSeconds === ctx.nowSeconds) return known;
+  const decoded = decodeLease(item, ctx.policy);
+  const view = decoded.ok
+    ? {
+        policy: ctx.policy,
+        routing: ctx.routing,
+        nowSeconds: ctx.nowSeconds,
+        lease: decoded.lease,
+        // With the read's time: a lease expiring beyond the deployment's maximum TTL routes nowhere.
+        groups: new Set(routeLease(decoded.lease, ctx.routing, ctx.nowSeconds).memberships.map((m) => m.targetGroupArn)),
+      }
+    : { policy: ctx.policy, routing: ctx.routing, nowSeconds: ctx.nowSeconds, groups: new Set<string>() };
+  routed.set(item, view);
+  return view;
+}
+
 /** Whether `item` (read just now; `undefined` = no lease) wants its target in `targetGroupArn`. */
 export function wantsTarget(item: RawItem | undefined, targetGroupArn: string, ctx: ConfirmationContext): boolean {
   if (!item) return false;
@@ -32,9 +53,8 @@ export function wantsTarget(item: RawItem | undefined, targetGroupArn: string, c
     const key = leaseKeyOf(item);
     if (key !== undefined && ctx.refusedMembers.has(`${targetGroupArn} ${key}`)) return false;
   }
-  const decoded = decodeLease(item, ctx.policy);
-  if (!decoded.ok || !isLive(decoded.lease, ctx.nowSeconds)) return false;
-  return routeLease(decoded.lease, ctx.routing, ctx.nowSeconds).memberships.some((m) => m.targetGroupArn === targetGroupArn);
+  const { lease, groups } = routedItem(item, ctx);
+  return lease !== undefined && isLive(lease, ctx.nowSeconds) && groups.has(targetGroupArn);
 }
 
 export interface ConfirmationVerdict {
@@ -79,8 +99,8 @@ export function contradictedBy(
   return confirmChanges(action === 'register' ? 'deregister' : 'register', targetGroupArn, landed, reads, ctx).send;
 }
 
-/** Registry-written attributes that, like a heartbeat, are no change of the lease itself. */
-const NOT_VERSIONED = new Set<string>([...HEARTBEAT_ATTRS, 'rotation']);
+/** The heartbeat's and the registry's own attributes: like a renewal, no change of the lease itself. */
+const NOT_VERSIONED = new Set<string>([...HEARTBEAT_ATTRS, ...REGISTRY_ATTRS]);
 
 function canonical(value: RawAttributeValue | undefined): string {
   if (value === undefined || value === null || typeof value !== 'object') return JSON.stringify(value ?? null);
@@ -111,7 +131,7 @@ function digest(text: string): string {
 
 /**
  * Identifies one version of a lease: a digest of every attribute but the heartbeat's
- * (`expiresAt`, `renewedAt`) and the registry's own `rotation`. A renewal keeps it; a re-acquire
+ * (`expiresAt`, `renewedAt`) and the registry's own (`rotation`). A renewal keeps it; a re-acquire
  * (new token), a drain, a new zone, capability list or metadata changes it. `''` for no item.
  */
 export function leaseVersion(item: RawItem | undefined): string {

@@ -1,21 +1,22 @@
 import { AddressPolicy, formatTarget } from './address-policy';
-import { decodeLease, decodeRotation, leaseKeyOf, plausibleRotation, rotationEntry } from './lease-codec';
+import { decodeLease, decodeRotation, encodeRotationEntry, leaseKeyOf, plausibleRotation, rotationEntry } from './lease-codec';
 import { routeLease } from './lease-routing';
 import { LEASE_ATTR, LeaseRotation, RawItem, RotationEntry, RotationState, ROTATION_STATES, RoutingConfig } from './lease-schema';
 import type { TargetAction } from './lease-confirmation';
 import { ObservedGroup, ObservedTarget, presenceOf } from './reconcile-planner';
-import type { LeaseChangeRecord } from './stream-planner';
+import type { PlannedEntry } from './registry-writes';
+import { LeaseChangeRecord, membershipsAt } from './stream-planner';
 
 /**
  * The registry's `rotation` feedback (docs/lease-contract.md): which state each lease's target
  * is in, per capability's target group, and since when. Pure: from what the registry saw (its
- * own calls, its group reads, the stream's images) to the writes it should make. Every write is
- * made on change only and is conditional on the lease token it was planned from, so the lease
- * store turns a plan into `UpdateItem`s that never resurrect a released lease and never replace
- * a newer entry (`since` only moves forward).
+ * own calls, its group reads, the stream's images) to the entries it should write. Every entry
+ * is written on change only and conditional on the lease token it was planned from; all the
+ * entries of one lease go out in one UpdateItem (lib/core/registry-writes.ts), which never
+ * resurrects a released lease and never replaces a newer entry (`since` only moves forward).
  */
 
-/** One `SET rotation.<capability>` the registry makes. */
+/** One `rotation` entry the registry plans for a lease (written with the lease's other entries in one UpdateItem). */
 export interface RotationWrite {
   /** The lease key. */
   readonly target: string;
@@ -29,10 +30,15 @@ export interface RotationWrite {
    * - `restored`: an entry the agent's PutItem dropped (re-acquire, takeover), written back.
    */
   readonly cause: 'call' | 'observed' | 'restored';
+  /** Whether the item it was planned from held `rotation` as a map (see `PlannedEntry.mapPresent`). @default true */
+  readonly mapPresent?: boolean;
 }
 
-/** States in which a target is still registered in its group, whatever its health. */
-const REGISTERED_STATES: readonly RotationState[] = ['initial', 'healthy', 'unhealthy', 'unused', 'unavailable'];
+/** States that say the target is out of its group: what a registration makes untrue. */
+const OUT_STATES: readonly RotationState[] = ['draining', 'absent'];
+
+/** Whether `item` carries a `rotation` map (looked at without decoding). */
+const hasRotationMap = (item: RawItem | undefined): boolean => item?.[LEASE_ATTR.rotation]?.M !== undefined;
 
 /**
  * The rotation state of a target as a group read reports it: ELB's own state, `absent` when the
@@ -48,7 +54,10 @@ export function rotationStateOf(target: Pick<ObservedTarget, 'state' | 'reason'>
 interface HeldLease {
   readonly target: string;
   readonly leaseToken: string;
+  readonly status: 'active' | 'draining';
   readonly rotation?: LeaseRotation;
+  /** Whether the stored `rotation` held entries dated in the future (left out of `rotation`): they are overwritten. */
+  readonly forged?: true;
   readonly capabilities: readonly { readonly capability: string; readonly targetGroupArn: string }[];
 }
 
@@ -64,7 +73,9 @@ function heldLease(item: RawItem | undefined, nowMs: number, policy: AddressPoli
   return {
     target: lease.target,
     leaseToken: lease.leaseToken,
+    status: lease.status,
     ...(rotation ? { rotation } : {}),
+    ...(rotation === lease.rotation ? {} : { forged: true }),
     capabilities: routeLease(lease, routing, nowSeconds).memberships.map((m) => ({ capability: m.capability, targetGroupArn: m.targetGroupArn })),
   };
 }
@@ -91,6 +102,11 @@ export interface ObservedRotationInput {
  * Reconcile and its rotation poll: for every lease held (active or draining, not expired), in
  * every routed group that was read, the state the read shows — `absent` when the target is not
  * in it — written when the lease says otherwise (or nothing) and its entry is older than the read.
+ * Except `absent` into an active lease without an entry for that group: its target has not left,
+ * it has not joined yet (its registration is usually under way, a batch behind the read), and no
+ * entry already reads "not serving"; that write would be a write and a stream record per new
+ * lease, followed by another once the target shows up. A draining lease does get it: its agent
+ * waits for an out-of-rotation entry before it stops.
  */
 export function planObservedRotation(input: ObservedRotationInput): RotationWrite[] {
   const byGroup = new Map<string, Map<string, ObservedTarget>>();
@@ -103,8 +119,10 @@ export function planObservedRotation(input: ObservedRotationInput): RotationWrit
       const group = byGroup.get(targetGroupArn);
       if (group === undefined) continue; // not read: nothing known
       const state = rotationStateOf(group.get(lease.target));
-      if (state === undefined || !isChange(rotationEntry(lease.rotation, capability), state, input.observedAtMs)) continue;
-      writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability, entry: { state, since: input.observedAtMs }, cause: 'observed' });
+      const entry = rotationEntry(lease.rotation, capability);
+      if (state === undefined || !isChange(entry, state, input.observedAtMs)) continue;
+      if (state === 'absent' && entry === undefined && lease.status === 'active' && lease.forged !== true) continue;
+      writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability, entry: { state, since: input.observedAtMs }, cause: 'observed', mapPresent: hasRotationMap(item) });
     }
   }
   return writes;
@@ -120,23 +138,49 @@ export interface LandedCall {
 }
 
 /**
- * Sync and reconcile record what their own calls did, at `atMs` (after the calls returned): a
- * registration leaves the target `initial` (health checks start) unless the lease already shows
- * it registered — RegisterTargets leaves a registered target as it is; a deregistration leaves
- * it `draining` unless the lease already shows it draining or absent.
+ * Sync and reconcile record what their own calls did, at `atMs` (after the calls returned), where
+ * the lease would otherwise say the opposite:
+ * - a deregistration leaves the target `draining`, unless the lease already says `draining` or
+ *   `absent` — how an agent that drained learns at once that it is out of rotation;
+ * - a registration leaves it `initial` only over an entry that says the target is out (`draining`,
+ *   `absent`: a lease drained and made active again, a target reconcile put back). A lease with
+ *   no entry (every fresh acquire) gets nothing: its first entry comes from the first group read
+ *   that sees it, usually already `healthy`, so registering costs no write.
+ * `planned` are the entries the same pass writes anyway (what its reads showed, what it restores):
+ * the lease's entry is judged as it will be after them. Merge the result in first
+ * (`mergeRotationWrites(calls, planned)`): a call's entry replaces a read of the same instant.
  */
-export function planCallRotation(calls: readonly LandedCall[], atMs: number, policy: AddressPolicy, routing: RoutingConfig): RotationWrite[] {
+export function planCallRotation(
+  calls: readonly LandedCall[],
+  atMs: number,
+  policy: AddressPolicy,
+  routing: RoutingConfig,
+  planned: readonly RotationWrite[] = [],
+): RotationWrite[] {
+  const plannedFor = new Map<string, RotationWrite>();
+  for (const w of planned) {
+    const id = `${w.target} ${w.leaseToken} ${w.capability}`;
+    const known = plannedFor.get(id);
+    if (known === undefined || w.entry.since > known.entry.since) plannedFor.set(id, w);
+  }
+  const plannedTargets = new Set(planned.map((w) => w.target));
   const writes: RotationWrite[] = [];
   for (const call of calls) {
+    // The common case, cheaply: a registration into a lease with no entry (and none planned) needs nothing.
+    if (call.action === 'register' && !hasRotationMap(call.item) && !plannedTargets.has(call.target)) continue;
     const lease = heldLease(call.item, atMs, policy, routing);
     const group = lease?.capabilities.find((c) => c.targetGroupArn === call.targetGroupArn);
     if (lease === undefined || group === undefined || lease.target !== call.target) continue;
-    const entry = rotationEntry(lease.rotation, group.capability);
+    const stored = rotationEntry(lease.rotation, group.capability);
+    // Another writer saw the target after the call returned: its entry stands.
+    if (stored !== undefined && stored.since >= atMs) continue;
+    // This pass's own reads came before its calls: the call's state replaces what they showed.
+    const next = plannedFor.get(`${lease.target} ${lease.leaseToken} ${group.capability}`)?.entry;
+    const entry = next !== undefined && (stored === undefined || next.since >= stored.since) ? next : stored;
+    const out = entry !== undefined && OUT_STATES.includes(entry.state);
+    if (call.action === 'register' ? !out : out) continue;
     const state: RotationState = call.action === 'register' ? 'initial' : 'draining';
-    const already = call.action === 'register' ? REGISTERED_STATES : (['draining', 'absent'] as const);
-    if (entry !== undefined && (already as readonly RotationState[]).includes(entry.state)) continue;
-    if (entry !== undefined && entry.since >= atMs) continue;
-    writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability: group.capability, entry: { state, since: atMs }, cause: 'call' });
+    writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability: group.capability, entry: { state, since: atMs }, cause: 'call', mapPresent: hasRotationMap(call.item) });
   }
   return writes;
 }
@@ -144,43 +188,78 @@ export function planCallRotation(calls: readonly LandedCall[], atMs: number, pol
 /**
  * Sync: an agent's acquire is a PutItem that replaces the whole item, so after a re-acquire or
  * a takeover the lease has lost the registry's entries while its target is where it was. For
- * each target whose last new image in the batch lacks an entry some image of the batch had
- * (for a capability the lease still lists), that entry is written back into the new lease.
+ * each target whose last new image in the batch has no `rotation` while an earlier image of the
+ * batch had one, the newest entry of each capability the lease still lists and whose group
+ * membership the batch did not change is written back into the new lease (a group the target
+ * joined or left gets what its call or the next group read says). Records are looked at without
+ * decoding; only those few targets' images are decoded.
  */
 export function planRestoredRotation(records: readonly LeaseChangeRecord[], policy: AddressPolicy, routing: RoutingConfig): RotationWrite[] {
-  const perTarget = new Map<string, { known: Map<string, RotationEntry>; last: RawItem | undefined; writtenAt?: number }>();
+  const keyOf = (record: LeaseChangeRecord) => record.key ?? leaseKeyOf(record.newImage) ?? leaseKeyOf(record.oldImage);
+  // Candidates, cheaply: a record whose new image has no `rotation` where its old image had one,
+  // or a new image without one after an earlier record of the key had one (released, then acquired).
+  const hadRotation = new Set<string>();
+  const candidates = new Set<string>();
   for (const record of records) {
-    const key = record.key ?? leaseKeyOf(record.newImage) ?? leaseKeyOf(record.oldImage);
+    const oldHas = record.oldImage?.[LEASE_ATTR.rotation] !== undefined;
+    const newHas = record.newImage?.[LEASE_ATTR.rotation] !== undefined;
+    if (!oldHas && !newHas && (record.newImage === undefined || hadRotation.size === 0)) continue;
+    const key = keyOf(record);
     if (key === undefined) continue;
-    let seen = perTarget.get(key);
-    if (seen === undefined) perTarget.set(key, (seen = { known: new Map(), last: undefined }));
+    if (record.newImage !== undefined && !newHas && (oldHas || hadRotation.has(key))) candidates.add(key);
+    if (oldHas || newHas) hadRotation.add(key);
+  }
+  if (candidates.size === 0) return [];
+  const perTarget = new Map<string, { first: LeaseChangeRecord; last: LeaseChangeRecord; images: { item: RawItem; writtenAtMs: number }[] }>();
+  for (const record of records) {
+    const key = keyOf(record);
+    if (key === undefined || !candidates.has(key)) continue;
+    const seen = perTarget.get(key);
     // Entries dated after the record was written were not written by the registry: never restored.
     const writtenAtMs = record.writtenAtSeconds === undefined ? Infinity : (record.writtenAtSeconds + 1) * 1000;
-    for (const image of [record.oldImage, record.newImage]) {
-      for (const [capability, entry] of Object.entries(plausibleRotation(decodeRotation(image?.[LEASE_ATTR.rotation]).rotation, writtenAtMs) ?? {})) {
-        const known = seen.known.get(capability);
-        if (known === undefined || entry.since > known.since) seen.known.set(capability, entry);
-      }
+    const images = [record.oldImage, record.newImage].filter((i): i is RawItem => i?.[LEASE_ATTR.rotation] !== undefined).map((item) => ({ item, writtenAtMs }));
+    if (seen === undefined) perTarget.set(key, { first: record, last: record, images });
+    else {
+      seen.last = record;
+      seen.images.push(...images);
     }
-    seen.last = record.newImage;
-    seen.writtenAt = record.writtenAtSeconds;
   }
   const writes: RotationWrite[] = [];
-  for (const { known, last, writtenAt } of perTarget.values()) {
-    if (last === undefined || known.size === 0) continue;
+  for (const { first, last, images } of perTarget.values()) {
+    const image = last.newImage;
+    if (image === undefined || images.length === 0 || image[LEASE_ATTR.rotation] !== undefined) continue;
     // Judged when the image was written: a record read late must not skip a lease that was held then.
-    const lease = heldLease(last, (writtenAt ?? 0) * 1000, policy, routing);
+    const lease = heldLease(image, (last.writtenAtSeconds ?? 0) * 1000, policy, routing);
     if (lease === undefined) continue;
-    for (const { capability } of lease.capabilities) {
+    const known = new Map<string, RotationEntry>();
+    for (const old of images) {
+      for (const [capability, entry] of Object.entries(plausibleRotation(decodeRotation(old.item[LEASE_ATTR.rotation]).rotation, old.writtenAtMs) ?? {})) {
+        const seen = known.get(capability);
+        if (seen === undefined || entry.since > seen.since) known.set(capability, entry);
+      }
+    }
+    const before = new Set(membershipsAt(first.oldImage, first.newImage ? first.writtenAtSeconds : undefined, policy, routing).map((m) => m.targetGroupArn));
+    const after = new Set(membershipsAt(image, last.writtenAtSeconds, policy, routing).map((m) => m.targetGroupArn));
+    for (const { capability, targetGroupArn } of lease.capabilities) {
       const entry = known.get(capability);
-      if (entry === undefined || rotationEntry(lease.rotation, capability) !== undefined) continue;
-      writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability, entry, cause: 'restored' });
+      if (entry === undefined || !before.has(targetGroupArn) || !after.has(targetGroupArn)) continue;
+      writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability, entry, cause: 'restored', mapPresent: false });
     }
   }
   return writes;
 }
 
-/** One write per (lease, token, capability): the one with the newest `since` (a call's state beats an older restored one). */
+/** The entries of rotation writes, as the registry's write path takes them (lib/core/registry-writes.ts). */
+export function rotationEntries(writes: readonly RotationWrite[]): PlannedEntry[] {
+  return writes.map((w) => ({
+    target: w.target,
+    leaseToken: w.leaseToken,
+    entry: { attribute: LEASE_ATTR.rotation, key: w.capability, value: encodeRotationEntry(w.entry), since: w.entry.since },
+    mapPresent: w.mapPresent ?? true,
+  }));
+}
+
+/** One write per (lease, token, capability): the one with the newest `since`; of equals, the first listed. */
 export function mergeRotationWrites(...lists: readonly (readonly RotationWrite[])[]): RotationWrite[] {
   const best = new Map<string, RotationWrite>();
   for (const w of lists.flat()) {

@@ -1,8 +1,8 @@
 import { AddressPolicy } from './address-policy';
 import { LeaseRejection } from './errors';
-import { isLive, leaseKeyOf } from './lease-codec';
+import { heartbeatExpiry, isLive, leaseKeyOf } from './lease-codec';
 import { Membership, routeItem } from './lease-routing';
-import { HEARTBEAT_ATTRS, LEASE_ATTR, RawItem, RoutingConfig, TargetRef } from './lease-schema';
+import { HEARTBEAT_ATTRS, LEASE_ATTR, RawItem, REGISTRY_ATTRS, RoutingConfig, TargetRef } from './lease-schema';
 
 /** One lease-table change, as a stream record carries it. */
 export interface LeaseChangeRecord {
@@ -19,17 +19,19 @@ export interface LeaseChangeRecord {
 }
 
 /**
- * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `rotation`: only the registry's `rotation`
- *   (and perhaps the heartbeat's attributes) changed. Neither can change routing: no ELB call,
- *   no confirming read.
+ * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `registry`: only attributes the registry
+ *   writes (`REGISTRY_ATTRS`: `rotation`, `rejection`; perhaps the heartbeat's too) changed — the
+ *   registry's own write coming back. Neither changes routing: no ELB call, no confirming read, no
+ *   write, and their images are not decoded here (the rejection planner decodes one only when it
+ *   holds a `rejection` to confirm).
  * - `noop`: another change that leaves the target's groups as they were (a re-acquire by the
  *   holder, new metadata); `registration`, `change`: the groups changed; `release`,
  *   `ttl-deletion`: the item was deleted by its holder or by DynamoDB's TTL.
  */
-export type RecordKind = 'registration' | 'heartbeat' | 'rotation' | 'noop' | 'release' | 'ttl-deletion' | 'change';
+export type RecordKind = 'registration' | 'heartbeat' | 'registry' | 'noop' | 'release' | 'ttl-deletion' | 'change';
 
 /** Every record kind, in the order reports list them. */
-export const RECORD_KINDS: readonly RecordKind[] = ['registration', 'heartbeat', 'rotation', 'noop', 'release', 'ttl-deletion', 'change'];
+export const RECORD_KINDS: readonly RecordKind[] = ['registration', 'heartbeat', 'registry', 'noop', 'release', 'ttl-deletion', 'change'];
 
 export interface TargetGroupChanges {
   readonly targetGroupArn: string;
@@ -46,8 +48,17 @@ export interface StreamPlan {
   /** For each changed target key, the index of its last record in the batch: the change is that record's outcome. */
   readonly lastRecordIndex: ReadonlyMap<string, number>;
   readonly kinds: readonly RecordKind[];
-  /** Rejections found in new images (old images were judged when they were new). */
+  /**
+   * Rejections found in new images of records that make or change a lease (old images were judged
+   * when they were new; a heartbeat or a registry write changes nothing a rejection is about).
+   */
   readonly rejections: readonly LeaseRejection[];
+  /**
+   * For each key whose last image was decoded (not one of only heartbeats and registry writes),
+   * what validation and routing found in it (none for a deletion): the registry's `rejection`
+   * verdict, without decoding again.
+   */
+  readonly lastFound: ReadonlyMap<string, readonly LeaseRejection[]>;
 }
 
 function recordKey(record: LeaseChangeRecord): string | undefined {
@@ -65,58 +76,147 @@ function viewOf(image: RawItem | undefined, at: number | undefined, policy: Addr
   return { memberships: live ? routed.memberships : [], rejections: routed.rejections };
 }
 
+/**
+ * The groups `image` puts its target in, judged at `at` (epoch seconds; `undefined`: by status
+ * alone, as for the image a removal took away): the planner's view of one image.
+ */
+export function membershipsAt(image: RawItem | undefined, at: number | undefined, policy: AddressPolicy, routing: RoutingConfig): readonly Membership[] {
+  return viewOf(image, at, policy, routing).memberships;
+}
+
+/** Deep equality of attribute values (as a stream image holds them), without allocating. */
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
+    return true;
+  }
+  let keys = 0;
+  for (const k in a) {
+    keys++;
+    if (!(k in b) || !sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  for (const _k in b) keys--;
+  return keys === 0;
 }
 
-/** True when only attributes in `ignored` differ. */
-function sameExcept(a: RawItem, b: RawItem, ignored: readonly string[]): boolean {
-  for (const k in a) if (!ignored.includes(k) && !sameValue(a[k], b[k])) return false;
-  for (const k in b) if (!(k in a) && !ignored.includes(k)) return false;
-  return true;
+const HEARTBEAT = new Set(HEARTBEAT_ATTRS);
+const REGISTRY = new Set<string>(REGISTRY_ATTRS);
+
+interface NonRoutingChange {
+  /** `registry`: an attribute the registry writes changed; `heartbeat`: only `expiresAt`/`renewedAt` did (or nothing). */
+  readonly kind: 'registry' | 'heartbeat';
+  /** Whether a heartbeat attribute changed (the expiry may have moved). */
+  readonly heartbeat: boolean;
 }
 
-/** Attributes whose change alone never changes routing: the heartbeat's and the registry's own `rotation`. */
-const NOT_ROUTING_ATTRS: readonly string[] = [...HEARTBEAT_ATTRS, LEASE_ATTR.rotation];
+/** What a MODIFY changed, when only attributes that never route did; `undefined` when anything else changed. Decodes nothing. */
+function nonRoutingChange(old: RawItem, next: RawItem): NonRoutingChange | undefined {
+  let registry = false;
+  let heartbeat = false;
+  const routes = (k: string): boolean => {
+    if (REGISTRY.has(k)) registry = true;
+    else if (HEARTBEAT.has(k)) heartbeat = true;
+    else return true;
+    return false;
+  };
+  for (const k in old) if (!sameValue(old[k], next[k]) && routes(k)) return undefined;
+  for (const k in next) if (!(k in old) && routes(k)) return undefined;
+  return { kind: registry ? 'registry' : 'heartbeat', heartbeat };
+}
+
+/** Live at `at` as {@link viewOf} judges it, for an image whose expiry is `expiresAt` (well formed). */
+function liveAt(image: RawItem, expiresAt: number, at: number | undefined): boolean {
+  return image[LEASE_ATTR.status]?.S === 'active' && (at === undefined || expiresAt > at);
+}
+
+/**
+ * The cheapest classification, before any decoding: a MODIFY that changed only attributes that
+ * never route, and that cannot have moved the lease across its expiry (both images' heartbeat
+ * attributes well formed, live alike at the record's time), leaves its target in exactly the
+ * groups it was in: images otherwise identical are valid or invalid together and route alike.
+ * `undefined`: the record is planned in full.
+ */
+function cheapKind(record: LeaseChangeRecord): 'registry' | 'heartbeat' | undefined {
+  const { oldImage, newImage } = record;
+  if (oldImage === undefined || newImage === undefined) return undefined;
+  const change = nonRoutingChange(oldImage, newImage);
+  if (change === undefined) return undefined;
+  if (change.heartbeat) {
+    const before = heartbeatExpiry(oldImage);
+    const after = heartbeatExpiry(newImage);
+    if (before === undefined || after === undefined) return undefined;
+    if (liveAt(oldImage, before, record.writtenAtSeconds) !== liveAt(newImage, after, record.writtenAtSeconds)) return undefined;
+  }
+  return change.kind;
+}
+
+/** A span of cheap records only: the same lease throughout, but each record judged at its own time, so the expiry may still fall between two of them. */
+function livenessMoved(first: LeaseChangeRecord, last: LeaseChangeRecord): boolean {
+  if (first === last) return false;
+  const before = heartbeatExpiry(first.oldImage!);
+  const after = heartbeatExpiry(last.newImage!);
+  // A chain that never changed a heartbeat attribute may carry malformed ones: plan it in full.
+  if (before === undefined || after === undefined) return true;
+  return liveAt(first.oldImage!, before, first.writtenAtSeconds) !== liveAt(last.newImage!, after, last.writtenAtSeconds);
+}
 
 function byGroup(memberships: readonly Membership[]): Map<string, Membership> {
   return new Map(memberships.map((m) => [m.targetGroupArn, m]));
+}
+
+/** A target's records in one batch: the first and the last, with their views where they were planned in full. */
+interface TargetSpan {
+  readonly first: number;
+  readonly firstRecord: LeaseChangeRecord;
+  readonly before?: ImageView;
+  last: number;
+  lastRecord: LeaseChangeRecord;
+  after?: ImageView;
+  /** Every record so far was classified cheaply: the images differ in no routing attribute. */
+  cheapOnly: boolean;
 }
 
 /**
  * Turns an ordered batch of lease changes into per-target-group register/deregister sets.
  * Records of the same target are coalesced in order: only the difference between the
  * membership before the target's first record and after its last one is planned, so a
- * heartbeat or a flap inside one batch costs no ELB call. Pure and deterministic: replaying
- * a batch yields the same plan.
+ * heartbeat or a flap inside one batch costs no ELB call. Records that change only attributes
+ * that never route (heartbeats, the registry's own writes coming back) are classified without
+ * decoding their images. Pure and deterministic: replaying a batch yields the same plan.
  */
 export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: AddressPolicy, routing: RoutingConfig): StreamPlan {
   const kinds: RecordKind[] = [];
   const rejections: LeaseRejection[] = [];
-  const perTarget = new Map<string, { first: number; last: number; before: ImageView; after: ImageView }>();
+  const perTarget = new Map<string, TargetSpan>();
 
   records.forEach((record, index) => {
-    // A removal takes out whatever the old image routed, expired or not: TTL only deletes expired
-    // items, and their targets must leave the group now rather than at the next reconcile.
-    const before = viewOf(record.oldImage, record.newImage ? record.writtenAtSeconds : undefined, policy, routing);
-    const after = viewOf(record.newImage, record.writtenAtSeconds, policy, routing);
-    const kind = classify(record, before, after);
-    // The registry's own rotation write changes nothing a rejection is about: it was reported with the write that made the lease.
-    if (kind !== 'rotation') rejections.push(...after.rejections);
-    kinds.push(kind);
+    const cheap = cheapKind(record);
+    let before: ImageView | undefined;
+    let after: ImageView | undefined;
+    if (cheap !== undefined) kinds.push(cheap);
+    else {
+      // A removal takes out whatever the old image routed, expired or not: TTL only deletes expired
+      // items, and their targets must leave the group now rather than at the next reconcile.
+      before = viewOf(record.oldImage, record.newImage ? record.writtenAtSeconds : undefined, policy, routing);
+      after = viewOf(record.newImage, record.writtenAtSeconds, policy, routing);
+      kinds.push(classify(record, before, after));
+      rejections.push(...after.rejections);
+    }
 
     const key = recordKey(record);
     if (key === undefined) return;
     const seen = perTarget.get(key);
     if (seen) {
-      seen.after = after;
       seen.last = index;
-    } else perTarget.set(key, { first: index, last: index, before, after });
+      seen.lastRecord = record;
+      seen.after = after;
+      seen.cheapOnly &&= cheap !== undefined;
+    } else {
+      perTarget.set(key, { first: index, firstRecord: record, before, last: index, lastRecord: record, after, cheapOnly: cheap !== undefined });
+    }
   });
 
   const groups = new Map<string, { capability: string; register: TargetRef[]; deregister: TargetRef[] }>();
@@ -127,7 +227,14 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
   };
   const firstRecordIndex = new Map<string, number>();
   const lastRecordIndex = new Map<string, number>();
-  for (const [key, { first, last, before, after }] of perTarget) {
+  const lastFound = new Map<string, readonly LeaseRejection[]>();
+  for (const [key, span] of perTarget) {
+    const { firstRecord, lastRecord } = span;
+    if (span.after !== undefined) lastFound.set(key, span.after.rejections);
+    if (span.cheapOnly && !livenessMoved(firstRecord, lastRecord)) continue;
+    const before = span.before ?? viewOf(firstRecord.oldImage, firstRecord.newImage ? firstRecord.writtenAtSeconds : undefined, policy, routing);
+    const after = span.after ?? viewOf(lastRecord.newImage, lastRecord.writtenAtSeconds, policy, routing);
+    lastFound.set(key, after.rejections);
     const was = byGroup(before.memberships);
     const is = byGroup(after.memberships);
     let changed = false;
@@ -144,8 +251,8 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
       }
     }
     if (changed) {
-      firstRecordIndex.set(key, first);
-      lastRecordIndex.set(key, last);
+      firstRecordIndex.set(key, span.first);
+      lastRecordIndex.set(key, span.last);
     }
   }
 
@@ -155,6 +262,7 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     lastRecordIndex,
     kinds,
     rejections,
+    lastFound,
   };
 }
 
@@ -163,8 +271,9 @@ function classify(record: LeaseChangeRecord, before: ImageView, after: ImageView
   const was = new Set(before.memberships.map((m) => m.targetGroupArn));
   const is = new Set(after.memberships.map((m) => m.targetGroupArn));
   const sameGroups = was.size === is.size && [...was].every((a) => is.has(a));
-  if (record.oldImage && sameExcept(record.oldImage, record.newImage, HEARTBEAT_ATTRS)) return sameGroups ? 'heartbeat' : 'change';
-  if (record.oldImage && sameExcept(record.oldImage, record.newImage, NOT_ROUTING_ATTRS)) return sameGroups ? 'rotation' : 'change';
+  const change = record.oldImage ? nonRoutingChange(record.oldImage, record.newImage) : undefined;
+  // Only attributes that never route changed, and still the groups did (the lease crossed its expiry, or its heartbeat attributes became valid or not).
+  if (change !== undefined) return sameGroups ? change.kind : 'change';
   if (sameGroups) return 'noop';
   return was.size === 0 ? 'registration' : 'change';
 }

@@ -4,7 +4,7 @@ import { AgentLbError } from '../core/errors';
 import { errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
 import type { CatalogReport } from '../registry/catalog-update';
-import type { RotationWriteReport } from '../registry/rotation-writes';
+import type { RegistryWriteReport } from '../registry/registry-writes';
 import { StreamSyncReport } from '../registry/stream-sync';
 
 /** Leases, not reasons: one lease with two problems counts once. */
@@ -40,7 +40,7 @@ export function publishInvocationFailure(error: unknown, logger: Logger, metrics
 /** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
 export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
   metrics.addMetric(SYNC_METRICS.records, MetricUnit.Count, report.records);
-  metrics.addMetric(SYNC_METRICS.noopRecords, MetricUnit.Count, report.kinds.heartbeat + report.kinds.rotation + report.kinds.noop);
+  metrics.addMetric(SYNC_METRICS.noopRecords, MetricUnit.Count, report.kinds.heartbeat + report.kinds.registry + report.kinds.noop);
   metrics.addMetric(SYNC_METRICS.registrations, MetricUnit.Count, report.registrations);
   metrics.addMetric(SYNC_METRICS.deregistrations, MetricUnit.Count, report.deregistrations);
   metrics.addMetric(SYNC_METRICS.changesWithheld, MetricUnit.Count, report.registrationsWithheld + report.deregistrationsWithheld);
@@ -62,7 +62,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
     ...(report.readError ? [report.readError] : []),
-    ...(report.rotation.firstError ? [report.rotation.firstError] : []),
+    ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []),
     ...(report.catalog.error ? [report.catalog.error] : []),
   ]);
   for (const r of report.rejections) logger.warn('lease rejected', { reason: r.reason, target: r.target, capability: r.capability, detail: r.message });
@@ -98,7 +98,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     ec2Calls: report.ec2Calls,
     notAdmitted: report.notAdmitted,
     overQuota: report.overQuota,
-    rotation: rotationSummary(report.rotation),
+    registryWrites: writesSummary(report.registryWrites),
     catalog: catalogSummary(report.catalog),
   });
   metrics.publishStoredMetrics();
@@ -110,8 +110,8 @@ function catalogSummary(r: CatalogReport): Record<string, number | string | bool
   return error ? { ...rest, error: error.message } : rest;
 }
 
-/** The rotation writes of a report, for its log line (the error as its message). */
-function rotationSummary(r: RotationWriteReport): Record<string, number | string> {
+/** The registry's writes into leases of a report, for its log line (the error as its message). */
+function writesSummary(r: RegistryWriteReport): Record<string, number | string> {
   const { firstError, ...counts } = r;
   return firstError ? { ...counts, error: firstError.message } : counts;
 }
@@ -138,7 +138,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   addErrorMetrics(metrics, [
     ...report.errors,
     ...(report.ec2Error ? [report.ec2Error] : []),
-    ...(report.rotation.firstError ? [report.rotation.firstError] : []),
+    ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []),
     ...(report.catalog.error ? [report.catalog.error] : []),
   ]);
   if (report.ec2Error) logger.warn('EC2 could not say who holds the addresses of this pass: their registrations wait, no target was removed for it', { error: report.ec2Error.message });
@@ -170,7 +170,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     overQuota: report.overQuota,
     registeredTargets: report.registeredTargets,
     ec2Calls: report.ec2Calls,
-    rotation: rotationSummary(report.rotation),
+    registryWrites: writesSummary(report.registryWrites),
     catalog: catalogSummary(report.catalog),
   });
   metrics.publishStoredMetrics();

@@ -39,6 +39,8 @@ export interface ViewFrame {
   readonly agents: { readonly up: number; readonly down: number };
   /** The load balancer's endpoint and its fixed responses (the 404 for an unknown capability), with the local data plane. */
   readonly loadBalancer?: { readonly endpoint: string; readonly fixedResponses: number };
+  /** Leases the registry refuses in whole or in part, and why (what their `rejection` tells the writer). */
+  readonly rejections?: readonly RejectionView[];
   /** The capability catalog (`GET /agents`) as the registry last wrote it, when the stack has one. */
   readonly catalog?: CatalogView;
 }
@@ -51,15 +53,33 @@ export interface CatalogView {
   readonly capabilities: number;
 }
 
+export interface RejectionView {
+  readonly target: string;
+  readonly reason: string;
+  readonly message: string;
+  /** Absent: the whole lease. */
+  readonly capabilities?: readonly string[];
+}
+
+const rejectionLine = (r: RejectionView): string => `${r.reason}${r.capabilities ? ` (${r.capabilities.join(', ')})` : ''}: ${r.message}`;
+
 export interface ChangeEvent {
   readonly at: number;
   readonly text: string;
 }
 
-/** The registration changes between two frames, as a person reads them. */
+/**
+ * The changes between two frames, as a person reads them: registrations and deregistrations, and
+ * each lease the registry starts refusing (or refuses otherwise, or stops refusing) with its
+ * reason — from the first frame on, so a refusal that predates the view shows too.
+ */
 export function diffFrames(prev: ViewFrame | undefined, next: ViewFrame): ChangeEvent[] {
-  if (!prev) return [];
   const events: ChangeEvent[] = [];
+  const before = new Map((prev?.rejections ?? []).map((r) => [r.target, rejectionLine(r)]));
+  const after = new Map((next.rejections ?? []).map((r) => [r.target, rejectionLine(r)]));
+  for (const [target, line] of after) if (before.get(target) !== line) events.push({ at: next.at, text: `! ${target} rejected: ${line}` });
+  for (const target of before.keys()) if (!after.has(target)) events.push({ at: next.at, text: `✓ ${target} no longer rejected` });
+  if (!prev) return events;
   for (const c of next.capabilities) {
     const before = new Set(prev.capabilities.find((p) => p.capability === c.capability)?.registered.map((t) => `${t.id}:${t.port}`) ?? []);
     const after = new Set(c.registered.map((t) => `${t.id}:${t.port}`));

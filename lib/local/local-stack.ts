@@ -124,7 +124,13 @@ export interface LocalStackCounters {
 export class LocalStack {
   private readonly tally = { recordsSynced: 0, batches: 0, reconcileRuns: 0, lastSyncLagMs: undefined as number | undefined };
   private reconcileTimer?: NodeJS.Timeout;
-  private reconcileRunning?: Promise<void>;
+  /**
+   * Reconcile passes and rotation polls, one at a time, as one reconcile container runs them:
+   * a poll that wrote `rotation` between a pass's group reads and its writes made the pass write
+   * the same entries again (a failed conditional write per lease, or a second write and stream
+   * record when the pass's `since` was later), and the other way round.
+   */
+  private reconcileLane: Promise<void> = Promise.resolve();
   private checkpointTimer?: NodeJS.Timeout;
   private readonly checkpointHistory: { at: number; checkpoints: Record<string, string> }[] = [];
   private poller!: StreamPoller;
@@ -305,7 +311,11 @@ export class LocalStack {
     stack.poller.start();
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
-    stack.handlers.rotationPoll.start(options.rotationPollIntervalMs ?? 1000, (error) => options.onError?.('reconcile', error));
+    stack.handlers.rotationPoll.start(
+      options.rotationPollIntervalMs ?? 1000,
+      (error) => options.onError?.('reconcile', error),
+      (poll) => stack.inReconcileLane(poll),
+    );
     try {
       if (options.stateFile) writeStateFile(options.stateFile, state);
     } catch (error) {
@@ -366,15 +376,19 @@ export class LocalStack {
 
   /** Runs one reconcile pass now (after any pass in flight), outside the schedule. */
   public async reconcileNow(): Promise<ReconcileReport> {
-    await this.reconcileRunning;
-    const run = this.handlers.reconcile().then(([report]) => report);
-    this.reconcileRunning = run.then(
+    const report = await this.inReconcileLane(() => this.handlers.reconcile().then(([report]) => report));
+    this.tally.reconcileRuns++;
+    return report;
+  }
+
+  /** Runs `work` after the reconcile pass or rotation poll in flight, if any. */
+  private inReconcileLane<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.reconcileLane.then(work);
+    this.reconcileLane = run.then(
       () => undefined,
       () => undefined,
     );
-    const report = await run;
-    this.tally.reconcileRuns++;
-    return report;
+    return run;
   }
 
   /** Waits until every stream record written so far has gone through the sync handler. */
@@ -466,9 +480,9 @@ export class LocalStack {
     await this.pollerSwap;
     await this.poller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
-    await this.reconcileRunning;
     await this.handlers.rotationPoll.stop();
     this.handlers.catalog.stop();
+    await this.reconcileLane;
     await this.dataPlane?.stop();
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();

@@ -19,8 +19,8 @@ import { RefusedTargets } from './container-memory';
  * Longest time from the confirming read to the ELB call giving up (the SDK's retries and its
  * backoff included). Past it the read is too old to act on: the call is abandoned,
  * the leases are read again and the call sent again. A lease that changes inside this window can
- * still see the call land after it; the read made after every landed call catches that and undoes
- * it at once.
+ * still see the call land after it: reconcile's read after every landed call catches that and
+ * undoes it at once; in sync, the lease's next stream record does (see `verifyLanded`).
  */
 export const DECISION_DEADLINE_MS = 2000;
 
@@ -51,12 +51,36 @@ export interface ConfirmDeps {
   /** Waits between rounds. @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
   /**
-   * Which landed calls are read again and undone if the table now contradicts them. The stream
-   * itself carries what ended a lease after its registration was read (its release or drain
-   * record comes next), so sync checks only its deregistrations, where a lease acquired while the
-   * call was in flight would otherwise wait out the stream. @default both
+   * Which landed calls are read again and undone if the table now contradicts them. Reconcile
+   * verifies both (its changes come from a scan, and nothing else would repair a call the table
+   * overtook before the next pass). Sync verifies none: whatever made a lease contradict a call
+   * after its read is a later write whose record the stream brings next, and an undo would be a
+   * third call to the group in the batch. @default both
    */
   readonly verifyLanded?: readonly TargetAction[];
+}
+
+/**
+ * A call's deadline: aborts its signal when `ms` have passed, and is cleared as soon as the call
+ * settles. (AbortSignal.timeout would keep a timer per call until it fires, then build an abort
+ * reason nobody reads: at thousands of calls a second, a large share of a batch's CPU.)
+ */
+class Deadline {
+  private readonly controller = new AbortController();
+  public passed = false;
+  public constructor(private readonly ms: number) {}
+
+  public async run<T>(call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const timer = setTimeout(() => {
+      this.passed = true;
+      this.controller.abort();
+    }, this.ms);
+    try {
+      return await call(this.controller.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 /** First wait before a round that follows a failed one; doubled each round, full jitter. */
@@ -152,8 +176,8 @@ export async function applyConfirmed(
       pending = [];
       break;
     }
-    const abortSignal = AbortSignal.timeout(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
-    const outcome = await deps.elb[action](targetGroupArn, send, { abortSignal });
+    const deadline = new Deadline(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
+    const outcome = await deadline.run((abortSignal) => deps.elb[action](targetGroupArn, send, { abortSignal }));
     calls += outcome.calls;
     rejected.push(...outcome.rejected);
     firstTransientError ??= outcome.firstTransientError;
@@ -164,7 +188,7 @@ export async function applyConfirmed(
     const failed = new Set(outcome.transientFailures);
     pending = send.filter((t) => failed.has(t.key));
     const done = new Set(outcome.applied);
-    if (abortSignal.aborted && pending.length > 0) {
+    if (deadline.passed && pending.length > 0) {
       // An abandoned call may have landed all the same (an attempt was on the wire): look before
       // sending it again, so a slow ELB does not get every change twice.
       const there = await alreadyThere(deps.elb, action, targetGroupArn, pending, Math.min(deadlineMs, budgetEnd - now()));
@@ -243,8 +267,8 @@ async function undoContradicted(
     }
     const back = contradictedBy(action, targetGroupArn, pending, after, ctx(readAtMs));
     if (back.length === 0) break;
-    const abortSignal = AbortSignal.timeout(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
-    const outcome = await deps.elb[action === 'register' ? 'deregister' : 'register'](targetGroupArn, back, { abortSignal });
+    const deadline = new Deadline(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
+    const outcome = await deadline.run((abortSignal) => deps.elb[action === 'register' ? 'deregister' : 'register'](targetGroupArn, back, { abortSignal }));
     calls += outcome.calls;
     undone.push(...outcome.applied);
     const failed = new Set(outcome.transientFailures);

@@ -1,5 +1,7 @@
 import { formatTarget } from '../core/address-policy';
-import { decodeLease, isLive, rotationEntry } from '../core/lease-codec';
+import { decodeLease, isLive, leaseKeyOf, rotationEntry } from '../core/lease-codec';
+import { decodeRejection, refusedCapabilities, sameVerdict } from '../core/rejection';
+import { currentVerdict, standingFactRejection } from '../core/rejection-planner';
 import { routeLease } from '../core/lease-routing';
 import { Lease, RotationState, RoutingConfig } from '../core/lease-schema';
 import { rotationStateOf } from '../core/rotation-planner';
@@ -61,11 +63,26 @@ export interface TargetRotation {
   readonly elbState: string;
 }
 
+/** A lease the registry refuses, or refuses some capabilities of, and why (its `rejection`, as the registry judges it now). */
+export interface TargetRejection {
+  readonly target: string;
+  /** A stable code: `invalid`, `unknown-capability`, `target-type-mismatch`, … */
+  readonly reason: string;
+  readonly message: string;
+  /** The capabilities refused; absent when the whole lease is. */
+  readonly capabilities?: readonly string[];
+  /** Whether the lease already holds this verdict (the registry has told its writer), and since when (epoch ms). */
+  readonly told: boolean;
+  readonly since?: number;
+}
+
 export interface FleetStatus {
   readonly at: string;
   readonly capabilities: readonly CapabilityStatus[];
   /** Per lease held (not expired) and capability it routes to, by target then capability. */
   readonly rotation: readonly TargetRotation[];
+  /** Every lease not expired that the registry refuses in whole or in part, by target. */
+  readonly rejections: readonly TargetRejection[];
   readonly leases: { readonly total: number; readonly live: number; readonly invalid: number };
   readonly drift: boolean;
 }
@@ -97,7 +114,17 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
   const rotation: TargetRotation[] = [];
   const readGroup = new Map(groups.map((g) => [g.targetGroupArn, new Map(g.targets.map((t) => [formatTarget(t.id, t.port), t]))]));
   let invalid = 0;
+  const rejections: TargetRejection[] = [];
+  /** `<targetGroupArn> <key>` the registry refuses from AWS facts (not admitted, over the quota): refused, not drift. */
+  const refusedByFacts = new Set<string>();
   for (const item of items) {
+    const verdict = currentVerdict(item, policy, src.routing, nowSeconds);
+    const expiresAt = Number(item.expiresAt?.N);
+    if (verdict !== undefined && !(Number.isFinite(expiresAt) && expiresAt <= nowSeconds)) {
+      const stored = decodeRejection(item.rejection);
+      const told = stored !== undefined && sameVerdict(verdict, stored);
+      rejections.push({ target: leaseKeyOf(item) ?? '?', ...verdict, told, ...(told ? { since: stored.since } : {}) });
+    }
     const d = decodeLease(item, policy);
     if (!d.ok) {
       invalid++;
@@ -116,7 +143,12 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       }
     }
     if (!isLive(d.lease, nowSeconds)) continue;
-    for (const m of routeLease(d.lease, src.routing, nowSeconds).memberships) liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
+    const routed = routeLease(d.lease, src.routing, nowSeconds);
+    const refused = refusedCapabilities(standingFactRejection(item, routed.rejections), d.lease.capabilities);
+    for (const m of routed.memberships) {
+      if (refused.includes(m.capability)) refusedByFacts.add(`${m.targetGroupArn} ${d.lease.target}`);
+      else liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
+    }
   }
   const capabilities = groups.map((g): CapabilityStatus => {
     const repair = plan.groups.find((r) => r.targetGroupArn === g.targetGroupArn)!;
@@ -130,7 +162,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       draining: g.targets.filter((t) => presenceOf(t) === 'draining').length,
       health,
       targets: g.targets,
-      missing: repair.register.map((t) => t.key),
+      missing: repair.register.filter((t) => !refusedByFacts.has(`${g.targetGroupArn} ${t.key}`)).map((t) => t.key),
       stale: repair.deregister.map((d) => d.target.key),
       ...weightOf(g.capability, g.targetGroupArn, src),
     };
@@ -139,6 +171,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
     at: new Date(nowMs).toISOString(),
     capabilities,
     rotation: rotation.sort((a, b) => a.target.localeCompare(b.target) || a.capability.localeCompare(b.capability)),
+    rejections: rejections.sort((a, b) => a.target.localeCompare(b.target)),
     leases: { total: items.length, live: plan.liveLeases, invalid },
     drift: capabilities.some((c) => c.missing.length > 0 || c.stale.length > 0),
   };
@@ -199,7 +232,9 @@ export async function listLeases(store: LeaseStore, routing: RoutingConfig, capa
       continue;
     }
     const l: Lease = d.lease;
-    const problems = routeLease(l, routing, nowSeconds).rejections.map((r) => r.message);
+    const found = routeLease(l, routing, nowSeconds).rejections;
+    const standing = standingFactRejection(item, found);
+    const problems = [...found.map((r) => r.message), ...(standing ? [`${standing.reason}: ${standing.message}`] : [])];
     rows.push({
       target: l.target,
       agentId: l.agentId,

@@ -1,10 +1,11 @@
-import { AdmissionCandidate, AdmissionContext, addressesToLookUp, planAdmissionRemovals, splitByAdmission } from '../core/admission';
+import { AdmissionCandidate, AdmissionContext, addressesToLookUp, decideAdmission, planAdmissionRemovals, splitByAdmission } from '../core/admission';
 import { Ec2LookupError, LeaseRejection } from '../core/errors';
 import { leaseKeyOf } from '../core/lease-codec';
 import { LEASE_ATTR, RawItem } from '../core/lease-schema';
 import { formatTarget } from '../core/address-policy';
 import { GroupRepair, memberKey, ObservedGroup, presenceOf } from '../core/reconcile-planner';
 import { countRegistered, planQuota } from '../core/target-quota';
+import { factDecisions } from '../core/rejection-planner';
 import { AdmissionDeps, lookUpHolders } from './admission-lookup';
 
 /**
@@ -38,6 +39,12 @@ export interface ReconcileGate {
   /** For the next pass. */
   readonly notAdmittedNow: ReadonlySet<string>;
   readonly rejections: LeaseRejection[];
+  /**
+   * What the pass decided from AWS facts, by lease key (lib/core/rejection-planner.ts `factDecisions`):
+   * the refusals written into leases (not admitted and not registered, removed, over the quota;
+   * a first suspicion of a registered target is not written) and the keys every decision let through.
+   */
+  readonly facts: ReadonlyMap<string, readonly LeaseRejection[]>;
   readonly notAdmitted: number;
   readonly overQuota: number;
   /** Registrations EC2 could not decide: left to the next pass. */
@@ -92,6 +99,11 @@ export async function gateReconcile(input: ReconcileGateInput): Promise<Reconcil
   rejections.push(...quota.over.map((o) => o.rejection));
 
   const pass = new Set([...revivals, ...quota.within].map((c) => memberKey(c.targetGroupArn, c.target.key)));
+  const keptAdmitted = kept.filter((c) => decideAdmission(c, lookup.facts.get(c.target.id), context).kind === 'admitted');
+  const facts = factDecisions(
+    [...split.notAdmitted, ...removals.remove, ...quota.over].map((n) => n.rejection),
+    [...revivals, ...quota.within, ...keptAdmitted].map((c) => c.target.key),
+  );
   const refusedMembers = new Set(removals.remove.map((r) => memberKey(r.candidate.targetGroupArn, r.candidate.target.key)));
   const gated = repairs.map(
     (g): GroupRepair => ({
@@ -109,6 +121,7 @@ export async function gateReconcile(input: ReconcileGateInput): Promise<Reconcil
     refusedMembers,
     notAdmittedNow: removals.suspectsNow,
     rejections,
+    facts,
     notAdmitted: split.notAdmitted.length + removals.suspect.length + removals.remove.length,
     overQuota: quota.over.length,
     deferred: split.unknown.length,

@@ -3,7 +3,8 @@ import { mapLimit } from '../core/concurrency';
 import { Ec2LookupError, ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
-import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation } from '../core/rotation-planner';
+import { planRejectionsFromScan } from '../core/rejection-planner';
+import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
@@ -12,7 +13,7 @@ import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-chang
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
 import { gateReconcile } from './reconcile-gate';
-import { RotationWriteReport, writeRotations } from './rotation-writes';
+import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -90,11 +91,14 @@ export interface ReconcileReport {
   readonly rejections: readonly LeaseRejection[];
   readonly errors: readonly ElbTargetsError[];
   /**
-   * The `rotation` entries written: each held lease's state in every group read, as the read
-   * showed it (`absent` when not there), where the lease said otherwise; then what the pass's
-   * own calls did (`initial`, `draining`). On change only, conditional on the lease token.
+   * The registry's writes into leases: each held lease's `rotation` state in every group read, as
+   * the read showed it (`absent` when not there), where the lease said otherwise; over that, what
+   * the pass's own calls did (`initial`, `draining`); and every scanned lease's `rejection` (not
+   * expired) where its verdict differs from what it holds — what stream sync missed (a failed
+   * write, a deployment that now routes a capability). On change only, conditional on the lease
+   * token, one UpdateItem per lease, no ELB call for a rejection.
    */
-  readonly rotation: RotationWriteReport;
+  readonly registryWrites: RegistryWriteReport;
   /** Leases (per capability) refused because EC2 does not admit their address: missing ones not registered, registered ones suspected or removed. */
   readonly notAdmitted: number;
   /** Registered targets removed because two passes in a row found them not admitted. */
@@ -209,15 +213,14 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
   const sweepFar = unread.length > 0 ? [] : plan.tooFar.filter((e) => !tally.stillRegistered.has(e.target));
   const sweepNoExpiry = unread.length > 0 ? [] : plan.noExpiry.filter((target) => !tally.stillRegistered.has(target));
-  const rotationWrites = mergeRotationWrites(
-    planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing }),
-    planCallRotation(tally.landed, now(), deps.policy, deps.routing),
-  );
-  const [deleted, deletedFar, deletedNoExpiry, rotation] = await Promise.all([
+  const observed = planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing });
+  const rotation = mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed);
+  const [deleted, deletedFar, deletedNoExpiry, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
     mapLimit(sweepFar, 16, (e) => deps.store.deleteIfExpiresAfter(e.target, e.latest)),
     mapLimit(sweepNoExpiry, 16, (target) => deps.store.deleteIfNoExpiry(target)),
-    writeRotations(deps.store, rotationWrites),
+    // Admission's and the quota's refusals ride with each lease's rejection.
+    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs, gate.facts), OBSERVED_WRITES_AT_A_TIME),
   ]);
   // Last, and separate: the catalog's member index against the scan, and its document counted again.
   const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;
@@ -245,7 +248,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     ec2Calls: gate.ec2Calls,
     ...(gate.ec2Error ? { ec2Error: gate.ec2Error } : {}),
     errors: tally.errors,
-    rotation,
+    registryWrites,
     variantsHeldOut: guard.heldOut,
     variantRuleChanges: guard.ruleChanges,
     catalog,

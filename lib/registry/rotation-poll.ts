@@ -1,10 +1,10 @@
 import { AddressPolicy } from '../core/address-policy';
 import { RoutingConfig } from '../core/lease-schema';
-import { changedTargets, groupStates, planObservedRotation } from '../core/rotation-planner';
+import { changedTargets, groupStates, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { readGroups } from './group-reads';
-import { NO_ROTATION_WRITES, RotationWriteReport, writeRotations } from './rotation-writes';
+import { NO_REGISTRY_WRITES, OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 
 export interface RotationPollDeps {
   readonly elb: ElbTargets;
@@ -20,7 +20,8 @@ export interface RotationPollReport {
   readonly describeCalls: number;
   /** Leases read (BatchGetItem keys): only those of targets whose ELB state changed since the last poll. */
   readonly leasesRead: number;
-  readonly rotation: RotationWriteReport;
+  /** What changed, one UpdateItem per lease. */
+  readonly registryWrites: RegistryWriteReport;
 }
 
 /**
@@ -28,7 +29,8 @@ export interface RotationPollReport {
  * (one DescribeTargetHealth each, from ELB's Describe* budget: burst 40, refill 10/s per
  * account), then reads the leases of only the targets whose state changed since the previous
  * poll, and writes what changed into their `rotation` (conditional on the token, as reconcile
- * does). No ELB mutation, no scan. Between changes a poll costs G describes and nothing else.
+ * does, one UpdateItem per lease). No ELB mutation, no scan. Between changes a poll costs G
+ * describes and nothing else.
  * Keeps the last read in memory: one instance per poller.
  */
 export class RotationPoll {
@@ -51,25 +53,31 @@ export class RotationPoll {
     const describeCalls = groups.length + unread.length;
     if (changed.length === 0) {
       this.previous = current;
-      return { describeCalls, leasesRead: 0, rotation: NO_ROTATION_WRITES };
+      return { describeCalls, leasesRead: 0, registryWrites: NO_REGISTRY_WRITES };
     }
     const items = [...(await this.deps.store.getMany(changed)).values()].filter((item) => item !== undefined);
-    const rotation = await writeRotations(this.deps.store, planObservedRotation({ groups, items, observedAtMs, policy: this.deps.policy, routing: this.deps.routing }));
+    const observed = planObservedRotation({ groups, items, observedAtMs, policy: this.deps.policy, routing: this.deps.routing });
+    const registryWrites = await writeRegistryEntries(this.deps.store, rotationEntries(observed), [], OBSERVED_WRITES_AT_A_TIME);
     // Only now: a poll whose reads or writes failed looks at the same changes again next time.
-    if (rotation.failed === 0) this.previous = current;
-    return { describeCalls, leasesRead: changed.length, rotation };
+    if (registryWrites.failed === 0) this.previous = current;
+    return { describeCalls, leasesRead: changed.length, registryWrites };
   }
 
-  /** Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried again at the next tick. */
-  public start(intervalMs: number, onError: (error: unknown) => void): void {
+  /**
+   * Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried
+   * again at the next tick. `lane` runs each poll (default: at once); local mode runs it in line
+   * with the reconcile passes, whose writes into the same leases it would otherwise race.
+   */
+  public start(intervalMs: number, onError: (error: unknown) => void, lane: (poll: () => Promise<unknown>) => Promise<unknown> = (poll) => poll()): void {
     if (intervalMs <= 0 || this.stopped) return;
     this.timer = setTimeout(() => {
-      this.polling = this.pollOnce()
+      // Stopped while waiting for the lane: no poll.
+      this.polling = lane(() => (this.stopped ? Promise.resolve() : this.pollOnce()))
         .then(
           () => undefined,
           (error: unknown) => onError(error),
         )
-        .finally(() => this.start(intervalMs, onError));
+        .finally(() => this.start(intervalMs, onError, lane));
     }, intervalMs);
   }
 

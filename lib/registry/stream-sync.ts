@@ -2,7 +2,8 @@ import { AddressPolicy } from '../core/address-policy';
 import { Ec2LookupError, ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
-import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation } from '../core/rotation-planner';
+import { factDecisions, planRejectionsFromRecords } from '../core/rejection-planner';
+import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
 import { catalogChanges } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
@@ -12,7 +13,7 @@ import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeas
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { countLanded, gateSyncRegistrations } from './registration-gate';
-import { RotationWriteReport, writeRotations } from './rotation-writes';
+import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 
 export interface StreamSyncDeps {
   readonly elb: ElbTargets;
@@ -78,11 +79,15 @@ export interface StreamSyncReport {
   /** The confirming read failed: nothing was sent, the batch is retried from the first changed record. */
   readonly readError?: LeaseStoreError;
   /**
-   * The `rotation` entries written after the calls: `initial` for a registration, `draining` for
-   * a deregistration of a lease still held, and entries an agent's re-acquire (a PutItem)
-   * dropped, written back into the new lease. Never a reason to retry the batch.
+   * The registry's writes into leases, after the calls, one UpdateItem per lease: `rotation`
+   * entries `draining` for a deregistration of a lease still held, `initial` for a registration
+   * over an entry that said the target was out, and the entries an agent's re-acquire (a
+   * PutItem) dropped, written back into the new lease; in the same UpdateItem, the `rejection` of
+   * each lease whose last new image the registry refuses (or no longer refuses) otherwise than the
+   * image says. A plain registration of a valid lease writes nothing. Never a reason to retry the
+   * batch.
    */
-  readonly rotation: RotationWriteReport;
+  readonly registryWrites: RegistryWriteReport;
   /** The catalog step: the changed leases' member index entries and, if the counts moved, a new catalog revision. */
   readonly catalog: CatalogReport;
 }
@@ -91,7 +96,13 @@ export interface StreamSyncReport {
  * Applies one stream batch: plan and coalesce from the images (pure), drop the changes this
  * container already applied for the same records, confirm the rest with one batched consistent
  * read, then per target group at most one RegisterTargets and one DeregisterTargets (chunked at
- * 200), registrations first, groups in parallel.
+ * 200; a call that failed or overran its deadline is read and sent again), registrations first,
+ * groups in parallel. Only then the registry's writes into leases, if any.
+ *
+ * A landed call is not read again and undone here, as reconcile does: whatever made a lease
+ * contradict a call after its confirming read is a later write to that lease, whose record the
+ * stream brings to the next batch (records of one key never overtake each other). So an undo
+ * would only spend a third call on a group a batch after which the stream repairs it anyway.
  */
 export async function syncStreamBatch(records: readonly LeaseChangeRecord[], deps: StreamSyncDeps): Promise<StreamSyncReport> {
   const plan = planStreamBatch(records, deps.policy, deps.routing);
@@ -161,7 +172,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   }
 
   if (prior) {
-    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: ['deregister'] as const };
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [] };
     await Promise.all(
       work.map(async ({ group, register, deregister }) => {
         // Creates before deletes: a target moving between states never leaves a group empty needlessly.
@@ -177,11 +188,9 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
           }
           if (action === 'register') {
             registrations += outcome.applied.length;
-            deregistrations += outcome.undone.length;
             registrationsWithheld += outcome.withheld.length;
           } else {
             deregistrations += outcome.applied.length;
-            registrations += outcome.undone.length;
             deregistrationsWithheld += outcome.withheld.length;
           }
           refusedBefore += outcome.skippedRefused.length;
@@ -205,10 +214,14 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     message: `the load balancer refused ${r.key} for its target quota (TooManyTargets); it takes no more targets until some leave`,
   }));
 
-  // After the calls, so `since` is never earlier than the state it names.
-  const rotation = await writeRotations(
+  // After the calls, so `since` is never earlier than the state it names and no write delays a call.
+  const restored = planRestoredRotation(records, deps.policy, deps.routing);
+  // Each lease's rejection (or its removal) rides the same UpdateItem as its rotation entries;
+  // what admission and the quota decided about this batch's registrations is judged with it.
+  const registryWrites = await writeRegistryEntries(
     deps.store,
-    mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing), planRestoredRotation(records, deps.policy, deps.routing)),
+    rotationEntries(mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing, restored), restored)),
+    planRejectionsFromRecords(records, deps.policy, deps.routing, now(), plan.kinds, plan.lastFound, factDecisions([...gate.rejections, ...quotaRejections], gate.pass.map((c) => c.target.key))),
   );
 
   const catalog = await catalogStep;
@@ -237,7 +250,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     ...(failedIndex === undefined ? {} : { firstFailedRecordId: records[failedIndex].id }),
     ...(transientError ? { transientError } : {}),
     ...(readError ? { readError } : {}),
-    rotation,
+    registryWrites,
     catalog,
   };
 }

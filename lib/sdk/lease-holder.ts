@@ -6,7 +6,7 @@ import { LeaseHeldError, LeaseLostError } from '../core/errors';
 import { encodeValidLease } from '../core/lease-codec';
 import { leaseInterference } from '../core/lease-interference';
 import { LEASE_ATTR } from '../core/lease-schema';
-import type { Lease, LeaseStatus, RawAttributeValue, RawItem } from '../core/lease-schema';
+import type { Lease, LeaseStatus, RawItem } from '../core/lease-schema';
 import type { AgentLeaseEvents, AgentLeaseState, LeasePhase } from './agent-lease-events';
 import { buildLease, resolveAgentLeaseOptions } from './agent-lease-options';
 import type { AgentLeaseOptions, ResolvedAgentLeaseOptions } from './agent-lease-options';
@@ -34,7 +34,7 @@ function asError(error: unknown): Error {
  * not (those waits are bounded and awaited).
  *
  * Every item DynamoDB hands back (renewals and status changes return it) goes to
- * `onRotationSeen`, so the subclass tracks the registry's feedback at no read cost.
+ * `onItemSeen`, so the subclass tracks the registry's feedback at no read cost.
  */
 export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
   protected readonly options: ResolvedAgentLeaseOptions;
@@ -239,7 +239,7 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
       this.drainedAtMs = status === 'draining' ? sentAt : undefined;
       if (generation === this.generation && this.current) {
         this.current = { ...this.current, status };
-        this.onRotationSeen(item?.[LEASE_ATTR.rotation]);
+        this.onItemSeen(item);
       }
       this.emit('statusChanged', this.state);
       return this.state;
@@ -349,7 +349,7 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
     this.renewFailures = 0;
     this.armDeadline();
     this.scheduleRenewal(this.renewalInterval());
-    this.onRotationSeen(item?.[LEASE_ATTR.rotation]);
+    this.onItemSeen(item);
     this.emit('renewed', this.state);
     this.checkStored(item, generation);
   }
@@ -375,7 +375,7 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
         try {
           if (found.statusOnly) {
             const back = await this.store().setStatus(lease.target, lease.leaseToken, this.desiredStatus);
-            this.onRotationSeen(back?.[LEASE_ATTR.rotation]);
+            this.onItemSeen(back);
           } else {
             // Our own token passes the acquire's condition: the whole item is ours again.
             this.current = { ...(await this.put(false)), status: this.desiredStatus };
@@ -398,8 +398,8 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
     });
   }
 
-  /** The `rotation` attribute of an item that is ours, as DynamoDB returned it (raw, untrusted). */
-  protected onRotationSeen(_raw: RawAttributeValue | undefined): void {}
+  /** An item that is ours, as DynamoDB returned it after a write (raw, untrusted): the registry's feedback is in it. */
+  protected onItemSeen(_item: RawItem | undefined): void {}
 
   /** Our PutItem replaced the item (acquire): whatever the registry wrote went with the old one. */
   protected onItemReplaced(): void {}

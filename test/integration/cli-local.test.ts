@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeRulesCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, Rule } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandLine, connectResult, contractItem, processAlive, processTree, runCli, spawnCli, targetKeys, waitFor } from '../support/local-harness';
@@ -219,6 +219,36 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     const unrouted = await runCli(['leases', '--state-file', stateFile, '--json', '--capability', 'ocr']);
     expect(unrouted.code).toBe(0);
     expect(unrouted.stderr).toMatch(/^warning: capability "ocr" is not routed by this deployment \(it routes search, speech, vision\)/);
+  });
+
+  it('tells why it refuses a malformed lease and an unrouted capability: in its events, the leases, `status` and `explain`', async () => {
+    // Prepare: the outside client adds a capability the deployment does not route; someone writes a malformed lease
+    const unrouted = contractItem({ address: '127.0.0.1', port: server.port, capabilities: ['ocr', 'vision'], agentId: 'outside-client', ttlSeconds: 120 });
+    const malformed = { ...contractItem({ address: '127.0.0.1', port: 9, capabilities: ['vision'], ttlSeconds: 120 }), port: { S: '9' } };
+    await ddb.send(new PutItemCommand({ TableName: state.tableName, Item: unrouted }));
+    await ddb.send(new PutItemCommand({ TableName: state.tableName, Item: malformed }));
+
+    // Act: the registry writes both reasons into the leases
+    const rejectionOf = async (key: string) => (await ddb.send(new GetItemCommand({ TableName: state.tableName, Key: { target: { S: key } }, ConsistentRead: true }))).Item?.rejection?.M;
+    await waitFor(async () => (await rejectionOf(leaseKey))?.reason?.S === 'unknown-capability' && (await rejectionOf('127.0.0.1:9'))?.reason?.S === 'invalid', 30_000, 'both rejections written');
+    await waitFor(() => output.includes('127.0.0.1:9 rejected: invalid:') && output.includes(`${leaseKey} rejected: unknown-capability (ocr):`), 30_000, () => `the events (output: ${output.slice(-2000)})`);
+    const status = await runCli(['status', '--state-file', stateFile]);
+    const explainOk = await runCli(['explain', leaseKey, '--state-file', stateFile]);
+    const explainBad = await runCli(['explain', '127.0.0.1:9', '--state-file', stateFile]);
+
+    // Assess
+    expect((await rejectionOf(leaseKey))?.capabilities?.SS).toEqual(['ocr']);
+    expect(output).toContain('127.0.0.1:9 rejected: invalid: attribute "port" must be Number (N), got S');
+    expect(status.stdout).toMatch(/^REFUSED\s+REASON\s+CAPABILITIES\s+TOLD\s+WHY$/m);
+    expect(status.stdout).toMatch(/^127\.0\.0\.1:9\s+invalid\s+\(all\)\s+yes\s+attribute "port" must be Number \(N\), got S$/m);
+    expect(status.stdout).toMatch(new RegExp(`^127\\.0\\.0\\.1:${server.port}\\s+unknown-capability\\s+ocr\\s+yes\\s+capability "ocr" is not routed by this deployment`, 'm'));
+    expect(explainOk.code).toBe(0);
+    expect(explainOk.stdout).toContain(`${leaseKey}: the lease is live: active`);
+    expect(explainOk.stdout).toMatch(/^ {2}ocr: NOT IN ROTATION\n {4}- the registry refuses it: capability "ocr" is not routed by this deployment \(known: search, speech, vision\) \(the lease holds this reason in rejection\)$/m);
+    expect(explainOk.stdout).toMatch(/^ {2}vision: IN ROTATION$/m);
+    expect(explainOk.stdout).toContain('- requests reach it by X-Agent-Capability: vision or path /agents/vision or /agents/vision/*');
+    expect(explainBad.stdout).toMatch(/^127\.0\.0\.1:9: the lease is invalid, so the registry routes it nowhere \(invalid: attribute "port" must be Number \(N\), got S\); the lease holds this reason/m);
+    await ddb.send(new DeleteItemCommand({ TableName: state.tableName, Key: { target: { S: '127.0.0.1:9' } } }));
   });
 
   it('SIGTERM: exits 0 within 10 s, removes the state file, leaves no process and frees the ports', async () => {

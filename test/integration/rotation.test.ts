@@ -1,8 +1,8 @@
 /**
  * The registry's `rotation` feedback end to end on local mode (DynamoDB Local, its stream, the
- * sync and reconcile handlers, moto's ELB): an agent's lease is registered and told `initial` by
- * sync, `healthy` by the next reconcile pass's group reads; a re-acquired lease (new token) is
- * told again; leave() sees `draining` from sync's deregistration and releases.
+ * sync and reconcile handlers, moto's ELB): an agent's lease is registered by sync without a
+ * write, told `healthy` by the next reconcile pass's group reads in one UpdateItem; a re-acquired
+ * lease (new token) is told again; leave() sees `draining` from sync's deregistration and releases.
  */
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,38 +33,42 @@ async function rotationOf(target: string): Promise<{ token?: string; rotation: L
 }
 
 describe('rotation on local mode', () => {
-  it('registered → initial (sync) → healthy (reconcile) → re-acquired and told again → draining on leave → released', async () => {
+  it('registered (no write) → healthy (reconcile, one write) → re-acquired and told again → draining on leave → released', async () => {
     const lease = new AgentLease({ tableName: stack.state.tableName, address: '127.0.0.1', port: 18_080, capabilities: ['vision', 'speech'], ttl: 10, allowLoopback: true, client: stack.dynamodb, rotationPollIntervalMs: 100 });
     leases.push(lease);
     const key = lease.target;
 
-    // Sync registers the target and records `initial` in both groups.
+    // Sync registers the target in both groups and writes nothing: a fresh lease has no entry to correct.
     await lease.acquire();
-    await waitFor(async () => Object.keys((await rotationOf(key)).rotation).length === 2, 10_000, 'sync to write rotation');
+    await waitFor(async () => (await groupsHolding(stack.elbv2, stack.state.targetGroups, key)).length === 2, 10_000, 'sync to register the target');
+    await stack.drain();
     const afterSync = await rotationOf(key);
     expect(afterSync.token).toBe(lease.leaseToken);
-    expect(afterSync.rotation).toEqual({ vision: { state: 'initial', since: expect.any(Number) }, speech: { state: 'initial', since: expect.any(Number) } });
-    expect((await groupsHolding(stack.elbv2, stack.state.targetGroups, key)).sort()).toEqual(['speech', 'vision']);
+    expect(afterSync.rotation).toEqual({});
 
-    // Reconcile reads the groups (moto reports the target healthy) and writes it; serving() resolves.
+    // Reconcile reads the groups (moto reports the target healthy) and writes both entries in one UpdateItem; serving() resolves.
     const report = await stack.reconcileNow();
-    expect(report.rotation).toMatchObject({ written: 2, failed: 0 });
+    expect(report.registryWrites).toMatchObject({ written: 2, leases: 1, updates: 1, changed: 1, failed: 0 });
     expect((await rotationOf(key)).rotation).toMatchObject({ vision: { state: 'healthy' }, speech: { state: 'healthy' } });
     await lease.serving({ timeoutMs: 10_000 });
     // A second pass changes nothing: written on change only.
-    expect((await stack.reconcileNow()).rotation.planned).toBe(0);
+    expect((await stack.reconcileNow()).registryWrites.planned).toBe(0);
 
     // `status` shows it.
     const status = await fleetStatus({ ...stack.sources(), routing: stack.runtimeConfig.routing });
     expect(renderStatus(status)).toMatch(new RegExp(`^${key.replace(/\./g, '\\.')}\\s+vision\\s+healthy\\s+\\d+s\\s+healthy$`, 'm'));
 
-    // Released and acquired again: a new token, and the PutItem dropped rotation; the registry tells the new lease again.
+    // Released and acquired again: a new token, and the PutItem dropped rotation; the registry tells
+    // the new lease again (sync writes the entries back when the release and the acquire share a
+    // batch, else the next group read writes what it sees).
     const first = lease.leaseToken;
     await lease.release();
     await lease.acquire();
     expect(lease.leaseToken).not.toBe(first);
-    await waitFor(async () => Object.keys((await rotationOf(key)).rotation).length === 2, 10_000, 'rotation written into the re-acquired lease');
+    await waitFor(async () => (await groupsHolding(stack.elbv2, stack.state.targetGroups, key)).length === 2, 10_000, 'the re-acquired lease registered');
+    await stack.drain();
     await stack.reconcileNow();
+    expect(Object.keys((await rotationOf(key)).rotation).sort()).toEqual(['speech', 'vision']);
     await lease.serving({ timeoutMs: 10_000 });
 
     // leave(): drained → sync deregisters and writes `draining` → confirmed → released.

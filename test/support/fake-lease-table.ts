@@ -1,6 +1,7 @@
-import { AttributeValue, BatchGetItemCommand, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { BatchGetItemCommand, ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBRecord } from 'aws-lambda';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
+import { applyUpdate, conditionHolds, ExpressionInput } from './dynamo-expressions';
 import type { Item } from './lease-fixtures';
 
 type DynamoStub = AwsClientStub<DynamoDBClient>;
@@ -9,8 +10,9 @@ type DynamoStub = AwsClientStub<DynamoDBClient>;
  * The lease table as the handlers' consistent reads see it, behind aws-sdk-client-mock:
  * BatchGetItem (what sync and reconcile confirm with), GetItem and Scan answer from `items`.
  * `unprocessedOnce` makes the next BatchGetItem leave that many keys unprocessed, as DynamoDB
- * does under throttling. The registry's `rotation` UpdateItems (LeaseStore.writeRotation) are
- * applied with their conditions (token, map, older entry) and listed in `rotationWrites`.
+ * does under throttling. The registry's UpdateItems (LeaseStore.writeEntries) are applied with
+ * their conditions as DynamoDB would (dynamo-expressions.ts); the `rotation` entries they change
+ * are listed in `rotationWrites`, the `rejection`s they write or remove in `rejectionWrites`.
  */
 export class FakeLeaseTable {
   public readonly items = new Map<string, Item>();
@@ -19,6 +21,8 @@ export class FakeLeaseTable {
   public unprocessedOnce = 0;
   /** Rotation entries written, as `key capability=state@since`, in order. */
   public readonly rotationWrites: string[] = [];
+  /** Rejections written, as `key reason[capabilities]` or `key removed`, in order. */
+  public readonly rejectionWrites: string[] = [];
 
   public constructor(public readonly tableName = 'leases') {}
 
@@ -64,31 +68,24 @@ export class FakeLeaseTable {
       const item = this.items.get(input.Key.target.S);
       return item ? { Item: item } : {};
     });
-    stub.on(UpdateItemCommand).callsFake((input: { Key: { target: { S: string } }; UpdateExpression: string; ExpressionAttributeNames: Record<string, string>; ExpressionAttributeValues: Record<string, AttributeValue> }) => {
-      if (!input.UpdateExpression.includes('#rotation')) throw new Error(`FakeLeaseTable answers only rotation writes, got ${input.UpdateExpression}`);
+    stub.on(UpdateItemCommand).callsFake((input: ExpressionInput & { Key: { target: { S: string } }; ReturnValuesOnConditionCheckFailure?: string }) => {
+      if (!/#a0|#rejection/.test(input.UpdateExpression ?? '')) throw new Error(`FakeLeaseTable answers only the registry's writes, got ${input.UpdateExpression}`);
       const key = input.Key.target.S;
       const item = this.items.get(key);
-      const fail = () => {
-        throw Object.assign(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }), item ? { Item: item } : {});
-      };
-      if (!item || item.leaseToken?.S !== input.ExpressionAttributeValues[':token'].S) fail();
-      const map = { ...(item!.rotation?.M ?? {}) };
-      const values = input.ExpressionAttributeValues;
-      let capability: string;
-      let entry: AttributeValue;
-      if (input.UpdateExpression === 'SET #rotation = :rotation') {
-        if (item!.rotation !== undefined) fail();
-        [capability, entry] = Object.entries(values[':rotation'].M!)[0];
-      } else {
-        capability = input.ExpressionAttributeNames['#capability'];
-        entry = values[':entry'];
-        if (item!.rotation?.M === undefined) fail();
-        const since = map[capability]?.M?.since?.N;
-        if (since !== undefined && Number(since) >= Number(values[':since'].N)) fail();
+      if (!conditionHolds(item, input)) {
+        throw Object.assign(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }), item && input.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' ? { Item: item } : {});
       }
-      map[capability] = entry as (typeof map)[string];
-      this.items.set(key, { ...item!, rotation: { M: map } });
-      this.rotationWrites.push(`${key} ${capability}=${entry.M!.state.S}@${entry.M!.since.N}`);
+      if (item === undefined) throw new Error(`UpdateItem would create ${key}`);
+      const next = applyUpdate(item, input) as Item;
+      const before = item.rotation?.M ?? {};
+      for (const [capability, entry] of Object.entries(next.rotation?.M ?? {})) {
+        if (JSON.stringify(before[capability]) !== JSON.stringify(entry)) this.rotationWrites.push(`${key} ${capability}=${entry.M!.state.S}@${entry.M!.since.N}`);
+      }
+      if (JSON.stringify(item.rejection) !== JSON.stringify(next.rejection)) {
+        const r = next.rejection?.M;
+        this.rejectionWrites.push(r === undefined ? `${key} removed` : `${key} ${r.reason.S}${r.capabilities?.SS ? `[${r.capabilities.SS.join(',')}]` : ''}`);
+      }
+      this.items.set(key, next);
       return {};
     });
     stub.on(ScanCommand).callsFake(() => ({ Items: [...this.items.values()], Count: this.items.size }));

@@ -237,8 +237,8 @@ describe('confirmed rounds: a call that misses its deadline is read and sent aga
     // Act
     const response = await syncHandler().handler(streamEvent([remove(old)]));
 
-    // Assess: read, aborted call, read, call, read after it landed
-    expect(table.batchGets).toHaveLength(3);
+    // Assess: read, aborted call, read, call (sync does not read again after a call: the stream does)
+    expect(table.batchGets).toHaveLength(2);
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 2);
     expect(response.batchItemFailures).toEqual([]);
   });
@@ -257,17 +257,21 @@ describe('confirmed rounds: a call that misses its deadline is read and sent aga
   });
 });
 
-describe('a lease that changed while its call was in flight: undone at once (read after the call landed)', () => {
-  it('deregistered, then acquired again: registered again', async () => {
+describe('a lease that changed while its call was in flight: the record of that change, next in the stream, repairs it', () => {
+  it('deregistered, then acquired again while the call was in flight: the acquire that follows registers it (two calls, never an undo as a third)', async () => {
     // Prepare: the lease is gone at the read; a new agent acquires the address:port while the call is in flight
     const old = leaseItem({ address: '10.0.5.1' });
+    const acquired = leaseItem({ address: '10.0.5.1', leaseToken: 'new', expiresAt: NOW + 30 });
     elbMock.on(DeregisterTargetsCommand).callsFake(() => {
-      table.put(leaseItem({ address: '10.0.5.1', leaseToken: 'new', expiresAt: NOW + 30 }));
+      table.put(acquired);
       return {};
     });
+    const { handler } = syncHandler();
 
-    // Act
-    await syncHandler().handler(streamEvent([remove(old)]));
+    // Act: the REMOVE, then the INSERT the acquire wrote (it follows in the stream)
+    await handler(streamEvent([remove(old)]));
+    expect(elbMock).toHaveReceivedCommandTimes(RegisterTargetsCommand, 0);
+    await handler(streamEvent([insert(acquired)]));
 
     // Assess
     expect(elbMock).toHaveReceivedCommandTimes(DeregisterTargetsCommand, 1);

@@ -59,6 +59,7 @@ describe('agent-lb status and the live view go through the same cells', () => {
       at: '2027-01-15T08:00:00.000Z',
       capabilities: [{ capability: 'vision', targetGroupArn: 'tg', liveLeases: 1, registered: 1, draining: 0, health: { healthy: 1 }, targets: [], missing: ['10.0.0.1:80\u001b[2J'], stale: [] }],
       rotation: [{ target: '10.0.0.1:80\u001b]0;x\u0007', capability: 'vision', elbState: 'healthy\r' }],
+      rejections: [{ target: '10.0.0.2:80\u001b[2J', reason: 'not-admitted', capabilities: ['vision'], message: 'address "10.0.0.2"\nforged row', told: true }],
       leases: { total: 1, live: 1, invalid: 0 },
       drift: true,
     };

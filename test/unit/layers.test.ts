@@ -58,6 +58,31 @@ function importsOf(file: string): string[] {
   return specifiers.filter((s) => s.startsWith('.')).map((s) => resolve(dirname(file), s));
 }
 
+/** The source file an import resolves to (`./x` → `x.ts` or `x/index.ts`). */
+function sourceOf(target: string): string {
+  return existsSync(`${target}.ts`) ? `${target}.ts` : join(target, 'index.ts');
+}
+
+/** Each import cycle among `sources` (type-only imports count: they tie the files' shapes together), as the files in it. */
+function importCycles(sources: readonly string[]): string[][] {
+  const graph = new Map(sources.map((f) => [f, importsOf(f).map(sourceOf).filter((t) => sources.includes(t))]));
+  const cycles: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const path: string[] = [];
+  const visit = (file: string): void => {
+    state.set(file, 'open');
+    path.push(file);
+    for (const next of graph.get(file) ?? []) {
+      if (state.get(next) === 'open') cycles.push(path.slice(path.indexOf(next)).map((f) => relative(ROOT, f)));
+      else if (!state.has(next)) visit(next);
+    }
+    path.pop();
+    state.set(file, 'done');
+  };
+  for (const file of sources) if (!state.has(file)) visit(file);
+  return cycles;
+}
+
 const files = [...sourceFiles(join(ROOT, 'lib')), ...sourceFiles(join(ROOT, 'lambdas'))];
 
 describe('layers: imports point down', () => {
@@ -89,6 +114,11 @@ describe('layers: imports point down', () => {
     expect(reach).toEqual([]);
   });
 
+  // The layers every other one builds on, and the SDK (whose shape the Python package mirrors).
+  it.each(['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/sdk'])('%s has no import cycle', (layer) => {
+    expect(importCycles(files.filter((f) => layerOf(f) === layer))).toEqual([]);
+  });
+
   it('no file under lib/ imports lambdas/ (local mode and tests build handlers from lib/handlers)', () => {
     const intoLambdas = files
       .filter((f) => layerOf(f)?.startsWith('lib'))
@@ -105,8 +135,6 @@ describe('layers: imports point down', () => {
   });
 
   it('has no import cycle in the layers it checks (type-only imports count: a circle of files is one module in disguise)', () => {
-    // lib/sdk (agent-lease ↔ leave, serving) and lib/constructs (registry-sync ↔ registry-monitoring)
-    // still have type-only circles of their own; the layers below are kept free of them.
     const checked = new Set(['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/local', 'lib/cli', 'lambdas']);
     const graph = new Map(
       files
@@ -131,49 +159,9 @@ describe('layers: imports point down', () => {
   });
 });
 
-/** The module a relative specifier resolves to (`x.ts` or `x/index.ts`), when it is one of ours. */
-function moduleFile(target: string): string | undefined {
-  for (const candidate of [`${target}.ts`, join(target, 'index.ts')]) if (existsSync(candidate)) return candidate;
-  return undefined;
-}
-
-/** Groups of files that import each other in a circle (Tarjan's strongly connected components of size > 1). */
-function importCycles(within: readonly string[]): string[][] {
-  const graph = new Map(within.map((f) => [f, importsOf(f).map(moduleFile).filter((t): t is string => t !== undefined && within.includes(t))]));
-  let next = 0;
-  const index = new Map<string, number>();
-  const low = new Map<string, number>();
-  const stack: string[] = [];
-  const onStack = new Set<string>();
-  const cycles: string[][] = [];
-  const visit = (v: string): void => {
-    index.set(v, next);
-    low.set(v, next++);
-    stack.push(v);
-    onStack.add(v);
-    for (const w of graph.get(v) ?? []) {
-      if (!index.has(w)) {
-        visit(w);
-        low.set(v, Math.min(low.get(v)!, low.get(w)!));
-      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
-    }
-    if (low.get(v) !== index.get(v)) return;
-    const component: string[] = [];
-    let w: string;
-    do {
-      w = stack.pop()!;
-      onStack.delete(w);
-      component.push(relative(ROOT, w));
-    } while (w !== v);
-    if (component.length > 1) cycles.push(component.sort());
-  };
-  for (const v of graph.keys()) if (!index.has(v)) visit(v);
-  return cycles;
-}
-
 describe('no import cycles', () => {
-  // lib/sdk, lib/local and lib/cli still hold circles of their own (issue 20 untangles the SDK's).
-  it.each(['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/constructs'])('%s: no two files import each other, directly or around a circle', (layer) => {
+  // lib/core, lib/aws, lib/registry, lib/handlers and lib/sdk are checked above; the constructs' circle (registry-sync ↔ registry-monitoring) is untangled too.
+  it.each(['lib/constructs'])('%s: no two files import each other, directly or around a circle', (layer) => {
     expect(importCycles(files.filter((f) => layerOf(f) === layer))).toEqual([]);
   });
 });

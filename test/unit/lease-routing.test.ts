@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AddressPolicy, decodeLease, encodeLease, Lease, LeaseRejectionReason, RoutingConfig, routeLease } from '../../lib/core';
 import { admittedAsLoopback, latestExpiry } from '../../lib/core/lease-routing';
 import { formatPortRange, mergePortRanges, parsePortRanges, portAllowed } from '../../lib/core/port-ranges';
-import { REJECTION_CODES, rejectionCodeOf } from '../../lib/core/rejection-codes';
+import { REJECTION_REASON_OF, REJECTION_REASONS } from '../../lib/core/rejection';
 
 const NOW = 1_800_000_000;
 const lease = (patch: Partial<Lease> = {}): Lease => ({
@@ -129,10 +129,12 @@ describe('free-text caps', () => {
 
 describe('rejection codes, declared once', () => {
   it('map every fine reason onto a stable code', () => {
-    expect(REJECTION_CODES).toEqual(['invalid', 'unknown-capability', 'port-not-allowed', 'not-admitted', 'over-quota']);
-    expect(rejectionCodeOf('NOT_ADMITTED')).toBe('not-admitted');
-    expect(rejectionCodeOf('OVER_QUOTA')).toBe('over-quota');
-    expect(rejectionCodeOf('PORT_NOT_ALLOWED')).toBe('port-not-allowed');
-    expect(rejectionCodeOf('EXPIRY_TOO_FAR')).toBe('invalid');
+    expect(REJECTION_REASONS).toEqual(['invalid', 'unknown-capability', 'target-type-mismatch', 'port-not-allowed', 'expiry-too-far', 'not-admitted', 'over-quota']);
+    expect(REJECTION_REASON_OF.NOT_ADMITTED).toBe('not-admitted');
+    expect(REJECTION_REASON_OF.OVER_QUOTA).toBe('over-quota');
+    expect(REJECTION_REASON_OF.PORT_NOT_ALLOWED).toBe('port-not-allowed');
+    expect(REJECTION_REASON_OF.EXPIRY_TOO_FAR).toBe('expiry-too-far');
+    expect(REJECTION_REASON_OF.TOO_LONG).toBe('invalid');
+    expect(REJECTION_REASON_OF.ZONE_NOT_ALLOWED).toBe('invalid');
   });
 });

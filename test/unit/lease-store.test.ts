@@ -15,7 +15,12 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { LeaseStore } from '../../lib/aws/lease-store';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../../lib/core/errors';
+import { encodeRotationEntry } from '../../lib/core/lease-codec';
 import type { RawItem } from '../../lib/core/lease-schema';
+import { MAX_ENTRIES_PER_WRITE, RegistryEntry } from '../../lib/core/registry-writes';
+import { encodeRejection, StoredRejection } from '../../lib/core/rejection';
+import type { RejectionWrite } from '../../lib/core/rejection-planner';
+import { InMemoryLeaseTable } from '../support/in-memory-lease-table';
 import { leaseItem, T0 } from '../support/lease-fixtures';
 
 const ddbMock = mockClient(DynamoDBClient);
@@ -360,57 +365,189 @@ describe('LeaseStore.getMany: consistent batched reads', () => {
   });
 });
 
-describe('LeaseStore.writeRotation: the registry writes rotation.<capability>, conditional on the lease token', () => {
-  const entry = { state: 'healthy', since: T0 * 1000 + 500 } as const;
+describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateItem, conditional on the lease token', () => {
+  const since = T0 * 1000 + 500;
+  const rotation = (key: string, state: string, at = since): RegistryEntry => ({ attribute: 'rotation', key, value: encodeRotationEntry({ state: state as never, since: at }), since: at });
   const failedWith = (old: RawItem | undefined) => Object.assign(conditionFailed(), old ? { Item: old } : {});
-  const withRotation = (rotation: RawItem[string]): RawItem => ({ ...item, rotation });
+  const withRotation = (entries: Record<string, [string, number]>): RawItem => ({
+    ...item,
+    rotation: { M: Object.fromEntries(Object.entries(entries).map(([c, [state, at]]) => [c, encodeRotationEntry({ state: state as never, since: at })])) },
+  });
+  const inputs = () => ddbMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
 
-  it('sets only the nested entry, on the token, the map, and an older or missing entry', async () => {
+  it('sets every entry in place, on the token, the map, and for each an older, missing or malformed entry', async () => {
     ddbMock.on(UpdateItemCommand).resolves({});
-    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe('written');
-    const input = ddbMock.commandCalls(UpdateItemCommand)[0].args[0].input;
-    expect(input.UpdateExpression).toBe('SET #rotation.#capability = :entry');
-    expect(input.ConditionExpression).toContain('#leaseToken = :token');
-    expect(input.ConditionExpression).toContain('#rotation.#capability.#since < :since OR #rotation.#capability.#since > :future');
-    expect(input.ExpressionAttributeValues?.[':future']).toEqual({ N: String(entry.since + 30_000) });
-    expect(input.ExpressionAttributeValues).toMatchObject({ ':token': { S: TOKEN }, ':entry': { M: { state: { S: 'healthy' }, since: { N: String(entry.since) } } } });
+    const outcome = await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'initial')], maps: ['rotation'] });
+    expect(outcome).toEqual({ written: 2, superseded: 0, gone: 0, outdated: 0, updates: 1, changed: 1 });
+    const [input] = inputs();
+    expect(input.UpdateExpression).toBe('SET #a0.#k0 = :v0, #a0.#k1 = :v1');
+    expect(input.ConditionExpression).toBe(
+      '#token = :token AND attribute_type(#a0, :m)' +
+        ' AND (attribute_not_exists(#a0.#k0) OR NOT attribute_type(#a0.#k0, :m) OR NOT attribute_type(#a0.#k0.#since, :n) OR #a0.#k0.#since < :s0 OR #a0.#k0.#since > :f0)' +
+        ' AND (attribute_not_exists(#a0.#k1) OR NOT attribute_type(#a0.#k1, :m) OR NOT attribute_type(#a0.#k1.#since, :n) OR #a0.#k1.#since < :s1 OR #a0.#k1.#since > :f1)',
+    );
+    expect(input.ExpressionAttributeNames).toEqual({ '#token': 'leaseToken', '#a0': 'rotation', '#since': 'since', '#k0': 'vision', '#k1': 'speech' });
+    // An entry dated beyond the clock-skew allowance (30 s) was forged: replaced like a malformed one.
+    expect(input.ExpressionAttributeValues?.[':f0']).toEqual({ N: String(since + 30_000) });
+    expect(input.ExpressionAttributeValues).toMatchObject({ ':token': { S: TOKEN }, ':s0': { N: String(since) }, ':v0': { M: { state: { S: 'healthy' }, since: { N: String(since) } } } });
     expect(input.ReturnValuesOnConditionCheckFailure).toBe('ALL_OLD');
   });
 
-  it('a lease without the map (every fresh acquire): the map is created with the entry', async () => {
-    ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(item)).resolves({});
-    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe('written');
-    const second = ddbMock.commandCalls(UpdateItemCommand)[1].args[0].input;
-    expect(second.UpdateExpression).toBe('SET #rotation = :rotation');
-    expect(second.ConditionExpression).toContain('attribute_not_exists(#rotation)');
-    expect(second.ExpressionAttributeValues?.[':rotation']).toEqual({ M: { vision: { M: { state: { S: 'healthy' }, since: { N: String(entry.since) } } } } });
+  it('planned from a lease without the map (every fresh acquire): the map is written whole, on there being none', async () => {
+    ddbMock.on(UpdateItemCommand).resolves({});
+    await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'initial')], maps: [] });
+    const [input] = inputs();
+    expect(input.UpdateExpression).toBe('SET #a0 = :w0');
+    expect(input.ConditionExpression).toBe('#token = :token AND (attribute_not_exists(#a0) OR NOT attribute_type(#a0, :m))');
+    expect(Object.keys(input.ExpressionAttributeValues?.[':w0'].M ?? {})).toEqual(['vision', 'speech']);
   });
 
-  it('loses the race to create the map: writes the nested path again', async () => {
-    const made = withRotation({ M: { speech: { M: { state: { S: 'initial' }, since: { N: '1' } } } } });
-    ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(item)).rejectsOnce(failedWith(made)).resolves({});
-    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe('written');
-    expect(ddbMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input.UpdateExpression)).toEqual([
-      'SET #rotation.#capability = :entry',
-      'SET #rotation = :rotation',
-      'SET #rotation.#capability = :entry',
-    ]);
+  it('guessed wrong (no map after all): the item DynamoDB returns says so, and the map is written whole', async () => {
+    ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(item)).resolves({});
+    await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: ['rotation'] })).resolves.toMatchObject({ written: 1, updates: 2, changed: 1 });
+    expect(inputs().map((i) => i.UpdateExpression)).toEqual(['SET #a0.#k0 = :v0', 'SET #a0 = :w0']);
+  });
+
+  it('loses the race to create the map: writes the entries in place', async () => {
+    const made = withRotation({ speech: ['initial', 1] });
+    ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(made)).resolves({});
+    await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: [] })).resolves.toMatchObject({ written: 1, updates: 2 });
+    expect(inputs().map((i) => i.UpdateExpression)).toEqual(['SET #a0 = :w0', 'SET #a0.#k0 = :v0']);
+  });
+
+  it('one entry already newer in the lease: the others are written again without it, in a second UpdateItem', async () => {
+    ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(withRotation({ vision: ['draining', since + 1] }))).resolves({});
+    const outcome = await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'healthy')], maps: ['rotation'] });
+    expect(outcome).toEqual({ written: 1, superseded: 1, gone: 0, outdated: 0, updates: 2, changed: 1 });
+    expect(inputs()[1].ExpressionAttributeNames).toMatchObject({ '#k0': 'speech' });
   });
 
   it.each([
-    ['the lease was released (no item)', undefined, 'gone'],
-    ['the lease was re-acquired (another token)', leaseItem({ address: '10.0.0.1', leaseToken: 'token-new' }) as RawItem, 'gone'],
-    ['the lease already holds this entry or a newer one', withRotation({ M: { vision: { M: { state: { S: 'draining' }, since: { N: String(entry.since + 1) } } } } }), 'superseded'],
-  ] as const)('a failed condition is a no-op, never an error: %s → %s', async (_name, old, outcome) => {
+    ['the lease was released (no item)', undefined, { gone: 2 }],
+    ['the lease was re-acquired (another token)', leaseItem({ address: '10.0.0.1', leaseToken: 'token-new' }) as RawItem, { gone: 2 }],
+    ['the lease already holds these entries or newer ones', withRotation({ vision: ['draining', since + 1], speech: ['healthy', since] }), { superseded: 2 }],
+    ['the lease already holds the same states, seen earlier by another writer (on change only)', withRotation({ vision: ['healthy', since - 1], speech: ['healthy', since - 900] }), { superseded: 2 }],
+  ] as const)('a failed condition is a no-op, never an error: %s', async (_name, old, expected) => {
     ddbMock.on(UpdateItemCommand).rejects(failedWith(old));
-    await expect(store.writeRotation(TARGET, TOKEN, 'vision', entry)).resolves.toBe(outcome);
-    expect(ddbMock.commandCalls(UpdateItemCommand)).toHaveLength(1);
+    await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'healthy')], maps: ['rotation'] })).resolves.toMatchObject({
+      written: 0,
+      updates: 1,
+      changed: 0,
+      ...expected,
+    });
   });
 
-  it('DynamoDB failing is a LeaseStoreError naming the target and capability', async () => {
+  it('gives up after three UpdateItems when writers keep racing it (the next observation writes the entry)', async () => {
+    ddbMock.on(UpdateItemCommand).rejects(failedWith(item)).rejectsOnce(failedWith(item)).rejectsOnce(failedWith(withRotation({ speech: ['healthy', 1] }))).rejectsOnce(failedWith(item));
+    await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: [] })).resolves.toMatchObject({ written: 0, superseded: 1, updates: 3 });
+  });
+
+  it('removes an entry, on the same conditions', async () => {
+    ddbMock.on(UpdateItemCommand).resolves({});
+    await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [{ attribute: 'rotation', key: 'vision', since }], maps: ['rotation'] });
+    expect(inputs()[0].UpdateExpression).toBe('REMOVE #a0.#k0');
+    ddbMock.reset();
+    // Nothing to remove from a lease without the map: no request at all.
+    await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [{ attribute: 'rotation', key: 'vision', since }], maps: [] })).resolves.toMatchObject({ superseded: 1, updates: 0 });
+    expect(ddbMock).not.toHaveReceivedAnyCommand();
+  });
+
+  it(`more than ${MAX_ENTRIES_PER_WRITE} entries go in chunks, each within DynamoDB's 4 KB expression limit`, async () => {
+    ddbMock.on(UpdateItemCommand).resolves({});
+    const entries = Array.from({ length: MAX_ENTRIES_PER_WRITE + 3 }, (_, i) => rotation(`capability-number-${String(i).padStart(40, '0')}`, 'healthy'));
+    await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries, maps: ['rotation'] })).resolves.toMatchObject({ written: MAX_ENTRIES_PER_WRITE + 3, updates: 2 });
+    for (const input of inputs()) expect(Buffer.byteLength(input.ConditionExpression!) + Buffer.byteLength(input.UpdateExpression!)).toBeLessThan(4096);
+  });
+
+  it('against the table as DynamoDB evaluates it: written once, then superseded, never into another token, never creating an item', async () => {
+    const table = new InMemoryLeaseTable('leases').put(item as never);
+    const real = new LeaseStore(table.asClient(), 'leases');
+    await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'initial', since)], maps: [] })).resolves.toMatchObject({ written: 1, changed: 1 });
+    await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy', since + 5), rotation('speech', 'healthy', since + 5)], maps: [] })).resolves.toMatchObject({
+      written: 2,
+      updates: 2,
+      changed: 1,
+    });
+    await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'initial', since + 1)], maps: ['rotation'] })).resolves.toMatchObject({ superseded: 1, changed: 0 });
+    await expect(real.writeEntries({ target: TARGET, leaseToken: 'someone-else', entries: [rotation('vision', 'draining', since + 9)], maps: ['rotation'] })).resolves.toMatchObject({ gone: 1, changed: 0 });
+    await expect(real.writeEntries({ target: '10.9.9.9:80', leaseToken: TOKEN, entries: [rotation('vision', 'draining', since + 9)], maps: [] })).resolves.toMatchObject({ gone: 1 });
+    expect(table.items.has('10.9.9.9:80')).toBe(false);
+    expect(table.items.get(TARGET)?.rotation).toEqual(withRotation({ vision: ['healthy', since + 5], speech: ['healthy', since + 5] }).rotation);
+    expect(table.streamRecords).toHaveLength(2);
+  });
+
+  describe('with the lease\'s rejection: in the same UpdateItem, on the item judged', () => {
+    const refused: StoredRejection = { reason: 'unknown-capability', message: 'capability "ocr" is not routed', capabilities: ['ocr'], since };
+    const told = (judged: RawItem, rejection: StoredRejection | null = refused): RejectionWrite => ({
+      target: TARGET,
+      leaseToken: judged.leaseToken,
+      renewedAt: judged.renewedAt,
+      judged,
+      ...(rejection ? { rejection } : {}),
+    });
+    const beat = { ...item, expiresAt: { N: String(T0 + 40) }, renewedAt: { N: String(T0 * 1000 + 10_000) } } as RawItem;
+
+    it('rotation entries and the rejection: one UpdateItem, conditional on the token, the entries and renewedAt as judged', async () => {
+      ddbMock.on(UpdateItemCommand).resolves({});
+      const outcome = await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: ['rotation'], rejection: told(item) });
+      expect(outcome).toEqual({ written: 2, superseded: 0, gone: 0, outdated: 0, updates: 1, changed: 1 });
+      const [input] = inputs();
+      expect(input.UpdateExpression).toBe('SET #a0.#k0 = :v0, #rejection = :rejection');
+      expect(input.ConditionExpression).toMatch(/^#token = :token AND attribute_type\(#a0, :m\) AND \(.*\) AND #renewedAt = :renewedAt$/);
+      expect(input.ExpressionAttributeValues?.[':rejection']).toEqual(encodeRejection(refused));
+    });
+
+    it('a rejection alone: one UpdateItem; a removal asks for one to remove', async () => {
+      ddbMock.on(UpdateItemCommand).resolves({});
+      await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(item) });
+      await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(item, null) });
+      expect(inputs().map((i) => [i.UpdateExpression, i.ConditionExpression])).toEqual([
+        ['SET #rejection = :rejection', '#token = :token AND #renewedAt = :renewedAt'],
+        ['REMOVE #rejection', '#token = :token AND #renewedAt = :renewedAt AND attribute_exists(#rejection)'],
+      ]);
+    });
+
+    it('against the table as DynamoDB evaluates it: a heartbeat in between costs one more UpdateItem, an agent\'s rewrite leaves it to that write\'s record', async () => {
+      const table = new InMemoryLeaseTable('leases').put(beat as never);
+      const real = new LeaseStore(table.asClient(), 'leases');
+      // Judged before the heartbeat: written again on the heartbeat's renewedAt, with the entry.
+      await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: [], rejection: told(item) })).resolves.toEqual({
+        written: 2,
+        superseded: 0,
+        gone: 0,
+        outdated: 0,
+        updates: 2,
+        changed: 1,
+      });
+      expect(table.items.get(TARGET)?.rejection).toEqual(encodeRejection(refused));
+      // Told already (another pass): nothing more.
+      await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(item) })).resolves.toMatchObject({ superseded: 1, written: 0, changed: 0 });
+      // The agent changed its capabilities meanwhile: a removal judged on the old item is outdated.
+      const fixed = { ...table.items.get(TARGET)!, capabilities: { SS: ['speech'] }, renewedAt: { N: String(T0 * 1000 + 20_000) } };
+      table.put(fixed as never);
+      await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(beat, null) })).resolves.toMatchObject({ outdated: 1, written: 0, updates: 1 });
+      // A lease without a token: conditional on there being none, on an item that exists; never creates one.
+      const { leaseToken: _none, ...tokenless } = item as Record<string, RawItem[string]>;
+      table.put({ ...tokenless, target: { S: '10.0.0.9:8080' } } as never);
+      await expect(real.writeEntries({ target: '10.0.0.9:8080', leaseToken: undefined, entries: [], maps: [], rejection: { ...told(tokenless), target: '10.0.0.9:8080' } })).resolves.toMatchObject({ written: 1 });
+      await expect(real.writeEntries({ target: '10.0.0.8:8080', leaseToken: undefined, entries: [], maps: [], rejection: { ...told(tokenless), target: '10.0.0.8:8080' } })).resolves.toMatchObject({ gone: 1 });
+      expect(table.items.has('10.0.0.8:8080')).toBe(false);
+    });
+  });
+
+  it('DynamoDB failing is a LeaseStoreError naming the target', async () => {
     ddbMock.on(UpdateItemCommand).rejects(new InternalServerError({ message: 'boom', $metadata: { httpStatusCode: 500 } }));
-    const error = await store.writeRotation(TARGET, TOKEN, 'vision', entry).catch((e: unknown) => e);
+    const error = await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: ['rotation'] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LeaseStoreError);
-    expect((error as Error).message).toContain('writeRotation');
+    expect((error as Error).message).toContain('writeEntries on table leases failed');
+  });
+
+  it('writeRotation: one entry, what tools that play the registry call', async () => {
+    ddbMock.on(UpdateItemCommand).resolves({});
+    await expect(store.writeRotation(TARGET, TOKEN, 'vision', { state: 'healthy', since })).resolves.toBe('written');
+    ddbMock.on(UpdateItemCommand).rejects(failedWith(undefined));
+    await expect(store.writeRotation(TARGET, TOKEN, 'vision', { state: 'healthy', since })).resolves.toBe('gone');
+    ddbMock.on(UpdateItemCommand).rejects(failedWith(withRotation({ vision: ['healthy', since] })));
+    await expect(store.writeRotation(TARGET, TOKEN, 'vision', { state: 'healthy', since })).resolves.toBe('superseded');
   });
 });

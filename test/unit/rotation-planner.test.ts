@@ -5,6 +5,7 @@ import type { RotationEntry, RotationState } from '../../lib/core/lease-schema';
 import type { ObservedGroup, ObservedTarget } from '../../lib/core/reconcile-planner';
 import {
   changedTargets,
+  rotationEntries,
   LandedCall,
   mergeRotationWrites,
   planCallRotation,
@@ -62,6 +63,8 @@ describe('planObservedRotation: what reconcile (and a rotation poll) writes from
     ['the same state is not written again (on change only)', lease({ vision: at('healthy', NOW_MS - 5000) }), [group('vision', [target('healthy')])], []],
     ['an entry newer than the read wins (a later writer saw more)', lease({ vision: at('draining', NOW_MS + 10) }), [group('vision', [target('healthy')])], []],
     ['not in the group read: absent', lease({ vision: at('draining', NOW_MS - 5000) }), [group('vision', [])], ['vision=absent@0/tok-1/observed']],
+    ['an active lease not yet in a group it has no entry for: nothing (it has not left; its registration is under way)', lease(), [group('vision', [])], []],
+    ['the same lease, draining: absent (its agent waits to be out of rotation)', lease({}, { status: 'draining' }), [group('vision', [])], ['vision=absent@0/tok-1/observed']],
     ['a group that was not read says nothing', lease(), [], []],
     ['an expired lease is not told anything', lease({}, { expiresAt: T0 }), [group('vision', [target('healthy')])], []],
     ['a draining lease is told its draining', lease({ vision: at('healthy', NOW_MS - 9000) }, { status: 'draining' }), [group('vision', [target('draining', 'Target.DeregistrationInProgress')])], ['vision=draining@0/tok-1/observed']],
@@ -72,19 +75,27 @@ describe('planObservedRotation: what reconcile (and a rotation poll) writes from
   });
 });
 
-describe('planCallRotation: what sync and reconcile record of their own calls', () => {
+describe('planCallRotation: what sync and reconcile record of their own calls, where the lease would say otherwise', () => {
   const call = (action: 'register' | 'deregister', item: Item | undefined, tg: string = TG.vision): LandedCall => ({ action, targetGroupArn: tg, target: KEY, item });
   it.each<[string, LandedCall, string[]]>([
-    ['a registration leaves the target initial', call('register', lease()), ['vision=initial@0/tok-1/call']],
+    ['a registration of a lease with no entry writes nothing (the first group read will)', call('register', lease()), []],
     ['a registration of a target the lease shows healthy changes nothing (RegisterTargets leaves it as it is)', call('register', lease({ vision: at('healthy', NOW_MS - 1) })), []],
-    ['a registration after a drain: initial again', call('register', lease({ vision: at('draining', NOW_MS - 1) })), ['vision=initial@0/tok-1/call']],
+    ['a registration after a drain: initial over the draining entry', call('register', lease({ vision: at('draining', NOW_MS - 1) })), ['vision=initial@0/tok-1/call']],
+    ['a registration over an absent entry: initial', call('register', lease({ vision: at('absent', NOW_MS - 1) })), ['vision=initial@0/tok-1/call']],
     ['a deregistration of a draining lease leaves it draining', call('deregister', lease({ vision: at('healthy', NOW_MS - 1) }, { status: 'draining' })), ['vision=draining@0/tok-1/call']],
+    ['a deregistration of a lease with no entry yet: draining (the agent waits for it to leave)', call('deregister', lease({}, { status: 'draining' })), ['vision=draining@0/tok-1/call']],
     ['already draining: nothing', call('deregister', lease({ vision: at('draining', NOW_MS - 1) }, { status: 'draining' })), []],
     ['a released lease (no item) gets nothing', call('deregister', undefined), []],
     ['an entry newer than the call wins', call('register', lease({ vision: at('absent', NOW_MS + 5) })), []],
     ['a group the lease no longer lists gets nothing', call('deregister', lease({}, { capabilities: ['speech'] })), []],
   ])('%s', (_name, landed, expected) => {
     expect(brief(planCallRotation([landed], NOW_MS, policy, routing))).toEqual(expected);
+  });
+
+  it("judges the lease as the pass's own reads leave it: a target reconcile puts back is initial, not the absent its read showed", () => {
+    const observed: RotationWrite[] = [{ target: KEY, leaseToken: 'tok-1', capability: 'vision', entry: at('absent', NOW_MS), cause: 'observed' }];
+    const calls = planCallRotation([call('register', lease({ vision: at('healthy', NOW_MS - 60_000) }))], NOW_MS, policy, routing, observed);
+    expect(brief(mergeRotationWrites(calls, observed))).toEqual(['vision=initial@0/tok-1/call']);
   });
 });
 
@@ -104,6 +115,7 @@ describe('planRestoredRotation: a re-acquire (PutItem) drops rotation; the regis
     ['a release needs nothing', [record(lease({ vision: healthy }), undefined)], []],
     ['a capability the new lease dropped is not restored', [record(lease({ vision: healthy }), lease({}, { token: 'tok-2', capabilities: ['speech'] }))], []],
     ['a first acquire has nothing to restore', [record(undefined, lease())], []],
+    ['a takeover of an expired lease (it joins its groups again): nothing restored, the next read tells it', [record(lease({ vision: at('absent', NOW_MS - 20_000) }, { expiresAt: T0 - 5 }), lease({}, { token: 'tok-2' }))], []],
   ])('%s', (_name, records, expected) => {
     expect(brief(planRestoredRotation(records, policy, routing))).toEqual(expected);
   });
@@ -114,6 +126,18 @@ describe('mergeRotationWrites', () => {
     const w = (state: RotationState, since: number, leaseToken = 'tok-1'): RotationWrite => ({ target: KEY, leaseToken, capability: 'vision', entry: at(state, since), cause: 'call' });
     const merged = mergeRotationWrites([w('healthy', NOW_MS - 100)], [w('initial', NOW_MS), w('absent', NOW_MS - 5)], [w('healthy', NOW_MS - 100, 'tok-2')]);
     expect(brief(merged)).toEqual(['vision=healthy@-100/tok-2/call', 'vision=initial@0/tok-1/call']);
+  });
+});
+
+describe('rotationEntries: rotation writes as the registry write path takes them', () => {
+  it('an entry of `rotation` per write, keyed by capability, encoded as the contract says', () => {
+    const [planned] = rotationEntries([{ target: KEY, leaseToken: 'tok-1', capability: 'vision', entry: at('healthy', NOW_MS), cause: 'observed', mapPresent: false }]);
+    expect(planned).toEqual({
+      target: KEY,
+      leaseToken: 'tok-1',
+      entry: { attribute: 'rotation', key: 'vision', value: encodeRotationEntry(at('healthy', NOW_MS)), since: NOW_MS },
+      mapPresent: false,
+    });
   });
 });
 

@@ -85,6 +85,31 @@ describe('planStreamBatch', () => {
     expect(summary(records)).toEqual(expected);
   });
 
+  it.each<[string, LeaseChangeRecord[], Record<string, { reg: string[]; dereg: string[] }>]>([
+    ['a renewal that lets the lease lapse takes it out', [rec(lease(1), lease(1, { expiresAt: T - 1 }))], { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } }],
+    [
+      'two heartbeats, the second after the expiry and renewing to a past one (each record judged at its own time): out',
+      [rec(lease(1, { expiresAt: T + 5 }), lease(1, { expiresAt: T + 5, renewedAt: T * 1000 + 1 })), rec(lease(1, { expiresAt: T + 5, renewedAt: T * 1000 + 1 }), lease(1, { expiresAt: T + 8 }), { writtenAtSeconds: T + 9 })],
+      { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } },
+    ],
+    ['a heartbeat writing a malformed expiry takes the target out', [rec(lease(1), { ...lease(1), expiresAt: { N: '1.5' } })], { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } }],
+    ['a heartbeat mending a malformed expiry puts it in', [rec({ ...lease(1), renewedAt: { S: 'x' } }, lease(1))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
+    ['a registry write (rotation only) changes nothing', [rec(lease(1), { ...lease(1), rotation: { M: { vision: { M: { state: { S: 'healthy' }, since: { N: String(T * 1000) } } } } } })], {}],
+  ])('records that change only non-routing attributes: %s', (_name, records, expected) => {
+    expect(summary(records)).toEqual(expected);
+  });
+
+  it('a heartbeat or a registry write of a lease with a rejected capability reports nothing again (the write that made it did)', () => {
+    const made = lease(1, { capabilities: ['nope', 'vision'] });
+    const plan = planStreamBatch(
+      [rec(made, lease(1, { capabilities: ['nope', 'vision'], expiresAt: T + 60 })), rec(made, { ...made, rotation: { M: {} } })],
+      policy,
+      routing,
+    );
+    expect(plan.kinds).toEqual(['heartbeat', 'registry']);
+    expect(plan.rejections).toEqual([]);
+  });
+
   it('classifies records for metrics: heartbeat, registration, release, TTL deletion', () => {
     const plan = planStreamBatch(
       [
@@ -122,7 +147,8 @@ describe('planStreamBatch', () => {
 
 type Op =
   | { kind: 'put'; n: number; caps: string[]; status: 'active' | 'draining'; ttl: number; invalid: boolean }
-  | { kind: 'heartbeat'; n: number }
+  | { kind: 'heartbeat'; n: number; ttl: number; malformed: boolean }
+  | { kind: 'rotation'; n: number }
   | { kind: 'delete'; n: number; ttlSweep: boolean };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -134,7 +160,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     ttl: fc.constantFrom(-10, 30),
     invalid: fc.boolean(),
   }),
-  fc.record({ kind: fc.constant('heartbeat' as const), n: fc.integer({ min: 1, max: 6 }) }),
+  // Heartbeats that renew, that let the lease lapse (a renewal to a past expiry), or that write a malformed expiry.
+  fc.record({ kind: fc.constant('heartbeat' as const), n: fc.integer({ min: 1, max: 6 }), ttl: fc.constantFrom(30, 30, 1, -3), malformed: fc.boolean() }),
+  // The registry's own write: only `rotation` changes.
+  fc.record({ kind: fc.constant('rotation' as const), n: fc.integer({ min: 1, max: 6 }) }),
   fc.record({ kind: fc.constant('delete' as const), n: fc.integer({ min: 1, max: 6 }), ttlSweep: fc.boolean() }),
 );
 
@@ -166,7 +195,10 @@ describe('planStreamBatch property', () => {
             if (op.invalid) after = { ...after, port: { N: '0' } };
           } else if (op.kind === 'heartbeat') {
             if (!before) continue;
-            after = { ...before, expiresAt: { N: String(now + 30) }, renewedAt: { N: String(now * 1000) } };
+            after = { ...before, expiresAt: op.malformed && op.ttl === 1 ? { S: String(now + 30) } : { N: String(now + op.ttl) }, renewedAt: { N: String(now * 1000) } };
+          } else if (op.kind === 'rotation') {
+            if (!before) continue;
+            after = { ...before, rotation: { M: { vision: { M: { state: { S: 'healthy' }, since: { N: String(now * 1000) } } } } } };
           }
           if (!before && !after) continue;
           const keyItem = (after ?? before)!;

@@ -22,7 +22,11 @@ export interface MotoServerOptions {
    * when no such Python is found.
    */
   readonly command?: string;
-  /** Give up (and kill the server) when not ready within this time. Default 30 s. */
+  /**
+   * Give up (and kill the server) when not ready within this time. Default 60 s, as DynamoDB
+   * Local's: both start side by side, and on a loaded two-core machine importing moto alone took
+   * over 30 s (three B2 starts in four failed there at 30 s).
+   */
   readonly startupTimeoutMs?: number;
   /**
    * A health reporter (a local data plane) is attached: with the launcher, every newly registered
@@ -166,7 +170,7 @@ function chooseLaunch(options: MotoServerOptions): Launch {
 }
 
 async function startOnce(launch: Launch, port: number, options: MotoServerOptions, started: number): Promise<MotoServer | 'address-in-use'> {
-  const timeoutMs = options.startupTimeoutMs ?? 30_000;
+  const timeoutMs = options.startupTimeoutMs ?? 60_000;
   const command = launch.command;
   const proc: ManagedProcess = spawnManaged(command, [...launch.prefixArgs, '-H', LOOPBACK, '-p', String(port)], {
     name: 'moto_server',
