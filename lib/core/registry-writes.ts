@@ -68,8 +68,8 @@ export interface LeaseWrite {
   readonly rejection?: RejectionWrite;
 }
 
-/** Entries one UpdateItem carries at most: each adds about 110 characters of condition, and DynamoDB takes 4 KB of expression. */
-export const MAX_ENTRIES_PER_WRITE = 25;
+/** Entries one UpdateItem carries at most: each adds about 140 characters of condition (the forged-`since` clause included), and DynamoDB takes 4 KB of expression. */
+export const MAX_ENTRIES_PER_WRITE = 20;
 
 /**
  * One write per (lease key, token), with one entry per (attribute, key): the newest `since` wins

@@ -142,7 +142,10 @@ def discover_from(items: Sequence[Mapping[str, Any]], health: str = "healthy", f
     matching: List[DiscoveredAgent] = []
     for item in items:
         agent = decode_member(item)
-        if agent is None:
+        # Only targets the registry has put into their group (a rotation state it wrote, not
+        # ``absent``): a lease EC2 did not admit, or one past the target quota, is never registered,
+        # and its address (anything its writer chose) must not reach a caller through discovery.
+        if agent is None or agent.state is None or agent.state == "absent":
             continue
         metadata = item.get(MEMBER_ATTR.metadata)
         raw = metadata.get("M") if isinstance(metadata, Mapping) else None

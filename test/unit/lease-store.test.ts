@@ -17,7 +17,7 @@ import { LeaseStore } from '../../lib/aws/lease-store';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../../lib/core/errors';
 import { encodeRotationEntry } from '../../lib/core/lease-codec';
 import type { RawItem } from '../../lib/core/lease-schema';
-import { MAX_ENTRIES_PER_WRITE, RegistryEntry } from '../../lib/core/registry-writes';
+import { entriesNewerThan, MAX_ENTRIES_PER_WRITE, RegistryEntry } from '../../lib/core/registry-writes';
 import { encodeRejection, StoredRejection } from '../../lib/core/rejection';
 import type { RejectionWrite } from '../../lib/core/rejection-planner';
 import { InMemoryLeaseTable } from '../support/in-memory-lease-table';
@@ -474,6 +474,17 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
     expect(table.items.has('10.9.9.9:80')).toBe(false);
     expect(table.items.get(TARGET)?.rotation).toEqual(withRotation({ vision: ['healthy', since + 5], speech: ['healthy', since + 5] }).rotation);
     expect(table.streamRecords).toHaveLength(2);
+  });
+
+  it('an entry an agent forged with a since in the future is overwritten, even naming the same state (condition and retry alike)', async () => {
+    const forged = withRotation({ vision: ['healthy', 4_102_444_800_000], speech: ['absent', 4_102_444_800_000] });
+    const table = new InMemoryLeaseTable('leases').put(forged as never);
+    const real = new LeaseStore(table.asClient(), 'leases');
+    await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy', since)], maps: ['rotation'] })).resolves.toMatchObject({ written: 1, changed: 1 });
+    expect(table.items.get(TARGET)?.rotation).toEqual(withRotation({ vision: ['healthy', since], speech: ['absent', 4_102_444_800_000] }).rotation);
+    // From the item a failed condition returned: the forged entry is still to be written.
+    expect(entriesNewerThan(forged, [rotation('speech', 'absent', since)]).newer).toHaveLength(1);
+    expect(entriesNewerThan(withRotation({ speech: ['absent', since - 5] }), [rotation('speech', 'absent', since)]).newer).toHaveLength(0);
   });
 
   describe('with the lease\'s rejection: in the same UpdateItem, on the item judged', () => {
