@@ -40,9 +40,6 @@ export const AGENT_ATTRIBUTES: readonly string[] = [
   LEASE_ATTR.metadata,
 ];
 
-/** Attributes only the registry writes (conditional on the lease token); agents read them. */
-export const REGISTRY_ATTRIBUTES: readonly string[] = [LEASE_ATTR.rotation, LEASE_ATTR.rejection];
-
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
 export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];
 

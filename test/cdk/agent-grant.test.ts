@@ -112,6 +112,32 @@ describe('nobody holding the grant writes what the registry writes', () => {
     expect(allows(statements, action, requestAttributes(input))).toBe(false);
   });
 
+  it('the registry\'s rejection write (with rotation entries, one UpdateItem) would be refused under the agent grant', async () => {
+    ddb.on(UpdateItemCommand).resolves({});
+    await new LeaseStore(testClient(), 'leases').writeEntries({
+      target: '10.0.3.17:8080',
+      leaseToken: 'tok',
+      entries: [],
+      maps: [],
+      rejection: { target: '10.0.3.17:8080', leaseToken: { S: 'tok' }, renewedAt: { N: String(NOW_MS) }, rejection: { reason: 'not-admitted', message: 'x', since: NOW_MS }, judged: {} },
+    });
+    const [write] = requests();
+    expect(write).toMatchObject({ action: 'dynamodb:UpdateItem', allowed: false });
+    expect(write.attributes).toContain('rejection');
+  });
+
+  it('the Python SDK\'s requests (python/agent_lb/store.py) are allowed', () => {
+    const names = { '#target': 'target', '#expiresAt': 'expiresAt', '#leaseToken': 'leaseToken', '#renewedAt': 'renewedAt', '#status': 'status' };
+    const key = { target: item.target };
+    for (const [action, input] of [
+      ['dynamodb:PutItem', { Item: { ...item, capabilities: { SS: ['vision'] }, expiresAt: { N: '1' }, leaseToken: { S: 't' }, agentId: { S: 'a' }, status: { S: 'active' }, renewedAt: { N: '1' }, registeredAt: { N: '1' } }, ConditionExpression: 'attribute_not_exists(#target) OR #expiresAt < :now OR #leaseToken = :mine', ExpressionAttributeNames: names }],
+      ['dynamodb:UpdateItem', { Key: key, UpdateExpression: 'SET #expiresAt = :exp, #renewedAt = :ren', ConditionExpression: '#leaseToken = :mine', ExpressionAttributeNames: names, ReturnValues: 'ALL_NEW' }],
+      ['dynamodb:UpdateItem', { Key: key, UpdateExpression: 'SET #status = :status', ConditionExpression: '#leaseToken = :mine', ExpressionAttributeNames: names, ReturnValues: 'ALL_NEW' }],
+    ] as const) {
+      expect(allows(statements, action, requestAttributes(input as Record<string, unknown>)), `${action} ${JSON.stringify(input)}`).toBe(true);
+    }
+  });
+
   it('the registry\'s own rotation write would be refused under the agent grant (it runs under its own role)', async () => {
     ddb.on(UpdateItemCommand).resolves({});
     await new LeaseStore(testClient(), 'leases').writeRotation('10.0.3.17:8080', 'tok', 'vision', { state: 'healthy', since: NOW_MS });
