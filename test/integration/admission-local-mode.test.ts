@@ -9,6 +9,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../lib/local/emulators/free-port';
 import { LocalStack } from '../../lib/local/local-stack';
+import { fleetStatus } from '../../lib/registry/fleet-status';
 import { contractItem, connectResult, targetKeys, waitFor } from '../support/local-harness';
 import { get } from './data-plane-harness';
 
@@ -81,6 +82,10 @@ describe('a lease pointing the load balancer at a service that is not an agent',
     const answer = await ask();
     expect(answer.status).toBe(503);
     expect(answer.body).not.toContain(SECRET);
+    // What `agent-lb status` (and local mode's live view) shows: a rejection written into the writer's lease, not drift.
+    const status = await fleetStatus({ ...stack.sources(), routing: stack.runtimeConfig.routing });
+    expect(status.rejections).toEqual([expect.objectContaining({ target: `127.0.0.1:${port}`, reason: 'not-admitted', capabilities: ['search'], told: true })]);
+    expect(status.drift).toBe(false);
   });
 
   it('an agent whose interface carries the agents\' group serves, and the console is still never reached', async () => {

@@ -1,7 +1,8 @@
-import { PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { CreateNetworkInterfaceCommand, CreateSecurityGroupCommand, DeleteNetworkInterfaceCommand, DescribeSubnetsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { decodeRejection } from '../../lib/core/rejection';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { LocalStack } from '../../lib/local/local-stack';
 import type { StreamPollerBatchInfo } from '../../lib/local/stream/stream-poller-options';
@@ -80,6 +81,11 @@ describe('admission against moto\'s EC2', () => {
     expect(await visionTargets()).toEqual(['10.0.200.1:8080']);
     expect(rejected('10.0.200.2:8080')).toBe(true);
     expect(rejected('10.0.200.3:8080')).toBe(true);
+    // Each writer is told, in its own lease (as for an unknown capability): not-admitted, for vision.
+    const rejectionOf = async (target: string) =>
+      decodeRejection((await stack.dynamodb.send(new GetItemCommand({ TableName: stack.state.tableName, Key: { target: { S: target } }, ConsistentRead: true }))).Item?.rejection);
+    expect(await rejectionOf('10.0.200.1:8080')).toBeUndefined();
+    for (const target of ['10.0.200.2:8080', '10.0.200.3:8080']) expect(await rejectionOf(target)).toMatchObject({ reason: 'not-admitted', capabilities: ['vision'] });
   });
 
   it('asks EC2 nothing for heartbeats', async () => {
