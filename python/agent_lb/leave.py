@@ -187,10 +187,12 @@ def leave_rotation(
         outcome, detail = _wait_out_of_rotation(lease, unconfirmed_rotation_wait, clock_skew_tolerance, waits_end, hurry)
         report("rotation", t, outcome, detail)
 
-    # 3. propagation margin.
+    # 3. propagation margin: only after a drain that was written (otherwise nothing propagates).
     t = time.monotonic()
     if not was_held:
         report("propagation", t, "skipped", "no lease held")
+    elif steps[0].outcome != "done":
+        report("propagation", t, "skipped", "not drained (see the drain step)")
     else:
         wait = min(propagation_margin, waits_end - t)
         calm = sleep_until(t + wait) if wait > 0 else not hurry.is_set()
@@ -233,6 +235,10 @@ def _drain_until(lease: LeavingLease, until: float, hurry: threading.Event) -> O
     while True:
         try:
             lease.drain()
+            # A drain while not held only records the wish (for a re-acquire): the lease was lost
+            # between the retries (renewals failed until its expiry), and nothing was written.
+            if not lease.held:
+                return LeaseLostError(f"{lease.target}: the lease was lost before the drain was written")
             return None
         except LeaseLostError as error:
             return error

@@ -97,6 +97,18 @@ class TestLeave:
         hurried = other.leave(hurry=hurry)
         assert hurried.steps[1].outcome == "hurried" and hurried.duration < 3 and hurried.released
 
+    def test_a_lease_lost_while_the_drain_retries_is_reported_lost_not_drained(self, table: FakeTable) -> None:
+        # DynamoDB unreachable: the drain fails and is retried; meanwhile the renewals fail until the
+        # lease expires and the holder counts it lost. The leave must not say it drained.
+        lease = new_lease(table)
+        lease.acquire()
+        table.fail_next["update"] = ConnectionError("DynamoDB unreachable")
+        threading.Timer(0.1, lease.abandon).start()
+        report = lease.leave(deadline=3, propagation_margin=5)
+        assert outcomes(list(report.steps))[:3] == ["drain:lost", "rotation:lost", "propagation:skipped"]
+        assert "lost before the drain was written" in report.steps[0].detail
+        assert not report.released
+
     def test_refuses_bad_options_before_writing(self, table: FakeTable) -> None:
         lease = new_lease(table)
         with pytest.raises(ConfigError, match=r"leave: deadline must be a number of seconds > 0, got 0"):
