@@ -91,7 +91,7 @@ function b2Rows(r: B2Result): Row[] {
     { scenario: s, figure: '  registrar alone: write → its RegisterTargets returned', ours: quartet(ours.registrationElbAckMs), naive: quartet(naive.registrationElbAckMs) },
     {
       scenario: s,
-      figure: `  the same, deployed batching (${r.oursDeployedBatching.batchSize} records, ${r.oursDeployedBatching.batchingWindowMs / 1000} s window)`,
+      figure: `registration p50/p95/p99/max (write → seen), deployed batching (${r.oursDeployedBatching.batchSize} records, ${r.oursDeployedBatching.batchingWindowMs / 1000} s window)`,
       ours: quartet(r.oursDeployedBatching.registrationMs),
       naive: '–',
       target: 'p99 ≤ 1 500 ms',
@@ -100,11 +100,19 @@ function b2Rows(r: B2Result): Row[] {
           ? `MISSED: ${r.oursDeployedBatching.missing.join} never seen`
           : missedBy(r.oursDeployedBatching.registrationMs.p99, 1500, ms),
     },
+    {
+      scenario: s,
+      figure: '  registrar alone, deployed batching',
+      ours: quartet(r.oursDeployedBatching.registrationElbAckMs),
+      naive: '–',
+      target: 'p99 ≤ 1 500 ms',
+      verdict: r.oursDeployedBatching.registrationElbAckMs.p99 === null ? 'MISSED: no registration returned' : missedBy(r.oursDeployedBatching.registrationElbAckMs.p99, 1500, ms),
+    },
     ...(r.oursShortWindow
       ? [
           {
             scenario: s,
-            figure: `  the same, ${r.oursShortWindow.batchingWindowMs / 1000} s window (${r.oursShortWindow.batchSize} records); join calls`,
+            figure: `registration (write → seen), ${r.oursShortWindow.batchingWindowMs / 1000} s window (${r.oursShortWindow.batchSize} records); join calls`,
             ours: `${quartet(r.oursShortWindow.registrationMs)}; ${int(r.oursShortWindow.elbCalls.join)} calls`,
             naive: '–',
             target: 'p99 ≤ 1 500 ms',

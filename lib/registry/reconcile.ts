@@ -11,7 +11,7 @@ import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog } from
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
-import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
+import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -176,7 +176,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const rotation = mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed);
   const [deleted, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
-    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs)),
+    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs), OBSERVED_WRITES_AT_A_TIME),
   ]);
   // Last, and separate: the catalog's member index against the scan, and its document counted again.
   const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;

@@ -4,7 +4,7 @@ import { changedTargets, groupStates, planObservedRotation, rotationEntries } fr
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { readGroups } from './group-reads';
-import { NO_REGISTRY_WRITES, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
+import { NO_REGISTRY_WRITES, OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 
 export interface RotationPollDeps {
   readonly elb: ElbTargets;
@@ -57,7 +57,7 @@ export class RotationPoll {
     }
     const items = [...(await this.deps.store.getMany(changed)).values()].filter((item) => item !== undefined);
     const observed = planObservedRotation({ groups, items, observedAtMs, policy: this.deps.policy, routing: this.deps.routing });
-    const registryWrites = await writeRegistryEntries(this.deps.store, rotationEntries(observed));
+    const registryWrites = await writeRegistryEntries(this.deps.store, rotationEntries(observed), [], OBSERVED_WRITES_AT_A_TIME);
     // Only now: a poll whose reads or writes failed looks at the same changes again next time.
     if (registryWrites.failed === 0) this.previous = current;
     return { describeCalls, leasesRead: changed.length, registryWrites };

@@ -12,7 +12,7 @@ import type { RotationEntry } from '../../lib/core/lease-schema';
 import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { LeaseStore } from '../../lib/aws/lease-store';
-import { writeRegistryEntries } from '../../lib/registry/registry-writes';
+import { LEASE_WRITES_AT_A_TIME, OBSERVED_WRITES_AT_A_TIME, writeRegistryEntries } from '../../lib/registry/registry-writes';
 import { rotationEntries } from '../../lib/core/rotation-planner';
 import { RotationPoll } from '../../lib/registry/rotation-poll';
 import { ElbTargets } from '../../lib/aws/elb-targets';
@@ -186,6 +186,28 @@ describe('writeRegistryEntries', () => {
     expect(report).toMatchObject({ planned: 3, written: 3, leases: 2, updates: 2, changed: 2 });
     expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=healthy@${NOW_MS}`, `${KEY} vision=healthy@${NOW_MS + 1}`, `10.0.0.2:8080 vision=healthy@${NOW_MS}`]);
   });
+
+  it('keeps at most atATime writes in flight (the poll and reconcile: OBSERVED_WRITES_AT_A_TIME), so they never queue ahead of agents in the table', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const store = {
+      writeEntries: async (write: { entries: readonly unknown[] }) => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((resolve) => setImmediate(resolve));
+        inFlight--;
+        return { written: write.entries.length, superseded: 0, gone: 0, outdated: 0, updates: 1, changed: 1 };
+      },
+    } as unknown as LeaseStore;
+    const planned = rotationEntries(
+      Array.from({ length: 40 }, (_, i) => ({ target: `10.0.1.${i + 1}:8080`, leaseToken: `tok-${i}`, capability: 'vision', entry: { state: 'healthy' as const, since: NOW_MS }, cause: 'observed' as const })),
+    );
+    expect(await writeRegistryEntries(store, planned, [], OBSERVED_WRITES_AT_A_TIME)).toMatchObject({ leases: 40, written: 40 });
+    expect(most).toBe(OBSERVED_WRITES_AT_A_TIME);
+    most = 0;
+    await writeRegistryEntries(store, planned);
+    expect(most).toBe(LEASE_WRITES_AT_A_TIME);
+  });
+
   it("a lease's rejection rides its rotation write (same token, one UpdateItem); a rejection of a lease without a token is a write of its own", async () => {
     const refusedOcr = lease({ capabilities: ['ocr', 'vision'] });
     const tokenless: Item = { ...leaseItem({ address: '10.0.0.2' }), capabilities: { SS: ['ocr'] } };
