@@ -78,7 +78,8 @@ def test_the_readme_flask_agent_joins_serves_and_leaves(local_state: Dict[str, A
     ddb = boto3.client("dynamodb", region_name=local_state["region"], endpoint_url=local_state["dynamodbEndpoint"], **LOCAL_CREDENTIALS)
     assert code == 0, lines
     assert "Item" not in ddb.get_item(TableName=local_state["tableName"], Key={"target": {"S": f"127.0.0.1:{port}"}}, ConsistentRead=True)
-    assert any("release done" in line for line in lines) and lines[-1].rstrip().endswith(", released, exit 0"), lines
+    wait_for(lambda: any(line.rstrip().endswith(", released, exit 0") for line in lines), 10, lambda: f"the leave's last line; output: {lines}")
+    assert any("release done" in line for line in lines), lines
     # It was vision's last agent: the load balancer answers vision's requests itself with ALB's HTML 503, as the README shows.
     seen: List[str] = []
 
