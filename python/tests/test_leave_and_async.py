@@ -34,11 +34,12 @@ def registry_deregisters_on_drain(table: FakeTable, capability: str = "vision") 
 
 class Unreachable(FakeTable):
     """DynamoDB gone once ``away`` is set: UpdateItem and DeleteItem fail at once, PutItem hangs
-    (a blackholed endpoint) until ``back`` is set, then lands."""
+    (a blackholed endpoint) until ``back`` is set, then lands; ``puts_hang`` hangs PutItem alone."""
 
     def __init__(self) -> None:
         super().__init__()
         self.away = False
+        self.puts_hang = False
         self.back = threading.Event()
 
     def update_item(self, *args: Any, **kw: Any) -> Dict[str, Any]:
@@ -54,7 +55,7 @@ class Unreachable(FakeTable):
         return super().delete_item(*args, **kw)
 
     def put_item(self, *args: Any, **kw: Any) -> Dict[str, Any]:
-        if self.away:
+        if self.away or self.puts_hang:
             self.log.append("put (hung)")
             self.back.wait(60)
         return super().put_item(*args, **kw)
@@ -161,11 +162,11 @@ class TestLeave:
         table = Unreachable()
         lease = new_lease(table, ttl=3)
         lease.acquire()
+        table.puts_hang = True
         table.items.clear()  # swept: the next renewal finds the lease lost
-        table.away = True
         wait_for(lambda: "put (hung)" in table.log, 10, "the re-acquire attempt")
         assert lease.drain().status == "draining"  # remembered at once, not after the attempt in flight
-        table.away = False
+        table.puts_hang = False
         table.back.set()
         wait_for(lambda: lease.held and table.only()["status"]["S"] == "draining", 10, lambda: f"the drain written after the re-acquire (log {table.log})")
         assert lease.drained_at is not None
