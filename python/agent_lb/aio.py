@@ -21,8 +21,8 @@ from .errors import ConfigError
 from .in_flight import ASGIApp, AsgiInFlightMiddleware, InFlightCounter
 from .lease import DEFAULT_SERVING_TIMEOUT, AgentLease, LeaseState
 from .leave import LeaveReport, LeaveStep
-from .shutdown import LEAVE_INCOMPLETE_EXIT_CODE, done_line, leave_exit_code
 from .progress import GroupRotation
+from .shutdown import LEAVE_INCOMPLETE_EXIT_CODE, done_line, leave_exit_code
 
 T = TypeVar("T")
 
