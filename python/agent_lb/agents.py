@@ -218,5 +218,5 @@ def discover_agents(
             request["ExclusiveStartKey"] = out["LastEvaluatedKey"]
     except (ClientError, BotoCoreError) as error:
         name = error.response.get("Error", {}).get("Code", type(error).__name__) if isinstance(error, ClientError) else type(error).__name__
-        raise RegistryStateError(f"queryMembers on table {table} failed: {name}: {error}", context={"table": table, "capability": capability}) from error
+        raise RegistryStateError(f"discover_agents on table {table} failed: {name}: {error}", context={"table": table, "capability": capability}) from error
     return discover_from(items, health, filter)
