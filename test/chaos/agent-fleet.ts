@@ -155,6 +155,7 @@ export class AgentFleet {
       capabilities: this.capabilitiesFor(slot.random),
       agentId: `slot-${slot.index}-${c.incarnations}`,
       ttl: this.options.ttlSeconds,
+      allowLoopback: true, // the SDK refuses loopback addresses unless told: only local mode admits them
       takeover,
       client: this.options.client,
       keepProcessAlive: false,
