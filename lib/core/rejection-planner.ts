@@ -2,7 +2,7 @@ import { AddressPolicy } from './address-policy';
 import { heartbeatExpiry, leaseKeyOf } from './lease-codec';
 import { routeItem } from './lease-routing';
 import { HEARTBEAT_ATTRS, LEASE_ATTR, RawAttributeValue, RawItem, REGISTRY_ATTRS, RoutingConfig } from './lease-schema';
-import { decodeRejection, FACT_REASONS, rejectionVerdict, RejectionVerdict, sameVerdict, StoredRejection } from './rejection';
+import { decodeRejection, FACT_REASONS, REJECTION_REASON_OF, rejectionVerdict, RejectionVerdict, sameVerdict, STORED_ONLY_REASONS, StoredRejection } from './rejection';
 import type { LeaseRejection } from './errors';
 import type { LeaseChangeRecord, RecordKind } from './stream-planner';
 
@@ -47,12 +47,25 @@ export function standingFactRejection(item: RawItem, found: readonly LeaseReject
 }
 
 /**
+ * The registry's stored verdict as the CLI's lenses take it: for a reason they cannot judge with
+ * the routing they read (`STORED_ONLY_REASONS`), unless what they found refuses the whole item or
+ * already gives that reason.
+ */
+export function lensStoredRejection(item: RawItem, found: readonly LeaseRejection[]): StoredRejection | undefined {
+  const stored = decodeRejection(item[LEASE_ATTR.rejection]);
+  if (stored === undefined || !STORED_ONLY_REASONS.includes(stored.reason)) return undefined;
+  if (found.some((r) => r.capability === undefined || REJECTION_REASON_OF[r.reason] === stored.reason)) return undefined;
+  return stored;
+}
+
+/**
  * What the registry holds against `item` now, as `status` and `leases` show it: what validation
- * and routing find at `nowSeconds`, or a standing refusal from AWS facts ({@link standingFactRejection}).
+ * and routing find at `nowSeconds`, or the registry's stored verdict for what they cannot judge
+ * ({@link lensStoredRejection}).
  */
 export function currentVerdict(item: RawItem, policy: AddressPolicy, routing: RoutingConfig, nowSeconds: number): RejectionVerdict | undefined {
   const found = routeItem(item, policy, routing, nowSeconds).rejections;
-  const standing = standingFactRejection(item, found);
+  const standing = lensStoredRejection(item, found);
   if (standing === undefined) return rejectionVerdict(found);
   const { since: _since, ...verdict } = standing;
   return verdict;

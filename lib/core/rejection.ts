@@ -33,6 +33,13 @@ export type RejectionReason = (typeof REJECTION_REASONS)[number];
  */
 export const FACT_REASONS: readonly string[] = ['not-admitted', 'over-quota'] satisfies readonly RejectionReason[];
 
+/**
+ * Reasons the CLI's lenses (`status`, `leases`, `explain`) take from the registry's stored verdict:
+ * AWS facts, and the deployment's settings they do not read (a capability's declared ports, the
+ * maximum lease TTL live in the registry's configuration, not in the target groups they describe).
+ */
+export const STORED_ONLY_REASONS: readonly string[] = ['not-admitted', 'over-quota', 'port-not-allowed', 'expiry-too-far'] satisfies readonly RejectionReason[];
+
 /** The stable code of each validation or routing finding (the detailed `LeaseRejectionReason`s stay in logs and metrics). */
 export const REJECTION_REASON_OF: Readonly<Record<LeaseRejectionReason, RejectionReason>> = {
   MISSING_ATTRIBUTE: 'invalid',

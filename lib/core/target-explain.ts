@@ -3,7 +3,7 @@ import { decodeLease, decodeRotation, isLive, leaseKeyOf, rotationEntry } from '
 import { routeLease } from './lease-routing';
 import { RawItem, RoutingConfig } from './lease-schema';
 import { ObservedTarget, presenceOf } from './reconcile-planner';
-import { decodeRejection, FACT_REASONS, rejectionVerdict, sameVerdict } from './rejection';
+import { decodeRejection, rejectionVerdict, sameVerdict, STORED_ONLY_REASONS } from './rejection';
 import { quoteUntrusted } from './untrusted-text';
 
 /**
@@ -154,9 +154,9 @@ export function explainTarget(input: ExplainInput): TargetExplanation {
   const told = verdict === undefined ? '' : stored !== undefined && sameVerdict(verdict, stored) ? ' (the lease holds this reason in rejection)' : ' (the registry has not written this reason into the lease yet)';
   const rotation = decodeRotation(input.item.rotation).rotation;
   const capabilities = [...new Set([...lease.capabilities, ...listedBy])].sort();
-  // Admission (EC2) and the target quota are decided from AWS facts the lease does not hold: only
-  // the registry's stored verdict tells them.
-  const byFacts = stored !== undefined && FACT_REASONS.includes(stored.reason) ? stored : undefined;
+  // Admission (EC2), the target quota, a capability's declared ports and the maximum TTL are decided
+  // from AWS facts and settings explain does not read: only the registry's stored verdict tells them.
+  const byFacts = stored !== undefined && STORED_ONLY_REASONS.includes(stored.reason) && !routing.rejections.some((r) => r.capability === undefined) ? stored : undefined;
   const refusedByFacts = (capability: string): boolean => byFacts !== undefined && (byFacts.capabilities === undefined || byFacts.capabilities.includes(capability));
 
   return {
@@ -169,7 +169,7 @@ export function explainTarget(input: ExplainInput): TargetExplanation {
       if (!lease.capabilities.includes(capability)) why.push('the lease does not list it');
       else if (refused) why.push(`the registry refuses it: ${refused.message}${told}`);
       else if (refusedByFacts(capability)) {
-        why.push(`the registry refuses it from AWS facts (${byFacts!.reason}, since ${new Date(byFacts!.since).toISOString()}): ${quoteUntrusted(byFacts!.message, 200)}`);
+        why.push(`the registry refuses it (${byFacts!.reason}, since ${new Date(byFacts!.since).toISOString()}): ${quoteUntrusted(byFacts!.message, 200)}`);
       }
       else if (membership) why.push(live ? 'the lease lists it and is live: it belongs in the group' : `the lease lists it but is not live: it does not belong in the group`);
       const desired = membership !== undefined && live;

@@ -1,7 +1,7 @@
 import { formatTarget } from '../core/address-policy';
 import { decodeLease, isLive, leaseKeyOf, rotationEntry } from '../core/lease-codec';
 import { decodeRejection, refusedCapabilities, sameVerdict } from '../core/rejection';
-import { currentVerdict, standingFactRejection } from '../core/rejection-planner';
+import { currentVerdict, lensStoredRejection } from '../core/rejection-planner';
 import { routeLease } from '../core/lease-routing';
 import { Lease, RotationState, RoutingConfig } from '../core/lease-schema';
 import { rotationStateOf } from '../core/rotation-planner';
@@ -144,7 +144,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
     }
     if (!isLive(d.lease, nowSeconds)) continue;
     const routed = routeLease(d.lease, src.routing, nowSeconds);
-    const refused = refusedCapabilities(standingFactRejection(item, routed.rejections), d.lease.capabilities);
+    const refused = refusedCapabilities(lensStoredRejection(item, routed.rejections), d.lease.capabilities);
     for (const m of routed.memberships) {
       if (refused.includes(m.capability)) refusedByFacts.add(`${m.targetGroupArn} ${d.lease.target}`);
       else liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
@@ -233,7 +233,7 @@ export async function listLeases(store: LeaseStore, routing: RoutingConfig, capa
     }
     const l: Lease = d.lease;
     const found = routeLease(l, routing, nowSeconds).rejections;
-    const standing = standingFactRejection(item, found);
+    const standing = lensStoredRejection(item, found);
     const problems = [...found.map((r) => r.message), ...(standing ? [`${standing.reason}: ${standing.message}`] : [])];
     rows.push({
       target: l.target,

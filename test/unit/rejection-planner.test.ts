@@ -188,6 +188,18 @@ describe('refusals from AWS facts (admission, the quota) ride the same planner',
     expect(currentVerdict(lease, policy, routing, T0)).toBeUndefined();
   });
 
+  it.each([
+    ['port-not-allowed', 'port 9998 is not among the ports of capability "vision" (8080)', ['vision']],
+    ['expiry-too-far', 'expiresAt 2000000000 is more than the maximum lease TTL (3600 s) ahead of now', undefined],
+  ] as const)('status and leases take a stored %s from the registry: they do not read the settings that decide it', (reason, message, capabilities) => {
+    const stored: StoredRejection = { reason, message, since: NOW_MS - 5_000, ...(capabilities ? { capabilities: [...capabilities] } : {}) };
+    const refused = withRejection(leaseItem({ address: '10.0.0.5', port: 9998 }), stored);
+    const { since: _since, ...verdict } = stored;
+    expect(currentVerdict(refused, policy, routing, T0)).toEqual(verdict);
+    // What validation finds in the item itself comes first: a whole-item problem replaces it.
+    expect(currentVerdict({ ...refused, port: { N: '0' } }, policy, routing, T0)?.reason).toBe('invalid');
+  });
+
   it('a lease expiring beyond the maximum TTL is refused whole as expiry-too-far', () => {
     const far = leaseItem({ address: '10.0.0.9', expiresAt: T0 + 10 * 365 * 86_400 });
     const verdict = currentVerdict(far, policy, { ...routing, maxLeaseTtlSeconds: 3600 }, T0);
