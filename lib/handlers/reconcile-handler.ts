@@ -11,6 +11,7 @@ import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { newReconcileMemory } from '../registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
+import type { WriteWidth } from '../registry/registry-writes';
 import { runtimeOnce } from './runtime-config-loader';
 import { publishInvocationFailure, publishReconcileReport } from './telemetry';
 
@@ -24,6 +25,8 @@ export interface ReconcileHandlerOptions {
   readonly metrics?: Metrics;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Leases (and catalog entries) a pass writes into at once (local mode widens it while no stream batch waits). @default OBSERVED_WRITES_AT_A_TIME */
+  readonly writesAtATime?: WriteWidth;
 }
 
 /**
@@ -49,6 +52,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
     ...(config.variants ? { variants: { client: elbClient, weights: config.variants.weights, on: config.variants } } : {}),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.writesAtATime !== undefined ? { writesAtATime: options.writesAtATime } : {}),
   });
   const depsReady = runtimeOnce(options.config, elbClient, depsFor);
   const sleep = options.sleep ?? defaultSleep;
