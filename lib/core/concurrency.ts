@@ -9,8 +9,8 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * How many at a time: a number, or a function asked again before each item starts (a width that
- * follows what else is waiting: see `WriteWidth` in lib/registry/registry-writes.ts).
+ * How many at a time: a number, or a function asked again before each item starts (see `WriteWidth`
+ * in lib/registry/registry-writes.ts).
  */
 export type Width = number | (() => number);
 

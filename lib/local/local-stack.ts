@@ -11,7 +11,6 @@ import { createElbClient } from '../aws/clients';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
-import { IDLE_WRITES_AT_A_TIME, OBSERVED_WRITES_AT_A_TIME } from '../registry/registry-writes';
 import { ReconcileReport } from '../registry/reconcile';
 import { RotationPoll } from '../registry/rotation-poll';
 import { createReconcileHandler } from '../handlers/reconcile-handler';
@@ -239,11 +238,7 @@ export class LocalStack {
     const logger = options.logger ?? new Logger({ serviceName: 'agent-lb-local', logLevel: 'SILENT' });
     const telemetry = (handler: 'sync' | 'reconcile') => options.metrics?.(handler) ?? localMetrics(logger);
     const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, logger, metrics: telemetry('sync') });
-    // Reconcile's and the rotation poll's writes go wide while no stream batch waits for DynamoDB
-    // Local, four at a time while one does (its queue is shared: see IDLE_WRITES_AT_A_TIME).
-    let streamWaiting = (): boolean => false;
-    const writesAtATime = () => (streamWaiting() ? OBSERVED_WRITES_AT_A_TIME : IDLE_WRITES_AT_A_TIME);
-    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: reconcileDynamo, logger, metrics: telemetry('reconcile'), writesAtATime });
+    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: reconcileDynamo, logger, metrics: telemetry('reconcile') });
     const handlers = {
       catalog,
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
@@ -254,7 +249,6 @@ export class LocalStack {
         store: new LeaseStore(reconcileDynamo, deployment.tableName),
         routing: runtimeConfig.routing,
         policy: addressPolicyFor(runtimeConfig.routing),
-        writesAtATime,
         ...(runtimeConfig.catalog ? { catalog: { state: new RegistryStateStore(reconcileDynamo, runtimeConfig.catalog.tableName), catalog: runtimeConfig.catalog } } : {}),
       }),
       clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo],
@@ -298,7 +292,6 @@ export class LocalStack {
     const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
     stack.poller = stack.newPoller();
     stack.poller.start();
-    streamWaiting = () => Object.values(stack.poller.stats().shards).some((shard) => shard.buffered > 0);
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
     stack.handlers.rotationPoll.start(

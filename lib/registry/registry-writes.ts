@@ -24,14 +24,12 @@ export const LEASE_WRITES_AT_A_TIME = 16;
 export const OBSERVED_WRITES_AT_A_TIME = 4;
 
 /**
- * Leases the rotation poll and reconcile write into at once when nothing waits for the table: a
- * first reconcile pass over 10 000 leases (each one's first `rotation`, and its catalog entries)
- * took 56 s four at a time in B3. Local mode widens to this while its stream poller holds no
- * batch (`WriteWidth`); deployed, DynamoDB does not queue one client's requests behind another's.
+ * The width of the rotation poll's and reconcile's writes (leases and catalog entries): a number,
+ * or a function asked before each write. Widening it while no stream batch was being handled
+ * (local mode, 32) was tried for B3's first pass and withdrawn: between small batches the wide
+ * writes crowded DynamoDB Local's queue and B2's local registration p99 went to 16 s.
+ * @default OBSERVED_WRITES_AT_A_TIME
  */
-export const IDLE_WRITES_AT_A_TIME = 32;
-
-/** The width of the rotation poll's and reconcile's writes (leases and catalog entries): a number, or asked before each write. @default OBSERVED_WRITES_AT_A_TIME */
 export type WriteWidth = Width;
 
 /** What a handler's writes into lease items did (docs/lease-contract.md: `rotation`, `rejection`). */
