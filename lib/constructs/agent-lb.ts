@@ -4,11 +4,13 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import type { CapabilityProps } from './capability-props';
+import type { PortRange } from '../core/lease-schema';
+import { connectLoadBalancerToAgents } from './agent-network';
+import type { CapabilityPort, CapabilityProps } from './capability-props';
 import { CapabilityRouter } from './capability-router';
 import { maxRequestSecondsOf } from './capability-target-group';
 import { warnOnShortIdleTimeout } from './idle-timeout';
-import { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
+import { agentManagedPolicy, grantAgentLeaseAccess, LeaseTable } from './lease-table';
 import { acknowledgeRegistryFindings } from './nag-suppressions';
 import { CapabilityCatalog, CapabilityCatalogProps } from './capability-catalog';
 import { RegistryStateTable } from './registry-state-table';
@@ -18,21 +20,34 @@ import { AgentLbValidationError } from './validation-error';
 import type { RulePriorityRange } from './rule-priorities';
 
 /** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
-export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'catalog'>;
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'admission' | 'catalog'>;
 
 /** Options of the capability catalog's function. */
 export type CatalogOptions = Omit<CapabilityCatalogProps, 'stateTable'>;
 
 /** Properties of an {@link AgentLb}. */
 export interface AgentLbProps {
-  /** VPC of the target groups (the load balancer's); its CIDR is always an allowed lease address range. */
+  /** VPC of the target groups (the load balancer's); its CIDR is the range lease addresses may come from. */
   readonly vpc: ec2.IVpc;
+
+  /**
+   * The agents' security group: the registry admits an IP target only when EC2 shows its address
+   * on a network interface of `vpc` carrying it (or, for a capability with
+   * `admittedSecurityGroups`, one of those), and the load balancer may reach it only on the
+   * capabilities' ports. Put your ECS services' tasks and Auto Scaling groups' instances in it
+   * (see {@link AgentLb.agentSecurityGroup}). Its egress stays yours.
+   *
+   * @default - a new security group in `vpc`, allowing all outbound traffic
+   */
+  readonly agentSecurityGroup?: ec2.ISecurityGroup;
 
   /**
    * Listener that routes to the agents: one defined in this app, or one imported with
    * `ApplicationListener.fromApplicationListenerAttributes` or `fromLookup`. agent-lb only adds
    * its listener rules to it, within `priorityRange`, and leaves its default action alone unless
-   * `unknownCapabilityResponse` is set.
+   * `unknownCapabilityResponse` is set. The load balancer's security group(s) the listener carries
+   * get egress to the agents' security group on the capabilities' ports: import a listener with
+   * its `securityGroup`, or synth fails saying so.
    */
   readonly listener: elbv2.IApplicationListener;
 
@@ -108,9 +123,12 @@ export interface AgentLbProps {
   readonly tableRemovalPolicy?: RemovalPolicy;
 
   /**
-   * Address ranges agents may register IP targets from; the VPC CIDR is always added.
+   * Address ranges outside the VPC agents may register IP targets from (peered VPCs, on
+   * premises): leases there need `availabilityZone: all`, and the load balancer's security group
+   * gets egress to each range on the capabilities' ports. No interface of the VPC holds such an
+   * address, so these ranges are trusted as named: list only ranges that hold agents alone.
    *
-   * @default - 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 and the VPC CIDR
+   * @default - none: the VPC's CIDR only
    */
   readonly allowedCidrs?: readonly string[];
 
@@ -166,18 +184,33 @@ export interface AgentLbProps {
  * ```
  *
  * The functions (and their stream mapping and schedule) deploy after the listener rules, which
- * they find the target groups through. Let your agents' security groups accept traffic and
- * health checks from the load balancer's.
+ * they find the target groups through. Agents go into {@link AgentLb.agentSecurityGroup}: the
+ * load balancer reaches that group (only on the capabilities' ports), and the registry admits
+ * only addresses EC2 shows in it.
  */
-export class AgentLb extends Construct {
+export class AgentLb extends Construct implements ec2.IConnectable {
   /** The lease table agents write to (created, or the one given). */
   public readonly table: dynamodb.ITable;
 
   /** The lease table construct, when agent-lb created the table. */
   public readonly leaseTable?: LeaseTable;
 
-  /** Managed policy for agents: GetItem, PutItem, UpdateItem and DeleteItem on the lease table only. */
+  /**
+   * Managed policy for agents: GetItem and DeleteItem on the lease table, PutItem and UpdateItem of
+   * the agent attributes only (never `rotation` or `rejection`).
+   */
   public readonly agentPolicy: iam.IManagedPolicy;
+
+  /**
+   * The agents' security group. Put agents in it: an ECS service with
+   * `securityGroups: [agents.agentSecurityGroup]`, an Auto Scaling group with
+   * `securityGroup: agents.agentSecurityGroup` (or `asg.addSecurityGroup(...)`). It accepts the
+   * load balancer on the capabilities' ports and health-check ports, nothing else.
+   */
+  public readonly agentSecurityGroup: ec2.ISecurityGroup;
+
+  /** The agents' security group as `Connections`, the aws-cdk way (`agents.connections.allowFrom(...)`). */
+  public readonly connections: ec2.Connections;
 
   /** Target groups and listener rules, one group per capability. */
   public readonly router: CapabilityRouter;
@@ -200,10 +233,7 @@ export class AgentLb extends Construct {
 
     if (props.table) {
       this.table = props.table;
-      this.agentPolicy = new iam.ManagedPolicy(this, 'AgentPolicy', {
-        description: 'agent-lb agents: acquire, renew, drain and release leases (item reads and writes on the lease table only)',
-        statements: [new iam.PolicyStatement({ sid: 'LeaseItems', actions: [...AGENT_TABLE_ACTIONS], resources: [props.table.tableArn] })],
-      });
+      this.agentPolicy = agentManagedPolicy(this, 'AgentPolicy', props.table.tableArn);
     } else {
       this.leaseTable = new LeaseTable(this, 'Leases', { removalPolicy: props.tableRemovalPolicy });
       this.table = this.leaseTable.table;
@@ -227,6 +257,28 @@ export class AgentLb extends Construct {
       ...(this.catalog ? { catalogTargetGroup: this.catalog.targetGroup } : {}),
     });
 
+    this.agentSecurityGroup =
+      props.agentSecurityGroup ??
+      new ec2.SecurityGroup(this, 'AgentSecurityGroup', {
+        vpc: props.vpc,
+        description: 'agent-lb agents: the load balancer reaches them here, on the capabilities ports only',
+        allowAllOutbound: true,
+      });
+    this.connections = new ec2.Connections({ securityGroups: [this.agentSecurityGroup] });
+    const admittedFor = new Map(props.capabilities.map((c) => [c.name, c.admittedSecurityGroups ?? [this.agentSecurityGroup]]));
+    const portsFor = new Map(this.router.routes.map((r) => [r.name, capabilityPorts(props.capabilities.find((c) => c.name === r.name)!.ports, r.port)]));
+    connectLoadBalancerToAgents(this, {
+      listener: props.listener,
+      capabilities: props.capabilities.map((c) => ({
+        name: c.name,
+        ports: portsFor.get(c.name)!,
+        ...(c.healthCheck?.port !== undefined ? { healthCheckPort: c.healthCheck.port } : {}),
+        admitted: admittedFor.get(c.name)!,
+      })),
+      explicitCidrs: props.allowedCidrs ?? [],
+      vpcCidr: props.vpc.vpcCidrBlock,
+    });
+
     // The functions find the target groups on the load balancer by tag: the given one, the
     // listener's own when it is defined here, or (imported listener) through the listener ARN.
     const loadBalancer = props.loadBalancer ?? (props.listener instanceof elbv2.ApplicationListener ? props.listener.loadBalancer : undefined);
@@ -238,8 +290,22 @@ export class AgentLb extends Construct {
       // Every group agents join: each capability's and each variant's (`vision-canary`), which
       // the Lambdas find by its agent-lb:capability tag like any other.
       capabilities: Object.fromEntries(
-        this.router.routes.flatMap((r) => [r.name, ...r.variants.map((v) => v.capability)].map((name) => [name, { targetGroup: this.router.targetGroups[name], targetType: r.targetType }])),
+        this.router.routes.flatMap((r) =>
+          [r.name, ...r.variants.map((v) => v.capability)].map((name) => [
+            name,
+            { targetGroup: this.router.targetGroups[name], targetType: r.targetType, ports: portsFor.get(r.name)!, targetGroupPort: r.port },
+          ]),
+        ),
       ),
+      // Admission by AWS facts: the agents' group, or a capability's (and its variants') own groups.
+      admission: {
+        agentSecurityGroups: [this.agentSecurityGroup],
+        byCapability: Object.fromEntries(
+          this.router.routes
+            .filter((r) => props.capabilities.find((c) => c.name === r.name)?.admittedSecurityGroups !== undefined)
+            .flatMap((r) => [r.name, ...r.variants.map((v) => v.capability)].map((name) => [name, [...admittedFor.get(r.name)!]])),
+        ),
+      },
       // The reconcile Lambda holds a variant at weight 0 until it has a healthy target.
       variants: {
         weights: Object.fromEntries(this.router.routes.flatMap((r) => r.variants.map((v) => [v.capability, v.weight]))),
@@ -275,10 +341,17 @@ export class AgentLb extends Construct {
   }
 
   /**
-   * Grants an agent principal the item actions of the lease contract on the lease table, as an
-   * inline statement. Prefer attaching {@link agentPolicy} to roles you manage outside CDK.
+   * Grants an agent principal the item actions of the lease contract on the lease table, as
+   * inline statements: reads and releases, and writes of the agent attributes only (never
+   * `rotation` or `rejection`). Prefer attaching {@link agentPolicy} to roles you manage outside CDK.
    */
   public grantAgentAccess(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: [...AGENT_TABLE_ACTIONS], resourceArns: [this.table.tableArn] });
+    return grantAgentLeaseAccess(grantee, this.table.tableArn);
   }
+}
+
+/** A capability's ports as ranges: the ones it declares, else its target group's port. */
+export function capabilityPorts(ports: readonly CapabilityPort[] | undefined, targetGroupPort: number): PortRange[] {
+  if (ports === undefined) return [{ from: targetGroupPort, to: targetGroupPort }];
+  return ports.map((p) => (typeof p === 'number' ? { from: p, to: p } : { from: p.from, to: p.to }));
 }

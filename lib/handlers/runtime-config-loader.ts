@@ -1,6 +1,7 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
-import { discoverCapabilityGroups, loadBalancerOfListener } from '../aws/target-groups';
+import { CapabilityRoute } from '../core/lease-schema';
+import { discoverCapabilityGroups, loadBalancerOfListener, targetPortsOf } from '../aws/target-groups';
 
 /**
  * The handlers' configuration from the `AGENT_LB_CONFIG` text (format and validation:
@@ -10,7 +11,18 @@ import { discoverCapabilityGroups, loadBalancerOfListener } from '../aws/target-
 export async function resolveRuntimeConfig(text: string | undefined, client: ElasticLoadBalancingV2Client): Promise<RuntimeConfig> {
   const settings = parseRuntimeSettings(text);
   const discover = settings.discover;
-  if (!discover) return completeRuntimeConfig(settings);
+  if (!discover) {
+    // Named groups whose ports the configuration does not declare take their own port, as discovered ones do.
+    const undeclared = Object.entries(settings.capabilities).filter(([name, route]) => route.ports === undefined && !Object.hasOwn(settings.ports, name));
+    if (undeclared.length === 0) return completeRuntimeConfig(settings);
+    const ports = await targetPortsOf(client, undeclared.map(([, route]) => route.targetGroupArn));
+    const found: Record<string, CapabilityRoute> = {};
+    for (const [name, route] of undeclared) {
+      const port = ports[route.targetGroupArn];
+      if (port !== undefined) found[name] = { ...route, ports: [{ from: port, to: port }] };
+    }
+    return completeRuntimeConfig(settings, found);
+  }
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
   const { routes, tagged } = await discoverCapabilityGroups(client, loadBalancerArn, discover.capabilities);
   return completeRuntimeConfig(settings, routes, tagged);

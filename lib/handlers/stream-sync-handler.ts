@@ -2,9 +2,11 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
 import { createElbClient } from '../aws/clients';
+import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
@@ -25,6 +27,11 @@ export interface SyncHandlerOptions {
    * deregister one that is. @default a client from the environment
    */
   readonly dynamoClient?: DynamoDBClient;
+  /**
+   * EC2, for admission (a configuration with `admission`): who holds the addresses a batch
+   * registers. @default a client from the environment, made only when admission is configured
+   */
+  readonly ec2Client?: EC2Client;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
   /** Epoch ms, for the sync-lag metric and the confirming read's liveness check; planning never reads the clock. */
@@ -47,6 +54,8 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     store: new LeaseStore(dynamoClient, config.tableName),
     now,
     memory,
+    ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
+    ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
     ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor);
