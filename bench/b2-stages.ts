@@ -9,7 +9,7 @@
  *
  * B2_CONF: deployed | local | short (the batching); B2_WARM: DynamoDB Local warm-up seconds;
  * B2_AGENTS (500); B2_NOREGW=1: the registry's writes into leases become no-ops (what they cost
- * is the difference); B2_PROF=<file>: a CPU profile of this process over the join.
+ * is the difference); B2_NOCAT=1: the same for the catalog step's calls; B2_PROF=<file>: a CPU profile of this process over the join.
  * Measured with it (issue 17): the registry's `healthy` writes, not the rotation poll's reads nor
  * the records they cause in the sync handler, were what slowed registrations.
  */
@@ -21,7 +21,15 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { DEPLOYED_BATCHING, LOCAL_BATCHING, runOnce, SHORT_WINDOW } from './b2-end-to-end';
+import { StreamPoller } from '../lib/local/stream/stream-poller';
 import { TargetObserver } from './target-observer';
+/** Each sync invocation's size and duration: the next batch waits for the previous one's return. */
+const batchRuns: { at: number; size: number; ms: number }[] = [];
+const origReport = (StreamPoller.prototype as any).report;
+(StreamPoller.prototype as any).report = function (shard: unknown, batch: readonly unknown[], result: { durationMs?: number }) {
+  batchRuns.push({ at: performance.now(), size: batch.length, ms: result.durationMs ?? NaN });
+  return origReport.call(this, shard, batch, result);
+};
 const backlog: number[] = [];
 const origPoll = (TargetObserver.prototype as any).poll;
 (TargetObserver.prototype as any).poll = function (arn: string, group: Map<string, unknown>) {
@@ -40,6 +48,22 @@ if (process.env.B2_NOREGW) {
   const proto = (leaseStoreModule as any).LeaseStore?.prototype;
   if (proto?.writeEntries) proto.writeEntries = async (w: any) => ({ written: 0, superseded: w.entries.length, gone: 0, updates: 0, changed: 0 });
 }
+import { RegistryStateStore } from '../lib/aws/registry-state-store';
+if (process.env.B2_NOCAT) {
+  // The catalog step's calls become no-ops (its lease read too): what the catalog costs is the difference.
+  const state = RegistryStateStore.prototype as any;
+  state.putMember = async () => 'written';
+  state.deleteMember = async () => 'written';
+  state.queryMembers = async () => ({ members: [], readAt: new Map(), consumedReadUnits: 0, scannedCount: 0 });
+  state.readCatalog = async () => undefined;
+  state.writeCatalog = async () => 'written';
+  const store = (leaseStoreModule as any).LeaseStore.prototype;
+  const getMany = store.getMany;
+  store.getMany = function (keys: readonly string[]) {
+    if ((new Error().stack ?? '').includes('updateCatalogForLeases')) return Promise.resolve(new Map());
+    return getMany.call(this, keys);
+  };
+}
 
 type Call = { cmd: string; start: number; end: number; ok: boolean; n?: number };
 const calls: Record<string, Call[]> = { ddb: [], streams: [], elb: [] };
@@ -57,7 +81,12 @@ function patch(cls: any, label: string, onReq?: (cmd: string, input: any, t: num
   const orig = cls.prototype.send;
   cls.prototype.send = async function (command: any, ...rest: any[]) {
     let cmd = command.constructor.name.replace(/Command$/, '');
-    if (cmd === 'UpdateItem') cmd += String(command.input.UpdateExpression).includes('#expiresAt') ? '.heartbeat' : String(command.input.UpdateExpression).includes('#status') ? '.status' : '.registry';
+    const table = String(command.input.TableName ?? Object.keys(command.input.RequestItems ?? {})[0] ?? '');
+    if (table.endsWith('-registry-state')) {
+      const st = new Error().stack ?? '';
+      cmd += `@state.${st.includes('syncStreamBatch') ? 'sync' : st.includes('pollOnce') ? 'poll' : st.includes('reconcileOnce') ? 'reconcile' : 'other'}`;
+    }
+    else if (cmd === 'UpdateItem') cmd += String(command.input.UpdateExpression).includes('#expiresAt') ? '.heartbeat' : String(command.input.UpdateExpression).includes('#status') ? '.status' : '.registry';
     if (cmd === 'UpdateItem.registry') {
       const st = new Error().stack ?? '';
       const who = st.includes('pollOnce') ? 'poll' : st.includes('reconcileOnce') ? 'reconcile' : st.includes('syncStreamBatch') ? 'sync' : 'other';
@@ -85,12 +114,13 @@ patch(
   DynamoDBClient,
   'ddb',
   (cmd, input, t) => {
+    // Only the lease table's calls carry `target` (the catalog's member index keys by pk/sk).
     if (cmd === 'PutItem') setFirst(putIssued, input.Item.target.S, t);
-    if (cmd === 'BatchGetItem') for (const tbl of Object.values<any>(input.RequestItems)) for (const k of tbl.Keys) if (putIssued.has(k.target.S) && !confirmStart.has(k.target.S)) confirmStart.set(k.target.S, t);
+    if (cmd === 'BatchGetItem') for (const tbl of Object.values<any>(input.RequestItems)) for (const k of tbl.Keys) if (putIssued.has(k.target?.S) && !confirmStart.has(k.target.S)) confirmStart.set(k.target.S, t);
   },
   (cmd, input, _out, t) => {
     if (cmd === 'PutItem') setFirst(putAcked, input.Item.target.S, t);
-    if (cmd === 'BatchGetItem') for (const tbl of Object.values<any>(input.RequestItems)) for (const k of tbl.Keys) if (confirmStart.has(k.target.S)) setFirst(confirmEnd, k.target.S, t);
+    if (cmd === 'BatchGetItem') for (const tbl of Object.values<any>(input.RequestItems)) for (const k of tbl.Keys) if (confirmStart.has(k.target?.S)) setFirst(confirmEnd, k.target.S, t);
   },
 );
 patch(DynamoDBStreamsClient, 'streams', undefined, (cmd, _input, out, t) => {
@@ -228,6 +258,8 @@ async function main() {
   for (const [k, end] of regEnd) { const t = seenAt.get(k); if (t !== undefined && end >= joinStart && end <= joinEnd + 5000) gaps.push(t - end); }
   console.log(`observer regEnd→seen ${dist(gaps)}`);
   console.log(`observer backlog per call ${dist(backlog)}`);
+  const inJoinBatches = batchRuns.filter((b) => b.at >= joinStart && b.at <= joinEnd);
+  console.log(`sync invocation ms ${dist(inJoinBatches.map((b) => b.ms))}; records per batch ${dist(inJoinBatches.map((b) => b.size))}`);
   console.log(`stream records read ${streamRecords} (MODIFY ${streamModify})`);
 }
 

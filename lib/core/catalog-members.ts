@@ -3,6 +3,7 @@ import { decodeLease, leaseKeyOf, rotationEntry } from './lease-codec';
 import { routeLease } from './lease-routing';
 import { LEASE_ATTR, Lease, RawItem, RoutingConfig } from './lease-schema';
 import { CatalogMember, sameMember } from './registry-state';
+import type { PlannedEntry } from './registry-writes';
 import type { LeaseChangeRecord, RecordKind } from './stream-planner';
 
 /**
@@ -45,12 +46,16 @@ export function membersOfItem(item: RawItem | undefined, policy: AddressPolicy, 
 /**
  * The leases a stream batch may have changed in the member index, each with the routed groups its
  * images named (where an entry may have to go). Heartbeats change nothing the index holds and are
- * left out: that is what keeps the index's cost to lease changes, never to renewals.
+ * left out: that is what keeps the index's cost to lease changes, never to renewals. So are the
+ * registry's own writes (`rotation`, `rejection`) coming back: whoever wrote them updated the index
+ * for those leases right after writing ({@link catalogChangesOfWrites}), so they cost the stream
+ * sync nothing here, as they cost its routing nothing (B2 on ca7850c: the rotation poll's `healthy`
+ * writes coming back made each sync invocation rewrite the member index, 4–5 s a batch).
  */
 export function catalogChanges(records: readonly LeaseChangeRecord[], kinds: readonly RecordKind[], routing: RoutingConfig): Map<string, Set<string>> {
   const changes = new Map<string, Set<string>>();
   records.forEach((record, i) => {
-    if (kinds[i] === 'heartbeat') return;
+    if (kinds[i] === 'heartbeat' || kinds[i] === 'registry') return;
     const key = record.key ?? leaseKeyOf(record.newImage) ?? leaseKeyOf(record.oldImage);
     if (key === undefined) return;
     const groups = changes.get(key) ?? new Set<string>();
@@ -59,6 +64,21 @@ export function catalogChanges(records: readonly LeaseChangeRecord[], kinds: rea
     }
     changes.set(key, groups);
   });
+  return changes;
+}
+
+/**
+ * The leases whose member entries a writer of `rotation` (stream sync, the rotation poll,
+ * reconcile) must bring up to date after its writes, each with the groups it wrote: the stream
+ * brings those writes back as records {@link catalogChanges} leaves out.
+ */
+export function catalogChangesOfWrites(planned: readonly PlannedEntry[], routing: RoutingConfig): Map<string, Set<string>> {
+  const changes = new Map<string, Set<string>>();
+  for (const p of planned) {
+    if (p.entry.attribute !== LEASE_ATTR.rotation || !Object.hasOwn(routing.capabilities, p.entry.key)) continue;
+    const groups = changes.get(p.target) ?? new Set<string>();
+    changes.set(p.target, groups.add(p.entry.key));
+  }
   return changes;
 }
 

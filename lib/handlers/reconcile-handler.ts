@@ -13,6 +13,7 @@ import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { newReconcileMemory } from '../registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
+import type { WriteWidth } from '../registry/registry-writes';
 import { runtimeOnce } from './runtime-config-loader';
 import { publishInvocationFailure, publishReconcileReport } from './telemetry';
 
@@ -28,6 +29,8 @@ export interface ReconcileHandlerOptions {
   readonly metrics?: Metrics;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Leases (and catalog entries) a pass writes into at once (local mode widens it while no stream batch waits). @default OBSERVED_WRITES_AT_A_TIME */
+  readonly writesAtATime?: WriteWidth;
 }
 
 /**
@@ -55,6 +58,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
     ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.writesAtATime !== undefined ? { writesAtATime: options.writesAtATime } : {}),
   });
   const depsReady = runtimeOnce(options.config, elbClient, depsFor);
   const sleep = options.sleep ?? defaultSleep;

@@ -12,6 +12,7 @@ import { createElbClient } from '../aws/clients';
 import { createEc2Client } from '../aws/ec2-holders';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { RegistryStateStore } from '../aws/registry-state-store';
 import { ReconcileReport } from '../registry/reconcile';
 import { RotationPoll } from '../registry/rotation-poll';
 import { createReconcileHandler } from '../handlers/reconcile-handler';
@@ -267,7 +268,13 @@ export class LocalStack {
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
       // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
-      rotationPoll: new RotationPoll({ elb: new ElbTargets(reconcileElb), store: new LeaseStore(reconcileDynamo, deployment.tableName), routing: runtimeConfig.routing, policy: addressPolicyFor(runtimeConfig.routing) }),
+      rotationPoll: new RotationPoll({
+        elb: new ElbTargets(reconcileElb),
+        store: new LeaseStore(reconcileDynamo, deployment.tableName),
+        routing: runtimeConfig.routing,
+        policy: addressPolicyFor(runtimeConfig.routing),
+        ...(runtimeConfig.catalog ? { catalog: { state: new RegistryStateStore(reconcileDynamo, runtimeConfig.catalog.tableName), catalog: runtimeConfig.catalog } } : {}),
+      }),
       clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo, syncEc2, reconcileEc2],
       ...(proxy ? { proxy } : {}),
     };

@@ -1,7 +1,7 @@
 import { AddressPolicy } from '../core/address-policy';
 import { buildCatalogCapability, CatalogCapability, CatalogConfig, catalogOwners, groupsOf, GroupSummary, mergeCatalogCapabilities, nextCatalog, summarizeGroup } from '../core/catalog-document';
 import { IndexedGroup, indexDrift, membersByGroup, membersOfItem, memberWrites } from '../core/catalog-members';
-import { mapLimit } from '../core/concurrency';
+import { mapLimit, Width } from '../core/concurrency';
 import { LeaseStoreError, RegistryStateError } from '../core/errors';
 import { RawItem, RoutingConfig } from '../core/lease-schema';
 import { CatalogMember } from '../core/registry-state';
@@ -47,6 +47,20 @@ export interface CatalogReport {
 
 export const NO_CATALOG_CHANGE: CatalogReport = { memberWrites: 0, staleWrites: 0, groupsCounted: 0, published: false };
 
+/** Two steps' reports as one: counts added, the later revision, the first error. */
+export function addCatalogReports(a: CatalogReport, b: CatalogReport): CatalogReport {
+  const revision = b.revision ?? a.revision;
+  const error = a.error ?? b.error;
+  return {
+    memberWrites: a.memberWrites + b.memberWrites,
+    staleWrites: a.staleWrites + b.staleWrites,
+    groupsCounted: a.groupsCounted + b.groupsCounted,
+    published: a.published || b.published,
+    ...(revision === undefined ? {} : { revision }),
+    ...(error === undefined ? {} : { error }),
+  };
+}
+
 function asStateError(error: unknown): RegistryStateError {
   if (error instanceof RegistryStateError) return error;
   const message = error instanceof LeaseStoreError ? error.message : String((error as Error)?.message ?? error);
@@ -59,12 +73,12 @@ interface Tally {
   groupsCounted: number;
 }
 
-async function applyWrites(deps: CatalogDeps, puts: readonly CatalogMember[], deletes: readonly { capability: string; target: string }[], readAt: number, tally: Tally): Promise<void> {
+async function applyWrites(deps: CatalogDeps, puts: readonly CatalogMember[], deletes: readonly { capability: string; target: string }[], readAt: number, tally: Tally, atATime: Width = MEMBER_WRITES_AT_A_TIME): Promise<void> {
   const jobs: (() => Promise<'written' | 'stale'>)[] = [
     ...puts.map((m) => () => deps.state.putMember(m, readAt)),
     ...deletes.map((d) => () => deps.state.deleteMember(d.capability, d.target, readAt)),
   ];
-  const outcomes = await mapLimit(jobs, MEMBER_WRITES_AT_A_TIME, (job) => job());
+  const outcomes = await mapLimit(jobs, atATime, (job) => job());
   tally.memberWrites += outcomes.filter((o) => o === 'written').length;
   tally.staleWrites += outcomes.filter((o) => o === 'stale').length;
 }
@@ -75,9 +89,11 @@ async function applyWrites(deps: CatalogDeps, puts: readonly CatalogMember[], de
  * a late or replayed record writes what is true rather than what it carried; then the catalog
  * entries of the touched capabilities counted again and the document published if it changed.
  * Cost: one read unit per changed lease, a write unit per entry, one Query per group of a touched
- * capability, a document read and, on a change, a write.
+ * capability, a document read and, on a change, a write. `atATime`: entries written at once (the
+ * rotation poll and reconcile, whose writes nothing waits for, pass fewer so they do not crowd the
+ * table ahead of the sync's confirming reads).
  */
-export async function updateCatalogForLeases(deps: CatalogDeps, changes: ReadonlyMap<string, ReadonlySet<string>>): Promise<CatalogReport> {
+export async function updateCatalogForLeases(deps: CatalogDeps, changes: ReadonlyMap<string, ReadonlySet<string>>, atATime: Width = MEMBER_WRITES_AT_A_TIME): Promise<CatalogReport> {
   if (changes.size === 0) return NO_CATALOG_CHANGE;
   const now = deps.now ?? Date.now;
   const tally: Tally = { memberWrites: 0, staleWrites: 0, groupsCounted: 0 };
@@ -93,7 +109,7 @@ export async function updateCatalogForLeases(deps: CatalogDeps, changes: Readonl
       deletes.push(...writes.deletes);
       for (const c of [...known, ...writes.puts.map((m) => m.capability)]) touched.add(c);
     }
-    await applyWrites(deps, puts, deletes, readAt, tally);
+    await applyWrites(deps, puts, deletes, readAt, tally, atATime);
     const owners = catalogOwners(deps.catalog);
     const names = new Set([...touched].flatMap((c) => (owners.has(c) ? [owners.get(c)!] : [])));
     return { ...(await publish(deps, names, tally)), ...tally };

@@ -2,18 +2,19 @@ import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { mapLimit } from '../core/concurrency';
 import { Ec2LookupError, ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
+import { catalogChangesOfWrites } from '../core/catalog-members';
 import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { planRejectionsFromScan } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
-import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog } from './catalog-update';
+import { addCatalogReports, CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog, updateCatalogForLeases } from './catalog-update';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
 import { gateReconcile } from './reconcile-gate';
-import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
+import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, WriteWidth, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -65,6 +66,8 @@ export interface ReconcileDeps {
   readonly targetQuota?: number;
   /** The capability catalog: its member index repaired from the pass's scan, its document counted again. @default - no catalog */
   readonly catalog?: RegistryCatalog;
+  /** Leases (and catalog entries) the pass writes into at once. @default OBSERVED_WRITES_AT_A_TIME */
+  readonly writesAtATime?: WriteWidth;
 }
 
 export interface ReconcileReport {
@@ -214,16 +217,20 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const sweepFar = unread.length > 0 ? [] : plan.tooFar.filter((e) => !tally.stillRegistered.has(e.target));
   const sweepNoExpiry = unread.length > 0 ? [] : plan.noExpiry.filter((target) => !tally.stillRegistered.has(target));
   const observed = planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing });
-  const rotation = mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed);
+  const rotation = rotationEntries(mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed));
   const [deleted, deletedFar, deletedNoExpiry, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
     mapLimit(sweepFar, 16, (e) => deps.store.deleteIfExpiresAfter(e.target, e.latest)),
     mapLimit(sweepNoExpiry, 16, (target) => deps.store.deleteIfNoExpiry(target)),
     // Admission's and the quota's refusals ride with each lease's rejection.
-    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs, gate.facts), OBSERVED_WRITES_AT_A_TIME),
+    writeRegistryEntries(deps.store, rotation, planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs, gate.facts), deps.writesAtATime ?? OBSERVED_WRITES_AT_A_TIME),
   ]);
-  // Last, and separate: the catalog's member index against the scan, and its document counted again.
-  const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;
+  // Last, and separate: the entries of the leases this pass wrote `rotation` into (read after the
+  // writes; stream sync leaves those records to their writer), then the member index against the
+  // scan (entries just written are newer than it and left alone), and the document counted again.
+  const catalogDeps = deps.catalog && { ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now };
+  const written = catalogDeps && registryWrites.changed > 0 ? await updateCatalogForLeases(catalogDeps, catalogChangesOfWrites(rotation, deps.routing), deps.writesAtATime ?? OBSERVED_WRITES_AT_A_TIME) : NO_CATALOG_CHANGE;
+  const catalog = catalogDeps ? addCatalogReports(written, await repairCatalog(catalogDeps, scan.items, nowMs)) : NO_CATALOG_CHANGE;
 
   return {
     liveLeases: plan.liveLeases,

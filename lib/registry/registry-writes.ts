@@ -1,4 +1,4 @@
-import { mapLimit } from '../core/concurrency';
+import { mapLimit, Width } from '../core/concurrency';
 import { LeaseStoreError } from '../core/errors';
 import { byLease, PlannedEntry } from '../core/registry-writes';
 import type { RejectionWrite } from '../core/rejection-planner';
@@ -22,6 +22,15 @@ export const LEASE_WRITES_AT_A_TIME = 16;
  * first reconcile pass over 10 000 leases takes seconds, not minutes.
  */
 export const OBSERVED_WRITES_AT_A_TIME = 4;
+
+/**
+ * The width of the rotation poll's and reconcile's writes (leases and catalog entries): a number,
+ * or a function asked before each write. Widening it while no stream batch was being handled
+ * (local mode, 32) was tried for B3's first pass and withdrawn: between small batches the wide
+ * writes crowded DynamoDB Local's queue and B2's local registration p99 went to 16 s.
+ * @default OBSERVED_WRITES_AT_A_TIME
+ */
+export type WriteWidth = Width;
 
 /** What a handler's writes into lease items did (docs/lease-contract.md: `rotation`, `rejection`). */
 export interface RegistryWriteReport {
@@ -59,7 +68,7 @@ export async function writeRegistryEntries(
   store: LeaseStore,
   planned: readonly PlannedEntry[],
   rejections: readonly RejectionWrite[] = [],
-  atATime: number = LEASE_WRITES_AT_A_TIME,
+  atATime: Width = LEASE_WRITES_AT_A_TIME,
 ): Promise<RegistryWriteReport> {
   if (planned.length === 0 && rejections.length === 0) return NO_REGISTRY_WRITES;
   const leases = byLease(planned, rejections);

@@ -1,10 +1,12 @@
 import { AddressPolicy } from '../core/address-policy';
 import { RoutingConfig } from '../core/lease-schema';
+import { catalogChangesOfWrites } from '../core/catalog-members';
 import { changedTargets, groupStates, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { readGroups } from './group-reads';
-import { NO_REGISTRY_WRITES, OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
+import { NO_REGISTRY_WRITES, OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, WriteWidth, writeRegistryEntries } from './registry-writes';
 
 export interface RotationPollDeps {
   readonly elb: ElbTargets;
@@ -13,6 +15,10 @@ export interface RotationPollDeps {
   readonly policy: AddressPolicy;
   /** Epoch milliseconds. @default Date.now */
   readonly now?: () => number;
+  /** The capability catalog: the member entries of the leases a poll wrote, updated after the writes (the sync leaves their records to it). @default - no catalog */
+  readonly catalog?: RegistryCatalog;
+  /** Leases (and catalog entries) written at once. @default OBSERVED_WRITES_AT_A_TIME */
+  readonly writesAtATime?: WriteWidth;
 }
 
 export interface RotationPollReport {
@@ -22,6 +28,8 @@ export interface RotationPollReport {
   readonly leasesRead: number;
   /** What changed, one UpdateItem per lease. */
   readonly registryWrites: RegistryWriteReport;
+  /** The catalog step for the leases written. */
+  readonly catalog: CatalogReport;
 }
 
 /**
@@ -53,14 +61,20 @@ export class RotationPoll {
     const describeCalls = groups.length + unread.length;
     if (changed.length === 0) {
       this.previous = current;
-      return { describeCalls, leasesRead: 0, registryWrites: NO_REGISTRY_WRITES };
+      return { describeCalls, leasesRead: 0, registryWrites: NO_REGISTRY_WRITES, catalog: NO_CATALOG_CHANGE };
     }
     const items = [...(await this.deps.store.getMany(changed)).values()].filter((item) => item !== undefined);
     const observed = planObservedRotation({ groups, items, observedAtMs, policy: this.deps.policy, routing: this.deps.routing });
-    const registryWrites = await writeRegistryEntries(this.deps.store, rotationEntries(observed), [], OBSERVED_WRITES_AT_A_TIME);
+    const entries = rotationEntries(observed);
+    const { catalog: registry, store, routing, policy, now, writesAtATime = OBSERVED_WRITES_AT_A_TIME } = this.deps;
+    const registryWrites = await writeRegistryEntries(store, entries, [], writesAtATime);
+    const catalog =
+      registry && registryWrites.changed > 0
+        ? await updateCatalogForLeases({ ...registry, store, routing, policy, ...(now ? { now } : {}) }, catalogChangesOfWrites(entries, routing), writesAtATime)
+        : NO_CATALOG_CHANGE;
     // Only now: a poll whose reads or writes failed looks at the same changes again next time.
     if (registryWrites.failed === 0) this.previous = current;
-    return { describeCalls, leasesRead: changed.length, registryWrites };
+    return { describeCalls, leasesRead: changed.length, registryWrites, catalog };
   }
 
   /**

@@ -4,12 +4,12 @@ import { TargetAction } from '../core/lease-confirmation';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { factDecisions, planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
-import { catalogChanges } from '../core/catalog-members';
+import { catalogChanges, catalogChangesOfWrites } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
-import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
+import { addCatalogReports, CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { countLanded, gateSyncRegistrations } from './registration-gate';
@@ -110,10 +110,10 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const now = deps.now ?? Date.now;
   // A separate step, beside the routing work rather than after it, so it never delays a
   // registration: what the batch changed, as the catalog and trusted discovery see it. It reads
-  // the changed leases as they are now; the rotation writes below come back as records of their own.
-  const catalogStep = deps.catalog
-    ? updateCatalogForLeases({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, catalogChanges(records, plan.kinds, deps.routing))
-    : Promise.resolve(NO_CATALOG_CHANGE);
+  // the changed leases as they are now. The registry's own writes coming back are not its work:
+  // their writers update the catalog for them (this handler's, below, after its writes).
+  const catalogDeps = deps.catalog && { ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now };
+  const catalogStep = catalogDeps ? updateCatalogForLeases(catalogDeps, catalogChanges(records, plan.kinds, deps.routing)) : Promise.resolve(NO_CATALOG_CHANGE);
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {
@@ -218,13 +218,19 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const restored = planRestoredRotation(records, deps.policy, deps.routing);
   // Each lease's rejection (or its removal) rides the same UpdateItem as its rotation entries;
   // what admission and the quota decided about this batch's registrations is judged with it.
+  const rotation = rotationEntries(mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing, restored), restored));
   const registryWrites = await writeRegistryEntries(
     deps.store,
-    rotationEntries(mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing, restored), restored)),
+    rotation,
     planRejectionsFromRecords(records, deps.policy, deps.routing, now(), plan.kinds, plan.lastFound, factDecisions([...gate.rejections, ...quotaRejections], gate.pass.map((c) => c.target.key))),
   );
 
-  const catalog = await catalogStep;
+  // The catalog for the leases this batch wrote `rotation` into (drains, re-activations,
+  // re-acquires: rare), read after the writes; their records come back as `registry` and cost nothing.
+  const catalog =
+    catalogDeps && registryWrites.changed > 0
+      ? addCatalogReports(await catalogStep, await updateCatalogForLeases(catalogDeps, catalogChangesOfWrites(rotation, deps.routing)))
+      : await catalogStep;
 
   const kinds = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
   for (const kind of plan.kinds) kinds[kind]++;
