@@ -50,3 +50,38 @@ export type { LeaseWrite, PlannedEntry, RegistryEntry } from './registry-writes'
 export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
 export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';
+export {
+  budgetOf,
+  budgetProblem,
+  changeKey,
+  DEFAULT_ACCOUNT_ELB_BUCKET,
+  DEFAULT_ELB_BUDGET_SHARE,
+  DEFAULT_ELB_CALL_BUDGET,
+  emptyQueue,
+  enqueue,
+  fullBucket,
+  MAX_TARGETS_PER_ELB_CALL,
+  msUntilTokens,
+  NOT_SERVING_STATES,
+  planCalls,
+  priorityOf,
+  queueStats,
+  refill,
+  roundBoundSeconds,
+  settleCall,
+  takeTokens,
+} from './elb-call-budget';
+export type { AccountElbBucket, BucketState, BudgetPlan, ChangeAction, ChangePriority, ChangeQueue, ChangeRequest, ElbCallBudget, PendingChange, PlannedCall } from './elb-call-budget';
+export {
+  DEFAULT_LOAD_BALANCER_QUOTAS,
+  DEFAULT_RULES_PER_LOAD_BALANCER,
+  MAX_TARGET_GROUPS_PER_LOAD_BALANCER,
+  packCapabilities,
+  QUOTA_NAMES,
+  quotasProblem,
+  rulesOf,
+  targetGroupsOf,
+} from './load-balancer-packing';
+export type { CapabilityCost, CapabilityLoad, LoadBalancerQuotas, PackedLoadBalancer, PackingRefusal, PackingResult } from './load-balancer-packing';
+export { DEFAULT_FLEET_SETTINGS, HOURS_PER_MONTH, modelCounts, monthlyCost, ON_DEMAND, PROVISIONED_AUTO_SCALING, scaleToMonth, SECONDS_PER_MONTH, US_EAST_1_PRICES } from './cost-model';
+export type { BillingMode, FleetSettings, MonthlyCost, MonthlyCounts, PriceList } from './cost-model';
