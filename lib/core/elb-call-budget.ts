@@ -122,6 +122,8 @@ export interface ChangeRequest {
   readonly action: ChangeAction;
   /** @default 'urgent' */
   readonly priority?: ChangePriority;
+  /** When the change was asked for (epoch ms). @default the time it is queued */
+  readonly atMs?: number;
 }
 
 /** A change waiting for the budget. */
@@ -152,7 +154,7 @@ export function enqueue(queue: ChangeQueue, changes: readonly ChangeRequest[], n
   for (const c of changes) {
     const key = changeKey(c.targetGroupArn, c.target.key);
     const before = pending.get(key);
-    pending.set(key, { targetGroupArn: c.targetGroupArn, target: c.target, action: c.action, priority: c.priority ?? 'urgent', queuedAtMs: before?.queuedAtMs ?? nowMs });
+    pending.set(key, { targetGroupArn: c.targetGroupArn, target: c.target, action: c.action, priority: c.priority ?? 'urgent', queuedAtMs: before?.queuedAtMs ?? c.atMs ?? nowMs });
   }
   return { pending, inFlight: queue.inFlight };
 }
@@ -184,15 +186,12 @@ const PRIORITY_RANK: Record<ChangePriority, number> = { urgent: 0, deferrable: 1
 const byUrgency = (a: PendingChange, b: PendingChange) => PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority] || a.queuedAtMs - b.queuedAtMs;
 
 /**
- * Which calls go now and what waits. The sendable changes (those whose target has no call out)
- * are gathered per (group, action); each gathering becomes calls of up to `maxTargets` targets,
- * most urgent and oldest first, and calls are ranked by their most urgent and oldest change: so
- * new agents' registrations (and removals of serving targets) go before removals of targets ELB
- * already keeps out of rotation, and a change waits at most until the budget reaches its turn.
- * Each call takes one token; none goes without one. A deferrable change rides along free in a
- * call its (group, action) makes anyway.
+ * The calls the queue's sendable changes (those whose target has no call out) make, most urgent
+ * first: gathered per (group, action), each gathering split into calls of up to `maxTargets`
+ * targets (most urgent and oldest first), calls ranked by their most urgent and oldest change,
+ * registrations before removals at equal rank.
  */
-export function planCalls(queue: ChangeQueue, bucket: BucketState, budget: ElbCallBudget, nowMs: number, maxTargets: number = MAX_TARGETS_PER_ELB_CALL): BudgetPlan {
+export function rankCalls(queue: ChangeQueue, maxTargets: number = MAX_TARGETS_PER_ELB_CALL): PlannedCall[] {
   const gatherings = new Map<string, PendingChange[]>();
   for (const [key, change] of queue.pending) {
     if (queue.inFlight.has(key)) continue;
@@ -208,6 +207,20 @@ export function planCalls(queue: ChangeQueue, bucket: BucketState, budget: ElbCa
   }
   // Registrations before removals at equal urgency and age: creates first.
   candidates.sort((a, b) => byUrgency(a.changes[0], b.changes[0]) || (a.action === b.action ? 0 : a.action === 'register' ? -1 : 1));
+  return candidates;
+}
+
+/**
+ * Which calls go now and what waits. The sendable changes (those whose target has no call out)
+ * are gathered per (group, action); each gathering becomes calls of up to `maxTargets` targets,
+ * most urgent and oldest first, and calls are ranked by their most urgent and oldest change: so
+ * new agents' registrations (and removals of serving targets) go before removals of targets ELB
+ * already keeps out of rotation, and a change waits at most until the budget reaches its turn.
+ * Each call takes one token; none goes without one. A deferrable change rides along free in a
+ * call its (group, action) makes anyway.
+ */
+export function planCalls(queue: ChangeQueue, bucket: BucketState, budget: ElbCallBudget, nowMs: number, maxTargets: number = MAX_TARGETS_PER_ELB_CALL): BudgetPlan {
+  const candidates = rankCalls(queue, maxTargets);
   const { granted, state } = takeTokens(bucket, budget, nowMs, candidates.length);
   const calls = candidates.slice(0, granted);
   const pending = new Map(queue.pending);
@@ -255,4 +268,41 @@ export function queueStats(queue: ChangeQueue, nowMs: number): { readonly queued
   let oldest = nowMs;
   for (const c of queue.pending.values()) oldest = Math.min(oldest, c.queuedAtMs);
   return { queued: queue.pending.size, oldestAgeMs: Math.max(0, nowMs - oldest) };
+}
+
+// ---- the gate every Register/DeregisterTargets call passes --------------------------------
+
+/** A token taken for one call: sent, it is spent; not sent after all, {@link ElbCallPermit.giveBack} returns it. */
+export interface ElbCallPermit {
+  giveBack(): void;
+}
+
+/**
+ * Where the registry's ELB adapter takes a token before every Register/DeregisterTargets call:
+ * waits (first come, first served) until the budget allows one. Implementations keep the bucket
+ * in one container, or in a table every container shares.
+ */
+export interface ElbCallGate {
+  /** The budget it keeps. */
+  readonly budget: ElbCallBudget;
+  /** Resolves with a permit once a token is taken; rejects (an `AbortError`) if `signal` aborts first. */
+  acquire(signal?: AbortSignal): Promise<ElbCallPermit>;
+  /** Waiting acquirers and how long the oldest has waited, ms. */
+  waiting(nowMs: number): { readonly queued: number; readonly oldestAgeMs: number };
+}
+
+/** What a sync batch or a reconcile pass reports of the budget (the metrics in BUDGET_METRICS). */
+export interface BudgetReport {
+  /** Register/Deregister calls per second over the batch or pass (at least one second). */
+  readonly callsPerSecond: number;
+  readonly budgetPerSecond: number;
+  /** Changes that waited for a token (sync), or were left for the next pass for want of one (reconcile). */
+  readonly queued: number;
+  /** The longest of those waits, ms. */
+  readonly oldestAgeMs: number;
+}
+
+/** The report of `calls` made over `elapsedMs` on `budget`. */
+export function budgetReport(budget: ElbCallBudget, calls: number, elapsedMs: number, queued: number, oldestAgeMs: number): BudgetReport {
+  return { callsPerSecond: Math.round((calls / Math.max(1, elapsedMs / 1000)) * 100) / 100, budgetPerSecond: budget.callsPerSecond, queued, oldestAgeMs: Math.round(oldestAgeMs) };
 }

@@ -40,8 +40,8 @@ export {
   parseRuntimeSettings,
 } from './runtime-config';
 export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
-export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
-export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
+export { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
+export type { BudgetMetricName, ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
 export type { Deployment, LocalState } from './deployment';
 export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationEntries, rotationStateOf } from './rotation-planner';
@@ -53,6 +53,8 @@ export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } fr
 export {
   budgetOf,
   budgetProblem,
+  budgetReport,
+  rankCalls,
   changeKey,
   DEFAULT_ACCOUNT_ELB_BUCKET,
   DEFAULT_ELB_BUDGET_SHARE,
@@ -71,7 +73,7 @@ export {
   settleCall,
   takeTokens,
 } from './elb-call-budget';
-export type { AccountElbBucket, BucketState, BudgetPlan, ChangeAction, ChangePriority, ChangeQueue, ChangeRequest, ElbCallBudget, PendingChange, PlannedCall } from './elb-call-budget';
+export type { AccountElbBucket, BucketState, BudgetPlan, BudgetReport, ElbCallGate, ElbCallPermit, ChangeAction, ChangePriority, ChangeQueue, ChangeRequest, ElbCallBudget, PendingChange, PlannedCall } from './elb-call-budget';
 export {
   DEFAULT_LOAD_BALANCER_QUOTAS,
   DEFAULT_RULES_PER_LOAD_BALANCER,

@@ -1,4 +1,5 @@
 import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
+import { AccountElbBucket, budgetProblem, DEFAULT_ACCOUNT_ELB_BUCKET, ElbCallBudget } from './elb-call-budget';
 import { ConfigError } from './errors';
 import { CAPABILITY_NAME, CapabilityRoute, RoutingConfig, TargetType } from './lease-schema';
 
@@ -33,6 +34,14 @@ export interface RuntimeConfigJson {
    * @default {} (no variants)
    */
   readonly variantWeights?: Record<string, number>;
+  /**
+   * The registry's share of the account's Register/Deregister bucket, sync and reconcile
+   * together: `{ "callsPerSecond": 2, "burst": 10 }`; at most `accountElbBucket`.
+   * @default DEFAULT_ELB_CALL_BUDGET (half of AWS's default bucket)
+   */
+  readonly elbBudget?: ElbCallBudget;
+  /** The account's Register/Deregister bucket, when AWS raised it. @default DEFAULT_ACCOUNT_ELB_BUCKET (refill 4/s, burst 20) */
+  readonly accountElbBucket?: AccountElbBucket;
 }
 
 /** What the sync and reconcile handlers are told by the stack (env `AGENT_LB_CONFIG`) or by local mode. */
@@ -49,6 +58,13 @@ export interface RuntimeConfig {
    * @default - no variants
    */
   readonly variants?: RuntimeVariants;
+  /**
+   * What the registry may spend of the account's Register/Deregister bucket: every call of sync
+   * and reconcile takes a token first. The deployed functions always have one (the default
+   * budget when the stack sets none); a configuration given in code has one only if it says so.
+   * @default - no budget (calls go as they come)
+   */
+  readonly elbBudget?: ElbCallBudget;
 }
 
 /** The weighted variants a reconcile pass guards. */
@@ -86,6 +102,8 @@ export interface RuntimeSettings {
   readonly discover?: { readonly loadBalancerArn?: string; readonly listenerArn?: string; readonly capabilities: readonly string[] };
   /** Weighted variants by capability name; see {@link RuntimeConfigJson.variantWeights}. */
   readonly variantWeights?: Readonly<Record<string, number>>;
+  /** See {@link RuntimeConfigJson.elbBudget}; unset when the configuration sets none. */
+  readonly elbBudget?: ElbCallBudget;
 }
 
 /** Parses and validates the configuration text; every error names the bad value and what is allowed. */
@@ -145,6 +163,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     fail(`reconcileRepeatSeconds ${JSON.stringify(repeat)} must be an integer in 0–${MAX_RECONCILE_REPEAT_SECONDS}`);
   }
   const variantWeights = parseVariantWeights(obj.variantWeights, discover?.capabilities ?? Object.keys(capabilities), discover !== undefined);
+  const elbBudget = parseElbBudget(obj.elbBudget, obj.accountElbBucket);
   return {
     tableName: obj.tableName,
     allowedCidrs: allowedCidrs as string[],
@@ -153,7 +172,26 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     capabilities,
     ...(discover ? { discover } : {}),
     ...(variantWeights ? { variantWeights } : {}),
+    ...(elbBudget ? { elbBudget } : {}),
   };
+}
+
+function parseElbBudget(raw: unknown, rawAccount: unknown): ElbCallBudget | undefined {
+  let account = DEFAULT_ACCOUNT_ELB_BUCKET;
+  if (rawAccount !== undefined) {
+    const a = rawAccount as Partial<AccountElbBucket> | null;
+    if (typeof a !== 'object' || a === null || !(typeof a.refillPerSecond === 'number' && a.refillPerSecond > 0) || !(Number.isInteger(a.burst) && (a.burst as number) >= 1)) {
+      fail(`accountElbBucket ${JSON.stringify(rawAccount)} must be {"refillPerSecond": a positive number, "burst": a whole number ≥ 1}`);
+    }
+    account = { refillPerSecond: a.refillPerSecond as number, burst: a.burst as number };
+  }
+  if (raw === undefined) return undefined;
+  const b = raw as Partial<ElbCallBudget> | null;
+  if (typeof b !== 'object' || b === null) fail(`elbBudget ${JSON.stringify(raw)} must be {"callsPerSecond": …, "burst": …}`);
+  const budget = { callsPerSecond: b.callsPerSecond as number, burst: b.burst as number };
+  const problem = budgetProblem(budget, account);
+  if (problem) fail(problem);
+  return budget;
 }
 
 function parseVariantWeights(raw: unknown, capabilities: readonly string[], onLoadBalancer: boolean): Record<string, number> | undefined {
@@ -178,6 +216,7 @@ export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly
     routing: { capabilities: { ...settings.capabilities, ...found }, allowedCidrs: settings.allowedCidrs },
     safetyValveShare: settings.safetyValveShare,
     reconcileRepeatSeconds: settings.reconcileRepeatSeconds,
+    ...(settings.elbBudget ? { elbBudget: settings.elbBudget } : {}),
     ...(settings.variantWeights && settings.discover
       ? {
           variants: {

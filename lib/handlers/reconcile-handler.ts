@@ -7,6 +7,8 @@ import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
 import { createElbClient } from '../aws/clients';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
+import { ElbCallGate } from '../core/elb-call-budget';
+import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
 import { newReconcileMemory } from '../registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
@@ -19,6 +21,12 @@ export interface ReconcileHandlerOptions {
   readonly config?: RuntimeConfig;
   readonly elbClient?: ElasticLoadBalancingV2Client;
   readonly dynamoClient?: DynamoDBClient;
+  /**
+   * The gate every Register/DeregisterTargets call takes a token from: give sync and reconcile
+   * of one process the same one, so together they stay within the budget.
+   * @default a gate of the configuration's `elbBudget`, for this container; none without one
+   */
+  readonly elbGate?: ElbCallGate;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
   readonly now?: () => number;
@@ -37,9 +45,11 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
   const dynamoClient = options.dynamoClient ?? createDynamoClient();
   // Lives as long as the container: removals held back for a second pass, targets ELB refused.
   const memory = newReconcileMemory();
+  let gate = options.elbGate;
+  const gateFor = (config: RuntimeConfig) => (gate ??= config.elbBudget ? new BucketGate(config.elbBudget) : undefined);
   const depsFor = (config: RuntimeConfig) => ({
     config,
-    elb: new ElbTargets(elbClient),
+    elb: new ElbTargets(elbClient, gateFor(config)),
     store: new LeaseStore(dynamoClient, config.tableName),
     routing: config.routing,
     policy: addressPolicyFor(config.routing),

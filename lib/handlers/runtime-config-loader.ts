@@ -1,4 +1,5 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { DEFAULT_ELB_CALL_BUDGET } from '../core/elb-call-budget';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
 import { discoverTargetGroups, loadBalancerOfListener } from '../aws/target-groups';
 
@@ -8,7 +9,9 @@ import { discoverTargetGroups, loadBalancerOfListener } from '../aws/target-grou
  * load balancer (lib/aws/target-groups.ts).
  */
 export async function resolveRuntimeConfig(text: string | undefined, client: ElasticLoadBalancingV2Client): Promise<RuntimeConfig> {
-  const settings = parseRuntimeSettings(text);
+  const parsed = parseRuntimeSettings(text);
+  // A deployed registry always spends within a budget: the default share when the stack sets none.
+  const settings = { ...parsed, elbBudget: parsed.elbBudget ?? DEFAULT_ELB_CALL_BUDGET };
   const discover = settings.discover;
   if (!discover) return completeRuntimeConfig(settings);
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));

@@ -7,6 +7,8 @@ import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
 import { createElbClient } from '../aws/clients';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
+import { ElbCallGate } from '../core/elb-call-budget';
+import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
 import { toLeaseChange } from '../aws/stream-records';
 import { newSyncMemory } from '../registry/container-memory';
@@ -24,6 +26,14 @@ export interface SyncHandlerOptions {
    * deregister one that is. @default a client from the environment
    */
   readonly dynamoClient?: DynamoDBClient;
+  /**
+   * The gate every Register/DeregisterTargets call takes a token from: give sync and reconcile
+   * of one process the same one, so together they stay within the budget.
+   * @default a gate of the configuration's `elbBudget`, for this container; none without one
+   */
+  readonly elbGate?: ElbCallGate;
+  /** With a budget: longest a batch waits for tokens before it reports the rest unapplied. @default SYNC_BATCH_BUDGET_MS */
+  readonly batchBudgetMs?: number;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
   /** Epoch ms, for the sync-lag metric and the confirming read's liveness check; planning never reads the clock. */
@@ -39,13 +49,16 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
   const dynamoClient = options.dynamoClient ?? createDynamoClient();
   // Lives as long as the container: changes already applied, targets ELB refused.
   const memory = newSyncMemory();
+  let gate = options.elbGate;
+  const gateFor = (config: RuntimeConfig) => (gate ??= config.elbBudget ? new BucketGate(config.elbBudget) : undefined);
   const depsFor = (config: RuntimeConfig) => ({
-    elb: new ElbTargets(elbClient),
+    elb: new ElbTargets(elbClient, gateFor(config)),
     routing: config.routing,
     policy: addressPolicyFor(config.routing),
     store: new LeaseStore(dynamoClient, config.tableName),
     now,
     memory,
+    ...(options.batchBudgetMs !== undefined ? { batchBudgetMs: options.batchBudgetMs } : {}),
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor);
 

@@ -1,7 +1,8 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { AgentLbError } from '../core/errors';
-import { errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
+import type { BudgetReport } from '../core/elb-call-budget';
+import { BUDGET_METRICS, errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
 import type { RegistryWriteReport } from '../registry/registry-writes';
 import { StreamSyncReport } from '../registry/stream-sync';
@@ -51,6 +52,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric(SYNC_METRICS.ttlDeletions, MetricUnit.Count, report.kinds['ttl-deletion']);
   metrics.addMetric(SYNC_METRICS.releases, MetricUnit.Count, report.kinds.release);
   if (lagMs !== undefined) metrics.addMetric(SYNC_METRICS.syncLagMs, MetricUnit.Milliseconds, lagMs);
+  if (report.budget) publishBudget(report.budget, metrics);
   addErrorMetrics(metrics, [
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
@@ -103,6 +105,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.liveLeases, MetricUnit.Count, report.liveLeases);
   metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
   metrics.addMetric(RECONCILE_METRICS.variantsHeldOut, MetricUnit.Count, report.variantsHeldOut.length);
+  if (report.budget) publishBudget(report.budget, metrics);
   addErrorMetrics(metrics, [...report.errors, ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : [])]);
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
@@ -128,4 +131,12 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     registryWrites: writesSummary(report.registryWrites),
   });
   metrics.publishStoredMetrics();
+}
+
+/** The ELB call budget's figures of a batch or a pass, under the names both functions share. */
+function publishBudget(budget: BudgetReport, metrics: Metrics): void {
+  metrics.addMetric(BUDGET_METRICS.elbCallsPerSecond, MetricUnit.CountPerSecond, budget.callsPerSecond);
+  metrics.addMetric(BUDGET_METRICS.elbCallBudgetPerSecond, MetricUnit.CountPerSecond, budget.budgetPerSecond);
+  metrics.addMetric(BUDGET_METRICS.queuedChanges, MetricUnit.Count, budget.queued);
+  metrics.addMetric(BUDGET_METRICS.oldestQueuedChangeMs, MetricUnit.Milliseconds, budget.oldestAgeMs);
 }

@@ -1,5 +1,6 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { sleep } from '../core/concurrency';
+import { ElbCallGate, ElbCallPermit } from '../core/elb-call-budget';
 import { ElbTargetsError } from '../core/errors';
 import { confirmChanges, ConfirmationContext, contradictedBy, leaseVersion, TargetAction } from '../core/lease-confirmation';
 import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
@@ -138,11 +139,18 @@ export async function applyConfirmed(
   let firstTransientError: ElbTargetsError | undefined;
   let pending = [...targets];
   const rounds = deps.rounds ?? CONFIRM_ROUNDS;
+  const gate = deps.elb.gate;
+  // With an ELB call budget, the first token may be long in coming: the rounds' time starts once it is taken.
+  const firstPermit = gate && pending.length > 0 ? await permitBy(gate, deps.budgetEnd, now) : undefined;
+  if (gate && pending.length > 0 && !firstPermit) return notApplied(pending);
   const budgetEnd = Math.min(deps.budgetEnd ?? Infinity, now() + rounds * deadlineMs);
   // Prior reads are used only while fresh enough to leave the call most of its deadline.
   let reused = prior && now() - prior.readAtMs < deadlineMs / 2 ? prior : undefined;
 
   for (let round = 0; round < rounds && pending.length > 0 && now() < budgetEnd; round++) {
+    // The token before the read: waiting for the budget never ages the read a call acts on.
+    const permit = round === 0 ? firstPermit : gate ? await permitBy(gate, budgetEnd, now) : undefined;
+    if (gate && !permit) break;
     let readAtMs: number;
     let reads: ReadonlyMap<string, RawItem | undefined>;
     if (reused) {
@@ -153,6 +161,7 @@ export async function applyConfirmed(
       try {
         reads = await deps.store.getMany(pending.map((t) => t.key));
       } catch {
+        permit?.giveBack();
         break;
       }
     }
@@ -166,11 +175,12 @@ export async function applyConfirmed(
       send = send.filter((t) => !skip.has(t.key));
     }
     if (send.length === 0) {
+      permit?.giveBack();
       pending = [];
       break;
     }
     const deadline = new Deadline(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
-    const outcome = await deadline.run((abortSignal) => deps.elb[action](targetGroupArn, send, { abortSignal }));
+    const outcome = await deadline.run((abortSignal) => deps.elb[action](targetGroupArn, send, { abortSignal, ...(permit ? { permit } : {}) }));
     calls += outcome.calls;
     rejected.push(...outcome.rejected);
     firstTransientError ??= outcome.firstTransientError;
@@ -268,4 +278,18 @@ async function undoContradicted(
     pending = back.filter((t) => failed.has(t.key));
   }
   return { undone, calls };
+}
+
+/** A token from `gate`, waiting at most until `until` (epoch ms; none: as long as it takes); `undefined` when the wait ran out. */
+async function permitBy(gate: ElbCallGate, until: number | undefined, now: () => number): Promise<ElbCallPermit | undefined> {
+  try {
+    return await gate.acquire(until === undefined || until === Infinity ? undefined : AbortSignal.timeout(Math.max(1, until - now())));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The outcome of a change that never got a token: nothing sent, everything to be tried again. */
+function notApplied(pending: readonly TargetRef[]): ConfirmedOutcome {
+  return { applied: [], undone: [], withheld: [], skippedRefused: [], transientFailures: pending.map((t) => t.key), rejected: [], calls: 0, confirmedBy: new Map() };
 }

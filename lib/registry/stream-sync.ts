@@ -1,8 +1,10 @@
 import { AddressPolicy } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
-import { RoutingConfig, TargetRef } from '../core/lease-schema';
+import { LEASE_ATTR, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
+import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
+import { decodeRotation, rotationEntry } from '../core/lease-codec';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
@@ -27,7 +29,20 @@ export interface StreamSyncDeps {
   readonly deadlineMs?: number;
   /** What this container remembers between batches (refused targets, changes already applied). @default a fresh memory per call */
   readonly memory?: SyncMemory;
+  /**
+   * With an ELB call budget (a gate on `elb`): longest a batch waits for tokens. Changes still
+   * without one then are reported unapplied, and the stream delivers them again from their first
+   * record, merged with the records that came meanwhile: under load, fewer and fuller calls.
+   * Short, so that records written meanwhile join the queue soon: the next invocation ranks them
+   * with the changes still waiting, oldest first, and a change waits about one round of the
+   * budget, not a whole batch's round and then its own.
+   * @default SYNC_BATCH_BUDGET_MS (5 000)
+   */
+  readonly batchBudgetMs?: number;
 }
+
+/** See {@link StreamSyncDeps.batchBudgetMs}. */
+export const SYNC_BATCH_BUDGET_MS = 5_000;
 
 export interface StreamSyncReport {
   readonly records: number;
@@ -45,6 +60,8 @@ export interface StreamSyncReport {
   readonly elbCalls: number;
   /** Leases read to confirm changes (BatchGetItem keys). */
   readonly leasesRead: number;
+  /** With an ELB call budget: calls per second against it, changes that waited for a token, the longest wait. */
+  readonly budget?: BudgetReport;
   /** How long the batch's confirming read took, ms: what confirmation adds to its registrations' latency. */
   readonly confirmReadMs?: number;
   readonly rejections: readonly LeaseRejection[];
@@ -121,10 +138,16 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     }
   }
 
+  const gate = deps.elb.gate;
+  // Wall-clock time for the budget (`now` may be a fixed clock for the liveness check).
+  const started = Date.now();
+  let waited = 0;
+  let longestWaitMs = 0;
   if (prior) {
-    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [] };
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(gate ? { budgetEnd: now() + (deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS) } : {}) };
+    // Most urgent groups first: each group's first call takes its token in this order (first come, first served).
     await Promise.all(
-      work.map(async ({ group, register, deregister }) => {
+      byUrgency(work, records, plan.lastRecordIndex, deps.routing).map(async ({ group, register, deregister }) => {
         // Creates before deletes: a target moving between states never leaves a group empty needlessly.
         for (const [action, targets] of [
           ['register', register],
@@ -132,6 +155,11 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         ] as const) {
           if (targets.length === 0) continue;
           const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, prior);
+          if (gate && outcome.calls > 0) {
+            const wait = Date.now() - started;
+            if (wait > 50) waited += targets.length;
+            longestWaitMs = Math.max(longestWaitMs, wait);
+          }
           for (const key of outcome.applied) {
             memory.applied.remember(group.targetGroupArn, key, action, recordOf(key));
             landed.push({ action, targetGroupArn: group.targetGroupArn, target: key, item: outcome.confirmedBy.get(key) });
@@ -174,6 +202,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     refusedBefore,
     elbCalls,
     leasesRead: keys.length,
+    ...(gate ? { budget: budgetReport(gate.budget, elbCalls, Date.now() - started, waited, longestWaitMs) } : {}),
     ...(confirmReadMs === undefined ? {} : { confirmReadMs }),
     rejections: plan.rejections,
     refusedByElb,
@@ -182,4 +211,47 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     ...(readError ? { readError } : {}),
     registryWrites,
   };
+}
+
+interface GroupWork {
+  readonly group: { readonly targetGroupArn: string };
+  readonly register: readonly TargetRef[];
+  readonly deregister: readonly TargetRef[];
+}
+
+/**
+ * The batch's groups, most urgent first (the pure rank of lib/core/elb-call-budget.ts): groups
+ * with registrations, or removals of targets ELB may still send requests to, before groups
+ * whose removals are of targets the lease's `rotation` says ELB already keeps out (unhealthy,
+ * draining); older changes first. Only the order of the calls changes, never what is sent.
+ */
+function byUrgency<W extends GroupWork>(work: readonly W[], records: readonly LeaseChangeRecord[], lastRecordIndex: ReadonlyMap<string, number>, routing: RoutingConfig): W[] {
+  if (work.length < 2) return [...work];
+  const capabilityOf = new Map(Object.entries(routing.capabilities).map(([name, route]) => [route.targetGroupArn, name]));
+  const stateOf = (key: string, targetGroupArn: string): string | undefined => {
+    const record = records[lastRecordIndex.get(key) ?? -1];
+    const image = record?.newImage ?? record?.oldImage;
+    const capability = capabilityOf.get(targetGroupArn);
+    return capability === undefined ? undefined : rotationEntry(decodeRotation(image?.[LEASE_ATTR.rotation]).rotation, capability)?.state;
+  };
+  const at = (key: string) => (records[lastRecordIndex.get(key) ?? -1]?.writtenAtSeconds ?? 0) * 1000;
+  const queue = enqueue(
+    emptyQueue(),
+    work.flatMap(({ group, register, deregister }) => [
+      ...register.map((t) => ({ targetGroupArn: group.targetGroupArn, target: t, action: 'register' as const, atMs: at(t.key) })),
+      ...deregister.map((t) => ({
+        targetGroupArn: group.targetGroupArn,
+        target: t,
+        action: 'deregister' as const,
+        priority: priorityOf('deregister', stateOf(t.key, group.targetGroupArn)),
+        atMs: at(t.key),
+      })),
+    ]),
+    0,
+  );
+  const rank = new Map<string, number>();
+  rankCalls(queue).forEach((call, i) => {
+    if (!rank.has(call.targetGroupArn)) rank.set(call.targetGroupArn, i);
+  });
+  return [...work].sort((a, b) => (rank.get(a.group.targetGroupArn) ?? Infinity) - (rank.get(b.group.targetGroupArn) ?? Infinity));
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatStateFile, LocalState, parseStateFile } from '../../lib/core/deployment';
-import { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
+import { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 /**
@@ -25,6 +25,7 @@ describe('wire contract', () => {
     expect(Object.values(RECONCILE_METRICS).sort()).toEqual(
       ['DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'LiveLeases', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped', 'VariantsHeldOut'],
     );
+    expect(Object.values(BUDGET_METRICS).sort()).toEqual(['ElbCallBudgetPerSecond', 'ElbCallsPerSecond', 'OldestQueuedChangeMs', 'QueuedChanges']);
     expect(ERROR_METRICS).toEqual({ INVALID_CONFIG: 'ConfigErrors', LEASE_STORE: 'LeaseStoreErrors', ELB_TRANSIENT: 'ElbTransientErrors', ELB_PERMANENT: 'ElbRefusals', OTHER: 'OtherErrors' });
   });
 
