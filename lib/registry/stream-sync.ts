@@ -234,7 +234,14 @@ function byUrgency<W extends GroupWork>(work: readonly W[], records: readonly Le
     const capability = capabilityOf.get(targetGroupArn);
     return capability === undefined ? undefined : rotationEntry(decodeRotation(image?.[LEASE_ATTR.rotation]).rotation, capability)?.state;
   };
-  const at = (key: string) => (records[lastRecordIndex.get(key) ?? -1]?.writtenAtSeconds ?? 0) * 1000;
+  // A change's age is its first record's place in the stream: records of one shard come in write
+  // order, and their write times (whole seconds) tie too often to rank by.
+  const first = new Map<string, number>();
+  records.forEach((r, i) => {
+    const key = r.key ?? (r.newImage ?? r.oldImage)?.[LEASE_ATTR.target]?.S;
+    if (key !== undefined && !first.has(key)) first.set(key, i);
+  });
+  const at = (key: string) => first.get(key) ?? lastRecordIndex.get(key) ?? 0;
   const queue = enqueue(
     emptyQueue(),
     work.flatMap(({ group, register, deregister }) => [
