@@ -1,11 +1,11 @@
 import { createServer, IncomingMessage, Server } from 'node:http';
-import { Agent, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LoadBalancer, LoadBalancerSnapshot, LoadBalancerStateSource } from '../lib/local/data-plane';
 import { LocalStack } from '../lib/local/local-stack';
 import { AgentLease } from '../lib/sdk/agent-lease';
 import { targetKeys } from '../test/support/local-harness';
 import { Distribution, distribution } from './percentiles';
+import { failureCounts, SteadyLoad } from './steady-load';
 
 /**
  * B4: what a client of the load balancer feels, on local mode with the data plane. Agents are
@@ -100,57 +100,6 @@ class BenchAgent {
   }
 }
 
-/** The client's steady load on one load balancer, and what came back. */
-class SteadyLoad {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 200 });
-  private timer?: NodeJS.Timeout;
-  private sent = 0;
-  public readonly outcomes: { at: number; result: string }[] = [];
-
-  public constructor(
-    private readonly endpoint: string,
-    private readonly side: Side,
-    private readonly rps: number,
-  ) {}
-
-  public start(): void {
-    const started = Date.now();
-    const tick = () => {
-      const due = Math.floor(((Date.now() - started) / 1000) * this.rps);
-      while (this.sent < due) this.send();
-      this.timer = setTimeout(tick, 10);
-    };
-    tick();
-  }
-
-  public stop(): void {
-    clearTimeout(this.timer);
-    this.agent.destroy();
-  }
-
-  private send(): void {
-    this.sent++;
-    const at = Date.now();
-    let done = false;
-    const finish = (result: string) => {
-      if (done) return;
-      done = true;
-      this.outcomes.push({ at, result });
-    };
-    const req = request(`${this.endpoint}/bench`, { agent: this.agent, timeout: 5000, headers: { 'X-Agent-Capability': 'vision', 'X-Bench-Lb': this.side } }, (res) => {
-      res.resume();
-      res.on('end', () => finish(String(res.statusCode)));
-      res.on('error', () => finish('error'));
-    });
-    req.on('timeout', () => {
-      finish('timeout');
-      req.destroy();
-    });
-    req.on('error', () => finish('error'));
-    req.end();
-  }
-}
-
 /** The data plane's state source with every group's health checks off: routing by the registry alone. */
 function registryOnly(source: LoadBalancerStateSource): LoadBalancerStateSource {
   return {
@@ -182,7 +131,9 @@ export async function runB4(options: B4Options = {}): Promise<B4Result> {
   const stack = await LocalStack.start({ reconcileIntervalMs, dataPlane: { timeScale } });
   const ours = stack.dataPlane!;
   const naive = await LoadBalancer.start({ source: registryOnly(ours.source), timeScale, pollIntervalMs: 1000 });
-  const loads: Record<Side, SteadyLoad> = { ours: new SteadyLoad(ours.endpoint, 'ours', rps), naive: new SteadyLoad(naive.endpoint, 'naive', rps) };
+  const steady = (endpoint: string, side: Side) =>
+    new SteadyLoad({ endpoint, requestsPerSecond: rps, next: () => ({ path: '/bench', headers: { 'X-Agent-Capability': 'vision', 'X-Bench-Lb': side } }) });
+  const loads: Record<Side, SteadyLoad> = { ours: steady(ours.endpoint, 'ours'), naive: steady(naive.endpoint, 'naive') };
   const agents: BenchAgent[] = [];
   try {
     const vision = stack.state.targetGroups.vision;
@@ -237,15 +188,13 @@ export async function runB4(options: B4Options = {}): Promise<B4Result> {
     const endAt = Date.now() + 1000;
     await new Promise((r) => setTimeout(r, 1000));
     for (const l of Object.values(loads)) l.stop();
-    await new Promise((r) => setTimeout(r, 5500));
+    await Promise.all(Object.values(loads).map((l) => l.settled(5500)));
     const crash = Object.fromEntries(
       (['ours', 'naive'] as const).map((side) => {
         const window = loads[side].outcomes.filter((o) => o.at >= crashAt && o.at < endAt);
         const failedOnes = window.filter((o) => o.result !== '200');
-        const failures: Record<string, number> = {};
-        for (const f of failedOnes) failures[f.result] = (failures[f.result] ?? 0) + 1;
         const last = failedOnes.reduce((m, o) => Math.max(m, o.at), crashAt);
-        return [side, { sent: window.length, failed: failedOnes.length, failures, failingForMs: last - crashAt }];
+        return [side, { sent: window.length, failed: failedOnes.length, failures: failureCounts(failedOnes), failingForMs: last - crashAt }];
       }),
     ) as Record<Side, B4CrashFigures>;
     log(`B4: failed requests ours ${crash.ours.failed}/${crash.ours.sent}, naive ${crash.naive.failed}/${crash.naive.sent}`);
@@ -265,7 +214,7 @@ export async function runB4(options: B4Options = {}): Promise<B4Result> {
       crashDeregisteredMs,
     };
   } finally {
-    for (const l of Object.values(loads)) l.stop();
+    for (const l of Object.values(loads)) l.destroy();
     await Promise.allSettled(agents.map((a) => a.crash()));
     await naive.stop();
     await stack.stop();

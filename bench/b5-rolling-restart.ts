@@ -1,6 +1,6 @@
 import { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { Agent, createServer, request, Server } from 'node:http';
+import { createServer, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { LocalStack } from '../lib/local/local-stack';
 import { AgentLease } from '../lib/sdk/agent-lease';
 import { spawnCli } from '../test/support/local-harness';
 import { Distribution, distribution } from './percentiles';
+import { failureCounts, SteadyLoad } from './steady-load';
 
 /**
  * B5: a rolling restart under steady load, on local mode with the data plane, as a user with
@@ -90,53 +91,6 @@ class PlainServer {
   }
 }
 
-/** One capability's steady load through the endpoint, and what came back. */
-class SteadyLoad {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 100 });
-  private timer?: NodeJS.Timeout;
-  private sent = 0;
-  public readonly outcomes: { at: number; result: string }[] = [];
-
-  public constructor(
-    private readonly endpoint: string,
-    private readonly capability: string,
-    private readonly rps: number,
-  ) {}
-
-  public start(): void {
-    const started = Date.now();
-    const tick = () => {
-      const due = Math.floor(((Date.now() - started) / 1000) * this.rps);
-      while (this.sent < due) this.send();
-      this.timer = setTimeout(tick, 10);
-    };
-    tick();
-  }
-
-  public stop(): void {
-    clearTimeout(this.timer);
-    this.agent.destroy();
-  }
-
-  private send(): void {
-    this.sent++;
-    const at = Date.now();
-    let done = false;
-    const finish = (result: string) => {
-      if (!done) this.outcomes.push({ at, result });
-      done = true;
-    };
-    const req = request(`${this.endpoint}/work`, { agent: this.agent, timeout: 5000, headers: { 'X-Agent-Capability': this.capability } }, (res) => {
-      res.resume();
-      res.on('end', () => finish(String(res.statusCode)));
-      res.on('error', () => finish('error'));
-    });
-    req.on('timeout', () => (finish('timeout'), req.destroy()));
-    req.on('error', () => finish('error'));
-    req.end();
-  }
-}
-
 async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -186,7 +140,8 @@ export async function runB5(options: B5Options = {}): Promise<B5Result> {
       startedAt,
       retire: async () => {
         child.kill('SIGTERM');
-        const code = await Promise.race([exited, new Promise<'hang'>((r) => setTimeout(() => r('hang'), 60_000))]);
+        let timer: NodeJS.Timeout | undefined;
+        const code = await Promise.race([exited, new Promise<'hang'>((r) => (timer = setTimeout(() => r('hang'), 60_000)))]).finally(() => clearTimeout(timer));
         if (code !== 0) {
           sidecarExitFailures++;
           log(`B5: a sidecar ended with ${code}: ${output.trim().split('\n').slice(-3).join(' | ')}`);
@@ -226,7 +181,9 @@ export async function runB5(options: B5Options = {}): Promise<B5Result> {
     agentLb: { start: startSidecarMember, members: [], capability: 'vision' },
     baseline: { start: startBaselineMember, members: [], capability: 'speech' },
   };
-  const loads = Object.fromEntries(Object.entries(fleets).map(([f, v]) => [f, new SteadyLoad(endpoint, v.capability, rps)])) as Record<Fleet, SteadyLoad>;
+  const loads = Object.fromEntries(
+    Object.entries(fleets).map(([f, v]) => [f, new SteadyLoad({ endpoint, requestsPerSecond: rps, maxSockets: 100, next: () => ({ path: '/work', headers: { 'X-Agent-Capability': v.capability } }) })]),
+  ) as Record<Fleet, SteadyLoad>;
   try {
     const vision = stack.state.targetGroups.vision;
     await stack.dataPlane!.loadBalancer.refresh();
@@ -259,17 +216,15 @@ export async function runB5(options: B5Options = {}): Promise<B5Result> {
     );
     await new Promise((r) => setTimeout(r, 2000));
     for (const l of Object.values(loads)) l.stop();
-    await new Promise((r) => setTimeout(r, 5500)); // the last requests answer or time out
+    await Promise.all(Object.values(loads).map((l) => l.settled(5500))); // the last requests answer or time out
     const figures = (name: Fleet): B5FleetFigures => {
       const w = windows[name];
       const sent = loads[name].outcomes.filter((o) => o.at >= w.from && o.at <= w.to + 2000);
       const failedOnes = sent.filter((o) => o.result !== '200');
-      const failures: Record<string, number> = {};
-      for (const f of failedOnes) failures[f.result] = (failures[f.result] ?? 0) + 1;
       return {
         sent: sent.length,
         failed: failedOnes.length,
-        failures,
+        failures: failureCounts(failedOnes),
         startToServingMs: distribution(w.serving),
         retireMs: distribution(w.retire),
         restartSeconds: Math.round((w.to - w.from) / 1000),
@@ -285,7 +240,7 @@ export async function runB5(options: B5Options = {}): Promise<B5Result> {
     log(`B5: failed requests agent-lb ${result.agentLb.failed}/${result.agentLb.sent}, baseline ${result.baseline.failed}/${result.baseline.sent}`);
     return result;
   } finally {
-    for (const l of Object.values(loads)) l.stop();
+    for (const l of Object.values(loads)) l.destroy();
     await Promise.allSettled(live.map((m) => m.retire()));
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await stack.stop();

@@ -4,10 +4,11 @@ import type { B2Result } from './b2-end-to-end';
 import type { B3Result } from './b3-reconcile-cost';
 import type { B4Result } from './b4-data-plane';
 import type { B5Result } from './b5-rolling-restart';
+import type { B6Result, B6VariantFigures } from './b6-long-requests';
 import type { B7Result } from './b7-budget';
 import type { Distribution } from './percentiles';
 
-export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | B7Result | ProjectionResult;
+export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | B6Result | B7Result | ProjectionResult;
 
 /** One line of the table. `target` and `verdict` only on lines that check one of the issue's targets. */
 export interface Row {
@@ -299,6 +300,48 @@ function b5Rows(r: B5Result): Row[] {
   ];
 }
 
+function b6Rows(r: B6Result): Row[] {
+  const { setup, variants: v } = r;
+  const s = `B6 long requests, ${setup.agents} agents`;
+  const cut = (c: B6VariantFigures) => `${int(c.cut)} of ${int(c.sent)}${c.cut > 0 ? ` (${Object.entries(c.cutBy).map(([k, n]) => `${k}: ${int(n)}`).join(', ')})` : ''}`;
+  const exits = (c: B6VariantFigures) => (c.sidecarExitFailures > 0 ? `; ${c.sidecarExitFailures} sidecars did not exit 0` : '');
+  const how = `requests of ${setup.wallSeconds[0]}–${setup.wallSeconds[1]} s (${setup.requestSeconds[0]}–${setup.requestSeconds[1]} s × ${setup.timeScale}), every third streamed; rolling restart, then scale-in to ${setup.scaleInTo}; ${setup.requestsPerSecond} req/s`;
+  return [
+    {
+      scenario: s,
+      figure: `requests cut (${how}): sidecar --forward-to vs agents that release at SIGTERM${exits(v.proxy)}`,
+      ours: cut(v.proxy),
+      naive: cut(v.baselineRelease),
+      target: '0 cut',
+      verdict: v.proxy.cut === 0 && v.proxy.sidecarExitFailures === 0 ? 'met' : `MISSED: ${int(v.proxy.cut)} cut`,
+    },
+    {
+      scenario: s,
+      figure: `requests cut: sidecar beside the app, waiting for the load balancer's draining vs the sidecar before (released once out of rotation)${exits(v.nonProxy)}`,
+      ours: cut(v.nonProxy),
+      naive: cut(v.baselineNonProxy),
+    },
+    {
+      scenario: s,
+      figure: 'SIGTERM → agent gone p50/p95/p99/max (--forward-to; the sidecar before)',
+      ours: quartet(v.proxy.leaveMs),
+      naive: quartet(v.baselineNonProxy.leaveMs),
+    },
+    {
+      scenario: s,
+      figure: 'longest request in flight at SIGTERM, still to run p50/p95/p99/max (--forward-to; the sidecar before)',
+      ours: quartet(v.proxy.longestInFlightMs),
+      naive: quartet(v.baselineNonProxy.longestInFlightMs),
+    },
+    {
+      scenario: s,
+      figure: `leave time − longest request in flight p50/p95/p99/max (--forward-to; beside the app, waiting for the draining; deregistration delay ${ms(setup.deregistrationDelayMs)})`,
+      ours: quartet(v.proxy.leaveOverLongestMs),
+      naive: quartet(v.nonProxy.leaveOverLongestMs),
+    },
+  ];
+}
+
 export function rowsOf(result: ScenarioResult): Row[] {
   switch (result.scenario) {
     case 'B1':
@@ -311,6 +354,8 @@ export function rowsOf(result: ScenarioResult): Row[] {
       return b4Rows(result);
     case 'B5-rolling-restart':
       return b5Rows(result);
+    case 'B6-long-requests':
+      return b6Rows(result);
     case 'B7':
       return b7Rows(result);
     case 'projection':

@@ -3,7 +3,7 @@ import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balan
 import { Deployment } from '../core/deployment';
 import { ConfigError } from '../core/errors';
 import { createElbClient } from './clients';
-import { capabilityTags } from './target-groups';
+import { capabilitiesFromTags, maxRequestSecondsFromTags, tagsOf } from './target-groups';
 
 /** CloudFormation client as the CLI uses it: the SDK's standard retries, a few more attempts than its default. */
 export function createCloudFormationClient(config: CloudFormationClientConfig = {}): CloudFormationClient {
@@ -13,7 +13,7 @@ export function createCloudFormationClient(config: CloudFormationClientConfig = 
 /**
  * Finds a stack's lease table and each capability's target group from its resources (outputs are
  * not needed): the table is the stack's DynamoDB table, the groups are its target groups by their
- * `agent-lb:capability` tag. A missing stack surfaces as the SDK's error (the CLI names it).
+ * `agent-lb:capability` tag, each with its longest request from `agent-lb:max-request-seconds`. A missing stack surfaces as the SDK's error (the CLI names it).
  * @throws ConfigError when the stack has no lease table, or two groups carry one capability
  */
 export async function describeStack(
@@ -33,7 +33,9 @@ export async function describeStack(
     const physical = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
     const [tableName] = physical('AWS::DynamoDB::Table');
     if (!tableName) throw new ConfigError(`stack ${stackName} has no lease table`);
-    const targetGroups = await capabilityTags(elb, physical('AWS::ElasticLoadBalancingV2::TargetGroup'), `stack ${stackName}`);
+    const tags = await tagsOf(elb, physical('AWS::ElasticLoadBalancingV2::TargetGroup'));
+    const targetGroups = capabilitiesFromTags(tags, `stack ${stackName}`);
+    const maxRequestSeconds = maxRequestSecondsFromTags(tags, targetGroups);
     const [loadBalancerArn] = physical('AWS::ElasticLoadBalancingV2::LoadBalancer');
     const [listenerArn] = physical('AWS::ElasticLoadBalancingV2::Listener');
     return {
@@ -41,6 +43,7 @@ export async function describeStack(
       ...(endpoint ? { dynamodbEndpoint: endpoint, elbv2Endpoint: endpoint } : {}),
       tableName,
       targetGroups,
+      ...(Object.keys(maxRequestSeconds).length > 0 ? { maxRequestSeconds } : {}),
       ...(loadBalancerArn ? { loadBalancerArn } : {}),
       ...(listenerArn ? { listenerArn } : {}),
     };

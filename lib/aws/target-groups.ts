@@ -6,7 +6,7 @@ import {
   TargetGroup,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { ConfigError } from '../core/errors';
-import { CAPABILITY_TAG, CapabilityRoute, TargetType, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
+import { CAPABILITY_TAG, CapabilityRoute, MAX_REQUEST_SECONDS_TAG, TargetType, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 
 /**
  * The one place agent-lb finds target groups on ELB: by the `agent-lb:capability` tag the stack
@@ -30,6 +30,36 @@ function targetTypeOf(group: TargetGroup): TargetType {
   return group.TargetType === 'instance' ? 'instance' : 'ip';
 }
 
+/** Every tag of each group among `arns` (DescribeTags, 20 groups per call), by group ARN. */
+export async function tagsOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Map<string, Readonly<Record<string, string>>>> {
+  const out = new Map<string, Readonly<Record<string, string>>>();
+  for (let i = 0; i < arns.length; i += TAGS_PER_CALL) {
+    const { TagDescriptions = [] } = await client.send(new DescribeTagsCommand({ ResourceArns: arns.slice(i, i + TAGS_PER_CALL) }));
+    for (const d of TagDescriptions) {
+      if (d.ResourceArn) out.set(d.ResourceArn, Object.fromEntries((d.Tags ?? []).flatMap((t) => (t.Key !== undefined ? [[t.Key, t.Value ?? '']] : []))));
+    }
+  }
+  return out;
+}
+
+/**
+ * Capability → target group ARN for the groups tagged `agent-lb:capability` in `tags` (those of
+ * `wanted` only, when given). `where` names the groups' owner in the error.
+ * @throws ConfigError when two groups carry one capability
+ */
+export function capabilitiesFromTags(tags: ReadonlyMap<string, Readonly<Record<string, string>>>, where: string, wanted?: ReadonlySet<string>): Record<string, string> {
+  const found: Record<string, string> = {};
+  for (const [arn, groupTags] of tags) {
+    const capability = groupTags[CAPABILITY_TAG];
+    if (!capability || (wanted && !wanted.has(capability))) continue;
+    if (Object.hasOwn(found, capability)) {
+      throw new ConfigError(`${where} routes to two target groups tagged ${CAPABILITY_TAG}=${capability}: ${found[capability]} and ${arn}`);
+    }
+    found[capability] = arn;
+  }
+  return found;
+}
+
 /**
  * Capability → target group ARN for the groups among `arns` tagged `agent-lb:capability`
  * (those of `wanted` only, when given). `where` names the groups' owner in the error.
@@ -41,19 +71,17 @@ export async function capabilityTags(
   where: string,
   wanted?: ReadonlySet<string>,
 ): Promise<Record<string, string>> {
-  const found: Record<string, string> = {};
-  for (let i = 0; i < arns.length; i += TAGS_PER_CALL) {
-    const { TagDescriptions = [] } = await client.send(new DescribeTagsCommand({ ResourceArns: arns.slice(i, i + TAGS_PER_CALL) }));
-    for (const d of TagDescriptions) {
-      const capability = d.Tags?.find((t) => t.Key === CAPABILITY_TAG)?.Value;
-      if (!capability || (wanted && !wanted.has(capability)) || !d.ResourceArn) continue;
-      if (Object.hasOwn(found, capability)) {
-        throw new ConfigError(`${where} routes to two target groups tagged ${CAPABILITY_TAG}=${capability}: ${found[capability]} and ${d.ResourceArn}`);
-      }
-      found[capability] = d.ResourceArn;
-    }
+  return capabilitiesFromTags(await tagsOf(client, arns), where, wanted);
+}
+
+/** Capability → its longest request in seconds, from the `agent-lb:max-request-seconds` tag of its group (groups without it are left out). */
+export function maxRequestSecondsFromTags(tags: ReadonlyMap<string, Readonly<Record<string, string>>>, capabilities: Readonly<Record<string, string>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [capability, arn] of Object.entries(capabilities)) {
+    const seconds = Number(tags.get(arn)?.[MAX_REQUEST_SECONDS_TAG]);
+    if (seconds > 0) out[capability] = seconds;
   }
-  return found;
+  return out;
 }
 
 /**
@@ -136,3 +164,4 @@ export async function variantTagsOf(client: ElasticLoadBalancingV2Client, arns: 
   }
   return out;
 }
+

@@ -60,7 +60,7 @@ export const LOCAL_MODE_PACKAGES = [
 ] as const;
 
 /** The version range of each package, from this package's own peerDependencies. */
-function peerRanges(): Record<string, string> {
+export function peerRanges(): Record<string, string> {
   for (const dir of [join(__dirname, '..', '..'), join(__dirname, '..', '..', '..')]) {
     const file = join(dir, 'package.json');
     if (!existsSync(file)) continue;
@@ -118,7 +118,7 @@ export function registerLocal(program: Command): void {
     .option('--lb-port <port>', 'port of the load balancer endpoint on 127.0.0.1 (0: a free port)', intOption('--lb-port', 0, 65535), 0)
     .option(
       '--time-scale <factor>',
-      "multiply ALB's durations by this factor: health check interval and timeout, deregistration delay, slow start (0.2: 10 s becomes 2 s; 1: as configured)",
+      "multiply ALB's durations by this factor: health check interval and timeout, deregistration delay, idle timeout, slow start (0.2: 10 s becomes 2 s; 1: as configured)",
       timeScaleOption,
       DEFAULT_TIME_SCALE,
     )

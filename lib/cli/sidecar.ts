@@ -4,6 +4,8 @@ import { awsFailureKind, rootMessage } from '../aws/aws-errors';
 import { LeaseStoreError } from '../core/errors';
 import { AgentLease } from '../sdk/agent-lease';
 import type { AgentLeaseOptions } from '../sdk/agent-lease-options';
+import { untilDrained } from '../sdk/draining';
+import type { InFlightSource } from '../sdk/in-flight';
 import { formatLeaveStep, LeaveOptions, LeaveReport, leaveRotation } from '../sdk/leave';
 import { describeGroups, servingProgress } from '../sdk/rotation-progress';
 
@@ -27,12 +29,29 @@ export interface SidecarOptions {
   readonly readyFile?: string;
   /** How `stop()` leaves rotation (propagation margin, deadline, …); see `LeaveOptions`. @default the SDK's */
   readonly leave?: Omit<LeaveOptions, 'signal' | 'onStep' | 'inFlight'>;
+  /**
+   * What the leave waits for before the release: the requests in flight, counted by the proxy in
+   * front of the app (`SidecarProxy.tracker`). Without it the sidecar cannot see the app's
+   * requests, and waits instead until the load balancer's draining of the target has ended in
+   * every group (see `waitForDraining`).
+   * @default - the load balancer's draining, as the registry reports it
+   */
+  readonly inFlight?: InFlightSource;
+  /**
+   * Without `inFlight`: wait, once out of rotation, until the registry reports the target gone
+   * from every group (ALB ended its draining: nothing of the load balancer's is in flight on it
+   * any more) before releasing. `false` releases right after the propagation margin, as the
+   * sidecar did before it could wait for either: a supervisor that then stops the app cuts any
+   * request still running.
+   * @default true
+   */
+  readonly waitForDraining?: boolean;
   readonly fetch?: typeof fetch;
 }
 
 export type SidecarEvent =
   | { kind: 'probe'; ok: boolean; detail: string }
-  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave'; detail: string };
+  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave' | 'cut'; detail: string };
 
 /**
  * Failures no retry can fix: no or refused credentials, a missing permission, a missing table.
@@ -59,8 +78,10 @@ export function probeFailure(error: unknown, timeoutMs: number): string {
  * process stays unhealthy for a whole TTL (so a dead process never keeps a lease by proxy),
  * and re-acquired or re-activated as soon as it answers 2xx again. `stop()` leaves rotation the
  * SDK's way (`AgentLease.leave()`): drain, wait until the registry reports the target out of
- * rotation in every group, a propagation margin, release; so a supervisor that stops the process
- * once the sidecar has exited loses no request.
+ * rotation in every group, a propagation margin, then until nothing is in flight — the requests
+ * a proxy in front of the app counts (`inFlight`), or else the load balancer's draining of the
+ * target — and release; so a supervisor that stops the process once the sidecar has exited
+ * loses no request.
  */
 export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
   public readonly lease: AgentLease;
@@ -113,8 +134,9 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
 
   /**
    * SIGTERM path: stop probing, remove the ready file, then `leaveRotation`: drain → out of
-   * rotation in every group (as the registry reports it) → propagation margin → release, within
-   * the leave deadline (25 s by default). Idempotent: later calls share the first one's work.
+   * rotation in every group (as the registry reports it) → propagation margin → nothing in
+   * flight (see `inFlight`) → release, within the leave deadline (317 s by default: a request of
+   * the default 5-minute `maxRequestDuration` finishes). Idempotent: later calls share the first one's work.
    * Resolves to the leave's report; rejects (LeaseStoreError) when a lease held could not be released.
    */
   public stop(): Promise<LeaveReport> {
@@ -133,8 +155,10 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     // rather than renewed forever by a process that was told to stop.
     await this.ticking;
     this.lookAtServing();
+    const inFlight = this.inFlightSource();
     const report = await leaveRotation(this.lease, {
       ...this.options.leave,
+      ...(inFlight ? { inFlight } : {}),
       signal: this.hurry.signal,
       onStep: (step) => this.emit('event', { kind: 'leave', detail: formatLeaveStep(step) }),
     });
@@ -146,6 +170,28 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     }
     if (report.released && report.steps.some((s) => s.step === 'drain' && s.outcome !== 'skipped')) this.emit('event', { kind: 'released', detail: 'shutdown' });
     return report;
+  }
+
+  /**
+   * What the leave waits on: the proxy's count (each request cut at the deadline gets a `cut`
+   * line of its own), or the load balancer's draining, or nothing.
+   */
+  private inFlightSource(): InFlightSource | undefined {
+    const source = this.options.inFlight;
+    if (source === undefined) return this.options.waitForDraining === false ? undefined : untilDrained(this.lease);
+    const emit = (line: string) => this.emit('event', { kind: 'cut', detail: `${line}: still in flight when the leave had to end (deadline or a second signal)` });
+    return {
+      get inFlight() {
+        return source.inFlight;
+      },
+      whenIdle: () => source.whenIdle(),
+      stopAccepting: () => source.stopAccepting?.(),
+      cut: () => {
+        const lines = source.cut?.() ?? [];
+        lines.forEach(emit);
+        return lines;
+      },
+    };
   }
 
   /**

@@ -7,6 +7,8 @@ import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { AgentLb, RegistrySyncOptions } from './agent-lb';
 import type { CapabilityProps } from './capability-props';
 import type { CapabilityRouter } from './capability-router';
+import { maxRequestSecondsOf } from './capability-target-group';
+import { idleTimeoutFor } from '../core/request-duration';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
 import type { RegistrySync } from './registry-sync';
@@ -153,6 +155,7 @@ export function targetGroupOutputId(capability: string): string {
  * agent-lb in one stack: an {@link AgentLb} (lease table, target groups and listener rules, the
  * sync and reconcile Lambdas, alarms, a dashboard, a managed policy for agents) on a VPC, an ALB
  * and a listener of its own, whose default action answers unknown capabilities with a 404 JSON.
+ * The ALB's idle timeout is the longest capability's `maxRequestDuration` + 10 s (at least 60 s).
  * What `bin/app.ts` deploys from cdk.json; to put agent-lb on a load balancer you already have,
  * use {@link AgentLb} in your own stack instead.
  *
@@ -248,6 +251,8 @@ export class AgentLbStack extends Stack {
     this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
       vpc: this.vpc,
       internetFacing: props.internetFacing ?? false,
+      // A response may stay silent as long as the longest request lasts (ALB's 60 s cut agents' answers).
+      idleTimeout: Duration.seconds(idleTimeoutFor(props.capabilities.map(maxRequestSecondsOf).filter((s): s is number => s !== undefined))),
       securityGroup: this.loadBalancerSecurityGroup,
       dropInvalidHeaderFields: true,
       ...(props.internetFacing ? { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } } : {}),

@@ -6,6 +6,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import type { CapabilityProps } from './capability-props';
 import { CapabilityRouter } from './capability-router';
+import { maxRequestSecondsOf } from './capability-target-group';
+import { warnOnShortIdleTimeout } from './idle-timeout';
 import { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
 import { acknowledgeRegistryFindings } from './nag-suppressions';
 import { RegistrySync, RegistrySyncProps } from './registry-sync';
@@ -195,6 +197,9 @@ export class AgentLb extends Construct {
     });
     // Nothing invokes the functions before the rules they discover their target groups through exist.
     this.registrySync.invokeAfter(this.router);
+    // The load balancer is the user's (or AgentLbStack's, which sizes it): only say when it is too short.
+    const durations = props.capabilities.map(maxRequestSecondsOf).filter((s): s is number => s !== undefined);
+    if (durations.length > 0) warnOnShortIdleTimeout(this, loadBalancer, durations);
 
     acknowledgeRegistryFindings(this.registrySync);
   }

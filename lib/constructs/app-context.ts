@@ -46,6 +46,8 @@ export interface AgentLbCapabilityContext {
   readonly port?: number;
   readonly protocol?: 'HTTP' | 'HTTPS';
   readonly healthCheck?: AgentLbHealthCheckContext;
+  /** Whole seconds, 1–3590. @default 300 */
+  readonly maxRequestDurationSeconds?: number;
   readonly deregistrationDelaySeconds?: number;
   readonly slowStartSeconds?: number;
   readonly algorithm?: LoadBalancingAlgorithm;
@@ -125,6 +127,7 @@ const CAPABILITY: Record<string, Kind> = {
   port: 'number',
   protocol: 'string',
   healthCheck: 'object',
+  maxRequestDurationSeconds: 'number',
   deregistrationDelaySeconds: 'number',
   slowStartSeconds: 'number',
   algorithm: 'string',
@@ -273,6 +276,7 @@ function capabilityProps(c: AgentLbCapabilityContext): CapabilityProps {
     port: c.port,
     protocol: c.protocol === undefined ? undefined : c.protocol === 'HTTPS' ? elbv2.ApplicationProtocol.HTTPS : elbv2.ApplicationProtocol.HTTP,
     healthCheck: c.healthCheck && healthCheckProps(c.healthCheck),
+    maxRequestDuration: seconds(c.maxRequestDurationSeconds),
     deregistrationDelay: seconds(c.deregistrationDelaySeconds),
     slowStart: seconds(c.slowStartSeconds),
     algorithm: c.algorithm,

@@ -181,9 +181,32 @@ export interface CapabilityProps {
   readonly healthCheck?: CapabilityHealthCheck;
 
   /**
-   * Time a deregistered target keeps serving in-flight requests, 0–3600 seconds.
+   * How long the capability's requests may run, 1–3590 whole seconds: the longest model call or
+   * tool chain an agent answers, streamed or not. agent-lb derives from it what decides whether
+   * such a request survives a scale-in, a deploy or a restart:
+   * - the target group's deregistration delay: this + 10 s (a request that arrives while ALB
+   *   nodes stop sending still has its whole duration), unless `deregistrationDelay` is set;
+   * - the idle timeout of a load balancer `AgentLbStack` creates: the longest capability's + 10 s,
+   *   at least ALB's 60 s (on a load balancer of yours, set `idle_timeout.timeout_seconds` that
+   *   high: synth warns when it knows it is lower);
+   * - the leave deadline of the sidecar (through the group's `agent-lb:max-request-seconds` tag).
    *
-   * @default Duration.seconds(30)
+   * The default fits agents, not web pages: model calls and tool chains take seconds to
+   * minutes, and a default of seconds cuts every longer answer on every scale-in and deploy.
+   * Five minutes covers model calls with tool use and most tool chains, and is what ALB itself
+   * picked as its default deregistration delay. A platform must let the agent run that long after
+   * SIGTERM (ECS `stopTimeout`, at most 120 s on Fargate: there, keep this at 100 s or less).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly maxRequestDuration?: Duration;
+
+  /**
+   * Time a deregistered target keeps serving in-flight requests, 0–3600 seconds; requests still
+   * running then are cut. Set `maxRequestDuration` instead, which derives it; a delay shorter than
+   * `maxRequestDuration` is warned about at synth.
+   *
+   * @default - `maxRequestDuration` + 10 seconds (310 seconds by default)
    */
   readonly deregistrationDelay?: Duration;
 

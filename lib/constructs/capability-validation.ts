@@ -1,6 +1,7 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { CAPABILITY_NAME } from '../core/lease-schema';
+import { maxRequestDurationProblem } from '../core/request-duration';
 import type { CapabilityProps } from './capability-props';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
@@ -42,6 +43,9 @@ export function validateCapability(scope: IConstruct, c: CapabilityProps, index:
   if (dereg !== undefined && !(Number.isInteger(dereg) && dereg >= 0 && dereg <= 3600)) {
     throw new AgentLbValidationError(scope, `${where}: deregistration delay ${dereg} seconds is out of range 0–3600 seconds`);
   }
+  const maxRequest = c.maxRequestDuration && seconds(c.maxRequestDuration);
+  const maxRequestProblem = maxRequest !== undefined ? maxRequestDurationProblem(maxRequest) : undefined;
+  if (maxRequestProblem !== undefined) throw new AgentLbValidationError(scope, `${where}: maxRequestDuration ${maxRequestProblem}`);
   const slow = c.slowStart && seconds(c.slowStart);
   if (slow !== undefined && slow !== 0 && !(Number.isInteger(slow) && slow >= 30 && slow <= 900)) {
     throw new AgentLbValidationError(scope, `${where}: slow start ${slow} seconds must be 0 (off) or in 30–900 seconds`);

@@ -17,6 +17,12 @@ export interface Deployment {
   readonly listenerArn?: string;
   /** Capability → target group ARN. */
   readonly targetGroups: Readonly<Record<string, string>>;
+  /**
+   * Capability → its longest request, whole seconds (`maxRequestDuration`, from each group's
+   * `agent-lb:max-request-seconds` tag): the sidecar sizes its leave deadline by the longest of
+   * its capabilities. Absent from deployments made before the setting existed.
+   */
+  readonly maxRequestSeconds?: Readonly<Record<string, number>>;
 }
 
 /** What another client needs to join a local deployment: the `--state-file` contents (JSON). */
@@ -59,6 +65,10 @@ export function parseStateFile(text: string, source: string): Deployment {
   const s = raw as Partial<Deployment> | null;
   if (!s || typeof s.tableName !== 'string' || typeof s.region !== 'string' || typeof s.targetGroups !== 'object' || s.targetGroups === null) {
     throw new ConfigError(`state file ${source} lacks region, tableName or targetGroups`);
+  }
+  const durations = s.maxRequestSeconds;
+  if (durations !== undefined && (typeof durations !== 'object' || durations === null || !Object.values(durations).every((v) => typeof v === 'number' && v > 0))) {
+    throw new ConfigError(`state file ${source}: maxRequestSeconds must map capabilities to positive seconds, got ${JSON.stringify(durations)}`);
   }
   return s as Deployment;
 }

@@ -185,10 +185,12 @@ export class LocalModeStoppedError extends AgentLbError {
 export class MissingDependencyError extends AgentLbError {
   public readonly packages: readonly string[];
 
-  public constructor(feature: string, packages: readonly string[], options: AgentLbErrorOptions = {}) {
-    super('MISSING_DEPENDENCY', `${feature} needs packages that are not installed: npm install --save-dev ${packages.join(' ')}`, {
-      ...options,
-      context: { ...options.context, packages },
+  /** `runtime`: the packages are needed when the program runs (an agent's dependency), not only to develop. */
+  public constructor(feature: string, packages: readonly string[], options: AgentLbErrorOptions & { readonly runtime?: boolean } = {}) {
+    const { runtime, ...rest } = options;
+    super('MISSING_DEPENDENCY', `${feature} needs packages that are not installed: npm install ${runtime ? '' : '--save-dev '}${packages.join(' ')}`, {
+      ...rest,
+      context: { ...rest.context, packages },
     });
     this.name = 'MissingDependencyError';
     this.packages = packages;

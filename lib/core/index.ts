@@ -22,7 +22,7 @@ export { decodeLease, decodeRotation, encodeLease, encodeRotationEntry, encodeVa
 export type { DecodeResult, DecodedRotation } from './lease-codec';
 export { routeItem, routeLease, targetRefOf } from './lease-routing';
 export type { Membership, RoutedLease } from './lease-routing';
-export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, REGISTRY_ATTRS, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
+export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, MAX_REQUEST_SECONDS_TAG, REGISTRY_ATTRS, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
 export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RegistryAttribute, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
 export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-planner';
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
@@ -42,6 +42,19 @@ export {
 export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
 export { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
 export type { BudgetMetricName, ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
+export {
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_MAX_REQUEST_DURATION_SECONDS,
+  deregistrationDelayFor,
+  FARGATE_MAX_STOP_TIMEOUT_SECONDS,
+  idleTimeoutFor,
+  MAX_DEREGISTRATION_DELAY_SECONDS,
+  MAX_IDLE_TIMEOUT_SECONDS,
+  MAX_MAX_REQUEST_DURATION_SECONDS,
+  maxRequestDurationProblem,
+  MIN_MAX_REQUEST_DURATION_SECONDS,
+  REQUEST_DURATION_MARGIN_SECONDS,
+} from './request-duration';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
 export type { Deployment, LocalState } from './deployment';
 export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationEntries, rotationStateOf } from './rotation-planner';

@@ -43,6 +43,13 @@ export const CAPABILITY_TAG = 'agent-lb:capability';
 export const VARIANT_OF_TAG = 'agent-lb:variant-of';
 export const VARIANT_WEIGHT_TAG = 'agent-lb:variant-weight';
 
+/**
+ * Tag on every capability target group: the longest request of the capability, whole seconds
+ * (`maxRequestDuration`). The sidecar reads it (through the state file or the stack) to size its
+ * leave deadline; the group's deregistration delay is derived from it.
+ */
+export const MAX_REQUEST_SECONDS_TAG = 'agent-lb:max-request-seconds';
+
 export const CAPABILITY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const MAX_METADATA_BYTES = 2048;
 export const MIN_PORT = 1;

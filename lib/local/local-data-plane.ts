@@ -13,9 +13,9 @@ export interface LocalDataPlaneOptions {
   /**
    * Multiplies the durations of a target's life cycle, for the data plane and moto's model alike:
    * each target group's health check interval and timeout, its deregistration delay and slow
-   * start. 1 runs them as configured (the example's 10 s interval marks a failing target
-   * unhealthy after 2 × 10 s); 0.2 five times faster. Idle timeout and stickiness durations are
-   * not scaled.
+   * start, and the load balancer's idle timeout. 1 runs them as configured (the example's 10 s
+   * interval marks a failing target unhealthy after 2 × 10 s); 0.2 five times faster.
+   * Stickiness durations are not scaled.
    * @default 1
    */
   readonly timeScale?: number;
@@ -129,8 +129,8 @@ const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))} s`;
 
 /**
  * One line per capability saying the timing the data plane runs (already scaled): the health
- * check, the thresholds, the deregistration delay and slow start, e.g.
- * `vision  GET /health every 2 s (timeout 1 s): in after 1 pass, out after 2 failures, back after 2 passes · deregistration delay 6 s · slow start off`.
+ * check, the thresholds, the deregistration delay, the load balancer's idle timeout and slow start, e.g.
+ * `vision  GET /health every 2 s (timeout 1 s): in after 1 pass, out after 2 failures, back after 2 passes · deregistration delay 62 s · idle timeout 62 s · slow start off`.
  */
 export function describeTiming(dataPlane: LocalDataPlane, targetGroups: Readonly<Record<string, string>>): string[] {
   const width = Math.max(0, ...Object.keys(targetGroups).map((c) => c.length));
@@ -142,6 +142,7 @@ export function describeTiming(dataPlane: LocalDataPlane, targetGroups: Readonly
       ? `${s.protocol} ${s.path} every ${seconds(s.intervalMs)} (timeout ${seconds(s.timeoutMs)}, codes ${s.matcher}): in after 1 pass, out after ${s.unhealthyThreshold} failures, back after ${s.healthyThreshold} passes`
       : 'health checks off';
     const slowStart = group.policy.slowStartMs > 0 ? seconds(group.policy.slowStartMs) : 'off';
-    return `${capability.padEnd(width)}  ${check} · deregistration delay ${seconds(group.policy.deregistrationDelayMs)} · slow start ${slowStart}`;
+    const idle = seconds(dataPlane.loadBalancer.idleTimeoutMs);
+    return `${capability.padEnd(width)}  ${check} · deregistration delay ${seconds(group.policy.deregistrationDelayMs)} · idle timeout ${idle} · slow start ${slowStart}`;
   });
 }

@@ -264,6 +264,7 @@ export class LocalStack {
       loadBalancerArn: deployment.loadBalancerArn,
       listenerArn: deployment.listenerArn,
       targetGroups: deployment.targetGroups,
+      maxRequestSeconds: deployment.maxRequestSeconds,
     };
     const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
     stack.poller = stack.newPoller();

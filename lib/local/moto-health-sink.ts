@@ -1,8 +1,11 @@
 import type { TargetHealthChange, TargetHealthSink } from './data-plane';
 import type { TargetHealthReport } from './emulators';
 
-/** The states the moto launcher takes reports of; it models `draining` and `unused` itself. */
+/** The states the moto launcher takes reports of; it models `draining` itself. */
 const REPORTED_STATES = new Set(['initial', 'healthy', 'unhealthy', 'unavailable']);
+
+/** The end of a draining: reported, so moto's model ends it too when the data plane completed it early. */
+const isDrainingEnd = (change: TargetHealthChange): boolean => change.health.State === 'unused' && change.health.Reason === 'Target.NotRegistered' && change.previous?.State === 'draining';
 
 /** Sends one group's reports; resolves with the `<id>:<port>` keys applied and ignored. */
 export type ReportTargetHealth = (targetGroupArn: string, reports: readonly TargetHealthReport[]) => Promise<{ applied: string[]; ignored: string[] }>;
@@ -14,9 +17,11 @@ export type ReportTargetHealth = (targetGroupArn: string, reports: readonly Targ
  * POST per target group per flush, the last state of each target winning: a burst of changes
  * (a fleet starting) costs a few calls, and a slow moto never holds up routing.
  *
- * `draining` and `unused` are not sent: the launcher derives them from Register/DeregisterTargets
- * and the deregistration delay, as ELB does. A report for a target moto no longer has registered
- * (it was deregistered meanwhile) is ignored by the launcher.
+ * `draining` is not sent: the launcher derives it from DeregisterTargets and the deregistration
+ * delay, as ELB does. The end of a draining is (`unused`, `Target.NotRegistered`): when the data
+ * plane completes a deregistration early because nothing was in flight, moto's model ends that
+ * draining too, so DescribeTargetHealth (and the registry's `rotation`) show the target gone. A
+ * report for a target moto does not hold in that state (registered again meanwhile) is ignored.
  */
 export class MotoHealthSink implements TargetHealthSink {
   private queue: TargetHealthChange[] = [];
@@ -34,7 +39,7 @@ export class MotoHealthSink implements TargetHealthSink {
   }
 
   public onTargetHealth(change: TargetHealthChange): void {
-    if (!REPORTED_STATES.has(change.health.State ?? '')) return;
+    if (!REPORTED_STATES.has(change.health.State ?? '') && !isDrainingEnd(change)) return;
     this.queue.push(change);
     this.flushing ??= this.flush();
   }

@@ -11,7 +11,7 @@ import {
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../core/errors';
-import { TargetType, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
+import { MAX_REQUEST_SECONDS_TAG, TargetType, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 import { CfnTemplate, localSubset } from './template-subset';
 import { sleep } from '../core/concurrency';
 
@@ -26,6 +26,8 @@ export interface LocalDeployment {
   readonly targetTypes: Readonly<Record<string, TargetType>>;
   /** Weighted variants' configured weights by the capability their agents list (`vision-canary` → 10), from their groups' tags. */
   readonly variantWeights: Readonly<Record<string, number>>;
+  /** Each capability's longest request, seconds, from its group's `agent-lb:max-request-seconds` tag. */
+  readonly maxRequestSeconds: Readonly<Record<string, number>>;
   readonly ttlAttribute?: string;
 }
 
@@ -62,14 +64,18 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
   const targetGroups: Record<string, string> = {};
   const targetTypes: Record<string, TargetType> = {};
   const variantWeights: Record<string, number> = {};
+  const maxRequestSeconds: Record<string, number> = {};
   for (const [logicalId, capability] of Object.entries(subset.capabilityGroups)) {
     const arn = physical.get(logicalId);
     if (!arn) throw new ConfigError(`local stack has no target group for capability ${capability}`);
     targetGroups[capability] = arn;
     const props = subset.template.Resources[logicalId].Properties;
     targetTypes[capability] = props?.TargetType === 'instance' ? 'instance' : 'ip';
-    const weight = (props?.Tags as { Key: string; Value: string }[] | undefined)?.find((t) => t.Key === VARIANT_WEIGHT_TAG)?.Value;
+    const tag = (key: string) => (props?.Tags as { Key: string; Value: string }[] | undefined)?.find((t) => t.Key === key)?.Value;
+    const weight = tag(VARIANT_WEIGHT_TAG);
     if (weight !== undefined) variantWeights[capability] = Number(weight);
+    const maxRequest = Number(tag(MAX_REQUEST_SECONDS_TAG));
+    if (maxRequest > 0) maxRequestSeconds[capability] = maxRequest;
   }
 
   const tableName = opts.tableName ?? `${opts.stackName}-leases`;
@@ -101,6 +107,7 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     targetGroups,
     targetTypes,
     variantWeights,
+    maxRequestSeconds,
     ...(table.ttlAttribute ? { ttlAttribute: table.ttlAttribute } : {}),
   };
 }

@@ -1,4 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { ConfigError } from '../core/errors';
+import { quoteUntrusted } from '../core/untrusted-text';
 
 /**
  * What `leave()` waits on before it releases the lease: work the process is still doing for
@@ -14,6 +16,12 @@ export interface InFlightSource {
    * passed: no new request should come any more, so stop accepting and close what is idle.
    */
   stopAccepting?(): void;
+  /**
+   * Called when the leave's deadline (or a second signal) ends the wait with work still in
+   * flight, right before the release: end that work now. Returns one short line per unit of
+   * work cut (`GET /chat (in flight 312.0 s)`), which the leave logs.
+   */
+  cut?(): readonly string[];
 }
 
 /**
@@ -59,6 +67,32 @@ export class InFlightCounter implements InFlightSource {
   public whenIdle(): Promise<void> {
     return this.count === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
   }
+
+  /**
+   * Counts one HTTP response until it is done (sent, or its connection closed): the building
+   * block of {@link inFlightMiddleware}, for any framework that hands out Node's response
+   * (Express `res`, Koa `ctx.res`, Fastify `reply.raw`).
+   */
+  public trackResponse(res: ServerResponse): void {
+    const end = this.begin();
+    res.once('close', end);
+  }
+}
+
+/** `(req, res, next)` middleware, the shape Express and Connect take. */
+export type NodeMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
+
+/**
+ * Middleware counting every request until its response is done (streamed bodies included), for
+ * apps that do not own their HTTP server: `app.use(inFlightMiddleware(counter))` first in line
+ * (Express, Connect), then `leave({ inFlight: counter })`. Prefer `trackInFlight(server)` when
+ * you have the server: it also closes keep-alive connections at the right moment.
+ */
+export function inFlightMiddleware(counter: InFlightCounter): NodeMiddleware {
+  return (_req, res, next) => {
+    counter.trackResponse(res);
+    next();
+  };
 }
 
 /**
@@ -71,7 +105,8 @@ export class InFlightCounter implements InFlightSource {
  */
 export class HttpInFlightTracker extends InFlightCounter {
   private closing = false;
-  private readonly active = new Set<ServerResponse>();
+  /** Each response in progress, with what it answers and since when (for the lines of a cut). */
+  private readonly active = new Map<ServerResponse, { readonly what: string; readonly since: number }>();
 
   public constructor(private readonly server: Server) {
     super();
@@ -79,9 +114,9 @@ export class HttpInFlightTracker extends InFlightCounter {
     server.prependListener('request', this.onRequest);
   }
 
-  private readonly onRequest = (_req: IncomingMessage, res: ServerResponse): void => {
+  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const end = this.begin();
-    this.active.add(res);
+    this.active.set(res, { what: `${req.method ?? 'GET'} ${quoteUntrusted(req.url ?? '/')}`, since: Date.now() });
     if (this.closing) res.shouldKeepAlive = false;
     res.once('close', () => {
       this.active.delete(res);
@@ -90,10 +125,20 @@ export class HttpInFlightTracker extends InFlightCounter {
     });
   };
 
+  /** Ends every response still in progress (its connection destroyed: the client sees it cut); one line each. */
+  public cut(): readonly string[] {
+    const now = Date.now();
+    const lines = [...this.active].map(([res, { what, since }]) => {
+      res.destroy();
+      return `${what} (in flight ${((now - since) / 1000).toFixed(1)} s)`;
+    });
+    return lines;
+  }
+
   public stopAccepting(): void {
     if (this.closing) return;
     this.closing = true;
-    for (const res of this.active) if (!res.headersSent) res.shouldKeepAlive = false;
+    for (const res of this.active.keys()) if (!res.headersSent) res.shouldKeepAlive = false;
     // close() also closes idle connections (Node ≥ 19); called again to be explicit.
     if (this.server.listening) this.server.close();
     this.server.closeIdleConnections();
@@ -105,7 +150,22 @@ export class HttpInFlightTracker extends InFlightCounter {
   }
 }
 
-/** Starts counting `server`'s requests; pass the result to `leave({ inFlight })` or `installShutdownHandlers`. */
-export function trackInFlight(server: Server): HttpInFlightTracker {
-  return new HttpInFlightTracker(server);
+/** What `trackInFlight` takes: Node's HTTP or HTTPS server, or an object holding one as `server` (a Fastify instance). */
+export type TrackableServer = Server | { readonly server: Server };
+
+/**
+ * Starts counting `server`'s requests; pass the result to `leave({ inFlight })` or
+ * `installShutdownHandlers`. Call it before the first request. Takes Node's `http`/`https`
+ * server, what `app.listen()` returns in Express and Koa, or a Fastify instance (its `.server`).
+ * @throws ConfigError when given something that is not one of those
+ */
+export function trackInFlight(server: TrackableServer): HttpInFlightTracker {
+  const found = isServer(server) ? server : isServer((server as { server?: unknown })?.server) ? (server as { server: Server }).server : undefined;
+  if (found === undefined) throw new ConfigError('trackInFlight needs a Node HTTP server (http.createServer(), app.listen() of Express or Koa) or a Fastify instance');
+  return new HttpInFlightTracker(found);
+}
+
+function isServer(value: unknown): value is Server {
+  const v = value as Partial<Server> | undefined;
+  return typeof v?.prependListener === 'function' && typeof v?.closeIdleConnections === 'function' && typeof v?.close === 'function';
 }

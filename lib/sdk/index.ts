@@ -11,19 +11,22 @@ export type { ServingOptions } from './serving';
 export {
   DEFAULT_CLOCK_SKEW_TOLERANCE_MS,
   DEFAULT_LEAVE_DEADLINE_MS,
+  DEFAULT_MAX_REQUEST_DURATION_MS,
   DEFAULT_PROPAGATION_MARGIN_MS,
   DEFAULT_UNCONFIRMED_ROTATION_WAIT_MS,
   formatLeaveStep,
+  leaveDeadlineFor,
   leaveRotation,
 } from './leave';
 export type { LeaveOptions, LeaveReport, LeaveStepName, LeaveStepOutcome, LeaveStepReport } from './leave';
-export { HttpInFlightTracker, InFlightCounter, trackInFlight } from './in-flight';
-export type { InFlightHook, InFlightSource } from './in-flight';
+export { HttpInFlightTracker, InFlightCounter, inFlightMiddleware, trackInFlight } from './in-flight';
+export type { InFlightHook, InFlightSource, NodeMiddleware, TrackableServer } from './in-flight';
+export { LoadBalancerDraining, untilDrained } from './draining';
 export { installShutdownHandlers } from './shutdown';
 export type { ShutdownHandlerOptions } from './shutdown';
 export { DEFAULT_DISCOVERY_TIMEOUT_MS, discoverAddress } from './address-discovery';
 export type { AddressDiscoveryOptions, DiscoveredAddress } from './address-discovery';
-export { describeGroups, OUT_OF_ROTATION_STATES, outOfRotationProgress, servingProgress } from './rotation-progress';
+export { describeGroups, drainedProgress, OUT_OF_ROTATION_STATES, outOfRotationProgress, servingProgress } from './rotation-progress';
 export type { GroupRotation, RotationProgress } from './rotation-progress';
 export { AddressNotFoundError, NotServingError } from './errors';
 export type { AddressDiscoveryAttempt, AddressDiscoverySource, NotServingReason } from './errors';

@@ -1,12 +1,11 @@
 import { ConfigError, LeaseLostError } from '../core/errors';
+import { DEFAULT_MAX_REQUEST_DURATION_SECONDS } from '../core/request-duration';
 import type { AgentLease } from './agent-lease';
 import type { InFlightHook, InFlightSource } from './in-flight';
 import { describeGroups, GroupRotation, OUT_OF_ROTATION_STATES, outOfRotationProgress } from './rotation-progress';
 
 /** ALB nodes keep sending new requests to a deregistered target for a few seconds (ELB-FACTS.md). */
 export const DEFAULT_PROPAGATION_MARGIN_MS = 5_000;
-/** The whole leave, release included: fits the 30 s ECS (`stopTimeout`) and Kubernetes give before SIGKILL. */
-export const DEFAULT_LEAVE_DEADLINE_MS = 25_000;
 /**
  * How long to wait for a group the registry reports nothing fresh about (no `rotation` entry, or
  * only one from before the drain): stream sync deregisters a draining target within about a
@@ -18,6 +17,27 @@ export const DEFAULT_UNCONFIRMED_ROTATION_WAIT_MS = 10_000;
 export const DEFAULT_CLOCK_SKEW_TOLERANCE_MS = 2_000;
 /** Time kept back from the waits for the release itself. */
 const RELEASE_RESERVE_MS = 2_000;
+/** The longest request an agent serves unless told otherwise: the capabilities' default `maxRequestDuration` (5 minutes). */
+export const DEFAULT_MAX_REQUEST_DURATION_MS = DEFAULT_MAX_REQUEST_DURATION_SECONDS * 1000;
+
+/**
+ * The leave deadline that lets a request of `maxRequestDurationMs` finish: the rotation wait (at
+ * most the unconfirmed-rotation wait), the propagation margin (a request may still arrive until
+ * its end), the longest request itself, and the release. The platform must allow that long
+ * between SIGTERM and SIGKILL (ECS `stopTimeout`, at most 120 s on Fargate; Kubernetes
+ * `terminationGracePeriodSeconds`).
+ */
+export function leaveDeadlineFor(options: { readonly maxRequestDurationMs?: number; readonly propagationMarginMs?: number; readonly unconfirmedRotationWaitMs?: number } = {}): number {
+  return (
+    (options.unconfirmedRotationWaitMs ?? DEFAULT_UNCONFIRMED_ROTATION_WAIT_MS) +
+    (options.propagationMarginMs ?? DEFAULT_PROPAGATION_MARGIN_MS) +
+    (options.maxRequestDurationMs ?? DEFAULT_MAX_REQUEST_DURATION_MS) +
+    RELEASE_RESERVE_MS
+  );
+}
+
+/** The whole leave, release included, with every default: 317 s, so a 5-minute request in flight at SIGTERM finishes (see {@link leaveDeadlineFor}). */
+export const DEFAULT_LEAVE_DEADLINE_MS = leaveDeadlineFor();
 const IN_FLIGHT_POLL_MS = 100;
 const DRAIN_RETRY_MS = 250;
 
@@ -57,9 +77,16 @@ export interface LeaveOptions {
   /** Milliseconds to keep serving after the target is out of rotation everywhere. @default 5000 */
   readonly propagationMarginMs?: number;
   /**
+   * The longest request the agent serves, in milliseconds: the default deadline lets one that
+   * arrives at the end of the propagation margin finish. Use the capability's `maxRequestDuration`.
+   * @default 300000 (5 minutes, the capabilities' default)
+   */
+  readonly maxRequestDurationMs?: number;
+  /**
    * Milliseconds the whole leave may take, release included. Waits end early enough to leave
-   * the release 2 s (a quarter of the deadline when shorter).
-   * @default 25000
+   * the release 2 s (a quarter of the deadline when shorter). Requests still in flight then are
+   * cut (`InFlightSource.cut`), each with a line in the step's detail.
+   * @default - {@link leaveDeadlineFor} the other options: 317 000 with every default
    */
   readonly deadlineMs?: number;
   /** See `DEFAULT_UNCONFIRMED_ROTATION_WAIT_MS`. @default 10000 */
@@ -98,10 +125,13 @@ export function resolveLeaveOptions(o: LeaveOptions): ResolvedLeaveOptions {
   if (source !== undefined && typeof source !== 'function' && typeof (source as InFlightSource)?.whenIdle !== 'function') {
     throw new ConfigError('leave: inFlight must be a function or have whenIdle() (an InFlightCounter, trackInFlight(server))');
   }
+  const marginMs = ms('propagationMarginMs', DEFAULT_PROPAGATION_MARGIN_MS);
+  const unconfirmedMs = ms('unconfirmedRotationWaitMs', DEFAULT_UNCONFIRMED_ROTATION_WAIT_MS);
+  const maxRequestDurationMs = ms('maxRequestDurationMs', DEFAULT_MAX_REQUEST_DURATION_MS);
   return {
-    marginMs: ms('propagationMarginMs', DEFAULT_PROPAGATION_MARGIN_MS),
-    deadlineMs: ms('deadlineMs', DEFAULT_LEAVE_DEADLINE_MS, 1),
-    unconfirmedMs: ms('unconfirmedRotationWaitMs', DEFAULT_UNCONFIRMED_ROTATION_WAIT_MS),
+    marginMs,
+    deadlineMs: ms('deadlineMs', leaveDeadlineFor({ maxRequestDurationMs, propagationMarginMs: marginMs, unconfirmedRotationWaitMs: unconfirmedMs }), 1),
+    unconfirmedMs,
     skewMs: ms('clockSkewToleranceMs', DEFAULT_CLOCK_SKEW_TOLERANCE_MS),
   };
 }
@@ -340,14 +370,22 @@ async function waitInFlight(
     const before = source.inFlight;
     source.stopAccepting?.();
     if (source.inFlight === 0) return { outcome: 'done', detail: before === 0 ? 'nothing in flight' : `${before} in flight at the start, none now` };
-    if (budget() <= 0) return { outcome: signal?.aborted ? 'hurried' : 'deadline', detail: `${source.inFlight} still in flight` };
-    const ended = await within(source.whenIdle(), budget(), signal);
+    const ended = budget() <= 0 ? (signal?.aborted ? 'aborted' : 'elapsed') : await within(source.whenIdle(), budget(), signal);
     if (typeof ended === 'object' && 'error' in ended) throw ended.error;
     if (typeof ended === 'object') return { outcome: 'done', detail: `${before} in flight at the start, none now` };
-    return { outcome: ended === 'aborted' ? 'hurried' : 'deadline', detail: `${source.inFlight} still in flight` };
+    return { outcome: ended === 'aborted' ? 'hurried' : 'deadline', detail: cutDetail(source) };
   } catch (error) {
     return { outcome: 'failed', detail: `in-flight source failed: ${asError(error).message}`, error: asError(error) };
   }
+}
+
+/** What is still in flight when the wait ends, cut (`cut()`) when the source can: `1 still in flight, cut: GET /chat (in flight 312.0 s)`. */
+function cutDetail(source: InFlightSource): string {
+  const left = source.inFlight;
+  const cut = source.cut?.() ?? [];
+  if (cut.length === 0) return `${left} still in flight`;
+  const shown = cut.slice(0, 5).join('; ');
+  return `${left} still in flight, cut: ${shown}${cut.length > 5 ? `; and ${cut.length - 5} more` : ''}`;
 }
 
 /** One log line per step: `agent-lb leave 10.0.3.17:8080: rotation confirmed in 1.2 s (vision draining for 0.8 s)`. */

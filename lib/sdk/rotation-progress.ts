@@ -53,6 +53,15 @@ export function outOfRotationProgress(rotation: LeaseRotation | undefined, capab
   return progress(groupsOf(rotation, capabilities), (g) => OUT_OF_ROTATION_STATES.includes(g.state as RotationState) && (g.since ?? -Infinity) >= notBeforeMs);
 }
 
+/**
+ * The draining is over: the target left the group (`absent`, or `unused`) in every group. ALB
+ * completes a deregistration once nothing is in flight on the target, or cuts what is left at
+ * the end of the deregistration delay: after that, no request of the load balancer runs on it.
+ */
+export function drainedProgress(rotation: LeaseRotation | undefined, capabilities: readonly string[]): RotationProgress {
+  return progress(groupsOf(rotation, capabilities), (g) => g.state === 'absent' || g.state === 'unused');
+}
+
 /** `vision healthy for 4.2 s, speech unreported`: one line for errors and logs. */
 export function describeGroups(groups: readonly GroupRotation[], nowMs: number): string {
   return groups

@@ -1,5 +1,7 @@
 import { ConfigError } from '../core/errors';
 import type { AgentLease } from './agent-lease';
+import { trackInFlight } from './in-flight';
+import type { TrackableServer } from './in-flight';
 import { formatLeaveStep, leaveRotation, resolveLeaveOptions } from './leave';
 import type { LeaveOptions, LeaveReport } from './leave';
 
@@ -27,6 +29,13 @@ export interface ShutdownHandlerOptions extends Omit<LeaveOptions, 'signal'> {
   readonly log?: ((line: string) => void) | false;
   /** Called with the report once the leave is done, before the exit. */
   readonly onLeft?: (report: LeaveReport) => void;
+  /**
+   * The HTTP server whose requests the leave waits for, counted from now on and closed
+   * gracefully: Node's `http`/`https` server, what `app.listen()` returns in Express or Koa, or a
+   * Fastify instance. The same as `inFlight: trackInFlight(server)`; not together with `inFlight`.
+   * @default - see `inFlight`
+   */
+  readonly server?: TrackableServer;
 }
 
 /** Extra time past the deadline before the exit is forced, should a step outlive it. */
@@ -48,7 +57,12 @@ export function installShutdownHandlers(leases: AgentLease | readonly AgentLease
   if ('drainSeconds' in options) {
     throw new ConfigError('installShutdownHandlers: drainSeconds is gone; the wait now ends when the registry reports the target out of rotation (see propagationMarginMs, deadlineMs)');
   }
-  const { deadlineMs } = resolveLeaveOptions(options);
+  if (options.server !== undefined && options.inFlight !== undefined) {
+    throw new ConfigError('installShutdownHandlers: give server or inFlight, not both (server is inFlight: trackInFlight(server))');
+  }
+  const { server, ...leaveOptions } = options;
+  const inFlight = server !== undefined ? trackInFlight(server) : options.inFlight;
+  const { deadlineMs } = resolveLeaveOptions({ ...leaveOptions, inFlight });
   const exit = options.exit ?? true;
   const reportError = options.onError ?? ((error: Error) => process.emitWarning(`agent-lb shutdown: ${error.message}`));
   const log = options.log === false ? () => undefined : (options.log ?? ((line: string) => void process.stderr.write(`${line}\n`)));
@@ -63,7 +77,8 @@ export function installShutdownHandlers(leases: AgentLease | readonly AgentLease
     let report: LeaveReport | undefined;
     try {
       report = await leaveRotation(all, {
-        ...options,
+        ...leaveOptions,
+        ...(inFlight !== undefined ? { inFlight } : {}),
         signal: hurry.signal,
         onStep: (step) => {
           log(formatLeaveStep(step));

@@ -76,9 +76,12 @@ describe('AgentLbStack from the default cdk.json context', () => {
         HealthCheckIntervalSeconds: 10,
         HealthCheckTimeoutSeconds: 5,
         VpcId: { Ref: ids.vpc },
-        Tags: [{ Key: 'agent-lb:capability', Value: name }],
+        Tags: [
+          { Key: 'agent-lb:capability', Value: name },
+          { Key: 'agent-lb:max-request-seconds', Value: '300' },
+        ],
       });
-      expect(resource(ids[name]).Properties.TargetGroupAttributes).toContainEqual({ Key: 'deregistration_delay.timeout_seconds', Value: '30' });
+      expect(resource(ids[name]).Properties.TargetGroupAttributes).toContainEqual({ Key: 'deregistration_delay.timeout_seconds', Value: '310' });
     }
     expect(resource(ids.speech).Properties.TargetGroupAttributes).toContainEqual({ Key: 'slow_start.duration_seconds', Value: '30' });
   });

@@ -27,8 +27,12 @@ describe('CapabilityRouter target groups', () => {
       HealthyThresholdCount: 2,
       UnhealthyThresholdCount: 2,
       Matcher: { HttpCode: '200' },
-      TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '30' }]),
-      Tags: [{ Key: 'agent-lb:capability', Value: 'vision' }],
+      // maxRequestDuration 5 minutes by default: the delay lets such a request finish (+ 10 s)
+      TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '310' }]),
+      Tags: [
+        { Key: 'agent-lb:capability', Value: 'vision' },
+        { Key: 'agent-lb:max-request-seconds', Value: '300' },
+      ],
     });
     expect(Object.keys(router.targetGroups)).toEqual(['vision', 'speech']);
   });

@@ -21,7 +21,7 @@ describe('the template local mode provisions', () => {
             region: 'eu-west-1',
             vpcId: 'vpc-0123456789abcdef0',
             certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0e6ad1f3-8d6b-4f8e-9a8e-123456789abc',
-            capabilities: [{ name: 'ocr', port: 9000 }, { name: 'translate', targetType: 'instance' }],
+            capabilities: [{ name: 'ocr', port: 9000 }, { name: 'translate', targetType: 'instance', maxRequestDurationSeconds: 900 }],
           },
           // A setting given the way `-c agent-lb.<setting>=<value>` gives it.
           'agent-lb.headerName': 'X-Skill',
@@ -36,8 +36,9 @@ describe('the template local mode provisions', () => {
     expect(stackName).toBe('MyAgents');
     const groups = Object.values(template.Resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::TargetGroup');
     expect(groups.map((g) => [g.Properties?.Tags, g.Properties?.TargetType, g.Properties?.Port])).toEqual([
-      [[{ Key: 'agent-lb:capability', Value: 'ocr' }], 'ip', 9000],
-      [[{ Key: 'agent-lb:capability', Value: 'translate' }], 'instance', 80],
+      // The longest request of each (the default 5 minutes, or the app's), tagged for the sidecar's leave deadline.
+      [[{ Key: 'agent-lb:capability', Value: 'ocr' }, { Key: 'agent-lb:max-request-seconds', Value: '300' }], 'ip', 9000],
+      [[{ Key: 'agent-lb:capability', Value: 'translate' }, { Key: 'agent-lb:max-request-seconds', Value: '900' }], 'instance', 80],
     ]);
     const headers = Object.values(template.Resources)
       .filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::ListenerRule')

@@ -87,7 +87,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
   });
 
   it('writes a state file with exactly the documented keys', () => {
-    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'region', 'tableName', 'targetGroups']);
+    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'maxRequestSeconds', 'region', 'tableName', 'targetGroups']);
     expect(state.loadBalancerEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(output).toContain(`load balancer ${state.loadBalancerEndpoint}`);
     expect(Object.keys(state.targetGroups).sort()).toEqual(['search', 'speech', 'vision']);

@@ -92,9 +92,11 @@ describe('local data plane: health and draining', () => {
     expect(tally((await load(4, 1, () => ask(lb))).map((a) => a.name))).toEqual({ first: 2, joining: 2 });
   });
 
-  it('a deregistered target gets no new request at once, finishes its in-flight one, reads draining for the delay, then is gone', async () => {
+  it('a deregistered target gets no new request at once, finishes its in-flight one, and its deregistration completes as that one ends', async () => {
     const [leaving, staying] = await servers('leaving', 'staying');
-    const { lb, source, sink } = await startLb(visionOnly([leaving, staying]));
+    // A delay long enough (30 s scaled) that only the early completion can end it during the test.
+    const longDelay = (list: TargetServer[]): LoadBalancerSnapshot => ({ rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', list, { 'deregistration_delay.timeout_seconds': '600' })] });
+    const { lb, source, sink } = await startLb(longDelay([leaving, staying]));
     await Promise.all([sink.waitFor(stateOf(leaving, 'healthy')), sink.waitFor(stateOf(staying, 'healthy'))]);
 
     leaving.hold = true;
@@ -103,23 +105,40 @@ describe('local data plane: health and draining', () => {
     await Promise.all([leaving.whenHeld(1), staying.whenHeld(1)]);
     staying.release();
 
-    source.set(visionOnly([staying]));
+    source.set(longDelay([staying]));
     const draining = await sink.waitFor(stateOf(leaving, 'draining'));
     expect(draining.health).toEqual({ State: 'draining', Reason: 'Target.DeregistrationInProgress', Description: 'Target deregistration is in progress' });
     expect(tally((await load(10, 2, () => ask(lb))).map((a) => a.name))).toEqual({ staying: 10 });
+    expect(lb.describeTargetHealth('tg/vision').find((d) => d.Target?.Port === leaving.port)?.TargetHealth?.State).toBe('draining');
 
+    const releasedAt = Date.now();
     leaving.release();
     const answers = await Promise.all(inFlight);
     expect(answers.map((a) => [a.status, a.name]).sort()).toEqual([
       [200, 'leaving'],
       [200, 'staying'],
     ]);
-    // Nothing in flight any more, yet the state reads draining until the delay is over.
-    expect(lb.describeTargetHealth('tg/vision').find((d) => d.Target?.Port === leaving.port)?.TargetHealth?.State).toBe('draining');
+    // Its last request ended: ALB "immediately completes the deregistration process".
     const gone = await sink.waitFor(stateOf(leaving, 'unused'));
     expect(gone.health.Reason).toBe('Target.NotRegistered');
-    expect(gone.at - draining.at).toBeGreaterThanOrEqual(DEREGISTRATION_DELAY_MS);
+    expect(gone.at).toBeGreaterThanOrEqual(releasedAt);
+    expect(gone.at - draining.at).toBeLessThan(600_000 * TIME_SCALE);
     expect(lb.describeTargetHealth('tg/vision').map((d) => d.Target?.Port)).toEqual([staying.port]);
+  });
+
+  it('a deregistered target with nothing in flight completes its deregistration at once', async () => {
+    const [idle, other] = await servers('idle', 'other');
+    const snapshot = (list: TargetServer[]): LoadBalancerSnapshot => ({ rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', list, { 'deregistration_delay.timeout_seconds': '600' })] });
+    const { lb, source, sink } = await startLb(snapshot([idle, other]));
+    await Promise.all([sink.waitFor(stateOf(idle, 'healthy')), sink.waitFor(stateOf(other, 'healthy'))]);
+
+    source.set(snapshot([other]));
+    const draining = await sink.waitFor(stateOf(idle, 'draining'));
+    const gone = await sink.waitFor(stateOf(idle, 'unused'));
+
+    expect(gone.at).toBe(draining.at); // the same instant: nothing had to finish
+    expect(sink.changes.indexOf(gone)).toBe(sink.changes.indexOf(draining) + 1);
+    expect(lb.describeTargetHealth('tg/vision').map((d) => d.Target?.Port)).toEqual([other.port]);
   });
 
   it('cuts a request still in flight when the deregistration delay ends: the client gets a 502', async () => {

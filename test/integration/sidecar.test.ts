@@ -75,7 +75,9 @@ async function getItem(key: string): Promise<Item | undefined> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'agent-lb-sidecar-'));
-  stack = await LocalStack.start({ reconcileIntervalMs: 1000, stateFile: join(dir, 'state.json') });
+  // No data plane here: moto's model drains a target for the whole delay, which the sidecar (not
+  // fronting its process) waits out on SIGTERM; 2 s keeps that short.
+  stack = await LocalStack.start({ reconcileIntervalMs: 1000, stateFile: join(dir, 'state.json'), deregistrationDelaySeconds: 2 });
 });
 
 afterAll(async () => {

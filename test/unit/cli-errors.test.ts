@@ -225,7 +225,10 @@ describe('the sidecar process', () => {
     expect(await exited).toBe(0);
 
     // No registry writes rotation here: the rotation wait ends at the leave deadline, the release still goes out.
-    const steps = out.stdout.trim().split('\n').map((l) => l.split(' ').slice(1).join(' ')).filter((l) => !l.startsWith('agent-lb leave') || / (drain|release) /.test(l));
+    const lines = out.stdout.trim().split('\n').map((l) => l.split(' ').slice(1).join(' '));
+    // It says up front what SIGTERM waits for: without --forward-to it cannot see the app's requests.
+    expect(lines[0]).toBe("on SIGTERM: waits for the load balancer's draining of the target (the app's requests are not visible without --forward-to), leave deadline 2 s (--leave-deadline)");
+    const steps = lines.slice(1).filter((l) => !l.startsWith('agent-lb leave') || / (drain|release) /.test(l));
     expect(steps.map((l) => l.split(' ')[0] === 'agent-lb' ? l.split(' ').slice(3, 5).join(' ') : l.split(' ')[0])).toEqual(['acquired', 'drain done', 'release done', 'released']);
     // The drain (an UpdateItem of the status) went out before the release (the DeleteItem).
     expect(db.calls.slice(0, 2)).toEqual(['GetItem', 'PutItem']);
@@ -256,7 +259,7 @@ describe('the sidecar process', () => {
       const args = sidecarArgs('--table', 'leases', '--region', 'eu-west-1', '--endpoint', endpoint, '--leave-deadline', '1').filter((a, i, all) => a !== '--address' && all[i - 1] !== '--address');
       const { child, out, exited } = spawnCli(args, { ...SOME_CREDENTIALS, ECS_CONTAINER_METADATA_URI_V4: `http://127.0.0.1:${(ecs.address() as AddressInfo).port}/v4/t` });
       await waitFor(() => out.stdout.includes(' acquired '), 30_000, () => `acquired (stdout: ${out.stdout} stderr: ${out.stderr})`);
-      expect(out.stdout).toMatch(/ address 10\.0\.2\.106 from ecs-task-metadata \(eu-west-1b\)\n.* acquired 10\.0\.2\.106:8080\n/);
+      expect(out.stdout).toMatch(/ address 10\.0\.2\.106 from ecs-task-metadata \(eu-west-1b\)\n.* on SIGTERM: .*\n.* acquired 10\.0\.2\.106:8080\n/);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

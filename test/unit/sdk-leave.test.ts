@@ -1,7 +1,7 @@
 import { DeleteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AgentLease, AgentLeaseOptions, ConfigError, InFlightCounter, LeaveReport, LeaveStepReport, leaveRotation } from '../../lib/sdk';
+import { AgentLease, AgentLeaseOptions, ConfigError, InFlightCounter, LeaveReport, LeaveStepReport, leaveRotation, untilDrained } from '../../lib/sdk';
 import { SdkLeaseTable, testClient } from '../support/sdk-lease-table';
 
 const NOW_MS = 1_800_000_000_000;
@@ -291,5 +291,75 @@ describe('leaveRotation() of several leases', () => {
     expect(outcomes(report)).toEqual(['drain:done', 'rotation:confirmed', 'propagation:done', 'inFlight:done', 'release:done']);
     expect(step(report, 'rotation').detail).toBe('10.0.3.17:8080: vision draining for 4.9 s; 10.0.3.17:8081: vision draining for 1.0 s');
     expect(report).toMatchObject({ targets: ['10.0.3.17:8080', '10.0.3.17:8081'], released: true, durationMs: 6_000 });
+  });
+});
+
+describe('long requests', () => {
+  it('sizes the deadline by the longest request: a request of maxRequestDurationMs that started during the margin finishes', async () => {
+    // Prepare: requests of up to 60 s; one starts at the end of the propagation margin
+    const lease = await servingLease();
+    const inFlight = new InFlightCounter();
+    const t0 = Date.now();
+    const run = startLeave(lease, { propagationMarginMs: 1_000, maxRequestDurationMs: 60_000, inFlight });
+    table.setRotation('vision', 'draining', t0 + 500);
+    await vi.advanceTimersByTimeAsync(1_000);
+    const end = inFlight.begin();
+
+    // Act
+    await vi.advanceTimersByTimeAsync(60_000);
+    end();
+    await run.leaving;
+
+    // Assess: 10 s rotation wait + 1 s margin + 60 s + 2 s release = 73 s of deadline; the request ended first
+    expect(outcomes(run.report()!)).toEqual(['drain:done', 'rotation:confirmed', 'propagation:done', 'inFlight:done', 'release:done']);
+    expect(run.report()!.durationMs).toBeLessThan(73_000);
+  });
+
+  it('cuts what is still in flight at the deadline before it releases, one line per request', async () => {
+    // Prepare
+    const lease = await servingLease();
+    const cut = vi.fn(() => ['GET "/chat" (in flight 40.0 s)', 'POST "/tools" (in flight 12.5 s)']);
+    const inFlight = { inFlight: 2, whenIdle: () => new Promise<void>(() => undefined), cut };
+    const t0 = Date.now();
+
+    // Act
+    const run = startLeave(lease, { propagationMarginMs: 0, deadlineMs: 10_000, inFlight });
+    table.setRotation('vision', 'draining', t0 + 100);
+    await vi.advanceTimersByTimeAsync(10_000);
+    await run.leaving;
+
+    // Assess
+    const report = run.report()!;
+    expect(outcomes(report)).toEqual(['drain:done', 'rotation:confirmed', 'propagation:done', 'inFlight:deadline', 'release:done']);
+    expect(step(report, 'inFlight').detail).toBe('2 still in flight, cut: GET "/chat" (in flight 40.0 s); POST "/tools" (in flight 12.5 s)');
+    expect(cut).toHaveBeenCalledOnce();
+    expect(run.ended.inFlight).toBe(8_000); // 2 s kept for the release
+    expect(table.log.at(-1)).toBe('delete');
+  });
+
+  it('untilDrained: waits until the registry reports the target gone from every group (the load balancer ended its draining)', async () => {
+    // Prepare
+    const lease = await servingLease({ capabilities: ['vision', 'speech'], rotationPollIntervalMs: 500 });
+    const t0 = Date.now();
+    const run = startLeave(lease, { propagationMarginMs: 0, inFlight: untilDrained(lease) });
+    table.setRotation('vision', 'draining', t0 + 200);
+    table.setRotation('speech', 'draining', t0 + 200);
+    await vi.advanceTimersByTimeAsync(5_000);
+    const releasedWhileDraining = table.log.includes('delete');
+
+    // Act: vision's draining ends, then speech's
+    table.setRotation('vision', 'absent', t0 + 5_000);
+    await vi.advanceTimersByTimeAsync(3_000);
+    const releasedWithSpeechDraining = table.log.includes('delete');
+    table.setRotation('speech', 'absent', t0 + 8_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await run.leaving;
+
+    // Assess
+    expect(releasedWhileDraining).toBe(false);
+    expect(releasedWithSpeechDraining).toBe(false);
+    expect(outcomes(run.report()!)).toEqual(['drain:done', 'rotation:confirmed', 'propagation:done', 'inFlight:done', 'release:done']);
+    expect(step(run.report()!, 'inFlight').detail).toBe('2 in flight at the start, none now');
+    expect(run.ended.release).toBeGreaterThanOrEqual(8_000);
   });
 });

@@ -1,4 +1,6 @@
 import { DeleteItemCommand, DynamoDBClient, GetItemCommand, InternalServerError, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { EventEmitter } from 'node:events';
+import { createServer } from 'node:http';
 import { mockClient } from 'aws-sdk-client-mock';
 import { allCustomMatcher, CustomMatcher } from 'aws-sdk-client-mock-vitest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -93,7 +95,7 @@ describe('installShutdownHandlers', () => {
     expect(lease.phase).toBe('released');
     expect(process.listeners('SIGTERM')).not.toContain(added[0]);
     expect(lines).toEqual([
-      'agent-lb leave 10.0.3.17:8080: SIGTERM, leaving rotation (deadline 25.0 s)',
+      'agent-lb leave 10.0.3.17:8080: SIGTERM, leaving rotation (deadline 314.0 s)', // 10 s rotation wait + the 2 s margin + a 5-minute request + 2 s release
       'agent-lb leave 10.0.3.17:8080: drain done in 0.0 s (1 of 1 drained)',
       'agent-lb leave 10.0.3.17:8080: rotation confirmed in 1.0 s (vision draining for 0.3 s)',
       'agent-lb leave 10.0.3.17:8080: propagation done in 2.0 s (margin 2.0 s)',
@@ -189,5 +191,25 @@ describe('installShutdownHandlers', () => {
     expect(() => installShutdownHandlers(newLease(), { deadlineMs: -1 })).toThrow(new ConfigError('leave: deadlineMs must be a number of milliseconds > 0, got -1'));
     expect(() => installShutdownHandlers(newLease(), { drainSeconds: 15 } as never)).toThrow(/drainSeconds is gone/);
     expect(() => installShutdownHandlers(newLease(), { signals: [] })).toThrow('installShutdownHandlers: signals must be a non-empty array, got []');
+    const server = createServer();
+    expect(() => installShutdownHandlers(newLease(), { server, inFlight: () => 0 })).toThrow('installShutdownHandlers: give server or inFlight, not both');
+    expect(() => installShutdownHandlers(newLease(), { server: {} as never })).toThrow(/^trackInFlight needs a Node HTTP server/);
+  });
+
+  it('takes the HTTP server itself and waits for its requests: the same as inFlight: trackInFlight(server)', async () => {
+    // Prepare: a request in flight on the server, which never ends
+    const lease = newLease();
+    await lease.acquire();
+    const server = createServer(() => undefined);
+    let left: LeaveReport | undefined;
+    const { send } = install(lease, { server, exit: false, log: false, propagationMarginMs: 0, unconfirmedRotationWaitMs: 0, deadlineMs: 3_000, onLeft: (r) => (left = r) });
+    server.emit('request', { method: 'GET', url: '/slow' }, Object.assign(new EventEmitter(), { headersSent: false, destroy: () => undefined }));
+
+    // Act
+    send();
+    await vi.advanceTimersByTimeAsync(3_000);
+
+    // Assess: the wait ran to the deadline and cut it
+    expect(left?.steps.find((st) => st.step === 'inFlight')).toMatchObject({ outcome: 'deadline', detail: expect.stringMatching(/^1 still in flight, cut: GET "\/slow" \(in flight \d\.\d s\)$/) });
   });
 });

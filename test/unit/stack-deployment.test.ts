@@ -3,7 +3,7 @@ import { DescribeTagsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/clie
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { describeStack } from '../../lib/aws/stack-deployment';
-import { CAPABILITY_TAG } from '../../lib/core/lease-schema';
+import { CAPABILITY_TAG, MAX_REQUEST_SECONDS_TAG } from '../../lib/core/lease-schema';
 import { ConfigError } from '../../lib/core/errors';
 
 const cfnMock = mockClient(CloudFormationClient);
@@ -26,7 +26,7 @@ function stackWith(tags: readonly (string | undefined)[]) {
   elbMock.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
     TagDescriptions: input.ResourceArns.map((arn) => {
       const value = tags[Number(arn.split('/').pop())];
-      return { ResourceArn: arn, Tags: value === undefined ? [] : [{ Key: CAPABILITY_TAG, Value: value }] };
+      return { ResourceArn: arn, Tags: value === undefined ? [] : [{ Key: CAPABILITY_TAG, Value: value }, { Key: MAX_REQUEST_SECONDS_TAG, Value: String(60 + Number(arn.split('/').pop())) }] };
     }),
   }));
 }
@@ -43,6 +43,7 @@ describe('describeStack', () => {
     expect(d).toMatchObject({ region: 'eu-west-1', tableName: 'leases', loadBalancerArn: LB });
     expect(Object.keys(d.targetGroups)).toHaveLength(24);
     expect(d.targetGroups['cap-23']).toBe(tg(23));
+    expect(d.maxRequestSeconds?.['cap-23']).toBe(83); // each group's agent-lb:max-request-seconds, for the sidecar's leave deadline
     expect(elbMock.commandCalls(DescribeTagsCommand).map((c) => c.args[0].input.ResourceArns!.length)).toEqual([20, 5]);
   });
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatStateFile, LocalState, parseStateFile } from '../../lib/core/deployment';
 import { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
+import { CAPABILITY_TAG, MAX_REQUEST_SECONDS_TAG, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../../lib/core/lease-schema';
 
 /**
  * The names other programs rely on, spelled out once more on purpose: deployed functions read
@@ -48,9 +49,22 @@ describe('wire contract', () => {
       loadBalancerArn: 'arn:lb',
       listenerArn: 'arn:listener',
       targetGroups: { vision: 'arn:tg/vision' },
+      maxRequestSeconds: { vision: 300 },
     };
     expect(parseStateFile(formatStateFile(state), 'state.json')).toEqual(state);
     expect(() => parseStateFile('{"region": "us-east-1"}', 'state.json')).toThrow('state file state.json lacks region, tableName or targetGroups');
     expect(() => parseStateFile('not json', 'state.json')).toThrow(/^cannot read state file state.json: /);
+    expect(() => parseStateFile('{"region":"r","tableName":"t","targetGroups":{},"maxRequestSeconds":{"vision":"long"}}', 'state.json')).toThrow(
+      'state file state.json: maxRequestSeconds must map capabilities to positive seconds, got {"vision":"long"}',
+    );
+  });
+
+  it('target groups carry their capability, variant and longest request in these tags', () => {
+    expect([CAPABILITY_TAG, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG, MAX_REQUEST_SECONDS_TAG]).toEqual([
+      'agent-lb:capability',
+      'agent-lb:variant-of',
+      'agent-lb:variant-weight',
+      'agent-lb:max-request-seconds',
+    ]);
   });
 });

@@ -171,8 +171,18 @@ export class DataPlaneEngine {
       }
     }
     for (const target of [...group.targets.values()]) {
-      if (!wanted.has(target.key)) this.transition(group, target, { type: 'deregistered', at: now, delayMs: group.policy.deregistrationDelayMs }, changes);
+      if (wanted.has(target.key) || target.record.state === 'draining') continue;
+      this.transition(group, target, { type: 'deregistered', at: now, delayMs: group.policy.deregistrationDelayMs }, changes);
+      // Nothing in flight: ALB completes the deregistration at once.
+      if (target.outstanding === 0) this.transition(group, target, { type: 'drained', at: now }, changes);
     }
+  }
+
+  /** A request on `target` ended: a draining target with nothing left in flight completes its deregistration now. */
+  private completeIfDrained(group: TrackedGroup, target: TrackedTarget, now: number): TargetHealthChange[] {
+    const changes: TargetHealthChange[] = [];
+    if (target.record.state === 'draining' && target.outstanding === 0) this.transition(group, target, { type: 'drained', at: now }, changes);
+    return changes;
   }
 
   /** Applies one event to a target; records the change and its consequences for routing. */
@@ -244,8 +254,11 @@ export class DataPlaneEngine {
     return decision;
   }
 
-  /** A forwarded request ended (response sent, or the load balancer answered 502/504 for it). */
-  public finished(decision: Extract<RoutingDecision, { kind: 'forward' }>, outcome: ForwardOutcome): void {
+  /**
+   * A forwarded request ended (response sent, or the load balancer answered 502/504 for it).
+   * Returns the health changes it causes: a draining target whose last request this was completes its deregistration.
+   */
+  public finished(decision: Extract<RoutingDecision, { kind: 'forward' }>, outcome: ForwardOutcome, now: number): TargetHealthChange[] {
     const group = this.groups.get(decision.targetGroupArn);
     // The target may be gone already: its draining ended while the request was in flight.
     const target = group?.targets.get(decision.targetKey);
@@ -254,17 +267,21 @@ export class DataPlaneEngine {
       if (outcome.by === 'target') tally.countTarget(outcome.statusCode);
       else tally.countLoadBalancer(outcome.statusCode);
     }
-    if (group === undefined || target === undefined) return;
+    if (group === undefined || target === undefined) return [];
     target.outstanding = Math.max(0, target.outstanding - 1);
     const failed = outcome.by === 'load-balancer' || outcome.statusCode >= 500;
     if (group.policy.algorithm === 'weighted_random') group.anomaly = recordOutcome(group.anomaly, target.key, failed);
+    return this.completeIfDrained(group, target, now);
   }
 
   /** A forwarded request ended without an answer because the client left (ALB logs 460): it no longer counts as outstanding. */
-  public abandoned(decision: Extract<RoutingDecision, { kind: 'forward' }>): void {
+  public abandoned(decision: Extract<RoutingDecision, { kind: 'forward' }>, now: number): TargetHealthChange[] {
     this.listenerTally.countLoadBalancer(460);
-    const target = this.groups.get(decision.targetGroupArn)?.targets.get(decision.targetKey);
-    if (target !== undefined) target.outstanding = Math.max(0, target.outstanding - 1);
+    const group = this.groups.get(decision.targetGroupArn);
+    const target = group?.targets.get(decision.targetKey);
+    if (group === undefined || target === undefined) return [];
+    target.outstanding = Math.max(0, target.outstanding - 1);
+    return this.completeIfDrained(group, target, now);
   }
 
   /** The checks due now; each is marked running until {@link recordCheck}. */

@@ -17,8 +17,13 @@ import type { TargetGroup } from '@aws-sdk/client-elastic-load-balancing-v2';
  *   connection to the target or the target response was malformed").
  * - Deregistration: "The initial state of a deregistering target is draining. After the
  *   deregistration delay elapses, the deregistration process completes and the state of the
- *   target is unused." Even with nothing in flight, "the status of the target is displayed as
- *   draining until the deregistration delay timeout expires."
+ *   target is unused." But "if a deregistering target has no in-flight requests and no active
+ *   connections, Elastic Load Balancing immediately completes the deregistration process,
+ *   without waiting for the deregistration delay to elapse": here a draining target with
+ *   nothing in flight (at deregistration, or once its last request ends) completes at once
+ *   (`drained`), one with requests in flight at the end of the delay, which cuts them. ALB goes
+ *   on *displaying* `draining` until the delay has passed; this model reports the completion, so
+ *   an agent waiting for its draining to end (the non-proxying sidecar) stops when ALB would.
  * - `unavailable` / `Target.HealthCheckDisabled` while health checks are off; `unused` /
  *   `Target.NotInUse` while the group is not used by any listener rule (no checks are sent:
  *   "Health checks are performed on all targets registered to a target group that is specified
@@ -141,6 +146,8 @@ export type TargetHealthEvent =
   | { readonly type: 'deregistered'; readonly at: number; readonly delayMs: number }
   /** Time passes: ends draining once the delay is over. */
   | { readonly type: 'tick'; readonly at: number }
+  /** A draining target has nothing in flight: its deregistration completes now. */
+  | { readonly type: 'drained'; readonly at: number }
   | { readonly type: 'health-checks-disabled'; readonly at: number }
   | { readonly type: 'health-checks-enabled'; readonly at: number }
   /** The group stopped / started being used by a listener rule. */
@@ -211,6 +218,8 @@ export function nextTargetHealth(record: TargetHealthRecord, event: TargetHealth
       return { ...enter('draining', at, 'Target.DeregistrationInProgress'), drainingUntil: at + Math.max(0, event.delayMs) };
     case 'tick':
       return record.state === 'draining' && record.drainingUntil !== undefined && at >= record.drainingUntil ? enter('unused', at, 'Target.NotRegistered') : record;
+    case 'drained':
+      return record.state === 'draining' ? enter('unused', at, 'Target.NotRegistered') : record;
     case 'health-checks-disabled':
       return record.state === 'draining' || record.state === 'unused' ? record : enter('unavailable', at, 'Target.HealthCheckDisabled');
     case 'health-checks-enabled':

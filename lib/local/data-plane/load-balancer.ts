@@ -42,10 +42,12 @@ export interface LoadBalancerOptions {
   /** How often the source is read. @default 1000 */
   readonly pollIntervalMs?: number;
   /**
-   * Multiplies every duration of a target's life cycle the data plane models: health check
-   * interval and timeout, deregistration delay, slow start (and the anomaly window). ALB's
-   * minimum interval is 5 s; a test may run the same settings 100 times faster with 0.01. Idle
-   * timeout and stickiness durations concern clients and are not scaled.
+   * Multiplies every duration the data plane models for requests and targets: health check
+   * interval and timeout, deregistration delay, slow start (and the anomaly window), and the
+   * load balancer's idle timeout (the deregistration delay and the idle timeout both derive
+   * from how long requests last, so they scale together). ALB's minimum interval is 5 s; a test
+   * may run the same settings 100 times faster with 0.01. Stickiness durations concern clients
+   * and are not scaled.
    * @default 1
    */
   readonly timeScale?: number;
@@ -55,7 +57,7 @@ export interface LoadBalancerOptions {
   readonly random?: () => number;
   /** How a target id is reached. @default the id is the address (ip targets) */
   readonly resolveTarget?: TargetAddressResolver;
-  /** Replaces the load balancer's `idle_timeout.timeout_seconds`, in milliseconds. */
+  /** Replaces the load balancer's `idle_timeout.timeout_seconds`, in milliseconds (not scaled). */
   readonly idleTimeoutMs?: number;
   /** A failure that does not stop the data plane: a snapshot, a health report, a proxied request. */
   readonly onError?: (where: 'source' | 'sink' | 'proxy', error: unknown) => void;
@@ -89,6 +91,8 @@ interface Flight {
   targetStatus?: number;
   lbStatus?: 502 | 504;
   cutByDeregistration?: boolean;
+  /** The response had started and went silent for the idle timeout. */
+  cutByIdleTimeout?: boolean;
   done?: boolean;
 }
 
@@ -170,6 +174,11 @@ export class LoadBalancer {
     return this.boundPort;
   }
 
+  /** The idle timeout in force (the load balancer's attribute × time scale, or the option), ms. */
+  public get idleTimeoutMs(): number {
+    return this.options.idleTimeoutMs ?? this.lbPolicy.idleTimeoutMs;
+  }
+
   /** Reads the source now (coalesced with a read already running). */
   public refresh(): Promise<void> {
     if (this.reading !== undefined) {
@@ -182,7 +191,7 @@ export class LoadBalancer {
         try {
           const snapshot = await this.options.source.snapshot();
           if (this.stopped) return;
-          this.lbPolicy = loadBalancerPolicy(snapshot.loadBalancerAttributes);
+          this.lbPolicy = loadBalancerPolicy(snapshot.loadBalancerAttributes, this.engine.timeScale);
           const { changes, problems } = this.engine.applySnapshot(snapshot, this.clock());
           for (const p of problems) this.options.onProblem?.(p);
           this.report(changes);
@@ -245,7 +254,8 @@ export class LoadBalancer {
       if (flight.decision.targetGroupArn !== targetGroupArn || flight.decision.targetKey !== key) continue;
       flight.cutByDeregistration = true;
       if (flight.proxyReq !== undefined) flight.proxyReq.destroy();
-      else this.failFlight(flight, 502);
+      // A response under way: the target's stream ends without an error to the proxy, so end the client's here.
+      if (flight.proxyReq === undefined || flight.res.headersSent) this.failFlight(flight, 502);
     }
   }
 
@@ -347,8 +357,8 @@ export class LoadBalancer {
           : flight.targetStatus !== undefined && res.writableFinished
             ? { by: 'target', statusCode: flight.targetStatus }
             : undefined;
-      if (outcome !== undefined) this.engine.finished(decision, outcome);
-      else this.engine.abandoned(decision);
+      const now = this.clock();
+      this.report(outcome !== undefined ? this.engine.finished(decision, outcome, now) : this.engine.abandoned(decision, now));
       log(outcome ?? { by: 'client', statusCode: 460 });
     });
     const next = forwardedHeaders(req.headers, { address: clientIp, listenerPort: this.engine.listenerPort ?? this.boundPort, protocol: 'http' }, this.lbPolicy, () => traceId(this.clock()));
@@ -361,7 +371,7 @@ export class LoadBalancer {
       { target: { host: decision.host, port: decision.port, protocol: secure ? 'https:' : 'http:' }, agent: secure ? this.agents.https : this.agents.http },
       (error) => {
         if (flight.done) return;
-        const timedOut = flight.lbStatus === 504;
+        const timedOut = flight.lbStatus === 504 || flight.cutByIdleTimeout === true;
         if (!timedOut && !flight.cutByDeregistration && req.socket.destroyed) return; // the client left; 'close' counts it
         if (!timedOut && !flight.cutByDeregistration) this.options.onError?.('proxy', error);
         this.failFlight(flight, timedOut ? 504 : 502);
@@ -369,10 +379,11 @@ export class LoadBalancer {
     );
   }
 
+  /** Ends a flight the load balancer gave up on; the first reason given is the one logged and counted. */
   private failFlight(flight: Flight, statusCode: 502 | 504): void {
-    flight.lbStatus = statusCode;
+    flight.lbStatus ??= statusCode;
     if (flight.res.headersSent) flight.res.destroy();
-    else this.sendLoadBalancerError(flight.res, statusCode);
+    else this.sendLoadBalancerError(flight.res, flight.lbStatus);
   }
 
   private sendLoadBalancerError(res: http.ServerResponse, statusCode: number): void {
@@ -384,11 +395,14 @@ export class LoadBalancer {
     const flight = this.flights.get(req);
     if (flight === undefined) return;
     flight.proxyReq = proxyReq;
-    const idle = this.options.idleTimeoutMs ?? this.lbPolicy.idleTimeoutMs;
-    proxyReq.setTimeout(idle, () => {
-      if (flight.targetStatus !== undefined) return; // the response started; the client's own idle time governs the rest
-      flight.lbStatus = 504;
+    // ALB's idle timeout: nothing sent or received on the target's connection for that long.
+    // Before the response starts the client gets a 504; a response that goes silent mid-stream
+    // is cut (its connection closed: the client sees it end early).
+    proxyReq.setTimeout(this.idleTimeoutMs, () => {
+      if (flight.targetStatus === undefined) flight.lbStatus = 504;
+      else flight.cutByIdleTimeout = true;
       proxyReq.destroy();
+      if (flight.res.headersSent) this.failFlight(flight, 504);
     });
   }
 
@@ -396,6 +410,10 @@ export class LoadBalancer {
     const flight = this.flights.get(req);
     if (flight === undefined) return;
     flight.targetStatus = proxyRes.statusCode ?? 0;
+    // The target closed its connection mid-answer (stopped, crashed): the client's answer ends there too, as through ALB.
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete && !flight.done) this.failFlight(flight, 502);
+    });
     const decision = flight.decision;
     const existing = proxyRes.headers['set-cookie'] ?? [];
     const added = [...decision.setCookies];

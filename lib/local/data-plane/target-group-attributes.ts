@@ -138,12 +138,13 @@ export interface LoadBalancerPolicy {
   readonly xffMode: 'append' | 'preserve' | 'remove';
 }
 
-export function loadBalancerPolicy(attributes: readonly LoadBalancerAttribute[] = []): LoadBalancerPolicy {
+/** The load balancer's policy from DescribeLoadBalancerAttributes; `timeScale` multiplies the idle timeout, as it does the deregistration delay. */
+export function loadBalancerPolicy(attributes: readonly LoadBalancerAttribute[] = [], timeScale = 1): LoadBalancerPolicy {
   const a = attributeMap(attributes);
   const idle = Number(a.get('idle_timeout.timeout_seconds') ?? 60);
   const xff = a.get('routing.http.xff_header_processing.mode');
   return {
-    idleTimeoutMs: (Number.isInteger(idle) && idle >= 1 && idle <= 4000 ? idle : 60) * 1000,
+    idleTimeoutMs: (Number.isInteger(idle) && idle >= 1 && idle <= 4000 ? idle : 60) * 1000 * timeScale,
     xffMode: xff === 'preserve' || xff === 'remove' ? xff : 'append',
   };
 }

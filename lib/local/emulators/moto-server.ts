@@ -71,11 +71,15 @@ export interface MotoServer {
   stop(): Promise<void>;
 }
 
-/** One target's health as a health checker saw it; `reason` defaults to ELB's code for the state. */
+/**
+ * One target's health as a health checker saw it; `reason` defaults to ELB's code for the state.
+ * `unused` (`Target.NotRegistered`) of a draining target ends its draining now: the data plane
+ * completed its deregistration early (nothing was in flight), as ALB does.
+ */
 export interface TargetHealthReport {
   readonly id: string;
   readonly port: number;
-  readonly state: 'initial' | 'healthy' | 'unhealthy' | 'unavailable';
+  readonly state: 'initial' | 'healthy' | 'unhealthy' | 'unavailable' | 'unused';
   readonly reason?: string;
   readonly description?: string;
 }

@@ -33,18 +33,25 @@ What it models (from the Elastic Load Balancing user guide and API reference):
 * **CloudFormation.** A target group's ``Tags`` and ``TargetGroupAttributes`` are applied (moto
   drops both; agent-lb finds each capability's group by its tag).
 
+* **Load balancer attributes.** A load balancer's ``LoadBalancerAttributes`` in CloudFormation
+  are applied (moto drops them; the data plane reads ``idle_timeout.timeout_seconds``).
+
 The health reporter seam, for a local data plane that runs real health checks: ``POST
 /_agent_lb/target-health`` with JSON ``{"targetGroupArn": ARN, "targets": [{"id": ID, "port": N,
 "state": "initial"|"healthy"|"unhealthy"|"unavailable", "reason": CODE?, "description": TEXT?}]}``
 sets the state DescribeTargetHealth reports for registered targets (draining or unregistered
 targets are listed back as ``ignored``); the same is available in-process as
-``report_target_health``. A report lasts until the target is deregistered.
+``report_target_health``. A report lasts until the target is deregistered. A report of
+``"state": "unused"`` for a *draining* target ends its draining at once: the data plane found
+nothing in flight on it and completed the deregistration early, as ALB does ("If a deregistering
+target has no in-flight requests and no active connections, Elastic Load Balancing immediately
+completes the deregistration process"); for any other target it is ignored.
 
 What it does not model: health checks themselves (a reporter runs them), ``unused`` for groups no
-listener rule uses (``Target.NotInUse``), slow start, in-flight requests finishing early (a target
-with nothing in flight still reads ``draining`` until the delay ends, as on AWS), the VPC rule for
-private addresses outside the VPC (``AvailabilityZone: all``), quotas and API throttling (the chaos
-run's fault proxy adds AWS's Register/Deregister bucket).
+listener rule uses (``Target.NotInUse``), slow start, in-flight requests (without a reporter a
+target reads ``draining`` until the delay ends), the VPC rule for private addresses outside the
+VPC (``AvailabilityZone: all``), quotas and API throttling (the chaos run's fault proxy adds AWS's
+Register/Deregister bucket).
 """
 import ipaddress
 import json
@@ -235,6 +242,19 @@ def create_from_cloudformation_json(cls, resource_name, cloudformation_json, acc
     return group
 
 
+_create_load_balancer_from_cloudformation_json = models.FakeLoadBalancer.create_from_cloudformation_json.__func__
+
+
+def create_load_balancer_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    balancer = _create_load_balancer_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    properties = cloudformation_json.get("Properties", {})
+    attributes = {a["Key"]: a["Value"] for a in properties.get("LoadBalancerAttributes") or [] if "Key" in a and "Value" in a}
+    known = {k: v for k, v in attributes.items() if k in models.FakeLoadBalancer.VALID_ATTRS}
+    if known:
+        models.elbv2_backends[account_id][region_name].modify_load_balancer_attributes(balancer.arn, known)
+    return balancer
+
+
 def _group_by_arn(arn):
     match = re.match(r"^arn:[^:]+:elasticloadbalancing:([^:]+):(\d+):targetgroup/", arn or "")
     if not match:
@@ -257,8 +277,17 @@ def report_target_health(target_group_arn, reports):
             target = {"Id": str(report["id"]), "Port": int(report["port"])}
             key = _key(group, target)
             health = report["state"]
-            if health not in HEALTH_STATES:
-                raise ValueError(f"state {health!r} must be one of {sorted(HEALTH_STATES)}")
+            if health not in HEALTH_STATES and health != "unused":
+                raise ValueError(f"state {health!r} must be one of {sorted(HEALTH_STATES | {'unused'})}")
+            if health == "unused":
+                # The deregistration completed early (nothing in flight): the draining ends now.
+                drained = state["draining"].pop(key, None)
+                if drained is None:
+                    ignored.append(key)
+                    continue
+                group.deregistered_targets[key] = drained[0]
+                applied.append(key)
+                continue
             if key not in group.targets:
                 ignored.append(key)
                 continue
@@ -298,6 +327,7 @@ def dispatch(self, environ, start_response):
 
 
 TargetGroup.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+models.FakeLoadBalancer.create_from_cloudformation_json = classmethod(create_load_balancer_from_cloudformation_json)
 TargetGroup.register = register
 TargetGroup.deregister = deregister
 TargetGroup.deregister_terminated_instances = deregister_terminated_instances

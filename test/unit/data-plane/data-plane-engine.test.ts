@@ -1,5 +1,5 @@
 import type { Rule, TargetGroupAttribute } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, test } from 'vitest';
 import { DataPlaneEngine } from '../../../lib/local/data-plane/data-plane-engine';
 import type { ListenerRequest } from '../../../lib/local/data-plane/listener-rules';
 import type { RoutingDecision } from '../../../lib/local/data-plane/request-routing';
@@ -105,7 +105,7 @@ describe('DataPlaneEngine', () => {
     expect(e.metrics(10_000).targetGroups[0]).toMatchObject({ failOpen: true, healthyHostCount: 0, unhealthyHostCount: 2 });
   });
 
-  it('drains a deregistered target for the deregistration delay, then forgets it', () => {
+  it('drains a deregistered target with a request in flight until the deregistration delay ends, then forgets it', () => {
     const e = engine();
     const both = [{ Id: 'a' }, { Id: 'b' }];
     e.applySnapshot(snapshot([group('tg/vision', both, { 'deregistration_delay.timeout_seconds': '30' })]), 0);
@@ -116,18 +116,46 @@ describe('DataPlaneEngine', () => {
     expect(changes.map((c) => [c.target.Id, c.health.State, c.health.Reason])).toEqual([['a', 'draining', 'Target.DeregistrationInProgress']]);
     expect(new Set(Array.from({ length: 4 }, () => forwardKey(e.route(req('vision'), 2000))))).toEqual(new Set(['b:80']));
     expect(e.dueChecks(20_000).map((j) => j.targetKey)).toEqual(['b:80']); // a draining target is not checked
-    // nothing in flight changes nothing: the state still reads draining until the delay ends
-    if (inFlight.kind === 'forward') e.finished(inFlight, { by: 'target', statusCode: 200 });
     expect(e.tick(30_999)).toEqual([]);
     expect(e.nextWakeAt()).toBe(31_000); // the end of the draining (b's check started at 20 s is still running)
     expect(e.tick(31_000).map((c) => [c.target.Id, c.health.State, c.health.Reason])).toEqual([['a', 'unused', 'Target.NotRegistered']]);
     expect(e.describeTargetHealth('tg/vision').map((d) => d.Target?.Id)).toEqual(['b']);
   });
 
+  it('completes the deregistration of a target with nothing in flight at once, as ALB does', () => {
+    const e = engine();
+    e.applySnapshot(snapshot([group('tg/vision', [{ Id: 'a' }, { Id: 'b' }], { 'deregistration_delay.timeout_seconds': '300' })]), 0);
+    checkAll(e, 0);
+    const { changes } = e.applySnapshot(snapshot([group('tg/vision', [{ Id: 'b' }], { 'deregistration_delay.timeout_seconds': '300' })]), 1000);
+    expect(changes.map((c) => [c.target.Id, c.health.State, c.health.Reason])).toEqual([
+      ['a', 'draining', 'Target.DeregistrationInProgress'],
+      ['a', 'unused', 'Target.NotRegistered'],
+    ]);
+    expect(e.describeTargetHealth('tg/vision').map((d) => d.Target?.Id)).toEqual(['b']);
+  });
+
+  test.each([
+    ['answered', (e: DataPlaneEngine, d: Extract<RoutingDecision, { kind: 'forward' }>, now: number) => e.finished(d, { by: 'target', statusCode: 200 }, now)],
+    ['abandoned by its client', (e: DataPlaneEngine, d: Extract<RoutingDecision, { kind: 'forward' }>, now: number) => e.abandoned(d, now)],
+  ])('completes a draining deregistration when its last request in flight is %s', (_how, end) => {
+    const e = engine();
+    e.applySnapshot(snapshot([group('tg/vision', [{ Id: 'a' }], { 'deregistration_delay.timeout_seconds': '300' })]), 0);
+    checkAll(e, 0);
+    const first = e.route(req('vision'), 1);
+    const second = e.route(req('vision'), 1);
+    if (first.kind !== 'forward' || second.kind !== 'forward') throw new Error('not forwarded');
+    e.applySnapshot(snapshot([group('tg/vision', [], { 'deregistration_delay.timeout_seconds': '300' })]), 1000);
+    expect(e.finished(first, { by: 'target', statusCode: 200 }, 5000)).toEqual([]); // one still in flight
+    expect(states(e)).toEqual({ 'a:80': 'draining' });
+    expect(end(e, second, 9000).map((c) => [c.target.Id, c.health.State, c.at])).toEqual([['a', 'unused', 9000]]);
+    expect(states(e)).toEqual({});
+  });
+
   it('counts a DescribeTargetHealth entry that reads draining as deregistered, and re-registers a draining target', () => {
     const e = engine();
     e.applySnapshot(snapshot([group('tg/vision', [{ Target: { Id: 'a', Port: 80 }, TargetHealth: { State: 'healthy' } }])]), 0);
     checkAll(e, 0);
+    expect(forwardKey(e.route(req('vision'), 50))).toBe('a:80'); // in flight: the draining lasts
     e.applySnapshot(snapshot([group('tg/vision', [{ Target: { Id: 'a', Port: 80 }, TargetHealth: { State: 'draining' } }])]), 100);
     expect(states(e)).toEqual({ 'a:80': 'draining' });
     const { changes } = e.applySnapshot(snapshot([group('tg/vision', [{ Target: { Id: 'a', Port: 80 } }])]), 200);
@@ -250,8 +278,8 @@ describe('DataPlaneEngine', () => {
     const d2 = e.route(req('vision'), 1);
     expect(e.metrics(1).targetGroups[0].targets[0].outstanding).toBe(2);
     if (d1.kind !== 'forward' || d2.kind !== 'forward') throw new Error('not forwarded');
-    e.finished(d1, { by: 'target', statusCode: 503 });
-    e.finished(d2, { by: 'load-balancer', statusCode: 502 });
+    e.finished(d1, { by: 'target', statusCode: 503 }, 2);
+    e.finished(d2, { by: 'load-balancer', statusCode: 502 }, 2);
     expect(e.metrics(2)).toMatchObject({
       requests: 2,
       targetResponses: { '5xx': 1 },
