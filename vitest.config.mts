@@ -3,7 +3,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
+    // Generous: a test waits for events, and a loaded machine must not fail it on time alone.
+    testTimeout: 300_000,
+    // Integration files mostly wait on DynamoDB Local and moto: one file per core, not cores - 1.
+    maxWorkers: '100%',
     hookTimeout: 180_000,
     pool: 'forks',
     // The SDK's notice about Node versions after January 2027 is noise in every test log.

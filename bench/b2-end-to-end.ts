@@ -12,6 +12,7 @@ import { StreamPoller } from '../lib/local/stream/stream-poller';
 import { ReconcileReport } from '../lib/registry/reconcile';
 import { FleetPhase, FleetRunResult, planFleet, runFleet } from './b2-fleet';
 import { CommandCounts, countCommands, mutatingCalls } from './command-counter';
+import { warmUpDynamoDb } from './ddb-warm-up';
 import { createNaiveRegistrar } from './naive-registrar';
 import { Distribution, distribution } from './percentiles';
 import { TargetObserver } from './target-observer';
@@ -35,6 +36,11 @@ export interface B2Options {
   readonly steadySeconds?: number;
   /** @default 50 */
   readonly observerIntervalMs?: number;
+  /**
+   * Seconds of requests to a scratch table of each fresh DynamoDB Local before the fleet joins
+   * (bench/ddb-warm-up.ts): a cold JVM is the emulator's cost, not the registry's. 0: none. @default 10
+   */
+  readonly warmUpSeconds?: number;
   readonly seed?: number;
   readonly log?: (line: string) => void;
 }
@@ -86,6 +92,8 @@ export interface B2Result {
     readonly joinRatePerSecond: number;
     readonly steadySeconds: number;
     readonly observerIntervalMs: number;
+    /** Seconds each fresh DynamoDB Local was warmed up before the fleet joined. */
+    readonly warmUpSeconds: number;
     /** ttl + reconcile interval + 1 s: the issue's crash-removal bound. */
     readonly crashRemovalBoundMs: number;
     readonly seed: number;
@@ -114,11 +122,11 @@ export interface B2Result {
 }
 
 /** Local mode's defaults (LocalStack, `agent-lb local`): batches of up to 100, handed over as soon as read. */
-const LOCAL_BATCHING = { batchSize: 100, batchingWindowMs: 0 } as const;
+export const LOCAL_BATCHING = { batchSize: 100, batchingWindowMs: 0 } as const;
 /** The deployed event source mapping's defaults (RegistrySync: BatchSize 1000, MaximumBatchingWindow 1 s). */
-const DEPLOYED_BATCHING = { batchSize: 1000, batchingWindowMs: 1000 } as const;
+export const DEPLOYED_BATCHING = { batchSize: 1000, batchingWindowMs: 1000 } as const;
 /** The deployed batch size with a quarter of the window (`maxBatchingWindowSeconds`: 0.25). */
-const SHORT_WINDOW = { batchSize: 1000, batchingWindowMs: 250 } as const;
+export const SHORT_WINDOW = { batchSize: 1000, batchingWindowMs: 250 } as const;
 
 type Batching = { readonly batchSize: number; readonly batchingWindowMs: number };
 
@@ -141,6 +149,7 @@ export async function runB2(options: B2Options): Promise<B2Result> {
     reconcileIntervalMs: 5000,
     joinRatePerSecond: 100,
     observerIntervalMs: 50,
+    warmUpSeconds: 10,
     seed: 5,
     log: () => undefined,
     ...options,
@@ -174,6 +183,7 @@ export async function runB2(options: B2Options): Promise<B2Result> {
       joinRatePerSecond: o.joinRatePerSecond,
       steadySeconds,
       observerIntervalMs: o.observerIntervalMs,
+      warmUpSeconds: o.warmUpSeconds,
       crashRemovalBoundMs: o.ttlSeconds * 1000 + o.reconcileIntervalMs + 1000,
       seed: o.seed,
     },
@@ -185,7 +195,7 @@ export async function runB2(options: B2Options): Promise<B2Result> {
   };
 }
 
-type Settings = Required<Omit<B2Options, 'crashes' | 'releases' | 'steadySeconds'>> & { crashes: number; releases: number; steadySeconds: number };
+export type Settings = Required<Omit<B2Options, 'crashes' | 'releases' | 'steadySeconds'>> & { crashes: number; releases: number; steadySeconds: number };
 
 interface OnceResult {
   readonly capabilities: string[];
@@ -194,7 +204,7 @@ interface OnceResult {
   readonly callErrors: number;
 }
 
-async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching): Promise<OnceResult> {
+export async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching): Promise<OnceResult> {
   type Phase = FleetPhase | 'setup';
   let phase = 'setup' as Phase;
   const reconciles: { phase: Phase; report: ReconcileReport }[] = [];
@@ -252,6 +262,10 @@ async function runOnce(kind: 'ours' | 'naive', s: Settings, batching: Batching):
     },
     onError: (where, error) => s.log(`  ${where} error: ${(error as Error)?.message ?? String(error)}`),
   });
+  if (s.warmUpSeconds > 0) {
+    const warm = await warmUpDynamoDb(stack.dynamodbClientConfig, s.warmUpSeconds);
+    s.log(`  DynamoDB Local warmed up: ${warm.requests} requests in ${warm.seconds} s, p50 ${warm.firstSecondP50Ms} ms in the first second, ${warm.lastSecondP50Ms} ms in the last`);
+  }
   const region = stack.state.region;
   const elbConfig = { endpoint: stack.state.elbv2Endpoint, region, credentials: { ...MOTO_CREDENTIALS } };
   const ddbConfig = { endpoint: stack.state.dynamodbEndpoint, region, credentials: { ...LOCAL_CREDENTIALS } };

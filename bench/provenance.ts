@@ -21,7 +21,8 @@ export const MEASURED_PATHS: Readonly<Record<string, readonly string[]>> = {
   B3: [...LOCAL, 'bench/b3-reconcile-cost.ts', 'bench/command-counter.ts'],
   B4: [...LOCAL, 'lib/sdk', 'bench/b4-data-plane.ts'],
   'B5-rolling-restart': [...LOCAL, 'lib/sdk', 'lib/cli', 'bin', 'bench/b5-rolling-restart.ts'],
-  'B6-long-requests': [...LOCAL, 'lib/sdk', 'lib/cli', 'bench/b6-long-requests.ts'],
+  'B6-long-requests': [...LOCAL, 'lib/sdk', 'lib/cli', 'bin', 'bench/b6-long-requests.ts'],
+  catalog: [...LOCAL, 'lib/sdk', 'bench/catalog.ts'],
   B7: [...IN_PROCESS, 'bench/b7-budget.ts', 'bench/percentiles.ts'],
 };
 

@@ -10,6 +10,7 @@ export {
   AgentLb,
   AgentLbStack,
   AgentLbValidationError,
+  CapabilityCatalog,
   CapabilityRouter,
   capabilitySlot,
   CONFIG_ENV,
@@ -26,6 +27,8 @@ export {
   MAX_VARIANTS,
   METRICS_NAMESPACE,
   RECONCILE_SERVICE_NAME,
+  REGISTRY_STATE_ACTIONS,
+  RegistryStateTable,
   RegistrySync,
   SYNC_SERVICE_NAME,
   targetGroupOutputId,
@@ -36,6 +39,7 @@ export type {
   AgentLbRuntimeConfigJson,
   AgentLbStackProps,
   ApplicationCookieStickiness,
+  CapabilityCatalogProps,
   CapabilityHealthCheck,
   CapabilityProps,
   CapabilityRoute,
@@ -43,10 +47,13 @@ export type {
   CapabilityStickiness,
   CapabilityTargetType,
   CapabilityVariant,
+  CatalogOptions,
   LoadBalancerCookieStickiness,
   LoadBalancingAlgorithm,
   LeaseTableProps,
+  RegistryStateTableProps,
   RegistrySyncCapability,
+  RegistrySyncCatalog,
   RegistrySyncVariants,
   RegistrySyncOptions,
   RegistrySyncProps,
@@ -75,7 +82,11 @@ export {
   LeaseLostError,
   LeaseStoreError,
   PortUnavailableError,
+  RegistryStateError,
 } from './core/errors';
+// The capability catalog's document (`GET /agents`), for clients and tools of your own.
+export { CATALOG_MAX_WAIT_SECONDS } from './core/catalog-document';
+export type { CatalogCapability, CatalogDocument, CatalogTargets, CatalogVariant } from './core/catalog-document';
 // Thrown by the CLI only; declared beside it (lib/cli/usage-error.ts imports nothing but core's errors).
 export { UsageError } from './cli/usage-error';
 export type { AgentLbErrorCode, LeaseRejection, LeaseRejectionReason } from './core/errors';

@@ -13,6 +13,7 @@ import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors'
 import { encodeRotationEntry } from '../core/lease-codec';
 import { LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
 import { entriesNewerThan, heldBy, LeaseWrite, MAX_ENTRIES_PER_WRITE, RegistryEntry, registryMaps } from '../core/registry-writes';
+import { RejectionWrite, retryRejection } from '../core/rejection-planner';
 import { registryUpdate } from './registry-update';
 import { sleep as defaultSleep } from '../core/concurrency';
 
@@ -39,6 +40,8 @@ export interface LeaseWriteOutcome {
   readonly superseded: number;
   /** The lease was released or re-acquired (another token): nothing written. */
   readonly gone: number;
+  /** A rejection judged on an item the agent has written since (not only a heartbeat): nothing written; that write's own record is judged. */
+  readonly outdated: number;
   /** UpdateItem requests sent (one write unit each, whether or not their condition held). */
   readonly updates: number;
   /** Of those, the ones that changed the item: one stream record each. */
@@ -190,46 +193,59 @@ export class LeaseStore {
 
   /**
    * The registry's write into one lease (docs/lease-contract.md, lib/core/registry-writes.ts):
-   * every entry of `write` in one UpdateItem (chunks of {@link MAX_ENTRIES_PER_WRITE}), conditional
-   * on `leaseToken` (a released or re-acquired lease is never written, nothing is created) and on
-   * each entry being newer than the stored one. A failed condition is no error: the item DynamoDB
-   * returns with it says whether the lease is gone, which entries it already holds as new, and
-   * whether the map exists; the rest is written again, at most {@link WRITE_ATTEMPTS} UpdateItems
-   * in all (a writer that keeps losing leaves the entries to the next observation). One write unit
-   * per UpdateItem for an item ≤ 1 KB; each one that succeeds is one stream record.
+   * every entry of `write` and its rejection in one UpdateItem (chunks of
+   * {@link MAX_ENTRIES_PER_WRITE} entries, the rejection in the first), conditional on
+   * `leaseToken` (a released or re-acquired lease is never written, nothing is created), on each
+   * entry being newer than the stored one and, with a rejection, on the item being the one judged.
+   * A failed condition is no error: the item DynamoDB returns with it says whether the lease is
+   * gone, which entries it already holds as new, whether the map exists, and whether the
+   * rejection still holds (only a heartbeat landed in between) or was judged on an older write;
+   * the rest is written again, at most {@link WRITE_ATTEMPTS} UpdateItems in all (a writer that
+   * keeps losing leaves the entries to the next observation). One write unit per UpdateItem for
+   * an item ≤ 1 KB; each one that succeeds is one stream record.
    * @throws LeaseStoreError when DynamoDB fails (after the SDK's retries)
    */
   public async writeEntries(write: LeaseWrite): Promise<LeaseWriteOutcome> {
-    const outcome = { written: 0, superseded: 0, gone: 0, updates: 0, changed: 0 };
-    for (let from = 0; from < write.entries.length; from += MAX_ENTRIES_PER_WRITE) {
+    const outcome = { written: 0, superseded: 0, gone: 0, outdated: 0, updates: 0, changed: 0 };
+    const chunks = Math.max(1, Math.ceil(write.entries.length / MAX_ENTRIES_PER_WRITE));
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const from = chunk * MAX_ENTRIES_PER_WRITE;
       let entries: readonly RegistryEntry[] = write.entries.slice(from, from + MAX_ENTRIES_PER_WRITE);
+      let rejection: RejectionWrite | undefined = chunk === 0 ? write.rejection : undefined;
       let maps = new Set(write.maps);
-      for (let attempt = 1; entries.length > 0; attempt++) {
-        const update = attempt > WRITE_ATTEMPTS ? undefined : registryUpdate(this.tableName, write.target, write.leaseToken, entries, maps);
+      for (let attempt = 1; entries.length > 0 || rejection !== undefined; attempt++) {
+        const update = attempt > WRITE_ATTEMPTS ? undefined : registryUpdate(this.tableName, write.target, write.leaseToken, entries, maps, rejection);
         if (update === undefined) {
-          outcome.superseded += entries.length;
+          outcome.superseded += entries.length + (rejection ? 1 : 0);
           break;
         }
+        const carried = update.included.length + (update.rejection ? 1 : 0);
         outcome.superseded += update.skipped.length;
         outcome.updates++;
         try {
           await this.client.send(new UpdateItemCommand(update.input));
-          outcome.written += update.included.length;
+          outcome.written += carried;
           outcome.changed++;
           break;
         } catch (error) {
-          if (!isConditionFailure(error)) throw wrap('writeEntries', this.tableName, error, { target: write.target, entries: update.included.length });
+          if (!isConditionFailure(error)) throw wrap('writeEntries', this.tableName, error, { target: write.target, entries: carried });
           // The item as it was when the condition failed (ReturnValuesOnConditionCheckFailure).
           const old = (error as { Item?: RawItem }).Item;
           if (!heldBy(old, write.leaseToken)) {
             // This chunk's entries still in play, and every later chunk's.
-            outcome.gone += update.included.length + Math.max(0, write.entries.length - from - MAX_ENTRIES_PER_WRITE);
+            outcome.gone += carried + Math.max(0, write.entries.length - from - MAX_ENTRIES_PER_WRITE);
             return outcome;
           }
           const { newer, superseded } = entriesNewerThan(old, update.included);
           outcome.superseded += superseded.length;
           entries = newer;
           maps = new Set(registryMaps(old));
+          if (rejection !== undefined) {
+            const again = retryRejection(rejection, old);
+            if (again === 'superseded') outcome.superseded++;
+            else if (again === 'outdated') outcome.outdated++;
+            rejection = typeof again === 'string' ? undefined : again;
+          }
         }
       }
     }

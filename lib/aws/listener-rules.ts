@@ -78,3 +78,39 @@ export async function applyWeights(client: ElasticLoadBalancingV2Client, rule: R
   });
   await client.send(new ModifyRuleCommand({ RuleArn: rule.ruleArn, Actions }), { abortSignal });
 }
+
+/** One condition of a rule, as a person reads it: `X-Agent-Capability: vision`, `path /agents/vision/*`. */
+function conditionText(rule: Rule): string {
+  return (rule.Conditions ?? [])
+    .map((c) => {
+      if (c.Field === 'http-header' && c.HttpHeaderConfig) return `${c.HttpHeaderConfig.HttpHeaderName}: ${(c.HttpHeaderConfig.Values ?? []).join(' or ')}`;
+      if (c.Field === 'path-pattern') return `path ${(c.PathPatternConfig?.Values ?? c.Values ?? []).join(' or ')}`;
+      if (c.Field === 'host-header') return `host ${(c.HostHeaderConfig?.Values ?? c.Values ?? []).join(' or ')}`;
+      return c.Field ?? '?';
+    })
+    .join(' and ');
+}
+
+/**
+ * Target group ARN → how requests reach it: the conditions of every rule whose forward action
+ * includes the group (with a weight above 0), in priority order. Describe* calls only.
+ */
+export async function routesByGroup(client: ElasticLoadBalancingV2Client, on: { readonly loadBalancerArn?: string; readonly listenerArn?: string }): Promise<Record<string, string[]>> {
+  const rules: Rule[] = [];
+  for (const listenerArn of await listenersOf(client, on)) {
+    let marker: string | undefined;
+    do {
+      const page = await client.send(new DescribeRulesCommand({ ListenerArn: listenerArn, PageSize: PAGE_SIZE, ...(marker ? { Marker: marker } : {}) }));
+      rules.push(...(page.Rules ?? []).filter((r) => !r.IsDefault));
+      marker = page.NextMarker;
+    } while (marker);
+  }
+  rules.sort((a, b) => Number(a.Priority) - Number(b.Priority));
+  const out: Record<string, string[]> = {};
+  for (const rule of rules) {
+    const forward = rule.Actions?.find((a) => a.Type === 'forward');
+    const groups = forward?.ForwardConfig?.TargetGroups?.filter((g) => (g.Weight ?? 1) > 0).map((g) => g.TargetGroupArn) ?? [forward?.TargetGroupArn];
+    for (const arn of groups) if (arn) (out[arn] ??= []).push(conditionText(rule));
+  }
+  return out;
+}

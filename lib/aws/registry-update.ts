@@ -1,14 +1,19 @@
 import type { AttributeValue, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
-import { LEASE_ATTR, RegistryAttribute } from '../core/lease-schema';
-import type { RegistryEntry } from '../core/registry-writes';
+import { LEASE_ATTR, RegistryMap } from '../core/lease-schema';
+import { LeaseTokenCondition, RegistryEntry, tokenValue } from '../core/registry-writes';
+import { encodeRejection } from '../core/rejection';
+import type { RejectionWrite } from '../core/rejection-planner';
 
 /**
  * The UpdateItem of one registry write (lib/core/registry-writes.ts) in DynamoDB's expression
- * language. Pure: the lease store sends it. For each attribute, either its entries are set (or
- * removed) in place — the condition then asks for the map and, per entry, for no stored entry,
- * a malformed one, or one with an older `since` — or, when the item holds no map, the map is
- * written whole on the condition that there still is none. Always on `leaseToken = :token`: a
- * missing item fails the condition, so nothing is ever created or resurrected.
+ * language. Pure: the lease store sends it. For each map, either its entries are set (or removed)
+ * in place — the condition then asks for the map and, per entry, for no stored entry, a malformed
+ * one, or one with an older `since` — or, when the item holds no map, the map is written whole on
+ * the condition that there still is none. A `rejection` is set (or removed) whole, on the
+ * condition that `renewedAt` is still the one judged (and, for a removal, that there is one to
+ * remove). Always on the lease token (`leaseToken = :token`, or none for an item that has none, on
+ * an item that exists): a missing item fails the condition, so nothing is ever created or
+ * resurrected.
  */
 
 export interface RegistryUpdate {
@@ -17,19 +22,30 @@ export interface RegistryUpdate {
   readonly included: readonly RegistryEntry[];
   /** Removals of entries in a map the item does not hold: nothing to do. */
   readonly skipped: readonly RegistryEntry[];
+  /** Whether the update carries the lease's rejection. */
+  readonly rejection: boolean;
 }
 
-/** `undefined` when nothing is left to write (only removals from maps the item does not hold). */
+/** `undefined` when nothing is left to write (only removals from maps the item does not hold, and no rejection). */
 export function registryUpdate(
   tableName: string,
   target: string,
-  leaseToken: string,
+  leaseToken: LeaseTokenCondition,
   entries: readonly RegistryEntry[],
-  maps: ReadonlySet<RegistryAttribute>,
+  maps: ReadonlySet<RegistryMap>,
+  rejection?: RejectionWrite,
 ): RegistryUpdate | undefined {
   const names: Record<string, string> = { '#token': LEASE_ATTR.leaseToken };
-  const values: Record<string, AttributeValue> = { ':token': { S: leaseToken } };
-  const conditions = ['#token = :token'];
+  const values: Record<string, AttributeValue> = {};
+  const token = tokenValue(leaseToken);
+  const conditions: string[] = [];
+  if (token === undefined) {
+    names['#key'] = LEASE_ATTR.target;
+    conditions.push('attribute_exists(#key) AND attribute_not_exists(#token)');
+  } else {
+    values[':token'] = token as AttributeValue;
+    conditions.push('#token = :token');
+  }
   const sets: string[] = [];
   const removes: string[] = [];
   const included: RegistryEntry[] = [];
@@ -70,7 +86,24 @@ export function registryUpdate(
       included.push(entry);
     }
   });
-  if (included.length === 0) return undefined;
+  if (rejection !== undefined) {
+    names['#rejection'] = LEASE_ATTR.rejection;
+    names['#renewedAt'] = LEASE_ATTR.renewedAt;
+    // The item judged: a verdict on an older write of the agent never lands on a newer one.
+    if (rejection.renewedAt === undefined) conditions.push('attribute_not_exists(#renewedAt)');
+    else {
+      values[':renewedAt'] = rejection.renewedAt as AttributeValue;
+      conditions.push('#renewedAt = :renewedAt');
+    }
+    if (rejection.rejection === undefined) {
+      conditions.push('attribute_exists(#rejection)');
+      removes.push('#rejection');
+    } else {
+      values[':rejection'] = encodeRejection(rejection.rejection) as AttributeValue;
+      sets.push('#rejection = :rejection');
+    }
+  }
+  if (included.length === 0 && rejection === undefined) return undefined;
   return {
     input: {
       TableName: tableName,
@@ -78,11 +111,12 @@ export function registryUpdate(
       UpdateExpression: [sets.length > 0 ? `SET ${sets.join(', ')}` : '', removes.length > 0 ? `REMOVE ${removes.join(', ')}` : ''].filter(Boolean).join(' '),
       ConditionExpression: conditions.join(' AND '),
       ExpressionAttributeNames: names,
-      ExpressionAttributeValues: values,
+      ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}),
       // The item as it was when the condition failed: gone, superseded, or which entries to write again.
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     },
     included,
     skipped,
+    rejection: rejection !== undefined,
   };
 }

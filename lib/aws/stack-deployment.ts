@@ -5,6 +5,9 @@ import { ConfigError } from '../core/errors';
 import { createElbClient } from './clients';
 import { capabilitiesFromTags, maxRequestSecondsFromTags, tagsOf } from './target-groups';
 
+/** Logical id of the registry state table: its construct id under AgentLb is `RegistryState`. */
+const REGISTRY_TABLE_ID = /RegistryState/;
+
 /** CloudFormation client as the CLI uses it: the SDK's standard retries, a few more attempts than its default. */
 export function createCloudFormationClient(config: CloudFormationClientConfig = {}): CloudFormationClient {
   return new CloudFormationClient({ retryMode: 'standard', maxAttempts: 5, ...config });
@@ -31,7 +34,10 @@ export async function describeStack(
       cfn.send(new DescribeStacksCommand({ StackName: stackName })),
     ]);
     const physical = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
-    const [tableName] = physical('AWS::DynamoDB::Table');
+    // The registry state table is the one of construct id `RegistryState` (AgentLb's); the lease table is the other.
+    const tables = StackResources.filter((r) => r.ResourceType === 'AWS::DynamoDB::Table');
+    const registryTableName = tables.find((r) => REGISTRY_TABLE_ID.test(r.LogicalResourceId ?? ''))?.PhysicalResourceId;
+    const tableName = tables.find((r) => !REGISTRY_TABLE_ID.test(r.LogicalResourceId ?? ''))?.PhysicalResourceId;
     if (!tableName) throw new ConfigError(`stack ${stackName} has no lease table`);
     const tags = await tagsOf(elb, physical('AWS::ElasticLoadBalancingV2::TargetGroup'));
     const targetGroups = capabilitiesFromTags(tags, `stack ${stackName}`);
@@ -42,6 +48,7 @@ export async function describeStack(
       region,
       ...(endpoint ? { dynamodbEndpoint: endpoint, elbv2Endpoint: endpoint } : {}),
       tableName,
+      ...(registryTableName ? { registryTableName } : {}),
       targetGroups,
       ...(Object.keys(maxRequestSeconds).length > 0 ? { maxRequestSeconds } : {}),
       ...(loadBalancerArn ? { loadBalancerArn } : {}),

@@ -1,3 +1,4 @@
+import type { HealthCheckView } from '../core/target-explain';
 import {
   DescribeListenersCommand,
   DescribeTagsCommand,
@@ -5,6 +6,7 @@ import {
   ElasticLoadBalancingV2Client,
   TargetGroup,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { TaggedGroup } from '../core/catalog-document';
 import { ConfigError } from '../core/errors';
 import { CAPABILITY_TAG, CapabilityRoute, MAX_REQUEST_SECONDS_TAG, TargetType, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 
@@ -74,6 +76,18 @@ export async function capabilityTags(
   return capabilitiesFromTags(await tagsOf(client, arns), where, wanted);
 }
 
+/** Like {@link capabilityTags}, with every tag of each group (the catalog reads its policy tags from the same call). */
+async function taggedCapabilityGroups(
+  client: ElasticLoadBalancingV2Client,
+  arns: readonly string[],
+  where: string,
+  wanted?: ReadonlySet<string>,
+): Promise<Record<string, { arn: string; tags: Record<string, string> }>> {
+  const tags = await tagsOf(client, arns);
+  const capabilities = capabilitiesFromTags(tags, where, wanted);
+  return Object.fromEntries(Object.entries(capabilities).map(([capability, arn]) => [capability, { arn, tags: { ...tags.get(arn) } }]));
+}
+
 /** Capability → its longest request in seconds, from the `agent-lb:max-request-seconds` tag of its group (groups without it are left out). */
 export function maxRequestSecondsFromTags(tags: ReadonlyMap<string, Readonly<Record<string, string>>>, capabilities: Readonly<Record<string, string>>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -95,6 +109,15 @@ export async function discoverTargetGroups(
   loadBalancerArn: string,
   capabilities: readonly string[],
 ): Promise<Record<string, CapabilityRoute>> {
+  return (await discoverCapabilityGroups(client, loadBalancerArn, capabilities)).routes;
+}
+
+/** {@link discoverTargetGroups}, with each group's tags (its routing policy and variant tags, for the catalog), from the same calls. */
+export async function discoverCapabilityGroups(
+  client: ElasticLoadBalancingV2Client,
+  loadBalancerArn: string,
+  capabilities: readonly string[],
+): Promise<{ routes: Record<string, CapabilityRoute>; tagged: TaggedGroup[] }> {
   const groups = new Map<string, CapabilityRoute>();
   let marker: string | undefined;
   do {
@@ -103,9 +126,9 @@ export async function discoverTargetGroups(
     marker = page.NextMarker;
   } while (marker);
 
-  const tagged = await capabilityTags(client, [...groups.keys()], `load balancer ${loadBalancerArn}`, new Set(capabilities));
+  const tagged = await taggedCapabilityGroups(client, [...groups.keys()], `load balancer ${loadBalancerArn}`, new Set(capabilities));
   const found: Record<string, CapabilityRoute> = {};
-  for (const [capability, arn] of Object.entries(tagged)) found[capability] = groups.get(arn)!;
+  for (const [capability, g] of Object.entries(tagged)) found[capability] = groups.get(g.arn)!;
   const missing = capabilities.filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) {
     throw new ConfigError(
@@ -113,7 +136,7 @@ export async function discoverTargetGroups(
         `(${groups.size} target groups seen); are its listener rules deployed?`,
     );
   }
-  return found;
+  return { routes: found, tagged: Object.entries(tagged).map(([capability, g]) => ({ capability, tags: g.tags })) };
 }
 
 /**
@@ -139,6 +162,27 @@ export async function targetTypesOf(client: ElasticLoadBalancingV2Client, arns: 
   for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
     const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
     for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn) out[g.TargetGroupArn] = targetTypeOf(g);
+  }
+  return out;
+}
+
+/** Target group ARN → its health check (what an agent must answer), for the given ARNs. */
+export async function healthChecksOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, HealthCheckView>> {
+  const out: Record<string, HealthCheckView> = {};
+  for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
+    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
+    for (const g of res.TargetGroups ?? []) {
+      if (!g.TargetGroupArn) continue;
+      out[g.TargetGroupArn] = {
+        ...(g.HealthCheckProtocol ? { protocol: g.HealthCheckProtocol } : {}),
+        ...(g.HealthCheckPath ? { path: g.HealthCheckPath } : {}),
+        ...(g.HealthCheckPort ? { port: g.HealthCheckPort } : {}),
+        ...(g.Matcher?.HttpCode ? { codes: g.Matcher.HttpCode } : {}),
+        ...(g.HealthCheckIntervalSeconds ? { intervalSeconds: g.HealthCheckIntervalSeconds } : {}),
+        ...(g.HealthyThresholdCount ? { healthyThreshold: g.HealthyThresholdCount } : {}),
+        ...(g.UnhealthyThresholdCount ? { unhealthyThreshold: g.UnhealthyThresholdCount } : {}),
+      };
+    }
   }
   return out;
 }

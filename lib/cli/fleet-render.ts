@@ -1,6 +1,11 @@
+import type { DiscoveredAgent } from '../core/agent-discovery';
+import { quoteUntrusted } from '../core/untrusted-text';
 import type { CapabilityWeight, FleetStatus, LeaseRow } from '../registry/fleet-status';
 
-/** The tables `agent-lb status` and `agent-lb leases` print (their `--json` prints the query's result as is). */
+/** A lease key as written by anyone: shown as is when it looks like one, quoted otherwise (no terminal escapes). */
+export const safeKey = (key: string): string => (/^[\w.:[\]-]{1,80}$/.test(key) ? key : quoteUntrusted(key, 60));
+
+/** The tables `agent-lb status`, `agent-lb leases` and `agent-lb agents` print (their `--json` prints the query's result as is). */
 
 /** `10% of vision`, `90%`, and when the rules route otherwise (a variant held out), `0% of vision (10% once healthy)`. */
 function renderWeight(w: CapabilityWeight | undefined): string {
@@ -27,6 +32,12 @@ export function renderStatus(status: FleetStatus): string {
     for (const r of status.rotation) targets.push([r.target, r.capability, r.state ?? 'unreported', r.ageSeconds === undefined ? '-' : formatAge(r.ageSeconds), r.elbState]);
     lines.push('', ...columns(targets));
   }
+  if (status.rejections.length > 0) {
+    // Why the registry refuses what it refuses, as the lease's writer reads it in `rejection`.
+    const refused = [['REFUSED', 'REASON', 'CAPABILITIES', 'TOLD', 'WHY']];
+    for (const r of status.rejections) refused.push([safeKey(r.target), r.reason, r.capabilities?.join(',') ?? '(all)', r.told ? 'yes' : 'not yet', r.message]);
+    lines.push('', ...columns(refused));
+  }
   return lines.join('\n');
 }
 
@@ -51,4 +62,15 @@ export function renderLeases(rows: readonly LeaseRow[]): string {
   const out = table.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
   for (const r of rows) for (const p of r.problems ?? []) out.push(`  ! ${r.target}: ${p}`);
   return out.join('\n');
+}
+
+/** `agent-lb agents`: one line per agent; its id and metadata are written by whoever holds its lease, so they are quoted. */
+export function renderAgents(agents: readonly DiscoveredAgent[], now: number = Date.now()): string {
+  if (agents.length === 0) return 'no agents match';
+  const table = [['ADDRESS', 'PORT', 'STATE', 'FOR', 'STATUS', 'AGENT', 'METADATA']];
+  for (const a of agents) {
+    const age = a.since === undefined ? '-' : formatAge((now - a.since) / 1000);
+    table.push([a.address, String(a.port), a.state ?? 'unreported', age, a.status, quoteUntrusted(a.agentId), Object.keys(a.metadata).length > 0 ? quoteUntrusted(a.metadata) : '-']);
+  }
+  return columns(table).join('\n');
 }

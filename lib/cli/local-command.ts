@@ -4,28 +4,10 @@ import { Command, InvalidArgumentError } from 'commander';
 import { MissingDependencyError } from '../core/errors';
 import { UsageError } from './usage-error';
 import { CAPABILITY_NAME } from '../core/lease-schema';
+import type { LocalFlags } from './local-flags';
 import { intOption } from './program';
 
-export interface LocalFlags {
-  agents: number;
-  stateFile?: string;
-  reconcileInterval: number;
-  ttl: number;
-  capabilities?: string[];
-  crashEvery: number;
-  pollInterval: number;
-  duration?: number;
-  appDir?: string;
-  /** Port of the load balancer's endpoint; 0 for a free one. */
-  lbPort: number;
-  /** Factor on ALB's timing: health checks, deregistration delay, slow start. */
-  timeScale: number;
-  /** Requests per second the demo client sends through the load balancer (default: 10 with demo agents, else 0). */
-  load?: number;
-  sickEvery: number;
-  /** The cdk.json `--app-dir` names, once checked. */
-  cdkJsonPath?: string;
-}
+export type { LocalFlags } from './local-flags';
 
 function capabilityList(value: string): string[] {
   const names = value.split(',').map((s) => s.trim()).filter(Boolean);

@@ -8,7 +8,10 @@ import { describeTiming } from '../local/local-data-plane';
 import { LocalStack } from '../local/local-stack';
 import { ChangeEvent, diffFrames, renderFrame, renderLines, renderTraffic, ViewFrame } from '../local/live-view';
 import { fleetStatus } from '../registry/fleet-status';
-import type { LocalFlags } from './local-command';
+import { safeKey } from './fleet-render';
+import { RegistryStateStore } from '../aws/registry-state-store';
+import { catalogPath } from '../core/catalog-document';
+import type { LocalFlags } from './local-flags';
 import { sleep } from '../core/concurrency';
 
 
@@ -90,6 +93,8 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   for (const line of describeTiming(stack.dataPlane!, s.targetGroups)) say(`  ${line}`);
   say(`  curl -s -H 'X-Agent-Capability: ${capabilities[0]}' ${endpoint}/hello`);
   say(`  curl -s ${endpoint}/agents/${capabilities[capabilities.length - 1]}/hello`);
+  const catalogConfig = stack.runtimeConfig.catalog;
+  if (catalogConfig) say(`  curl -s ${endpoint}${catalogPath(catalogConfig.pathPrefix)}    # the capability catalog: what the fleet can do now`);
   if (flags.stateFile) say(`state file: ${flags.stateFile}`);
 
   if (flags.agents > 0) {
@@ -122,9 +127,10 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   let trafficFrom: ViewFrame | undefined;
   let lastSummary = '';
   const sources = { ...stack.sources(), routing: stack.runtimeConfig.routing };
+  const catalogStore = catalogConfig ? new RegistryStateStore(stack.dynamodb, catalogConfig.tableName) : undefined;
   while (!stopping) {
     try {
-      const status = await fleetStatus(sources);
+      const [status, stored] = await Promise.all([fleetStatus(sources), catalogStore?.readCatalog()]);
       const counters = stack.counters;
       const metrics = stack.dataPlane!.loadBalancer.metrics();
       const groups = new Map(metrics.targetGroups.map((g) => [g.targetGroupArn, g]));
@@ -145,6 +151,17 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,
         agents: fleet?.counts ?? { up: 0, down: 0 },
+        rejections: status.rejections.map((r) => ({ target: safeKey(r.target), reason: r.reason, message: r.message, ...(r.capabilities ? { capabilities: r.capabilities } : {}) })),
+        ...(stored && catalogConfig
+          ? {
+              catalog: {
+                path: catalogPath(catalogConfig.pathPrefix),
+                revision: stored.document.revision,
+                routable: stored.document.capabilities.filter((c) => c.routable).length,
+                capabilities: stored.document.capabilities.length,
+              },
+            }
+          : {}),
       };
       const changes = diffFrames(previous, frame);
       events.push(...changes);

@@ -10,9 +10,16 @@ import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { targetTypesOf } from '../aws/target-groups';
+import { canonicalAddress, formatTarget } from '../core/address-policy';
+import { renderExplanation } from '../core/target-explain';
 import { fleetStatus, listLeases, variantSources } from '../registry/fleet-status';
+import { explainTargetIn } from '../registry/target-explain';
 import { resolveDeployment, SourceOptions } from './deployment-source';
-import { renderLeases, renderStatus } from './fleet-render';
+import { renderAgents, renderLeases, renderStatus } from './fleet-render';
+import { HEALTH_FILTERS, HealthFilter, parseMetadataFilter } from '../core/agent-discovery';
+import { ConfigError } from '../core/errors';
+import { discoverAgents } from '../sdk/discover-agents';
+import { UsageError } from './usage-error';
 
 /** A capability name as the lease contract spells it; anything else can match no lease. */
 export function capabilityOption(name: string) {
@@ -45,7 +52,7 @@ async function sourcesFor(d: Deployment, fromStateFile: boolean) {
   const types = await targetTypesOf(elbClient, Object.values(d.targetGroups));
   // A state file comes from local mode, whose demo agents listen on loopback.
   const routing = routingFor(d.targetGroups, types, d.dynamodbEndpoint !== undefined);
-  return { elb: new ElbTargets(elbClient), store: new LeaseStore(ddb, d.tableName), routing, ...(await variantSources(elbClient, d)) };
+  return { elb: new ElbTargets(elbClient), elbClient, store: new LeaseStore(ddb, d.tableName), routing, ...(await variantSources(elbClient, d)) };
 }
 
 /** This package's version, from its package.json (next to lib/ from the sources, next to dist/ when built). */
@@ -87,7 +94,59 @@ export function buildProgram(): Command {
       process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${renderLeases(rows)}\n`);
     });
 
+  withSourceOptions(
+    program
+      .command('explain')
+      .argument('<target>', 'the target as its lease key: <address>:<port>, [<ipv6>]:<port> or <instance-id>:<port>', targetArgument)
+      .description('why a target is or is not in rotation, per capability: its lease, the registry\'s verdict, rotation, what ELB reports, the rules'),
+  )
+    .option('--json', 'print JSON')
+    .action(async (target: string, opts: SourceOptions & { json?: boolean }) => {
+      const deployment = await resolveDeployment(opts);
+      const src = await sourcesFor(deployment, opts.stateFile !== undefined);
+      const explanation = await explainTargetIn({ ...src, ...(deployment.listenerArn ? { listenerArn: deployment.listenerArn } : {}), ...(deployment.loadBalancerArn ? { loadBalancerArn: deployment.loadBalancerArn } : {}) }, target);
+      process.stdout.write(opts.json ? `${JSON.stringify(explanation, null, 2)}\n` : `${renderExplanation(explanation)}\n`);
+    });
+
+  withSourceOptions(program.command('agents').description("a capability's agents with address, port, rotation state and metadata, from the registry's member index (one Query, IAM on the registry state table)"))
+    .argument('<capability>', 'the capability (or a variant, e.g. vision-canary)', capabilityOption('capability'))
+    .addOption(new Option('--health <filter>', 'healthy, all, or healthy-or-else-all (the healthy ones, or all when none is)').choices([...HEALTH_FILTERS]).default('healthy'))
+    .option('--filter <key=value>', 'only agents whose metadata has this value (repeatable: all must hold)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--json', 'print JSON')
+    .action(async (capability: string, opts: SourceOptions & { health: HealthFilter; filter?: string[]; json?: boolean }) => {
+      let metadata: Record<string, string>;
+      try {
+        metadata = parseMetadataFilter(opts.filter ?? []);
+      } catch (error) {
+        throw new UsageError(`--filter: ${(error as ConfigError).message}`, { cause: error });
+      }
+      const d = await resolveDeployment(opts);
+      if (d.registryTableName === undefined) throw new UsageError('this deployment has no registry state table: deploy it with the capability catalog on (catalog: true, the default)');
+      const local = opts.stateFile !== undefined;
+      const client = createDynamoClient({ region: d.region, ...(local ? { credentials: { ...STATE_FILE_CREDENTIALS } } : {}), ...(d.dynamodbEndpoint ? { endpoint: d.dynamodbEndpoint } : {}) });
+      try {
+        const agents = await discoverAgents(capability, { registryTableName: d.registryTableName, health: opts.health, filter: metadata, client });
+        if (!Object.hasOwn(d.targetGroups, capability)) {
+          process.stderr.write(`warning: capability "${capability}" is not routed by this deployment (it routes ${Object.keys(d.targetGroups).sort().join(', ') || 'nothing'})\n`);
+        }
+        process.stdout.write(opts.json ? `${JSON.stringify(agents, null, 2)}\n` : `${renderAgents(agents)}\n`);
+      } finally {
+        client.destroy();
+      }
+    });
+
   return program;
+}
+
+/** `10.0.3.17:8080`, `[fd00::5]:8080` or `i-…:8080`, in its canonical form (the lease key); anything else is a usage error. */
+export function targetArgument(value: string): string {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const address = match ? canonicalAddress(match[1] ?? match[2]) : undefined;
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || address === undefined || port < 1 || port > 65535 || (match[1] !== undefined) !== address.includes(':')) {
+    throw new InvalidArgumentError(`target "${value}" must be <address>:<port> (an IPv4 address or instance id), or [<ipv6>]:<port>, port 1–65535`);
+  }
+  return formatTarget(address, port);
 }
 
 /** Messages quote files and SDK errors that may hold line breaks; the CLI promises one line. */

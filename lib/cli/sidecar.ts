@@ -22,7 +22,8 @@ export interface SidecarOptions {
   readonly probeTimeoutMs?: number;
   /**
    * Written (JSON: target, since) while the target is serving — held, `active` and `healthy` in
-   * every capability's group as the registry reports in `rotation` — and removed as soon as it
+   * the group of every capability the registry does not refuse, as it reports in `rotation` and
+   * `rejection` — and removed as soon as it
    * is not, and when the sidecar starts leaving: what an orchestrator's readiness check looks at.
    * @default - none
    */
@@ -51,7 +52,7 @@ export interface SidecarOptions {
 
 export type SidecarEvent =
   | { kind: 'probe'; ok: boolean; detail: string }
-  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave' | 'cut'; detail: string };
+  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave' | 'rejected' | 'cut'; detail: string };
 
 /**
  * Failures no retry can fix: no or refused credentials, a missing permission, a missing table.
@@ -116,6 +117,10 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     this.fetchFn = options.fetch ?? fetch;
     this.fatal = new Promise((resolve) => (this.failFatally = resolve));
     this.lease.on('lost', (e) => this.emit('event', { kind: 'lost', detail: e.message }));
+    // Once per verdict (the SDK reports each new one once): why the registry refuses the lease or some of its capabilities.
+    this.lease.on('rejected', (r) =>
+      this.emit('event', { kind: 'rejected', detail: `${r.reason}${r.capabilities ? ` (${r.capabilities.join(', ')})` : ' (the whole lease)'}: ${r.message}` }),
+    );
     // Heartbeats and re-acquires fail in the background; a fatal one must not be retried forever.
     const background = (error: Error) => {
       if (isFatalLeaseFailure(error)) this.failFatally(error);
@@ -125,7 +130,7 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     this.lease.on('reacquireFailed', background);
     // Serving or not: after every change of what the answer depends on.
     const look = () => this.lookAtServing();
-    for (const event of ['rotation', 'acquired', 'reacquired', 'statusChanged', 'lost', 'released'] as const) this.lease.on(event, look);
+    for (const event of ['rotation', 'rejected', 'acquired', 'reacquired', 'statusChanged', 'lost', 'released'] as const) this.lease.on(event, look);
   }
 
   public start(): void {
@@ -290,7 +295,7 @@ function writeReadyFile(path: string, target: string): void {
 function describeRotation(lease: AgentLease): string {
   if (!lease.held) return `lease ${lease.phase}`;
   if (lease.status !== 'active') return 'lease draining';
-  return describeGroups(servingProgress(lease.rotation, lease.capabilities).groups, Date.now());
+  return describeGroups(servingProgress(lease.rotation, lease.capabilities, lease.rejection).groups, Date.now());
 }
 
 /** When a lease left behind goes by itself: `it expires by itself at 2026-…Z`. */

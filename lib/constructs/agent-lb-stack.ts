@@ -144,6 +144,20 @@ export interface AgentLbStackProps extends StackProps {
    * @default - the defaults of {@link RegistrySyncProps}
    */
   readonly registrySync?: RegistrySyncOptions;
+
+  /**
+   * Serve the capability catalog (`GET /agents`); see {@link AgentLbProps.catalog}.
+   *
+   * @default true
+   */
+  readonly catalog?: boolean;
+
+  /**
+   * Lease metadata keys the catalog may show; see {@link AgentLbProps.catalogAttributes}.
+   *
+   * @default - none
+   */
+  readonly catalogAttributes?: readonly string[];
 }
 
 /** Output id of a capability's target group ARN: `TargetGroupArn` + the name in PascalCase (`speech-to-text` → `TargetGroupArnSpeechToText`). */
@@ -285,6 +299,8 @@ export class AgentLbStack extends Stack {
       tableRemovalPolicy: props.tableRemovalPolicy,
       allowedCidrs: props.allowedCidrs,
       registrySync: props.registrySync,
+      catalog: props.catalog,
+      catalogAttributes: props.catalogAttributes,
     });
     this.leaseTable = this.agentLb.leaseTable!;
     this.router = this.agentLb.router;
@@ -297,6 +313,11 @@ export class AgentLbStack extends Stack {
     new CfnOutput(this, 'ListenerArn', { description: 'Listener carrying the capability rules', value: this.listener.listenerArn });
     new CfnOutput(this, 'AgentPolicyArn', { description: 'Managed policy to attach to agent roles', value: this.leaseTable.agentPolicy.managedPolicyArn });
     new CfnOutput(this, 'LeaseTtlSeconds', { description: 'Lease time to live agents should use', value: String(ttlSeconds) });
+    if (this.agentLb.registryState) {
+      new CfnOutput(this, 'RegistryStateTableName', { description: 'Registry state table: the capability catalog and the member index trusted discovery reads', value: this.agentLb.registryState.tableName });
+      const scheme = props.certificateArn ? 'https' : 'http';
+      new CfnOutput(this, 'CatalogUrl', { description: 'The capability catalog', value: `${scheme}://${this.loadBalancer.loadBalancerDnsName}/${this.router.pathPrefix}` });
+    }
     const outputIds = new Map<string, string>();
     for (const [name, group] of Object.entries(this.router.targetGroups)) {
       const outputId = targetGroupOutputId(name);

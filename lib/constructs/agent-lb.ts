@@ -10,11 +10,18 @@ import { maxRequestSecondsOf } from './capability-target-group';
 import { warnOnShortIdleTimeout } from './idle-timeout';
 import { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
 import { acknowledgeRegistryFindings } from './nag-suppressions';
+import { CapabilityCatalog, CapabilityCatalogProps } from './capability-catalog';
+import { RegistryStateTable } from './registry-state-table';
+import { checkCatalogAttributes } from './registry-catalog';
 import { RegistrySync, RegistrySyncProps } from './registry-sync';
+import { AgentLbValidationError } from './validation-error';
 import type { RulePriorityRange } from './rule-priorities';
 
 /** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
-export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants'>;
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'catalog'>;
+
+/** Options of the capability catalog's function. */
+export type CatalogOptions = Omit<CapabilityCatalogProps, 'stateTable'>;
 
 /** Properties of an {@link AgentLb}. */
 export interface AgentLbProps {
@@ -113,6 +120,35 @@ export interface AgentLbProps {
    * @default - the defaults of {@link RegistrySyncProps}
    */
   readonly registrySync?: RegistrySyncOptions;
+
+  /**
+   * Serve the capability catalog: `GET /<pathPrefix>` (exactly; `GET /agents` by default) on the
+   * listener answers, for every capability, whether it is routable, its targets by state, its
+   * variants and their weights in effect, how to ask for it, its policy and the public metadata
+   * values of its agents — never an address, port, agent id or token. It adds a registry state
+   * table (the document and the member index trusted discovery queries), a small Lambda function
+   * behind a Lambda target group (one of the load balancer's 100) and one listener rule in
+   * `priorityRange`. Off: none of these, and `GET /<pathPrefix>` gets the listener's default action.
+   *
+   * @default true
+   */
+  readonly catalog?: boolean;
+
+  /**
+   * Lease metadata keys whose values the catalog may show (e.g. `model`): per capability, the
+   * distinct values among its agents in rotation, at most 20 per key. At most 10 keys. Only
+   * declare keys whose values may be public.
+   *
+   * @default - none
+   */
+  readonly catalogAttributes?: readonly string[];
+
+  /**
+   * Options of the catalog's function (its cache and concurrency).
+   *
+   * @default - the defaults of {@link CapabilityCatalogProps}
+   */
+  readonly catalogOptions?: CatalogOptions;
 }
 
 /**
@@ -149,8 +185,18 @@ export class AgentLb extends Construct {
   /** The sync and reconcile Lambdas, their alarms and dashboard. */
   public readonly registrySync: RegistrySync;
 
+  /** The registry's own table (catalog document, member index), when the catalog is on. */
+  public readonly registryState?: RegistryStateTable;
+
+  /** The catalog's function and target group, when the catalog is on. */
+  public readonly catalog?: CapabilityCatalog;
+
   constructor(scope: Construct, id: string, props: AgentLbProps) {
     super(scope, id);
+    if (props.catalog === false && (props.catalogAttributes?.length ?? 0) > 0) {
+      throw new AgentLbValidationError(this, 'catalogAttributes needs the catalog; remove catalogAttributes or leave catalog on');
+    }
+    checkCatalogAttributes(this, props.catalogAttributes ?? []);
 
     if (props.table) {
       this.table = props.table;
@@ -164,6 +210,11 @@ export class AgentLb extends Construct {
       this.agentPolicy = this.leaseTable.agentPolicy;
     }
 
+    if (props.catalog !== false) {
+      this.registryState = new RegistryStateTable(this, 'RegistryState');
+      this.catalog = new CapabilityCatalog(this, 'Catalog', { ...props.catalogOptions, stateTable: this.registryState });
+    }
+
     this.router = new CapabilityRouter(this, 'Router', {
       vpc: props.vpc,
       listener: props.listener,
@@ -173,6 +224,7 @@ export class AgentLb extends Construct {
       pathPrefix: props.pathPrefix,
       priorityRange: props.priorityRange,
       unknownCapabilityResponse: props.unknownCapabilityResponse,
+      ...(this.catalog ? { catalogTargetGroup: this.catalog.targetGroup } : {}),
     });
 
     // The functions find the target groups on the load balancer by tag: the given one, the
@@ -194,6 +246,9 @@ export class AgentLb extends Construct {
         rules: this.router.weightedRules,
       },
       ...(loadBalancer ? { loadBalancer } : { listener: props.listener }),
+      ...(this.registryState
+        ? { catalog: { table: this.registryState, headerName: this.router.headerName, pathPrefix: this.router.pathPrefix, attributes: props.catalogAttributes ?? [] } }
+        : {}),
     });
     // Nothing invokes the functions before the rules they discover their target groups through exist.
     this.registrySync.invokeAfter(this.router);
@@ -201,12 +256,22 @@ export class AgentLb extends Construct {
     const durations = props.capabilities.map(maxRequestSecondsOf).filter((s): s is number => s !== undefined);
     if (durations.length > 0) warnOnShortIdleTimeout(this, loadBalancer, durations);
 
-    acknowledgeRegistryFindings(this.registrySync);
+    acknowledgeRegistryFindings(this.registrySync, this.catalog);
   }
 
   /** Target group of each capability and of each variant (`<capability>-<variant>`), by the name agents list. */
   public get targetGroups(): Readonly<Record<string, elbv2.ApplicationTargetGroup>> {
     return this.router.targetGroups;
+  }
+
+  /**
+   * Grants a trusted caller discovery (`discoverAgents`, `agent-lb agents`): Query of the member
+   * index (addresses, ports, rotation states, metadata) and GetItem of the catalog document in the
+   * registry state table, nothing more. Needs the catalog.
+   */
+  public grantDiscovery(grantee: iam.IGrantable): iam.PolicyStatement {
+    if (!this.registryState) throw new AgentLbValidationError(this, 'grantDiscovery needs the catalog (catalog: true), whose member index discovery reads');
+    return this.registryState.grantDiscovery(grantee);
   }
 
   /**

@@ -87,6 +87,8 @@ export interface AgentLbContext {
   readonly maxBatchingWindowSeconds?: number;
   readonly retryAttempts?: number;
   readonly maxRecordAgeSeconds?: number;
+  readonly catalog?: boolean;
+  readonly catalogAttributes?: readonly string[];
 }
 
 type Kind = ContextKind;
@@ -119,6 +121,8 @@ export const CONTEXT_SETTINGS: Readonly<Record<string, ContextKind>> = {
   maxBatchingWindowSeconds: 'number',
   retryAttempts: 'number',
   maxRecordAgeSeconds: 'number',
+  catalog: 'boolean',
+  catalogAttributes: 'string[]',
 };
 
 const CAPABILITY: Record<string, Kind> = {
@@ -348,6 +352,8 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     pathPrefix: ctx.pathPrefix,
     tableRemovalPolicy: ctx.tableRemovalPolicy && REMOVAL[ctx.tableRemovalPolicy],
     registrySync,
+    catalog: ctx.catalog,
+    catalogAttributes: ctx.catalogAttributes,
   };
 }
 

@@ -3,12 +3,12 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { Construct } from 'constructs';
 import type { CapabilityProps, CapabilityTargetType, LoadBalancingAlgorithm } from './capability-props';
-import { addCapabilityRules } from './capability-rules';
+import { addCapabilityRules, addCatalogRule } from './capability-rules';
 import { capabilityTargetGroup, groupAddressing } from './capability-target-group';
 import { validateCapability } from './capability-validation';
-import { loadBalancerBudget, ruleOverrunMessage, targetGroupOverrunMessage } from './load-balancer-budget';
+import { CATALOG_COST, loadBalancerBudget, ruleOverrunMessage, targetGroupOverrunMessage } from './load-balancer-budget';
 import { resolveRoutingPolicy, RoutingPolicy } from './routing-policy';
-import { assignSlots, headerRulePriority, LISTENER_PRIORITIES, MovedSlot, pathRulePriority, PriorityLayout, priorityLayout, RulePriorityRange, slotBlock } from './rule-priorities';
+import { assignSlots, CATALOG_SLOT_NAME, freeSlot, headerRulePriority, LISTENER_PRIORITIES, MovedSlot, pathRulePriority, PriorityLayout, priorityLayout, RulePriorityRange, slotBlock } from './rule-priorities';
 import { AgentLbValidationError } from './validation-error';
 
 export type {
@@ -82,6 +82,18 @@ export interface CapabilityRouterProps {
    * @default 'agents'
    */
   readonly pathPrefix?: string;
+
+  /**
+   * The capability catalog's target group (a {@link CapabilityCatalog}'s): the router adds a rule
+   * in its priority range that forwards `GET` and `HEAD` of exactly `/<pathPrefix>` to it. It
+   * sits in the path half of the range, behind every header rule (a request naming a capability
+   * by header still reaches that capability), and matches the bare path only, so it never
+   * shadows `/<pathPrefix>/<capability>/…`. It takes a rule-priority slot of its own, hashed
+   * from a name no capability can have, after the capabilities' (it never moves theirs).
+   *
+   * @default - no catalog rule
+   */
+  readonly catalogTargetGroup?: elbv2.IApplicationTargetGroup;
 }
 
 /** Where one variant's pin rules sit and what it weighs. */
@@ -221,6 +233,9 @@ export class CapabilityRouter extends Construct {
   /** The listener-rule priorities the router may use. */
   public readonly priorityRange: RulePriorityRange;
 
+  /** The rule forwarding `GET /<pathPrefix>` to the capability catalog, when there is one. */
+  public readonly catalogRule?: elbv2.ApplicationListenerRule;
+
   private readonly layout: PriorityLayout;
 
   constructor(scope: Construct, id: string, props: CapabilityRouterProps) {
@@ -255,12 +270,13 @@ export class CapabilityRouter extends Construct {
       throw new AgentLbValidationError(this, `At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}: capability ${JSON.stringify(capabilities[MAX_CAPABILITIES].name)} is the first over`);
     }
     const variantCount = capabilities.reduce((n, c) => n + (Array.isArray(c.variants) ? c.variants.length : 0), 0);
-    this.layout = priorityLayout(props.priorityRange, capabilities.length, this, variantCount);
+    const catalog = props.catalogTargetGroup !== undefined;
+    this.layout = priorityLayout(props.priorityRange, capabilities.length, this, variantCount, catalog);
     this.priorityRange = this.layout.range;
     const policies = this.checkCapabilities(capabilities);
-    const budget = loadBalancerBudget(capabilities.map((c, i) => ({ name: c.name, variants: policies[i].variants.length })));
-    if (budget.targetGroupOverrun) throw new AgentLbValidationError(this, targetGroupOverrunMessage(budget.targetGroupOverrun));
-    if (budget.ruleOverrun) Annotations.of(this).addWarningV2('agent-lb:rule-quota', ruleOverrunMessage(budget.ruleOverrun));
+    const budget = loadBalancerBudget([...(catalog ? [CATALOG_COST] : []), ...capabilities.map((c, i) => ({ name: c.name, variants: policies[i].variants.length }))]);
+    if (budget.targetGroupOverrun) throw new AgentLbValidationError(this, targetGroupOverrunMessage(budget.targetGroupOverrun, catalog));
+    if (budget.ruleOverrun) Annotations.of(this).addWarningV2('agent-lb:rule-quota', ruleOverrunMessage(budget.ruleOverrun, catalog));
     const imported = !(props.listener instanceof elbv2.ApplicationListener);
     if (props.unknownCapabilityResponse && imported) {
       throw new AgentLbValidationError(this,
@@ -283,6 +299,8 @@ export class CapabilityRouter extends Construct {
         `Capability "${m.name}" hashes to rule-priority slot ${m.natural}, ${why}; it uses slot ${m.slot}. Pin it with priority: ${m.slot} so its rules never move.`,
       );
     }
+    // The catalog's slot is chosen last, around every capability's: adding the catalog never moves a capability's rules.
+    const catalogSlot = catalog ? freeSlot(CATALOG_SLOT_NAME, this.layout.slots, new Set(slots.flatMap((s, i) => slotBlock(s, requests[i].pins)))) : undefined;
     this.node.addValidation({ validate: () => [...this.priorityClashes(requests, slots), ...this.foreignRuleClashes(props.listener)] });
 
     const routes: CapabilityRoute[] = [];
@@ -294,6 +312,10 @@ export class CapabilityRouter extends Construct {
       rules.push(added.header, added.path, ...added.pins.flatMap((p) => [p.header, p.path]));
       if (added.pins.length > 0) weightedRules.push(added.header, added.path);
     });
+    if (props.catalogTargetGroup !== undefined && catalogSlot !== undefined) {
+      this.catalogRule = addCatalogRule(this, props.listener, pathRulePriority(this.layout, catalogSlot), this.pathPrefix, props.catalogTargetGroup);
+      rules.push(this.catalogRule);
+    }
     this.routes = routes;
     this.rules = rules;
     this.weightedRules = weightedRules;

@@ -92,3 +92,17 @@ export function addCapabilityRules(scope: Construct, input: CapabilityRulesInput
   });
   return { header, path, pins };
 }
+
+/**
+ * The capability catalog's rule (construct id `CatalogRule`): `GET` and `HEAD` of exactly
+ * `/<pathPrefix>` to the catalog's Lambda target group. Exact path: it never matches
+ * `/<pathPrefix>/<capability>/…`.
+ */
+export function addCatalogRule(scope: Construct, listener: elbv2.IApplicationListener, priority: number, pathPrefix: string, targetGroup: elbv2.IApplicationTargetGroup): elbv2.ApplicationListenerRule {
+  return new elbv2.ApplicationListenerRule(scope, 'CatalogRule', {
+    listener,
+    priority,
+    conditions: [elbv2.ListenerCondition.pathPatterns([`/${pathPrefix}`]), elbv2.ListenerCondition.httpRequestMethods(['GET', 'HEAD'])],
+    action: elbv2.ListenerAction.forward([targetGroup]),
+  });
+}

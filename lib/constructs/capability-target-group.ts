@@ -2,6 +2,7 @@ import { Annotations, Duration, Tags, Token } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type { Construct } from 'constructs';
+import { ALGORITHM_TAG, STICKINESS_TAG } from '../core/catalog-document';
 import { CAPABILITY_TAG, MAX_REQUEST_SECONDS_TAG, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
 import { DEFAULT_MAX_REQUEST_DURATION_SECONDS, deregistrationDelayFor } from '../core/request-duration';
 import type { CapabilityProps } from './capability-props';
@@ -50,8 +51,10 @@ export function groupAddressing(c: CapabilityProps): { targetType: 'ip' | 'insta
  * check, deregistration delay (derived from `maxRequestDuration`, which also goes into the tag
  * `agent-lb:max-request-seconds` for the sidecar), slow start, algorithm and stickiness as target group attributes
  * (the algorithm always written out, so the attribute says what ALB does), tagged
- * `agent-lb:capability` with the name its agents list, and a variant's group also with the
- * capability it belongs to and its configured weight. Named by CloudFormation (names are limited
+ * `agent-lb:capability` with the name its agents list, `agent-lb:algorithm` and
+ * `agent-lb:stickiness` (what the capability catalog shows; the registry reads them with the
+ * capability tag), and a variant's group also with the capability it belongs to and its
+ * configured weight. Named by CloudFormation (names are limited
  * to 32 characters, capability names are not), so a change of type, port or protocol can
  * replace it.
  */
@@ -91,6 +94,8 @@ export function capabilityTargetGroup(
   Tags.of(group).add(CAPABILITY_TAG, variant?.capability ?? c.name);
   const maxRequest = maxRequestSecondsOf(c);
   if (maxRequest !== undefined) Tags.of(group).add(MAX_REQUEST_SECONDS_TAG, String(maxRequest));
+  Tags.of(group).add(ALGORITHM_TAG, policy.algorithm);
+  Tags.of(group).add(STICKINESS_TAG, stickiness?.type ?? 'off');
   if (variant) {
     Tags.of(group).add(VARIANT_OF_TAG, c.name);
     Tags.of(group).add(VARIANT_WEIGHT_TAG, String(variant.weight));

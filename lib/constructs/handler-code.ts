@@ -5,8 +5,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
 
-/** The two Lambda handlers agent-lb deploys, by the name of their source in `lambdas/`. */
-export const HANDLERS = ['stream-sync', 'reconcile'] as const;
+/** The Lambda handlers agent-lb deploys, by the name of their source in `lambdas/`. */
+export const HANDLERS = ['stream-sync', 'reconcile', 'catalog'] as const;
 export type HandlerName = (typeof HANDLERS)[number];
 
 /** Node.js version the bundles target: the functions' runtime (`nodejs22.x`). */

@@ -1,6 +1,10 @@
 /** The CDK constructs and the app's configuration; what `agent-lb` (lib/index.ts) publishes from them. */
 export { AgentLb } from './agent-lb';
-export type { AgentLbProps, RegistrySyncOptions } from './agent-lb';
+export type { AgentLbProps, CatalogOptions, RegistrySyncOptions } from './agent-lb';
+export { CapabilityCatalog } from './capability-catalog';
+export type { CapabilityCatalogProps } from './capability-catalog';
+export { REGISTRY_STATE_ACTIONS, RegistryStateTable } from './registry-state-table';
+export type { RegistryStateTableProps } from './registry-state-table';
 export { AgentLbStack, targetGroupOutputId } from './agent-lb-stack';
 export type { AgentLbStackProps } from './agent-lb-stack';
 export { addAgentLbStack, CONTEXT_KEY, CONTEXT_SETTINGS, parseAgentLbContext, readAgentLbContext, stackEnvironment, stackPropsFromContext } from './app-context';
@@ -34,7 +38,7 @@ export type { LeaseTableProps } from './lease-table';
 export { acknowledgeNagFindings, acknowledgeRegistryFindings } from './nag-suppressions';
 export type { NagAcknowledgementOptions, NagAcknowledgementSubjects } from './nag-suppressions';
 export { CONFIG_ENV, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, RegistrySync, SYNC_SERVICE_NAME } from './registry-sync';
-export type { AgentLbRuntimeConfigJson, RegistrySyncCapability, RegistrySyncProps, RegistrySyncVariants } from './registry-sync';
+export type { AgentLbRuntimeConfigJson, RegistrySyncCapability, RegistrySyncCatalog, RegistrySyncProps, RegistrySyncVariants } from './registry-sync';
 export { capabilitySlot, LISTENER_PRIORITIES } from './rule-priorities';
 export { AgentLbValidationError } from './validation-error';
 export type { RulePriorityRange } from './rule-priorities';

@@ -23,6 +23,7 @@ export function lambdaEnvironmentProblems(config: AgentLbRuntimeConfigJson): str
       ? config.capabilities
       : Object.fromEntries(Object.entries(config.capabilities).map(([n, c]) => [n, { ...c, targetGroupArn: 'x'.repeat(124) }])),
     allowedCidrs: config.allowedCidrs.map((c) => (Token.isUnresolved(c) ? 'x'.repeat(18) : c)),
+    ...(config.catalog ? { catalog: { ...config.catalog, tableName: Token.isUnresolved(config.catalog.tableName) ? 'x'.repeat(100) : config.catalog.tableName } } : {}),
   });
   const others = `${CONFIG_ENV}POWERTOOLS_SERVICE_NAME${RECONCILE_SERVICE_NAME}POWERTOOLS_METRICS_NAMESPACE${METRICS_NAMESPACE}POWERTOOLS_LOG_LEVELINFONODE_OPTIONS--enable-source-maps`;
   const total = estimate.length + others.length;

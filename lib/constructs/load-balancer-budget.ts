@@ -11,6 +11,9 @@ import { CapabilityCost, DEFAULT_RULES_PER_LOAD_BALANCER, MAX_TARGET_GROUPS_PER_
 export { DEFAULT_RULES_PER_LOAD_BALANCER, MAX_TARGET_GROUPS_PER_LOAD_BALANCER, rulesOf, targetGroupsOf };
 export type { CapabilityCost };
 
+/** The capability catalog (`GET /agents`): one Lambda target group and one rule. Counted first, so an overrun names a capability. */
+export const CATALOG_COST: CapabilityCost = { name: 'the capability catalog', variants: 0, rules: 1 };
+
 /** A limit the capabilities go over, and the first capability (in list order) to take them past it. */
 export interface Overrun {
   readonly total: number;
@@ -54,17 +57,17 @@ export function loadBalancerBudget(costs: readonly CapabilityCost[]): {
 const withVariants = (o: Overrun) => `"${o.name}"${o.variants > 0 ? ` with its ${o.variants} variant${o.variants > 1 ? 's' : ''}` : ''}`;
 
 /** The error for a target-group overrun. */
-export function targetGroupOverrunMessage(o: Overrun): string {
+export function targetGroupOverrunMessage(o: Overrun, catalog = false): string {
   return (
-    `The capabilities need ${o.total} target groups (one per capability and one per variant); an ALB routes to at most ${o.limit}, not adjustable. ` +
+    `The capabilities need ${o.total} target groups (one per capability and one per variant${catalog ? ', and the capability catalog\'s' : ''}); an ALB routes to at most ${o.limit}, not adjustable. ` +
     `Capability ${withVariants(o)} takes the count from ${o.before} to ${o.after}; remove capabilities or variants, or put some on another load balancer`
   );
 }
 
 /** The warning for a rule overrun. */
-export function ruleOverrunMessage(o: Overrun): string {
+export function ruleOverrunMessage(o: Overrun, catalog = false): string {
   return (
-    `The capabilities need ${o.total} listener rules (a header and a path rule per capability, two pin rules per variant); ` +
+    `The capabilities need ${o.total} listener rules (a header and a path rule per capability, two pin rules per variant${catalog ? ', one for the capability catalog' : ''}); ` +
     `the default quota is ${o.limit} rules per load balancer, adjustable through Service Quotas ("Rules per Application Load Balancer"). ` +
     `Capability ${withVariants(o)} takes the count from ${o.before} to ${o.after}; raise the quota before deploying`
   );

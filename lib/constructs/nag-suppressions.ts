@@ -1,5 +1,6 @@
 import * as cdk from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
+import type { CapabilityCatalog } from './capability-catalog';
 import type { RegistrySync } from './registry-sync';
 
 /** What the stack knows about its own configuration that decides which findings are accepted. */
@@ -25,7 +26,10 @@ function acknowledge(scope: IConstruct, id: string, reason: string): void {
  * with its reason, scoped to the narrowest construct and finding id that carries the finding.
  * {@link AgentLb} applies them wherever it is used.
  */
-export function acknowledgeRegistryFindings(sync: RegistrySync): void {
+export function acknowledgeRegistryFindings(sync: RegistrySync, catalog?: CapabilityCatalog): void {
+  if (catalog) {
+    acknowledge(catalog.function, 'AwsSolutions-L1', 'Pinned to nodejs22.x, the runtime the handlers are built (esbuild target node22) and tested for; move deliberately, not on every new runtime.');
+  }
   acknowledge(
     sync.syncFunction.role!,
     'AwsSolutions-IAM5[Resource::*]',

@@ -16,6 +16,7 @@ import { CAPABILITY_NAME } from '../core/lease-schema';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
 import { findTargetGroups, readTargetHealth } from './registry-permissions';
+import { catalogSettingsJson, checkCatalogAttributes, RegistrySyncCatalog } from './registry-catalog';
 import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
@@ -28,6 +29,7 @@ export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '..
 export { CONFIG_ENV } from '../core/runtime-config';
 export type { AgentLbRuntimeConfigJson } from './lambda-environment';
 export type { RegistrySyncVariants } from './registry-variants';
+export type { RegistrySyncCatalog } from './registry-catalog';
 
 /** The target group a capability's agents are registered in. */
 export interface RegistrySyncCapability {
@@ -82,6 +84,16 @@ export interface RegistrySyncProps {
    * @default - no variants
    */
   readonly variants?: RegistrySyncVariants;
+
+  /**
+   * The capability catalog the registry keeps current: its document and member index live in
+   * `table` (a {@link RegistryStateTable}), which both functions may read and write (never the
+   * agents). `headerName` and `pathPrefix` are how the catalog tells clients to ask for a
+   * capability; `attributes` the metadata keys it may show (`catalogAttributes`).
+   *
+   * @default - no catalog
+   */
+  readonly catalog?: RegistrySyncCatalog;
 
   /**
    * VPC of the target groups; its CIDR is always an allowed lease address range.
@@ -276,6 +288,7 @@ export class RegistrySync extends Construct {
           : [],
     });
 
+    checkCatalogAttributes(this, props.catalog?.attributes ?? []);
     const variantWeights = checkedVariantWeights(this, props);
     const discoverOn = props.loadBalancer
       ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
@@ -295,6 +308,7 @@ export class RegistrySync extends Construct {
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),
+      ...(props.catalog ? { catalog: catalogSettingsJson(props.catalog) } : {}),
     };
     this.runtimeConfigJson = Stack.of(this).toJsonString(config);
     this.node.addValidation({ validate: () => lambdaEnvironmentProblems(config) });
@@ -324,6 +338,8 @@ export class RegistrySync extends Construct {
     // stream that is behind (or replayed) must neither put a dead lease in nor take a live one out.
     // UpdateItem: the `rotation` feedback (conditional on the lease token; docs/lease-contract.md).
     props.table.grant(this.syncFunction, 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem');
+    // The catalog: its member index and document, in the registry's own table.
+    props.catalog?.table.grantRegistryAccess(this.syncFunction);
 
     this.failureQueue = new sqs.Queue(this, 'SyncFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -359,6 +375,7 @@ export class RegistrySync extends Construct {
     if (variantWeights) for (const s of guardVariantRules(props.variants!.rules)) this.reconcileFunction.addToRolePolicy(s);
     props.table.grantReadData(this.reconcileFunction);
     props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
+    props.catalog?.table.grantRegistryAccess(this.reconcileFunction);
 
     this.reconcileSchedule = new events.Rule(this, 'ReconcileSchedule', {
       description: 'agent-lb: runs the reconcile Lambda',

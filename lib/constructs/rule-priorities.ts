@@ -37,7 +37,7 @@ function validationError(scope: IConstruct | undefined, message: string): Error 
  * and one per variant, whose pin rules sit just below their capability's); the message quotes
  * the values.
  */
-export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, capabilities = 0, scope?: IConstruct, variants = 0): PriorityLayout {
+export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, capabilities = 0, scope?: IConstruct, variants = 0, catalog = false): PriorityLayout {
   const { min, max } = range;
   if (Token.isUnresolved(min) || Token.isUnresolved(max)) throw validationError(scope, 'priorityRange must be plain numbers, not tokens: rule priorities are fixed at synth');
   const inListener = (n: number) => Number.isInteger(n) && n >= LISTENER_PRIORITIES.min && n <= LISTENER_PRIORITIES.max;
@@ -45,13 +45,14 @@ export function priorityLayout(range: RulePriorityRange = LISTENER_PRIORITIES, c
     throw validationError(scope, `priorityRange ${min}–${max} must be whole numbers with ${LISTENER_PRIORITIES.min} ≤ min ≤ max ≤ ${LISTENER_PRIORITIES.max}`);
   }
   const slots = Math.floor((max - min + 1) / 2);
-  const needed = Math.max(capabilities, 1) + variants;
+  const needed = Math.max(capabilities, 1) + variants + (catalog ? 1 : 0);
   if (slots < needed) {
+    const withCatalog = catalog ? ', and a slot for the capability catalog\'s rule' : '';
     throw validationError(scope,
       variants === 0
-        ? `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities need at least ${2 * needed} (a header rule and a path rule each)`
+        ? `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities need at least ${2 * needed} (a header rule and a path rule each${withCatalog})`
         : `priorityRange ${min}–${max} holds ${max - min + 1} priorities; ${Math.max(capabilities, 1)} capabilities with ${variants} variants need at least ${2 * needed} ` +
-            '(a header rule and a path rule per capability, and a header and a path pin rule per variant)',
+            `(a header rule and a path rule per capability, and a header and a path pin rule per variant${withCatalog})`,
     );
   }
   return { range: { min, max }, slots };
@@ -139,4 +140,17 @@ export function assignSlots(capabilities: readonly SlotRequest[], slots: number)
     assigned.push(slot);
   }
   return { slots: assigned, moved };
+}
+
+/** The name the capability catalog's slot is hashed from: not a capability name (those match `^[a-z0-9]…`), so it is nobody's. */
+export const CATALOG_SLOT_NAME = '(catalog)';
+
+/** The first slot from `name`'s natural one upwards (wrapping) that is not in `taken`. @throws RangeError when every slot is taken */
+export function freeSlot(name: string, slots: number, taken: ReadonlySet<number>): number {
+  let slot = capabilitySlot(name, slots);
+  for (let tries = 0; taken.has(slot); tries++) {
+    if (tries >= slots) throw new RangeError(`no free rule-priority slot left for ${name}`);
+    slot = (slot % slots) + 1;
+  }
+  return slot;
 }

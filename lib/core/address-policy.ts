@@ -180,6 +180,24 @@ export class AddressPolicy {
   }
 }
 
+/**
+ * The canonical text of an address, as a lease must carry it (one endpoint, one key): an IPv4
+ * address as it is (four decimals without leading zeros), an IPv6 address in RFC 5952 form
+ * (lower case, the longest run of two or more zero groups as `::`, the leftmost on a tie, no
+ * embedded dotted IPv4; what Python's `ipaddress` and Go's `net.IP.String()` write for all but
+ * IPv4-mapped addresses), an EC2 instance id as it is. Undefined for anything else, an IPv6
+ * address with a zone index (`%eth0`) included. The SDKs canonicalize the address they are given;
+ * the registry refuses a lease whose address is not canonical.
+ */
+export function canonicalAddress(text: string): string | undefined {
+  if (typeof text !== 'string') return undefined;
+  if (INSTANCE_ID.test(text)) return text;
+  const family = isIP(text);
+  if (family === 4) return text;
+  if (family === 6 && !text.includes('%')) return canonicalIpv6(text);
+  return undefined;
+}
+
 /** The lease key for an address and port: `a.b.c.d:p`, `[v6]:p`, or `i-…:p`. */
 export function formatTarget(address: string, port: number): string {
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;

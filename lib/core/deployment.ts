@@ -23,6 +23,8 @@ export interface Deployment {
    * its capabilities. Absent from deployments made before the setting existed.
    */
   readonly maxRequestSeconds?: Readonly<Record<string, number>>;
+  /** The registry state table (capability catalog, member index), when the deployment has the catalog: where trusted discovery reads. */
+  readonly registryTableName?: string;
 }
 
 /** What another client needs to join a local deployment: the `--state-file` contents (JSON). */

@@ -9,6 +9,7 @@ export type AgentLbErrorCode =
   | 'LEASE_HELD'
   | 'LEASE_LOST'
   | 'LEASE_STORE'
+  | 'REGISTRY_STATE'
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
   | 'USAGE'
@@ -104,6 +105,14 @@ export class LeaseStoreError extends AgentLbError {
   public constructor(message: string, options: AgentLbErrorOptions = {}) {
     super('LEASE_STORE', message, options);
     this.name = 'LeaseStoreError';
+  }
+}
+
+/** The registry state table (catalog document, member index) could not be read or written. */
+export class RegistryStateError extends AgentLbError {
+  public constructor(message: string, options: AgentLbErrorOptions = {}) {
+    super('REGISTRY_STATE', message, options);
+    this.name = 'RegistryStateError';
   }
 }
 

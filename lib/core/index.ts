@@ -4,7 +4,7 @@
  * routing of a lease to target groups, the stream and reconcile planners, and the runtime
  * configuration of the Lambdas. Every name is listed on purpose.
  */
-export { AddressPolicy, DEFAULT_ALLOWED_CIDRS, formatTarget, parseCidr } from './address-policy';
+export { AddressPolicy, canonicalAddress, DEFAULT_ALLOWED_CIDRS, formatTarget, parseCidr } from './address-policy';
 export type { AddressCheck, AddressKind, AddressPolicyOptions } from './address-policy';
 export {
   AgentLbError,
@@ -15,15 +15,18 @@ export {
   LeaseLostError,
   LeaseStoreError,
   PortUnavailableError,
+  RegistryStateError,
 } from './errors';
 export type { AgentLbErrorCode, AgentLbErrorOptions, LeaseRejection, LeaseRejectionReason } from './errors';
 export { MAX_QUOTED_CHARS, quoteUntrusted } from './untrusted-text';
 export { decodeLease, decodeRotation, encodeLease, encodeRotationEntry, encodeValidLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS, rotationEntry } from './lease-codec';
 export type { DecodeResult, DecodedRotation } from './lease-codec';
 export { routeItem, routeLease, targetRefOf } from './lease-routing';
+export { decodeRejection, encodeRejection, MAX_REJECTION_MESSAGE_CHARS, REJECTION_REASON_OF, REJECTION_REASONS, refusedCapabilities, rejectionVerdict, sameVerdict } from './rejection';
+export type { RejectionReason, RejectionVerdict, StoredRejection } from './rejection';
 export type { Membership, RoutedLease } from './lease-routing';
-export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, MAX_REQUEST_SECONDS_TAG, REGISTRY_ATTRS, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
-export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RegistryAttribute, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
+export { CAPABILITY_NAME, CAPABILITY_TAG, HEARTBEAT_ATTRS, LEASE_ATTR, MAX_METADATA_BYTES, MAX_PORT, MIN_PORT, MAX_REQUEST_SECONDS_TAG, REGISTRY_ATTRS, REGISTRY_MAPS, ROTATION_STATES, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
+export type { CapabilityRoute, Lease, LeaseRotation, LeaseStatus, RegistryAttribute, RegistryMap, RotationEntry, RotationState, RawAttributeValue, RawItem, RoutingConfig, TargetRef, TargetType } from './lease-schema';
 export { expiryCutoff, memberKey, planReconcile, presenceOf } from './reconcile-planner';
 export type { DeregisterReason, ExpiredLease, GroupRepair, ObservedGroup, ObservedTarget, PlannedDeregistration, ReconcileInput, ReconcilePlan, TargetPresence } from './reconcile-planner';
 export { planVariantWeights, variantReady } from './variant-weights';
@@ -32,14 +35,16 @@ export { confirmChanges, contradictedBy, leaseVersion, wantsTarget } from './lea
 export type { ConfirmationContext, ConfirmationVerdict, TargetAction } from './lease-confirmation';
 export {
   addressPolicyFor,
+  catalogConfigOf,
   completeRuntimeConfig,
+  parseCatalogSettings,
   CONFIG_ENV,
   DEFAULT_SAFETY_VALVE_SHARE,
   MAX_RECONCILE_REPEAT_SECONDS,
   parseRuntimeConfig,
   parseRuntimeSettings,
 } from './runtime-config';
-export type { RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
+export type { CatalogSettings, CatalogSettingsJson, RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
 export { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
 export type { BudgetMetricName, ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export {
@@ -100,3 +105,57 @@ export {
 export type { CapabilityCost, CapabilityLoad, LoadBalancerQuotas, PackedLoadBalancer, PackingRefusal, PackingResult } from './load-balancer-packing';
 export { DEFAULT_FLEET_SETTINGS, HOURS_PER_MONTH, modelCounts, monthlyCost, ON_DEMAND, PROVISIONED_AUTO_SCALING, scaleToMonth, SECONDS_PER_MONTH, US_EAST_1_PRICES } from './cost-model';
 export type { BillingMode, FleetSettings, MonthlyCost, MonthlyCounts, PriceList } from './cost-model';
+export {
+  ALGORITHM_TAG,
+  attributeText,
+  buildCatalogCapability,
+  CATALOG_ATTRIBUTE_KEY,
+  CATALOG_MAX_WAIT_SECONDS,
+  catalogEtag,
+  catalogInfoFromTags,
+  catalogOwners,
+  catalogPath,
+  formatCatalog,
+  groupsOf,
+  MAX_ATTRIBUTE_VALUE_CHARS,
+  MAX_ATTRIBUTE_VALUES,
+  MAX_CATALOG_ATTRIBUTES,
+  mergeCatalogCapabilities,
+  nextCatalog,
+  parseCatalog,
+  STICKINESS_TAG,
+  summarizeGroup,
+} from './catalog-document';
+export type {
+  CatalogCapability,
+  CatalogCapabilityInfo,
+  CatalogConfig,
+  CatalogDocument,
+  CatalogStickiness,
+  CatalogTargets,
+  CatalogVariant,
+  CatalogVariantInfo,
+  GroupSummary,
+  TaggedGroup,
+} from './catalog-document';
+export { CATALOG_ENV, catalogResponse, DEFAULT_CATALOG_CACHE_MS, etagMatches, parseCatalogRequest, parseCatalogServeConfig, STATUS_TEXT, stillWaiting } from './catalog-request';
+export type { CatalogHttpResponse, CatalogQuery, CatalogRequest, CatalogServeConfig } from './catalog-request';
+export { catalogChanges, indexDrift, membersByGroup, membersOfItem, membersOfLease, memberWrites } from './catalog-members';
+export type { IndexedGroup, MemberWrites } from './catalog-members';
+export {
+  CATALOG_ITEM_KEY,
+  canonicalJson,
+  decodeMember,
+  encodeMember,
+  MEMBERS_PARTITION_PREFIX,
+  membersPartition,
+  REGISTRY_STATE_ATTR,
+  REGISTRY_STATE_KEY,
+  REGISTRY_STATE_ROLE,
+  REGISTRY_STATE_ROLE_TAG,
+  REGISTRY_TABLE_ENV,
+  sameMember,
+} from './registry-state';
+export type { CatalogMember } from './registry-state';
+export { discoverFrom, HEALTH_FILTERS, isHealthyMember, parseHealthFilter, parseMetadataFilter, plainValue } from './agent-discovery';
+export type { DiscoveredAgent, DiscoveryFilter, HealthFilter } from './agent-discovery';

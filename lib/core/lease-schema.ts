@@ -17,20 +17,28 @@ export const LEASE_ATTR = {
   availabilityZone: 'availabilityZone',
   metadata: 'metadata',
   rotation: 'rotation',
+  rejection: 'rejection',
 } as const;
 
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
 export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];
 
 /**
- * Attributes only the registry writes into a lease (docs/lease-contract.md): maps of entries, each
- * carrying `since`, written conditional on the lease token (lib/core/registry-writes.ts). None is
- * ever a reason to refuse a lease or a routing input, so a change of them alone costs no ELB call,
- * no read and no write (a record of it is classified without decoding the images), and a lease's
- * version ignores them. A new registry-owned attribute is added here and in `LEASE_ATTR`.
+ * Attributes only the registry writes into a lease (docs/lease-contract.md), its feedback to the
+ * lease's writer: `rotation` (a map of entries, each carrying `since`) and `rejection` (written
+ * whole). All of one lease's go in one UpdateItem conditional on the lease token
+ * (lib/core/registry-writes.ts). None is ever a reason to refuse a lease or a routing input, so a
+ * change of them alone costs no ELB call, no read and no write (a record of it is classified
+ * without decoding the images), and a lease's version ignores them. An agent's acquire (a PutItem)
+ * drops them; the registry writes them again. A new registry-owned attribute is added here and in
+ * `LEASE_ATTR`.
  */
-export const REGISTRY_ATTRS = [LEASE_ATTR.rotation] as const;
+export const REGISTRY_ATTRS = [LEASE_ATTR.rotation, LEASE_ATTR.rejection] as const;
 export type RegistryAttribute = (typeof REGISTRY_ATTRS)[number];
+
+/** Of {@link REGISTRY_ATTRS}, the maps of entries keyed by capability (`rotation.<capability>`), written entry by entry. */
+export const REGISTRY_MAPS = [LEASE_ATTR.rotation] as const;
+export type RegistryMap = (typeof REGISTRY_MAPS)[number];
 
 /** Tag on every capability target group naming its capability; how tools find a stack's groups. */
 export const CAPABILITY_TAG = 'agent-lb:capability';

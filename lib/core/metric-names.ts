@@ -38,6 +38,10 @@ export const SYNC_METRICS = {
   releases: 'Releases',
   /** Now minus the oldest record's write time, milliseconds. */
   syncLagMs: 'SyncLagMs',
+  /** Member index items written or deleted for the batch's changed leases. */
+  memberWrites: 'MemberWrites',
+  /** 1 when the batch moved the capability catalog's revision. */
+  catalogUpdates: 'CatalogUpdates',
 } as const;
 
 /** Metrics of the reconcile Lambda, one value per pass. */
@@ -54,6 +58,10 @@ export const RECONCILE_METRICS = {
   elbCalls: 'ElbCalls',
   /** Weighted variants held at weight 0 because they have no healthy target (their share goes to the stable group). */
   variantsHeldOut: 'VariantsHeldOut',
+  /** Member index items the pass found wrong and rewrote (or removed). */
+  memberRepairs: 'MemberRepairs',
+  /** 1 when the pass moved the capability catalog's revision. */
+  catalogUpdates: 'CatalogUpdates',
 } as const;
 
 /**
@@ -76,6 +84,7 @@ export const BUDGET_METRICS = {
 export const ERROR_METRICS = {
   INVALID_CONFIG: 'ConfigErrors',
   LEASE_STORE: 'LeaseStoreErrors',
+  REGISTRY_STATE: 'RegistryStateErrors',
   ELB_TRANSIENT: 'ElbTransientErrors',
   ELB_PERMANENT: 'ElbRefusals',
   OTHER: 'OtherErrors',

@@ -54,6 +54,7 @@ export function rotationStateOf(target: Pick<ObservedTarget, 'state' | 'reason'>
 interface HeldLease {
   readonly target: string;
   readonly leaseToken: string;
+  readonly status: 'active' | 'draining';
   readonly rotation?: LeaseRotation;
   readonly capabilities: readonly { readonly capability: string; readonly targetGroupArn: string }[];
 }
@@ -67,6 +68,7 @@ function heldLease(item: RawItem | undefined, nowSeconds: number, policy: Addres
   return {
     target: lease.target,
     leaseToken: lease.leaseToken,
+    status: lease.status,
     ...(lease.rotation ? { rotation: lease.rotation } : {}),
     capabilities: routeLease(lease, routing).memberships.map((m) => ({ capability: m.capability, targetGroupArn: m.targetGroupArn })),
   };
@@ -94,6 +96,11 @@ export interface ObservedRotationInput {
  * Reconcile and its rotation poll: for every lease held (active or draining, not expired), in
  * every routed group that was read, the state the read shows — `absent` when the target is not
  * in it — written when the lease says otherwise (or nothing) and its entry is older than the read.
+ * Except `absent` into an active lease without an entry for that group: its target has not left,
+ * it has not joined yet (its registration is usually under way, a batch behind the read), and no
+ * entry already reads "not serving"; that write would be a write and a stream record per new
+ * lease, followed by another once the target shows up. A draining lease does get it: its agent
+ * waits for an out-of-rotation entry before it stops.
  */
 export function planObservedRotation(input: ObservedRotationInput): RotationWrite[] {
   const nowSeconds = Math.floor(input.observedAtMs / 1000);
@@ -107,7 +114,9 @@ export function planObservedRotation(input: ObservedRotationInput): RotationWrit
       const group = byGroup.get(targetGroupArn);
       if (group === undefined) continue; // not read: nothing known
       const state = rotationStateOf(group.get(lease.target));
-      if (state === undefined || !isChange(rotationEntry(lease.rotation, capability), state, input.observedAtMs)) continue;
+      const entry = rotationEntry(lease.rotation, capability);
+      if (state === undefined || !isChange(entry, state, input.observedAtMs)) continue;
+      if (state === 'absent' && entry === undefined && lease.status === 'active') continue;
       writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability, entry: { state, since: input.observedAtMs }, cause: 'observed', mapPresent: hasRotationMap(item) });
     }
   }

@@ -1,5 +1,6 @@
 import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
 import { AccountElbBucket, budgetProblem, DEFAULT_ACCOUNT_ELB_BUCKET, ElbCallBudget } from './elb-call-budget';
+import { CATALOG_ATTRIBUTE_KEY, CatalogCapabilityInfo, CatalogConfig, catalogInfoFromTags, MAX_CATALOG_ATTRIBUTES, TaggedGroup } from './catalog-document';
 import { ConfigError } from './errors';
 import { CAPABILITY_NAME, CapabilityRoute, RoutingConfig, TargetType } from './lease-schema';
 
@@ -42,7 +43,28 @@ export interface RuntimeConfigJson {
   readonly elbBudget?: ElbCallBudget;
   /** The account's Register/Deregister bucket, when AWS raised it. @default DEFAULT_ACCOUNT_ELB_BUCKET (refill 4/s, burst 20) */
   readonly accountElbBucket?: AccountElbBucket;
+  /**
+   * The capability catalog (`GET /agents`): the registry keeps its document and member index in
+   * this registry state table. Each capability's algorithm, stickiness and variants come from its
+   * groups' tags (found with them at cold start). @default - no catalog
+   */
+  readonly catalog?: CatalogSettingsJson;
 }
+
+/** The `catalog` part of `AGENT_LB_CONFIG`. */
+export interface CatalogSettingsJson {
+  /** The registry state table. */
+  readonly tableName: string;
+  /** Request header that selects a capability (the catalog shows it in each `route`). */
+  readonly headerName: string;
+  /** First path segment(s) of capability paths. */
+  readonly pathPrefix: string;
+  /** Public metadata keys (`catalogAttributes`), at most 10. @default [] */
+  readonly attributes?: readonly string[];
+}
+
+/** The catalog's settings, checked. */
+export type CatalogSettings = Required<CatalogSettingsJson>;
 
 /** What the sync and reconcile handlers are told by the stack (env `AGENT_LB_CONFIG`) or by local mode. */
 export interface RuntimeConfig {
@@ -65,6 +87,8 @@ export interface RuntimeConfig {
    * @default - no budget (calls go as they come)
    */
   readonly elbBudget?: ElbCallBudget;
+  /** The capability catalog the registry keeps current. @default - none */
+  readonly catalog?: CatalogConfig;
 }
 
 /** The weighted variants a reconcile pass guards. */
@@ -104,6 +128,7 @@ export interface RuntimeSettings {
   readonly variantWeights?: Readonly<Record<string, number>>;
   /** See {@link RuntimeConfigJson.elbBudget}; unset when the configuration sets none. */
   readonly elbBudget?: ElbCallBudget;
+  readonly catalog?: CatalogSettings;
 }
 
 /** Parses and validates the configuration text; every error names the bad value and what is allowed. */
@@ -164,6 +189,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
   }
   const variantWeights = parseVariantWeights(obj.variantWeights, discover?.capabilities ?? Object.keys(capabilities), discover !== undefined);
   const elbBudget = parseElbBudget(obj.elbBudget, obj.accountElbBucket);
+  const catalog = obj.catalog === undefined ? undefined : parseCatalogSettings(obj.catalog);
   return {
     tableName: obj.tableName,
     allowedCidrs: allowedCidrs as string[],
@@ -172,7 +198,41 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     capabilities,
     ...(discover ? { discover } : {}),
     ...(variantWeights ? { variantWeights } : {}),
+    ...(catalog ? { catalog } : {}),
     ...(elbBudget ? { elbBudget } : {}),
+  };
+}
+
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}$/;
+const PATH_PREFIX = /^[A-Za-z0-9_.~-]+(?:\/[A-Za-z0-9_.~-]+)*$/;
+
+/** The `catalog` part of `AGENT_LB_CONFIG`, checked (each error names the bad value). */
+export function parseCatalogSettings(raw: unknown): CatalogSettings {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`catalog must be an object, got ${JSON.stringify(raw)}`);
+  const c = raw as Record<string, unknown>;
+  if (typeof c.tableName !== 'string' || c.tableName === '') fail(`catalog.tableName must be a non-empty string, got ${JSON.stringify(c.tableName)}`);
+  if (typeof c.headerName !== 'string' || !HEADER_NAME.test(c.headerName)) fail(`catalog.headerName must be an HTTP header name, got ${JSON.stringify(c.headerName)}`);
+  if (typeof c.pathPrefix !== 'string' || !PATH_PREFIX.test(c.pathPrefix)) fail(`catalog.pathPrefix must be path segments without leading or trailing "/", got ${JSON.stringify(c.pathPrefix)}`);
+  const attributes = c.attributes ?? [];
+  if (!Array.isArray(attributes) || attributes.length > MAX_CATALOG_ATTRIBUTES) fail(`catalog.attributes must be a list of at most ${MAX_CATALOG_ATTRIBUTES} metadata keys, got ${JSON.stringify(attributes)}`);
+  for (const key of attributes as unknown[]) {
+    if (typeof key !== 'string' || !CATALOG_ATTRIBUTE_KEY.test(key)) fail(`catalog.attributes: ${JSON.stringify(key)} must match ${CATALOG_ATTRIBUTE_KEY.source}`);
+  }
+  return { tableName: c.tableName, headerName: c.headerName, pathPrefix: c.pathPrefix, attributes: [...new Set(attributes as string[])] };
+}
+
+/**
+ * The catalog's configuration once the capabilities' groups are known: their policy and
+ * variants from the groups' tags (`tagged`, read at cold start with the capability tags), or
+ * ALB's defaults and no variants for capabilities whose tags were not read.
+ */
+export function catalogConfigOf(settings: CatalogSettings, capabilities: readonly string[], variantCapabilities: readonly string[], tagged: readonly TaggedGroup[] = []): CatalogConfig {
+  const fromTags = catalogInfoFromTags(tagged, capabilities);
+  const variants = new Set([...variantCapabilities, ...Object.values(fromTags).flatMap((i) => i.variants.map((v) => v.capability))]);
+  const plain: CatalogCapabilityInfo = { algorithm: 'least_outstanding_requests', stickiness: 'off', variants: [] };
+  return {
+    ...settings,
+    capabilities: Object.fromEntries(capabilities.filter((c) => !variants.has(c)).map((c) => [c, fromTags[c] ?? plain])),
   };
 }
 
@@ -207,11 +267,16 @@ function parseVariantWeights(raw: unknown, capabilities: readonly string[], onLo
   return Object.fromEntries(entries) as Record<string, number>;
 }
 
-/** The runtime configuration once every capability's target group is known (`found` adds the discovered ones). */
-export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly<Record<string, CapabilityRoute>> = {}): RuntimeConfig {
+/**
+ * The runtime configuration once every capability's target group is known (`found` adds the
+ * discovered ones; `tagged` are their groups' tags, for the catalog).
+ */
+export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly<Record<string, CapabilityRoute>> = {}, tagged: readonly TaggedGroup[] = []): RuntimeConfig {
   const missing = (settings.discover?.capabilities ?? []).filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) fail(`no target group found for ${missing.map((c) => JSON.stringify(c)).join(', ')}`);
+  const names = [...Object.keys(settings.capabilities), ...(settings.discover?.capabilities ?? [])];
   return {
+    ...(settings.catalog ? { catalog: catalogConfigOf(settings.catalog, names, Object.keys(settings.variantWeights ?? {}), tagged) } : {}),
     tableName: settings.tableName,
     routing: { capabilities: { ...settings.capabilities, ...found }, allowedCidrs: settings.allowedCidrs },
     safetyValveShare: settings.safetyValveShare,

@@ -20,9 +20,10 @@ export interface LeaseChangeRecord {
 
 /**
  * - `heartbeat`: only `expiresAt`/`renewedAt` changed; `registry`: only attributes the registry
- *   writes (`REGISTRY_ATTRS`: `rotation`; perhaps the heartbeat's too) changed — the registry's own
- *   write coming back. Neither changes routing: no ELB call, no confirming read, no write, and
- *   their images are not even decoded.
+ *   writes (`REGISTRY_ATTRS`: `rotation`, `rejection`; perhaps the heartbeat's too) changed — the
+ *   registry's own write coming back. Neither changes routing: no ELB call, no confirming read, no
+ *   write, and their images are not decoded here (the rejection planner decodes one only when it
+ *   holds a `rejection` to confirm).
  * - `noop`: another change that leaves the target's groups as they were (a re-acquire by the
  *   holder, new metadata); `registration`, `change`: the groups changed; `release`,
  *   `ttl-deletion`: the item was deleted by its holder or by DynamoDB's TTL.
@@ -52,6 +53,12 @@ export interface StreamPlan {
    * when they were new; a heartbeat or a registry write changes nothing a rejection is about).
    */
   readonly rejections: readonly LeaseRejection[];
+  /**
+   * For each key whose last image was decoded (not one of only heartbeats and registry writes),
+   * what validation and routing found in it (none for a deletion): the registry's `rejection`
+   * verdict, without decoding again.
+   */
+  readonly lastFound: ReadonlyMap<string, readonly LeaseRejection[]>;
 }
 
 function recordKey(record: LeaseChangeRecord): string | undefined {
@@ -220,11 +227,14 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
   };
   const firstRecordIndex = new Map<string, number>();
   const lastRecordIndex = new Map<string, number>();
+  const lastFound = new Map<string, readonly LeaseRejection[]>();
   for (const [key, span] of perTarget) {
     const { firstRecord, lastRecord } = span;
+    if (span.after !== undefined) lastFound.set(key, span.after.rejections);
     if (span.cheapOnly && !livenessMoved(firstRecord, lastRecord)) continue;
     const before = span.before ?? viewOf(firstRecord.oldImage, firstRecord.newImage ? firstRecord.writtenAtSeconds : undefined, policy, routing);
     const after = span.after ?? viewOf(lastRecord.newImage, lastRecord.writtenAtSeconds, policy, routing);
+    lastFound.set(key, after.rejections);
     const was = byGroup(before.memberships);
     const is = byGroup(after.memberships);
     let changed = false;
@@ -252,6 +262,7 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     lastRecordIndex,
     kinds,
     rejections,
+    lastFound,
   };
 }
 

@@ -10,6 +10,7 @@ import { ElbTargets } from '../aws/elb-targets';
 import { ElbCallGate } from '../core/elb-call-budget';
 import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
+import { RegistryStateStore } from '../aws/registry-state-store';
 import { newReconcileMemory } from '../registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
 import { runtimeOnce } from './runtime-config-loader';
@@ -55,6 +56,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     policy: addressPolicyFor(config.routing),
     safetyValveShare: config.safetyValveShare,
     memory,
+    ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
     ...(config.variants ? { variants: { client: elbClient, weights: config.variants.weights, on: config.variants } } : {}),
     ...(options.now ? { now: options.now } : {}),
   });

@@ -1,7 +1,7 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { DEFAULT_ELB_CALL_BUDGET } from '../core/elb-call-budget';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
-import { discoverTargetGroups, loadBalancerOfListener } from '../aws/target-groups';
+import { discoverCapabilityGroups, loadBalancerOfListener } from '../aws/target-groups';
 
 /**
  * The handlers' configuration from the `AGENT_LB_CONFIG` text (format and validation:
@@ -15,7 +15,8 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
   const discover = settings.discover;
   if (!discover) return completeRuntimeConfig(settings);
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
-  return completeRuntimeConfig(settings, await discoverTargetGroups(client, loadBalancerArn, discover.capabilities));
+  const { routes, tagged } = await discoverCapabilityGroups(client, loadBalancerArn, discover.capabilities);
+  return completeRuntimeConfig(settings, routes, tagged);
 }
 
 /**

@@ -10,6 +10,7 @@ import { ElbTargets } from '../aws/elb-targets';
 import { ElbCallGate } from '../core/elb-call-budget';
 import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
+import { RegistryStateStore } from '../aws/registry-state-store';
 import { toLeaseChange } from '../aws/stream-records';
 import { newSyncMemory } from '../registry/container-memory';
 import { syncStreamBatch, StreamSyncReport } from '../registry/stream-sync';
@@ -59,6 +60,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     now,
     memory,
     ...(options.batchBudgetMs !== undefined ? { batchBudgetMs: options.batchBudgetMs } : {}),
+    ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor);
 

@@ -4,6 +4,7 @@ import { AgentLbError } from '../core/errors';
 import type { BudgetReport } from '../core/elb-call-budget';
 import { BUDGET_METRICS, errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
+import type { CatalogReport } from '../registry/catalog-update';
 import type { RegistryWriteReport } from '../registry/registry-writes';
 import { StreamSyncReport } from '../registry/stream-sync';
 
@@ -52,12 +53,15 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric(SYNC_METRICS.ttlDeletions, MetricUnit.Count, report.kinds['ttl-deletion']);
   metrics.addMetric(SYNC_METRICS.releases, MetricUnit.Count, report.kinds.release);
   if (lagMs !== undefined) metrics.addMetric(SYNC_METRICS.syncLagMs, MetricUnit.Milliseconds, lagMs);
+  metrics.addMetric(SYNC_METRICS.memberWrites, MetricUnit.Count, report.catalog.memberWrites);
+  metrics.addMetric(SYNC_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
   if (report.budget) publishBudget(report.budget, metrics);
   addErrorMetrics(metrics, [
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
     ...(report.readError ? [report.readError] : []),
     ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []),
+    ...(report.catalog.error ? [report.catalog.error] : []),
   ]);
   for (const r of report.rejections) logger.warn('lease rejected', { reason: r.reason, target: r.target, capability: r.capability, detail: r.message });
   for (const r of report.refusedByElb) logger.error('target refused by ELB', { target: r.key, error: r.error.message });
@@ -84,8 +88,15 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     refusedBefore: report.refusedBefore,
     elbCalls: report.elbCalls,
     registryWrites: writesSummary(report.registryWrites),
+    catalog: catalogSummary(report.catalog),
   });
   metrics.publishStoredMetrics();
+}
+
+/** The catalog step of a report, for its log line (the error as its message). */
+function catalogSummary(r: CatalogReport): Record<string, number | string | boolean> {
+  const { error, ...rest } = r;
+  return error ? { ...rest, error: error.message } : rest;
 }
 
 /** The registry's writes into leases of a report, for its log line (the error as its message). */
@@ -106,7 +117,10 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
   metrics.addMetric(RECONCILE_METRICS.variantsHeldOut, MetricUnit.Count, report.variantsHeldOut.length);
   if (report.budget) publishBudget(report.budget, metrics);
-  addErrorMetrics(metrics, [...report.errors, ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : [])]);
+  metrics.addMetric(RECONCILE_METRICS.memberRepairs, MetricUnit.Count, report.catalog.memberWrites);
+  metrics.addMetric(RECONCILE_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
+  addErrorMetrics(metrics, [...report.errors, ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []), ...(report.catalog.error ? [report.catalog.error] : [])]);
+  if (report.catalog.error) logger.warn('capability catalog not updated; the next pass tries again', { error: report.catalog.error.message });
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
       capabilities: report.safetyValveTripped,
@@ -129,6 +143,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     refusedBefore: report.refusedBefore,
     rejectedLeases: report.rejections.length,
     registryWrites: writesSummary(report.registryWrites),
+    catalog: catalogSummary(report.catalog),
   });
   metrics.publishStoredMetrics();
 }

@@ -30,17 +30,47 @@ export interface ViewFrame {
   readonly agents: { readonly up: number; readonly down: number };
   /** The load balancer's endpoint and its fixed responses (the 404 for an unknown capability), with the local data plane. */
   readonly loadBalancer?: { readonly endpoint: string; readonly fixedResponses: number };
+  /** Leases the registry refuses in whole or in part, and why (what their `rejection` tells the writer). */
+  readonly rejections?: readonly RejectionView[];
+  /** The capability catalog (`GET /agents`) as the registry last wrote it, when the stack has one. */
+  readonly catalog?: CatalogView;
 }
+
+/** The catalog's revision and how many of its capabilities are routable. */
+export interface CatalogView {
+  readonly path: string;
+  readonly revision: number;
+  readonly routable: number;
+  readonly capabilities: number;
+}
+
+export interface RejectionView {
+  readonly target: string;
+  readonly reason: string;
+  readonly message: string;
+  /** Absent: the whole lease. */
+  readonly capabilities?: readonly string[];
+}
+
+const rejectionLine = (r: RejectionView): string => `${r.reason}${r.capabilities ? ` (${r.capabilities.join(', ')})` : ''}: ${r.message}`;
 
 export interface ChangeEvent {
   readonly at: number;
   readonly text: string;
 }
 
-/** The registration changes between two frames, as a person reads them. */
+/**
+ * The changes between two frames, as a person reads them: registrations and deregistrations, and
+ * each lease the registry starts refusing (or refuses otherwise, or stops refusing) with its
+ * reason — from the first frame on, so a refusal that predates the view shows too.
+ */
 export function diffFrames(prev: ViewFrame | undefined, next: ViewFrame): ChangeEvent[] {
-  if (!prev) return [];
   const events: ChangeEvent[] = [];
+  const before = new Map((prev?.rejections ?? []).map((r) => [r.target, rejectionLine(r)]));
+  const after = new Map((next.rejections ?? []).map((r) => [r.target, rejectionLine(r)]));
+  for (const [target, line] of after) if (before.get(target) !== line) events.push({ at: next.at, text: `! ${target} rejected: ${line}` });
+  for (const target of before.keys()) if (!after.has(target)) events.push({ at: next.at, text: `✓ ${target} no longer rejected` });
+  if (!prev) return events;
   for (const c of next.capabilities) {
     const before = new Set(prev.capabilities.find((p) => p.capability === c.capability)?.registered.map((t) => `${t.id}:${t.port}`) ?? []);
     const after = new Set(c.registered.map((t) => `${t.id}:${t.port}`));
@@ -107,6 +137,10 @@ export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], he
   if (frame.loadBalancer) {
     lines.push(`load balancer ${frame.loadBalancer.endpoint} · 5xx counts since start (TARGET: the agent answered it; LB: the load balancer did) · unknown capability 404s ${frame.loadBalancer.fixedResponses}`);
   }
+  if (frame.catalog) {
+    const c = frame.catalog;
+    lines.push(`catalog GET ${c.path} revision ${c.revision} · ${c.routable} of ${c.capabilities} capabilities routable`);
+  }
   lines.push(
     `agents up ${frame.agents.up}, down ${frame.agents.down} · records synced ${frame.syncedRecords} · ELB calls ${frame.elbCalls} · last sync lag ${
       frame.lastSyncLagMs === undefined ? '-' : `${Math.round(frame.lastSyncLagMs)} ms`
@@ -124,7 +158,8 @@ export function summaryLine(frame: ViewFrame): string {
   const summary = frame.capabilities
     .map((c) => `${c.capability}=${withHealth ? `${c.registered.filter((t) => t.state === 'healthy').length}/` : ''}${c.registered.length}/${c.liveLeases}`)
     .join(' ');
-  return `${time(frame.at)} ${withHealth ? 'healthy/registered/live' : 'registered/live'} ${summary}`;
+  const catalog = frame.catalog ? ` · catalog revision ${frame.catalog.revision}` : '';
+  return `${time(frame.at)} ${withHealth ? 'healthy/registered/live' : 'registered/live'} ${summary}${catalog}`;
 }
 
 /** One line per change or summary, for logs and pipes. */

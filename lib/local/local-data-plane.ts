@@ -1,7 +1,7 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { ConfigError } from '../core/errors';
 import { createElbClient } from '../aws/clients';
-import { AccessLogEntry, LoadBalancer, TargetHealthChange } from './data-plane';
+import { AccessLogEntry, LambdaInvoker, LoadBalancer, TargetHealthChange } from './data-plane';
 import type { MotoServer } from './emulators';
 import { ElbStateSource } from './elb-state-source';
 import { MotoHealthSink } from './moto-health-sink';
@@ -62,6 +62,8 @@ export async function startLocalDataPlane(params: {
   readonly loadBalancerArn: string;
   readonly listenerArn: string;
   readonly options: LocalDataPlaneOptions;
+  /** Runs the functions the stack's Lambda target groups name (the capability catalog's), in-process. @default none: such requests get a 502 */
+  readonly invokeLambda?: LambdaInvoker;
   readonly onError: (error: unknown) => void;
 }): Promise<LocalDataPlane> {
   const { moto, options, onError } = params;
@@ -85,6 +87,7 @@ export async function startLocalDataPlane(params: {
       pollIntervalMs: options.pollIntervalMs ?? 1000,
       timeScale: options.timeScale ?? 1,
       onError: (_where, error) => onError(error),
+      ...(params.invokeLambda ? { invokeLambda: params.invokeLambda } : {}),
       ...(options.onProblem ? { onProblem: options.onProblem } : {}),
       ...(options.onAccessLog ? { onAccessLog: options.onAccessLog } : {}),
     });

@@ -17,7 +17,8 @@ import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { countingElbClient, localMetrics } from './handler-telemetry';
 import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
-import { LocalDeployment, provisionLocal } from './provision';
+import { LocalCatalog, openLocalCatalog } from './local-catalog';
+import { LocalDeployment, provisionLocal, targetTypesByArn } from './provision';
 import { writeStateFile } from './state-file';
 import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
 import { checkLocalContext, synthesizeTemplate } from './synth-template';
@@ -111,7 +112,13 @@ export interface LocalStackCounters {
 export class LocalStack {
   private readonly tally = { recordsSynced: 0, batches: 0, reconcileRuns: 0, lastSyncLagMs: undefined as number | undefined };
   private reconcileTimer?: NodeJS.Timeout;
-  private reconcileRunning?: Promise<void>;
+  /**
+   * Reconcile passes and rotation polls, one at a time, as one reconcile container runs them:
+   * a poll that wrote `rotation` between a pass's group reads and its writes made the pass write
+   * the same entries again (a failed conditional write per lease, or a second write and stream
+   * record when the pass's `since` was later), and the other way round.
+   */
+  private reconcileLane: Promise<void> = Promise.resolve();
   private checkpointTimer?: NodeJS.Timeout;
   private readonly checkpointHistory: { at: number; checkpoints: Record<string, string> }[] = [];
   private poller!: StreamPoller;
@@ -127,7 +134,7 @@ export class LocalStack {
     public readonly dynamodb: DynamoDBClient,
     public readonly elbv2: ElasticLoadBalancingV2Client,
     private readonly servers: { ddb: DynamoDbLocal; moto: MotoServer },
-    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
+    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; catalog: LocalCatalog; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
     /** The local data plane, when `dataPlane` was given. */
@@ -205,7 +212,9 @@ export class LocalStack {
       const Attributes = [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds) }];
       for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
     }
+    const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig);
     const runtimeConfig: RuntimeConfig = {
+      ...(catalog.config ? { catalog: catalog.config } : {}),
       tableName: deployment.tableName,
       // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
       routing: routingFor(deployment.targetGroups, targetTypesByArn(deployment), true),
@@ -230,6 +239,7 @@ export class LocalStack {
     const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, logger, metrics: telemetry('sync') });
     const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: reconcileDynamo, logger, metrics: telemetry('reconcile') });
     const handlers = {
+      catalog,
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
       // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
@@ -246,6 +256,8 @@ export class LocalStack {
           loadBalancerArn: deployment.loadBalancerArn,
           listenerArn: deployment.listenerArn,
           options: options.dataPlane,
+          // The catalog's function, run in-process behind its Lambda target group.
+          invokeLambda: catalog.invoke,
           onError: (error) => options.onError?.('data-plane', error),
         });
         for (const client of [syncElb, reconcileElb]) followTargetChanges(client, dataPlane);
@@ -265,13 +277,21 @@ export class LocalStack {
       listenerArn: deployment.listenerArn,
       targetGroups: deployment.targetGroups,
       maxRequestSeconds: deployment.maxRequestSeconds,
+      ...(deployment.registryTableName ? { registryTableName: deployment.registryTableName } : {}),
     };
+    // The first revision now, so `GET /agents` answers from the start; sync and reconcile keep it current.
+    const built = await catalog.build(runtimeConfig.routing, addressPolicyFor(runtimeConfig.routing));
+    if (built?.error) options.onError?.('reconcile', built.error);
     const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
     stack.poller = stack.newPoller();
     stack.poller.start();
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
-    stack.handlers.rotationPoll.start(options.rotationPollIntervalMs ?? 1000, (error) => options.onError?.('reconcile', error));
+    stack.handlers.rotationPoll.start(
+      options.rotationPollIntervalMs ?? 1000,
+      (error) => options.onError?.('reconcile', error),
+      (poll) => stack.inReconcileLane(poll),
+    );
     try {
       if (options.stateFile) writeStateFile(options.stateFile, state);
     } catch (error) {
@@ -323,15 +343,19 @@ export class LocalStack {
 
   /** Runs one reconcile pass now (after any pass in flight), outside the schedule. */
   public async reconcileNow(): Promise<ReconcileReport> {
-    await this.reconcileRunning;
-    const run = this.handlers.reconcile().then(([report]) => report);
-    this.reconcileRunning = run.then(
+    const report = await this.inReconcileLane(() => this.handlers.reconcile().then(([report]) => report));
+    this.tally.reconcileRuns++;
+    return report;
+  }
+
+  /** Runs `work` after the reconcile pass or rotation poll in flight, if any. */
+  private inReconcileLane<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.reconcileLane.then(work);
+    this.reconcileLane = run.then(
       () => undefined,
       () => undefined,
     );
-    const report = await run;
-    this.tally.reconcileRuns++;
-    return report;
+    return run;
   }
 
   /** Waits until every stream record written so far has gone through the sync handler. */
@@ -423,8 +447,9 @@ export class LocalStack {
     await this.pollerSwap;
     await this.poller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
-    await this.reconcileRunning;
     await this.handlers.rotationPoll.stop();
+    this.handlers.catalog.stop();
+    await this.reconcileLane;
     await this.dataPlane?.stop();
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();
@@ -432,11 +457,6 @@ export class LocalStack {
     await this.handlers.proxy?.close().catch(() => undefined);
     await Promise.allSettled([this.servers.ddb.stop(), this.servers.moto.stop()]);
   }
-}
-
-/** Target group ARN → target type, from the provisioned deployment's capability → type. */
-function targetTypesByArn(deployment: LocalDeployment): Record<string, 'ip' | 'instance'> {
-  return Object.fromEntries(Object.entries(deployment.targetGroups).map(([c, arn]) => [arn, deployment.targetTypes[c] ?? 'ip']));
 }
 
 async function stopSettled(results: PromiseSettledResult<{ stop(): Promise<void> }>[]): Promise<void> {

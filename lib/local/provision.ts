@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../core/errors';
 import { MAX_REQUEST_SECONDS_TAG, TargetType, VARIANT_WEIGHT_TAG } from '../core/lease-schema';
-import { CfnTemplate, localSubset } from './template-subset';
+import { CfnTemplate, LocalFunction, localSubset, TableSpec } from './template-subset';
 import { sleep } from '../core/concurrency';
 
 export interface LocalDeployment {
@@ -29,6 +29,14 @@ export interface LocalDeployment {
   /** Each capability's longest request, seconds, from its group's `agent-lb:max-request-seconds` tag. */
   readonly maxRequestSeconds: Readonly<Record<string, number>>;
   readonly ttlAttribute?: string;
+  /** Each capability group's tags (policy, variants), by capability: what the catalog reads. */
+  readonly capabilityTags: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** The registry state table in DynamoDB Local, when the stack has the capability catalog. */
+  readonly registryTableName?: string;
+  /** The registry functions' `AGENT_LB_CONFIG` as the template writes it (references as `<LogicalId>`). */
+  readonly registryConfig?: string;
+  /** The functions Lambda target groups invoke, by logical id, with the local ARN their group names. */
+  readonly lambdaFunctions: Readonly<Record<string, LocalFunction>>;
 }
 
 export interface ProvisionOptions {
@@ -42,7 +50,8 @@ export interface ProvisionOptions {
 
 /**
  * Creates the synthesized stack's load-balancing part in moto through CloudFormation, and
- * the lease table in DynamoDB Local with the key schema, stream and TTL the template declares.
+ * the lease table in DynamoDB Local with the key schema, stream and TTL the template declares
+ * (and the registry state table, when the stack has the capability catalog).
  * Resource ids come from the stack's resources (moto leaves change-set outputs empty).
  */
 export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeployment> {
@@ -80,15 +89,9 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
 
   const tableName = opts.tableName ?? `${opts.stackName}-leases`;
   const { table } = subset;
-  await opts.dynamodb.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      KeySchema: table.keySchema,
-      AttributeDefinitions: table.attributeDefinitions,
-      BillingMode: 'PAY_PER_REQUEST',
-      StreamSpecification: { StreamEnabled: true, StreamViewType: table.streamViewType as 'NEW_AND_OLD_IMAGES' },
-    }),
-  );
+  await createTable(opts.dynamodb, tableName, table, true);
+  const registryTableName = subset.registryTable ? `${opts.stackName}-registry-state` : undefined;
+  if (subset.registryTable && registryTableName) await createTable(opts.dynamodb, registryTableName, subset.registryTable, false);
   if (table.ttlAttribute) {
     await opts.dynamodb.send(
       new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { AttributeName: table.ttlAttribute, Enabled: true } }),
@@ -109,5 +112,27 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     variantWeights,
     maxRequestSeconds,
     ...(table.ttlAttribute ? { ttlAttribute: table.ttlAttribute } : {}),
+    capabilityTags: subset.capabilityTags,
+    ...(registryTableName ? { registryTableName } : {}),
+    ...(subset.registryConfig !== undefined ? { registryConfig: subset.registryConfig } : {}),
+    lambdaFunctions: subset.lambdaFunctions,
   };
+}
+
+/** A table in DynamoDB Local with the key schema the template declares; the lease table with its stream. */
+async function createTable(dynamodb: DynamoDBClient, name: string, spec: TableSpec, stream: boolean): Promise<void> {
+  await dynamodb.send(
+    new CreateTableCommand({
+      TableName: name,
+      KeySchema: spec.keySchema,
+      AttributeDefinitions: spec.attributeDefinitions,
+      BillingMode: 'PAY_PER_REQUEST',
+      ...(stream ? { StreamSpecification: { StreamEnabled: true, StreamViewType: spec.streamViewType as 'NEW_AND_OLD_IMAGES' } } : {}),
+    }),
+  );
+}
+
+/** Target group ARN → target type, from the provisioned deployment's capability → type. */
+export function targetTypesByArn(deployment: LocalDeployment): Record<string, TargetType> {
+  return Object.fromEntries(Object.entries(deployment.targetGroups).map(([c, arn]) => [arn, deployment.targetTypes[c] ?? 'ip']));
 }

@@ -1,5 +1,7 @@
 import { formatTarget } from '../core/address-policy';
-import { decodeLease, isLive, rotationEntry } from '../core/lease-codec';
+import { decodeLease, isLive, leaseKeyOf, rotationEntry } from '../core/lease-codec';
+import { decodeRejection, sameVerdict } from '../core/rejection';
+import { verdictOf } from '../core/rejection-planner';
 import { routeLease } from '../core/lease-routing';
 import { Lease, RotationState, RoutingConfig } from '../core/lease-schema';
 import { rotationStateOf } from '../core/rotation-planner';
@@ -61,11 +63,26 @@ export interface TargetRotation {
   readonly elbState: string;
 }
 
+/** A lease the registry refuses, or refuses some capabilities of, and why (its `rejection`, as the registry judges it now). */
+export interface TargetRejection {
+  readonly target: string;
+  /** A stable code: `invalid`, `unknown-capability`, `target-type-mismatch`, … */
+  readonly reason: string;
+  readonly message: string;
+  /** The capabilities refused; absent when the whole lease is. */
+  readonly capabilities?: readonly string[];
+  /** Whether the lease already holds this verdict (the registry has told its writer), and since when (epoch ms). */
+  readonly told: boolean;
+  readonly since?: number;
+}
+
 export interface FleetStatus {
   readonly at: string;
   readonly capabilities: readonly CapabilityStatus[];
   /** Per lease held (not expired) and capability it routes to, by target then capability. */
   readonly rotation: readonly TargetRotation[];
+  /** Every lease not expired that the registry refuses in whole or in part, by target. */
+  readonly rejections: readonly TargetRejection[];
   readonly leases: { readonly total: number; readonly live: number; readonly invalid: number };
   readonly drift: boolean;
 }
@@ -97,7 +114,15 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
   const rotation: TargetRotation[] = [];
   const readGroup = new Map(groups.map((g) => [g.targetGroupArn, new Map(g.targets.map((t) => [formatTarget(t.id, t.port), t]))]));
   let invalid = 0;
+  const rejections: TargetRejection[] = [];
   for (const item of items) {
+    const verdict = verdictOf(item, policy, src.routing);
+    const expiresAt = Number(item.expiresAt?.N);
+    if (verdict !== undefined && !(Number.isFinite(expiresAt) && expiresAt <= nowSeconds)) {
+      const stored = decodeRejection(item.rejection);
+      const told = stored !== undefined && sameVerdict(verdict, stored);
+      rejections.push({ target: leaseKeyOf(item) ?? '?', ...verdict, told, ...(told ? { since: stored.since } : {}) });
+    }
     const d = decodeLease(item, policy);
     if (!d.ok) {
       invalid++;
@@ -139,6 +164,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
     at: new Date(nowMs).toISOString(),
     capabilities,
     rotation: rotation.sort((a, b) => a.target.localeCompare(b.target) || a.capability.localeCompare(b.capability)),
+    rejections: rejections.sort((a, b) => a.target.localeCompare(b.target)),
     leases: { total: items.length, live: plan.liveLeases, invalid },
     drift: capabilities.some((c) => c.missing.length > 0 || c.stale.length > 0),
   };

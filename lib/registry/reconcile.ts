@@ -4,13 +4,15 @@ import { ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { GroupRepair, memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
+import { planRejectionsFromScan } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog } from './catalog-update';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
-import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
+import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -53,6 +55,8 @@ export interface ReconcileDeps {
    * (see lib/core/variant-weights.ts). @default - none
    */
   readonly variants?: VariantGuardDeps;
+  /** The capability catalog: its member index repaired from the pass's scan, its document counted again. @default - no catalog */
+  readonly catalog?: RegistryCatalog;
 }
 
 export interface ReconcileReport {
@@ -79,8 +83,10 @@ export interface ReconcileReport {
   /**
    * The registry's writes into leases: each held lease's `rotation` state in every group read, as
    * the read showed it (`absent` when not there), where the lease said otherwise; over that, what
-   * the pass's own calls did (`initial`, `draining`). On change only, conditional on the lease
-   * token, one UpdateItem per lease.
+   * the pass's own calls did (`initial`, `draining`); and every scanned lease's `rejection` (not
+   * expired) where its verdict differs from what it holds — what stream sync missed (a failed
+   * write, a deployment that now routes a capability). On change only, conditional on the lease
+   * token, one UpdateItem per lease, no ELB call for a rejection.
    */
   readonly registryWrites: RegistryWriteReport;
   /** Variants at weight 0 in their capability's weighted rules after this pass: no healthy target. */
@@ -89,6 +95,8 @@ export interface ReconcileReport {
   readonly variantRuleChanges: number;
   /** With an ELB call budget: calls per second against it, changes left to the next pass for want of a token. */
   readonly budget?: BudgetReport;
+  /** The catalog step: member index entries repaired, and whether the catalog's revision moved. */
+  readonly catalog: CatalogReport;
 }
 
 /**
@@ -173,8 +181,10 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const rotation = mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed);
   const [deleted, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
-    writeRegistryEntries(deps.store, rotationEntries(rotation)),
+    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs), OBSERVED_WRITES_AT_A_TIME),
   ]);
+  // Last, and separate: the catalog's member index against the scan, and its document counted again.
+  const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;
 
   return {
     liveLeases: plan.liveLeases,
@@ -195,6 +205,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     registryWrites,
     variantsHeldOut: guard.heldOut,
     variantRuleChanges: guard.ruleChanges,
+    catalog,
     ...(deps.elb.gate ? { budget: budgetReport(deps.elb.gate.budget, tally.elbCalls, Date.now() - passStarted, tally.unsent, tally.unsent > 0 ? Date.now() - passStarted : 0) } : {}),
   };
 }

@@ -4,7 +4,7 @@ import { changedTargets, groupStates, planObservedRotation, rotationEntries } fr
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { readGroups } from './group-reads';
-import { NO_REGISTRY_WRITES, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
+import { NO_REGISTRY_WRITES, OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 
 export interface RotationPollDeps {
   readonly elb: ElbTargets;
@@ -57,22 +57,27 @@ export class RotationPoll {
     }
     const items = [...(await this.deps.store.getMany(changed)).values()].filter((item) => item !== undefined);
     const observed = planObservedRotation({ groups, items, observedAtMs, policy: this.deps.policy, routing: this.deps.routing });
-    const registryWrites = await writeRegistryEntries(this.deps.store, rotationEntries(observed));
+    const registryWrites = await writeRegistryEntries(this.deps.store, rotationEntries(observed), [], OBSERVED_WRITES_AT_A_TIME);
     // Only now: a poll whose reads or writes failed looks at the same changes again next time.
     if (registryWrites.failed === 0) this.previous = current;
     return { describeCalls, leasesRead: changed.length, registryWrites };
   }
 
-  /** Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried again at the next tick. */
-  public start(intervalMs: number, onError: (error: unknown) => void): void {
+  /**
+   * Polls every `intervalMs`, one poll at a time; a failed poll goes to `onError` and is tried
+   * again at the next tick. `lane` runs each poll (default: at once); local mode runs it in line
+   * with the reconcile passes, whose writes into the same leases it would otherwise race.
+   */
+  public start(intervalMs: number, onError: (error: unknown) => void, lane: (poll: () => Promise<unknown>) => Promise<unknown> = (poll) => poll()): void {
     if (intervalMs <= 0 || this.stopped) return;
     this.timer = setTimeout(() => {
-      this.polling = this.pollOnce()
+      // Stopped while waiting for the lane: no poll.
+      this.polling = lane(() => (this.stopped ? Promise.resolve() : this.pollOnce()))
         .then(
           () => undefined,
           (error: unknown) => onError(error),
         )
-        .finally(() => this.start(intervalMs, onError));
+        .finally(() => this.start(intervalMs, onError, lane));
     }, intervalMs);
   }
 

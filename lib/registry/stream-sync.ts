@@ -2,12 +2,15 @@ import { AddressPolicy } from '../core/address-policy';
 import { ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
 import { LEASE_ATTR, RoutingConfig, TargetRef } from '../core/lease-schema';
+import { planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
 import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { decodeRotation, rotationEntry } from '../core/lease-codec';
+import { catalogChanges } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
@@ -39,6 +42,8 @@ export interface StreamSyncDeps {
    * @default SYNC_BATCH_BUDGET_MS (5 000)
    */
   readonly batchBudgetMs?: number;
+  /** The capability catalog, kept current for the leases the batch changed (never a reason to retry the batch). @default - no catalog */
+  readonly catalog?: RegistryCatalog;
 }
 
 /** See {@link StreamSyncDeps.batchBudgetMs}. */
@@ -76,10 +81,14 @@ export interface StreamSyncReport {
    * The registry's writes into leases, after the calls, one UpdateItem per lease: `rotation`
    * entries `draining` for a deregistration of a lease still held, `initial` for a registration
    * over an entry that said the target was out, and the entries an agent's re-acquire (a
-   * PutItem) dropped, written back into the new lease. A plain registration writes nothing.
-   * Never a reason to retry the batch.
+   * PutItem) dropped, written back into the new lease; in the same UpdateItem, the `rejection` of
+   * each lease whose last new image the registry refuses (or no longer refuses) otherwise than the
+   * image says. A plain registration of a valid lease writes nothing. Never a reason to retry the
+   * batch.
    */
   readonly registryWrites: RegistryWriteReport;
+  /** The catalog step: the changed leases' member index entries and, if the counts moved, a new catalog revision. */
+  readonly catalog: CatalogReport;
 }
 
 /**
@@ -98,6 +107,12 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const plan = planStreamBatch(records, deps.policy, deps.routing);
   const memory = deps.memory ?? newSyncMemory();
   const now = deps.now ?? Date.now;
+  // A separate step, beside the routing work rather than after it, so it never delays a
+  // registration: what the batch changed, as the catalog and trusted discovery see it. It reads
+  // the changed leases as they are now; the rotation writes below come back as records of their own.
+  const catalogStep = deps.catalog
+    ? updateCatalogForLeases({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, catalogChanges(records, plan.kinds, deps.routing))
+    : Promise.resolve(NO_CATALOG_CHANGE);
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {
@@ -183,10 +198,14 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
 
   // After the calls, so `since` is never earlier than the state it names and no write delays a call.
   const restored = planRestoredRotation(records, deps.policy, deps.routing);
+  // Each lease's rejection (or its removal) rides the same UpdateItem as its rotation entries.
   const registryWrites = await writeRegistryEntries(
     deps.store,
     rotationEntries(mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing, restored), restored)),
+    planRejectionsFromRecords(records, deps.policy, deps.routing, now(), plan.kinds, plan.lastFound),
   );
+
+  const catalog = await catalogStep;
 
   const kinds = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
   for (const kind of plan.kinds) kinds[kind]++;
@@ -210,6 +229,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     ...(transientError ? { transientError } : {}),
     ...(readError ? { readError } : {}),
     registryWrites,
+    catalog,
   };
 }
 

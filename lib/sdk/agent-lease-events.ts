@@ -1,6 +1,7 @@
 import type { LeaseLostError } from '../core/errors';
 import type { LeaseRotation, LeaseStatus } from '../core/lease-schema';
-import type { LeaveStepReport } from './leave';
+import type { StoredRejection } from '../core/rejection';
+import type { LeaveStepReport } from './leave-report';
 
 /**
  * Where a lease is in its life:
@@ -77,6 +78,12 @@ export interface AgentLeaseEvents {
    * an (re-)acquire it starts empty: the new item has none until the registry writes it.
    */
   rotation: [rotation: LeaseRotation, previous: LeaseRotation];
+  /**
+   * The registry refuses this lease or some of its capabilities, and says why (the lease's
+   * `rejection`: a stable `reason`, a one-line `message`, the `capabilities` refused when not all,
+   * `since`). Emitted once per verdict: the same one seen again after a re-acquire is not repeated.
+   */
+  rejected: [rejection: StoredRejection];
   /** One step of `leave()` ended (drain, rotation, propagation, inFlight, release), with its timing. */
   leaveStep: [step: LeaveStepReport];
 }

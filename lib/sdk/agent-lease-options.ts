@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
-import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, formatTarget } from '../core/address-policy';
+import { AddressPolicy, canonicalAddress, DEFAULT_ALLOWED_CIDRS, formatTarget } from '../core/address-policy';
 import { ConfigError } from '../core/errors';
 import type { AddressDiscoveryOptions } from './address-discovery';
 import { encodeValidLease } from '../core/lease-codec';
@@ -23,7 +23,10 @@ const MAX_ROTATION_POLL_INTERVAL_MS = 60_000;
 export interface AgentLeaseOptions {
   /** Name of the lease table (the stack's `LeaseTableName` output). */
   readonly tableName: string;
-  /** Private IPv4/IPv6 address the load balancer should send requests to, or an EC2 instance id `i-…`. */
+  /**
+   * Private IPv4/IPv6 address the load balancer should send requests to, or an EC2 instance id
+   * `i-…`. An IPv6 address is written in its canonical form (RFC 5952: `FD00:0::5` → `fd00::5`).
+   */
   readonly address: string;
   /** Port the agent serves on, 1–65535. */
   readonly port: number;
@@ -184,7 +187,9 @@ export function resolveAgentLeaseOptions(options: AgentLeaseOptions): ResolvedAg
   if (options.address === undefined) {
     fail('address is missing: pass the private address to register, or create the lease with `await AgentLease.create(options)`, which finds it in ECS task or EC2 instance metadata');
   }
-  const address = nonEmptyString('address', options.address);
+  // One endpoint, one key: `FD00:0::5` is written as `fd00::5`; what is no address at all is left for validation to name.
+  const given = nonEmptyString('address', options.address);
+  const address = canonicalAddress(given) ?? given;
   if (typeof options.port !== 'number') fail(`port must be a number, got ${JSON.stringify(options.port)}`);
   const port = options.port;
 

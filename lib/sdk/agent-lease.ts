@@ -1,12 +1,16 @@
-import type { LeaseRotation, RawAttributeValue } from '../core/lease-schema';
+import type { LeaseRotation, RawItem } from '../core/lease-schema';
 import { LEASE_ATTR } from '../core/lease-schema';
+import { decodeRejection, sameVerdict } from '../core/rejection';
+import type { StoredRejection } from '../core/rejection';
 import { discoverAddress } from './address-discovery';
 import type { DiscoveredAddress } from './address-discovery';
 import type { AgentLeaseState } from './agent-lease-events';
 import type { AgentLeaseCreateOptions, AgentLeaseOptions } from './agent-lease-options';
 import { LeaseHolder } from './lease-holder';
+import type { LeaseView } from './lease-view';
 import { leaveRotation } from './leave';
-import type { LeaveOptions, LeaveReport } from './leave';
+import type { LeaveOptions } from './leave';
+import type { LeaveReport } from './leave-report';
 import { servingProgress } from './rotation-progress';
 import type { GroupRotation } from './rotation-progress';
 import { RotationTracker } from './rotation-tracker';
@@ -19,13 +23,17 @@ import type { ServingOptions } from './serving';
  * release (see `LeaseHolder`) — and the lifecycle around them:
  * - `rotation`: the registry's feedback, the target's state in each capability's target group,
  *   brought by every renewal at no read cost (`rotation` event), polled only while a wait needs it;
- * - `serving()`: resolves once the target is `healthy` in every group;
+ * - `rejection`: why the registry refuses the lease or some of its capabilities (`rejected` event);
+ * - `serving()`: resolves once the target is `healthy` in every group it is not refused for;
  * - `leave()`: drain → out of rotation everywhere → propagation margin → in-flight work done →
  *   release, within a deadline (`installShutdownHandlers` runs it on SIGTERM);
  * - `AgentLease.create()`: finds the address itself (ECS task metadata, EC2 instance metadata).
  */
-export class AgentLease extends LeaseHolder {
+export class AgentLease extends LeaseHolder implements LeaseView {
   private readonly tracker: RotationTracker;
+  private currentRejection?: StoredRejection;
+  /** The last rejection reported by a `rejected` event: the same verdict is not reported twice. */
+  private reportedRejection?: StoredRejection;
   private leaving?: Promise<LeaveReport>;
   private discovered?: DiscoveredAddress;
 
@@ -38,7 +46,7 @@ export class AgentLease extends LeaseHolder {
     this.tracker = new RotationTracker(this.options.rotationPollIntervalMs, {
       poll: async () => {
         const item = await this.readOwnItem();
-        if (item !== undefined) this.tracker.observe(item[LEASE_ATTR.rotation]);
+        if (item !== undefined) this.observeItem(item);
       },
       onChange: (rotation, previous) => this.emit('rotation', rotation, previous),
     });
@@ -78,9 +86,19 @@ export class AgentLease extends LeaseHolder {
     return this.tracker.rotation;
   }
 
-  /** Held, `active`, and `healthy` in every group as last seen (makes no read). */
+  /**
+   * Why the registry refuses this lease or some of its capabilities, as it last wrote into the
+   * lease (`reason`: `invalid`, `unknown-capability`, …; `message`; `capabilities` when only those
+   * are refused; `since`); undefined while it routes the lease as written, and after an acquire
+   * until the registry has looked at the new item. A `rejected` event reports each new verdict.
+   */
+  public get rejection(): StoredRejection | undefined {
+    return this.currentRejection;
+  }
+
+  /** Held, `active`, and `healthy` in every group it is not refused for, as last seen (makes no read). */
   public get isServing(): boolean {
-    return this.held && this.status === 'active' && servingProgress(this.tracker.rotation, this.capabilities).done;
+    return this.held && this.status === 'active' && servingProgress(this.tracker.rotation, this.capabilities, this.currentRejection).done;
   }
 
   public override acquire(): Promise<AgentLeaseState> {
@@ -90,10 +108,11 @@ export class AgentLease extends LeaseHolder {
 
   /**
    * Resolves once the lease is held, `active`, and its target `healthy` in the target group of
-   * every capability, as the registry reports in `rotation`; resolves to those groups. Polls the
-   * item meanwhile (see `rotationPollIntervalMs`). May be called before `acquire()`.
-   * @throws NotServingError (code `NOT_SERVING`, `reason` timeout | lost | released | aborted)
-   *   naming each group that is not healthy and its state
+   * every capability the registry does not refuse, as it reports in `rotation` and `rejection`;
+   * resolves to those groups. Polls the item meanwhile (see `rotationPollIntervalMs`). May be
+   * called before `acquire()`.
+   * @throws NotServingError (code `NOT_SERVING`, `reason` timeout | lost | released | aborted |
+   *   rejected) naming each group that is not healthy and its state
    * @throws ConfigError for a bad timeout
    */
   public serving(options?: ServingOptions): Promise<readonly GroupRotation[]> {
@@ -123,11 +142,23 @@ export class AgentLease extends LeaseHolder {
     return this.tracker.watch();
   }
 
-  protected override onRotationSeen(raw: RawAttributeValue | undefined): void {
-    this.tracker.observe(raw);
+  protected override onItemSeen(item: RawItem | undefined): void {
+    if (item !== undefined) this.observeItem(item);
   }
 
   protected override onItemReplaced(): void {
     this.tracker.reset();
+    this.currentRejection = undefined; // the PutItem wrote none; the registry writes it again if it still refuses
+  }
+
+  /** Takes in the registry's feedback from an item that is ours: `rotation` merged, `rejection` as it stands. */
+  private observeItem(item: RawItem): void {
+    this.tracker.observe(item[LEASE_ATTR.rotation]);
+    const rejection = decodeRejection(item[LEASE_ATTR.rejection]);
+    this.currentRejection = rejection;
+    if (rejection !== undefined && !sameVerdict(rejection, this.reportedRejection)) {
+      this.reportedRejection = rejection;
+      this.emit('rejected', rejection);
+    }
   }
 }

@@ -1,4 +1,4 @@
-import type { AgentLease } from './agent-lease';
+import type { LeaseView } from './lease-view';
 import type { InFlightSource } from './in-flight';
 import { drainedProgress } from './rotation-progress';
 
@@ -18,11 +18,11 @@ import { drainedProgress } from './rotation-progress';
  * reports the early completion, so the wait ends with the last request.
  */
 export class LoadBalancerDraining implements InFlightSource {
-  public constructor(private readonly leases: readonly AgentLease[]) {}
+  public constructor(private readonly leases: readonly LeaseView[]) {}
 
   /** Groups that have not reported the target gone, over every lease still held. */
   public get inFlight(): number {
-    return this.leases.filter((l) => l.held).reduce((n, l) => n + drainedProgress(l.rotation, l.capabilities).pending.length, 0);
+    return this.leases.filter((l) => l.held).reduce((n, l) => n + drainedProgress(l.rotation, l.capabilities, l.rejection).pending.length, 0);
   }
 
   public whenIdle(): Promise<void> {
@@ -41,6 +41,6 @@ export class LoadBalancerDraining implements InFlightSource {
 }
 
 /** Waits on the load balancer's draining of `lease` (or of several leases) instead of counting requests; see {@link LoadBalancerDraining}. */
-export function untilDrained(lease: AgentLease | readonly AgentLease[]): LoadBalancerDraining {
-  return new LoadBalancerDraining(Array.isArray(lease) ? lease : [lease as AgentLease]);
+export function untilDrained(lease: LeaseView | readonly LeaseView[]): LoadBalancerDraining {
+  return new LoadBalancerDraining(Array.isArray(lease) ? lease : [lease as LeaseView]);
 }

@@ -2,11 +2,12 @@ import { AgentLbError, AgentLbErrorOptions } from '../core/errors';
 import type { GroupRotation } from './rotation-progress';
 
 /** Why `serving()` gave up. */
-export type NotServingReason = 'timeout' | 'lost' | 'released' | 'aborted';
+export type NotServingReason = 'timeout' | 'lost' | 'released' | 'aborted' | 'rejected';
 
 /**
  * `lease.serving()` did not see the target `healthy` in every group it asked for: the wait
- * timed out, was aborted, or the lease was lost or released meanwhile. `groups` holds every
+ * timed out, was aborted, the lease was lost or released meanwhile, or the registry refuses
+ * every capability of the lease (`rejected`: the lease's `rejection` says why). `groups` holds every
  * group that was not healthy, with its last reported state (`unreported` when the registry
  * wrote none: a capability this deployment does not route, or a registry that predates
  * `rotation`).

@@ -5,7 +5,7 @@ import { LeaseStore } from '../aws/lease-store';
 import { LeaseLostError } from '../core/errors';
 import { encodeValidLease } from '../core/lease-codec';
 import { LEASE_ATTR } from '../core/lease-schema';
-import type { Lease, LeaseStatus, RawAttributeValue, RawItem } from '../core/lease-schema';
+import type { Lease, LeaseStatus, RawItem } from '../core/lease-schema';
 import type { AgentLeaseEvents, AgentLeaseState, LeasePhase } from './agent-lease-events';
 import { buildLease, resolveAgentLeaseOptions } from './agent-lease-options';
 import type { AgentLeaseOptions, ResolvedAgentLeaseOptions } from './agent-lease-options';
@@ -33,7 +33,7 @@ function asError(error: unknown): Error {
  * not (those waits are bounded and awaited).
  *
  * Every item DynamoDB hands back (renewals and status changes return it) goes to
- * `onRotationSeen`, so the subclass tracks the registry's feedback at no read cost.
+ * `onItemSeen`, so the subclass tracks the registry's feedback at no read cost.
  */
 export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
   protected readonly options: ResolvedAgentLeaseOptions;
@@ -231,7 +231,7 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
       this.drainedAtMs = status === 'draining' ? sentAt : undefined;
       if (generation === this.generation && this.current) {
         this.current = { ...this.current, status };
-        this.onRotationSeen(item?.[LEASE_ATTR.rotation]);
+        this.onItemSeen(item);
       }
       this.emit('statusChanged', this.state);
       return this.state;
@@ -341,12 +341,12 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
     this.renewFailures = 0;
     this.armDeadline();
     this.scheduleRenewal(this.renewalInterval());
-    this.onRotationSeen(item?.[LEASE_ATTR.rotation]);
+    this.onItemSeen(item);
     this.emit('renewed', this.state);
   }
 
-  /** The `rotation` attribute of an item that is ours, as DynamoDB returned it (raw, untrusted). */
-  protected onRotationSeen(_raw: RawAttributeValue | undefined): void {}
+  /** An item that is ours, as DynamoDB returned it after a write (raw, untrusted): the registry's feedback is in it. */
+  protected onItemSeen(_item: RawItem | undefined): void {}
 
   /** Our PutItem replaced the item (acquire): whatever the registry wrote went with the old one. */
   protected onItemReplaced(): void {}

@@ -1,7 +1,12 @@
 import { ConfigError, LeaseLostError } from '../core/errors';
+import type { RotationState } from '../core/lease-schema';
 import { DEFAULT_MAX_REQUEST_DURATION_SECONDS } from '../core/request-duration';
-import type { AgentLease } from './agent-lease';
 import type { InFlightHook, InFlightSource } from './in-flight';
+import type { LeaseView } from './lease-view';
+import type { LeaveReport, LeaveStepName, LeaveStepOutcome, LeaveStepReport } from './leave-report';
+
+export { formatLeaveStep } from './leave-report';
+export type { LeaveReport, LeaveStepName, LeaveStepOutcome, LeaveStepReport } from './leave-report';
 import { describeGroups, GroupRotation, OUT_OF_ROTATION_STATES, outOfRotationProgress } from './rotation-progress';
 
 /** ALB nodes keep sending new requests to a deregistered target for a few seconds (ELB-FACTS.md). */
@@ -40,38 +45,6 @@ export function leaveDeadlineFor(options: { readonly maxRequestDurationMs?: numb
 export const DEFAULT_LEAVE_DEADLINE_MS = leaveDeadlineFor();
 const IN_FLIGHT_POLL_MS = 100;
 const DRAIN_RETRY_MS = 250;
-
-export type LeaveStepName = 'drain' | 'rotation' | 'propagation' | 'inFlight' | 'release';
-/**
- * - `done`: the step did what it is for; `confirmed`: the registry reported every group out of rotation;
- * - `fallback`: some group was never reported out, so the conservative wait was used instead;
- * - `deadline`: cut short by the deadline; `hurried`: cut short by the abort signal (a second signal);
- * - `lost`: the lease was lost (taken over or swept) before or during the step;
- * - `skipped`: nothing to do (no lease held, no in-flight source); `failed`: an error, in `LeaveReport.errors`.
- */
-export type LeaveStepOutcome = 'done' | 'confirmed' | 'fallback' | 'deadline' | 'hurried' | 'lost' | 'skipped' | 'failed';
-
-export interface LeaveStepReport {
-  readonly step: LeaveStepName;
-  readonly outcome: LeaveStepOutcome;
-  /** Epoch milliseconds. */
-  readonly startedAt: number;
-  readonly durationMs: number;
-  /** One line for operators: what was waited for and how it ended. */
-  readonly detail: string;
-  /** The lease keys this leave is for. */
-  readonly targets: readonly string[];
-}
-
-export interface LeaveReport {
-  readonly targets: readonly string[];
-  /** drain, rotation, propagation, inFlight, release, in that order. */
-  readonly steps: readonly LeaveStepReport[];
-  readonly durationMs: number;
-  /** True when every lease held at the start was deleted by its holder (us). */
-  readonly released: boolean;
-  readonly errors: readonly Error[];
-}
 
 export interface LeaveOptions {
   /** Milliseconds to keep serving after the target is out of rotation everywhere. @default 5000 */
@@ -180,8 +153,8 @@ const sleep = (ms: number, signal?: AbortSignal) => within(undefined, ms, signal
  * deadline. A lease lost meanwhile stops being waited for (its key is swept or someone else's).
  * @throws ConfigError for a bad option (before anything is written)
  */
-export async function leaveRotation(leaseOrLeases: AgentLease | readonly AgentLease[], options: LeaveOptions = {}): Promise<LeaveReport> {
-  const leases: readonly AgentLease[] = Array.isArray(leaseOrLeases) ? leaseOrLeases : [leaseOrLeases as AgentLease];
+export async function leaveRotation(leaseOrLeases: LeaseView | readonly LeaseView[], options: LeaveOptions = {}): Promise<LeaveReport> {
+  const leases: readonly LeaseView[] = Array.isArray(leaseOrLeases) ? leaseOrLeases : [leaseOrLeases as LeaseView];
   const o = resolveLeaveOptions(options);
   const clock = leases.length > 0 ? () => leases[0].now() : Date.now;
   const signal = options.signal;
@@ -266,7 +239,7 @@ function asError(error: unknown): Error {
 }
 
 /** Drains, retrying transient failures until `until`. Resolves to undefined, or the last error. */
-async function drainUntil(lease: AgentLease, until: number, clock: () => number, signal?: AbortSignal): Promise<Error | undefined> {
+async function drainUntil(lease: LeaseView, until: number, clock: () => number, signal?: AbortSignal): Promise<Error | undefined> {
   for (let attempt = 0; ; attempt++) {
     try {
       await lease.drain();
@@ -280,23 +253,23 @@ async function drainUntil(lease: AgentLease, until: number, clock: () => number,
 }
 
 async function waitOutOfRotation(
-  leases: readonly AgentLease[],
+  leases: readonly LeaseView[],
   o: ResolvedLeaveOptions,
   until: number,
   clock: () => number,
   signal?: AbortSignal,
 ): Promise<{ outcome: LeaveStepOutcome; detail: string }> {
   const start = clock();
-  const lost = new Set<AgentLease>();
-  const lastGroups = new Map<AgentLease, readonly GroupRotation[]>();
+  const lost = new Set<LeaseView>();
+  const lastGroups = new Map<LeaseView, readonly GroupRotation[]>();
   const evaluate = () => {
     const inRotation: GroupRotation[] = [];
     const unconfirmed: GroupRotation[] = [];
     for (const lease of leases) {
       if (lost.has(lease)) continue;
-      const progress = outOfRotationProgress(lease.rotation, lease.capabilities, (lease.drainedAt ?? start) - o.skewMs);
+      const progress = outOfRotationProgress(lease.rotation, lease.capabilities, (lease.drainedAt ?? start) - o.skewMs, lease.rejection);
       lastGroups.set(lease, progress.groups);
-      for (const g of progress.pending) (g.state === 'unreported' || OUT_OF_ROTATION_STATES.includes(g.state) ? unconfirmed : inRotation).push(g);
+      for (const g of progress.pending) (g.state === 'unreported' || OUT_OF_ROTATION_STATES.includes(g.state as RotationState) ? unconfirmed : inRotation).push(g);
     }
     const unconfirmedDue = clock() - start >= o.unconfirmedMs;
     return { inRotation, unconfirmed, done: inRotation.length === 0 && (unconfirmed.length === 0 || unconfirmedDue) };
@@ -320,11 +293,11 @@ async function waitOutOfRotation(
       const onAbort = () => finish('aborted');
       const finish = (how: 'done' | 'deadline' | 'aborted') => {
         timers.forEach(clearTimeout);
-        for (const l of leases) l.off('rotation', check).off('lost', onLost.get(l)!);
+        for (const l of leases) l.off('rotation', check).off('rejected', check).off('lost', onLost.get(l)!);
         signal?.removeEventListener('abort', onAbort);
         resolve(how);
       };
-      for (const l of leases) l.on('rotation', check).on('lost', onLost.get(l)!);
+      for (const l of leases) l.on('rotation', check).on('rejected', check).on('lost', onLost.get(l)!);
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -386,9 +359,4 @@ function cutDetail(source: InFlightSource): string {
   if (cut.length === 0) return `${left} still in flight`;
   const shown = cut.slice(0, 5).join('; ');
   return `${left} still in flight, cut: ${shown}${cut.length > 5 ? `; and ${cut.length - 5} more` : ''}`;
-}
-
-/** One log line per step: `agent-lb leave 10.0.3.17:8080: rotation confirmed in 1.2 s (vision draining for 0.8 s)`. */
-export function formatLeaveStep(step: LeaveStepReport): string {
-  return `agent-lb leave ${step.targets.join(', ')}: ${step.step} ${step.outcome} in ${seconds(step.durationMs)}${step.detail ? ` (${step.detail})` : ''}`;
 }

@@ -1,5 +1,5 @@
 import { ConfigError } from '../core/errors';
-import type { AgentLease } from './agent-lease';
+import type { LeaseView } from './lease-view';
 import { trackInFlight } from './in-flight';
 import type { TrackableServer } from './in-flight';
 import { formatLeaveStep, leaveRotation, resolveLeaveOptions } from './leave';
@@ -48,8 +48,8 @@ const EXIT_GRACE_MS = 1_000;
  * Returns a function that removes the handlers.
  * @throws ConfigError for a bad option (at install time, not at the signal)
  */
-export function installShutdownHandlers(leases: AgentLease | readonly AgentLease[], options: ShutdownHandlerOptions = {}): () => void {
-  const all: readonly AgentLease[] = Array.isArray(leases) ? leases : [leases as AgentLease];
+export function installShutdownHandlers(leases: LeaseView | readonly LeaseView[], options: ShutdownHandlerOptions = {}): () => void {
+  const all: readonly LeaseView[] = Array.isArray(leases) ? leases : [leases as LeaseView];
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   if (!Array.isArray(signals) || signals.length === 0) {
     throw new ConfigError(`installShutdownHandlers: signals must be a non-empty array, got ${JSON.stringify(signals)}`);

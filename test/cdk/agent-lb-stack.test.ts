@@ -28,6 +28,7 @@ beforeAll(() => {
   template = Template.fromStack(stack);
   for (const name of ['vision', 'speech', 'search']) ids[name] = logicalId('AWS::ElasticLoadBalancingV2::TargetGroup', `Router${name}`);
   ids.table = logicalId('AWS::DynamoDB::Table', 'Leases');
+  ids.registryTable = logicalId('AWS::DynamoDB::Table', 'RegistryState');
   ids.sync = logicalId('AWS::Lambda::Function', 'RegistrySync');
   ids.reconcile = logicalId('AWS::Lambda::Function', 'RegistryReconcile');
   ids.queue = logicalId('AWS::SQS::Queue', 'SyncFailures');
@@ -65,8 +66,8 @@ describe('AgentLbStack from the default cdk.json context', () => {
     });
   });
 
-  it('has one target group per example capability, with the context health check and timings', () => {
-    template.resourceCountIs('AWS::ElasticLoadBalancingV2::TargetGroup', 3);
+  it('has one target group per example capability, with the context health check and timings (and the catalog\'s Lambda target group)', () => {
+    template.resourceCountIs('AWS::ElasticLoadBalancingV2::TargetGroup', 4);
     for (const name of ['vision', 'speech', 'search']) {
       expect(resource(ids[name]).Properties).toMatchObject({
         TargetType: 'ip',
@@ -76,10 +77,10 @@ describe('AgentLbStack from the default cdk.json context', () => {
         HealthCheckIntervalSeconds: 10,
         HealthCheckTimeoutSeconds: 5,
         VpcId: { Ref: ids.vpc },
-        Tags: [
+        Tags: expect.arrayContaining([
           { Key: 'agent-lb:capability', Value: name },
           { Key: 'agent-lb:max-request-seconds', Value: '300' },
-        ],
+        ]),
       });
       expect(resource(ids[name]).Properties.TargetGroupAttributes).toContainEqual({ Key: 'deregistration_delay.timeout_seconds', Value: '310' });
     }
@@ -209,6 +210,7 @@ describe('AgentLbStack from the default cdk.json context', () => {
         allowedCidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '10.0.0.0/16'],
         safetyValveShare: 0.5,
         reconcileRepeatSeconds: 0,
+        catalog: { tableName: `<${ids.registryTable}>`, headerName: 'X-Agent-Capability', pathPrefix: 'agents' },
       });
       expect(parseRuntimeSettings(text).discover).toEqual({ loadBalancerArn: `<${ids.alb}>`, capabilities: ['vision', 'speech', 'search'] });
     }
@@ -216,9 +218,10 @@ describe('AgentLbStack from the default cdk.json context', () => {
 
   it('deploys and invokes the functions only after the listener rules they discover their target groups through', () => {
     const rules = Object.keys(template.findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
-    expect(rules.length).toBe(6);
+    expect(rules.length).toBe(7);
     const triggers = [
-      ...Object.values(template.findResources('AWS::Lambda::Function')),
+      // The registry's functions: the catalog's is what the catalog rule forwards to, so it comes before the rules.
+      ...Object.entries(template.findResources('AWS::Lambda::Function')).filter(([id]) => id.startsWith('Registry')).map(([, r]) => r),
       ...Object.values(template.findResources('AWS::Lambda::EventSourceMapping')),
       ...Object.values(template.findResources('AWS::Events::Rule')),
     ];
@@ -252,12 +255,14 @@ describe('AgentLbStack from the default cdk.json context', () => {
   it('lets only reconcile describe target health (a "*"-only action), read the table, delete items and update them (rotation) — never put them', () => {
     const reconcile = policyStatements('Reconcile');
     expect(reconcile).toContainEqual({ Sid: 'ReadTargetHealth', Effect: 'Allow', Action: 'elasticloadbalancing:DescribeTargetHealth', Resource: '*' });
-    const reconcileActions = reconcile.flatMap((s) => [s.Action].flat());
+    // On the lease table; the registry state table is the registry's own (below).
+    const onLeases = (s: Record<string, any>) => !JSON.stringify(s.Resource).includes(ids.registryTable);
+    const reconcileActions = reconcile.filter(onLeases).flatMap((s) => [s.Action].flat());
     expect(reconcileActions).toEqual(expect.arrayContaining(['dynamodb:Scan', 'dynamodb:BatchGetItem', 'dynamodb:DeleteItem']));
     expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:PutItem']));
     expect(reconcileActions).not.toEqual(expect.arrayContaining(['dynamodb:BatchWriteItem']));
 
-    const syncActions = policyStatements('Sync').flatMap((s) => [s.Action].flat());
+    const syncActions = policyStatements('Sync').filter(onLeases).flatMap((s) => [s.Action].flat());
     expect(syncActions).toEqual(expect.arrayContaining(['dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream']));
     // Stream reads, plus BatchGetItem to confirm every change against the leases as they are now,
     // and UpdateItem for the rotation feedback.
@@ -272,6 +277,14 @@ describe('AgentLbStack from the default cdk.json context', () => {
       });
     }
     expect(syncActions).not.toContain('elasticloadbalancing:DescribeTargetHealth');
+    // The catalog's document and member index: items of the registry state table, no scan, no stream.
+    for (const role of ['Sync', 'Reconcile']) {
+      expect(policyStatements(role)).toContainEqual({
+        Effect: 'Allow',
+        Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+        Resource: { 'Fn::GetAtt': [ids.registryTable, 'Arn'] },
+      });
+    }
   });
 
   it('uses its own Lambda roles with log writes to their own log groups, no AWS managed policies', () => {

@@ -8,6 +8,7 @@ import { describe, expect, it, test } from 'vitest';
 import { AgentLb, AgentLbProps, capabilitySlot } from '../../lib/constructs';
 import { parseRuntimeSettings } from '../../lib/core/runtime-config';
 import { renderJoin, rulePriorities, validationError } from './fixtures';
+import { CATALOG_SLOT_NAME } from '../../lib/constructs/rule-priorities';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
 
 const LISTENER_ARN = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shared/0123456789abcdef/fedcba9876543210';
@@ -55,12 +56,14 @@ describe('AgentLb on an imported listener', () => {
 
   it('adds a header and a path rule per capability to that listener, inside the priority range', () => {
     const rules = resourcesOf(template, 'AWS::ElasticLoadBalancingV2::ListenerRule');
-    expect(rules).toHaveLength(4);
+    expect(rules).toHaveLength(5);
     for (const [, rule] of rules) expect(rule.Properties.ListenerArn).toBe(LISTENER_ARN);
-    // 10000 priorities: header rules in 40001–45000, path rules in 45001–50000, slot = FNV-1a mod 5000 + 1.
+    // 10000 priorities: header rules in 40001–45000, path rules in 45001–50000, slot = FNV-1a mod 5000 + 1;
+    // the catalog's `GET /agents` rule in the path half, in a slot of its own.
     expect(rulePriorities(template)).toEqual({
       vision: { header: 40000 + capabilitySlot('vision', 5000), path: 45000 + capabilitySlot('vision', 5000) },
       speech: { header: 40000 + capabilitySlot('speech', 5000), path: 45000 + capabilitySlot('speech', 5000) },
+      agents: { path: 45000 + capabilitySlot(CATALOG_SLOT_NAME, 5000) },
     });
     expect(agents.router.priorityRange).toEqual({ min: 40001, max: 50000 });
   });
@@ -71,7 +74,7 @@ describe('AgentLb on an imported listener', () => {
   });
 
   it('lets the functions find the target groups through the listener, with DescribeListeners allowed', () => {
-    const functions = resourcesOf(template, 'AWS::Lambda::Function');
+    const functions = resourcesOf(template, 'AWS::Lambda::Function').filter(([, fn]) => fn.Properties.Environment.Variables[CONFIG_ENV] !== undefined);
     expect(functions).toHaveLength(2);
     for (const [, fn] of functions) expect(configOf(fn).discover).toEqual({ listenerArn: LISTENER_ARN, capabilities: ['vision', 'speech'] });
     template.hasResourceProperties('AWS::IAM::Policy', {
@@ -89,7 +92,8 @@ describe('AgentLb on an imported listener', () => {
 
   it('deploys the functions, the stream mapping and the schedule after every rule', () => {
     const rules = resourcesOf(template, 'AWS::ElasticLoadBalancingV2::ListenerRule').map(([id]) => id);
-    const triggers = ['AWS::Lambda::Function', 'AWS::Lambda::EventSourceMapping', 'AWS::Events::Rule'].flatMap((t) => resourcesOf(template, t));
+    // The registry's: the catalog function is what the catalog rule forwards to, so it comes first.
+    const triggers = ['AWS::Lambda::Function', 'AWS::Lambda::EventSourceMapping', 'AWS::Events::Rule'].flatMap((t) => resourcesOf(template, t)).filter(([id]) => id.startsWith('AgentsRegistry'));
     expect(triggers).toHaveLength(4);
     for (const [id, r] of triggers) expect(r.DependsOn ?? [], id).toEqual(expect.arrayContaining(rules));
   });
@@ -107,7 +111,8 @@ describe('AgentLb on an imported listener', () => {
       { unknownCapabilityResponse: true },
       "unknownCapabilityResponse sets the listener's default action, which an imported listener does not allow; set the 404 on the listener where it is defined, or leave unknownCapabilityResponse off",
     ],
-    ['a range too small for its capabilities', { priorityRange: { min: 10, max: 12 } }, 'priorityRange 10–12 holds 3 priorities; 2 capabilities need at least 4 (a header rule and a path rule each)'],
+    ['a range too small for its capabilities', { priorityRange: { min: 10, max: 12 } }, "priorityRange 10–12 holds 3 priorities; 2 capabilities need at least 6 (a header rule and a path rule each, and a slot for the capability catalog's rule)"],
+    ['a range too small without the catalog', { priorityRange: { min: 10, max: 12 }, catalog: false }, 'priorityRange 10–12 holds 3 priorities; 2 capabilities need at least 4 (a header rule and a path rule each)'],
     ['a range beyond the listener', { priorityRange: { min: 0, max: 100 } }, 'priorityRange 0–100 must be whole numbers with 1 ≤ min ≤ max ≤ 50000'],
     ['a reversed range', { priorityRange: { min: 200, max: 100 } }, 'priorityRange 200–100 must be whole numbers with 1 ≤ min ≤ max ≤ 50000'],
     ['a pinned priority beyond the range', { priorityRange: { min: 1, max: 100 }, capabilities: [{ name: 'vision', priority: 51 }] }, 'Capability "vision": priority 51 is out of range 1–50'],
@@ -130,8 +135,11 @@ describe('AgentLb on a listener defined in the same app', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
       DefaultActions: [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '200', ContentType: 'text/plain', MessageBody: 'my own app' } }],
     });
-    expect(rulePriorities(template)).toEqual({ vision: { header: 100 + capabilitySlot('vision', 50) - 1, path: 150 + capabilitySlot('vision', 50) - 1 } });
-    const [[, fn]] = resourcesOf(template, 'AWS::Lambda::Function');
+    expect(rulePriorities(template)).toEqual({
+      vision: { header: 100 + capabilitySlot('vision', 50) - 1, path: 150 + capabilitySlot('vision', 50) - 1 },
+      agents: { path: 150 + capabilitySlot(CATALOG_SLOT_NAME, 50) - 1 },
+    });
+    const [[, fn]] = resourcesOf(template, 'AWS::Lambda::Function').filter(([id]) => id.includes('Sync'));
     const alb = resourcesOf(template, 'AWS::ElasticLoadBalancingV2::LoadBalancer')[0][0];
     expect(configOf(fn).discover).toEqual({ loadBalancerArn: `<${alb}>`, capabilities: ['vision'] });
   });
@@ -185,7 +193,8 @@ describe('AgentLb with an existing lease table', () => {
 
     // THEN
     const template = Template.fromStack(stack);
-    template.resourceCountIs('AWS::DynamoDB::Table', 0);
+    // The registry state table only (the capability catalog's).
+    expect(resourcesOf(template, 'AWS::DynamoDB::Table').map(([id]) => id)).toEqual([expect.stringMatching(/^AgentsRegistryState/)]);
     expect(agents.leaseTable).toBeUndefined();
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { EventSourceArn: 'arn:aws:dynamodb:eu-west-1:123456789012:table/team-leases/stream/2026-01-01T00:00:00.000' });
     template.hasResourceProperties('AWS::IAM::ManagedPolicy', {

@@ -29,9 +29,12 @@ describe('CapabilityRouter target groups', () => {
       Matcher: { HttpCode: '200' },
       // maxRequestDuration 5 minutes by default: the delay lets such a request finish (+ 10 s)
       TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '310' }]),
+      // The catalog reads the policy tags with the capability tag (CDK sorts tags by key).
       Tags: [
+        { Key: 'agent-lb:algorithm', Value: 'least_outstanding_requests' },
         { Key: 'agent-lb:capability', Value: 'vision' },
         { Key: 'agent-lb:max-request-seconds', Value: '300' },
+        { Key: 'agent-lb:stickiness', Value: 'off' },
       ],
     });
     expect(Object.keys(router.targetGroups)).toEqual(['vision', 'speech']);

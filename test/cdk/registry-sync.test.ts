@@ -6,7 +6,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { describe, expect, it, test } from 'vitest';
-import { CapabilityRouter, LeaseTable, RegistrySync, RegistrySyncProps } from '../../lib/constructs';
+import { CapabilityRouter, LeaseTable, RegistryStateTable, RegistrySync, RegistrySyncProps } from '../../lib/constructs';
 import { appWithoutBundling, renderJoin, validationError } from './fixtures';
 import { RECONCILE_SERVICE_NAME } from '../../lib/core/metric-names';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
@@ -97,6 +97,14 @@ describe('RegistrySync', () => {
   it('fits 100 capabilities with 20-character names when the functions discover their target groups', () => {
     const s = surroundings(Array.from({ length: 100 }, (_, i) => `capability-name-${String(i).padStart(4, '0')}`));
     const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb });
+    expect(sync.node.validate()).toEqual([]);
+  });
+
+  it('fits 99 capabilities with 20-character names and the capability catalog with 10 public metadata keys', () => {
+    const s = surroundings(Array.from({ length: 99 }, (_, i) => `capability-name-${String(i).padStart(4, '0')}`));
+    const table = new RegistryStateTable(s.stack, 'State');
+    const attributes = Array.from({ length: 10 }, (_, i) => `metadata-key-${i}`);
+    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb, catalog: { table, headerName: 'X-Agent-Capability', pathPrefix: 'agents', attributes } });
     expect(sync.node.validate()).toEqual([]);
   });
 

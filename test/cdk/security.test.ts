@@ -130,7 +130,11 @@ const STAR_ONLY_ACTIONS = new Set(['dynamodb:ListStreams', 'elasticloadbalancing
 describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
   it('only the sync and reconcile roles may Register/DeregisterTargets, on exactly this stack\'s target groups and nothing else', () => {
     const { template } = variants[key];
-    const groups = Object.keys(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')).sort();
+    // The capability groups; the catalog's Lambda target group takes no registration from the registry.
+    const groups = Object.entries(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup'))
+      .filter(([, g]) => g.Properties.TargetType !== 'lambda')
+      .map(([id]) => id)
+      .sort();
     expect(groups.length).toBeGreaterThan(0);
     for (const action of ['elasticloadbalancing:RegisterTargets', 'elasticloadbalancing:DeregisterTargets']) {
       const granting = identityStatements(template).filter((s) => grants(s.statement, action));
@@ -159,7 +163,7 @@ describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
 
   it('agents get item reads and writes on the lease table only; nobody else may put a lease, only the registry updates one (rotation)', () => {
     const { template } = variants[key];
-    const table = Object.keys(template.findResources('AWS::DynamoDB::Table'));
+    const table = Object.keys(template.findResources('AWS::DynamoDB::Table')).filter((id) => !id.includes('RegistryState'));
     expect(table).toHaveLength(1);
     const agentPolicies = Object.entries(template.findResources('AWS::IAM::ManagedPolicy')).filter(([id]) => id.includes('AgentPolicy'));
     expect(agentPolicies).toHaveLength(1);
@@ -173,12 +177,30 @@ describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
         Resource: { 'Fn::GetAtt': [table[0], 'Arn'] },
       },
     ]);
+    const onLeases = (s: { statement: Json }) => !JSON.stringify(s.statement.Resource).includes('RegistryState');
     for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:PartiQLInsert', 'dynamodb:PartiQLUpdate']) {
-      const writers = identityStatements(template).filter((s) => grants(s.statement, action)).flatMap((s) => s.owners);
+      const writers = identityStatements(template).filter((s) => grants(s.statement, action) && onLeases(s)).flatMap((s) => s.owners);
       // UpdateItem also for the registry's two roles: they write `rotation` (conditional on the lease token).
       const expected = { 'dynamodb:PutItem': [agentPolicies[0][0]], 'dynamodb:UpdateItem': [agentPolicies[0][0], roleOf(template, 'SyncRole'), roleOf(template, 'ReconcileRole')] }[action] ?? [];
       expect(writers.sort(), action).toEqual(expected.sort());
     }
+  });
+
+  it('the registry state table: only the sync and reconcile roles write it; the catalog function may read the catalog item and nothing else; agents get nothing', () => {
+    const { template } = variants[key];
+    const [registry] = Object.keys(template.findResources('AWS::DynamoDB::Table')).filter((id) => id.includes('RegistryState'));
+    const onRegistry = identityStatements(template).filter((s) => JSON.stringify(s.statement.Resource).includes(registry));
+    for (const action of ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:Query', 'dynamodb:Scan']) {
+      const expected = ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query'].includes(action) ? [roleOf(template, 'SyncRole'), roleOf(template, 'ReconcileRole')] : [];
+      expect(onRegistry.filter((s) => grants(s.statement, action)).flatMap((s) => s.owners).sort(), action).toEqual(expected.sort());
+    }
+    const catalog = onRegistry.filter((s) => s.owners.includes(roleOf(template, 'CatalogRole')));
+    expect(catalog.map((s) => s.statement)).toEqual([
+      { Effect: 'Allow', Action: 'dynamodb:GetItem', Resource: { 'Fn::GetAtt': [registry, 'Arn'] }, Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['catalog'] } } },
+    ]);
+    // The catalog role touches nothing else: no lease table, no ELB.
+    const catalogActions = identityStatements(template).filter((s) => s.owners.includes(roleOf(template, 'CatalogRole'))).flatMap((s) => list(s.statement.Action));
+    expect(catalogActions.sort()).toEqual(['dynamodb:GetItem', 'logs:CreateLogStream', 'logs:PutLogEvents']);
   });
 });
 
@@ -205,6 +227,7 @@ describe('accepted cdk-nag findings', () => {
       [
         'AgentLb/LoadBalancer AwsSolutions-ELB2',
         'AgentLb/LoadBalancerSecurityGroup AwsSolutions-EC23',
+        'AgentLb/Default/Catalog/Function AwsSolutions-L1',
         'AgentLb/Default/Registry/Reconcile AwsSolutions-L1',
         'AgentLb/Default/Registry/ReconcileRole AwsSolutions-IAM5[Resource::*]',
         'AgentLb/Default/Registry/Sync AwsSolutions-L1',

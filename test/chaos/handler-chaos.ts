@@ -78,6 +78,13 @@ export function instrumentElbClient(client: ElasticLoadBalancingV2Client, origin
 
 type Handler = (event: DynamoDBStreamEvent) => Promise<DynamoDBBatchResponse>;
 
+const FORCED_KILLS: ReadonlyMap<number, KillPoint> = new Map([
+  [3, 'before'],
+  [6, 'mid'],
+  [9, 'after'],
+]);
+const FORCED_DUPLICATES: ReadonlySet<number> = new Set([12]);
+
 export function withHandlerChaos(handler: Handler, options: HandlerChaosOptions): { handler: Handler; counters: HandlerChaosCounters; enabled: { value: boolean } } {
   const counters: HandlerChaosCounters = { invocations: 0, kills: { before: 0, mid: 0, after: 0 }, duplicates: 0, recordsDelivered: 0 };
   const enabled = { value: true };
@@ -109,8 +116,11 @@ export function withHandlerChaos(handler: Handler, options: HandlerChaosOptions)
   const wrapped: Handler = async (event) => {
     counters.invocations++;
     counters.recordsDelivered += event.Records.length;
-    if (enabled.value && chance(r, options.killRate)) {
-      const point = r() < 0.25 ? 'before' : r() < 0.67 ? 'mid' : 'after';
+    // Every run kills at each point at least once (invocations 3, 6 and 9) and delivers a batch twice
+    // (invocation 12), whatever the draws: at their rates a run with few invocations saw none of one.
+    const forced = enabled.value ? FORCED_KILLS.get(counters.invocations) : undefined;
+    if (forced || (enabled.value && chance(r, options.killRate))) {
+      const point = forced ?? (r() < 0.25 ? 'before' : r() < 0.67 ? 'mid' : 'after');
       if (point === 'before') {
         counters.kills.before++;
         throw new HandlerKilledError('before');
@@ -122,7 +132,7 @@ export function withHandlerChaos(handler: Handler, options: HandlerChaosOptions)
       }
       return killMidway(event, 1 + Math.floor(r() * 2));
     }
-    if (enabled.value && chance(r, options.duplicateRate)) {
+    if (enabled.value && (FORCED_DUPLICATES.has(counters.invocations) || chance(r, options.duplicateRate))) {
       counters.duplicates++;
       counters.recordsDelivered += event.Records.length;
       await handler(event);

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeRulesCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, Rule } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandLine, connectResult, contractItem, processAlive, processTree, runCli, spawnCli, targetKeys, waitFor } from '../support/local-harness';
@@ -87,7 +87,7 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
   });
 
   it('writes a state file with exactly the documented keys', () => {
-    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'maxRequestSeconds', 'region', 'tableName', 'targetGroups']);
+    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'maxRequestSeconds', 'region', 'registryTableName', 'tableName', 'targetGroups']);
     expect(state.loadBalancerEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(output).toContain(`load balancer ${state.loadBalancerEndpoint}`);
     expect(Object.keys(state.targetGroups).sort()).toEqual(['search', 'speech', 'vision']);
@@ -177,6 +177,33 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     expect(text.stdout).toContain('drift: none');
   });
 
+  it('`GET /agents` on loadBalancerEndpoint: the catalog counts the server healthy, without its address', async () => {
+    await waitFor(async () => {
+      const answer = await get(state.loadBalancerEndpoint, '/agents');
+      const vision = (JSON.parse(answer.body) as { capabilities: { name: string; targets: { healthy: number } }[] }).capabilities.find((c) => c.name === 'vision');
+      return answer.status === 200 && vision?.targets.healthy === 1;
+    }, 30_000, 'vision healthy in the catalog', 200);
+    const answer = await get(state.loadBalancerEndpoint, '/agents');
+    expect(answer.body).not.toContain(String(server.port));
+    expect(answer.body).not.toContain('127.0.0.1');
+    expect(output).toContain(`curl -s ${state.loadBalancerEndpoint}/agents`);
+  });
+
+  it('`agents vision --state-file` lists the server with its address, port and rotation state', async () => {
+    const result = await runCli(['agents', 'vision', '--state-file', stateFile, '--json']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const agents = JSON.parse(result.stdout) as { address: string; port: number; state: string; agentId: string }[];
+    expect(agents).toEqual([expect.objectContaining({ address: '127.0.0.1', port: server.port, state: 'healthy', agentId: 'outside-client' })]);
+    const text = await runCli(['agents', 'vision', '--state-file', stateFile, '--health', 'all']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^127\\.0\\.0\\.1\\s+${server.port}\\s+healthy\\s`, 'm'));
+    expect((await runCli(['agents', 'speech', '--state-file', stateFile, '--json'])).stdout.trim()).toBe('[]');
+    const bad = await runCli(['agents', 'vision', '--state-file', stateFile, '--health', 'sick']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   it('`leases --state-file --json` lists the lease as live and active', async () => {
     const result = await runCli(['leases', '--state-file', stateFile, '--json']);
     expect(result.stderr).toBe('');
@@ -192,6 +219,36 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
     const unrouted = await runCli(['leases', '--state-file', stateFile, '--json', '--capability', 'ocr']);
     expect(unrouted.code).toBe(0);
     expect(unrouted.stderr).toMatch(/^warning: capability "ocr" is not routed by this deployment \(it routes search, speech, vision\)/);
+  });
+
+  it('tells why it refuses a malformed lease and an unrouted capability: in its events, the leases, `status` and `explain`', async () => {
+    // Prepare: the outside client adds a capability the deployment does not route; someone writes a malformed lease
+    const unrouted = contractItem({ address: '127.0.0.1', port: server.port, capabilities: ['ocr', 'vision'], agentId: 'outside-client', ttlSeconds: 120 });
+    const malformed = { ...contractItem({ address: '127.0.0.1', port: 9, capabilities: ['vision'], ttlSeconds: 120 }), port: { S: '9' } };
+    await ddb.send(new PutItemCommand({ TableName: state.tableName, Item: unrouted }));
+    await ddb.send(new PutItemCommand({ TableName: state.tableName, Item: malformed }));
+
+    // Act: the registry writes both reasons into the leases
+    const rejectionOf = async (key: string) => (await ddb.send(new GetItemCommand({ TableName: state.tableName, Key: { target: { S: key } }, ConsistentRead: true }))).Item?.rejection?.M;
+    await waitFor(async () => (await rejectionOf(leaseKey))?.reason?.S === 'unknown-capability' && (await rejectionOf('127.0.0.1:9'))?.reason?.S === 'invalid', 30_000, 'both rejections written');
+    await waitFor(() => output.includes('127.0.0.1:9 rejected: invalid:') && output.includes(`${leaseKey} rejected: unknown-capability (ocr):`), 30_000, () => `the events (output: ${output.slice(-2000)})`);
+    const status = await runCli(['status', '--state-file', stateFile]);
+    const explainOk = await runCli(['explain', leaseKey, '--state-file', stateFile]);
+    const explainBad = await runCli(['explain', '127.0.0.1:9', '--state-file', stateFile]);
+
+    // Assess
+    expect((await rejectionOf(leaseKey))?.capabilities?.SS).toEqual(['ocr']);
+    expect(output).toContain('127.0.0.1:9 rejected: invalid: attribute "port" must be Number (N), got S');
+    expect(status.stdout).toMatch(/^REFUSED\s+REASON\s+CAPABILITIES\s+TOLD\s+WHY$/m);
+    expect(status.stdout).toMatch(/^127\.0\.0\.1:9\s+invalid\s+\(all\)\s+yes\s+attribute "port" must be Number \(N\), got S$/m);
+    expect(status.stdout).toMatch(new RegExp(`^127\\.0\\.0\\.1:${server.port}\\s+unknown-capability\\s+ocr\\s+yes\\s+capability "ocr" is not routed by this deployment`, 'm'));
+    expect(explainOk.code).toBe(0);
+    expect(explainOk.stdout).toContain(`${leaseKey}: the lease is live: active`);
+    expect(explainOk.stdout).toMatch(/^ {2}ocr: NOT IN ROTATION\n {4}- the registry refuses it: capability "ocr" is not routed by this deployment \(known: search, speech, vision\) \(the lease holds this reason in rejection\)$/m);
+    expect(explainOk.stdout).toMatch(/^ {2}vision: IN ROTATION$/m);
+    expect(explainOk.stdout).toContain('- requests reach it by X-Agent-Capability: vision or path /agents/vision or /agents/vision/*');
+    expect(explainBad.stdout).toMatch(/^127\.0\.0\.1:9: the lease is invalid, so the registry routes it nowhere \(invalid: attribute "port" must be Number \(N\), got S\); the lease holds this reason/m);
+    await ddb.send(new DeleteItemCommand({ TableName: state.tableName, Key: { target: { S: '127.0.0.1:9' } } }));
   });
 
   it('SIGTERM: exits 0 within 10 s, removes the state file, leaves no process and frees the ports', async () => {

@@ -65,6 +65,28 @@ describe('local data plane: routing', () => {
     expect((await get(lb.endpoint, '/agents/Speech/x')).status).toBe(404);
   });
 
+  it("takes headers up to ALB's quotas (16 KB a header, 64 KB in all) and answers ALB's 400 past them, never reaching the target", async () => {
+    const [v1] = await servers('vision-1');
+    const { lb, sink } = await startLb({ rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', [v1])] });
+    await allHealthy(sink, 'tg/vision', [v1]);
+    const big = (n: number, size: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-big-${i}`, 'a'.repeat(size)]));
+    const seen = v1.requests.length;
+    expect((await get(lb.endpoint, '/agents/vision/x', big(1, 15_000))).status).toBe(200);
+    expect(v1.requests.length).toBe(seen + 1);
+    for (const [headers, path] of [
+      [big(1, 17_000), '/agents/vision/x'],
+      [big(5, 15_000), '/agents/vision/x'],
+      [big(10, 15_000), '/agents/vision/x'],
+      [{}, `/agents/vision/x?q=${'a'.repeat(17_000)}`],
+    ] as const) {
+      const res = await get(lb.endpoint, path, headers);
+      expect(res.status).toBe(400);
+      expect(res.body).toContain('400 Bad Request');
+      expect(res.headers.server).toBe('awselb/2.0');
+    }
+    expect(v1.requests.length).toBe(seen + 1);
+  });
+
   it('adds X-Forwarded-For, -Proto, -Port and a trace id, keeping the Host the client sent', async () => {
     const [v1] = await servers('vision-1');
     const { lb, sink } = await startLb({ rules: capabilityRules({ vision: 'tg/vision' }), targetGroups: [targetGroup('tg/vision', [v1])], listenerPort: 80 });

@@ -102,6 +102,23 @@ describe('moto launcher: ELB target model', () => {
     expect(await health(arn, [t(1), t(2)])).toEqual({ '10.0.0.1:8080': ['healthy', undefined], '10.0.0.2:8080': ['unused', 'Target.NotRegistered'] });
   });
 
+  it('answers DescribeTargetHealth with every field ELB sends, for an empty group and for 300 targets in one read', async () => {
+    const arn = await group(60);
+    expect(await health(arn)).toEqual({});
+    const many = Array.from({ length: 300 }, (_, i) => ({ Id: `10.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`, Port: 9000 + (i % 3) }));
+    await elb.send(new RegisterTargetsCommand({ TargetGroupArn: arn, Targets: many }));
+    await elb.send(new DeregisterTargetsCommand({ TargetGroupArn: arn, Targets: [many[0]] }));
+    const out = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: arn }));
+    expect(out.TargetHealthDescriptions).toHaveLength(300);
+    const first = out.TargetHealthDescriptions!.find((d) => d.Target?.Id === many[0].Id);
+    expect(first).toEqual({
+      Target: { Id: many[0].Id, Port: many[0].Port },
+      HealthCheckPort: 'traffic-port',
+      TargetHealth: { State: 'draining', Reason: 'Target.DeregistrationInProgress', Description: 'Target deregistration is in progress' },
+    });
+    expect(out.TargetHealthDescriptions!.find((d) => d.Target?.Id === many[299].Id)).toEqual({ Target: many[299], HealthCheckPort: 'traffic-port', TargetHealth: { State: 'healthy' } });
+  });
+
   it('refuses a public IP target with ValidationError and registers nothing of that call', async () => {
     const arn = await group();
     await expect(elb.send(new RegisterTargetsCommand({ TargetGroupArn: arn, Targets: [t(1), { Id: '203.0.113.5', Port: 8080 }] }))).rejects.toMatchObject({

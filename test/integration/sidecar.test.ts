@@ -89,14 +89,15 @@ afterAll(async () => {
 });
 
 describe('sidecar (in process)', () => {
-  function sidecar(port: number, url: string, ttl: number): { sidecar: Sidecar; events: SidecarEvent[] } {
+  function sidecar(port: number, url: string, ttl: number, extra: { capabilities?: string[]; readyFile?: string } = {}): { sidecar: Sidecar; events: SidecarEvent[] } {
     const s = new Sidecar({
       healthUrl: url,
       intervalMs: 200,
       unhealthyThreshold: 2,
       probeTimeoutMs: 1000,
-      lease: { tableName: stack.state.tableName, address: '127.0.0.1', port, capabilities: ['vision'], ttl, allowLoopback: true, client: stack.dynamodb },
+      lease: { tableName: stack.state.tableName, address: '127.0.0.1', port, capabilities: extra.capabilities ?? ['vision'], ttl, allowLoopback: true, client: stack.dynamodb },
       leave: { propagationMarginMs: 200 },
+      ...(extra.readyFile ? { readyFile: extra.readyFile } : {}),
     });
     sidecars.push(s);
     const events: SidecarEvent[] = [];
@@ -144,6 +145,27 @@ describe('sidecar (in process)', () => {
     await s.stop();
     await waitFor(async () => (await groupsOf(key)).length === 0, SLACK_MS, 'deregistration after stop');
     expect(kinds(events)).toEqual(['acquired', 'drained', 'released', 'acquired', 'released']); // back active at once, no 'activated' step
+  });
+
+  it('logs the registry\'s rejection of an unrouted capability once, serves in the other and leaves without waiting for it', async () => {
+    const { server, port } = await healthServer();
+    const readyFile = join(dir, `ready-rejected-${port}`);
+    const { sidecar: s, events } = sidecar(port, server.url, 6, { capabilities: ['ocr', 'vision'], readyFile });
+    s.start();
+
+    await waitFor(() => existsSync(readyFile), 30_000, () => `the ready file (events: ${JSON.stringify(events.filter((e) => e.kind !== 'probe'))})`);
+    await waitFor(() => events.some((e) => e.kind === 'rejected'), 30_000, 'the rejection event');
+    let renewals = 0;
+    s.lease.on('renewed', () => renewals++);
+    await waitFor(() => renewals >= 2, 30_000, 'two heartbeats more, each bringing the same verdict back');
+    const leaving = Date.now();
+    const report = await s.stop();
+
+    expect(events.filter((e) => e.kind === 'rejected').map((e) => e.detail)).toEqual([
+      `unknown-capability (ocr): capability "ocr" is not routed by this deployment (known: ${Object.keys(stack.state.targetGroups).sort().join(', ')})`,
+    ]);
+    expect(report.steps.find((st) => st.step === 'rotation')?.outcome).toBe('confirmed');
+    expect(Date.now() - leaving).toBeLessThan(8_000); // no 10 s fallback for ocr
   });
 
   it('stop() during a health probe in flight releases the lease for good (the late healthy answer does not re-acquire it)', async () => {

@@ -130,7 +130,8 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
 
   it('on an imported listener: only adds its rules, in the configured range, on that listener', () => {
     const rules = resources(imported, 'AWS::ElasticLoadBalancingV2::ListenerRule');
-    expect(rules).toHaveLength(4);
+    // Two per capability, and the capability catalog's (GET /agents).
+    expect(rules).toHaveLength(5);
     for (const [, rule] of rules) {
       expect(rule.Properties.ListenerArn).toBe('arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shared/0123456789abcdef/fedcba9876543210');
       expect(rule.Properties.Priority).toBeGreaterThanOrEqual(40001);
@@ -139,7 +140,8 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
     expect(resources(imported, 'AWS::ElasticLoadBalancingV2::Listener')).toEqual([]);
     expect(resources(imported, 'AWS::ElasticLoadBalancingV2::LoadBalancer')).toEqual([]);
     const config = (fn: Resource) => JSON.stringify(fn.Properties.Environment.Variables[CONFIG_ENV]);
-    for (const [, fn] of resources(imported, 'AWS::Lambda::Function')) expect(config(fn)).toContain('listenerArn');
+    // The registry's functions find the listener; the catalog's serves a document and needs none.
+    for (const [id, fn] of resources(imported, 'AWS::Lambda::Function')) if (!/Catalog/.test(id)) expect(config(fn)).toContain('listenerArn');
   });
 
   it("on its own listener: leaves the user's default action as it is, rules in the configured range", () => {
@@ -148,7 +150,8 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
       { Type: 'fixed-response', FixedResponseConfig: { StatusCode: '200', ContentType: 'text/plain', MessageBody: 'my own app' } },
     ]);
     const priorities = resources(own, 'AWS::ElasticLoadBalancingV2::ListenerRule').map(([, r]) => r.Properties.Priority as number);
-    expect(priorities).toHaveLength(2);
+    // The capability's rule and the capability catalog's (GET /agents).
+    expect(priorities).toHaveLength(3);
     expect(priorities.every((p) => p >= 100 && p <= 199)).toBe(true);
     expect(synth.stderr).not.toMatch(/default Action already existed/i);
   });
@@ -156,12 +159,14 @@ describe('a CDK project of its own, beside its own aws-cdk-lib', () => {
   it('deploys the functions, their stream mapping and schedule after every listener rule', () => {
     for (const template of [imported, own]) {
       const rules = resources(template, 'AWS::ElasticLoadBalancingV2::ListenerRule').map(([id]) => id);
+      // The catalog's function is the target of its own rule, so it comes before the rules; the registry's come after.
       const triggers = [
         ...resources(template, 'AWS::Lambda::Function'),
         ...resources(template, 'AWS::Lambda::EventSourceMapping'),
         ...resources(template, 'AWS::Events::Rule'),
-      ];
+      ].filter(([id]) => !/Catalog/.test(id));
       expect(triggers).toHaveLength(4);
+      expect(resources(template, 'AWS::Lambda::Function').filter(([id]) => /Catalog/.test(id))).toHaveLength(1);
       for (const [id, r] of triggers) expect(r.DependsOn ?? [], id).toEqual(expect.arrayContaining(rules));
     }
   });

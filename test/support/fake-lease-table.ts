@@ -12,7 +12,7 @@ type DynamoStub = AwsClientStub<DynamoDBClient>;
  * `unprocessedOnce` makes the next BatchGetItem leave that many keys unprocessed, as DynamoDB
  * does under throttling. The registry's UpdateItems (LeaseStore.writeEntries) are applied with
  * their conditions as DynamoDB would (dynamo-expressions.ts); the `rotation` entries they change
- * are listed in `rotationWrites`.
+ * are listed in `rotationWrites`, the `rejection`s they write or remove in `rejectionWrites`.
  */
 export class FakeLeaseTable {
   public readonly items = new Map<string, Item>();
@@ -21,6 +21,8 @@ export class FakeLeaseTable {
   public unprocessedOnce = 0;
   /** Rotation entries written, as `key capability=state@since`, in order. */
   public readonly rotationWrites: string[] = [];
+  /** Rejections written, as `key reason[capabilities]` or `key removed`, in order. */
+  public readonly rejectionWrites: string[] = [];
 
   public constructor(public readonly tableName = 'leases') {}
 
@@ -67,7 +69,7 @@ export class FakeLeaseTable {
       return item ? { Item: item } : {};
     });
     stub.on(UpdateItemCommand).callsFake((input: ExpressionInput & { Key: { target: { S: string } }; ReturnValuesOnConditionCheckFailure?: string }) => {
-      if (!input.UpdateExpression?.includes('#a0')) throw new Error(`FakeLeaseTable answers only the registry's writes, got ${input.UpdateExpression}`);
+      if (!/#a0|#rejection/.test(input.UpdateExpression ?? '')) throw new Error(`FakeLeaseTable answers only the registry's writes, got ${input.UpdateExpression}`);
       const key = input.Key.target.S;
       const item = this.items.get(key);
       if (!conditionHolds(item, input)) {
@@ -78,6 +80,10 @@ export class FakeLeaseTable {
       const before = item.rotation?.M ?? {};
       for (const [capability, entry] of Object.entries(next.rotation?.M ?? {})) {
         if (JSON.stringify(before[capability]) !== JSON.stringify(entry)) this.rotationWrites.push(`${key} ${capability}=${entry.M!.state.S}@${entry.M!.since.N}`);
+      }
+      if (JSON.stringify(item.rejection) !== JSON.stringify(next.rejection)) {
+        const r = next.rejection?.M;
+        this.rejectionWrites.push(r === undefined ? `${key} removed` : `${key} ${r.reason.S}${r.capabilities?.SS ? `[${r.capabilities.SS.join(',')}]` : ''}`);
       }
       this.items.set(key, next);
       return {};

@@ -87,6 +87,41 @@ describe('agent-lb status shows each target\'s rotation state and its age', () =
   ])('formatAge(%i) = %s', (seconds, text) => expect(formatAge(seconds)).toBe(text));
 });
 
+describe('agent-lb status shows why the registry refuses what it refuses', () => {
+  it('per target: the reason, the capabilities refused, whether the lease holds it yet, and the message', async () => {
+    // Prepare: an unrouted capability already told, an invalid item not yet told, an expired refused lease (not shown)
+    const told = {
+      ...leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'] }),
+      rejection: { M: { reason: { S: 'unknown-capability' }, message: { S: 'capability "ocr" is not routed by this deployment (known: ec2, speech, vision)' }, since: { N: String(T0 * 1000 - 5_000) }, capabilities: { SS: ['ocr'] } } },
+    };
+    const invalid = leaseItem({ address: '10.0.0.3' }, { port: { S: '8080' } });
+    const forged = leaseItem({ address: '10.0.0.4' }, { target: { S: '\u001b[2Jx' } });
+    new FakeLeaseTable().put(told, invalid, forged, leaseItem({ address: '10.0.0.9', capabilities: ['ocr'], expiresAt: T0 - 5 })).install(ddbMock);
+    elbMock.on(DescribeTargetHealthCommand).resolves({ TargetHealthDescriptions: [] });
+
+    // Act
+    const status = await fleetStatus({
+      elb: new ElbTargets(new ElasticLoadBalancingV2Client({ region: 'us-east-1', credentials })),
+      store: new LeaseStore(new DynamoDBClient({ region: 'us-east-1', credentials }), 'leases'),
+      routing: testConfig().routing,
+      now: () => T0 * 1000,
+    });
+
+    // Assess
+    expect(status.rejections.map((r) => [r.target, r.reason, r.capabilities, r.told])).toEqual([
+      ['\u001b[2Jx', 'invalid', undefined, false],
+      ['10.0.0.2:8080', 'unknown-capability', ['ocr'], true],
+      ['10.0.0.3:8080', 'invalid', undefined, false],
+    ]);
+    const text = renderStatus(status);
+    expect(text).toMatch(/^REFUSED\s+REASON\s+CAPABILITIES\s+TOLD\s+WHY$/m);
+    expect(text).toMatch(/^10\.0\.0\.2:8080\s+unknown-capability\s+ocr\s+yes\s+capability "ocr" is not routed by this deployment/m);
+    expect(text).toMatch(/^10\.0\.0\.3:8080\s+invalid\s+\(all\)\s+not yet\s+attribute "port" must be Number \(N\), got S$/m);
+    expect(text).not.toContain('\u001b');
+    expect(text).toContain('"\\u001b[2Jx"');
+  });
+});
+
 describe('agent-lb status shows weighted variants', () => {
   const CANARY = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vision-canary/4';
 

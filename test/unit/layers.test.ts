@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -58,6 +58,31 @@ function importsOf(file: string): string[] {
   return specifiers.filter((s) => s.startsWith('.')).map((s) => resolve(dirname(file), s));
 }
 
+/** The source file an import resolves to (`./x` → `x.ts` or `x/index.ts`). */
+function sourceOf(target: string): string {
+  return existsSync(`${target}.ts`) ? `${target}.ts` : join(target, 'index.ts');
+}
+
+/** Each import cycle among `sources` (type-only imports count: they tie the files' shapes together), as the files in it. */
+function importCycles(sources: readonly string[]): string[][] {
+  const graph = new Map(sources.map((f) => [f, importsOf(f).map(sourceOf).filter((t) => sources.includes(t))]));
+  const cycles: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const path: string[] = [];
+  const visit = (file: string): void => {
+    state.set(file, 'open');
+    path.push(file);
+    for (const next of graph.get(file) ?? []) {
+      if (state.get(next) === 'open') cycles.push(path.slice(path.indexOf(next)).map((f) => relative(ROOT, f)));
+      else if (!state.has(next)) visit(next);
+    }
+    path.pop();
+    state.set(file, 'done');
+  };
+  for (const file of sources) if (!state.has(file)) visit(file);
+  return cycles;
+}
+
 const files = [...sourceFiles(join(ROOT, 'lib')), ...sourceFiles(join(ROOT, 'lambdas'))];
 
 describe('layers: imports point down', () => {
@@ -89,6 +114,11 @@ describe('layers: imports point down', () => {
     expect(reach).toEqual([]);
   });
 
+  // The layers every other one builds on, and the SDK (whose shape the Python package mirrors).
+  it.each(['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/sdk'])('%s has no import cycle', (layer) => {
+    expect(importCycles(files.filter((f) => layerOf(f) === layer))).toEqual([]);
+  });
+
   it('no file under lib/ imports lambdas/ (local mode and tests build handlers from lib/handlers)', () => {
     const intoLambdas = files
       .filter((f) => layerOf(f)?.startsWith('lib'))
@@ -102,5 +132,31 @@ describe('layers: imports point down', () => {
       .filter((f) => /from\s+['"](aws-cdk-lib|constructs|@aws-lambda-powertools\/[^'"]+)['"]/.test(readFileSync(f, 'utf8')))
       .map((f) => relative(ROOT, f));
     expect(heavy).toEqual([]);
+  });
+
+  it('has no import cycle in the layers it checks (type-only imports count: a circle of files is one module in disguise)', () => {
+    // lib/sdk (agent-lease ↔ leave, serving) and lib/constructs (registry-sync ↔ registry-monitoring)
+    // still have type-only circles of their own; the layers below are kept free of them.
+    const checked = new Set(['lib/core', 'lib/aws', 'lib/registry', 'lib/handlers', 'lib/local', 'lib/cli', 'lambdas']);
+    const graph = new Map(
+      files
+        .filter((f) => checked.has(layerOf(f) ?? ''))
+        .map((f) => [f, importsOf(f).map((t) => (existsSync(`${t}.ts`) ? `${t}.ts` : join(t, 'index.ts'))).filter((t) => existsSync(t))]),
+    );
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const path: string[] = [];
+    const visit = (file: string): void => {
+      state.set(file, 'open');
+      path.push(file);
+      for (const next of graph.get(file) ?? []) {
+        if (state.get(next) === 'open') cycles.push([...path.slice(path.indexOf(next)), next].map((p) => relative(ROOT, p)).join(' → '));
+        else if (!state.has(next) && graph.has(next)) visit(next);
+      }
+      path.pop();
+      state.set(file, 'done');
+    };
+    for (const file of graph.keys()) if (!state.has(file)) visit(file);
+    expect(cycles).toEqual([]);
   });
 });

@@ -98,7 +98,7 @@ describe('rotation in the lease', () => {
     const after = withRotation({ M: { vision: entry('healthy', T_MS + 5_000) } });
     const plan = planStreamBatch([{ id: '1', oldImage: before, newImage: after, writtenAtSeconds: T_MS / 1000 }], policy, routing);
     expect(plan.groups).toEqual([]);
-    expect(plan.kinds).toEqual(['rotation']);
+    expect(plan.kinds).toEqual(['registry']);
   });
 
   it('a malformed rotation does not keep a new lease out of its group', () => {

@@ -18,6 +18,8 @@ import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../../lib/core/
 import { encodeRotationEntry } from '../../lib/core/lease-codec';
 import type { RawItem } from '../../lib/core/lease-schema';
 import { MAX_ENTRIES_PER_WRITE, RegistryEntry } from '../../lib/core/registry-writes';
+import { encodeRejection, StoredRejection } from '../../lib/core/rejection';
+import type { RejectionWrite } from '../../lib/core/rejection-planner';
 import { InMemoryLeaseTable } from '../support/in-memory-lease-table';
 import { leaseItem, T0 } from '../support/lease-fixtures';
 
@@ -361,7 +363,7 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
   it('sets every entry in place, on the token, the map, and for each an older, missing or malformed entry', async () => {
     ddbMock.on(UpdateItemCommand).resolves({});
     const outcome = await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'initial')], maps: ['rotation'] });
-    expect(outcome).toEqual({ written: 2, superseded: 0, gone: 0, updates: 1, changed: 1 });
+    expect(outcome).toEqual({ written: 2, superseded: 0, gone: 0, outdated: 0, updates: 1, changed: 1 });
     const [input] = inputs();
     expect(input.UpdateExpression).toBe('SET #a0.#k0 = :v0, #a0.#k1 = :v1');
     expect(input.ConditionExpression).toBe(
@@ -399,7 +401,7 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
   it('one entry already newer in the lease: the others are written again without it, in a second UpdateItem', async () => {
     ddbMock.on(UpdateItemCommand).rejectsOnce(failedWith(withRotation({ vision: ['draining', since + 1] }))).resolves({});
     const outcome = await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'healthy')], maps: ['rotation'] });
-    expect(outcome).toEqual({ written: 1, superseded: 1, gone: 0, updates: 2, changed: 1 });
+    expect(outcome).toEqual({ written: 1, superseded: 1, gone: 0, outdated: 0, updates: 2, changed: 1 });
     expect(inputs()[1].ExpressionAttributeNames).toMatchObject({ '#k0': 'speech' });
   });
 
@@ -407,6 +409,7 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
     ['the lease was released (no item)', undefined, { gone: 2 }],
     ['the lease was re-acquired (another token)', leaseItem({ address: '10.0.0.1', leaseToken: 'token-new' }) as RawItem, { gone: 2 }],
     ['the lease already holds these entries or newer ones', withRotation({ vision: ['draining', since + 1], speech: ['healthy', since] }), { superseded: 2 }],
+    ['the lease already holds the same states, seen earlier by another writer (on change only)', withRotation({ vision: ['healthy', since - 1], speech: ['healthy', since - 900] }), { superseded: 2 }],
   ] as const)('a failed condition is a no-op, never an error: %s', async (_name, old, expected) => {
     ddbMock.on(UpdateItemCommand).rejects(failedWith(old));
     await expect(store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy'), rotation('speech', 'healthy')], maps: ['rotation'] })).resolves.toMatchObject({
@@ -454,6 +457,65 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
     expect(table.items.has('10.9.9.9:80')).toBe(false);
     expect(table.items.get(TARGET)?.rotation).toEqual(withRotation({ vision: ['healthy', since + 5], speech: ['healthy', since + 5] }).rotation);
     expect(table.streamRecords).toHaveLength(2);
+  });
+
+  describe('with the lease\'s rejection: in the same UpdateItem, on the item judged', () => {
+    const refused: StoredRejection = { reason: 'unknown-capability', message: 'capability "ocr" is not routed', capabilities: ['ocr'], since };
+    const told = (judged: RawItem, rejection: StoredRejection | null = refused): RejectionWrite => ({
+      target: TARGET,
+      leaseToken: judged.leaseToken,
+      renewedAt: judged.renewedAt,
+      judged,
+      ...(rejection ? { rejection } : {}),
+    });
+    const beat = { ...item, expiresAt: { N: String(T0 + 40) }, renewedAt: { N: String(T0 * 1000 + 10_000) } } as RawItem;
+
+    it('rotation entries and the rejection: one UpdateItem, conditional on the token, the entries and renewedAt as judged', async () => {
+      ddbMock.on(UpdateItemCommand).resolves({});
+      const outcome = await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: ['rotation'], rejection: told(item) });
+      expect(outcome).toEqual({ written: 2, superseded: 0, gone: 0, outdated: 0, updates: 1, changed: 1 });
+      const [input] = inputs();
+      expect(input.UpdateExpression).toBe('SET #a0.#k0 = :v0, #rejection = :rejection');
+      expect(input.ConditionExpression).toMatch(/^#token = :token AND attribute_type\(#a0, :m\) AND \(.*\) AND #renewedAt = :renewedAt$/);
+      expect(input.ExpressionAttributeValues?.[':rejection']).toEqual(encodeRejection(refused));
+    });
+
+    it('a rejection alone: one UpdateItem; a removal asks for one to remove', async () => {
+      ddbMock.on(UpdateItemCommand).resolves({});
+      await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(item) });
+      await store.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(item, null) });
+      expect(inputs().map((i) => [i.UpdateExpression, i.ConditionExpression])).toEqual([
+        ['SET #rejection = :rejection', '#token = :token AND #renewedAt = :renewedAt'],
+        ['REMOVE #rejection', '#token = :token AND #renewedAt = :renewedAt AND attribute_exists(#rejection)'],
+      ]);
+    });
+
+    it('against the table as DynamoDB evaluates it: a heartbeat in between costs one more UpdateItem, an agent\'s rewrite leaves it to that write\'s record', async () => {
+      const table = new InMemoryLeaseTable('leases').put(beat as never);
+      const real = new LeaseStore(table.asClient(), 'leases');
+      // Judged before the heartbeat: written again on the heartbeat's renewedAt, with the entry.
+      await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy')], maps: [], rejection: told(item) })).resolves.toEqual({
+        written: 2,
+        superseded: 0,
+        gone: 0,
+        outdated: 0,
+        updates: 2,
+        changed: 1,
+      });
+      expect(table.items.get(TARGET)?.rejection).toEqual(encodeRejection(refused));
+      // Told already (another pass): nothing more.
+      await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(item) })).resolves.toMatchObject({ superseded: 1, written: 0, changed: 0 });
+      // The agent changed its capabilities meanwhile: a removal judged on the old item is outdated.
+      const fixed = { ...table.items.get(TARGET)!, capabilities: { SS: ['speech'] }, renewedAt: { N: String(T0 * 1000 + 20_000) } };
+      table.put(fixed as never);
+      await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [], maps: [], rejection: told(beat, null) })).resolves.toMatchObject({ outdated: 1, written: 0, updates: 1 });
+      // A lease without a token: conditional on there being none, on an item that exists; never creates one.
+      const { leaseToken: _none, ...tokenless } = item as Record<string, RawItem[string]>;
+      table.put({ ...tokenless, target: { S: '10.0.0.9:8080' } } as never);
+      await expect(real.writeEntries({ target: '10.0.0.9:8080', leaseToken: undefined, entries: [], maps: [], rejection: { ...told(tokenless), target: '10.0.0.9:8080' } })).resolves.toMatchObject({ written: 1 });
+      await expect(real.writeEntries({ target: '10.0.0.8:8080', leaseToken: undefined, entries: [], maps: [], rejection: { ...told(tokenless), target: '10.0.0.8:8080' } })).resolves.toMatchObject({ gone: 1 });
+      expect(table.items.has('10.0.0.8:8080')).toBe(false);
+    });
   });
 
   it('DynamoDB failing is a LeaseStoreError naming the target', async () => {

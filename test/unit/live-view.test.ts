@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { askedCapability } from '../../lib/local/demo-agents';
-import { renderFrame, renderTraffic, summaryLine, trafficRates, ViewFrame } from '../../lib/local/live-view';
+import { diffFrames, renderFrame, renderTraffic, summaryLine, trafficRates, ViewFrame } from '../../lib/local/live-view';
 
 const target = (port: number, state: string) => ({ id: '127.0.0.1', port, state });
 
@@ -40,6 +40,29 @@ describe('live view with the load balancer', () => {
     expect(summaryLine(frame(3_000, 0))).toMatch(/ healthy\/registered\/live vision=1\/2\/2 speech=0\/1\/1$/);
     const { loadBalancer: _, ...withoutLb } = frame(3_000, 0);
     expect(summaryLine(withoutLb)).toMatch(/ registered\/live vision=2\/2 speech=1\/1$/);
+  });
+});
+
+describe('live view events: rejections', () => {
+  const ocr = { target: '127.0.0.1:9005', reason: 'unknown-capability', message: 'capability "ocr" is not routed', capabilities: ['ocr'] };
+  it('prints each refusal when it first shows (from the first frame on), again only when its reason changes, and when it ends', () => {
+    const first = { ...frame(1_000, 0), rejections: [ocr] };
+    const same = { ...frame(2_000, 0), rejections: [ocr] };
+    const other = { ...frame(3_000, 0), rejections: [{ ...ocr, reason: 'invalid', message: 'port must be N', capabilities: undefined }] };
+    const none = { ...frame(4_000, 0), rejections: [] };
+    expect(diffFrames(undefined, first).map((e) => e.text)).toEqual(['! 127.0.0.1:9005 rejected: unknown-capability (ocr): capability "ocr" is not routed']);
+    expect(diffFrames(first, same)).toEqual([]);
+    expect(diffFrames(same, other).map((e) => e.text)).toEqual(['! 127.0.0.1:9005 rejected: invalid: port must be N']);
+    expect(diffFrames(other, none).map((e) => e.text)).toEqual(['✓ 127.0.0.1:9005 no longer rejected']);
+  });
+});
+
+describe('live view with the capability catalog', () => {
+  it('shows the catalog\'s revision and routable capabilities in the frame, and the revision in the summary', () => {
+    const withCatalog: ViewFrame = { ...frame(3_000, 0), catalog: { path: '/agents', revision: 17, routable: 1, capabilities: 2 } };
+    expect(renderFrame(withCatalog, [], 'header')).toContain('catalog GET /agents revision 17 · 1 of 2 capabilities routable');
+    expect(summaryLine(withCatalog)).toMatch(/ vision=1\/2\/2 speech=0\/1\/1 · catalog revision 17$/);
+    expect(renderFrame(frame(3_000, 0), [], 'header')).not.toContain('catalog');
   });
 });
 

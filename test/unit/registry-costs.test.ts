@@ -147,6 +147,15 @@ describe('what one lease change costs the registry', () => {
     expect(await r.feedBack().cost).toEqual(NOTHING);
   });
 
+  it('a lease reconcile reads before the stream registers it: reconcile registers it and writes nothing into it (no entry, no absent); the poll then writes it once', async () => {
+    const r = registry();
+    const item = lease(1);
+    r.table.applyRecords([insert(item)]);
+    expect(await r.reconcile()).toMatchObject({ elbCalls: 2, maxPerGroup: 1, writes: 0, records: 0 });
+    expect(await r.poll()).toEqual({ ...NOTHING, describes: 3, reads: 1, writes: 1, records: 1 });
+    expect(Object.keys(r.table.items.get(item.target.S!)!.rotation.M!).sort()).toEqual(['speech', 'vision']);
+  });
+
   it('a record that changes only rotation (the registry\'s own write coming back): 0 calls, 0 reads, 0 writes', async () => {
     const r = registry();
     const item = lease(1);
@@ -169,6 +178,53 @@ describe('what one lease change costs the registry', () => {
     expect(await r.feedBack().cost).toEqual(NOTHING);
   });
 
+  it('a rejected lease (port as a string): 0 ELB calls, 1 write (its rejection), once per change; its record, heartbeats and reconcile passes cost nothing more', async () => {
+    const r = registry();
+    const bad = leaseItem({ address: privateIp(1), leaseToken: 'tok-1' }, { port: { S: '8080' } });
+    expect(await r.deliver([insert(bad)])).toEqual({ ...NOTHING, writes: 1, records: 1 });
+    expect(r.table.items.get(bad.target.S!)!.rejection.M!.reason).toEqual({ S: 'invalid' });
+    // Its own write coming back: judged, the same verdict, nothing written.
+    expect(await r.feedBack().cost).toEqual(NOTHING);
+    const told = r.table.items.get(bad.target.S!)! as Item;
+    expect(await r.deliver([modify(told, renewed(told))])).toEqual(NOTHING);
+    expect(await r.deliver([modify(renewed(told), renewed(renewed(told)))])).toEqual(NOTHING);
+    expect(await r.reconcile()).toEqual({ ...NOTHING, describes: 3, reads: 1 });
+    // Fixed (port a number, same token): registered, and the reason removed in one write.
+    const now = r.table.items.get(bad.target.S!)! as Item;
+    expect(await r.deliver([modify(now, { ...now, port: { N: '8080' }, renewedAt: { N: String(T0 * 1000 + 9_000) } })])).toEqual({ ...NOTHING, elbCalls: 1, maxPerGroup: 1, maxSameKindPerGroup: 1, reads: 1, writes: 1, records: 1 });
+    expect(r.table.items.get(bad.target.S!)!.rejection).toBeUndefined();
+    expect(await r.feedBack().cost).toEqual(NOTHING);
+  });
+
+  it('an unrouted capability: the routed ones register, one write tells the writer which one is refused', async () => {
+    const r = registry();
+    const item = lease(1, ['ocr', 'vision']);
+    expect(await r.deliver([insert(item)])).toEqual({ ...NOTHING, elbCalls: 1, maxPerGroup: 1, maxSameKindPerGroup: 1, reads: 1, writes: 1, records: 1 });
+    expect(r.table.items.get(item.target.S!)!.rejection.M!.capabilities).toEqual({ SS: ['ocr'] });
+    expect(await r.feedBack().cost).toEqual(NOTHING);
+    // Reconcile writes vision's rotation entry; the rejection is already there: one write, not two.
+    expect(await r.reconcile()).toEqual({ ...NOTHING, describes: 3, reads: 1, writes: 1, records: 1 });
+    expect(await r.feedBack().cost).toEqual(NOTHING);
+  });
+
+  it('a re-acquire of that lease (its PutItem dropped rotation and rejection): no call, one UpdateItem restoring both', async () => {
+    const r = registry();
+    const item = lease(1, ['ocr', 'vision']);
+    await r.deliver([insert(item)]);
+    r.feedBack();
+    await r.reconcile();
+    r.feedBack();
+    const held = r.table.items.get(item.target.S!)! as Item;
+    const since = held.rejection.M!.since;
+    const again = leaseItem({ address: privateIp(1), capabilities: ['ocr', 'vision'], leaseToken: 'tok-1b' });
+    expect(await r.deliver([modify(held, again)])).toEqual({ ...NOTHING, writes: 1, records: 1 });
+    const restored = r.table.items.get(item.target.S!)!;
+    expect(Object.keys(restored.rotation.M!)).toEqual(['vision']);
+    // The same verdict, so the same `since`: the writer was told nothing new.
+    expect(restored.rejection.M!.since).toEqual(since);
+    expect(await r.feedBack().cost).toEqual(NOTHING);
+  });
+
   it('a join of 300 agents over 3 groups in one batch: at most one call per group, reads in 100s, no write', async () => {
     const r = registry();
     const records = Array.from({ length: 300 }, (_, i) => insert(lease(i + 1, i % 3 === 0 ? ['vision'] : i % 3 === 1 ? ['speech'] : ['vision', 'speech'])));
@@ -182,10 +238,11 @@ type Op =
   | { kind: 'heartbeat' | 'drain' | 'activate' | 'release' | 'reacquire'; agent: number }
   | { kind: 'capabilities'; agent: number; capabilities: string[] };
 
-const CAPABILITY_SETS = [['vision'], ['speech'], ['vision', 'speech']];
+/** `ocr` is not routed: a lease listing it is told so (one write), and routes in its other capabilities. */
+const CAPABILITY_SETS = [['vision'], ['speech'], ['vision', 'speech'], ['ocr', 'vision']];
 
 describe('an unseen workload, batch by batch', () => {
-  it('never more than one register and one deregister per group per batch; writes only for drains, re-activations and re-acquires; their records cost nothing', async () => {
+  it('never more than one register and one deregister per group per batch; writes only for drains, re-activations, re-acquires and rejections told or taken back; their records cost nothing', async () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant('join' as const), agent: fc.nat(39), capabilities: fc.constantFrom(...CAPABILITY_SETS) }),
       fc.record({ kind: fc.constantFrom('heartbeat' as const, 'heartbeat' as const, 'drain' as const, 'activate' as const, 'release' as const, 'reacquire' as const), agent: fc.nat(39) }),
@@ -200,12 +257,14 @@ describe('an unseen workload, batch by batch', () => {
           r.setNow(at * 1000 + 500);
           const records: DynamoDBRecord[] = [];
           const table = new Map(r.table.items);
-          /** Leases whose records may leave `rotation` to correct: a drain, a re-activation, a re-acquire (also as a release and a join). */
+          /** Leases whose records may leave `rotation` or `rejection` to correct: a drain, a re-activation, a re-acquire (also as a release and a join), `ocr` listed or dropped. */
           const mayWrite = new Set<string>();
           for (const o of batch as Op[]) {
             const key = `${privateIp(o.agent + 1)}:8080`;
             const held = table.get(key) as Item | undefined;
             const write = (next: Item | undefined) => {
+              const lists = (i: Item | undefined) => (i?.capabilities.SS as string[] | undefined)?.includes('ocr') === true;
+              if (lists(held) !== lists(next) || (lists(next) && held === undefined) || (lists(next) && next?.leaseToken.S !== held?.leaseToken.S)) mayWrite.add(key);
               records.push(next === undefined ? remove(held!, at) : held === undefined ? insert(next, at) : modify(held, next, at));
               if (next === undefined) table.delete(key);
               else table.set(key, next);

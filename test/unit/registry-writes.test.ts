@@ -12,7 +12,7 @@ import type { RotationEntry } from '../../lib/core/lease-schema';
 import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { LeaseStore } from '../../lib/aws/lease-store';
-import { writeRegistryEntries } from '../../lib/registry/registry-writes';
+import { LEASE_WRITES_AT_A_TIME, OBSERVED_WRITES_AT_A_TIME, writeRegistryEntries } from '../../lib/registry/registry-writes';
 import { rotationEntries } from '../../lib/core/rotation-planner';
 import { RotationPoll } from '../../lib/registry/rotation-poll';
 import { ElbTargets } from '../../lib/aws/elb-targets';
@@ -186,6 +186,49 @@ describe('writeRegistryEntries', () => {
     expect(report).toMatchObject({ planned: 3, written: 3, leases: 2, updates: 2, changed: 2 });
     expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=healthy@${NOW_MS}`, `${KEY} vision=healthy@${NOW_MS + 1}`, `10.0.0.2:8080 vision=healthy@${NOW_MS}`]);
   });
+
+  it('keeps at most atATime writes in flight (the poll and reconcile: OBSERVED_WRITES_AT_A_TIME), so they never queue ahead of agents in the table', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const store = {
+      writeEntries: async (write: { entries: readonly unknown[] }) => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((resolve) => setImmediate(resolve));
+        inFlight--;
+        return { written: write.entries.length, superseded: 0, gone: 0, outdated: 0, updates: 1, changed: 1 };
+      },
+    } as unknown as LeaseStore;
+    const planned = rotationEntries(
+      Array.from({ length: 40 }, (_, i) => ({ target: `10.0.1.${i + 1}:8080`, leaseToken: `tok-${i}`, capability: 'vision', entry: { state: 'healthy' as const, since: NOW_MS }, cause: 'observed' as const })),
+    );
+    expect(await writeRegistryEntries(store, planned, [], OBSERVED_WRITES_AT_A_TIME)).toMatchObject({ leases: 40, written: 40 });
+    expect(most).toBe(OBSERVED_WRITES_AT_A_TIME);
+    most = 0;
+    await writeRegistryEntries(store, planned);
+    expect(most).toBe(LEASE_WRITES_AT_A_TIME);
+  });
+
+  it("a lease's rejection rides its rotation write (same token, one UpdateItem); a rejection of a lease without a token is a write of its own", async () => {
+    const refusedOcr = lease({ capabilities: ['ocr', 'vision'] });
+    const tokenless: Item = { ...leaseItem({ address: '10.0.0.2' }), capabilities: { SS: ['ocr'] } };
+    delete tokenless.leaseToken;
+    table.put(refusedOcr, tokenless);
+    const rejection = (item: Item) => ({
+      target: item.target.S!,
+      leaseToken: item.leaseToken,
+      renewedAt: item.renewedAt,
+      rejection: { reason: 'unknown-capability', message: 'capability "ocr" is not routed', capabilities: ['ocr'], since: NOW_MS },
+      judged: item,
+    });
+    const report = await writeRegistryEntries(
+      new LeaseStore(dynamoClient, 'leases'),
+      rotationEntries([{ target: KEY, leaseToken: 'tok-1', capability: 'vision', entry: { state: 'healthy', since: NOW_MS }, cause: 'observed', mapPresent: false }]),
+      [rejection(refusedOcr), rejection(tokenless)],
+    );
+    expect(report).toMatchObject({ planned: 3, rejections: 2, written: 3, leases: 2, updates: 2, changed: 2 });
+    expect(table.rotationWrites).toEqual([`${KEY} vision=healthy@${NOW_MS}`]);
+    expect(table.rejectionWrites.sort()).toEqual([`${KEY} unknown-capability[ocr]`, '10.0.0.2:8080 unknown-capability[ocr]']);
+  });
 });
 
 describe('RotationPoll: health changes between reconcile passes', () => {
@@ -213,6 +256,40 @@ describe('RotationPoll: health changes between reconcile passes', () => {
     expect(table.keysRead().slice(-1)).toEqual([KEY]);
     expect(table.rotationWrites.at(-1)).toBe(`${KEY} vision=healthy@${NOW_MS + 1_000}`);
     expect(elbMock.commandCalls(RegisterTargetsCommand)).toHaveLength(0);
+  });
+});
+
+describe('RotationPoll.start: on a schedule, in the lane it is given', () => {
+  it('runs every poll inside the lane (local mode: in line with reconcile passes)', async () => {
+    const poll = new RotationPoll({ elb: new ElbTargets(elbClient), store: new LeaseStore(dynamoClient, 'leases'), routing: testConfig().routing, policy: new AddressPolicy(testConfig().routing.allowedCidrs) });
+    const pollOnce = poll.pollOnce.bind(poll);
+    let inLane = false;
+    const polledInLane: boolean[] = [];
+    poll.pollOnce = () => {
+      polledInLane.push(inLane);
+      return pollOnce();
+    };
+    let lanes = 0;
+    const errors: unknown[] = [];
+    await new Promise<void>((twice) => {
+      poll.start(
+        1,
+        (error) => errors.push(error),
+        async (run) => {
+          inLane = true;
+          try {
+            return await run();
+          } finally {
+            inLane = false;
+            if (++lanes === 2) twice();
+          }
+        },
+      );
+    });
+    await poll.stop();
+    expect(errors).toEqual([]);
+    expect(polledInLane.length).toBeGreaterThanOrEqual(2);
+    expect(polledInLane.every(Boolean)).toBe(true);
   });
 });
 

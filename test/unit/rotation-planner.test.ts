@@ -63,6 +63,8 @@ describe('planObservedRotation: what reconcile (and a rotation poll) writes from
     ['the same state is not written again (on change only)', lease({ vision: at('healthy', NOW_MS - 5000) }), [group('vision', [target('healthy')])], []],
     ['an entry newer than the read wins (a later writer saw more)', lease({ vision: at('draining', NOW_MS + 10) }), [group('vision', [target('healthy')])], []],
     ['not in the group read: absent', lease({ vision: at('draining', NOW_MS - 5000) }), [group('vision', [])], ['vision=absent@0/tok-1/observed']],
+    ['an active lease not yet in a group it has no entry for: nothing (it has not left; its registration is under way)', lease(), [group('vision', [])], []],
+    ['the same lease, draining: absent (its agent waits to be out of rotation)', lease({}, { status: 'draining' }), [group('vision', [])], ['vision=absent@0/tok-1/observed']],
     ['a group that was not read says nothing', lease(), [], []],
     ['an expired lease is not told anything', lease({}, { expiresAt: T0 }), [group('vision', [target('healthy')])], []],
     ['a draining lease is told its draining', lease({ vision: at('healthy', NOW_MS - 9000) }, { status: 'draining' }), [group('vision', [target('draining', 'Target.DeregistrationInProgress')])], ['vision=draining@0/tok-1/observed']],

@@ -54,3 +54,48 @@ describe('parseRuntimeSettings: capabilities to discover on the load balancer', 
     expect(() => parseRuntimeSettings(JSON.stringify(config))).toThrow(message);
   });
 });
+
+describe('parseRuntimeSettings: the capability catalog', () => {
+  const withCatalog = {
+    tableName: 't',
+    loadBalancerArn: 'arn:lb',
+    capabilities: ['vision', 'vision-canary', 'speech'],
+    variantWeights: { 'vision-canary': 10 },
+    catalog: { tableName: 'state', headerName: 'X-Agent-Capability', pathPrefix: 'agents', attributes: ['model'] },
+  };
+  const route = (n: string) => ({ targetGroupArn: `arn:tg/${n}`, targetType: 'ip' as const });
+
+  it('completes the catalog with each capability\'s policy and variants from its groups\' tags', () => {
+    const settings = parseRuntimeSettings(JSON.stringify(withCatalog));
+    const config = completeRuntimeConfig(settings, { vision: route('v'), 'vision-canary': route('c'), speech: route('s') }, [
+      { capability: 'vision', tags: { 'agent-lb:algorithm': 'round_robin', 'agent-lb:stickiness': 'lb_cookie' } },
+      { capability: 'vision-canary', tags: { 'agent-lb:variant-of': 'vision', 'agent-lb:variant-weight': '10' } },
+      { capability: 'speech', tags: {} },
+    ]);
+    expect(config.catalog).toEqual({
+      tableName: 'state',
+      headerName: 'X-Agent-Capability',
+      pathPrefix: 'agents',
+      attributes: ['model'],
+      capabilities: {
+        vision: { algorithm: 'round_robin', stickiness: 'lb_cookie', variants: [{ name: 'canary', capability: 'vision-canary', weight: 10 }] },
+        speech: { algorithm: 'least_outstanding_requests', stickiness: 'off', variants: [] },
+      },
+    });
+  });
+
+  it('has no catalog unless configured', () => {
+    const { catalog: _catalog, ...without } = withCatalog;
+    expect(parseRuntimeSettings(JSON.stringify(without)).catalog).toBeUndefined();
+  });
+
+  it.each([
+    [{ tableName: '' }, 'catalog.tableName must be a non-empty string, got ""'],
+    [{ headerName: 'X Agent' }, 'catalog.headerName must be an HTTP header name, got "X Agent"'],
+    [{ pathPrefix: '/agents' }, 'catalog.pathPrefix must be path segments without leading or trailing "/", got "/agents"'],
+    [{ attributes: ['model', 'bad key'] }, 'catalog.attributes: "bad key" must match'],
+    [{ attributes: Array.from({ length: 11 }, (_, i) => `k${i}`) }, 'catalog.attributes must be a list of at most 10 metadata keys'],
+  ])('refuses catalog %j', (patch, message) => {
+    expect(() => parseRuntimeSettings(JSON.stringify({ ...withCatalog, catalog: { ...withCatalog.catalog, ...patch } }))).toThrow(message);
+  });
+});

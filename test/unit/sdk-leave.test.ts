@@ -1,26 +1,9 @@
-import { DeleteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
+import { describe, expect, it, vi } from 'vitest';
 import { AgentLease, AgentLeaseOptions, ConfigError, InFlightCounter, LeaveReport, LeaveStepReport, leaveRotation, untilDrained } from '../../lib/sdk';
-import { SdkLeaseTable, testClient } from '../support/sdk-lease-table';
+import { ddb, newLease, NOW_MS, useSdkTable } from '../support/sdk-lease-table';
 
-const NOW_MS = 1_800_000_000_000;
-const ddb = mockClient(DynamoDBClient);
-let table: SdkLeaseTable;
-
-function newLease(patch: Partial<AgentLeaseOptions> = {}): AgentLease {
-  return new AgentLease({
-    tableName: 'leases',
-    address: '10.0.3.17',
-    port: 8080,
-    capabilities: ['vision'],
-    agentId: 'agent-1',
-    ttl: 30,
-    client: testClient(),
-    random: () => 0.5,
-    ...patch,
-  });
-}
+const table = useSdkTable();
 
 /** Acquired, and healthy in vision as the registry reported a second after the acquire. */
 async function servingLease(patch: Partial<AgentLeaseOptions> = {}): Promise<AgentLease> {
@@ -43,16 +26,6 @@ function startLeave(lease: AgentLease, options: Parameters<AgentLease['leave']>[
   const leaving = lease.leave(options).then((r) => (report = r));
   return { begun, ended, leaving, report: () => report };
 }
-
-beforeEach(() => {
-  ddb.reset();
-  table = new SdkLeaseTable(ddb);
-  vi.useFakeTimers({ now: NOW_MS });
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
 
 describe('leave()', () => {
   it('drains first, waits until out of rotation and the margin, lets in-flight work finish, then releases', async () => {

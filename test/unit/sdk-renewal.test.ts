@@ -1,44 +1,9 @@
-import {
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  DynamoDBClient,
-  ProvisionedThroughputExceededException,
-  PutItemCommand,
-  UpdateItemCommand,
-} from '@aws-sdk/client-dynamodb';
-import { mockClient } from 'aws-sdk-client-mock';
-import { allCustomMatcher, CustomMatcher } from 'aws-sdk-client-mock-vitest';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AgentLease, AgentLeaseOptions, LeaseHeldError, LeaseLostError, LeaseStoreError } from '../../lib/sdk';
+import { DeleteItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { describe, expect, it, vi } from 'vitest';
+import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../../lib/sdk';
+import { conditionFailed, ddb, newLease, NOW_MS, NOW_S, throttled, useSdkMock } from '../support/sdk-lease-table';
 
-expect.extend(allCustomMatcher);
-declare module 'vitest' {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  interface Matchers<T = any> extends CustomMatcher<T> {}
-}
-
-const NOW_MS = 1_800_000_000_000;
-const NOW_S = NOW_MS / 1000;
-
-const ddb = mockClient(DynamoDBClient);
-const conditionFailed = (): ConditionalCheckFailedException =>
-  new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
-const throttled = (): ProvisionedThroughputExceededException =>
-  new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} });
-
-function newLease(patch: Partial<AgentLeaseOptions> = {}): AgentLease {
-  return new AgentLease({
-    tableName: 'leases',
-    address: '10.0.3.17',
-    port: 8080,
-    capabilities: ['vision'],
-    agentId: 'agent-1',
-    ttl: 30,
-    client: new DynamoDBClient({ region: 'eu-west-1' }),
-    random: () => 0.5,
-    ...patch,
-  });
-}
+useSdkMock();
 
 /** Epoch-ms times at which renewals were sent, relative to the acquire. */
 const renewalTimes = (): number[] =>
@@ -48,16 +13,6 @@ const renewalTimes = (): number[] =>
     .map((c) => Number(c.args[0].input.ExpressionAttributeValues![':ren'].N) - NOW_MS);
 
 const putTimes = (): number[] => ddb.commandCalls(PutItemCommand).map((c) => Number(c.args[0].input.Item!.renewedAt.N) - NOW_MS);
-
-beforeEach(() => {
-  ddb.reset();
-  ddb.on(PutItemCommand).resolves({}).on(UpdateItemCommand).resolves({}).on(DeleteItemCommand).resolves({});
-  vi.useFakeTimers({ now: NOW_MS });
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
 
 describe('renewal cadence', () => {
   it('renews every ttl/3 without jitter at the midpoint', async () => {

@@ -1,37 +1,11 @@
-import { DynamoDBClient, GetItemCommand, InternalServerError } from '@aws-sdk/client-dynamodb';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { GetItemCommand, InternalServerError } from '@aws-sdk/client-dynamodb';
+import { describe, expect, it, vi } from 'vitest';
 import { AgentLease, AgentLeaseOptions, LeaseRotation, NotServingError } from '../../lib/sdk';
-import { SdkLeaseTable, testClient } from '../support/sdk-lease-table';
-import '../support/lease-fixtures'; // registers the aws-sdk-client-mock matchers
+import { ddb, leaseOptions, NOW_MS, useSdkTable } from '../support/sdk-lease-table';
 
-const NOW_MS = 1_800_000_000_000;
-const ddb = mockClient(DynamoDBClient);
-let table: SdkLeaseTable;
-
-function newLease(patch: Partial<AgentLeaseOptions> = {}): AgentLease {
-  return new AgentLease({
-    tableName: 'leases',
-    address: '10.0.3.17',
-    port: 8080,
-    capabilities: ['vision', 'speech'],
-    agentId: 'agent-1',
-    ttl: 30,
-    client: testClient(),
-    random: () => 0.5,
-    ...patch,
-  });
-}
-
-beforeEach(() => {
-  ddb.reset();
-  table = new SdkLeaseTable(ddb);
-  vi.useFakeTimers({ now: NOW_MS });
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
+const table = useSdkTable();
+/** This file's lease serves two capabilities. */
+const newLease = (patch: Partial<AgentLeaseOptions> = {}): AgentLease => new AgentLease(leaseOptions({ capabilities: ['vision', 'speech'], ...patch }));
 
 describe('rotation tracking', () => {
   it('a heartbeat brings the rotation the registry wrote, with one rotation event per change', async () => {
@@ -60,7 +34,7 @@ describe('rotation tracking', () => {
     await vi.advanceTimersByTimeAsync(10_000);
     // A reply carrying an older entry (a poll sent before the registry's last write)
     const older = { M: { vision: { M: { state: { S: 'initial' }, since: { N: String(NOW_MS + 1_000) } } } } };
-    (lease as unknown as { onRotationSeen(raw: unknown): void }).onRotationSeen(older);
+    (lease as unknown as { onItemSeen(item: unknown): void }).onItemSeen({ ...table.item, rotation: older });
     const afterStaleReply = lease.rotation;
 
     // Act: the lease is lost and acquired again; the new PutItem has no rotation

@@ -1,32 +1,12 @@
-import { DeleteItemCommand, DynamoDBClient, GetItemCommand, InternalServerError, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, GetItemCommand, InternalServerError, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
-import { mockClient } from 'aws-sdk-client-mock';
-import { allCustomMatcher, CustomMatcher } from 'aws-sdk-client-mock-vitest';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { AgentLease, ConfigError, installShutdownHandlers, LeaveReport, ShutdownHandlerOptions } from '../../lib/sdk';
+import { ddb, leaseOptions, useSdkMock } from '../support/sdk-lease-table';
 
-expect.extend(allCustomMatcher);
-declare module 'vitest' {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  interface Matchers<T = any> extends CustomMatcher<T> {}
-}
-
-const NOW_MS = 1_800_000_000_000;
-const ddb = mockClient(DynamoDBClient);
-
-function newLease(port = 8080): AgentLease {
-  return new AgentLease({
-    tableName: 'leases',
-    address: '10.0.3.17',
-    port,
-    capabilities: ['vision'],
-    agentId: 'agent-1',
-    ttl: 30,
-    client: new DynamoDBClient({ region: 'eu-west-1' }),
-    random: () => 0.5,
-  });
-}
+useSdkMock();
+const newLease = (port = 8080): AgentLease => new AgentLease(leaseOptions({ port }));
 
 type Listener = (signal: NodeJS.Signals) => void;
 
@@ -57,19 +37,11 @@ let rotation: Record<string, unknown> | undefined;
 const setRotation = (state: string, since: number) => (rotation = { M: { vision: { M: { state: { S: state }, since: { N: String(since) } } } } });
 
 beforeEach(() => {
-  ddb.reset();
   rotation = undefined;
-  ddb.on(PutItemCommand).resolves({}).on(UpdateItemCommand).resolves({}).on(DeleteItemCommand).resolves({});
   ddb.on(GetItemCommand).callsFake(() => {
     const put = ddb.commandCalls(PutItemCommand).at(-1)!.args[0].input;
     return { Item: { ...put.Item, ...(rotation ? { rotation } : {}) } };
   });
-  vi.useFakeTimers({ now: NOW_MS });
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-  vi.restoreAllMocks();
 });
 
 describe('installShutdownHandlers', () => {

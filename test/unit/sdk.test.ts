@@ -1,14 +1,5 @@
-import {
-  ConditionalCheckFailedException,
-  DeleteItemCommand,
-  DynamoDBClient,
-  InternalServerError,
-  PutItemCommand,
-  UpdateItemCommand,
-} from '@aws-sdk/client-dynamodb';
-import { mockClient } from 'aws-sdk-client-mock';
-import { allCustomMatcher, CustomMatcher } from 'aws-sdk-client-mock-vitest';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DeleteItemCommand, DynamoDBClient, InternalServerError, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { describe, expect, it, vi } from 'vitest';
 import {
   AgentLease,
   AgentLeaseOptions,
@@ -19,34 +10,14 @@ import {
   LeaseRejectionReason,
   LeaseStoreError,
 } from '../../lib/sdk';
+import { conditionFailed, ddb, leaseOptions, NOW_MS, NOW_S, useSdkMock } from '../support/sdk-lease-table';
 
-expect.extend(allCustomMatcher);
-declare module 'vitest' {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  interface Matchers<T = any> extends CustomMatcher<T> {}
-}
-
-const NOW_MS = 1_800_000_000_000;
-const NOW_S = NOW_MS / 1000;
 const TABLE = 'agent-lb-leases';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-const ddb = mockClient(DynamoDBClient);
-const conditionFailed = (): ConditionalCheckFailedException =>
-  new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
-
-function newLease(patch: Partial<AgentLeaseOptions> = {}): AgentLease {
-  return new AgentLease({
-    tableName: TABLE,
-    address: '10.0.3.17',
-    port: 8080,
-    capabilities: ['vision', 'speech'],
-    agentId: 'agent-1',
-    client: new DynamoDBClient({ region: 'eu-west-1' }),
-    random: () => 0.5, // no jitter: renewals exactly every ttl/3
-    ...patch,
-  });
-}
+useSdkMock();
+/** This file's lease: two capabilities, the default ttl. */
+const newLease = (patch: Partial<AgentLeaseOptions> = {}): AgentLease => new AgentLease(leaseOptions({ tableName: TABLE, capabilities: ['vision', 'speech'], ...patch }));
 
 function expectedItem(token: string, status = 'active'): Record<string, unknown> {
   return {
@@ -62,16 +33,6 @@ function expectedItem(token: string, status = 'active'): Record<string, unknown>
     registeredAt: { N: String(NOW_MS) },
   };
 }
-
-beforeEach(() => {
-  ddb.reset();
-  ddb.on(PutItemCommand).resolves({}).on(UpdateItemCommand).resolves({}).on(DeleteItemCommand).resolves({});
-  vi.useFakeTimers({ now: NOW_MS });
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
 
 describe('AgentLease.acquire', () => {
   it('puts the contract item conditionally, validated, with a random token and expiry in epoch seconds', async () => {
@@ -252,6 +213,14 @@ describe('AgentLease validation', () => {
 
   it('accepts loopback only with allowLoopback (local mode)', () => {
     expect(() => newLease({ address: '127.0.0.1', allowLoopback: true })).not.toThrow();
+  });
+
+  it('writes an IPv6 address in its canonical form, so one endpoint has one key', () => {
+    // Act
+    const lease = newLease({ address: 'FD00:0:0::17', allowedCidrs: ['fd00::/8'] });
+
+    // Assess
+    expect(lease.target).toBe('[fd00::17]:8080');
   });
 
   it('validates the real item at acquire too: a clock in the wrong unit is caught before any write', async () => {

@@ -3,6 +3,9 @@ import { formatStateFile, LocalState, parseStateFile } from '../../lib/core/depl
 import { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
 import { CAPABILITY_TAG, MAX_REQUEST_SECONDS_TAG, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../../lib/core/lease-schema';
+import { ALGORITHM_TAG, STICKINESS_TAG } from '../../lib/core/catalog-document';
+import { CATALOG_ENV } from '../../lib/core/catalog-request';
+import { CATALOG_ITEM_KEY, membersPartition, REGISTRY_STATE_ATTR, REGISTRY_STATE_KEY, REGISTRY_STATE_ROLE, REGISTRY_STATE_ROLE_TAG, REGISTRY_TABLE_ENV } from '../../lib/core/registry-state';
 
 /**
  * The names other programs rely on, spelled out once more on purpose: deployed functions read
@@ -21,13 +24,45 @@ describe('wire contract', () => {
 
   it('keeps every published metric name', () => {
     expect(Object.values(SYNC_METRICS).sort()).toEqual(
-      ['ChangesAlreadyApplied', 'ChangesWithheld', 'ConfirmReadMs', 'Deregistrations', 'ElbCalls', 'LeasesRead', 'NoopRecords', 'Records', 'Registrations', 'RejectedLeases', 'Releases', 'SyncLagMs', 'TtlDeletions'],
+      ['CatalogUpdates', 'ChangesAlreadyApplied', 'ChangesWithheld', 'ConfirmReadMs', 'Deregistrations', 'ElbCalls', 'LeasesRead', 'MemberWrites', 'NoopRecords', 'Records', 'Registrations', 'RejectedLeases', 'Releases', 'SyncLagMs', 'TtlDeletions'],
     );
     expect(Object.values(RECONCILE_METRICS).sort()).toEqual(
-      ['DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'LiveLeases', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped', 'VariantsHeldOut'],
+      ['CatalogUpdates', 'DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'LiveLeases', 'MemberRepairs', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped', 'VariantsHeldOut'],
     );
     expect(Object.values(BUDGET_METRICS).sort()).toEqual(['ElbCallBudgetPerSecond', 'ElbCallsPerSecond', 'OldestQueuedChangeMs', 'QueuedChanges']);
-    expect(ERROR_METRICS).toEqual({ INVALID_CONFIG: 'ConfigErrors', LEASE_STORE: 'LeaseStoreErrors', ELB_TRANSIENT: 'ElbTransientErrors', ELB_PERMANENT: 'ElbRefusals', OTHER: 'OtherErrors' });
+    expect(ERROR_METRICS).toEqual({
+      INVALID_CONFIG: 'ConfigErrors',
+      LEASE_STORE: 'LeaseStoreErrors',
+      REGISTRY_STATE: 'RegistryStateErrors',
+      ELB_TRANSIENT: 'ElbTransientErrors',
+      ELB_PERMANENT: 'ElbRefusals',
+      OTHER: 'OtherErrors',
+    });
+  });
+
+  it('the capability catalog: its Lambda reads AGENT_LB_CATALOG; the registry state table holds the document and the member index under these keys', () => {
+    expect(CATALOG_ENV).toBe('AGENT_LB_CATALOG');
+    expect(REGISTRY_TABLE_ENV).toBe('AGENT_LB_REGISTRY_TABLE');
+    expect(REGISTRY_STATE_KEY).toEqual({ partition: 'pk', sort: 'sk' });
+    expect(CATALOG_ITEM_KEY).toEqual({ pk: 'catalog', sk: 'document' });
+    expect(membersPartition('vision')).toBe('members#vision');
+    expect(REGISTRY_STATE_ATTR).toEqual({
+      revision: 'revision',
+      generatedAt: 'generatedAt',
+      etag: 'etag',
+      body: 'body',
+      address: 'address',
+      port: 'port',
+      agentId: 'agentId',
+      status: 'status',
+      registeredAt: 'registeredAt',
+      availabilityZone: 'availabilityZone',
+      metadata: 'metadata',
+      state: 'state',
+      since: 'since',
+      readAt: 'readAt',
+    });
+    expect([ALGORITHM_TAG, STICKINESS_TAG, REGISTRY_STATE_ROLE_TAG, REGISTRY_STATE_ROLE]).toEqual(['agent-lb:algorithm', 'agent-lb:stickiness', 'agent-lb:role', 'registry-state']);
   });
 
   it.each([
@@ -50,6 +85,7 @@ describe('wire contract', () => {
       listenerArn: 'arn:listener',
       targetGroups: { vision: 'arn:tg/vision' },
       maxRequestSeconds: { vision: 300 },
+      registryTableName: 'registry-state',
     };
     expect(parseStateFile(formatStateFile(state), 'state.json')).toEqual(state);
     expect(() => parseStateFile('{"region": "us-east-1"}', 'state.json')).toThrow('state file state.json lacks region, tableName or targetGroups');

@@ -1,10 +1,9 @@
 import { ConfigError } from '../../core/errors';
-import type { Rule, TargetGroup, TargetHealth, TargetHealthDescription } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { anomalyDetection, AnomalyState, evaluateWindow, recordOutcome } from './anomaly-mitigation';
+import type { Rule, TargetHealth, TargetHealthDescription } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { anomalyDetection, evaluateWindow, recordOutcome } from './anomaly-mitigation';
 import { DataPlaneMetrics, ResponseTally, TargetGroupMetrics } from './data-plane-metrics';
 import {
   HealthCheckFailure,
-  HealthCheckSettings,
   healthCheckSettings,
   isChecked,
   nextCheckAt,
@@ -15,9 +14,12 @@ import {
 } from './health-checks';
 import { ListenerRequest, unsupportedRuleFeatures } from './listener-rules';
 import { LoadBalancerSnapshot, readRegisteredTarget, TargetAddressResolver, TargetHealthChange, targetIdIsAddress, targetKey } from './snapshot';
-import { targetGroupPolicy, TargetGroupPolicy } from './target-group-attributes';
-import { CandidateTarget, entersSlowStart, RoundRobinState, routableTargets, slowStartWeight } from './target-selection';
+import { targetGroupPolicy } from './target-group-attributes';
+import { CandidateTarget, entersSlowStart, routableTargets, slowStartWeight } from './target-selection';
 import { routeRequest, RoutingDecision } from './request-routing';
+import { RoutingView, TrackedGroup, TrackedTarget } from './tracked-state';
+
+export type { TrackedGroup, TrackedTarget } from './tracked-state';
 
 /**
  * The data plane's state and decisions, without I/O: it takes snapshots of the ELB state,
@@ -58,36 +60,7 @@ export type HealthCheckOutcome = { readonly passed: true } | { readonly passed: 
 /** How a forwarded request ended. */
 export type ForwardOutcome = { readonly by: 'target'; readonly statusCode: number } | { readonly by: 'load-balancer'; readonly statusCode: 502 | 504 };
 
-export interface TrackedTarget {
-  readonly id: string;
-  readonly port: number;
-  readonly key: string;
-  readonly host: string;
-  readonly trafficPort: number;
-  record: TargetHealthRecord;
-  generation: number;
-  registeredAt: number;
-  outstanding: number;
-  slowStartSince?: number;
-  checkStartedAt?: number;
-  checkEndedAt?: number;
-  readonly tally: ResponseTally;
-}
-
-export interface TrackedGroup {
-  readonly arn: string;
-  group: TargetGroup;
-  settings: HealthCheckSettings;
-  policy: TargetGroupPolicy;
-  inUse: boolean;
-  readonly targets: Map<string, TrackedTarget>;
-  roundRobin: RoundRobinState;
-  anomaly: AnomalyState;
-  anomalyWindowEndsAt?: number;
-  readonly tally: ResponseTally;
-}
-
-export class DataPlaneEngine {
+export class DataPlaneEngine implements RoutingView {
   public rules: readonly Rule[] = [];
   public listenerPort?: number;
   public readonly groups = new Map<string, TrackedGroup>();
@@ -126,9 +99,12 @@ export class DataPlaneEngine {
       const policy = targetGroupPolicy(arn, entry.attributes ?? [], this.timeScale);
       problems.push(...health.problems, ...policy.problems);
       let group = this.groups.get(arn);
+      const lambda = lambdaTargetsOf(entry);
       if (group === undefined) {
-        group = { arn, group: entry.targetGroup, settings: health.settings, policy: policy.policy, inUse: used.has(arn), targets: new Map(), roundRobin: new Map(), anomaly: new Map(), tally: new ResponseTally() };
+        group = { arn, group: entry.targetGroup, settings: health.settings, policy: policy.policy, inUse: used.has(arn), targets: new Map(), roundRobin: new Map(), anomaly: new Map(), tally: new ResponseTally(), ...lambda };
         this.groups.set(arn, group);
+      } else if (lambda.lambda !== undefined) {
+        Object.assign(group, { group: entry.targetGroup, inUse: used.has(arn), ...lambda });
       } else {
         const wasEnabled = group.settings.enabled;
         const wasInUse = group.inUse;
@@ -138,7 +114,8 @@ export class DataPlaneEngine {
           if (wasEnabled !== group.settings.enabled) this.transition(group, target, { type: group.settings.enabled ? 'health-checks-enabled' : 'health-checks-disabled', at: now }, changes);
         }
       }
-      this.reconcileTargets(group, entry.targets, now, changes);
+      // A Lambda target group has no addresses to check or drain: its function is invoked per request.
+      if (lambda.lambda === undefined) this.reconcileTargets(group, entry.targets, now, changes);
     }
     for (const arn of [...this.groups.keys()]) if (!seen.has(arn)) this.groups.delete(arn);
     const fresh = problems.filter((p) => !this.reportedProblems.has(p));
@@ -240,6 +217,11 @@ export class DataPlaneEngine {
       case 'fixed-response':
         this.fixedResponses++;
         break;
+      case 'invoke': {
+        const group = this.groups.get(decision.targetGroupArn);
+        if (group !== undefined) group.tally.requests++;
+        break;
+      }
       case 'load-balancer-error':
         this.listenerTally.countLoadBalancer(decision.statusCode);
         if (decision.targetGroupArn !== undefined) {
@@ -272,6 +254,15 @@ export class DataPlaneEngine {
     const failed = outcome.by === 'load-balancer' || outcome.statusCode >= 500;
     if (group.policy.algorithm === 'weighted_random') group.anomaly = recordOutcome(group.anomaly, target.key, failed);
     return this.completeIfDrained(group, target, now);
+  }
+
+  /** An invoked Lambda function's request ended: counted as the target's answer, or the load balancer's 502/413. */
+  public invoked(decision: Extract<RoutingDecision, { kind: 'invoke' }>, outcome: ForwardOutcome | { readonly by: 'load-balancer'; readonly statusCode: 413 }): void {
+    for (const tally of [this.listenerTally, this.groups.get(decision.targetGroupArn)?.tally]) {
+      if (tally === undefined) continue;
+      if (outcome.by === 'target') tally.countTarget(outcome.statusCode);
+      else tally.countLoadBalancer(outcome.statusCode);
+    }
   }
 
   /** A forwarded request ended without an answer because the client left (ALB logs 460): it no longer counts as outstanding. */
@@ -407,6 +398,17 @@ function health(record: TargetHealthRecord): TargetHealth {
 
 function change(arn: string, target: TrackedTarget, after: TargetHealthRecord, before: TargetHealthRecord | undefined, at: number): TargetHealthChange {
   return { targetGroupArn: arn, target: { Id: target.id, Port: target.port }, health: health(after), ...(before ? { previous: health(before) } : {}), at };
+}
+
+/** A Lambda target group's functions (its registered targets' ids) and whether it sends multi-value headers; `{}` for any other group. */
+function lambdaTargetsOf(entry: LoadBalancerSnapshot['targetGroups'][number]): Pick<TrackedGroup, 'lambda'> {
+  if (entry.targetGroup.TargetType !== 'lambda') return {};
+  const functions = entry.targets.flatMap((t) => {
+    const { description, deregistered } = readRegisteredTarget(t);
+    return description?.Id !== undefined && !deregistered ? [description.Id] : [];
+  });
+  const multiValueHeaders = entry.attributes?.find((a) => a.Key === 'lambda.multi_value_headers.enabled')?.Value === 'true';
+  return { lambda: { functions, multiValueHeaders } };
 }
 
 /** Target groups some rule forwards to ("specified in a listener rule"), weight 0 included. */

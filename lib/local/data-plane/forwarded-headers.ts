@@ -61,6 +61,8 @@ export function forwardedHeaders(
 }
 
 const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  413: 'Request Entity Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Temporarily Unavailable',
@@ -70,7 +72,31 @@ const REASONS: Record<number, string> = {
 /** `Server` header of responses the load balancer generates. */
 export const LOAD_BALANCER_SERVER = 'awselb/2.0';
 
-/** The small HTML page ALB answers its own 5xx with. */
+/**
+ * ALB's quotas on a request's header ("Quotas for your Application Load Balancers", HTTP headers):
+ * the request line, any one header, and the whole request header. A request over one of them gets
+ * ALB's own 400 ("Troubleshoot your Application Load Balancers", HTTP 400) and reaches no target.
+ */
+export const ALB_HEADER_LIMITS = { requestLine: 16 * 1024, singleHeader: 16 * 1024, requestHeader: 64 * 1024 } as const;
+
+/**
+ * Which of ALB's header quotas a request exceeds, if any. `rawHeaders` as Node gives them: names
+ * and values in turn, as sent. Sizes count bytes of `name: value` (and the request line's
+ * `METHOD target HTTP/1.1`), as they go over the wire.
+ */
+export function headerLimitExceeded(method: string, url: string, rawHeaders: readonly string[]): 'request line' | 'a header' | 'the request header' | undefined {
+  const line = Buffer.byteLength(`${method} ${url} HTTP/1.1`);
+  if (line > ALB_HEADER_LIMITS.requestLine) return 'request line';
+  let total = line;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const size = Buffer.byteLength(rawHeaders[i]) + 2 + Buffer.byteLength(rawHeaders[i + 1]);
+    if (size > ALB_HEADER_LIMITS.singleHeader) return 'a header';
+    total += size + 2;
+  }
+  return total > ALB_HEADER_LIMITS.requestHeader ? 'the request header' : undefined;
+}
+
+/** The small HTML page ALB answers its own 4xx and 5xx with. */
 export function loadBalancerErrorPage(statusCode: number): { statusCode: number; contentType: string; body: string } {
   const title = `${statusCode} ${REASONS[statusCode] ?? 'Error'}`;
   return {

@@ -1,7 +1,8 @@
 /**
  * The local data plane: an HTTP endpoint that behaves as an Application Load Balancer would
  * from ELBv2 state (listener rules, target groups, their attributes and targets), with ALB's
- * health checks, fail-open, draining, algorithms, slow start and sticky sessions.
+ * health checks, fail-open, draining, algorithms, slow start and sticky sessions, and Lambda
+ * target groups whose functions it invokes (in-process, through `invokeLambda`) with ALB's event.
  *
  * Wiring: give {@link LoadBalancer.start} a {@link LoadBalancerStateSource} that returns
  * DescribeRules / DescribeTargetGroups / DescribeTargetGroupAttributes / DescribeTargetHealth
@@ -32,3 +33,5 @@ export type { LoadBalancerPolicy, LoadBalancingAlgorithm, Stickiness, TargetGrou
 export { pickTargetGroup, routableTargets, selectTarget } from './target-selection';
 export type { CandidateTarget, Selection } from './target-selection';
 export { wildcardMatch } from './wildcard';
+export { albLambdaEvent, albLambdaResponse, LAMBDA_PAYLOAD_LIMIT } from './lambda-target';
+export type { LambdaInvoker, LambdaOutcome, LambdaRequest } from './lambda-target';

@@ -8,8 +8,10 @@ import { ConfigError, PortUnavailableError } from '../../core/errors';
 import { LOOPBACK } from '../emulators/free-port';
 import { DataPlaneEngine, ForwardOutcome, HealthCheckJob } from './data-plane-engine';
 import { DataPlaneMetrics } from './data-plane-metrics';
-import { clientAddress, forwardedHeaders, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
+import { ALB_HEADER_LIMITS, clientAddress, forwardedHeaders, headerLimitExceeded, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
 import { probeTarget, RunningCheck } from './health-prober';
+import { serveLambda } from './lambda-invocation';
+import type { LambdaInvoker } from './lambda-target';
 import type { RoutingDecision } from './request-routing';
 import { LoadBalancerStateSource, TargetAddressResolver, TargetHealthChange, TargetHealthSink } from './snapshot';
 import { loadBalancerPolicy, LoadBalancerPolicy } from './target-group-attributes';
@@ -59,6 +61,11 @@ export interface LoadBalancerOptions {
   readonly resolveTarget?: TargetAddressResolver;
   /** Replaces the load balancer's `idle_timeout.timeout_seconds`, in milliseconds (not scaled). */
   readonly idleTimeoutMs?: number;
+  /**
+   * Runs the function a Lambda target group names (by its ARN) with ALB's event. A request routed
+   * to a Lambda target group gets a 502 without one, as from a function that failed.
+   */
+  readonly invokeLambda?: LambdaInvoker;
   /** A failure that does not stop the data plane: a snapshot, a health report, a proxied request. */
   readonly onError?: (where: 'source' | 'sink' | 'proxy', error: unknown) => void;
   /** Something in the snapshot the data plane cannot model faithfully; once per distinct problem. */
@@ -126,7 +133,18 @@ export class LoadBalancer {
       ...(options.random !== undefined ? { random: options.random } : {}),
       ...(options.resolveTarget !== undefined ? { resolveTarget: options.resolveTarget } : {}),
     });
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    // Node's parser stops at 16 KB of header by default and answers 431 itself; ALB takes 64 KB
+    // (16 KB a line) and answers what is over with its own 400. Node's limit is set above ALB's,
+    // so serve() judges by ALB's quotas; what is over even that gets the same 400.
+    this.server = http.createServer({ maxHeaderSize: ALB_HEADER_LIMITS.requestHeader + ALB_HEADER_LIMITS.requestLine + 1024 }, (req, res) => this.handle(req, res));
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      if (error.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const page = loadBalancerErrorPage(400);
+      socket.end(`HTTP/1.1 400 Bad Request\r\nServer: ${LOAD_BALANCER_SERVER}\r\nContent-Type: ${page.contentType}\r\nContent-Length: ${Buffer.byteLength(page.body)}\r\nConnection: close\r\n\r\n${page.body}`);
+    });
     this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
     this.proxy.on('error', (error) => options.onError?.('proxy', error));
     this.proxy.on('proxyRes', (proxyRes, req) => this.onProxyRes(proxyRes, req));
@@ -303,6 +321,11 @@ export class LoadBalancer {
   private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
     const started = this.clock();
     const clientIp = clientAddress(req.socket.remoteAddress);
+    if (headerLimitExceeded(req.method ?? 'GET', req.url ?? '/', req.rawHeaders) !== undefined) {
+      this.sendLoadBalancerError(res, 400);
+      this.options.onAccessLog?.({ time: started, method: req.method ?? 'GET', url: (req.url ?? '/').slice(0, 256), clientIp, rule: { priority: '-' }, elbStatusCode: 400, durationMs: this.clock() - started });
+      return;
+    }
     const decision = this.engine.route({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct, sourceIp: clientIp }, started);
     const log = (elbStatusCode: number, targetStatusCode?: number) =>
       this.options.onAccessLog?.({
@@ -312,6 +335,7 @@ export class LoadBalancer {
         clientIp,
         rule: decision.rule,
         ...(decision.kind !== 'fixed-response' && decision.targetGroupArn !== undefined ? { targetGroupArn: decision.targetGroupArn } : {}),
+        ...(decision.kind === 'invoke' ? { target: decision.functionArn } : {}),
         ...(decision.kind === 'forward' ? { target: decision.targetKey } : {}),
         elbStatusCode,
         ...(targetStatusCode !== undefined ? { targetStatusCode } : {}),
@@ -329,6 +353,27 @@ export class LoadBalancer {
         this.sendLoadBalancerError(res, decision.statusCode);
         log(decision.statusCode);
         return;
+      case 'invoke': {
+        const next = forwardedHeaders(req.headersDistinct, { address: clientIp, listenerPort: this.engine.listenerPort ?? this.boundPort, protocol: 'http' }, this.lbPolicy, () => traceId(this.clock()));
+        const headers = Object.fromEntries(Object.entries(next).map(([k, v]) => [k, v === undefined ? undefined : Array.isArray(v) ? v : [v]]));
+        void serveLambda(req, res, decision, {
+          headers,
+          ...(this.options.invokeLambda ? { invoke: this.options.invokeLambda } : {}),
+          fail: (r, statusCode) => this.sendLoadBalancerError(r, statusCode),
+          onError: (error) => this.options.onError?.('proxy', error),
+        })
+          .then((outcome) => {
+            this.engine.invoked(decision, outcome);
+            if (outcome.by === 'target') log(outcome.statusCode, outcome.statusCode);
+            else log(outcome.statusCode);
+          })
+          .catch((error: unknown) => {
+            this.options.onError?.('proxy', error);
+            if (!res.headersSent) this.sendLoadBalancerError(res, 502);
+            else res.destroy();
+          });
+        return;
+      }
       case 'forward':
         this.forward(req, res, decision, clientIp, (outcome) =>
           outcome.by === 'target' ? log(outcome.statusCode, outcome.statusCode) : log(outcome.statusCode),

@@ -1,4 +1,3 @@
-import type { DataPlaneEngine } from './data-plane-engine';
 import { evaluateRules, ListenerRequest } from './listener-rules';
 import {
   appCookieSetCookies,
@@ -10,6 +9,7 @@ import {
   parseCookies,
 } from './stickiness';
 import { pickTargetGroup, selectTarget } from './target-selection';
+import type { RoutingView } from './tracked-state';
 
 /**
  * One request's way through the listener: rule evaluation, the weighted choice of a target
@@ -52,6 +52,15 @@ export type RoutingDecision =
       readonly body?: string;
     }
   | {
+      /** A Lambda target group: the load balancer invokes its function with the request. */
+      readonly kind: 'invoke';
+      readonly rule: RuleRef;
+      readonly targetGroupArn: string;
+      readonly functionArn: string;
+      /** The group's `lambda.multi_value_headers.enabled`. */
+      readonly multiValueHeaders: boolean;
+    }
+  | {
       /** The load balancer answers itself: 503 when there is no target to send to, 500 for an action it cannot perform. */
       readonly kind: 'load-balancer-error';
       readonly statusCode: 500 | 503;
@@ -61,7 +70,7 @@ export type RoutingDecision =
       readonly reason: string;
     };
 
-export function routeRequest(engine: DataPlaneEngine, request: ListenerRequest, now: number): RoutingDecision {
+export function routeRequest(engine: RoutingView, request: ListenerRequest, now: number): RoutingDecision {
   const match = evaluateRules(engine.rules, request);
   const rule: RuleRef = { ...(match.ruleArn !== undefined ? { ruleArn: match.ruleArn } : {}), priority: match.priority };
   const action = match.action;
@@ -90,6 +99,12 @@ export function routeRequest(engine: DataPlaneEngine, request: ListenerRequest, 
   const group = engine.groups.get(pick.targetGroupArn);
   if (group === undefined) {
     return { kind: 'load-balancer-error', statusCode: 503, rule, targetGroupArn: pick.targetGroupArn, reason: 'the target group is not in the snapshot' };
+  }
+
+  if (group.lambda !== undefined) {
+    const functionArn = group.lambda.functions[0];
+    if (functionArn === undefined) return { kind: 'load-balancer-error', statusCode: 503, rule, targetGroupArn: group.arn, reason: 'the Lambda target group has no function registered' };
+    return { kind: 'invoke', rule, targetGroupArn: group.arn, functionArn, multiValueHeaders: group.lambda.multiValueHeaders };
   }
 
   const stickiness = group.policy.stickiness;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientAddress, forwardedHeaders, loadBalancerErrorPage, traceId } from '../../../lib/local/data-plane/forwarded-headers';
+import { ALB_HEADER_LIMITS, clientAddress, forwardedHeaders, headerLimitExceeded, loadBalancerErrorPage, traceId } from '../../../lib/local/data-plane/forwarded-headers';
 
 const client = { address: '127.0.0.1', listenerPort: 80, protocol: 'http' as const };
 const trace = () => 'Root=1-00000000-000000000000000000000000';
@@ -64,5 +64,28 @@ describe('helpers', () => {
       contentType: 'text/html',
       body: '<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n',
     });
+  });
+});
+
+describe("headerLimitExceeded: ALB's quotas on a request's header", () => {
+  const K = 1024;
+  const header = (name: string, size: number) => [name, 'a'.repeat(size - name.length - 2)];
+  it.each<[string, string, string[], ReturnType<typeof headerLimitExceeded>]>([
+    ['a plain request', '/agents', ['host', 'lb', 'accept', '*/*'], undefined],
+    ['one header of exactly 16 KB', '/agents', header('x-big', 16 * K), undefined],
+    ['one header a byte over 16 KB', '/agents', header('x-big', 16 * K + 1), 'a header'],
+    ['four headers of 15 KB (60 KB in all)', '/agents', [0, 1, 2, 3].flatMap((i) => header(`x-big-${i}`, 15 * K)), undefined],
+    ['five headers of 15 KB (75 KB in all)', '/agents', [0, 1, 2, 3, 4].flatMap((i) => header(`x-big-${i}`, 15 * K)), 'the request header'],
+    ['a request line over 16 KB', `/agents?revision=${'1'.repeat(16 * K)}`, [], 'request line'],
+  ])('%s', (_why, url, raw, expected) => {
+    expect(headerLimitExceeded('GET', url, raw)).toBe(expected);
+  });
+
+  it('counts bytes, not characters', () => {
+    expect(headerLimitExceeded('GET', '/', ['x-big', 'é'.repeat(ALB_HEADER_LIMITS.singleHeader / 2)])).toBe('a header');
+  });
+
+  it("answers with ALB's own 400 page", () => {
+    expect(loadBalancerErrorPage(400).body).toContain('<title>400 Bad Request</title>');
   });
 });

@@ -1,0 +1,166 @@
+import { describe, expect, it } from 'vitest';
+import { AddressPolicy } from '../../lib/core/address-policy';
+import type { LeaseRejection } from '../../lib/core/errors';
+import { planRejection, planRejectionsFromRecords, planRejectionsFromScan, RejectionWrite, retryRejection } from '../../lib/core/rejection-planner';
+import { decodeRejection, encodeRejection, MAX_REJECTION_MESSAGE_CHARS, rejectionVerdict, sameVerdict, StoredRejection } from '../../lib/core/rejection';
+import { ALLOWED_CIDRS, Item, leaseItem, T0, testConfig } from '../support/lease-fixtures';
+
+const routing = testConfig().routing;
+const policy = new AddressPolicy(ALLOWED_CIDRS);
+const NOW_MS = T0 * 1000 + 500;
+const KNOWN = 'known: ec2, speech, vision';
+
+const withRejection = (item: Item, r: StoredRejection): Item => ({ ...item, rejection: encodeRejection(r) as Item[string] });
+const unknownOcr: StoredRejection = {
+  reason: 'unknown-capability',
+  message: `capability "ocr" is not routed by this deployment (${KNOWN})`,
+  since: T0 * 1000 - 60_000,
+  capabilities: ['ocr'],
+};
+
+describe('rejectionVerdict', () => {
+  it.each<[string, LeaseRejection[], ReturnType<typeof rejectionVerdict>]>([
+    ['nothing found', [], undefined],
+    [
+      'a problem with the item refuses the whole lease, every message in one line',
+      [
+        { reason: 'WRONG_TYPE', message: 'attribute "port" must be Number (N), got S' },
+        { reason: 'BAD_EXPIRY', message: 'expiresAt 1e12 is not a positive integer of epoch seconds' },
+      ],
+      { reason: 'invalid', message: 'attribute "port" must be Number (N), got S; expiresAt 1e12 is not a positive integer of epoch seconds' },
+    ],
+    [
+      'capabilities refused alone, listed sorted; the reason of the first code in the declared order',
+      [
+        { reason: 'TARGET_TYPE_MISMATCH', capability: 'vision', message: 'vision takes ip targets' },
+        { reason: 'UNKNOWN_CAPABILITY', capability: 'ocr', message: 'ocr is not routed' },
+      ],
+      { reason: 'unknown-capability', message: 'vision takes ip targets; ocr is not routed', capabilities: ['ocr', 'vision'] },
+    ],
+  ])('%s', (_name, found, verdict) => {
+    expect(rejectionVerdict(found)).toEqual(verdict);
+  });
+
+  it('keeps the message to one line of at most MAX_REJECTION_MESSAGE_CHARS', () => {
+    const verdict = rejectionVerdict([{ reason: 'BAD_STATUS', message: `status ${'x'.repeat(5000)}\nforged line` }])!;
+    expect(verdict.message).toHaveLength(MAX_REJECTION_MESSAGE_CHARS);
+    expect(verdict.message).not.toContain('\n');
+    expect(verdict.message.endsWith('…')).toBe(true);
+  });
+
+  it('sameVerdict compares reason, message and capabilities, not since', () => {
+    expect(sameVerdict(unknownOcr, { ...unknownOcr, since: 1 } as StoredRejection)).toBe(true);
+    expect(sameVerdict(unknownOcr, { ...unknownOcr, capabilities: ['ocr', 'asr'] })).toBe(false);
+    expect(sameVerdict(unknownOcr, { ...unknownOcr, capabilities: undefined })).toBe(false);
+    expect(sameVerdict(undefined, undefined)).toBe(true);
+  });
+
+  it('decodes what it encodes', () => {
+    expect(decodeRejection(encodeRejection(unknownOcr))).toEqual(unknownOcr);
+  });
+});
+
+describe('planRejection', () => {
+  const valid = leaseItem({ address: '10.0.0.1' });
+  const unrouted = leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'] });
+  const invalid = leaseItem({ address: '10.0.0.3' }, { port: { S: '8080' } });
+  const noToken = (() => {
+    const item = leaseItem({ address: '10.0.0.4' }, { status: { S: 'ACTIVE' } });
+    delete item.leaseToken;
+    return item;
+  })();
+  const expired = leaseItem({ address: '10.0.0.5', capabilities: ['ocr'], expiresAt: T0 - 1 });
+
+  it.each<[string, Item, Omit<RejectionWrite, 'judged'> | undefined]>([
+    ['a lease routed as written: nothing', valid, undefined],
+    [
+      'an unrouted capability: that capability, since now, on the token and renewedAt read',
+      unrouted,
+      { target: '10.0.0.2:8080', leaseToken: { S: 'token-10.0.0.2' }, renewedAt: { N: String(T0 * 1000) }, rejection: { ...unknownOcr, since: NOW_MS } },
+    ],
+    ['the same verdict already written: nothing (only on change)', withRejection(unrouted, unknownOcr), undefined],
+    [
+      'an invalid item: the whole lease',
+      invalid,
+      {
+        target: '10.0.0.3:8080',
+        leaseToken: { S: 'token-10.0.0.3' },
+        renewedAt: { N: String(T0 * 1000) },
+        rejection: { reason: 'invalid', message: 'attribute "port" must be Number (N), got S', since: NOW_MS },
+      },
+    ],
+    [
+      'an item without a token: conditional on its absence',
+      noToken,
+      {
+        target: '10.0.0.4:8080',
+        leaseToken: undefined,
+        renewedAt: { N: String(T0 * 1000) },
+        rejection: { reason: 'invalid', message: 'attribute "leaseToken" is missing; status "ACTIVE" must be "active" or "draining"', since: NOW_MS },
+      },
+    ],
+    ['routed again (the deployment now routes it): the reason is removed', withRejection(valid, unknownOcr), { target: '10.0.0.1:8080', leaseToken: { S: 'token-10.0.0.1' }, renewedAt: { N: String(T0 * 1000) } }],
+    ['an expired lease: nothing (its writer is gone)', expired, undefined],
+    ['a token that is not a scalar: nothing to pin the write to', { ...unrouted, leaseToken: { M: {} } }, undefined],
+  ])('%s', (_name, item, write) => {
+    expect(planRejection(item, { policy, routing, nowMs: NOW_MS })).toEqual(write === undefined ? undefined : { ...write, judged: item });
+  });
+
+  it('a verdict an earlier image carried keeps its since (an acquire dropped it; the same verdict is written back)', () => {
+    expect(planRejection(unrouted, { policy, routing, nowMs: NOW_MS, earlier: unknownOcr })?.rejection?.since).toBe(unknownOcr.since);
+    expect(planRejection(unrouted, { policy, routing, nowMs: NOW_MS, earlier: { ...unknownOcr, reason: 'invalid' } })?.rejection?.since).toBe(NOW_MS);
+  });
+});
+
+describe('planRejectionsFromRecords / FromScan', () => {
+  it('judges each key by its last new image of the batch, keeping a since an older image had; a deletion plans nothing', () => {
+    const held = withRejection(leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'] }), unknownOcr);
+    const reacquired = leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'], leaseToken: 'token-2' });
+    const gone = leaseItem({ address: '10.0.0.9', capabilities: ['ocr'] });
+    const records = [
+      { id: '1', oldImage: held, newImage: reacquired },
+      { id: '2', newImage: gone },
+      { id: '3', oldImage: gone },
+    ];
+    expect(planRejectionsFromRecords(records, policy, routing, NOW_MS)).toEqual([
+      { target: '10.0.0.2:8080', leaseToken: { S: 'token-2' }, renewedAt: { N: String(T0 * 1000) }, rejection: unknownOcr, judged: reacquired },
+    ]);
+  });
+
+  it('heartbeats are judged only when they could hold news: a refused lease, or expiresAt turned into milliseconds', () => {
+    const valid = leaseItem({ address: '10.0.0.1' });
+    const refused = withRejection(leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'] }), unknownOcr);
+    const inMs = { ...valid, target: { S: '10.0.0.3:8080' }, address: { S: '10.0.0.3' }, expiresAt: { N: String((T0 + 30) * 1000) } };
+    const records = [
+      { id: '1', oldImage: valid, newImage: valid },
+      { id: '2', oldImage: refused, newImage: refused },
+      { id: '3', oldImage: { ...inMs, expiresAt: { N: String(T0 + 30) } }, newImage: inMs },
+    ];
+    const writes = planRejectionsFromRecords(records, policy, routing, NOW_MS, ['heartbeat', 'heartbeat', 'heartbeat']);
+    expect(writes.map((w) => `${w.target} ${w.rejection?.reason}`)).toEqual(['10.0.0.3:8080 invalid']);
+  });
+
+  it('reconcile plans from every item of its scan', () => {
+    const items = [leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.0.2', capabilities: ['ocr'] })];
+    expect(planRejectionsFromScan(items, policy, routing, NOW_MS).map((w) => `${w.target} ${w.rejection?.reason}`)).toEqual(['10.0.0.2:8080 unknown-capability']);
+  });
+});
+
+describe('retryRejection: a rejection write whose condition failed, against the lease as DynamoDB returned it', () => {
+  const judged = leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'] });
+  const write: RejectionWrite = { target: '10.0.0.2:8080', leaseToken: { S: 'token-10.0.0.2' }, renewedAt: judged.renewedAt, rejection: unknownOcr, judged };
+  const removal: RejectionWrite = { target: '10.0.0.2:8080', leaseToken: { S: 'token-10.0.0.2' }, renewedAt: judged.renewedAt, judged };
+  const beat = { ...judged, expiresAt: { N: String(T0 + 40) }, renewedAt: { N: String(T0 * 1000 + 10_000) } };
+
+  it.each<[string, RejectionWrite, Item, RejectionWrite | 'superseded' | 'outdated']>([
+    ['only a heartbeat landed in between: written again on the renewedAt read now', write, beat, { ...write, renewedAt: beat.renewedAt }],
+    ['a heartbeat and the registry\'s rotation: the same', write, { ...beat, rotation: { M: {} } }, { ...write, renewedAt: beat.renewedAt }],
+    ['the agent changed its capabilities: outdated (its own record is judged)', write, { ...beat, capabilities: { SS: ['vision'] } }, 'outdated'],
+    ['a heartbeat that wrote expiresAt in milliseconds: outdated', write, { ...beat, expiresAt: { N: String((T0 + 40) * 1000) } }, 'outdated'],
+    ['another writer told it already: superseded', write, withRejection(beat, { ...unknownOcr, since: 1_800_000_000_000 }), 'superseded'],
+    ['a removal of a rejection already gone: superseded', removal, beat, 'superseded'],
+    ['a removal, a heartbeat in between: written again', removal, withRejection(beat, unknownOcr), { ...removal, renewedAt: beat.renewedAt }],
+  ])('%s', (_name, planned, current, expected) => {
+    expect(retryRejection(planned, current)).toEqual(expected);
+  });
+});
