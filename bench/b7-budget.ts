@@ -1,5 +1,5 @@
 import type { DynamoDBRecord } from 'aws-lambda';
-import { DEFAULT_ACCOUNT_ELB_BUCKET, DEFAULT_ELB_CALL_BUDGET, ElbCallBudget, takeTokens } from '../lib/core/elb-call-budget';
+import { callsOverBudget, DEFAULT_ACCOUNT_ELB_BUCKET, DEFAULT_ELB_CALL_BUDGET, ElbCallBudget } from '../lib/core/elb-call-budget';
 import { DEFAULT_FLEET_SETTINGS, modelCounts, monthlyCost, US_EAST_1_PRICES } from '../lib/core/cost-model';
 import { RuntimeConfig } from '../lib/core/runtime-config';
 import { createSyncHandler } from '../lib/handlers/stream-sync-handler';
@@ -215,14 +215,8 @@ async function runSide(c: B7Case, budget: ElbCallBudget, side: 'agentLb' | 'perE
   await poller;
   const elapsedAwsSeconds = ((performance.now() - started) / 1000) * TIME_SCALE;
 
-  // Replayed through the budget's own bucket: a call it would refuse was over the budget.
-  let bucket = { tokens: scaled.burst, atMs: elb.acceptedAt[0] ?? 0 };
-  let over = 0;
-  for (const at of elb.acceptedAt) {
-    const t = takeTokens(bucket, scaled, at, 1); // the gate and the front read the same clock
-    bucket = t.state;
-    if (t.granted === 0) over++;
-  }
+  // Replayed through the budget's own bucket at the times ELB accepted them, as ELB counts: a call it would refuse was over the budget.
+  const over = callsOverBudget(elb.acceptedAt, scaled);
   const want = new Map<string, Set<string>>();
   for (const item of table.items.values()) {
     const g = arn(Number(item.capabilities.SS![0].slice(1)));

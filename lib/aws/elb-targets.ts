@@ -18,8 +18,8 @@ export interface SendOptions {
    */
   readonly abortSignal?: AbortSignal;
   /**
-   * A token the caller already took from the gate (before its confirming read, so the wait for
-   * the budget does not age the read): the first Register/DeregisterTargets call spends it;
+   * A token the caller already reserved at the gate (before its confirming read, so the wait for
+   * the budget does not age the read): the first Register/DeregisterTargets call spends it as it leaves;
    * further calls (more than 200 targets, a refused call split) take their own.
    */
   readonly permit?: ElbCallPermit;
@@ -55,6 +55,24 @@ function untilAborted<T>(sent: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/**
+ * Every attempt ELB sees takes a token: the SDK's retries of a throttled or failed call (standard
+ * mode, up to 6 attempts) are calls too, and without this each would reach ELB on its first
+ * attempt's token. The middleware sits inside the retry middleware (same step, lower priority),
+ * so it runs once per attempt: the first attempt spent the caller's token, each later one waits
+ * for its own (giving up when `signal` aborts, so an abandoned call sends nothing more).
+ */
+export function budgetEachRetry(command: { middlewareStack: { add: (...args: never[]) => void } }, gate: ElbCallGate, signal?: AbortSignal): void {
+  let attempts = 0;
+  const middleware =
+    (next: (args: unknown) => Promise<unknown>) =>
+    async (args: unknown): Promise<unknown> => {
+      if (attempts++ > 0) (await gate.acquire(signal)).spend();
+      return next(args);
+    };
+  (command.middlewareStack.add as (m: typeof middleware, o: object) => void)(middleware, { step: 'finalizeRequest', priority: 'low', name: 'agentLbElbCallBudget' });
 }
 
 /** ELBv2 takes at most this many targets per Register/DeregisterTargets call (the controller uses the same). */
@@ -187,12 +205,15 @@ export class ElbTargets {
     options: SendOptions,
     permit: { unused?: ElbCallPermit },
   ): Promise<void> {
-    if (permit.unused) permit.unused = undefined;
-    else if (this.gate) await this.gate.acquire(options.abortSignal);
+    const taken = permit.unused ?? (this.gate ? await this.gate.acquire(options.abortSignal) : undefined);
+    permit.unused = undefined;
     this.mutatingCalls++;
     outcome.calls++;
     const input = { TargetGroupArn: targetGroupArn, Targets: batch.map(toElb) };
     const command = action === 'register' ? new RegisterTargetsCommand(input) : new DeregisterTargetsCommand(input);
+    if (this.gate) budgetEachRetry(command, this.gate, options.abortSignal);
+    // Charged as the call leaves, not when its token was granted (see reserveToken): ELB counts arrivals.
+    taken?.spend();
     if (options.abortSignal) await untilAborted(this.client.send(command, { abortSignal: options.abortSignal }), options.abortSignal);
     else await this.client.send(command);
   }

@@ -64,10 +64,15 @@ export function roundBoundSeconds(groups: number, budget: ElbCallBudget): number
 
 // ---- token bucket -------------------------------------------------------------------------
 
-/** A token bucket's state: tokens held at `atMs` (epoch ms). Fractional tokens accrue; a call takes a whole one. */
+/**
+ * A token bucket's state: tokens held at `atMs` (epoch ms). Fractional tokens accrue; a call takes
+ * a whole one. `reserved`: tokens granted to calls not sent yet (see {@link reserveToken}).
+ */
 export interface BucketState {
   readonly tokens: number;
   readonly atMs: number;
+  /** @default 0 */
+  readonly reserved?: number;
 }
 
 /** A full bucket at `nowMs`. */
@@ -86,6 +91,65 @@ export function takeTokens(state: BucketState, budget: ElbCallBudget, nowMs: num
   const now = refill(state, budget, nowMs);
   const granted = Math.max(0, Math.min(Math.floor(wanted), Math.floor(now.tokens + 1e-9)));
   return { granted, state: { tokens: Math.max(0, now.tokens - granted), atMs: now.atMs } };
+}
+
+// ---- permits: a token granted before the call, spent when the call leaves ---------------
+
+/*
+ * ELB charges a call when it arrives, not when the registry decided to send it. A token taken
+ * at grant time and spent later (after a confirming read, a few awaits, or an SDK retry's
+ * backoff) lets two calls whose grants were a refill apart arrive closer together: the first
+ * late, the second on time. That is how B7 once saw a call over the budget. So a grant only
+ * reserves a token; the bucket is charged when the call leaves ({@link spendReserved}), and a
+ * grant needs a whole token beyond those reserved. Then at every call's departure the bucket,
+ * charged at departure times exactly as ELB charges it, holds at least that call's token.
+ */
+
+/** The bucket at `nowMs` with one more token reserved, if a whole token beyond the reserved ones is there. */
+export function reserveToken(state: BucketState, budget: ElbCallBudget, nowMs: number): { readonly granted: boolean; readonly state: BucketState } {
+  const now = refill(state, budget, nowMs);
+  const reserved = state.reserved ?? 0;
+  if (now.tokens - reserved + 1e-9 < 1) return { granted: false, state: { ...now, reserved } };
+  return { granted: true, state: { ...now, reserved: reserved + 1 } };
+}
+
+/** A reserved token spent at `nowMs`, when its call leaves: the bucket is charged then. */
+export function spendReserved(state: BucketState, budget: ElbCallBudget, nowMs: number): BucketState {
+  const now = refill(state, budget, nowMs);
+  return { tokens: Math.max(0, now.tokens - 1), atMs: now.atMs, reserved: Math.max(0, (state.reserved ?? 0) - 1) };
+}
+
+/** A reserved token whose call was not sent after all: free again, nothing charged. */
+export function releaseReserved(state: BucketState): BucketState {
+  return { ...state, reserved: Math.max(0, (state.reserved ?? 0) - 1) };
+}
+
+/**
+ * Milliseconds from `nowMs` until a token can be reserved (0: now); `undefined` when refill alone
+ * never makes one (the reserved tokens fill the burst): a spend or a release must come first.
+ */
+export function msUntilReservable(state: BucketState, budget: ElbCallBudget, nowMs: number): number | undefined {
+  const reserved = state.reserved ?? 0;
+  if (reserved + 1 > budget.burst + 1e-9) return undefined;
+  const now = refill(state, budget, nowMs);
+  const missing = reserved + 1 - now.tokens;
+  return missing <= 1e-9 ? 0 : Math.ceil((missing / budget.callsPerSecond) * 1000);
+}
+
+/**
+ * Calls that went over `budget`, judged as ELB judges them: the calls' arrival times (epoch ms, in
+ * order) replayed through a bucket full at the first. 0 means never above the budget. What B7
+ * reports as `callsOverBudget`.
+ */
+export function callsOverBudget(sentAtMs: readonly number[], budget: ElbCallBudget): number {
+  let bucket = fullBucket(budget, sentAtMs[0] ?? 0);
+  let over = 0;
+  for (const at of sentAtMs) {
+    const t = takeTokens(bucket, budget, at, 1);
+    bucket = t.state;
+    if (t.granted === 0) over++;
+  }
+  return over;
 }
 
 /** Milliseconds from `nowMs` until the bucket holds `wanted` whole tokens (0 when it does; at most the burst can ever be held). */
@@ -272,8 +336,13 @@ export function queueStats(queue: ChangeQueue, nowMs: number): { readonly queued
 
 // ---- the gate every Register/DeregisterTargets call passes --------------------------------
 
-/** A token taken for one call: sent, it is spent; not sent after all, {@link ElbCallPermit.giveBack} returns it. */
+/**
+ * A token reserved for one call: {@link ElbCallPermit.spend} charges the budget as the call leaves
+ * (the moment ELB counts it); {@link ElbCallPermit.giveBack} frees it when the call is not sent
+ * after all. Whichever comes first counts; the other is then a no-op.
+ */
 export interface ElbCallPermit {
+  spend(): void;
   giveBack(): void;
 }
 

@@ -109,6 +109,8 @@ export interface ConfirmedOutcome {
   readonly firstTransientError?: ElbTargetsError;
   /** Per key in `applied`, the lease as the read that confirmed its call saw it (`undefined`: no item): what the rotation it leaves is written into. */
   readonly confirmedBy: ReadonlyMap<string, RawItem | undefined>;
+  /** With an ELB call budget: the longest wait for a token, ms (0: every token was there at once). */
+  readonly tokenWaitMs?: number;
 }
 
 /**
@@ -141,15 +143,22 @@ export async function applyConfirmed(
   const rounds = deps.rounds ?? CONFIRM_ROUNDS;
   const gate = deps.elb.gate;
   // With an ELB call budget, the first token may be long in coming: the rounds' time starts once it is taken.
-  const firstPermit = gate && pending.length > 0 ? await permitBy(gate, deps.budgetEnd, now) : undefined;
-  if (gate && pending.length > 0 && !firstPermit) return notApplied(pending);
+  let tokenWaitMs = 0;
+  const permitWithin = async (until: number | undefined) => {
+    const { permit, waitedMs } = await permitBy(gate as ElbCallGate, until, now);
+    tokenWaitMs = Math.max(tokenWaitMs, waitedMs);
+    return permit;
+  };
+  const firstPermit = gate && pending.length > 0 ? await permitWithin(deps.budgetEnd) : undefined;
+  if (gate && pending.length > 0 && !firstPermit) return notApplied(pending, tokenWaitMs);
   const budgetEnd = Math.min(deps.budgetEnd ?? Infinity, now() + rounds * deadlineMs);
   // Prior reads are used only while fresh enough to leave the call most of its deadline.
   let reused = prior && now() - prior.readAtMs < deadlineMs / 2 ? prior : undefined;
 
   for (let round = 0; round < rounds && pending.length > 0 && now() < budgetEnd; round++) {
-    // The token before the read: waiting for the budget never ages the read a call acts on.
-    const permit = round === 0 ? firstPermit : gate ? await permitBy(gate, budgetEnd, now) : undefined;
+    // The token before the read: waiting for the budget never ages the read a call acts on. It is
+    // only reserved here; the budget is charged when the call leaves (ElbTargets spends it).
+    const permit = round === 0 ? firstPermit : gate ? await permitWithin(budgetEnd) : undefined;
     if (gate && !permit) break;
     let readAtMs: number;
     let reads: ReadonlyMap<string, RawItem | undefined>;
@@ -225,6 +234,7 @@ export async function applyConfirmed(
     calls,
     ...(pending.length > 0 && firstTransientError ? { firstTransientError } : {}),
     confirmedBy: new Map(applied.map((key) => [key, confirmedBy.get(key)])),
+    tokenWaitMs,
   };
 }
 
@@ -280,16 +290,26 @@ async function undoContradicted(
   return { undone, calls };
 }
 
-/** A token from `gate`, waiting at most until `until` (epoch ms; none: as long as it takes); `undefined` when the wait ran out. */
-async function permitBy(gate: ElbCallGate, until: number | undefined, now: () => number): Promise<ElbCallPermit | undefined> {
+/**
+ * A token from `gate`, waiting at most until `until` (epoch ms; none: as long as it takes);
+ * `permit` undefined when the wait ran out. `waitedMs` is 0 when a token was there at once
+ * (the gate queued nobody), else how long the wait took.
+ */
+async function permitBy(gate: ElbCallGate, until: number | undefined, now: () => number): Promise<{ permit?: ElbCallPermit; waitedMs: number }> {
+  const started = performance.now();
+  const acquiring = gate.acquire(until === undefined || until === Infinity ? undefined : AbortSignal.timeout(Math.max(1, until - now())));
+  // First come, first served: a token granted at once leaves the gate's queue empty.
+  const queued = gate.waiting(now()).queued > 0;
+  const waited = () => (queued ? Math.max(1, Math.round(performance.now() - started)) : 0);
   try {
-    return await gate.acquire(until === undefined || until === Infinity ? undefined : AbortSignal.timeout(Math.max(1, until - now())));
+    const permit = await acquiring;
+    return { permit, waitedMs: waited() };
   } catch {
-    return undefined;
+    return { waitedMs: waited() };
   }
 }
 
 /** The outcome of a change that never got a token: nothing sent, everything to be tried again. */
-function notApplied(pending: readonly TargetRef[]): ConfirmedOutcome {
-  return { applied: [], undone: [], withheld: [], skippedRefused: [], transientFailures: pending.map((t) => t.key), rejected: [], calls: 0, confirmedBy: new Map() };
+function notApplied(pending: readonly TargetRef[], tokenWaitMs: number): ConfirmedOutcome {
+  return { applied: [], undone: [], withheld: [], skippedRefused: [], transientFailures: pending.map((t) => t.key), rejected: [], calls: 0, confirmedBy: new Map(), tokenWaitMs };
 }

@@ -1,4 +1,4 @@
-import { BucketState, ElbCallBudget, ElbCallGate, ElbCallPermit, fullBucket, msUntilTokens, refill, takeTokens } from '../core/elb-call-budget';
+import { BucketState, ElbCallBudget, ElbCallGate, ElbCallPermit, fullBucket, msUntilReservable, releaseReserved, reserveToken, spendReserved } from '../core/elb-call-budget';
 
 interface Waiter {
   readonly since: number;
@@ -22,7 +22,7 @@ export class BucketGate implements ElbCallGate {
   private state: BucketState;
   private readonly queue: Waiter[] = [];
   private timer: NodeJS.Timeout | undefined;
-  /** Calls sent through the gate (permits not given back). */
+  /** Calls sent through the gate (permits spent). */
   public sent = 0;
 
   public constructor(
@@ -62,19 +62,27 @@ export class BucketGate implements ElbCallGate {
     return { queued: this.queue.length, oldestAgeMs: this.queue.length > 0 ? Math.max(0, nowMs - this.queue[0].since) : 0 };
   }
 
+  /**
+   * Reserves a token (the pure rule's reserveToken): the budget is charged only when the permit's
+   * call leaves (`spend`), so a call sent a while after its grant (a confirming read, an SDK
+   * retry's backoff) never lands closer to the previous one than the budget allows.
+   */
   private tryTake(): ElbCallPermit | undefined {
-    const taken = takeTokens(this.state, this.budget, this.now(), 1);
+    const taken = reserveToken(this.state, this.budget, this.now());
     this.state = taken.state;
-    if (taken.granted === 0) return undefined;
-    this.sent++;
-    let returned = false;
+    if (!taken.granted) return undefined;
+    let settled = false;
     return {
+      spend: () => {
+        if (settled) return;
+        settled = true;
+        this.sent++;
+        this.state = spendReserved(this.state, this.budget, this.now());
+      },
       giveBack: () => {
-        if (returned) return;
-        returned = true;
-        this.sent--;
-        const now = refill(this.state, this.budget, this.now());
-        this.state = { tokens: Math.min(this.budget.burst, now.tokens + 1), atMs: now.atMs };
+        if (settled) return;
+        settled = true;
+        this.state = releaseReserved(this.state);
         this.pump();
       },
     };
@@ -93,7 +101,9 @@ export class BucketGate implements ElbCallGate {
 
   private schedule(): void {
     if (this.timer || this.queue.length === 0) return;
-    const wait = Math.max(1, msUntilTokens(this.state, this.budget, this.now()));
+    const until = msUntilReservable(this.state, this.budget, this.now());
+    // Every token of the burst reserved: the next spend or release pumps (a spend frees no token, so look again a refill later).
+    const wait = Math.max(1, until ?? Math.ceil(1000 / this.budget.callsPerSecond));
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.pump();

@@ -170,10 +170,10 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         ] as const) {
           if (targets.length === 0) continue;
           const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, prior);
-          if (gate && outcome.calls > 0) {
-            const wait = Date.now() - started;
-            if (wait > 50) waited += targets.length;
-            longestWaitMs = Math.max(longestWaitMs, wait);
+          // Only a wait for a token counts (not the confirming read or the call): light churn that the burst covers reports none.
+          if (outcome.tokenWaitMs !== undefined && outcome.tokenWaitMs > 0) {
+            waited += targets.length;
+            longestWaitMs = Math.max(longestWaitMs, outcome.tokenWaitMs);
           }
           for (const key of outcome.applied) {
             memory.applied.remember(group.targetGroupArn, key, action, recordOf(key));

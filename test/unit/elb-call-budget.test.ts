@@ -3,6 +3,7 @@ import {
   BucketState,
   budgetOf,
   budgetProblem,
+  callsOverBudget,
   ChangeQueue,
   ChangeRequest,
   DEFAULT_ELB_CALL_BUDGET,
@@ -10,13 +11,17 @@ import {
   emptyQueue,
   enqueue,
   fullBucket,
+  msUntilReservable,
   msUntilTokens,
   planCalls,
   priorityOf,
   queueStats,
   refill,
+  releaseReserved,
+  reserveToken,
   roundBoundSeconds,
   settleCall,
+  spendReserved,
   takeTokens,
 } from '../../lib/core/elb-call-budget';
 
@@ -231,5 +236,95 @@ describe('planCalls: which calls go now, what waits', () => {
     }
     expect(applied).toEqual(desired);
     expect(queueStats(q, 120_000).queued).toBe(0);
+  });
+});
+
+describe('permits: a grant reserves a token, the call is charged when it leaves (as ELB counts arrivals)', () => {
+  test.each<[string, number[], number]>([
+    ['none', [], 0],
+    ['a burst at once', Array(10).fill(0), 0],
+    ['one past the burst at once', Array(11).fill(0), 1],
+    ['the burst, then one per refill', [...Array(10).fill(0), 500, 1000, 1500], 0],
+    ['the burst, then one a refill too early', [...Array(10).fill(0), 500, 990], 1],
+    // How B7 saw one call over: a call granted on a full bucket left 300 ms later. Charged at its
+    // grant, the gate refilled 0.6 of a token meanwhile that ELB's bucket, still full, could not
+    // hold; so the gate let the burst and one more call go 200 ms after it.
+    ['granted on a full bucket at 1000, left at 1300; nine more at once, one 200 ms later', [1300, ...Array(9).fill(1300), 1500], 1],
+  ])('callsOverBudget replays arrivals (%s)', (_, sentAt, over) => {
+    expect(callsOverBudget(sentAt, B)).toBe(over);
+  });
+
+  type Op = ['reserve' | 'spend' | 'release', number];
+  test.each<[string, Op[], boolean[], number]>([
+    ['a full bucket grants the burst, no more', [...Array<Op>(11).fill(['reserve', 0])], [...Array(10).fill(true), false], 10],
+    ['a reserved token is not granted twice', [['reserve', 0], ...Array<Op>(10).fill(['reserve', 0])], [...Array(10).fill(true), false], 10],
+    ['a release frees it, charging nothing', [...Array<Op>(10).fill(['reserve', 0]), ['release', 0], ['reserve', 0]], [...Array(10).fill(true), true], 10],
+    ['spending charges it: no new grant until a refill', [...Array<Op>(10).fill(['reserve', 0]), ['spend', 0], ['reserve', 100], ['reserve', 500]], [...Array(10).fill(true), false, true], 10],
+    // The bucket is charged at the spend: a call left late does not eat its successor's refill.
+    ['late departure is charged late', [['reserve', 0], ['spend', 400], ['reserve', 400]], [true, true], 10],
+    // The same call reserved: charged at 1300 on a full bucket, so the gate holds exactly ELB's nine.
+    ['reserved on a full bucket, spent later: only nine more', [['reserve', 1000], ['spend', 1300], ...Array<Op>(10).fill(['reserve', 1300])], [true, ...Array(9).fill(true), false], 10],
+  ])('%s', (_, ops, grants, burstAfterRefill) => {
+    let state = fullBucket(B, 0);
+    const granted: boolean[] = [];
+    for (const [op, at] of ops) {
+      if (op === 'reserve') {
+        const r = reserveToken(state, B, at);
+        granted.push(r.granted);
+        state = r.state;
+      } else state = op === 'spend' ? spendReserved(state, B, at) : releaseReserved(state);
+    }
+    expect(granted).toEqual(grants);
+    expect(refill(state, B, 1e9).tokens).toBe(burstAfterRefill);
+  });
+
+  test.each<[string, BucketState, number | undefined]>([
+    ['tokens there', fullBucket(B, 0), 0],
+    ['empty: one refill away', { tokens: 0, atMs: 0 }, 500],
+    ['half a token free beyond the reserved', { tokens: 3.5, atMs: 0, reserved: 3 }, 250],
+    ['the whole burst reserved: only a spend or release helps', { tokens: 10, atMs: 0, reserved: 10 }, undefined],
+  ])('msUntilReservable: %s', (_, state, ms) => {
+    expect(msUntilReservable(state, B, 0)).toBe(ms);
+  });
+
+  /**
+   * A gate granting whenever it can, each call leaving 0–300 ms after its grant (a confirming
+   * read, an SDK retry's backoff). Charged at departure, the arrivals never exceed the budget;
+   * charged at grant (what the gate did when B7 saw a call over), they do.
+   */
+  function saturated(chargeAtGrant: boolean, seed: number): number[] {
+    let s = seed;
+    const rand = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let state = fullBucket(B, 0);
+    let out: number[] = [];
+    const sent: number[] = [];
+    for (let t = 0; t <= 30_000; t++) {
+      const leaving = out.filter((at) => at <= t).length;
+      for (let k = 0; k < leaving; k++) {
+        if (!chargeAtGrant) state = spendReserved(state, B, t);
+        sent.push(t);
+      }
+      out = out.filter((at) => at > t);
+      if (chargeAtGrant) {
+        const taken = takeTokens(state, B, t, 1);
+        state = taken.state;
+        if (taken.granted === 1) out.push(t + Math.floor(rand() * 300));
+      } else {
+        const r = reserveToken(state, B, t);
+        state = r.state;
+        if (r.granted) out.push(t + Math.floor(rand() * 300));
+      }
+    }
+    return sent;
+  }
+
+  test.each([1, 2, 3, 4, 5])('seed %d: calls leaving up to 300 ms after their grant never go over the budget', (seed) => {
+    const sent = saturated(false, seed);
+    expect(sent.length).toBeGreaterThan(55); // the budget is used: burst + 30 s × 2/s ≈ 70
+    expect(callsOverBudget(sent, B)).toBe(0);
+  });
+
+  test('charged at grant instead, the same departures go over the budget', () => {
+    expect([1, 2, 3, 4, 5].map((seed) => callsOverBudget(saturated(true, seed), B)).some((over) => over > 0)).toBe(true);
   });
 });
