@@ -22,6 +22,12 @@ export interface RuntimeConfigJson {
   readonly tableName: string;
   readonly loadBalancerArn?: string;
   readonly listenerArn?: string;
+  /**
+   * The deployment's other load balancers (with `loadBalancerArn`, the first): each listed
+   * capability's target group is found on exactly one of them. Weighted variants stay on the first.
+   * @default [] (one load balancer)
+   */
+  readonly moreLoadBalancerArns?: readonly string[];
   readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: TargetType }> | readonly string[];
   readonly allowedCidrs: string[];
   /** In (0, 1]. @default DEFAULT_SAFETY_VALVE_SHARE */
@@ -123,7 +129,7 @@ export interface RuntimeSettings {
    * Capabilities whose target group is to be found on a load balancer: `loadBalancerArn`, or the
    * load balancer of `listenerArn` (exactly one of the two is set).
    */
-  readonly discover?: { readonly loadBalancerArn?: string; readonly listenerArn?: string; readonly capabilities: readonly string[] };
+  readonly discover?: { readonly loadBalancerArn?: string; readonly listenerArn?: string; readonly moreLoadBalancerArns?: readonly string[]; readonly capabilities: readonly string[] };
   /** Weighted variants by capability name; see {@link RuntimeConfigJson.variantWeights}. */
   readonly variantWeights?: Readonly<Record<string, number>>;
   /** See {@link RuntimeConfigJson.elbBudget}; unset when the configuration sets none. */
@@ -155,8 +161,12 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
       if (typeof name !== 'string' || !CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
     }
     if (new Set(names).size !== names.length) fail('capabilities lists a name twice');
+    const more = obj.moreLoadBalancerArns ?? [];
+    if (!Array.isArray(more) || !more.every(nonEmpty)) fail(`moreLoadBalancerArns must be a list of load balancer ARNs, got ${JSON.stringify(obj.moreLoadBalancerArns)}`);
+    if (more.length > 0 && !nonEmpty(obj.loadBalancerArn)) fail('moreLoadBalancerArns needs loadBalancerArn: the first of the deployment\'s load balancers');
     discover = {
       ...(nonEmpty(obj.loadBalancerArn) ? { loadBalancerArn: obj.loadBalancerArn } : { listenerArn: obj.listenerArn as string }),
+      ...(more.length > 0 ? { moreLoadBalancerArns: more as string[] } : {}),
       capabilities: names as string[],
     };
   } else {

@@ -224,6 +224,9 @@ export async function applyConfirmed(
       if (wait > 0) await (deps.sleep ?? sleep)(wait);
     }
   }
+  // A first token that came as the time ran out (no round left to use it) is free again: a
+  // reserved token never given back would hold a place of the burst for good.
+  firstPermit?.giveBack();
   return {
     applied,
     undone,
