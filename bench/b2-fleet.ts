@@ -26,14 +26,15 @@ export type FleetPhase = 'join' | 'steady' | 'crash' | 'release';
 
 export function planFleet(count: number, capabilities: readonly string[], crashes: number, releases: number, seed: number): FleetPlan {
   if (crashes + releases > count) throw new Error(`cannot crash ${crashes} and release ${releases} of ${count} agents`);
-  if (count > 250 * 256) throw new Error('at most 64 000 agents (10.1.0.1 – 10.1.255.250)');
+  if (count > 250 * 256) throw new Error('at most 64 000 agents (127.1.0.1 – 127.1.255.250)');
   const rand = prng(seed);
   const agents = Array.from({ length: count }, (_, index): FleetAgent => {
     const want = 1 + Math.floor(rand() * Math.min(3, capabilities.length));
     const chosen = new Set<string>();
     while (chosen.size < want) chosen.add(capabilities[Math.floor(rand() * capabilities.length)]);
-    // Private addresses that need no server: ELB (and moto) never connect to them here.
-    return { index, id: `bench-agent-${index}`, address: `10.1.${Math.floor(index / 250)}.${(index % 250) + 1}`, port: 8080, capabilities: [...chosen].sort() };
+    // Loopback addresses that need no server: moto never connects to them, and local mode admits
+    // loopback agents without a network interface (the admission scenario measures its EC2 calls on its own).
+    return { index, id: `bench-agent-${index}`, address: `127.1.${Math.floor(index / 250)}.${(index % 250) + 1}`, port: 8080, capabilities: [...chosen].sort() };
   });
   const order = agents.map((a) => a.index);
   for (let i = order.length - 1; i > 0; i--) {

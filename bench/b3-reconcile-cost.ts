@@ -209,7 +209,8 @@ function makeLeases(count: number, caps: readonly string[], rand: () => number):
     const want = 1 + Math.floor(rand() * 3);
     const chosen = new Set<string>();
     while (chosen.size < want) chosen.add(caps[Math.floor(rand() * caps.length)]);
-    const address = `10.2.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+    // Loopback: local mode admits it without a network interface (the admission scenario measures admission on its own).
+    const address = `127.2.${Math.floor(i / 250)}.${(i % 250) + 1}`;
     return {
       target: `${address}:8080`,
       address,

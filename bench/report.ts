@@ -1,3 +1,4 @@
+import type { AdmissionResult } from './admission-cost';
 import type { B1Result } from './b1-handler-economy';
 import type { ProjectionResult } from './b1-cold-start';
 import type { B2Result } from './b2-end-to-end';
@@ -9,7 +10,7 @@ import type { B7Result } from './b7-budget';
 import type { CatalogBenchResult } from './catalog';
 import type { Distribution } from './percentiles';
 
-export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | B6Result | B7Result | CatalogBenchResult | ProjectionResult;
+export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | B6Result | B7Result | CatalogBenchResult | ProjectionResult | AdmissionResult;
 
 /** One line of the table. `target` and `verdict` only on lines that check one of the issue's targets. */
 export interface Row {
@@ -309,6 +310,24 @@ function b5Rows(r: B5Result): Row[] {
   ];
 }
 
+function admissionRows(r: AdmissionResult): Row[] {
+  return r.runs.flatMap((run): Row[] => {
+    const s = `admission ${batchLabel(run.batchSize)}`;
+    return [
+      {
+        scenario: s,
+        figure: `EC2 calls for ${int(r.records)} records (${int(run.batchesWithRegistrations)} of ${int(run.batches)} batches register, ${int(run.registrations)} targets)`,
+        ours: int(run.ours.ec2Calls),
+        naive: int(run.naive.ec2Calls),
+      },
+      { scenario: s, figure: 'EC2 calls per batch, most (one DescribeNetworkInterfaces per 200 new addresses)', ours: int(run.ours.maxEc2CallsPerBatch), naive: '–', target: '≤ 1 per 200 new addresses', verdict: run.ours.maxEc2CallsPerBatch <= Math.ceil(run.batchSize / 200) ? 'met' : 'MISSED' },
+      { scenario: s, figure: 'EC2 calls for the heartbeats alone', ours: int(run.ours.heartbeatEc2Calls), naive: '0', target: '0', verdict: missedIfZero(run.ours.heartbeatEc2Calls) },
+      { scenario: s, figure: 'DescribeTargetHealth for the target quota\'s count (far below 80 %: once per container)', ours: int(run.ours.quotaCountCalls), naive: '–' },
+      { scenario: s, figure: 'records/s with admission', ours: int(run.ours.recordsPerSecond), naive: '–' },
+    ];
+  });
+}
+
 function b6Rows(r: B6Result): Row[] {
   const { setup, variants: v } = r;
   const s = `B6 long requests, ${setup.agents} agents`;
@@ -418,6 +437,8 @@ export function rowsOf(result: ScenarioResult): Row[] {
       return b7Rows(result);
     case 'projection':
       return projectionRows(result);
+    case 'admission':
+      return admissionRows(result);
   }
 }
 

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { runAdmission } from './admission-cost';
 import { runB1 } from './b1-handler-economy';
 import { runProjection } from './b1-cold-start';
 import { runB2 } from './b2-end-to-end';
@@ -13,10 +14,10 @@ import { runCatalogBench } from './catalog';
 import { measuredOn, MeasuredOn, staleness } from './provenance';
 import { markdownTable, rowsOf, ScenarioResult, textTable } from './report';
 
-const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'catalog', 'projection'] as const;
+const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'catalog', 'admission', 'projection'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
-const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,b6,b7,catalog,projection] [--agents=N] [--ttl=S] [--runs=N] [--write]
+const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,b6,b7,catalog,admission,projection] [--agents=N] [--ttl=S] [--runs=N] [--write]
   --only    scenarios to run (default: all); results of the others are kept in bench/results.json
   --agents  B2 fleet size (default 500; a fifth crash, a fifth release)
   --ttl     B2 lease TTL in seconds (default 15; agents renew every ttl/3)
@@ -80,6 +81,7 @@ async function runScenarios(flags: Flags): Promise<Record<string, unknown>[]> {
   const mix = { records: 100_000, heartbeatShare: 0.85, registrationShare: 0.1, capabilities: 20, seed: 42 };
   await timed('b1', () => runB1(mix, [100, 1000]));
   await timed('projection', () => runProjection(1000, [100, 1000], 20));
+  await timed('admission', () => runAdmission({ ...mix, records: 20_000 }, [100, 1000]));
   await timed('b2', () => runB2({ agents: flags.agents, ttlSeconds: flags.ttl, log }));
   await timed('b3', () => runB3({ runs: flags.runs, log }));
   await timed('b4', () => runB4({ log }));
@@ -90,9 +92,9 @@ async function runScenarios(flags: Flags): Promise<Record<string, unknown>[]> {
   return out;
 }
 
-const ORDER = ['B1', 'projection', 'B2', 'B3', 'B4', 'B5-rolling-restart', 'B6-long-requests', 'B7', 'catalog'];
+const ORDER = ['B1', 'projection', 'B2', 'B3', 'B4', 'B5-rolling-restart', 'B6-long-requests', 'B7', 'catalog', 'admission'];
 /** The `scenario` each flag's result carries. */
-const SCENARIO_NAMES: Record<ScenarioId, string> = { b1: 'B1', projection: 'projection', b2: 'B2', b3: 'B3', b4: 'B4', b5: 'B5-rolling-restart', b6: 'B6-long-requests', b7: 'B7', catalog: 'catalog' };
+const SCENARIO_NAMES: Record<ScenarioId, string> = { b1: 'B1', projection: 'projection', b2: 'B2', b3: 'B3', b4: 'B4', b5: 'B5-rolling-restart', b6: 'B6-long-requests', b7: 'B7', catalog: 'catalog', admission: 'admission' };
 
 /** This run's scenarios, plus those of the previous results.json this run did not repeat. */
 function merge(path: string, fresh: Record<string, unknown>[]): Record<string, unknown>[] {

@@ -31,7 +31,7 @@ export interface SendOptions {
  * without this, a caller waits out the backoff. The call left behind sends nothing more (its
  * next attempt sees the aborted signal); only an attempt already on the wire may still land.
  */
-function untilAborted<T>(sent: Promise<T>, signal: AbortSignal): Promise<T> {
+export function untilAborted<T>(sent: Promise<T>, signal: AbortSignal): Promise<T> {
   const call = Promise.resolve(sent); // test doubles may answer with a plain value
   const aborted = () => Object.assign(new Error('the call was abandoned: its deadline passed'), { name: 'AbortError' });
   if (signal.aborted) {

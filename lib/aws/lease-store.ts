@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../core/errors';
 import { encodeRotationEntry } from '../core/lease-codec';
+import { quoteUntrusted } from '../core/untrusted-text';
 import { LEASE_ATTR, LeaseStatus, RawItem, RotationEntry } from '../core/lease-schema';
 import { entriesNewerThan, heldBy, LeaseWrite, MAX_ENTRIES_PER_WRITE, RegistryEntry, registryMaps } from '../core/registry-writes';
 import { RejectionWrite, retryRejection } from '../core/rejection-planner';
@@ -72,6 +73,17 @@ function wrap(action: string, tableName: string, error: unknown, context: Record
 const key = (target: string): Record<string, AttributeValue> => ({ [LEASE_ATTR.target]: { S: target } });
 
 /**
+ * Why a write conditional on `leaseToken = :mine` failed, from the item as it was
+ * (`ReturnValuesOnConditionCheckFailure: ALL_OLD`): gone, or held by another token.
+ */
+function lostBecause(error: unknown): string {
+  const old = (error as { Item?: RawItem }).Item;
+  if (old === undefined) return 'the lease item is gone (released by someone else, or swept after expiry)';
+  const agentId = old[LEASE_ATTR.agentId]?.S;
+  return `taken over by another holder${agentId === undefined ? '' : ` (agentId ${quoteUntrusted(agentId, 80)})`}`;
+}
+
+/**
  * The lease table behind the contract's conditional writes. Converts DynamoDB exceptions
  * into agent-lb errors at this boundary; callers never see an SDK exception.
  */
@@ -123,11 +135,12 @@ export class LeaseStore {
           ExpressionAttributeNames: { '#expiresAt': LEASE_ATTR.expiresAt, '#renewedAt': LEASE_ATTR.renewedAt, '#leaseToken': LEASE_ATTR.leaseToken },
           ExpressionAttributeValues: { ':exp': { N: String(expiresAt) }, ':ren': { N: String(renewedAtMs) }, ':mine': { S: leaseToken } },
           ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
       return out.Attributes as RawItem | undefined;
     } catch (error) {
-      if (isConditionFailure(error)) throw new LeaseLostError(target, 'the lease was taken over or swept after expiry', { cause: error });
+      if (isConditionFailure(error)) throw new LeaseLostError(target, lostBecause(error), { cause: error });
       throw wrap('renew', this.tableName, error, { target });
     }
   }
@@ -144,11 +157,12 @@ export class LeaseStore {
           ExpressionAttributeNames: { '#status': LEASE_ATTR.status, '#leaseToken': LEASE_ATTR.leaseToken },
           ExpressionAttributeValues: { ':status': { S: status }, ':mine': { S: leaseToken } },
           ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
       return out.Attributes as RawItem | undefined;
     } catch (error) {
-      if (isConditionFailure(error)) throw new LeaseLostError(target, 'the lease was taken over or swept after expiry', { cause: error });
+      if (isConditionFailure(error)) throw new LeaseLostError(target, lostBecause(error), { cause: error });
       throw wrap('setStatus', this.tableName, error, { target });
     }
   }
@@ -188,6 +202,52 @@ export class LeaseStore {
     } catch (error) {
       if (isConditionFailure(error)) return false;
       throw wrap('deleteIfExpired', this.tableName, error, { target });
+    }
+  }
+
+  /**
+   * Deletes a lease whose `expiresAt` lies beyond `latest` (the deployment's maximum TTL from now,
+   * in the item's unit): such a lease is never routed and would hold its key for years. A lease
+   * renewed meanwhile to a sane expiry fails the condition and stays.
+   */
+  public async deleteIfExpiresAfter(target: string, latest: number): Promise<boolean> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: key(target),
+          ConditionExpression: '#expiresAt > :latest',
+          ExpressionAttributeNames: { '#expiresAt': LEASE_ATTR.expiresAt },
+          ExpressionAttributeValues: { ':latest': { N: String(latest) } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('deleteIfExpiresAfter', this.tableName, error, { target });
+    }
+  }
+
+  /**
+   * Deletes an item that has no numeric `expiresAt` (missing, or of another type): it is no
+   * lease, and neither DynamoDB's TTL nor the expiry sweep would ever remove it. An item given a
+   * numeric expiry meanwhile fails the condition and stays.
+   */
+  public async deleteIfNoExpiry(target: string): Promise<boolean> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: key(target),
+          ConditionExpression: 'attribute_exists(#target) AND NOT attribute_type(#expiresAt, :number)',
+          ExpressionAttributeNames: { '#target': LEASE_ATTR.target, '#expiresAt': LEASE_ATTR.expiresAt },
+          ExpressionAttributeValues: { ':number': { S: 'N' } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw wrap('deleteIfNoExpiry', this.tableName, error, { target });
     }
   }
 

@@ -50,6 +50,12 @@ const K = REGISTRY_STATE_KEY;
 const A = REGISTRY_STATE_ATTR;
 const catalogKey = (): Record<string, AttributeValue> => ({ [K.partition]: { S: CATALOG_ITEM_KEY.pk }, [K.sort]: { S: CATALOG_ITEM_KEY.sk } });
 const memberKey = (capability: string, target: string): Record<string, AttributeValue> => ({ [K.partition]: { S: membersPartition(capability) }, [K.sort]: { S: target } });
+/** A member write lands unless the index already holds a read of the lease at least as new. */
+const unlessNewerRead = (readAt: number) => ({
+  ConditionExpression: 'attribute_not_exists(#pk) OR #readAt <= :readAt',
+  ExpressionAttributeNames: { '#pk': K.partition, '#readAt': A.readAt },
+  ExpressionAttributeValues: { ':readAt': { N: String(Math.floor(readAt)) } as AttributeValue },
+});
 
 /**
  * The registry state table (lib/core/registry-state.ts): the catalog document, stored gzip'd so
@@ -163,9 +169,7 @@ export class RegistryStateStore {
         new PutItemCommand({
           TableName: this.tableName,
           Item: encodeMember(member, readAt) as Record<string, AttributeValue>,
-          ConditionExpression: 'attribute_not_exists(#pk) OR #readAt <= :readAt',
-          ExpressionAttributeNames: { '#pk': K.partition, '#readAt': A.readAt },
-          ExpressionAttributeValues: { ':readAt': { N: String(Math.floor(readAt)) } },
+          ...unlessNewerRead(readAt),
         }),
       );
       return 'written';
@@ -182,9 +186,7 @@ export class RegistryStateStore {
         new DeleteItemCommand({
           TableName: this.tableName,
           Key: memberKey(capability, target),
-          ConditionExpression: 'attribute_not_exists(#pk) OR #readAt <= :readAt',
-          ExpressionAttributeNames: { '#pk': K.partition, '#readAt': A.readAt },
-          ExpressionAttributeValues: { ':readAt': { N: String(Math.floor(readAt)) } },
+          ...unlessNewerRead(readAt),
         }),
       );
       return 'written';

@@ -1,5 +1,5 @@
 import type { AttributeValue, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
-import { LEASE_ATTR, RegistryMap } from '../core/lease-schema';
+import { CLOCK_SKEW_ALLOWANCE_SECONDS, LEASE_ATTR, RegistryMap } from '../core/lease-schema';
 import { LeaseTokenCondition, RegistryEntry, tokenValue } from '../core/registry-writes';
 import { encodeRejection } from '../core/rejection';
 import type { RejectionWrite } from '../core/rejection-planner';
@@ -8,7 +8,7 @@ import type { RejectionWrite } from '../core/rejection-planner';
  * The UpdateItem of one registry write (lib/core/registry-writes.ts) in DynamoDB's expression
  * language. Pure: the lease store sends it. For each map, either its entries are set (or removed)
  * in place — the condition then asks for the map and, per entry, for no stored entry, a malformed
- * one, or one with an older `since` — or, when the item holds no map, the map is written whole on
+ * one, one with an older `since`, or one dated in the future (beyond the clock-skew allowance) — or, when the item holds no map, the map is written whole on
  * the condition that there still is none. A `rejection` is set (or removed) whole, on the
  * condition that `renewedAt` is still the one judged (and, for a removal, that there is one to
  * remove). Always on the lease token (`leaseToken = :token`, or none for an item that has none, on
@@ -77,7 +77,11 @@ export function registryUpdate(
       const path = `${name}.#k${i}`;
       names[`#k${i}`] = entry.key;
       values[`:s${i}`] = { N: String(Math.floor(entry.since)) };
-      conditions.push(`(attribute_not_exists(${path}) OR NOT attribute_type(${path}, :m) OR NOT attribute_type(${path}.#since, :n) OR ${path}.#since < :s${i})`);
+      // An entry dated further ahead than the clock-skew allowance was not written by a registry clock (an agent forged it): replaced like a malformed one.
+      values[`:f${i}`] = { N: String(Math.floor(entry.since) + CLOCK_SKEW_ALLOWANCE_SECONDS * 1000) };
+      conditions.push(
+        `(attribute_not_exists(${path}) OR NOT attribute_type(${path}, :m) OR NOT attribute_type(${path}.#since, :n) OR ${path}.#since < :s${i} OR ${path}.#since > :f${i})`,
+      );
       if (entry.value === undefined) removes.push(path);
       else {
         values[`:v${i}`] = entry.value as AttributeValue;

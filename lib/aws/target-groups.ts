@@ -24,8 +24,9 @@ const TAGS_PER_CALL = 20;
 /** DescribeTargetGroups by ARN: 20 per call, as with tags. */
 const GROUPS_PER_CALL = 20;
 
+/** A group's route; its own port is the one port its agents may use unless the configuration declares others. */
 function routeOf(group: TargetGroup): CapabilityRoute {
-  return { targetGroupArn: group.TargetGroupArn!, targetType: targetTypeOf(group) };
+  return { targetGroupArn: group.TargetGroupArn!, targetType: targetTypeOf(group), ...(group.Port === undefined ? {} : { ports: [{ from: group.Port, to: group.Port }] }) };
 }
 
 function targetTypeOf(group: TargetGroup): TargetType {
@@ -156,6 +157,16 @@ export async function loadBalancerOfListener(client: ElasticLoadBalancingV2Clien
   }
   if (!arn) throw new ConfigError(`listener ${listenerArn} does not exist`);
   return arn;
+}
+
+/** Target group ARN → its own port, for the given ARNs (groups that do not exist, or have no port, are left out). */
+export async function targetPortsOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
+    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
+    for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn && g.Port !== undefined) out[g.TargetGroupArn] = g.Port;
+  }
+  return out;
 }
 
 /** Target group ARN → target type, for the given ARNs (groups that do not exist are left out). */

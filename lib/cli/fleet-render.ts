@@ -1,11 +1,16 @@
 import type { DiscoveredAgent } from '../core/agent-discovery';
-import { quoteUntrusted } from '../core/untrusted-text';
+import { quoteUntrusted, tableCell } from '../core/untrusted-text';
 import type { CapabilityWeight, FleetStatus, LeaseRow } from '../registry/fleet-status';
 
-/** A lease key as written by anyone: shown as is when it looks like one, quoted otherwise (no terminal escapes). */
-export const safeKey = (key: string): string => (/^[\w.:[\]-]{1,80}$/.test(key) ? key : quoteUntrusted(key, 60));
+/**
+ * The tables `agent-lb status`, `agent-lb leases` and `agent-lb agents` print (their `--json` prints the query's
+ * result as is). Every cell goes through `tableCell` (lib/core/untrusted-text.ts), which the live
+ * view uses too: lease attributes are written by whoever holds the agent grant, and a cell must
+ * neither drive the terminal nor forge a row nor widen the table without bound.
+ */
 
-/** The tables `agent-lb status`, `agent-lb leases` and `agent-lb agents` print (their `--json` prints the query's result as is). */
+/** Longest `!` line under `leases`: a message quotes its values already, this bounds the whole line. */
+const MAX_PROBLEM_CHARS = 300;
 
 /** `10% of vision`, `90%`, and when the rules route otherwise (a variant held out), `0% of vision (10% once healthy)`. */
 function renderWeight(w: CapabilityWeight | undefined): string {
@@ -35,15 +40,20 @@ export function renderStatus(status: FleetStatus): string {
   if (status.rejections.length > 0) {
     // Why the registry refuses what it refuses, as the lease's writer reads it in `rejection`.
     const refused = [['REFUSED', 'REASON', 'CAPABILITIES', 'TOLD', 'WHY']];
-    for (const r of status.rejections) refused.push([safeKey(r.target), r.reason, r.capabilities?.join(',') ?? '(all)', r.told ? 'yes' : 'not yet', r.message]);
+    for (const r of status.rejections) refused.push([r.target, r.reason, r.capabilities?.join(',') ?? '(all)', r.told ? 'yes' : 'not yet', r.message]);
     lines.push('', ...columns(refused));
   }
   return lines.join('\n');
 }
 
-function columns(rows: readonly string[][]): string[] {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  '));
+/** Longest last cell (drift lists, health counts): it pads nothing, so only the line grows with it. */
+const MAX_LAST_CELL_CHARS = 2000;
+
+/** Rows as aligned columns, every cell made safe first (`tableCell`). */
+export function columns(rows: readonly (readonly string[])[]): string[] {
+  const safe = rows.map((r) => r.map((cell, i) => tableCell(cell, i === r.length - 1 ? MAX_LAST_CELL_CHARS : undefined)));
+  const widths = safe[0].map((_, i) => Math.max(...safe.map((r) => [...r[i]].length)));
+  return safe.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell + ' '.repeat(widths[i] - [...cell].length))).join('  ').trimEnd());
 }
 
 /** `42s`, `3m05s`, `2h07m`, `3d04h`: an age at a glance. */
@@ -58,9 +68,8 @@ export function formatAge(seconds: number): string {
 export function renderLeases(rows: readonly LeaseRow[]): string {
   const table = [['TARGET', 'AGENT', 'CAPABILITIES', 'STATUS', 'LIVE', 'EXPIRES IN']];
   for (const r of rows) table.push([r.target, r.agentId, r.capabilities.join(','), r.status, r.live ? 'yes' : 'no', `${r.expiresInSeconds}s`]);
-  const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
-  const out = table.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
-  for (const r of rows) for (const p of r.problems ?? []) out.push(`  ! ${r.target}: ${p}`);
+  const out = columns(table);
+  for (const r of rows) for (const p of r.problems ?? []) out.push(`  ! ${tableCell(`${r.target}: ${p}`, MAX_PROBLEM_CHARS)}`);
   return out.join('\n');
 }
 

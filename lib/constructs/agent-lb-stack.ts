@@ -4,9 +4,11 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
+import { DEFAULT_MAX_LEASE_TTL_SECONDS } from '../core/lease-schema';
 import { DEFAULT_LOAD_BALANCER_QUOTAS, LoadBalancerQuotas, packCapabilities, PackedLoadBalancer, quotasProblem, rulesOf, targetGroupsOf } from '../core/load-balancer-packing';
 import { AgentLb, RegistrySyncOptions } from './agent-lb';
 import { CATALOG_COST } from './load-balancer-budget';
+import { cidrsOverlap } from './agent-network';
 import type { CapabilityProps } from './capability-props';
 import type { CapabilityRouter } from './capability-router';
 import { maxRequestSecondsOf } from './capability-target-group';
@@ -113,19 +115,37 @@ export interface AgentLbStackProps extends StackProps {
   readonly accessLogsPrefix?: string;
 
   /**
-   * Address ranges agents may register IP targets from; the VPC CIDR is always added. When
-   * `ingressCidrs` is not set they are also the ranges allowed to reach the load balancer.
+   * Address ranges outside the VPC agents may register IP targets from (peered VPCs, on
+   * premises; their leases need `availabilityZone: all`); the load balancer's security group gets
+   * egress to each on the capabilities' ports. Name only ranges that hold agents alone: no
+   * network interface of the VPC vouches for an address there.
    *
-   * @default - leases: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 and the VPC CIDR
+   * @default - none: agents live in the VPC, in the agents' security group
    */
   readonly allowedCidrs?: readonly string[];
 
   /**
    * Ranges allowed to reach the load balancer's listener ports.
    *
-   * @default - `allowedCidrs` when set, else the VPC CIDR
+   * @default - the VPC CIDR
    */
   readonly ingressCidrs?: readonly string[];
+
+  /**
+   * An existing security group for the agents (with `vpcId`): see {@link AgentLbProps.agentSecurityGroup}.
+   *
+   * @default - a new one, output as `AgentSecurityGroupId`
+   */
+  readonly agentSecurityGroupId?: string;
+
+  /**
+   * Capabilities that admit only these security groups' interfaces instead of the agents'
+   * group (capability name → security group ids, with `vpcId`): see
+   * {@link CapabilityProps.admittedSecurityGroups}.
+   *
+   * @default - none
+   */
+  readonly admittedSecurityGroupIds?: Readonly<Record<string, readonly string[]>>;
 
   /**
    * Lease time to live agents should use (published as the `LeaseTtlSeconds` output for the
@@ -205,15 +225,17 @@ export class AgentLbStack extends Stack {
   public readonly vpc: ec2.IVpc;
   /** The lease table and the agents' managed policy. */
   public readonly leaseTable: LeaseTable;
-  /** The first load balancer (the only one unless the capabilities need more). */
+  /** The single endpoint clients call. */
   public readonly loadBalancer: elbv2.ApplicationLoadBalancer;
-  /** Security group of the first load balancer; let your agents' groups accept traffic from every one of `loadBalancerSecurityGroups`. */
+  /** Security group of the load balancer: its egress reaches the agents' security group only, on the capabilities' ports. */
   public readonly loadBalancerSecurityGroup: ec2.SecurityGroup;
+  /** The agents' security group: put agents' tasks and instances in it. */
+  public readonly agentSecurityGroup: ec2.ISecurityGroup;
   /** The first load balancer's listener carrying the capability rules (HTTPS when a certificate is configured). */
   public readonly listener: elbv2.ApplicationListener;
   /** Every load balancer, `loadBalancer` first: as many as the capabilities need. */
   public readonly loadBalancers: readonly elbv2.ApplicationLoadBalancer[];
-  /** Their security groups, in the same order. */
+  /** Their security groups, in the same order: each reaches the agents' group on its capabilities' ports. */
   public readonly loadBalancerSecurityGroups: readonly ec2.SecurityGroup[];
   /** Their listeners carrying capability rules, in the same order. */
   public readonly listeners: readonly elbv2.ApplicationListener[];
@@ -234,6 +256,13 @@ export class AgentLbStack extends Stack {
     if (!Token.isUnresolved(ttlSeconds) && !(Number.isInteger(ttlSeconds) && ttlSeconds >= 5 && ttlSeconds <= 3600)) {
       throw new AgentLbValidationError(this, `leaseTtl ${ttlSeconds} seconds is out of range 5–3600 seconds`);
     }
+    const maxTtl = props.registrySync?.maxLeaseTtl?.toSeconds({ integral: false }) ?? DEFAULT_MAX_LEASE_TTL_SECONDS;
+    if (!Token.isUnresolved(ttlSeconds) && !Token.isUnresolved(maxTtl) && ttlSeconds > maxTtl) {
+      throw new AgentLbValidationError(this, `leaseTtl ${ttlSeconds} seconds exceeds maxLeaseTtl ${maxTtl} seconds: agents using it would be rejected`);
+    }
+    if ((props.agentSecurityGroupId !== undefined || props.admittedSecurityGroupIds !== undefined) && props.vpcId === undefined) {
+      throw new AgentLbValidationError(this, 'agentSecurityGroupId and admittedSecurityGroupIds name groups of an existing VPC: set vpcId too');
+    }
     const maxAzs = props.maxAzs ?? 2;
     const natGateways = props.natGateways ?? 1;
     if (!(Number.isInteger(maxAzs) && maxAzs >= 2 && maxAzs <= 6)) throw new AgentLbValidationError(this, `maxAzs ${maxAzs} is out of range 2–6`);
@@ -252,6 +281,24 @@ export class AgentLbStack extends Stack {
       throw new AgentLbValidationError(this, 'accessLogsBucket needs the stack\'s region (env.region): the log-delivery principal differs per region');
     }
     checkDeployTimeValues(this, props, maxAzs);
+    const openHttp = (props.ingressCidrs ?? []).filter((c) => c === '0.0.0.0/0' || c === '::/0');
+    if (props.internetFacing && props.certificateArn === undefined && openHttp.length > 0) {
+      Annotations.of(this).addWarningV2(
+        'agent-lb:internet-facing-http',
+        `internetFacing with ingressCidrs ${openHttp.join(', ')} over plain HTTP: anyone on the internet can call every agent, in clear text; ` +
+          'set certificateArn (HTTPS) and narrow ingressCidrs, or keep the load balancer internal',
+      );
+    }
+    // A new VPC's CIDR is a token in the template; its literal is known here.
+    const newVpcCidr = props.vpcId === undefined ? (props.vpcCidr ?? '10.0.0.0/16') : undefined;
+    const overlapping = newVpcCidr === undefined || Token.isUnresolved(newVpcCidr) ? [] : (props.allowedCidrs ?? []).filter((c) => !Token.isUnresolved(c) && cidrsOverlap(c, newVpcCidr));
+    if (overlapping.length > 0) {
+      Annotations.of(this).addWarningV2(
+        'agent-lb:allowed-cidrs-overlap-vpc',
+        `allowedCidrs ${overlapping.join(', ')} overlap the VPC (${newVpcCidr}): the load balancer's security group then reaches every address there on the capabilities' ports, ` +
+          'not only the agents\' security group; name only ranges outside the VPC (agents inside it are admitted by their security group)',
+      );
+    }
     const publicCidrs = (props.allowedCidrs ?? []).filter((c) => !Token.isUnresolved(c) && isPublicIpv4Cidr(c));
     if (publicCidrs.length > 0) {
       Annotations.of(this).addWarningV2(
@@ -279,10 +326,12 @@ export class AgentLbStack extends Stack {
       this.vpc = vpc;
     }
 
-    // ---- load balancers: as many as the capabilities need within ALB's quotas
+    // ---- load balancers: as many as the capabilities need within ALB's quotas. Each: clients in
+    // on the listener ports; out only to the agents' security group on its capabilities' ports,
+    // which AgentLb adds (no CIDR-wide egress: a lease naming any other address in the VPC still
+    // cannot reach it).
     this.layout = placeCapabilities(this, props);
-    const targetCidrs = [...(props.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS), this.vpc.vpcCidrBlock];
-    const ingressCidrs = props.ingressCidrs ?? props.allowedCidrs ?? [this.vpc.vpcCidrBlock];
+    const ingressCidrs = props.ingressCidrs ?? [this.vpc.vpcCidrBlock];
     const byName = new Map(props.capabilities.map((c) => [c.name, c]));
     const made = this.layout.map((packed, i) => {
       // The first keeps the ids a one-load-balancer stack always had: nothing of it is replaced when a second appears.
@@ -295,9 +344,6 @@ export class AgentLbStack extends Stack {
       const ports = props.certificateArn ? [80, 443] : [80];
       for (const cidr of ingressCidrs) {
         for (const port of ports) securityGroup.addIngressRule(peerOf(cidr), ec2.Port.tcp(port), `clients on ${port}`);
-      }
-      for (const cidr of new Set(targetCidrs)) {
-        securityGroup.addEgressRule(peerOf(cidr), ec2.Port.allTcp(), 'agents (traffic and health checks)');
       }
       const own = packed.capabilities.map((name) => byName.get(name)!);
       const loadBalancer = new elbv2.ApplicationLoadBalancer(this, `LoadBalancer${suffix}`, {
@@ -334,12 +380,16 @@ export class AgentLbStack extends Stack {
 
     // ---- lease table, routing and sync. The id "Default" is left out of logical ids, so every
     // resource keeps the id it had before AgentLb existed: a replaced lease table would lose every lease.
+    const groupOf = (id: string) => ec2.SecurityGroup.fromSecurityGroupId(this, `SecurityGroup${id}`, id);
     this.agentLb = new AgentLb(this, 'Default', {
       vpc: this.vpc,
       listener: this.listener,
       loadBalancer: this.loadBalancer,
       moreListeners: made.slice(1).map((m, i) => ({ listener: m.listener, loadBalancer: m.loadBalancer, capabilities: this.layout[i + 1].capabilities })),
-      capabilities: props.capabilities,
+      ...(props.agentSecurityGroupId !== undefined ? { agentSecurityGroup: groupOf(props.agentSecurityGroupId) } : {}),
+      capabilities: props.capabilities.map((c) =>
+        props.admittedSecurityGroupIds?.[c.name] === undefined ? c : { ...c, admittedSecurityGroups: props.admittedSecurityGroupIds[c.name].map(groupOf) },
+      ),
       headerName: props.headerName,
       variantHeaderName: props.variantHeaderName,
       pathPrefix: props.pathPrefix,
@@ -351,6 +401,7 @@ export class AgentLbStack extends Stack {
       catalogAttributes: props.catalogAttributes,
     });
     this.leaseTable = this.agentLb.leaseTable!;
+    this.agentSecurityGroup = this.agentLb.agentSecurityGroup;
     this.router = this.agentLb.router;
     this.registrySync = this.agentLb.registrySync;
 
@@ -364,6 +415,7 @@ export class AgentLbStack extends Stack {
       new CfnOutput(this, `ListenerArn${suffix}`, { description: `Listener carrying the capability rules of ${which}`, value: this.listeners[i].listenerArn });
     });
     new CfnOutput(this, 'AgentPolicyArn', { description: 'Managed policy to attach to agent roles', value: this.leaseTable.agentPolicy.managedPolicyArn });
+    new CfnOutput(this, 'AgentSecurityGroupId', { description: 'Security group to put agents in (the load balancer reaches only it)', value: this.agentSecurityGroup.securityGroupId });
     new CfnOutput(this, 'LeaseTtlSeconds', { description: 'Lease time to live agents should use', value: String(ttlSeconds) });
     if (this.agentLb.registryState) {
       new CfnOutput(this, 'RegistryStateTableName', { description: 'Registry state table: the capability catalog and the member index trusted discovery reads', value: this.agentLb.registryState.tableName });

@@ -4,11 +4,13 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import type { CapabilityProps } from './capability-props';
+import type { PortRange } from '../core/lease-schema';
+import { connectLoadBalancerToAgents } from './agent-network';
+import type { CapabilityPort, CapabilityProps } from './capability-props';
 import { CapabilityRouter } from './capability-router';
 import { maxRequestSecondsOf } from './capability-target-group';
 import { warnOnShortIdleTimeout } from './idle-timeout';
-import { AGENT_TABLE_ACTIONS, LeaseTable } from './lease-table';
+import { agentManagedPolicy, grantAgentLeaseAccess, LeaseTable } from './lease-table';
 import { acknowledgeRegistryFindings } from './nag-suppressions';
 import { CapabilityCatalog, CapabilityCatalogProps } from './capability-catalog';
 import { RegistryStateTable } from './registry-state-table';
@@ -18,7 +20,7 @@ import { AgentLbValidationError } from './validation-error';
 import type { RulePriorityRange } from './rule-priorities';
 
 /** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
-export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'catalog'>;
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'admission' | 'catalog'>;
 
 /** A listener of another load balancer of the deployment and the capabilities it routes. */
 export interface AgentLbListener {
@@ -35,22 +37,36 @@ export type CatalogOptions = Omit<CapabilityCatalogProps, 'stateTable'>;
 
 /** Properties of an {@link AgentLb}. */
 export interface AgentLbProps {
-  /** VPC of the target groups (the load balancer's); its CIDR is always an allowed lease address range. */
+  /** VPC of the target groups (the load balancer's); its CIDR is the range lease addresses may come from. */
   readonly vpc: ec2.IVpc;
+
+  /**
+   * The agents' security group: the registry admits an IP target only when EC2 shows its address
+   * on a network interface of `vpc` carrying it (or, for a capability with
+   * `admittedSecurityGroups`, one of those), and the load balancer may reach it only on the
+   * capabilities' ports. Put your ECS services' tasks and Auto Scaling groups' instances in it
+   * (see {@link AgentLb.agentSecurityGroup}). Its egress stays yours.
+   *
+   * @default - a new security group in `vpc`, allowing all outbound traffic
+   */
+  readonly agentSecurityGroup?: ec2.ISecurityGroup;
 
   /**
    * Listener that routes to the agents: one defined in this app, or one imported with
    * `ApplicationListener.fromApplicationListenerAttributes` or `fromLookup`. agent-lb only adds
    * its listener rules to it, within `priorityRange`, and leaves its default action alone unless
-   * `unknownCapabilityResponse` is set.
+   * `unknownCapabilityResponse` is set. The load balancer's security group(s) the listener carries
+   * get egress to the agents' security group on the capabilities' ports: import a listener with
+   * its `securityGroup`, or synth fails saying so.
    */
   readonly listener: elbv2.IApplicationListener;
 
   /**
    * Listeners on the deployment's other load balancers, each with the capabilities it routes
    * (by name, from `capabilities`); the rest go on `listener`. One table, one registry and one ELB
-   * call budget for all of them; each gets the capability catalog's rule too. Needs `loadBalancer`
-   * (or `listener` defined in this app); weighted variants stay on `listener`.
+   * call budget for all of them; each gets the capability catalog's rule too, and its load
+   * balancer's security group reaches the agents' on its capabilities' ports. Needs
+   * `loadBalancer` (or `listener` defined in this app); weighted variants stay on `listener`.
    * `AgentLbStack` fills this from the packing of its capabilities onto load balancers.
    *
    * @default - every capability on `listener`
@@ -129,9 +145,12 @@ export interface AgentLbProps {
   readonly tableRemovalPolicy?: RemovalPolicy;
 
   /**
-   * Address ranges agents may register IP targets from; the VPC CIDR is always added.
+   * Address ranges outside the VPC agents may register IP targets from (peered VPCs, on
+   * premises): leases there need `availabilityZone: all`, and the load balancer's security group
+   * gets egress to each range on the capabilities' ports. No interface of the VPC holds such an
+   * address, so these ranges are trusted as named: list only ranges that hold agents alone.
    *
-   * @default - 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 and the VPC CIDR
+   * @default - none: the VPC's CIDR only
    */
   readonly allowedCidrs?: readonly string[];
 
@@ -187,18 +206,33 @@ export interface AgentLbProps {
  * ```
  *
  * The functions (and their stream mapping and schedule) deploy after the listener rules, which
- * they find the target groups through. Let your agents' security groups accept traffic and
- * health checks from the load balancer's.
+ * they find the target groups through. Agents go into {@link AgentLb.agentSecurityGroup}: the
+ * load balancer reaches that group (only on the capabilities' ports), and the registry admits
+ * only addresses EC2 shows in it.
  */
-export class AgentLb extends Construct {
+export class AgentLb extends Construct implements ec2.IConnectable {
   /** The lease table agents write to (created, or the one given). */
   public readonly table: dynamodb.ITable;
 
   /** The lease table construct, when agent-lb created the table. */
   public readonly leaseTable?: LeaseTable;
 
-  /** Managed policy for agents: GetItem, PutItem, UpdateItem and DeleteItem on the lease table only. */
+  /**
+   * Managed policy for agents: GetItem and DeleteItem on the lease table, PutItem and UpdateItem of
+   * the agent attributes only (never `rotation` or `rejection`).
+   */
   public readonly agentPolicy: iam.IManagedPolicy;
+
+  /**
+   * The agents' security group. Put agents in it: an ECS service with
+   * `securityGroups: [agents.agentSecurityGroup]`, an Auto Scaling group with
+   * `securityGroup: agents.agentSecurityGroup` (or `asg.addSecurityGroup(...)`). It accepts the
+   * load balancer on the capabilities' ports and health-check ports, nothing else.
+   */
+  public readonly agentSecurityGroup: ec2.ISecurityGroup;
+
+  /** The agents' security group as `Connections`, the aws-cdk way (`agents.connections.allowFrom(...)`). */
+  public readonly connections: ec2.Connections;
 
   /** Target groups and listener rules, one group per capability (those on `listener`). */
   public readonly router: CapabilityRouter;
@@ -224,10 +258,7 @@ export class AgentLb extends Construct {
 
     if (props.table) {
       this.table = props.table;
-      this.agentPolicy = new iam.ManagedPolicy(this, 'AgentPolicy', {
-        description: 'agent-lb agents: acquire, renew, drain and release leases (item reads and writes on the lease table only)',
-        statements: [new iam.PolicyStatement({ sid: 'LeaseItems', actions: [...AGENT_TABLE_ACTIONS], resources: [props.table.tableArn] })],
-      });
+      this.agentPolicy = agentManagedPolicy(this, 'AgentPolicy', props.table.tableArn);
     } else {
       this.leaseTable = new LeaseTable(this, 'Leases', { removalPolicy: props.tableRemovalPolicy });
       this.table = this.leaseTable.table;
@@ -261,27 +292,57 @@ export class AgentLb extends Construct {
       unknownCapabilityResponse: props.unknownCapabilityResponse,
       ...(catalogTargetGroup ? { catalogTargetGroup } : {}),
     });
-    this.router = new CapabilityRouter(this, 'Router', routerProps(props.listener, props.capabilities.filter((c) => !placed.has(c.name)), this.catalog?.targetGroup));
+    const onFirst = props.capabilities.filter((c) => !placed.has(c.name));
+    this.router = new CapabilityRouter(this, 'Router', routerProps(props.listener, onFirst, this.catalog?.targetGroup));
+    const listenerCapabilities: { listener: elbv2.IApplicationListener; capabilities: readonly CapabilityProps[] }[] = [{ listener: props.listener, capabilities: onFirst }];
     this.routers = [
       this.router,
       ...more.map((m, i) => {
         const names = new Set(m.capabilities);
         const caps = props.capabilities.filter((c) => names.has(c.name));
-        if (caps.some((c) => (c.variants?.length ?? 0) > 0)) {
-          throw new AgentLbValidationError(this, `moreListeners[${i}]: capability ${JSON.stringify(caps.find((c) => (c.variants?.length ?? 0) > 0)!.name)} has weighted variants, which stay on \`listener\` (the reconcile pass guards one load balancer's weighted rules)`);
+        const withVariants = caps.find((c) => (c.variants?.length ?? 0) > 0);
+        if (withVariants) {
+          throw new AgentLbValidationError(this, `moreListeners[${i}]: capability ${JSON.stringify(withVariants.name)} has weighted variants, which stay on \`listener\` (the reconcile pass guards one load balancer's weighted rules)`);
         }
+        listenerCapabilities.push({ listener: m.listener, capabilities: caps });
         // In a nested stack of its own: a load balancer's groups and rules (up to 100 + 100) would
         // soon take a stack past CloudFormation's 500 resources (200 capabilities: ~700).
         const routes = new NestedStack(this, `Routes${i + 2}`, { description: `agent-lb: target groups and listener rules of load balancer ${i + 2}` });
         return new CapabilityRouter(routes, 'Router', routerProps(m.listener, caps, this.catalog?.addTargetGroup(`TargetGroup${i + 2}`)));
       }),
     ];
+    const routes = this.routers.flatMap((r) => r.routes);
+    const allTargetGroups = this.targetGroups;
+
+    this.agentSecurityGroup =
+      props.agentSecurityGroup ??
+      new ec2.SecurityGroup(this, 'AgentSecurityGroup', {
+        vpc: props.vpc,
+        description: 'agent-lb agents: the load balancer reaches them here, on the capabilities ports only',
+        allowAllOutbound: true,
+      });
+    this.connections = new ec2.Connections({ securityGroups: [this.agentSecurityGroup] });
+    const admittedFor = new Map(props.capabilities.map((c) => [c.name, c.admittedSecurityGroups ?? [this.agentSecurityGroup]]));
+    const portsFor = new Map(routes.map((r) => [r.name, capabilityPorts(props.capabilities.find((c) => c.name === r.name)!.ports, r.port)]));
+    // Each load balancer's security group reaches the agents on its own capabilities' ports.
+    listenerCapabilities.forEach(({ listener, capabilities }, i) =>
+      connectLoadBalancerToAgents(i === 0 ? this : new Construct(this, `Network${i + 1}`), {
+        listener,
+        capabilities: capabilities.map((c) => ({
+          name: c.name,
+          ports: portsFor.get(c.name)!,
+          ...(c.healthCheck?.port !== undefined ? { healthCheckPort: c.healthCheck.port } : {}),
+          admitted: admittedFor.get(c.name)!,
+        })),
+        explicitCidrs: props.allowedCidrs ?? [],
+        vpcCidr: props.vpc.vpcCidrBlock,
+      }),
+    );
 
     // The functions find the target groups on the load balancer by tag: the given one, the
     // listener's own when it is defined here, or (imported listener) through the listener ARN.
     const loadBalancer = props.loadBalancer ?? (props.listener instanceof elbv2.ApplicationListener ? props.listener.loadBalancer : undefined);
     if (more.length > 0 && !loadBalancer) throw new AgentLbValidationError(this, 'moreListeners needs loadBalancer (or listener defined in this app): the first load balancer, where the functions find its groups');
-    const allTargetGroups = this.targetGroups;
     this.registrySync = new RegistrySync(this, 'Registry', {
       ...props.registrySync,
       table: this.table,
@@ -290,8 +351,22 @@ export class AgentLb extends Construct {
       // Every group agents join: each capability's and each variant's (`vision-canary`), which
       // the Lambdas find by its agent-lb:capability tag like any other.
       capabilities: Object.fromEntries(
-        this.routers.flatMap((router) => router.routes.flatMap((r) => [r.name, ...r.variants.map((v) => v.capability)].map((name) => [name, { targetGroup: allTargetGroups[name], targetType: r.targetType }]))),
+        routes.flatMap((r) =>
+          [r.name, ...r.variants.map((v) => v.capability)].map((name) => [
+            name,
+            { targetGroup: allTargetGroups[name], targetType: r.targetType, ports: portsFor.get(r.name)!, targetGroupPort: r.port },
+          ]),
+        ),
       ),
+      // Admission by AWS facts: the agents' group, or a capability's (and its variants') own groups.
+      admission: {
+        agentSecurityGroups: [this.agentSecurityGroup],
+        byCapability: Object.fromEntries(
+          routes
+            .filter((r) => props.capabilities.find((c) => c.name === r.name)?.admittedSecurityGroups !== undefined)
+            .flatMap((r) => [r.name, ...r.variants.map((v) => v.capability)].map((name) => [name, [...admittedFor.get(r.name)!]])),
+        ),
+      },
       // The reconcile Lambda holds a variant at weight 0 until it has a healthy target.
       variants: {
         weights: Object.fromEntries(this.router.routes.flatMap((r) => r.variants.map((v) => [v.capability, v.weight]))),
@@ -328,10 +403,17 @@ export class AgentLb extends Construct {
   }
 
   /**
-   * Grants an agent principal the item actions of the lease contract on the lease table, as an
-   * inline statement. Prefer attaching {@link agentPolicy} to roles you manage outside CDK.
+   * Grants an agent principal the item actions of the lease contract on the lease table, as
+   * inline statements: reads and releases, and writes of the agent attributes only (never
+   * `rotation` or `rejection`). Prefer attaching {@link agentPolicy} to roles you manage outside CDK.
    */
   public grantAgentAccess(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: [...AGENT_TABLE_ACTIONS], resourceArns: [this.table.tableArn] });
+    return grantAgentLeaseAccess(grantee, this.table.tableArn);
   }
+}
+
+/** A capability's ports as ranges: the ones it declares, else its target group's port. */
+export function capabilityPorts(ports: readonly CapabilityPort[] | undefined, targetGroupPort: number): PortRange[] {
+  if (ports === undefined) return [{ from: targetGroupPort, to: targetGroupPort }];
+  return ports.map((p) => (typeof p === 'number' ? { from: p, to: p } : { from: p.from, to: p.to }));
 }

@@ -3,7 +3,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import type { RegistrySyncOptions } from './agent-lb';
 import { ConfigError } from '../core/errors';
 import { AgentLbStack, AgentLbStackProps } from './agent-lb-stack';
-import type { CapabilityHealthCheck, CapabilityProps, CapabilityStickiness, LoadBalancingAlgorithm } from './capability-props';
+import type { CapabilityHealthCheck, CapabilityPort, CapabilityProps, CapabilityStickiness, LoadBalancingAlgorithm } from './capability-props';
 import { ContextKind, ContextSourceOptions, readContextObject } from './context-overrides';
 
 /**
@@ -57,6 +57,10 @@ export interface AgentLbCapabilityContext {
   /** Whole seconds, 0 (off) or 1–604800. */
   readonly variantStickinessSeconds?: number;
   readonly priority?: number;
+  /** Ports agents may serve on: numbers, or ranges written `"9000-9099"`. */
+  readonly ports?: readonly (number | string)[];
+  /** Security group ids whose interfaces may serve this capability instead of the agents' group (needs `vpcId`). */
+  readonly admittedSecurityGroupIds?: readonly string[];
 }
 
 /** The `agent-lb` context object; see {@link AgentLbStackProps} and {@link RegistrySyncOptions} for each setting. */
@@ -87,6 +91,9 @@ export interface AgentLbContext {
   readonly maxBatchingWindowSeconds?: number;
   readonly retryAttempts?: number;
   readonly maxRecordAgeSeconds?: number;
+  readonly maxLeaseTtlSeconds?: number;
+  readonly targetQuota?: number;
+  readonly agentSecurityGroupId?: string;
   readonly catalog?: boolean;
   readonly catalogAttributes?: readonly string[];
 }
@@ -121,6 +128,9 @@ export const CONTEXT_SETTINGS: Readonly<Record<string, ContextKind>> = {
   maxBatchingWindowSeconds: 'number',
   retryAttempts: 'number',
   maxRecordAgeSeconds: 'number',
+  maxLeaseTtlSeconds: 'number',
+  targetQuota: 'number',
+  agentSecurityGroupId: 'string',
   catalog: 'boolean',
   catalogAttributes: 'string[]',
 };
@@ -140,6 +150,8 @@ const CAPABILITY: Record<string, Kind> = {
   variants: 'object[]',
   variantStickinessSeconds: 'number',
   priority: 'number',
+  ports: 'port[]',
+  admittedSecurityGroupIds: 'string[]',
 };
 
 const STICKINESS: Record<string, Kind> = {
@@ -181,6 +193,8 @@ function isKind(value: unknown, kind: Kind): boolean {
       return typeof value === 'boolean';
     case 'string[]':
       return Array.isArray(value) && value.every((v) => typeof v === 'string');
+    case 'port[]':
+      return Array.isArray(value) && value.every((v) => (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && /^\d+(-\d+)?$/.test(v)));
     case 'object':
       return typeof value === 'object' && value !== null && !Array.isArray(value);
     case 'object[]':
@@ -193,6 +207,7 @@ const KIND_TEXT: Record<Kind, string> = {
   number: 'a number',
   boolean: 'a boolean',
   'string[]': 'a list of strings',
+  'port[]': 'a list of ports (numbers) or ranges ("9000-9099")',
   object: 'an object',
   'object[]': 'a list of objects',
 };
@@ -273,8 +288,15 @@ function stickinessProps(s: AgentLbStickinessContext): CapabilityStickiness {
   return s.type === 'app_cookie' ? { type: 'app_cookie', cookieName: s.cookieName as string, duration } : { type: 'lb_cookie', duration };
 }
 
+function portProps(p: number | string): CapabilityPort {
+  if (typeof p === 'number') return p;
+  const [from, to] = p.split('-').map(Number);
+  return to === undefined ? from : { from, to };
+}
+
 function capabilityProps(c: AgentLbCapabilityContext): CapabilityProps {
   return {
+    ports: c.ports?.map(portProps),
     name: c.name,
     targetType: c.targetType,
     port: c.port,
@@ -331,7 +353,10 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     maxBatchingWindow: seconds(ctx.maxBatchingWindowSeconds),
     retryAttempts: ctx.retryAttempts,
     maxRecordAge: seconds(ctx.maxRecordAgeSeconds),
+    maxLeaseTtl: seconds(ctx.maxLeaseTtlSeconds),
+    targetQuota: ctx.targetQuota,
   };
+  const admitted = ctx.capabilities.filter((c) => c.admittedSecurityGroupIds !== undefined);
   return {
     env: stackEnvironment(ctx, processEnv),
     description: 'agent-lb: lease table, capability-routing ALB, sync and reconcile Lambdas',
@@ -351,6 +376,8 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     variantHeaderName: ctx.variantHeaderName,
     pathPrefix: ctx.pathPrefix,
     tableRemovalPolicy: ctx.tableRemovalPolicy && REMOVAL[ctx.tableRemovalPolicy],
+    agentSecurityGroupId: ctx.agentSecurityGroupId,
+    ...(admitted.length > 0 ? { admittedSecurityGroupIds: Object.fromEntries(admitted.map((c) => [c.name, c.admittedSecurityGroupIds!])) } : {}),
     registrySync,
     catalog: ctx.catalog,
     catalogAttributes: ctx.catalogAttributes,

@@ -1,5 +1,15 @@
 import type { Duration } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+
+/** A range of TCP ports, both ends included, 1–65535. */
+export interface CapabilityPortRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** A port agents of a capability may serve on: one port, or a range (ECS dynamic host ports, say). */
+export type CapabilityPort = number | CapabilityPortRange;
 
 /** How a capability's targets are addressed: by IP address and port, or by EC2 instance id. */
 export type CapabilityTargetType = 'ip' | 'instance';
@@ -159,12 +169,32 @@ export interface CapabilityProps {
   readonly targetType?: CapabilityTargetType;
 
   /**
-   * Default port of the target group, 1–65535. Leases carry their own port, so this only
-   * matters for tools that register targets without one.
+   * Port of the target group, 1–65535: the port agents serve on unless `ports` says otherwise.
    *
    * @default 80 for HTTP, 443 for HTTPS
    */
   readonly port?: number;
+
+  /**
+   * Ports the capability's agents may serve on. A lease naming another port is rejected for this
+   * capability (`PORT_NOT_ALLOWED`), and the load balancer's security group opens exactly these
+   * ports (and the health-check port) towards the agents' security group, nothing else. At most
+   * 10 ports or ranges.
+   *
+   * @default - the target group's `port` only
+   */
+  readonly ports?: readonly CapabilityPort[];
+
+  /**
+   * Security groups whose network interfaces may serve this capability, instead of the agents'
+   * security group: only tasks of the vision service may serve vision. The registry registers an
+   * IP target only when EC2 shows its address on an interface of the VPC carrying one of them
+   * (an instance target: the instance carrying one of them); the load balancer's security group
+   * gets egress to them on this capability's ports, and they get the matching ingress.
+   *
+   * @default - the agents' security group of the `AgentLb`
+   */
+  readonly admittedSecurityGroups?: readonly ec2.ISecurityGroup[];
 
   /**
    * Protocol the load balancer speaks to the agents.

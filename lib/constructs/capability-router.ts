@@ -266,6 +266,9 @@ export class CapabilityRouter extends Construct {
     }
 
     const capabilities = props.capabilities;
+    if (capabilities.length === 0) {
+      throw new AgentLbValidationError(this, 'capabilities is empty: list at least one capability to route (a registry with no target group would register nothing)');
+    }
     if (capabilities.length > MAX_CAPABILITIES) {
       throw new AgentLbValidationError(this, `At most ${MAX_CAPABILITIES} capabilities fit one load balancer (one target group each), got ${capabilities.length}: capability ${JSON.stringify(capabilities[MAX_CAPABILITIES].name)} is the first over`);
     }

@@ -1,6 +1,10 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { CAPABILITY_NAME } from '../core/lease-schema';
+import { portRangeProblem } from '../core/port-ranges';
+
+/** Ports or ranges one capability may list: each becomes security group rules, and a group holds 60. */
+export const MAX_PORT_ENTRIES = 10;
 import { maxRequestDurationProblem } from '../core/request-duration';
 import type { CapabilityProps } from './capability-props';
 import { AgentLbValidationError } from './validation-error';
@@ -35,6 +39,20 @@ export function validateCapability(scope: IConstruct, c: CapabilityProps, index:
   }
   if (known(c.port) && !(Number.isInteger(c.port) && c.port >= 1 && c.port <= 65535)) {
     throw new AgentLbValidationError(scope, `${where}: port ${c.port} is out of range 1–65535`);
+  }
+  if (c.ports !== undefined) {
+    if (!Array.isArray(c.ports) || c.ports.length === 0 || c.ports.length > MAX_PORT_ENTRIES) {
+      throw new AgentLbValidationError(scope, `${where}: ports must list 1–${MAX_PORT_ENTRIES} ports or ranges, got ${JSON.stringify(c.ports)}`);
+    }
+    for (const p of c.ports) {
+      const range = typeof p === 'number' ? { from: p, to: p } : p;
+      if (!known(range.from) || !known(range.to)) continue;
+      const problem = portRangeProblem(range);
+      if (problem) throw new AgentLbValidationError(scope, `${where}: ${problem}`);
+    }
+  }
+  if (c.admittedSecurityGroups !== undefined && c.admittedSecurityGroups.length === 0) {
+    throw new AgentLbValidationError(scope, `${where}: admittedSecurityGroups must name at least one security group (leave it out to admit the agents' security group)`);
   }
   if (known(c.priority) && !(Number.isInteger(c.priority) && c.priority >= 1 && c.priority <= slots)) {
     throw new AgentLbValidationError(scope, `${where}: priority ${c.priority} is out of range 1–${slots}`);

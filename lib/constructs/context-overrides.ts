@@ -4,7 +4,8 @@ import type { Node } from 'constructs';
 import { ConfigError } from '../core/errors';
 
 /** JSON shapes of the settings of the `agent-lb` context object. */
-export type ContextKind = 'string' | 'number' | 'boolean' | 'string[]' | 'object' | 'object[]';
+/** `port[]`: ports as numbers or ranges as `"9000-9099"` strings. */
+export type ContextKind = 'string' | 'number' | 'boolean' | 'string[]' | 'port[]' | 'object' | 'object[]';
 
 /** How the app reads the `agent-lb` context: the object's settings and their kinds, and its key. */
 export interface ContextSchema {
@@ -62,6 +63,8 @@ export function coerceSetting(where: string, kind: ContextKind, value: unknown):
       return text === 'true';
     case 'string[]':
       return text.startsWith('[') ? json() : text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    case 'port[]':
+      return text.startsWith('[') ? json() : text.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => (/^\d+$/.test(s) ? Number(s) : s));
     case 'object':
       return json();
     case 'object[]':

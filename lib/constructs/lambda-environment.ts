@@ -23,7 +23,10 @@ export function lambdaEnvironmentProblems(config: AgentLbRuntimeConfigJson): str
     capabilities: Array.isArray(config.capabilities)
       ? config.capabilities
       : Object.fromEntries(Object.entries(config.capabilities).map(([n, c]) => [n, { ...c, targetGroupArn: 'x'.repeat(124) }])),
-    allowedCidrs: config.allowedCidrs.map((c) => (Token.isUnresolved(c) ? 'x'.repeat(18) : c)),
+    ...(config.allowedCidrs ? { allowedCidrs: config.allowedCidrs.map((c) => (Token.isUnresolved(c) ? 'x'.repeat(18) : c)) } : {}),
+    ...(config.vpcCidrs ? { vpcCidrs: config.vpcCidrs.map((c) => (Token.isUnresolved(c) ? 'x'.repeat(18) : c)) } : {}),
+    // A security group id is 20 characters, a VPC id 21.
+    ...(config.admission ? { admission: JSON.parse(JSON.stringify(config.admission).replace(/\$\{Token\[[^\]]+\]\}/g, 'x'.repeat(20))) } : {}),
     ...(config.catalog ? { catalog: { ...config.catalog, tableName: Token.isUnresolved(config.catalog.tableName) ? 'x'.repeat(100) : config.catalog.tableName } } : {}),
   });
   const others = `${CONFIG_ENV}POWERTOOLS_SERVICE_NAME${RECONCILE_SERVICE_NAME}POWERTOOLS_METRICS_NAMESPACE${METRICS_NAMESPACE}POWERTOOLS_LOG_LEVELINFONODE_OPTIONS--enable-source-maps`;

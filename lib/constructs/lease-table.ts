@@ -2,7 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { LEASE_ATTR } from '../core/lease-schema';
+import { AGENT_ATTRIBUTES, LEASE_ATTR } from '../core/lease-schema';
 
 /**
  * The only table actions an agent needs: acquire (PutItem), renew and drain (UpdateItem),
@@ -14,6 +14,45 @@ export const AGENT_TABLE_ACTIONS: readonly string[] = [
   'dynamodb:UpdateItem',
   'dynamodb:DeleteItem',
 ];
+
+/**
+ * The agent grant as policy statements: reads and releases, and writes of the agent's own
+ * attributes only. `dynamodb:Attributes` holds every top-level attribute a request names — the
+ * item of a PutItem, the paths of an UpdateExpression, those of a ConditionExpression — so
+ * `ForAllValues:StringEquals` over the contract's agent attributes refuses any write that names
+ * `rotation` or `rejection` (or an attribute of the writer's own invention), however it is
+ * spelled (`SET rotation.vision`, `#r` for it, the legacy AttributeUpdates). `ReturnValues` is
+ * left free: it names no attribute, and the SDK reads `rotation` back with every renewal
+ * (`ALL_NEW`). What IAM cannot express on ECS (a lease bound to its task's address) is in the
+ * README's security model.
+ */
+export function agentLeaseStatements(tableArn: string): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({ sid: 'ReadAndReleaseLeases', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'], resources: [tableArn] }),
+    new iam.PolicyStatement({
+      sid: 'WriteAgentAttributesOnly',
+      actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+      resources: [tableArn],
+      conditions: { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': [...AGENT_ATTRIBUTES] } },
+    }),
+  ];
+}
+
+/** The agent grant as a managed policy (attach it to roles managed outside CDK). */
+export function agentManagedPolicy(scope: Construct, id: string, tableArn: string): iam.ManagedPolicy {
+  return new iam.ManagedPolicy(scope, id, {
+    description: 'agent-lb agents: acquire, renew, drain and release leases (item reads and writes on the lease table only; never the registry-written rotation or rejection)',
+    statements: agentLeaseStatements(tableArn),
+  });
+}
+
+/** The agent grant as inline statements on `grantee`. */
+export function grantAgentLeaseAccess(grantee: iam.IGrantable, tableArn: string): iam.Grant {
+  const [read, write] = agentLeaseStatements(tableArn);
+  return iam.Grant.addToPrincipal({ grantee, actions: read.actions, resourceArns: [tableArn] }).combine(
+    iam.Grant.addToPrincipal({ grantee, actions: write.actions, resourceArns: [tableArn], conditions: write.conditions }),
+  );
+}
 
 /** Properties of a {@link LeaseTable}. */
 export interface LeaseTableProps {
@@ -60,7 +99,7 @@ export class LeaseTable extends Construct {
   /** ARN of the table's stream (NEW_AND_OLD_IMAGES). */
   public readonly tableStreamArn: string;
 
-  /** Managed policy for agents: GetItem, PutItem, UpdateItem and DeleteItem on this table, nothing else. */
+  /** Managed policy for agents: GetItem and DeleteItem on this table, PutItem and UpdateItem of the agent attributes only, nothing else. */
   public readonly agentPolicy: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: LeaseTableProps = {}) {
@@ -83,16 +122,7 @@ export class LeaseTable extends Construct {
     // A table created with `stream` always has a stream ARN.
     this.tableStreamArn = this.table.tableStreamArn!;
 
-    this.agentPolicy = new iam.ManagedPolicy(this, 'AgentPolicy', {
-      description: 'agent-lb agents: acquire, renew, drain and release leases (item reads and writes on the lease table only)',
-      statements: [
-        new iam.PolicyStatement({
-          sid: 'LeaseItems',
-          actions: [...AGENT_TABLE_ACTIONS],
-          resources: [this.tableArn],
-        }),
-      ],
-    });
+    this.agentPolicy = agentManagedPolicy(this, 'AgentPolicy', this.tableArn);
   }
 
   /**
@@ -100,10 +130,6 @@ export class LeaseTable extends Construct {
    * inline statement. Prefer attaching {@link agentPolicy} to roles you manage outside CDK.
    */
   public grantAgentAccess(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions: [...AGENT_TABLE_ACTIONS],
-      resourceArns: [this.tableArn],
-    });
+    return grantAgentLeaseAccess(grantee, this.tableArn);
   }
 }

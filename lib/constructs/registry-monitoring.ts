@@ -1,20 +1,43 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import { ERROR_METRICS, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
-import type { RegistrySync, RegistrySyncCapability } from './registry-sync';
+import type * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import { ERROR_METRICS, ErrorMetricName, RECONCILE_METRICS, ReconcileMetricName, SYNC_METRICS, SyncMetricName } from '../core/metric-names';
+import { QUOTA_ALARM_SHARE, quotaAlarmThreshold } from '../core/target-quota';
 
-/** Where the alarms of a {@link RegistrySync} go, and when the lag alarm fires. */
+/**
+ * What the alarms and the dashboard watch: the parts of a registry (`RegistrySync` is one) they
+ * read. Declared here, so this file needs nothing of the construct that calls it.
+ */
+export interface MonitoredRegistry extends Construct {
+  readonly syncFunction: lambda.IFunction;
+  readonly reconcileFunction: lambda.IFunction;
+  readonly failureQueue: sqs.IQueue;
+  syncMetric(metricName: SyncMetricName | ErrorMetricName, options?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  reconcileMetric(metricName: ReconcileMetricName | ErrorMetricName, options?: cloudwatch.MetricOptions): cloudwatch.Metric;
+}
+
+/** A capability's target group, as the dashboard graphs it. */
+export interface MonitoredCapability {
+  readonly targetGroup: elbv2.IApplicationTargetGroup;
+}
+
+/** Where the alarms of a registry go, and when the lag alarm fires. */
 export interface RegistryAlarmOptions {
   readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
   /** @default Duration.seconds(60) */
   readonly iteratorAgeAlarmThreshold?: Duration;
+  /** The load balancer's target quota: the quota alarm fires at 80 % of it. @default - no quota alarm */
+  readonly targetQuota?: number;
 }
 
 /**
- * The alarms of a {@link RegistrySync} (construct ids under it): records in the failure queue,
- * sync iterator age, errors of either function, and the reconcile safety valve.
+ * The alarms of a registry (construct ids under it): records in the failure queue,
+ * sync iterator age, errors of either function, the reconcile safety valve, and the target quota.
  */
-export function registryAlarms(sync: RegistrySync, options: RegistryAlarmOptions): cloudwatch.Alarm[] {
+export function registryAlarms(sync: MonitoredRegistry, options: RegistryAlarmOptions): cloudwatch.Alarm[] {
   const alarms: cloudwatch.Alarm[] = [];
   const alarm = (alarmId: string, alarmProps: cloudwatch.AlarmProps) => {
     const a = new cloudwatch.Alarm(sync, alarmId, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...alarmProps });
@@ -58,22 +81,31 @@ export function registryAlarms(sync: RegistrySync, options: RegistryAlarmOptions
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     evaluationPeriods: 1,
   });
+  if (options.targetQuota !== undefined) {
+    alarm('TargetQuotaAlarm', {
+      alarmDescription: `agent-lb: the load balancer holds ${Math.round(QUOTA_ALARM_SHARE * 100)} % or more of its target quota (${options.targetQuota}); beyond it leases are rejected over-quota`,
+      metric: sync.reconcileMetric(RECONCILE_METRICS.registeredTargets, { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+      threshold: quotaAlarmThreshold(options.targetQuota),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+    });
+  }
   return alarms;
 }
 
 /** What the dashboard shows besides the functions' own metrics. */
 export interface RegistryDashboardOptions {
   readonly dashboardName?: string;
-  readonly capabilities: Readonly<Record<string, RegistrySyncCapability>>;
+  readonly capabilities: Readonly<Record<string, MonitoredCapability>>;
   readonly alarms: readonly cloudwatch.IAlarm[];
 }
 
 /**
- * The operations dashboard of a {@link RegistrySync} (construct id `Dashboard` under it): healthy
+ * The operations dashboard of a registry (construct id `Dashboard` under it): healthy
  * and unhealthy targets per capability, registrations, rejections, sync lag, lease lifecycle, ELB
  * calls and errors, and the alarms.
  */
-export function registryDashboard(sync: RegistrySync, options: RegistryDashboardOptions): cloudwatch.Dashboard {
+export function registryDashboard(sync: MonitoredRegistry, options: RegistryDashboardOptions): cloudwatch.Dashboard {
   const dashboard = new cloudwatch.Dashboard(sync, 'Dashboard', {
     dashboardName: options.dashboardName,
     defaultInterval: Duration.hours(3),
@@ -109,7 +141,11 @@ export function registryDashboard(sync: RegistrySync, options: RegistryDashboard
       left: [
         sync.syncMetric(SYNC_METRICS.rejectedLeases, { label: 'sync' }),
         sync.reconcileMetric(RECONCILE_METRICS.rejectedLeases, { label: 'reconcile' }),
+        sync.syncMetric(SYNC_METRICS.notAdmitted, { label: 'sync: not admitted' }),
+        sync.syncMetric(SYNC_METRICS.overQuota, { label: 'sync: over quota' }),
+        sync.reconcileMetric(RECONCILE_METRICS.notAdmittedRemoved, { label: 'reconcile: not admitted, removed' }),
       ],
+      right: [sync.reconcileMetric(RECONCILE_METRICS.registeredTargets, { label: 'targets on the load balancer', statistic: cloudwatch.Stats.MAXIMUM })],
     }),
     new cloudwatch.GraphWidget({
       title: 'Sync lag',

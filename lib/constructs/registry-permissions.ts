@@ -18,7 +18,21 @@ export function findTargetGroups(viaListener: boolean): iam.PolicyStatement {
   });
 }
 
+/** Reading the named groups' own ports (a configuration that declares none). */
+export function readTargetGroupPorts(): iam.PolicyStatement {
+  return new iam.PolicyStatement({ sid: 'ReadCapabilityTargetGroupPorts', actions: ['elasticloadbalancing:DescribeTargetGroups'], resources: ['*'] });
+}
+
 /** Reading the targets of the groups, for a reconcile pass. */
 export function readTargetHealth(): iam.PolicyStatement {
   return new iam.PolicyStatement({ sid: 'ReadTargetHealth', actions: ['elasticloadbalancing:DescribeTargetHealth'], resources: ['*'] });
+}
+
+/**
+ * Admission: which network interface holds an address, and which security groups it (or an
+ * instance) carries. EC2 Describe* actions take no resource-level permissions either, and read
+ * nothing but metadata.
+ */
+export function describeAgentInterfaces(): iam.PolicyStatement {
+  return new iam.PolicyStatement({ sid: 'AdmitAgentsByTheirInterfaces', actions: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeInstances'], resources: ['*'] });
 }

@@ -11,15 +11,25 @@ import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources'
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IDependable } from 'constructs';
-import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
-import { CAPABILITY_NAME } from '../core/lease-schema';
+import { parseCidr } from '../core/address-policy';
+import { CAPABILITY_NAME, DEFAULT_MAX_LEASE_TTL_SECONDS, PortRange } from '../core/lease-schema';
+import { formatPortRanges, portRangeProblem } from '../core/port-ranges';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
-import { findTargetGroups, readTargetHealth } from './registry-permissions';
+import { describeAgentInterfaces, findTargetGroups, readTargetGroupPorts, readTargetHealth } from './registry-permissions';
 import { catalogSettingsJson, checkCatalogAttributes, RegistrySyncCatalog } from './registry-catalog';
 import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
-import { CONFIG_ENV, DEFAULT_SAFETY_VALVE_SHARE, MAX_RECONCILE_REPEAT_SECONDS } from '../core/runtime-config';
+import {
+  AdmissionConfigJson,
+  CONFIG_ENV,
+  DEFAULT_SAFETY_VALVE_SHARE,
+  DEFAULT_TARGET_QUOTA,
+  MAX_MAX_LEASE_TTL_SECONDS,
+  MAX_RECONCILE_REPEAT_SECONDS,
+  MAX_TARGET_QUOTA,
+  MIN_MAX_LEASE_TTL_SECONDS,
+} from '../core/runtime-config';
 import { AgentLbRuntimeConfigJson, lambdaEnvironmentProblems } from './lambda-environment';
 import { registryAlarms, registryDashboard } from './registry-monitoring';
 import { AgentLbValidationError } from './validation-error';
@@ -42,6 +52,34 @@ export interface RegistrySyncCapability {
    * @default 'ip'
    */
   readonly targetType?: CapabilityTargetType;
+
+  /**
+   * Ports a lease may name for this capability; leases on other ports are rejected for it.
+   *
+   * @default - the target group's own port, read by the functions at cold start
+   */
+  readonly ports?: readonly PortRange[];
+
+  /**
+   * The target group's own port, when known: `ports` equal to it need no room in the functions'
+   * environment (they read the group's port at cold start).
+   *
+   * @default - unknown: `ports` are always written
+   */
+  readonly targetGroupPort?: number;
+}
+
+/** Admission by AWS facts: which security groups' network interfaces may serve. */
+export interface RegistrySyncAdmission {
+  /** The agents' security group(s): admitted for every capability without a list of its own. */
+  readonly agentSecurityGroups: readonly ec2.ISecurityGroup[];
+
+  /**
+   * Capabilities that admit only these groups instead (capability name → groups).
+   *
+   * @default - none
+   */
+  readonly byCapability?: Readonly<Record<string, readonly ec2.ISecurityGroup[]>>;
 }
 
 /** Properties of a {@link RegistrySync}. */
@@ -106,19 +144,48 @@ export interface RegistrySyncProps {
   readonly catalog?: RegistrySyncCatalog;
 
   /**
-   * VPC of the target groups; its CIDR is always an allowed lease address range.
+   * VPC of the target groups: its CIDR is the range IP leases may register from, and with
+   * `admission` its network interfaces are the ones that admit addresses. Needed unless
+   * `allowedCidrs` names the ranges.
    *
    * @default - only `allowedCidrs`
    */
   readonly vpc?: ec2.IVpc;
 
   /**
-   * Address ranges IP leases may register from (loopback, link-local, multicast and
-   * unspecified addresses are refused whatever this says).
+   * Address ranges besides the VPC's that IP leases may register from (peered VPCs, on premises;
+   * leases there need `availabilityZone: all`). Loopback, link-local, multicast and unspecified
+   * addresses are refused whatever this says.
    *
-   * @default - 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 and 100.64.0.0/10
+   * @default - none: the VPC's CIDR only
    */
   readonly allowedCidrs?: readonly string[];
+
+  /**
+   * Register an IP target only once EC2 shows its address on a network interface of `vpc`
+   * carrying an admitted security group (an instance target: the instance's groups). Needs `vpc`.
+   *
+   * @default - no admission check: every valid lease in the allowed ranges is registered
+   */
+  readonly admission?: RegistrySyncAdmission;
+
+  /**
+   * Longest lease TTL: a lease whose `expiresAt` lies further ahead than now + this (30 s of clock
+   * skew allowed) is rejected, and reconcile deletes it so its address:port is free again.
+   * 5 seconds to 1 day.
+   *
+   * @default Duration.hours(1) - the SDK's own ceiling
+   */
+  readonly maxLeaseTtl?: Duration;
+
+  /**
+   * Registered targets the load balancer may hold, every group together (ALB's "targets per
+   * load balancer" quota, adjustable in Service Quotas): leases beyond it are rejected
+   * `over-quota`, first come first served, and an alarm fires at 80 %. 1–100000.
+   *
+   * @default 1000
+   */
+  readonly targetQuota?: number;
 
   /**
    * Largest share of a target group's registered targets one reconcile pass may remove because
@@ -275,7 +342,21 @@ export class RegistrySync extends Construct {
     }
     const repeatSeconds = secondsOf(props.reconcileRepeat) ?? 0;
     checkRange(this, 'reconcileRepeat', repeatSeconds, 0, MAX_RECONCILE_REPEAT_SECONDS, ' seconds');
-    const allowedCidrs = [...(props.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS)];
+    const allowedCidrs = [...(props.allowedCidrs ?? [])];
+    if (!props.vpc && props.allowedCidrs === undefined) {
+      throw new AgentLbValidationError(this, 'RegistrySync needs vpc (its CIDR is where lease addresses may come from) or allowedCidrs naming the ranges');
+    }
+    if (props.admission && !props.vpc) throw new AgentLbValidationError(this, 'admission needs vpc: the network interfaces that admit addresses are the VPC\'s');
+    const maxLeaseTtlSeconds = secondsOf(props.maxLeaseTtl) ?? DEFAULT_MAX_LEASE_TTL_SECONDS;
+    checkRange(this, 'maxLeaseTtl', maxLeaseTtlSeconds, MIN_MAX_LEASE_TTL_SECONDS, MAX_MAX_LEASE_TTL_SECONDS, ' seconds');
+    const targetQuota = props.targetQuota ?? DEFAULT_TARGET_QUOTA;
+    checkRange(this, 'targetQuota', targetQuota, 1, MAX_TARGET_QUOTA);
+    for (const [name, c] of Object.entries(props.capabilities)) {
+      for (const range of c.ports ?? []) {
+        const problem = Token.isUnresolved(range.from) || Token.isUnresolved(range.to) ? undefined : portRangeProblem(range);
+        if (problem) throw new AgentLbValidationError(this, `capability "${name}": ${problem}`);
+      }
+    }
     for (const cidr of allowedCidrs) {
       if (Token.isUnresolved(cidr)) continue;
       try {
@@ -284,7 +365,9 @@ export class RegistrySync extends Construct {
         throw new AgentLbValidationError(this, `allowedCidrs: ${JSON.stringify(cidr)} is not a CIDR; expected <IPv4>/<0-32> or <IPv6>/<0-128>`);
       }
     }
-    if (props.vpc) allowedCidrs.push(props.vpc.vpcCidrBlock);
+    if (Object.keys(props.capabilities).length === 0) {
+      throw new AgentLbValidationError(this, 'RegistrySync needs at least one capability: with none it would register nothing');
+    }
     for (const name of Object.keys(props.capabilities)) {
       if (!CAPABILITY_NAME.test(name)) throw new AgentLbValidationError(this, `Capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
     }
@@ -309,16 +392,37 @@ export class RegistrySync extends Construct {
       : props.listener
         ? { listenerArn: props.listener.listenerArn }
         : undefined;
+    // Declared ports, where they are not simply the group's own port (which the functions read at cold start).
+    const declaredPorts = Object.fromEntries(
+      Object.entries(props.capabilities)
+        .filter(([, c]) => c.ports !== undefined && !(c.ports.length === 1 && c.ports[0].from === c.targetGroupPort && c.ports[0].to === c.targetGroupPort))
+        .map(([name, c]) => [name, formatPortRanges(c.ports!)]),
+    );
+    const admission: AdmissionConfigJson | undefined = props.admission && {
+      vpcId: props.vpc!.vpcId,
+      securityGroups: props.admission.agentSecurityGroups.map((g) => g.securityGroupId),
+      ...(Object.keys(props.admission.byCapability ?? {}).length > 0
+        ? { byCapability: Object.fromEntries(Object.entries(props.admission.byCapability!).map(([name, groups]) => [name, groups.map((g) => g.securityGroupId)])) }
+        : {}),
+    };
     const config: AgentLbRuntimeConfigJson = {
       tableName: props.table.tableName,
       ...(discoverOn
         ? { ...discoverOn, capabilities: Object.keys(props.capabilities) }
         : {
             capabilities: Object.fromEntries(
-              Object.entries(props.capabilities).map(([name, c]) => [name, { targetGroupArn: c.targetGroup.targetGroupArn, targetType: c.targetType ?? 'ip' }]),
+              Object.entries(props.capabilities).map(([name, c]) => [
+                name,
+                { targetGroupArn: c.targetGroup.targetGroupArn, targetType: c.targetType ?? 'ip', ...(c.ports ? { ports: formatPortRanges(c.ports) } : {}) },
+              ]),
             ),
           }),
+      ...(props.vpc ? { vpcCidrs: [props.vpc.vpcCidrBlock] } : {}),
       allowedCidrs,
+      maxLeaseTtlSeconds,
+      ...(discoverOn && Object.keys(declaredPorts).length > 0 ? { ports: declaredPorts } : {}),
+      ...(admission ? { admission } : {}),
+      targetQuota,
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),
@@ -347,7 +451,11 @@ export class RegistrySync extends Construct {
       retention,
     });
     if (registerTargets) this.syncFunction.addToRolePolicy(registerTargets);
-    if (discoverOn) this.syncFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
+    // Named groups without declared ports take their own port, which the functions read at cold start.
+    const readsGroupPorts = !discoverOn && Object.values(props.capabilities).some((c) => c.ports === undefined);
+    const describeGroups = discoverOn ? findTargetGroups(discoverOn.listenerArn !== undefined) : readsGroupPorts ? readTargetGroupPorts() : undefined;
+    if (describeGroups) this.syncFunction.addToRolePolicy(describeGroups);
+    if (admission) this.syncFunction.addToRolePolicy(describeAgentInterfaces());
     // Before registering or deregistering, sync reads the leases (BatchGetItem, consistent): a
     // stream that is behind (or replayed) must neither put a dead lease in nor take a live one out.
     // UpdateItem: the `rotation` feedback (conditional on the lease token; docs/lease-contract.md).
@@ -384,8 +492,9 @@ export class RegistrySync extends Construct {
       asyncRetries: 0,
     });
     if (registerTargets) this.reconcileFunction.addToRolePolicy(registerTargets);
-    if (discoverOn) this.reconcileFunction.addToRolePolicy(findTargetGroups(discoverOn.listenerArn !== undefined));
+    if (describeGroups) this.reconcileFunction.addToRolePolicy(describeGroups);
     this.reconcileFunction.addToRolePolicy(readTargetHealth());
+    if (admission) this.reconcileFunction.addToRolePolicy(describeAgentInterfaces());
     if (variantWeights) for (const s of guardVariantRules(props.variants!.rules)) this.reconcileFunction.addToRolePolicy(s);
     props.table.grantReadData(this.reconcileFunction);
     props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
@@ -397,7 +506,7 @@ export class RegistrySync extends Construct {
       targets: [new eventsTargets.LambdaFunction(this.reconcileFunction, { retryAttempts: 2, maxEventAge: Duration.minutes(1) })],
     });
 
-    const alarms = registryAlarms(this, { alarmActions: props.alarmActions, iteratorAgeAlarmThreshold: props.iteratorAgeAlarmThreshold });
+    const alarms = registryAlarms(this, { alarmActions: props.alarmActions, iteratorAgeAlarmThreshold: props.iteratorAgeAlarmThreshold, targetQuota });
     this.alarms = alarms;
 
     this.dashboard = registryDashboard(this, { dashboardName: props.dashboardName, capabilities: props.capabilities, alarms });

@@ -45,6 +45,12 @@ export interface AddressPolicyOptions {
    * @default false
    */
   readonly allowLoopback?: boolean;
+  /**
+   * The VPC's CIDR blocks: always allowed, and the line ELB draws for `availabilityZone`. An IP
+   * outside them (in a range named in `allowedCidrs`) must say `all`; one inside must not.
+   * @default - unknown: no zone rule
+   */
+  readonly vpcCidrs?: readonly string[];
 }
 
 export type AddressKind = 'ipv4' | 'ipv6' | 'instance';
@@ -111,13 +117,17 @@ class Ranges {
 export class AddressPolicy {
   private readonly allowed: Ranges;
   private readonly refused: { list: Ranges; what: string }[];
+  private readonly vpc?: Ranges;
+  /** Every range an IP target may be in: the VPC's, then the ones named explicitly. */
+  public readonly allowedCidrs: readonly string[];
+  public readonly vpcCidrs?: readonly string[];
 
-  public constructor(
-    public readonly allowedCidrs: readonly string[] = DEFAULT_ALLOWED_CIDRS,
-    options: AddressPolicyOptions = {},
-  ) {
+  public constructor(allowedCidrs: readonly string[] = DEFAULT_ALLOWED_CIDRS, options: AddressPolicyOptions = {}) {
+    this.vpcCidrs = options.vpcCidrs;
+    this.allowedCidrs = [...new Set([...(options.vpcCidrs ?? []), ...allowedCidrs])];
+    if (options.vpcCidrs) this.vpc = new Ranges(options.vpcCidrs);
     const loopback = options.allowLoopback ? ['127.0.0.0/8', '::1/128'] : [];
-    this.allowed = new Ranges([...allowedCidrs, ...loopback]);
+    this.allowed = new Ranges([...this.allowedCidrs, ...loopback]);
     this.refused = ALWAYS_REFUSED.filter(({ what }) => !(options.allowLoopback && what === 'loopback')).map(({ cidr, what }) => ({
       list: new Ranges([cidr]),
       what,
@@ -136,6 +146,33 @@ export class AddressPolicy {
     if (this.verdicts.size >= 50_000) this.verdicts.clear();
     this.verdicts.set(address, verdict);
     return verdict;
+  }
+
+  /**
+   * Whether `address` lies in the VPC's CIDR blocks; `undefined` when they are unknown or the
+   * address is no IP. Addresses outside the VPC are only ever in ranges named explicitly.
+   */
+  public inVpc(address: string): boolean | undefined {
+    const family = isIP(address);
+    if (this.vpc === undefined || family === 0) return undefined;
+    return family === 4 ? this.vpc.has(address, 'ipv4', ipv4Number(address)) : this.vpc.has(address, 'ipv6', 0);
+  }
+
+  /**
+   * What is wrong with `availabilityZone` for `address` (an allowed IP), if anything: ELB takes an
+   * IP outside the VPC only with `all`, and refuses `all` for one inside. Needs the VPC's ranges.
+   */
+  public zoneProblem(address: string, availabilityZone: string | undefined): string | undefined {
+    const inVpc = this.inVpc(address);
+    if (inVpc === undefined || isLoopbackAddress(address)) return undefined;
+    const quoted = quoteUntrusted(address);
+    if (inVpc && availabilityZone === 'all') {
+      return `address ${quoted} is inside the VPC (${this.vpcCidrs!.join(', ')}); availabilityZone "all" is only for addresses outside it`;
+    }
+    if (!inVpc && availabilityZone !== 'all') {
+      return `address ${quoted} is outside the VPC (${this.vpcCidrs!.join(', ')}): it needs availabilityZone "all", as ELB requires`;
+    }
+    return undefined;
   }
 
   private judge(address: string): AddressCheck {
@@ -196,6 +233,14 @@ export function canonicalAddress(text: string): string | undefined {
   if (family === 4) return text;
   if (family === 6 && !text.includes('%')) return canonicalIpv6(text);
   return undefined;
+}
+
+const LOOPBACK = new Ranges(['127.0.0.0/8', '::1/128']);
+
+/** Whether `address` is a loopback IP (127.0.0.0/8, ::1): local mode's agents. */
+export function isLoopbackAddress(address: string): boolean {
+  const family = isIP(address);
+  return family === 4 ? LOOPBACK.has(address, 'ipv4', ipv4Number(address)) : family === 6 && LOOPBACK.has(address, 'ipv6', 0);
 }
 
 /** The lease key for an address and port: `a.b.c.d:p`, `[v6]:p`, or `i-…:p`. */

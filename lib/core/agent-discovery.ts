@@ -37,6 +37,11 @@ export interface DiscoveredAgent {
   readonly metadata: Readonly<Record<string, unknown>>;
 }
 
+/** Whether the registry has registered a member's target: it wrote a rotation state other than `absent` (agents cannot write one). */
+function inGroup(member: CatalogMember): boolean {
+  return member.state !== undefined && member.state !== 'absent';
+}
+
 /** Whether a member serves: its lease is active and its target healthy. */
 export function isHealthyMember(member: CatalogMember): boolean {
   return member.status === 'active' && member.state === 'healthy';
@@ -62,7 +67,10 @@ function metadataText(value: RawAttributeValue | undefined): string | undefined 
 /** The members that pass `filter`, as agents, by target. */
 export function discoverFrom(members: readonly CatalogMember[], filter: DiscoveryFilter = {}): DiscoveredAgent[] {
   const wanted = Object.entries(filter.metadata ?? {});
-  const matching = members.filter((m) => wanted.every(([k, v]) => m.metadata !== undefined && Object.hasOwn(m.metadata, k) && metadataText(m.metadata[k]) === v));
+  // Only targets the registry has put into their group (a rotation state it wrote, not `absent`):
+  // a lease EC2 did not admit, or one past the target quota, is never registered, and its
+  // address (anything its writer chose) must not reach a caller through discovery either.
+  const matching = members.filter((m) => inGroup(m) && wanted.every(([k, v]) => m.metadata !== undefined && Object.hasOwn(m.metadata, k) && metadataText(m.metadata[k]) === v));
   const health = filter.health ?? 'healthy';
   const healthy = matching.filter(isHealthyMember);
   const chosen = health === 'all' || (health === 'healthy-or-else-all' && healthy.length === 0) ? matching : healthy;

@@ -12,6 +12,7 @@ export type AgentLbErrorCode =
   | 'REGISTRY_STATE'
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
+  | 'EC2_LOOKUP'
   | 'USAGE'
   | 'PORT_UNAVAILABLE'
   | 'NO_CREDENTIALS'
@@ -50,8 +51,20 @@ export type LeaseRejectionReason =
   | 'BAD_STATUS'
   | 'BAD_EXPIRY'
   | 'METADATA_TOO_LARGE'
+  /** `agentId`, `leaseToken` or `availabilityZone` longer than the contract allows, or too many capabilities. */
+  | 'TOO_LONG'
+  /** `expiresAt` further ahead than the deployment's maximum lease TTL. */
+  | 'EXPIRY_TOO_FAR'
+  /** `availabilityZone` does not fit where the address is (`all` outside the VPC, never inside it). */
+  | 'ZONE_NOT_ALLOWED'
   | 'UNKNOWN_CAPABILITY'
-  | 'TARGET_TYPE_MISMATCH';
+  | 'TARGET_TYPE_MISMATCH'
+  /** The lease's port is not among the ports its capability declares. */
+  | 'PORT_NOT_ALLOWED'
+  /** EC2 does not show the address on a network interface of the deployment's VPC in an admitted security group. */
+  | 'NOT_ADMITTED'
+  /** The load balancer already holds its quota of registered targets. */
+  | 'OVER_QUOTA';
 
 export interface LeaseRejection {
   readonly reason: LeaseRejectionReason;
@@ -144,6 +157,24 @@ export class ElbTargetsError extends AgentLbError {
    */
   public get refusedForGood(): boolean {
     return !this.transient && REFUSED_FOR_GOOD.has(this.awsErrorName);
+  }
+}
+
+/**
+ * Asking EC2 who holds an address failed (throttled, an outage, a missing permission). Admission
+ * then decides nothing: registrations of the addresses asked about wait, and no registered
+ * target is removed for it.
+ */
+export class Ec2LookupError extends AgentLbError {
+  public readonly transient: boolean;
+  /** The error name EC2 (or the SDK) gave, e.g. `RequestLimitExceeded`, `UnauthorizedOperation`; `Error` when none. */
+  public readonly awsErrorName: string;
+
+  public constructor(transient: boolean, message: string, options: AgentLbErrorOptions & { readonly awsErrorName?: string } = {}) {
+    super('EC2_LOOKUP', message, { ...options, context: { ...options.context, ...(options.awsErrorName ? { awsErrorName: options.awsErrorName } : {}) } });
+    this.name = 'Ec2LookupError';
+    this.transient = transient;
+    this.awsErrorName = options.awsErrorName ?? 'Error';
   }
 }
 

@@ -3,9 +3,14 @@ import { InvalidLeaseError, LeaseRejection, LeaseRejectionReason } from './error
 import { quoteUntrusted } from './untrusted-text';
 import {
   CAPABILITY_NAME,
+  CLOCK_SKEW_ALLOWANCE_SECONDS,
   LEASE_ATTR,
   Lease,
   LeaseStatus,
+  MAX_AGENT_ID_CHARS,
+  MAX_AVAILABILITY_ZONE_CHARS,
+  MAX_CAPABILITIES_PER_LEASE,
+  MAX_LEASE_TOKEN_CHARS,
   MAX_METADATA_BYTES,
   MAX_PORT,
   MIN_PORT,
@@ -158,6 +163,20 @@ export function decodeLease(item: unknown, policy: AddressPolicy): DecodeResult 
   if (address !== undefined) {
     const check = policy.check(address);
     if (!check.ok) r.reject(check.malformed ? 'BAD_ADDRESS' : 'ADDRESS_NOT_ALLOWED', check.message);
+    else if (check.kind !== 'instance') {
+      const zone = policy.zoneProblem(address, availabilityZone);
+      if (zone !== undefined) r.reject('ZONE_NOT_ALLOWED', zone);
+    }
+  }
+  for (const [name, value, max] of [
+    [LEASE_ATTR.agentId, agentId, MAX_AGENT_ID_CHARS],
+    [LEASE_ATTR.leaseToken, leaseToken, MAX_LEASE_TOKEN_CHARS],
+    [LEASE_ATTR.availabilityZone, availabilityZone, MAX_AVAILABILITY_ZONE_CHARS],
+  ] as const) {
+    if (value !== undefined && value.length > max) r.reject('TOO_LONG', `attribute "${name}" is ${value.length} characters, limit ${max}`);
+  }
+  if (capabilities !== undefined && capabilities.length > MAX_CAPABILITIES_PER_LEASE) {
+    r.reject('TOO_LONG', `capabilities lists ${capabilities.length} names, limit ${MAX_CAPABILITIES_PER_LEASE}`);
   }
   if (target !== undefined && address !== undefined && port !== undefined && target !== formatTarget(address, port)) {
     r.reject('TARGET_MISMATCH', `target ${quoteUntrusted(target)} does not match address and port (expected ${quoteUntrusted(formatTarget(address, port))})`);
@@ -204,6 +223,8 @@ export function decodeLease(item: unknown, policy: AddressPolicy): DecodeResult 
 
 /** Smallest plausible `since` (epoch ms, March 1973): below it the writer almost surely used seconds. */
 const MIN_EPOCH_MS = 1e11;
+/** Largest plausible `since` (epoch ms, year 5138, as MAX_EPOCH_SECONDS): beyond it no date can even be printed. */
+const MAX_EPOCH_MS = MAX_EPOCH_SECONDS * 1000;
 const MAX_ROTATION_PROBLEMS = 5;
 
 export interface DecodedRotation {
@@ -241,6 +262,8 @@ export function decodeRotation(raw: unknown): DecodedRotation {
       problems.push(`${where}: since must be a whole number of epoch milliseconds (N), got ${quoteUntrusted(sinceText ?? entry.since)}`);
     } else if (Number(sinceText) < MIN_EPOCH_MS) {
       problems.push(`${where}: since ${sinceText} looks like epoch seconds; it takes epoch milliseconds`);
+    } else if (Number(sinceText) > MAX_EPOCH_MS) {
+      problems.push(`${where}: since ${sinceText} is beyond any plausible date (more than ${MAX_EPOCH_MS} epoch ms)`);
     } else {
       entries.push([capability, { state: state as RotationState, since: Number(sinceText) }]);
     }
@@ -248,6 +271,19 @@ export function decodeRotation(raw: unknown): DecodedRotation {
   // A broken writer may fill a 400 KB item with bad entries; a log line stays short.
   const shown = problems.length > MAX_ROTATION_PROBLEMS ? [...problems.slice(0, MAX_ROTATION_PROBLEMS), `and ${problems.length - MAX_ROTATION_PROBLEMS} more`] : problems;
   return { ...(entries.length === 0 ? {} : { rotation: Object.fromEntries(entries) }), problems: shown };
+}
+
+/**
+ * The entries of `rotation` that can be true at `nowMs`: one whose `since` lies further in the
+ * future than the clock-skew allowance was not written by the registry's clock (a forged or
+ * broken entry) and is treated as unknown, so it can pin nothing; the registry overwrites it.
+ */
+export function plausibleRotation(rotation: LeaseRotation | undefined, nowMs: number): LeaseRotation | undefined {
+  if (rotation === undefined) return undefined;
+  const limit = nowMs + CLOCK_SKEW_ALLOWANCE_SECONDS * 1000;
+  const kept = Object.entries(rotation).filter(([, entry]) => entry.since <= limit);
+  if (kept.length === Object.keys(rotation).length) return rotation;
+  return kept.length === 0 ? undefined : Object.fromEntries(kept);
 }
 
 /** The entry of one capability (own entries only: "constructor" is a valid capability name). */

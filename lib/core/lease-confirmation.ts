@@ -1,5 +1,5 @@
 import { AddressPolicy } from './address-policy';
-import { decodeLease, isLive } from './lease-codec';
+import { decodeLease, isLive, leaseKeyOf } from './lease-codec';
 import { routeLease } from './lease-routing';
 import { HEARTBEAT_ATTRS, Lease, RawAttributeValue, RawItem, REGISTRY_ATTRS, RoutingConfig, TargetRef } from './lease-schema';
 
@@ -18,18 +18,30 @@ export interface ConfirmationContext {
   readonly routing: RoutingConfig;
   /** Epoch seconds of the read. */
   readonly nowSeconds: number;
+  /**
+   * `<targetGroupArn> <key>` of targets the registry refuses whatever their lease says: EC2 does
+   * not admit their address (two reconcile passes agreed). @default none
+   */
+  readonly refusedMembers?: ReadonlySet<string>;
 }
 
 /** What a read item routes to, by item, policy and routing: a lease in several groups is decoded once per read, not once per group. */
-const routed = new WeakMap<RawItem, { policy: AddressPolicy; routing: RoutingConfig; lease?: Lease; groups: ReadonlySet<string> }>();
+const routed = new WeakMap<RawItem, { policy: AddressPolicy; routing: RoutingConfig; nowSeconds: number; lease?: Lease; groups: ReadonlySet<string> }>();
 
 function routedItem(item: RawItem, ctx: ConfirmationContext): { lease?: Lease; groups: ReadonlySet<string> } {
   const known = routed.get(item);
-  if (known !== undefined && known.policy === ctx.policy && known.routing === ctx.routing) return known;
+  if (known !== undefined && known.policy === ctx.policy && known.routing === ctx.routing && known.nowSeconds === ctx.nowSeconds) return known;
   const decoded = decodeLease(item, ctx.policy);
   const view = decoded.ok
-    ? { policy: ctx.policy, routing: ctx.routing, lease: decoded.lease, groups: new Set(routeLease(decoded.lease, ctx.routing).memberships.map((m) => m.targetGroupArn)) }
-    : { policy: ctx.policy, routing: ctx.routing, groups: new Set<string>() };
+    ? {
+        policy: ctx.policy,
+        routing: ctx.routing,
+        nowSeconds: ctx.nowSeconds,
+        lease: decoded.lease,
+        // With the read's time: a lease expiring beyond the deployment's maximum TTL routes nowhere.
+        groups: new Set(routeLease(decoded.lease, ctx.routing, ctx.nowSeconds).memberships.map((m) => m.targetGroupArn)),
+      }
+    : { policy: ctx.policy, routing: ctx.routing, nowSeconds: ctx.nowSeconds, groups: new Set<string>() };
   routed.set(item, view);
   return view;
 }
@@ -37,6 +49,10 @@ function routedItem(item: RawItem, ctx: ConfirmationContext): { lease?: Lease; g
 /** Whether `item` (read just now; `undefined` = no lease) wants its target in `targetGroupArn`. */
 export function wantsTarget(item: RawItem | undefined, targetGroupArn: string, ctx: ConfirmationContext): boolean {
   if (!item) return false;
+  if (ctx.refusedMembers !== undefined && ctx.refusedMembers.size > 0) {
+    const key = leaseKeyOf(item);
+    if (key !== undefined && ctx.refusedMembers.has(`${targetGroupArn} ${key}`)) return false;
+  }
   const { lease, groups } = routedItem(item, ctx);
   return lease !== undefined && isLive(lease, ctx.nowSeconds) && groups.has(targetGroupArn);
 }

@@ -20,6 +20,26 @@ export const LEASE_ATTR = {
   rejection: 'rejection',
 } as const;
 
+/**
+ * The attributes an agent writes: the lease contract minus what only the registry writes. The
+ * agent grant allows PutItem and UpdateItem only on these (IAM condition `dynamodb:Attributes`),
+ * so no agent can write `rotation` or `rejection`, or pad an item with attributes of its own.
+ */
+export const AGENT_ATTRIBUTES: readonly string[] = [
+  LEASE_ATTR.target,
+  LEASE_ATTR.address,
+  LEASE_ATTR.port,
+  LEASE_ATTR.capabilities,
+  LEASE_ATTR.expiresAt,
+  LEASE_ATTR.leaseToken,
+  LEASE_ATTR.agentId,
+  LEASE_ATTR.status,
+  LEASE_ATTR.renewedAt,
+  LEASE_ATTR.registeredAt,
+  LEASE_ATTR.availabilityZone,
+  LEASE_ATTR.metadata,
+];
+
 /** Attributes a renewal may change without affecting routing: a heartbeat. */
 export const HEARTBEAT_ATTRS: readonly string[] = [LEASE_ATTR.expiresAt, LEASE_ATTR.renewedAt];
 
@@ -60,6 +80,23 @@ export const MAX_REQUEST_SECONDS_TAG = 'agent-lb:max-request-seconds';
 
 export const CAPABILITY_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const MAX_METADATA_BYTES = 2048;
+/**
+ * Caps on the free-text attributes (characters): whoever prints a lease (`agent-lb leases`, logs)
+ * never has to carry a 400 KB `agentId`. A task ARN or hostname fits `agentId`; a UUID `leaseToken`.
+ */
+export const MAX_AGENT_ID_CHARS = 256;
+export const MAX_LEASE_TOKEN_CHARS = 128;
+export const MAX_AVAILABILITY_ZONE_CHARS = 32;
+/** Capabilities one lease may list: one ALB routes to at most 100 target groups. */
+export const MAX_CAPABILITIES_PER_LEASE = 100;
+/**
+ * Clock skew the registry allows between a writer's clock and its own: an `expiresAt` up to this
+ * much past now + the maximum TTL, or a `rotation` entry's `since` up to this much in the future
+ * (milliseconds there), still counts as plausible.
+ */
+export const CLOCK_SKEW_ALLOWANCE_SECONDS = 30;
+/** The deployment's longest lease TTL unless configured: the SDK's own ceiling. */
+export const DEFAULT_MAX_LEASE_TTL_SECONDS = 3600;
 export const MIN_PORT = 1;
 export const MAX_PORT = 65535;
 
@@ -134,17 +171,49 @@ export interface TargetRef {
   readonly availabilityZone?: string;
 }
 
-/** How one capability routes: its target group and the kind of target it takes. */
+/** A range of TCP ports, both ends included. */
+export interface PortRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** How one capability routes: its target group, the kind of target it takes, and the ports its agents may use. */
 export interface CapabilityRoute {
   readonly targetGroupArn: string;
   readonly targetType: TargetType;
+  /**
+   * Ports a lease may name for this capability (the load balancer's security group opens exactly
+   * these to the agents). A deployed stack always says; `undefined` (a hand-written routing) allows any.
+   */
+  readonly ports?: readonly PortRange[];
 }
 
 /** Everything the server side needs to turn leases into targets. */
 export interface RoutingConfig {
   readonly capabilities: Readonly<Record<string, CapabilityRoute>>;
-  /** CIDRs IP targets may live in; always-refused ranges (loopback, link-local, …) win regardless. */
+  /**
+   * CIDRs IP targets may live in (with `vpcCidrs`: the ranges named explicitly besides the VPC's);
+   * always-refused ranges (loopback, link-local, …) win regardless.
+   */
   readonly allowedCidrs: readonly string[];
+  /**
+   * The VPC's CIDR blocks, always allowed. With them known, an address outside them must carry
+   * `availabilityZone: all` (ELB's rule) and one inside them must not.
+   * @default - unknown: only `allowedCidrs`, and no zone rule
+   */
+  readonly vpcCidrs?: readonly string[];
   /** Local mode only: demo agents listen on loopback. Never set by a deployed stack. */
   readonly allowLoopback?: boolean;
+  /**
+   * Local mode only: loopback targets are local processes, admitted on any port without an EC2
+   * check (everything else goes through the same checks as on AWS). Needs `allowLoopback`.
+   * @default false
+   */
+  readonly admitLoopback?: boolean;
+  /**
+   * Longest lease TTL: a lease whose `expiresAt` lies further ahead than now + this (+ the clock-skew
+   * allowance) is rejected (`EXPIRY_TOO_FAR`) and swept by reconcile.
+   * @default - no limit (a hand-written routing); deployed stacks set DEFAULT_MAX_LEASE_TTL_SECONDS or their own
+   */
+  readonly maxLeaseTtlSeconds?: number;
 }

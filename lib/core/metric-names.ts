@@ -38,6 +38,12 @@ export const SYNC_METRICS = {
   releases: 'Releases',
   /** Now minus the oldest record's write time, milliseconds. */
   syncLagMs: 'SyncLagMs',
+  /** EC2 calls made to admit the batch's new addresses (DescribeNetworkInterfaces, DescribeInstances); 0 for heartbeats. */
+  ec2Calls: 'Ec2Calls',
+  /** Capabilities of leases refused because EC2 does not show their address in an admitted security group. */
+  notAdmitted: 'NotAdmitted',
+  /** Registrations refused because the load balancer holds its target quota. */
+  overQuota: 'OverQuota',
   /** Member index items written or deleted for the batch's changed leases. */
   memberWrites: 'MemberWrites',
   /** 1 when the batch moved the capability catalog's revision. */
@@ -47,6 +53,8 @@ export const SYNC_METRICS = {
 /** Metrics of the reconcile Lambda, one value per pass. */
 export const RECONCILE_METRICS = {
   expiredLeasesDeleted: 'ExpiredLeasesDeleted',
+  /** Leases whose `expiresAt` lay beyond the maximum lease TTL (or items with no numeric `expiresAt`), deleted. */
+  farFutureLeasesDeleted: 'FarFutureLeasesDeleted',
   driftRegistered: 'DriftRegistered',
   driftDeregistered: 'DriftDeregistered',
   /** Groups where too many targets had no lease at once: their removals wait for a second pass. */
@@ -58,6 +66,14 @@ export const RECONCILE_METRICS = {
   elbCalls: 'ElbCalls',
   /** Weighted variants held at weight 0 because they have no healthy target (their share goes to the stable group). */
   variantsHeldOut: 'VariantsHeldOut',
+  /** EC2 calls made to admit the pass's addresses. */
+  ec2Calls: 'Ec2Calls',
+  notAdmitted: 'NotAdmitted',
+  /** Registered targets two passes in a row found not admitted, removed. */
+  notAdmittedRemoved: 'NotAdmittedRemoved',
+  overQuota: 'OverQuota',
+  /** Targets the load balancer holds (registered or draining, every group), as the pass read them: what the quota alarm watches. */
+  registeredTargets: 'RegisteredTargets',
   /** Member index items the pass found wrong and rewrote (or removed). */
   memberRepairs: 'MemberRepairs',
   /** 1 when the pass moved the capability catalog's revision. */
@@ -87,6 +103,7 @@ export const ERROR_METRICS = {
   REGISTRY_STATE: 'RegistryStateErrors',
   ELB_TRANSIENT: 'ElbTransientErrors',
   ELB_PERMANENT: 'ElbRefusals',
+  EC2_LOOKUP: 'Ec2LookupErrors',
   OTHER: 'OtherErrors',
 } as const satisfies Partial<Record<AgentLbErrorCode | 'OTHER', string>>;
 

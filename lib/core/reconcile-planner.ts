@@ -1,7 +1,7 @@
 import { AddressPolicy, formatTarget } from './address-policy';
 import { LeaseRejection } from './errors';
 import { decodeLease, isLive, leaseKeyOf, MAX_EPOCH_SECONDS } from './lease-codec';
-import { routeLease } from './lease-routing';
+import { latestExpiry, routeLease } from './lease-routing';
 import { leaseVersion } from './lease-confirmation';
 import { LEASE_ATTR, RawItem, RoutingConfig, TargetRef } from './lease-schema';
 
@@ -42,9 +42,10 @@ export interface ObservedGroup {
 
 /**
  * Why a registered target has no place in its group. `no-lease` is the only one a wiped,
- * recreated or misconfigured table can fake; the others are read from an item that exists.
+ * recreated or misconfigured table can fake; the others are read from an item that exists,
+ * but `not-admitted`, which EC2 said twice (lib/core/admission.ts).
  */
-export type DeregisterReason = 'no-lease' | 'expired' | 'draining' | 'invalid-lease' | 'not-listed';
+export type DeregisterReason = 'no-lease' | 'expired' | 'draining' | 'invalid-lease' | 'not-listed' | 'not-admitted';
 
 export interface PlannedDeregistration {
   readonly target: TargetRef;
@@ -77,9 +78,28 @@ export interface ExpiredLease {
   readonly cutoff: number;
 }
 
+/** A lease whose `expiresAt` lies beyond the deployment's maximum TTL: never routed, and deleted so its key is free again. */
+export interface TooFarLease {
+  readonly target: string;
+  readonly expiresAt: number;
+  /** Delete on the condition `expiresAt > latest` (a lease renewed meanwhile by a well-behaved holder survives). */
+  readonly latest: number;
+}
+
 export interface ReconcilePlan {
   readonly groups: readonly GroupRepair[];
   readonly expired: readonly ExpiredLease[];
+  /**
+   * Leases far beyond the maximum TTL. Their holder (or someone posing as it) would otherwise keep
+   * the address:port for years: no acquire's condition (`expiresAt < :now`) would ever pass.
+   */
+  readonly tooFar: readonly TooFarLease[];
+  /**
+   * Keys of items with no numeric `expiresAt` (missing, or of another type): never a lease, never
+   * expired by DynamoDB's TTL nor by the sweep above, so anyone holding the agent grant could
+   * fill the table with items every pass scans forever. Deleted as far-future ones are.
+   */
+  readonly noExpiry: readonly string[];
   readonly rejections: readonly LeaseRejection[];
   readonly liveLeases: number;
 }
@@ -135,6 +155,9 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   const leaseState = new Map<string, DeregisterReason | 'live'>();
   const liveItems = new Map<string, RawItem>();
   const expired: ExpiredLease[] = [];
+  const tooFar: TooFarLease[] = [];
+  const noExpiry: string[] = [];
+  const latest = latestExpiry(routing, nowSeconds);
   const rejections: LeaseRejection[] = [];
   let liveLeases = 0;
 
@@ -144,6 +167,10 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     if (key !== undefined && expiry !== undefined && expiry < expiryCutoff(expiry, nowSeconds)) {
       expired.push({ target: key, expiresAt: expiry, cutoff: expiryCutoff(expiry, nowSeconds) });
     }
+    // In the item's own unit: a lease written in milliseconds is judged as the milliseconds it says.
+    const latestInUnit = latest === undefined || expiry === undefined ? undefined : expiry > MAX_EPOCH_SECONDS ? latest * 1000 : latest;
+    if (key !== undefined && expiry !== undefined && latestInUnit !== undefined && expiry > latestInUnit) tooFar.push({ target: key, expiresAt: expiry, latest: latestInUnit });
+    if (key !== undefined && item[LEASE_ATTR.expiresAt]?.N === undefined) noExpiry.push(key);
 
     const decoded = decodeLease(item, policy);
     if (!decoded.ok) {
@@ -159,7 +186,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     liveLeases++;
     leaseState.set(lease.target, 'live');
     liveItems.set(lease.target, item);
-    const routed = routeLease(lease, routing);
+    const routed = routeLease(lease, routing, nowSeconds);
     rejections.push(...routed.rejections);
     for (const m of routed.memberships) {
       let group = desired.get(m.targetGroupArn);
@@ -207,5 +234,5 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     };
   });
 
-  return { groups, expired, rejections, liveLeases };
+  return { groups, expired, tooFar, noExpiry, rejections, liveLeases };
 }

@@ -1,4 +1,4 @@
-import { LEASE_ATTR, RawAttributeValue, RawItem, REGISTRY_MAPS, RegistryMap } from './lease-schema';
+import { CLOCK_SKEW_ALLOWANCE_SECONDS, LEASE_ATTR, RawAttributeValue, RawItem, REGISTRY_MAPS, RegistryMap } from './lease-schema';
 import type { RejectionWrite } from './rejection-planner';
 
 /**
@@ -68,8 +68,8 @@ export interface LeaseWrite {
   readonly rejection?: RejectionWrite;
 }
 
-/** Entries one UpdateItem carries at most: each adds about 110 characters of condition, and DynamoDB takes 4 KB of expression. */
-export const MAX_ENTRIES_PER_WRITE = 25;
+/** Entries one UpdateItem carries at most: each adds about 140 characters of condition (the forged-`since` clause included), and DynamoDB takes 4 KB of expression. */
+export const MAX_ENTRIES_PER_WRITE = 20;
 
 /**
  * One write per (lease key, token), with one entry per (attribute, key): the newest `since` wins
@@ -108,12 +108,22 @@ export function registryMaps(item: RawItem): RegistryMap[] {
   return REGISTRY_MAPS.filter((attribute) => item[attribute]?.M !== undefined);
 }
 
-/** The `since` of a stored entry, when it is a well-formed one (a Map with a numeric `since`); a malformed entry counts as older than any. */
+/**
+ * The `since` of a stored entry, when it is a well-formed one (a Map with a numeric `since`); a
+ * malformed entry, or one dated beyond `entry`'s by more than the clock-skew allowance (no
+ * registry clock wrote it: an agent forged it), counts as older than any.
+ */
 function storedSince(item: RawItem, entry: RegistryEntry): number | undefined {
   const map = item[entry.attribute]?.M;
   const stored = map !== undefined && Object.hasOwn(map, entry.key) ? map[entry.key] : undefined;
   const since = stored?.M?.since?.N;
-  return since === undefined || !Number.isFinite(Number(since)) ? undefined : Number(since);
+  if (since === undefined || !Number.isFinite(Number(since))) return undefined;
+  return forgedSince(Number(since), entry) ? undefined : Number(since);
+}
+
+/** Whether a stored `since` lies further ahead of `entry`'s than the clock-skew allowance: no registry clock wrote it. */
+function forgedSince(since: number, entry: RegistryEntry): boolean {
+  return since > Math.floor(entry.since) + CLOCK_SKEW_ALLOWANCE_SECONDS * 1000;
 }
 
 /** Whether a stored entry says what `value` says, `since` aside (the same state, seen earlier or later). */
@@ -142,10 +152,13 @@ export function entriesNewerThan(item: RawItem, entries: readonly RegistryEntry[
     const map = item[entry.attribute]?.M;
     const present = map !== undefined && Object.hasOwn(map, entry.key);
     const since = storedSince(item, entry);
+    const storedText = present ? map?.[entry.key]?.M?.since?.N : undefined;
+    // A forged entry (dated in the future) is overwritten even when it names the same state: its `since` is the lie.
+    const forged = storedText !== undefined && Number.isFinite(Number(storedText)) && forgedSince(Number(storedText), entry);
     const stale =
       entry.value === undefined
         ? !present || (since !== undefined && since >= entry.since)
-        : (since !== undefined && since >= entry.since) || (present && sameApartFromSince(map?.[entry.key], entry.value));
+        : (since !== undefined && since >= entry.since) || (present && !forged && sameApartFromSince(map?.[entry.key], entry.value));
     (stale ? superseded : newer).push(entry);
   }
   return { newer, superseded };

@@ -2,7 +2,7 @@ import { AddressPolicy } from './address-policy';
 import { heartbeatExpiry, leaseKeyOf } from './lease-codec';
 import { routeItem } from './lease-routing';
 import { HEARTBEAT_ATTRS, LEASE_ATTR, RawAttributeValue, RawItem, REGISTRY_ATTRS, RoutingConfig } from './lease-schema';
-import { decodeRejection, rejectionVerdict, RejectionVerdict, sameVerdict, StoredRejection } from './rejection';
+import { decodeRejection, FACT_REASONS, rejectionVerdict, RejectionVerdict, sameVerdict, StoredRejection } from './rejection';
 import type { LeaseRejection } from './errors';
 import type { LeaseChangeRecord, RecordKind } from './stream-planner';
 
@@ -31,8 +31,31 @@ export interface RejectionWrite {
 }
 
 /** What validation and routing find wrong with an item, as the attribute says it; undefined when nothing. */
-export function verdictOf(item: RawItem, policy: AddressPolicy, routing: RoutingConfig): RejectionVerdict | undefined {
-  return rejectionVerdict(routeItem(item, policy, routing).rejections);
+export function verdictOf(item: RawItem, policy: AddressPolicy, routing: RoutingConfig, nowSeconds?: number): RejectionVerdict | undefined {
+  return rejectionVerdict(routeItem(item, policy, routing, nowSeconds).rejections);
+}
+
+/**
+ * A stored rejection from AWS facts (`FACT_REASONS`: not admitted, over the quota) that stands
+ * while nobody decides it again: the item alone cannot say whether it still holds. Undefined when
+ * the item holds none, or when validation refuses the whole item (that verdict replaces it).
+ */
+export function standingFactRejection(item: RawItem, found: readonly LeaseRejection[]): StoredRejection | undefined {
+  const stored = decodeRejection(item[LEASE_ATTR.rejection]);
+  if (stored === undefined || !FACT_REASONS.includes(stored.reason) || found.some((r) => r.capability === undefined)) return undefined;
+  return stored;
+}
+
+/**
+ * What the registry holds against `item` now, as `status` and `leases` show it: what validation
+ * and routing find at `nowSeconds`, or a standing refusal from AWS facts ({@link standingFactRejection}).
+ */
+export function currentVerdict(item: RawItem, policy: AddressPolicy, routing: RoutingConfig, nowSeconds: number): RejectionVerdict | undefined {
+  const found = routeItem(item, policy, routing, nowSeconds).rejections;
+  const standing = standingFactRejection(item, found);
+  if (standing === undefined) return rejectionVerdict(found);
+  const { since: _since, ...verdict } = standing;
+  return verdict;
 }
 
 /** A value a condition can compare as it was read: absent, or a scalar (S or N). */
@@ -58,6 +81,31 @@ export interface RejectionPlanInput {
   readonly earlier?: StoredRejection;
   /** What validation and routing already found in this item (the stream planner judged it): not judged again. */
   readonly found?: readonly LeaseRejection[];
+  /**
+   * What the registry decided about the lease from AWS facts this pass (admission by EC2, the
+   * target quota): their refusals, or none when every decision let it through. `undefined` when
+   * nothing was decided: a stored fact-based rejection (`FACT_REASONS`) then stands, as the
+   * item alone cannot say whether it still holds.
+   */
+  readonly facts?: readonly LeaseRejection[];
+}
+
+/**
+ * The registry's decisions from AWS facts by lease key, for {@link planRejection}'s `facts`: each
+ * key of `refusals`, with its refusals, and each key in `passed` (every decision let it through)
+ * with none. A key both refused and passed (one capability admitted, another not) keeps its
+ * refusals.
+ */
+export function factDecisions(refusals: readonly LeaseRejection[], passed: Iterable<string>): Map<string, LeaseRejection[]> {
+  const decided = new Map<string, LeaseRejection[]>();
+  for (const key of passed) decided.set(key, []);
+  for (const r of refusals) {
+    if (r.target === undefined) continue;
+    const known = decided.get(r.target);
+    if (known === undefined) decided.set(r.target, [r]);
+    else known.push(r);
+  }
+  return decided;
 }
 
 /** The write one item needs, if any. */
@@ -67,9 +115,12 @@ export function planRejection(item: RawItem | undefined, input: RejectionPlanInp
   const leaseToken = item[LEASE_ATTR.leaseToken];
   const renewedAt = item[LEASE_ATTR.renewedAt];
   if (!conditionable(leaseToken) || !conditionable(renewedAt)) return undefined; // nothing to pin the write to
-  const verdict = input.found !== undefined ? rejectionVerdict(input.found) : verdictOf(item, input.policy, input.routing);
+  const found = input.found ?? routeItem(item, input.policy, input.routing, Math.floor(input.nowMs / 1000)).rejections;
   const raw = item[LEASE_ATTR.rejection];
   const stored = decodeRejection(raw);
+  // A refusal from AWS facts nobody decided on again stands, unless the item itself is refused whole.
+  if (input.facts === undefined && standingFactRejection(item, found) !== undefined) return undefined;
+  const verdict = rejectionVerdict([...found, ...(input.facts ?? [])]);
   if (verdict === undefined) return raw === undefined ? undefined : { target, leaseToken, renewedAt, judged: item };
   if (stored !== undefined && sameVerdict(verdict, stored)) return undefined;
   const since = input.earlier !== undefined && sameVerdict(verdict, input.earlier) ? input.earlier.since : Math.floor(input.nowMs);
@@ -143,6 +194,7 @@ export function planRejectionsFromRecords(
   nowMs: number,
   kinds?: readonly RecordKind[],
   lastFound?: ReadonlyMap<string, readonly LeaseRejection[]>,
+  facts?: ReadonlyMap<string, readonly LeaseRejection[]>,
 ): RejectionWrite[] {
   const perKey = new Map<string, { last: RawItem | undefined; earlier?: StoredRejection; quiet: boolean }>();
   records.forEach((record, index) => {
@@ -159,15 +211,25 @@ export function planRejectionsFromRecords(
   });
   const writes: RejectionWrite[] = [];
   for (const [key, { last, earlier, quiet }] of perKey) {
-    if (quiet && quietlyValid(last)) continue;
+    const decided = facts?.get(key);
+    if (quiet && decided === undefined && quietlyValid(last)) continue;
     const found = lastFound?.get(key);
-    const write = planRejection(last, { policy, routing, nowMs, ...(earlier ? { earlier } : {}), ...(found ? { found } : {}) });
+    const write = planRejection(last, { policy, routing, nowMs, ...(earlier ? { earlier } : {}), ...(found ? { found } : {}), ...(decided ? { facts: decided } : {}) });
     if (write) writes.push(write);
   }
   return writes;
 }
 
 /** Reconcile: every item of its scan. */
-export function planRejectionsFromScan(items: readonly RawItem[], policy: AddressPolicy, routing: RoutingConfig, nowMs: number): RejectionWrite[] {
-  return items.flatMap((item) => planRejection(item, { policy, routing, nowMs }) ?? []);
+export function planRejectionsFromScan(
+  items: readonly RawItem[],
+  policy: AddressPolicy,
+  routing: RoutingConfig,
+  nowMs: number,
+  facts?: ReadonlyMap<string, readonly LeaseRejection[]>,
+): RejectionWrite[] {
+  return items.flatMap((item) => {
+    const decided = facts?.get(leaseKeyOf(item) ?? '');
+    return planRejection(item, { policy, routing, nowMs, ...(decided ? { facts: decided } : {}) }) ?? [];
+  });
 }

@@ -16,8 +16,22 @@ export const REJECTION_REASONS = [
   'unknown-capability',
   /** An instance id for an `ip` target group, or an IP for an `instance` one: that capability is refused. */
   'target-type-mismatch',
+  /** The lease's port is not among the ports its capability declares: that capability is refused. */
+  'port-not-allowed',
+  /** `expiresAt` lies further ahead than the deployment's maximum lease TTL: the whole lease is refused. */
+  'expiry-too-far',
+  /** EC2 does not show the address on an interface (or instance) of the deployment's VPC in a security group admitted for the capability: that capability is refused. */
+  'not-admitted',
+  /** The load balancer already holds its quota of registered targets (first come, first served): that capability is refused. */
+  'over-quota',
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+/**
+ * Reasons the registry finds from AWS facts (EC2, the load balancer's target count), not from the
+ * item: only a pass that decided them again replaces or removes them (lib/core/rejection-planner.ts).
+ */
+export const FACT_REASONS: readonly string[] = ['not-admitted', 'over-quota'] satisfies readonly RejectionReason[];
 
 /** The stable code of each validation or routing finding (the detailed `LeaseRejectionReason`s stay in logs and metrics). */
 export const REJECTION_REASON_OF: Readonly<Record<LeaseRejectionReason, RejectionReason>> = {
@@ -31,8 +45,14 @@ export const REJECTION_REASON_OF: Readonly<Record<LeaseRejectionReason, Rejectio
   BAD_STATUS: 'invalid',
   BAD_EXPIRY: 'invalid',
   METADATA_TOO_LARGE: 'invalid',
+  TOO_LONG: 'invalid',
+  ZONE_NOT_ALLOWED: 'invalid',
+  EXPIRY_TOO_FAR: 'expiry-too-far',
   UNKNOWN_CAPABILITY: 'unknown-capability',
   TARGET_TYPE_MISMATCH: 'target-type-mismatch',
+  PORT_NOT_ALLOWED: 'port-not-allowed',
+  NOT_ADMITTED: 'not-admitted',
+  OVER_QUOTA: 'over-quota',
 };
 
 /** Longest `message` the registry writes: one line for a log, far below DynamoDB's item limit. */

@@ -1,5 +1,5 @@
 import { AddressPolicy, formatTarget } from './address-policy';
-import { decodeLease, decodeRotation, encodeRotationEntry, leaseKeyOf, rotationEntry } from './lease-codec';
+import { decodeLease, decodeRotation, encodeRotationEntry, leaseKeyOf, plausibleRotation, rotationEntry } from './lease-codec';
 import { routeLease } from './lease-routing';
 import { LEASE_ATTR, LeaseRotation, RawItem, RotationEntry, RotationState, ROTATION_STATES, RoutingConfig } from './lease-schema';
 import type { TargetAction } from './lease-confirmation';
@@ -56,21 +56,27 @@ interface HeldLease {
   readonly leaseToken: string;
   readonly status: 'active' | 'draining';
   readonly rotation?: LeaseRotation;
+  /** Whether the stored `rotation` held entries dated in the future (left out of `rotation`): they are overwritten. */
+  readonly forged?: true;
   readonly capabilities: readonly { readonly capability: string; readonly targetGroupArn: string }[];
 }
 
-function heldLease(item: RawItem | undefined, nowSeconds: number, policy: AddressPolicy, routing: RoutingConfig): HeldLease | undefined {
+function heldLease(item: RawItem | undefined, nowMs: number, policy: AddressPolicy, routing: RoutingConfig): HeldLease | undefined {
   if (item === undefined) return undefined;
+  const nowSeconds = Math.floor(nowMs / 1000);
   const decoded = decodeLease(item, policy);
   // An expired lease's holder is gone (or will write a new item): nothing to tell it.
   if (!decoded.ok || decoded.lease.expiresAt <= nowSeconds) return undefined;
   const lease = decoded.lease;
+  // An entry dated in the future was not written by the registry's clock: unknown, so it is overwritten.
+  const rotation = plausibleRotation(lease.rotation, nowMs);
   return {
     target: lease.target,
     leaseToken: lease.leaseToken,
     status: lease.status,
-    ...(lease.rotation ? { rotation: lease.rotation } : {}),
-    capabilities: routeLease(lease, routing).memberships.map((m) => ({ capability: m.capability, targetGroupArn: m.targetGroupArn })),
+    ...(rotation ? { rotation } : {}),
+    ...(rotation === lease.rotation ? {} : { forged: true }),
+    capabilities: routeLease(lease, routing, nowSeconds).memberships.map((m) => ({ capability: m.capability, targetGroupArn: m.targetGroupArn })),
   };
 }
 
@@ -103,12 +109,11 @@ export interface ObservedRotationInput {
  * waits for an out-of-rotation entry before it stops.
  */
 export function planObservedRotation(input: ObservedRotationInput): RotationWrite[] {
-  const nowSeconds = Math.floor(input.observedAtMs / 1000);
   const byGroup = new Map<string, Map<string, ObservedTarget>>();
   for (const g of input.groups) byGroup.set(g.targetGroupArn, new Map(g.targets.map((t) => [formatTarget(t.id, t.port), t])));
   const writes: RotationWrite[] = [];
   for (const item of input.items) {
-    const lease = heldLease(item, nowSeconds, input.policy, input.routing);
+    const lease = heldLease(item, input.observedAtMs, input.policy, input.routing);
     if (lease === undefined) continue;
     for (const { capability, targetGroupArn } of lease.capabilities) {
       const group = byGroup.get(targetGroupArn);
@@ -116,7 +121,7 @@ export function planObservedRotation(input: ObservedRotationInput): RotationWrit
       const state = rotationStateOf(group.get(lease.target));
       const entry = rotationEntry(lease.rotation, capability);
       if (state === undefined || !isChange(entry, state, input.observedAtMs)) continue;
-      if (state === 'absent' && entry === undefined && lease.status === 'active') continue;
+      if (state === 'absent' && entry === undefined && lease.status === 'active' && lease.forged !== true) continue;
       writes.push({ target: lease.target, leaseToken: lease.leaseToken, capability, entry: { state, since: input.observedAtMs }, cause: 'observed', mapPresent: hasRotationMap(item) });
     }
   }
@@ -152,7 +157,6 @@ export function planCallRotation(
   routing: RoutingConfig,
   planned: readonly RotationWrite[] = [],
 ): RotationWrite[] {
-  const nowSeconds = Math.floor(atMs / 1000);
   const plannedFor = new Map<string, RotationWrite>();
   for (const w of planned) {
     const id = `${w.target} ${w.leaseToken} ${w.capability}`;
@@ -164,7 +168,7 @@ export function planCallRotation(
   for (const call of calls) {
     // The common case, cheaply: a registration into a lease with no entry (and none planned) needs nothing.
     if (call.action === 'register' && !hasRotationMap(call.item) && !plannedTargets.has(call.target)) continue;
-    const lease = heldLease(call.item, nowSeconds, policy, routing);
+    const lease = heldLease(call.item, atMs, policy, routing);
     const group = lease?.capabilities.find((c) => c.targetGroupArn === call.targetGroupArn);
     if (lease === undefined || group === undefined || lease.target !== call.target) continue;
     const stored = rotationEntry(lease.rotation, group.capability);
@@ -206,12 +210,14 @@ export function planRestoredRotation(records: readonly LeaseChangeRecord[], poli
     if (oldHas || newHas) hadRotation.add(key);
   }
   if (candidates.size === 0) return [];
-  const perTarget = new Map<string, { first: LeaseChangeRecord; last: LeaseChangeRecord; images: RawItem[] }>();
+  const perTarget = new Map<string, { first: LeaseChangeRecord; last: LeaseChangeRecord; images: { item: RawItem; writtenAtMs: number }[] }>();
   for (const record of records) {
     const key = keyOf(record);
     if (key === undefined || !candidates.has(key)) continue;
     const seen = perTarget.get(key);
-    const images = [record.oldImage, record.newImage].filter((i): i is RawItem => i?.[LEASE_ATTR.rotation] !== undefined);
+    // Entries dated after the record was written were not written by the registry: never restored.
+    const writtenAtMs = record.writtenAtSeconds === undefined ? Infinity : (record.writtenAtSeconds + 1) * 1000;
+    const images = [record.oldImage, record.newImage].filter((i): i is RawItem => i?.[LEASE_ATTR.rotation] !== undefined).map((item) => ({ item, writtenAtMs }));
     if (seen === undefined) perTarget.set(key, { first: record, last: record, images });
     else {
       seen.last = record;
@@ -223,11 +229,11 @@ export function planRestoredRotation(records: readonly LeaseChangeRecord[], poli
     const image = last.newImage;
     if (image === undefined || images.length === 0 || image[LEASE_ATTR.rotation] !== undefined) continue;
     // Judged when the image was written: a record read late must not skip a lease that was held then.
-    const lease = heldLease(image, last.writtenAtSeconds ?? 0, policy, routing);
+    const lease = heldLease(image, (last.writtenAtSeconds ?? 0) * 1000, policy, routing);
     if (lease === undefined) continue;
     const known = new Map<string, RotationEntry>();
     for (const old of images) {
-      for (const [capability, entry] of Object.entries(decodeRotation(old[LEASE_ATTR.rotation]).rotation ?? {})) {
+      for (const [capability, entry] of Object.entries(plausibleRotation(decodeRotation(old.item[LEASE_ATTR.rotation]).rotation, old.writtenAtMs) ?? {})) {
         const seen = known.get(capability);
         if (seen === undefined || entry.since > seen.since) known.set(capability, entry);
       }

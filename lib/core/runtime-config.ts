@@ -2,7 +2,8 @@ import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-polic
 import { AccountElbBucket, budgetProblem, DEFAULT_ACCOUNT_ELB_BUCKET, ElbCallBudget } from './elb-call-budget';
 import { CATALOG_ATTRIBUTE_KEY, CatalogCapabilityInfo, CatalogConfig, catalogInfoFromTags, MAX_CATALOG_ATTRIBUTES, TaggedGroup } from './catalog-document';
 import { ConfigError } from './errors';
-import { CAPABILITY_NAME, CapabilityRoute, RoutingConfig, TargetType } from './lease-schema';
+import { CAPABILITY_NAME, CapabilityRoute, DEFAULT_MAX_LEASE_TTL_SECONDS, PortRange, RoutingConfig, TargetType } from './lease-schema';
+import { parsePortRanges } from './port-ranges';
 
 /** Environment variable of the sync and reconcile Lambdas holding their configuration, a {@link RuntimeConfigJson}. */
 export const CONFIG_ENV = 'AGENT_LB_CONFIG';
@@ -28,8 +29,30 @@ export interface RuntimeConfigJson {
    * @default [] (one load balancer)
    */
   readonly moreLoadBalancerArns?: readonly string[];
-  readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: TargetType }> | readonly string[];
-  readonly allowedCidrs: string[];
+  readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: TargetType; readonly ports?: string }> | readonly string[];
+  /**
+   * With `vpcCidrs`: the ranges named explicitly besides the VPC's (targets there need
+   * `availabilityZone: all`). Without: every allowed range.
+   * @default [] with `vpcCidrs`, else DEFAULT_ALLOWED_CIDRS
+   */
+  readonly allowedCidrs?: string[];
+  /** The VPC's CIDR blocks: the allowed ranges unless `allowedCidrs` names more. @default - unknown */
+  readonly vpcCidrs?: string[];
+  /** Longest lease TTL, seconds, 5–86400: later `expiresAt`s are rejected and swept. @default DEFAULT_MAX_LEASE_TTL_SECONDS */
+  readonly maxLeaseTtlSeconds?: number;
+  /**
+   * Ports each capability's agents may use, where they are not just its target group's port
+   * (`{"batch": "9000-9099,8080"}`). @default - each target group's own port
+   */
+  readonly ports?: Record<string, string>;
+  /**
+   * Admission by AWS facts: an IP target is registered only when EC2 shows its address on a
+   * network interface in `vpcId` that carries one of the admitted security groups (an instance
+   * target: the instance's groups). @default - no admission check (a hand-written configuration)
+   */
+  readonly admission?: AdmissionConfigJson;
+  /** Targets one load balancer may hold, all groups together; leases beyond are rejected `over-quota`. @default DEFAULT_TARGET_QUOTA */
+  readonly targetQuota?: number;
   /** In (0, 1]. @default DEFAULT_SAFETY_VALVE_SHARE */
   readonly safetyValveShare: number;
   /** Integer seconds, 0 to MAX_RECONCILE_REPEAT_SECONDS. @default 0 */
@@ -57,6 +80,18 @@ export interface RuntimeConfigJson {
   readonly catalog?: CatalogSettingsJson;
 }
 
+/** The `admission` part of {@link RuntimeConfigJson}. */
+export interface AdmissionConfigJson {
+  /** The deployment's VPC: an interface elsewhere admits nothing. */
+  readonly vpcId: string;
+  /** The agents' security group(s): an interface carrying one of them may serve every capability without its own list. */
+  readonly securityGroups: string[];
+  /** Capabilities that admit only these groups instead (`{"vision": ["sg-…"]}`): only tasks of the vision service serve vision. */
+  readonly byCapability?: Record<string, string[]>;
+}
+
+/** Targets per load balancer unless configured: ALB's default quota. */
+export const DEFAULT_TARGET_QUOTA = 1000;
 /** The `catalog` part of `AGENT_LB_CONFIG`. */
 export interface CatalogSettingsJson {
   /** The registry state table. */
@@ -95,6 +130,17 @@ export interface RuntimeConfig {
   readonly elbBudget?: ElbCallBudget;
   /** The capability catalog the registry keeps current. @default - none */
   readonly catalog?: CatalogConfig;
+  /** Admission by AWS facts (see {@link AdmissionConfigJson}); absent: every valid lease is admitted. */
+  readonly admission?: AdmissionConfig;
+  /** Registered targets one load balancer may hold. @default DEFAULT_TARGET_QUOTA */
+  readonly targetQuota?: number;
+}
+
+/** Admission as the handlers use it. */
+export interface AdmissionConfig {
+  readonly vpcId: string;
+  readonly securityGroups: readonly string[];
+  readonly byCapability: Readonly<Record<string, readonly string[]>>;
 }
 
 /** The weighted variants a reconcile pass guards. */
@@ -121,6 +167,10 @@ function fail(message: string): never {
 export interface RuntimeSettings {
   readonly tableName: string;
   readonly allowedCidrs: readonly string[];
+  readonly vpcCidrs?: readonly string[];
+  readonly maxLeaseTtlSeconds: number;
+  /** Declared ports by capability; a capability not here takes its target group's port. */
+  readonly ports: Readonly<Record<string, readonly PortRange[]>>;
   readonly safetyValveShare: number;
   readonly reconcileRepeatSeconds: number;
   /** Capabilities whose target group is known. */
@@ -134,6 +184,8 @@ export interface RuntimeSettings {
   readonly variantWeights?: Readonly<Record<string, number>>;
   /** See {@link RuntimeConfigJson.elbBudget}; unset when the configuration sets none. */
   readonly elbBudget?: ElbCallBudget;
+  readonly admission?: AdmissionConfig;
+  readonly targetQuota: number;
   readonly catalog?: CatalogSettings;
 }
 
@@ -179,16 +231,22 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
       if (!v || typeof v.targetGroupArn !== 'string' || v.targetGroupArn === '') fail(`capability "${name}" needs a targetGroupArn`);
       const targetType = v.targetType ?? 'ip';
       if (targetType !== 'ip' && targetType !== 'instance') fail(`capability "${name}" targetType ${JSON.stringify(targetType)} must be "ip" or "instance"`);
-      capabilities[name] = { targetGroupArn: v.targetGroupArn, targetType };
+      capabilities[name] = { targetGroupArn: v.targetGroupArn, targetType, ...(v.ports === undefined ? {} : { ports: portsOf(name, v.ports) }) };
     }
   }
-  const allowedCidrs = obj.allowedCidrs ?? DEFAULT_ALLOWED_CIDRS;
-  if (!Array.isArray(allowedCidrs) || !allowedCidrs.every((c) => typeof c === 'string')) fail('allowedCidrs must be an array of CIDR strings');
-  for (const cidr of allowedCidrs as string[]) {
-    try {
-      parseCidr(cidr);
-    } catch (cause) {
-      throw new ConfigError(`${CONFIG_ENV}: ${(cause as Error).message}`, { cause });
+  const vpcCidrs = obj.vpcCidrs === undefined ? undefined : cidrList('vpcCidrs', obj.vpcCidrs);
+  const allowedCidrs = cidrList('allowedCidrs', obj.allowedCidrs ?? (vpcCidrs ? [] : DEFAULT_ALLOWED_CIDRS));
+  const maxTtl = obj.maxLeaseTtlSeconds ?? DEFAULT_MAX_LEASE_TTL_SECONDS;
+  if (typeof maxTtl !== 'number' || !Number.isInteger(maxTtl) || maxTtl < MIN_MAX_LEASE_TTL_SECONDS || maxTtl > MAX_MAX_LEASE_TTL_SECONDS) {
+    fail(`maxLeaseTtlSeconds ${JSON.stringify(maxTtl)} must be an integer in ${MIN_MAX_LEASE_TTL_SECONDS}–${MAX_MAX_LEASE_TTL_SECONDS}`);
+  }
+  const names = discover?.capabilities ?? Object.keys(capabilities);
+  const ports: Record<string, PortRange[]> = {};
+  if (obj.ports !== undefined) {
+    if (typeof obj.ports !== 'object' || obj.ports === null || Array.isArray(obj.ports)) fail(`ports must be an object of capability name → "8080" or "9000-9099,8080", got ${JSON.stringify(obj.ports)}`);
+    for (const [name, text] of Object.entries(obj.ports as Record<string, unknown>)) {
+      if (!names.includes(name)) fail(`ports names "${name}", which is not among capabilities`);
+      ports[name] = portsOf(name, text);
     }
   }
   const share = obj.safetyValveShare ?? DEFAULT_SAFETY_VALVE_SHARE;
@@ -199,15 +257,25 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
   }
   const variantWeights = parseVariantWeights(obj.variantWeights, discover?.capabilities ?? Object.keys(capabilities), discover !== undefined);
   const elbBudget = parseElbBudget(obj.elbBudget, obj.accountElbBucket);
+  const admission = obj.admission === undefined ? undefined : parseAdmission(obj.admission, names);
+  const targetQuota = obj.targetQuota ?? DEFAULT_TARGET_QUOTA;
+  if (typeof targetQuota !== 'number' || !Number.isInteger(targetQuota) || targetQuota < 1 || targetQuota > MAX_TARGET_QUOTA) {
+    fail(`targetQuota ${JSON.stringify(targetQuota)} must be an integer in 1–${MAX_TARGET_QUOTA}`);
+  }
   const catalog = obj.catalog === undefined ? undefined : parseCatalogSettings(obj.catalog);
   return {
     tableName: obj.tableName,
-    allowedCidrs: allowedCidrs as string[],
+    allowedCidrs,
+    ...(vpcCidrs ? { vpcCidrs } : {}),
+    maxLeaseTtlSeconds: maxTtl,
+    ports,
     safetyValveShare: share,
     reconcileRepeatSeconds: repeat,
     capabilities,
     ...(discover ? { discover } : {}),
     ...(variantWeights ? { variantWeights } : {}),
+    ...(admission ? { admission } : {}),
+    targetQuota,
     ...(catalog ? { catalog } : {}),
     ...(elbBudget ? { elbBudget } : {}),
   };
@@ -264,6 +332,58 @@ function parseElbBudget(raw: unknown, rawAccount: unknown): ElbCallBudget | unde
   return budget;
 }
 
+/** Shortest and longest `maxLeaseTtlSeconds`: the stack's own lease TTL is 5–3600 s; a day is the most any agent needs. */
+export const MIN_MAX_LEASE_TTL_SECONDS = 5;
+export const MAX_MAX_LEASE_TTL_SECONDS = 86_400;
+
+function cidrList(name: string, value: unknown): string[] {
+  if (!Array.isArray(value) || !value.every((c) => typeof c === 'string')) fail(`${name} must be an array of CIDR strings`);
+  for (const cidr of value as string[]) {
+    try {
+      parseCidr(cidr);
+    } catch (cause) {
+      throw new ConfigError(`${CONFIG_ENV}: ${name}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  return value as string[];
+}
+
+/** Largest `targetQuota`: ELB's quota can be raised, but not without bound. */
+export const MAX_TARGET_QUOTA = 100_000;
+
+/** Ids are not checked for shape beyond this: one that names no group admits nothing (the safe direction). */
+function groupIds(where: string, value: unknown): string[] {
+  if (!Array.isArray(value) || value.length === 0 || !value.every((g) => typeof g === 'string' && g !== '')) {
+    fail(`${where} must be a non-empty array of security group ids (sg-…), got ${JSON.stringify(value)}`);
+  }
+  return value as string[];
+}
+
+function parseAdmission(raw: unknown, capabilities: readonly string[]): AdmissionConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`admission must be an object { vpcId, securityGroups, byCapability? }, got ${JSON.stringify(raw)}`);
+  const a = raw as Record<string, unknown>;
+  if (typeof a.vpcId !== 'string' || a.vpcId === '') fail(`admission.vpcId must be a VPC id (vpc-…), got ${JSON.stringify(a.vpcId)}`);
+  const securityGroups = groupIds('admission.securityGroups', a.securityGroups);
+  const byCapability: Record<string, string[]> = {};
+  if (a.byCapability !== undefined) {
+    if (typeof a.byCapability !== 'object' || a.byCapability === null || Array.isArray(a.byCapability)) fail('admission.byCapability must be an object of capability name → security group ids');
+    for (const [name, ids] of Object.entries(a.byCapability as Record<string, unknown>)) {
+      if (!capabilities.includes(name)) fail(`admission.byCapability names "${name}", which is not among capabilities`);
+      byCapability[name] = groupIds(`admission.byCapability.${name}`, ids);
+    }
+  }
+  return { vpcId: a.vpcId, securityGroups, byCapability };
+}
+
+function portsOf(capability: string, text: unknown): PortRange[] {
+  if (typeof text !== 'string') fail(`capability "${capability}" ports must be a string like "8080" or "9000-9099,8080", got ${JSON.stringify(text)}`);
+  try {
+    return parsePortRanges(text);
+  } catch (cause) {
+    throw new ConfigError(`${CONFIG_ENV}: capability "${capability}" ${(cause as Error).message}`, { cause });
+  }
+}
+
 function parseVariantWeights(raw: unknown, capabilities: readonly string[], onLoadBalancer: boolean): Record<string, number> | undefined {
   if (raw === undefined) return undefined;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`variantWeights must be an object of capability name → weight, got ${JSON.stringify(raw)}`);
@@ -284,14 +404,25 @@ function parseVariantWeights(raw: unknown, capabilities: readonly string[], onLo
 export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly<Record<string, CapabilityRoute>> = {}, tagged: readonly TaggedGroup[] = []): RuntimeConfig {
   const missing = (settings.discover?.capabilities ?? []).filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) fail(`no target group found for ${missing.map((c) => JSON.stringify(c)).join(', ')}`);
+  // Declared ports win over a group's own port (which discovery reports).
+  const routes = Object.fromEntries(
+    Object.entries({ ...settings.capabilities, ...found }).map(([name, route]) => [name, Object.hasOwn(settings.ports, name) ? { ...route, ports: settings.ports[name] } : route]),
+  );
   const names = [...Object.keys(settings.capabilities), ...(settings.discover?.capabilities ?? [])];
   return {
     ...(settings.catalog ? { catalog: catalogConfigOf(settings.catalog, names, Object.keys(settings.variantWeights ?? {}), tagged) } : {}),
     tableName: settings.tableName,
-    routing: { capabilities: { ...settings.capabilities, ...found }, allowedCidrs: settings.allowedCidrs },
+    routing: {
+      capabilities: routes,
+      allowedCidrs: settings.allowedCidrs,
+      ...(settings.vpcCidrs ? { vpcCidrs: settings.vpcCidrs } : {}),
+      maxLeaseTtlSeconds: settings.maxLeaseTtlSeconds,
+    },
     safetyValveShare: settings.safetyValveShare,
     reconcileRepeatSeconds: settings.reconcileRepeatSeconds,
     ...(settings.elbBudget ? { elbBudget: settings.elbBudget } : {}),
+    ...(settings.admission ? { admission: settings.admission } : {}),
+    targetQuota: settings.targetQuota,
     ...(settings.variantWeights && settings.discover
       ? {
           variants: {
@@ -312,5 +443,5 @@ export function parseRuntimeConfig(text: string | undefined): RuntimeConfig {
 
 /** The address policy a routing configuration implies. */
 export function addressPolicyFor(routing: RoutingConfig): AddressPolicy {
-  return new AddressPolicy(routing.allowedCidrs, { allowLoopback: routing.allowLoopback === true });
+  return new AddressPolicy(routing.allowedCidrs, { allowLoopback: routing.allowLoopback === true, ...(routing.vpcCidrs ? { vpcCidrs: routing.vpcCidrs } : {}) });
 }

@@ -66,14 +66,24 @@ function recordKey(record: LeaseChangeRecord): string | undefined {
 }
 
 interface ImageView {
+  /** The groups the image puts its target in, judged at the view's time. */
   readonly memberships: readonly Membership[];
+  /**
+   * The groups the target may still be in because of this image: judged by status alone. An image
+   * that has expired by the time of the record that replaces it was live when it was written, and
+   * its expiry is no stream record: nothing took its target out since (reconcile may have, and a
+   * deregistration of a target not registered is a no-op).
+   */
+  readonly mayBeIn: readonly Membership[];
   readonly rejections: readonly LeaseRejection[];
 }
 
 function viewOf(image: RawItem | undefined, at: number | undefined, policy: AddressPolicy, routing: RoutingConfig): ImageView {
-  const routed = routeItem(image, policy, routing);
-  const live = routed.lease !== undefined && (at === undefined ? routed.lease.status === 'active' : isLive(routed.lease, at));
-  return { memberships: live ? routed.memberships : [], rejections: routed.rejections };
+  // With the view's time: a lease expiring beyond the deployment's maximum TTL routes nowhere.
+  const routed = routeItem(image, policy, routing, at);
+  const active = routed.lease !== undefined && routed.lease.status === 'active';
+  const live = active && (at === undefined || isLive(routed.lease!, at));
+  return { memberships: live ? routed.memberships : [], mayBeIn: active ? routed.memberships : [], rejections: routed.rejections };
 }
 
 /**
@@ -127,9 +137,13 @@ function nonRoutingChange(old: RawItem, next: RawItem): NonRoutingChange | undef
   return { kind: registry ? 'registry' : 'heartbeat', heartbeat };
 }
 
+function isActive(image: RawItem): boolean {
+  return image[LEASE_ATTR.status]?.S === 'active';
+}
+
 /** Live at `at` as {@link viewOf} judges it, for an image whose expiry is `expiresAt` (well formed). */
 function liveAt(image: RawItem, expiresAt: number, at: number | undefined): boolean {
-  return image[LEASE_ATTR.status]?.S === 'active' && (at === undefined || expiresAt > at);
+  return isActive(image) && (at === undefined || expiresAt > at);
 }
 
 /**
@@ -139,7 +153,7 @@ function liveAt(image: RawItem, expiresAt: number, at: number | undefined): bool
  * groups it was in: images otherwise identical are valid or invalid together and route alike.
  * `undefined`: the record is planned in full.
  */
-function cheapKind(record: LeaseChangeRecord): 'registry' | 'heartbeat' | undefined {
+function cheapChange(record: LeaseChangeRecord): NonRoutingChange | undefined {
   const { oldImage, newImage } = record;
   if (oldImage === undefined || newImage === undefined) return undefined;
   const change = nonRoutingChange(oldImage, newImage);
@@ -148,9 +162,13 @@ function cheapKind(record: LeaseChangeRecord): 'registry' | 'heartbeat' | undefi
     const before = heartbeatExpiry(oldImage);
     const after = heartbeatExpiry(newImage);
     if (before === undefined || after === undefined) return undefined;
-    if (liveAt(oldImage, before, record.writtenAtSeconds) !== liveAt(newImage, after, record.writtenAtSeconds)) return undefined;
+    const wasLive = liveAt(oldImage, before, record.writtenAtSeconds);
+    if (wasLive !== liveAt(newImage, after, record.writtenAtSeconds)) return undefined;
+    // An active lease that had expired before this heartbeat, renewed to a past expiry again: its
+    // target may still be in its groups (see ImageView.mayBeIn), so the record is planned in full.
+    if (!wasLive && isActive(oldImage)) return undefined;
   }
-  return change.kind;
+  return change;
 }
 
 /** A span of cheap records only: the same lease throughout, but each record judged at its own time, so the expiry may still fall between two of them. */
@@ -193,14 +211,22 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
   const perTarget = new Map<string, TargetSpan>();
 
   records.forEach((record, index) => {
-    const cheap = cheapKind(record);
+    const cheapRecord = cheapChange(record);
+    // The registry's own write coming back (no heartbeat attribute changed) judges nothing again:
+    // a lease that expired before it is reconcile's to take out, as one that expired with no
+    // record at all. It takes no part in its target's span.
+    if (cheapRecord?.kind === 'registry' && !cheapRecord.heartbeat) {
+      kinds.push('registry');
+      return;
+    }
+    const cheap = cheapRecord?.kind;
     let before: ImageView | undefined;
     let after: ImageView | undefined;
     if (cheap !== undefined) kinds.push(cheap);
     else {
-      // A removal takes out whatever the old image routed, expired or not: TTL only deletes expired
-      // items, and their targets must leave the group now rather than at the next reconcile.
-      before = viewOf(record.oldImage, record.newImage ? record.writtenAtSeconds : undefined, policy, routing);
+      // A removal takes out whatever the old image may have left in a group (mayBeIn), expired or
+      // not: TTL only deletes expired items, and their targets must leave now, not at the next reconcile.
+      before = viewOf(record.oldImage, record.writtenAtSeconds, policy, routing);
       after = viewOf(record.newImage, record.writtenAtSeconds, policy, routing);
       kinds.push(classify(record, before, after));
       rejections.push(...after.rejections);
@@ -232,10 +258,14 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     const { firstRecord, lastRecord } = span;
     if (span.after !== undefined) lastFound.set(key, span.after.rejections);
     if (span.cheapOnly && !livenessMoved(firstRecord, lastRecord)) continue;
-    const before = span.before ?? viewOf(firstRecord.oldImage, firstRecord.newImage ? firstRecord.writtenAtSeconds : undefined, policy, routing);
+    const before = span.before ?? viewOf(firstRecord.oldImage, firstRecord.writtenAtSeconds, policy, routing);
     const after = span.after ?? viewOf(lastRecord.newImage, lastRecord.writtenAtSeconds, policy, routing);
     lastFound.set(key, after.rejections);
+    // Registered: what the last image routes and the first did not route while live (a target whose
+    // lease expired in between is registered again: a no-op if it never left). Deregistered: what
+    // the first image may have left in a group and the last does not route.
     const was = byGroup(before.memberships);
+    const mayBeIn = byGroup(before.mayBeIn);
     const is = byGroup(after.memberships);
     let changed = false;
     for (const [arn, m] of is) {
@@ -244,7 +274,7 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
         changed = true;
       }
     }
-    for (const [arn, m] of was) {
+    for (const [arn, m] of mayBeIn) {
       if (!is.has(arn)) {
         groupOf(m).deregister.push(m.target);
         changed = true;

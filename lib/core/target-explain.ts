@@ -3,7 +3,7 @@ import { decodeLease, decodeRotation, isLive, leaseKeyOf, rotationEntry } from '
 import { routeLease } from './lease-routing';
 import { RawItem, RoutingConfig } from './lease-schema';
 import { ObservedTarget, presenceOf } from './reconcile-planner';
-import { decodeRejection, rejectionVerdict, sameVerdict } from './rejection';
+import { decodeRejection, FACT_REASONS, rejectionVerdict, sameVerdict } from './rejection';
 import { quoteUntrusted } from './untrusted-text';
 
 /**
@@ -154,6 +154,10 @@ export function explainTarget(input: ExplainInput): TargetExplanation {
   const told = verdict === undefined ? '' : stored !== undefined && sameVerdict(verdict, stored) ? ' (the lease holds this reason in rejection)' : ' (the registry has not written this reason into the lease yet)';
   const rotation = decodeRotation(input.item.rotation).rotation;
   const capabilities = [...new Set([...lease.capabilities, ...listedBy])].sort();
+  // Admission (EC2) and the target quota are decided from AWS facts the lease does not hold: only
+  // the registry's stored verdict tells them.
+  const byFacts = stored !== undefined && FACT_REASONS.includes(stored.reason) ? stored : undefined;
+  const refusedByFacts = (capability: string): boolean => byFacts !== undefined && (byFacts.capabilities === undefined || byFacts.capabilities.includes(capability));
 
   return {
     target: lease.target,
@@ -164,6 +168,9 @@ export function explainTarget(input: ExplainInput): TargetExplanation {
       const why: string[] = [];
       if (!lease.capabilities.includes(capability)) why.push('the lease does not list it');
       else if (refused) why.push(`the registry refuses it: ${refused.message}${told}`);
+      else if (refusedByFacts(capability)) {
+        why.push(`the registry refuses it from AWS facts (${byFacts!.reason}, since ${new Date(byFacts!.since).toISOString()}): ${quoteUntrusted(byFacts!.message, 200)}`);
+      }
       else if (membership) why.push(live ? 'the lease lists it and is live: it belongs in the group' : `the lease lists it but is not live: it does not belong in the group`);
       const desired = membership !== undefined && live;
       const view = input.groups[capability];

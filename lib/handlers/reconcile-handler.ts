@@ -1,10 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { sleep as defaultSleep } from '../core/concurrency';
 import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
 import { createElbClient } from '../aws/clients';
+import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { ElbCallGate } from '../core/elb-call-budget';
@@ -28,6 +30,8 @@ export interface ReconcileHandlerOptions {
    * @default a gate of the configuration's `elbBudget`, for this container; none without one
    */
   readonly elbGate?: ElbCallGate;
+  /** EC2, for admission (a configuration with `admission`). @default a client from the environment, made only when admission is configured */
+  readonly ec2Client?: EC2Client;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
   readonly now?: () => number;
@@ -58,6 +62,8 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     memory,
     ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
     ...(config.variants ? { variants: { client: elbClient, weights: config.variants.weights, on: config.variants } } : {}),
+    ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
+    ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
   const depsReady = runtimeOnce(options.config, elbClient, depsFor);

@@ -1,9 +1,9 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { DEFAULT_ELB_CALL_BUDGET } from '../core/elb-call-budget';
 import { ConfigError } from '../core/errors';
-import type { CapabilityRoute } from '../core/lease-schema';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
-import { discoverCapabilityGroups, loadBalancerOfListener } from '../aws/target-groups';
+import { CapabilityRoute } from '../core/lease-schema';
+import { discoverCapabilityGroups, loadBalancerOfListener, targetPortsOf } from '../aws/target-groups';
 
 /**
  * The handlers' configuration from the `AGENT_LB_CONFIG` text (format and validation:
@@ -15,7 +15,18 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
   // A deployed registry always spends within a budget: the default share when the stack sets none.
   const settings = { ...parsed, elbBudget: parsed.elbBudget ?? DEFAULT_ELB_CALL_BUDGET };
   const discover = settings.discover;
-  if (!discover) return completeRuntimeConfig(settings);
+  if (!discover) {
+    // Named groups whose ports the configuration does not declare take their own port, as discovered ones do.
+    const undeclared = Object.entries(settings.capabilities).filter(([name, route]) => route.ports === undefined && !Object.hasOwn(settings.ports, name));
+    if (undeclared.length === 0) return completeRuntimeConfig(settings);
+    const ports = await targetPortsOf(client, undeclared.map(([, route]) => route.targetGroupArn));
+    const found: Record<string, CapabilityRoute> = {};
+    for (const [name, route] of undeclared) {
+      const port = ports[route.targetGroupArn];
+      if (port !== undefined) found[name] = { ...route, ports: [{ from: port, to: port }] };
+    }
+    return completeRuntimeConfig(settings, found);
+  }
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
   const more = discover.moreLoadBalancerArns ?? [];
   if (more.length === 0) {

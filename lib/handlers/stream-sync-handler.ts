@@ -2,9 +2,11 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { addressPolicyFor, RuntimeConfig } from '../core/runtime-config';
 import { createElbClient } from '../aws/clients';
+import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { ElbCallGate } from '../core/elb-call-budget';
@@ -35,6 +37,11 @@ export interface SyncHandlerOptions {
   readonly elbGate?: ElbCallGate;
   /** With a budget: longest a batch waits for tokens before it reports the rest unapplied. @default SYNC_BATCH_BUDGET_MS */
   readonly batchBudgetMs?: number;
+  /**
+   * EC2, for admission (a configuration with `admission`): who holds the addresses a batch
+   * registers. @default a client from the environment, made only when admission is configured
+   */
+  readonly ec2Client?: EC2Client;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
   /** Epoch ms, for the sync-lag metric and the confirming read's liveness check; planning never reads the clock. */
@@ -60,6 +67,8 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     now,
     memory,
     ...(options.batchBudgetMs !== undefined ? { batchBudgetMs: options.batchBudgetMs } : {}),
+    ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
+    ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
     ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor);

@@ -53,10 +53,14 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric(SYNC_METRICS.ttlDeletions, MetricUnit.Count, report.kinds['ttl-deletion']);
   metrics.addMetric(SYNC_METRICS.releases, MetricUnit.Count, report.kinds.release);
   if (lagMs !== undefined) metrics.addMetric(SYNC_METRICS.syncLagMs, MetricUnit.Milliseconds, lagMs);
+  metrics.addMetric(SYNC_METRICS.ec2Calls, MetricUnit.Count, report.ec2Calls);
+  metrics.addMetric(SYNC_METRICS.notAdmitted, MetricUnit.Count, report.notAdmitted);
+  metrics.addMetric(SYNC_METRICS.overQuota, MetricUnit.Count, report.overQuota);
   metrics.addMetric(SYNC_METRICS.memberWrites, MetricUnit.Count, report.catalog.memberWrites);
   metrics.addMetric(SYNC_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
   if (report.budget) publishBudget(report.budget, metrics);
   addErrorMetrics(metrics, [
+    ...(report.ec2Error ? [report.ec2Error] : []),
     ...report.refusedByElb.map((r) => r.error),
     ...(report.transientError ? [report.transientError] : []),
     ...(report.readError ? [report.readError] : []),
@@ -69,6 +73,12 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     logger.warn('lease table read failed; nothing sent, batch will be retried from the first changed record', {
       firstFailedRecordId: report.firstFailedRecordId,
       error: report.readError.message,
+    });
+  }
+  if (report.ec2Error) {
+    logger.warn('EC2 could not say who holds the addresses to register; they wait, the batch will be retried from their first record', {
+      firstFailedRecordId: report.firstFailedRecordId,
+      error: report.ec2Error.message,
     });
   }
   if (report.transientError) {
@@ -87,6 +97,9 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     alreadyApplied: report.alreadyApplied,
     refusedBefore: report.refusedBefore,
     elbCalls: report.elbCalls,
+    ec2Calls: report.ec2Calls,
+    notAdmitted: report.notAdmitted,
+    overQuota: report.overQuota,
     registryWrites: writesSummary(report.registryWrites),
     catalog: catalogSummary(report.catalog),
   });
@@ -107,6 +120,7 @@ function writesSummary(r: RegistryWriteReport): Record<string, number | string> 
 
 export function publishReconcileReport(report: ReconcileReport, logger: Logger, metrics: Metrics): void {
   metrics.addMetric(RECONCILE_METRICS.expiredLeasesDeleted, MetricUnit.Count, report.expiredLeasesDeleted);
+  metrics.addMetric(RECONCILE_METRICS.farFutureLeasesDeleted, MetricUnit.Count, report.farFutureLeasesDeleted);
   metrics.addMetric(RECONCILE_METRICS.driftRegistered, MetricUnit.Count, report.driftRegistered);
   metrics.addMetric(RECONCILE_METRICS.driftDeregistered, MetricUnit.Count, report.driftDeregistered);
   metrics.addMetric(RECONCILE_METRICS.safetyValveTripped, MetricUnit.Count, report.safetyValveTripped.length);
@@ -116,10 +130,21 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.liveLeases, MetricUnit.Count, report.liveLeases);
   metrics.addMetric(RECONCILE_METRICS.elbCalls, MetricUnit.Count, report.elbCalls);
   metrics.addMetric(RECONCILE_METRICS.variantsHeldOut, MetricUnit.Count, report.variantsHeldOut.length);
+  metrics.addMetric(RECONCILE_METRICS.ec2Calls, MetricUnit.Count, report.ec2Calls);
+  metrics.addMetric(RECONCILE_METRICS.notAdmitted, MetricUnit.Count, report.notAdmitted);
+  metrics.addMetric(RECONCILE_METRICS.notAdmittedRemoved, MetricUnit.Count, report.notAdmittedRemoved);
+  metrics.addMetric(RECONCILE_METRICS.overQuota, MetricUnit.Count, report.overQuota);
+  metrics.addMetric(RECONCILE_METRICS.registeredTargets, MetricUnit.Count, report.registeredTargets);
   if (report.budget) publishBudget(report.budget, metrics);
   metrics.addMetric(RECONCILE_METRICS.memberRepairs, MetricUnit.Count, report.catalog.memberWrites);
   metrics.addMetric(RECONCILE_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
-  addErrorMetrics(metrics, [...report.errors, ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []), ...(report.catalog.error ? [report.catalog.error] : [])]);
+  addErrorMetrics(metrics, [
+    ...report.errors,
+    ...(report.ec2Error ? [report.ec2Error] : []),
+    ...(report.registryWrites.firstError ? [report.registryWrites.firstError] : []),
+    ...(report.catalog.error ? [report.catalog.error] : []),
+  ]);
+  if (report.ec2Error) logger.warn('EC2 could not say who holds the addresses of this pass: their registrations wait, no target was removed for it', { error: report.ec2Error.message });
   if (report.catalog.error) logger.warn('capability catalog not updated; the next pass tries again', { error: report.catalog.error.message });
   if (report.safetyValveTripped.length > 0) {
     logger.warn('safety valve tripped: targets without a lease are removed only when a second pass agrees', {
@@ -134,6 +159,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   logger.info('reconciled', {
     liveLeases: report.liveLeases,
     expiredLeasesDeleted: report.expiredLeasesDeleted,
+    farFutureLeasesDeleted: report.farFutureLeasesDeleted,
     driftRegistered: report.driftRegistered,
     drainingRevived: report.drainingRevived,
     driftDeregistered: report.driftDeregistered,
@@ -142,6 +168,11 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     deregistrationsWithheld: report.deregistrationsWithheld,
     refusedBefore: report.refusedBefore,
     rejectedLeases: report.rejections.length,
+    notAdmitted: report.notAdmitted,
+    notAdmittedRemoved: report.notAdmittedRemoved,
+    overQuota: report.overQuota,
+    registeredTargets: report.registeredTargets,
+    ec2Calls: report.ec2Calls,
     registryWrites: writesSummary(report.registryWrites),
     catalog: catalogSummary(report.catalog),
   });

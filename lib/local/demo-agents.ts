@@ -76,11 +76,24 @@ class DemoAgent {
       res.writeHead(this.sick ? 503 : 200, { 'content-type': 'application/json' });
       res.end(`${JSON.stringify(this.sick ? { ...answer, error: 'unhealthy' } : answer)}\n`);
     });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (this.server.address() as AddressInfo).port;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server!.once('error', reject);
+        this.server!.listen(this.port, '127.0.0.1', () => resolve());
+      });
+      this.port = (this.server.address() as AddressInfo).port;
+      await this.acquire();
+    } catch (error) {
+      // A server left listening would hold the port (the next try fails EADDRINUSE) and keep
+      // local mode from exiting: someone else holding this address:port (a takeover with the
+      // agent grant) made every comeback leak one.
+      await this.closeServer();
+      throw error;
+    }
+    this.up = true;
+  }
+
+  private async acquire(): Promise<void> {
     this.lease = new AgentLease({
       tableName: this.fleet.tableName,
       address: '127.0.0.1',
@@ -93,7 +106,6 @@ class DemoAgent {
       keepProcessAlive: false,
     });
     await this.lease.acquire();
-    this.up = true;
   }
 
   /** Stops serving and renewing without releasing, as a killed process would. */

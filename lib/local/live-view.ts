@@ -1,4 +1,13 @@
 import { ObservedTarget } from '../core/reconcile-planner';
+import { tableCell } from '../core/untrusted-text';
+
+/** A cell at least `width` columns wide: made safe (`tableCell`, as every CLI table) and padded. */
+function cell(value: unknown, width: number): string {
+  return tableCell(value).padEnd(width);
+}
+
+/** A target as the view prints it, made safe. */
+const targetText = (t: Pick<ObservedTarget, 'id' | 'port'>): string => tableCell(`${t.id}:${t.port}`);
 
 /** What the load balancer counted for one capability's target group since start. */
 export interface TrafficView {
@@ -74,8 +83,8 @@ export function diffFrames(prev: ViewFrame | undefined, next: ViewFrame): Change
   for (const c of next.capabilities) {
     const before = new Set(prev.capabilities.find((p) => p.capability === c.capability)?.registered.map((t) => `${t.id}:${t.port}`) ?? []);
     const after = new Set(c.registered.map((t) => `${t.id}:${t.port}`));
-    for (const k of after) if (!before.has(k)) events.push({ at: next.at, text: `+ ${c.capability.padEnd(10)} ${k} registered` });
-    for (const k of before) if (!after.has(k)) events.push({ at: next.at, text: `- ${c.capability.padEnd(10)} ${k} deregistered` });
+    for (const k of after) if (!before.has(k)) events.push({ at: next.at, text: `+ ${cell(c.capability, 10)} ${tableCell(k)} registered` });
+    for (const k of before) if (!after.has(k)) events.push({ at: next.at, text: `- ${cell(c.capability, 10)} ${tableCell(k)} deregistered` });
   }
   return events;
 }
@@ -125,11 +134,11 @@ export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], he
   const head: [string, number][] = [['CAPABILITY', 12], ['LIVE LEASES', 13], ['REGISTERED', 12], ...(traffic ? ([['REQ/S', 8], ['TARGET 5XX', 12], ['LB 5XX', 14]] as [string, number][]) : [])];
   lines.push(`${head.map(([name, width]) => name.padEnd(width)).join('')}TARGETS (health)`);
   for (const c of frame.capabilities) {
-    const targets = [...c.registered, ...(c.draining ?? [])].map((t) => `${t.id}:${t.port}(${t.state})`).join(' ');
-    const cells = [c.capability.padEnd(12), String(c.liveLeases).padEnd(13), String(c.registered.length).padEnd(12)];
+    const targets = [...c.registered, ...(c.draining ?? [])].map((t) => `${targetText(t)}(${tableCell(t.state, 20)})`).join(' ');
+    const cells = [cell(c.capability, 12), cell(c.liveLeases, 13), cell(c.registered.length, 12)];
     if (traffic) {
       const rate = rates.get(c.capability);
-      cells.push((rate ? rate.requestsPerSecond.toFixed(1) : '-').padEnd(8), String(c.traffic?.target5xx ?? 0).padEnd(12), byCode(c.traffic?.loadBalancerErrors ?? {}).padEnd(14));
+      cells.push(cell(rate ? rate.requestsPerSecond.toFixed(1) : '-', 8), cell(c.traffic?.target5xx ?? 0, 12), cell(byCode(c.traffic?.loadBalancerErrors ?? {}), 14));
     }
     lines.push(`${cells.join('')}${targets}`);
   }
@@ -147,7 +156,7 @@ export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], he
     }`,
   );
   lines.push('', 'last changes:');
-  for (const e of events.slice(-10)) lines.push(`  ${time(e.at)} ${e.text}`);
+  for (const e of events.slice(-10)) lines.push(`  ${time(e.at)} ${tableCell(e.text, 200)}`);
   lines.push('', 'Ctrl-C to stop');
   return lines.join('\n');
 }
@@ -156,7 +165,7 @@ export function renderFrame(frame: ViewFrame, events: readonly ChangeEvent[], he
 export function summaryLine(frame: ViewFrame): string {
   const withHealth = frame.loadBalancer !== undefined;
   const summary = frame.capabilities
-    .map((c) => `${c.capability}=${withHealth ? `${c.registered.filter((t) => t.state === 'healthy').length}/` : ''}${c.registered.length}/${c.liveLeases}`)
+    .map((c) => `${tableCell(c.capability)}=${withHealth ? `${c.registered.filter((t) => t.state === 'healthy').length}/` : ''}${c.registered.length}/${c.liveLeases}`)
     .join(' ');
   const catalog = frame.catalog ? ` · catalog revision ${frame.catalog.revision}` : '';
   return `${time(frame.at)} ${withHealth ? 'healthy/registered/live' : 'registered/live'} ${summary}${catalog}`;
@@ -164,13 +173,13 @@ export function summaryLine(frame: ViewFrame): string {
 
 /** One line per change or summary, for logs and pipes. */
 export function renderLines(frame: ViewFrame, events: readonly ChangeEvent[]): string[] {
-  return [...events.map((e) => `${time(e.at)} ${e.text}`), summaryLine(frame)];
+  return [...events.map((e) => `${time(e.at)} ${tableCell(e.text, 200)}`), summaryLine(frame)];
 }
 
 /** One line of traffic between two frames, for logs and pipes: `vision 4.9 req/s 5xx target 0 lb 0 · …`. */
 export function renderTraffic(prev: ViewFrame, frame: ViewFrame): string {
   const rates = trafficRates(prev, frame)
-    .map((r) => `${r.capability} ${r.requestsPerSecond.toFixed(1)} req/s 5xx target ${r.target5xx} lb ${r.loadBalancer5xx}`)
+    .map((r) => `${tableCell(r.capability)} ${r.requestsPerSecond.toFixed(1)} req/s 5xx target ${r.target5xx} lb ${r.loadBalancer5xx}`)
     .join(' · ');
   return `${time(frame.at)} traffic over ${Math.round((frame.at - prev.at) / 1000)} s: ${rates}`;
 }

@@ -3,11 +3,13 @@ import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { LocalState, routingFor } from '../core/deployment';
+import { LocalState } from '../core/deployment';
 import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { createElbClient } from '../aws/clients';
+import { createEc2Client } from '../aws/ec2-holders';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { ReconcileReport } from '../registry/reconcile';
@@ -15,10 +17,12 @@ import { RotationPoll } from '../registry/rotation-poll';
 import { createReconcileHandler } from '../handlers/reconcile-handler';
 import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
+import { createAgentInterfaces } from './agent-interfaces';
 import { countingElbClient, localMetrics } from './handler-telemetry';
 import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
 import { LocalCatalog, openLocalCatalog } from './local-catalog';
-import { LocalDeployment, provisionLocal, targetTypesByArn } from './provision';
+import { LocalDeployment, provisionLocal } from './provision';
+import { localRuntimeConfig } from './template-config';
 import { writeStateFile } from './state-file';
 import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
 import { checkLocalContext, synthesizeTemplate } from './synth-template';
@@ -55,6 +59,8 @@ export interface LocalStackOptions {
    * proxy in chaos runs); agents, checks and the CLI keep talking to moto directly. Closed on stop.
    */
   readonly elbEndpointProxy?: (upstream: { readonly port: number; readonly endpoint: string }) => Promise<LocalEndpointProxy>;
+  /** Wraps the EC2 client of each handler (admission's lookups: a test throttles or counts them). */
+  readonly wrapEc2Client?: (client: EC2Client, handler: 'sync' | 'reconcile') => EC2Client;
   /** Wraps the sync handler the poller invokes (kills, duplicate deliveries, delivery counts in chaos runs). */
   readonly wrapSyncHandler?: (handler: StreamHandler) => StreamHandler;
   /** Every target group's deregistration delay, seconds (moto launcher's ELB model drains that long). @default the template's */
@@ -65,6 +71,12 @@ export interface LocalStackOptions {
    * moto. Its endpoint is the state's `loadBalancerEndpoint`. @default none
    */
   readonly dataPlane?: LocalDataPlaneOptions;
+  /**
+   * Admit loopback agents (127.0.0.1: local processes) on any port without an EC2 check. Off,
+   * a loopback address needs a network interface in moto's VPC carrying an admitted security
+   * group, like any other address. @default true
+   */
+  readonly admitLoopback?: boolean;
   /** Progress while starting, for people watching. */
   readonly onProgress?: (step: string) => void;
   readonly onBatch?: (info: StreamPollerBatchInfo) => void;
@@ -213,13 +225,12 @@ export class LocalStack {
       for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
     }
     const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig);
+    // The deployed Lambdas' own configuration (ranges, ports, maximum TTL, admission, quota),
+    // resolved against moto; demo agents listen on 127.0.0.1, which stays refused on AWS. As on
+    // AWS, the reconcile pass holds a variant without a healthy target at weight 0.
     const runtimeConfig: RuntimeConfig = {
+      ...localRuntimeConfig(synth.template, deployment, { admitLoopback: options.admitLoopback ?? true }),
       ...(catalog.config ? { catalog: catalog.config } : {}),
-      tableName: deployment.tableName,
-      // Demo agents listen on 127.0.0.1; loopback stays refused on AWS.
-      routing: routingFor(deployment.targetGroups, targetTypesByArn(deployment), true),
-      // As on AWS, the reconcile pass holds a variant without a healthy target at weight 0.
-      ...(Object.keys(deployment.variantWeights).length > 0 ? { variants: { weights: deployment.variantWeights, listenerArn: deployment.listenerArn } } : {}),
       safetyValveShare: DEFAULT_SAFETY_VALVE_SHARE,
       reconcileRepeatSeconds: 0,
     };
@@ -236,15 +247,28 @@ export class LocalStack {
     const reconcileDynamo = createDynamoClient({ ...servers.ddb.clientConfig });
     const logger = options.logger ?? new Logger({ serviceName: 'agent-lb-local', logLevel: 'SILENT' });
     const telemetry = (handler: 'sync' | 'reconcile') => options.metrics?.(handler) ?? localMetrics(logger);
-    const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, logger, metrics: telemetry('sync') });
-    const reconcile = createReconcileHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: reconcileDynamo, logger, metrics: telemetry('reconcile') });
+    // Admission asks moto's EC2, where the template's VPC and security groups were provisioned.
+    const ec2For = (handler: 'sync' | 'reconcile') => {
+      const client = createEc2Client({ ...servers.moto.clientConfig });
+      return options.wrapEc2Client ? options.wrapEc2Client(client, handler) : client;
+    };
+    const [syncEc2, reconcileEc2] = [ec2For('sync'), ec2For('reconcile')];
+    const sync = createSyncHandler({ config: runtimeConfig, elbClient: syncElb, dynamoClient: syncDynamo, ec2Client: syncEc2, logger, metrics: telemetry('sync') });
+    const reconcile = createReconcileHandler({
+      config: runtimeConfig,
+      elbClient: reconcileElb,
+      dynamoClient: reconcileDynamo,
+      ec2Client: reconcileEc2,
+      logger,
+      metrics: telemetry('reconcile'),
+    });
     const handlers = {
       catalog,
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
       reconcile: () => reconcile(),
       // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
       rotationPoll: new RotationPoll({ elb: new ElbTargets(reconcileElb), store: new LeaseStore(reconcileDynamo, deployment.tableName), routing: runtimeConfig.routing, policy: addressPolicyFor(runtimeConfig.routing) }),
-      clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo],
+      clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo, syncEc2, reconcileEc2],
       ...(proxy ? { proxy } : {}),
     };
     let dataPlane: LocalDataPlane | undefined;
@@ -334,6 +358,15 @@ export class LocalStack {
     this.tally.batches++;
     this.tally.recordsSynced += info.processed;
     this.tally.lastSyncLagMs = info.pollerLagMs;
+  }
+
+  /**
+   * Puts a network interface for each address into moto's VPC, carrying the agents' security
+   * group (or `securityGroupIds`): what admits an agent at a non-loopback address, as an ECS task's
+   * or an instance's interface does on AWS. Returns the interface ids.
+   */
+  public addAgentInterfaces(addresses: readonly string[], securityGroupIds?: readonly string[]): Promise<string[]> {
+    return createAgentInterfaces(this.servers.moto.clientConfig, this.runtimeConfig.admission, addresses, securityGroupIds);
   }
 
   /** Targets and lease store views for status displays and checks. */

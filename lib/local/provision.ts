@@ -24,6 +24,10 @@ export interface LocalDeployment {
   /** capability → target group ARN */
   readonly targetGroups: Readonly<Record<string, string>>;
   readonly targetTypes: Readonly<Record<string, TargetType>>;
+  /** capability → its target group's own port, as the template declares it */
+  readonly targetPorts: Readonly<Record<string, number>>;
+  /** Logical id → physical id of every resource moto created (VPC id, security group ids, ARNs). */
+  readonly physicalIds: Readonly<Record<string, string>>;
   /** Weighted variants' configured weights by the capability their agents list (`vision-canary` → 10), from their groups' tags. */
   readonly variantWeights: Readonly<Record<string, number>>;
   /** Each capability's longest request, seconds, from its group's `agent-lb:max-request-seconds` tag. */
@@ -72,6 +76,7 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
 
   const targetGroups: Record<string, string> = {};
   const targetTypes: Record<string, TargetType> = {};
+  const targetPorts: Record<string, number> = {};
   const variantWeights: Record<string, number> = {};
   const maxRequestSeconds: Record<string, number> = {};
   for (const [logicalId, capability] of Object.entries(subset.capabilityGroups)) {
@@ -80,6 +85,7 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     targetGroups[capability] = arn;
     const props = subset.template.Resources[logicalId].Properties;
     targetTypes[capability] = props?.TargetType === 'instance' ? 'instance' : 'ip';
+    if (typeof props?.Port === 'number') targetPorts[capability] = props.Port;
     const tag = (key: string) => (props?.Tags as { Key: string; Value: string }[] | undefined)?.find((t) => t.Key === key)?.Value;
     const weight = tag(VARIANT_WEIGHT_TAG);
     if (weight !== undefined) variantWeights[capability] = Number(weight);
@@ -109,6 +115,8 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     listenerArn: byType('AWS::ElasticLoadBalancingV2::Listener')[0] ?? '',
     targetGroups,
     targetTypes,
+    targetPorts,
+    physicalIds: Object.fromEntries(physical),
     variantWeights,
     maxRequestSeconds,
     ...(table.ttlAttribute ? { ttlAttribute: table.ttlAttribute } : {}),

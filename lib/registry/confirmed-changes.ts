@@ -47,6 +47,8 @@ export interface ConfirmDeps {
   readonly refused?: RefusedTargets;
   /** Epoch ms after which nothing more is sent (a reconcile pass's own budget); calls are cut at it. @default none */
   readonly budgetEnd?: number;
+  /** `<targetGroupArn> <key>` of targets refused whatever their lease says (not admitted): their deregistration is confirmed, a registration never. @default none */
+  readonly refusedMembers?: ReadonlySet<string>;
   /** Waits between rounds. @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
   /**
@@ -130,7 +132,12 @@ export async function applyConfirmed(
 ): Promise<ConfirmedOutcome> {
   const now = deps.now ?? Date.now;
   const deadlineMs = deps.deadlineMs ?? DECISION_DEADLINE_MS;
-  const ctx = (ms: number): ConfirmationContext => ({ policy: deps.policy, routing: deps.routing, nowSeconds: Math.floor(ms / 1000) });
+  const ctx = (ms: number): ConfirmationContext => ({
+    policy: deps.policy,
+    routing: deps.routing,
+    nowSeconds: Math.floor(ms / 1000),
+    ...(deps.refusedMembers ? { refusedMembers: deps.refusedMembers } : {}),
+  });
   const applied: string[] = [];
   const undone: string[] = [];
   const withheld: TargetRef[] = [];

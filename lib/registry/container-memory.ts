@@ -1,3 +1,4 @@
+import type { HolderFacts } from '../core/admission';
 import { TargetAction } from '../core/lease-confirmation';
 import { memberKey } from '../core/reconcile-planner';
 
@@ -84,10 +85,49 @@ export class AppliedChanges {
   }
 }
 
+/** How long EC2's answer about an address is used before EC2 is asked again. */
+export const ADMISSION_CACHE_MS = 30_000;
+
+/**
+ * EC2's answers about addresses (who holds each, or nobody), for {@link ADMISSION_CACHE_MS}: a
+ * lease that comes back (a re-acquire, a flap) within it costs no EC2 call, and an address
+ * reused by another interface is seen within it.
+ */
+export class AdmissionCache {
+  private readonly answers: BoundedMap<{ facts: HolderFacts | null; at: number }>;
+  public constructor(
+    private readonly maxAgeMs = ADMISSION_CACHE_MS,
+    max = MEMORY_ENTRIES,
+  ) {
+    this.answers = new BoundedMap(max);
+  }
+  /** The answer about `id` no older than the cache's age at `now`; `undefined` when there is none. */
+  public get(id: string, now: number): HolderFacts | null | undefined {
+    const answer = this.answers.get(id);
+    return answer !== undefined && now - answer.at < this.maxAgeMs ? answer.facts : undefined;
+  }
+  public set(id: string, facts: HolderFacts | null, now: number): void {
+    this.answers.set(id, { facts, at: now });
+  }
+}
+
+/**
+ * Sync: how many targets the load balancer holds, as this container last counted them (every
+ * group read) plus what its own calls changed since. Other shards' containers register too, so
+ * it is recounted when it is old and the load balancer is near its quota.
+ */
+export interface TargetCount {
+  value?: number;
+  /** Epoch ms of the last count. */
+  countedAt?: number;
+}
+
 /** Container state of the sync handler. */
 export interface SyncMemory {
   readonly refused: RefusedTargets;
   readonly applied: AppliedChanges;
+  readonly admission: AdmissionCache;
+  readonly targetCount: TargetCount;
 }
 
 /** Container state of the reconcile handler. */
@@ -95,12 +135,15 @@ export interface ReconcileMemory {
   readonly refused: RefusedTargets;
   /** {@link memberKey}s of removals the safety valve held back in the last pass. */
   heldLastPass: ReadonlySet<string>;
+  readonly admission: AdmissionCache;
+  /** {@link memberKey}s of registered targets the last pass found not admitted: removed if this pass agrees. */
+  notAdmittedLastPass: ReadonlySet<string>;
 }
 
 export function newSyncMemory(): SyncMemory {
-  return { refused: new RefusedTargets(), applied: new AppliedChanges() };
+  return { refused: new RefusedTargets(), applied: new AppliedChanges(), admission: new AdmissionCache(), targetCount: {} };
 }
 
 export function newReconcileMemory(): ReconcileMemory {
-  return { refused: new RefusedTargets(), heldLastPass: new Set() };
+  return { refused: new RefusedTargets(), heldLastPass: new Set(), admission: new AdmissionCache(), notAdmittedLastPass: new Set() };
 }

@@ -1,7 +1,7 @@
 import { formatTarget } from '../core/address-policy';
 import { decodeLease, isLive, leaseKeyOf, rotationEntry } from '../core/lease-codec';
-import { decodeRejection, sameVerdict } from '../core/rejection';
-import { verdictOf } from '../core/rejection-planner';
+import { decodeRejection, refusedCapabilities, sameVerdict } from '../core/rejection';
+import { currentVerdict, standingFactRejection } from '../core/rejection-planner';
 import { routeLease } from '../core/lease-routing';
 import { Lease, RotationState, RoutingConfig } from '../core/lease-schema';
 import { rotationStateOf } from '../core/rotation-planner';
@@ -115,8 +115,10 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
   const readGroup = new Map(groups.map((g) => [g.targetGroupArn, new Map(g.targets.map((t) => [formatTarget(t.id, t.port), t]))]));
   let invalid = 0;
   const rejections: TargetRejection[] = [];
+  /** `<targetGroupArn> <key>` the registry refuses from AWS facts (not admitted, over the quota): refused, not drift. */
+  const refusedByFacts = new Set<string>();
   for (const item of items) {
-    const verdict = verdictOf(item, policy, src.routing);
+    const verdict = currentVerdict(item, policy, src.routing, nowSeconds);
     const expiresAt = Number(item.expiresAt?.N);
     if (verdict !== undefined && !(Number.isFinite(expiresAt) && expiresAt <= nowSeconds)) {
       const stored = decodeRejection(item.rejection);
@@ -129,7 +131,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       continue;
     }
     if (d.lease.expiresAt > nowSeconds) {
-      for (const m of routeLease(d.lease, src.routing).memberships) {
+      for (const m of routeLease(d.lease, src.routing, nowSeconds).memberships) {
         const entry = rotationEntry(d.lease.rotation, m.capability);
         const seen = readGroup.get(m.targetGroupArn)?.get(d.lease.target);
         rotation.push({
@@ -141,7 +143,12 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       }
     }
     if (!isLive(d.lease, nowSeconds)) continue;
-    for (const m of routeLease(d.lease, src.routing).memberships) liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
+    const routed = routeLease(d.lease, src.routing, nowSeconds);
+    const refused = refusedCapabilities(standingFactRejection(item, routed.rejections), d.lease.capabilities);
+    for (const m of routed.memberships) {
+      if (refused.includes(m.capability)) refusedByFacts.add(`${m.targetGroupArn} ${d.lease.target}`);
+      else liveByGroup.set(m.targetGroupArn, (liveByGroup.get(m.targetGroupArn) ?? 0) + 1);
+    }
   }
   const capabilities = groups.map((g): CapabilityStatus => {
     const repair = plan.groups.find((r) => r.targetGroupArn === g.targetGroupArn)!;
@@ -155,7 +162,7 @@ export async function fleetStatus(src: FleetSources): Promise<FleetStatus> {
       draining: g.targets.filter((t) => presenceOf(t) === 'draining').length,
       health,
       targets: g.targets,
-      missing: repair.register.map((t) => t.key),
+      missing: repair.register.filter((t) => !refusedByFacts.has(`${g.targetGroupArn} ${t.key}`)).map((t) => t.key),
       stale: repair.deregister.map((d) => d.target.key),
       ...weightOf(g.capability, g.targetGroupArn, src),
     };
@@ -225,7 +232,9 @@ export async function listLeases(store: LeaseStore, routing: RoutingConfig, capa
       continue;
     }
     const l: Lease = d.lease;
-    const problems = routeLease(l, routing).rejections.map((r) => r.message);
+    const found = routeLease(l, routing, nowSeconds).rejections;
+    const standing = standingFactRejection(item, found);
+    const problems = [...found.map((r) => r.message), ...(standing ? [`${standing.reason}: ${standing.message}`] : [])];
     rows.push({
       target: l.target,
       agentId: l.agentId,

@@ -1,6 +1,6 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { mapLimit } from '../core/concurrency';
-import { ElbTargetsError, LeaseRejection } from '../core/errors';
+import { Ec2LookupError, ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { GroupRepair, memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
@@ -8,10 +8,12 @@ import { planRejectionsFromScan } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { AdmissionDeps } from './admission-lookup';
 import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, repairCatalog } from './catalog-update';
 import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-changes';
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
+import { gateReconcile } from './reconcile-gate';
 import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
@@ -55,6 +57,13 @@ export interface ReconcileDeps {
    * (see lib/core/variant-weights.ts). @default - none
    */
   readonly variants?: VariantGuardDeps;
+  /**
+   * Admission by EC2's facts: missing targets are registered only when EC2 admits their address,
+   * registered ones it refuses two passes in a row are removed. @default none: nothing is checked against EC2
+   */
+  readonly admission?: Omit<AdmissionDeps, 'cache'>;
+  /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
+  readonly targetQuota?: number;
   /** The capability catalog: its member index repaired from the pass's scan, its document counted again. @default - no catalog */
   readonly catalog?: RegistryCatalog;
 }
@@ -62,6 +71,8 @@ export interface ReconcileDeps {
 export interface ReconcileReport {
   readonly liveLeases: number;
   readonly expiredLeasesDeleted: number;
+  /** Leases whose `expiresAt` lay beyond the maximum lease TTL, or items with none at all, deleted (never routed, they only held their key). */
+  readonly farFutureLeasesDeleted: number;
   readonly driftRegistered: number;
   /** Of those, targets ELB was draining that a live lease wants: registered again. */
   readonly drainingRevived: number;
@@ -89,6 +100,18 @@ export interface ReconcileReport {
    * token, one UpdateItem per lease, no ELB call for a rejection.
    */
   readonly registryWrites: RegistryWriteReport;
+  /** Leases (per capability) refused because EC2 does not admit their address: missing ones not registered, registered ones suspected or removed. */
+  readonly notAdmitted: number;
+  /** Registered targets removed because two passes in a row found them not admitted. */
+  readonly notAdmittedRemoved: number;
+  /** Registrations refused because the load balancer holds its target quota. */
+  readonly overQuota: number;
+  /** Targets the load balancer held as the pass read its groups (registered or draining). */
+  readonly registeredTargets: number;
+  /** EC2 calls made for admission. */
+  readonly ec2Calls: number;
+  /** EC2 could not answer: registrations of the addresses asked about wait for the next pass, no target was removed for it. */
+  readonly ec2Error?: Ec2LookupError;
   /** Variants at weight 0 in their capability's weighted rules after this pass: no healthy target. */
   readonly variantsHeldOut: readonly string[];
   /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
@@ -153,19 +176,35 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     ...[...memory.heldLastPass].filter((k) => !read.has(k.slice(0, k.indexOf(' ')))),
   ]);
 
+  const gate = await gateReconcile({
+    repairs: plan.groups,
+    groups,
+    items: scan.items,
+    context: { ...(deps.admission ? { admission: deps.admission.admission } : {}), routing: deps.routing, policy: deps.policy },
+    ...(deps.admission ? { admission: { ...deps.admission, cache: memory.admission } } : {}),
+    ...(deps.targetQuota !== undefined ? { targetQuota: deps.targetQuota } : {}),
+    notAdmittedLastPass: memory.notAdmittedLastPass,
+    nowMs,
+  });
+  memory.notAdmittedLastPass = new Set([
+    ...gate.notAdmittedNow,
+    // Suspicions in a group this pass could not read still stand.
+    ...[...memory.notAdmittedLastPass].filter((k) => !read.has(k.slice(0, k.indexOf(' ')))),
+  ]);
+
   const tally = newTally();
   for (const error of unread) tally.errors.push(error instanceof ElbTargetsError ? error : new ElbTargetsError('?', true, String(error), { cause: error }));
-  const confirmDeps = { ...deps, refused: memory.refused, budgetEnd };
+  const confirmDeps = { ...deps, refused: memory.refused, budgetEnd, refusedMembers: gate.refusedMembers };
   // Per group, registrations and deregistrations run side by side, each confirmed by its own read
   // right before its call: neither waits out the other's retries, and both fit the pass budget.
   // A few groups at a time: ELB answers a crowd of calls slowly (past their deadlines), and its
   // Describe* calls share a bucket of 40, refilled 10/s.
-  for (const group of plan.groups) {
+  for (const group of gate.repairs) {
     tally.refusedBefore += group.refused.length;
     for (const d of group.held) tally.stillRegistered.add(d.target.key);
   }
   // Most urgent groups first (they take the ELB call budget's tokens first): see repairOrder.
-  await mapLimit(repairOrder(plan.groups, groups, nowMs), GROUPS_AT_A_TIME, (group) =>
+  await mapLimit(repairOrder(gate.repairs, groups, nowMs), GROUPS_AT_A_TIME, (group) =>
     Promise.all([registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)]),
   );
 
@@ -177,11 +216,16 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 
   // Expired leases are swept once their targets are out; with a group unread, none are (they stay as proof).
   const sweep = unread.length > 0 ? [] : plan.expired.filter((e) => !tally.stillRegistered.has(e.target));
+  const sweepFar = unread.length > 0 ? [] : plan.tooFar.filter((e) => !tally.stillRegistered.has(e.target));
+  const sweepNoExpiry = unread.length > 0 ? [] : plan.noExpiry.filter((target) => !tally.stillRegistered.has(target));
   const observed = planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing });
   const rotation = mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed);
-  const [deleted, registryWrites] = await Promise.all([
+  const [deleted, deletedFar, deletedNoExpiry, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
-    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs), OBSERVED_WRITES_AT_A_TIME),
+    mapLimit(sweepFar, 16, (e) => deps.store.deleteIfExpiresAfter(e.target, e.latest)),
+    mapLimit(sweepNoExpiry, 16, (target) => deps.store.deleteIfNoExpiry(target)),
+    // Admission's and the quota's refusals ride with each lease's rejection.
+    writeRegistryEntries(deps.store, rotationEntries(rotation), planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs, gate.facts), OBSERVED_WRITES_AT_A_TIME),
   ]);
   // Last, and separate: the catalog's member index against the scan, and its document counted again.
   const catalog = deps.catalog ? await repairCatalog({ ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now }, scan.items, nowMs) : NO_CATALOG_CHANGE;
@@ -189,6 +233,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   return {
     liveLeases: plan.liveLeases,
     expiredLeasesDeleted: deleted.filter(Boolean).length,
+    farFutureLeasesDeleted: deletedFar.filter(Boolean).length + deletedNoExpiry.filter(Boolean).length,
     driftRegistered: tally.driftRegistered,
     drainingRevived: tally.drainingRevived,
     driftDeregistered: tally.driftDeregistered,
@@ -200,7 +245,13 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     elbCalls: tally.elbCalls,
     describeCalls: groups.length + unread.length,
     consumedReadUnits: scan.consumedReadUnits,
-    rejections: plan.rejections,
+    rejections: [...plan.rejections, ...gate.rejections],
+    notAdmitted: gate.notAdmitted,
+    notAdmittedRemoved: tally.notAdmittedRemoved,
+    overQuota: gate.overQuota,
+    registeredTargets: gate.registeredTargets,
+    ec2Calls: gate.ec2Calls,
+    ...(gate.ec2Error ? { ec2Error: gate.ec2Error } : {}),
     errors: tally.errors,
     registryWrites,
     variantsHeldOut: guard.heldOut,
@@ -215,6 +266,7 @@ interface Tally {
   driftRegistered: number;
   drainingRevived: number;
   driftDeregistered: number;
+  notAdmittedRemoved: number;
   registrationsWithheld: number;
   deregistrationsWithheld: number;
   refusedBefore: number;
@@ -233,6 +285,7 @@ function newTally(): Tally {
     driftRegistered: 0,
     drainingRevived: 0,
     driftDeregistered: 0,
+    notAdmittedRemoved: 0,
     registrationsWithheld: 0,
     deregistrationsWithheld: 0,
     refusedBefore: 0,
@@ -271,6 +324,8 @@ async function deregisterStale(group: GroupRepair, deps: ConfirmDeps, tally: Tal
     group.deregister.map((d) => d.target),
   );
   tally.driftDeregistered += outcome.applied.length;
+  const notAdmitted = new Set(group.deregister.filter((d) => d.reason === 'not-admitted').map((d) => d.target.key));
+  tally.notAdmittedRemoved += outcome.applied.filter((k) => notAdmitted.has(k)).length;
   tally.landed.push(...landedCalls('deregister', group.targetGroupArn, outcome));
   tally.driftRegistered += outcome.undone.length;
   tally.deregistrationsWithheld += outcome.withheld.length;

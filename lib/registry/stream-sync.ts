@@ -1,8 +1,8 @@
 import { AddressPolicy } from '../core/address-policy';
-import { ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
+import { Ec2LookupError, ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
 import { LEASE_ATTR, RoutingConfig, TargetRef } from '../core/lease-schema';
-import { planRejectionsFromRecords } from '../core/rejection-planner';
+import { factDecisions, planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
 import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { decodeRotation, rotationEntry } from '../core/lease-codec';
@@ -10,9 +10,11 @@ import { catalogChanges } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
+import { AdmissionDeps } from './admission-lookup';
 import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
+import { countLanded, gateSyncRegistrations } from './registration-gate';
 import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
 
 export interface StreamSyncDeps {
@@ -30,7 +32,7 @@ export interface StreamSyncDeps {
   readonly now?: () => number;
   /** Longest time from a confirming read to its call giving up (then read and sent again). @default DECISION_DEADLINE_MS (2000) */
   readonly deadlineMs?: number;
-  /** What this container remembers between batches (refused targets, changes already applied). @default a fresh memory per call */
+  /** What this container remembers between batches (refused targets, changes already applied, EC2's answers, the target count). @default a fresh memory per call */
   readonly memory?: SyncMemory;
   /**
    * With an ELB call budget (a gate on `elb`): longest a batch waits for tokens. Changes still
@@ -42,6 +44,14 @@ export interface StreamSyncDeps {
    * @default SYNC_BATCH_BUDGET_MS (5 000)
    */
   readonly batchBudgetMs?: number;
+  /**
+   * Admission by EC2's facts: a registration is sent only when EC2 shows its address in an
+   * admitted security group (one lookup per batch for its new addresses, cached per container).
+   * @default none: nothing is checked against EC2
+   */
+  readonly admission?: Omit<AdmissionDeps, 'cache'>;
+  /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
+  readonly targetQuota?: number;
   /** The capability catalog, kept current for the leases the batch changed (never a reason to retry the batch). @default - no catalog */
   readonly catalog?: RegistryCatalog;
 }
@@ -70,6 +80,14 @@ export interface StreamSyncReport {
   /** How long the batch's confirming read took, ms: what confirmation adds to its registrations' latency. */
   readonly confirmReadMs?: number;
   readonly rejections: readonly LeaseRejection[];
+  /** Registrations refused because EC2 does not show their address in an admitted security group (also in `rejections`). */
+  readonly notAdmitted: number;
+  /** Registrations refused because the load balancer holds its target quota (also in `rejections`). */
+  readonly overQuota: number;
+  /** EC2 calls made for admission: 0 for a batch without registrations. */
+  readonly ec2Calls: number;
+  /** EC2 could not say who holds some addresses: their registrations wait for the batch's retry. */
+  readonly ec2Error?: Ec2LookupError;
   /** Targets ELB refused for good; dropped so they never block the shard. */
   readonly refusedByElb: readonly { key: string; error: ElbTargetsError }[];
   /** Id of the first record whose change was not applied; the batch is retried from there. */
@@ -122,10 +140,27 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         if (done) alreadyApplied++;
         return !done;
       });
-    return { group, register: fresh('register', group.register), deregister: fresh('deregister', group.deregister) };
+    return { group, register: fresh('register', group.register) as readonly TargetRef[], deregister: fresh('deregister', group.deregister) };
   });
 
   const failed: string[] = [];
+  // Admission and the target quota, before anything is read or sent: in the order the records came in.
+  const arrival = (key: string) => plan.lastRecordIndex.get(key) ?? 0;
+  const candidates = work
+    .flatMap((w) => w.register.map((target) => ({ capability: w.group.capability, targetGroupArn: w.group.targetGroupArn, target })))
+    .sort((a, b) => arrival(a.target.key) - arrival(b.target.key));
+  const gate = await gateSyncRegistrations(candidates, {
+    admissionContext: { ...(deps.admission ? { admission: deps.admission.admission } : {}), routing: deps.routing, policy: deps.policy },
+    ...(deps.admission ? { admission: { ...deps.admission, cache: memory.admission } } : {}),
+    ...(deps.targetQuota !== undefined ? { targetQuota: deps.targetQuota } : {}),
+    targetCount: memory.targetCount,
+    elb: deps.elb,
+    routing: deps.routing,
+    now: now(),
+  });
+  const passed = new Set(gate.pass.map((c) => `${c.targetGroupArn} ${c.target.key}`));
+  for (const w of work) w.register = w.register.filter((t) => passed.has(`${w.group.targetGroupArn} ${t.key}`));
+  failed.push(...gate.delayed.map((c) => c.target.key));
   const refusedByElb: { key: string; error: ElbTargetsError }[] = [];
   let registrations = 0;
   let deregistrations = 0;
@@ -153,13 +188,13 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     }
   }
 
-  const gate = deps.elb.gate;
+  const elbGate = deps.elb.gate;
   // Wall-clock time for the budget (`now` may be a fixed clock for the liveness check).
   const started = Date.now();
   let waited = 0;
   let longestWaitMs = 0;
   if (prior) {
-    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(gate ? { budgetEnd: now() + (deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS) } : {}) };
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + (deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS) } : {}) };
     // Most urgent groups first: each group's first call takes its token in this order (first come, first served).
     await Promise.all(
       byUrgency(work, records, plan.lastRecordIndex, deps.routing).map(async ({ group, register, deregister }) => {
@@ -196,13 +231,25 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     );
   }
 
+  countLanded(memory.targetCount, registrations);
+  // ELB's own quota is the backstop for a count that was behind (other shards register too):
+  // its refusal is `over-quota`, not sent again in this batch, and the next registration recounts.
+  const overElbQuota = refusedByElb.filter((r) => r.error.awsErrorName === 'TooManyTargetsException');
+  if (overElbQuota.length > 0) memory.targetCount.countedAt = undefined;
+  const quotaRejections: LeaseRejection[] = overElbQuota.map((r) => ({
+    reason: 'OVER_QUOTA',
+    target: r.key,
+    message: `the load balancer refused ${r.key} for its target quota (TooManyTargets); it takes no more targets until some leave`,
+  }));
+
   // After the calls, so `since` is never earlier than the state it names and no write delays a call.
   const restored = planRestoredRotation(records, deps.policy, deps.routing);
-  // Each lease's rejection (or its removal) rides the same UpdateItem as its rotation entries.
+  // Each lease's rejection (or its removal) rides the same UpdateItem as its rotation entries;
+  // what admission and the quota decided about this batch's registrations is judged with it.
   const registryWrites = await writeRegistryEntries(
     deps.store,
     rotationEntries(mergeRotationWrites(planCallRotation(landed, now(), deps.policy, deps.routing, restored), restored)),
-    planRejectionsFromRecords(records, deps.policy, deps.routing, now(), plan.kinds, plan.lastFound),
+    planRejectionsFromRecords(records, deps.policy, deps.routing, now(), plan.kinds, plan.lastFound, factDecisions([...gate.rejections, ...quotaRejections], gate.pass.map((c) => c.target.key))),
   );
 
   const catalog = await catalogStep;
@@ -221,10 +268,14 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     refusedBefore,
     elbCalls,
     leasesRead: keys.length,
-    ...(gate ? { budget: budgetReport(gate.budget, elbCalls, Date.now() - started, waited, longestWaitMs) } : {}),
+    ...(elbGate ? { budget: budgetReport(elbGate.budget, elbCalls, Date.now() - started, waited, longestWaitMs) } : {}),
     ...(confirmReadMs === undefined ? {} : { confirmReadMs }),
-    rejections: plan.rejections,
-    refusedByElb,
+    rejections: [...plan.rejections, ...gate.rejections, ...quotaRejections],
+    notAdmitted: gate.notAdmitted,
+    overQuota: gate.overQuota + overElbQuota.length,
+    ec2Calls: gate.ec2Calls,
+    ...(gate.ec2Error ? { ec2Error: gate.ec2Error } : {}),
+    refusedByElb: refusedByElb.filter((r) => !overElbQuota.includes(r)),
     ...(failedIndex === undefined ? {} : { firstFailedRecordId: records[failedIndex].id }),
     ...(transientError ? { transientError } : {}),
     ...(readError ? { readError } : {}),

@@ -41,6 +41,17 @@ export interface RetryInfo {
   readonly expiresAt?: number;
 }
 
+/** Someone else changed a lease we hold (same token): what, and whether we put it back. */
+export interface InterferenceInfo {
+  readonly target: string;
+  /** The attributes found changed (`status`, `capabilities`, …). */
+  readonly fields: readonly string[];
+  /** True when our lease was written back; false when that write failed for a transient reason (retried at the next heartbeat). */
+  readonly restored: boolean;
+  /** The `agentId` the stored item carried, quoted, when it was not ours. */
+  readonly storedAgentId?: string;
+}
+
 export interface ReleasedInfo {
   readonly target: string;
   /** False when the lease was no longer ours (taken over or swept) or was never written. */
@@ -68,6 +79,13 @@ export interface AgentLeaseEvents {
   reacquired: [state: AgentLeaseState];
   /** A re-acquire attempt failed (`LeaseHeldError`: another holder owns it now); retried with backoff. */
   reacquireFailed: [error: Error, info: RetryInfo];
+  /**
+   * Someone else (another agent: the agent grant cannot bind a lease to its writer on ECS) changed
+   * the lease we hold without taking it over — drained it, changed its capabilities or address —
+   * as a heartbeat's reply or a poll showed. The lease is put back as we wrote it (`restored`);
+   * a takeover shows as `lost` instead.
+   */
+  interference: [info: InterferenceInfo];
   /** `drain()` or `activate()` changed the stored status. */
   statusChanged: [state: AgentLeaseState];
   /** `release()` finished. */

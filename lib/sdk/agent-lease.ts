@@ -49,7 +49,7 @@ export class AgentLease extends LeaseHolder implements LeaseView {
         if (item !== undefined) this.observeItem(item);
       },
       onChange: (rotation, previous) => this.emit('rotation', rotation, previous),
-    });
+    }, () => this.now());
   }
 
   /**

@@ -9,8 +9,9 @@ import { RegistryStateStore } from '../aws/registry-state-store';
 export interface DiscoverAgentsOptions {
   /**
    * Which agents: `healthy` (serving: active lease, healthy in the capability's target group),
-   * `all`, or `healthy-or-else-all` (the healthy ones, or every one when none is healthy), as
-   * Cloud Map's `DiscoverInstances`.
+   * `all` (every target the registry has registered; a lease it refused is never listed), or
+   * `healthy-or-else-all` (the healthy ones, or all of those when none is healthy), as Cloud
+   * Map's `DiscoverInstances`.
    * @default 'healthy'
    */
   readonly health?: HealthFilter;

@@ -3,7 +3,7 @@
  * lease core and the lease store only; never `aws-cdk-lib`, the constructs or the ELB client.
  */
 export { AgentLease } from './agent-lease';
-export type { AgentLeaseEvents, AgentLeaseState, LeasePhase, ReleasedInfo, RetryInfo } from './agent-lease-events';
+export type { AgentLeaseEvents, AgentLeaseState, InterferenceInfo, LeasePhase, ReleasedInfo, RetryInfo } from './agent-lease-events';
 export { DEFAULT_ROTATION_POLL_INTERVAL_MS, DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MIN_TTL_SECONDS } from './agent-lease-options';
 export type { AgentLeaseCreateOptions, AgentLeaseOptions } from './agent-lease-options';
 export { DEFAULT_SERVING_TIMEOUT_MS } from './serving';

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { LeaseStore } from '../aws/lease-store';
-import { LeaseLostError } from '../core/errors';
+import { LeaseHeldError, LeaseLostError } from '../core/errors';
 import { encodeValidLease } from '../core/lease-codec';
+import { leaseInterference } from '../core/lease-interference';
 import { LEASE_ATTR } from '../core/lease-schema';
 import type { Lease, LeaseStatus, RawItem } from '../core/lease-schema';
 import type { AgentLeaseEvents, AgentLeaseState, LeasePhase } from './agent-lease-events';
@@ -53,6 +54,10 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
   private readonly timers: Partial<Record<TimerName, NodeJS.Timeout>> = {};
   private queue: Promise<unknown> = Promise.resolve();
   private drainedAtMs?: number;
+  /** The status `drain()`/`activate()` is writing right now: a heartbeat that reads it back is seeing our own write. */
+  private statusInFlight?: LeaseStatus;
+  /** A restore of our lease is queued or running: one at a time. */
+  private restoring = false;
 
   /**
    * @throws ConfigError for a bad option (a missing `address` included: `AgentLease.create()` finds it),
@@ -218,6 +223,7 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
       const generation = this.generation;
       const sentAt = this.options.clock();
       let item: RawItem | undefined;
+      this.statusInFlight = status;
       try {
         item = await this.store().setStatus(lease.target, lease.leaseToken, status);
       } catch (error) {
@@ -226,6 +232,8 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
           if (generation === this.generation) this.onLost(error);
         }
         throw error;
+      } finally {
+        this.statusInFlight = undefined;
       }
       this.desiredStatus = status;
       this.drainedAtMs = status === 'draining' ? sentAt : undefined;
@@ -343,6 +351,51 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
     this.scheduleRenewal(this.renewalInterval());
     this.onItemSeen(item);
     this.emit('renewed', this.state);
+    this.checkStored(item, generation);
+  }
+
+  /**
+   * Every item read back (renewals return it, `ALL_NEW`) is compared with the lease as we wrote
+   * it: another agent may have drained it or rewritten its attributes without our token (the
+   * agent grant cannot stop it on ECS). Then our lease is put back — `status` with one UpdateItem,
+   * anything else with our PutItem, both conditional on our token — and `interference` is
+   * emitted. If that write finds another holder, the lease is lost (`lost`).
+   */
+  private checkStored(item: RawItem | undefined, generation: number): void {
+    const lease = this.current;
+    if (lease === undefined || this.restoring || generation !== this.generation) return;
+    const statuses = [this.desiredStatus, ...(this.statusInFlight ? [this.statusInFlight] : [])];
+    const found = leaseInterference(item, { ...lease, status: this.desiredStatus }, statuses, this.options.policy);
+    if (found.kind === 'none') return;
+    this.restoring = true;
+    void this.exclusive(async () => {
+      try {
+        if (generation !== this.generation || this.currentPhase !== 'held' || this.current === undefined) return;
+        let restored = false;
+        try {
+          if (found.statusOnly) {
+            const back = await this.store().setStatus(lease.target, lease.leaseToken, this.desiredStatus);
+            this.onItemSeen(back);
+          } else {
+            // Our own token passes the acquire's condition: the whole item is ours again.
+            this.current = { ...(await this.put(false)), status: this.desiredStatus };
+            this.onItemReplaced();
+          }
+          restored = true;
+        } catch (error) {
+          if (error instanceof LeaseHeldError || error instanceof LeaseLostError) {
+            if (generation === this.generation) {
+              this.onLost(error instanceof LeaseLostError ? error : new LeaseLostError(lease.target, 'taken over by another holder while our lease was being restored', { cause: error }));
+            }
+            return;
+          }
+          // Transient: the next heartbeat reads the item again and tries again.
+        }
+        this.emit('interference', { target: lease.target, fields: found.fields, restored, ...(found.storedAgentId ? { storedAgentId: found.storedAgentId } : {}) });
+      } finally {
+        this.restoring = false;
+      }
+    });
   }
 
   /** An item that is ours, as DynamoDB returned it after a write (raw, untrusted): the registry's feedback is in it. */
@@ -367,7 +420,10 @@ export class LeaseHolder extends EventEmitter<AgentLeaseEvents> {
       return undefined; // transient: the next read or heartbeat brings it
     }
     if (generation !== this.generation) return undefined;
-    if (item?.[LEASE_ATTR.leaseToken]?.S === lease.leaseToken) return item;
+    if (item?.[LEASE_ATTR.leaseToken]?.S === lease.leaseToken) {
+      this.checkStored(item, generation);
+      return item;
+    }
     this.clearTimer('renew');
     void this.renewNow(generation);
     return undefined;

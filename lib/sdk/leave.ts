@@ -173,10 +173,12 @@ export async function leaveRotation(leaseOrLeases: LeaseView | readonly LeaseVie
 
   // 1. drain: out of rotation while keeping the lease (and its rotation feedback).
   const wasHeld = leases.filter((l) => l.held);
+  let drainsWritten = 0;
   let t = clock();
   if (wasHeld.length === 0) report('drain', t, 'skipped', 'no lease held');
   else {
     const results = await Promise.all(wasHeld.map((lease) => drainUntil(lease, waitsEnd, clock, signal)));
+    drainsWritten = results.filter((r) => r === undefined).length;
     const lost = results.filter((r) => r instanceof LeaseLostError);
     const failed = results.filter((r): r is Error => r instanceof Error && !(r instanceof LeaseLostError));
     errors.push(...failed);
@@ -199,6 +201,8 @@ export async function leaveRotation(leaseOrLeases: LeaseView | readonly LeaseVie
   // 3. propagation margin: load balancer nodes take a few seconds to stop sending.
   t = clock();
   if (wasHeld.length === 0) report('propagation', t, 'skipped', 'no lease held');
+  // Nothing was taken out of rotation by us: a margin would be waited for nothing.
+  else if (drainsWritten === 0) report('propagation', t, 'skipped', 'no drain was written (see the drain step)');
   else {
     const waitMs = Math.min(o.marginMs, waitsEnd - t);
     const ended = waitMs > 0 ? await sleep(waitMs, signal) : signal?.aborted ? 'aborted' : 'elapsed';
@@ -243,6 +247,9 @@ async function drainUntil(lease: LeaseView, until: number, clock: () => number, 
   for (let attempt = 0; ; attempt++) {
     try {
       await lease.drain();
+      // drain() of a lease not held (lost while the drain was retried, or re-acquiring) records
+      // the wish and returns: nothing was written, and the leave must not say it drained.
+      if (!lease.held) return new LeaseLostError(lease.target, 'not held when its drain was to be written');
       return undefined;
     } catch (error) {
       if (error instanceof LeaseLostError) return error;

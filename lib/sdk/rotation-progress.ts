@@ -87,7 +87,10 @@ export function describeGroups(groups: readonly GroupRotation[], nowMs: number):
     .map((g) => {
       if (g.since === undefined) return `${g.capability} ${g.state}`;
       const age = nowMs - g.since;
-      return `${g.capability} ${g.state} ${age >= 0 ? `for ${(age / 1000).toFixed(1)} s` : `since ${new Date(g.since).toISOString()}`}`;
+      const date = new Date(g.since);
+      // Never throw while describing: a `since` no Date can hold says so instead (the decoder already drops those).
+      const when = age >= 0 ? `for ${(age / 1000).toFixed(1)} s` : Number.isNaN(date.getTime()) ? 'since an impossible date' : `since ${date.toISOString()}`;
+      return `${g.capability} ${g.state} ${when}`;
     })
     .join(', ');
 }

@@ -1,4 +1,4 @@
-import { decodeRotation } from '../core/lease-codec';
+import { decodeRotation, plausibleRotation } from '../core/lease-codec';
 import type { LeaseRotation, RawAttributeValue } from '../core/lease-schema';
 
 export interface RotationTrackerHooks {
@@ -29,6 +29,8 @@ export class RotationTracker {
   public constructor(
     private readonly pollIntervalMs: number,
     private readonly hooks: RotationTrackerHooks,
+    /** Epoch ms: entries dated further ahead than the clock-skew allowance are ignored. @default Date.now */
+    private readonly now: () => number = Date.now,
   ) {}
 
   public get rotation(): LeaseRotation {
@@ -42,7 +44,9 @@ export class RotationTracker {
 
   /** Takes in the `rotation` attribute of an item that is ours (raw, untrusted). */
   public observe(raw: RawAttributeValue | undefined): void {
-    const { rotation } = decodeRotation(raw);
+    // Malformed entries are dropped by the decoder; one dated in the future (no registry clock
+    // wrote it) would win every later merge and pin the state, so it counts as unknown too.
+    const rotation = plausibleRotation(decodeRotation(raw).rotation, this.now());
     if (rotation === undefined) return;
     const merged: Record<string, LeaseRotation[string]> = { ...this.current };
     for (const [capability, entry] of Object.entries(rotation)) {

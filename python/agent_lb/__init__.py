@@ -7,7 +7,7 @@ proven by the same test vectors.
 
     lease = AgentLease("AgentLb-leases", 8080, ["vision"])   # address found in ECS/EC2 metadata
     lease.acquire()
-    lease.install_shutdown_handlers()                        # SIGTERM: leave(), then exit 0
+    lease.install_shutdown_handlers()                        # SIGTERM: leave(), then exit 0 (1 if not released)
     lease.wait_until_serving(timeout=60)
 
 Trusted callers (an orchestrator) list a capability's agents with ``discover_agents``.
@@ -54,7 +54,7 @@ from .leave import (
     leave_deadline_for,
 )
 from .progress import GroupRotation, describe_groups, out_of_rotation_progress, serving_progress
-from .shutdown import install_shutdown_handlers
+from .shutdown import LEAVE_INCOMPLETE_EXIT_CODE, install_shutdown_handlers, leave_exit_code
 
 __version__ = "0.1.0"
 
@@ -84,6 +84,7 @@ __all__ = [
     "InFlightCounter",
     "InvalidLeaseError",
     "LEASE_ATTR",
+    "LEAVE_INCOMPLETE_EXIT_CODE",
     "Lease",
     "LeaseHeldError",
     "LeaseLostError",
@@ -112,6 +113,7 @@ __all__ = [
     "install_shutdown_handlers",
     "is_live",
     "leave_deadline_for",
+    "leave_exit_code",
     "out_of_rotation_progress",
     "serving_progress",
 ]

@@ -142,7 +142,10 @@ def discover_from(items: Sequence[Mapping[str, Any]], health: str = "healthy", f
     matching: List[DiscoveredAgent] = []
     for item in items:
         agent = decode_member(item)
-        if agent is None:
+        # Only targets the registry has put into their group (a rotation state it wrote, not
+        # ``absent``): a lease EC2 did not admit, or one past the target quota, is never registered,
+        # and its address (anything its writer chose) must not reach a caller through discovery.
+        if agent is None or agent.state is None or agent.state == "absent":
             continue
         metadata = item.get(MEMBER_ATTR.metadata)
         raw = metadata.get("M") if isinstance(metadata, Mapping) else None
@@ -215,5 +218,5 @@ def discover_agents(
             request["ExclusiveStartKey"] = out["LastEvaluatedKey"]
     except (ClientError, BotoCoreError) as error:
         name = error.response.get("Error", {}).get("Code", type(error).__name__) if isinstance(error, ClientError) else type(error).__name__
-        raise RegistryStateError(f"queryMembers on table {table} failed: {name}: {error}", context={"table": table, "capability": capability}) from error
+        raise RegistryStateError(f"discover_agents on table {table} failed: {name}: {error}", context={"table": table, "capability": capability}) from error
     return discover_from(items, health, filter)

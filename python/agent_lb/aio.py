@@ -22,6 +22,7 @@ from .in_flight import ASGIApp, AsgiInFlightMiddleware, InFlightCounter
 from .lease import DEFAULT_SERVING_TIMEOUT, AgentLease, LeaseState
 from .leave import LeaveReport, LeaveStep
 from .progress import GroupRotation
+from .shutdown import LEAVE_INCOMPLETE_EXIT_CODE, done_line, leave_exit_code
 
 T = TypeVar("T")
 
@@ -134,9 +135,10 @@ class AsyncAgentLease:
         **leave_options: Any,
     ) -> Callable[[], None]:
         """On the first of ``signals`` (through the running loop's ``add_signal_handler``): runs
-        ``leave()``, logs each step, calls ``on_left(report)``, then exits 0 unless ``exit=False``;
-        a second signal hurries the leave. Call it from a coroutine. Returns a function that
-        removes the handlers."""
+        ``leave()``, logs each step, calls ``on_left(report)``, then exits unless ``exit=False``,
+        with ``leave_exit_code(report)`` (0 once released, ``LEAVE_INCOMPLETE_EXIT_CODE`` — 1 —
+        when not); a second signal hurries the leave. Call it from a coroutine. Returns a
+        function that removes the handlers."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         say = log or (lambda line: (sys.stderr.write(line + "\n"), sys.stderr.flush()))
@@ -152,16 +154,22 @@ class AsyncAgentLease:
                 if user_step is not None:
                     user_step(step)
 
-            report = await self.leave(**{**leave_options, "hurry": hurry, "on_step": on_step})
-            say(f"agent-lb leave {self.target}: done in {report.duration:.1f} s, {'released' if report.released else 'not released (see above)'}")
-            if on_left is not None:
-                result = on_left(report)
-                if asyncio.iscoroutine(result):
-                    await result
-            if exit:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(0)
+            code = LEAVE_INCOMPLETE_EXIT_CODE
+            try:
+                report = await self.leave(**{**leave_options, "hurry": hurry, "on_step": on_step})
+                code = leave_exit_code(report)
+                for error in report.errors:
+                    say(f"agent-lb leave {self.target}: {error}")
+                say(done_line(self.target, report, code if exit else None))
+                if on_left is not None:
+                    result = on_left(report)
+                    if asyncio.iscoroutine(result):
+                        await result
+            finally:  # whatever happened, the process the signal asked to end ends
+                if exit:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
 
         def on_signal(signum: int) -> None:
             if started["task"] is not None:

@@ -46,9 +46,17 @@ ROTATION_STATES: Tuple[str, ...] = ("initial", "healthy", "unhealthy", "draining
 #: rotation: an ALB fails open when every target of a group is unhealthy).
 OUT_OF_ROTATION_STATES: Tuple[str, ...] = ("draining", "absent", "unused")
 
-#: The registry's reason codes in ``rejection.reason``. A reader accepts others (a newer registry
-#: may add some, e.g. ``not-admitted``, ``over-quota``).
-REJECTION_REASONS: Tuple[str, ...] = ("invalid", "unknown-capability", "target-type-mismatch")
+#: The registry's reason codes in ``rejection.reason`` (lib/core/rejection.ts declares them; the
+#: vectors check both lists). A reader accepts others: a newer registry may add some.
+REJECTION_REASONS: Tuple[str, ...] = (
+    "invalid",
+    "unknown-capability",
+    "target-type-mismatch",
+    "port-not-allowed",
+    "expiry-too-far",
+    "not-admitted",
+    "over-quota",
+)
 
 #: RFC 1918 and RFC 6598 shared space: where IP targets may live by default.
 DEFAULT_ALLOWED_CIDRS: Tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")

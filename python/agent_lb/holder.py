@@ -114,6 +114,7 @@ class LeaseHolder:
         self._next_reacquire: Optional[float] = None
         self._reacquire_attempt = 0
         self._closing = False
+        self._acquiring = 0
         self._release_result: Optional[bool] = None
         self._drained_at: Optional[float] = None
         self._rotation: Dict[str, RotationEntry] = {}
@@ -175,6 +176,14 @@ class LeaseHolder:
         with self._lock:
             self._release_result = None
             self._leave_report = None
+            self._acquiring += 1  # a release() meanwhile waits for this acquire, then deletes what it wrote
+        try:
+            return self._acquire()
+        finally:
+            with self._lock:
+                self._acquiring -= 1
+
+    def _acquire(self) -> LeaseState:
         with self._ops:
             with self._lock:
                 if self._phase == "held":
@@ -205,12 +214,24 @@ class LeaseHolder:
 
     def release(self) -> bool:
         """Stops renewing and deletes the lease if it is still ours (conditional DeleteItem).
-        Idempotent: later calls return the first call's result. True when our lease was deleted."""
+        Idempotent: later calls return the first call's result. True when our lease was deleted.
+
+        A lease not held (lost, abandoned, being re-acquired, never acquired) is released without
+        a request and at once: False. Its key lapsed, was swept or is someone else's, and a leave
+        after DynamoDB went away must not wait on it; a re-acquire attempt that lands afterwards
+        deletes what it wrote (``_reacquire_once``). Only an ``acquire()`` in progress is waited for."""
         with self._lock:
             if self._release_result is not None:
                 return self._release_result
-            self._closing = True
             self._stop_holding()
+            if self._phase != "held" and self._acquiring == 0:
+                self._phase = "released"
+                self._closing = False
+                self._token = None
+                self._release_result = False
+                self._changed.notify_all()
+                return False
+            self._closing = True
         with self._ops:
             with self._lock:
                 if self._release_result is not None:
@@ -289,9 +310,9 @@ class LeaseHolder:
             metadata=self._metadata,
         )
 
-    def _put(self, takeover: bool) -> Lease:
+    def _put(self, takeover: bool, token: Optional[str] = None) -> Lease:
         now_ms = int(time.time() * 1000)
-        lease = self._build(self._token or "", self._status, now_ms)
+        lease = self._build(token or self._token or "", self._status, now_ms)
         self._store.acquire(encode_valid_lease(lease, self._policy), lease.lease_token, now_ms // 1000, takeover)
         return lease
 
@@ -318,34 +339,45 @@ class LeaseHolder:
         self._changed.notify_all()
 
     def _change_status(self, status: str) -> LeaseState:
+        with self._lock:
+            if self._phase in ("lost", "reacquiring") and self._acquiring == 0:
+                # Not held: remembered for the next re-acquire, without waiting for an attempt in
+                # flight (DynamoDB may be unreachable for minutes); one that lands with the former
+                # status has it corrected (_reacquire_once).
+                self._status = status
+                return self.state
         with self._ops:
-            with self._lock:
-                lease = self._lease
-                if self._phase != "held" or lease is None or lease.status == status:
-                    self._status = status
-                    return self.state
-                generation = self._generation
-            sent_at = time.time()
-            try:
-                item = self._store.set_status(self.target, lease.lease_token, status)
-            except LeaseLostError as error:
-                with self._lock:
-                    self._status = status
-                    lost = generation == self._generation and self._lost()
-                if lost:
-                    self._emit([(lambda: self.on_lost, (error,))])
-                raise
-            events: List[Tuple[Callable[..., Any], Tuple[Any, ...]]] = []
+            return self._write_status(status)
+
+    def _write_status(self, status: str) -> LeaseState:
+        """Holding ``_ops``: writes ``status`` when held (else only remembers it)."""
+        with self._lock:
+            lease = self._lease
+            if self._phase != "held" or lease is None or lease.status == status:
+                self._status = status
+                return self.state
+            generation = self._generation
+        sent_at = time.time()
+        try:
+            item = self._store.set_status(self.target, lease.lease_token, status)
+        except LeaseLostError as error:
             with self._lock:
                 self._status = status
-                self._drained_at = sent_at if status == "draining" else None
-                if generation == self._generation and self._lease is not None:
-                    self._lease = dataclasses.replace(self._lease, status=status)
-                    if item is not None:
-                        events = self._observe(item)
-                self._changed.notify_all()
-            self._emit(events)
-            return self.state
+                lost = generation == self._generation and self._lost()
+            if lost:
+                self._emit([(lambda: self.on_lost, (error,))])
+            raise
+        events: List[Tuple[Callable[..., Any], Tuple[Any, ...]]] = []
+        with self._lock:
+            self._status = status
+            self._drained_at = sent_at if status == "draining" else None
+            if generation == self._generation and self._lease is not None:
+                self._lease = dataclasses.replace(self._lease, status=status)
+                if item is not None:
+                    events = self._observe(item)
+            self._changed.notify_all()
+        self._emit(events)
+        return self.state
 
     def _lost(self) -> bool:
         """Under the lock: stops holding; re-acquire starts when enabled. True when the lease was held."""
@@ -461,11 +493,11 @@ class LeaseHolder:
         """Never takes over: a holder that replaced us wins; retried with backoff capped at ttl."""
         with self._ops:
             with self._lock:
-                if self._phase != "reacquiring" or self._closing:
+                if self._phase != "reacquiring" or self._closing or self._token is None:
                     return
-                attempt = self._reacquire_attempt
+                attempt, token = self._reacquire_attempt, self._token
             try:
-                lease = self._put(False)
+                lease = self._put(False, token)
             except Exception as error:
                 with self._lock:
                     if self._phase != "reacquiring" or self._closing:
@@ -475,9 +507,24 @@ class LeaseHolder:
                 logger.warning("agent-lb %s: re-acquire attempt %d failed: %s", self.target, attempt, error)
                 return
             with self._lock:
-                if self._phase != "reacquiring" or self._closing:
-                    return
+                released = self._phase == "released"
+                wanted = self._phase == "reacquiring" and not self._closing
+            if not wanted:
+                if released:  # release() returned while we wrote (it waits for no re-acquire): no lease of ours may stay
+                    self._delete_quietly(token)
+                return
             self._start_holding(lease)
+            if lease.status != self._status:  # drained (or activated) while the attempt was in flight
+                try:
+                    self._write_status(self._status)
+                except Exception as error:
+                    logger.warning("agent-lb %s: re-acquired %s, could not write %s: %s", self.target, lease.status, self._status, error)
+
+    def _delete_quietly(self, lease_token: str) -> None:
+        try:
+            self._store.release(self.target, lease_token)
+        except Exception as error:  # it expires within its ttl
+            logger.warning("agent-lb %s: could not delete a lease re-acquired after its release (it expires within %d s): %s", self.target, self.ttl, error)
 
     def _observe(self, item: Mapping[str, Any]) -> Events:
         """Under the lock: takes in an item that is ours; returns the callbacks to run. ``AgentLease`` reads the registry's feedback here."""

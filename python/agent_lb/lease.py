@@ -178,7 +178,7 @@ class AgentLease(LeaseHolder):
         return AsgiInFlightMiddleware(app, self.in_flight)
 
     def install_shutdown_handlers(self, **options: Any) -> Callable[[], None]:
-        """On SIGTERM/SIGINT, runs ``leave()`` and exits 0; see ``agent_lb.install_shutdown_handlers``."""
+        """On SIGTERM/SIGINT, runs ``leave()`` and exits: 0 once released, 1 when not; see ``agent_lb.install_shutdown_handlers``."""
         from .shutdown import install_shutdown_handlers
 
         return install_shutdown_handlers(self, **options)

@@ -44,6 +44,7 @@ def leave_deadline_for(
 #: The whole leave, release included, with every default: 317 s, so a 5-minute request in flight at SIGTERM finishes.
 DEFAULT_LEAVE_DEADLINE = leave_deadline_for()
 _IN_FLIGHT_POLL = 0.1
+_LOST_BEFORE_DRAIN = "no longer held when its drain could be written (not renewed before it expired, or taken over)"
 
 InFlight = Union[InFlightCounter, Callable[[], int]]
 
@@ -187,10 +188,15 @@ def leave_rotation(
         outcome, detail = _wait_out_of_rotation(lease, unconfirmed_rotation_wait, clock_skew_tolerance, waits_end, hurry)
         report("rotation", t, outcome, detail)
 
-    # 3. propagation margin.
+    # 3. propagation margin: only for a drain that was written, of a lease still held (otherwise
+    #    it would be waited for nothing: no drain of ours is propagating).
     t = time.monotonic()
     if not was_held:
         report("propagation", t, "skipped", "no lease held")
+    elif not lease.held:
+        report("propagation", t, "skipped", "the lease was lost")
+    elif lease.drained_at is None:
+        report("propagation", t, "skipped", "not drained (see the drain step)")
     else:
         wait = min(propagation_margin, waits_end - t)
         calm = sleep_until(t + wait) if wait > 0 else not hurry.is_set()
@@ -228,19 +234,37 @@ def _call(fn: Callable[[], Any]) -> Any:
 
 
 def _drain_until(lease: LeavingLease, until: float, hurry: threading.Event) -> Optional[BaseException]:
-    """Drains, retrying transient failures until ``until``; None, or the last error."""
+    """Drains, retrying transient failures until ``until``: None, or the last error. A
+    ``LeaseLostError`` as soon as the lease is no longer held (renewals failed until its expiry
+    while DynamoDB was away, or it was taken over): a drain then only records the wish for a
+    re-acquire, nothing reaches the registry, so there is nothing to retry or to report drained."""
     attempt = 0
     while True:
+        if not lease.held:
+            return LeaseLostError(lease.target, _LOST_BEFORE_DRAIN)
         try:
             lease.drain()
-            return None
         except LeaseLostError as error:
             return error
         except Exception as error:  # transient: DynamoDB throttled or unreachable
             retry = min(0.25 * 2**attempt, 2.0)
             attempt += 1
-            if time.monotonic() + retry >= until or hurry.wait(retry):
+            if time.monotonic() + retry >= until or not _wait_while_held(lease, time.monotonic() + retry, hurry):
                 return error
+            continue
+        if not lease.held:
+            return LeaseLostError(lease.target, _LOST_BEFORE_DRAIN)
+        return None
+
+
+def _wait_while_held(lease: LeavingLease, end: float, hurry: threading.Event) -> bool:
+    """Waits until ``end``, woken at once by a loss (the lease's condition); False when hurried."""
+    while lease.held and not hurry.is_set():
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        lease.wait_for_change(min(left, 0.25))  # a quarter second at most, to notice a second signal
+    return not hurry.is_set()
 
 
 def _wait_out_of_rotation(lease: LeavingLease, unconfirmed_wait: float, skew: float, until: float, hurry: threading.Event) -> Tuple[str, str]:

@@ -1,6 +1,7 @@
 """Leaving rotation on SIGTERM/SIGINT, as the Node SDK's ``installShutdownHandlers`` does: the
 first signal runs ``leave()`` on a thread of its own (the main thread keeps serving meanwhile),
-logs each step, then exits 0; a second signal cuts the waits short and releases at once."""
+logs each step, then exits — 0 when the leave ended with the lease released (or none held),
+``LEAVE_INCOMPLETE_EXIT_CODE`` (1) when not; a second signal cuts the waits short and releases at once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,28 @@ from .leave import DEFAULT_CLOCK_SKEW_TOLERANCE, DEFAULT_MAX_REQUEST_DURATION, D
 
 if TYPE_CHECKING:
     from .lease import AgentLease
+
+
+#: The exit code after a leave that did not end with the lease released: the release failed or
+#: ran out of time (the lease stays, draining if the drain was written, until its ttl runs out),
+#: or the lease was lost during the leave (not renewed while DynamoDB was away, or taken over:
+#: nothing was drained by us). 1, as ``agent-lb sidecar`` exits when it cannot release its lease
+#: (a failure while running); a supervisor or the orchestrator's task state shows it.
+LEAVE_INCOMPLETE_EXIT_CODE = 1
+
+
+def leave_exit_code(report: LeaveReport) -> int:
+    """0 when the leave ended with the lease released, or with none held from the start (nothing
+    to leave); ``LEAVE_INCOMPLETE_EXIT_CODE`` otherwise."""
+    release = next((s for s in report.steps if s.step == "release"), None)
+    nothing_held = release is not None and release.outcome == "skipped"
+    return 0 if report.released or nothing_held else LEAVE_INCOMPLETE_EXIT_CODE
+
+
+def done_line(target: str, report: LeaveReport, code: Optional[int]) -> str:
+    """The leave's last log line: ``agent-lb leave 10.0.3.17:8080: done in 6.2 s, released, exit 0``."""
+    outcome = "released" if report.released else "not released (see above)"
+    return f"agent-lb leave {target}: done in {report.duration:.1f} s, {outcome}" + ("" if code is None else f", exit {code}")
 
 
 def _stderr(line: str) -> None:
@@ -35,8 +58,10 @@ def install_shutdown_handlers(
     everywhere → propagation margin → in-flight requests done → release, within ``deadline``:
     by default enough for a request of ``max_request_duration`` seconds, 317 s with defaults),
     one log line per step, ``on_left(report)``, then — with ``exit=True`` (the default) — the
-    process exits 0 (``os._exit``: whatever the main thread is blocked in, a server's accept loop
-    included). With ``exit=False`` the process goes on (``on_left`` tells it the lease is gone);
+    process exits (``os._exit``: whatever the main thread is blocked in, a server's accept loop
+    included) with ``leave_exit_code(report)``: 0 once the lease was released (or none was held),
+    ``LEAVE_INCOMPLETE_EXIT_CODE`` (1) when the release failed or ran out of time, or the lease
+    was lost during the leave. With ``exit=False`` the process goes on (``on_left`` tells it the lease is gone);
     later signals are then ignored until the returned function, called from the main thread,
     restores the previous handlers. Must be installed from the main thread (Python delivers
     signals there)."""
@@ -67,16 +92,20 @@ def install_shutdown_handlers(
             if user_step is not None:
                 user_step(step)
 
-        report = lease.leave(**{**leave_options, "hurry": hurry, "on_step": on_step})
-        for error in report.errors:
-            say(f"agent-lb leave {lease.target}: {error}")
-        say(f"agent-lb leave {lease.target}: done in {report.duration:.1f} s, {'released' if report.released else 'not released (see above)'}")
-        if on_left is not None:
-            on_left(report)
-        if exit:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
+        code = LEAVE_INCOMPLETE_EXIT_CODE
+        try:
+            report = lease.leave(**{**leave_options, "hurry": hurry, "on_step": on_step})
+            code = leave_exit_code(report)
+            for error in report.errors:
+                say(f"agent-lb leave {lease.target}: {error}")
+            say(done_line(lease.target, report, code if exit else None))
+            if on_left is not None:
+                on_left(report)
+        finally:  # whatever happened, the process the signal asked to end ends
+            if exit:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
 
     def on_signal(signum: int, _frame: Any) -> None:
         if state["started"]:

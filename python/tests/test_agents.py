@@ -127,7 +127,7 @@ def test_a_failing_table_is_a_registry_state_error(ddb: Any) -> None:
     with pytest.raises(RegistryStateError) as raised:
         discover_agents("no-such-table", "vision", dynamodb=ddb)
     assert raised.value.code == "REGISTRY_STATE"
-    assert "queryMembers on table no-such-table failed: ResourceNotFoundException" in str(raised.value)
+    assert str(raised.value).startswith("discover_agents on table no-such-table failed: ResourceNotFoundException: ")
     assert raised.value.context == {"table": "no-such-table", "capability": "vision"}
 
 

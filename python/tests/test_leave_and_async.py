@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import pytest
 
 from agent_lb import DEFAULT_LEAVE_DEADLINE, AgentLease, AsyncAgentLease, ConfigError, LeaveStep, NotServingError, Rejection, leave_deadline_for
-from agent_lb.leave import check_leave_options
+from agent_lb.leave import _LOST_BEFORE_DRAIN, check_leave_options
 from conftest import NOW_MS, FakeTable, wait_for
 
 
@@ -30,6 +30,35 @@ def registry_deregisters_on_drain(table: FakeTable, capability: str = "vision") 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+class Unreachable(FakeTable):
+    """DynamoDB gone once ``away`` is set: UpdateItem and DeleteItem fail at once, PutItem hangs
+    (a blackholed endpoint) until ``back`` is set, then lands; ``puts_hang`` hangs PutItem alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = False
+        self.puts_hang = False
+        self.back = threading.Event()
+
+    def update_item(self, *args: Any, **kw: Any) -> Dict[str, Any]:
+        if self.away:
+            self.log.append("update (unreachable)")
+            raise ConnectionError("DynamoDB unreachable")
+        return super().update_item(*args, **kw)
+
+    def delete_item(self, *args: Any, **kw: Any) -> Dict[str, Any]:
+        if self.away:
+            self.log.append("delete (unreachable)")
+            raise ConnectionError("DynamoDB unreachable")
+        return super().delete_item(*args, **kw)
+
+    def put_item(self, *args: Any, **kw: Any) -> Dict[str, Any]:
+        if self.away or self.puts_hang:
+            self.log.append("put (hung)")
+            self.back.wait(60)
+        return super().put_item(*args, **kw)
 
 
 def outcomes(steps: List[LeaveStep]) -> List[str]:
@@ -96,6 +125,52 @@ class TestLeave:
         threading.Timer(0.3, hurry.set).start()
         hurried = other.leave(hurry=hurry)
         assert hurried.steps[1].outcome == "hurried" and hurried.duration < 3 and hurried.released
+
+    def test_a_lease_lost_while_the_drain_retries_is_reported_lost_and_the_leave_ends_at_once(self, table: FakeTable) -> None:
+        # The drain fails (DynamoDB unreachable) and is retried; the lease is lost meanwhile. With
+        # the default deadline (317 s) and margin (5 s): nothing is reported drained, no margin
+        # is waited, and the release of a lease no longer held sends nothing.
+        lease = new_lease(table)
+        lease.acquire()
+        table.fail_next["update"] = ConnectionError("DynamoDB unreachable")
+        threading.Timer(0.1, lease.abandon).start()
+        report = lease.leave()
+        assert outcomes(list(report.steps)) == ["drain:lost", "rotation:lost", "propagation:skipped", "in_flight:done", "release:lost"]
+        assert report.steps[0].detail == "0 of 1 drained; lease for 10.0.3.17:8080 lost: " + _LOST_BEFORE_DRAIN
+        assert report.steps[2].detail == "the lease was lost"
+        assert not report.released and report.errors == () and report.duration < 30  # not the deadline's 317 s
+        assert table.log == ["put", "draining"]  # no second drain, no delete
+        assert lease.phase == "released" and lease.release() is False
+
+    def test_a_lease_that_expires_while_dynamodb_is_away_leaves_without_waiting_for_it(self) -> None:
+        # DynamoDB away: renewals fail until the lease expires, and the re-acquire attempt hangs
+        # (a blackholed endpoint). The leave ends as soon as the loss is known, without waiting
+        # for that attempt; when it lands after all, what it wrote is deleted.
+        table = Unreachable()
+        lease = new_lease(table, ttl=3)
+        lease.acquire()
+        table.away = True
+        report = lease.leave()
+        assert outcomes(list(report.steps)) == ["drain:lost", "rotation:lost", "propagation:skipped", "in_flight:done", "release:lost"]
+        assert report.duration < 30 and not [e for e in table.log if e.startswith("delete")]  # the lease expires 3 s in; the deadline is 317 s
+        wait_for(lambda: "put (hung)" in table.log, 10, "the re-acquire attempt")
+        table.away = False
+        table.back.set()
+        wait_for(lambda: table.count("delete") == 1 and table.items == {}, 10, lambda: f"the landed re-acquire deleted (log {table.log})")
+
+    def test_a_drain_while_the_lease_is_reacquired_is_written_once_it_is_back(self) -> None:
+        table = Unreachable()
+        lease = new_lease(table, ttl=3)
+        lease.acquire()
+        table.puts_hang = True
+        table.items.clear()  # swept: the next renewal finds the lease lost
+        wait_for(lambda: "put (hung)" in table.log, 10, "the re-acquire attempt")
+        assert lease.drain().status == "draining"  # remembered at once, not after the attempt in flight
+        table.puts_hang = False
+        table.back.set()
+        wait_for(lambda: lease.held and table.only()["status"]["S"] == "draining", 10, lambda: f"the drain written after the re-acquire (log {table.log})")
+        assert lease.drained_at is not None
+        lease.release()
 
     def test_refuses_bad_options_before_writing(self, table: FakeTable) -> None:
         lease = new_lease(table)

@@ -1,6 +1,7 @@
 """The README's Flask agent for local mode, run as the README prints it (its port swapped for a
 free one) from a directory holding `.agent-lb/state.json`: it joins, serves through the load
-balancer, and on SIGTERM leaves rotation, releases its lease and exits 0."""
+balancer, and on SIGTERM leaves rotation, releases its lease and exits 0; the load balancer then
+answers its capability with ALB's HTML 503, as the README shows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List
@@ -76,4 +78,18 @@ def test_the_readme_flask_agent_joins_serves_and_leaves(local_state: Dict[str, A
     ddb = boto3.client("dynamodb", region_name=local_state["region"], endpoint_url=local_state["dynamodbEndpoint"], **LOCAL_CREDENTIALS)
     assert code == 0, lines
     assert "Item" not in ddb.get_item(TableName=local_state["tableName"], Key={"target": {"S": f"127.0.0.1:{port}"}}, ConsistentRead=True)
+    wait_for(lambda: any(line.rstrip().endswith(", released, exit 0") for line in lines), 10, lambda: f"the leave's last line; output: {lines}")
     assert any("release done" in line for line in lines), lines
+    # It was vision's last agent: the load balancer answers vision's requests itself with ALB's HTML 503, as the README shows.
+    seen: List[str] = []
+
+    def answered_by_the_load_balancer() -> bool:
+        try:
+            with urllib.request.urlopen(f"{local_state['loadBalancerEndpoint']}/agents/vision/hello", timeout=5) as r:
+                seen[:] = [f"{r.status} {r.read().decode()!r}"]
+        except urllib.error.HTTPError as e:
+            seen[:] = [f"{e.code} {e.read().decode()!r}"]
+            return e.code == 503 and "<title>503 Service Temporarily Unavailable</title>" in seen[0]
+        return False
+
+    wait_for(answered_by_the_load_balancer, 60, lambda: f"ALB's 503 page for vision once its last agent left; last answer: {seen}", interval=0.2)

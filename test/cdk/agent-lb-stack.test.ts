@@ -34,6 +34,8 @@ beforeAll(() => {
   ids.queue = logicalId('AWS::SQS::Queue', 'SyncFailures');
   ids.vpc = logicalId('AWS::EC2::VPC', 'Vpc');
   ids.alb = logicalId('AWS::ElasticLoadBalancingV2::LoadBalancer', 'LoadBalancer');
+  ids.agentSg = logicalId('AWS::EC2::SecurityGroup', 'AgentSecurityGroup');
+  ids.lbSg = logicalId('AWS::EC2::SecurityGroup', 'LoadBalancerSecurityGroup');
 });
 
 describe('AgentLbStack from the default cdk.json context', () => {
@@ -207,7 +209,12 @@ describe('AgentLbStack from the default cdk.json context', () => {
         tableName: `<${ids.table}>`,
         loadBalancerArn: `<${ids.alb}>`,
         capabilities: ['vision', 'speech', 'search'],
-        allowedCidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '10.0.0.0/16'],
+        // The VPC's CIDR only; the ports are the groups' own (8080), which the functions read.
+        vpcCidrs: ['10.0.0.0/16'],
+        allowedCidrs: [],
+        maxLeaseTtlSeconds: 3600,
+        admission: { vpcId: `<${ids.vpc}>`, securityGroups: [`<${ids.agentSg}.GroupId>`] },
+        targetQuota: 1000,
         safetyValveShare: 0.5,
         reconcileRepeatSeconds: 0,
         catalog: { tableName: `<${ids.registryTable}>`, headerName: 'X-Agent-Capability', pathPrefix: 'agents' },
@@ -299,16 +306,27 @@ describe('AgentLbStack from the default cdk.json context', () => {
     template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
   });
 
-  it('gives agents a managed policy with exactly the four lease item actions', () => {
+  it('gives agents a managed policy with the four lease item actions, writes limited to the agent attributes', () => {
     template.hasResourceProperties('AWS::IAM::ManagedPolicy', {
       PolicyDocument: {
         Version: '2012-10-17',
         Statement: [
           {
-            Sid: 'LeaseItems',
+            Sid: 'ReadAndReleaseLeases',
             Effect: 'Allow',
-            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem'],
             Resource: { 'Fn::GetAtt': [ids.table, 'Arn'] },
+          },
+          {
+            Sid: 'WriteAgentAttributesOnly',
+            Effect: 'Allow',
+            Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+            Resource: { 'Fn::GetAtt': [ids.table, 'Arn'] },
+            Condition: {
+              'ForAllValues:StringEquals': {
+                'dynamodb:Attributes': ['target', 'address', 'port', 'capabilities', 'expiresAt', 'leaseToken', 'agentId', 'status', 'renewedAt', 'registeredAt', 'availabilityZone', 'metadata'],
+              },
+            },
           },
         ],
       },
@@ -321,6 +339,7 @@ describe('AgentLbStack from the default cdk.json context', () => {
     ['SyncErrorsAlarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'FunctionName', Value: { Ref: '__sync' } }] }],
     ['ReconcileErrorsAlarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'FunctionName', Value: { Ref: '__reconcile' } }] }],
     ['SafetyValveAlarm', { Namespace: METRICS_NAMESPACE, MetricName: RECONCILE_METRICS.safetyValveTripped, Statistic: 'Sum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 1, Dimensions: [{ Name: 'service', Value: RECONCILE_SERVICE_NAME }] }],
+    ['TargetQuotaAlarm', { Namespace: METRICS_NAMESPACE, MetricName: RECONCILE_METRICS.registeredTargets, Statistic: 'Maximum', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 800, Dimensions: [{ Name: 'service', Value: RECONCILE_SERVICE_NAME }] }],
   ])('alarms: %s', (idPart, expected) => {
     const withIds = JSON.parse(JSON.stringify(expected).replace(/"__(\w+)"/g, (_, key: string) => JSON.stringify(ids[key])));
     expect(resource(logicalId('AWS::CloudWatch::Alarm', idPart)).Properties).toMatchObject({ ...withIds, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });
@@ -397,11 +416,17 @@ describe('AgentLbStack options', () => {
     t.hasResourceProperties('AWS::EC2::SecurityGroup', { SecurityGroupIngress: [Match.objectLike({ CidrIp: '203.0.113.0/24', FromPort: 80 })] });
   });
 
-  it('uses allowedCidrs for lease addresses and, without ingressCidrs, for ALB ingress', () => {
-    const { stack: s, template: t } = variant({ allowedCidrs: ['10.20.0.0/16'] });
-    t.hasResourceProperties('AWS::EC2::SecurityGroup', { SecurityGroupIngress: [Match.objectLike({ CidrIp: '10.20.0.0/16', FromPort: 80 })] });
-    const config = JSON.parse(renderJoin(s.resolve(s.registrySync.runtimeConfigJson))) as { allowedCidrs: string[] };
-    expect(config.allowedCidrs).toEqual(['10.20.0.0/16', `<${s.getLogicalId(s.vpc.node.defaultChild as never)}.CidrBlock>`]);
+  it('allowedCidrs: ranges outside the VPC named explicitly, for lease addresses and with egress on the capabilities\' ports; clients still only from the VPC', () => {
+    const { stack: s, template: t } = variant({ allowedCidrs: ['192.168.10.0/24'] });
+    const vpcCidr = { 'Fn::GetAtt': [s.getLogicalId(s.vpc.node.defaultChild as never), 'CidrBlock'] };
+    t.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      GroupDescription: 'agent-lb load balancer: clients in, agents out',
+      SecurityGroupIngress: [Match.objectLike({ CidrIp: vpcCidr, FromPort: 80 })],
+      SecurityGroupEgress: [{ CidrIp: '192.168.10.0/24', IpProtocol: 'tcp', FromPort: 80, ToPort: 80, Description: 'agent-lb: load balancer to agents in 192.168.10.0/24 on 80' }],
+    });
+    const config = JSON.parse(renderJoin(s.resolve(s.registrySync.runtimeConfigJson))) as { allowedCidrs: string[]; vpcCidrs: string[] };
+    expect(config.allowedCidrs).toEqual(['192.168.10.0/24']);
+    expect(config.vpcCidrs).toEqual([`<${s.getLogicalId(s.vpc.node.defaultChild as never)}.CidrBlock>`]);
   });
 
   it('with zero NAT gateways makes the private subnets isolated and still places an internal ALB', () => {

@@ -10,6 +10,7 @@ import { parseRuntimeSettings } from '../../lib/core/runtime-config';
 import { renderJoin, rulePriorities, validationError } from './fixtures';
 import { CATALOG_SLOT_NAME } from '../../lib/constructs/rule-priorities';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
+import { AGENT_ATTRIBUTES } from '../../lib/core/lease-schema';
 
 const LISTENER_ARN = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shared/0123456789abcdef/fedcba9876543210';
 
@@ -198,7 +199,12 @@ describe('AgentLb with an existing lease table', () => {
     expect(agents.leaseTable).toBeUndefined();
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { EventSourceArn: 'arn:aws:dynamodb:eu-west-1:123456789012:table/team-leases/stream/2026-01-01T00:00:00.000' });
     template.hasResourceProperties('AWS::IAM::ManagedPolicy', {
-      PolicyDocument: { Statement: [Match.objectLike({ Sid: 'LeaseItems', Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'] })] },
+      PolicyDocument: {
+        Statement: [
+          Match.objectLike({ Sid: 'ReadAndReleaseLeases', Action: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] }),
+          Match.objectLike({ Sid: 'WriteAgentAttributesOnly', Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'], Condition: { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': [...AGENT_ATTRIBUTES] } } }),
+        ],
+      },
     });
     const [[, fn]] = resourcesOf(template, 'AWS::Lambda::Function').filter(([id]) => id.includes('Sync'));
     expect(configOf(fn).tableName).toBe('team-leases');

@@ -55,7 +55,7 @@ describe('the cdk.json context', () => {
     ['invalid JSON', '{capabilities', 'context "agent-lb" is not valid JSON: {capabilities'],
     ['a list', [], 'context "agent-lb" must be an object, got []'],
     ['no capabilities', {}, 'agent-lb.capabilities is required: a list of names or { "name": ... } objects'],
-    ['a misspelt key', { capabilites: [] }, 'agent-lb.capabilites is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, catalog, catalogAttributes'],
+    ['a misspelt key', { capabilites: [] }, 'agent-lb.capabilites is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, maxLeaseTtlSeconds, targetQuota, agentSecurityGroupId, catalog, catalogAttributes'],
     ['a capability that is neither a name nor an object', { capabilities: ['vision', 7] }, 'agent-lb.capabilities must be a list of objects, got [{"name":"vision"},7]'],
     ['a capability without a name', { capabilities: [{ port: 80 }] }, 'agent-lb.capabilities[0].name is required'],
     ['a port as a string', { capabilities: [{ name: 'vision', port: '80' }] }, 'agent-lb.capabilities[0].port must be a number, got "80"'],
@@ -161,7 +161,7 @@ describe('configuration from the CDK command line', () => {
     [
       'a misspelt setting',
       { 'agent-lb.internetfacing': 'true' },
-      '-c agent-lb.internetfacing: "internetfacing" is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, catalog, catalogAttributes',
+      '-c agent-lb.internetfacing: "internetfacing" is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, maxLeaseTtlSeconds, targetQuota, agentSecurityGroupId, catalog, catalogAttributes',
     ],
     ['an enum value it does not know', { 'agent-lb.tableRemovalPolicy': 'forever' }, 'agent-lb.tableRemovalPolicy must be one of "retain", "destroy", "snapshot", got "forever"'],
   ])('refuses %s with a ConfigError naming it', (_, cli, message) => {

@@ -1,3 +1,4 @@
+import { AGENT_ATTRIBUTES } from '../../lib/core/lease-schema';
 import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -33,29 +34,37 @@ describe('LeaseTable', () => {
     template().hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete', Properties: Match.objectLike({ DeletionProtectionEnabled: true }) });
   });
 
-  it('offers agents a managed policy with exactly the four item actions on the table', () => {
+  it('offers agents a managed policy: reads and releases, and writes of the agent attributes only', () => {
     const { template, leases, stack } = tableStack();
+    const arn = { 'Fn::GetAtt': [stack.getLogicalId(leases.table.node.defaultChild as never), 'Arn'] };
     template().hasResourceProperties('AWS::IAM::ManagedPolicy', {
       PolicyDocument: {
         Version: '2012-10-17',
         Statement: [
+          { Sid: 'ReadAndReleaseLeases', Effect: 'Allow', Action: ['dynamodb:GetItem', 'dynamodb:DeleteItem'], Resource: arn },
           {
-            Sid: 'LeaseItems',
+            Sid: 'WriteAgentAttributesOnly',
             Effect: 'Allow',
-            Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
-            Resource: { 'Fn::GetAtt': [stack.getLogicalId(leases.table.node.defaultChild as never), 'Arn'] },
+            Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+            Resource: arn,
+            Condition: { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': [...AGENT_ATTRIBUTES] } },
           },
         ],
       },
     });
+    expect(AGENT_ATTRIBUTES).not.toContain('rotation');
+    expect(AGENT_ATTRIBUTES).not.toContain('rejection');
   });
 
-  it('grants an agent role the same four actions inline', () => {
+  it('grants an agent role the same statements inline', () => {
     const { template, leases, stack } = tableStack();
     const role = new iam.Role(stack, 'AgentRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
     leases.grantAgentAccess(role);
     const policies = template().findResources('AWS::IAM::Policy');
-    const statements = Object.values(policies).flatMap((p) => (p.Properties as { PolicyDocument: { Statement: { Action: string[] }[] } }).PolicyDocument.Statement);
-    expect(statements.map((s) => s.Action)).toEqual([['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem']]);
+    const statements = Object.values(policies).flatMap((p) => (p.Properties as { PolicyDocument: { Statement: { Action: string[]; Condition?: unknown }[] } }).PolicyDocument.Statement);
+    expect(statements.map((s) => [s.Action, s.Condition])).toEqual([
+      [['dynamodb:GetItem', 'dynamodb:DeleteItem'], undefined],
+      [['dynamodb:PutItem', 'dynamodb:UpdateItem'], { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': [...AGENT_ATTRIBUTES] } }],
+    ]);
   });
 });

@@ -18,15 +18,15 @@ function surroundings(names: string[] = ['vision']) {
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 0 });
   const alb = new elbv2.ApplicationLoadBalancer(stack, 'Alb', { vpc });
   const listener = alb.addListener('Http', { port: 80, open: false });
-  const router = new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities: names.map((name) => ({ name })), unknownCapabilityResponse: true });
+  const router = names.length > 0 ? new CapabilityRouter(stack, 'Router', { vpc, listener, capabilities: names.map((name) => ({ name })), unknownCapabilityResponse: true }) : undefined;
   const leases = new LeaseTable(stack, 'Leases');
-  const capabilities = Object.fromEntries(names.map((n) => [n, { targetGroup: router.targetGroups[n] }]));
+  const capabilities = Object.fromEntries(names.map((n) => [n, { targetGroup: router!.targetGroups[n] }]));
   return { stack, vpc, alb, table: leases.table, capabilities };
 }
 
 function newSync(props: Partial<RegistrySyncProps> = {}, names?: string[]) {
   const s = surroundings(names);
-  const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, ...props });
+  const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, ...props });
   return { ...s, sync };
 }
 
@@ -53,7 +53,10 @@ describe('RegistrySync', () => {
         vision: { targetGroupArn: expect.stringMatching(/^<RoutervisionTargetGroup/), targetType: 'ip' },
         gpu: { targetGroupArn: expect.stringMatching(/^<RoutergpuTargetGroup/), targetType: 'ip' },
       },
+      vpcCidrs: [expect.stringMatching(/^<Vpc.*\.CidrBlock>$/)],
       allowedCidrs: ['10.1.0.0/16'],
+      maxLeaseTtlSeconds: 3600,
+      targetQuota: 1000,
       safetyValveShare: 0.25,
       reconcileRepeatSeconds: 20,
     });
@@ -64,25 +67,52 @@ describe('RegistrySync', () => {
     });
   });
 
-  it('adds the VPC CIDR to the allowed lease ranges when given the VPC', () => {
+  it('allows the VPC\'s CIDR only by default; anything wider only when named', () => {
     const s = surroundings();
     const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc });
     const config = JSON.parse(renderJoin(s.stack.resolve(sync.runtimeConfigJson)));
-    expect(config.allowedCidrs).toEqual(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', expect.stringMatching(/^<Vpc.*\.CidrBlock>$/)]);
+    expect(config.vpcCidrs).toEqual([expect.stringMatching(/^<Vpc.*\.CidrBlock>$/)]);
+    expect(config.allowedCidrs).toEqual([]);
+  });
+
+  it('needs the VPC, or ranges named explicitly', () => {
+    const s = surroundings();
+    expect(() => new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities })).toThrow(
+      validationError('RegistrySync needs vpc (its CIDR is where lease addresses may come from) or allowedCidrs naming the ranges'),
+    );
+  });
+
+  it('takes a maximum lease TTL and a target quota, and refuses them out of range', () => {
+    const { stack, sync } = newSync({ maxLeaseTtl: Duration.minutes(5), targetQuota: 500 });
+    expect(JSON.parse(renderJoin(stack.resolve(sync.runtimeConfigJson)))).toMatchObject({ maxLeaseTtlSeconds: 300, targetQuota: 500 });
+    expect(() => newSync({ maxLeaseTtl: Duration.days(2) })).toThrow(/maxLeaseTtl 172800 seconds is out of range 5–86400 seconds/);
+    expect(() => newSync({ targetQuota: 0 })).toThrow(/targetQuota 0 is out of range 1–100000/);
+  });
+
+  it('alarms when the load balancer holds 80 % of its target quota', () => {
+    const { stack } = newSync({ targetQuota: 500 });
+    Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'RegisteredTargets',
+      Namespace: 'AgentLb',
+      Dimensions: [{ Name: 'service', Value: 'agent-lb-reconcile' }],
+      Statistic: 'Maximum',
+      Threshold: 400,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmDescription: Match.stringLikeRegexp('80 % or more of its target quota \\(500\\)'),
+    });
   });
 
   it('sends every alarm to the given actions', () => {
     const s = surroundings();
     const topic = new sns.Topic(s.stack, 'Pager');
-    new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, alarmActions: [new cloudwatchActions.SnsAction(topic)] });
+    new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, alarmActions: [new cloudwatchActions.SnsAction(topic)] });
     const template = Template.fromStack(s.stack);
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
     template.allResourcesProperties('AWS::CloudWatch::Alarm', { AlarmActions: [{ Ref: s.stack.getLogicalId(topic.node.defaultChild as never) }] });
   });
 
-  it('grants no ELB write at all when there is no capability', () => {
-    const { stack } = newSync({}, []);
-    expect(JSON.stringify(Template.fromStack(stack).findResources('AWS::IAM::Policy'))).not.toContain('RegisterTargets');
+  it('refuses to exist without a capability (it would register nothing)', () => {
+    expect(() => newSync({}, [])).toThrow(/RegistrySync needs at least one capability/);
   });
 
   it('refuses target group ARNs that would not fit Lambda\'s 4 KB environment, and says how to fit them', () => {
@@ -96,21 +126,29 @@ describe('RegistrySync', () => {
 
   it('fits 100 capabilities with 20-character names when the functions discover their target groups', () => {
     const s = surroundings(Array.from({ length: 100 }, (_, i) => `capability-name-${String(i).padStart(4, '0')}`));
-    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb });
+    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, loadBalancer: s.alb });
     expect(sync.node.validate()).toEqual([]);
   });
 
-  it('fits 99 capabilities with 20-character names and the capability catalog with 10 public metadata keys', () => {
+  it('fits 99 capabilities with 20-character names, admission and the capability catalog with 10 public metadata keys', () => {
     const s = surroundings(Array.from({ length: 99 }, (_, i) => `capability-name-${String(i).padStart(4, '0')}`));
     const table = new RegistryStateTable(s.stack, 'State');
     const attributes = Array.from({ length: 10 }, (_, i) => `metadata-key-${i}`);
-    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb, catalog: { table, headerName: 'X-Agent-Capability', pathPrefix: 'agents', attributes } });
+    const agents = new ec2.SecurityGroup(s.stack, 'Agents', { vpc: s.vpc });
+    const sync = new RegistrySync(s.stack, 'Registry', {
+      table: s.table,
+      capabilities: s.capabilities,
+      vpc: s.vpc,
+      loadBalancer: s.alb,
+      admission: { agentSecurityGroups: [agents] },
+      catalog: { table, headerName: 'X-Agent-Capability', pathPrefix: 'agents', attributes },
+    });
     expect(sync.node.validate()).toEqual([]);
   });
 
   it('still refuses names too long for 4 KB even as a list', () => {
     const s = surroundings(Array.from({ length: 100 }, (_, i) => `a-capability-name-long-enough-to-matter-${String(i).padStart(4, '0')}`));
-    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, loadBalancer: s.alb });
+    const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, loadBalancer: s.alb });
     expect(sync.node.validate()).toEqual([expect.stringMatching(new RegExp(`^${CONFIG_ENV} for 100 capabilities may reach \\d{4} bytes .* Use fewer or shorter capability names`))]);
   });
 
@@ -153,7 +191,7 @@ describe('RegistrySync', () => {
 
   it('rejects a capability name outside the lease contract', () => {
     const s = surroundings();
-    expect(() => new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: { Vision: s.capabilities.vision } })).toThrow(
+    expect(() => new RegistrySync(s.stack, 'Registry', { table: s.table, vpc: s.vpc, capabilities: { Vision: s.capabilities.vision } })).toThrow(
       validationError('Capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$'),
     );
   });
@@ -161,7 +199,7 @@ describe('RegistrySync', () => {
   it('rejects a table without a stream', () => {
     const s = surroundings();
     const plain = new dynamodb.Table(s.stack, 'Plain', { partitionKey: { name: 'target', type: dynamodb.AttributeType.STRING } });
-    expect(() => new RegistrySync(s.stack, 'Registry', { table: plain, capabilities: s.capabilities })).toThrow(
+    expect(() => new RegistrySync(s.stack, 'Registry', { table: plain, vpc: s.vpc, capabilities: s.capabilities })).toThrow(
       validationError('The lease table must have a stream (NEW_AND_OLD_IMAGES); import an existing one with Table.fromTableAttributes(scope, id, { tableName, tableStreamArn })'),
     );
   });

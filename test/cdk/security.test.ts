@@ -29,6 +29,7 @@ import { captureMetrics, insert, Item, leaseItem, silentLogger, streamEvent, T0,
 import { FakeLeaseTable } from '../support/fake-lease-table';
 import { appWithoutBundling, cdkJsonContext, validationError } from './fixtures';
 import { RECONCILE_METRICS, SYNC_METRICS } from '../../lib/core/metric-names';
+import { AGENT_ATTRIBUTES } from '../../lib/core/lease-schema';
 
 const ACCOUNT = '123456789012';
 const REGION = 'eu-west-1';
@@ -125,7 +126,14 @@ function roleOf(template: Template, idPart: string): string {
 }
 
 /** Resource-level permissions do not exist for these: "*" is their only valid resource. */
-const STAR_ONLY_ACTIONS = new Set(['dynamodb:ListStreams', 'elasticloadbalancing:DescribeTargetHealth', 'elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTags']);
+const STAR_ONLY_ACTIONS = new Set([
+  'dynamodb:ListStreams',
+  'elasticloadbalancing:DescribeTargetHealth',
+  'elasticloadbalancing:DescribeTargetGroups',
+  'elasticloadbalancing:DescribeTags',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeInstances',
+]);
 
 describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
   it('only the sync and reconcile roles may Register/DeregisterTargets, on exactly this stack\'s target groups and nothing else', () => {
@@ -161,7 +169,7 @@ describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
     }
   });
 
-  it('agents get item reads and writes on the lease table only; nobody else may put a lease, only the registry updates one (rotation)', () => {
+  it('agents get item reads and writes of their own attributes on the lease table only; nobody else may put a lease, only the registry updates one (rotation)', () => {
     const { template } = variants[key];
     const table = Object.keys(template.findResources('AWS::DynamoDB::Table')).filter((id) => !id.includes('RegistryState'));
     expect(table).toHaveLength(1);
@@ -170,13 +178,17 @@ describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
     // Sorted: cdk.json's feature flags (@aws-cdk/aws-iam:minimizePolicies) sort actions, other apps may not.
     const statements = agentPolicies[0][1].Properties.PolicyDocument.Statement.map((st: { Action: string[] }) => ({ ...st, Action: [...st.Action].sort() }));
     expect(statements).toEqual([
+      { Sid: 'ReadAndReleaseLeases', Effect: 'Allow', Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem'], Resource: { 'Fn::GetAtt': [table[0], 'Arn'] } },
       {
-        Sid: 'LeaseItems',
+        Sid: 'WriteAgentAttributesOnly',
         Effect: 'Allow',
-        Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
         Resource: { 'Fn::GetAtt': [table[0], 'Arn'] },
+        Condition: { 'ForAllValues:StringEquals': { 'dynamodb:Attributes': [...AGENT_ATTRIBUTES] } },
       },
     ]);
+    expect(AGENT_ATTRIBUTES).not.toEqual(expect.arrayContaining(['rotation']));
+    expect(AGENT_ATTRIBUTES).not.toEqual(expect.arrayContaining(['rejection']));
     const onLeases = (s: { statement: Json }) => !JSON.stringify(s.statement.Resource).includes('RegistryState');
     for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:PartiQLInsert', 'dynamodb:PartiQLUpdate']) {
       const writers = identityStatements(template).filter((s) => grants(s.statement, action) && onLeases(s)).flatMap((s) => s.owners);

@@ -8,7 +8,8 @@ import { between, chance, Random, stream, weighted } from '../support/prng';
  * address:port whose successive agent processes ("incarnations") acquire, renew (the SDK's own
  * timer), drain and re-activate, release, crash (stop renewing), get replaced by a process that
  * takes the address:port over, or leave for a while. Decisions come from a per-slot seeded stream.
- * Agents use private 10.1.x.y addresses; nothing listens there, nothing needs to.
+ * Agents use loopback addresses 127.1.x.y, which local mode admits on any port (on AWS they would
+ * need a network interface in the agents' security group); nothing listens there, nothing needs to.
  */
 
 export type EndAction = 'release' | 'crash' | 'takeover' | 'leave';
@@ -88,7 +89,7 @@ export class AgentFleet {
       return {
         index,
         // Two agents per host on different ports: targets are keyed by address *and* port.
-        address: `10.1.${Math.floor(host / 250)}.${(host % 250) + 1}`,
+        address: `127.1.${Math.floor(host / 250)}.${(host % 250) + 1}`,
         port: 8000 + (index % 2),
         random: stream(options.seed, `slot-${index}`),
       };
@@ -154,6 +155,7 @@ export class AgentFleet {
       capabilities: this.capabilitiesFor(slot.random),
       agentId: `slot-${slot.index}-${c.incarnations}`,
       ttl: this.options.ttlSeconds,
+      allowLoopback: true, // the SDK refuses loopback addresses unless told: only local mode admits them
       takeover,
       client: this.options.client,
       keepProcessAlive: false,

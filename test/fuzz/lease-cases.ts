@@ -10,6 +10,7 @@
  */
 import fc from 'fast-check';
 import type { LeaseRejectionReason } from '../../lib/core/errors';
+import { MAX_LEASE_TOKEN_CHARS } from '../../lib/core/lease-schema';
 
 export interface FuzzEnv {
   /** Capabilities whose target groups take IP targets. */
@@ -27,6 +28,14 @@ export interface FuzzEnv {
   readonly storable: boolean;
   /** "Now" in epoch seconds, as the consumer judges liveness: stream write time or reconcile clock. */
   readonly nowSeconds: number;
+  /**
+   * Where valid IPv4 leases live: the private ranges (a routing that names them), or loopback
+   * (local mode, whose only addresses admitted without a network interface are its own).
+   * @default 'private'
+   */
+  readonly validAddresses?: 'private' | 'loopback';
+  /** Longest TTL a valid lease may have (the deployment's maximum). @default 86400 */
+  readonly maxTtlSeconds?: number;
 }
 
 export interface ElbTargetShape {
@@ -86,10 +95,10 @@ const ipv6For = (slot: number) => `fd00::${(slot + 1).toString(16)}`;
 
 // ------------------------------------------------------------------ strings
 
-/** Free-form text (agentId, leaseToken): any code point, control characters included. */
+/** Free-form text (agentId, leaseToken): any code point, control characters included, up to the contract's length caps. */
 function freeText(env: FuzzEnv): fc.Arbitrary<string> {
   const plain = fc.string({ unit: 'binary', minLength: 1, maxLength: 40 });
-  const tricky = fc.constantFrom('\u0000', '\n{"level":"ERROR","message":"forged"}', '\u001b[2J\u001b[31mred', 'agent\u202eevil', '🦊'.repeat(10), 'x'.repeat(5000));
+  const tricky = fc.constantFrom('\u0000', '\n{"level":"ERROR","message":"forged"}', '\u001b[2J\u001b[31mred', 'agent\u202eevil', '🦊'.repeat(10), 'x'.repeat(MAX_LEASE_TOKEN_CHARS));
   const lone = fc.constantFrom('\ud800', 'a\udfffb');
   return env.storable ? fc.oneof({ weight: 4, arbitrary: plain }, { weight: 1, arbitrary: tricky }) : fc.oneof({ weight: 4, arbitrary: plain }, { weight: 1, arbitrary: tricky }, { weight: 1, arbitrary: lone });
 }
@@ -157,7 +166,7 @@ function baseShape(env: FuzzEnv): fc.Arbitrary<BaseShape> {
         range: fc.integer({ min: 0, max: 3 }),
         port: fc.integer({ min: 1, max: 65535 }),
         capabilities: nonEmptySubset(kind === 'instance' ? env.instanceCapabilities : env.ipCapabilities),
-        ttl: fc.integer({ min: 60, max: 86_400 }),
+        ttl: fc.integer({ min: 60, max: env.maxTtlSeconds ?? 86_400 }),
         agentId: freeText(env),
         leaseToken: freeText(env),
         availabilityZone: fc.constantFrom('all', 'us-east-1a'),
@@ -169,7 +178,14 @@ function baseShape(env: FuzzEnv): fc.Arbitrary<BaseShape> {
 }
 
 function baseFor(shape: BaseShape, slot: number, env: FuzzEnv): Base {
-  const address = shape.kind === 'instance' ? instanceFor(slot) : shape.kind === 'ipv6' ? ipv6For(slot) : ipv4For(slot, shape.range);
+  const address =
+    shape.kind === 'instance'
+      ? instanceFor(slot)
+      : shape.kind === 'ipv6'
+        ? ipv6For(slot)
+        : env.validAddresses === 'loopback'
+          ? `127.${100 + ((slot >> 16) & 127)}.${(slot >> 8) & 255}.${slot & 255}`
+          : ipv4For(slot, shape.range);
   return {
     address,
     port: shape.port,
@@ -259,10 +275,10 @@ const WRONG_VALUES: { type: string; value: unknown; storable: boolean }[] = [
 /** An address that is fine: invalid cases that are about something else use it. */
 function healthyBase(env: FuzzEnv, slot: number, port = 1 + (slot % 65535)): Base {
   return {
-    address: spareIpv4(slot),
+    address: env.validAddresses === 'loopback' ? `127.${230 + ((slot >> 16) & 15)}.${(slot >> 8) & 255}.${slot & 255}` : spareIpv4(slot),
     port,
     capabilities: [env.ipCapabilities[0]],
-    expiresAt: env.nowSeconds + 3600,
+    expiresAt: env.nowSeconds + Math.min(3600, env.maxTtlSeconds ?? 3600),
     status: 'active',
     agentId: `fuzz-${slot}`,
     leaseToken: `token-${slot}`,

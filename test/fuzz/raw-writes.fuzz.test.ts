@@ -94,7 +94,18 @@ afterAll(async () => {
 describe('raw PutItem of bad leases among good ones, against DynamoDB Local + moto', () => {
   it(`never registers a bad lease, registers every good one, never blocks the stream (${RUNS} seeded batches)`, async () => {
     // Valid leases must outlive the test by far: reconcile judges liveness on the wall clock.
-    const env: FuzzEnv = { ipCapabilities: CAPABILITIES, instanceCapabilities: [], ipv6: false, loopback: true, storable: true, nowSeconds: Math.floor(Date.now() / 1000) + 600 };
+    // Local mode admits loopback agents on any port; other addresses need an interface in its VPC.
+    // Leases stay within the deployment's maximum TTL (an hour) from the real clock.
+    const env: FuzzEnv = {
+      ipCapabilities: CAPABILITIES,
+      instanceCapabilities: [],
+      ipv6: false,
+      loopback: true,
+      storable: true,
+      nowSeconds: Math.floor(Date.now() / 1000) + 600,
+      validAddresses: 'loopback',
+      maxTtlSeconds: 2400,
+    };
     const written: LeaseCase[] = [];
     const refusedByDynamoDb: { label: string; error: string }[] = [];
     let nextSlot = 0;

@@ -70,6 +70,9 @@ beforeAll(async () => {
     onReconcile: (report) => reconciles.push(report),
     onError: (where, error) => errors.push(`${where}: ${(error as Error).message}`),
   });
+  // The agents' addresses below are admitted as on AWS: an interface in the agents' security group holds each.
+  const range = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}.${i + 1}`);
+  await stack.addAgentInterfaces([...range('10.0.101', 12), ...range('10.0.104', 3), ...range('10.0.71', 2)]);
 });
 
 afterAll(async () => {
@@ -79,22 +82,22 @@ afterAll(async () => {
 
 describe('local mode against DynamoDB Local and moto', () => {
   it('SDK acquire: the target appears in its target group within 3 s, and only there', async () => {
-    const lease = agent('10.1.0.1', 8080);
+    const lease = agent('10.0.101.1', 8080);
     const started = Date.now();
     await lease.acquire();
-    const waited = await waitFor(() => registered('vision', '10.1.0.1:8080'), 3000, 'registration in vision', 50);
+    const waited = await waitFor(() => registered('vision', '10.0.101.1:8080'), 3000, 'registration in vision', 50);
     console.log(`acquire → registered in ${Date.now() - started} ms (waited ${waited} ms after acquire resolved)`);
     expect(Date.now() - started).toBeLessThan(3000);
-    expect(await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.1.0.1:8080')).toEqual(['vision']);
+    expect(await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.0.101.1:8080')).toEqual(['vision']);
 
     await lease.release();
-    await waitFor(() => inNoGroup('10.1.0.1:8080'), SLACK_MS, 'deregistration after release');
+    await waitFor(() => inNoGroup('10.0.101.1:8080'), SLACK_MS, 'deregistration after release');
   });
 
   it('heartbeats change nothing: several renewals, no ELB call, the target stays', async () => {
-    const lease = agent('10.1.0.2', 8080);
+    const lease = agent('10.0.101.2', 8080);
     await lease.acquire();
-    await waitFor(() => registered('vision', '10.1.0.2:8080'), SLACK_MS, 'registration');
+    await waitFor(() => registered('vision', '10.0.101.2:8080'), SLACK_MS, 'registration');
     await stack.drain();
     const before = stack.counters;
     const firstExpiry = lease.expiresAt!;
@@ -108,23 +111,23 @@ describe('local mode against DynamoDB Local and moto', () => {
     const after = stack.counters;
     expect(after.recordsSynced).toBeGreaterThanOrEqual(before.recordsSynced + 3);
     expect(after.elbMutatingCalls).toBe(before.elbMutatingCalls);
-    expect(Number((await getItem('10.1.0.2:8080'))?.expiresAt?.N)).toBeGreaterThan(firstExpiry);
-    expect(await targetKeys(stack.elbv2, arn('vision'))).toContain('10.1.0.2:8080');
+    expect(Number((await getItem('10.0.101.2:8080'))?.expiresAt?.N)).toBeGreaterThan(firstExpiry);
+    expect(await targetKeys(stack.elbv2, arn('vision'))).toContain('10.0.101.2:8080');
 
     await lease.release();
-    await waitFor(() => inNoGroup('10.1.0.2:8080'), SLACK_MS, 'deregistration after release');
+    await waitFor(() => inNoGroup('10.0.101.2:8080'), SLACK_MS, 'deregistration after release');
   });
 
   it('release: the lease is deleted and the target deregistered', async () => {
-    const lease = agent('10.1.0.3', 8080);
+    const lease = agent('10.0.101.3', 8080);
     await lease.acquire();
-    await waitFor(() => registered('vision', '10.1.0.3:8080'), SLACK_MS, 'registration');
+    await waitFor(() => registered('vision', '10.0.101.3:8080'), SLACK_MS, 'registration');
 
     const started = Date.now();
     expect(await lease.release()).toBe(true);
-    await waitFor(() => inNoGroup('10.1.0.3:8080'), SLACK_MS, 'deregistration after release', 50);
+    await waitFor(() => inNoGroup('10.0.101.3:8080'), SLACK_MS, 'deregistration after release', 50);
     console.log(`release → deregistered in ${Date.now() - started} ms`);
-    expect(await getItem('10.1.0.3:8080')).toBeUndefined();
+    expect(await getItem('10.0.101.3:8080')).toBeUndefined();
   });
 
   it('a crashed agent (stops renewing): reconcile deletes its expired lease and deregisters it within ttl + interval + slack', async () => {
@@ -135,8 +138,8 @@ describe('local mode against DynamoDB Local and moto', () => {
     const budget = TTL_SECONDS * 1000 + RECONCILE_MS + SLACK_MS;
     let byReconcile = false;
     for (let attempt = 1; attempt <= 3 && !byReconcile; attempt++) {
-      const key = `10.1.4.${attempt}:8080`;
-      const lease = agent(`10.1.4.${attempt}`, 8080);
+      const key = `10.0.104.${attempt}:8080`;
+      const lease = agent(`10.0.104.${attempt}`, 8080);
       await lease.acquire();
       await waitFor(() => registered('vision', key), SLACK_MS, 'registration');
       const deletedBefore = reconciles.reduce((n, r) => n + r.expiredLeasesDeleted, 0);
@@ -156,44 +159,44 @@ describe('local mode against DynamoDB Local and moto', () => {
   });
 
   it('drain: the target leaves its group while the lease stays (status draining, still renewed)', async () => {
-    const lease = agent('10.1.0.5', 8080);
+    const lease = agent('10.0.101.5', 8080);
     await lease.acquire();
-    await waitFor(() => registered('vision', '10.1.0.5:8080'), SLACK_MS, 'registration');
+    await waitFor(() => registered('vision', '10.0.101.5:8080'), SLACK_MS, 'registration');
 
     await lease.drain();
-    await waitFor(() => inNoGroup('10.1.0.5:8080'), SLACK_MS, 'deregistration after drain', 50);
-    const drainedExpiry = Number((await getItem('10.1.0.5:8080'))?.expiresAt?.N);
+    await waitFor(() => inNoGroup('10.0.101.5:8080'), SLACK_MS, 'deregistration after drain', 50);
+    const drainedExpiry = Number((await getItem('10.0.101.5:8080'))?.expiresAt?.N);
 
     // Reconcile passes and renewals later, it is still out of rotation and still held.
     await reconcilePasses(2);
-    await waitFor(async () => Number((await getItem('10.1.0.5:8080'))?.expiresAt?.N) > drainedExpiry, TTL_SECONDS * 1000 + SLACK_MS, 'a renewal while draining');
-    const item = await getItem('10.1.0.5:8080');
+    await waitFor(async () => Number((await getItem('10.0.101.5:8080'))?.expiresAt?.N) > drainedExpiry, TTL_SECONDS * 1000 + SLACK_MS, 'a renewal while draining');
+    const item = await getItem('10.0.101.5:8080');
     expect(item?.status).toEqual({ S: 'draining' });
     expect(item?.leaseToken).toEqual({ S: lease.leaseToken });
     expect(lease.held).toBe(true);
-    expect(await inNoGroup('10.1.0.5:8080')).toBe(true);
+    expect(await inNoGroup('10.0.101.5:8080')).toBe(true);
 
     await lease.release();
-    expect(await getItem('10.1.0.5:8080')).toBeUndefined();
+    expect(await getItem('10.0.101.5:8080')).toBeUndefined();
   });
 
   it('a lease with several capabilities lands in each of their groups, and leaves them all on release', async () => {
-    const lease = agent('10.1.0.6', 8080, ['vision', 'speech', 'search']);
+    const lease = agent('10.0.101.6', 8080, ['vision', 'speech', 'search']);
     await lease.acquire();
     await waitFor(
-      async () => (await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.1.0.6:8080')).length === 3,
+      async () => (await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.0.101.6:8080')).length === 3,
       SLACK_MS,
       'registration in all three groups',
     );
-    expect(await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.1.0.6:8080')).toEqual(['search', 'speech', 'vision']);
+    expect(await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.0.101.6:8080')).toEqual(['search', 'speech', 'vision']);
 
-    const partial = agent('10.1.0.7', 8080, ['speech']);
+    const partial = agent('10.0.101.7', 8080, ['speech']);
     await partial.acquire();
-    await waitFor(() => registered('speech', '10.1.0.7:8080'), SLACK_MS, 'registration of a one-capability lease');
-    expect(await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.1.0.7:8080')).toEqual(['speech']);
+    await waitFor(() => registered('speech', '10.0.101.7:8080'), SLACK_MS, 'registration of a one-capability lease');
+    expect(await groupsHolding(stack.elbv2, stack.state.targetGroups, '10.0.101.7:8080')).toEqual(['speech']);
 
     await Promise.all([lease.release(), partial.release()]);
-    await waitFor(async () => (await inNoGroup('10.1.0.6:8080')) && (await inNoGroup('10.1.0.7:8080')), SLACK_MS, 'deregistration everywhere');
+    await waitFor(async () => (await inNoGroup('10.0.101.6:8080')) && (await inNoGroup('10.0.101.7:8080')), SLACK_MS, 'deregistration everywhere');
   });
 
   it('invalid leases written with the raw AWS SDK are never registered; valid ones written just after them are', async () => {
@@ -208,16 +211,16 @@ describe('local mode against DynamoDB Local and moto', () => {
     const base = (address: string, port = 8080) => contractItem({ address, port, capabilities: ['vision', 'speech'] });
     const invalid: Record<string, Item> = {
       publicIp: base('8.8.8.8'),
-      portZero: base('10.7.0.2', 0),
-      portAsString: { ...base('10.7.0.3'), port: { S: '8080' } },
-      expiresAtAsString: { ...base('10.7.0.4'), expiresAt: { S: String(Math.floor(Date.now() / 1000) + 60) } },
-      unknownCapabilityOnly: { ...base('10.7.0.5'), capabilities: { SS: ['translation'] } },
-      capabilitiesAsString: { ...base('10.7.0.6'), capabilities: { S: 'vision' } },
+      portZero: base('10.0.70.2', 0),
+      portAsString: { ...base('10.0.70.3'), port: { S: '8080' } },
+      expiresAtAsString: { ...base('10.0.70.4'), expiresAt: { S: String(Math.floor(Date.now() / 1000) + 60) } },
+      unknownCapabilityOnly: { ...base('10.0.70.5'), capabilities: { SS: ['translation'] } },
+      capabilitiesAsString: { ...base('10.0.70.6'), capabilities: { S: 'vision' } },
     };
     const invalidAddresses = new Set(Object.values(invalid).map((i) => i.address.S!));
     const valid = [
-      contractItem({ address: '10.7.1.1', port: 8080, capabilities: ['vision'] }),
-      contractItem({ address: '10.7.1.2', port: 8081, capabilities: ['speech', 'search'] }),
+      contractItem({ address: '10.0.71.1', port: 8080, capabilities: ['vision'] }),
+      contractItem({ address: '10.0.71.2', port: 8080, capabilities: ['speech', 'search'] }),
     ];
     const written = [...Object.values(invalid), ...valid];
     try {
@@ -232,7 +235,7 @@ describe('local mode against DynamoDB Local and moto', () => {
       await waitFor(
         async () => {
           const all = await look();
-          return all.vision.includes('10.7.1.1:8080') && all.speech.includes('10.7.1.2:8081') && all.search.includes('10.7.1.2:8081');
+          return all.vision.includes('10.0.71.1:8080') && all.speech.includes('10.0.71.2:8080') && all.search.includes('10.0.71.2:8080');
         },
         SLACK_MS,
         'the valid raw leases to be registered',
@@ -244,36 +247,38 @@ describe('local mode against DynamoDB Local and moto', () => {
       const after = await look();
       const stray = [...seen].filter((k) => invalidAddresses.has(k.slice(0, k.lastIndexOf(':'))));
       expect(stray).toEqual([]);
-      expect(after.vision).toContain('10.7.1.1:8080');
-      expect(after.speech).toContain('10.7.1.2:8081');
+      expect(after.vision).toContain('10.0.71.1:8080');
+      expect(after.speech).toContain('10.0.71.2:8080');
 
-      // Reconcile names every invalid lease (it logs and counts them) rather than ignoring them silently.
-      const rejected = new Set(reconciles[reconciles.length - 1].rejections.map((r) => r.target));
+      // Reconcile names every invalid lease (it logs and counts them) rather than ignoring them
+      // silently; an item with no numeric expiresAt, which no TTL would ever remove, it deletes.
+      const rejected = new Set(reconciles.flatMap((r) => r.rejections.map((x) => x.target)));
       for (const item of Object.values(invalid)) expect(rejected).toContain(item.target.S);
+      expect((await raw.send(new GetItemCommand({ TableName: table, Key: { target: invalid.expiresAtAsString.target }, ConsistentRead: true }))).Item).toBeUndefined();
     } finally {
       for (const item of written) await raw.send(new DeleteItemCommand({ TableName: table, Key: { target: item.target } }));
       raw.destroy();
     }
-    await waitFor(async () => (await inNoGroup('10.7.1.1:8080')) && (await inNoGroup('10.7.1.2:8081')), SLACK_MS, 'the valid leases to leave');
+    await waitFor(async () => (await inNoGroup('10.0.71.1:8080')) && (await inNoGroup('10.0.71.2:8080')), SLACK_MS, 'the valid leases to leave');
   });
 
   it('reconcile repairs a target added by hand and a live target removed by hand', async () => {
-    const lease = agent('10.1.0.8', 8080);
+    const lease = agent('10.0.101.8', 8080);
     await lease.acquire();
-    await waitFor(() => registered('vision', '10.1.0.8:8080'), SLACK_MS, 'registration');
+    await waitFor(() => registered('vision', '10.0.101.8:8080'), SLACK_MS, 'registration');
 
     await stack.elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: arn('vision'), Targets: [{ Id: '10.8.8.8', Port: 9000 }] }));
-    await stack.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: arn('vision'), Targets: [{ Id: '10.1.0.8', Port: 8080 }] }));
+    await stack.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: arn('vision'), Targets: [{ Id: '10.0.101.8', Port: 8080 }] }));
     const tampered = Date.now();
     const now = await targetKeys(stack.elbv2, arn('vision'));
     expect(now).toContain('10.8.8.8:9000');
-    expect(now).not.toContain('10.1.0.8:8080');
+    expect(now).not.toContain('10.0.101.8:8080');
 
     const passesBefore = reconciles.length;
     await waitFor(
       async () => {
         const keys = await targetKeys(stack.elbv2, arn('vision'));
-        return keys.includes('10.1.0.8:8080') && !keys.includes('10.8.8.8:9000');
+        return keys.includes('10.0.101.8:8080') && !keys.includes('10.8.8.8:9000');
       },
       RECONCILE_MS + SLACK_MS,
       'reconcile to repair both',
@@ -287,23 +292,23 @@ describe('local mode against DynamoDB Local and moto', () => {
     expect(repairs.reduce((n, r) => n + r.driftDeregistered, 0)).toBe(1);
 
     await lease.release();
-    await waitFor(() => inNoGroup('10.1.0.8:8080'), SLACK_MS, 'deregistration after release');
+    await waitFor(() => inNoGroup('10.0.101.8:8080'), SLACK_MS, 'deregistration after release');
   });
 
   it('takeover of an address:port: the newcomer wins, the first holder gets lost, the target stays until the newcomer releases', async () => {
-    const first = agent('10.1.0.9', 8080, ['vision'], { agentId: 'first' });
+    const first = agent('10.0.101.9', 8080, ['vision'], { agentId: 'first' });
     await first.acquire();
-    await waitFor(() => registered('vision', '10.1.0.9:8080'), SLACK_MS, 'registration');
+    await waitFor(() => registered('vision', '10.0.101.9:8080'), SLACK_MS, 'registration');
     await stack.drain();
 
     // Without takeover the address:port is refused while the first lease lives.
-    await expect(agent('10.1.0.9', 8080, ['vision'], { agentId: 'polite' }).acquire()).rejects.toBeInstanceOf(LeaseHeldError);
+    await expect(agent('10.0.101.9', 8080, ['vision'], { agentId: 'polite' }).acquire()).rejects.toBeInstanceOf(LeaseHeldError);
 
     const callsBefore = stack.counters.elbMutatingCalls;
     const lost = once(first, 'lost');
-    const second = agent('10.1.0.9', 8080, ['vision'], { agentId: 'second', takeover: true });
+    const second = agent('10.0.101.9', 8080, ['vision'], { agentId: 'second', takeover: true });
     await second.acquire();
-    expect((await getItem('10.1.0.9:8080'))?.agentId).toEqual({ S: 'second' });
+    expect((await getItem('10.0.101.9:8080'))?.agentId).toEqual({ S: 'second' });
 
     // The first holder notices at its next renewal; the target never leaves meanwhile.
     let alwaysRegistered = true;
@@ -311,7 +316,7 @@ describe('local mode against DynamoDB Local and moto', () => {
     void lost.then(() => (settled = true));
     await waitFor(
       async () => {
-        alwaysRegistered &&= await registered('vision', '10.1.0.9:8080');
+        alwaysRegistered &&= await registered('vision', '10.0.101.9:8080');
         return settled;
       },
       TTL_SECONDS * 1000 + SLACK_MS,
@@ -323,11 +328,11 @@ describe('local mode against DynamoDB Local and moto', () => {
     expect(await first.release()).toBe(false);
     await stack.drain();
     await stack.reconcileNow();
-    expect(await registered('vision', '10.1.0.9:8080')).toBe(true);
+    expect(await registered('vision', '10.0.101.9:8080')).toBe(true);
     expect(stack.counters.elbMutatingCalls).toBe(callsBefore); // same endpoint: no ELB call at all
 
     expect(await second.release()).toBe(true);
-    await waitFor(() => inNoGroup('10.1.0.9:8080'), SLACK_MS, 'deregistration after the newcomer released');
+    await waitFor(() => inNoGroup('10.0.101.9:8080'), SLACK_MS, 'deregistration after the newcomer released');
   });
 
   it('the handlers reported no errors', () => {

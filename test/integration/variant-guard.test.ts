@@ -38,6 +38,8 @@ beforeAll(async () => {
   writeFileSync(cdkJson, JSON.stringify({ context: { 'agent-lb': { capabilities: [{ name: 'vision', variants: [{ name: 'canary', weight: 20 }] }] } } }));
   // Passes run when the test asks (reconcileNow), not on a timer.
   stack = await LocalStack.start({ cdkJsonPath: cdkJson, reconcileIntervalMs: 3_600_000 });
+  // Admitted as on AWS: an interface in the agents' security group holds the canary's address.
+  await stack.addAgentInterfaces(['10.0.70.1']);
 });
 
 afterAll(async () => {
@@ -69,8 +71,8 @@ describe('reconcile holds an empty variant out of its capability\'s weighted rul
     // A canary agent joins by listing the capability vision-canary
     const lease = new AgentLease({
       tableName: stack.state.tableName,
-      address: '10.7.0.1',
-      port: 8080,
+      address: '10.0.70.1',
+      port: 80, // the group's own port: the capability declares no others
       capabilities: ['vision-canary'],
       agentId: 'canary-1',
       ttl: 30,
@@ -78,7 +80,7 @@ describe('reconcile holds an empty variant out of its capability\'s weighted rul
       keepProcessAlive: false,
     });
     await lease.acquire();
-    await waitFor(async () => (await targetKeys(stack.elbv2, stack.state.targetGroups['vision-canary'])).includes('10.7.0.1:8080'), SLACK_MS, 'canary registration');
+    await waitFor(async () => (await targetKeys(stack.elbv2, stack.state.targetGroups['vision-canary'])).includes('10.0.70.1:80'), SLACK_MS, 'canary registration');
     const serving = await stack.reconcileNow();
     expect(serving.variantsHeldOut).toEqual([]);
     expect(await statusLine('vision-canary')).toMatch(/^vision-canary\s+20% of vision\s+1\s+1\s+healthy=1/);
@@ -90,7 +92,7 @@ describe('reconcile holds an empty variant out of its capability\'s weighted rul
 
     // It leaves: out of rotation, so the canary is held out again
     await lease.release();
-    await waitFor(async () => !(await targetKeys(stack.elbv2, stack.state.targetGroups['vision-canary'])).includes('10.7.0.1:8080'), SLACK_MS, 'canary deregistration');
+    await waitFor(async () => !(await targetKeys(stack.elbv2, stack.state.targetGroups['vision-canary'])).includes('10.0.70.1:80'), SLACK_MS, 'canary deregistration');
     expect((await stack.reconcileNow()).variantsHeldOut).toEqual(['vision-canary']);
     expect(await weights()).toEqual([
       ['vision=100', 'vision-canary=0'],

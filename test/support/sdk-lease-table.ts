@@ -31,8 +31,9 @@ export const NOW_S = NOW_MS / 1000;
 /** The DynamoDB client mock of the test file (each file runs in its own process). */
 export const ddb = mockClient(DynamoDBClient);
 
-export const conditionFailed = (): ConditionalCheckFailedException =>
-  new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+/** As DynamoDB fails a condition; with `ReturnValuesOnConditionCheckFailure: ALL_OLD` it carries the item as it was (`old`). */
+export const conditionFailed = (old?: Record<string, AttributeValue>): ConditionalCheckFailedException =>
+  Object.assign(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }), old ? { Item: structuredClone(old) } : {});
 export const throttled = (): ProvisionedThroughputExceededException =>
   new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} });
 
@@ -111,13 +112,13 @@ export class SdkLeaseTable {
       this.items.set(key, structuredClone(input.Item));
       return {};
     });
-    ddb.on(UpdateItemCommand).callsFake((input: { Key: Item; ExpressionAttributeValues: Item }) => {
+    ddb.on(UpdateItemCommand).callsFake((input: { Key: Item; ExpressionAttributeValues: Item; ReturnValuesOnConditionCheckFailure?: string }) => {
       const values = input.ExpressionAttributeValues;
       const status = values[':status']?.S;
       this.log.push(status ?? 'renew');
       this.maybeFail('update');
       const item = this.items.get(input.Key.target.S!);
-      if (item?.leaseToken?.S !== values[':mine']?.S) throw conditionFailed();
+      if (item?.leaseToken?.S !== values[':mine']?.S) throw conditionFailed(input.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' ? item : undefined);
       if (status !== undefined) item!.status = { S: status };
       else {
         item!.expiresAt = values[':exp'];
@@ -169,8 +170,13 @@ export class SdkLeaseTable {
   }
 
   /** Another holder takes the key over (same address:port, another token). */
-  public takeOver(key = DEFAULT_KEY): void {
-    this.items.set(key, { ...this.items.get(key)!, leaseToken: { S: 'someone-else' } });
+  public takeOver(key = DEFAULT_KEY, agentId?: string): void {
+    this.items.set(key, { ...this.items.get(key)!, leaseToken: { S: 'someone-else' }, ...(agentId ? { agentId: { S: agentId } } : {}) });
+  }
+
+  /** Another agent writes attributes of the item without the token (the agent grant cannot stop it on ECS). */
+  public tamper(patch: Item, key = DEFAULT_KEY): void {
+    this.items.set(key, { ...this.items.get(key)!, ...structuredClone(patch) });
   }
 
   private maybeFail(kind: keyof SdkLeaseTable['failNext']): void {

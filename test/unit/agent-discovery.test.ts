@@ -26,10 +26,10 @@ describe('discoverFrom: health filters as Cloud Map has them, metadata equalitie
 
   it.each<[HealthFilter, Record<string, string>, string[]]>([
     ['healthy', {}, ['1', '2']],
-    ['all', {}, ['1', '2', '3', '4', '5']],
+    ['all', {}, ['1', '2', '3', '4']],
     ['healthy-or-else-all', {}, ['1', '2']],
     ['healthy', { model: 'large' }, ['1']],
-    ['all', { model: 'large' }, ['1', '3', '4', '5']],
+    ['all', { model: 'large' }, ['1', '3', '4']],
     ['healthy', { model: 'medium' }, []],
     ['healthy', { gpus: '2' }, ['2']],
     ['all', { model: 'large', gpus: '3' }, ['3']],
@@ -38,8 +38,14 @@ describe('discoverFrom: health filters as Cloud Map has them, metadata equalitie
   });
 
   it('healthy-or-else-all falls back to every match when none is healthy', () => {
-    expect(targets(discoverFrom([sick, fresh, drainingHealthy], { health: 'healthy-or-else-all' }))).toEqual(['3', '4', '5']);
+    expect(targets(discoverFrom([sick, fresh, drainingHealthy], { health: 'healthy-or-else-all' }))).toEqual(['3', '4']);
     expect(targets(discoverFrom([sick, fresh], { health: 'healthy' }))).toEqual([]);
+  });
+
+  it('never lists a target the registry has not registered (no rotation state, or absent): a lease EC2 did not admit or past the quota', () => {
+    const gone = member(6, 'absent', 'large');
+    expect(targets(discoverFrom([fresh, gone], { health: 'all' }))).toEqual([]);
+    expect(targets(discoverFrom([fresh, gone], { health: 'healthy-or-else-all' }))).toEqual([]);
   });
 
   it('returns address, port, state and plain metadata, never a token', () => {

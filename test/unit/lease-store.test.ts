@@ -17,7 +17,7 @@ import { LeaseStore } from '../../lib/aws/lease-store';
 import { LeaseHeldError, LeaseLostError, LeaseStoreError } from '../../lib/core/errors';
 import { encodeRotationEntry } from '../../lib/core/lease-codec';
 import type { RawItem } from '../../lib/core/lease-schema';
-import { MAX_ENTRIES_PER_WRITE, RegistryEntry } from '../../lib/core/registry-writes';
+import { entriesNewerThan, MAX_ENTRIES_PER_WRITE, RegistryEntry } from '../../lib/core/registry-writes';
 import { encodeRejection, StoredRejection } from '../../lib/core/rejection';
 import type { RejectionWrite } from '../../lib/core/rejection-planner';
 import { InMemoryLeaseTable } from '../support/in-memory-lease-table';
@@ -152,6 +152,21 @@ describe('LeaseStore writes follow the contract', () => {
       ConditionExpression: '#expiresAt < :now',
       ExpressionAttributeNames: { '#expiresAt': 'expiresAt' },
       ExpressionAttributeValues: { ':now': { N: String(T0) } },
+    });
+  });
+});
+
+describe('LeaseStore.deleteIfNoExpiry', () => {
+  it('deletes an item only while it has no numeric expiresAt; a failed condition is false', async () => {
+    ddbMock.on(DeleteItemCommand).resolvesOnce({}).rejectsOnce(conditionFailed());
+    await expect(store.deleteIfNoExpiry(TARGET)).resolves.toBe(true);
+    await expect(store.deleteIfNoExpiry(TARGET)).resolves.toBe(false);
+    expect(ddbMock).toHaveReceivedCommandWith(DeleteItemCommand, {
+      TableName: 'leases',
+      Key: { target: { S: TARGET } },
+      ConditionExpression: 'attribute_exists(#target) AND NOT attribute_type(#expiresAt, :number)',
+      ExpressionAttributeNames: { '#target': 'target', '#expiresAt': 'expiresAt' },
+      ExpressionAttributeValues: { ':number': { S: 'N' } },
     });
   });
 });
@@ -368,10 +383,12 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
     expect(input.UpdateExpression).toBe('SET #a0.#k0 = :v0, #a0.#k1 = :v1');
     expect(input.ConditionExpression).toBe(
       '#token = :token AND attribute_type(#a0, :m)' +
-        ' AND (attribute_not_exists(#a0.#k0) OR NOT attribute_type(#a0.#k0, :m) OR NOT attribute_type(#a0.#k0.#since, :n) OR #a0.#k0.#since < :s0)' +
-        ' AND (attribute_not_exists(#a0.#k1) OR NOT attribute_type(#a0.#k1, :m) OR NOT attribute_type(#a0.#k1.#since, :n) OR #a0.#k1.#since < :s1)',
+        ' AND (attribute_not_exists(#a0.#k0) OR NOT attribute_type(#a0.#k0, :m) OR NOT attribute_type(#a0.#k0.#since, :n) OR #a0.#k0.#since < :s0 OR #a0.#k0.#since > :f0)' +
+        ' AND (attribute_not_exists(#a0.#k1) OR NOT attribute_type(#a0.#k1, :m) OR NOT attribute_type(#a0.#k1.#since, :n) OR #a0.#k1.#since < :s1 OR #a0.#k1.#since > :f1)',
     );
     expect(input.ExpressionAttributeNames).toEqual({ '#token': 'leaseToken', '#a0': 'rotation', '#since': 'since', '#k0': 'vision', '#k1': 'speech' });
+    // An entry dated beyond the clock-skew allowance (30 s) was forged: replaced like a malformed one.
+    expect(input.ExpressionAttributeValues?.[':f0']).toEqual({ N: String(since + 30_000) });
     expect(input.ExpressionAttributeValues).toMatchObject({ ':token': { S: TOKEN }, ':s0': { N: String(since) }, ':v0': { M: { state: { S: 'healthy' }, since: { N: String(since) } } } });
     expect(input.ReturnValuesOnConditionCheckFailure).toBe('ALL_OLD');
   });
@@ -457,6 +474,17 @@ describe('LeaseStore.writeEntries: the registry writes into a lease, one UpdateI
     expect(table.items.has('10.9.9.9:80')).toBe(false);
     expect(table.items.get(TARGET)?.rotation).toEqual(withRotation({ vision: ['healthy', since + 5], speech: ['healthy', since + 5] }).rotation);
     expect(table.streamRecords).toHaveLength(2);
+  });
+
+  it('an entry an agent forged with a since in the future is overwritten, even naming the same state (condition and retry alike)', async () => {
+    const forged = withRotation({ vision: ['healthy', 4_102_444_800_000], speech: ['absent', 4_102_444_800_000] });
+    const table = new InMemoryLeaseTable('leases').put(forged as never);
+    const real = new LeaseStore(table.asClient(), 'leases');
+    await expect(real.writeEntries({ target: TARGET, leaseToken: TOKEN, entries: [rotation('vision', 'healthy', since)], maps: ['rotation'] })).resolves.toMatchObject({ written: 1, changed: 1 });
+    expect(table.items.get(TARGET)?.rotation).toEqual(withRotation({ vision: ['healthy', since], speech: ['absent', 4_102_444_800_000] }).rotation);
+    // From the item a failed condition returned: the forged entry is still to be written.
+    expect(entriesNewerThan(forged, [rotation('speech', 'absent', since)]).newer).toHaveLength(1);
+    expect(entriesNewerThan(withRotation({ speech: ['absent', since - 5] }), [rotation('speech', 'absent', since)]).newer).toHaveLength(0);
   });
 
   describe('with the lease\'s rejection: in the same UpdateItem, on the item judged', () => {

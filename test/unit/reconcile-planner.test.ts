@@ -198,3 +198,34 @@ describe('planReconcile: applying a plan', () => {
     );
   });
 });
+
+describe('leases far beyond the maximum TTL', () => {
+  const capped: RoutingConfig = { ...routing, maxLeaseTtlSeconds: 3600 };
+  const planCapped = (groups: ObservedGroup[], items: RawItem[]) => planReconcile({ groups, items, nowSeconds: NOW, policy, routing: capped, safetyValveShare: 0.5 });
+
+  it('route nowhere (a registered target leaves at once) and are swept on `expiresAt > latest`, so their key is free again', () => {
+    // Prepare: 10.0.0.1 claims a year; 10.0.0.2 is a sane lease; 10.0.0.3 wrote milliseconds far in the future
+    const items = [lease(1, { expiresAt: NOW + 365 * 86_400 }), lease(2), lease(3, { expiresAt: (NOW + 365 * 86_400) * 1000 })];
+
+    // Act
+    const p = planCapped([observed('tg/vision', [[1, 'healthy'], [2, 'healthy']])], items);
+
+    // Assess
+    expect(p.groups[0].deregister.map((d) => [d.target.key, d.reason])).toEqual([['10.0.0.1:80', 'not-listed']]);
+    expect(p.tooFar).toEqual([
+      { target: '10.0.0.1:80', expiresAt: NOW + 365 * 86_400, latest: NOW + 3600 + 30 },
+      { target: '10.0.0.3:80', expiresAt: (NOW + 365 * 86_400) * 1000, latest: (NOW + 3600 + 30) * 1000 },
+    ]);
+    expect(p.rejections.map((r) => r.reason)).toEqual(expect.arrayContaining(['EXPIRY_TOO_FAR']));
+  });
+
+  it('sweeps items with no numeric expiresAt (missing, or a string): no TTL would ever remove them', () => {
+    const { expiresAt: _, ...noExpiry } = lease(1);
+    const items = [noExpiry, { ...lease(2), expiresAt: { S: '9999999999' } }, lease(3)];
+    expect(plan([], items).noExpiry).toEqual(['10.0.0.1:80', '10.0.0.2:80']);
+  });
+
+  it('without a maximum (a hand-written routing) nothing is swept for it', () => {
+    expect(plan([], [lease(1, { expiresAt: NOW + 365 * 86_400 })]).tooFar).toEqual([]);
+  });
+});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AddressPolicy } from '../../lib/core/address-policy';
 import type { LeaseRejection } from '../../lib/core/errors';
-import { planRejection, planRejectionsFromRecords, planRejectionsFromScan, RejectionWrite, retryRejection } from '../../lib/core/rejection-planner';
+import { currentVerdict, factDecisions, planRejection, planRejectionsFromRecords, planRejectionsFromScan, RejectionWrite, retryRejection } from '../../lib/core/rejection-planner';
 import { decodeRejection, encodeRejection, MAX_REJECTION_MESSAGE_CHARS, rejectionVerdict, sameVerdict, StoredRejection } from '../../lib/core/rejection';
 import { ALLOWED_CIDRS, Item, leaseItem, T0, testConfig } from '../support/lease-fixtures';
 
@@ -143,6 +143,56 @@ describe('planRejectionsFromRecords / FromScan', () => {
   it('reconcile plans from every item of its scan', () => {
     const items = [leaseItem({ address: '10.0.0.1' }), leaseItem({ address: '10.0.0.2', capabilities: ['ocr'] })];
     expect(planRejectionsFromScan(items, policy, routing, NOW_MS).map((w) => `${w.target} ${w.rejection?.reason}`)).toEqual(['10.0.0.2:8080 unknown-capability']);
+  });
+});
+
+describe('refusals from AWS facts (admission, the quota) ride the same planner', () => {
+  const lease = leaseItem({ address: '10.0.0.6' });
+  const notAdmitted: LeaseRejection = { reason: 'NOT_ADMITTED', target: '10.0.0.6:8080', capability: 'vision', message: 'address "10.0.0.6" is not admitted for capability "vision": eni-1 carries sg-other' };
+  const overQuota: LeaseRejection = { reason: 'OVER_QUOTA', target: '10.0.0.7:8080', capability: 'vision', message: 'the load balancer holds 1000 of its 1000 targets' };
+  const stored: StoredRejection = { reason: 'not-admitted', message: notAdmitted.message, capabilities: ['vision'], since: T0 * 1000 - 1_000 };
+
+  it('factDecisions: refusals by key, and the keys every decision let through with none', () => {
+    expect(Object.fromEntries(factDecisions([notAdmitted, overQuota], ['10.0.0.6:8080', '10.0.0.8:8080']))).toEqual({
+      '10.0.0.6:8080': [notAdmitted],
+      '10.0.0.7:8080': [overQuota],
+      '10.0.0.8:8080': [],
+    });
+  });
+
+  it.each<[string, Item, readonly LeaseRejection[] | undefined, string | undefined]>([
+    ['decided not admitted: written into the lease', lease, [notAdmitted], 'not-admitted vision'],
+    ['decided over the quota: written into the lease', leaseItem({ address: '10.0.0.7' }), [overQuota], 'over-quota vision'],
+    ['the same refusal already written: nothing', withRejection(lease, stored), [notAdmitted], 'none'],
+    ['not decided again (a heartbeat, a pass without its address): the stored refusal stands', withRejection(lease, stored), undefined, 'none'],
+    ['decided again and let through: removed', withRejection(lease, stored), [], 'removed'],
+    ['the item itself refused whole: that verdict replaces it', withRejection(leaseItem({ address: '10.0.0.6' }, { port: { S: '8080' } }), stored), undefined, 'invalid all'],
+  ])('%s', (_name, item, facts, expected) => {
+    const write = planRejection(item, { policy, routing, nowMs: NOW_MS, ...(facts ? { facts } : {}) });
+    const got = write === undefined ? 'none' : write.rejection === undefined ? 'removed' : `${write.rejection.reason} ${write.rejection.capabilities?.join(',') ?? 'all'}`;
+    expect(got).toBe(expected);
+  });
+
+  it('stream sync: a heartbeat of a lease refused from facts keeps its refusal; the batch that decided it writes it', () => {
+    const refused = withRejection(lease, stored);
+    expect(planRejectionsFromRecords([{ id: '1', oldImage: refused, newImage: refused }], policy, routing, NOW_MS, ['heartbeat'])).toEqual([]);
+    const decided = planRejectionsFromRecords([{ id: '1', newImage: lease }], policy, routing, NOW_MS, ['registration'], undefined, factDecisions([notAdmitted], []));
+    expect(decided.map((w) => w.rejection?.reason)).toEqual(['not-admitted']);
+  });
+
+  it('reconcile: from the pass\'s decisions; status shows a standing refusal as the current verdict', () => {
+    const refused = withRejection(lease, stored);
+    expect(planRejectionsFromScan([refused], policy, routing, NOW_MS)).toEqual([]);
+    expect(planRejectionsFromScan([refused], policy, routing, NOW_MS, factDecisions([], ['10.0.0.6:8080'])).map((w) => w.rejection)).toEqual([undefined]);
+    expect(currentVerdict(refused, policy, routing, T0)).toEqual({ reason: 'not-admitted', message: stored.message, capabilities: ['vision'] });
+    expect(currentVerdict(lease, policy, routing, T0)).toBeUndefined();
+  });
+
+  it('a lease expiring beyond the maximum TTL is refused whole as expiry-too-far', () => {
+    const far = leaseItem({ address: '10.0.0.9', expiresAt: T0 + 10 * 365 * 86_400 });
+    const verdict = currentVerdict(far, policy, { ...routing, maxLeaseTtlSeconds: 3600 }, T0);
+    expect(verdict?.reason).toBe('expiry-too-far');
+    expect(verdict?.capabilities).toBeUndefined();
   });
 });
 

@@ -155,3 +155,28 @@ describe('changedTargets: which leases a rotation poll reads', () => {
     expect([...changedTargets(previous, current, groupsRead)].sort()).toEqual(expected);
   });
 });
+
+describe('a rotation entry dated in the future (no registry clock wrote it)', () => {
+  it('is treated as unknown and overwritten with what the read shows', () => {
+    // Prepare: someone wrote vision healthy "since 2100"
+    const forged = lease({ vision: at('healthy', Date.UTC(2100, 0, 1)) }, { capabilities: ['vision'] });
+
+    // Act
+    const writes = planObservedRotation({ groups: [group('vision', [target('unhealthy', 'Target.FailedHealthChecks')])], items: [forged], observedAtMs: NOW_MS, policy, routing });
+
+    // Assess
+    expect(brief(writes)).toEqual(['vision=unhealthy@0/tok-1/observed']);
+  });
+
+  it('within the clock-skew allowance it still counts (another registry clock may run a little ahead)', () => {
+    const ahead = lease({ vision: at('healthy', NOW_MS + 10_000) }, { capabilities: ['vision'] });
+    expect(planObservedRotation({ groups: [group('vision', [target('unhealthy')])], items: [ahead], observedAtMs: NOW_MS, policy, routing })).toEqual([]);
+  });
+
+  it('is never restored after a re-acquire', () => {
+    const old = lease({ vision: at('healthy', Date.UTC(2100, 0, 1)) }, { capabilities: ['vision'] });
+    const fresh = lease({}, { capabilities: ['vision'], token: 'tok-2' });
+    const records: LeaseChangeRecord[] = [{ id: '1', oldImage: old, newImage: fresh, writtenAtSeconds: T0 }];
+    expect(planRestoredRotation(records, policy, routing)).toEqual([]);
+  });
+});

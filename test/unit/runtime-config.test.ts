@@ -4,13 +4,43 @@ import { completeRuntimeConfig, CONFIG_ENV, ConfigError, parseRuntimeConfig, par
 const ok = { tableName: 't', capabilities: { vision: { targetGroupArn: 'arn:tg', targetType: 'ip' } } };
 
 describe('parseRuntimeConfig', () => {
-  it('applies defaults for allowed CIDRs, the safety valve and repeat', () => {
+  it('applies defaults for allowed CIDRs (a hand-written configuration knows no VPC), the maximum TTL, the quota, the safety valve and repeat', () => {
     expect(parseRuntimeConfig(JSON.stringify(ok))).toEqual({
       tableName: 't',
-      routing: { capabilities: { vision: { targetGroupArn: 'arn:tg', targetType: 'ip' } }, allowedCidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'] },
+      routing: {
+        capabilities: { vision: { targetGroupArn: 'arn:tg', targetType: 'ip' } },
+        allowedCidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'],
+        maxLeaseTtlSeconds: 3600,
+      },
+      targetQuota: 1000,
       safetyValveShare: 0.5,
       reconcileRepeatSeconds: 0,
     });
+  });
+
+  it('with the VPC\'s CIDRs, allows those only unless more are named', () => {
+    const config = parseRuntimeConfig(JSON.stringify({ ...ok, vpcCidrs: ['10.0.0.0/16'] }));
+    expect(config.routing).toMatchObject({ vpcCidrs: ['10.0.0.0/16'], allowedCidrs: [] });
+  });
+
+  it('reads declared ports per capability, admission and the quota', () => {
+    const config = parseRuntimeConfig(
+      JSON.stringify({
+        ...ok,
+        capabilities: { vision: { targetGroupArn: 'arn:tg', targetType: 'ip', ports: '8080' }, batch: { targetGroupArn: 'arn:tg2', targetType: 'ip' } },
+        ports: { batch: '9000-9099,8080' },
+        admission: { vpcId: 'vpc-1', securityGroups: ['sg-agents'], byCapability: { vision: ['sg-vision'] } },
+        targetQuota: 50,
+        maxLeaseTtlSeconds: 120,
+      }),
+    );
+    expect(config.routing.capabilities).toEqual({
+      vision: { targetGroupArn: 'arn:tg', targetType: 'ip', ports: [{ from: 8080, to: 8080 }] },
+      batch: { targetGroupArn: 'arn:tg2', targetType: 'ip', ports: [{ from: 9000, to: 9099 }, { from: 8080, to: 8080 }] },
+    });
+    expect(config.admission).toEqual({ vpcId: 'vpc-1', securityGroups: ['sg-agents'], byCapability: { vision: ['sg-vision'] } });
+    expect(config.targetQuota).toBe(50);
+    expect(config.routing.maxLeaseTtlSeconds).toBe(120);
   });
 
   it.each([
@@ -19,7 +49,12 @@ describe('parseRuntimeConfig', () => {
     [JSON.stringify({ ...ok, tableName: '' }), `${CONFIG_ENV}: tableName must be a non-empty string, got ""`],
     [JSON.stringify({ ...ok, capabilities: { Vision: { targetGroupArn: 'a' } } }), `${CONFIG_ENV}: capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$`],
     [JSON.stringify({ ...ok, capabilities: { v: { targetGroupArn: 'a', targetType: 'lambda' } } }), `${CONFIG_ENV}: capability "v" targetType "lambda" must be "ip" or "instance"`],
-    [JSON.stringify({ ...ok, allowedCidrs: ['10.0.0.0/33'] }), `${CONFIG_ENV}: invalid CIDR "10.0.0.0/33": expected <IPv4>/<0-32> or <IPv6>/<0-128>`],
+    [JSON.stringify({ ...ok, allowedCidrs: ['10.0.0.0/33'] }), `${CONFIG_ENV}: allowedCidrs: invalid CIDR "10.0.0.0/33": expected <IPv4>/<0-32> or <IPv6>/<0-128>`],
+    [JSON.stringify({ ...ok, maxLeaseTtlSeconds: 4 }), `${CONFIG_ENV}: maxLeaseTtlSeconds 4 must be an integer in 5–86400`],
+    [JSON.stringify({ ...ok, targetQuota: 0 }), `${CONFIG_ENV}: targetQuota 0 must be an integer in 1–100000`],
+    [JSON.stringify({ ...ok, ports: { ocr: '80' } }), `${CONFIG_ENV}: ports names "ocr", which is not among capabilities`],
+    [JSON.stringify({ ...ok, ports: { vision: '80-70' } }), `${CONFIG_ENV}: capability "vision" ports "80-70": port range 80-70 runs backwards`],
+    [JSON.stringify({ ...ok, admission: { vpcId: 'vpc-1', securityGroups: [] } }), `${CONFIG_ENV}: admission.securityGroups must be a non-empty array of security group ids (sg-…), got []`],
     [JSON.stringify({ ...ok, safetyValveShare: 0 }), `${CONFIG_ENV}: safetyValveShare 0 must be a number in (0, 1]`],
     [JSON.stringify({ ...ok, reconcileRepeatSeconds: 900 }), `${CONFIG_ENV}: reconcileRepeatSeconds 900 must be an integer in 0–600`],
   ])('rejects %s with a message naming the value', (text, message) => {

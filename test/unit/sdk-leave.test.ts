@@ -158,6 +158,27 @@ describe('leave()', () => {
     expect(report.released).toBe(false);
   });
 
+  it('a lease lost while its drain is retried is reported lost, not drained, and no margin is waited for it', async () => {
+    // Prepare: the first drain fails for a transient reason; the lease is lost before the retry
+    const lease = await servingLease({ reacquire: false });
+    await vi.advanceTimersByTimeAsync(2_000);
+    table.failNext.update = Object.assign(new Error('the network is down'), { name: 'NetworkingError', $metadata: {} });
+
+    // Act
+    const run = startLeave(lease, { propagationMarginMs: 5_000 });
+    await vi.advanceTimersByTimeAsync(10);
+    lease.abandon();
+    await vi.advanceTimersByTimeAsync(10_000); // past the margin, so a leave that waits it ends too
+    await run.leaving;
+
+    // Assess
+    const report = run.report()!;
+    expect(outcomes(report).slice(0, 3)).toEqual(['drain:lost', 'rotation:lost', 'propagation:skipped']);
+    expect(step(report, 'drain').detail).toMatch(/^0 of 1 drained; lease for .* lost: not held when its drain was to be written$/);
+    expect(table.log.filter((k) => k === 'draining')).toHaveLength(1);
+    expect(run.ended.propagation).toBeLessThan(1_000);
+  });
+
   it('retries a drain that failed for a transient reason', async () => {
     // Prepare
     const lease = await servingLease();

@@ -103,7 +103,7 @@ describe('renewal failures and lost leases', () => {
     expect(lost).toHaveBeenCalledTimes(1);
     const error = lost.mock.calls[0][0] as LeaseLostError;
     expect(error).toBeInstanceOf(LeaseLostError);
-    expect(error.message).toBe('lease for 10.0.3.17:8080 lost: the lease was taken over or swept after expiry');
+    expect(error.message).toBe('lease for 10.0.3.17:8080 lost: the lease item is gone (released by someone else, or swept after expiry)');
     expect(ddb).toHaveReceivedCommandTimes(UpdateItemCommand, 1);
     expect(ddb).toHaveReceivedCommandTimes(PutItemCommand, 1);
     expect(lease.state).toMatchObject({ phase: 'lost', held: false });

@@ -40,7 +40,13 @@ beforeEach(() => {
   rotation = undefined;
   ddb.on(GetItemCommand).callsFake(() => {
     const put = ddb.commandCalls(PutItemCommand).at(-1)!.args[0].input;
-    return { Item: { ...put.Item, ...(rotation ? { rotation } : {}) } };
+    // As the table holds it: the last status written since that PutItem (the SDK compares what it reads with what it wrote).
+    const status = ddb
+      .commandCalls(UpdateItemCommand)
+      .map((c) => c.args[0].input.ExpressionAttributeValues?.[':status'])
+      .filter((v) => v !== undefined)
+      .at(-1);
+    return { Item: { ...put.Item, ...(status ? { status } : {}), ...(rotation ? { rotation } : {}) } };
   });
 });
 

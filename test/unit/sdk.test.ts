@@ -263,6 +263,7 @@ describe('AgentLease renew, drain, release', () => {
       },
       // The item comes back with the reply (no read capacity): that is how heartbeats bring `rotation`.
       ReturnValues: 'ALL_NEW',
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     });
     expect(renewed).toHaveBeenCalledWith(expect.objectContaining({ expiresAt: NOW_S + 40, renewedAt: NOW_MS + 10_000, held: true }));
     expect(lease.expiresAt).toBe(NOW_S + 40);
@@ -289,6 +290,7 @@ describe('AgentLease renew, drain, release', () => {
       ExpressionAttributeNames: { '#status': 'status', '#leaseToken': 'leaseToken' },
       ExpressionAttributeValues: { ':status': { S: 'draining' }, ':mine': { S: token } },
       ReturnValues: 'ALL_NEW',
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     });
     expect(updates[1].UpdateExpression).toBe('SET #expiresAt = :exp, #renewedAt = :ren');
     expect(updates[2].ExpressionAttributeValues).toEqual({ ':status': { S: 'active' }, ':mine': { S: token } });

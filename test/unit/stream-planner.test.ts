@@ -73,6 +73,16 @@ describe('planStreamBatch', () => {
     ],
     ['unknown capability is ignored, known one routes', [rec(undefined, lease(1, { capabilities: ['nope', 'vision'] }))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
     ['lease already expired when written does not register', [rec(undefined, lease(1, { expiresAt: T - 1 }))], {}],
+    [
+      'an overwrite of a lease that expired since it was written takes out what it may have left in a group',
+      [rec(lease(1, { expiresAt: T - 1, capabilities: ['speech'] }), lease(1, { expiresAt: T - 10, capabilities: ['nope'] }))],
+      { 'tg/speech': { reg: [], dereg: ['10.0.0.1:80'] } },
+    ],
+    [
+      'a release of an expired lease, then a live lease for the same target, in one batch: registered',
+      [rec(lease(1, { expiresAt: T - 1 }), undefined), rec(undefined, lease(1), { writtenAtSeconds: T + 1 })],
+      { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } },
+    ],
     ['renewal of an expired lease registers again', [rec(lease(1, { expiresAt: T - 1 }), lease(1, { expiresAt: T + 30 }))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
     ['an invalid overwrite of a valid lease removes the target', [rec(lease(1), { ...lease(1), port: { S: '80' } })], { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } }],
     ['public address is never registered', [rec(undefined, lease(1, { address: '8.8.8.8', target: '8.8.8.8:80' }))], {}],
@@ -95,6 +105,24 @@ describe('planStreamBatch', () => {
     ['a heartbeat writing a malformed expiry takes the target out', [rec(lease(1), { ...lease(1), expiresAt: { N: '1.5' } })], { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } }],
     ['a heartbeat mending a malformed expiry puts it in', [rec({ ...lease(1), renewedAt: { S: 'x' } }, lease(1))], { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } }],
     ['a registry write (rotation only) changes nothing', [rec(lease(1), { ...lease(1), rotation: { M: { vision: { M: { state: { S: 'healthy' }, since: { N: String(T * 1000) } } } } } })], {}],
+    [
+      'a heartbeat to a past expiry of a lease that had already expired (it was registered while live): out',
+      [rec(lease(1, { expiresAt: T - 2 }), lease(1, { expiresAt: T - 1 }))],
+      { 'tg/vision': { reg: [], dereg: ['10.0.0.1:80'] } },
+    ],
+    [
+      'a registry write after the lease expired judges nothing again (reconcile takes it out)',
+      [rec(lease(1, { expiresAt: T - 1 }), { ...lease(1, { expiresAt: T - 1 }), rotation: { M: {} } })],
+      {},
+    ],
+    [
+      'a renewal followed by a registry write after its expiry: the renewal registers',
+      [
+        rec(lease(1, { expiresAt: T - 10 }), lease(1, { expiresAt: T + 1 })),
+        rec(lease(1, { expiresAt: T + 1 }), { ...lease(1, { expiresAt: T + 1 }), rotation: { M: {} } }, { writtenAtSeconds: T + 1 }),
+      ],
+      { 'tg/vision': { reg: ['10.0.0.1:80'], dereg: [] } },
+    ],
   ])('records that change only non-routing attributes: %s', (_name, records, expected) => {
     expect(summary(records)).toEqual(expected);
   });
@@ -167,7 +195,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('delete' as const), n: fc.integer({ min: 1, max: 6 }), ttlSweep: fc.boolean() }),
 );
 
-/** Desired membership by the contract's rule, judged at each lease's last write. */
+/** Desired membership by the contract's rule, judged at each lease's last write by its agent (not the registry's). */
 function desiredOf(table: Map<number, { item: RawItem; at: number }>): Set<string> {
   const out = new Set<string>();
   for (const { item, at } of table.values()) {
@@ -210,7 +238,9 @@ describe('planStreamBatch property', () => {
             ...(after ? { newImage: after } : {}),
             ...(op.kind === 'delete' && op.ttlSweep ? { removedByTtl: true } : {}),
           });
-          if (after) table.set(op.n, { item: after, at: now });
+          // The registry's own write judges nothing again: a lease that expired before it is
+          // reconcile's to take out, as one that expired with no record at all.
+          if (after) table.set(op.n, { item: after, at: op.kind === 'rotation' ? table.get(op.n)!.at : now });
           else table.delete(op.n);
         }
         const groups = new Set<string>();

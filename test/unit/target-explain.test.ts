@@ -19,6 +19,15 @@ function input(item: Item | undefined, groups: Record<string, GroupView> = {}): 
 const at = (state: string, reason?: string) => ({ target: { id: '10.0.0.1', port: 8080, state, ...(reason ? { reason } : {}) }, healthCheck: check, routes: routes.vision });
 
 describe('explainTarget', () => {
+  it.each([
+    ['not-admitted', 'address 10.0.0.1 is not a network interface of this VPC'],
+    ['over-quota', 'the load balancer holds 1000 targets (quota 1000)'],
+  ])('a live lease the registry refused from AWS facts (%s): not in rotation, and the stored reason says why', (reason, message) => {
+    const item = { ...leaseItem({ address: '10.0.0.1', capabilities: ['vision'] }), rejection: encodeRejection({ reason, message, since: NOW_MS - 9_000 }) as Item[string] };
+    const lines = renderExplanation(explainTarget(input(item))).split('\n');
+    expect(lines.slice(1, 3)).toEqual(['  vision: NOT IN ROTATION', `    - the registry refuses it from AWS facts (${reason}, since ${new Date(NOW_MS - 9_000).toISOString()}): "${message}"`]);
+  });
+
   it('a live lease healthy in one group and refused in another: in rotation where it is, and why not where it is not', () => {
     const item = {
       ...leaseItem({ address: '10.0.0.1', capabilities: ['ocr', 'vision'], agentId: 'worker-7', renewedAt: NOW_MS - 4_000 }),

@@ -110,10 +110,17 @@ describe('resolveRuntimeConfig', () => {
     await expect(resolveRuntimeConfig(text(['cap-0', 'cap-9']), client)).rejects.toThrow(`${CONFIG_ENV}: no target group found for "cap-9"`);
   });
 
-  it('makes no call for an explicit configuration', async () => {
-    const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', capabilities: { v: { targetGroupArn: 'arn:tg', targetType: 'ip' } } }), client);
-    expect(config.routing.capabilities.v.targetGroupArn).toBe('arn:tg');
+  it('makes no call for an explicit configuration that declares its ports', async () => {
+    const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', capabilities: { v: { targetGroupArn: 'arn:tg', targetType: 'ip', ports: '8080' } } }), client);
+    expect(config.routing.capabilities.v).toEqual({ targetGroupArn: 'arn:tg', targetType: 'ip', ports: [{ from: 8080, to: 8080 }] });
     expect(elb.calls()).toHaveLength(0);
+  });
+
+  it('reads the group\'s own port, once, for an explicit configuration that declares none: its agents may use that port only', async () => {
+    elb.on(DescribeTargetGroupsCommand).resolves({ TargetGroups: [{ TargetGroupArn: 'arn:tg', Port: 8081 }] });
+    const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', capabilities: { v: { targetGroupArn: 'arn:tg', targetType: 'ip' } } }), client);
+    expect(config.routing.capabilities.v.ports).toEqual([{ from: 8081, to: 8081 }]);
+    expect(elb).toHaveReceivedCommandTimes(DescribeTargetGroupsCommand, 1);
   });
 });
 

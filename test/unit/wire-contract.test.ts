@@ -24,10 +24,48 @@ describe('wire contract', () => {
 
   it('keeps every published metric name', () => {
     expect(Object.values(SYNC_METRICS).sort()).toEqual(
-      ['CatalogUpdates', 'ChangesAlreadyApplied', 'ChangesWithheld', 'ConfirmReadMs', 'Deregistrations', 'ElbCalls', 'LeasesRead', 'MemberWrites', 'NoopRecords', 'Records', 'Registrations', 'RejectedLeases', 'Releases', 'SyncLagMs', 'TtlDeletions'],
+      [
+        'CatalogUpdates',
+        'ChangesAlreadyApplied',
+        'ChangesWithheld',
+        'ConfirmReadMs',
+        'Deregistrations',
+        'Ec2Calls',
+        'ElbCalls',
+        'LeasesRead',
+        'MemberWrites',
+        'NoopRecords',
+        'NotAdmitted',
+        'OverQuota',
+        'Records',
+        'Registrations',
+        'RejectedLeases',
+        'Releases',
+        'SyncLagMs',
+        'TtlDeletions',
+      ],
     );
     expect(Object.values(RECONCILE_METRICS).sort()).toEqual(
-      ['CatalogUpdates', 'DrainingRevived', 'DriftDeregistered', 'DriftRegistered', 'ElbCalls', 'ExpiredLeasesDeleted', 'LiveLeases', 'MemberRepairs', 'RejectedLeases', 'RemovalsHeld', 'SafetyValveTripped', 'VariantsHeldOut'],
+      [
+        'CatalogUpdates',
+        'DrainingRevived',
+        'DriftDeregistered',
+        'DriftRegistered',
+        'Ec2Calls',
+        'ElbCalls',
+        'ExpiredLeasesDeleted',
+        'FarFutureLeasesDeleted',
+        'LiveLeases',
+        'MemberRepairs',
+        'NotAdmitted',
+        'NotAdmittedRemoved',
+        'OverQuota',
+        'RegisteredTargets',
+        'RejectedLeases',
+        'RemovalsHeld',
+        'SafetyValveTripped',
+        'VariantsHeldOut',
+      ],
     );
     expect(Object.values(BUDGET_METRICS).sort()).toEqual(['ElbCallBudgetPerSecond', 'ElbCallsPerSecond', 'OldestQueuedChangeMs', 'QueuedChanges']);
     expect(ERROR_METRICS).toEqual({
@@ -36,6 +74,7 @@ describe('wire contract', () => {
       REGISTRY_STATE: 'RegistryStateErrors',
       ELB_TRANSIENT: 'ElbTransientErrors',
       ELB_PERMANENT: 'ElbRefusals',
+      EC2_LOOKUP: 'Ec2LookupErrors',
       OTHER: 'OtherErrors',
     });
   });

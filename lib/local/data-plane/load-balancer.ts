@@ -9,6 +9,7 @@ import { LOOPBACK } from '../emulators/free-port';
 import { DataPlaneEngine, ForwardOutcome, HealthCheckJob } from './data-plane-engine';
 import { DataPlaneMetrics } from './data-plane-metrics';
 import { ALB_HEADER_LIMITS, clientAddress, forwardedHeaders, headerLimitExceeded, LOAD_BALANCER_SERVER, loadBalancerErrorPage, traceId } from './forwarded-headers';
+import { CheckQueue, DEFAULT_MAX_CHECKS_IN_FLIGHT } from './check-queue';
 import { probeTarget, RunningCheck } from './health-prober';
 import { serveLambda } from './lambda-invocation';
 import type { LambdaInvoker } from './lambda-target';
@@ -57,6 +58,8 @@ export interface LoadBalancerOptions {
   readonly clock?: () => number;
   /** Uniform in [0, 1); weighted choices and ties. @default Math.random */
   readonly random?: () => number;
+  /** Health checks in flight at once, taken round-robin across target groups. @default DEFAULT_MAX_CHECKS_IN_FLIGHT (64) */
+  readonly maxChecksInFlight?: number;
   /** How a target id is reached. @default the id is the address (ip targets) */
   readonly resolveTarget?: TargetAddressResolver;
   /** Replaces the load balancer's `idle_timeout.timeout_seconds`, in milliseconds (not scaled). */
@@ -113,6 +116,7 @@ export class LoadBalancer {
   private readonly agents = { http: new http.Agent({ keepAlive: true, timeout: 2000 }), https: new https.Agent({ keepAlive: true, timeout: 2000 }) };
   private readonly flights = new Map<http.IncomingMessage, Flight>();
   private readonly checks = new Set<RunningCheck>();
+  private readonly waitingChecks = new CheckQueue<HealthCheckJob>();
   private readonly clock: () => number;
   private lbPolicy: LoadBalancerPolicy = loadBalancerPolicy();
   private pollTimer?: NodeJS.Timeout;
@@ -240,6 +244,7 @@ export class LoadBalancer {
     clearTimeout(this.pollTimer);
     clearTimeout(this.wakeTimer);
     this.unsubscribe?.();
+    this.waitingChecks.clear();
     for (const check of this.checks) check.cancel();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
@@ -297,15 +302,27 @@ export class LoadBalancer {
     this.schedule();
   }
 
+  /** Queues a due check; it starts (and its timeout runs) once a slot is free, groups taking turns. */
   private runCheck(job: HealthCheckJob): void {
-    const check = probeTarget(job);
-    this.checks.add(check);
-    void check.outcome.then((outcome) => {
-      this.checks.delete(check);
-      if (outcome === undefined || this.stopped) return;
-      this.report(this.engine.recordCheck(job, outcome, this.clock()));
-      this.schedule();
-    });
+    this.waitingChecks.push(job.targetGroupArn, job);
+    this.startWaitingChecks();
+  }
+
+  private startWaitingChecks(): void {
+    const max = this.options.maxChecksInFlight ?? DEFAULT_MAX_CHECKS_IN_FLIGHT;
+    while (!this.stopped && this.checks.size < max && this.waitingChecks.length > 0) {
+      const job = this.waitingChecks.shift()!;
+      const check = probeTarget(job);
+      this.checks.add(check);
+      void check.outcome.then((outcome) => {
+        this.checks.delete(check);
+        if (outcome !== undefined && !this.stopped) {
+          this.report(this.engine.recordCheck(job, outcome, this.clock()));
+          this.schedule();
+        }
+        this.startWaitingChecks();
+      });
+    }
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
