@@ -422,7 +422,10 @@ export class RegistrySync extends Construct {
       maxLeaseTtlSeconds,
       ...(discoverOn && Object.keys(declaredPorts).length > 0 ? { ports: declaredPorts } : {}),
       ...(admission ? { admission } : {}),
-      targetQuota,
+      // Several load balancers: the registry counts every group together, so against all their
+      // quotas together (the packing keeps each one's expected targets within its own; counting
+      // per load balancer is still to come).
+      targetQuota: Math.min(MAX_TARGET_QUOTA, targetQuota * (1 + more.length)),
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),
