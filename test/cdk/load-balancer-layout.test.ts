@@ -56,14 +56,14 @@ describe('AgentLbStack with 200 capabilities', () => {
     expect(n).toBe(Math.ceil((2 * CAPABILITIES + 2 * 5) / 99));
     template.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', n);
     template.resourceCountIs('AWS::ElasticLoadBalancingV2::Listener', n);
-    template.resourceCountIs('AWS::EC2::SecurityGroup', n);
+    template.resourceCountIs('AWS::EC2::SecurityGroup', n + 1); // and the agents' group
     expect(stack.loadBalancers).toHaveLength(n);
-    // Each load balancer its own group: clients in on 80, out only to the agents' security group on its capabilities' port.
+    // Each load balancer its own group: clients in on 80, out only to the agents' security group on its capabilities' port (80, the default).
     const agents = stack.resolve(stack.agentSecurityGroup.securityGroupId);
     for (const [i, sg] of stack.loadBalancerSecurityGroups.entries()) {
       expect(stack.resolve(stack.loadBalancers[i].connections.securityGroups[0].securityGroupId)).toEqual(stack.resolve(sg.securityGroupId));
-      template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', { GroupId: stack.resolve(sg.securityGroupId), DestinationSecurityGroupId: agents, FromPort: 8080, ToPort: 8080 });
-      template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { GroupId: agents, SourceSecurityGroupId: stack.resolve(sg.securityGroupId), FromPort: 8080, ToPort: 8080 });
+      template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', { GroupId: stack.resolve(sg.securityGroupId), DestinationSecurityGroupId: agents, FromPort: 80, ToPort: 80 });
+      template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { GroupId: agents, SourceSecurityGroupId: stack.resolve(sg.securityGroupId), FromPort: 80, ToPort: 80 });
     }
   });
 
