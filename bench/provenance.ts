@@ -23,6 +23,7 @@ export const MEASURED_PATHS: Readonly<Record<string, readonly string[]>> = {
   'B5-rolling-restart': [...LOCAL, 'lib/sdk', 'lib/cli', 'bin', 'bench/b5-rolling-restart.ts'],
   'B6-long-requests': [...LOCAL, 'lib/sdk', 'lib/cli', 'bin', 'bench/b6-long-requests.ts'],
   catalog: [...LOCAL, 'lib/sdk', 'bench/catalog.ts'],
+  B7: [...IN_PROCESS, 'bench/b7-budget.ts', 'bench/percentiles.ts'],
 };
 
 /** Where a scenario's figures come from. */

@@ -6,10 +6,11 @@ import type { B3Result } from './b3-reconcile-cost';
 import type { B4Result } from './b4-data-plane';
 import type { B5Result } from './b5-rolling-restart';
 import type { B6Result, B6VariantFigures } from './b6-long-requests';
+import type { B7Result } from './b7-budget';
 import type { CatalogBenchResult } from './catalog';
 import type { Distribution } from './percentiles';
 
-export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | B6Result | CatalogBenchResult | ProjectionResult | AdmissionResult;
+export type ScenarioResult = B1Result | B2Result | B3Result | B4Result | B5Result | B6Result | B7Result | CatalogBenchResult | ProjectionResult | AdmissionResult;
 
 /** One line of the table. `target` and `verdict` only on lines that check one of the issue's targets. */
 export interface Row {
@@ -432,11 +433,45 @@ export function rowsOf(result: ScenarioResult): Row[] {
       return b5Rows(result);
     case 'B6-long-requests':
       return b6Rows(result);
+    case 'B7':
+      return b7Rows(result);
     case 'projection':
       return projectionRows(result);
     case 'admission':
       return admissionRows(result);
   }
+}
+
+function b7Rows(r: B7Result): Row[] {
+  const rows = r.cases.flatMap((c): Row[] => {
+    const s = `B7 ${c.groups} groups, ${c.churnPerSecond} changes/s`;
+    const sec = (d: B7Result['cases'][number]['agentLb']['registrationMs']) => (d.p99 === null ? `> ${ms(d.timedOutAfter ?? NaN)}` : `${ms(d.p50 ?? NaN)} / ${ms(d.p99)}`);
+    return [
+      { scenario: s, figure: `ELB calls/s (budget ${r.budget.callsPerSecond}/s), throttled`, ours: `${c.agentLb.callsPerSecond}, ${int(c.agentLb.throttles)}`, naive: `${c.perEvent.callsPerSecond}, ${int(c.perEvent.throttles)}` },
+      { scenario: s, figure: 'calls over the budget', ours: int(c.callsOverBudget), naive: '–', target: '0', verdict: missedIfZero(c.callsOverBudget) },
+      { scenario: s, figure: 'registration p50 / p99', ours: sec(c.agentLb.registrationMs), naive: sec(c.perEvent.registrationMs) },
+      {
+        scenario: s,
+        figure: `p99 / bound (${c.boundSeconds} s)`,
+        ours: String(c.p99OverBoundRatio),
+        naive: `${int(c.perEvent.lostJoins)} joins lost`,
+        target: '≤ 1.5',
+        verdict: c.p99OverBoundRatio <= 1.5 ? 'met' : `MISSED (${c.p99OverBoundRatio})`,
+      },
+      { scenario: s, figure: 'every group exact at the end', ours: c.agentLb.groupsExact ? 'yes' : 'NO', naive: c.perEvent.groupsExact ? 'yes' : 'no' },
+    ];
+  });
+  return [
+    ...rows,
+    {
+      scenario: 'B7 cost',
+      figure: `DynamoDB + Lambda per 1 000 agents and month (TTL ${r.cost.leaseTtlSeconds} s, ${r.cost.billing}, prices of ${r.cost.pricesDated})`,
+      ours: `$${r.costPer1000AgentsMonthUsd.toFixed(2)}`,
+      naive: '–',
+      target: '≤ $20',
+      verdict: r.costPer1000AgentsMonthUsd <= 20 ? 'met' : 'MISSED',
+    },
+  ];
 }
 
 const HEAD = ['scenario', 'figure', 'agent-lb', 'per-event', 'target', 'verdict'] as const;

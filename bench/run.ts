@@ -8,15 +8,16 @@ import { runB2 } from './b2-end-to-end';
 import { runB3 } from './b3-reconcile-cost';
 import { runB4 } from './b4-data-plane';
 import { runB5 } from './b5-rolling-restart';
-import { measuredOn, MeasuredOn, staleness } from './provenance';
 import { runB6 } from './b6-long-requests';
+import { runB7 } from './b7-budget';
 import { runCatalogBench } from './catalog';
+import { measuredOn, MeasuredOn, staleness } from './provenance';
 import { markdownTable, rowsOf, ScenarioResult, textTable } from './report';
 
-const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'catalog', 'admission', 'projection'] as const;
+const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'catalog', 'admission', 'projection'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
-const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,b6,catalog,admission,projection] [--agents=N] [--ttl=S] [--runs=N] [--write]
+const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,b6,b7,catalog,admission,projection] [--agents=N] [--ttl=S] [--runs=N] [--write]
   --only    scenarios to run (default: all); results of the others are kept in bench/results.json
   --agents  B2 fleet size (default 500; a fifth crash, a fifth release)
   --ttl     B2 lease TTL in seconds (default 15; agents renew every ttl/3)
@@ -86,13 +87,14 @@ async function runScenarios(flags: Flags): Promise<Record<string, unknown>[]> {
   await timed('b4', () => runB4({ log }));
   await timed('b5', () => runB5({ log }));
   await timed('b6', () => runB6({ log }));
+  await timed('b7', () => runB7({ log }));
   await timed('catalog', () => runCatalogBench({ log }));
   return out;
 }
 
-const ORDER = ['B1', 'projection', 'B2', 'B3', 'B4', 'B5-rolling-restart', 'B6-long-requests', 'catalog', 'admission'];
+const ORDER = ['B1', 'projection', 'B2', 'B3', 'B4', 'B5-rolling-restart', 'B6-long-requests', 'B7', 'catalog', 'admission'];
 /** The `scenario` each flag's result carries. */
-const SCENARIO_NAMES: Record<ScenarioId, string> = { b1: 'B1', projection: 'projection', b2: 'B2', b3: 'B3', b4: 'B4', b5: 'B5-rolling-restart', b6: 'B6-long-requests', catalog: 'catalog', admission: 'admission' };
+const SCENARIO_NAMES: Record<ScenarioId, string> = { b1: 'B1', projection: 'projection', b2: 'B2', b3: 'B3', b4: 'B4', b5: 'B5-rolling-restart', b6: 'B6-long-requests', b7: 'B7', catalog: 'catalog', admission: 'admission' };
 
 /** This run's scenarios, plus those of the previous results.json this run did not repeat. */
 function merge(path: string, fresh: Record<string, unknown>[]): Record<string, unknown>[] {

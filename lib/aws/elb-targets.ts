@@ -9,6 +9,7 @@ import { ElbTargetsError } from '../core/errors';
 import { ObservedTarget } from '../core/reconcile-planner';
 import { TargetRef } from '../core/lease-schema';
 import { sleep as defaultSleep } from '../core/concurrency';
+import { ElbCallGate, ElbCallPermit, MAX_TARGETS_PER_ELB_CALL } from '../core/elb-call-budget';
 
 export interface SendOptions {
   /**
@@ -16,6 +17,12 @@ export interface SendOptions {
    * transient failures. A deregistration confirmed by a read must land soon after that read.
    */
   readonly abortSignal?: AbortSignal;
+  /**
+   * A token the caller already reserved at the gate (before its confirming read, so the wait for
+   * the budget does not age the read): the first Register/DeregisterTargets call spends it as it leaves;
+   * further calls (more than 200 targets, a refused call split) take their own.
+   */
+  readonly permit?: ElbCallPermit;
 }
 
 /**
@@ -50,8 +57,26 @@ export function untilAborted<T>(sent: Promise<T>, signal: AbortSignal): Promise<
   });
 }
 
+/**
+ * Every attempt ELB sees takes a token: the SDK's retries of a throttled or failed call (standard
+ * mode, up to 6 attempts) are calls too, and without this each would reach ELB on its first
+ * attempt's token. The middleware sits inside the retry middleware (same step, lower priority),
+ * so it runs once per attempt: the first attempt spent the caller's token, each later one waits
+ * for its own (giving up when `signal` aborts, so an abandoned call sends nothing more).
+ */
+export function budgetEachRetry(command: { middlewareStack: { add: (...args: never[]) => void } }, gate: ElbCallGate, signal?: AbortSignal): void {
+  let attempts = 0;
+  const middleware =
+    (next: (args: unknown) => Promise<unknown>) =>
+    async (args: unknown): Promise<unknown> => {
+      if (attempts++ > 0) (await gate.acquire(signal)).spend();
+      return next(args);
+    };
+  (command.middlewareStack.add as (m: typeof middleware, o: object) => void)(middleware, { step: 'finalizeRequest', priority: 'low', name: 'agentLbElbCallBudget' });
+}
+
 /** ELBv2 takes at most this many targets per Register/DeregisterTargets call (the controller uses the same). */
-export const MAX_TARGETS_PER_CALL = 200;
+export const MAX_TARGETS_PER_CALL = MAX_TARGETS_PER_ELB_CALL;
 
 export interface TargetsOutcome {
   /** Keys ELB accepted. */
@@ -111,7 +136,14 @@ export class ElbTargets {
   public mutatingCalls = 0;
   public describeCalls = 0;
 
-  public constructor(private readonly client: ElasticLoadBalancingV2Client) {}
+  /**
+   * @param gate every Register/DeregisterTargets call takes a token from it first (the registry's
+   *   ELB call budget); without one, calls go as fast as they come
+   */
+  public constructor(
+    private readonly client: ElasticLoadBalancingV2Client,
+    public readonly gate?: ElbCallGate,
+  ) {}
 
   public register(targetGroupArn: string, targets: readonly TargetRef[], options: SendOptions = {}): Promise<TargetsOutcome> {
     return this.apply('register', targetGroupArn, targets, options);
@@ -165,24 +197,37 @@ export class ElbTargets {
     }
   }
 
-  private async send(action: 'register' | 'deregister', targetGroupArn: string, batch: readonly TargetRef[], outcome: { calls: number }, options: SendOptions): Promise<void> {
+  private async send(
+    action: 'register' | 'deregister',
+    targetGroupArn: string,
+    batch: readonly TargetRef[],
+    outcome: { calls: number },
+    options: SendOptions,
+    permit: { unused?: ElbCallPermit },
+  ): Promise<void> {
+    const taken = permit.unused ?? (this.gate ? await this.gate.acquire(options.abortSignal) : undefined);
+    permit.unused = undefined;
     this.mutatingCalls++;
     outcome.calls++;
     const input = { TargetGroupArn: targetGroupArn, Targets: batch.map(toElb) };
     const command = action === 'register' ? new RegisterTargetsCommand(input) : new DeregisterTargetsCommand(input);
+    if (this.gate) budgetEachRetry(command, this.gate, options.abortSignal);
+    // Charged as the call leaves, not when its token was granted (see reserveToken): ELB counts arrivals.
+    taken?.spend();
     if (options.abortSignal) await untilAborted(this.client.send(command, { abortSignal: options.abortSignal }), options.abortSignal);
     else await this.client.send(command);
   }
 
   private async apply(action: 'register' | 'deregister', targetGroupArn: string, targets: readonly TargetRef[], options: SendOptions): Promise<TargetsOutcome> {
     const outcome = { applied: [] as string[], transientFailures: [] as string[], rejected: [] as TargetsOutcome['rejected'], calls: 0 };
+    const permit = { unused: options.permit };
     let firstTransientError: ElbTargetsError | undefined;
     // A permanent error names no target, and ELB applies none of a refused call: split the call
     // in halves until every refused target is alone, so k bad targets among n cost about
     // 2·k·log2(n) calls instead of n, and the good ones still land.
     const send = async (batch: readonly TargetRef[]): Promise<void> => {
       try {
-        await this.send(action, targetGroupArn, batch, outcome, options);
+        await this.send(action, targetGroupArn, batch, outcome, options, permit);
         outcome.applied.push(...batch.map((t) => t.key));
       } catch (error) {
         const mapped = this.mapError(action, targetGroupArn, error);
@@ -199,6 +244,7 @@ export class ElbTargets {
       }
     };
     for (const batch of chunks(targets, MAX_TARGETS_PER_CALL)) await send(batch);
+    permit.unused?.giveBack(); // no target to send after all
     return { ...outcome, ...(firstTransientError ? { firstTransientError } : {}) };
   }
 

@@ -118,6 +118,8 @@ export async function discoverCapabilityGroups(
   client: ElasticLoadBalancingV2Client,
   loadBalancerArn: string,
   capabilities: readonly string[],
+  /** Whether every capability must be on this load balancer (false: a deployment of several, the rest are on the others). */
+  requireAll = true,
 ): Promise<{ routes: Record<string, CapabilityRoute>; tagged: TaggedGroup[] }> {
   const groups = new Map<string, CapabilityRoute>();
   let marker: string | undefined;
@@ -131,7 +133,7 @@ export async function discoverCapabilityGroups(
   const found: Record<string, CapabilityRoute> = {};
   for (const [capability, g] of Object.entries(tagged)) found[capability] = groups.get(g.arn)!;
   const missing = capabilities.filter((c) => !Object.hasOwn(found, c));
-  if (missing.length > 0) {
+  if (requireAll && missing.length > 0) {
     throw new ConfigError(
       `load balancer ${loadBalancerArn} routes to no target group tagged ${CAPABILITY_TAG} = ${missing.map((c) => JSON.stringify(c)).join(', ')} ` +
         `(${groups.size} target groups seen); are its listener rules deployed?`,

@@ -5,7 +5,9 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { DEFAULT_MAX_LEASE_TTL_SECONDS } from '../core/lease-schema';
+import { DEFAULT_LOAD_BALANCER_QUOTAS, LoadBalancerQuotas, packCapabilities, PackedLoadBalancer, quotasProblem, rulesOf, targetGroupsOf } from '../core/load-balancer-packing';
 import { AgentLb, RegistrySyncOptions } from './agent-lb';
+import { CATALOG_COST } from './load-balancer-budget';
 import { cidrsOverlap } from './agent-network';
 import type { CapabilityProps } from './capability-props';
 import type { CapabilityRouter } from './capability-router';
@@ -19,8 +21,31 @@ import type { IConstruct } from 'constructs';
 
 /** Properties of an {@link AgentLbStack}. */
 export interface AgentLbStackProps extends StackProps {
-  /** The capabilities to route (at most 100 target groups with their variants); see {@link CapabilityProps}. */
+  /**
+   * The capabilities to route; see {@link CapabilityProps}. They are placed on as many load
+   * balancers as ALB's quotas need (`loadBalancerQuotas`): capabilities in list order, each on the
+   * first load balancer it fits, so adding capabilities at the end never moves one. Capabilities
+   * with weighted variants go on the first.
+   */
   readonly capabilities: readonly CapabilityProps[];
+
+  /**
+   * Targets each capability expects at the fleet's size, in all its groups (an agent serving two
+   * capabilities is a target in each), by capability name. Counted against the targets-per-load-
+   * balancer and targets-per-target-group quotas when placing capabilities.
+   *
+   * @default - 0 for every capability (only target groups and rules decide the placement)
+   */
+  readonly expectedTargets?: Readonly<Record<string, number>>;
+
+  /**
+   * ALB quotas of the account the capabilities are placed within. AWS's defaults unless your
+   * account has them raised (target groups per load balancer cannot be).
+   *
+   * @default DEFAULT_LOAD_BALANCER_QUOTAS (100 target groups, 100 rules, 1 000 targets per load
+   * balancer; 1 000 targets per target group; 50 load balancers per Region)
+   */
+  readonly loadBalancerQuotas?: Partial<LoadBalancerQuotas>;
 
   /**
    * Deploy into this existing VPC (looked up at synth time: the stack needs an explicit
@@ -206,8 +231,16 @@ export class AgentLbStack extends Stack {
   public readonly loadBalancerSecurityGroup: ec2.SecurityGroup;
   /** The agents' security group: put agents' tasks and instances in it. */
   public readonly agentSecurityGroup: ec2.ISecurityGroup;
-  /** The listener carrying the capability rules (HTTPS when a certificate is configured). */
+  /** The first load balancer's listener carrying the capability rules (HTTPS when a certificate is configured). */
   public readonly listener: elbv2.ApplicationListener;
+  /** Every load balancer, `loadBalancer` first: as many as the capabilities need. */
+  public readonly loadBalancers: readonly elbv2.ApplicationLoadBalancer[];
+  /** Their security groups, in the same order: each reaches the agents' group on its capabilities' ports. */
+  public readonly loadBalancerSecurityGroups: readonly ec2.SecurityGroup[];
+  /** Their listeners carrying capability rules, in the same order. */
+  public readonly listeners: readonly elbv2.ApplicationListener[];
+  /** Which capabilities each load balancer routes, in the same order, and what they take of its quotas. */
+  public readonly layout: readonly PackedLoadBalancer[];
   /** Target groups and listener rules, one group per capability. */
   public readonly router: CapabilityRouter;
   /** The sync and reconcile Lambdas, their alarms and dashboard. */
@@ -293,43 +326,57 @@ export class AgentLbStack extends Stack {
       this.vpc = vpc;
     }
 
-    // ---- load balancer: clients in on the listener ports; out only to the agents' security group
-    // on the capabilities' ports, which AgentLb adds (no CIDR-wide egress: a lease naming any other
-    // address in the VPC still cannot reach it).
+    // ---- load balancers: as many as the capabilities need within ALB's quotas. Each: clients in
+    // on the listener ports; out only to the agents' security group on its capabilities' ports,
+    // which AgentLb adds (no CIDR-wide egress: a lease naming any other address in the VPC still
+    // cannot reach it).
+    this.layout = placeCapabilities(this, props);
     const ingressCidrs = props.ingressCidrs ?? [this.vpc.vpcCidrBlock];
-    this.loadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
-      vpc: this.vpc,
-      description: 'agent-lb load balancer: clients in, agents out',
-      allowAllOutbound: false,
-    });
-    const ports = props.certificateArn ? [80, 443] : [80];
-    for (const cidr of ingressCidrs) {
-      for (const port of ports) this.loadBalancerSecurityGroup.addIngressRule(peerOf(cidr), ec2.Port.tcp(port), `clients on ${port}`);
-    }
-
-    this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
-      vpc: this.vpc,
-      internetFacing: props.internetFacing ?? false,
-      // A response may stay silent as long as the longest request lasts (ALB's 60 s cut agents' answers).
-      idleTimeout: Duration.seconds(idleTimeoutFor(props.capabilities.map(maxRequestSecondsOf).filter((s): s is number => s !== undefined))),
-      securityGroup: this.loadBalancerSecurityGroup,
-      dropInvalidHeaderFields: true,
-      ...(props.internetFacing ? { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } } : {}),
-    });
-    if (accessLogsBucket) this.loadBalancer.logAccessLogs(accessLogsBucket, props.accessLogsPrefix);
-
-    if (props.certificateArn) {
-      this.listener = this.loadBalancer.addListener('Https', {
-        port: 443,
-        protocol: elbv2.ApplicationProtocol.HTTPS,
-        certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
-        sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
-        open: false,
+    const byName = new Map(props.capabilities.map((c) => [c.name, c]));
+    const made = this.layout.map((packed, i) => {
+      // The first keeps the ids a one-load-balancer stack always had: nothing of it is replaced when a second appears.
+      const suffix = i === 0 ? '' : String(i + 1);
+      const securityGroup = new ec2.SecurityGroup(this, `LoadBalancerSecurityGroup${suffix}`, {
+        vpc: this.vpc,
+        description: 'agent-lb load balancer: clients in, agents out',
+        allowAllOutbound: false,
       });
-      this.loadBalancer.addRedirect({ sourcePort: 80, sourceProtocol: elbv2.ApplicationProtocol.HTTP, targetPort: 443, targetProtocol: elbv2.ApplicationProtocol.HTTPS, open: false });
-    } else {
-      this.listener = this.loadBalancer.addListener('Http', { port: 80, protocol: elbv2.ApplicationProtocol.HTTP, open: false });
-    }
+      const ports = props.certificateArn ? [80, 443] : [80];
+      for (const cidr of ingressCidrs) {
+        for (const port of ports) securityGroup.addIngressRule(peerOf(cidr), ec2.Port.tcp(port), `clients on ${port}`);
+      }
+      const own = packed.capabilities.map((name) => byName.get(name)!);
+      const loadBalancer = new elbv2.ApplicationLoadBalancer(this, `LoadBalancer${suffix}`, {
+        vpc: this.vpc,
+        internetFacing: props.internetFacing ?? false,
+        // A response may stay silent as long as the longest request lasts (ALB's 60 s cut agents' answers).
+        idleTimeout: Duration.seconds(idleTimeoutFor((i === 0 && own.length === 0 ? props.capabilities : own).map(maxRequestSecondsOf).filter((s): s is number => s !== undefined))),
+        securityGroup,
+        dropInvalidHeaderFields: true,
+        ...(props.internetFacing ? { vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } } : {}),
+      });
+      if (accessLogsBucket) loadBalancer.logAccessLogs(accessLogsBucket, props.accessLogsPrefix);
+      let listener: elbv2.ApplicationListener;
+      if (props.certificateArn) {
+        listener = loadBalancer.addListener('Https', {
+          port: 443,
+          protocol: elbv2.ApplicationProtocol.HTTPS,
+          certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
+          sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
+          open: false,
+        });
+        loadBalancer.addRedirect({ sourcePort: 80, sourceProtocol: elbv2.ApplicationProtocol.HTTP, targetPort: 443, targetProtocol: elbv2.ApplicationProtocol.HTTPS, open: false });
+      } else {
+        listener = loadBalancer.addListener('Http', { port: 80, protocol: elbv2.ApplicationProtocol.HTTP, open: false });
+      }
+      return { securityGroup, loadBalancer, listener };
+    });
+    this.loadBalancers = made.map((m) => m.loadBalancer);
+    this.loadBalancerSecurityGroups = made.map((m) => m.securityGroup);
+    this.listeners = made.map((m) => m.listener);
+    this.loadBalancer = this.loadBalancers[0];
+    this.loadBalancerSecurityGroup = this.loadBalancerSecurityGroups[0];
+    this.listener = this.listeners[0];
 
     // ---- lease table, routing and sync. The id "Default" is left out of logical ids, so every
     // resource keeps the id it had before AgentLb existed: a replaced lease table would lose every lease.
@@ -337,6 +384,8 @@ export class AgentLbStack extends Stack {
     this.agentLb = new AgentLb(this, 'Default', {
       vpc: this.vpc,
       listener: this.listener,
+      loadBalancer: this.loadBalancer,
+      moreListeners: made.slice(1).map((m, i) => ({ listener: m.listener, loadBalancer: m.loadBalancer, capabilities: this.layout[i + 1].capabilities })),
       ...(props.agentSecurityGroupId !== undefined ? { agentSecurityGroup: groupOf(props.agentSecurityGroupId) } : {}),
       capabilities: props.capabilities.map((c) =>
         props.admittedSecurityGroupIds?.[c.name] === undefined ? c : { ...c, admittedSecurityGroups: props.admittedSecurityGroupIds[c.name].map(groupOf) },
@@ -359,8 +408,12 @@ export class AgentLbStack extends Stack {
     // ---- outputs
     new CfnOutput(this, 'TableName', { description: 'Lease table', value: this.leaseTable.tableName });
     new CfnOutput(this, 'TableStreamArn', { description: 'Stream of the lease table', value: this.leaseTable.tableStreamArn });
-    new CfnOutput(this, 'LoadBalancerDnsName', { description: 'DNS name of the agent load balancer', value: this.loadBalancer.loadBalancerDnsName });
-    new CfnOutput(this, 'ListenerArn', { description: 'Listener carrying the capability rules', value: this.listener.listenerArn });
+    this.loadBalancers.forEach((lb, i) => {
+      const suffix = i === 0 ? '' : String(i + 1);
+      const which = this.loadBalancers.length === 1 ? 'the agent load balancer' : `agent load balancer ${i + 1} of ${this.loadBalancers.length}`;
+      new CfnOutput(this, `LoadBalancerDnsName${suffix}`, { description: `DNS name of ${which}`, value: lb.loadBalancerDnsName });
+      new CfnOutput(this, `ListenerArn${suffix}`, { description: `Listener carrying the capability rules of ${which}`, value: this.listeners[i].listenerArn });
+    });
     new CfnOutput(this, 'AgentPolicyArn', { description: 'Managed policy to attach to agent roles', value: this.leaseTable.agentPolicy.managedPolicyArn });
     new CfnOutput(this, 'AgentSecurityGroupId', { description: 'Security group to put agents in (the load balancer reaches only it)', value: this.agentSecurityGroup.securityGroupId });
     new CfnOutput(this, 'LeaseTtlSeconds', { description: 'Lease time to live agents should use', value: String(ttlSeconds) });
@@ -382,6 +435,35 @@ export class AgentLbStack extends Stack {
 
     acknowledgeNagFindings(this, { accessLogs: accessLogsBucket !== undefined, tokenIngress: ingressCidrs.some((c) => Token.isUnresolved(c)) });
   }
+}
+
+/**
+ * The capabilities placed on load balancers by the pure packing (lib/core/load-balancer-packing.ts)
+ * within the quotas: the capability catalog's group and rule on each; capabilities with weighted
+ * variants on the first (the reconcile pass guards one load balancer's weighted rules). A layout
+ * that breaks a quota is refused at synth, naming the capability and the quota.
+ */
+function placeCapabilities(scope: IConstruct, props: AgentLbStackProps): PackedLoadBalancer[] {
+  const quotas: LoadBalancerQuotas = { ...DEFAULT_LOAD_BALANCER_QUOTAS, ...props.loadBalancerQuotas };
+  const problem = quotasProblem(quotas);
+  if (problem) throw new AgentLbValidationError(scope, `loadBalancerQuotas: ${problem}`);
+  const names = new Set(props.capabilities.map((c) => c.name));
+  for (const [name, count] of Object.entries(props.expectedTargets ?? {})) {
+    if (!names.has(name)) throw new AgentLbValidationError(scope, `expectedTargets names ${JSON.stringify(name)}, which is not among capabilities`);
+    if (!(Number.isInteger(count) && count >= 0)) throw new AgentLbValidationError(scope, `expectedTargets ${JSON.stringify(name)}: ${JSON.stringify(count)} must be a whole number, at least 0`);
+  }
+  const catalog = props.catalog !== false;
+  const packed = packCapabilities(
+    props.capabilities.map((c) => {
+      const variants = c.variants?.length ?? 0;
+      return { name: c.name, variants, expectedTargets: props.expectedTargets?.[c.name] ?? 0, ...(variants > 0 ? { loadBalancer: 0 } : {}) };
+    }),
+    quotas,
+    catalog ? { targetGroups: targetGroupsOf(CATALOG_COST), rules: rulesOf(CATALOG_COST) } : { targetGroups: 0, rules: 0 },
+  );
+  if (!packed.ok) throw new AgentLbValidationError(scope, packed.message);
+  // No capability at all: still one load balancer (its 404 and the catalog).
+  return packed.loadBalancers.length > 0 ? [...packed.loadBalancers] : [{ capabilities: [], targetGroups: 0, rules: 0, expectedTargets: 0 }];
 }
 
 /** ACM certificates and IAM server certificates, the two kinds an ALB listener takes. */

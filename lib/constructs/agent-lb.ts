@@ -1,4 +1,4 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { NestedStack, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -21,6 +21,16 @@ import type { RulePriorityRange } from './rule-priorities';
 
 /** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
 export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'admission' | 'catalog'>;
+
+/** A listener of another load balancer of the deployment and the capabilities it routes. */
+export interface AgentLbListener {
+  /** The listener the capabilities' rules go on. */
+  readonly listener: elbv2.IApplicationListener;
+  /** Its load balancer, where the functions find the capabilities' target groups. */
+  readonly loadBalancer: elbv2.IApplicationLoadBalancer;
+  /** Names of the capabilities (from `AgentLbProps.capabilities`) this listener routes. */
+  readonly capabilities: readonly string[];
+}
 
 /** Options of the capability catalog's function. */
 export type CatalogOptions = Omit<CapabilityCatalogProps, 'stateTable'>;
@@ -50,6 +60,18 @@ export interface AgentLbProps {
    * its `securityGroup`, or synth fails saying so.
    */
   readonly listener: elbv2.IApplicationListener;
+
+  /**
+   * Listeners on the deployment's other load balancers, each with the capabilities it routes
+   * (by name, from `capabilities`); the rest go on `listener`. One table, one registry and one ELB
+   * call budget for all of them; each gets the capability catalog's rule too, and its load
+   * balancer's security group reaches the agents' on its capabilities' ports. Needs
+   * `loadBalancer` (or `listener` defined in this app); weighted variants stay on `listener`.
+   * `AgentLbStack` fills this from the packing of its capabilities onto load balancers.
+   *
+   * @default - every capability on `listener`
+   */
+  readonly moreListeners?: readonly AgentLbListener[];
 
   /**
    * The capabilities to route, with their algorithm, stickiness and weighted variants; see
@@ -212,8 +234,11 @@ export class AgentLb extends Construct implements ec2.IConnectable {
   /** The agents' security group as `Connections`, the aws-cdk way (`agents.connections.allowFrom(...)`). */
   public readonly connections: ec2.Connections;
 
-  /** Target groups and listener rules, one group per capability. */
+  /** Target groups and listener rules, one group per capability (those on `listener`). */
   public readonly router: CapabilityRouter;
+
+  /** Every router: `router` first, then one per listener of `moreListeners`, in order. */
+  public readonly routers: readonly CapabilityRouter[];
 
   /** The sync and reconcile Lambdas, their alarms and dashboard. */
   public readonly registrySync: RegistrySync;
@@ -245,17 +270,49 @@ export class AgentLb extends Construct implements ec2.IConnectable {
       this.catalog = new CapabilityCatalog(this, 'Catalog', { ...props.catalogOptions, stateTable: this.registryState });
     }
 
-    this.router = new CapabilityRouter(this, 'Router', {
+    // Which capabilities go on which listener: `moreListeners` name theirs, `listener` takes the rest.
+    const more = props.moreListeners ?? [];
+    const placed = new Map<string, number>();
+    const known = new Set(props.capabilities.map((c) => c.name));
+    more.forEach((m, i) => {
+      for (const name of m.capabilities) {
+        if (!known.has(name)) throw new AgentLbValidationError(this, `moreListeners[${i}] names capability ${JSON.stringify(name)}, which is not among capabilities`);
+        if (placed.has(name)) throw new AgentLbValidationError(this, `capability ${JSON.stringify(name)} is on two listeners (moreListeners[${placed.get(name)}] and moreListeners[${i}])`);
+        placed.set(name, i);
+      }
+    });
+    const routerProps = (listener: elbv2.IApplicationListener, capabilities: readonly CapabilityProps[], catalogTargetGroup?: elbv2.IApplicationTargetGroup) => ({
       vpc: props.vpc,
-      listener: props.listener,
-      capabilities: props.capabilities,
+      listener,
+      capabilities,
       headerName: props.headerName,
       variantHeaderName: props.variantHeaderName,
       pathPrefix: props.pathPrefix,
       priorityRange: props.priorityRange,
       unknownCapabilityResponse: props.unknownCapabilityResponse,
-      ...(this.catalog ? { catalogTargetGroup: this.catalog.targetGroup } : {}),
+      ...(catalogTargetGroup ? { catalogTargetGroup } : {}),
     });
+    const onFirst = props.capabilities.filter((c) => !placed.has(c.name));
+    this.router = new CapabilityRouter(this, 'Router', routerProps(props.listener, onFirst, this.catalog?.targetGroup));
+    const listenerCapabilities: { listener: elbv2.IApplicationListener; capabilities: readonly CapabilityProps[] }[] = [{ listener: props.listener, capabilities: onFirst }];
+    this.routers = [
+      this.router,
+      ...more.map((m, i) => {
+        const names = new Set(m.capabilities);
+        const caps = props.capabilities.filter((c) => names.has(c.name));
+        const withVariants = caps.find((c) => (c.variants?.length ?? 0) > 0);
+        if (withVariants) {
+          throw new AgentLbValidationError(this, `moreListeners[${i}]: capability ${JSON.stringify(withVariants.name)} has weighted variants, which stay on \`listener\` (the reconcile pass guards one load balancer's weighted rules)`);
+        }
+        listenerCapabilities.push({ listener: m.listener, capabilities: caps });
+        // In a nested stack of its own: a load balancer's groups and rules (up to 100 + 100) would
+        // soon take a stack past CloudFormation's 500 resources (200 capabilities: ~700).
+        const routes = new NestedStack(this, `Routes${i + 2}`, { description: `agent-lb: target groups and listener rules of load balancer ${i + 2}` });
+        return new CapabilityRouter(routes, 'Router', routerProps(m.listener, caps, this.catalog?.addTargetGroup(`TargetGroup${i + 2}`)));
+      }),
+    ];
+    const routes = this.routers.flatMap((r) => r.routes);
+    const allTargetGroups = this.targetGroups;
 
     this.agentSecurityGroup =
       props.agentSecurityGroup ??
@@ -266,22 +323,26 @@ export class AgentLb extends Construct implements ec2.IConnectable {
       });
     this.connections = new ec2.Connections({ securityGroups: [this.agentSecurityGroup] });
     const admittedFor = new Map(props.capabilities.map((c) => [c.name, c.admittedSecurityGroups ?? [this.agentSecurityGroup]]));
-    const portsFor = new Map(this.router.routes.map((r) => [r.name, capabilityPorts(props.capabilities.find((c) => c.name === r.name)!.ports, r.port)]));
-    connectLoadBalancerToAgents(this, {
-      listener: props.listener,
-      capabilities: props.capabilities.map((c) => ({
-        name: c.name,
-        ports: portsFor.get(c.name)!,
-        ...(c.healthCheck?.port !== undefined ? { healthCheckPort: c.healthCheck.port } : {}),
-        admitted: admittedFor.get(c.name)!,
-      })),
-      explicitCidrs: props.allowedCidrs ?? [],
-      vpcCidr: props.vpc.vpcCidrBlock,
-    });
+    const portsFor = new Map(routes.map((r) => [r.name, capabilityPorts(props.capabilities.find((c) => c.name === r.name)!.ports, r.port)]));
+    // Each load balancer's security group reaches the agents on its own capabilities' ports.
+    listenerCapabilities.forEach(({ listener, capabilities }, i) =>
+      connectLoadBalancerToAgents(i === 0 ? this : new Construct(this, `Network${i + 1}`), {
+        listener,
+        capabilities: capabilities.map((c) => ({
+          name: c.name,
+          ports: portsFor.get(c.name)!,
+          ...(c.healthCheck?.port !== undefined ? { healthCheckPort: c.healthCheck.port } : {}),
+          admitted: admittedFor.get(c.name)!,
+        })),
+        explicitCidrs: props.allowedCidrs ?? [],
+        vpcCidr: props.vpc.vpcCidrBlock,
+      }),
+    );
 
     // The functions find the target groups on the load balancer by tag: the given one, the
     // listener's own when it is defined here, or (imported listener) through the listener ARN.
     const loadBalancer = props.loadBalancer ?? (props.listener instanceof elbv2.ApplicationListener ? props.listener.loadBalancer : undefined);
+    if (more.length > 0 && !loadBalancer) throw new AgentLbValidationError(this, 'moreListeners needs loadBalancer (or listener defined in this app): the first load balancer, where the functions find its groups');
     this.registrySync = new RegistrySync(this, 'Registry', {
       ...props.registrySync,
       table: this.table,
@@ -290,10 +351,10 @@ export class AgentLb extends Construct implements ec2.IConnectable {
       // Every group agents join: each capability's and each variant's (`vision-canary`), which
       // the Lambdas find by its agent-lb:capability tag like any other.
       capabilities: Object.fromEntries(
-        this.router.routes.flatMap((r) =>
+        routes.flatMap((r) =>
           [r.name, ...r.variants.map((v) => v.capability)].map((name) => [
             name,
-            { targetGroup: this.router.targetGroups[name], targetType: r.targetType, ports: portsFor.get(r.name)!, targetGroupPort: r.port },
+            { targetGroup: allTargetGroups[name], targetType: r.targetType, ports: portsFor.get(r.name)!, targetGroupPort: r.port },
           ]),
         ),
       ),
@@ -301,7 +362,7 @@ export class AgentLb extends Construct implements ec2.IConnectable {
       admission: {
         agentSecurityGroups: [this.agentSecurityGroup],
         byCapability: Object.fromEntries(
-          this.router.routes
+          routes
             .filter((r) => props.capabilities.find((c) => c.name === r.name)?.admittedSecurityGroups !== undefined)
             .flatMap((r) => [r.name, ...r.variants.map((v) => v.capability)].map((name) => [name, [...admittedFor.get(r.name)!]])),
         ),
@@ -312,12 +373,13 @@ export class AgentLb extends Construct implements ec2.IConnectable {
         rules: this.router.weightedRules,
       },
       ...(loadBalancer ? { loadBalancer } : { listener: props.listener }),
+      ...(more.length > 0 ? { moreLoadBalancers: more.map((m) => m.loadBalancer) } : {}),
       ...(this.registryState
         ? { catalog: { table: this.registryState, headerName: this.router.headerName, pathPrefix: this.router.pathPrefix, attributes: props.catalogAttributes ?? [] } }
         : {}),
     });
     // Nothing invokes the functions before the rules they discover their target groups through exist.
-    this.registrySync.invokeAfter(this.router);
+    for (const router of this.routers) this.registrySync.invokeAfter(router);
     // The load balancer is the user's (or AgentLbStack's, which sizes it): only say when it is too short.
     const durations = props.capabilities.map(maxRequestSecondsOf).filter((s): s is number => s !== undefined);
     if (durations.length > 0) warnOnShortIdleTimeout(this, loadBalancer, durations);
@@ -327,7 +389,7 @@ export class AgentLb extends Construct implements ec2.IConnectable {
 
   /** Target group of each capability and of each variant (`<capability>-<variant>`), by the name agents list. */
   public get targetGroups(): Readonly<Record<string, elbv2.ApplicationTargetGroup>> {
-    return this.router.targetGroups;
+    return Object.assign({}, ...(this.routers ?? [this.router]).map((r) => r.targetGroups)) as Record<string, elbv2.ApplicationTargetGroup>;
   }
 
   /**

@@ -93,25 +93,40 @@ export class CapabilityCatalog extends Construct {
     });
     props.stateTable.grantCatalogRead(role);
 
+    const first = this.lambdaTargetGroup(this);
+    this.targetGroup = first.targetGroup;
+    this.invokePermission = first.invokePermission;
+  }
+
+  /**
+   * Another Lambda target group of the function, for another load balancer of the deployment
+   * (a target group belongs to one load balancer): `GET /agents` then answers on each.
+   */
+  public addTargetGroup(id: string): elbv2.ApplicationTargetGroup {
+    return this.lambdaTargetGroup(new Construct(this, id)).targetGroup;
+  }
+
+  private lambdaTargetGroup(scope: Construct): { targetGroup: elbv2.ApplicationTargetGroup; invokePermission: lambda.CfnPermission } {
     // ELB may invoke the function from this target group only. CDK's LambdaTarget grants any
     // load balancer (no SourceArn: the group's ARN would make a cycle with the group waiting for
     // the permission), so the group gets a name of its own and the permission its ARN pattern.
     const stack = Stack.of(this);
-    const targetGroupName = Names.uniqueResourceName(this, { maxLength: 32, separator: '-' }).replace(/^-+|-+$/g, '');
-    this.invokePermission = new lambda.CfnPermission(this, 'InvokeFromTargetGroup', {
+    const targetGroupName = Names.uniqueResourceName(scope, { maxLength: 32, separator: '-' }).replace(/^-+|-+$/g, '');
+    const invokePermission = new lambda.CfnPermission(scope, 'InvokeFromTargetGroup', {
       action: 'lambda:InvokeFunction',
       functionName: this.function.functionArn,
       principal: 'elasticloadbalancing.amazonaws.com',
       sourceAccount: stack.account,
       sourceArn: stack.formatArn({ service: 'elasticloadbalancing', resource: 'targetgroup', resourceName: `${targetGroupName}/*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }),
     });
-    this.targetGroup = new elbv2.ApplicationTargetGroup(this, 'TargetGroup', { targetGroupName });
+    const targetGroup = new elbv2.ApplicationTargetGroup(scope, 'TargetGroup', { targetGroupName });
     const fn = this.function;
-    this.targetGroup.addTarget({
+    targetGroup.addTarget({
       attachToApplicationTargetGroup: (group) => {
-        group.node.addDependency(this.invokePermission);
+        group.node.addDependency(invokePermission);
         return { targetType: elbv2.TargetType.LAMBDA, targetJson: { id: fn.functionArn } };
       },
     });
+    return { targetGroup, invokePermission };
   }
 }

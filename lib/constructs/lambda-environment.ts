@@ -19,6 +19,7 @@ export function lambdaEnvironmentProblems(config: AgentLbRuntimeConfigJson): str
     tableName: Token.isUnresolved(config.tableName) ? 'x'.repeat(100) : config.tableName,
     ...(config.loadBalancerArn ? { loadBalancerArn: 'x'.repeat(160) } : {}),
     ...(config.listenerArn ? { listenerArn: 'x'.repeat(180) } : {}),
+    ...(config.moreLoadBalancerArns ? { moreLoadBalancerArns: config.moreLoadBalancerArns.map(() => 'x'.repeat(160)) } : {}),
     capabilities: Array.isArray(config.capabilities)
       ? config.capabilities
       : Object.fromEntries(Object.entries(config.capabilities).map(([n, c]) => [n, { ...c, targetGroupArn: 'x'.repeat(124) }])),

@@ -5,26 +5,14 @@
  * Quotas. Pure: the router turns the outcome into an error or a warning.
  */
 
-/** Target groups one ALB can route to; not adjustable. */
-export const MAX_TARGET_GROUPS_PER_LOAD_BALANCER = 100;
-/** Default quota of rules per ALB (default rules not counted); adjustable. */
-export const DEFAULT_RULES_PER_LOAD_BALANCER = 100;
+import { CapabilityCost, DEFAULT_RULES_PER_LOAD_BALANCER, MAX_TARGET_GROUPS_PER_LOAD_BALANCER, rulesOf, targetGroupsOf } from '../core/load-balancer-packing';
 
-/** What one capability adds to its load balancer. */
-export interface CapabilityCost {
-  readonly name: string;
-  readonly variants: number;
-  /** Rules it adds, when not a capability's two (and two per variant). */
-  readonly rules?: number;
-}
+// The quotas and what a capability costs are declared once, in lib/core (the packing uses them too).
+export { DEFAULT_RULES_PER_LOAD_BALANCER, MAX_TARGET_GROUPS_PER_LOAD_BALANCER, rulesOf, targetGroupsOf };
+export type { CapabilityCost };
 
 /** The capability catalog (`GET /agents`): one Lambda target group and one rule. Counted first, so an overrun names a capability. */
 export const CATALOG_COST: CapabilityCost = { name: 'the capability catalog', variants: 0, rules: 1 };
-
-/** One capability's target groups: the stable one and one per variant. */
-export const targetGroupsOf = (c: CapabilityCost): number => 1 + c.variants;
-/** One capability's rules: a header and a path rule, and a header and a path pin rule per variant. */
-export const rulesOf = (c: CapabilityCost): number => c.rules ?? 2 + 2 * c.variants;
 
 /** A limit the capabilities go over, and the first capability (in list order) to take them past it. */
 export interface Overrun {

@@ -54,6 +54,10 @@ export function acknowledgeRegistryFindings(sync: RegistrySync, catalog?: Capabi
 export interface NagAcknowledgementSubjects extends IConstruct {
   readonly loadBalancer: IConstruct;
   readonly loadBalancerSecurityGroup: IConstruct;
+  /** Every load balancer of the stack (the first is `loadBalancer`). @default [loadBalancer] */
+  readonly loadBalancers?: readonly IConstruct[];
+  /** Their security groups. @default [loadBalancerSecurityGroup] */
+  readonly loadBalancerSecurityGroups?: readonly IConstruct[];
 }
 
 /** The findings `AgentLbStack` accepts on the VPC and load balancer it creates, on top of {@link acknowledgeRegistryFindings}. */
@@ -66,16 +70,16 @@ export function acknowledgeNagFindings(stack: NagAcknowledgementSubjects, option
       'Flow logs cost per GB and the VPC carries only load-balancer-to-agent traffic; enable them on the VPC when your account policy requires it.',
     );
   }
-  if (!options.accessLogs) {
+  for (const loadBalancer of options.accessLogs ? [] : (stack.loadBalancers ?? [stack.loadBalancer])) {
     acknowledge(
-      stack.loadBalancer,
+      loadBalancer,
       'AwsSolutions-ELB2',
       'Access logs need a bucket with a region-specific delivery policy; they are enabled when the accessLogsBucket option is set.',
     );
   }
-  if (options.tokenIngress) {
+  for (const group of options.tokenIngress ? (stack.loadBalancerSecurityGroups ?? [stack.loadBalancerSecurityGroup]) : []) {
     acknowledge(
-      stack.loadBalancerSecurityGroup,
+      group,
       'AwsSolutions-EC23',
       'Ingress is limited to the VPC CIDR (an intrinsic cdk-nag cannot evaluate) and the configured CIDRs; it is never 0.0.0.0/0 unless configured so.',
     );

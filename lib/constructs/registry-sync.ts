@@ -114,6 +114,16 @@ export interface RegistrySyncProps {
   readonly listener?: elbv2.IApplicationListener;
 
   /**
+   * The deployment's other load balancers, when its capabilities do not fit one (see
+   * `AgentLbStack`): the functions find each capability's target group on `loadBalancer` or on
+   * one of these. One table, one registry, one ELB call budget for them all. Needs `loadBalancer`;
+   * weighted variants stay on `loadBalancer`.
+   *
+   * @default - none
+   */
+  readonly moreLoadBalancers?: readonly elbv2.IApplicationLoadBalancer[];
+
+  /**
    * Weighted variants among `capabilities` and the listener rules that forward to them by weight.
    * The reconcile Lambda keeps each variant at weight 0 in those rules until its group has a
    * healthy target, and puts its configured weight back then; it may modify those rules only.
@@ -373,8 +383,12 @@ export class RegistrySync extends Construct {
 
     checkCatalogAttributes(this, props.catalog?.attributes ?? []);
     const variantWeights = checkedVariantWeights(this, props);
+    if ((props.moreLoadBalancers?.length ?? 0) > 0 && !props.loadBalancer) {
+      throw new AgentLbValidationError(this, 'moreLoadBalancers needs loadBalancer: the first of the deployment\'s load balancers, where weighted variants are');
+    }
+    const more = props.moreLoadBalancers ?? [];
     const discoverOn = props.loadBalancer
-      ? { loadBalancerArn: props.loadBalancer.loadBalancerArn }
+      ? { loadBalancerArn: props.loadBalancer.loadBalancerArn, ...(more.length > 0 ? { moreLoadBalancerArns: more.map((lb) => lb.loadBalancerArn) } : {}) }
       : props.listener
         ? { listenerArn: props.listener.listenerArn }
         : undefined;
@@ -408,7 +422,10 @@ export class RegistrySync extends Construct {
       maxLeaseTtlSeconds,
       ...(discoverOn && Object.keys(declaredPorts).length > 0 ? { ports: declaredPorts } : {}),
       ...(admission ? { admission } : {}),
-      targetQuota,
+      // Several load balancers: the registry counts every group together, so against all their
+      // quotas together (the packing keeps each one's expected targets within its own; counting
+      // per load balancer is still to come).
+      targetQuota: Math.min(MAX_TARGET_QUOTA, targetQuota * (1 + more.length)),
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),

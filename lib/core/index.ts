@@ -45,8 +45,8 @@ export {
   parseRuntimeSettings,
 } from './runtime-config';
 export type { CatalogSettings, CatalogSettingsJson, RuntimeConfig, RuntimeConfigJson, RuntimeSettings, RuntimeVariants } from './runtime-config';
-export { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
-export type { ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
+export { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from './metric-names';
+export type { BudgetMetricName, ErrorMetricName, ReconcileMetricName, SyncMetricName } from './metric-names';
 export {
   DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_MAX_REQUEST_DURATION_SECONDS,
@@ -68,6 +68,48 @@ export type { LeaseWrite, PlannedEntry, RegistryEntry } from './registry-writes'
 export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
 export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';
+export {
+  budgetOf,
+  budgetProblem,
+  budgetReport,
+  callsOverBudget,
+  rankCalls,
+  changeKey,
+  DEFAULT_ACCOUNT_ELB_BUCKET,
+  DEFAULT_ELB_BUDGET_SHARE,
+  DEFAULT_ELB_CALL_BUDGET,
+  emptyQueue,
+  enqueue,
+  fullBucket,
+  MAX_TARGETS_PER_ELB_CALL,
+  msUntilReservable,
+  msUntilTokens,
+  NOT_SERVING_STATES,
+  planCalls,
+  priorityOf,
+  queueStats,
+  refill,
+  releaseReserved,
+  reserveToken,
+  roundBoundSeconds,
+  settleCall,
+  spendReserved,
+  takeTokens,
+} from './elb-call-budget';
+export type { AccountElbBucket, BucketState, BudgetPlan, BudgetReport, ElbCallGate, ElbCallPermit, ChangeAction, ChangePriority, ChangeQueue, ChangeRequest, ElbCallBudget, PendingChange, PlannedCall } from './elb-call-budget';
+export {
+  DEFAULT_LOAD_BALANCER_QUOTAS,
+  DEFAULT_RULES_PER_LOAD_BALANCER,
+  MAX_TARGET_GROUPS_PER_LOAD_BALANCER,
+  packCapabilities,
+  QUOTA_NAMES,
+  quotasProblem,
+  rulesOf,
+  targetGroupsOf,
+} from './load-balancer-packing';
+export type { CapabilityCost, CapabilityLoad, LoadBalancerQuotas, PackedLoadBalancer, PackingRefusal, PackingResult } from './load-balancer-packing';
+export { DEFAULT_FLEET_SETTINGS, HOURS_PER_MONTH, modelCounts, monthlyCost, ON_DEMAND, PROVISIONED_AUTO_SCALING, scaleToMonth, SECONDS_PER_MONTH, US_EAST_1_PRICES } from './cost-model';
+export type { BillingMode, FleetSettings, MonthlyCost, MonthlyCounts, PriceList } from './cost-model';
 export {
   ALGORITHM_TAG,
   attributeText,

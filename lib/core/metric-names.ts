@@ -81,6 +81,18 @@ export const RECONCILE_METRICS = {
 } as const;
 
 /**
+ * The ELB call budget's metrics, published by sync (per batch) and reconcile (per pass) under
+ * the same names: the Register/Deregister calls per second the batch or pass made against the
+ * budget's rate, the changes that had to wait for a token, and the longest such wait.
+ */
+export const BUDGET_METRICS = {
+  elbCallsPerSecond: 'ElbCallsPerSecond',
+  elbCallBudgetPerSecond: 'ElbCallBudgetPerSecond',
+  queuedChanges: 'QueuedChanges',
+  oldestQueuedChangeMs: 'OldestQueuedChangeMs',
+} as const;
+
+/**
  * One count per error code a handler met (an invocation that failed, a change ELB refused or
  * that stayed unapplied, a read of the lease table that failed), under the name its code maps
  * to here; codes only the SDK or the CLI meet count as `OtherErrors`.
@@ -97,6 +109,7 @@ export const ERROR_METRICS = {
 
 export type SyncMetricName = (typeof SYNC_METRICS)[keyof typeof SYNC_METRICS];
 export type ReconcileMetricName = (typeof RECONCILE_METRICS)[keyof typeof RECONCILE_METRICS];
+export type BudgetMetricName = (typeof BUDGET_METRICS)[keyof typeof BUDGET_METRICS];
 export type ErrorMetricName = (typeof ERROR_METRICS)[keyof typeof ERROR_METRICS];
 
 /** The metric an error of `code` is counted under; `undefined` (not an agent-lb error) counts as `OtherErrors`. */

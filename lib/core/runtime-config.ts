@@ -1,4 +1,5 @@
 import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
+import { AccountElbBucket, budgetProblem, DEFAULT_ACCOUNT_ELB_BUCKET, ElbCallBudget } from './elb-call-budget';
 import { CATALOG_ATTRIBUTE_KEY, CatalogCapabilityInfo, CatalogConfig, catalogInfoFromTags, MAX_CATALOG_ATTRIBUTES, TaggedGroup } from './catalog-document';
 import { ConfigError } from './errors';
 import { CAPABILITY_NAME, CapabilityRoute, DEFAULT_MAX_LEASE_TTL_SECONDS, PortRange, RoutingConfig, TargetType } from './lease-schema';
@@ -22,6 +23,12 @@ export interface RuntimeConfigJson {
   readonly tableName: string;
   readonly loadBalancerArn?: string;
   readonly listenerArn?: string;
+  /**
+   * The deployment's other load balancers (with `loadBalancerArn`, the first): each listed
+   * capability's target group is found on exactly one of them. Weighted variants stay on the first.
+   * @default [] (one load balancer)
+   */
+  readonly moreLoadBalancerArns?: readonly string[];
   readonly capabilities: Record<string, { readonly targetGroupArn: string; readonly targetType: TargetType; readonly ports?: string }> | readonly string[];
   /**
    * With `vpcCidrs`: the ranges named explicitly besides the VPC's (targets there need
@@ -57,6 +64,14 @@ export interface RuntimeConfigJson {
    * @default {} (no variants)
    */
   readonly variantWeights?: Record<string, number>;
+  /**
+   * The registry's share of the account's Register/Deregister bucket, sync and reconcile
+   * together: `{ "callsPerSecond": 2, "burst": 10 }`; at most `accountElbBucket`.
+   * @default DEFAULT_ELB_CALL_BUDGET (half of AWS's default bucket)
+   */
+  readonly elbBudget?: ElbCallBudget;
+  /** The account's Register/Deregister bucket, when AWS raised it. @default DEFAULT_ACCOUNT_ELB_BUCKET (refill 4/s, burst 20) */
+  readonly accountElbBucket?: AccountElbBucket;
   /**
    * The capability catalog (`GET /agents`): the registry keeps its document and member index in
    * this registry state table. Each capability's algorithm, stickiness and variants come from its
@@ -106,6 +121,13 @@ export interface RuntimeConfig {
    * @default - no variants
    */
   readonly variants?: RuntimeVariants;
+  /**
+   * What the registry may spend of the account's Register/Deregister bucket: every call of sync
+   * and reconcile takes a token first. The deployed functions always have one (the default
+   * budget when the stack sets none); a configuration given in code has one only if it says so.
+   * @default - no budget (calls go as they come)
+   */
+  readonly elbBudget?: ElbCallBudget;
   /** The capability catalog the registry keeps current. @default - none */
   readonly catalog?: CatalogConfig;
   /** Admission by AWS facts (see {@link AdmissionConfigJson}); absent: every valid lease is admitted. */
@@ -157,9 +179,11 @@ export interface RuntimeSettings {
    * Capabilities whose target group is to be found on a load balancer: `loadBalancerArn`, or the
    * load balancer of `listenerArn` (exactly one of the two is set).
    */
-  readonly discover?: { readonly loadBalancerArn?: string; readonly listenerArn?: string; readonly capabilities: readonly string[] };
+  readonly discover?: { readonly loadBalancerArn?: string; readonly listenerArn?: string; readonly moreLoadBalancerArns?: readonly string[]; readonly capabilities: readonly string[] };
   /** Weighted variants by capability name; see {@link RuntimeConfigJson.variantWeights}. */
   readonly variantWeights?: Readonly<Record<string, number>>;
+  /** See {@link RuntimeConfigJson.elbBudget}; unset when the configuration sets none. */
+  readonly elbBudget?: ElbCallBudget;
   readonly admission?: AdmissionConfig;
   readonly targetQuota: number;
   readonly catalog?: CatalogSettings;
@@ -189,8 +213,12 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
       if (typeof name !== 'string' || !CAPABILITY_NAME.test(name)) fail(`capability name ${JSON.stringify(name)} must match ${CAPABILITY_NAME.source}`);
     }
     if (new Set(names).size !== names.length) fail('capabilities lists a name twice');
+    const more = obj.moreLoadBalancerArns ?? [];
+    if (!Array.isArray(more) || !more.every(nonEmpty)) fail(`moreLoadBalancerArns must be a list of load balancer ARNs, got ${JSON.stringify(obj.moreLoadBalancerArns)}`);
+    if (more.length > 0 && !nonEmpty(obj.loadBalancerArn)) fail('moreLoadBalancerArns needs loadBalancerArn: the first of the deployment\'s load balancers');
     discover = {
       ...(nonEmpty(obj.loadBalancerArn) ? { loadBalancerArn: obj.loadBalancerArn } : { listenerArn: obj.listenerArn as string }),
+      ...(more.length > 0 ? { moreLoadBalancerArns: more as string[] } : {}),
       capabilities: names as string[],
     };
   } else {
@@ -228,6 +256,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     fail(`reconcileRepeatSeconds ${JSON.stringify(repeat)} must be an integer in 0–${MAX_RECONCILE_REPEAT_SECONDS}`);
   }
   const variantWeights = parseVariantWeights(obj.variantWeights, discover?.capabilities ?? Object.keys(capabilities), discover !== undefined);
+  const elbBudget = parseElbBudget(obj.elbBudget, obj.accountElbBucket);
   const admission = obj.admission === undefined ? undefined : parseAdmission(obj.admission, names);
   const targetQuota = obj.targetQuota ?? DEFAULT_TARGET_QUOTA;
   if (typeof targetQuota !== 'number' || !Number.isInteger(targetQuota) || targetQuota < 1 || targetQuota > MAX_TARGET_QUOTA) {
@@ -248,6 +277,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     ...(admission ? { admission } : {}),
     targetQuota,
     ...(catalog ? { catalog } : {}),
+    ...(elbBudget ? { elbBudget } : {}),
   };
 }
 
@@ -282,6 +312,24 @@ export function catalogConfigOf(settings: CatalogSettings, capabilities: readonl
     ...settings,
     capabilities: Object.fromEntries(capabilities.filter((c) => !variants.has(c)).map((c) => [c, fromTags[c] ?? plain])),
   };
+}
+
+function parseElbBudget(raw: unknown, rawAccount: unknown): ElbCallBudget | undefined {
+  let account = DEFAULT_ACCOUNT_ELB_BUCKET;
+  if (rawAccount !== undefined) {
+    const a = rawAccount as Partial<AccountElbBucket> | null;
+    if (typeof a !== 'object' || a === null || !(typeof a.refillPerSecond === 'number' && a.refillPerSecond > 0) || !(Number.isInteger(a.burst) && (a.burst as number) >= 1)) {
+      fail(`accountElbBucket ${JSON.stringify(rawAccount)} must be {"refillPerSecond": a positive number, "burst": a whole number ≥ 1}`);
+    }
+    account = { refillPerSecond: a.refillPerSecond as number, burst: a.burst as number };
+  }
+  if (raw === undefined) return undefined;
+  const b = raw as Partial<ElbCallBudget> | null;
+  if (typeof b !== 'object' || b === null) fail(`elbBudget ${JSON.stringify(raw)} must be {"callsPerSecond": …, "burst": …}`);
+  const budget = { callsPerSecond: b.callsPerSecond as number, burst: b.burst as number };
+  const problem = budgetProblem(budget, account);
+  if (problem) fail(problem);
+  return budget;
 }
 
 /** Shortest and longest `maxLeaseTtlSeconds`: the stack's own lease TTL is 5–3600 s; a day is the most any agent needs. */
@@ -372,6 +420,7 @@ export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly
     },
     safetyValveShare: settings.safetyValveShare,
     reconcileRepeatSeconds: settings.reconcileRepeatSeconds,
+    ...(settings.elbBudget ? { elbBudget: settings.elbBudget } : {}),
     ...(settings.admission ? { admission: settings.admission } : {}),
     targetQuota: settings.targetQuota,
     ...(settings.variantWeights && settings.discover

@@ -9,6 +9,8 @@ import { createElbClient } from '../aws/clients';
 import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
+import { ElbCallGate } from '../core/elb-call-budget';
+import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { newReconcileMemory } from '../registry/container-memory';
@@ -23,6 +25,12 @@ export interface ReconcileHandlerOptions {
   readonly config?: RuntimeConfig;
   readonly elbClient?: ElasticLoadBalancingV2Client;
   readonly dynamoClient?: DynamoDBClient;
+  /**
+   * The gate every Register/DeregisterTargets call takes a token from: give sync and reconcile
+   * of one process the same one, so together they stay within the budget.
+   * @default a gate of the configuration's `elbBudget`, for this container; none without one
+   */
+  readonly elbGate?: ElbCallGate;
   /** EC2, for admission (a configuration with `admission`). @default a client from the environment, made only when admission is configured */
   readonly ec2Client?: EC2Client;
   readonly logger?: Logger;
@@ -45,9 +53,11 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
   const dynamoClient = options.dynamoClient ?? createDynamoClient();
   // Lives as long as the container: removals held back for a second pass, targets ELB refused.
   const memory = newReconcileMemory();
+  let gate = options.elbGate;
+  const gateFor = (config: RuntimeConfig) => (gate ??= config.elbBudget ? new BucketGate(config.elbBudget) : undefined);
   const depsFor = (config: RuntimeConfig) => ({
     config,
-    elb: new ElbTargets(elbClient),
+    elb: new ElbTargets(elbClient, gateFor(config)),
     store: new LeaseStore(dynamoClient, config.tableName),
     routing: config.routing,
     policy: addressPolicyFor(config.routing),

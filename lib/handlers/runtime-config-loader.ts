@@ -1,4 +1,6 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { DEFAULT_ELB_CALL_BUDGET } from '../core/elb-call-budget';
+import { ConfigError } from '../core/errors';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
 import { CapabilityRoute } from '../core/lease-schema';
 import { discoverCapabilityGroups, loadBalancerOfListener, targetPortsOf } from '../aws/target-groups';
@@ -9,7 +11,9 @@ import { discoverCapabilityGroups, loadBalancerOfListener, targetPortsOf } from 
  * load balancer (lib/aws/target-groups.ts).
  */
 export async function resolveRuntimeConfig(text: string | undefined, client: ElasticLoadBalancingV2Client): Promise<RuntimeConfig> {
-  const settings = parseRuntimeSettings(text);
+  const parsed = parseRuntimeSettings(text);
+  // A deployed registry always spends within a budget: the default share when the stack sets none.
+  const settings = { ...parsed, elbBudget: parsed.elbBudget ?? DEFAULT_ELB_CALL_BUDGET };
   const discover = settings.discover;
   if (!discover) {
     // Named groups whose ports the configuration does not declare take their own port, as discovered ones do.
@@ -24,8 +28,21 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
     return completeRuntimeConfig(settings, found);
   }
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
-  const { routes, tagged } = await discoverCapabilityGroups(client, loadBalancerArn, discover.capabilities);
-  return completeRuntimeConfig(settings, routes, tagged);
+  const more = discover.moreLoadBalancerArns ?? [];
+  if (more.length === 0) {
+    const { routes, tagged } = await discoverCapabilityGroups(client, loadBalancerArn, discover.capabilities);
+    return completeRuntimeConfig(settings, routes, tagged);
+  }
+  // Several load balancers: each capability on one of them (completeRuntimeConfig names any found on none).
+  const found = await Promise.all([loadBalancerArn, ...more].map((arn) => discoverCapabilityGroups(client, arn, discover.capabilities, false)));
+  const routes: Record<string, CapabilityRoute> = {};
+  for (const [i, { routes: on }] of found.entries()) {
+    for (const [name, route] of Object.entries(on)) {
+      if (Object.hasOwn(routes, name)) throw new ConfigError(`capability "${name}" has a target group on two load balancers (${[loadBalancerArn, ...more][i]} and another); it must be on one`);
+      routes[name] = route;
+    }
+  }
+  return completeRuntimeConfig(settings, routes, found.flatMap((f) => f.tagged));
 }
 
 /**

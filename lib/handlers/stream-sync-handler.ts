@@ -9,6 +9,8 @@ import { createElbClient } from '../aws/clients';
 import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
+import { ElbCallGate } from '../core/elb-call-budget';
+import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { toLeaseChange } from '../aws/stream-records';
@@ -27,6 +29,14 @@ export interface SyncHandlerOptions {
    * deregister one that is. @default a client from the environment
    */
   readonly dynamoClient?: DynamoDBClient;
+  /**
+   * The gate every Register/DeregisterTargets call takes a token from: give sync and reconcile
+   * of one process the same one, so together they stay within the budget.
+   * @default a gate of the configuration's `elbBudget`, for this container; none without one
+   */
+  readonly elbGate?: ElbCallGate;
+  /** With a budget: longest a batch waits for tokens before it reports the rest unapplied. @default SYNC_BATCH_BUDGET_MS */
+  readonly batchBudgetMs?: number;
   /**
    * EC2, for admission (a configuration with `admission`): who holds the addresses a batch
    * registers. @default a client from the environment, made only when admission is configured
@@ -47,13 +57,16 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
   const dynamoClient = options.dynamoClient ?? createDynamoClient();
   // Lives as long as the container: changes already applied, targets ELB refused.
   const memory = newSyncMemory();
+  let gate = options.elbGate;
+  const gateFor = (config: RuntimeConfig) => (gate ??= config.elbBudget ? new BucketGate(config.elbBudget) : undefined);
   const depsFor = (config: RuntimeConfig) => ({
-    elb: new ElbTargets(elbClient),
+    elb: new ElbTargets(elbClient, gateFor(config)),
     routing: config.routing,
     policy: addressPolicyFor(config.routing),
     store: new LeaseStore(dynamoClient, config.tableName),
     now,
     memory,
+    ...(options.batchBudgetMs !== undefined ? { batchBudgetMs: options.batchBudgetMs } : {}),
     ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
     ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
     ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),

@@ -1,7 +1,8 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { AgentLbError } from '../core/errors';
-import { errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
+import type { BudgetReport } from '../core/elb-call-budget';
+import { BUDGET_METRICS, errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
 import type { CatalogReport } from '../registry/catalog-update';
 import type { RegistryWriteReport } from '../registry/registry-writes';
@@ -57,6 +58,7 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
   metrics.addMetric(SYNC_METRICS.overQuota, MetricUnit.Count, report.overQuota);
   metrics.addMetric(SYNC_METRICS.memberWrites, MetricUnit.Count, report.catalog.memberWrites);
   metrics.addMetric(SYNC_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
+  if (report.budget) publishBudget(report.budget, metrics);
   addErrorMetrics(metrics, [
     ...(report.ec2Error ? [report.ec2Error] : []),
     ...report.refusedByElb.map((r) => r.error),
@@ -133,6 +135,7 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
   metrics.addMetric(RECONCILE_METRICS.notAdmittedRemoved, MetricUnit.Count, report.notAdmittedRemoved);
   metrics.addMetric(RECONCILE_METRICS.overQuota, MetricUnit.Count, report.overQuota);
   metrics.addMetric(RECONCILE_METRICS.registeredTargets, MetricUnit.Count, report.registeredTargets);
+  if (report.budget) publishBudget(report.budget, metrics);
   metrics.addMetric(RECONCILE_METRICS.memberRepairs, MetricUnit.Count, report.catalog.memberWrites);
   metrics.addMetric(RECONCILE_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
   addErrorMetrics(metrics, [
@@ -174,4 +177,12 @@ export function publishReconcileReport(report: ReconcileReport, logger: Logger, 
     catalog: catalogSummary(report.catalog),
   });
   metrics.publishStoredMetrics();
+}
+
+/** The ELB call budget's figures of a batch or a pass, under the names both functions share. */
+function publishBudget(budget: BudgetReport, metrics: Metrics): void {
+  metrics.addMetric(BUDGET_METRICS.elbCallsPerSecond, MetricUnit.CountPerSecond, budget.callsPerSecond);
+  metrics.addMetric(BUDGET_METRICS.elbCallBudgetPerSecond, MetricUnit.CountPerSecond, budget.budgetPerSecond);
+  metrics.addMetric(BUDGET_METRICS.queuedChanges, MetricUnit.Count, budget.queued);
+  metrics.addMetric(BUDGET_METRICS.oldestQueuedChangeMs, MetricUnit.Milliseconds, budget.oldestAgeMs);
 }

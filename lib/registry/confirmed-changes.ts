@@ -1,5 +1,6 @@
 import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { sleep } from '../core/concurrency';
+import { ElbCallGate, ElbCallPermit } from '../core/elb-call-budget';
 import { ElbTargetsError } from '../core/errors';
 import { confirmChanges, ConfirmationContext, contradictedBy, leaseVersion, TargetAction } from '../core/lease-confirmation';
 import { RawItem, RoutingConfig, TargetRef } from '../core/lease-schema';
@@ -110,6 +111,8 @@ export interface ConfirmedOutcome {
   readonly firstTransientError?: ElbTargetsError;
   /** Per key in `applied`, the lease as the read that confirmed its call saw it (`undefined`: no item): what the rotation it leaves is written into. */
   readonly confirmedBy: ReadonlyMap<string, RawItem | undefined>;
+  /** With an ELB call budget: the longest wait for a token, ms (0: every token was there at once). */
+  readonly tokenWaitMs?: number;
 }
 
 /**
@@ -145,11 +148,25 @@ export async function applyConfirmed(
   let firstTransientError: ElbTargetsError | undefined;
   let pending = [...targets];
   const rounds = deps.rounds ?? CONFIRM_ROUNDS;
+  const gate = deps.elb.gate;
+  // With an ELB call budget, the first token may be long in coming: the rounds' time starts once it is taken.
+  let tokenWaitMs = 0;
+  const permitWithin = async (until: number | undefined) => {
+    const { permit, waitedMs } = await permitBy(gate as ElbCallGate, until, now);
+    tokenWaitMs = Math.max(tokenWaitMs, waitedMs);
+    return permit;
+  };
+  const firstPermit = gate && pending.length > 0 ? await permitWithin(deps.budgetEnd) : undefined;
+  if (gate && pending.length > 0 && !firstPermit) return notApplied(pending, tokenWaitMs);
   const budgetEnd = Math.min(deps.budgetEnd ?? Infinity, now() + rounds * deadlineMs);
   // Prior reads are used only while fresh enough to leave the call most of its deadline.
   let reused = prior && now() - prior.readAtMs < deadlineMs / 2 ? prior : undefined;
 
   for (let round = 0; round < rounds && pending.length > 0 && now() < budgetEnd; round++) {
+    // The token before the read: waiting for the budget never ages the read a call acts on. It is
+    // only reserved here; the budget is charged when the call leaves (ElbTargets spends it).
+    const permit = round === 0 ? firstPermit : gate ? await permitWithin(budgetEnd) : undefined;
+    if (gate && !permit) break;
     let readAtMs: number;
     let reads: ReadonlyMap<string, RawItem | undefined>;
     if (reused) {
@@ -160,6 +177,7 @@ export async function applyConfirmed(
       try {
         reads = await deps.store.getMany(pending.map((t) => t.key));
       } catch {
+        permit?.giveBack();
         break;
       }
     }
@@ -173,11 +191,12 @@ export async function applyConfirmed(
       send = send.filter((t) => !skip.has(t.key));
     }
     if (send.length === 0) {
+      permit?.giveBack();
       pending = [];
       break;
     }
     const deadline = new Deadline(Math.max(1, Math.min(readAtMs + deadlineMs, budgetEnd) - now()));
-    const outcome = await deadline.run((abortSignal) => deps.elb[action](targetGroupArn, send, { abortSignal }));
+    const outcome = await deadline.run((abortSignal) => deps.elb[action](targetGroupArn, send, { abortSignal, ...(permit ? { permit } : {}) }));
     calls += outcome.calls;
     rejected.push(...outcome.rejected);
     firstTransientError ??= outcome.firstTransientError;
@@ -212,6 +231,9 @@ export async function applyConfirmed(
       if (wait > 0) await (deps.sleep ?? sleep)(wait);
     }
   }
+  // A first token that came as the time ran out (no round left to use it) is free again: a
+  // reserved token never given back would hold a place of the burst for good.
+  firstPermit?.giveBack();
   return {
     applied,
     undone,
@@ -222,6 +244,7 @@ export async function applyConfirmed(
     calls,
     ...(pending.length > 0 && firstTransientError ? { firstTransientError } : {}),
     confirmedBy: new Map(applied.map((key) => [key, confirmedBy.get(key)])),
+    tokenWaitMs,
   };
 }
 
@@ -275,4 +298,28 @@ async function undoContradicted(
     pending = back.filter((t) => failed.has(t.key));
   }
   return { undone, calls };
+}
+
+/**
+ * A token from `gate`, waiting at most until `until` (epoch ms; none: as long as it takes);
+ * `permit` undefined when the wait ran out. `waitedMs` is 0 when a token was there at once
+ * (the gate queued nobody), else how long the wait took.
+ */
+async function permitBy(gate: ElbCallGate, until: number | undefined, now: () => number): Promise<{ permit?: ElbCallPermit; waitedMs: number }> {
+  const started = performance.now();
+  const acquiring = gate.acquire(until === undefined || until === Infinity ? undefined : AbortSignal.timeout(Math.max(1, until - now())));
+  // First come, first served: a token granted at once leaves the gate's queue empty.
+  const queued = gate.waiting(now()).queued > 0;
+  const waited = () => (queued ? Math.max(1, Math.round(performance.now() - started)) : 0);
+  try {
+    const permit = await acquiring;
+    return { permit, waitedMs: waited() };
+  } catch {
+    return { waitedMs: waited() };
+  }
+}
+
+/** The outcome of a change that never got a token: nothing sent, everything to be tried again. */
+function notApplied(pending: readonly TargetRef[], tokenWaitMs: number): ConfirmedOutcome {
+  return { applied: [], undone: [], withheld: [], skippedRefused: [], transientFailures: pending.map((t) => t.key), rejected: [], calls: 0, confirmedBy: new Map(), tokenWaitMs };
 }

@@ -3,7 +3,8 @@ import { mapLimit } from '../core/concurrency';
 import { Ec2LookupError, ElbTargetsError, LeaseRejection } from '../core/errors';
 import { RoutingConfig, TargetRef } from '../core/lease-schema';
 import { catalogChangesOfWrites } from '../core/catalog-members';
-import { GroupRepair, memberKey, planReconcile, presenceOf } from '../core/reconcile-planner';
+import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
+import { GroupRepair, memberKey, ObservedGroup, planReconcile, presenceOf } from '../core/reconcile-planner';
 import { planRejectionsFromScan } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planObservedRotation, rotationEntries } from '../core/rotation-planner';
 import { ElbTargets } from '../aws/elb-targets';
@@ -118,6 +119,8 @@ export interface ReconcileReport {
   readonly variantsHeldOut: readonly string[];
   /** ModifyRule calls that changed variant weights (holding a variant out or letting it back in). */
   readonly variantRuleChanges: number;
+  /** With an ELB call budget: calls per second against it, changes left to the next pass for want of a token. */
+  readonly budget?: BudgetReport;
   /** The catalog step: member index entries repaired, and whether the catalog's revision moved. */
   readonly catalog: CatalogReport;
 }
@@ -151,6 +154,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const nowMs = now();
   const nowSeconds = Math.floor(nowMs / 1000);
   const memory = deps.memory ?? newReconcileMemory();
+  const passStarted = Date.now(); // wall clock for the budget's rate (`now` may be fixed)
   const budgetEnd = nowMs + (deps.passBudgetMs ?? PASS_BUDGET_MS);
   const describeDeadline = () => AbortSignal.timeout(Math.max(1, Math.min(DESCRIBE_DEADLINE_MS, budgetEnd - now())));
 
@@ -202,7 +206,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     tally.refusedBefore += group.refused.length;
     for (const d of group.held) tally.stillRegistered.add(d.target.key);
   }
-  await mapLimit(gate.repairs, GROUPS_AT_A_TIME, (group) =>
+  // Most urgent groups first (they take the ELB call budget's tokens first): see repairOrder.
+  await mapLimit(repairOrder(gate.repairs, groups, nowMs), GROUPS_AT_A_TIME, (group) =>
     Promise.all([registerMissing(group, confirmDeps, describeDeadline, tally), deregisterStale(group, confirmDeps, tally)]),
   );
 
@@ -259,6 +264,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     variantsHeldOut: guard.heldOut,
     variantRuleChanges: guard.ruleChanges,
     catalog,
+    ...(deps.elb.gate ? { budget: budgetReport(deps.elb.gate.budget, tally.elbCalls, Date.now() - passStarted, tally.unsent, tally.unsent > 0 ? Date.now() - passStarted : 0) } : {}),
   };
 }
 
@@ -272,6 +278,8 @@ interface Tally {
   deregistrationsWithheld: number;
   refusedBefore: number;
   elbCalls: number;
+  /** Changes not applied this pass (ELB failing, or no token within the pass budget). */
+  unsent: number;
   readonly errors: ElbTargetsError[];
   /** Keys whose target is still registered somewhere although planned to leave: their expired lease stays as proof. */
   readonly stillRegistered: Set<string>;
@@ -289,6 +297,7 @@ function newTally(): Tally {
     deregistrationsWithheld: 0,
     refusedBefore: 0,
     elbCalls: 0,
+    unsent: 0,
     errors: [],
     stillRegistered: new Set(),
     landed: [],
@@ -308,6 +317,7 @@ async function registerMissing(group: GroupRepair, deps: ConfirmDeps, describeDe
   tally.registrationsWithheld += outcome.withheld.length;
   tally.refusedBefore += outcome.skippedRefused.length;
   tally.elbCalls += outcome.calls;
+  tally.unsent += outcome.transientFailures.length;
   if (outcome.firstTransientError) tally.errors.push(outcome.firstTransientError);
   tally.errors.push(...outcome.rejected.map((r) => r.error));
 }
@@ -328,10 +338,39 @@ async function deregisterStale(group: GroupRepair, deps: ConfirmDeps, tally: Tal
   tally.deregistrationsWithheld += outcome.withheld.length;
   tally.elbCalls += outcome.calls;
   for (const key of outcome.transientFailures) tally.stillRegistered.add(key);
+  tally.unsent += outcome.transientFailures.length;
   if (outcome.firstTransientError) tally.errors.push(outcome.firstTransientError);
   tally.errors.push(...outcome.rejected.map((r) => r.error));
 }
 
 function landedCalls(action: LandedCall['action'], targetGroupArn: string, outcome: ConfirmedOutcome): LandedCall[] {
   return outcome.applied.map((target) => ({ action, targetGroupArn, target, item: outcome.confirmedBy.get(target) }));
+}
+
+/**
+ * The groups to repair, most urgent first (the pure rank of lib/core/elb-call-budget.ts):
+ * registrations, and removals of targets ELB still sends requests to, before removals of targets
+ * ELB reports unhealthy, draining or unused. Only the order changes, never what is sent.
+ */
+function repairOrder(repairs: readonly GroupRepair[], observed: readonly ObservedGroup[], nowMs: number): GroupRepair[] {
+  if (repairs.length < 2) return [...repairs];
+  const states = new Map(observed.flatMap((g) => g.targets.map((t) => [memberKey(g.targetGroupArn, formatTarget(t.id, t.port)), t.state] as const)));
+  const queue = enqueue(
+    emptyQueue(),
+    repairs.flatMap((g) => [
+      ...g.register.map((t) => ({ targetGroupArn: g.targetGroupArn, target: t, action: 'register' as const })),
+      ...g.deregister.map((d) => ({
+        targetGroupArn: g.targetGroupArn,
+        target: d.target,
+        action: 'deregister' as const,
+        priority: priorityOf('deregister', states.get(memberKey(g.targetGroupArn, d.target.key))),
+      })),
+    ]),
+    nowMs,
+  );
+  const rank = new Map<string, number>();
+  rankCalls(queue).forEach((call, i) => {
+    if (!rank.has(call.targetGroupArn)) rank.set(call.targetGroupArn, i);
+  });
+  return [...repairs].sort((a, b) => (rank.get(a.targetGroupArn) ?? Infinity) - (rank.get(b.targetGroupArn) ?? Infinity));
 }

@@ -1,9 +1,11 @@
 import { AddressPolicy } from '../core/address-policy';
 import { Ec2LookupError, ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
-import { RoutingConfig, TargetRef } from '../core/lease-schema';
+import { LEASE_ATTR, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { factDecisions, planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
+import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
+import { decodeRotation, rotationEntry } from '../core/lease-codec';
 import { catalogChanges, catalogChangesOfWrites } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
@@ -33,6 +35,16 @@ export interface StreamSyncDeps {
   /** What this container remembers between batches (refused targets, changes already applied, EC2's answers, the target count). @default a fresh memory per call */
   readonly memory?: SyncMemory;
   /**
+   * With an ELB call budget (a gate on `elb`): longest a batch waits for tokens. Changes still
+   * without one then are reported unapplied, and the stream delivers them again from their first
+   * record, merged with the records that came meanwhile: under load, fewer and fuller calls.
+   * Short, so that records written meanwhile join the queue soon: the next invocation ranks them
+   * with the changes still waiting, oldest first, and a change waits about one round of the
+   * budget, not a whole batch's round and then its own.
+   * @default SYNC_BATCH_BUDGET_MS (5 000)
+   */
+  readonly batchBudgetMs?: number;
+  /**
    * Admission by EC2's facts: a registration is sent only when EC2 shows its address in an
    * admitted security group (one lookup per batch for its new addresses, cached per container).
    * @default none: nothing is checked against EC2
@@ -43,6 +55,9 @@ export interface StreamSyncDeps {
   /** The capability catalog, kept current for the leases the batch changed (never a reason to retry the batch). @default - no catalog */
   readonly catalog?: RegistryCatalog;
 }
+
+/** See {@link StreamSyncDeps.batchBudgetMs}. */
+export const SYNC_BATCH_BUDGET_MS = 5_000;
 
 export interface StreamSyncReport {
   readonly records: number;
@@ -60,6 +75,8 @@ export interface StreamSyncReport {
   readonly elbCalls: number;
   /** Leases read to confirm changes (BatchGetItem keys). */
   readonly leasesRead: number;
+  /** With an ELB call budget: calls per second against it, changes that waited for a token, the longest wait. */
+  readonly budget?: BudgetReport;
   /** How long the batch's confirming read took, ms: what confirmation adds to its registrations' latency. */
   readonly confirmReadMs?: number;
   readonly rejections: readonly LeaseRejection[];
@@ -171,10 +188,16 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     }
   }
 
+  const elbGate = deps.elb.gate;
+  // Wall-clock time for the budget (`now` may be a fixed clock for the liveness check).
+  const started = Date.now();
+  let waited = 0;
+  let longestWaitMs = 0;
   if (prior) {
-    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [] };
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + (deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS) } : {}) };
+    // Most urgent groups first: each group's first call takes its token in this order (first come, first served).
     await Promise.all(
-      work.map(async ({ group, register, deregister }) => {
+      byUrgency(work, records, plan.lastRecordIndex, deps.routing).map(async ({ group, register, deregister }) => {
         // Creates before deletes: a target moving between states never leaves a group empty needlessly.
         for (const [action, targets] of [
           ['register', register],
@@ -182,6 +205,11 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         ] as const) {
           if (targets.length === 0) continue;
           const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, prior);
+          // Only a wait for a token counts (not the confirming read or the call): light churn that the burst covers reports none.
+          if (outcome.tokenWaitMs !== undefined && outcome.tokenWaitMs > 0) {
+            waited += targets.length;
+            longestWaitMs = Math.max(longestWaitMs, outcome.tokenWaitMs);
+          }
           for (const key of outcome.applied) {
             memory.applied.remember(group.targetGroupArn, key, action, recordOf(key));
             landed.push({ action, targetGroupArn: group.targetGroupArn, target: key, item: outcome.confirmedBy.get(key) });
@@ -246,6 +274,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     refusedBefore,
     elbCalls,
     leasesRead: keys.length,
+    ...(elbGate ? { budget: budgetReport(elbGate.budget, elbCalls, Date.now() - started, waited, longestWaitMs) } : {}),
     ...(confirmReadMs === undefined ? {} : { confirmReadMs }),
     rejections: [...plan.rejections, ...gate.rejections, ...quotaRejections],
     notAdmitted: gate.notAdmitted,
@@ -259,4 +288,54 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     registryWrites,
     catalog,
   };
+}
+
+interface GroupWork {
+  readonly group: { readonly targetGroupArn: string };
+  readonly register: readonly TargetRef[];
+  readonly deregister: readonly TargetRef[];
+}
+
+/**
+ * The batch's groups, most urgent first (the pure rank of lib/core/elb-call-budget.ts): groups
+ * with registrations, or removals of targets ELB may still send requests to, before groups
+ * whose removals are of targets the lease's `rotation` says ELB already keeps out (unhealthy,
+ * draining); older changes first. Only the order of the calls changes, never what is sent.
+ */
+function byUrgency<W extends GroupWork>(work: readonly W[], records: readonly LeaseChangeRecord[], lastRecordIndex: ReadonlyMap<string, number>, routing: RoutingConfig): W[] {
+  if (work.length < 2) return [...work];
+  const capabilityOf = new Map(Object.entries(routing.capabilities).map(([name, route]) => [route.targetGroupArn, name]));
+  const stateOf = (key: string, targetGroupArn: string): string | undefined => {
+    const record = records[lastRecordIndex.get(key) ?? -1];
+    const image = record?.newImage ?? record?.oldImage;
+    const capability = capabilityOf.get(targetGroupArn);
+    return capability === undefined ? undefined : rotationEntry(decodeRotation(image?.[LEASE_ATTR.rotation]).rotation, capability)?.state;
+  };
+  // A change's age is its first record's place in the stream: records of one shard come in write
+  // order, and their write times (whole seconds) tie too often to rank by.
+  const first = new Map<string, number>();
+  records.forEach((r, i) => {
+    const key = r.key ?? (r.newImage ?? r.oldImage)?.[LEASE_ATTR.target]?.S;
+    if (key !== undefined && !first.has(key)) first.set(key, i);
+  });
+  const at = (key: string) => first.get(key) ?? lastRecordIndex.get(key) ?? 0;
+  const queue = enqueue(
+    emptyQueue(),
+    work.flatMap(({ group, register, deregister }) => [
+      ...register.map((t) => ({ targetGroupArn: group.targetGroupArn, target: t, action: 'register' as const, atMs: at(t.key) })),
+      ...deregister.map((t) => ({
+        targetGroupArn: group.targetGroupArn,
+        target: t,
+        action: 'deregister' as const,
+        priority: priorityOf('deregister', stateOf(t.key, group.targetGroupArn)),
+        atMs: at(t.key),
+      })),
+    ]),
+    0,
+  );
+  const rank = new Map<string, number>();
+  rankCalls(queue).forEach((call, i) => {
+    if (!rank.has(call.targetGroupArn)) rank.set(call.targetGroupArn, i);
+  });
+  return [...work].sort((a, b) => (rank.get(a.group.targetGroupArn) ?? Infinity) - (rank.get(b.group.targetGroupArn) ?? Infinity));
 }

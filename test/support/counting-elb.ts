@@ -1,4 +1,13 @@
 import type { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { BucketState, takeTokens } from '../../lib/core/elb-call-budget';
+
+/** The account's Register/Deregister bucket as AWS enforces it, with another registrar taking part of its refill. */
+export interface AccountBucket {
+  readonly burst: number;
+  readonly perSecond: number;
+  /** Calls per second another registrar of the account spends from the same bucket. @default 0 */
+  readonly otherPerSecond?: number;
+}
 
 /**
  * An in-memory ELBv2 stand-in that counts the calls it gets and keeps target-group state:
@@ -16,6 +25,39 @@ export class CountingElb {
   /** `<group arn> <target key>` → the state DescribeTargetHealth reports (default `healthy`). */
   public readonly health = new Map<string, string>();
 
+  /** When set, Register/Deregister calls beyond the account's bucket fail as AWS fails them (400 ThrottlingException, nothing changed). */
+  public bucket?: AccountBucket;
+  /** Register/Deregister calls the bucket refused. */
+  public throttled = 0;
+  /** Clock times (ms) of the Register/Deregister calls ELB accepted, in order. */
+  public readonly acceptedAt: number[] = [];
+  /** `<command name> <group arn>` of each accepted Register/Deregister call, in order. */
+  public readonly accepted: string[] = [];
+  private bucketState?: BucketState;
+  /** Called with every accepted Register/Deregister call: its command, group and `<id>:<port>` targets. */
+  public onAccepted?: (command: string, targetGroupArn: string, targets: readonly string[]) => void;
+
+  public constructor(private readonly clock: () => number = () => performance.now()) {}
+
+  /** The most accepted Register/Deregister calls in any window of `windowMs`. */
+  public busiestWindow(windowMs: number): number {
+    let most = 0;
+    for (let i = 0, j = 0; j < this.acceptedAt.length; j++) {
+      while (this.acceptedAt[j] - this.acceptedAt[i] >= windowMs) i++;
+      most = Math.max(most, j - i + 1);
+    }
+    return most;
+  }
+
+  private throttles(): boolean {
+    if (!this.bucket) return false;
+    const rate = { callsPerSecond: this.bucket.perSecond - (this.bucket.otherPerSecond ?? 0), burst: this.bucket.burst };
+    const now = this.clock();
+    const taken = takeTokens(this.bucketState ?? { tokens: rate.burst, atMs: now }, rate, now, 1);
+    this.bucketState = taken.state;
+    return taken.granted === 0;
+  }
+
   public get mutating(): number {
     return (this.calls.RegisterTargetsCommand ?? 0) + (this.calls.DeregisterTargetsCommand ?? 0);
   }
@@ -25,6 +67,13 @@ export class CountingElb {
       const name = command.constructor.name;
       this.calls[name] = (this.calls[name] ?? 0) + 1;
       if (name === 'RegisterTargetsCommand' || name === 'DeregisterTargetsCommand') {
+        if (this.throttles()) {
+          this.throttled++;
+          throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+        }
+        this.acceptedAt.push(this.clock());
+        this.accepted.push(`${name} ${command.input.TargetGroupArn}`);
+        this.onAccepted?.(name, command.input.TargetGroupArn, (command.input.Targets ?? []).map((t) => `${t.Id}:${t.Port}`));
         this.mutatingByGroup.set(command.input.TargetGroupArn, (this.mutatingByGroup.get(command.input.TargetGroupArn) ?? 0) + 1);
         const id = `${name} ${command.input.TargetGroupArn}`;
         this.mutatingByCommandAndGroup.set(id, (this.mutatingByCommandAndGroup.get(id) ?? 0) + 1);

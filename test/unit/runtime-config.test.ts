@@ -73,6 +73,10 @@ describe('parseRuntimeSettings: capabilities to discover on the load balancer', 
     expect(() => parseRuntimeConfig(JSON.stringify(compact))).toThrow('lists capabilities to discover on a load balancer');
   });
 
+  it('keeps the deployment\'s other load balancers', () => {
+    expect(parseRuntimeSettings(JSON.stringify({ ...compact, moreLoadBalancerArns: ['arn:lb2', 'arn:lb3'] })).discover).toEqual({ loadBalancerArn: 'arn:lb', moreLoadBalancerArns: ['arn:lb2', 'arn:lb3'], capabilities: ['vision', 'speech'] });
+  });
+
   it('completes with the discovered groups, and names any capability left without one', () => {
     const settings = parseRuntimeSettings(JSON.stringify(compact));
     const vision = { targetGroupArn: 'arn:tg/v', targetType: 'ip' as const };
@@ -85,6 +89,9 @@ describe('parseRuntimeSettings: capabilities to discover on the load balancer', 
     [{ ...compact, loadBalancerArn: undefined }, 'a capabilities list needs exactly one of loadBalancerArn or listenerArn: the load balancer their target groups are found on'],
     [{ ...compact, capabilities: ['vision', 'Vision'] }, 'capability name "Vision" must match'],
     [{ ...compact, capabilities: ['vision', 'vision'] }, 'capabilities lists a name twice'],
+    [{ ...compact, moreLoadBalancerArns: 'arn:lb2' }, 'moreLoadBalancerArns must be a list of load balancer ARNs, got "arn:lb2"'],
+    [{ ...compact, moreLoadBalancerArns: [''] }, 'moreLoadBalancerArns must be a list of load balancer ARNs, got [""]'],
+    [{ ...compact, loadBalancerArn: undefined, listenerArn: 'arn:l', moreLoadBalancerArns: ['arn:lb2'] }, 'moreLoadBalancerArns needs loadBalancerArn'],
   ])('rejects %j', (config, message) => {
     expect(() => parseRuntimeSettings(JSON.stringify(config))).toThrow(message);
   });

@@ -96,6 +96,20 @@ describe('resolveRuntimeConfig', () => {
     );
   });
 
+  it('finds each capability on one of several load balancers (moreLoadBalancerArns), and names one found on none', async () => {
+    const LB2 = `${LB}2`;
+    // Groups 0-1 on the first load balancer, 2-3 on the second.
+    elb.on(DescribeTargetGroupsCommand, { LoadBalancerArn: LB }).resolves({ TargetGroups: [0, 1].map((n) => ({ TargetGroupArn: tg(n), TargetType: 'ip' })) });
+    elb.on(DescribeTargetGroupsCommand, { LoadBalancerArn: LB2 }).resolves({ TargetGroups: [2, 3].map((n) => ({ TargetGroupArn: tg(n), TargetType: 'ip' })) });
+    elb.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
+      TagDescriptions: input.ResourceArns.map((arn) => ({ ResourceArn: arn, Tags: [{ Key: 'agent-lb:capability', Value: `cap-${arn.split('/').pop()}` }] })),
+    }));
+    const text = (names: string[]) => JSON.stringify({ tableName: 't', loadBalancerArn: LB, moreLoadBalancerArns: [LB2], capabilities: names });
+    const config = await resolveRuntimeConfig(text(['cap-0', 'cap-3']), client);
+    expect(config.routing.capabilities).toEqual({ 'cap-0': { targetGroupArn: tg(0), targetType: 'ip' }, 'cap-3': { targetGroupArn: tg(3), targetType: 'ip' } });
+    await expect(resolveRuntimeConfig(text(['cap-0', 'cap-9']), client)).rejects.toThrow(`${CONFIG_ENV}: no target group found for "cap-9"`);
+  });
+
   it('makes no call for an explicit configuration that declares its ports', async () => {
     const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', capabilities: { v: { targetGroupArn: 'arn:tg', targetType: 'ip', ports: '8080' } } }), client);
     expect(config.routing.capabilities.v).toEqual({ targetGroupArn: 'arn:tg', targetType: 'ip', ports: [{ from: 8080, to: 8080 }] });

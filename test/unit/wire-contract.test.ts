@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatStateFile, LocalState, parseStateFile } from '../../lib/core/deployment';
-import { ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
+import { BUDGET_METRICS, ERROR_METRICS, errorMetricName, METRICS_NAMESPACE, RECONCILE_METRICS, RECONCILE_SERVICE_NAME, SYNC_METRICS, SYNC_SERVICE_NAME } from '../../lib/core/metric-names';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
 import { CAPABILITY_TAG, MAX_REQUEST_SECONDS_TAG, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from '../../lib/core/lease-schema';
 import { ALGORITHM_TAG, STICKINESS_TAG } from '../../lib/core/catalog-document';
@@ -67,6 +67,7 @@ describe('wire contract', () => {
         'VariantsHeldOut',
       ],
     );
+    expect(Object.values(BUDGET_METRICS).sort()).toEqual(['ElbCallBudgetPerSecond', 'ElbCallsPerSecond', 'OldestQueuedChangeMs', 'QueuedChanges']);
     expect(ERROR_METRICS).toEqual({
       INVALID_CONFIG: 'ConfigErrors',
       LEASE_STORE: 'LeaseStoreErrors',

@@ -1,0 +1,117 @@
+/**
+ * The ELB call budget through the real sync and reconcile handlers, against an ELB that throttles
+ * as AWS does (test/support/counting-elb.ts with the account's bucket, part of it taken by another
+ * registrar) and the in-memory lease table. Time runs at 20× AWS's rates (account bucket 80/s,
+ * burst 20, 30/s of it taken by another registrar; budget 40/s, burst 10) so a round of 40 groups takes seconds, not a minute; the
+ * ratios are AWS's. Waits are on events (the handlers' promises), never fixed sleeps.
+ */
+import { describe, expect, it } from 'vitest';
+import { ElbCallBudget } from '../../lib/core/elb-call-budget';
+import { RuntimeConfig } from '../../lib/core/runtime-config';
+import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
+import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
+import { BucketGate } from '../../lib/registry/elb-call-gate';
+import { AccountBucket, CountingElb } from '../support/counting-elb';
+import { InMemoryLeaseTable } from '../support/in-memory-lease-table';
+import { ALLOWED_CIDRS, captureMetrics, insert, Item, leaseItem, modify, privateIp, silentLogger, streamEvent, T0 } from '../support/lease-fixtures';
+
+const GROUPS = 40;
+const arn = (g: number) => `arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/c${g}/${g}`;
+const ACCOUNT: AccountBucket = { burst: 20, perSecond: 80, otherPerSecond: 30 };
+const BUDGET: ElbCallBudget = { callsPerSecond: 40, burst: 10 };
+
+function config(): RuntimeConfig {
+  return {
+    tableName: 'leases',
+    routing: { capabilities: Object.fromEntries(Array.from({ length: GROUPS }, (_, g) => [`c${g}`, { targetGroupArn: arn(g), targetType: 'ip' as const }])), allowedCidrs: ALLOWED_CIDRS },
+    safetyValveShare: 0.5,
+    reconcileRepeatSeconds: 0,
+  };
+}
+
+/** Agent `i` serves capability c(i mod 40). */
+const agent = (i: number, patch: Partial<Parameters<typeof leaseItem>[0]> = {}): Item => leaseItem({ address: privateIp(i), capabilities: [`c${i % GROUPS}`], ...patch });
+
+function registry(gate: BucketGate | undefined) {
+  const elb = new CountingElb();
+  elb.bucket = ACCOUNT;
+  const table = new InMemoryLeaseTable('leases', () => T0);
+  const clients = { config: config(), elbClient: elb.asClient(), dynamoClient: table.asClient(), logger: silentLogger(), now: () => T0 * 1000 + 1500, ...(gate ? { elbGate: gate } : {}) };
+  const emf = captureMetrics();
+  const sync = createSyncHandler({ ...clients, metrics: emf.metrics });
+  const reconcile = createReconcileHandler({ ...clients, metrics: captureMetrics().metrics, sleep: async () => undefined });
+  return { elb, table, sync, reconcile, emf };
+}
+
+/** What every group should hold: the live leases naming it. */
+function desired(items: Iterable<Readonly<Record<string, { S?: string; SS?: string[] }>>>): Map<string, Set<string>> {
+  const groups = new Map<string, Set<string>>();
+  for (const item of items) {
+    if (item.status.S !== 'active') continue;
+    const g = Number(item.capabilities.SS![0].slice(1));
+    groups.set(arn(g), (groups.get(arn(g)) ?? new Set()).add(item.target.S!));
+  }
+  return groups;
+}
+
+const nonEmpty = (groups: Map<string, Set<string>>) => new Map([...groups].filter(([, s]) => s.size > 0));
+
+describe('the ELB call budget in sync and reconcile, against an ELB that throttles as AWS does', () => {
+  it('a join storm over 40 groups on two shards and a reconcile pass: never over the budget, never throttled, every group exact', async () => {
+    const gate = new BucketGate(BUDGET);
+    const { elb, table, sync, reconcile } = registry(gate);
+    // 320 agents join: 4 batches of 40 records per shard, each batch touching every group.
+    const shard = async (offset: number) => {
+      for (let b = 0; b < 4; b++) {
+        const records = Array.from({ length: GROUPS }, (_, k) => insert(agent(offset + b * GROUPS + k)));
+        table.applyRecords(records);
+        // A batch reported unapplied (no token within its budget) is delivered again, as Lambda does.
+        for (let attempt = 0; attempt < 20; attempt++) {
+          const failures = (await sync(streamEvent(records))).batchItemFailures;
+          if (failures.length === 0) break;
+        }
+      }
+    };
+    await Promise.all([shard(0), shard(GROUPS * 4), reconcile()]);
+    await reconcile();
+
+    expect(elb.throttled).toBe(0);
+    // In any one second: at most the burst plus a second's refill.
+    expect(elb.busiestWindow(1000)).toBeLessThanOrEqual(BUDGET.burst + BUDGET.callsPerSecond);
+    expect(nonEmpty(elb.groups)).toEqual(desired(table.items.values()));
+  });
+
+  it('the same storm without a budget is throttled by the account bucket (the front throttles as AWS does)', async () => {
+    const { elb, table, sync } = registry(undefined);
+    const records = Array.from({ length: 4 * GROUPS }, (_, k) => insert(agent(k)));
+    table.applyRecords(records);
+    await Promise.all([0, 1, 2, 3].map((s) => sync(streamEvent(records.slice(s * GROUPS, (s + 1) * GROUPS)))));
+    expect(elb.throttled).toBeGreaterThan(0);
+  });
+
+  it('registrations go before removals of targets ELB already reports unhealthy', async () => {
+    const gate = new BucketGate({ callsPerSecond: 20, burst: 1 });
+    const { elb, table, sync } = registry(gate);
+    const old = agent(1, { capabilities: ['c1'] });
+    const unhealthy = { ...old, rotation: { M: { c1: { M: { state: { S: 'unhealthy' }, since: { N: String(T0 * 1000) } } } } } };
+    const draining = { ...unhealthy, status: { S: 'draining' } };
+    table.applyRecords([insert(unhealthy)]);
+    const fresh = agent(2, { capabilities: ['c2'] });
+    const records = [modify(unhealthy, draining), insert(fresh)];
+    table.applyRecords(records);
+    expect((await sync(streamEvent(records))).batchItemFailures).toEqual([]);
+    expect(elb.accepted).toEqual([`RegisterTargetsCommand ${arn(2)}`, `DeregisterTargetsCommand ${arn(1)}`]);
+  });
+
+  it('reports the budget: calls per second against it, queued changes, the oldest wait', async () => {
+    const gate = new BucketGate({ callsPerSecond: 20, burst: 2 });
+    const { table, sync, emf } = registry(gate);
+    const records = Array.from({ length: 6 }, (_, k) => insert(agent(k)));
+    table.applyRecords(records);
+    await sync(streamEvent(records));
+    expect(emf.last('ElbCallBudgetPerSecond')).toBe(20);
+    expect(emf.last('ElbCallsPerSecond')).toBeGreaterThan(0);
+    expect(emf.last('QueuedChanges')).toBeGreaterThan(0);
+    expect(emf.last('OldestQueuedChangeMs')).toBeGreaterThan(0);
+  });
+});
