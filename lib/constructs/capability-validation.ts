@@ -44,8 +44,12 @@ export function validateCapability(scope: IConstruct, c: CapabilityProps, index:
     if (!Array.isArray(c.ports) || c.ports.length === 0 || c.ports.length > MAX_PORT_ENTRIES) {
       throw new AgentLbValidationError(scope, `${where}: ports must list 1–${MAX_PORT_ENTRIES} ports or ranges, got ${JSON.stringify(c.ports)}`);
     }
-    for (const p of c.ports) {
-      const range = typeof p === 'number' ? { from: p, to: p } : p;
+    for (const p of c.ports as readonly unknown[]) {
+      // A JavaScript app (or a typo) can pass anything: "9000-9099" as a string is not a range here.
+      if (typeof p !== 'number' && (typeof p !== 'object' || p === null || !('from' in p) || !('to' in p))) {
+        throw new AgentLbValidationError(scope, `${where}: ports entry ${JSON.stringify(p)} must be a port number or { from, to } (e.g. 8080 or { from: 9000, to: 9099 })`);
+      }
+      const range = typeof p === 'number' ? { from: p, to: p } : (p as { from: number; to: number });
       if (!known(range.from) || !known(range.to)) continue;
       const problem = portRangeProblem(range);
       if (problem) throw new AgentLbValidationError(scope, `${where}: ${problem}`);

@@ -228,6 +228,7 @@ describe('CapabilityRouter validation', () => {
     ['unknown target type', [{ name: 'vision', targetType: 'lambda' as 'ip' }], 'Capability "vision": targetType "lambda" must be "ip" or "instance"'],
     ['port 0', [{ name: 'vision', port: 0 }], 'Capability "vision": port 0 is out of range 1–65535'],
     ['port 65536', [{ name: 'vision', port: 65536 }], 'Capability "vision": port 65536 is out of range 1–65535'],
+    ['ports entry as a string (a JavaScript app)', [{ name: 'vision', ports: ['9000-8000' as unknown as number] }], 'Capability "vision": ports entry "9000-8000" must be a port number or { from, to } (e.g. 8080 or { from: 9000, to: 9099 })'],
     ['priority 0', [{ name: 'vision', priority: 0 }], 'Capability "vision": priority 0 is out of range 1–25000'],
     ['priority 25001', [{ name: 'vision', priority: 25001 }], 'Capability "vision": priority 25001 is out of range 1–25000'],
     ['fractional priority', [{ name: 'vision', priority: 1.5 }], 'Capability "vision": priority 1.5 is out of range 1–25000'],
