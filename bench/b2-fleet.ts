@@ -165,6 +165,7 @@ export async function runFleet(o: FleetRunOptions): Promise<FleetRunResult> {
       capabilities: agent.capabilities,
       agentId: agent.id,
       ttl: o.ttlSeconds,
+      allowLoopback: true, // 127.1.x.y: local mode admits loopback agents, the SDK needs telling
       client: o.dynamodb,
       keepProcessAlive: false,
     });
