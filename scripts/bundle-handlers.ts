@@ -1,5 +1,5 @@
 /**
- * Part of `npm run build`: bundles the Lambda handlers (stream-sync, reconcile, catalog) into dist/handler-bundles/<name>/, the
+ * Part of `npm run build`: bundles the Lambda handlers (stream-sync, catalog-stream, reconcile, catalog) into dist/handler-bundles/<name>/, the
  * code the published package's constructs deploy (so a consumer synthesizes without esbuild).
  */
 import * as path from 'node:path';

@@ -6,7 +6,7 @@ import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
 
 /** The Lambda handlers agent-lb deploys, by the name of their source in `lambdas/`. */
-export const HANDLERS = ['stream-sync', 'reconcile', 'catalog'] as const;
+export const HANDLERS = ['stream-sync', 'catalog-stream', 'reconcile', 'catalog'] as const;
 export type HandlerName = (typeof HANDLERS)[number];
 
 /** Node.js version the bundles target: the functions' runtime (`nodejs22.x`). */

@@ -1,5 +1,5 @@
 import { Token } from 'aws-cdk-lib';
-import { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME } from '../core/metric-names';
+import { CATALOG_STREAM_SERVICE_NAME, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '../core/metric-names';
 import { CONFIG_ENV, RuntimeConfigJson } from '../core/runtime-config';
 
 /** Lambda allows 4 KB of environment variables per function (keys and values). */
@@ -29,7 +29,9 @@ export function lambdaEnvironmentProblems(config: AgentLbRuntimeConfigJson): str
     ...(config.admission ? { admission: JSON.parse(JSON.stringify(config.admission).replace(/\$\{Token\[[^\]]+\]\}/g, 'x'.repeat(20))) } : {}),
     ...(config.catalog ? { catalog: { ...config.catalog, tableName: Token.isUnresolved(config.catalog.tableName) ? 'x'.repeat(100) : config.catalog.tableName } } : {}),
   });
-  const others = `${CONFIG_ENV}POWERTOOLS_SERVICE_NAME${RECONCILE_SERVICE_NAME}POWERTOOLS_METRICS_NAMESPACE${METRICS_NAMESPACE}POWERTOOLS_LOG_LEVELINFONODE_OPTIONS--enable-source-maps`;
+  // The longest of the functions' service names: every function carries the same configuration.
+  const service = [SYNC_SERVICE_NAME, RECONCILE_SERVICE_NAME, CATALOG_STREAM_SERVICE_NAME].reduce((a, b) => (b.length > a.length ? b : a));
+  const others = `${CONFIG_ENV}POWERTOOLS_SERVICE_NAME${service}POWERTOOLS_METRICS_NAMESPACE${METRICS_NAMESPACE}POWERTOOLS_LOG_LEVELINFONODE_OPTIONS--enable-source-maps`;
   const total = estimate.length + others.length;
   if (total <= LAMBDA_ENV_LIMIT) return [];
   const n = Array.isArray(config.capabilities) ? config.capabilities.length : Object.keys(config.capabilities).length;

@@ -40,7 +40,14 @@ export function acknowledgeRegistryFindings(sync: RegistrySync, catalog?: Capabi
     'AwsSolutions-IAM5[Resource::*]',
     'elasticloadbalancing:DescribeTargetHealth (and, with variants, DescribeListeners/DescribeRules) support no resource-level permissions; Register/DeregisterTargets are limited to this stack\'s target groups, ModifyRule to its weighted rules.',
   );
-  for (const fn of [sync.syncFunction, sync.reconcileFunction]) {
+  if (sync.catalogStreamFunction) {
+    acknowledge(
+      sync.catalogStreamFunction.role!,
+      'AwsSolutions-IAM5[Resource::*]',
+      'The catalog stream role needs dynamodb:ListStreams, which takes no resource; its GetRecords and GetShardIterator name the lease table stream alone, and it writes only the registry table.',
+    );
+  }
+  for (const fn of [sync.syncFunction, sync.reconcileFunction, ...(sync.catalogStreamFunction ? [sync.catalogStreamFunction] : [])]) {
     acknowledge(fn, 'AwsSolutions-L1', 'Pinned to nodejs22.x, the runtime the handlers are built (esbuild target node22) and tested for; move deliberately, not on every new runtime.');
   }
   acknowledge(

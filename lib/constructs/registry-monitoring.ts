@@ -14,6 +14,8 @@ import { QUOTA_ALARM_SHARE, quotaAlarmThreshold } from '../core/target-quota';
 export interface MonitoredRegistry extends Construct {
   readonly syncFunction: lambda.IFunction;
   readonly reconcileFunction: lambda.IFunction;
+  /** With a catalog: the lease stream's second reader. */
+  readonly catalogStreamFunction?: lambda.IFunction;
   readonly failureQueue: sqs.IQueue;
   syncMetric(metricName: SyncMetricName | ErrorMetricName, options?: cloudwatch.MetricOptions): cloudwatch.Metric;
   reconcileMetric(metricName: ReconcileMetricName | ErrorMetricName, options?: cloudwatch.MetricOptions): cloudwatch.Metric;
@@ -35,7 +37,7 @@ export interface RegistryAlarmOptions {
 
 /**
  * The alarms of a registry (construct ids under it): records in the failure queue,
- * sync iterator age, errors of either function, the reconcile safety valve, and the target quota.
+ * sync (and catalog stream) iterator age, errors of either function, the reconcile safety valve, and the target quota.
  */
 export function registryAlarms(sync: MonitoredRegistry, options: RegistryAlarmOptions): cloudwatch.Alarm[] {
   const alarms: cloudwatch.Alarm[] = [];
@@ -67,6 +69,15 @@ export function registryAlarms(sync: MonitoredRegistry, options: RegistryAlarmOp
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     evaluationPeriods: 1,
   });
+  if (sync.catalogStreamFunction) {
+    alarm('CatalogStreamIteratorAgeAlarm', {
+      alarmDescription: 'agent-lb: the catalog stream Lambda lags behind the lease stream; GET /agents and trusted discovery show stale members (routing is not affected)',
+      metric: sync.catalogStreamFunction.metric('IteratorAge', { period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+      threshold: iteratorAgeThreshold.toMilliseconds(),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+    });
+  }
   alarm('ReconcileErrorsAlarm', {
     alarmDescription: 'agent-lb: the reconcile Lambda failed',
     metric: sync.reconcileFunction.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),

@@ -19,7 +19,7 @@ import { handlerCode, HandlerName } from './handler-code';
 import { describeAgentInterfaces, findTargetGroups, readTargetGroupPorts, readTargetHealth } from './registry-permissions';
 import { catalogSettingsJson, checkCatalogAttributes, RegistrySyncCatalog } from './registry-catalog';
 import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
-import { ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
+import { CATALOG_STREAM_SERVICE_NAME, ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
 import {
   AdmissionConfigJson,
   CONFIG_ENV,
@@ -35,7 +35,10 @@ import { registryAlarms, registryDashboard } from './registry-monitoring';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
 
-export { METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '../core/metric-names';
+export { CATALOG_STREAM_SERVICE_NAME, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, SYNC_SERVICE_NAME } from '../core/metric-names';
+
+/** Times the catalog stream's event source mapping retries a failing batch (bisected) before it moves on; reconcile repairs the rest. */
+export const CATALOG_STREAM_RETRY_ATTEMPTS = 3;
 export { CONFIG_ENV } from '../core/runtime-config';
 export type { AgentLbRuntimeConfigJson } from './lambda-environment';
 export type { RegistrySyncVariants } from './registry-variants';
@@ -295,6 +298,8 @@ function checkRange(scope: IConstruct, what: string, value: number | undefined, 
  *   ReportBatchItemFailures, an encrypted SQS queue for records that exhaust their retries);
  * - **reconcile**: a Lambda on an EventBridge schedule that deletes expired leases and repairs
  *   drift both ways;
+ * - with a catalog, **catalog stream**: a second Lambda on the same stream (DynamoDB Streams
+ *   serves two readers per shard of a single-Region table) that keeps the catalog's member index;
  * - alarms on the failure queue, the sync iterator age, both functions' errors and the
  *   reconcile safety valve, and a dashboard per capability.
  *
@@ -308,6 +313,13 @@ export class RegistrySync extends Construct {
 
   /** The reconcile function. */
   public readonly reconcileFunction: lambda.Function;
+
+  /**
+   * With a catalog: the catalog stream function, the lease stream's second reader, which keeps the
+   * catalog's member index for every lease change so that its writes never delay the sync's next
+   * batch. @default - none without a catalog
+   */
+  public readonly catalogStreamFunction?: lambda.Function;
 
   /** Queue receiving descriptions of stream batches the sync gave up on. */
   public readonly failureQueue: sqs.Queue;
@@ -485,6 +497,35 @@ export class RegistrySync extends Construct {
       }),
     );
 
+    // ---- catalog stream: the same stream → the catalog's member index and document
+    if (props.catalog) {
+      this.catalogStreamFunction = this.createFunction('CatalogStream', {
+        entry: 'catalog-stream',
+        service: CATALOG_STREAM_SERVICE_NAME,
+        description: 'agent-lb: keeps the capability catalog current from the lease table stream',
+        timeout: Duration.seconds(60),
+        retention,
+      });
+      // Consistent reads of the changed leases (what is true now, not what a record carried); the
+      // member index and document in the registry table. No ELB write, no lease write.
+      props.table.grant(this.catalogStreamFunction, 'dynamodb:BatchGetItem');
+      props.catalog.table.grantRegistryAccess(this.catalogStreamFunction);
+      if (describeGroups) this.catalogStreamFunction.addToRolePolicy(describeGroups);
+      this.catalogStreamFunction.addEventSource(
+        new DynamoEventSource(props.table, {
+          startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+          batchSize: props.batchSize ?? 1000,
+          maxBatchingWindow: props.maxBatchingWindow ?? Duration.seconds(1),
+          bisectBatchOnError: true,
+          // Records it gives up on are not queued: reconcile rewrites what the index lacks within a pass.
+          retryAttempts: CATALOG_STREAM_RETRY_ATTEMPTS,
+          maxRecordAge: props.maxRecordAge ?? Duration.hours(1),
+          reportBatchItemFailures: true,
+          parallelizationFactor: 1,
+        }),
+      );
+    }
+
     // ---- reconcile: schedule → delete expired leases, repair drift
     this.reconcileFunction = this.createFunction('Reconcile', {
       entry: 'reconcile',
@@ -577,8 +618,8 @@ export class RegistrySync extends Construct {
    * rules of every capability in the configuration must exist first.
    */
   public invokeAfter(...dependencies: IDependable[]): void {
-    const mapping = this.syncFunction.node.children.find((c): c is lambda.EventSourceMapping => c instanceof lambda.EventSourceMapping);
-    for (const trigger of [this.syncFunction, this.reconcileFunction, mapping, this.reconcileSchedule]) {
+    const mappingOf = (fn: lambda.Function | undefined) => fn?.node.children.find((c): c is lambda.EventSourceMapping => c instanceof lambda.EventSourceMapping);
+    for (const trigger of [this.syncFunction, this.reconcileFunction, mappingOf(this.syncFunction), this.catalogStreamFunction, mappingOf(this.catalogStreamFunction), this.reconcileSchedule]) {
       for (const d of dependencies) trigger?.node.addDependency(d);
     }
   }

@@ -127,9 +127,17 @@ export interface FleetSettings {
   readonly reconcileIntervalSeconds: number;
   /** Size of a lease item, bytes (a scan reads 4 KB per unit). */
   readonly leaseItemBytes: number;
-  /** The stream's batching window: with records flowing, one sync invocation per shard and window. */
+  /** The stream's batching window: with records flowing, one invocation per reader, shard and window. */
   readonly batchingWindowSeconds: number;
   readonly streamShards: number;
+  /**
+   * Lambda readers of the stream: the sync and, with the capability catalog on (the default), the
+   * catalog stream function; each is invoked for the same records (heartbeats included: a filter
+   * cannot tell them from changes).
+   */
+  readonly streamReaders: number;
+  /** Member index writes per lease change with the catalog on (one per capability of the lease), each with a lease read. */
+  readonly catalogWritesPerChange: number;
   /** Billed duration of one sync invocation and one reconcile pass, seconds, and the functions' memory. */
   readonly syncSeconds: number;
   readonly reconcileSeconds: number;
@@ -145,6 +153,8 @@ export const DEFAULT_FLEET_SETTINGS: FleetSettings = {
   leaseItemBytes: 400,
   batchingWindowSeconds: 1,
   streamShards: 1,
+  streamReaders: 2,
+  catalogWritesPerChange: 2,
   syncSeconds: 0.02,
   reconcileSeconds: 0.5,
   lambdaMemoryGb: 0.25,
@@ -158,15 +168,17 @@ export function modelCounts(s: FleetSettings): MonthlyCounts {
   const passes = SECONDS_PER_MONTH / s.reconcileIntervalSeconds;
   const scanUnits = Math.ceil((s.agents * s.leaseItemBytes) / 4096);
   const records = heartbeatWrites + 2 * changes;
-  const syncInvocations = Math.min(records, (SECONDS_PER_MONTH / s.batchingWindowSeconds) * s.streamShards);
+  // Per reader: one invocation per record at a trickle, one per shard and window under a flow.
+  const streamInvocations = Math.min(records, (SECONDS_PER_MONTH / s.batchingWindowSeconds) * s.streamShards) * s.streamReaders;
+  const catalogOn = s.streamReaders > 1;
   return {
     agents: s.agents,
     heartbeatWrites,
-    // The agent's write and the registry's `rotation` write per change.
-    leaseWrites: 2 * changes,
-    // A consistent scan per pass, a confirming read per change.
-    readUnits: passes * scanUnits + changes,
-    lambdaInvocations: syncInvocations + passes,
-    lambdaGbSeconds: (syncInvocations * s.syncSeconds + passes * s.reconcileSeconds) * s.lambdaMemoryGb,
+    // The agent's write and the registry's `rotation` write per change; with the catalog, its member writes.
+    leaseWrites: 2 * changes + (catalogOn ? s.catalogWritesPerChange * changes : 0),
+    // A consistent scan per pass, a confirming read per change (and the catalog's read of the lease).
+    readUnits: passes * scanUnits + changes * (catalogOn ? 2 : 1),
+    lambdaInvocations: streamInvocations + passes,
+    lambdaGbSeconds: (streamInvocations * s.syncSeconds + passes * s.reconcileSeconds) * s.lambdaMemoryGb,
   };
 }

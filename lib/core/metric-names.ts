@@ -1,7 +1,7 @@
 import type { AgentLbErrorCode } from './errors';
 
 /**
- * The metrics the sync and reconcile Lambdas publish (Powertools EMF), declared once: the
+ * The metrics the sync, catalog stream and reconcile Lambdas publish (Powertools EMF), declared once: the
  * handlers' telemetry writes them under these names and the constructs' alarms and dashboard
  * read them under the same names, so renaming one here renames both (and a name that is not
  * here is a compile error on either side).
@@ -13,6 +13,8 @@ export const METRICS_NAMESPACE = 'AgentLb';
 export const SYNC_SERVICE_NAME = 'agent-lb-sync';
 /** `service` dimension (and Powertools service name) of the reconcile Lambda. */
 export const RECONCILE_SERVICE_NAME = 'agent-lb-reconcile';
+/** `service` dimension (and Powertools service name) of the catalog stream Lambda (the lease stream's second reader). */
+export const CATALOG_STREAM_SERVICE_NAME = 'agent-lb-catalog-stream';
 
 /** Metrics of the stream-sync Lambda, one value per batch. Counts unless the name ends in `Ms`. */
 export const SYNC_METRICS = {
@@ -44,10 +46,24 @@ export const SYNC_METRICS = {
   notAdmitted: 'NotAdmitted',
   /** Registrations refused because the load balancer holds its target quota. */
   overQuota: 'OverQuota',
-  /** Member index items written or deleted for the batch's changed leases. */
+  /** Member index items written or deleted for the leases the batch wrote `rotation` into (drains, re-activations, re-acquires). */
   memberWrites: 'MemberWrites',
   /** 1 when the batch moved the capability catalog's revision. */
   catalogUpdates: 'CatalogUpdates',
+} as const;
+
+/** Metrics of the catalog stream Lambda, one value per batch. */
+export const CATALOG_STREAM_METRICS = {
+  /** Stream records in the batch. */
+  records: 'Records',
+  /** Leases whose member index entries the batch brought up to date (heartbeats and the registry's own writes are not among them). */
+  leasesChanged: 'LeasesChanged',
+  /** Member index items written or deleted. */
+  memberWrites: 'MemberWrites',
+  /** 1 when the batch moved the capability catalog's revision. */
+  catalogUpdates: 'CatalogUpdates',
+  /** Now minus the oldest record's write time, milliseconds. */
+  catalogLagMs: 'CatalogLagMs',
 } as const;
 
 /** Metrics of the reconcile Lambda, one value per pass. */
@@ -109,6 +125,7 @@ export const ERROR_METRICS = {
 
 export type SyncMetricName = (typeof SYNC_METRICS)[keyof typeof SYNC_METRICS];
 export type ReconcileMetricName = (typeof RECONCILE_METRICS)[keyof typeof RECONCILE_METRICS];
+export type CatalogStreamMetricName = (typeof CATALOG_STREAM_METRICS)[keyof typeof CATALOG_STREAM_METRICS];
 export type BudgetMetricName = (typeof BUDGET_METRICS)[keyof typeof BUDGET_METRICS];
 export type ErrorMetricName = (typeof ERROR_METRICS)[keyof typeof ERROR_METRICS];
 

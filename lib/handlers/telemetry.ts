@@ -2,9 +2,10 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { AgentLbError } from '../core/errors';
 import type { BudgetReport } from '../core/elb-call-budget';
-import { BUDGET_METRICS, errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
+import { BUDGET_METRICS, CATALOG_STREAM_METRICS, errorMetricName, RECONCILE_METRICS, SYNC_METRICS } from '../core/metric-names';
 import { ReconcileReport } from '../registry/reconcile';
 import type { CatalogReport } from '../registry/catalog-update';
+import type { CatalogStreamReport } from '../registry/catalog-stream';
 import type { RegistryWriteReport } from '../registry/registry-writes';
 import { StreamSyncReport } from '../registry/stream-sync';
 
@@ -103,6 +104,24 @@ export function publishSyncReport(report: StreamSyncReport, lagMs: number | unde
     registryWrites: writesSummary(report.registryWrites),
     catalog: catalogSummary(report.catalog),
   });
+  metrics.publishStoredMetrics();
+}
+
+/** Writes a catalog stream report as EMF metrics and a log line; a failed step is logged as the batch's retry. */
+export function publishCatalogStreamReport(report: CatalogStreamReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
+  metrics.addMetric(CATALOG_STREAM_METRICS.records, MetricUnit.Count, report.records);
+  metrics.addMetric(CATALOG_STREAM_METRICS.leasesChanged, MetricUnit.Count, report.leasesChanged);
+  metrics.addMetric(CATALOG_STREAM_METRICS.memberWrites, MetricUnit.Count, report.catalog.memberWrites);
+  metrics.addMetric(CATALOG_STREAM_METRICS.catalogUpdates, MetricUnit.Count, report.catalog.published ? 1 : 0);
+  if (lagMs !== undefined) metrics.addMetric(CATALOG_STREAM_METRICS.catalogLagMs, MetricUnit.Milliseconds, lagMs);
+  addErrorMetrics(metrics, report.catalog.error ? [report.catalog.error] : []);
+  if (report.catalog.error) {
+    logger.warn('capability catalog not updated; the batch will be retried from the first changed record (reconcile repairs what is lost)', {
+      firstFailedRecordId: report.firstFailedRecordId,
+      error: report.catalog.error.message,
+    });
+  }
+  logger.info('catalog updated', { records: report.records, leasesChanged: report.leasesChanged, catalog: catalogSummary(report.catalog) });
   metrics.publishStoredMetrics();
 }
 

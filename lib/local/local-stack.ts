@@ -26,6 +26,7 @@ import { LocalDeployment, provisionLocal } from './provision';
 import { localRuntimeConfig } from './template-config';
 import { writeStateFile } from './state-file';
 import { StreamHandler, StreamPoller, StreamPollerBatchInfo } from './stream/stream-poller';
+import { createCatalogStreamHandler } from '../handlers/catalog-stream-handler';
 import { checkLocalContext, synthesizeTemplate } from './synth-template';
 
 
@@ -136,6 +137,9 @@ export class LocalStack {
   private readonly checkpointHistory: { at: number; checkpoints: Record<string, string> }[] = [];
   private poller!: StreamPoller;
   private streamsClient?: DynamoDBStreamsClient;
+  /** With a catalog: the stream's second reader, feeding the catalog stream handler, as its own event source mapping does on AWS. */
+  private catalogPoller?: StreamPoller;
+  private catalogStreamsClient?: DynamoDBStreamsClient;
   private pollerSwap: Promise<void> = Promise.resolve();
   private stopped = false;
 
@@ -147,7 +151,7 @@ export class LocalStack {
     public readonly dynamodb: DynamoDBClient,
     public readonly elbv2: ElasticLoadBalancingV2Client,
     private readonly servers: { ddb: DynamoDbLocal; moto: MotoServer },
-    private readonly handlers: { sync: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; catalog: LocalCatalog; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
+    private readonly handlers: { sync: StreamHandler; catalogStream?: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; catalog: LocalCatalog; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
     /** The local data plane, when `dataPlane` was given. */
@@ -263,9 +267,13 @@ export class LocalStack {
       logger,
       metrics: telemetry('reconcile'),
     });
+    // The catalog's own reader of the stream (its configuration is explicit: the ELB client is never called).
+    const catalogDynamo = createDynamoClient({ ...servers.ddb.clientConfig });
+    const catalogStream = runtimeConfig.catalog ? createCatalogStreamHandler({ config: runtimeConfig, elbClient: reconcileElb, dynamoClient: catalogDynamo, logger, metrics: localMetrics(logger) }) : undefined;
     const handlers = {
       catalog,
       sync: options.wrapSyncHandler ? options.wrapSyncHandler(sync) : sync,
+      ...(catalogStream ? { catalogStream } : {}),
       reconcile: () => reconcile(),
       // Reconcile's job, with reconcile's clients (its ELB calls count as reconcile's).
       rotationPoll: new RotationPoll({
@@ -275,7 +283,7 @@ export class LocalStack {
         policy: addressPolicyFor(runtimeConfig.routing),
         ...(runtimeConfig.catalog ? { catalog: { state: new RegistryStateStore(reconcileDynamo, runtimeConfig.catalog.tableName), catalog: runtimeConfig.catalog } } : {}),
       }),
-      clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo, syncEc2, reconcileEc2],
+      clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo, catalogDynamo, syncEc2, reconcileEc2],
       ...(proxy ? { proxy } : {}),
     };
     let dataPlane: LocalDataPlane | undefined;
@@ -316,6 +324,8 @@ export class LocalStack {
     const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
     stack.poller = stack.newPoller();
     stack.poller.start();
+    stack.catalogPoller = stack.newCatalogPoller();
+    stack.catalogPoller?.start();
     stack.checkpointTimer = setInterval(() => stack.keepCheckpoints(), 1000);
     stack.scheduleReconcile();
     stack.handlers.rotationPoll.start(
@@ -351,6 +361,23 @@ export class LocalStack {
         this.noteBatch(info);
         this.options.onBatch?.(info);
       },
+      onError: (error) => this.options.onError?.('poller', error),
+    });
+  }
+
+  /** With a catalog, the stream's second reader: the same batching as the sync's, its own position (never replayed with it). */
+  private newCatalogPoller(): StreamPoller | undefined {
+    const handler = this.handlers.catalogStream;
+    if (handler === undefined) return undefined;
+    this.catalogStreamsClient = new DynamoDBStreamsClient({ ...this.servers.ddb.clientConfig });
+    return new StreamPoller({
+      streamArn: this.deployment.streamArn,
+      client: this.catalogStreamsClient,
+      handler,
+      batchSize: this.options.batchSize ?? 1000,
+      batchingWindowMs: this.options.batchingWindowMs ?? 0,
+      pollIntervalMs: this.options.pollIntervalMs ?? 250,
+      bisectOnError: true,
       onError: (error) => this.options.onError?.('poller', error),
     });
   }
@@ -398,10 +425,10 @@ export class LocalStack {
     return run;
   }
 
-  /** Waits until every stream record written so far has gone through the sync handler. */
+  /** Waits until every stream record written so far has gone through the sync handler (and, with a catalog, the catalog stream handler). */
   public async drain(timeoutMs = 30_000): Promise<void> {
     await this.pollerSwap;
-    await this.poller.drain(timeoutMs);
+    await Promise.all([this.poller.drain(timeoutMs), this.catalogPoller?.drain(timeoutMs)]);
   }
 
   /**
@@ -486,7 +513,9 @@ export class LocalStack {
     clearInterval(this.checkpointTimer);
     await this.pollerSwap;
     await this.poller?.stop().catch(() => undefined);
+    await this.catalogPoller?.stop().catch(() => undefined);
     this.streamsClient?.destroy();
+    this.catalogStreamsClient?.destroy();
     await this.handlers.rotationPoll.stop();
     this.handlers.catalog.stop();
     await this.reconcileLane;

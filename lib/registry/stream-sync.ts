@@ -6,12 +6,12 @@ import { factDecisions, planRejectionsFromRecords } from '../core/rejection-plan
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
 import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { decodeRotation, rotationEntry } from '../core/lease-codec';
-import { catalogChanges, catalogChangesOfWrites } from '../core/catalog-members';
+import { catalogChangesOfWrites } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
-import { addCatalogReports, CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
+import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { countLanded, gateSyncRegistrations } from './registration-gate';
@@ -52,7 +52,11 @@ export interface StreamSyncDeps {
   readonly admission?: Omit<AdmissionDeps, 'cache'>;
   /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
   readonly targetQuota?: number;
-  /** The capability catalog, kept current for the leases the batch changed (never a reason to retry the batch). @default - no catalog */
+  /**
+   * The capability catalog, kept current here only for the leases the batch writes `rotation` into
+   * (the catalog stream reader, lib/registry/catalog-stream.ts, follows every other change; never a
+   * reason to retry the batch). @default - no catalog
+   */
   readonly catalog?: RegistryCatalog;
 }
 
@@ -105,7 +109,7 @@ export interface StreamSyncReport {
    * batch.
    */
   readonly registryWrites: RegistryWriteReport;
-  /** The catalog step: the changed leases' member index entries and, if the counts moved, a new catalog revision. */
+  /** The catalog step for the leases the batch wrote `rotation` into: their member index entries and, if the counts moved, a new catalog revision. */
   readonly catalog: CatalogReport;
 }
 
@@ -125,12 +129,10 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const plan = planStreamBatch(records, deps.policy, deps.routing);
   const memory = deps.memory ?? newSyncMemory();
   const now = deps.now ?? Date.now;
-  // A separate step, beside the routing work rather than after it, so it never delays a
-  // registration: what the batch changed, as the catalog and trusted discovery see it. It reads
-  // the changed leases as they are now. The registry's own writes coming back are not its work:
-  // their writers update the catalog for them (this handler's, below, after its writes).
+  // The catalog follows the stream on its own reader (lib/registry/catalog-stream.ts), so that its
+  // member writes never delay the next batch; here only the leases this batch writes `rotation`
+  // into, whose records come back as `registry` and which that reader leaves to their writer.
   const catalogDeps = deps.catalog && { ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now };
-  const catalogStep = catalogDeps ? updateCatalogForLeases(catalogDeps, catalogChanges(records, plan.kinds, deps.routing)) : Promise.resolve(NO_CATALOG_CHANGE);
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
   const work = plan.groups.map((group) => {
@@ -255,10 +257,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
 
   // The catalog for the leases this batch wrote `rotation` into (drains, re-activations,
   // re-acquires: rare), read after the writes; their records come back as `registry` and cost nothing.
-  const catalog =
-    catalogDeps && registryWrites.changed > 0
-      ? addCatalogReports(await catalogStep, await updateCatalogForLeases(catalogDeps, catalogChangesOfWrites(rotation, deps.routing)))
-      : await catalogStep;
+  const catalog = catalogDeps && registryWrites.changed > 0 ? await updateCatalogForLeases(catalogDeps, catalogChangesOfWrites(rotation, deps.routing)) : NO_CATALOG_CHANGE;
 
   const kinds = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
   for (const kind of plan.kinds) kinds[kind]++;

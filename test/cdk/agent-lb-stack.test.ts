@@ -232,9 +232,10 @@ describe('AgentLbStack from the default cdk.json context', () => {
       ...Object.values(template.findResources('AWS::Lambda::EventSourceMapping')),
       ...Object.values(template.findResources('AWS::Events::Rule')),
     ];
-    expect(triggers).toHaveLength(4);
+    // Sync, catalog stream and reconcile, both stream mappings, the schedule.
+    expect(triggers).toHaveLength(6);
     for (const trigger of triggers) for (const rule of rules) expect([trigger.DependsOn].flat()).toContain(rule);
-    for (const role of ['Sync', 'Reconcile']) {
+    for (const role of ['Sync', 'CatalogStream', 'Reconcile']) {
       expect(policyStatements(role)).toContainEqual({
         Sid: 'FindCapabilityTargetGroups',
         Effect: 'Allow',

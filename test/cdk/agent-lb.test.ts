@@ -76,7 +76,7 @@ describe('AgentLb on an imported listener', () => {
 
   it('lets the functions find the target groups through the listener, with DescribeListeners allowed', () => {
     const functions = resourcesOf(template, 'AWS::Lambda::Function').filter(([, fn]) => fn.Properties.Environment.Variables[CONFIG_ENV] !== undefined);
-    expect(functions).toHaveLength(2);
+    expect(functions).toHaveLength(3); // sync, catalog stream, reconcile
     for (const [, fn] of functions) expect(configOf(fn).discover).toEqual({ listenerArn: LISTENER_ARN, capabilities: ['vision', 'speech'] });
     template.hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: {
@@ -95,7 +95,7 @@ describe('AgentLb on an imported listener', () => {
     const rules = resourcesOf(template, 'AWS::ElasticLoadBalancingV2::ListenerRule').map(([id]) => id);
     // The registry's: the catalog function is what the catalog rule forwards to, so it comes first.
     const triggers = ['AWS::Lambda::Function', 'AWS::Lambda::EventSourceMapping', 'AWS::Events::Rule'].flatMap((t) => resourcesOf(template, t)).filter(([id]) => id.startsWith('AgentsRegistry'));
-    expect(triggers).toHaveLength(4);
+    expect(triggers).toHaveLength(6); // three functions, two stream mappings, the schedule
     for (const [id, r] of triggers) expect(r.DependsOn ?? [], id).toEqual(expect.arrayContaining(rules));
   });
 

@@ -98,6 +98,29 @@ describe('the capability catalog on the load balancer (GET /agents)', () => {
     }
   });
 
+  it('keeps the catalog on its own reader of the lease stream, so its writes never delay the sync: same batching, bisect, item failures, a few retries, no failure queue', () => {
+    const mappings = resourcesOf(template, 'AWS::Lambda::EventSourceMapping');
+    expect(mappings).toHaveLength(2);
+    const [leaseTable] = Object.keys(template.findResources('AWS::DynamoDB::Table')).filter((id) => id.includes('Leases'));
+    for (const [, m] of mappings) expect(m.Properties.EventSourceArn).toEqual({ 'Fn::GetAtt': [leaseTable, 'StreamArn'] });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: Match.stringLikeRegexp('AgentsRegistryCatalogStream') },
+      BatchSize: 1000,
+      MaximumBatchingWindowInSeconds: 1,
+      StartingPosition: 'TRIM_HORIZON',
+      BisectBatchOnFunctionError: true,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      MaximumRetryAttempts: 3,
+      ParallelizationFactor: 1,
+      DestinationConfig: Match.absent(),
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('capability catalog current from the lease table stream'),
+      Environment: { Variables: Match.objectLike({ POWERTOOLS_SERVICE_NAME: 'agent-lb-catalog-stream' }) },
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'IteratorAge', Dimensions: [{ Name: 'FunctionName', Value: { Ref: Match.stringLikeRegexp('AgentsRegistryCatalogStream') } }] });
+  });
+
   it('keeps the registry state table apart from the lease table: no stream, registry-owned, agents get nothing on it', () => {
     const [[, table]] = resourcesOf(template, 'AWS::DynamoDB::Table').filter(([id]) => id.includes('RegistryState'));
     expect(table.Properties.StreamSpecification).toBeUndefined();
@@ -139,6 +162,7 @@ describe('the catalog switched off', () => {
     expect(resourcesOf(template, 'AWS::DynamoDB::Table').map(([id]) => id)).toEqual([expect.stringMatching(/^AgentsLeases/)]);
     expect(resourcesOf(template, 'AWS::ElasticLoadBalancingV2::TargetGroup').filter(([, g]) => g.Properties.TargetType === 'lambda')).toEqual([]);
     expect(resourcesOf(template, 'AWS::Lambda::Function')).toHaveLength(2);
+    expect(resourcesOf(template, 'AWS::Lambda::EventSourceMapping')).toHaveLength(1);
     expect(JSON.stringify(template.toJSON())).not.toContain('http-request-method');
     expect(agents.catalog).toBeUndefined();
     expect(() => agents.grantDiscovery(new iam.Role(Stack.of(agents), 'R', { assumedBy: new iam.AccountRootPrincipal() }))).toThrow(

@@ -101,12 +101,12 @@ function nagViolations(stack: AgentLbStack): string[] {
 }
 
 describe('synthesized cdk.json stack', () => {
-  it('bundles the three Lambdas (sync, reconcile, catalog) with local esbuild into modules that export `handler`', () => {
+  it('bundles the four Lambdas (sync, catalog stream, reconcile, catalog) with local esbuild into modules that export `handler`', () => {
     const template = JSON.parse(readFileSync(path.join(outdir, 'AgentLb.template.json'), 'utf8'));
     const functions = Object.values(template.Resources as Record<string, { Type: string; Properties: { Code: { S3Key: string } } }>).filter(
       (r) => r.Type === 'AWS::Lambda::Function',
     );
-    expect(functions).toHaveLength(3);
+    expect(functions).toHaveLength(4);
     const load = createRequire(__filename);
     for (const fn of functions) {
       const bundle = path.join(outdir, `asset.${fn.Properties.Code.S3Key.replace(/\.zip$/, '')}`, 'index.js');

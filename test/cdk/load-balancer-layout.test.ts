@@ -107,10 +107,10 @@ describe('AgentLbStack with 200 capabilities', () => {
     expect(stack.layout[0].capabilities).toEqual(expect.arrayContaining(['c000', 'c040', 'c080', 'c120', 'c160']));
   });
 
-  it('has one lease table and one registry (sync and reconcile) that finds its groups on every load balancer', () => {
+  it('has one lease table and one registry (sync, catalog stream and reconcile) that finds its groups on every load balancer', () => {
     template.resourceCountIs('AWS::DynamoDB::Table', 2); // the lease table and the registry state table
     const functions = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.[CONFIG_ENV] !== undefined);
-    expect(functions).toHaveLength(2);
+    expect(functions).toHaveLength(3);
     for (const fn of functions) {
       const config = stack.resolve(fn.Properties.Environment.Variables[CONFIG_ENV]);
       const text = JSON.stringify(config);

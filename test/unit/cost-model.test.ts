@@ -53,16 +53,16 @@ describe('modelCounts and the defaults', () => {
   test('the defaults: 1 000 agents cost at most $20 a month in DynamoDB and Lambda, on-demand', () => {
     const cost = monthlyCost(modelCounts(DEFAULT_FLEET_SETTINGS), US_EAST_1_PRICES, ON_DEMAND);
     expect(cost.per1000AgentsUsd).toBeLessThanOrEqual(20);
-    expect(cost.per1000AgentsUsd).toBe(17.67);
+    expect(cost.per1000AgentsUsd).toBe(18.52);
   });
 
   test.each<[number, number, number]>([
     // TTL, on-demand, provisioned: heartbeats dominate, and cost falls as the TTL grows.
-    [30, 163.47, 68.91],
-    [90, 55.47, 23.83],
-    [180, 28.47, 12.44],
-    [300, 17.67, 8.17],
-    [600, 9.57, 4.85],
+    [30, 164.32, 70.08],
+    [90, 56.32, 24.52],
+    [180, 29.32, 13.61],
+    [300, 18.52, 8.87],
+    [600, 10.42, 5.54],
   ])('TTL %d s: $%d on-demand, $%d provisioned', (ttl, onDemand, provisioned) => {
     const c = modelCounts({ ...DEFAULT_FLEET_SETTINGS, leaseTtlSeconds: ttl });
     expect(monthlyCost(c).per1000AgentsUsd).toBe(onDemand);
@@ -73,10 +73,14 @@ describe('modelCounts and the defaults', () => {
     expect(modelCounts(DEFAULT_FLEET_SETTINGS).heartbeatWrites).toBe(25.92e6);
   });
 
-  test('sync invocations: one per record at a trickle, one per shard and batching window under a flow', () => {
+  test('stream invocations, per reader (sync, catalog stream): one per record at a trickle, one per shard and batching window under a flow', () => {
     const trickle = modelCounts({ ...DEFAULT_FLEET_SETTINGS, agents: 1, leaseTtlSeconds: 3000, changesPerAgentDay: 0, reconcileIntervalSeconds: SECONDS_PER_MONTH });
-    expect(trickle.lambdaInvocations).toBe(SECONDS_PER_MONTH / 1000 + 1);
+    expect(trickle.lambdaInvocations).toBe(2 * (SECONDS_PER_MONTH / 1000) + 1);
     const flow = modelCounts({ ...DEFAULT_FLEET_SETTINGS, agents: 100_000, reconcileIntervalSeconds: SECONDS_PER_MONTH });
-    expect(flow.lambdaInvocations).toBe(SECONDS_PER_MONTH + 1);
+    expect(flow.lambdaInvocations).toBe(2 * SECONDS_PER_MONTH + 1);
+    // The catalog switched off: the sync alone reads the stream, and no member index is written.
+    const noCatalog = modelCounts({ ...DEFAULT_FLEET_SETTINGS, agents: 100_000, reconcileIntervalSeconds: SECONDS_PER_MONTH, streamReaders: 1 });
+    expect(noCatalog.lambdaInvocations).toBe(SECONDS_PER_MONTH + 1);
+    expect(noCatalog.leaseWrites).toBeLessThan(flow.leaseWrites);
   });
 });
