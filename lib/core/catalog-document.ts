@@ -73,9 +73,9 @@ export interface CatalogRoute {
   readonly path: string;
   /**
    * The DNS name of the load balancer that serves it (in local mode, the local load balancer's
-   * host). Absent when the registry could not tell: a configuration that names its target groups
-   * by ARN whose group is on no load balancer or on several, or a registry that has not yet looked
-   * its load balancers up (it keeps the host a previous revision showed meanwhile).
+   * host). Absent when the registry cannot tell: a configuration that names its target groups by
+   * ARN whose group is on no load balancer or on several, or no container of the registry has
+   * looked its load balancers up yet (one whose lookup fails keeps the host a previous revision showed).
    */
   readonly host?: string;
 }
