@@ -86,7 +86,7 @@ export {
 } from './core/errors';
 // The capability catalog's document (`GET /agents`), for clients and tools of your own.
 export { CATALOG_MAX_WAIT_SECONDS } from './core/catalog-document';
-export type { CatalogCapability, CatalogDocument, CatalogTargets, CatalogVariant } from './core/catalog-document';
+export type { CatalogCapability, CatalogDocument, CatalogRoute, CatalogTargets, CatalogVariant } from './core/catalog-document';
 // Thrown by the CLI only; declared beside it (lib/cli/usage-error.ts imports nothing but core's errors).
 export { UsageError } from './cli/usage-error';
 export type { AgentLbErrorCode, LeaseRejection, LeaseRejectionReason } from './core/errors';

@@ -159,13 +159,29 @@ export async function loadBalancerOfListener(client: ElasticLoadBalancingV2Clien
   return arn;
 }
 
+/** What one DescribeTargetGroups answer says of a group named by ARN: its own port and the load balancers that route to it. */
+export interface GroupPlacement {
+  readonly port?: number;
+  /** Empty for a group no listener rule forwards to yet. */
+  readonly loadBalancerArns: readonly string[];
+}
+
+/** Target group ARN → its port and load balancers, for the given ARNs (one call per 20; groups that do not exist are left out). */
+export async function groupPlacements(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, GroupPlacement>> {
+  const out: Record<string, GroupPlacement> = {};
+  for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
+    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
+    for (const g of res.TargetGroups ?? []) {
+      if (g.TargetGroupArn) out[g.TargetGroupArn] = { ...(g.Port === undefined ? {} : { port: g.Port }), loadBalancerArns: g.LoadBalancerArns ?? [] };
+    }
+  }
+  return out;
+}
+
 /** Target group ARN → its own port, for the given ARNs (groups that do not exist, or have no port, are left out). */
 export async function targetPortsOf(client: ElasticLoadBalancingV2Client, arns: readonly string[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (let i = 0; i < arns.length; i += GROUPS_PER_CALL) {
-    const res = await client.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns.slice(i, i + GROUPS_PER_CALL) }));
-    for (const g of res.TargetGroups ?? []) if (g.TargetGroupArn && g.Port !== undefined) out[g.TargetGroupArn] = g.Port;
-  }
+  for (const [arn, g] of Object.entries(await groupPlacements(client, arns))) if (g.port !== undefined) out[arn] = g.port;
   return out;
 }
 

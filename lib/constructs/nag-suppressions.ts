@@ -33,18 +33,18 @@ export function acknowledgeRegistryFindings(sync: RegistrySync, catalog?: Capabi
   acknowledge(
     sync.syncFunction.role!,
     'AwsSolutions-IAM5[Resource::*]',
-    'dynamodb:ListStreams has no resource-level permissions; the stream actions themselves are limited to the lease table stream ARN.',
+    'dynamodb:ListStreams and the ELB Describe actions (target groups and tags at cold start; with the catalog, DescribeLoadBalancers for the DNS names it shows) have no resource-level permissions; the stream actions are limited to the lease table stream ARN, Register/DeregisterTargets to this stack\'s target groups.',
   );
   acknowledge(
     sync.reconcileFunction.role!,
     'AwsSolutions-IAM5[Resource::*]',
-    'elasticloadbalancing:DescribeTargetHealth (and, with variants, DescribeListeners/DescribeRules) support no resource-level permissions; Register/DeregisterTargets are limited to this stack\'s target groups, ModifyRule to its weighted rules.',
+    'elasticloadbalancing:DescribeTargetHealth (and, with variants, DescribeListeners/DescribeRules; with the catalog, DescribeLoadBalancers) support no resource-level permissions; Register/DeregisterTargets are limited to this stack\'s target groups, ModifyRule to its weighted rules.',
   );
   if (sync.catalogStreamFunction) {
     acknowledge(
       sync.catalogStreamFunction.role!,
       'AwsSolutions-IAM5[Resource::*]',
-      'The catalog stream role needs dynamodb:ListStreams, which takes no resource; its GetRecords and GetShardIterator name the lease table stream alone, and it writes only the registry table.',
+      'The catalog stream role needs dynamodb:ListStreams and read-only ELB Describe actions (DescribeLoadBalancers for the DNS names the catalog shows), which take no resource; its GetRecords and GetShardIterator name the lease table stream alone, and it writes only the registry table.',
     );
   }
   for (const fn of [sync.syncFunction, sync.reconcileFunction, ...(sync.catalogStreamFunction ? [sync.catalogStreamFunction] : [])]) {

@@ -23,6 +23,20 @@ export function readTargetGroupPorts(): iam.PolicyStatement {
   return new iam.PolicyStatement({ sid: 'ReadCapabilityTargetGroupPorts', actions: ['elasticloadbalancing:DescribeTargetGroups'], resources: ['*'] });
 }
 
+/**
+ * Naming, in the capability catalog, the load balancer that serves each capability: its DNS name
+ * (DescribeLoadBalancers, once per function container) and, for groups named by ARN whose ports
+ * the configuration declares, which load balancer each group is on (`readGroups`). Only the roles
+ * that build the catalog document get it.
+ */
+export function nameCatalogLoadBalancers(readGroups: boolean): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'NameCatalogLoadBalancers',
+    actions: ['elasticloadbalancing:DescribeLoadBalancers', ...(readGroups ? ['elasticloadbalancing:DescribeTargetGroups'] : [])],
+    resources: ['*'],
+  });
+}
+
 /** Reading the targets of the groups, for a reconcile pass. */
 export function readTargetHealth(): iam.PolicyStatement {
   return new iam.PolicyStatement({ sid: 'ReadTargetHealth', actions: ['elasticloadbalancing:DescribeTargetHealth'], resources: ['*'] });

@@ -16,7 +16,7 @@ import { CAPABILITY_NAME, DEFAULT_MAX_LEASE_TTL_SECONDS, PortRange } from '../co
 import { formatPortRanges, portRangeProblem } from '../core/port-ranges';
 import type { CapabilityTargetType } from './capability-props';
 import { handlerCode, HandlerName } from './handler-code';
-import { describeAgentInterfaces, findTargetGroups, readTargetGroupPorts, readTargetHealth } from './registry-permissions';
+import { describeAgentInterfaces, findTargetGroups, nameCatalogLoadBalancers, readTargetGroupPorts, readTargetHealth } from './registry-permissions';
 import { catalogSettingsJson, checkCatalogAttributes, RegistrySyncCatalog } from './registry-catalog';
 import { checkedVariantWeights, guardVariantRules, RegistrySyncVariants } from './registry-variants';
 import { CATALOG_STREAM_SERVICE_NAME, ErrorMetricName, METRICS_NAMESPACE, RECONCILE_SERVICE_NAME, ReconcileMetricName, SYNC_SERVICE_NAME, SyncMetricName } from '../core/metric-names';
@@ -470,6 +470,9 @@ export class RegistrySync extends Construct {
     const readsGroupPorts = !discoverOn && Object.values(props.capabilities).some((c) => c.ports === undefined);
     const describeGroups = discoverOn ? findTargetGroups(discoverOn.listenerArn !== undefined) : readsGroupPorts ? readTargetGroupPorts() : undefined;
     if (describeGroups) this.syncFunction.addToRolePolicy(describeGroups);
+    // The functions that build the catalog document (the sync for its drains) name each capability's load balancer in it.
+    const catalogHosts = props.catalog ? nameCatalogLoadBalancers(describeGroups === undefined) : undefined;
+    if (catalogHosts) this.syncFunction.addToRolePolicy(catalogHosts);
     if (admission) this.syncFunction.addToRolePolicy(describeAgentInterfaces());
     // Before registering or deregistering, sync reads the leases (BatchGetItem, consistent): a
     // stream that is behind (or replayed) must neither put a dead lease in nor take a live one out.
@@ -511,6 +514,7 @@ export class RegistrySync extends Construct {
       props.table.grant(this.catalogStreamFunction, 'dynamodb:BatchGetItem');
       props.catalog.table.grantRegistryAccess(this.catalogStreamFunction);
       if (describeGroups) this.catalogStreamFunction.addToRolePolicy(describeGroups);
+      if (catalogHosts) this.catalogStreamFunction.addToRolePolicy(catalogHosts);
       this.catalogStreamFunction.addEventSource(
         new DynamoEventSource(props.table, {
           startingPosition: lambda.StartingPosition.TRIM_HORIZON,
@@ -537,6 +541,7 @@ export class RegistrySync extends Construct {
     });
     if (registerTargets) this.reconcileFunction.addToRolePolicy(registerTargets);
     if (describeGroups) this.reconcileFunction.addToRolePolicy(describeGroups);
+    if (catalogHosts) this.reconcileFunction.addToRolePolicy(catalogHosts);
     this.reconcileFunction.addToRolePolicy(readTargetHealth());
     if (admission) this.reconcileFunction.addToRolePolicy(describeAgentInterfaces());
     if (variantWeights) for (const s of guardVariantRules(props.variants!.rules)) this.reconcileFunction.addToRolePolicy(s);

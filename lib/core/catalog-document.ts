@@ -1,3 +1,4 @@
+import { hostOf } from './catalog-hosts';
 import { RawAttributeValue, VARIANT_OF_TAG, VARIANT_WEIGHT_TAG } from './lease-schema';
 import { canonicalJson, CatalogMember } from './registry-state';
 
@@ -5,7 +6,8 @@ import { canonicalJson, CatalogMember } from './registry-state';
  * The capability catalog: what `GET /agents` on the load balancer answers, declared once. A
  * small document the registry keeps current from its member index (registry-state.ts) and the
  * deployment's routing configuration; it names capabilities, counts and policies, never an
- * address, port, agent id or token (the endpoint may face the internet). Pure: building,
+ * address, port, agent id or token (the endpoint may face the internet); the one host it names is
+ * a load balancer's, where a client asks for the capability. Pure: building,
  * merging and the revision rule live here, the store and the handlers only carry it.
  */
 
@@ -53,10 +55,29 @@ export interface CatalogCapability {
   readonly targets: CatalogTargets;
   readonly variants: readonly CatalogVariant[];
   /** How to ask for it. */
-  readonly route: { readonly header: string; readonly path: string };
+  readonly route: CatalogRoute;
   readonly policy: { readonly algorithm: string; readonly stickiness: CatalogStickiness };
   /** Distinct values of the public metadata keys among its agents in rotation, sorted. */
   readonly attributes: Readonly<Record<string, readonly string[]>>;
+}
+
+/**
+ * How to ask for a capability: on which load balancer, with which header or path. A client sends
+ * the request to `host` with the scheme and port it fetched the catalog with (every load balancer
+ * of a deployment has the same listeners), or to the load balancer it asked when `host` is absent.
+ */
+export interface CatalogRoute {
+  /** `<headerName>: <capability>`: the header that selects it on any path. */
+  readonly header: string;
+  /** `/<pathPrefix>/<capability>/`: the path prefix that selects it without the header. */
+  readonly path: string;
+  /**
+   * The DNS name of the load balancer that serves it (in local mode, the local load balancer's
+   * host). Absent when the registry cannot tell: a configuration that names its target groups by
+   * ARN whose group is on no load balancer or on several, or no container of the registry has
+   * looked its load balancers up yet (one whose lookup fails keeps the host a previous revision showed).
+   */
+  readonly host?: string;
 }
 
 /** The document `GET /agents` answers. */
@@ -93,6 +114,12 @@ export interface CatalogConfig {
   readonly attributes: readonly string[];
   /** Each capability (not its variants) by name. */
   readonly capabilities: Readonly<Record<string, CatalogCapabilityInfo>>;
+  /**
+   * Capability → the DNS name of the load balancer that serves it (see lib/core/catalog-hosts.ts),
+   * as this container resolved it: a capability not listed has no host.
+   * @default - not resolved: each entry keeps the host the previous document showed
+   */
+  readonly hosts?: Readonly<Record<string, string>>;
 }
 
 /** One group's share of a catalog entry. */
@@ -108,6 +135,15 @@ const IN_ROTATION = new Set(['initial', 'healthy', 'unhealthy', 'unused', 'unava
 /** `/<pathPrefix>`: where the catalog is served. */
 export function catalogPath(pathPrefix: string): string {
   return `/${pathPrefix}`;
+}
+
+/**
+ * A capability's route: its header and path from the configuration, its host from `config.hosts`
+ * (or, when this container resolved none, `previousHost`: what the last document showed).
+ */
+export function catalogRoute(config: Pick<CatalogConfig, 'headerName' | 'pathPrefix' | 'hosts'>, name: string, previousHost?: string): CatalogRoute {
+  const host = hostOf(config.hosts, name, previousHost);
+  return { header: `${config.headerName}: ${name}`, path: `/${config.pathPrefix}/${name}/`, ...(host === undefined ? {} : { host }) };
 }
 
 /** A metadata value as the catalog shows it: strings, numbers and booleans; anything else is not shown. */
@@ -189,7 +225,7 @@ export function buildCatalogCapability(config: CatalogConfig, name: string, summ
     routable,
     targets,
     variants: catalogVariants,
-    route: { header: `${config.headerName}: ${name}`, path: `/${config.pathPrefix}/${name}/` },
+    route: catalogRoute(config, name),
     policy: { algorithm: info.algorithm, stickiness: info.stickiness },
     attributes,
   };
@@ -197,7 +233,10 @@ export function buildCatalogCapability(config: CatalogConfig, name: string, summ
 
 /**
  * The capabilities of the next document: the configured ones by name, each from `updated` when
- * it was recounted, else as `previous` had it, else empty; capabilities no longer configured drop out.
+ * it was recounted, else as `previous` had it, else empty; capabilities no longer configured drop
+ * out. Every entry's route is the configuration's (a capability not recounted since its header,
+ * path or load balancer changed shows the new one at the next publication), its host kept from
+ * `previous` only while this container has resolved none.
  */
 export function mergeCatalogCapabilities(
   config: CatalogConfig,
@@ -207,7 +246,11 @@ export function mergeCatalogCapabilities(
   const before = new Map((previous ?? []).map((c) => [c.name, c]));
   return Object.keys(config.capabilities)
     .sort(byCodeUnit)
-    .map((name) => updated.get(name) ?? before.get(name) ?? buildCatalogCapability(config, name, () => undefined));
+    .map((name) => {
+      const entry = updated.get(name) ?? before.get(name) ?? buildCatalogCapability(config, name, () => undefined);
+      const previousHost = before.get(name)?.route?.host;
+      return { ...entry, route: catalogRoute(config, name, typeof previousHost === 'string' ? previousHost : undefined) };
+    });
 }
 
 /**

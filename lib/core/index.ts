@@ -120,6 +120,7 @@ export {
   catalogInfoFromTags,
   catalogOwners,
   catalogPath,
+  catalogRoute,
   formatCatalog,
   groupsOf,
   MAX_ATTRIBUTE_VALUE_CHARS,
@@ -136,6 +137,7 @@ export type {
   CatalogCapabilityInfo,
   CatalogConfig,
   CatalogDocument,
+  CatalogRoute,
   CatalogStickiness,
   CatalogTargets,
   CatalogVariant,
@@ -143,6 +145,8 @@ export type {
   GroupSummary,
   TaggedGroup,
 } from './catalog-document';
+export { catalogHosts, hostOf, placementLoadBalancers } from './catalog-hosts';
+export type { CapabilityPlacement } from './catalog-hosts';
 export { CATALOG_ENV, catalogResponse, DEFAULT_CATALOG_CACHE_MS, etagMatches, parseCatalogRequest, parseCatalogServeConfig, STATUS_TEXT, stillWaiting } from './catalog-request';
 export type { CatalogHttpResponse, CatalogQuery, CatalogRequest, CatalogServeConfig } from './catalog-request';
 export { catalogChanges, indexDrift, membersByGroup, membersOfItem, membersOfLease, memberWrites } from './catalog-members';

@@ -302,15 +302,24 @@ export function parseCatalogSettings(raw: unknown): CatalogSettings {
 /**
  * The catalog's configuration once the capabilities' groups are known: their policy and
  * variants from the groups' tags (`tagged`, read at cold start with the capability tags), or
- * ALB's defaults and no variants for capabilities whose tags were not read.
+ * ALB's defaults and no variants for capabilities whose tags were not read; and, when resolved,
+ * the DNS name of the load balancer serving each (`hosts`, see lib/core/catalog-hosts.ts).
  */
-export function catalogConfigOf(settings: CatalogSettings, capabilities: readonly string[], variantCapabilities: readonly string[], tagged: readonly TaggedGroup[] = []): CatalogConfig {
+export function catalogConfigOf(
+  settings: CatalogSettings,
+  capabilities: readonly string[],
+  variantCapabilities: readonly string[],
+  tagged: readonly TaggedGroup[] = [],
+  hosts?: Readonly<Record<string, string>>,
+): CatalogConfig {
   const fromTags = catalogInfoFromTags(tagged, capabilities);
   const variants = new Set([...variantCapabilities, ...Object.values(fromTags).flatMap((i) => i.variants.map((v) => v.capability))]);
   const plain: CatalogCapabilityInfo = { algorithm: 'least_outstanding_requests', stickiness: 'off', variants: [] };
+  const listed = capabilities.filter((c) => !variants.has(c));
   return {
     ...settings,
-    capabilities: Object.fromEntries(capabilities.filter((c) => !variants.has(c)).map((c) => [c, fromTags[c] ?? plain])),
+    capabilities: Object.fromEntries(listed.map((c) => [c, fromTags[c] ?? plain])),
+    ...(hosts === undefined ? {} : { hosts: Object.fromEntries(listed.filter((c) => Object.hasOwn(hosts, c)).map((c) => [c, hosts[c]])) }),
   };
 }
 
@@ -399,9 +408,15 @@ function parseVariantWeights(raw: unknown, capabilities: readonly string[], onLo
 
 /**
  * The runtime configuration once every capability's target group is known (`found` adds the
- * discovered ones; `tagged` are their groups' tags, for the catalog).
+ * discovered ones; `tagged` are their groups' tags and `hosts` the DNS names of the load
+ * balancers serving them, when resolved, for the catalog).
  */
-export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly<Record<string, CapabilityRoute>> = {}, tagged: readonly TaggedGroup[] = []): RuntimeConfig {
+export function completeRuntimeConfig(
+  settings: RuntimeSettings,
+  found: Readonly<Record<string, CapabilityRoute>> = {},
+  tagged: readonly TaggedGroup[] = [],
+  hosts?: Readonly<Record<string, string>>,
+): RuntimeConfig {
   const missing = (settings.discover?.capabilities ?? []).filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) fail(`no target group found for ${missing.map((c) => JSON.stringify(c)).join(', ')}`);
   // Declared ports win over a group's own port (which discovery reports).
@@ -410,7 +425,7 @@ export function completeRuntimeConfig(settings: RuntimeSettings, found: Readonly
   );
   const names = [...Object.keys(settings.capabilities), ...(settings.discover?.capabilities ?? [])];
   return {
-    ...(settings.catalog ? { catalog: catalogConfigOf(settings.catalog, names, Object.keys(settings.variantWeights ?? {}), tagged) } : {}),
+    ...(settings.catalog ? { catalog: catalogConfigOf(settings.catalog, names, Object.keys(settings.variantWeights ?? {}), tagged, hosts) } : {}),
     tableName: settings.tableName,
     routing: {
       capabilities: routes,

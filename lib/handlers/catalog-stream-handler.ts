@@ -12,7 +12,7 @@ import { RegistryStateStore } from '../aws/registry-state-store';
 import { toLeaseChange } from '../aws/stream-records';
 import { CatalogStreamReport, syncCatalogBatch } from '../registry/catalog-stream';
 import { runtimeOnce } from './runtime-config-loader';
-import { publishCatalogStreamReport, publishInvocationFailure } from './telemetry';
+import { publishCatalogStreamReport, publishInvocationFailure, publishResolutionWarning } from './telemetry';
 
 export interface CatalogStreamHandlerOptions {
   readonly config?: RuntimeConfig;
@@ -47,7 +47,7 @@ export function createCatalogStreamHandler(options: CatalogStreamHandlerOptions 
       policy: addressPolicyFor(config.routing),
       now,
     };
-  });
+  }, { onCatalogHostsUnknown: (error) => publishResolutionWarning(error, logger, metrics) });
 
   return async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
     const records = event.Records.map(toLeaseChange);

@@ -17,7 +17,7 @@ import { newReconcileMemory } from '../registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
 import type { WriteWidth } from '../registry/registry-writes';
 import { runtimeOnce } from './runtime-config-loader';
-import { publishInvocationFailure, publishReconcileReport } from './telemetry';
+import { publishInvocationFailure, publishReconcileReport, publishResolutionWarning } from './telemetry';
 
 export type { ReconcileReport } from '../registry/reconcile';
 
@@ -70,7 +70,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     ...(options.now ? { now: options.now } : {}),
     ...(options.writesAtATime !== undefined ? { writesAtATime: options.writesAtATime } : {}),
   });
-  const depsReady = runtimeOnce(options.config, elbClient, depsFor);
+  const depsReady = runtimeOnce(options.config, elbClient, depsFor, { onCatalogHostsUnknown: (error) => publishResolutionWarning(error, logger, metrics) });
   const sleep = options.sleep ?? defaultSleep;
 
   return async (_event?: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> => {

@@ -1,48 +1,88 @@
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { CapabilityPlacement, catalogHosts, placementLoadBalancers } from '../core/catalog-hosts';
 import { DEFAULT_ELB_CALL_BUDGET } from '../core/elb-call-budget';
-import { ConfigError } from '../core/errors';
+import { ConfigError, RegistryStateError } from '../core/errors';
 import { completeRuntimeConfig, CONFIG_ENV, parseRuntimeSettings, RuntimeConfig } from '../core/runtime-config';
 import { CapabilityRoute } from '../core/lease-schema';
-import { discoverCapabilityGroups, loadBalancerOfListener, targetPortsOf } from '../aws/target-groups';
+import { loadBalancerDnsNames } from '../aws/load-balancers';
+import { discoverCapabilityGroups, groupPlacements, loadBalancerOfListener } from '../aws/target-groups';
+
+/** What resolving a configuration may report besides its result. */
+export interface ResolveOptions {
+  /**
+   * The catalog's hosts could not be looked up (DescribeLoadBalancers, or the named groups'
+   * DescribeTargetGroups, failed): the configuration resolves without them, since the catalog
+   * must not hold up routing, and its entries keep the hosts the document already shows.
+   * @default - not reported
+   */
+  readonly onCatalogHostsUnknown?: (error: RegistryStateError) => void;
+}
 
 /**
  * The handlers' configuration from the `AGENT_LB_CONFIG` text (format and validation:
  * lib/core/runtime-config.ts), with the target groups of a names-only configuration found on its
- * load balancer (lib/aws/target-groups.ts).
+ * load balancer (lib/aws/target-groups.ts) and, with a catalog, the DNS name of the load balancer
+ * serving each capability (lib/core/catalog-hosts.ts): one DescribeLoadBalancers call per 20 of
+ * the deployment's load balancers, plus, for groups named by ARN, one DescribeTargetGroups per 20
+ * groups whose ports did not already need it.
  */
-export async function resolveRuntimeConfig(text: string | undefined, client: ElasticLoadBalancingV2Client): Promise<RuntimeConfig> {
+export async function resolveRuntimeConfig(text: string | undefined, client: ElasticLoadBalancingV2Client, options: ResolveOptions = {}): Promise<RuntimeConfig> {
   const parsed = parseRuntimeSettings(text);
   // A deployed registry always spends within a budget: the default share when the stack sets none.
   const settings = { ...parsed, elbBudget: parsed.elbBudget ?? DEFAULT_ELB_CALL_BUDGET };
+  const hostsOf = async (place: () => Promise<CapabilityPlacement>): Promise<Record<string, string> | undefined> => {
+    if (!settings.catalog) return undefined;
+    try {
+      const placement = await place();
+      const arns = placementLoadBalancers(placement);
+      return catalogHosts(placement, arns.length === 0 ? new Map() : await loadBalancerDnsNames(client, arns));
+    } catch (cause) {
+      const e = cause as { name?: string; message?: string };
+      options.onCatalogHostsUnknown?.(
+        new RegistryStateError(`the catalog cannot name the load balancers serving its capabilities (${e?.name ?? 'Error'}: ${e?.message ?? String(cause)}); it keeps the hosts it shows`, { cause }),
+      );
+      return undefined;
+    }
+  };
   const discover = settings.discover;
   if (!discover) {
     // Named groups whose ports the configuration does not declare take their own port, as discovered ones do.
     const undeclared = Object.entries(settings.capabilities).filter(([name, route]) => route.ports === undefined && !Object.hasOwn(settings.ports, name));
-    if (undeclared.length === 0) return completeRuntimeConfig(settings);
-    const ports = await targetPortsOf(client, undeclared.map(([, route]) => route.targetGroupArn));
+    const placed = undeclared.length === 0 ? {} : await groupPlacements(client, undeclared.map(([, route]) => route.targetGroupArn));
     const found: Record<string, CapabilityRoute> = {};
     for (const [name, route] of undeclared) {
-      const port = ports[route.targetGroupArn];
+      const port = placed[route.targetGroupArn]?.port;
       if (port !== undefined) found[name] = { ...route, ports: [{ from: port, to: port }] };
     }
-    return completeRuntimeConfig(settings, found);
+    const hosts = await hostsOf(async () => {
+      // The same answers say where the groups are; the rest are asked for the catalog alone.
+      const rest = Object.values(settings.capabilities).map((r) => r.targetGroupArn).filter((arn) => !Object.hasOwn(placed, arn));
+      const all = { ...placed, ...(rest.length === 0 ? {} : await groupPlacements(client, rest)) };
+      return Object.fromEntries(Object.entries(settings.capabilities).map(([name, r]) => [name, all[r.targetGroupArn]?.loadBalancerArns ?? []]));
+    });
+    return completeRuntimeConfig(settings, found, [], hosts);
   }
   const loadBalancerArn = discover.loadBalancerArn ?? (await loadBalancerOfListener(client, discover.listenerArn!));
   const more = discover.moreLoadBalancerArns ?? [];
   if (more.length === 0) {
     const { routes, tagged } = await discoverCapabilityGroups(client, loadBalancerArn, discover.capabilities);
-    return completeRuntimeConfig(settings, routes, tagged);
+    const hosts = await hostsOf(async () => Object.fromEntries(Object.keys(routes).map((name) => [name, [loadBalancerArn]])));
+    return completeRuntimeConfig(settings, routes, tagged, hosts);
   }
   // Several load balancers: each capability on one of them (completeRuntimeConfig names any found on none).
-  const found = await Promise.all([loadBalancerArn, ...more].map((arn) => discoverCapabilityGroups(client, arn, discover.capabilities, false)));
+  const arns = [loadBalancerArn, ...more];
+  const found = await Promise.all(arns.map((arn) => discoverCapabilityGroups(client, arn, discover.capabilities, false)));
   const routes: Record<string, CapabilityRoute> = {};
+  const placement: Record<string, string[]> = {};
   for (const [i, { routes: on }] of found.entries()) {
     for (const [name, route] of Object.entries(on)) {
-      if (Object.hasOwn(routes, name)) throw new ConfigError(`capability "${name}" has a target group on two load balancers (${[loadBalancerArn, ...more][i]} and another); it must be on one`);
+      if (Object.hasOwn(routes, name)) throw new ConfigError(`capability "${name}" has a target group on two load balancers (${arns[i]} and another); it must be on one`);
       routes[name] = route;
+      placement[name] = [arns[i]];
     }
   }
-  return completeRuntimeConfig(settings, routes, found.flatMap((f) => f.tagged));
+  const hosts = await hostsOf(async () => placement);
+  return completeRuntimeConfig(settings, routes, found.flatMap((f) => f.tagged), hosts);
 }
 
 /**
@@ -50,10 +90,10 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
  * caller gives one (local mode, tests), else from `AGENT_LB_CONFIG` resolved. A failed resolution
  * is not remembered, so the next invocation tries again.
  */
-export function runtimeOnce<T>(explicit: RuntimeConfig | undefined, client: ElasticLoadBalancingV2Client, build: (config: RuntimeConfig) => T): () => Promise<T> {
+export function runtimeOnce<T>(explicit: RuntimeConfig | undefined, client: ElasticLoadBalancingV2Client, build: (config: RuntimeConfig) => T, options: ResolveOptions = {}): () => Promise<T> {
   let made: Promise<T> | undefined;
   return () =>
-    (made ??= (explicit ? Promise.resolve(explicit) : resolveRuntimeConfig(process.env[CONFIG_ENV], client)).then(build, (error: unknown) => {
+    (made ??= (explicit ? Promise.resolve(explicit) : resolveRuntimeConfig(process.env[CONFIG_ENV], client, options)).then(build, (error: unknown) => {
       made = undefined;
       throw error;
     }));

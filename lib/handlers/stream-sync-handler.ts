@@ -17,7 +17,7 @@ import { toLeaseChange } from '../aws/stream-records';
 import { newSyncMemory } from '../registry/container-memory';
 import { syncStreamBatch, StreamSyncReport } from '../registry/stream-sync';
 import { runtimeOnce } from './runtime-config-loader';
-import { publishInvocationFailure, publishSyncReport } from './telemetry';
+import { publishInvocationFailure, publishResolutionWarning, publishSyncReport } from './telemetry';
 
 export interface SyncHandlerOptions {
   readonly config?: RuntimeConfig;
@@ -71,7 +71,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
     ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
   });
-  const ready = runtimeOnce(options.config, elbClient, depsFor);
+  const ready = runtimeOnce(options.config, elbClient, depsFor, { onCatalogHostsUnknown: (error) => publishResolutionWarning(error, logger, metrics) });
 
   return async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
     const records = event.Records.map(toLeaseChange);

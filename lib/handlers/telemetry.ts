@@ -39,6 +39,15 @@ export function publishInvocationFailure(error: unknown, logger: Logger, metrics
   metrics.publishStoredMetrics();
 }
 
+/**
+ * Something a configuration was resolved without (the catalog's hosts): counted under its error
+ * code's metric, published with the invocation's report, and logged as a warning; the invocation goes on.
+ */
+export function publishResolutionWarning(error: AgentLbError, logger: Logger, metrics: Metrics): void {
+  addErrorMetrics(metrics, [error]);
+  logger.warn('configuration resolved without a part the catalog uses', { code: error.code, error: error.message });
+}
+
 /** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
 export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
   metrics.addMetric(SYNC_METRICS.records, MetricUnit.Count, report.records);

@@ -1,6 +1,7 @@
 import type { DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import type { ALBEvent } from 'aws-lambda';
 import type { CatalogConfig } from '../core/catalog-document';
+import { catalogHosts } from '../core/catalog-hosts';
 import { CATALOG_ENV, parseCatalogServeConfig } from '../core/catalog-request';
 import { ConfigError, RegistryStateError } from '../core/errors';
 import { catalogConfigOf, parseCatalogSettings } from '../core/runtime-config';
@@ -21,8 +22,12 @@ import type { LocalDeployment } from './provision';
  * invoked in-process by the local load balancer through the ARN its Lambda target group names.
  */
 
-/** The catalog's configuration for the sync and reconcile handlers; `undefined` when the stack has no catalog. */
-export function localCatalogConfig(deployment: LocalDeployment): CatalogConfig | undefined {
+/**
+ * The catalog's configuration for the sync and reconcile handlers; `undefined` when the stack has
+ * no catalog. `loadBalancerHost`: the host the catalog names for every capability (local mode has
+ * one load balancer). @default - none: the entries name no host
+ */
+export function localCatalogConfig(deployment: LocalDeployment, loadBalancerHost?: string): CatalogConfig | undefined {
   if (deployment.registryTableName === undefined || deployment.registryConfig === undefined) return undefined;
   let raw: { catalog?: unknown };
   try {
@@ -33,7 +38,12 @@ export function localCatalogConfig(deployment: LocalDeployment): CatalogConfig |
   if (raw.catalog === undefined) return undefined;
   const settings = parseCatalogSettings({ ...(raw.catalog as object), tableName: deployment.registryTableName });
   const tagged = Object.entries(deployment.capabilityTags).map(([capability, tags]) => ({ capability, tags }));
-  return catalogConfigOf(settings, Object.keys(deployment.targetGroups), Object.keys(deployment.variantWeights), tagged);
+  const capabilities = Object.keys(deployment.targetGroups);
+  const hosts =
+    loadBalancerHost === undefined
+      ? undefined
+      : catalogHosts(Object.fromEntries(capabilities.map((c) => [c, [deployment.loadBalancerArn]])), new Map([[deployment.loadBalancerArn, loadBalancerHost]]));
+  return catalogConfigOf(settings, capabilities, Object.keys(deployment.variantWeights), tagged, hosts);
 }
 
 /** The catalog of a local stack: its configuration, its function run in-process, and its first build. */
@@ -48,9 +58,9 @@ export interface LocalCatalog {
   stop(): void;
 }
 
-/** The catalog of `deployment`, over DynamoDB Local (its own client, as the catalog function has its own). */
-export function openLocalCatalog(deployment: LocalDeployment, dynamodbConfig: DynamoDBClientConfig): LocalCatalog {
-  const config = localCatalogConfig(deployment);
+/** The catalog of `deployment`, over DynamoDB Local (its own client, as the catalog function has its own); see {@link localCatalogConfig} for `loadBalancerHost`. */
+export function openLocalCatalog(deployment: LocalDeployment, dynamodbConfig: DynamoDBClientConfig, loadBalancerHost?: string): LocalCatalog {
+  const config = localCatalogConfig(deployment, loadBalancerHost);
   const client = createDynamoClient({ ...dynamodbConfig });
   const stopping = new AbortController();
   const handlers = new Map<string, (event: ALBEvent) => Promise<unknown>>();

@@ -3,8 +3,15 @@ import { ConfigError } from '../core/errors';
 import { createElbClient } from '../aws/clients';
 import { AccessLogEntry, LambdaInvoker, LoadBalancer, TargetHealthChange } from './data-plane';
 import type { MotoServer } from './emulators';
+import { LOOPBACK } from './emulators/free-port';
 import { ElbStateSource } from './elb-state-source';
 import { MotoHealthSink } from './moto-health-sink';
+
+/**
+ * The host of the local load balancer's endpoint: where it listens, and the host the capability
+ * catalog names for every capability in local mode (a client keeps the port it asked on).
+ */
+export const LOCAL_LOAD_BALANCER_HOST = LOOPBACK;
 
 /** The local data plane of `LocalStack`: where it listens and how fast it runs ALB's timing. */
 export interface LocalDataPlaneOptions {
@@ -83,6 +90,7 @@ export async function startLocalDataPlane(params: {
           sink.onTargetHealth(change);
         },
       },
+      host: LOCAL_LOAD_BALANCER_HOST,
       port: options.port ?? 0,
       pollIntervalMs: options.pollIntervalMs ?? 1000,
       timeScale: options.timeScale ?? 1,

@@ -11,6 +11,7 @@ import { createDynamoClient } from '../aws/dynamo-client';
 import { createElbClient } from '../aws/clients';
 import { createEc2Client } from '../aws/ec2-holders';
 import { ElbTargets } from '../aws/elb-targets';
+import { loadBalancerDnsNames } from '../aws/load-balancers';
 import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { ReconcileReport } from '../registry/reconcile';
@@ -20,7 +21,7 @@ import { createSyncHandler } from '../handlers/stream-sync-handler';
 import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMotoServer } from './emulators';
 import { createAgentInterfaces } from './agent-interfaces';
 import { countingElbClient, localMetrics } from './handler-telemetry';
-import { checkDataPlaneOptions, followTargetChanges, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
+import { checkDataPlaneOptions, followTargetChanges, LOCAL_LOAD_BALANCER_HOST, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
 import { LocalCatalog, openLocalCatalog } from './local-catalog';
 import { LocalDeployment, provisionLocal } from './provision';
 import { localRuntimeConfig } from './template-config';
@@ -229,7 +230,16 @@ export class LocalStack {
       const Attributes = [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds) }];
       for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
     }
-    const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig);
+    // The host the catalog names for every capability: the local load balancer's, which a client
+    // reaches; without a data plane nothing serves HTTP, and the catalog names moto's DNS name, read
+    // as the functions read it on AWS.
+    const catalogHost =
+      deployment.registryTableName === undefined
+        ? undefined
+        : options.dataPlane !== undefined
+          ? LOCAL_LOAD_BALANCER_HOST
+          : (await loadBalancerDnsNames(elbv2, [deployment.loadBalancerArn])).get(deployment.loadBalancerArn);
+    const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig, catalogHost);
     // The deployed Lambdas' own configuration (ranges, ports, maximum TTL, admission, quota),
     // resolved against moto; demo agents listen on 127.0.0.1, which stays refused on AWS. As on
     // AWS, the reconcile pass holds a variant without a healthy target at weight 0.

@@ -146,6 +146,61 @@ describe('RegistrySync', () => {
     expect(sync.node.validate()).toEqual([]);
   });
 
+  describe('the catalog\'s hosts: DescribeLoadBalancers for the roles that build the document, and nothing in the environment', () => {
+    /** Actions of each of the registry's roles, by role (Sync, CatalogStream, Reconcile). */
+    function actionsByRole(stack: Stack): Record<string, string[]> {
+      const out: Record<string, string[]> = {};
+      for (const policy of Object.values(Template.fromStack(stack).findResources('AWS::IAM::Policy'))) {
+        for (const role of policy.Properties.Roles as { Ref: string }[]) {
+          const name = ['CatalogStream', 'Reconcile', 'Sync'].find((n) => role.Ref.includes(`${n}Role`))!;
+          for (const st of policy.Properties.PolicyDocument.Statement) out[name] = [...(out[name] ?? []), ...[st.Action].flat()];
+        }
+      }
+      return out;
+    }
+    /** A registry with a catalog whose functions find the groups on the stack's load balancer. */
+    const withCatalog = (names?: string[]) => {
+      const s = surroundings(names);
+      const table = new RegistryStateTable(s.stack, 'State');
+      const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, loadBalancer: s.alb, catalog: { table, headerName: 'X-Agent-Capability', pathPrefix: 'agents' } });
+      return { ...s, sync };
+    };
+
+    it('grants DescribeLoadBalancers on "*" (it has no resource-level permission) to sync, catalog stream and reconcile', () => {
+      const { stack } = withCatalog();
+      Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
+        PolicyDocument: { Statement: Match.arrayWith([{ Sid: 'NameCatalogLoadBalancers', Effect: 'Allow', Action: 'elasticloadbalancing:DescribeLoadBalancers', Resource: '*' }]) },
+      });
+      const byRole = actionsByRole(stack);
+      for (const role of ['Sync', 'CatalogStream', 'Reconcile']) expect(byRole[role], role).toContain('elasticloadbalancing:DescribeLoadBalancers');
+    });
+
+    it('grants it to no role without a catalog', () => {
+      const { stack, sync } = newSync({}, ['vision']);
+      expect(sync.catalogStreamFunction).toBeUndefined();
+      expect(Object.values(actionsByRole(stack)).flat()).not.toContain('elasticloadbalancing:DescribeLoadBalancers');
+    });
+
+    it('groups named by ARN with declared ports: DescribeTargetGroups too (which load balancer each group is on), still only for those roles', () => {
+      const s = surroundings();
+      const capabilities = { vision: { ...s.capabilities.vision, ports: [{ from: 8080, to: 8080 }] } };
+      const table = new RegistryStateTable(s.stack, 'State');
+      new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities, vpc: s.vpc, catalog: { table, headerName: 'X-Agent-Capability', pathPrefix: 'agents' } });
+      Template.fromStack(s.stack).hasResourceProperties('AWS::IAM::Policy', {
+        PolicyDocument: {
+          Statement: Match.arrayWith([{ Sid: 'NameCatalogLoadBalancers', Effect: 'Allow', Action: ['elasticloadbalancing:DescribeLoadBalancers', 'elasticloadbalancing:DescribeTargetGroups'], Resource: '*' }]),
+        },
+      });
+    });
+
+    it('puts no host into AGENT_LB_CONFIG: the functions look the DNS names up, so the environment is what it was', () => {
+      const { stack, sync } = withCatalog(['vision', 'speech']);
+      const config = JSON.parse(renderJoin(stack.resolve(sync.runtimeConfigJson)));
+      expect(Object.keys(config.catalog).sort()).toEqual(['headerName', 'pathPrefix', 'tableName']);
+      expect(JSON.stringify(config)).not.toMatch(/DNSName|dnsName|host/i);
+    });
+  });
+
   it('still refuses names too long for 4 KB even as a list', () => {
     const s = surroundings(Array.from({ length: 100 }, (_, i) => `a-capability-name-long-enough-to-matter-${String(i).padStart(4, '0')}`));
     const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, loadBalancer: s.alb });

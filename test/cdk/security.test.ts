@@ -131,6 +131,7 @@ const STAR_ONLY_ACTIONS = new Set([
   'elasticloadbalancing:DescribeTargetHealth',
   'elasticloadbalancing:DescribeTargetGroups',
   'elasticloadbalancing:DescribeTags',
+  'elasticloadbalancing:DescribeLoadBalancers',
   'ec2:DescribeNetworkInterfaces',
   'ec2:DescribeInstances',
 ]);
@@ -154,6 +155,12 @@ describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
         expect(statement.Condition).toBeUndefined();
       }
     }
+  });
+
+  it('only the roles that build the catalog document (sync for its drains, catalog stream, reconcile) may DescribeLoadBalancers: the DNS names the catalog shows', () => {
+    const { template } = variants[key];
+    const owners = identityStatements(template).filter((s) => grants(s.statement, 'elasticloadbalancing:DescribeLoadBalancers')).flatMap((s) => s.owners);
+    expect([...new Set(owners)].sort()).toEqual([roleOf(template, 'SyncRole'), roleOf(template, 'CatalogStreamRole'), roleOf(template, 'ReconcileRole')].sort());
   });
 
   it('uses no wildcard action, no NotAction/NotResource, and "*" resources only for actions that have no resource-level permissions', () => {

@@ -89,7 +89,8 @@ describe('GET /agents on the local load balancer', () => {
       routable: false,
       targets: { registered: 0, healthy: 0, initial: 0, unhealthy: 0, draining: 0 },
       variants: [{ name: 'canary', weight: 20, effectiveWeight: 0, healthy: 0 }],
-      route: { header: 'X-Agent-Capability: vision', path: '/agents/vision/' },
+      // The local load balancer's host: a client asks it on the port it fetched the catalog from.
+      route: { header: 'X-Agent-Capability: vision', path: '/agents/vision/', host: '127.0.0.1' },
       policy: { algorithm: 'least_outstanding_requests', stickiness: 'off' },
       attributes: { model: [] },
     });
@@ -100,6 +101,13 @@ describe('GET /agents on the local load balancer', () => {
     const again = await catalog('', { 'If-None-Match': first.etag! });
     expect(again.status).toBe(304);
     expect((await catalog()).doc?.revision).toBe(first.doc?.revision);
+  });
+
+  it('names where to ask: the route built from host, the port asked on and path reaches the capability', async () => {
+    const vision = entry((await catalog()).doc, 'vision')!;
+    const res = await fetch(`http://${vision.route.host}:${new URL(endpoint).port}${vision.route.path}hello`);
+    // No agent yet: the load balancer's own 503 for the capability's empty group, not a 404 of another.
+    expect(res.status).toBe(503);
   });
 
   it('does not take the paths of capabilities: /agents/vision/… still reaches the agents', async () => {
@@ -172,7 +180,8 @@ describe('GET /agents on the local load balancer', () => {
       expect(all).not.toContain(String(s.port));
       expect(all).not.toContain(s.name);
     }
-    expect(all).not.toContain('127.0.0.1');
+    // The one host it names is the load balancer's (locally the agents' loopback address too).
+    expect(all.replaceAll('"host":"127.0.0.1"', '')).not.toContain('127.0.0.1');
     expect(all).not.toContain('token-');
   });
 });

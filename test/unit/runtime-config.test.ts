@@ -126,6 +126,15 @@ describe('parseRuntimeSettings: the capability catalog', () => {
     });
   });
 
+  it('gives the catalog the resolved hosts of its own capabilities (not of variants, which are listed under theirs); none when unresolved', () => {
+    const settings = parseRuntimeSettings(JSON.stringify(withCatalog));
+    const found = { vision: route('v'), 'vision-canary': route('c'), speech: route('s') };
+    const hosts = { vision: 'lb-1.elb.amazonaws.com', 'vision-canary': 'lb-1.elb.amazonaws.com' };
+    expect(completeRuntimeConfig(settings, found, [], hosts).catalog?.hosts).toEqual({ vision: 'lb-1.elb.amazonaws.com' });
+    expect(completeRuntimeConfig(settings, found, [], {}).catalog?.hosts).toEqual({});
+    expect(completeRuntimeConfig(settings, found).catalog).not.toHaveProperty('hosts');
+  });
+
   it('has no catalog unless configured', () => {
     const { catalog: _catalog, ...without } = withCatalog;
     expect(parseRuntimeSettings(JSON.stringify(without)).catalog).toBeUndefined();
