@@ -61,6 +61,17 @@ export interface AgentLbCapabilityContext {
   readonly ports?: readonly (number | string)[];
   /** Security group ids whose interfaces may serve this capability instead of the agents' group (needs `vpcId`). */
   readonly admittedSecurityGroupIds?: readonly string[];
+  /** Targets this capability is expected to hold: what the packing counts against a load balancer's target quota. @default 0 */
+  readonly expectedTargets?: number;
+}
+
+/** ALB quotas the packing respects, where AWS raised them for the account; see {@link LoadBalancerQuotas}. */
+export interface AgentLbQuotasContext {
+  readonly targetGroupsPerLoadBalancer?: number;
+  readonly rulesPerLoadBalancer?: number;
+  readonly targetsPerLoadBalancer?: number;
+  readonly targetsPerTargetGroup?: number;
+  readonly loadBalancersPerRegion?: number;
 }
 
 /** The `agent-lb` context object; see {@link AgentLbStackProps} and {@link RegistrySyncOptions} for each setting. */
@@ -96,6 +107,7 @@ export interface AgentLbContext {
   readonly agentSecurityGroupId?: string;
   readonly catalog?: boolean;
   readonly catalogAttributes?: readonly string[];
+  readonly loadBalancerQuotas?: AgentLbQuotasContext;
 }
 
 type Kind = ContextKind;
@@ -133,6 +145,15 @@ export const CONTEXT_SETTINGS: Readonly<Record<string, ContextKind>> = {
   agentSecurityGroupId: 'string',
   catalog: 'boolean',
   catalogAttributes: 'string[]',
+  loadBalancerQuotas: 'object',
+};
+
+const QUOTAS: Record<string, Kind> = {
+  targetGroupsPerLoadBalancer: 'number',
+  rulesPerLoadBalancer: 'number',
+  targetsPerLoadBalancer: 'number',
+  targetsPerTargetGroup: 'number',
+  loadBalancersPerRegion: 'number',
 };
 
 const CAPABILITY: Record<string, Kind> = {
@@ -152,6 +173,7 @@ const CAPABILITY: Record<string, Kind> = {
   priority: 'number',
   ports: 'port[]',
   admittedSecurityGroupIds: 'string[]',
+  expectedTargets: 'number',
 };
 
 const STICKINESS: Record<string, Kind> = {
@@ -247,6 +269,8 @@ export function parseAgentLbContext(raw: unknown): AgentLbContext {
   if (Array.isArray(ctx.capabilities)) ctx.capabilities = ctx.capabilities.map((c: unknown) => (typeof c === 'string' ? { name: c } : c));
   checkObject(ctx, CONTEXT_SETTINGS, CONTEXT_KEY);
   if (ctx.capabilities === undefined) throw new ConfigError(`${CONTEXT_KEY}.capabilities is required: a list of names or { "name": ... } objects`);
+  // Ranges (and which quotas AWS lets one raise) are the stack's to check, naming the quota.
+  if (ctx.loadBalancerQuotas !== undefined) checkObject(ctx.loadBalancerQuotas as Record<string, unknown>, QUOTAS, `${CONTEXT_KEY}.loadBalancerQuotas`);
   (ctx.capabilities as Record<string, unknown>[]).forEach((c, i) => {
     const where = `${CONTEXT_KEY}.capabilities[${i}]`;
     checkObject(c, CAPABILITY, where);
@@ -357,6 +381,7 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     targetQuota: ctx.targetQuota,
   };
   const admitted = ctx.capabilities.filter((c) => c.admittedSecurityGroupIds !== undefined);
+  const expected = ctx.capabilities.filter((c) => c.expectedTargets !== undefined);
   return {
     env: stackEnvironment(ctx, processEnv),
     description: 'agent-lb: lease table, capability-routing ALB, sync and reconcile Lambdas',
@@ -381,6 +406,8 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     registrySync,
     catalog: ctx.catalog,
     catalogAttributes: ctx.catalogAttributes,
+    ...(expected.length > 0 ? { expectedTargets: Object.fromEntries(expected.map((c) => [c.name, c.expectedTargets!])) } : {}),
+    ...(ctx.loadBalancerQuotas ? { loadBalancerQuotas: ctx.loadBalancerQuotas } : {}),
   };
 }
 

@@ -55,7 +55,9 @@ describe('the cdk.json context', () => {
     ['invalid JSON', '{capabilities', 'context "agent-lb" is not valid JSON: {capabilities'],
     ['a list', [], 'context "agent-lb" must be an object, got []'],
     ['no capabilities', {}, 'agent-lb.capabilities is required: a list of names or { "name": ... } objects'],
-    ['a misspelt key', { capabilites: [] }, 'agent-lb.capabilites is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, maxLeaseTtlSeconds, targetQuota, agentSecurityGroupId, catalog, catalogAttributes'],
+    ['a misspelt key', { capabilites: [] }, 'agent-lb.capabilites is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, maxLeaseTtlSeconds, targetQuota, agentSecurityGroupId, catalog, catalogAttributes, loadBalancerQuotas'],
+    ['a misspelt quota', { capabilities: ['vision'], loadBalancerQuotas: { rulesPerAlb: 200 } }, 'agent-lb.loadBalancerQuotas.rulesPerAlb is not a known setting; known: targetGroupsPerLoadBalancer, rulesPerLoadBalancer, targetsPerLoadBalancer, targetsPerTargetGroup, loadBalancersPerRegion'],
+    ['a quota that is not a number', { capabilities: ['vision'], loadBalancerQuotas: { rulesPerLoadBalancer: '200' } }, 'agent-lb.loadBalancerQuotas.rulesPerLoadBalancer must be a number, got "200"'],
     ['a capability that is neither a name nor an object', { capabilities: ['vision', 7] }, 'agent-lb.capabilities must be a list of objects, got [{"name":"vision"},7]'],
     ['a capability without a name', { capabilities: [{ port: 80 }] }, 'agent-lb.capabilities[0].name is required'],
     ['a port as a string', { capabilities: [{ name: 'vision', port: '80' }] }, 'agent-lb.capabilities[0].port must be a number, got "80"'],
@@ -79,6 +81,19 @@ describe('the cdk.json context', () => {
     );
     expect(stackEnvironment(ctx, { CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'eu-west-1' })).toEqual({ account: '123456789012', region: 'eu-west-1' });
     expect(stackEnvironment({ ...ctx, account: '210987654321', region: 'us-east-2' }, {})).toEqual({ account: '210987654321', region: 'us-east-2' });
+  });
+
+  it('packs capabilities onto load balancers by the expected targets and raised quotas it names (issue 22), and refuses what breaks them', () => {
+    const capabilities = ['a', 'b', 'c'].map((name) => ({ name, expectedTargets: 600 }));
+    const stack = addAgentLbStack(appWithoutBundling({ [CONTEXT_KEY]: { capabilities } }), {});
+    // 600 targets each, 1 000 a load balancer by default: one capability per load balancer.
+    expect(stack.loadBalancers).toHaveLength(3);
+    const raised = addAgentLbStack(appWithoutBundling({ [CONTEXT_KEY]: { capabilities, loadBalancerQuotas: { targetsPerLoadBalancer: 1500 } } }), {});
+    expect(raised.loadBalancers).toHaveLength(2);
+    const props = stackPropsFromContext(parseAgentLbContext({ capabilities, loadBalancerQuotas: { rulesPerLoadBalancer: 200 } }), {});
+    expect(props.expectedTargets).toEqual({ a: 600, b: 600, c: 600 });
+    expect(props.loadBalancerQuotas).toEqual({ rulesPerLoadBalancer: 200 });
+    expect(() => addAgentLbStack(appWithoutBundling({ [CONTEXT_KEY]: { capabilities: [{ name: 'big', expectedTargets: 1500 }] } }), {})).toThrow(/big.*1500.*1000|1500.*big/);
   });
 
   it('reports range errors through the constructs, quoting the value', () => {
@@ -161,7 +176,7 @@ describe('configuration from the CDK command line', () => {
     [
       'a misspelt setting',
       { 'agent-lb.internetfacing': 'true' },
-      '-c agent-lb.internetfacing: "internetfacing" is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, maxLeaseTtlSeconds, targetQuota, agentSecurityGroupId, catalog, catalogAttributes',
+      '-c agent-lb.internetfacing: "internetfacing" is not a known setting; known: stackName, account, region, capabilities, vpcId, vpcCidr, maxAzs, natGateways, internetFacing, certificateArn, accessLogsBucketName, accessLogsPrefix, allowedCidrs, ingressCidrs, leaseTtlSeconds, headerName, variantHeaderName, pathPrefix, tableRemovalPolicy, safetyValveShare, reconcileIntervalMinutes, reconcileRepeatSeconds, batchSize, maxBatchingWindowSeconds, retryAttempts, maxRecordAgeSeconds, maxLeaseTtlSeconds, targetQuota, agentSecurityGroupId, catalog, catalogAttributes, loadBalancerQuotas',
     ],
     ['an enum value it does not know', { 'agent-lb.tableRemovalPolicy': 'forever' }, 'agent-lb.tableRemovalPolicy must be one of "retain", "destroy", "snapshot", got "forever"'],
   ])('refuses %s with a ConfigError naming it', (_, cli, message) => {
