@@ -74,7 +74,7 @@ export class StreamPoller {
   /** Monotonic counter stamped on every stream read; `drain` compares against it. */
   private tick = 0;
   private discoveredTick = 0;
-  private counters = { invocations: 0, failedInvocations: 0, recordsDelivered: 0, recordsDiscarded: 0 };
+  private counters: Counters = { invocations: 0, failedInvocations: 0, recordsDelivered: 0, recordsDiscarded: 0 };
   private lastBatchAt: number | undefined;
   private lastPollerLagMs: number | undefined;
 
@@ -438,13 +438,18 @@ export class StreamPoller {
   }
 }
 
+interface Counters {
+  invocations: number;
+  failedInvocations: number;
+  recordsDelivered: number;
+  recordsDiscarded: number;
+}
+
 /** A lagging shard for drain's error: what it holds, and the batch it is stuck on, if any. */
 function shardProgress(s: ShardState): string {
   const batch = s.delivering === undefined ? '' : `, delivering a batch: attempt ${s.delivering.attempt}${s.delivering.lastOutcome ? `, last ${s.delivering.lastOutcome}` : ''}`;
   return `${s.status}, ${s.buffer.length} buffered${batch}`;
 }
-
-type Counters = StreamPoller['counters'];
 
 /**
  * What the poller did while drain waited, and what that means: a handler failing the same batch
@@ -457,7 +462,7 @@ function drainProgress(before: Counters, after: Counters): string {
   const invocations = after.invocations - before.invocations;
   const failed = after.failedInvocations - before.failedInvocations;
   const what = `while draining: ${delivered} records acknowledged in ${invocations} invocations (${failed} failed)`;
-  if (invocations === 0) return `${what}: no invocation (the stream or the shard reads are failing?)`;
+  if (invocations === 0) return `${what}: no invocation ended (one still running, or the stream reads failing?)`;
   if (delivered === 0) return `${what}: no progress, the handler keeps failing the same batch`;
   return `${what}: records kept coming faster than they were delivered (is something, perhaps the handler itself, writing on every batch?)`;
 }
