@@ -4,6 +4,7 @@ import { DeregisterTargetsCommand, ElasticLoadBalancingV2Client, RegisterTargets
 import { ElbTargets } from '../lib/aws/elb-targets';
 import { LeaseStore } from '../lib/aws/lease-store';
 import { encodeLease } from '../lib/core/lease-codec';
+import { countRegistered } from '../lib/core/target-quota';
 import { Lease, RawAttributeValue } from '../lib/core/lease-schema';
 import { LOCAL_CREDENTIALS, MOTO_CREDENTIALS } from '../lib/local/emulators';
 import { LocalStack } from '../lib/local/local-stack';
@@ -22,6 +23,13 @@ export interface B3Options {
   /** Share of leases whose targets drift before each drift pass: half missing from a group, half stale targets with no lease. @default 0.01 */
   readonly driftShare?: number;
   readonly seed?: number;
+  /**
+   * The load balancer's target quota the stack is synthesized with (cdk.json's `targetQuota`).
+   * B3's fleet (20 023 memberships at the defaults) is far over ALB's default quota of 1 000
+   * targets per load balancer, an adjustable one: it models a deployment that raised it.
+   * @default the memberships plus room for the drift's targets, rounded up to a thousand ({@link b3TargetQuota})
+   */
+  readonly targetQuota?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -70,6 +78,10 @@ export interface B3Result {
     readonly seed: number;
     /** From the first BatchWriteItem to the stream sync having handled every record (each lease registered in its groups). */
     readonly setupMs?: number;
+    /** The target quota the deployment was synthesized with (the runtime configuration's, as the handlers got it). */
+    readonly targetQuota?: number;
+    /** Lease expiry, seconds after the write: half the deployment's maximum lease TTL (a lease further out than the maximum is refused `expiry-too-far`). */
+    readonly leaseTtlSeconds?: number;
   };
   /** Drift the first (unmeasured) pass found after the stream sync registered everything: 0 when the sync was exact. */
   readonly warmUp: { readonly driftRegistered: number; readonly driftDeregistered: number; readonly wallMs: number; readonly registryWrites: number };
@@ -88,10 +100,16 @@ export interface B3Result {
 export async function runB3(options: B3Options = {}): Promise<B3Result> {
   const o = { leases: 10_000, capabilities: 20, runs: 5, driftShare: 0.01, seed: 3, log: () => undefined, ...options };
   const caps = capabilityNames(o.capabilities);
+  const rand = prng(o.seed);
+  const fleet = makeLeases(o.leases, caps, rand);
+  const memberships = fleet.reduce((s, l) => s + l.capabilities.length, 0);
+  const driftTargets = Math.max(2, Math.round(o.leases * o.driftShare));
+  const targetQuota = o.targetQuota ?? b3TargetQuota(memberships, driftTargets, o.runs);
   let elbCounter: CommandCounter | undefined;
-  o.log(`B3: starting a local stack with ${caps.length} capabilities`);
+  o.log(`B3: starting a local stack with ${caps.length} capabilities, synthesized with targetQuota ${targetQuota} (${memberships} memberships; ALB's default quota is 1 000)`);
   const stack = await LocalStack.start({
     capabilities: caps,
+    targetQuota,
     reconcileIntervalMs: 0, // passes run only when measured
     // Nor local mode's rotation poll (20 DescribeTargetHealth of 1 000 targets a second): a pass is measured alone.
     rotationPollIntervalMs: 0,
@@ -109,8 +127,14 @@ export async function runB3(options: B3Options = {}): Promise<B3Result> {
   const writer = new DynamoDBClient({ endpoint: stack.state.dynamodbEndpoint, region, credentials: { ...LOCAL_CREDENTIALS }, maxAttempts: 8 });
   const elb = new ElasticLoadBalancingV2Client({ endpoint: stack.state.elbv2Endpoint, region, credentials: { ...MOTO_CREDENTIALS } });
   try {
-    const rand = prng(o.seed);
-    const leases = makeLeases(o.leases, caps, rand);
+    // Live for the whole benchmark (B3 measures repair, not expiry), and well within the
+    // deployment's maximum lease TTL (an hour by default): a lease further out is refused
+    // `expiry-too-far` and routes nowhere. Not the maximum itself: the sync judges a record at its
+    // ApproximateCreationDateTime, which DynamoDB Local rounds down to the minute, so a lease
+    // written with the full maximum looks up to a minute further out than it is.
+    const leaseTtlSeconds = Math.floor((stack.runtimeConfig.routing.maxLeaseTtlSeconds ?? 3600) / 2);
+    const expiresAt = Math.floor(Date.now() / 1000) + leaseTtlSeconds;
+    const leases = fleet.map((l) => ({ ...l, expiresAt }));
     const meanItemBytes = Math.round(leases.reduce((s, l) => s + itemBytes(encodeLease(l)), 0) / leases.length);
     o.log(`B3: writing ${o.leases} leases with BatchWriteItem`);
     const setupStarted = performance.now();
@@ -118,7 +142,12 @@ export async function runB3(options: B3Options = {}): Promise<B3Result> {
     o.log('B3: waiting for the stream sync to register them');
     await stack.drain(600_000);
     const setupMs = Math.round(performance.now() - setupStarted);
-    o.log(`B3: written and registered in ${setupMs} ms`);
+    const registered = await countRegisteredTargets(new ElbTargets(elb), Object.values(stack.state.targetGroups));
+    o.log(`B3: written and registered in ${setupMs} ms (${registered} targets in the groups)`);
+    // A pass over leases the registry refused would measure nothing: say so instead.
+    if (registered !== memberships) {
+      throw new Error(`B3: the stream sync registered ${registered} of the fleet's ${memberships} memberships (targetQuota ${stack.runtimeConfig.targetQuota}): leases were refused`);
+    }
 
     const pass = async (touched: Set<string>): Promise<B3Pass> => {
       const d0 = { ...ddb.sent };
@@ -157,7 +186,6 @@ export async function runB3(options: B3Options = {}): Promise<B3Result> {
     for (let r = 0; r < o.runs; r++) steady.push(await pass(new Set()));
     o.log(`B3: steady passes ${steady.map((p) => p.wallMs).join(', ')} ms`);
 
-    const driftTargets = Math.max(2, Math.round(o.leases * o.driftShare));
     const drift: B3Pass[] = [];
     for (let r = 0; r < o.runs; r++) {
       const touched = await injectDrift(elb, stack.state.targetGroups, leases, driftTargets, r, rand);
@@ -171,12 +199,14 @@ export async function runB3(options: B3Options = {}): Promise<B3Result> {
       setup: {
         leases: o.leases,
         capabilities: caps.length,
-        memberships: leases.reduce((s, l) => s + l.capabilities.length, 0),
+        memberships,
         runs: o.runs,
         driftTargets,
         meanItemBytes,
         seed: o.seed,
         setupMs,
+        ...(stack.runtimeConfig.targetQuota === undefined ? {} : { targetQuota: stack.runtimeConfig.targetQuota }),
+        leaseTtlSeconds,
       },
       warmUp: { driftRegistered: warm.driftRegistered, driftDeregistered: warm.driftDeregistered, wallMs: warm.wallMs, registryWrites: warm.registryWrites },
       steady: summarize(steady),
@@ -203,6 +233,20 @@ function summarize(passes: B3Pass[]): B3Case {
   };
 }
 
+/**
+ * The quota B3 synthesizes with: room for every membership, and for the drift passes' targets
+ * (stale ones registered behind the registrar's back, and deregistered ones still draining, both
+ * count against the quota), rounded up to a thousand.
+ */
+export function b3TargetQuota(memberships: number, driftTargets: number, runs: number): number {
+  return Math.ceil((memberships + 2 * driftTargets * runs) / 1000) * 1000;
+}
+
+/** Registered targets (draining ones too) in all the groups, as the quota counts them. */
+async function countRegisteredTargets(elb: ElbTargets, arns: readonly string[]): Promise<number> {
+  return countRegistered(await Promise.all(arns.map(async (arn) => ({ targets: await elb.describe(arn) }))));
+}
+
 function makeLeases(count: number, caps: readonly string[], rand: () => number): Lease[] {
   const nowMs = Date.now();
   return Array.from({ length: count }, (_, i) => {
@@ -216,8 +260,8 @@ function makeLeases(count: number, caps: readonly string[], rand: () => number):
       address,
       port: 8080,
       capabilities: [...chosen],
-      // Live for the whole benchmark: B3 measures repair, not expiry.
-      expiresAt: Math.floor(nowMs / 1000) + 86_400,
+      // Set once the stack is up, from its maximum lease TTL.
+      expiresAt: 0,
       leaseToken: `bench-${i}`,
       agentId: `bench-agent-${i}`,
       status: 'active' as const,

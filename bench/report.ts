@@ -208,7 +208,7 @@ function b3Rows(r: B3Result): Row[] {
   return [
     ...(r.setup.setupMs === undefined
       ? []
-      : [{ scenario: s, figure: `setup: ${int(r.setup.leases)} leases written, registered by the stream sync`, ours: ms(r.setup.setupMs), naive: '–' }]),
+      : [{ scenario: s, figure: `setup: ${int(r.setup.leases)} leases written, registered by the stream sync${r.setup.targetQuota === undefined ? '' : ` (targetQuota ${int(r.setup.targetQuota)})`}`, ours: ms(r.setup.setupMs), naive: '–' }]),
     ...(r.warmUp.registryWrites === undefined
       ? []
       : [{ scenario: s, figure: "first pass: writes every lease's rotation (UpdateItems into leases) / wall time", ours: `${int(r.warmUp.registryWrites)} / ${ms(r.warmUp.wallMs)}`, naive: '–' }]),

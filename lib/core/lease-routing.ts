@@ -56,7 +56,9 @@ export function routeLease(lease: Lease, routing: RoutingConfig, nowSeconds?: nu
     rejections.push({
       reason: 'EXPIRY_TOO_FAR',
       target: lease.target,
-      message: `expiresAt ${lease.expiresAt} is more than the maximum lease TTL (${routing.maxLeaseTtlSeconds} s) ahead of now (${nowSeconds})`,
+      // No clock in the message: the registry writes it into the lease and compares it with what the
+      // lease holds, and its own write coming back (or a later pass) must find the same verdict.
+      message: `expiresAt ${lease.expiresAt} is more than the maximum lease TTL (${routing.maxLeaseTtlSeconds} s) ahead of the registry's clock`,
     });
     return { lease, memberships, rejections };
   }

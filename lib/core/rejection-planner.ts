@@ -193,12 +193,24 @@ function quietlyValid(image: RawItem | undefined): boolean {
 }
 
 /**
+ * The registry's own write coming back: a `registry` record whose heartbeat attributes did not
+ * move either (the stream planner's kind says nothing else changed).
+ */
+function ownWrite(record: LeaseChangeRecord, kind: RecordKind | undefined): boolean {
+  return kind === 'registry' && HEARTBEAT_ATTRS.every((k) => sameAttribute(record.oldImage?.[k], record.newImage?.[k]));
+}
+
+/**
  * Stream sync: for each key, its last new image in the batch (a deletion plans nothing). A
  * verdict some earlier image of the batch already carried keeps that `since` (an acquire's
  * PutItem drops the attribute; the registry writes the same verdict back, not a new one). With
  * the batch's record kinds, a key whose records are all heartbeats or registry writes is judged
  * only when its image could hold news (see `quietlyValid`): its verdict was planned with the record
- * that made it, and reconcile repeats what a failed write missed.
+ * that made it, and reconcile repeats what a failed write missed. A key whose records are all the
+ * registry's own writes coming back is never judged again (unless the batch decided facts about
+ * it): the item is what was judged, and a verdict that came out different (one that moved with
+ * the clock or a count) would be written again, its record judged again, a write per lease per
+ * batch for ever.
  */
 export function planRejectionsFromRecords(
   records: readonly LeaseChangeRecord[],
@@ -209,12 +221,13 @@ export function planRejectionsFromRecords(
   lastFound?: ReadonlyMap<string, readonly LeaseRejection[]>,
   facts?: ReadonlyMap<string, readonly LeaseRejection[]>,
 ): RejectionWrite[] {
-  const perKey = new Map<string, { last: RawItem | undefined; earlier?: StoredRejection; quiet: boolean }>();
+  const perKey = new Map<string, { last: RawItem | undefined; earlier?: StoredRejection; quiet: boolean; own: boolean }>();
   records.forEach((record, index) => {
     const key = record.key ?? leaseKeyOf(record.newImage) ?? leaseKeyOf(record.oldImage);
     if (key === undefined) return;
-    const seen = perKey.get(key) ?? { last: undefined, quiet: true };
+    const seen = perKey.get(key) ?? { last: undefined, quiet: true, own: true };
     seen.quiet &&= kinds !== undefined && QUIET_KINDS.includes(kinds[index]);
+    seen.own &&= ownWrite(record, kinds?.[index]);
     for (const image of [record.oldImage, record.newImage]) {
       const stored = decodeRejection(image?.[LEASE_ATTR.rejection]);
       if (stored !== undefined && (seen.earlier === undefined || stored.since >= seen.earlier.since)) seen.earlier = stored;
@@ -223,9 +236,9 @@ export function planRejectionsFromRecords(
     perKey.set(key, seen);
   });
   const writes: RejectionWrite[] = [];
-  for (const [key, { last, earlier, quiet }] of perKey) {
+  for (const [key, { last, earlier, quiet, own }] of perKey) {
     const decided = facts?.get(key);
-    if (quiet && decided === undefined && quietlyValid(last)) continue;
+    if (decided === undefined && (own || (quiet && quietlyValid(last)))) continue;
     const found = lastFound?.get(key);
     const write = planRejection(last, { policy, routing, nowMs, ...(earlier ? { earlier } : {}), ...(found ? { found } : {}), ...(decided ? { facts: decided } : {}) });
     if (write) writes.push(write);

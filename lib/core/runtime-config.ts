@@ -259,9 +259,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
   const elbBudget = parseElbBudget(obj.elbBudget, obj.accountElbBucket);
   const admission = obj.admission === undefined ? undefined : parseAdmission(obj.admission, names);
   const targetQuota = obj.targetQuota ?? DEFAULT_TARGET_QUOTA;
-  if (typeof targetQuota !== 'number' || !Number.isInteger(targetQuota) || targetQuota < 1 || targetQuota > MAX_TARGET_QUOTA) {
-    fail(`targetQuota ${JSON.stringify(targetQuota)} must be an integer in 1–${MAX_TARGET_QUOTA}`);
-  }
+  if (!isTargetQuota(targetQuota)) fail(targetQuotaProblem(targetQuota));
   const catalog = obj.catalog === undefined ? undefined : parseCatalogSettings(obj.catalog);
   return {
     tableName: obj.tableName,
@@ -359,6 +357,16 @@ function cidrList(name: string, value: unknown): string[] {
 
 /** Largest `targetQuota`: ELB's quota can be raised, but not without bound. */
 export const MAX_TARGET_QUOTA = 100_000;
+
+/** A target quota as the runtime configuration takes it (and local mode's override): an integer in 1–MAX_TARGET_QUOTA. */
+export function isTargetQuota(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_TARGET_QUOTA;
+}
+
+/** Why `value` is not a target quota ({@link isTargetQuota}). */
+export function targetQuotaProblem(value: unknown): string {
+  return `targetQuota ${JSON.stringify(value)} must be an integer in 1–${MAX_TARGET_QUOTA}`;
+}
 
 /** Ids are not checked for shape beyond this: one that names no group admits nothing (the safe direction). */
 function groupIds(where: string, value: unknown): string[] {

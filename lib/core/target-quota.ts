@@ -53,7 +53,9 @@ export function planQuota<C extends QuotaCandidate>(candidates: readonly C[], re
       reason: 'OVER_QUOTA' as const,
       target: candidate.target.key,
       capability: candidate.capability,
-      message: `the load balancer holds ${registered} of its ${quota} targets (the deployment's targetQuota): capability "${candidate.capability}" takes no more until some leave`,
+      // No count in the message: it is written into the lease, and a verdict that changed with every
+      // registration elsewhere would be written again at each decision.
+      message: `the load balancer holds its quota of ${quota} targets (the deployment's targetQuota): capability "${candidate.capability}" takes no more until some leave`,
     },
   }));
   return { within: [...within], over, room };

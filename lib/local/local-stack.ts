@@ -6,7 +6,8 @@ import { DescribeStreamCommand, DynamoDBStreamsClient } from '@aws-sdk/client-dy
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client, ModifyTargetGroupAttributesCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { LocalState } from '../core/deployment';
-import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, RuntimeConfig } from '../core/runtime-config';
+import { ConfigError } from '../core/errors';
+import { addressPolicyFor, DEFAULT_SAFETY_VALVE_SHARE, isTargetQuota, RuntimeConfig, targetQuotaProblem } from '../core/runtime-config';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { createElbClient } from '../aws/clients';
 import { createEc2Client } from '../aws/ec2-holders';
@@ -36,6 +37,15 @@ export interface LocalStackOptions {
   readonly capabilities?: readonly string[];
   /** The cdk.json whose `agent-lb` context is provisioned. @default agent-lb's own (the example) */
   readonly cdkJsonPath?: string;
+  /**
+   * The load balancer's target quota, as cdk.json's `targetQuota` sets it for a deployment whose
+   * ALB quota was raised (ALB's default is 1 000 targets per load balancer, every registration in
+   * every group counting once): the stack is synthesized with it, so the sync and reconcile
+   * handlers, and the quota alarm, get it as the deployed ones would. Checked like the runtime
+   * configuration's (an integer in 1–MAX_TARGET_QUOTA) before anything starts.
+   * @default the cdk.json context's, else DEFAULT_TARGET_QUOTA
+   */
+  readonly targetQuota?: number;
   /** How often the reconcile handler runs. @default 5000 */
   readonly reconcileIntervalMs?: number;
   /**
@@ -178,6 +188,7 @@ export class LocalStack {
   public static async start(options: LocalStackOptions = {}): Promise<LocalStack> {
     const progress = options.onProgress ?? (() => undefined);
     checkLocalContext(options.cdkJsonPath);
+    if (options.targetQuota !== undefined && !isTargetQuota(options.targetQuota)) throw new ConfigError(`LocalStack: ${targetQuotaProblem(options.targetQuota)}`);
     if (options.dataPlane !== undefined) {
       checkDataPlaneOptions(options.dataPlane);
       if (options.dataPlane.port) await assertPortFree('the load balancer', options.dataPlane.port);
@@ -192,6 +203,7 @@ export class LocalStack {
       synth = synthesizeTemplate({
         ...(options.capabilities ? { capabilities: options.capabilities } : {}),
         ...(options.cdkJsonPath ? { cdkJsonPath: options.cdkJsonPath } : {}),
+        ...(options.targetQuota !== undefined ? { targetQuota: options.targetQuota } : {}),
       });
     } catch (error) {
       await stopSettled(await serversStarting);

@@ -16,6 +16,8 @@ export interface SynthOptions {
   /** Replace the context's capability list by these names (keeping each one's settings when it is already configured). */
   readonly capabilities?: readonly string[];
   readonly cdkJsonPath?: string;
+  /** Replace the context's `targetQuota` (the load balancer's raised quota a benchmark models). */
+  readonly targetQuota?: number;
 }
 
 /**
@@ -33,6 +35,7 @@ export function synthesizeTemplate(options: SynthOptions = {}): { stackName: str
     const known = (context.capabilities as AgentLbCapabilityContext[] | undefined) ?? [];
     context.capabilities = options.capabilities.map((name) => known.find((c) => c.name === name) ?? { name });
   }
+  if (options.targetQuota !== undefined) context.targetQuota = options.targetQuota;
   const outdir = mkdtempSync(join(tmpdir(), 'agent-lb-synth-'));
   try {
     // Synthesized once, here: with CDK_OUTDIR set (a CDK CLI or a test setup), App would also

@@ -279,6 +279,42 @@ describe('StreamPoller against DynamoDB Local', () => {
     expect(p.stats()).toMatchObject({ recordsDelivered: 2, recordsDiscarded: 1, failedInvocations: 3 });
   });
 
+  it('drain that times out says why: a batch failing without progress, or a stream that keeps growing', async () => {
+    const stuck = await createStreamTable();
+    await putMany(stuck.table, 2);
+    let failures = 0;
+    let retrying!: () => void;
+    const retried = new Promise<void>((resolve) => (retrying = resolve));
+    const failing = poller({
+      streamArn: stuck.streamArn,
+      bisectOnError: false,
+      handler: async (e) => {
+        if (++failures === 2) retrying();
+        return { batchItemFailures: [{ itemIdentifier: e.Records[0].dynamodb!.SequenceNumber! }] };
+      },
+    });
+    // Under way before drain starts, so its window sees retries whatever the machine's load; it never drains: the deadline ends the wait.
+    await retried;
+    await expect(failing.drain(1_500)).rejects.toThrow(/delivering a batch: attempt \d+, last partial-failure.*0 records acknowledged in \d+ invocations \(\d+ failed\): no progress, the handler keeps failing the same batch/);
+    expect(failures).toBeGreaterThan(1);
+
+    const growing = await createStreamTable();
+    await put(growing.table, 'seed');
+    let writes = 0;
+    let echoing!: () => void;
+    const echoed = new Promise<void>((resolve) => (echoing = resolve));
+    // Every batch writes a record of its own (as a registry writing into the leases it was told about).
+    const feeding = poller({
+      streamArn: growing.streamArn,
+      handler: async () => {
+        await put(growing.table, `echo-${++writes}`);
+        if (writes === 2) echoing();
+      },
+    });
+    await echoed;
+    await expect(feeding.drain(1_500)).rejects.toThrow(/records acknowledged in \d+ invocations \(0 failed\): records kept coming faster than they were delivered/);
+  });
+
   it('honours batchSize and the batching window', async () => {
     const { table, streamArn } = await createStreamTable();
     const keys = await putMany(table, 7);

@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { AddressPolicy } from '../../lib/core/address-policy';
 import type { LeaseRejection } from '../../lib/core/errors';
 import { currentVerdict, factDecisions, planRejection, planRejectionsFromRecords, planRejectionsFromScan, RejectionWrite, retryRejection } from '../../lib/core/rejection-planner';
+import { planStreamBatch } from '../../lib/core/stream-planner';
+import { planQuota } from '../../lib/core/target-quota';
 import { decodeRejection, encodeRejection, MAX_REJECTION_MESSAGE_CHARS, rejectionVerdict, sameVerdict, StoredRejection } from '../../lib/core/rejection';
-import { ALLOWED_CIDRS, Item, leaseItem, T0, testConfig } from '../support/lease-fixtures';
+import { ALLOWED_CIDRS, Item, leaseItem, T0, testConfig, TG } from '../support/lease-fixtures';
 
 const routing = testConfig().routing;
 const policy = new AddressPolicy(ALLOWED_CIDRS);
@@ -190,7 +192,7 @@ describe('refusals from AWS facts (admission, the quota) ride the same planner',
 
   it.each([
     ['port-not-allowed', 'port 9998 is not among the ports of capability "vision" (8080)', ['vision']],
-    ['expiry-too-far', 'expiresAt 2000000000 is more than the maximum lease TTL (3600 s) ahead of now', undefined],
+    ['expiry-too-far', 'expiresAt 2000000000 is more than the maximum lease TTL (3600 s) ahead of the registry\'s clock', undefined],
   ] as const)('status and leases take a stored %s from the registry: they do not read the settings that decide it', (reason, message, capabilities) => {
     const stored: StoredRejection = { reason, message, since: NOW_MS - 5_000, ...(capabilities ? { capabilities: [...capabilities] } : {}) };
     const refused = withRejection(leaseItem({ address: '10.0.0.5', port: 9998 }), stored);
@@ -205,6 +207,49 @@ describe('refusals from AWS facts (admission, the quota) ride the same planner',
     const verdict = currentVerdict(far, policy, { ...routing, maxLeaseTtlSeconds: 3600 }, T0);
     expect(verdict?.reason).toBe('expiry-too-far');
     expect(verdict?.capabilities).toBeUndefined();
+  });
+});
+
+describe('the registry\'s own rejection write coming back plans nothing: no write feeds itself', () => {
+  const ttlRouting = { ...routing, maxLeaseTtlSeconds: 3600 };
+  const quotaAt = (registered: number) => planQuota([{ capability: 'vision', targetGroupArn: TG.vision, target: { key: '10.0.0.7:8080', id: '10.0.0.7', port: 8080 } }], registered, 1000).over.map((o) => o.rejection);
+  // Judged at NOW_MS, written; the record of that write is delivered and the lease scanned a minute later (and by then the load balancer holds more targets).
+  const LATER_MS = NOW_MS + 61_000;
+  // Still live then: an expired lease is never written into.
+  const LIVE = T0 + 600;
+
+  it.each<[string, Item, ((registered: number) => LeaseRejection[]) | undefined]>([
+    ['an unrouted capability', leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'], expiresAt: LIVE }), undefined],
+    ['an invalid item', leaseItem({ address: '10.0.0.3', expiresAt: LIVE }, { port: { S: '8080' } }), undefined],
+    ['an expiry beyond the maximum TTL (its message once quoted the clock: rewritten every second, for ever)', leaseItem({ address: '10.0.0.9', expiresAt: T0 + 86_400 }), undefined],
+    ['over the quota (its message once quoted the count)', leaseItem({ address: '10.0.0.7', expiresAt: LIVE }), quotaAt],
+  ])('%s', (_name, item, facts) => {
+    const [write] = planRejectionsFromRecords([{ id: '1', newImage: item }], policy, ttlRouting, NOW_MS, ['registration'], undefined, facts && factDecisions(facts(1000), []));
+    expect(write?.rejection).toBeDefined();
+    const written = withRejection(item, write.rejection!);
+    const back = [{ id: '2', oldImage: item, newImage: written }];
+    const { kinds } = planStreamBatch(back, policy, ttlRouting);
+    expect(kinds).toEqual(['registry']);
+    expect(planRejectionsFromRecords(back, policy, ttlRouting, LATER_MS, kinds)).toEqual([]);
+    // Judged again from scratch (reconcile's scan, deciding the facts again): the same verdict, no write.
+    expect(planRejectionsFromScan([written], policy, ttlRouting, LATER_MS, facts && factDecisions(facts(1200), []))).toEqual([]);
+  });
+
+  it('its own write is not judged again even when the verdict would now differ; reconcile\'s scan is what repairs that', () => {
+    const item = leaseItem({ address: '10.0.0.2', capabilities: ['ocr', 'vision'], expiresAt: LIVE });
+    const written = withRejection(item, { ...unknownOcr, since: NOW_MS });
+    // A new deployment routes ocr by the time the record comes back.
+    const ocrRouted = { ...routing, capabilities: { ...routing.capabilities, ocr: { targetGroupArn: TG.vision.replace('vision', 'ocr'), targetType: 'ip' as const } } };
+    expect(planRejectionsFromRecords([{ id: '4', oldImage: item, newImage: written }], policy, ocrRouted, LATER_MS, ['registry'])).toEqual([]);
+    expect(planRejectionsFromScan([written], policy, ocrRouted, LATER_MS).map((w) => w.rejection)).toEqual([undefined]);
+  });
+
+  it('a heartbeat of a refused lease is still judged (it may move expiresAt into range)', () => {
+    const far = leaseItem({ address: '10.0.0.9', expiresAt: T0 + 86_400 });
+    const written = withRejection(far, planRejection(far, { policy, routing: ttlRouting, nowMs: NOW_MS })!.rejection!);
+    const beat = { ...written, expiresAt: { N: String(T0 + 600) }, renewedAt: { N: String(T0 * 1000 + 30_000) } };
+    const writes = planRejectionsFromRecords([{ id: '3', oldImage: written, newImage: beat }], policy, ttlRouting, LATER_MS, ['heartbeat']);
+    expect(writes.map((w) => w.rejection)).toEqual([undefined]);
   });
 });
 

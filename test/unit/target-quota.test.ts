@@ -19,14 +19,19 @@ describe('planQuota: first come, first served', () => {
     expect(plan.room).toBe(Math.max(0, quota - registered));
   });
 
-  it('rejects the latecomers over-quota, naming the count and the setting', () => {
+  it('rejects the latecomers over-quota, naming the quota and the setting', () => {
     const [{ rejection }] = planQuota(candidates(2), 999, 1000).over;
     expect(rejection).toEqual({
       reason: 'OVER_QUOTA',
       target: '10.0.0.2:8080',
       capability: 'vision',
-      message: 'the load balancer holds 999 of its 1000 targets (the deployment\'s targetQuota): capability "vision" takes no more until some leave',
+      message: 'the load balancer holds its quota of 1000 targets (the deployment\'s targetQuota): capability "vision" takes no more until some leave',
     });
+  });
+
+  it('says the same whatever the count: the message is written into the lease, and a new one would be written again', () => {
+    const at = (registered: number) => planQuota(candidates(1), registered, 1000).over[0]?.rejection.message;
+    expect(at(1000)).toBe(at(1200));
   });
 });
 

@@ -36,6 +36,8 @@ export interface ShardState {
   /** Set by `drain`: read without waiting for the poll interval. */
   readNow: boolean;
   apiErrors: number;
+  /** The batch being delivered: the attempt at its first pending record, and how the last invocation went. */
+  delivering?: { attempt: number; lastOutcome?: 'success' | 'partial-failure' | 'error' };
 }
 
 /** Errors after which the shard is read again from after its checkpoint (the buffer is dropped). */

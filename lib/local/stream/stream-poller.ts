@@ -1,6 +1,6 @@
 import type { Shard } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
-import { afterInvocation, InvocationOutcome, outcomeOfResponse, retryDelayMs, startDelivery } from './batch-delivery';
+import { afterInvocation, DeliveryState, InvocationOutcome, outcomeOfResponse, retryDelayMs, startDelivery } from './batch-delivery';
 import { toLambdaRecord } from './lambda-stream-event';
 import { Buffered, isExpiredIterator, ShardReader, ShardState } from './shard-reader';
 import {
@@ -74,7 +74,7 @@ export class StreamPoller {
   /** Monotonic counter stamped on every stream read; `drain` compares against it. */
   private tick = 0;
   private discoveredTick = 0;
-  private counters = { invocations: 0, failedInvocations: 0, recordsDelivered: 0, recordsDiscarded: 0 };
+  private counters: Counters = { invocations: 0, failedInvocations: 0, recordsDelivered: 0, recordsDiscarded: 0 };
   private lastBatchAt: number | undefined;
   private lastPollerLagMs: number | undefined;
 
@@ -142,6 +142,7 @@ export class StreamPoller {
     if (!this.running) throw new Error('stream poller is not running');
     const mark = ++this.tick;
     const deadline = Date.now() + timeoutMs;
+    const before = { ...this.counters };
     this.pollBehind(mark);
     for (let round = 1; ; round++) {
       if (this.drainedSince(mark)) return;
@@ -151,7 +152,8 @@ export class StreamPoller {
         throw new Error(
           `stream poller not drained within ${timeoutMs} ms: ` +
             (this.discoveredTick <= mark ? 'no DescribeStream succeeded; ' : '') +
-            `shards behind: ${lagging.map((s) => `${s.id} (${s.status}, ${s.buffer.length} buffered)`).join(', ') || 'none'}`,
+            `shards behind: ${lagging.map((s) => `${s.id} (${shardProgress(s)})`).join(', ') || 'none'}; ` +
+            drainProgress(before, this.counters),
         );
       }
       await new Promise((r) => setTimeout(r, 10));
@@ -343,9 +345,18 @@ export class StreamPoller {
    * acknowledged record.
    */
   private async deliver(shard: ShardState, batch: readonly Buffered[]): Promise<boolean> {
-    let state = startDelivery(batch);
+    try {
+      return await this.deliverEach(shard, startDelivery(batch));
+    } finally {
+      shard.delivering = undefined;
+    }
+  }
+
+  private async deliverEach(shard: ShardState, start: DeliveryState<Buffered>): Promise<boolean> {
+    let state = start;
     while (state.queue.length > 0) {
       if (!this.running) return false;
+      shard.delivering = { attempt: state.attempt, ...(shard.delivering?.lastOutcome ? { lastOutcome: shard.delivering.lastOutcome } : {}) };
       const current = state.queue[0];
       const event: DynamoDBStreamEvent = { Records: current.map((b) => toLambdaRecord(b.record, this.streamArn)) };
       const started = Date.now();
@@ -359,6 +370,7 @@ export class StreamPoller {
         outcome = { kind: 'error' };
       }
       const ended = Date.now();
+      shard.delivering = { attempt: state.attempt, lastOutcome: outcome.kind };
       const step = afterInvocation(state, outcome, this.settings);
       const processed = step.acknowledged.length;
       if (processed > 0) {
@@ -424,6 +436,35 @@ export class StreamPoller {
       // observers must not stop the poller
     }
   }
+}
+
+interface Counters {
+  invocations: number;
+  failedInvocations: number;
+  recordsDelivered: number;
+  recordsDiscarded: number;
+}
+
+/** A lagging shard for drain's error: what it holds, and the batch it is stuck on, if any. */
+function shardProgress(s: ShardState): string {
+  const batch = s.delivering === undefined ? '' : `, delivering a batch: attempt ${s.delivering.attempt}${s.delivering.lastOutcome ? `, last ${s.delivering.lastOutcome}` : ''}`;
+  return `${s.status}, ${s.buffer.length} buffered${batch}`;
+}
+
+/**
+ * What the poller did while drain waited, and what that means: a handler failing the same batch
+ * (no record acknowledged) reads differently from a stream that keeps growing (records
+ * acknowledged by the thousand, yet never caught up: something keeps writing, perhaps the
+ * handler's own writes coming back).
+ */
+function drainProgress(before: Counters, after: Counters): string {
+  const delivered = after.recordsDelivered - before.recordsDelivered;
+  const invocations = after.invocations - before.invocations;
+  const failed = after.failedInvocations - before.failedInvocations;
+  const what = `while draining: ${delivered} records acknowledged in ${invocations} invocations (${failed} failed)`;
+  if (invocations === 0) return `${what}: no invocation ended (one still running, or the stream reads failing?)`;
+  if (delivered === 0) return `${what}: no progress, the handler keeps failing the same batch`;
+  return `${what}: records kept coming faster than they were delivered (is something, perhaps the handler itself, writing on every batch?)`;
 }
 
 /** `new StreamPoller(options).start()` */
