@@ -7,12 +7,14 @@ import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation
 import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { decodeRotation, rotationEntry } from '../core/lease-codec';
 import { catalogChanges, catalogChangesOfWrites } from '../core/catalog-members';
-import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
+import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind, replayChangesToSend } from '../core/stream-planner';
+import { formatTarget } from '../core/address-policy';
+import { presenceOf } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
 import { addCatalogReports, CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
-import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
+import { applyConfirmed, ConfirmedOutcome, DECISION_DEADLINE_MS, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { countLanded, gateSyncRegistrations } from './registration-gate';
 import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
@@ -70,6 +72,11 @@ export interface StreamSyncReport {
   readonly deregistrationsWithheld: number;
   /** Changes this container had already applied for the same record (a batch delivered again): not sent again. */
   readonly alreadyApplied: number;
+  /**
+   * Changes sent only because the batch may be a retry whose earlier delivery landed part of it
+   * (TargetGroupChanges.ifReplayed), and the groups read (DescribeTargetHealth) to decide them.
+   */
+  readonly replayed: { readonly changes: number; readonly groupsRead: number };
   /** Registrations ELB had refused for good at the same lease version: not sent again. */
   readonly refusedBefore: number;
   readonly elbCalls: number;
@@ -133,15 +140,31 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const catalogStep = catalogDeps ? updateCatalogForLeases(catalogDeps, catalogChanges(records, plan.kinds, deps.routing)) : Promise.resolve(NO_CATALOG_CHANGE);
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
-  const work = plan.groups.map((group) => {
-    const fresh = (action: TargetAction, targets: readonly TargetRef[]) =>
-      targets.filter((t) => {
-        const done = memory.applied.alreadyApplied(group.targetGroupArn, t.key, action, recordOf(t.key));
-        if (done) alreadyApplied++;
-        return !done;
-      });
-    return { group, register: fresh('register', group.register) as readonly TargetRef[], deregister: fresh('deregister', group.deregister) };
-  });
+  let replayChanges = 0;
+  let replayLooks = 0;
+  const work = await Promise.all(
+    plan.groups.map(async (group) => {
+      const fresh = (action: TargetAction, targets: readonly TargetRef[]) =>
+        targets.filter((t) => {
+          const done = memory.applied.alreadyApplied(group.targetGroupArn, t.key, action, recordOf(t.key));
+          if (done) alreadyApplied++;
+          return !done;
+        });
+      const register = fresh('register', group.register);
+      const deregister = fresh('deregister', group.deregister);
+      const replayRegister = fresh('register', group.ifReplayed.register);
+      const replayDeregister = fresh('deregister', group.ifReplayed.deregister);
+      // A replay-only change alone would cost its group a call of the budget: look at the group
+      // first (DescribeTargetHealth, outside the Register/Deregister bucket), send only what it needs.
+      const look = (register.length === 0 && replayRegister.length > 0) || (deregister.length === 0 && replayDeregister.length > 0);
+      if (look) replayLooks++;
+      const registered = look ? await registeredTargets(deps.elb, group.targetGroupArn, deps.deadlineMs ?? DECISION_DEADLINE_MS) : undefined;
+      const extraRegister = replayChangesToSend('register', register.length, replayRegister, registered);
+      const extraDeregister = replayChangesToSend('deregister', deregister.length, replayDeregister, registered);
+      replayChanges += extraRegister.length + extraDeregister.length;
+      return { group, register: [...register, ...extraRegister] as readonly TargetRef[], deregister: [...deregister, ...extraDeregister] };
+    }),
+  );
 
   const failed: string[] = [];
   // Admission and the target quota, before anything is read or sent: in the order the records came in.
@@ -271,6 +294,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     registrationsWithheld,
     deregistrationsWithheld,
     alreadyApplied,
+    replayed: { changes: replayChanges, groupsRead: replayLooks },
     refusedBefore,
     elbCalls,
     leasesRead: keys.length,
@@ -288,6 +312,16 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     registryWrites,
     catalog,
   };
+}
+
+/** The keys `targetGroupArn` holds registered (draining ones are out), or `undefined` when it cannot be read within `withinMs`. */
+async function registeredTargets(elb: ElbTargets, targetGroupArn: string, withinMs: number): Promise<ReadonlySet<string> | undefined> {
+  try {
+    const targets = await elb.describe(targetGroupArn, { abortSignal: AbortSignal.timeout(withinMs) });
+    return new Set(targets.filter((t) => presenceOf(t) === 'registered').map((t) => formatTarget(t.id, t.port)));
+  } catch {
+    return undefined;
+  }
 }
 
 interface GroupWork {

@@ -13,7 +13,7 @@ import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { BucketGate } from '../../lib/registry/elb-call-gate';
 import { AccountBucket, CountingElb } from '../support/counting-elb';
 import { InMemoryLeaseTable } from '../support/in-memory-lease-table';
-import { ALLOWED_CIDRS, captureMetrics, insert, Item, leaseItem, modify, privateIp, silentLogger, streamEvent, T0 } from '../support/lease-fixtures';
+import { ALLOWED_CIDRS, captureMetrics, insert, Item, leaseItem, modify, privateIp, remove, silentLogger, streamEvent, T0 } from '../support/lease-fixtures';
 
 const GROUPS = 40;
 const arn = (g: number) => `arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/c${g}/${g}`;
@@ -113,5 +113,62 @@ describe('the ELB call budget in sync and reconcile, against an ELB that throttl
     expect(emf.last('ElbCallsPerSecond')).toBeGreaterThan(0);
     expect(emf.last('QueuedChanges')).toBeGreaterThan(0);
     expect(emf.last('OldestQueuedChangeMs')).toBeGreaterThan(0);
+  });
+
+  describe('a batch delivered again with the records written since (a retry after a partial failure)', () => {
+    const member = (elb: CountingElb, i: number) => elb.groups.get(arn(i % GROUPS))?.has(agent(i).target.S!) ?? false;
+
+    it('an agent whose registration landed in the first delivery and that left since is taken out', async () => {
+      const { elb, table, sync } = registry(undefined);
+      const join = insert(agent(1));
+      table.applyRecords([join]);
+      await sync(streamEvent([join]));
+      expect(member(elb, 1)).toBe(true);
+      const leave = remove(agent(1));
+      table.applyRecords([leave]);
+      expect((await sync(streamEvent([join, leave]))).batchItemFailures).toEqual([]);
+      expect(member(elb, 1)).toBe(false);
+      // The group alone needed the change: it was read first (outside the Register/Deregister bucket).
+      expect(elb.calls.DescribeTargetHealthCommand).toBe(1);
+    });
+
+    it('an agent whose deregistration landed in the first delivery and that came back since is put back', async () => {
+      const { elb, table, sync } = registry(undefined);
+      table.applyRecords([insert(agent(2))]);
+      await sync(streamEvent([insert(agent(2))]));
+      const leave = remove(agent(2));
+      table.applyRecords([leave]);
+      await sync(streamEvent([leave]));
+      expect(member(elb, 2)).toBe(false);
+      const back = insert(agent(2));
+      table.applyRecords([back]);
+      expect((await sync(streamEvent([leave, back]))).batchItemFailures).toEqual([]);
+      expect(member(elb, 2)).toBe(true);
+    });
+
+    it('a join and leave inside one first delivery costs a read of the group and no Register/Deregister call', async () => {
+      const { elb, table, sync } = registry(undefined);
+      const records = [insert(agent(3)), remove(agent(3))];
+      table.applyRecords(records);
+      await sync(streamEvent(records));
+      expect(elb.mutating).toBe(0);
+      expect(elb.calls.DescribeTargetHealthCommand).toBe(1);
+    });
+
+    it('a replay-only change rides the call its group makes anyway, without a read', async () => {
+      const { elb, table, sync } = registry(undefined);
+      // Agents 4 and 44 serve the same group.
+      const joins = [insert(agent(4)), insert(agent(4 + GROUPS))];
+      table.applyRecords(joins);
+      await sync(streamEvent(joins));
+      const leaves = [remove(agent(4)), remove(agent(4 + GROUPS))];
+      table.applyRecords(leaves);
+      // Agent 4's join comes back with both leaves: 44's deregistration carries 4's.
+      expect((await sync(streamEvent([joins[0], ...leaves]))).batchItemFailures).toEqual([]);
+      expect(member(elb, 4)).toBe(false);
+      expect(member(elb, 4 + GROUPS)).toBe(false);
+      expect(elb.calls.DescribeTargetHealthCommand ?? 0).toBe(0);
+      expect(elb.calls.DeregisterTargetsCommand).toBe(1);
+    });
   });
 });
