@@ -195,7 +195,16 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   let readError: LeaseStoreError | undefined;
   const landed: LandedCall[] = [];
 
-  const keys = [...new Set(work.flatMap((w) => [...w.register, ...w.deregister].map((t) => t.key)))];
+  const elbGate = deps.elb.gate;
+  // Most urgent groups first: each group's first call takes its token in this order (first come, first served).
+  const ranked = byUrgency(work, records, plan.lastRecordIndex, deps.routing);
+  // With a budget, only the groups whose calls can go at once (a burst's worth) are read here: the
+  // others wait for a token and then read their own leases (a read older than half the deadline
+  // is read again anyway), so under load a batch of thousands of records would pay for reads it
+  // throws away, every time it is delivered again.
+  const readNow = new Set(elbGate ? ranked.slice(0, elbGate.budget.burst) : ranked);
+  const keysOf = (ws: Iterable<(typeof work)[number]>) => [...new Set([...ws].flatMap((w) => [...w.register, ...w.deregister].map((t) => t.key)))];
+  const keys = keysOf(readNow);
   let prior: PriorReads | undefined;
   let confirmReadMs: number | undefined;
   if (keys.length > 0) {
@@ -205,29 +214,29 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
       prior = { reads: await deps.store.getMany(keys), readAtMs };
       confirmReadMs = Math.round((performance.now() - started) * 10) / 10;
     } catch (error) {
-      // No confirmation, no change: the batch is retried from the first record of these targets.
+      // No confirmation, no change: the batch is retried from the first record of its targets.
       readError = error instanceof LeaseStoreError ? error : new LeaseStoreError(String(error), { cause: error });
-      failed.push(...keys);
+      failed.push(...keysOf(work));
     }
   }
 
-  const elbGate = deps.elb.gate;
   // Wall-clock time for the budget (`now` may be a fixed clock for the liveness check).
   const started = Date.now();
   let waited = 0;
   let longestWaitMs = 0;
-  if (prior) {
+  if (!readError) {
     const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + (deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS) } : {}) };
-    // Most urgent groups first: each group's first call takes its token in this order (first come, first served).
     await Promise.all(
-      byUrgency(work, records, plan.lastRecordIndex, deps.routing).map(async ({ group, register, deregister }) => {
+      ranked.map(async (w) => {
+        const { group, register, deregister } = w;
+        const reads = readNow.has(w) ? prior : undefined;
         // Creates before deletes: a target moving between states never leaves a group empty needlessly.
         for (const [action, targets] of [
           ['register', register],
           ['deregister', deregister],
         ] as const) {
           if (targets.length === 0) continue;
-          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, prior);
+          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, reads);
           // Only a wait for a token counts (not the confirming read or the call): light churn that the burst covers reports none.
           if (outcome.tokenWaitMs !== undefined && outcome.tokenWaitMs > 0) {
             waited += targets.length;
