@@ -4,7 +4,7 @@ import { TargetAction } from '../core/lease-confirmation';
 import { LEASE_ATTR, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { factDecisions, planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
-import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
+import { BudgetReport, budgetReport, ElbCallPermit, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { decodeRotation, rotationEntry } from '../core/lease-codec';
 import { catalogChanges, catalogChangesOfWrites } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind, replayChangesToSend } from '../core/stream-planner';
@@ -142,35 +142,35 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   let alreadyApplied = 0;
   let replayChanges = 0;
   let replayLooks = 0;
-  const work = await Promise.all(
-    plan.groups.map(async (group) => {
-      const fresh = (action: TargetAction, targets: readonly TargetRef[]) =>
-        targets.filter((t) => {
-          const done = memory.applied.alreadyApplied(group.targetGroupArn, t.key, action, recordOf(t.key));
-          if (done) alreadyApplied++;
-          return !done;
-        });
-      const register = fresh('register', group.register);
-      const deregister = fresh('deregister', group.deregister);
-      const replayRegister = fresh('register', group.ifReplayed.register);
-      const replayDeregister = fresh('deregister', group.ifReplayed.deregister);
-      // A replay-only change alone would cost its group a call of the budget: look at the group
-      // first (DescribeTargetHealth, outside the Register/Deregister bucket), send only what it needs.
-      const look = (register.length === 0 && replayRegister.length > 0) || (deregister.length === 0 && replayDeregister.length > 0);
-      if (look) replayLooks++;
-      const registered = look ? await registeredTargets(deps.elb, group.targetGroupArn, deps.deadlineMs ?? DECISION_DEADLINE_MS) : undefined;
-      const extraRegister = replayChangesToSend('register', register.length, replayRegister, registered);
-      const extraDeregister = replayChangesToSend('deregister', deregister.length, replayDeregister, registered);
-      replayChanges += extraRegister.length + extraDeregister.length;
-      return { group, register: [...register, ...extraRegister] as readonly TargetRef[], deregister: [...deregister, ...extraDeregister] };
-    }),
-  );
+  const work = plan.groups.map((group) => {
+    const fresh = (action: TargetAction, targets: readonly TargetRef[]) =>
+      targets.filter((t) => {
+        const done = memory.applied.alreadyApplied(group.targetGroupArn, t.key, action, recordOf(t.key));
+        if (done) alreadyApplied++;
+        return !done;
+      });
+    const register = fresh('register', group.register);
+    const deregister = fresh('deregister', group.deregister);
+    const replayRegister = fresh('register', group.ifReplayed.register);
+    const replayDeregister = fresh('deregister', group.ifReplayed.deregister);
+    // A replay-only change rides the call its (group, action) makes anyway; alone, it waits for
+    // its group's turn and the group is read then (see the calls below).
+    const ride = (planned: readonly TargetRef[], replay: TargetRef[]) => (planned.length > 0 ? replay : []);
+    const alone = (planned: readonly TargetRef[], replay: TargetRef[]) => (planned.length > 0 ? [] : replay);
+    replayChanges += ride(register, replayRegister).length + ride(deregister, replayDeregister).length;
+    return {
+      group,
+      register: [...register, ...ride(register, replayRegister)] as readonly TargetRef[],
+      deregister: [...deregister, ...ride(deregister, replayDeregister)] as readonly TargetRef[],
+      replayOnly: { register: alone(register, replayRegister) as readonly TargetRef[], deregister: alone(deregister, replayDeregister) },
+    };
+  });
 
   const failed: string[] = [];
   // Admission and the target quota, before anything is read or sent: in the order the records came in.
   const arrival = (key: string) => plan.lastRecordIndex.get(key) ?? 0;
   const candidates = work
-    .flatMap((w) => w.register.map((target) => ({ capability: w.group.capability, targetGroupArn: w.group.targetGroupArn, target })))
+    .flatMap((w) => [...w.register, ...w.replayOnly.register].map((target) => ({ capability: w.group.capability, targetGroupArn: w.group.targetGroupArn, target })))
     .sort((a, b) => arrival(a.target.key) - arrival(b.target.key));
   const gate = await gateSyncRegistrations(candidates, {
     admissionContext: { ...(deps.admission ? { admission: deps.admission.admission } : {}), routing: deps.routing, policy: deps.policy },
@@ -182,7 +182,10 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     now: now(),
   });
   const passed = new Set(gate.pass.map((c) => `${c.targetGroupArn} ${c.target.key}`));
-  for (const w of work) w.register = w.register.filter((t) => passed.has(`${w.group.targetGroupArn} ${t.key}`));
+  for (const w of work) {
+    w.register = w.register.filter((t) => passed.has(`${w.group.targetGroupArn} ${t.key}`));
+    w.replayOnly.register = w.replayOnly.register.filter((t) => passed.has(`${w.group.targetGroupArn} ${t.key}`));
+  }
   failed.push(...gate.delayed.map((c) => c.target.key));
   const refusedByElb: { key: string; error: ElbTargetsError }[] = [];
   let registrations = 0;
@@ -222,21 +225,50 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
 
   // Wall-clock time for the budget (`now` may be a fixed clock for the liveness check).
   const started = Date.now();
+  const budgetMs = deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS;
   let waited = 0;
   let longestWaitMs = 0;
   if (!readError) {
-    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + (deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS) } : {}) };
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + budgetMs } : {}) };
     await Promise.all(
       ranked.map(async (w) => {
-        const { group, register, deregister } = w;
-        const reads = readNow.has(w) ? prior : undefined;
+        const { group, register, deregister, replayOnly } = w;
         // Creates before deletes: a target moving between states never leaves a group empty needlessly.
-        for (const [action, targets] of [
-          ['register', register],
-          ['deregister', deregister],
+        for (const [action, planned, replay] of [
+          ['register', register, replayOnly.register],
+          ['deregister', deregister, replayOnly.deregister],
         ] as const) {
-          if (targets.length === 0) continue;
-          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, reads);
+          let targets = planned;
+          let reads = readNow.has(w) ? prior : undefined;
+          let permit: ElbCallPermit | undefined;
+          if (planned.length === 0 && replay.length > 0) {
+            // Alone, a replay-only change would cost its group a call: at the group's turn (its
+            // token, with a budget) read the group (DescribeTargetHealth, outside the
+            // Register/Deregister bucket) and send only what it contradicts. Groups whose turn does
+            // not come in this batch are not read: their changes come back with it.
+            if (elbGate) {
+              const asked = performance.now();
+              permit = await elbGate.acquire(AbortSignal.timeout(Math.max(1, started + budgetMs - Date.now()))).catch(() => undefined);
+              const waitedMs = performance.now() - asked;
+              if (waitedMs >= 1) {
+                waited += replay.length;
+                longestWaitMs = Math.max(longestWaitMs, waitedMs);
+              }
+              if (!permit) {
+                failed.push(...replay.map((t) => t.key));
+                continue;
+              }
+            }
+            replayLooks++;
+            targets = replayChangesToSend(action, 0, replay, await registeredTargets(deps.elb, group.targetGroupArn, deps.deadlineMs ?? DECISION_DEADLINE_MS));
+            replayChanges += targets.length;
+            reads = undefined;
+          }
+          if (targets.length === 0) {
+            permit?.giveBack();
+            continue;
+          }
+          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, reads, permit);
           // Only a wait for a token counts (not the confirming read or the call): light churn that the burst covers reports none.
           if (outcome.tokenWaitMs !== undefined && outcome.tokenWaitMs > 0) {
             waited += targets.length;
@@ -337,6 +369,7 @@ interface GroupWork {
   readonly group: { readonly targetGroupArn: string };
   readonly register: readonly TargetRef[];
   readonly deregister: readonly TargetRef[];
+  readonly replayOnly: { readonly register: readonly TargetRef[]; readonly deregister: readonly TargetRef[] };
 }
 
 /**
@@ -364,9 +397,9 @@ function byUrgency<W extends GroupWork>(work: readonly W[], records: readonly Le
   const at = (key: string) => first.get(key) ?? lastRecordIndex.get(key) ?? 0;
   const queue = enqueue(
     emptyQueue(),
-    work.flatMap(({ group, register, deregister }) => [
-      ...register.map((t) => ({ targetGroupArn: group.targetGroupArn, target: t, action: 'register' as const, atMs: at(t.key) })),
-      ...deregister.map((t) => ({
+    work.flatMap(({ group, register, deregister, replayOnly }) => [
+      ...[...register, ...replayOnly.register].map((t) => ({ targetGroupArn: group.targetGroupArn, target: t, action: 'register' as const, atMs: at(t.key) })),
+      ...[...deregister, ...replayOnly.deregister].map((t) => ({
         targetGroupArn: group.targetGroupArn,
         target: t,
         action: 'deregister' as const,

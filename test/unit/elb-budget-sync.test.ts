@@ -32,13 +32,13 @@ function config(): RuntimeConfig {
 /** Agent `i` serves capability c(i mod 40). */
 const agent = (i: number, patch: Partial<Parameters<typeof leaseItem>[0]> = {}): Item => leaseItem({ address: privateIp(i), capabilities: [`c${i % GROUPS}`], ...patch });
 
-function registry(gate: BucketGate | undefined) {
+function registry(gate: BucketGate | undefined, batchBudgetMs?: number) {
   const elb = new CountingElb();
   elb.bucket = ACCOUNT;
   const table = new InMemoryLeaseTable('leases', () => T0);
   const clients = { config: config(), elbClient: elb.asClient(), dynamoClient: table.asClient(), logger: silentLogger(), now: () => T0 * 1000 + 1500, ...(gate ? { elbGate: gate } : {}) };
   const emf = captureMetrics();
-  const sync = createSyncHandler({ ...clients, metrics: emf.metrics });
+  const sync = createSyncHandler({ ...clients, metrics: emf.metrics, ...(batchBudgetMs !== undefined ? { batchBudgetMs } : {}) });
   const reconcile = createReconcileHandler({ ...clients, metrics: captureMetrics().metrics, sleep: async () => undefined });
   return { elb, table, sync, reconcile, emf };
 }
@@ -169,6 +169,21 @@ describe('the ELB call budget in sync and reconcile, against an ELB that throttl
       expect(member(elb, 4 + GROUPS)).toBe(false);
       expect(elb.calls.DescribeTargetHealthCommand ?? 0).toBe(0);
       expect(elb.calls.DeregisterTargetsCommand).toBe(1);
+    });
+
+    it('alone, a replay-only change waits for its group\'s turn: no token in the batch, no read of the group, and it comes back with the batch', async () => {
+      // One token, and the next one an hour away.
+      const { elb, table, sync } = registry(new BucketGate({ callsPerSecond: 1 / 3600, burst: 1 }), 50);
+      const join = insert(agent(5));
+      table.applyRecords([join]);
+      await sync(streamEvent([join]));
+      expect(member(elb, 5)).toBe(true);
+      const leave = remove(agent(5));
+      table.applyRecords([leave]);
+      const result = await sync(streamEvent([join, leave]));
+      expect(result.batchItemFailures).toEqual([{ itemIdentifier: join.dynamodb!.SequenceNumber }]);
+      expect(elb.calls.DescribeTargetHealthCommand ?? 0).toBe(0);
+      expect(member(elb, 5)).toBe(true);
     });
   });
 });
