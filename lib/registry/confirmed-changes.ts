@@ -129,8 +129,6 @@ export async function applyConfirmed(
   targetGroupArn: string,
   targets: readonly TargetRef[],
   prior?: PriorReads,
-  /** A token the caller already holds for the first call (it waited for its turn before deciding to call). */
-  givenPermit?: ElbCallPermit,
 ): Promise<ConfirmedOutcome> {
   const now = deps.now ?? Date.now;
   const deadlineMs = deps.deadlineMs ?? DECISION_DEADLINE_MS;
@@ -158,7 +156,7 @@ export async function applyConfirmed(
     tokenWaitMs = Math.max(tokenWaitMs, waitedMs);
     return permit;
   };
-  const firstPermit = givenPermit ?? (gate && pending.length > 0 ? await permitWithin(deps.budgetEnd) : undefined);
+  const firstPermit = gate && pending.length > 0 ? await permitWithin(deps.budgetEnd) : undefined;
   if (gate && pending.length > 0 && !firstPermit) return notApplied(pending, tokenWaitMs);
   const budgetEnd = Math.min(deps.budgetEnd ?? Infinity, now() + rounds * deadlineMs);
   // Prior reads are used only while fresh enough to leave the call most of its deadline.

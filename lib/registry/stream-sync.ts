@@ -4,7 +4,7 @@ import { TargetAction } from '../core/lease-confirmation';
 import { LEASE_ATTR, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { factDecisions, planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
-import { BudgetReport, budgetReport, ElbCallPermit, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
+import { BudgetReport, budgetReport, ElbCallGate, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { decodeRotation, rotationEntry } from '../core/lease-codec';
 import { catalogChanges, catalogChangesOfWrites } from '../core/catalog-members';
 import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind, replayChangesToSend } from '../core/stream-planner';
@@ -228,11 +228,32 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const budgetMs = deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS;
   let waited = 0;
   let longestWaitMs = 0;
+  /** Waits (until `until`, epoch ms) for a token in first-come order and gives it back at once: whether the turn came. */
+  const turnOf = async (gate: ElbCallGate, until: number, changes: number): Promise<boolean> => {
+    const asked = performance.now();
+    const permit = await gate.acquire(AbortSignal.timeout(Math.max(1, until - Date.now()))).catch(() => undefined);
+    permit?.giveBack();
+    const waitedMs = performance.now() - asked;
+    if (waitedMs >= 1) {
+      waited += changes;
+      longestWaitMs = Math.max(longestWaitMs, waitedMs);
+    }
+    return permit !== undefined;
+  };
   if (!readError) {
     const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + budgetMs } : {}) };
     await Promise.all(
       ranked.map(async (w) => {
         const { group, register, deregister, replayOnly } = w;
+        // A replay-only change alone takes its turn at its group's place in the order (see below),
+        // not behind the group's other call.
+        const turns = new Map<TargetAction, Promise<boolean>>();
+        for (const [action, planned, replay] of [
+          ['register', register, replayOnly.register],
+          ['deregister', deregister, replayOnly.deregister],
+        ] as const) {
+          if (planned.length === 0 && replay.length > 0) turns.set(action, elbGate ? turnOf(elbGate, started + budgetMs, replay.length) : Promise.resolve(true));
+        }
         // Creates before deletes: a target moving between states never leaves a group empty needlessly.
         for (const [action, planned, replay] of [
           ['register', register, replayOnly.register],
@@ -240,35 +261,24 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         ] as const) {
           let targets = planned;
           let reads = readNow.has(w) ? prior : undefined;
-          let permit: ElbCallPermit | undefined;
           if (planned.length === 0 && replay.length > 0) {
-            // Alone, a replay-only change would cost its group a call: at the group's turn (its
-            // token, with a budget) read the group (DescribeTargetHealth, outside the
-            // Register/Deregister bucket) and send only what it contradicts. Groups whose turn does
-            // not come in this batch are not read: their changes come back with it.
-            if (elbGate) {
-              const asked = performance.now();
-              permit = await elbGate.acquire(AbortSignal.timeout(Math.max(1, started + budgetMs - Date.now()))).catch(() => undefined);
-              const waitedMs = performance.now() - asked;
-              if (waitedMs >= 1) {
-                waited += replay.length;
-                longestWaitMs = Math.max(longestWaitMs, waitedMs);
-              }
-              if (!permit) {
-                failed.push(...replay.map((t) => t.key));
-                continue;
-              }
+            // Alone, a replay-only change would cost its group a call: at the group's turn (a token
+            // in the urgency order, with a budget) read the group (DescribeTargetHealth, outside the
+            // Register/Deregister bucket) and send only what it contradicts. The token goes back
+            // before the read, so no group waits on it: a needed change (only a retry's) then takes
+            // a token as any call. Groups whose turn does not come in this batch are not read:
+            // their changes come back with it.
+            if (!(await turns.get(action))) {
+              failed.push(...replay.map((t) => t.key));
+              continue;
             }
             replayLooks++;
             targets = replayChangesToSend(action, 0, replay, await registeredTargets(deps.elb, group.targetGroupArn, deps.deadlineMs ?? DECISION_DEADLINE_MS));
             replayChanges += targets.length;
             reads = undefined;
           }
-          if (targets.length === 0) {
-            permit?.giveBack();
-            continue;
-          }
-          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, reads, permit);
+          if (targets.length === 0) continue;
+          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, reads);
           // Only a wait for a token counts (not the confirming read or the call): light churn that the burst covers reports none.
           if (outcome.tokenWaitMs !== undefined && outcome.tokenWaitMs > 0) {
             waited += targets.length;
