@@ -1,5 +1,5 @@
 import type { DynamoDBRecord } from 'aws-lambda';
-import { callsOverBudget, DEFAULT_ACCOUNT_ELB_BUCKET, DEFAULT_ELB_CALL_BUDGET, ElbCallBudget } from '../lib/core/elb-call-budget';
+import { callsOverBudget, DEFAULT_ACCOUNT_ELB_BUCKET, DEFAULT_ELB_CALL_BUDGET, DEFAULT_SYNC_BATCH_SIZE, ElbCallBudget } from '../lib/core/elb-call-budget';
 import { DEFAULT_FLEET_SETTINGS, modelCounts, monthlyCost, US_EAST_1_PRICES } from '../lib/core/cost-model';
 import { RuntimeConfig } from '../lib/core/runtime-config';
 import { createSyncHandler } from '../lib/handlers/stream-sync-handler';
@@ -44,8 +44,13 @@ export interface B7Side {
   readonly lostJoins: number;
   /** Registration latency, AWS ms: from the lease write to the RegisterTargets call that carried it. */
   readonly registrationMs: Distribution;
-  /** Every group equal to its live leases at the end. */
+  /** Every group equal to its live leases at the end (the stream drained, every change reported applied). */
   readonly groupsExact: boolean;
+  /** At the end: targets in a group without a live lease naming it, and live leases' targets missing from their group. */
+  readonly extraTargets: number;
+  readonly missingTargets: number;
+  /** DescribeTargetHealth calls (sync reads a group before a change only a retried batch may need). */
+  readonly describeCalls: number;
   readonly syncInvocations: number;
   readonly syncMsPerInvocation: number;
 }
@@ -183,7 +188,8 @@ async function runSide(c: B7Case, budget: ElbCallBudget, side: 'agentLb' | 'perE
         await sleep(2);
         continue;
       }
-      const batch = pending.splice(0, 1000);
+      // As many records as the deployed event source mapping hands the function at most.
+      const batch = pending.splice(0, DEFAULT_SYNC_BATCH_SIZE);
       const started = performance.now();
       invocations++;
       if (sync) {
@@ -223,7 +229,8 @@ async function runSide(c: B7Case, budget: ElbCallBudget, side: 'agentLb' | 'perE
     want.set(g, (want.get(g) ?? new Set()).add(item.target.S!));
   }
   const have = new Map([...elb.groups].filter(([, s]) => s.size > 0));
-  const exact = have.size === want.size && [...want].every(([g, s]) => have.get(g)?.size === s.size && [...s].every((k) => have.get(g)!.has(k)));
+  const extra = [...have].reduce((n, [g, s]) => n + [...s].filter((k) => !want.get(g)?.has(k)).length, 0);
+  const missing = [...want].reduce((n, [g, s]) => n + [...s].filter((k) => !have.get(g)?.has(k)).length, 0);
   return {
     elbCalls: elb.acceptedAt.length,
     callsPerSecond: Math.round((elb.acceptedAt.length / elapsedAwsSeconds) * 100) / 100,
@@ -231,7 +238,10 @@ async function runSide(c: B7Case, budget: ElbCallBudget, side: 'agentLb' | 'perE
     callsOverBudget: over,
     lostJoins: written.size,
     registrationMs: distribution(latencies, written.size, elapsedAwsSeconds * 1000),
-    groupsExact: exact,
+    groupsExact: extra === 0 && missing === 0,
+    extraTargets: extra,
+    missingTargets: missing,
+    describeCalls: elb.calls.DescribeTargetHealthCommand ?? 0,
     syncInvocations: invocations,
     syncMsPerInvocation: invocations === 0 ? 0 : Math.round((handlerMs / invocations) * 10) / 10,
   };
@@ -248,7 +258,9 @@ export async function runB7(options: { readonly cases?: readonly B7Case[]; reado
     const boundSeconds = Math.round(roundBound(c.groups, c.churnPerSecond, budget) * 10) / 10;
     const p99 = agentLb.registrationMs.p99;
     const ratio = p99 === null ? Infinity : Math.round((p99 / 1000 / boundSeconds) * 100) / 100;
-    options.log?.(`B7 ${c.groups} groups, ${c.churnPerSecond}/s: ${agentLb.callsPerSecond} calls/s, p99 ${p99} ms, bound ${boundSeconds} s, ratio ${ratio}; per-event ${perEvent.callsPerSecond} calls/s, ${perEvent.throttles} throttled`);
+    options.log?.(
+      `B7 ${c.groups} groups, ${c.churnPerSecond}/s: ${agentLb.callsPerSecond} calls/s, p50 ${agentLb.registrationMs.p50} ms, p99 ${p99} ms, bound ${boundSeconds} s, ratio ${ratio}, exact ${agentLb.groupsExact} (+${agentLb.extraTargets} −${agentLb.missingTargets}), ${agentLb.describeCalls} describes; per-event ${perEvent.callsPerSecond} calls/s, ${perEvent.throttles} throttled`,
+    );
     cases.push({ ...c, boundSeconds, agentLb, perEvent, callsOverBudget: agentLb.callsOverBudget, p99OverBoundRatio: ratio });
   }
   // The cost at the defaults, with the sync function's duration measured in these runs at the

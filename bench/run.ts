@@ -9,7 +9,7 @@ import { runB3 } from './b3-reconcile-cost';
 import { runB4 } from './b4-data-plane';
 import { runB5 } from './b5-rolling-restart';
 import { runB6 } from './b6-long-requests';
-import { runB7 } from './b7-budget';
+import { B7_CASES, B7Case, runB7 } from './b7-budget';
 import { runCatalogBench } from './catalog';
 import { measuredOn, MeasuredOn, staleness } from './provenance';
 import { markdownTable, rowsOf, ScenarioResult, textTable } from './report';
@@ -17,11 +17,12 @@ import { markdownTable, rowsOf, ScenarioResult, textTable } from './report';
 const SCENARIOS = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'catalog', 'admission', 'projection'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
-const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,b6,b7,catalog,admission,projection] [--agents=N] [--ttl=S] [--runs=N] [--write]
+const USAGE = `usage: npm run bench -- [--only=b1,b2,b3,b4,b5,b6,b7,catalog,admission,projection] [--agents=N] [--ttl=S] [--runs=N] [--b7-cases=GxC,...] [--write]
   --only    scenarios to run (default: all); results of the others are kept in bench/results.json
   --agents  B2 fleet size (default 500; a fifth crash, a fifth release)
   --ttl     B2 lease TTL in seconds (default 15; agents renew every ttl/3)
   --runs    B3 measured passes per case (default 5)
+  --b7-cases  only these B7 cases, G groups at C changes/s (e.g. 40x50,100x10); a partial B7 is printed, not written to results.json
   --write   also rewrite the generated part of BENCHMARKS.md`;
 
 interface Flags {
@@ -30,6 +31,7 @@ interface Flags {
   readonly ttl: number;
   readonly runs: number;
   readonly write: boolean;
+  readonly b7Cases?: readonly B7Case[];
 }
 
 function parseFlags(argv: readonly string[]): Flags {
@@ -42,7 +44,7 @@ function parseFlags(argv: readonly string[]): Flags {
     return n;
   };
   for (const a of argv) {
-    if (!/^--(only|agents|ttl|runs)=|^--write$/.test(a)) throw new UsageError(`unknown argument "${a}"`);
+    if (!/^--(only|agents|ttl|runs|b7-cases)=|^--write$/.test(a)) throw new UsageError(`unknown argument "${a}"`);
   }
   const only = (value('only') ?? SCENARIOS.join(',')).split(',').map((s) => s.trim().toLowerCase());
   for (const s of only) if (!SCENARIOS.includes(s as ScenarioId)) throw new UsageError(`--only: unknown scenario "${s}" (known: ${SCENARIOS.join(', ')})`);
@@ -52,7 +54,19 @@ function parseFlags(argv: readonly string[]): Flags {
     ttl: positive('ttl', 15, 3),
     runs: positive('runs', 5),
     write: argv.includes('--write'),
+    ...(value('b7-cases') !== undefined ? { b7Cases: b7CasesOf(value('b7-cases')!) } : {}),
   };
+}
+
+/** `--b7-cases=40x50,100x10`: the B7 cases of those groups and churns, each as long as the full run's case. */
+function b7CasesOf(raw: string): B7Case[] {
+  return raw.split(',').map((part) => {
+    const m = /^(\d+)x(\d+)$/.exec(part.trim());
+    if (!m) throw new UsageError(`--b7-cases: "${part}" is not GROUPSxCHANGES (e.g. 40x50)`);
+    const [groups, churnPerSecond] = [Number(m[1]), Number(m[2])];
+    if (groups < 1 || churnPerSecond < 1) throw new UsageError(`--b7-cases: "${part}" needs at least 1 group and 1 change/s`);
+    return { groups, churnPerSecond, seconds: B7_CASES.find((c) => c.groups === groups)?.seconds ?? 60 };
+  });
 }
 
 class UsageError extends Error {}
@@ -87,7 +101,7 @@ async function runScenarios(flags: Flags): Promise<Record<string, unknown>[]> {
   await timed('b4', () => runB4({ log }));
   await timed('b5', () => runB5({ log }));
   await timed('b6', () => runB6({ log }));
-  await timed('b7', () => runB7({ log }));
+  await timed('b7', () => runB7({ log, ...(flags.b7Cases ? { cases: flags.b7Cases } : {}) }));
   await timed('catalog', () => runCatalogBench({ log }));
   return out;
 }
@@ -163,6 +177,10 @@ async function main(): Promise<void> {
 
   const fresh = await runScenarios(flags);
   console.log(`\n${textTable(fresh.flatMap((r) => rowsOf(r as unknown as ScenarioResult)))}`);
+  if (flags.b7Cases) {
+    console.log('\n--b7-cases: a partial B7; bench/results.json left as it was');
+    return;
+  }
   const resultsPath = join(__dirname, 'results.json');
   const all = merge(resultsPath, fresh);
   writeFileSync(resultsPath, `${JSON.stringify(all, null, 2)}\n`);

@@ -42,6 +42,18 @@ export function budgetOf(account: AccountElbBucket = DEFAULT_ACCOUNT_ELB_BUCKET,
 /** The default budget: half of AWS's default bucket, 2 calls/s, burst 10. */
 export const DEFAULT_ELB_CALL_BUDGET: ElbCallBudget = budgetOf();
 
+/**
+ * Stream records per sync invocation unless configured: the most Lambda delivers from a DynamoDB
+ * stream (it also stops at 6 MB). Under the budget the batch is the registry's queue: changes
+ * without a token are reported unapplied and come back with the batch, and only the changes in
+ * it can merge into a call. A batch smaller than one round of the budget's changes (at 50
+ * changes/s over 40 groups, a round of ~80 calls is 40 s, 2 000 records) lets the shard advance
+ * by at most one batch a round, slower than records arrive, and the backlog and the latency grow
+ * without bound (B7 at batch 1 000: registration p99 160 s at 40 groups and 50 changes/s; 64 s
+ * at 10 000). A light load is not delayed: the batching window, not the size, closes its batches.
+ */
+export const DEFAULT_SYNC_BATCH_SIZE = 10_000;
+
 /** Why a budget cannot be used, in one line naming the bad value and the allowed range; `undefined` when it can. */
 export function budgetProblem(budget: ElbCallBudget, account: AccountElbBucket = DEFAULT_ACCOUNT_ELB_BUCKET): string | undefined {
   if (!(Number.isFinite(budget.callsPerSecond) && budget.callsPerSecond > 0 && budget.callsPerSecond <= account.refillPerSecond)) {

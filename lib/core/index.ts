@@ -66,7 +66,7 @@ export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, pla
 export { byLease, entriesNewerThan, heldBy, MAX_ENTRIES_PER_WRITE, registryMaps } from './registry-writes';
 export type { LeaseWrite, PlannedEntry, RegistryEntry } from './registry-writes';
 export type { LandedCall, ObservedRotationInput, RotationWrite } from './rotation-planner';
-export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS } from './stream-planner';
+export { firstUnappliedRecord, planStreamBatch, RECORD_KINDS, replayChangesToSend } from './stream-planner';
 export type { LeaseChangeRecord, RecordKind, StreamPlan, TargetGroupChanges } from './stream-planner';
 export {
   budgetOf,

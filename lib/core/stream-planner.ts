@@ -38,6 +38,18 @@ export interface TargetGroupChanges {
   readonly capability: string;
   readonly register: readonly TargetRef[];
   readonly deregister: readonly TargetRef[];
+  /**
+   * Changes needed only if this batch is a retry: a partly failed batch is delivered again from
+   * its first unapplied record, with the records written since appended, so a target whose
+   * change had landed comes back with its records from before that change. Its coalesced plan,
+   * which starts from the state before its first record, then misses what the landed change did:
+   * an agent that joined (registered) and left (the appended record) plans nothing, and its target
+   * would stay in the group. These are the targets some earlier record of the span may have left
+   * otherwise than its last one wants: registered in a group the last image routes out of
+   * (`deregister`), or taken out of one it routes to (`register`). The handler sends them when
+   * their group makes that call anyway, or when the group shows they are needed.
+   */
+  readonly ifReplayed: { readonly register: readonly TargetRef[]; readonly deregister: readonly TargetRef[] };
 }
 
 export interface StreamPlan {
@@ -193,6 +205,12 @@ interface TargetSpan {
   last: number;
   lastRecord: LeaseChangeRecord;
   after?: ImageView;
+  /**
+   * The views of the new images between the first record and the last (planned in full ones
+   * only: a cheap record routes as the one before it): states an earlier delivery of a prefix of
+   * the span may have left the target in.
+   */
+  readonly between: ImageView[];
   /** Every record so far was classified cheaply: the images differ in no routing attribute. */
   cheapOnly: boolean;
 }
@@ -236,19 +254,20 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
     if (key === undefined) return;
     const seen = perTarget.get(key);
     if (seen) {
+      if (seen.after !== undefined) seen.between.push(seen.after);
       seen.last = index;
       seen.lastRecord = record;
       seen.after = after;
       seen.cheapOnly &&= cheap !== undefined;
     } else {
-      perTarget.set(key, { first: index, firstRecord: record, before, last: index, lastRecord: record, after, cheapOnly: cheap !== undefined });
+      perTarget.set(key, { first: index, firstRecord: record, before, last: index, lastRecord: record, after, between: [], cheapOnly: cheap !== undefined });
     }
   });
 
-  const groups = new Map<string, { capability: string; register: TargetRef[]; deregister: TargetRef[] }>();
+  const groups = new Map<string, { capability: string; register: TargetRef[]; deregister: TargetRef[]; ifReplayed: { register: TargetRef[]; deregister: TargetRef[] } }>();
   const groupOf = (m: Membership) => {
     let g = groups.get(m.targetGroupArn);
-    if (!g) groups.set(m.targetGroupArn, (g = { capability: m.capability, register: [], deregister: [] }));
+    if (!g) groups.set(m.targetGroupArn, (g = { capability: m.capability, register: [], deregister: [], ifReplayed: { register: [], deregister: [] } }));
     return g;
   };
   const firstRecordIndex = new Map<string, number>();
@@ -280,6 +299,18 @@ export function planStreamBatch(records: readonly LeaseChangeRecord[], policy: A
         changed = true;
       }
     }
+    // What a landed earlier delivery of a prefix of the span may have done that the plan above,
+    // starting from the first record, does not undo (see TargetGroupChanges.ifReplayed).
+    const replayIn = new Map<string, Membership>();
+    const replayOut = new Map<string, Membership>();
+    for (const view of span.between) {
+      for (const m of view.mayBeIn) if (!is.has(m.targetGroupArn) && !mayBeIn.has(m.targetGroupArn)) replayOut.set(m.targetGroupArn, m);
+      const there = byGroup(view.memberships);
+      for (const [arn, m] of is) if (was.has(arn) && !there.has(arn)) replayIn.set(arn, m);
+    }
+    for (const m of replayOut.values()) groupOf(m).ifReplayed.deregister.push(m.target);
+    for (const m of replayIn.values()) groupOf(m).ifReplayed.register.push(m.target);
+    changed ||= replayOut.size > 0 || replayIn.size > 0;
     if (changed) {
       firstRecordIndex.set(key, span.first);
       lastRecordIndex.set(key, span.last);
@@ -319,4 +350,17 @@ export function firstUnappliedRecord(plan: StreamPlan, failedTargetKeys: Iterabl
     if (index !== undefined && (first === undefined || index < first)) first = index;
   }
   return first;
+}
+
+/**
+ * Which of a group's replay-only changes of one action (TargetGroupChanges.ifReplayed) to send.
+ * All of them when the group makes that call anyway (`planned` targets of the action): they ride
+ * it. Otherwise only those the group, as ELB lists it, contradicts: a registration of a target it
+ * does not hold registered, a deregistration of one it does (`registered`: the keys ELB holds
+ * registered, draining ones not; `undefined` when the group could not be read: all of them, since
+ * a call too many is a no-op and a change too few stays wrong until reconcile).
+ */
+export function replayChangesToSend(action: 'register' | 'deregister', planned: number, replayOnly: readonly TargetRef[], registered?: ReadonlySet<string>): TargetRef[] {
+  if (planned > 0 || registered === undefined) return [...replayOnly];
+  return replayOnly.filter((t) => registered.has(t.key) === (action === 'deregister'));
 }

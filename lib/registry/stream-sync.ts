@@ -4,15 +4,17 @@ import { TargetAction } from '../core/lease-confirmation';
 import { LEASE_ATTR, RoutingConfig, TargetRef } from '../core/lease-schema';
 import { factDecisions, planRejectionsFromRecords } from '../core/rejection-planner';
 import { LandedCall, mergeRotationWrites, planCallRotation, planRestoredRotation, rotationEntries } from '../core/rotation-planner';
-import { BudgetReport, budgetReport, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
+import { BudgetReport, budgetReport, ElbCallGate, emptyQueue, enqueue, priorityOf, rankCalls } from '../core/elb-call-budget';
 import { decodeRotation, rotationEntry } from '../core/lease-codec';
 import { catalogChangesOfWrites } from '../core/catalog-members';
-import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind } from '../core/stream-planner';
+import { firstUnappliedRecord, LeaseChangeRecord, planStreamBatch, RECORD_KINDS, RecordKind, replayChangesToSend } from '../core/stream-planner';
+import { formatTarget } from '../core/address-policy';
+import { presenceOf } from '../core/reconcile-planner';
 import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { AdmissionDeps } from './admission-lookup';
 import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
-import { applyConfirmed, ConfirmedOutcome, PriorReads } from './confirmed-changes';
+import { applyConfirmed, ConfirmedOutcome, DECISION_DEADLINE_MS, PriorReads } from './confirmed-changes';
 import { newSyncMemory, SyncMemory } from './container-memory';
 import { countLanded, gateSyncRegistrations } from './registration-gate';
 import { RegistryWriteReport, writeRegistryEntries } from './registry-writes';
@@ -74,6 +76,11 @@ export interface StreamSyncReport {
   readonly deregistrationsWithheld: number;
   /** Changes this container had already applied for the same record (a batch delivered again): not sent again. */
   readonly alreadyApplied: number;
+  /**
+   * Changes sent only because the batch may be a retry whose earlier delivery landed part of it
+   * (TargetGroupChanges.ifReplayed), and the groups read (DescribeTargetHealth) to decide them.
+   */
+  readonly replayed: { readonly changes: number; readonly groupsRead: number };
   /** Registrations ELB had refused for good at the same lease version: not sent again. */
   readonly refusedBefore: number;
   readonly elbCalls: number;
@@ -135,6 +142,8 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   const catalogDeps = deps.catalog && { ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now };
   const recordOf = (key: string) => records[plan.lastRecordIndex.get(key) ?? -1]?.id ?? '';
   let alreadyApplied = 0;
+  let replayChanges = 0;
+  let replayLooks = 0;
   const work = plan.groups.map((group) => {
     const fresh = (action: TargetAction, targets: readonly TargetRef[]) =>
       targets.filter((t) => {
@@ -142,14 +151,28 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
         if (done) alreadyApplied++;
         return !done;
       });
-    return { group, register: fresh('register', group.register) as readonly TargetRef[], deregister: fresh('deregister', group.deregister) };
+    const register = fresh('register', group.register);
+    const deregister = fresh('deregister', group.deregister);
+    const replayRegister = fresh('register', group.ifReplayed.register);
+    const replayDeregister = fresh('deregister', group.ifReplayed.deregister);
+    // A replay-only change rides the call its (group, action) makes anyway; alone, it waits for
+    // its group's turn and the group is read then (see the calls below).
+    const ride = (planned: readonly TargetRef[], replay: TargetRef[]) => (planned.length > 0 ? replay : []);
+    const alone = (planned: readonly TargetRef[], replay: TargetRef[]) => (planned.length > 0 ? [] : replay);
+    replayChanges += ride(register, replayRegister).length + ride(deregister, replayDeregister).length;
+    return {
+      group,
+      register: [...register, ...ride(register, replayRegister)] as readonly TargetRef[],
+      deregister: [...deregister, ...ride(deregister, replayDeregister)] as readonly TargetRef[],
+      replayOnly: { register: alone(register, replayRegister) as readonly TargetRef[], deregister: alone(deregister, replayDeregister) },
+    };
   });
 
   const failed: string[] = [];
   // Admission and the target quota, before anything is read or sent: in the order the records came in.
   const arrival = (key: string) => plan.lastRecordIndex.get(key) ?? 0;
   const candidates = work
-    .flatMap((w) => w.register.map((target) => ({ capability: w.group.capability, targetGroupArn: w.group.targetGroupArn, target })))
+    .flatMap((w) => [...w.register, ...w.replayOnly.register].map((target) => ({ capability: w.group.capability, targetGroupArn: w.group.targetGroupArn, target })))
     .sort((a, b) => arrival(a.target.key) - arrival(b.target.key));
   const gate = await gateSyncRegistrations(candidates, {
     admissionContext: { ...(deps.admission ? { admission: deps.admission.admission } : {}), routing: deps.routing, policy: deps.policy },
@@ -161,7 +184,10 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     now: now(),
   });
   const passed = new Set(gate.pass.map((c) => `${c.targetGroupArn} ${c.target.key}`));
-  for (const w of work) w.register = w.register.filter((t) => passed.has(`${w.group.targetGroupArn} ${t.key}`));
+  for (const w of work) {
+    w.register = w.register.filter((t) => passed.has(`${w.group.targetGroupArn} ${t.key}`));
+    w.replayOnly.register = w.replayOnly.register.filter((t) => passed.has(`${w.group.targetGroupArn} ${t.key}`));
+  }
   failed.push(...gate.delayed.map((c) => c.target.key));
   const refusedByElb: { key: string; error: ElbTargetsError }[] = [];
   let registrations = 0;
@@ -174,7 +200,16 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   let readError: LeaseStoreError | undefined;
   const landed: LandedCall[] = [];
 
-  const keys = [...new Set(work.flatMap((w) => [...w.register, ...w.deregister].map((t) => t.key)))];
+  const elbGate = deps.elb.gate;
+  // Most urgent groups first: each group's first call takes its token in this order (first come, first served).
+  const ranked = byUrgency(work, records, plan.lastRecordIndex, deps.routing);
+  // With a budget, only the groups whose calls can go at once (a burst's worth) are read here: the
+  // others wait for a token and then read their own leases (a read older than half the deadline
+  // is read again anyway), so under load a batch of thousands of records would pay for reads it
+  // throws away, every time it is delivered again.
+  const readNow = new Set(elbGate ? ranked.slice(0, elbGate.budget.burst) : ranked);
+  const keysOf = (ws: Iterable<(typeof work)[number]>) => [...new Set([...ws].flatMap((w) => [...w.register, ...w.deregister].map((t) => t.key)))];
+  const keys = keysOf(readNow);
   let prior: PriorReads | undefined;
   let confirmReadMs: number | undefined;
   if (keys.length > 0) {
@@ -184,29 +219,68 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
       prior = { reads: await deps.store.getMany(keys), readAtMs };
       confirmReadMs = Math.round((performance.now() - started) * 10) / 10;
     } catch (error) {
-      // No confirmation, no change: the batch is retried from the first record of these targets.
+      // No confirmation, no change: the batch is retried from the first record of its targets.
       readError = error instanceof LeaseStoreError ? error : new LeaseStoreError(String(error), { cause: error });
-      failed.push(...keys);
+      failed.push(...keysOf(work));
     }
   }
 
-  const elbGate = deps.elb.gate;
   // Wall-clock time for the budget (`now` may be a fixed clock for the liveness check).
   const started = Date.now();
+  const budgetMs = deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS;
   let waited = 0;
   let longestWaitMs = 0;
-  if (prior) {
-    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + (deps.batchBudgetMs ?? SYNC_BATCH_BUDGET_MS) } : {}) };
-    // Most urgent groups first: each group's first call takes its token in this order (first come, first served).
+  /** Waits (until `until`, epoch ms) for a token in first-come order and gives it back at once: whether the turn came. */
+  const turnOf = async (gate: ElbCallGate, until: number, changes: number): Promise<boolean> => {
+    const asked = performance.now();
+    const permit = await gate.acquire(AbortSignal.timeout(Math.max(1, until - Date.now()))).catch(() => undefined);
+    permit?.giveBack();
+    const waitedMs = performance.now() - asked;
+    if (waitedMs >= 1) {
+      waited += changes;
+      longestWaitMs = Math.max(longestWaitMs, waitedMs);
+    }
+    return permit !== undefined;
+  };
+  if (!readError) {
+    const confirmDeps = { ...deps, refused: memory.refused, verifyLanded: [], ...(elbGate ? { budgetEnd: now() + budgetMs } : {}) };
     await Promise.all(
-      byUrgency(work, records, plan.lastRecordIndex, deps.routing).map(async ({ group, register, deregister }) => {
-        // Creates before deletes: a target moving between states never leaves a group empty needlessly.
-        for (const [action, targets] of [
-          ['register', register],
-          ['deregister', deregister],
+      ranked.map(async (w) => {
+        const { group, register, deregister, replayOnly } = w;
+        // A replay-only change alone takes its turn at its group's place in the order (see below),
+        // not behind the group's other call.
+        const turns = new Map<TargetAction, Promise<boolean>>();
+        for (const [action, planned, replay] of [
+          ['register', register, replayOnly.register],
+          ['deregister', deregister, replayOnly.deregister],
         ] as const) {
+          if (planned.length === 0 && replay.length > 0) turns.set(action, elbGate ? turnOf(elbGate, started + budgetMs, replay.length) : Promise.resolve(true));
+        }
+        // Creates before deletes: a target moving between states never leaves a group empty needlessly.
+        for (const [action, planned, replay] of [
+          ['register', register, replayOnly.register],
+          ['deregister', deregister, replayOnly.deregister],
+        ] as const) {
+          let targets = planned;
+          let reads = readNow.has(w) ? prior : undefined;
+          if (planned.length === 0 && replay.length > 0) {
+            // Alone, a replay-only change would cost its group a call: at the group's turn (a token
+            // in the urgency order, with a budget) read the group (DescribeTargetHealth, outside the
+            // Register/Deregister bucket) and send only what it contradicts. The token goes back
+            // before the read, so no group waits on it: a needed change (only a retry's) then takes
+            // a token as any call. Groups whose turn does not come in this batch are not read:
+            // their changes come back with it.
+            if (!(await turns.get(action))) {
+              failed.push(...replay.map((t) => t.key));
+              continue;
+            }
+            replayLooks++;
+            targets = replayChangesToSend(action, 0, replay, await registeredTargets(deps.elb, group.targetGroupArn, deps.deadlineMs ?? DECISION_DEADLINE_MS));
+            replayChanges += targets.length;
+            reads = undefined;
+          }
           if (targets.length === 0) continue;
-          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, prior);
+          const outcome: ConfirmedOutcome = await applyConfirmed(confirmDeps, action, group.targetGroupArn, targets, reads);
           // Only a wait for a token counts (not the confirming read or the call): light churn that the burst covers reports none.
           if (outcome.tokenWaitMs !== undefined && outcome.tokenWaitMs > 0) {
             waited += targets.length;
@@ -270,6 +344,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     registrationsWithheld,
     deregistrationsWithheld,
     alreadyApplied,
+    replayed: { changes: replayChanges, groupsRead: replayLooks },
     refusedBefore,
     elbCalls,
     leasesRead: keys.length,
@@ -289,10 +364,21 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   };
 }
 
+/** The keys `targetGroupArn` holds registered (draining ones are out), or `undefined` when it cannot be read within `withinMs`. */
+async function registeredTargets(elb: ElbTargets, targetGroupArn: string, withinMs: number): Promise<ReadonlySet<string> | undefined> {
+  try {
+    const targets = await elb.describe(targetGroupArn, { abortSignal: AbortSignal.timeout(withinMs) });
+    return new Set(targets.filter((t) => presenceOf(t) === 'registered').map((t) => formatTarget(t.id, t.port)));
+  } catch {
+    return undefined;
+  }
+}
+
 interface GroupWork {
   readonly group: { readonly targetGroupArn: string };
   readonly register: readonly TargetRef[];
   readonly deregister: readonly TargetRef[];
+  readonly replayOnly: { readonly register: readonly TargetRef[]; readonly deregister: readonly TargetRef[] };
 }
 
 /**
@@ -320,9 +406,9 @@ function byUrgency<W extends GroupWork>(work: readonly W[], records: readonly Le
   const at = (key: string) => first.get(key) ?? lastRecordIndex.get(key) ?? 0;
   const queue = enqueue(
     emptyQueue(),
-    work.flatMap(({ group, register, deregister }) => [
-      ...register.map((t) => ({ targetGroupArn: group.targetGroupArn, target: t, action: 'register' as const, atMs: at(t.key) })),
-      ...deregister.map((t) => ({
+    work.flatMap(({ group, register, deregister, replayOnly }) => [
+      ...[...register, ...replayOnly.register].map((t) => ({ targetGroupArn: group.targetGroupArn, target: t, action: 'register' as const, atMs: at(t.key) })),
+      ...[...deregister, ...replayOnly.deregister].map((t) => ({
         targetGroupArn: group.targetGroupArn,
         target: t,
         action: 'deregister' as const,

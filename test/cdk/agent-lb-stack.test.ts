@@ -150,7 +150,7 @@ describe('AgentLbStack from the default cdk.json context', () => {
       FunctionName: { Ref: ids.sync },
       EventSourceArn: { 'Fn::GetAtt': [ids.table, 'StreamArn'] },
       StartingPosition: 'TRIM_HORIZON',
-      BatchSize: 1000,
+      BatchSize: 10000,
       MaximumBatchingWindowInSeconds: 1,
       BisectBatchOnFunctionError: true,
       MaximumRetryAttempts: 10,

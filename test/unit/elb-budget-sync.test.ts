@@ -13,7 +13,7 @@ import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { BucketGate } from '../../lib/registry/elb-call-gate';
 import { AccountBucket, CountingElb } from '../support/counting-elb';
 import { InMemoryLeaseTable } from '../support/in-memory-lease-table';
-import { ALLOWED_CIDRS, captureMetrics, insert, Item, leaseItem, modify, privateIp, silentLogger, streamEvent, T0 } from '../support/lease-fixtures';
+import { ALLOWED_CIDRS, captureMetrics, insert, Item, leaseItem, modify, privateIp, remove, silentLogger, streamEvent, T0 } from '../support/lease-fixtures';
 
 const GROUPS = 40;
 const arn = (g: number) => `arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/c${g}/${g}`;
@@ -32,13 +32,13 @@ function config(): RuntimeConfig {
 /** Agent `i` serves capability c(i mod 40). */
 const agent = (i: number, patch: Partial<Parameters<typeof leaseItem>[0]> = {}): Item => leaseItem({ address: privateIp(i), capabilities: [`c${i % GROUPS}`], ...patch });
 
-function registry(gate: BucketGate | undefined) {
+function registry(gate: BucketGate | undefined, batchBudgetMs?: number) {
   const elb = new CountingElb();
   elb.bucket = ACCOUNT;
   const table = new InMemoryLeaseTable('leases', () => T0);
   const clients = { config: config(), elbClient: elb.asClient(), dynamoClient: table.asClient(), logger: silentLogger(), now: () => T0 * 1000 + 1500, ...(gate ? { elbGate: gate } : {}) };
   const emf = captureMetrics();
-  const sync = createSyncHandler({ ...clients, metrics: emf.metrics });
+  const sync = createSyncHandler({ ...clients, metrics: emf.metrics, ...(batchBudgetMs !== undefined ? { batchBudgetMs } : {}) });
   const reconcile = createReconcileHandler({ ...clients, metrics: captureMetrics().metrics, sleep: async () => undefined });
   return { elb, table, sync, reconcile, emf };
 }
@@ -113,5 +113,77 @@ describe('the ELB call budget in sync and reconcile, against an ELB that throttl
     expect(emf.last('ElbCallsPerSecond')).toBeGreaterThan(0);
     expect(emf.last('QueuedChanges')).toBeGreaterThan(0);
     expect(emf.last('OldestQueuedChangeMs')).toBeGreaterThan(0);
+  });
+
+  describe('a batch delivered again with the records written since (a retry after a partial failure)', () => {
+    const member = (elb: CountingElb, i: number) => elb.groups.get(arn(i % GROUPS))?.has(agent(i).target.S!) ?? false;
+
+    it('an agent whose registration landed in the first delivery and that left since is taken out', async () => {
+      const { elb, table, sync } = registry(undefined);
+      const join = insert(agent(1));
+      table.applyRecords([join]);
+      await sync(streamEvent([join]));
+      expect(member(elb, 1)).toBe(true);
+      const leave = remove(agent(1));
+      table.applyRecords([leave]);
+      expect((await sync(streamEvent([join, leave]))).batchItemFailures).toEqual([]);
+      expect(member(elb, 1)).toBe(false);
+      // The group alone needed the change: it was read first (outside the Register/Deregister bucket).
+      expect(elb.calls.DescribeTargetHealthCommand).toBe(1);
+    });
+
+    it('an agent whose deregistration landed in the first delivery and that came back since is put back', async () => {
+      const { elb, table, sync } = registry(undefined);
+      table.applyRecords([insert(agent(2))]);
+      await sync(streamEvent([insert(agent(2))]));
+      const leave = remove(agent(2));
+      table.applyRecords([leave]);
+      await sync(streamEvent([leave]));
+      expect(member(elb, 2)).toBe(false);
+      const back = insert(agent(2));
+      table.applyRecords([back]);
+      expect((await sync(streamEvent([leave, back]))).batchItemFailures).toEqual([]);
+      expect(member(elb, 2)).toBe(true);
+    });
+
+    it('a join and leave inside one first delivery costs a read of the group and no Register/Deregister call', async () => {
+      const { elb, table, sync } = registry(undefined);
+      const records = [insert(agent(3)), remove(agent(3))];
+      table.applyRecords(records);
+      await sync(streamEvent(records));
+      expect(elb.mutating).toBe(0);
+      expect(elb.calls.DescribeTargetHealthCommand).toBe(1);
+    });
+
+    it('a replay-only change rides the call its group makes anyway, without a read', async () => {
+      const { elb, table, sync } = registry(undefined);
+      // Agents 4 and 44 serve the same group.
+      const joins = [insert(agent(4)), insert(agent(4 + GROUPS))];
+      table.applyRecords(joins);
+      await sync(streamEvent(joins));
+      const leaves = [remove(agent(4)), remove(agent(4 + GROUPS))];
+      table.applyRecords(leaves);
+      // Agent 4's join comes back with both leaves: 44's deregistration carries 4's.
+      expect((await sync(streamEvent([joins[0], ...leaves]))).batchItemFailures).toEqual([]);
+      expect(member(elb, 4)).toBe(false);
+      expect(member(elb, 4 + GROUPS)).toBe(false);
+      expect(elb.calls.DescribeTargetHealthCommand ?? 0).toBe(0);
+      expect(elb.calls.DeregisterTargetsCommand).toBe(1);
+    });
+
+    it('alone, a replay-only change waits for its group\'s turn: no token in the batch, no read of the group, and it comes back with the batch', async () => {
+      // One token, and the next one an hour away.
+      const { elb, table, sync } = registry(new BucketGate({ callsPerSecond: 1 / 3600, burst: 1 }), 50);
+      const join = insert(agent(5));
+      table.applyRecords([join]);
+      await sync(streamEvent([join]));
+      expect(member(elb, 5)).toBe(true);
+      const leave = remove(agent(5));
+      table.applyRecords([leave]);
+      const result = await sync(streamEvent([join, leave]));
+      expect(result.batchItemFailures).toEqual([{ itemIdentifier: join.dynamodb!.SequenceNumber }]);
+      expect(elb.calls.DescribeTargetHealthCommand ?? 0).toBe(0);
+      expect(member(elb, 5)).toBe(true);
+    });
   });
 });
