@@ -521,7 +521,7 @@ export class RegistrySync extends Construct {
       this.catalogStreamFunction.addEventSource(
         new DynamoEventSource(props.table, {
           startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-          batchSize: props.batchSize ?? 1000,
+          batchSize: props.batchSize ?? DEFAULT_SYNC_BATCH_SIZE,
           maxBatchingWindow: props.maxBatchingWindow ?? Duration.seconds(1),
           bisectBatchOnError: true,
           // Records it gives up on are not queued: reconcile rewrites what the index lacks within a pass.

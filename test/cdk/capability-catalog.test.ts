@@ -105,7 +105,7 @@ describe('the capability catalog on the load balancer (GET /agents)', () => {
     for (const [, m] of mappings) expect(m.Properties.EventSourceArn).toEqual({ 'Fn::GetAtt': [leaseTable, 'StreamArn'] });
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: Match.stringLikeRegexp('AgentsRegistryCatalogStream') },
-      BatchSize: 1000,
+      BatchSize: 10_000,
       MaximumBatchingWindowInSeconds: 1,
       StartingPosition: 'TRIM_HORIZON',
       BisectBatchOnFunctionError: true,
