@@ -489,19 +489,20 @@ export class RegistrySync extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
-    this.syncFunction.addEventSource(
+    // Both readers of the lease stream read it alike (position, batches, bisect, item failures, order per shard).
+    const leaseStream = (retryAttempts: number, onFailure?: SqsDlq) =>
       new DynamoEventSource(props.table, {
         startingPosition: lambda.StartingPosition.TRIM_HORIZON,
         batchSize: props.batchSize ?? DEFAULT_SYNC_BATCH_SIZE,
         maxBatchingWindow: props.maxBatchingWindow ?? Duration.seconds(1),
         bisectBatchOnError: true,
-        retryAttempts: props.retryAttempts ?? 10,
+        retryAttempts,
         maxRecordAge: props.maxRecordAge ?? Duration.hours(1),
         reportBatchItemFailures: true,
         parallelizationFactor: 1,
-        onFailure: new SqsDlq(this.failureQueue),
-      }),
-    );
+        ...(onFailure ? { onFailure } : {}),
+      });
+    this.syncFunction.addEventSource(leaseStream(props.retryAttempts ?? 10, new SqsDlq(this.failureQueue)));
 
     // ---- catalog stream: the same stream → the catalog's member index and document
     if (props.catalog) {
@@ -518,19 +519,8 @@ export class RegistrySync extends Construct {
       props.catalog.table.grantRegistryAccess(this.catalogStreamFunction);
       if (describeGroups) this.catalogStreamFunction.addToRolePolicy(describeGroups);
       if (catalogHosts) this.catalogStreamFunction.addToRolePolicy(catalogHosts);
-      this.catalogStreamFunction.addEventSource(
-        new DynamoEventSource(props.table, {
-          startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-          batchSize: props.batchSize ?? DEFAULT_SYNC_BATCH_SIZE,
-          maxBatchingWindow: props.maxBatchingWindow ?? Duration.seconds(1),
-          bisectBatchOnError: true,
-          // Records it gives up on are not queued: reconcile rewrites what the index lacks within a pass.
-          retryAttempts: CATALOG_STREAM_RETRY_ATTEMPTS,
-          maxRecordAge: props.maxRecordAge ?? Duration.hours(1),
-          reportBatchItemFailures: true,
-          parallelizationFactor: 1,
-        }),
-      );
+      // Records it gives up on are not queued: reconcile rewrites what the index lacks within a pass.
+      this.catalogStreamFunction.addEventSource(leaseStream(CATALOG_STREAM_RETRY_ATTEMPTS));
     }
 
     // ---- reconcile: schedule → delete expired leases, repair drift
