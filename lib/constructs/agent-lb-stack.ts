@@ -16,6 +16,7 @@ import { idleTimeoutFor } from '../core/request-duration';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
 import type { RegistrySync } from './registry-sync';
+import { addTargetGroupOutputs } from './target-group-outputs';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
 
@@ -205,10 +206,7 @@ export interface AgentLbStackProps extends StackProps {
   readonly catalogAttributes?: readonly string[];
 }
 
-/** Output id of a capability's target group ARN: `TargetGroupArn` + the name in PascalCase (`speech-to-text` → `TargetGroupArnSpeechToText`). */
-export function targetGroupOutputId(capability: string): string {
-  return 'TargetGroupArn' + capability.split(/[-_]/).map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('');
-}
+export { targetGroupOutputId } from './target-group-outputs';
 
 /**
  * agent-lb in one stack: an {@link AgentLb} (lease table, target groups and listener rules, the
@@ -247,6 +245,12 @@ export class AgentLbStack extends Stack {
   public readonly registrySync: RegistrySync;
   /** The construct holding the table, the router and the Lambdas. */
   public readonly agentLb: AgentLb;
+  /**
+   * Whether every target group has an output of its own (`TargetGroupArn<Name>`); false when they
+   * would take the stack past CloudFormation's 200 outputs, and each load balancer's groups are
+   * listed in one output (`TargetGroupArns`, `TargetGroupArns2`, …) instead.
+   */
+  public readonly targetGroupOutputsPerCapability: boolean;
 
   constructor(scope: Construct, id: string, props: AgentLbStackProps) {
     super(scope, id, props);
@@ -422,16 +426,8 @@ export class AgentLbStack extends Stack {
       const scheme = props.certificateArn ? 'https' : 'http';
       new CfnOutput(this, 'CatalogUrl', { description: 'The capability catalog', value: `${scheme}://${this.loadBalancer.loadBalancerDnsName}/${this.router.pathPrefix}` });
     }
-    const outputIds = new Map<string, string>();
-    for (const [name, group] of Object.entries(this.router.targetGroups)) {
-      const outputId = targetGroupOutputId(name);
-      const other = outputIds.get(outputId);
-      if (other !== undefined) {
-        throw new AgentLbValidationError(this, `Capabilities "${other}" and "${name}" both map to output id "${outputId}"; rename one of them`);
-      }
-      outputIds.set(outputId, name);
-      new CfnOutput(this, outputId, { description: `Target group of capability "${name}"`, value: group.targetGroupArn });
-    }
+    // Last: whether one output per group fits depends on how many the stack has besides.
+    this.targetGroupOutputsPerCapability = addTargetGroupOutputs(this, this.agentLb.routers.map((r) => r.targetGroups));
 
     acknowledgeNagFindings(this, { accessLogs: accessLogsBucket !== undefined, tokenIngress: ingressCidrs.some((c) => Token.isUnresolved(c)) });
   }

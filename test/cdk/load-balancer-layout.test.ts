@@ -5,12 +5,12 @@
  * targets), one table and one registry for all; refusals name the capability and the quota.
  */
 import { NestedStack, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AgentLbStack, CapabilityProps } from '../../lib/constructs';
+import { AgentLbStack, CapabilityProps, targetGroupOutputId } from '../../lib/constructs';
 import { CAPABILITY_TAG } from '../../lib/core/lease-schema';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
-import { appWithoutBundling, validationError } from './fixtures';
+import { appWithoutBundling, renderJoin, validationError } from './fixtures';
 
 type Resource = { Type: string; Properties: Record<string, any> };
 
@@ -118,6 +118,35 @@ describe('AgentLbStack with 200 capabilities', () => {
       for (const lb of lbs) expect(text).toContain(lb);
       expect(text).toContain('moreLoadBalancerArns');
     }
+  });
+});
+
+describe('AgentLbStack target group outputs on every load balancer', () => {
+  it('60 capabilities on two load balancers: one TargetGroupArn<Name> output each on the top stack, the second\'s passed up from its nested stack', () => {
+    const two = new AgentLbStack(appWithoutBundling(), 'Two', { capabilities: capabilities.slice(0, 60).map((c) => ({ name: c.name })) });
+    expect(two.layout).toHaveLength(2);
+    expect(two.targetGroupOutputsPerCapability).toBe(true);
+    const t = Template.fromStack(two);
+    const first = two.layout[0].capabilities[0];
+    const later = two.layout[1].capabilities.at(-1)!;
+    t.hasOutput(targetGroupOutputId(first), { Value: { Ref: Match.stringLikeRegexp(`^Router${first}TargetGroup`) } });
+    // A group of the second load balancer: the nested stack's output, read with Fn::GetAtt on the top stack.
+    t.hasOutput(targetGroupOutputId(later), { Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('Routes2NestedStack'), Match.stringLikeRegexp('^Outputs\\.')] } });
+    const outputs = Object.keys(t.toJSON().Outputs as object);
+    expect(outputs.filter((o) => o.startsWith('TargetGroupArn'))).toHaveLength(60);
+  });
+
+  it('200 capabilities: more groups than CloudFormation\'s 200 outputs take, so each load balancer lists its groups in one output, and synth says so', () => {
+    expect(stack.targetGroupOutputsPerCapability).toBe(false);
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.keys(outputs).length).toBeLessThanOrEqual(200);
+    const lists = stack.layout.map((_, i) => (i === 0 ? 'TargetGroupArns' : `TargetGroupArns${i + 1}`));
+    for (const id of lists) expect(outputs[id]).toBeDefined();
+    // Every group (capabilities and variants) named once, in the load balancer's list that routes it.
+    const named = lists.flatMap((id) => renderJoin(outputs[id].Value).split(',').map((pair) => pair.split('=')[0]));
+    expect(new Set(named).size).toBe(CAPABILITIES + 5);
+    expect(named).toHaveLength(CAPABILITIES + 5);
+    Annotations.fromStack(stack).hasWarning('/Fleet', Match.stringLikeRegexp("exceed CloudFormation's 200 outputs per stack"));
   });
 });
 
