@@ -1,12 +1,14 @@
 import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { DEFAULT_MAX_LEASE_TTL_SECONDS } from '../core/lease-schema';
 import { DEFAULT_LOAD_BALANCER_QUOTAS, LoadBalancerQuotas, packCapabilities, PackedLoadBalancer, quotasProblem, rulesOf, targetGroupsOf } from '../core/load-balancer-packing';
 import { AgentLb, RegistrySyncOptions } from './agent-lb';
+import { capabilityDomain } from './capability-dns';
 import { CATALOG_COST } from './load-balancer-budget';
 import { cidrsOverlap } from './agent-network';
 import type { CapabilityProps } from './capability-props';
@@ -204,6 +206,38 @@ export interface AgentLbStackProps extends StackProps {
    * @default - none
    */
   readonly catalogAttributes?: readonly string[];
+
+  /**
+   * A hosted zone giving each capability a DNS name, `<capability>.<zone>` (or under
+   * `dnsSubdomain`): an alias to the load balancer that routes it. See {@link AgentLbProps.dnsZone}.
+   *
+   * @default - no DNS names
+   */
+  readonly dnsZone?: route53.IHostedZone;
+
+  /**
+   * The id of an existing public or private hosted zone (`Z…`), with `zoneName`, for
+   * configurations that cannot hold an `IHostedZone` (the app's context): imported with
+   * `HostedZone.fromHostedZoneAttributes`. Not with `dnsZone`.
+   *
+   * @default - no DNS names
+   */
+  readonly hostedZoneId?: string;
+
+  /**
+   * The name of the zone `hostedZoneId` names (`example.com`). Only with `hostedZoneId`.
+   *
+   * @default - no DNS names
+   */
+  readonly zoneName?: string;
+
+  /**
+   * Label(s) between the capability and the zone: `agents` gives `vision.agents.example.com`.
+   * See {@link AgentLbProps.dnsSubdomain}.
+   *
+   * @default - none: `<capability>.<zone>`
+   */
+  readonly dnsSubdomain?: string;
 }
 
 export { targetGroupOutputId } from './target-group-outputs';
@@ -385,6 +419,7 @@ export class AgentLbStack extends Stack {
     // ---- lease table, routing and sync. The id "Default" is left out of logical ids, so every
     // resource keeps the id it had before AgentLb existed: a replaced lease table would lose every lease.
     const groupOf = (id: string) => ec2.SecurityGroup.fromSecurityGroupId(this, `SecurityGroup${id}`, id);
+    const dnsZone = dnsZoneOf(this, props);
     this.agentLb = new AgentLb(this, 'Default', {
       vpc: this.vpc,
       listener: this.listener,
@@ -403,6 +438,8 @@ export class AgentLbStack extends Stack {
       registrySync: props.registrySync,
       catalog: props.catalog,
       catalogAttributes: props.catalogAttributes,
+      ...(dnsZone ? { dnsZone } : {}),
+      ...(props.dnsSubdomain !== undefined ? { dnsSubdomain: props.dnsSubdomain } : {}),
     });
     this.leaseTable = this.agentLb.leaseTable!;
     this.agentSecurityGroup = this.agentLb.agentSecurityGroup;
@@ -425,6 +462,9 @@ export class AgentLbStack extends Stack {
       new CfnOutput(this, 'RegistryStateTableName', { description: 'Registry state table: the capability catalog and the member index trusted discovery reads', value: this.agentLb.registryState.tableName });
       const scheme = props.certificateArn ? 'https' : 'http';
       new CfnOutput(this, 'CatalogUrl', { description: 'The capability catalog', value: `${scheme}://${this.loadBalancer.loadBalancerDnsName}/${this.router.pathPrefix}` });
+    }
+    if (dnsZone) {
+      new CfnOutput(this, 'CapabilityDomain', { description: 'Each capability answers at <capability>.<this domain> (with its header or path)', value: capabilityDomain(dnsZone, props.dnsSubdomain) });
     }
     // Last: whether one output per group fits depends on how many the stack has besides.
     this.targetGroupOutputsPerCapability = addTargetGroupOutputs(this, this.agentLb.routers.map((r) => r.targetGroups));
@@ -460,6 +500,25 @@ function placeCapabilities(scope: IConstruct, props: AgentLbStackProps): PackedL
   if (!packed.ok) throw new AgentLbValidationError(scope, packed.message);
   // No capability at all: still one load balancer (its 404 and the catalog).
   return packed.loadBalancers.length > 0 ? [...packed.loadBalancers] : [{ capabilities: [], targetGroups: 0, rules: 0, expectedTargets: 0 }];
+}
+
+const HOSTED_ZONE_ID = /^Z[A-Z0-9]{1,31}$/;
+const ZONE_NAME = /^(?=.{1,253}\.?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/;
+
+/** The zone capabilities get DNS names in: `dnsZone`, or `hostedZoneId` and `zoneName` imported; checked. */
+function dnsZoneOf(scope: Construct, props: AgentLbStackProps): route53.IHostedZone | undefined {
+  const byAttributes = props.hostedZoneId !== undefined || props.zoneName !== undefined;
+  if (byAttributes && props.dnsZone !== undefined) throw new AgentLbValidationError(scope, 'Set dnsZone or hostedZoneId and zoneName, not both');
+  if (!byAttributes) return props.dnsZone;
+  const { hostedZoneId, zoneName } = props;
+  if (hostedZoneId === undefined || zoneName === undefined) throw new AgentLbValidationError(scope, 'hostedZoneId and zoneName go together: set both, or neither');
+  if (!Token.isUnresolved(hostedZoneId) && !HOSTED_ZONE_ID.test(hostedZoneId)) {
+    throw new AgentLbValidationError(scope, `hostedZoneId ${JSON.stringify(hostedZoneId)} must be a Route 53 hosted zone id: "Z" and 1–31 uppercase letters and digits`);
+  }
+  if (!Token.isUnresolved(zoneName) && !ZONE_NAME.test(zoneName)) {
+    throw new AgentLbValidationError(scope, `zoneName ${JSON.stringify(zoneName)} must be a domain name of lowercase DNS labels (letters, digits, "-"), at most 253 characters`);
+  }
+  return route53.HostedZone.fromHostedZoneAttributes(scope, 'DnsZone', { hostedZoneId, zoneName: zoneName.replace(/\.$/, '') });
 }
 
 /** ACM certificates and IAM server certificates, the two kinds an ALB listener takes. */

@@ -102,10 +102,19 @@ export interface CatalogSettingsJson {
   readonly pathPrefix: string;
   /** Public metadata keys (`catalogAttributes`), at most 10. @default [] */
   readonly attributes?: readonly string[];
+  /**
+   * The domain each capability has a DNS name under (`dnsZone`, `dnsSubdomain`): the catalog's
+   * `route.host` is then `<capability>.<dnsDomain>`, and no load balancer is looked up for it.
+   * @default - no DNS names: the DNS name of the capability's load balancer
+   */
+  readonly dnsDomain?: string;
 }
 
 /** The catalog's settings, checked. */
-export type CatalogSettings = Required<CatalogSettingsJson>;
+export type CatalogSettings = Required<Omit<CatalogSettingsJson, 'dnsDomain'>> & Pick<CatalogSettingsJson, 'dnsDomain'>;
+
+/** A domain name: dot-separated DNS labels (lowercase letters, digits, `-`), at most 253 characters. */
+const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** What the sync and reconcile handlers are told by the stack (env `AGENT_LB_CONFIG`) or by local mode. */
 export interface RuntimeConfig {
@@ -294,14 +303,24 @@ export function parseCatalogSettings(raw: unknown): CatalogSettings {
   for (const key of attributes as unknown[]) {
     if (typeof key !== 'string' || !CATALOG_ATTRIBUTE_KEY.test(key)) fail(`catalog.attributes: ${JSON.stringify(key)} must match ${CATALOG_ATTRIBUTE_KEY.source}`);
   }
-  return { tableName: c.tableName, headerName: c.headerName, pathPrefix: c.pathPrefix, attributes: [...new Set(attributes as string[])] };
+  if (c.dnsDomain !== undefined && (typeof c.dnsDomain !== 'string' || !DOMAIN_NAME.test(c.dnsDomain))) {
+    fail(`catalog.dnsDomain must be a domain name of lowercase DNS labels without a trailing ".", got ${JSON.stringify(c.dnsDomain)}`);
+  }
+  return {
+    tableName: c.tableName,
+    headerName: c.headerName,
+    pathPrefix: c.pathPrefix,
+    attributes: [...new Set(attributes as string[])],
+    ...(c.dnsDomain !== undefined ? { dnsDomain: c.dnsDomain as string } : {}),
+  };
 }
 
 /**
  * The catalog's configuration once the capabilities' groups are known: their policy and
  * variants from the groups' tags (`tagged`, read at cold start with the capability tags), or
- * ALB's defaults and no variants for capabilities whose tags were not read; and, when resolved,
- * the DNS name of the load balancer serving each (`hosts`, see lib/core/catalog-hosts.ts).
+ * ALB's defaults and no variants for capabilities whose tags were not read; and each one's host:
+ * its own DNS name under `dnsDomain` when the deployment has one, else, when resolved, the DNS
+ * name of the load balancer serving it (`hosts`, see lib/core/catalog-hosts.ts).
  */
 export function catalogConfigOf(
   settings: CatalogSettings,
@@ -314,10 +333,12 @@ export function catalogConfigOf(
   const variants = new Set([...variantCapabilities, ...Object.values(fromTags).flatMap((i) => i.variants.map((v) => v.capability))]);
   const plain: CatalogCapabilityInfo = { algorithm: 'least_outstanding_requests', stickiness: 'off', variants: [] };
   const listed = capabilities.filter((c) => !variants.has(c));
+  const { dnsDomain, ...rest } = settings;
+  const named = dnsDomain === undefined ? hosts : Object.fromEntries(listed.map((c) => [c, `${c}.${dnsDomain}`]));
   return {
-    ...settings,
+    ...rest,
     capabilities: Object.fromEntries(listed.map((c) => [c, fromTags[c] ?? plain])),
-    ...(hosts === undefined ? {} : { hosts: Object.fromEntries(listed.filter((c) => Object.hasOwn(hosts, c)).map((c) => [c, hosts[c]])) }),
+    ...(named === undefined ? {} : { hosts: Object.fromEntries(listed.filter((c) => Object.hasOwn(named, c)).map((c) => [c, named[c]])) }),
   };
 }
 

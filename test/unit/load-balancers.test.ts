@@ -126,6 +126,23 @@ describe('resolveRuntimeConfig: the catalog\'s hosts', () => {
     expect(elb).toHaveReceivedCommandWith(DescribeTargetGroupsCommand, { TargetGroupArns: [tg(0)] });
   });
 
+  it('with a DNS domain (a hosted zone): each capability\'s own name <capability>.<dnsDomain>, and no load balancer asked for', async () => {
+    groupsOn(1, [0, 1]);
+    groupsOn(2, [2]);
+    taggedByNumber();
+    loadBalancersKnown();
+    const text = JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), moreLoadBalancerArns: [lb(2)], capabilities: ['cap-0', 'cap-1', 'cap-2'], catalog: { ...catalog, dnsDomain: 'agents.example.com' } });
+    const config = await resolveRuntimeConfig(text, client);
+    expect(config.catalog?.hosts).toEqual({ 'cap-0': 'cap-0.agents.example.com', 'cap-1': 'cap-1.agents.example.com', 'cap-2': 'cap-2.agents.example.com' });
+    expect(config.catalog).not.toHaveProperty('dnsDomain');
+    expect(elb).toHaveReceivedCommandTimes(DescribeLoadBalancersCommand, 0);
+  });
+
+  it.each([['Agents.Example.com'], ['agents.example.com.'], ['-agents.example.com'], [''], [42]])('refuses catalog.dnsDomain %j, quoting it', async (dnsDomain) => {
+    const text = JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), capabilities: ['cap-0'], catalog: { ...catalog, dnsDomain } });
+    await expect(resolveRuntimeConfig(text, client)).rejects.toThrow(`${CONFIG_ENV}: catalog.dnsDomain must be a domain name of lowercase DNS labels without a trailing ".", got ${JSON.stringify(dnsDomain)}`);
+  });
+
   it('without a catalog, asks for no load balancer', async () => {
     groupsOn(1, [0]);
     taggedByNumber();
