@@ -6,6 +6,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { DEFAULT_MAX_LEASE_TTL_SECONDS } from '../core/lease-schema';
+import { isTargetQuota, MAX_TARGET_QUOTA } from '../core/runtime-config';
 import { DEFAULT_LOAD_BALANCER_QUOTAS, LoadBalancerQuotas, packCapabilities, PackedLoadBalancer, quotasProblem, rulesOf, targetGroupsOf } from '../core/load-balancer-packing';
 import { AgentLb, RegistrySyncOptions } from './agent-lb';
 import { capabilityDomain } from './capability-dns';
@@ -43,7 +44,9 @@ export interface AgentLbStackProps extends StackProps {
 
   /**
    * ALB quotas of the account the capabilities are placed within. AWS's defaults unless your
-   * account has them raised (target groups per load balancer cannot be).
+   * account has them raised (target groups per load balancer cannot be). `targetsPerLoadBalancer`
+   * is also the registry's target quota on each load balancer (`registrySync.targetQuota`, the
+   * same quota): set either; both set to different values is refused.
    *
    * @default DEFAULT_LOAD_BALANCER_QUOTAS (100 target groups, 100 rules, 1 000 targets per load
    * balancer; 1 000 targets per target group; 50 load balancers per Region)
@@ -368,7 +371,8 @@ export class AgentLbStack extends Stack {
     // on the listener ports; out only to the agents' security group on its capabilities' ports,
     // which AgentLb adds (no CIDR-wide egress: a lease naming any other address in the VPC still
     // cannot reach it).
-    this.layout = placeCapabilities(this, props);
+    const targetQuota = targetQuotaOf(this, props);
+    this.layout = placeCapabilities(this, props, targetQuota);
     const ingressCidrs = props.ingressCidrs ?? [this.vpc.vpcCidrBlock];
     const byName = new Map(props.capabilities.map((c) => [c.name, c]));
     const made = this.layout.map((packed, i) => {
@@ -435,7 +439,7 @@ export class AgentLbStack extends Stack {
       unknownCapabilityResponse: true,
       tableRemovalPolicy: props.tableRemovalPolicy,
       allowedCidrs: props.allowedCidrs,
-      registrySync: props.registrySync,
+      registrySync: { ...props.registrySync, targetQuota },
       catalog: props.catalog,
       catalogAttributes: props.catalogAttributes,
       ...(dnsZone ? { dnsZone } : {}),
@@ -474,13 +478,36 @@ export class AgentLbStack extends Stack {
 }
 
 /**
+ * The one "Targets per Application Load Balancer" quota: the packing places expected targets
+ * within it (`loadBalancerQuotas.targetsPerLoadBalancer`) and the registry refuses registrations
+ * beyond it on each load balancer (`registrySync.targetQuota`). Either setting gives it; both
+ * must then agree.
+ */
+function targetQuotaOf(scope: IConstruct, props: AgentLbStackProps): number {
+  const packing = props.loadBalancerQuotas?.targetsPerLoadBalancer;
+  const registry = props.registrySync?.targetQuota;
+  if (packing !== undefined && registry !== undefined && packing !== registry) {
+    throw new AgentLbValidationError(scope,
+      `registrySync.targetQuota ${registry} and loadBalancerQuotas.targetsPerLoadBalancer ${packing} disagree: both are ALB's "Targets per Application Load Balancer" quota, per load balancer; set one`,
+    );
+  }
+  for (const [name, value] of [
+    ['registrySync.targetQuota', registry],
+    ['loadBalancerQuotas.targetsPerLoadBalancer', packing],
+  ] as const) {
+    if (value !== undefined && !Token.isUnresolved(value) && !isTargetQuota(value)) throw new AgentLbValidationError(scope, `${name} ${JSON.stringify(value)} is out of range 1–${MAX_TARGET_QUOTA} (a whole number)`);
+  }
+  return packing ?? registry ?? DEFAULT_LOAD_BALANCER_QUOTAS.targetsPerLoadBalancer;
+}
+
+/**
  * The capabilities placed on load balancers by the pure packing (lib/core/load-balancer-packing.ts)
  * within the quotas: the capability catalog's group and rule on each; capabilities with weighted
  * variants on the first (the reconcile pass guards one load balancer's weighted rules). A layout
  * that breaks a quota is refused at synth, naming the capability and the quota.
  */
-function placeCapabilities(scope: IConstruct, props: AgentLbStackProps): PackedLoadBalancer[] {
-  const quotas: LoadBalancerQuotas = { ...DEFAULT_LOAD_BALANCER_QUOTAS, ...props.loadBalancerQuotas };
+function placeCapabilities(scope: IConstruct, props: AgentLbStackProps, targetsPerLoadBalancer: number): PackedLoadBalancer[] {
+  const quotas: LoadBalancerQuotas = { ...DEFAULT_LOAD_BALANCER_QUOTAS, ...props.loadBalancerQuotas, targetsPerLoadBalancer };
   const problem = quotasProblem(quotas);
   if (problem) throw new AgentLbValidationError(scope, `loadBalancerQuotas: ${problem}`);
   const names = new Set(props.capabilities.map((c) => c.name));

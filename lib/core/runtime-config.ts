@@ -4,6 +4,7 @@ import { CATALOG_ATTRIBUTE_KEY, CatalogCapabilityInfo, CatalogConfig, catalogInf
 import { ConfigError } from './errors';
 import { CAPABILITY_NAME, CapabilityRoute, DEFAULT_MAX_LEASE_TTL_SECONDS, PortRange, RoutingConfig, TargetType } from './lease-schema';
 import { parsePortRanges } from './port-ranges';
+import type { LoadBalancerPlacement } from './target-quota';
 
 /** Environment variable of the sync and reconcile Lambdas holding their configuration, a {@link RuntimeConfigJson}. */
 export const CONFIG_ENV = 'AGENT_LB_CONFIG';
@@ -51,7 +52,11 @@ export interface RuntimeConfigJson {
    * target: the instance's groups). @default - no admission check (a hand-written configuration)
    */
   readonly admission?: AdmissionConfigJson;
-  /** Targets one load balancer may hold, all groups together; leases beyond are rejected `over-quota`. @default DEFAULT_TARGET_QUOTA */
+  /**
+   * Targets each load balancer may hold, all its groups together (ALB's "Targets per Application
+   * Load Balancer"); leases beyond are rejected `over-quota`. On several load balancers, each
+   * counts its own capabilities' groups against it. @default DEFAULT_TARGET_QUOTA
+   */
   readonly targetQuota?: number;
   /** In (0, 1]. @default DEFAULT_SAFETY_VALVE_SHARE */
   readonly safetyValveShare: number;
@@ -141,8 +146,15 @@ export interface RuntimeConfig {
   readonly catalog?: CatalogConfig;
   /** Admission by AWS facts (see {@link AdmissionConfigJson}); absent: every valid lease is admitted. */
   readonly admission?: AdmissionConfig;
-  /** Registered targets one load balancer may hold. @default DEFAULT_TARGET_QUOTA */
+  /** Registered targets each load balancer may hold. @default DEFAULT_TARGET_QUOTA */
   readonly targetQuota?: number;
+  /**
+   * Which load balancer each group is on (capability or variant → load balancer ARN), found at
+   * cold start on a deployment with several: the target quota holds on each apart. Never in
+   * `AGENT_LB_CONFIG` (it stays within Lambda's 4 KB).
+   * @default - every group on one load balancer
+   */
+  readonly loadBalancers?: LoadBalancerPlacement;
 }
 
 /** Admission as the handlers use it. */
@@ -445,6 +457,7 @@ export function completeRuntimeConfig(
   found: Readonly<Record<string, CapabilityRoute>> = {},
   tagged: readonly TaggedGroup[] = [],
   hosts?: Readonly<Record<string, string>>,
+  loadBalancers?: LoadBalancerPlacement,
 ): RuntimeConfig {
   const missing = (settings.discover?.capabilities ?? []).filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) fail(`no target group found for ${missing.map((c) => JSON.stringify(c)).join(', ')}`);
@@ -467,6 +480,7 @@ export function completeRuntimeConfig(
     ...(settings.elbBudget ? { elbBudget: settings.elbBudget } : {}),
     ...(settings.admission ? { admission: settings.admission } : {}),
     targetQuota: settings.targetQuota,
+    ...(loadBalancers ? { loadBalancers } : {}),
     ...(settings.variantWeights && settings.discover
       ? {
           variants: {

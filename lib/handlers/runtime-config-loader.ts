@@ -83,7 +83,9 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
     }
   }
   const hosts = await hostsOf(async () => placement);
-  return completeRuntimeConfig(settings, routes, found.flatMap((f) => f.tagged), hosts);
+  // The target quota holds on each load balancer: the registry counts each group on its own.
+  const loadBalancers = Object.fromEntries(Object.entries(placement).map(([name, [arn]]) => [name, arn]));
+  return completeRuntimeConfig(settings, routes, found.flatMap((f) => f.tagged), hosts, loadBalancers);
 }
 
 /**

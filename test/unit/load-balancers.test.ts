@@ -89,6 +89,8 @@ describe('resolveRuntimeConfig: the catalog\'s hosts', () => {
     const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), moreLoadBalancerArns: [lb(2)], capabilities: ['cap-0', 'cap-1', 'cap-2'], catalog }), client);
     expect(config.catalog?.hosts).toEqual({ 'cap-0': dnsOf(1), 'cap-1': dnsOf(1), 'cap-2': dnsOf(2) });
     expect(elb).toHaveReceivedCommandTimes(DescribeLoadBalancersCommand, 1);
+    // The same placement tells the registry which load balancer's target quota each group counts against.
+    expect(config.loadBalancers).toEqual({ 'cap-0': lb(1), 'cap-1': lb(1), 'cap-2': lb(2) });
     expect(elb).toHaveReceivedCommandWith(DescribeLoadBalancersCommand, { LoadBalancerArns: [lb(1), lb(2)] });
   });
 
@@ -99,6 +101,7 @@ describe('resolveRuntimeConfig: the catalog\'s hosts', () => {
     const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), capabilities: ['cap-0', 'cap-1'], catalog }), client);
     expect(config.catalog?.hosts).toEqual({ 'cap-0': dnsOf(1), 'cap-1': dnsOf(1) });
     expect(elb).toHaveReceivedCommandWith(DescribeLoadBalancersCommand, { LoadBalancerArns: [lb(1)] });
+    expect(config.loadBalancers).toBeUndefined(); // one load balancer: every group counts on it
   });
 
   it('groups named by ARN: their load balancers from the DescribeTargetGroups their ports needed anyway; a group on none gets no host', async () => {
