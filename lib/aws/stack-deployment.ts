@@ -1,4 +1,4 @@
-import { CloudFormationClient, CloudFormationClientConfig, DescribeStackResourcesCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudFormationClient, CloudFormationClientConfig, DescribeStacksCommand, ListStackResourcesCommand, StackResourceSummary } from '@aws-sdk/client-cloudformation';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { Deployment } from '../core/deployment';
 import { ConfigError } from '../core/errors';
@@ -14,9 +14,29 @@ export function createCloudFormationClient(config: CloudFormationClientConfig = 
 }
 
 /**
- * Finds a stack's lease table and each capability's target group from its resources (outputs are
- * not needed): the table is the stack's DynamoDB table, the groups are its target groups by their
- * `agent-lb:capability` tag, each with its longest request from `agent-lb:max-request-seconds`. A missing stack surfaces as the SDK's error (the CLI names it).
+ * Every resource of a stack and of its nested stacks, depth first: ListStackResources page by page
+ * (DescribeStackResources answers only a stack's first 100 resources, and a load balancer's groups
+ * and rules alone can be 200), then each `AWS::CloudFormation::Stack` by its stack id. AgentLbStack
+ * puts the target groups and rules of its second and later load balancers in nested stacks.
+ */
+async function stackResources(cfn: CloudFormationClient, stackName: string): Promise<StackResourceSummary[]> {
+  const own: StackResourceSummary[] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await cfn.send(new ListStackResourcesCommand({ StackName: stackName, ...(nextToken ? { NextToken: nextToken } : {}) }));
+    own.push(...(page.StackResourceSummaries ?? []));
+    nextToken = page.NextToken;
+  } while (nextToken);
+  const nested = own.filter((r) => r.ResourceType === 'AWS::CloudFormation::Stack' && r.PhysicalResourceId);
+  const inner = await Promise.all(nested.map((r) => stackResources(cfn, r.PhysicalResourceId!)));
+  return [...own, ...inner.flat()];
+}
+
+/**
+ * Finds a stack's lease table and each capability's target group from its resources and its nested
+ * stacks' (outputs are not needed): the table is the stack's DynamoDB table, the groups are its
+ * target groups on every load balancer by their `agent-lb:capability` tag, each with its longest
+ * request from `agent-lb:max-request-seconds`. A missing stack surfaces as the SDK's error (the CLI names it).
  * @throws ConfigError when the stack has no lease table, or two groups carry one capability
  */
 export async function describeStack(
@@ -29,10 +49,7 @@ export async function describeStack(
   const cfn = clients.cfn ?? createCloudFormationClient(at);
   const elb = clients.elb ?? createElbClient(at);
   try {
-    const [{ StackResources = [] }] = await Promise.all([
-      cfn.send(new DescribeStackResourcesCommand({ StackName: stackName })),
-      cfn.send(new DescribeStacksCommand({ StackName: stackName })),
-    ]);
+    const [StackResources] = await Promise.all([stackResources(cfn, stackName), cfn.send(new DescribeStacksCommand({ StackName: stackName }))]);
     const physical = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
     // The registry state table is the one of construct id `RegistryState` (AgentLb's); the lease table is the other.
     const tables = StackResources.filter((r) => r.ResourceType === 'AWS::DynamoDB::Table');

@@ -1,12 +1,15 @@
 import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { DEFAULT_ALLOWED_CIDRS, parseCidr } from '../core/address-policy';
 import { DEFAULT_MAX_LEASE_TTL_SECONDS } from '../core/lease-schema';
+import { isTargetQuota, MAX_TARGET_QUOTA } from '../core/runtime-config';
 import { DEFAULT_LOAD_BALANCER_QUOTAS, LoadBalancerQuotas, packCapabilities, PackedLoadBalancer, quotasProblem, rulesOf, targetGroupsOf } from '../core/load-balancer-packing';
 import { AgentLb, RegistrySyncOptions } from './agent-lb';
+import { capabilityDomain } from './capability-dns';
 import { CATALOG_COST } from './load-balancer-budget';
 import { cidrsOverlap } from './agent-network';
 import type { CapabilityProps } from './capability-props';
@@ -16,6 +19,7 @@ import { idleTimeoutFor } from '../core/request-duration';
 import { LeaseTable } from './lease-table';
 import { acknowledgeNagFindings } from './nag-suppressions';
 import type { RegistrySync } from './registry-sync';
+import { addTargetGroupOutputs } from './target-group-outputs';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
 
@@ -40,7 +44,9 @@ export interface AgentLbStackProps extends StackProps {
 
   /**
    * ALB quotas of the account the capabilities are placed within. AWS's defaults unless your
-   * account has them raised (target groups per load balancer cannot be).
+   * account has them raised (target groups per load balancer cannot be). `targetsPerLoadBalancer`
+   * is also the registry's target quota on each load balancer (`registrySync.targetQuota`, the
+   * same quota): set either; both set to different values is refused.
    *
    * @default DEFAULT_LOAD_BALANCER_QUOTAS (100 target groups, 100 rules, 1 000 targets per load
    * balancer; 1 000 targets per target group; 50 load balancers per Region)
@@ -203,12 +209,41 @@ export interface AgentLbStackProps extends StackProps {
    * @default - none
    */
   readonly catalogAttributes?: readonly string[];
+
+  /**
+   * A hosted zone giving each capability a DNS name, `<capability>.<zone>` (or under
+   * `dnsSubdomain`): an alias to the load balancer that routes it. See {@link AgentLbProps.dnsZone}.
+   *
+   * @default - no DNS names
+   */
+  readonly dnsZone?: route53.IHostedZone;
+
+  /**
+   * The id of an existing public or private hosted zone (`Z…`), with `zoneName`, for
+   * configurations that cannot hold an `IHostedZone` (the app's context): imported with
+   * `HostedZone.fromHostedZoneAttributes`. Not with `dnsZone`.
+   *
+   * @default - no DNS names
+   */
+  readonly hostedZoneId?: string;
+
+  /**
+   * The name of the zone `hostedZoneId` names (`example.com`). Only with `hostedZoneId`.
+   *
+   * @default - no DNS names
+   */
+  readonly zoneName?: string;
+
+  /**
+   * Label(s) between the capability and the zone: `agents` gives `vision.agents.example.com`.
+   * See {@link AgentLbProps.dnsSubdomain}.
+   *
+   * @default - none: `<capability>.<zone>`
+   */
+  readonly dnsSubdomain?: string;
 }
 
-/** Output id of a capability's target group ARN: `TargetGroupArn` + the name in PascalCase (`speech-to-text` → `TargetGroupArnSpeechToText`). */
-export function targetGroupOutputId(capability: string): string {
-  return 'TargetGroupArn' + capability.split(/[-_]/).map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('');
-}
+export { targetGroupOutputId } from './target-group-outputs';
 
 /**
  * agent-lb in one stack: an {@link AgentLb} (lease table, target groups and listener rules, the
@@ -247,6 +282,12 @@ export class AgentLbStack extends Stack {
   public readonly registrySync: RegistrySync;
   /** The construct holding the table, the router and the Lambdas. */
   public readonly agentLb: AgentLb;
+  /**
+   * Whether every target group has an output of its own (`TargetGroupArn<Name>`); false when they
+   * would take the stack past CloudFormation's 200 outputs, and each load balancer's groups are
+   * listed in one output (`TargetGroupArns`, `TargetGroupArns2`, …) instead.
+   */
+  public readonly targetGroupOutputsPerCapability: boolean;
 
   constructor(scope: Construct, id: string, props: AgentLbStackProps) {
     super(scope, id, props);
@@ -330,7 +371,8 @@ export class AgentLbStack extends Stack {
     // on the listener ports; out only to the agents' security group on its capabilities' ports,
     // which AgentLb adds (no CIDR-wide egress: a lease naming any other address in the VPC still
     // cannot reach it).
-    this.layout = placeCapabilities(this, props);
+    const targetQuota = targetQuotaOf(this, props);
+    this.layout = placeCapabilities(this, props, targetQuota);
     const ingressCidrs = props.ingressCidrs ?? [this.vpc.vpcCidrBlock];
     const byName = new Map(props.capabilities.map((c) => [c.name, c]));
     const made = this.layout.map((packed, i) => {
@@ -381,6 +423,7 @@ export class AgentLbStack extends Stack {
     // ---- lease table, routing and sync. The id "Default" is left out of logical ids, so every
     // resource keeps the id it had before AgentLb existed: a replaced lease table would lose every lease.
     const groupOf = (id: string) => ec2.SecurityGroup.fromSecurityGroupId(this, `SecurityGroup${id}`, id);
+    const dnsZone = dnsZoneOf(this, props);
     this.agentLb = new AgentLb(this, 'Default', {
       vpc: this.vpc,
       listener: this.listener,
@@ -396,9 +439,11 @@ export class AgentLbStack extends Stack {
       unknownCapabilityResponse: true,
       tableRemovalPolicy: props.tableRemovalPolicy,
       allowedCidrs: props.allowedCidrs,
-      registrySync: props.registrySync,
+      registrySync: { ...props.registrySync, targetQuota },
       catalog: props.catalog,
       catalogAttributes: props.catalogAttributes,
+      ...(dnsZone ? { dnsZone } : {}),
+      ...(props.dnsSubdomain !== undefined ? { dnsSubdomain: props.dnsSubdomain } : {}),
     });
     this.leaseTable = this.agentLb.leaseTable!;
     this.agentSecurityGroup = this.agentLb.agentSecurityGroup;
@@ -422,19 +467,37 @@ export class AgentLbStack extends Stack {
       const scheme = props.certificateArn ? 'https' : 'http';
       new CfnOutput(this, 'CatalogUrl', { description: 'The capability catalog', value: `${scheme}://${this.loadBalancer.loadBalancerDnsName}/${this.router.pathPrefix}` });
     }
-    const outputIds = new Map<string, string>();
-    for (const [name, group] of Object.entries(this.router.targetGroups)) {
-      const outputId = targetGroupOutputId(name);
-      const other = outputIds.get(outputId);
-      if (other !== undefined) {
-        throw new AgentLbValidationError(this, `Capabilities "${other}" and "${name}" both map to output id "${outputId}"; rename one of them`);
-      }
-      outputIds.set(outputId, name);
-      new CfnOutput(this, outputId, { description: `Target group of capability "${name}"`, value: group.targetGroupArn });
+    if (dnsZone) {
+      new CfnOutput(this, 'CapabilityDomain', { description: 'Each capability answers at <capability>.<this domain> (with its header or path)', value: capabilityDomain(dnsZone, props.dnsSubdomain) });
     }
+    // Last: whether one output per group fits depends on how many the stack has besides.
+    this.targetGroupOutputsPerCapability = addTargetGroupOutputs(this, this.agentLb.routers.map((r) => r.targetGroups));
 
     acknowledgeNagFindings(this, { accessLogs: accessLogsBucket !== undefined, tokenIngress: ingressCidrs.some((c) => Token.isUnresolved(c)) });
   }
+}
+
+/**
+ * The one "Targets per Application Load Balancer" quota: the packing places expected targets
+ * within it (`loadBalancerQuotas.targetsPerLoadBalancer`) and the registry refuses registrations
+ * beyond it on each load balancer (`registrySync.targetQuota`). Either setting gives it; both
+ * must then agree.
+ */
+function targetQuotaOf(scope: IConstruct, props: AgentLbStackProps): number {
+  const packing = props.loadBalancerQuotas?.targetsPerLoadBalancer;
+  const registry = props.registrySync?.targetQuota;
+  if (packing !== undefined && registry !== undefined && packing !== registry) {
+    throw new AgentLbValidationError(scope,
+      `registrySync.targetQuota ${registry} and loadBalancerQuotas.targetsPerLoadBalancer ${packing} disagree: both are ALB's "Targets per Application Load Balancer" quota, per load balancer; set one`,
+    );
+  }
+  for (const [name, value] of [
+    ['registrySync.targetQuota', registry],
+    ['loadBalancerQuotas.targetsPerLoadBalancer', packing],
+  ] as const) {
+    if (value !== undefined && !Token.isUnresolved(value) && !isTargetQuota(value)) throw new AgentLbValidationError(scope, `${name} ${JSON.stringify(value)} is out of range 1–${MAX_TARGET_QUOTA} (a whole number)`);
+  }
+  return packing ?? registry ?? DEFAULT_LOAD_BALANCER_QUOTAS.targetsPerLoadBalancer;
 }
 
 /**
@@ -443,8 +506,8 @@ export class AgentLbStack extends Stack {
  * variants on the first (the reconcile pass guards one load balancer's weighted rules). A layout
  * that breaks a quota is refused at synth, naming the capability and the quota.
  */
-function placeCapabilities(scope: IConstruct, props: AgentLbStackProps): PackedLoadBalancer[] {
-  const quotas: LoadBalancerQuotas = { ...DEFAULT_LOAD_BALANCER_QUOTAS, ...props.loadBalancerQuotas };
+function placeCapabilities(scope: IConstruct, props: AgentLbStackProps, targetsPerLoadBalancer: number): PackedLoadBalancer[] {
+  const quotas: LoadBalancerQuotas = { ...DEFAULT_LOAD_BALANCER_QUOTAS, ...props.loadBalancerQuotas, targetsPerLoadBalancer };
   const problem = quotasProblem(quotas);
   if (problem) throw new AgentLbValidationError(scope, `loadBalancerQuotas: ${problem}`);
   const names = new Set(props.capabilities.map((c) => c.name));
@@ -464,6 +527,25 @@ function placeCapabilities(scope: IConstruct, props: AgentLbStackProps): PackedL
   if (!packed.ok) throw new AgentLbValidationError(scope, packed.message);
   // No capability at all: still one load balancer (its 404 and the catalog).
   return packed.loadBalancers.length > 0 ? [...packed.loadBalancers] : [{ capabilities: [], targetGroups: 0, rules: 0, expectedTargets: 0 }];
+}
+
+const HOSTED_ZONE_ID = /^Z[A-Z0-9]{1,31}$/;
+const ZONE_NAME = /^(?=.{1,253}\.?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/;
+
+/** The zone capabilities get DNS names in: `dnsZone`, or `hostedZoneId` and `zoneName` imported; checked. */
+function dnsZoneOf(scope: Construct, props: AgentLbStackProps): route53.IHostedZone | undefined {
+  const byAttributes = props.hostedZoneId !== undefined || props.zoneName !== undefined;
+  if (byAttributes && props.dnsZone !== undefined) throw new AgentLbValidationError(scope, 'Set dnsZone or hostedZoneId and zoneName, not both');
+  if (!byAttributes) return props.dnsZone;
+  const { hostedZoneId, zoneName } = props;
+  if (hostedZoneId === undefined || zoneName === undefined) throw new AgentLbValidationError(scope, 'hostedZoneId and zoneName go together: set both, or neither');
+  if (!Token.isUnresolved(hostedZoneId) && !HOSTED_ZONE_ID.test(hostedZoneId)) {
+    throw new AgentLbValidationError(scope, `hostedZoneId ${JSON.stringify(hostedZoneId)} must be a Route 53 hosted zone id: "Z" and 1–31 uppercase letters and digits`);
+  }
+  if (!Token.isUnresolved(zoneName) && !ZONE_NAME.test(zoneName)) {
+    throw new AgentLbValidationError(scope, `zoneName ${JSON.stringify(zoneName)} must be a domain name of lowercase DNS labels (letters, digits, "-"), at most 253 characters`);
+  }
+  return route53.HostedZone.fromHostedZoneAttributes(scope, 'DnsZone', { hostedZoneId, zoneName: zoneName.replace(/\.$/, '') });
 }
 
 /** ACM certificates and IAM server certificates, the two kinds an ALB listener takes. */

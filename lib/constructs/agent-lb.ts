@@ -3,6 +3,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as route53 from 'aws-cdk-lib/aws-route53';
 import { Construct } from 'constructs';
 import type { PortRange } from '../core/lease-schema';
 import { connectLoadBalancerToAgents } from './agent-network';
@@ -13,6 +14,7 @@ import { warnOnShortIdleTimeout } from './idle-timeout';
 import { agentManagedPolicy, grantAgentLeaseAccess, LeaseTable } from './lease-table';
 import { acknowledgeRegistryFindings } from './nag-suppressions';
 import { CapabilityCatalog, CapabilityCatalogProps } from './capability-catalog';
+import { addCapabilityRecords, capabilityDomain, checkCapabilityNames } from './capability-dns';
 import { RegistryStateTable } from './registry-state-table';
 import { checkCatalogAttributes } from './registry-catalog';
 import { RegistrySync, RegistrySyncProps } from './registry-sync';
@@ -184,6 +186,30 @@ export interface AgentLbProps {
   readonly catalogAttributes?: readonly string[];
 
   /**
+   * A Route 53 hosted zone in which each capability gets a DNS name, `<capability>.<zone>` (or
+   * `<capability>.<dnsSubdomain>.<zone>`): an alias A record (and AAAA when the load balancer is
+   * dual-stack) to the load balancer whose listener routes the capability, so clients need not
+   * know which of the deployment's load balancers that is. The catalog's `route.host` then shows
+   * this name. The name picks the load balancer only: its rules match the capability's header or
+   * path, not the Host header, so requests still carry `<headerName>: <capability>` or
+   * `/<pathPrefix>/<capability>/…`; over HTTPS the certificate must cover the names
+   * (`*.<dnsSubdomain>.<zone>`). Every capability name must then be a DNS label (no `_`, not
+   * ending with `-`). Needs the zone's name: import it with `HostedZone.fromHostedZoneAttributes`
+   * or `fromLookup`, not `fromHostedZoneId`; and `loadBalancer` (or `listener` defined in this app).
+   *
+   * @default - no DNS names; `route.host` is the load balancer's DNS name
+   */
+  readonly dnsZone?: route53.IHostedZone;
+
+  /**
+   * Label(s) between the capability and the zone in its DNS name (`agents` gives
+   * `vision.agents.example.com`). Lowercase DNS labels separated by `.`. Only with `dnsZone`.
+   *
+   * @default - none: `<capability>.<zone>`
+   */
+  readonly dnsSubdomain?: string;
+
+  /**
    * Options of the catalog's function (its cache and concurrency).
    *
    * @default - the defaults of {@link CapabilityCatalogProps}
@@ -295,6 +321,7 @@ export class AgentLb extends Construct implements ec2.IConnectable {
     const onFirst = props.capabilities.filter((c) => !placed.has(c.name));
     this.router = new CapabilityRouter(this, 'Router', routerProps(props.listener, onFirst, this.catalog?.targetGroup));
     const listenerCapabilities: { listener: elbv2.IApplicationListener; capabilities: readonly CapabilityProps[] }[] = [{ listener: props.listener, capabilities: onFirst }];
+    const nestedRoutes: NestedStack[] = [];
     this.routers = [
       this.router,
       ...more.map((m, i) => {
@@ -308,6 +335,7 @@ export class AgentLb extends Construct implements ec2.IConnectable {
         // In a nested stack of its own: a load balancer's groups and rules (up to 100 + 100) would
         // soon take a stack past CloudFormation's 500 resources (200 capabilities: ~700).
         const routes = new NestedStack(this, `Routes${i + 2}`, { description: `agent-lb: target groups and listener rules of load balancer ${i + 2}` });
+        nestedRoutes.push(routes);
         return new CapabilityRouter(routes, 'Router', routerProps(m.listener, caps, this.catalog?.addTargetGroup(`TargetGroup${i + 2}`)));
       }),
     ];
@@ -343,6 +371,7 @@ export class AgentLb extends Construct implements ec2.IConnectable {
     // listener's own when it is defined here, or (imported listener) through the listener ARN.
     const loadBalancer = props.loadBalancer ?? (props.listener instanceof elbv2.ApplicationListener ? props.listener.loadBalancer : undefined);
     if (more.length > 0 && !loadBalancer) throw new AgentLbValidationError(this, 'moreListeners needs loadBalancer (or listener defined in this app): the first load balancer, where the functions find its groups');
+    const dnsDomain = this.addDnsNames(props, loadBalancer, listenerCapabilities, nestedRoutes);
     this.registrySync = new RegistrySync(this, 'Registry', {
       ...props.registrySync,
       table: this.table,
@@ -375,7 +404,15 @@ export class AgentLb extends Construct implements ec2.IConnectable {
       ...(loadBalancer ? { loadBalancer } : { listener: props.listener }),
       ...(more.length > 0 ? { moreLoadBalancers: more.map((m) => m.loadBalancer) } : {}),
       ...(this.registryState
-        ? { catalog: { table: this.registryState, headerName: this.router.headerName, pathPrefix: this.router.pathPrefix, attributes: props.catalogAttributes ?? [] } }
+        ? {
+            catalog: {
+              table: this.registryState,
+              headerName: this.router.headerName,
+              pathPrefix: this.router.pathPrefix,
+              attributes: props.catalogAttributes ?? [],
+              ...(dnsDomain !== undefined ? { dnsDomain } : {}),
+            },
+          }
         : {}),
     });
     // Nothing invokes the functions before the rules they discover their target groups through exist.
@@ -385,6 +422,35 @@ export class AgentLb extends Construct implements ec2.IConnectable {
     if (durations.length > 0) warnOnShortIdleTimeout(this, loadBalancer, durations);
 
     acknowledgeRegistryFindings(this.registrySync, this.catalog);
+  }
+
+  /**
+   * Each capability's alias records in `dnsZone`, beside its load balancer's groups and rules
+   * (the first's in this construct, a later one's in its nested stack). The domain the names go
+   * under, or undefined without a zone.
+   */
+  private addDnsNames(
+    props: AgentLbProps,
+    loadBalancer: elbv2.IApplicationLoadBalancer | undefined,
+    listenerCapabilities: readonly { readonly capabilities: readonly CapabilityProps[] }[],
+    nestedRoutes: readonly NestedStack[],
+  ): string | undefined {
+    if (props.dnsZone === undefined) {
+      if (props.dnsSubdomain !== undefined) throw new AgentLbValidationError(this, `dnsSubdomain ${JSON.stringify(props.dnsSubdomain)} needs dnsZone: the zone the names go in`);
+      return undefined;
+    }
+    if (!loadBalancer) throw new AgentLbValidationError(this, 'dnsZone needs loadBalancer (or listener defined in this app): the load balancer the capabilities\' names point at');
+    checkCapabilityNames(this, props.dnsZone, props.dnsSubdomain, props.capabilities.map((c) => c.name));
+    const loadBalancers = [loadBalancer, ...(props.moreListeners ?? []).map((m) => m.loadBalancer)];
+    listenerCapabilities.forEach(({ capabilities }, i) =>
+      addCapabilityRecords(new Construct(i === 0 ? this : nestedRoutes[i - 1], 'Dns'), {
+        zone: props.dnsZone!,
+        ...(props.dnsSubdomain !== undefined ? { subdomain: props.dnsSubdomain } : {}),
+        loadBalancer: loadBalancers[i],
+        capabilities: capabilities.map((c) => c.name),
+      }),
+    );
+    return capabilityDomain(props.dnsZone, props.dnsSubdomain);
   }
 
   /** Target group of each capability and of each variant (`<capability>-<variant>`), by the name agents list. */

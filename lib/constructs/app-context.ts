@@ -108,6 +108,10 @@ export interface AgentLbContext {
   readonly catalog?: boolean;
   readonly catalogAttributes?: readonly string[];
   readonly loadBalancerQuotas?: AgentLbQuotasContext;
+  /** With `zoneName`: the hosted zone each capability gets a DNS name in. */
+  readonly hostedZoneId?: string;
+  readonly zoneName?: string;
+  readonly dnsSubdomain?: string;
 }
 
 type Kind = ContextKind;
@@ -146,6 +150,9 @@ export const CONTEXT_SETTINGS: Readonly<Record<string, ContextKind>> = {
   catalog: 'boolean',
   catalogAttributes: 'string[]',
   loadBalancerQuotas: 'object',
+  hostedZoneId: 'string',
+  zoneName: 'string',
+  dnsSubdomain: 'string',
 };
 
 const QUOTAS: Record<string, Kind> = {
@@ -408,6 +415,9 @@ export function stackPropsFromContext(ctx: AgentLbContext, processEnv: ProcessEn
     catalogAttributes: ctx.catalogAttributes,
     ...(expected.length > 0 ? { expectedTargets: Object.fromEntries(expected.map((c) => [c.name, c.expectedTargets!])) } : {}),
     ...(ctx.loadBalancerQuotas ? { loadBalancerQuotas: ctx.loadBalancerQuotas } : {}),
+    hostedZoneId: ctx.hostedZoneId,
+    zoneName: ctx.zoneName,
+    dnsSubdomain: ctx.dnsSubdomain,
   };
 }
 

@@ -19,6 +19,13 @@ export interface RegistrySyncCatalog {
    * @default - none
    */
   readonly attributes?: readonly string[];
+  /**
+   * The domain capabilities have DNS names under (`agents.example.com`: `vision.agents.example.com`):
+   * the catalog's `route.host` shows `<capability>.<dnsDomain>` instead of the load balancer's name.
+   *
+   * @default - no DNS names: each capability's load balancer's DNS name
+   */
+  readonly dnsDomain?: string;
 }
 
 /** `catalogAttributes`: at most 10 metadata keys, each a plain key (the catalog shows their values publicly). */
@@ -38,5 +45,6 @@ export function catalogSettingsJson(catalog: RegistrySyncCatalog): CatalogSettin
     headerName: catalog.headerName,
     pathPrefix: catalog.pathPrefix,
     ...(catalog.attributes && catalog.attributes.length > 0 ? { attributes: [...catalog.attributes] } : {}),
+    ...(catalog.dnsDomain !== undefined ? { dnsDomain: catalog.dnsDomain } : {}),
   };
 }

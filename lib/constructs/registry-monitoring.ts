@@ -94,7 +94,7 @@ export function registryAlarms(sync: MonitoredRegistry, options: RegistryAlarmOp
   });
   if (options.targetQuota !== undefined) {
     alarm('TargetQuotaAlarm', {
-      alarmDescription: `agent-lb: the load balancer holds ${Math.round(QUOTA_ALARM_SHARE * 100)} % or more of its target quota (${options.targetQuota}); beyond it leases are rejected over-quota`,
+      alarmDescription: `agent-lb: a load balancer (the fullest) holds ${Math.round(QUOTA_ALARM_SHARE * 100)} % or more of its target quota (${options.targetQuota} per load balancer); beyond it leases on it are rejected over-quota`,
       metric: sync.reconcileMetric(RECONCILE_METRICS.registeredTargets, { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
       threshold: quotaAlarmThreshold(options.targetQuota),
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -156,7 +156,7 @@ export function registryDashboard(sync: MonitoredRegistry, options: RegistryDash
         sync.syncMetric(SYNC_METRICS.overQuota, { label: 'sync: over quota' }),
         sync.reconcileMetric(RECONCILE_METRICS.notAdmittedRemoved, { label: 'reconcile: not admitted, removed' }),
       ],
-      right: [sync.reconcileMetric(RECONCILE_METRICS.registeredTargets, { label: 'targets on the load balancer', statistic: cloudwatch.Stats.MAXIMUM })],
+      right: [sync.reconcileMetric(RECONCILE_METRICS.registeredTargets, { label: 'targets on the fullest load balancer', statistic: cloudwatch.Stats.MAXIMUM })],
     }),
     new cloudwatch.GraphWidget({
       title: 'Sync lag',

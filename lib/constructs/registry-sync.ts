@@ -183,9 +183,11 @@ export interface RegistrySyncProps {
   readonly maxLeaseTtl?: Duration;
 
   /**
-   * Registered targets the load balancer may hold, every group together (ALB's "targets per
-   * load balancer" quota, adjustable in Service Quotas): leases beyond it are rejected
-   * `over-quota`, first come first served, and an alarm fires at 80 %. 1–100000.
+   * Registered targets each load balancer may hold, all its groups together (ALB's "Targets per
+   * Application Load Balancer" quota, adjustable in Service Quotas). With `moreLoadBalancers`,
+   * each load balancer's capabilities are counted against it apart: leases beyond are rejected
+   * `over-quota`, first come first served, and an alarm fires when the fullest load balancer
+   * reaches 80 %. 1–100000.
    *
    * @default 1000
    */
@@ -437,10 +439,9 @@ export class RegistrySync extends Construct {
       maxLeaseTtlSeconds,
       ...(discoverOn && Object.keys(declaredPorts).length > 0 ? { ports: declaredPorts } : {}),
       ...(admission ? { admission } : {}),
-      // Several load balancers: the registry counts every group together, so against all their
-      // quotas together (the packing keeps each one's expected targets within its own; counting
-      // per load balancer is still to come).
-      targetQuota: Math.min(MAX_TARGET_QUOTA, targetQuota * (1 + more.length)),
+      // Per load balancer: the functions find which load balancer each group is on at cold start
+      // and count each one's targets against it apart.
+      targetQuota,
       safetyValveShare: share,
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),

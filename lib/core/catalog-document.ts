@@ -7,7 +7,8 @@ import { canonicalJson, CatalogMember } from './registry-state';
  * small document the registry keeps current from its member index (registry-state.ts) and the
  * deployment's routing configuration; it names capabilities, counts and policies, never an
  * address, port, agent id or token (the endpoint may face the internet); the one host it names is
- * a load balancer's, where a client asks for the capability. Pure: building,
+ * where a client asks for the capability: the capability's own DNS name when the deployment has a
+ * hosted zone, else its load balancer's. Pure: building,
  * merging and the revision rule live here, the store and the handlers only carry it.
  */
 
@@ -72,8 +73,10 @@ export interface CatalogRoute {
   /** `/<pathPrefix>/<capability>/`: the path prefix that selects it without the header. */
   readonly path: string;
   /**
-   * The DNS name of the load balancer that serves it (in local mode, the local load balancer's
-   * host). Absent when the registry cannot tell: a configuration that names its target groups by
+   * With a hosted zone (`dnsZone`), the capability's own DNS name, `<capability>.<dnsDomain>`: an
+   * alias of the load balancer that serves it, which still selects the capability by `header` or
+   * `path`, not by this name. Otherwise the DNS name of the load balancer that serves it (in local
+   * mode, the local load balancer's host), absent when the registry cannot tell: a configuration that names its target groups by
    * ARN whose group is on no load balancer or on several, or no container of the registry has
    * looked its load balancers up yet (one whose lookup fails keeps the host a previous revision showed).
    */
@@ -115,8 +118,9 @@ export interface CatalogConfig {
   /** Each capability (not its variants) by name. */
   readonly capabilities: Readonly<Record<string, CatalogCapabilityInfo>>;
   /**
-   * Capability → the DNS name of the load balancer that serves it (see lib/core/catalog-hosts.ts),
-   * as this container resolved it: a capability not listed has no host.
+   * Capability → its host: its own DNS name under the deployment's `dnsDomain`, or the DNS name of
+   * the load balancer that serves it (see lib/core/catalog-hosts.ts) as this container resolved
+   * it: a capability not listed has no host.
    * @default - not resolved: each entry keeps the host the previous document showed
    */
   readonly hosts?: Readonly<Record<string, string>>;

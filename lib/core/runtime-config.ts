@@ -4,6 +4,7 @@ import { CATALOG_ATTRIBUTE_KEY, CatalogCapabilityInfo, CatalogConfig, catalogInf
 import { ConfigError } from './errors';
 import { CAPABILITY_NAME, CapabilityRoute, DEFAULT_MAX_LEASE_TTL_SECONDS, PortRange, RoutingConfig, TargetType } from './lease-schema';
 import { parsePortRanges } from './port-ranges';
+import type { LoadBalancerPlacement } from './target-quota';
 
 /** Environment variable of the sync and reconcile Lambdas holding their configuration, a {@link RuntimeConfigJson}. */
 export const CONFIG_ENV = 'AGENT_LB_CONFIG';
@@ -51,7 +52,11 @@ export interface RuntimeConfigJson {
    * target: the instance's groups). @default - no admission check (a hand-written configuration)
    */
   readonly admission?: AdmissionConfigJson;
-  /** Targets one load balancer may hold, all groups together; leases beyond are rejected `over-quota`. @default DEFAULT_TARGET_QUOTA */
+  /**
+   * Targets each load balancer may hold, all its groups together (ALB's "Targets per Application
+   * Load Balancer"); leases beyond are rejected `over-quota`. On several load balancers, each
+   * counts its own capabilities' groups against it. @default DEFAULT_TARGET_QUOTA
+   */
   readonly targetQuota?: number;
   /** In (0, 1]. @default DEFAULT_SAFETY_VALVE_SHARE */
   readonly safetyValveShare: number;
@@ -102,10 +107,19 @@ export interface CatalogSettingsJson {
   readonly pathPrefix: string;
   /** Public metadata keys (`catalogAttributes`), at most 10. @default [] */
   readonly attributes?: readonly string[];
+  /**
+   * The domain each capability has a DNS name under (`dnsZone`, `dnsSubdomain`): the catalog's
+   * `route.host` is then `<capability>.<dnsDomain>`, and no load balancer is looked up for it.
+   * @default - no DNS names: the DNS name of the capability's load balancer
+   */
+  readonly dnsDomain?: string;
 }
 
 /** The catalog's settings, checked. */
-export type CatalogSettings = Required<CatalogSettingsJson>;
+export type CatalogSettings = Required<Omit<CatalogSettingsJson, 'dnsDomain'>> & Pick<CatalogSettingsJson, 'dnsDomain'>;
+
+/** A domain name: dot-separated DNS labels (lowercase letters, digits, `-`), at most 253 characters. */
+const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** What the sync and reconcile handlers are told by the stack (env `AGENT_LB_CONFIG`) or by local mode. */
 export interface RuntimeConfig {
@@ -132,8 +146,15 @@ export interface RuntimeConfig {
   readonly catalog?: CatalogConfig;
   /** Admission by AWS facts (see {@link AdmissionConfigJson}); absent: every valid lease is admitted. */
   readonly admission?: AdmissionConfig;
-  /** Registered targets one load balancer may hold. @default DEFAULT_TARGET_QUOTA */
+  /** Registered targets each load balancer may hold. @default DEFAULT_TARGET_QUOTA */
   readonly targetQuota?: number;
+  /**
+   * Which load balancer each group is on (capability or variant → load balancer ARN), found at
+   * cold start on a deployment with several: the target quota holds on each apart. Never in
+   * `AGENT_LB_CONFIG` (it stays within Lambda's 4 KB).
+   * @default - every group on one load balancer
+   */
+  readonly loadBalancers?: LoadBalancerPlacement;
 }
 
 /** Admission as the handlers use it. */
@@ -294,14 +315,24 @@ export function parseCatalogSettings(raw: unknown): CatalogSettings {
   for (const key of attributes as unknown[]) {
     if (typeof key !== 'string' || !CATALOG_ATTRIBUTE_KEY.test(key)) fail(`catalog.attributes: ${JSON.stringify(key)} must match ${CATALOG_ATTRIBUTE_KEY.source}`);
   }
-  return { tableName: c.tableName, headerName: c.headerName, pathPrefix: c.pathPrefix, attributes: [...new Set(attributes as string[])] };
+  if (c.dnsDomain !== undefined && (typeof c.dnsDomain !== 'string' || !DOMAIN_NAME.test(c.dnsDomain))) {
+    fail(`catalog.dnsDomain must be a domain name of lowercase DNS labels without a trailing ".", got ${JSON.stringify(c.dnsDomain)}`);
+  }
+  return {
+    tableName: c.tableName,
+    headerName: c.headerName,
+    pathPrefix: c.pathPrefix,
+    attributes: [...new Set(attributes as string[])],
+    ...(c.dnsDomain !== undefined ? { dnsDomain: c.dnsDomain as string } : {}),
+  };
 }
 
 /**
  * The catalog's configuration once the capabilities' groups are known: their policy and
  * variants from the groups' tags (`tagged`, read at cold start with the capability tags), or
- * ALB's defaults and no variants for capabilities whose tags were not read; and, when resolved,
- * the DNS name of the load balancer serving each (`hosts`, see lib/core/catalog-hosts.ts).
+ * ALB's defaults and no variants for capabilities whose tags were not read; and each one's host:
+ * its own DNS name under `dnsDomain` when the deployment has one, else, when resolved, the DNS
+ * name of the load balancer serving it (`hosts`, see lib/core/catalog-hosts.ts).
  */
 export function catalogConfigOf(
   settings: CatalogSettings,
@@ -314,10 +345,12 @@ export function catalogConfigOf(
   const variants = new Set([...variantCapabilities, ...Object.values(fromTags).flatMap((i) => i.variants.map((v) => v.capability))]);
   const plain: CatalogCapabilityInfo = { algorithm: 'least_outstanding_requests', stickiness: 'off', variants: [] };
   const listed = capabilities.filter((c) => !variants.has(c));
+  const { dnsDomain, ...rest } = settings;
+  const named = dnsDomain === undefined ? hosts : Object.fromEntries(listed.map((c) => [c, `${c}.${dnsDomain}`]));
   return {
-    ...settings,
+    ...rest,
     capabilities: Object.fromEntries(listed.map((c) => [c, fromTags[c] ?? plain])),
-    ...(hosts === undefined ? {} : { hosts: Object.fromEntries(listed.filter((c) => Object.hasOwn(hosts, c)).map((c) => [c, hosts[c]])) }),
+    ...(named === undefined ? {} : { hosts: Object.fromEntries(listed.filter((c) => Object.hasOwn(named, c)).map((c) => [c, named[c]])) }),
   };
 }
 
@@ -424,6 +457,7 @@ export function completeRuntimeConfig(
   found: Readonly<Record<string, CapabilityRoute>> = {},
   tagged: readonly TaggedGroup[] = [],
   hosts?: Readonly<Record<string, string>>,
+  loadBalancers?: LoadBalancerPlacement,
 ): RuntimeConfig {
   const missing = (settings.discover?.capabilities ?? []).filter((c) => !Object.hasOwn(found, c));
   if (missing.length > 0) fail(`no target group found for ${missing.map((c) => JSON.stringify(c)).join(', ')}`);
@@ -446,6 +480,7 @@ export function completeRuntimeConfig(
     ...(settings.elbBudget ? { elbBudget: settings.elbBudget } : {}),
     ...(settings.admission ? { admission: settings.admission } : {}),
     targetQuota: settings.targetQuota,
+    ...(loadBalancers ? { loadBalancers } : {}),
     ...(settings.variantWeights && settings.discover
       ? {
           variants: {

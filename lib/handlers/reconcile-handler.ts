@@ -67,6 +67,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     ...(config.variants ? { variants: { client: elbClient, weights: config.variants.weights, on: config.variants } } : {}),
     ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
     ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
+    ...(config.loadBalancers ? { loadBalancers: config.loadBalancers } : {}),
     ...(options.now ? { now: options.now } : {}),
     ...(options.writesAtATime !== undefined ? { writesAtATime: options.writesAtATime } : {}),
   });

@@ -31,7 +31,8 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
   // A deployed registry always spends within a budget: the default share when the stack sets none.
   const settings = { ...parsed, elbBudget: parsed.elbBudget ?? DEFAULT_ELB_CALL_BUDGET };
   const hostsOf = async (place: () => Promise<CapabilityPlacement>): Promise<Record<string, string> | undefined> => {
-    if (!settings.catalog) return undefined;
+    // Capabilities with DNS names of their own need no load balancer's (catalogConfigOf names them).
+    if (!settings.catalog || settings.catalog.dnsDomain !== undefined) return undefined;
     try {
       const placement = await place();
       const arns = placementLoadBalancers(placement);
@@ -82,7 +83,9 @@ export async function resolveRuntimeConfig(text: string | undefined, client: Ela
     }
   }
   const hosts = await hostsOf(async () => placement);
-  return completeRuntimeConfig(settings, routes, found.flatMap((f) => f.tagged), hosts);
+  // The target quota holds on each load balancer: the registry counts each group on its own.
+  const loadBalancers = Object.fromEntries(Object.entries(placement).map(([name, [arn]]) => [name, arn]));
+  return completeRuntimeConfig(settings, routes, found.flatMap((f) => f.tagged), hosts, loadBalancers);
 }
 
 /**

@@ -69,6 +69,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
     ...(options.batchBudgetMs !== undefined ? { batchBudgetMs: options.batchBudgetMs } : {}),
     ...(config.admission ? { admission: { admission: config.admission, holders: new Ec2Holders(options.ec2Client ?? createEc2Client()) } } : {}),
     ...(config.targetQuota !== undefined ? { targetQuota: config.targetQuota } : {}),
+    ...(config.loadBalancers ? { loadBalancers: config.loadBalancers } : {}),
     ...(config.catalog ? { catalog: { state: new RegistryStateStore(dynamoClient, config.catalog.tableName), catalog: config.catalog } } : {}),
   });
   const ready = runtimeOnce(options.config, elbClient, depsFor, { onCatalogHostsUnknown: (error) => publishResolutionWarning(error, logger, metrics) });

@@ -36,7 +36,8 @@ export function localCatalogConfig(deployment: LocalDeployment, loadBalancerHost
     throw new ConfigError(`the template's registry configuration is not JSON: ${(cause as Error).message}`, { cause });
   }
   if (raw.catalog === undefined) return undefined;
-  const settings = parseCatalogSettings({ ...(raw.catalog as object), tableName: deployment.registryTableName });
+  // Local mode has one load balancer and no DNS names: a deployed zone's names are not its host.
+  const { dnsDomain: _deployedNames, ...settings } = parseCatalogSettings({ ...(raw.catalog as object), tableName: deployment.registryTableName });
   const tagged = Object.entries(deployment.capabilityTags).map(([capability, tags]) => ({ capability, tags }));
   const capabilities = Object.keys(deployment.targetGroups);
   const hosts =

@@ -10,7 +10,7 @@ import { CfnTemplate } from './template-subset';
 export const CDK_JSON = [resolve(__dirname, '..', '..', 'cdk.json'), resolve(__dirname, '..', '..', '..', 'cdk.json')].find((p) => existsSync(p)) ?? resolve(__dirname, '..', '..', 'cdk.json');
 
 /** Context settings local mode leaves out; see {@link synthesizeTemplate}. */
-export const LOCAL_IGNORED_SETTINGS = ['account', 'region', 'vpcId', 'certificateArn', 'accessLogsBucketName', 'accessLogsPrefix'] as const;
+export const LOCAL_IGNORED_SETTINGS = ['account', 'region', 'vpcId', 'certificateArn', 'accessLogsBucketName', 'accessLogsPrefix', 'hostedZoneId', 'zoneName', 'dnsSubdomain'] as const;
 
 export interface SynthOptions {
   /** Replace the context's capability list by these names (keeping each one's settings when it is already configured). */
@@ -29,13 +29,19 @@ export function synthesizeTemplate(options: SynthOptions = {}): { stackName: str
   const cdkJson = JSON.parse(readFileSync(options.cdkJsonPath ?? CDK_JSON, 'utf8')) as { context?: Record<string, unknown> };
   const context = { ...(cdkJson.context?.[CONTEXT_KEY] as Record<string, unknown>) };
   // Settings about the account the stack deploys to have no meaning in the emulators, which get a
-  // new VPC and plain HTTP: a lookup or a certificate would only make synth or provisioning fail.
+  // new VPC and plain HTTP: a lookup or a certificate would only make synth or provisioning fail,
+  // and a hosted zone's names would point the local catalog at the deployed load balancers.
   for (const key of LOCAL_IGNORED_SETTINGS) delete context[key];
   if (options.capabilities) {
     const known = (context.capabilities as AgentLbCapabilityContext[] | undefined) ?? [];
     context.capabilities = options.capabilities.map((name) => known.find((c) => c.name === name) ?? { name });
   }
-  if (options.targetQuota !== undefined) context.targetQuota = options.targetQuota;
+  if (options.targetQuota !== undefined) {
+    // One quota, two settings (the stack refuses them differing): the override replaces both.
+    context.targetQuota = options.targetQuota;
+    const quotas = context.loadBalancerQuotas as Record<string, unknown> | undefined;
+    if (quotas?.targetsPerLoadBalancer !== undefined) context.loadBalancerQuotas = { ...quotas, targetsPerLoadBalancer: options.targetQuota };
+  }
   const outdir = mkdtempSync(join(tmpdir(), 'agent-lb-synth-'));
   try {
     // Synthesized once, here: with CDK_OUTDIR set (a CDK CLI or a test setup), App would also

@@ -112,12 +112,13 @@ export class AdmissionCache {
 }
 
 /**
- * Sync: how many targets the load balancer holds, as this container last counted them (every
+ * Sync: how many targets each load balancer holds, as this container last counted them (every
  * group read) plus what its own calls changed since. Other shards' containers register too, so
- * it is recounted when it is old and the load balancer is near its quota.
+ * it is recounted when it is old and a load balancer is near its quota.
  */
 export interface TargetCount {
-  value?: number;
+  /** Load balancer (see lib/core/target-quota.ts `loadBalancerOf`) → its targets; unset before the first count. */
+  perLoadBalancer?: Map<string, number>;
   /** Epoch ms of the last count. */
   countedAt?: number;
 }

@@ -4,7 +4,7 @@ import { leaseKeyOf } from '../core/lease-codec';
 import { LEASE_ATTR, RawItem } from '../core/lease-schema';
 import { formatTarget } from '../core/address-policy';
 import { GroupRepair, memberKey, ObservedGroup, presenceOf } from '../core/reconcile-planner';
-import { countRegistered, planQuota } from '../core/target-quota';
+import { countRegisteredPerLoadBalancer, fullest, LoadBalancerPlacement, planQuotaPerLoadBalancer } from '../core/target-quota';
 import { factDecisions } from '../core/rejection-planner';
 import { AdmissionDeps, lookUpHolders } from './admission-lookup';
 
@@ -25,7 +25,10 @@ export interface ReconcileGateInput {
   readonly items: readonly RawItem[];
   readonly context: AdmissionContext;
   readonly admission?: AdmissionDeps;
+  /** Registered targets each load balancer may hold. */
   readonly targetQuota?: number;
+  /** Which load balancer each group is on. @default - every group on one */
+  readonly loadBalancers?: LoadBalancerPlacement;
   /** {@link memberKey}s the last pass found not admitted. */
   readonly notAdmittedLastPass: ReadonlySet<string>;
   readonly nowMs: number;
@@ -49,7 +52,7 @@ export interface ReconcileGate {
   readonly overQuota: number;
   /** Registrations EC2 could not decide: left to the next pass. */
   readonly deferred: number;
-  /** Targets the load balancer held as the pass read them (registered or draining, every group read). */
+  /** Targets the fullest load balancer held as the pass read them (registered or draining, every group read). */
   readonly registeredTargets: number;
   readonly ec2Calls: number;
   readonly ec2Error?: Ec2LookupError;
@@ -84,7 +87,8 @@ export async function gateReconcile(input: ReconcileGateInput): Promise<Reconcil
 
   // The quota's queue: revivals hold their place (a draining target still counts); newcomers by
   // when their lease says it registered, then by key.
-  const registeredTargets = countRegistered(input.groups);
+  const perLoadBalancer = countRegisteredPerLoadBalancer(input.groups, input.loadBalancers);
+  const registeredTargets = fullest(perLoadBalancer);
   const registeredAt = new Map<string, number>();
   for (const item of input.items) {
     const key = leaseKeyOf(item);
@@ -95,7 +99,7 @@ export async function gateReconcile(input: ReconcileGateInput): Promise<Reconcil
   const queue = split.admitted
     .filter((c) => !c.revive)
     .sort((a, b) => (registeredAt.get(a.target.key) ?? 0) - (registeredAt.get(b.target.key) ?? 0) || a.target.key.localeCompare(b.target.key));
-  const quota = input.targetQuota === undefined ? { within: queue, over: [] } : planQuota(queue, registeredTargets, input.targetQuota);
+  const quota = input.targetQuota === undefined ? { within: queue, over: [] } : planQuotaPerLoadBalancer(queue, perLoadBalancer, input.targetQuota, input.loadBalancers);
   rejections.push(...quota.over.map((o) => o.rejection));
 
   const pass = new Set([...revivals, ...quota.within].map((c) => memberKey(c.targetGroupArn, c.target.key)));

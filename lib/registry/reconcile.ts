@@ -1,3 +1,4 @@
+import type { LoadBalancerPlacement } from '../core/target-quota';
 import { AddressPolicy, formatTarget } from '../core/address-policy';
 import { mapLimit } from '../core/concurrency';
 import { Ec2LookupError, ElbTargetsError, LeaseRejection } from '../core/errors';
@@ -63,8 +64,10 @@ export interface ReconcileDeps {
    * registered ones it refuses two passes in a row are removed. @default none: nothing is checked against EC2
    */
   readonly admission?: Omit<AdmissionDeps, 'cache'>;
-  /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
+  /** Registered targets each load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
   readonly targetQuota?: number;
+  /** Which load balancer each group is on: each load balancer's targets are counted against the quota apart. @default - every group on one */
+  readonly loadBalancers?: LoadBalancerPlacement;
   /** The capability catalog: its member index repaired from the pass's scan, its document counted again. @default - no catalog */
   readonly catalog?: RegistryCatalog;
   /** Leases (and catalog entries) the pass writes into at once. @default OBSERVED_WRITES_AT_A_TIME */
@@ -109,7 +112,7 @@ export interface ReconcileReport {
   readonly notAdmittedRemoved: number;
   /** Registrations refused because the load balancer holds its target quota. */
   readonly overQuota: number;
-  /** Targets the load balancer held as the pass read its groups (registered or draining). */
+  /** Targets the fullest load balancer held as the pass read its groups (registered or draining): what the quota alarm compares with the per-load-balancer quota. */
   readonly registeredTargets: number;
   /** EC2 calls made for admission. */
   readonly ec2Calls: number;
@@ -186,6 +189,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     context: { ...(deps.admission ? { admission: deps.admission.admission } : {}), routing: deps.routing, policy: deps.policy },
     ...(deps.admission ? { admission: { ...deps.admission, cache: memory.admission } } : {}),
     ...(deps.targetQuota !== undefined ? { targetQuota: deps.targetQuota } : {}),
+    ...(deps.loadBalancers ? { loadBalancers: deps.loadBalancers } : {}),
     notAdmittedLastPass: memory.notAdmittedLastPass,
     nowMs,
   });

@@ -1,7 +1,7 @@
 import { AdmissionCandidate, AdmissionContext, addressesToLookUp, splitByAdmission } from '../core/admission';
 import { Ec2LookupError, LeaseRejection } from '../core/errors';
 import { RoutingConfig } from '../core/lease-schema';
-import { countRegistered, planQuota, quotaAlarmThreshold } from '../core/target-quota';
+import { countRegisteredPerLoadBalancer, loadBalancerOf, LoadBalancerPlacement, planQuotaPerLoadBalancer, quotaAlarmThreshold } from '../core/target-quota';
 import { ElbTargets } from '../aws/elb-targets';
 import { AdmissionDeps, lookUpHolders } from './admission-lookup';
 import { TargetCount } from './container-memory';
@@ -14,16 +14,18 @@ import { readGroups } from './group-reads';
  * (its records are retried), and no target is removed for it.
  */
 
-/** How old sync's own count of the load balancer's targets may get before it reads the groups again, once the load balancer is near its quota. */
+/** How old sync's own count of a load balancer's targets may get before it reads the groups again, once that load balancer is near its quota. */
 export const QUOTA_RECOUNT_MS = 30_000;
 
 export interface SyncGateDeps {
   readonly admissionContext: AdmissionContext;
   /** @default none: nothing is checked against EC2 */
   readonly admission?: AdmissionDeps;
-  /** Registered targets the load balancer may hold. @default no quota */
+  /** Registered targets each load balancer may hold. @default no quota */
   readonly targetQuota?: number;
-  /** The container's count of the load balancer's targets (read and updated here). */
+  /** Which load balancer each group is on: a registration takes room on its own. @default - every group on one */
+  readonly loadBalancers?: LoadBalancerPlacement;
+  /** The container's count of each load balancer's targets (read and updated here). */
   readonly targetCount: TargetCount;
   readonly elb: ElbTargets;
   readonly routing: RoutingConfig;
@@ -58,9 +60,9 @@ export async function gateSyncRegistrations<C extends AdmissionCandidate>(candid
   let overQuota = 0;
   let countCalls = 0;
   if (deps.targetQuota !== undefined && pass.length > 0) {
-    const counted = await countTargets(deps, pass.length);
+    const counted = await countTargets(deps, pass);
     countCalls = counted.calls;
-    const plan = planQuota(pass, counted.value, deps.targetQuota);
+    const plan = planQuotaPerLoadBalancer(pass, counted.value, deps.targetQuota, deps.loadBalancers);
     pass = plan.within;
     overQuota = plan.over.length;
     rejections.push(...plan.over.map((o) => o.rejection));
@@ -78,30 +80,41 @@ export async function gateSyncRegistrations<C extends AdmissionCandidate>(candid
 }
 
 /**
- * The container's count of the load balancer's targets, read again (every group's
+ * The container's count of each load balancer's targets, read again (every group's
  * DescribeTargetHealth) at the first registration after a cold start, and when it is older than
- * {@link QUOTA_RECOUNT_MS} with the load balancer near its quota (other shards register too). A
- * failed read keeps the last count; ELB's own quota error is the backstop.
+ * {@link QUOTA_RECOUNT_MS} with a load balancer the batch adds to near its quota (other shards
+ * register too). A failed read keeps the last count; ELB's own quota error is the backstop.
  */
-async function countTargets(deps: SyncGateDeps, adding: number): Promise<{ value: number; calls: number }> {
+async function countTargets(deps: SyncGateDeps, adding: readonly { readonly capability: string }[]): Promise<{ value: ReadonlyMap<string, number>; calls: number }> {
   const count = deps.targetCount;
   const stale = count.countedAt === undefined || deps.now - count.countedAt >= QUOTA_RECOUNT_MS;
-  const near = (count.value ?? 0) + adding >= quotaAlarmThreshold(deps.targetQuota!);
-  if (count.value !== undefined && !(stale && near)) return { value: count.value, calls: 0 };
+  const added = new Map<string, number>();
+  for (const c of adding) {
+    const lb = loadBalancerOf(deps.loadBalancers, c.capability);
+    added.set(lb, (added.get(lb) ?? 0) + 1);
+  }
+  const near = [...added].some(([lb, n]) => (count.perLoadBalancer?.get(lb) ?? 0) + n >= quotaAlarmThreshold(deps.targetQuota!));
+  if (count.perLoadBalancer !== undefined && !(stale && near)) return { value: count.perLoadBalancer, calls: 0 };
   const before = deps.elb.describeCalls;
   const read = await readGroups(deps.elb, deps.routing);
+  const counted = countRegisteredPerLoadBalancer(read.groups, deps.loadBalancers);
   if (read.unread.length === 0) {
-    count.value = countRegistered(read.groups);
+    count.perLoadBalancer = counted;
     count.countedAt = deps.now;
   }
-  return { value: count.value ?? countRegistered(read.groups), calls: deps.elb.describeCalls - before };
+  return { value: count.perLoadBalancer ?? counted, calls: deps.elb.describeCalls - before };
 }
 
 /**
- * After the batch's calls: the registrations they added. Deregistrations are not taken off: a
- * deregistered target counts against the quota until its deregistration delay is over, which
- * the next count sees.
+ * After the batch's calls: the registrations they added, each on its group's load balancer.
+ * Deregistrations are not taken off: a deregistered target counts against the quota until its
+ * deregistration delay is over, which the next count sees.
  */
-export function countLanded(count: TargetCount, registered: number): void {
-  if (count.value !== undefined) count.value += registered;
+export function countLanded(count: TargetCount, landed: readonly { readonly capability: string; readonly count: number }[], loadBalancers?: LoadBalancerPlacement): void {
+  const counts = count.perLoadBalancer;
+  if (counts === undefined) return;
+  for (const { capability, count: n } of landed) {
+    const lb = loadBalancerOf(loadBalancers, capability);
+    counts.set(lb, (counts.get(lb) ?? 0) + n);
+  }
 }

@@ -1,3 +1,4 @@
+import type { LoadBalancerPlacement } from '../core/target-quota';
 import { AddressPolicy } from '../core/address-policy';
 import { Ec2LookupError, ElbTargetsError, LeaseRejection, LeaseStoreError } from '../core/errors';
 import { TargetAction } from '../core/lease-confirmation';
@@ -52,8 +53,10 @@ export interface StreamSyncDeps {
    * @default none: nothing is checked against EC2
    */
   readonly admission?: Omit<AdmissionDeps, 'cache'>;
-  /** Registered targets the load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
+  /** Registered targets each load balancer may hold; registrations beyond are rejected `over-quota`. @default no quota */
   readonly targetQuota?: number;
+  /** Which load balancer each group is on, for the quota. @default - every group on one */
+  readonly loadBalancers?: LoadBalancerPlacement;
   /**
    * The capability catalog, kept current here only for the leases the batch writes `rotation` into
    * (the catalog stream reader, lib/registry/catalog-stream.ts, follows every other change; never a
@@ -178,6 +181,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     admissionContext: { ...(deps.admission ? { admission: deps.admission.admission } : {}), routing: deps.routing, policy: deps.policy },
     ...(deps.admission ? { admission: { ...deps.admission, cache: memory.admission } } : {}),
     ...(deps.targetQuota !== undefined ? { targetQuota: deps.targetQuota } : {}),
+    ...(deps.loadBalancers ? { loadBalancers: deps.loadBalancers } : {}),
     targetCount: memory.targetCount,
     elb: deps.elb,
     routing: deps.routing,
@@ -191,6 +195,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
   failed.push(...gate.delayed.map((c) => c.target.key));
   const refusedByElb: { key: string; error: ElbTargetsError }[] = [];
   let registrations = 0;
+  const landedOn: { capability: string; count: number }[] = [];
   let deregistrations = 0;
   let registrationsWithheld = 0;
   let deregistrationsWithheld = 0;
@@ -292,6 +297,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
           }
           if (action === 'register') {
             registrations += outcome.applied.length;
+            landedOn.push({ capability: group.capability, count: outcome.applied.length });
             registrationsWithheld += outcome.withheld.length;
           } else {
             deregistrations += outcome.applied.length;
@@ -307,7 +313,7 @@ export async function syncStreamBatch(records: readonly LeaseChangeRecord[], dep
     );
   }
 
-  countLanded(memory.targetCount, registrations);
+  countLanded(memory.targetCount, landedOn, deps.loadBalancers);
   // ELB's own quota is the backstop for a count that was behind (other shards register too):
   // its refusal is `over-quota`, not sent again in this batch, and the next registration recounts.
   const overElbQuota = refusedByElb.filter((r) => r.error.awsErrorName === 'TooManyTargetsException');

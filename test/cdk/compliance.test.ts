@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -25,6 +25,8 @@ let outdir: string;
 let fullOutdir: string;
 let defaultStack: AgentLbStack;
 let fullStack: AgentLbStack;
+let dnsOutdir: string;
+let dnsStack: AgentLbStack;
 
 beforeAll(() => {
   outdir = mkdtempSync(path.join(tmpdir(), 'agent-lb-cdk-'));
@@ -74,10 +76,21 @@ beforeAll(() => {
     registrySync: { reconcileRepeat: Duration.seconds(15), safetyValveShare: 0.3, batchSize: 250, maxBatchingWindow: Duration.seconds(2) },
   });
   fullApp.synth();
+
+  // Two load balancers (60 capabilities) with a DNS name each in a hosted zone: records in the top and the nested stack.
+  dnsOutdir = mkdtempSync(path.join(tmpdir(), 'agent-lb-cdk-dns-'));
+  const dnsApp = new App({ outdir: dnsOutdir, context: { 'aws:cdk:bundling-stacks': [] } });
+  dnsStack = new AgentLbStack(dnsApp, 'AgentLbDns', {
+    capabilities: Array.from({ length: 60 }, (_, i) => ({ name: `skill-${i}` })),
+    hostedZoneId: 'Z0123456789ABCDEFGHIJ',
+    zoneName: 'example.com',
+    dnsSubdomain: 'agents',
+  });
+  dnsApp.synth();
 });
 
 afterAll(() => {
-  for (const dir of [outdir, fullOutdir]) if (dir) rmSync(dir, { recursive: true, force: true });
+  for (const dir of [outdir, fullOutdir, dnsOutdir]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 function cfnLint(templateFile: string): void {
@@ -138,5 +151,18 @@ describe('synthesized stack with every option', () => {
     const open = new AgentLbStack(app, 'Open', { capabilities: [{ name: 'vision' }], internetFacing: true, ingressCidrs: ['0.0.0.0/0'] });
     app.synth();
     expect(nagViolations(open).map((v) => v.split(' ')[0])).toEqual(['AwsSolutions-EC23']);
+  });
+});
+
+describe('synthesized stack with a hosted zone and two load balancers', () => {
+  it.skipIf(!hasCfnLint && !process.env.CI)('passes cfn-lint with no error, the top stack and the nested one', () => {
+    expect(dnsStack.layout).toHaveLength(2);
+    const templates = readdirSync(dnsOutdir).filter((f) => f.startsWith('AgentLbDns') && f.endsWith('.template.json'));
+    expect(templates).toHaveLength(2);
+    for (const file of templates) cfnLint(path.join(dnsOutdir, file));
+  });
+
+  it('has no unacknowledged cdk-nag AwsSolutions finding', () => {
+    expect(nagViolations(dnsStack)).toEqual([]);
   });
 });

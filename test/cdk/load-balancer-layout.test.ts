@@ -5,12 +5,12 @@
  * targets), one table and one registry for all; refusals name the capability and the quota.
  */
 import { NestedStack, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AgentLbStack, CapabilityProps } from '../../lib/constructs';
+import { AgentLbStack, CapabilityProps, targetGroupOutputId } from '../../lib/constructs';
 import { CAPABILITY_TAG } from '../../lib/core/lease-schema';
 import { CONFIG_ENV } from '../../lib/core/runtime-config';
-import { appWithoutBundling, validationError } from './fixtures';
+import { appWithoutBundling, renderJoin, validationError } from './fixtures';
 
 type Resource = { Type: string; Properties: Record<string, any> };
 
@@ -117,7 +117,38 @@ describe('AgentLbStack with 200 capabilities', () => {
       const lbs = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::ElasticLoadBalancingV2::LoadBalancer').map(([id]) => id);
       for (const lb of lbs) expect(text).toContain(lb);
       expect(text).toContain('moreLoadBalancerArns');
+      // The target quota is per load balancer (the registry counts each one's groups apart), not multiplied by their number.
+      expect(text).toContain('\\"targetQuota\\":1000,');
     }
+  });
+});
+
+describe('AgentLbStack target group outputs on every load balancer', () => {
+  it('60 capabilities on two load balancers: one TargetGroupArn<Name> output each on the top stack, the second\'s passed up from its nested stack', () => {
+    const two = new AgentLbStack(appWithoutBundling(), 'Two', { capabilities: capabilities.slice(0, 60).map((c) => ({ name: c.name })) });
+    expect(two.layout).toHaveLength(2);
+    expect(two.targetGroupOutputsPerCapability).toBe(true);
+    const t = Template.fromStack(two);
+    const first = two.layout[0].capabilities[0];
+    const later = two.layout[1].capabilities.at(-1)!;
+    t.hasOutput(targetGroupOutputId(first), { Value: { Ref: Match.stringLikeRegexp(`^Router${first}TargetGroup`) } });
+    // A group of the second load balancer: the nested stack's output, read with Fn::GetAtt on the top stack.
+    t.hasOutput(targetGroupOutputId(later), { Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('Routes2NestedStack'), Match.stringLikeRegexp('^Outputs\\.')] } });
+    const outputs = Object.keys(t.toJSON().Outputs as object);
+    expect(outputs.filter((o) => o.startsWith('TargetGroupArn'))).toHaveLength(60);
+  });
+
+  it('200 capabilities: more groups than CloudFormation\'s 200 outputs take, so each load balancer lists its groups in one output, and synth says so', () => {
+    expect(stack.targetGroupOutputsPerCapability).toBe(false);
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.keys(outputs).length).toBeLessThanOrEqual(200);
+    const lists = stack.layout.map((_, i) => (i === 0 ? 'TargetGroupArns' : `TargetGroupArns${i + 1}`));
+    for (const id of lists) expect(outputs[id]).toBeDefined();
+    // Every group (capabilities and variants) named once, in the load balancer's list that routes it.
+    const named = lists.flatMap((id) => renderJoin(outputs[id].Value).split(',').map((pair) => pair.split('=')[0]));
+    expect(new Set(named).size).toBe(CAPABILITIES + 5);
+    expect(named).toHaveLength(CAPABILITIES + 5);
+    Annotations.fromStack(stack).hasWarning('/Fleet', Match.stringLikeRegexp("exceed CloudFormation's 200 outputs per stack"));
   });
 });
 
@@ -139,9 +170,30 @@ describe('AgentLbStack refuses a layout that breaks a quota, naming the capabili
       /capability "crowd" expects 1500 targets in 1 target group; the quota "Targets per Target Group per Region" is 1000/,
     ],
     ['a quota AWS does not raise', { capabilities: [{ name: 'a' }], loadBalancerQuotas: { targetGroupsPerLoadBalancer: 200 } }, /loadBalancerQuotas: quota targetGroupsPerLoadBalancer 200 must be at most 100/],
+    [
+      'a registry target quota that contradicts the packing\'s',
+      { capabilities: [{ name: 'a' }], loadBalancerQuotas: { targetsPerLoadBalancer: 1000 }, registrySync: { targetQuota: 2000 } },
+      /^registrySync.targetQuota 2000 and loadBalancerQuotas.targetsPerLoadBalancer 1000 disagree: both are ALB's "Targets per Application Load Balancer" quota, per load balancer; set one$/,
+    ],
+    ['a target quota out of range', { capabilities: [{ name: 'a' }], registrySync: { targetQuota: 0 } }, /^registrySync.targetQuota 0 is out of range 1–100000 \(a whole number\)$/],
     ['expected targets of an unknown capability', { capabilities: [{ name: 'a' }], expectedTargets: { b: 3 } }, /expectedTargets names "b", which is not among capabilities/],
   ])('%s', (_, props, message) => {
     expect(() => new AgentLbStack(appWithoutBundling(), 'Refused', props)).toThrow(validationError(expect.stringMatching(message) as unknown as string));
+  });
+
+  it.each<[string, ConstructorParameters<typeof AgentLbStack>[2]]>([
+    ['registrySync.targetQuota', { capabilities: [], registrySync: { targetQuota: 2000 } }],
+    ['loadBalancerQuotas.targetsPerLoadBalancer', { capabilities: [], loadBalancerQuotas: { targetsPerLoadBalancer: 2000 } }],
+    ['both, alike', { capabilities: [], registrySync: { targetQuota: 2000 }, loadBalancerQuotas: { targetsPerLoadBalancer: 2000 } }],
+  ])('one targets-per-load-balancer quota, set by %s: the packing and the registry (and its alarm) use it', (_, props) => {
+    const crowd = capabilities.slice(0, 3).map((c) => ({ name: c.name }));
+    const s = new AgentLbStack(appWithoutBundling(), 'Quota', { ...props, capabilities: crowd, expectedTargets: { c000: 900, c001: 900, c002: 900 } });
+    // 2 700 expected targets: two load balancers at 2 000 each (three at AWS's default 1 000).
+    expect(s.layout.map((l) => l.expectedTargets)).toEqual([1800, 900]);
+    const t = Template.fromStack(s);
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'RegisteredTargets', Threshold: 1600 });
+    const fn = Object.values(t.toJSON().Resources as Record<string, Resource>).find((r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.[CONFIG_ENV] !== undefined)!;
+    expect(JSON.stringify(s.resolve(fn.Properties.Environment.Variables[CONFIG_ENV]))).toContain('\\"targetQuota\\":2000');
   });
 
   it('a raised rule quota packs more capabilities on each load balancer', () => {

@@ -21,6 +21,9 @@ describe('the template local mode provisions', () => {
             region: 'eu-west-1',
             vpcId: 'vpc-0123456789abcdef0',
             certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0e6ad1f3-8d6b-4f8e-9a8e-123456789abc',
+            hostedZoneId: 'Z0123456789ABCDEFGHIJ',
+            zoneName: 'example.com',
+            dnsSubdomain: 'agents',
             capabilities: [{ name: 'ocr', port: 9000 }, { name: 'translate', targetType: 'instance', maxRequestDurationSeconds: 900 }],
           },
           // A setting given the way `-c agent-lb.<setting>=<value>` gives it.
@@ -49,5 +52,8 @@ describe('the template local mode provisions', () => {
     // Plain HTTP on a new VPC: no lookup, no certificate.
     const listeners = Object.values(template.Resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::Listener');
     expect(listeners.map((l) => l.Properties?.Protocol)).toEqual(['HTTP']);
+    // No hosted zone: no records, and the catalog names the local load balancer, not the deployed names.
+    expect(Object.values(template.Resources).filter((r) => r.Type === 'AWS::Route53::RecordSet')).toEqual([]);
+    expect(JSON.stringify(template)).not.toContain('dnsDomain');
   });
 });

@@ -89,7 +89,7 @@ describe('RegistrySync', () => {
     expect(() => newSync({ targetQuota: 0 })).toThrow(/targetQuota 0 is out of range 1–100000/);
   });
 
-  it('alarms when the load balancer holds 80 % of its target quota', () => {
+  it('alarms when the fullest load balancer holds 80 % of its target quota', () => {
     const { stack } = newSync({ targetQuota: 500 });
     Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'RegisteredTargets',
@@ -98,7 +98,7 @@ describe('RegistrySync', () => {
       Statistic: 'Maximum',
       Threshold: 400,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      AlarmDescription: Match.stringLikeRegexp('80 % or more of its target quota \\(500\\)'),
+      AlarmDescription: Match.stringLikeRegexp('80 % or more of its target quota \\(500 per load balancer\\)'),
     });
   });
 

@@ -165,6 +165,25 @@ describe('stream sync: the target quota', () => {
     expect(elbMock).toHaveReceivedCommandTimes(DescribeTargetHealthCommand, 3);
   });
 
+  it('several load balancers: the quota holds on each apart, so one full load balancer refuses nothing on another', async () => {
+    // speech's load balancer holds its quota of 10; vision's is empty.
+    registered[TG.speech] = Array.from({ length: 10 }, (_, i) => privateIp(100 + i));
+    const items = Array.from({ length: 5 }, (_, i) => leaseItem({ address: privateIp(i + 1) }));
+    for (const item of items) interfaces.set(item.address.S!, [AGENTS]);
+    const loadBalancers = { vision: 'arn:lb/1', ec2: 'arn:lb/1', speech: 'arn:lb/2' };
+    const { handler, emf } = syncHandler(config({ targetQuota: 10, loadBalancers }));
+
+    await handler(streamEvent(items.map((item) => insert(item))));
+
+    expect(registeredIds()).toEqual(items.map((i) => i.address.S));
+    expect(emf.last(SYNC_METRICS.overQuota)).toBe(0);
+    // A speech lease is refused: its own load balancer is full.
+    const speech = leaseItem({ address: privateIp(9), capabilities: ['speech'] });
+    interfaces.set(privateIp(9), [AGENTS]);
+    await handler(streamEvent([insert(speech)]));
+    expect(emf.last(SYNC_METRICS.overQuota)).toBe(1);
+  });
+
   it('ELB\'s own TooManyTargets is over-quota, never sent again in the batch, never an error', async () => {
     elbMock.on(RegisterTargetsCommand).rejects(new TooManyTargetsException({ message: 'You\'ve reached the limit on the number of targets', $metadata: { httpStatusCode: 400 } }));
     interfaces.set('10.0.0.1', [AGENTS]);
@@ -239,5 +258,22 @@ describe('reconcile: admission and the quota', () => {
     expect(emf.last(RECONCILE_METRICS.overQuota)).toBe(1);
     expect(emf.last(RECONCILE_METRICS.registeredTargets)).toBe(3);
     expect(emf.last(RECONCILE_METRICS.ec2Calls)).toBe(1);
+  });
+
+  it('counts registered targets per load balancer of each capability, and reports the fullest', async () => {
+    const items = [1, 2, 3].map((n) => leaseItem({ address: privateIp(n) }, { registeredAt: { N: String(T0 * 1000 + n) } }));
+    leases(...items);
+    for (const item of items) interfaces.set(item.address.S!, [AGENTS]);
+    // speech's load balancer is at its quota of 4; vision's holds 1.
+    registered[TG.speech] = [privateIp(50), privateIp(51), privateIp(52), privateIp(53)];
+    registered[TG.vision] = [privateIp(60)];
+    const { handler, emf } = reconcileHandler(config({ targetQuota: 4, loadBalancers: { vision: 'arn:lb/1', speech: 'arn:lb/2' } }));
+
+    await handler({});
+
+    // vision's three go on its own load balancer's room (3 of 4), not on the sum of both (5 of 4 already).
+    expect(registeredIds()).toEqual([privateIp(1), privateIp(2), privateIp(3)]);
+    expect(emf.last(RECONCILE_METRICS.overQuota)).toBe(0);
+    expect(emf.last(RECONCILE_METRICS.registeredTargets)).toBe(4);
   });
 });

@@ -89,6 +89,8 @@ describe('resolveRuntimeConfig: the catalog\'s hosts', () => {
     const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), moreLoadBalancerArns: [lb(2)], capabilities: ['cap-0', 'cap-1', 'cap-2'], catalog }), client);
     expect(config.catalog?.hosts).toEqual({ 'cap-0': dnsOf(1), 'cap-1': dnsOf(1), 'cap-2': dnsOf(2) });
     expect(elb).toHaveReceivedCommandTimes(DescribeLoadBalancersCommand, 1);
+    // The same placement tells the registry which load balancer's target quota each group counts against.
+    expect(config.loadBalancers).toEqual({ 'cap-0': lb(1), 'cap-1': lb(1), 'cap-2': lb(2) });
     expect(elb).toHaveReceivedCommandWith(DescribeLoadBalancersCommand, { LoadBalancerArns: [lb(1), lb(2)] });
   });
 
@@ -99,6 +101,7 @@ describe('resolveRuntimeConfig: the catalog\'s hosts', () => {
     const config = await resolveRuntimeConfig(JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), capabilities: ['cap-0', 'cap-1'], catalog }), client);
     expect(config.catalog?.hosts).toEqual({ 'cap-0': dnsOf(1), 'cap-1': dnsOf(1) });
     expect(elb).toHaveReceivedCommandWith(DescribeLoadBalancersCommand, { LoadBalancerArns: [lb(1)] });
+    expect(config.loadBalancers).toBeUndefined(); // one load balancer: every group counts on it
   });
 
   it('groups named by ARN: their load balancers from the DescribeTargetGroups their ports needed anyway; a group on none gets no host', async () => {
@@ -124,6 +127,23 @@ describe('resolveRuntimeConfig: the catalog\'s hosts', () => {
     expect(config.catalog?.hosts).toEqual({ 'cap-0': dnsOf(2) });
     expect(config.routing.capabilities['cap-0'].ports).toEqual([{ from: 9000, to: 9000 }]);
     expect(elb).toHaveReceivedCommandWith(DescribeTargetGroupsCommand, { TargetGroupArns: [tg(0)] });
+  });
+
+  it('with a DNS domain (a hosted zone): each capability\'s own name <capability>.<dnsDomain>, and no load balancer asked for', async () => {
+    groupsOn(1, [0, 1]);
+    groupsOn(2, [2]);
+    taggedByNumber();
+    loadBalancersKnown();
+    const text = JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), moreLoadBalancerArns: [lb(2)], capabilities: ['cap-0', 'cap-1', 'cap-2'], catalog: { ...catalog, dnsDomain: 'agents.example.com' } });
+    const config = await resolveRuntimeConfig(text, client);
+    expect(config.catalog?.hosts).toEqual({ 'cap-0': 'cap-0.agents.example.com', 'cap-1': 'cap-1.agents.example.com', 'cap-2': 'cap-2.agents.example.com' });
+    expect(config.catalog).not.toHaveProperty('dnsDomain');
+    expect(elb).toHaveReceivedCommandTimes(DescribeLoadBalancersCommand, 0);
+  });
+
+  it.each([['Agents.Example.com'], ['agents.example.com.'], ['-agents.example.com'], [''], [42]])('refuses catalog.dnsDomain %j, quoting it', async (dnsDomain) => {
+    const text = JSON.stringify({ tableName: 't', loadBalancerArn: lb(1), capabilities: ['cap-0'], catalog: { ...catalog, dnsDomain } });
+    await expect(resolveRuntimeConfig(text, client)).rejects.toThrow(`${CONFIG_ENV}: catalog.dnsDomain must be a domain name of lowercase DNS labels without a trailing ".", got ${JSON.stringify(dnsDomain)}`);
   });
 
   it('without a catalog, asks for no load balancer', async () => {

@@ -1,4 +1,4 @@
-import { CloudFormationClient, DescribeStackResourcesCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudFormationClient, DescribeStacksCommand, ListStackResourcesCommand } from '@aws-sdk/client-cloudformation';
 import { DescribeTagsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -16,13 +16,13 @@ const LB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app
 /** A stack with a table, a load balancer and one target group per entry of `tags` (its capability tag, or none). */
 function stackWith(tags: readonly (string | undefined)[], registry = false) {
   cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'AgentLb', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date() }] });
-  cfnMock.on(DescribeStackResourcesCommand).resolves({
-    StackResources: [
+  cfnMock.on(ListStackResourcesCommand).resolves({
+    StackResourceSummaries: [
       // The registry state table comes first in some stacks: it is told apart by its logical id.
-      ...(registry ? [{ ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'state', LogicalResourceId: 'RegistryStateTable8E04E55D', ResourceStatus: 'CREATE_COMPLETE' as const, Timestamp: new Date() }] : []),
-      { ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'leases', LogicalResourceId: 'T', ResourceStatus: 'CREATE_COMPLETE', Timestamp: new Date() },
-      { ResourceType: 'AWS::ElasticLoadBalancingV2::LoadBalancer', PhysicalResourceId: LB, LogicalResourceId: 'L', ResourceStatus: 'CREATE_COMPLETE', Timestamp: new Date() },
-      ...tags.map((_, n) => ({ ResourceType: 'AWS::ElasticLoadBalancingV2::TargetGroup', PhysicalResourceId: tg(n), LogicalResourceId: `G${n}`, ResourceStatus: 'CREATE_COMPLETE' as const, Timestamp: new Date() })),
+      ...(registry ? [{ ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'state', LogicalResourceId: 'RegistryStateTable8E04E55D', ResourceStatus: 'CREATE_COMPLETE' as const, LastUpdatedTimestamp: new Date() }] : []),
+      { ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'leases', LogicalResourceId: 'T', ResourceStatus: 'CREATE_COMPLETE', LastUpdatedTimestamp: new Date() },
+      { ResourceType: 'AWS::ElasticLoadBalancingV2::LoadBalancer', PhysicalResourceId: LB, LogicalResourceId: 'L', ResourceStatus: 'CREATE_COMPLETE', LastUpdatedTimestamp: new Date() },
+      ...tags.map((_, n) => ({ ResourceType: 'AWS::ElasticLoadBalancingV2::TargetGroup', PhysicalResourceId: tg(n), LogicalResourceId: `G${n}`, ResourceStatus: 'CREATE_COMPLETE' as const, LastUpdatedTimestamp: new Date() })),
     ],
   });
   elbMock.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
@@ -67,7 +67,30 @@ describe('describeStack', () => {
 
   it('says when the stack has no lease table', async () => {
     cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [] });
-    cfnMock.on(DescribeStackResourcesCommand).resolves({ StackResources: [] });
+    cfnMock.on(ListStackResourcesCommand).resolves({ StackResourceSummaries: [] });
     await expect(describeStack('Other', 'eu-west-1', undefined, { cfn, elb })).rejects.toThrow(new ConfigError('stack Other has no lease table'));
+  });
+
+  it('finds the groups of every load balancer: pages of ListStackResources and the nested stacks holding later load balancers', async () => {
+    stackWith(['vision']);
+    const nestedId = 'arn:aws:cloudformation:eu-west-1:123456789012:stack/AgentLb-Routes2/1';
+    const summary = (type: string, physical: string, logical: string) => ({ ResourceType: type, PhysicalResourceId: physical, LogicalResourceId: logical, ResourceStatus: 'CREATE_COMPLETE' as const, LastUpdatedTimestamp: new Date() });
+    cfnMock
+      .on(ListStackResourcesCommand, { StackName: 'AgentLb' })
+      .resolves({ StackResourceSummaries: [summary('AWS::DynamoDB::Table', 'leases', 'T'), summary('AWS::ElasticLoadBalancingV2::TargetGroup', tg(0), 'G0')], NextToken: 'page2' })
+      .on(ListStackResourcesCommand, { StackName: 'AgentLb', NextToken: 'page2' })
+      .resolves({ StackResourceSummaries: [summary('AWS::CloudFormation::Stack', nestedId, 'Routes2')] })
+      .on(ListStackResourcesCommand, { StackName: nestedId })
+      .resolves({ StackResourceSummaries: [summary('AWS::ElasticLoadBalancingV2::TargetGroup', tg(1), 'G1')] });
+    elbMock.on(DescribeTagsCommand).callsFake((input: { ResourceArns: string[] }) => ({
+      TagDescriptions: input.ResourceArns.map((arn) => ({ ResourceArn: arn, Tags: [{ Key: CAPABILITY_TAG, Value: arn === tg(0) ? 'vision' : 'speech' }] })),
+    }));
+    const d = await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb });
+    expect(d.targetGroups).toEqual({ vision: tg(0), speech: tg(1) });
+    expect(cfnMock.commandCalls(ListStackResourcesCommand).map((c) => [c.args[0].input.StackName, c.args[0].input.NextToken])).toEqual([
+      ['AgentLb', undefined],
+      ['AgentLb', 'page2'],
+      [nestedId, undefined],
+    ]);
   });
 });
