@@ -1,5 +1,5 @@
 import type { DiscoveredAgent } from '../core/agent-discovery';
-import { quoteUntrusted, tableCell } from '../core/untrusted-text';
+import { MAX_QUOTED_CHARS, tableCell } from '../core/untrusted-text';
 import type { CapabilityWeight, FleetStatus, LeaseRow } from '../registry/fleet-status';
 
 /**
@@ -73,13 +73,26 @@ export function renderLeases(rows: readonly LeaseRow[]): string {
   return out.join('\n');
 }
 
-/** `agent-lb agents`: one line per agent; its id and metadata are written by whoever holds its lease, so they are quoted. */
+/**
+ * `agent-lb agents`: one line per agent. Its id and metadata are written by whoever holds its
+ * lease: like every cell they go through `tableCell`, which escapes what could drive the terminal
+ * once (a JSON quoting first would have shown a newline as `\\n`).
+ */
+/** `key=value` pairs, strings as they are (the cell escapes them), anything else as JSON. */
+function metadataCell(metadata: Readonly<Record<string, unknown>>): string {
+  const entries = Object.entries(metadata);
+  if (entries.length === 0) return '-';
+  const text = entries.map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+  const chars = [...text];
+  return chars.length <= MAX_QUOTED_CHARS ? text : `${chars.slice(0, MAX_QUOTED_CHARS).join('')}…(${chars.length} chars)`;
+}
+
 export function renderAgents(agents: readonly DiscoveredAgent[], now: number = Date.now()): string {
   if (agents.length === 0) return 'no agents match';
   const table = [['ADDRESS', 'PORT', 'STATE', 'FOR', 'STATUS', 'AGENT', 'METADATA']];
   for (const a of agents) {
     const age = a.since === undefined ? '-' : formatAge((now - a.since) / 1000);
-    table.push([a.address, String(a.port), a.state ?? 'unreported', age, a.status, quoteUntrusted(a.agentId), Object.keys(a.metadata).length > 0 ? quoteUntrusted(a.metadata) : '-']);
+    table.push([a.address, String(a.port), a.state ?? 'unreported', age, a.status, a.agentId, metadataCell(a.metadata)]);
   }
   return columns(table).join('\n');
 }

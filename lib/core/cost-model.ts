@@ -160,6 +160,9 @@ export const DEFAULT_FLEET_SETTINGS: FleetSettings = {
   lambdaMemoryGb: 0.25,
 };
 
+/** Lambda bills an invocation's duration rounded up to the next millisecond. */
+export const billedSeconds = (seconds: number): number => Math.ceil(Math.round(seconds * 1e6) / 1e3) / 1000;
+
 /** A month's counts from the settings alone (the bench measures them instead). */
 export function modelCounts(s: FleetSettings): MonthlyCounts {
   const renewEvery = s.leaseTtlSeconds / 3;
@@ -179,6 +182,6 @@ export function modelCounts(s: FleetSettings): MonthlyCounts {
     // A consistent scan per pass, a confirming read per change (and the catalog's read of the lease).
     readUnits: passes * scanUnits + changes * (catalogOn ? 2 : 1),
     lambdaInvocations: streamInvocations + passes,
-    lambdaGbSeconds: (streamInvocations * s.syncSeconds + passes * s.reconcileSeconds) * s.lambdaMemoryGb,
+    lambdaGbSeconds: (streamInvocations * billedSeconds(s.syncSeconds) + passes * billedSeconds(s.reconcileSeconds)) * s.lambdaMemoryGb,
   };
 }

@@ -68,6 +68,18 @@ const ago = (ms: number): string => {
   return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
 };
 
+/**
+ * `renewedAt` is the agent's word, on the agent's clock: one ahead of ours (a skewed clock, or a
+ * value written to look fresh) is said to be ahead, not "renewed 0 s ago".
+ */
+function renewedText(renewedAtMs: number, nowMs: number): string {
+  const aheadMs = renewedAtMs - nowMs;
+  return aheadMs > RENEWED_AHEAD_TOLERANCE_MS ? `renewedAt is ${ago(aheadMs)} ahead of this clock: the agent's clock is off, or the value is not a renewal time` : `renewed ${ago(nowMs - renewedAtMs)} ago`;
+}
+
+/** Clocks of healthy hosts agree within a second or two (NTP); more ahead than this is said. */
+const RENEWED_AHEAD_TOLERANCE_MS = 5_000;
+
 function healthCheckText(hc: HealthCheckView | undefined, leasePort: number | undefined): string {
   if (!hc) return 'its health check';
   const port = hc.port === undefined || hc.port === 'traffic-port' ? (leasePort === undefined ? 'the traffic port' : `port ${leasePort}`) : `port ${hc.port}`;
@@ -145,7 +157,7 @@ export function explainTarget(input: ExplainInput): TargetExplanation {
   const live = isLive(lease, nowSeconds);
   const expiresIn = lease.expiresAt - nowSeconds;
   const leaseText = live
-    ? `the lease is live: active, expires in ${expiresIn} s (renewed ${ago(input.nowMs - lease.renewedAt)} ago) by agent ${quoteUntrusted(lease.agentId, 60)}`
+    ? `the lease is live: active, expires in ${expiresIn} s (${renewedText(lease.renewedAt, input.nowMs)}) by agent ${quoteUntrusted(lease.agentId, 60)}`
     : lease.expiresAt <= nowSeconds
       ? `the lease expired ${ago((nowSeconds - lease.expiresAt) * 1000)} ago: not live, so its target leaves every group and reconcile deletes it`
       : `the lease is draining (the agent took itself out of rotation, lease kept, expires in ${expiresIn} s): not live`;

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import {
+  billedSeconds,
   DEFAULT_FLEET_SETTINGS,
   modelCounts,
   MonthlyCounts,
@@ -82,5 +83,18 @@ describe('modelCounts and the defaults', () => {
     const noCatalog = modelCounts({ ...DEFAULT_FLEET_SETTINGS, agents: 100_000, reconcileIntervalSeconds: SECONDS_PER_MONTH, streamReaders: 1 });
     expect(noCatalog.lambdaInvocations).toBe(SECONDS_PER_MONTH + 1);
     expect(noCatalog.leaseWrites).toBeLessThan(flow.leaseWrites);
+  });
+});
+
+describe('billedSeconds: Lambda bills duration in whole milliseconds, rounded up', () => {
+  test.each<[number, number]>([
+    [0.0014, 0.002],
+    [0.002, 0.002],
+    [0.02, 0.02],
+    [0.5, 0.5],
+    [0.000003, 0.001],
+    [0, 0],
+  ])('%s s → %s s', (seconds, billed) => {
+    expect(billedSeconds(seconds)).toBe(billed);
   });
 });

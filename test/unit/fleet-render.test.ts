@@ -106,4 +106,11 @@ describe('agent-lb agents with hostile strings in its id and metadata', () => {
     expect(out.split('\n')).toHaveLength(1 + agents.length);
     for (const line of out.split('\n')) expect(line.length).toBeLessThan(400);
   });
+
+  it('escapes once: a newline in an id shows as \\n, metadata as key=value', () => {
+    const one = renderAgents([agent('a\nb', { model: 'm1', gpus: 2 })], 1_800_000_060_000);
+    expect(one).toContain('a\\nb');
+    expect(one).not.toContain('a\\\\nb');
+    expect(one).toContain('model=m1 gpus=2');
+  });
 });

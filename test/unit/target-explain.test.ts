@@ -110,3 +110,14 @@ describe('the explain command\'s target argument', () => {
     expect(() => targetArgument(value)).toThrow(`target "${value}" must be <address>:<port> (an IPv4 address or instance id), or [<ipv6>]:<port>, port 1–65535`);
   });
 });
+
+describe('explain: a renewedAt ahead of this clock', () => {
+  it('says it is ahead rather than "renewed 0 s ago"', () => {
+    const text = renderExplanation(explainTarget(input(leaseItem({ address: '10.0.0.1', capabilities: ['vision'], renewedAt: NOW_MS + 3 * 3_600_000 }))));
+    expect(text).toContain('renewedAt is 3 h ahead of this clock');
+    expect(text).not.toContain('renewed 0 s ago');
+  });
+  it('within 5 s ahead (clock skew) is an ordinary renewal', () => {
+    expect(renderExplanation(explainTarget(input(leaseItem({ address: '10.0.0.1', capabilities: ['vision'], renewedAt: NOW_MS + 2_000 }))))).toContain('renewed 0 s ago');
+  });
+});
