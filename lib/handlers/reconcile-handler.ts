@@ -37,7 +37,7 @@ export interface ReconcileHandlerOptions {
   readonly metrics?: Metrics;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
-  /** Leases (and catalog entries) a pass writes into at once (local mode widens it while no stream batch waits). @default OBSERVED_WRITES_AT_A_TIME */
+  /** Leases (and catalog entries) a pass writes into at once @default observedWrites(): paced by their latency */
   readonly writesAtATime?: WriteWidth;
 }
 

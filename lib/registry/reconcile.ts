@@ -16,7 +16,7 @@ import { applyConfirmed, ConfirmDeps, ConfirmedOutcome } from './confirmed-chang
 import { newReconcileMemory, ReconcileMemory } from './container-memory';
 import { readGroups } from './group-reads';
 import { gateReconcile } from './reconcile-gate';
-import { OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, WriteWidth, writeRegistryEntries } from './registry-writes';
+import { observedWrites, RegistryWriteReport, widthOf, WriteWidth, writeRegistryEntries } from './registry-writes';
 import { guardVariants, VariantGuardDeps } from './variant-guard';
 
 /** Longest a DescribeTargetHealth of the pass may take (SDK retries included) before the pass gives up; the next pass tries again. */
@@ -70,7 +70,7 @@ export interface ReconcileDeps {
   readonly loadBalancers?: LoadBalancerPlacement;
   /** The capability catalog: its member index repaired from the pass's scan, its document counted again. @default - no catalog */
   readonly catalog?: RegistryCatalog;
-  /** Leases (and catalog entries) the pass writes into at once. @default OBSERVED_WRITES_AT_A_TIME */
+  /** Leases (and catalog entries) the pass writes into at once. @default observedWrites(): paced by their latency, afresh each pass */
   readonly writesAtATime?: WriteWidth;
 }
 
@@ -227,18 +227,19 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const sweepNoExpiry = unread.length > 0 ? [] : plan.noExpiry.filter((target) => !tally.stillRegistered.has(target));
   const observed = planObservedRotation({ groups, items: scan.items, observedAtMs: nowMs, policy: deps.policy, routing: deps.routing });
   const rotation = rotationEntries(mergeRotationWrites(planCallRotation(tally.landed, now(), deps.policy, deps.routing, observed), observed));
+  const writesAtATime = deps.writesAtATime ?? observedWrites();
   const [deleted, deletedFar, deletedNoExpiry, registryWrites] = await Promise.all([
     mapLimit(sweep, 16, (e) => deps.store.deleteIfExpired(e.target, e.cutoff)),
     mapLimit(sweepFar, 16, (e) => deps.store.deleteIfExpiresAfter(e.target, e.latest)),
     mapLimit(sweepNoExpiry, 16, (target) => deps.store.deleteIfNoExpiry(target)),
     // Admission's and the quota's refusals ride with each lease's rejection.
-    writeRegistryEntries(deps.store, rotation, planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs, gate.facts), deps.writesAtATime ?? OBSERVED_WRITES_AT_A_TIME),
+    writeRegistryEntries(deps.store, rotation, planRejectionsFromScan(scan.items, deps.policy, deps.routing, nowMs, gate.facts), writesAtATime),
   ]);
   // Last, and separate: the entries of the leases this pass wrote `rotation` into (read after the
   // writes; stream sync leaves those records to their writer), then the member index against the
   // scan (entries just written are newer than it and left alone), and the document counted again.
   const catalogDeps = deps.catalog && { ...deps.catalog, store: deps.store, routing: deps.routing, policy: deps.policy, now };
-  const written = catalogDeps && registryWrites.changed > 0 ? await updateCatalogForLeases(catalogDeps, catalogChangesOfWrites(rotation, deps.routing), deps.writesAtATime ?? OBSERVED_WRITES_AT_A_TIME) : NO_CATALOG_CHANGE;
+  const written = catalogDeps && registryWrites.changed > 0 ? await updateCatalogForLeases(catalogDeps, catalogChangesOfWrites(rotation, deps.routing), widthOf(writesAtATime)) : NO_CATALOG_CHANGE;
   const catalog = catalogDeps ? addCatalogReports(written, await repairCatalog(catalogDeps, scan.items, nowMs)) : NO_CATALOG_CHANGE;
 
   return {

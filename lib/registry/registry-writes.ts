@@ -1,4 +1,5 @@
 import { mapLimit, Width } from '../core/concurrency';
+import { afterWrite, inFlightAllowed, OBSERVED_WRITE_PACING, startPacing, WritePacing, WritePacingLimits } from '../core/write-pacing';
 import { LeaseStoreError } from '../core/errors';
 import { byLease, PlannedEntry } from '../core/registry-writes';
 import type { RejectionWrite } from '../core/rejection-planner';
@@ -12,25 +13,42 @@ import { LeaseStore } from '../aws/lease-store';
 export const LEASE_WRITES_AT_A_TIME = 16;
 
 /**
- * Leases the rotation poll and reconcile write what they observed into at once. Those writes
- * wait for nothing and nothing waits for them, but they share the table with the agents'
- * acquires and heartbeats and with the sync's confirming reads, which do wait: 16 at a time, a
- * poll that saw a join's worth of new `healthy` targets kept 16 requests ahead of every other
- * in DynamoDB Local's queue (each took 75–90 ms instead of 10–20), and B2's registrations
- * waited behind them (registrar-alone p99 1.8–2.1 s, 1.5 s without the writes). Four at a
- * time still writes ~250 leases a second there, far above what health changes produce, and a
- * first reconcile pass over 10 000 leases takes seconds, not minutes.
+ * Leases the rotation poll and reconcile write what they observed into at once, paced by the
+ * writes' own latency (lib/core/write-pacing.ts): those writes wait for nothing and nothing waits
+ * for them, but they share the table with the agents' acquires and heartbeats and with the sync's
+ * confirming reads, which do wait. A fixed 16 kept a join's worth of `healthy` writes ahead of
+ * every other request in DynamoDB Local's queue and B2's registrations waited behind them; a fixed
+ * 4 made a first pass over 10 000 leases take ~30 s there. Paced, they start at 4, widen while
+ * the table answers as fast as it can, and halve as soon as it answers slowly.
  */
-export const OBSERVED_WRITES_AT_A_TIME = 4;
+export class PacedWrites {
+  private pacing: WritePacing;
+  public constructor(private readonly limits: WritePacingLimits = OBSERVED_WRITE_PACING) {
+    this.pacing = startPacing(limits);
+  }
+  /** Writes that may be in flight now. */
+  public readonly width = (): number => inFlightAllowed(this.pacing);
+  public observe(latencyMs: number): void {
+    this.pacing = afterWrite(this.pacing, latencyMs, this.limits);
+  }
+  /** The width reached (fractional: it grows by 1/width a write). */
+  public get current(): number {
+    return this.pacing.width;
+  }
+}
+
+/** Paced writes for one poll or pass (each starts afresh: the table may have changed since). */
+export const observedWrites = (): PacedWrites => new PacedWrites();
 
 /**
- * The width of the rotation poll's and reconcile's writes (leases and catalog entries): a number,
- * or a function asked before each write. Widening it while no stream batch was being handled
- * (local mode, 32) was tried for B3's first pass and withdrawn: between small batches the wide
- * writes crowded DynamoDB Local's queue and B2's local registration p99 went to 16 s.
- * @default OBSERVED_WRITES_AT_A_TIME
+ * The width of a handler's writes into leases (and catalog entries): a number, a function asked
+ * before each write, or writes paced by their latency.
+ * @default observedWrites() for the rotation poll and reconcile; LEASE_WRITES_AT_A_TIME for the sync
  */
-export type WriteWidth = Width;
+export type WriteWidth = Width | PacedWrites;
+
+/** The width as `mapLimit` takes it. */
+export const widthOf = (w: WriteWidth): Width => (w instanceof PacedWrites ? w.width : w);
 
 /** What a handler's writes into lease items did (docs/lease-contract.md: `rotation`, `rejection`). */
 export interface RegistryWriteReport {
@@ -68,15 +86,18 @@ export async function writeRegistryEntries(
   store: LeaseStore,
   planned: readonly PlannedEntry[],
   rejections: readonly RejectionWrite[] = [],
-  atATime: Width = LEASE_WRITES_AT_A_TIME,
+  atATime: WriteWidth = LEASE_WRITES_AT_A_TIME,
 ): Promise<RegistryWriteReport> {
   if (planned.length === 0 && rejections.length === 0) return NO_REGISTRY_WRITES;
   const leases = byLease(planned, rejections);
   const counts = { written: 0, superseded: 0, gone: 0, outdated: 0, failed: 0, updates: 0, changed: 0 };
   let firstError: LeaseStoreError | undefined;
-  await mapLimit(leases, atATime, async (write) => {
+  const paced = atATime instanceof PacedWrites ? atATime : undefined;
+  await mapLimit(leases, widthOf(atATime), async (write) => {
+    const started = performance.now();
     try {
       const outcome = await store.writeEntries(write);
+      paced?.observe(performance.now() - started);
       counts.written += outcome.written;
       counts.superseded += outcome.superseded;
       counts.gone += outcome.gone;
@@ -84,6 +105,7 @@ export async function writeRegistryEntries(
       counts.updates += outcome.updates;
       counts.changed += outcome.changed;
     } catch (error) {
+      paced?.observe(performance.now() - started);
       counts.failed += write.entries.length + (write.rejection ? 1 : 0);
       counts.updates++;
       firstError ??= error instanceof LeaseStoreError ? error : new LeaseStoreError(String(error), { cause: error });

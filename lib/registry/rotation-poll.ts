@@ -6,7 +6,7 @@ import { ElbTargets } from '../aws/elb-targets';
 import { LeaseStore } from '../aws/lease-store';
 import { CatalogReport, NO_CATALOG_CHANGE, RegistryCatalog, updateCatalogForLeases } from './catalog-update';
 import { readGroups } from './group-reads';
-import { NO_REGISTRY_WRITES, OBSERVED_WRITES_AT_A_TIME, RegistryWriteReport, WriteWidth, writeRegistryEntries } from './registry-writes';
+import { NO_REGISTRY_WRITES, observedWrites, RegistryWriteReport, widthOf, WriteWidth, writeRegistryEntries } from './registry-writes';
 
 export interface RotationPollDeps {
   readonly elb: ElbTargets;
@@ -17,7 +17,7 @@ export interface RotationPollDeps {
   readonly now?: () => number;
   /** The capability catalog: the member entries of the leases a poll wrote, updated after the writes (the sync leaves their records to it). @default - no catalog */
   readonly catalog?: RegistryCatalog;
-  /** Leases (and catalog entries) written at once. @default OBSERVED_WRITES_AT_A_TIME */
+  /** Leases (and catalog entries) written at once. @default observedWrites(): paced by their latency, afresh each poll */
   readonly writesAtATime?: WriteWidth;
 }
 
@@ -66,11 +66,11 @@ export class RotationPoll {
     const items = [...(await this.deps.store.getMany(changed)).values()].filter((item) => item !== undefined);
     const observed = planObservedRotation({ groups, items, observedAtMs, policy: this.deps.policy, routing: this.deps.routing });
     const entries = rotationEntries(observed);
-    const { catalog: registry, store, routing, policy, now, writesAtATime = OBSERVED_WRITES_AT_A_TIME } = this.deps;
+    const { catalog: registry, store, routing, policy, now, writesAtATime = observedWrites() } = this.deps;
     const registryWrites = await writeRegistryEntries(store, entries, [], writesAtATime);
     const catalog =
       registry && registryWrites.changed > 0
-        ? await updateCatalogForLeases({ ...registry, store, routing, policy, ...(now ? { now } : {}) }, catalogChangesOfWrites(entries, routing), writesAtATime)
+        ? await updateCatalogForLeases({ ...registry, store, routing, policy, ...(now ? { now } : {}) }, catalogChangesOfWrites(entries, routing), widthOf(writesAtATime))
         : NO_CATALOG_CHANGE;
     // Only now: a poll whose reads or writes failed looks at the same changes again next time.
     if (registryWrites.failed === 0) this.previous = current;

@@ -6,13 +6,14 @@ import {
   RegisterTargetsCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { mockClient } from 'aws-sdk-client-mock';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { encodeRotationEntry } from '../../lib/core/lease-codec';
 import type { RotationEntry } from '../../lib/core/lease-schema';
 import { createReconcileHandler } from '../../lib/handlers/reconcile-handler';
 import { createSyncHandler } from '../../lib/handlers/stream-sync-handler';
 import { LeaseStore } from '../../lib/aws/lease-store';
-import { LEASE_WRITES_AT_A_TIME, OBSERVED_WRITES_AT_A_TIME, writeRegistryEntries } from '../../lib/registry/registry-writes';
+import { LEASE_WRITES_AT_A_TIME, PacedWrites, writeRegistryEntries } from '../../lib/registry/registry-writes';
+import { OBSERVED_WRITE_PACING } from '../../lib/core/write-pacing';
 import { rotationEntries } from '../../lib/core/rotation-planner';
 import { RotationPoll } from '../../lib/registry/rotation-poll';
 import { ElbTargets } from '../../lib/aws/elb-targets';
@@ -187,7 +188,7 @@ describe('writeRegistryEntries', () => {
     expect(table.rotationWrites.sort()).toEqual([`${KEY} speech=healthy@${NOW_MS}`, `${KEY} vision=healthy@${NOW_MS + 1}`, `10.0.0.2:8080 vision=healthy@${NOW_MS}`]);
   });
 
-  it('keeps at most atATime writes in flight (the poll and reconcile: OBSERVED_WRITES_AT_A_TIME), so they never queue ahead of agents in the table', async () => {
+  it('keeps at most atATime writes in flight, so they never queue ahead of agents in the table', async () => {
     let inFlight = 0;
     let most = 0;
     const store = {
@@ -201,11 +202,53 @@ describe('writeRegistryEntries', () => {
     const planned = rotationEntries(
       Array.from({ length: 40 }, (_, i) => ({ target: `10.0.1.${i + 1}:8080`, leaseToken: `tok-${i}`, capability: 'vision', entry: { state: 'healthy' as const, since: NOW_MS }, cause: 'observed' as const })),
     );
-    expect(await writeRegistryEntries(store, planned, [], OBSERVED_WRITES_AT_A_TIME)).toMatchObject({ leases: 40, written: 40 });
-    expect(most).toBe(OBSERVED_WRITES_AT_A_TIME);
+    expect(await writeRegistryEntries(store, planned, [], 4)).toMatchObject({ leases: 40, written: 40 });
+    expect(most).toBe(4);
     most = 0;
     await writeRegistryEntries(store, planned);
     expect(most).toBe(LEASE_WRITES_AT_A_TIME);
+  });
+
+  it('paced (the poll and reconcile): starts at 4, widens while writes come back fast, halves when they come back slow', async () => {
+    const plannedOf = (n: number) =>
+      rotationEntries(
+        Array.from({ length: n }, (_, i) => ({ target: `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}:8080`, leaseToken: `tok-${i}`, capability: 'vision', entry: { state: 'healthy' as const, since: NOW_MS }, cause: 'observed' as const })),
+      );
+    let inFlight = 0;
+    let most = 0;
+    let first = 0;
+    let slow = false;
+    // A table whose latency is the same however many writes wait (an idle table), then one whose latency grows with them.
+    const store = {
+      writeEntries: async (write: { entries: readonly unknown[] }) => {
+        if (first === 0) first = inFlight + 1;
+        most = Math.max(most, ++inFlight);
+        const ms = slow ? 5 * inFlight : 5;
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        inFlight--;
+        return { written: write.entries.length, superseded: 0, gone: 0, outdated: 0, updates: 1, changed: 1 };
+      },
+    } as unknown as LeaseStore;
+    // Fake timers: every write takes exactly its latency, however loaded the machine running the test.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'performance'] });
+    const drive = async <T>(p: Promise<T>): Promise<T> => {
+      let done = false;
+      void p.finally(() => (done = true));
+      while (!done) await vi.advanceTimersByTimeAsync(1);
+      return p;
+    };
+    const paced = new PacedWrites();
+    await drive(writeRegistryEntries(store, plannedOf(400), [], paced));
+    expect(first).toBe(1);
+    expect(most).toBe(OBSERVED_WRITE_PACING.max);
+    // Latency proportional to the writes in flight: each halving brings it back, the width stays low.
+    slow = true;
+    most = 0;
+    const crowded = new PacedWrites();
+    await drive(writeRegistryEntries(store, plannedOf(200), [], crowded));
+    vi.useRealTimers();
+    expect(crowded.current).toBeLessThanOrEqual(OBSERVED_WRITE_PACING.start);
+    expect(most).toBeLessThanOrEqual(OBSERVED_WRITE_PACING.start);
   });
 
   it("a lease's rejection rides its rotation write (same token, one UpdateItem); a rejection of a lease without a token is a write of its own", async () => {
