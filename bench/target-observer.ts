@@ -19,8 +19,10 @@ interface Waiter {
  * - it asks only about targets someone waits for (DescribeTargetHealth with `Targets`), at most
  *   `maxTargetsPerCall` per group and round, oldest waits first, so a call's cost does not grow
  *   with a backlog (a growing backlog would slow the rounds, which would grow the backlog);
- * - the groups are polled one after the other, then it sleeps `intervalMs`, or longer if the
- *   round was slow, so that it keeps the server busy at most `maxDuty` of the time.
+ * - the groups of a round are polled at once (one after the other, a round of three groups
+ *   added ~200 ms p50 and ~600 ms p99 between a RegisterTargets returning and the observer seeing
+ *   it: the observer's resolution, not the registrar's latency), then it sleeps `intervalMs`, or
+ *   longer if the round was slow, so that it keeps the server busy at most `maxDuty` of the time.
  * A target counts as present unless ELB answers `Target.NotRegistered`.
  *
  * Times are `performance.now()` at the arrival of the first answer showing the wanted state:
@@ -90,13 +92,12 @@ export class TargetObserver {
     let lastRound: number | undefined;
     while (this.running) {
       const t0 = performance.now();
-      let asked = false;
-      for (const arn of this.groupArns) {
+      const polls = this.groupArns.flatMap((arn) => {
         const group = this.waiting.get(arn)!;
-        if (group.size === 0) continue;
-        asked = true;
-        await this.poll(arn, group);
-      }
+        return group.size === 0 ? [] : [this.poll(arn, group)];
+      });
+      const asked = polls.length > 0;
+      await Promise.all(polls);
       if (asked && lastRound !== undefined) this.roundPeriods.push(t0 - lastRound);
       lastRound = asked ? t0 : undefined;
       const busy = performance.now() - t0;
