@@ -334,6 +334,22 @@ describe('StreamPoller against DynamoDB Local', () => {
     expect(windowed).toEqual([['w0', 'w1', 'w2', 'w3']]);
   });
 
+  it("starts a batching window when the previous invocation completes (Lambda's rule for streams): a record after a quiet spell goes at the next read", async () => {
+    const { table, streamArn } = await createStreamTable();
+    const windowMs = 5_000;
+    const batches: { keys: string[]; lagMs: number }[] = [];
+    const p = poller({ streamArn, batchingWindowMs: windowMs, handler: async () => undefined, onBatch: (info) => void batches.push({ keys: [], lagMs: info.pollerLagMs }) });
+    await put(table, 'q0');
+    await p.drain(30_000);
+    // A quiet spell longer than the window: the next window ran out long before the record comes.
+    await sleep(windowMs + 500);
+    await put(table, 'q1');
+    await p.drain(30_000);
+    expect(batches).toHaveLength(2);
+    // With the window counted from a batch's first record (Kafka's rule) q1 would wait all of it.
+    expect(batches[1].lagMs).toBeLessThan(windowMs);
+  });
+
   it('stop() waits for the in-flight invocation; a poller resumed from checkpoints delivers only newer records', async () => {
     const { table, streamArn } = await createStreamTable();
     await putMany(table, 2);

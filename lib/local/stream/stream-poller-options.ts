@@ -43,7 +43,11 @@ export interface StreamPollerOptions {
   readonly handler: StreamHandler;
   /** Maximum records per invocation, 1–10000. Default 100. */
   readonly batchSize?: number;
-  /** Wait this long after a batch's first record for more records (Lambda's MaximumBatchingWindowInSeconds). Default 0. */
+  /**
+   * Lambda's MaximumBatchingWindowInSeconds, as it works for streams: a window begins when the
+   * previous invocation completes, and records read meanwhile go together when it ends (one read
+   * after it ended goes at once). Default 0.
+   */
   readonly batchingWindowMs?: number;
   /** Pause between polls of a shard that had nothing more to read. Default 250 (~4×/s). */
   readonly pollIntervalMs?: number;

@@ -34,8 +34,8 @@ export { toLambdaRecord } from './lambda-stream-event';
  *   NextShardIterator; new shards are found with DescribeStream (default every second) and a
  *   child shard starts only once its parent has been read to the end and fully delivered;
  * - one batch per shard at a time, shards in parallel; a batch holds up to `batchSize` records
- *   and is sent as soon as it is full, the batching window has passed since its first record
- *   was read, or the shard has ended;
+ *   and is sent as soon as it is full, the batching window has passed since the shard's previous
+ *   invocation completed (or since the shard was first read), or the shard has ended;
  * - `batchItemFailures`: records before the earliest reported record are done, the rest are
  *   retried, in order, from that record (an identifier that is not in the batch fails the batch);
  * - a thrown error (or rejected promise) fails the batch; with `bisectOnError` the batch is
@@ -295,12 +295,18 @@ export class StreamPoller {
     const limit = Math.min(1000, batchSize);
     let lastReadAt = -Infinity;
     let backlog = false;
+    // Lambda's batching window for streams: "the next batching window begins as soon as the
+    // previous function invocation completes" (AWS Lambda developer guide, event source mappings,
+    // batching behavior) — not at the first record, as for Kafka and Amazon MQ. Records that come
+    // while a window runs wait for its end; one that comes after it ran out goes at the next read.
+    let windowStart = Date.now();
     while (this.running) {
       const first = shard.buffer[0];
       const now = Date.now();
-      if (first !== undefined && (shard.buffer.length >= batchSize || shard.ended || now - first.readAt >= batchingWindowMs)) {
+      if (first !== undefined && (shard.buffer.length >= batchSize || shard.ended || now - windowStart >= batchingWindowMs)) {
         const batch = shard.buffer.slice(0, batchSize);
         if (await this.deliver(shard, batch)) shard.buffer.splice(0, batch.length);
+        windowStart = Date.now();
         continue;
       }
       if (shard.ended) {
@@ -309,7 +315,7 @@ export class StreamPoller {
       }
 
       let wakeAt = backlog || shard.readNow ? now : lastReadAt + pollIntervalMs;
-      if (first !== undefined) wakeAt = Math.min(wakeAt, first.readAt + batchingWindowMs);
+      if (first !== undefined) wakeAt = Math.min(wakeAt, windowStart + batchingWindowMs);
       if (wakeAt > now) {
         await this.sleep(wakeAt - now, 'poll');
         continue;
