@@ -83,17 +83,27 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   const byArn = new Map(Object.entries(s.targetGroups).map(([c, arn]) => [arn, c]));
   capabilityOf = (arn) => byArn.get(arn) ?? arn;
   const endpoint = s.loadBalancerEndpoint!;
+  // Each capability (and variant) on its own load balancer's endpoint: with several, one per load balancer.
+  const endpointOf = endpointsOf(stack);
   // Variant groups are reached by weight or by X-Agent-Variant, never by their own name: show the capabilities.
   const variantGroups = new Set(Object.keys(stack.deployment.variantWeights));
   const capabilities = Object.keys(s.targetGroups).filter((c) => !variantGroups.has(c));
   say(`DynamoDB Local ${s.dynamodbEndpoint} · moto ${s.elbv2Endpoint} · table ${s.tableName}`);
   for (const [c, arn] of Object.entries(s.targetGroups)) say(`  ${c.padEnd(12)} ${arn}`);
-  say(`load balancer ${endpoint} (ALB's timing × ${flags.timeScale}; --time-scale 1 for the configured timing):`);
-  for (const line of describeTiming(stack.dataPlane!, s.targetGroups)) say(`  ${line}`);
-  say(`  curl -s -H 'X-Agent-Capability: ${capabilities[0]}' ${endpoint}/hello`);
-  say(`  curl -s ${endpoint}/agents/${capabilities[capabilities.length - 1]}/hello`);
+  const many = stack.dataPlanes.length > 1;
+  stack.dataPlanes.forEach((dataPlane, i) => {
+    const lb = stack!.deployment.loadBalancers[i];
+    const served = lb.capabilities.filter((c) => !variantGroups.has(c));
+    const which = many ? `load balancer ${i + 1} of ${stack!.dataPlanes.length}` : 'load balancer';
+    say(`${which} ${dataPlane.endpoint}${many ? ` serves ${served.join(', ') || 'only the catalog'}` : ''} (ALB's timing × ${flags.timeScale}; --time-scale 1 for the configured timing):`);
+    for (const line of describeTiming(dataPlane, Object.fromEntries(lb.capabilities.map((c) => [c, s.targetGroups[c]])))) say(`  ${line}`);
+  });
+  const first = capabilities[0];
+  const last = capabilities[capabilities.length - 1];
+  say(`  curl -s -H 'X-Agent-Capability: ${first}' ${endpointOf[first] ?? endpoint}/hello`);
+  say(`  curl -s ${endpointOf[last] ?? endpoint}/agents/${last}/hello`);
   const catalogConfig = stack.runtimeConfig.catalog;
-  if (catalogConfig) say(`  curl -s ${endpoint}${catalogPath(catalogConfig.pathPrefix)}    # the capability catalog: what the fleet can do now`);
+  if (catalogConfig) say(`  curl -s ${endpoint}${catalogPath(catalogConfig.pathPrefix)}    # the capability catalog: what the fleet can do now${many ? " (on any load balancer; each capability's route names its host and port)" : ''}`);
   if (flags.stateFile) say(`state file: ${flags.stateFile}`);
 
   if (flags.agents > 0) {
@@ -116,7 +126,7 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
   }
   const load = flags.load ?? (flags.agents > 0 ? 10 : 0);
   if (load > 0) {
-    client = new DemoClient({ endpoint, capabilities, requestsPerSecond: load });
+    client = new DemoClient({ endpoint, endpoints: endpointOf, capabilities, requestsPerSecond: load });
     client.start();
   }
   if (flags.duration) setTimeout(() => void shutdown(`--duration ${flags.duration}s`), flags.duration * 1000).unref();
@@ -131,8 +141,10 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
     try {
       const [status, stored] = await Promise.all([fleetStatus(sources), catalogStore?.readCatalog()]);
       const counters = stack.counters;
-      const metrics = stack.dataPlane!.loadBalancer.metrics();
-      const groups = new Map(metrics.targetGroups.map((g) => [g.targetGroupArn, g]));
+      // Every load balancer's counters: each counts the groups it routes, and its own fixed responses.
+      const all = stack.dataPlanes.map((d) => d.loadBalancer.metrics());
+      const groups = new Map(all.flatMap((m) => m.targetGroups).map((g) => [g.targetGroupArn, g]));
+      const fixedResponses = all.reduce((n, m) => n + m.fixedResponses, 0);
       const frame: ViewFrame = {
         at: Date.now(),
         capabilities: status.capabilities.map((c) => {
@@ -145,7 +157,7 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
             ...(g ? { traffic: { requests: g.requests, target5xx: g.targetResponses['5xx'], loadBalancerErrors: g.loadBalancerErrors } } : {}),
           };
         }),
-        loadBalancer: { endpoint, fixedResponses: metrics.fixedResponses },
+        loadBalancer: { endpoint, fixedResponses },
         ...(counters.lastSyncLagMs === undefined ? {} : { lastSyncLagMs: counters.lastSyncLagMs }),
         syncedRecords: counters.recordsSynced,
         elbCalls: counters.elbMutatingCalls,
@@ -193,6 +205,10 @@ export async function runLocal(flags: LocalFlags): Promise<void> {
 
 /** Each capability's health check path, as the load balancer read it from the target group, for the demo agents to serve. */
 function healthPaths(stack: LocalStack): Record<string, string> {
-  const groups = stack.dataPlane!.loadBalancer.engine.groups;
-  return Object.fromEntries(Object.entries(stack.state.targetGroups).map(([c, arn]) => [c, groups.get(arn)?.settings.path ?? '/']));
+  return Object.fromEntries(Object.entries(stack.state.targetGroups).map(([c, arn]) => [c, stack.dataPlaneOf(c)?.loadBalancer.engine.groups.get(arn)?.settings.path ?? '/']));
+}
+
+/** Each capability's (and variant's) local load balancer endpoint. */
+function endpointsOf(stack: LocalStack): Record<string, string> {
+  return Object.fromEntries(stack.deployment.loadBalancers.flatMap((lb, i) => (stack.dataPlanes[i] ? lb.capabilities.map((c) => [c, stack.dataPlanes[i].endpoint]) : [])));
 }

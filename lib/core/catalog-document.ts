@@ -81,6 +81,12 @@ export interface CatalogRoute {
    * looked its load balancers up yet (one whose lookup fails keeps the host a previous revision showed).
    */
   readonly host?: string;
+  /**
+   * The port of `host` to send the request to, where the deployment's load balancers listen on
+   * different ports: in local mode each load balancer is a local endpoint on a port of its own.
+   * Absent on AWS (every load balancer has the same listeners: use the port the catalog was fetched on).
+   */
+  readonly port?: number;
 }
 
 /** The document `GET /agents` answers. */
@@ -124,6 +130,12 @@ export interface CatalogConfig {
    * @default - not resolved: each entry keeps the host the previous document showed
    */
   readonly hosts?: Readonly<Record<string, string>>;
+  /**
+   * Capability → the port its load balancer listens on, where load balancers differ in ports
+   * (local mode's, each on its own port); named with the host in the capability's route.
+   * @default - none: a client uses the port it fetched the catalog on
+   */
+  readonly ports?: Readonly<Record<string, number>>;
 }
 
 /** One group's share of a catalog entry. */
@@ -143,11 +155,14 @@ export function catalogPath(pathPrefix: string): string {
 
 /**
  * A capability's route: its header and path from the configuration, its host from `config.hosts`
- * (or, when this container resolved none, `previousHost`: what the last document showed).
+ * (or, when this container resolved none, `previousHost`: what the last document showed), and
+ * with the host, its port from `config.ports` when the configuration names one.
  */
-export function catalogRoute(config: Pick<CatalogConfig, 'headerName' | 'pathPrefix' | 'hosts'>, name: string, previousHost?: string): CatalogRoute {
+export function catalogRoute(config: Pick<CatalogConfig, 'headerName' | 'pathPrefix' | 'hosts' | 'ports'>, name: string, previousHost?: string): CatalogRoute {
   const host = hostOf(config.hosts, name, previousHost);
-  return { header: `${config.headerName}: ${name}`, path: `/${config.pathPrefix}/${name}/`, ...(host === undefined ? {} : { host }) };
+  // A port only beside the host it belongs to.
+  const port = host !== undefined && config.ports !== undefined && Object.hasOwn(config.ports, name) ? config.ports[name] : undefined;
+  return { header: `${config.headerName}: ${name}`, path: `/${config.pathPrefix}/${name}/`, ...(host === undefined ? {} : { host }), ...(port === undefined ? {} : { port }) };
 }
 
 /** A metadata value as the catalog shows it: strings, numbers and booleans; anything else is not shown. */

@@ -39,6 +39,21 @@ export interface LocalState extends Deployment {
   readonly loadBalancerEndpoint?: string;
   readonly loadBalancerArn: string;
   readonly listenerArn: string;
+  /**
+   * Every load balancer of the deployment, the first (`loadBalancerArn`, `loadBalancerEndpoint`)
+   * first, with the capabilities (and variants) it routes and, with a data plane, its own local
+   * endpoint: a capability is reached on its load balancer's endpoint only.
+   */
+  readonly loadBalancers?: readonly LocalLoadBalancerState[];
+}
+
+/** One load balancer of a local deployment. */
+export interface LocalLoadBalancerState {
+  readonly loadBalancerArn: string;
+  readonly listenerArn: string;
+  /** `http://127.0.0.1:<port>`, when local mode runs a data plane. */
+  readonly endpoint?: string;
+  readonly capabilities: readonly string[];
 }
 
 /**

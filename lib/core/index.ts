@@ -61,7 +61,7 @@ export {
   REQUEST_DURATION_MARGIN_SECONDS,
 } from './request-duration';
 export { formatStateFile, parseStateFile, routingFor, STATE_FILE_CREDENTIALS } from './deployment';
-export type { Deployment, LocalState } from './deployment';
+export type { Deployment, LocalLoadBalancerState, LocalState } from './deployment';
 export { changedTargets, groupStates, mergeRotationWrites, planCallRotation, planObservedRotation, planRestoredRotation, rotationEntries, rotationStateOf } from './rotation-planner';
 export { byLease, entriesNewerThan, heldBy, MAX_ENTRIES_PER_WRITE, registryMaps } from './registry-writes';
 export type { LeaseWrite, PlannedEntry, RegistryEntry } from './registry-writes';

@@ -3,6 +3,8 @@ import { Agent, request } from 'node:http';
 export interface DemoClientOptions {
   /** The load balancer, `http://127.0.0.1:<port>`. */
   readonly endpoint: string;
+  /** The endpoint of each capability on another load balancer than `endpoint`'s (local mode runs one per load balancer). @default - every capability on `endpoint` */
+  readonly endpoints?: Readonly<Record<string, string>>;
   readonly capabilities: readonly string[];
   /** Requests per second, spread evenly over the capabilities. */
   readonly requestsPerSecond: number;
@@ -66,7 +68,7 @@ export class DemoClient {
       finished = true;
       this.inFlight--;
     };
-    const req = request(`${this.options.endpoint}${path}`, { agent: this.agent, timeout: this.options.timeoutMs ?? 5000, headers: byHeader ? { 'X-Agent-Capability': capability } : {} }, (res) => {
+    const req = request(`${this.options.endpoints?.[capability] ?? this.options.endpoint}${path}`, { agent: this.agent, timeout: this.options.timeoutMs ?? 5000, headers: byHeader ? { 'X-Agent-Capability': capability } : {} }, (res) => {
       res.resume();
       res.on('close', finish);
     });

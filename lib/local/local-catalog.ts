@@ -22,12 +22,19 @@ import type { LocalDeployment } from './provision';
  * invoked in-process by the local load balancer through the ARN its Lambda target group names.
  */
 
+/** Where a client reaches one local load balancer: its host, and its port when load balancers differ in ports. */
+export interface LocalLoadBalancerAddress {
+  readonly host: string;
+  readonly port?: number;
+}
+
 /**
  * The catalog's configuration for the sync and reconcile handlers; `undefined` when the stack has
- * no catalog. `loadBalancerHost`: the host the catalog names for every capability (local mode has
- * one load balancer). @default - none: the entries name no host
+ * no catalog. `addresses`: where each load balancer (by ARN) is reached, which the catalog names
+ * in the route of every capability it serves (local mode's load balancers are one host, each on
+ * a port of its own). @default - none: the entries name no host
  */
-export function localCatalogConfig(deployment: LocalDeployment, loadBalancerHost?: string): CatalogConfig | undefined {
+export function localCatalogConfig(deployment: LocalDeployment, addresses?: ReadonlyMap<string, LocalLoadBalancerAddress>): CatalogConfig | undefined {
   if (deployment.registryTableName === undefined || deployment.registryConfig === undefined) return undefined;
   let raw: { catalog?: unknown };
   try {
@@ -40,11 +47,16 @@ export function localCatalogConfig(deployment: LocalDeployment, loadBalancerHost
   const { dnsDomain: _deployedNames, ...settings } = parseCatalogSettings({ ...(raw.catalog as object), tableName: deployment.registryTableName });
   const tagged = Object.entries(deployment.capabilityTags).map(([capability, tags]) => ({ capability, tags }));
   const capabilities = Object.keys(deployment.targetGroups);
-  const hosts =
-    loadBalancerHost === undefined
-      ? undefined
-      : catalogHosts(Object.fromEntries(capabilities.map((c) => [c, [deployment.loadBalancerArn]])), new Map([[deployment.loadBalancerArn, loadBalancerHost]]));
-  return catalogConfigOf(settings, capabilities, Object.keys(deployment.variantWeights), tagged, hosts);
+  const placement = Object.fromEntries(deployment.loadBalancers.flatMap((lb) => lb.capabilities.map((c) => [c, [lb.loadBalancerArn]])));
+  const hosts = addresses === undefined ? undefined : catalogHosts(placement, new Map([...addresses].map(([arn, a]) => [arn, a.host])));
+  const ports = Object.fromEntries(
+    Object.entries(placement).flatMap(([c, [arn]]) => {
+      const port = addresses?.get(arn)?.port;
+      return port === undefined ? [] : [[c, port]];
+    }),
+  );
+  const config = catalogConfigOf(settings, capabilities, Object.keys(deployment.variantWeights), tagged, hosts);
+  return Object.keys(ports).length === 0 ? config : { ...config, ports: Object.fromEntries(Object.keys(config.capabilities).filter((c) => Object.hasOwn(ports, c)).map((c) => [c, ports[c]])) };
 }
 
 /** The catalog of a local stack: its configuration, its function run in-process, and its first build. */
@@ -59,9 +71,9 @@ export interface LocalCatalog {
   stop(): void;
 }
 
-/** The catalog of `deployment`, over DynamoDB Local (its own client, as the catalog function has its own); see {@link localCatalogConfig} for `loadBalancerHost`. */
-export function openLocalCatalog(deployment: LocalDeployment, dynamodbConfig: DynamoDBClientConfig, loadBalancerHost?: string): LocalCatalog {
-  const config = localCatalogConfig(deployment, loadBalancerHost);
+/** The catalog of `deployment`, over DynamoDB Local (its own client, as the catalog function has its own); see {@link localCatalogConfig} for `addresses`. */
+export function openLocalCatalog(deployment: LocalDeployment, dynamodbConfig: DynamoDBClientConfig, addresses?: ReadonlyMap<string, LocalLoadBalancerAddress>): LocalCatalog {
+  const config = localCatalogConfig(deployment, addresses);
   const client = createDynamoClient({ ...dynamodbConfig });
   const stopping = new AbortController();
   const handlers = new Map<string, (event: ALBEvent) => Promise<unknown>>();

@@ -117,18 +117,21 @@ export async function startLocalDataPlane(params: {
 }
 
 /**
- * Makes the data plane follow the target changes `client` makes (the sync and reconcile
- * handlers' clients) as they happen: after a RegisterTargets it reads moto at once; after a
- * DeregisterTargets it stops routing to those targets before the caller even gets the response
- * ({@link ElbStateSource.deregistered}), then reads moto.
+ * Makes the data planes (one per load balancer) follow the target changes `client` makes (the
+ * sync and reconcile handlers' clients) as they happen: after a RegisterTargets each reads moto at
+ * once; after a DeregisterTargets each stops routing to those targets before the caller even gets
+ * the response ({@link ElbStateSource.deregistered}; a group a data plane does not route is none
+ * of its business), then reads moto.
  */
-export function followTargetChanges(client: ElasticLoadBalancingV2Client, dataPlane: Pick<LocalDataPlane, 'source'>): void {
+export function followTargetChanges(client: ElasticLoadBalancingV2Client, dataPlanes: readonly Pick<LocalDataPlane, 'source'>[]): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const out = await next(args);
       const input = args.input as { TargetGroupArn?: string; Targets?: { Id?: string; Port?: number }[] };
-      if (context.commandName === 'DeregisterTargetsCommand' && input.TargetGroupArn) dataPlane.source.deregistered(input.TargetGroupArn, input.Targets ?? []);
-      else if (context.commandName === 'RegisterTargetsCommand') dataPlane.source.notify();
+      for (const dataPlane of dataPlanes) {
+        if (context.commandName === 'DeregisterTargetsCommand' && input.TargetGroupArn) dataPlane.source.deregistered(input.TargetGroupArn, input.Targets ?? []);
+        else if (context.commandName === 'RegisterTargetsCommand') dataPlane.source.notify();
+      }
       return out;
     },
     { step: 'initialize', name: 'agentLbFollowTargetChanges' },

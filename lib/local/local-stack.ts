@@ -23,7 +23,8 @@ import { assertPortFree, DynamoDbLocal, MotoServer, startDynamoDbLocal, startMot
 import { createAgentInterfaces } from './agent-interfaces';
 import { countingElbClient, localMetrics } from './handler-telemetry';
 import { checkDataPlaneOptions, followTargetChanges, LOCAL_LOAD_BALANCER_HOST, LocalDataPlane, LocalDataPlaneOptions, startLocalDataPlane } from './local-data-plane';
-import { LocalCatalog, openLocalCatalog } from './local-catalog';
+import { LocalCatalog, LocalLoadBalancerAddress, openLocalCatalog } from './local-catalog';
+import type { LambdaInvoker } from './data-plane';
 import { LocalDeployment, provisionLocal } from './provision';
 import { localRuntimeConfig } from './template-config';
 import { writeStateFile } from './state-file';
@@ -165,9 +166,20 @@ export class LocalStack {
     private readonly handlers: { sync: StreamHandler; catalogStream?: StreamHandler; reconcile: () => Promise<ReconcileReport[]>; rotationPoll: RotationPoll; catalog: LocalCatalog; clients: { destroy(): void }[]; proxy?: LocalEndpointProxy },
     private readonly mutatingCalls: () => number,
     private readonly options: LocalStackOptions,
-    /** The local data plane, when `dataPlane` was given. */
-    public readonly dataPlane?: LocalDataPlane,
+    /** The local data plane of each load balancer (`deployment.loadBalancers`, same order), when `dataPlane` was given. */
+    public readonly dataPlanes: readonly LocalDataPlane[] = [],
   ) {}
+
+  /** The first load balancer's local data plane (the one on `dataPlane.port`), when `dataPlane` was given. */
+  public get dataPlane(): LocalDataPlane | undefined {
+    return this.dataPlanes[0];
+  }
+
+  /** The local data plane that routes `capability` (or a variant), when `dataPlane` was given. */
+  public dataPlaneOf(capability: string): LocalDataPlane | undefined {
+    const i = this.deployment.loadBalancers.findIndex((lb) => lb.capabilities.includes(capability));
+    return i < 0 ? undefined : this.dataPlanes[i];
+  }
 
   /** What the handlers have done so far. */
   public get counters(): LocalStackCounters {
@@ -242,16 +254,43 @@ export class LocalStack {
       const Attributes = [{ Key: 'deregistration_delay.timeout_seconds', Value: String(options.deregistrationDelaySeconds) }];
       for (const arn of Object.values(deployment.targetGroups)) await elbv2.send(new ModifyTargetGroupAttributesCommand({ TargetGroupArn: arn, Attributes }));
     }
-    // The host the catalog names for every capability: the local load balancer's, which a client
-    // reaches; without a data plane nothing serves HTTP, and the catalog names moto's DNS name, read
-    // as the functions read it on AWS.
-    const catalogHost =
+    // One local load balancer per load balancer of the deployment, started before the catalog
+    // exists: the catalog names each one's port. The catalog's function behind their Lambda target
+    // groups is invoked once it is open (nothing knows the later ports before `ready` anyway).
+    let openedCatalog: (catalog: LocalCatalog) => void = () => undefined;
+    const catalogOpen = new Promise<LocalCatalog>((resolve) => (openedCatalog = resolve));
+    const dataPlanes = options.dataPlane === undefined ? [] : await startDataPlanes(servers.moto, deployment, options, progress, (arn, event) => catalogOpen.then((c) => c.invoke(arn, event)));
+    try {
+      return await LocalStack.runHandlers(servers, synth, deployment, dataPlanes, openedCatalog, options, progress, dynamodb, elbv2);
+    } catch (error) {
+      await Promise.allSettled(dataPlanes.map((d) => d.stop()));
+      throw error;
+    }
+  }
+
+  private static async runHandlers(
+    servers: { ddb: DynamoDbLocal; moto: MotoServer },
+    synth: ReturnType<typeof synthesizeTemplate>,
+    deployment: LocalDeployment,
+    dataPlanes: readonly LocalDataPlane[],
+    openedCatalog: (catalog: LocalCatalog) => void,
+    options: LocalStackOptions,
+    progress: (step: string) => void,
+    dynamodb: DynamoDBClient,
+    elbv2: ElasticLoadBalancingV2Client,
+  ): Promise<LocalStack> {
+    // Where the catalog says each capability is reached: its local load balancer's host and port,
+    // which a client reaches; without a data plane nothing serves HTTP, and the catalog names moto's
+    // DNS names, read as the functions read them on AWS.
+    const arns = deployment.loadBalancers.map((lb) => lb.loadBalancerArn);
+    const addresses: Map<string, LocalLoadBalancerAddress> | undefined =
       deployment.registryTableName === undefined
         ? undefined
-        : options.dataPlane !== undefined
-          ? LOCAL_LOAD_BALANCER_HOST
-          : (await loadBalancerDnsNames(elbv2, [deployment.loadBalancerArn])).get(deployment.loadBalancerArn);
-    const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig, catalogHost);
+        : dataPlanes.length > 0
+          ? new Map(dataPlanes.map((d, i) => [arns[i], { host: LOCAL_LOAD_BALANCER_HOST, port: Number(new URL(d.endpoint).port) }]))
+          : new Map([...(await loadBalancerDnsNames(elbv2, arns))].map(([arn, host]) => [arn, { host }]));
+    const catalog = openLocalCatalog(deployment, servers.ddb.clientConfig, addresses);
+    openedCatalog(catalog);
     // The deployed Lambdas' own configuration (ranges, ports, maximum TTL, admission, quota),
     // resolved against moto; demo agents listen on 127.0.0.1, which stays refused on AWS. As on
     // AWS, the reconcile pass holds a variant without a healthy target at weight 0.
@@ -308,34 +347,17 @@ export class LocalStack {
       clients: [syncElb, reconcileElb, syncDynamo, reconcileDynamo, catalogDynamo, syncEc2, reconcileEc2],
       ...(proxy ? { proxy } : {}),
     };
-    let dataPlane: LocalDataPlane | undefined;
-    if (options.dataPlane !== undefined) {
-      progress('starting the load balancer (local data plane)');
-      try {
-        dataPlane = await startLocalDataPlane({
-          moto: servers.moto,
-          loadBalancerArn: deployment.loadBalancerArn,
-          listenerArn: deployment.listenerArn,
-          options: options.dataPlane,
-          // The catalog's function, run in-process behind its Lambda target group.
-          invokeLambda: catalog.invoke,
-          onError: (error) => options.onError?.('data-plane', error),
-        });
-        for (const client of [syncElb, reconcileElb]) followTargetChanges(client, dataPlane);
-      } catch (error) {
-        for (const client of handlers.clients) client.destroy();
-        await proxy?.close().catch(() => undefined);
-        throw error;
-      }
-    }
+    // Each local load balancer follows the target changes the handlers make, as they happen.
+    if (dataPlanes.length > 0) for (const client of [syncElb, reconcileElb]) followTargetChanges(client, dataPlanes);
     const state: LocalState = {
       region: servers.ddb.clientConfig.region,
       dynamodbEndpoint: servers.ddb.endpoint,
       elbv2Endpoint: servers.moto.endpoint,
-      ...(dataPlane ? { loadBalancerEndpoint: dataPlane.endpoint } : {}),
+      ...(dataPlanes.length > 0 ? { loadBalancerEndpoint: dataPlanes[0].endpoint } : {}),
       tableName: deployment.tableName,
       loadBalancerArn: deployment.loadBalancerArn,
       listenerArn: deployment.listenerArn,
+      loadBalancers: deployment.loadBalancers.map((lb, i) => ({ ...lb, ...(dataPlanes[i] ? { endpoint: dataPlanes[i].endpoint } : {}) })),
       targetGroups: deployment.targetGroups,
       maxRequestSeconds: deployment.maxRequestSeconds,
       ...(deployment.registryTableName ? { registryTableName: deployment.registryTableName } : {}),
@@ -343,7 +365,7 @@ export class LocalStack {
     // The first revision now, so `GET /agents` answers from the start; sync and reconcile keep it current.
     const built = await catalog.build(runtimeConfig.routing, addressPolicyFor(runtimeConfig.routing));
     if (built?.error) options.onError?.('reconcile', built.error);
-    const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlane);
+    const stack = new LocalStack(state, deployment, runtimeConfig, dynamodb, elbv2, servers, handlers, counted.mutating, options, dataPlanes);
     stack.poller = stack.newPoller();
     stack.poller.start();
     stack.catalogPoller = stack.newCatalogPoller();
@@ -541,12 +563,42 @@ export class LocalStack {
     await this.handlers.rotationPoll.stop();
     this.handlers.catalog.stop();
     await this.reconcileLane;
-    await this.dataPlane?.stop();
+    await Promise.all(this.dataPlanes.map((d) => d.stop()));
     for (const client of this.handlers.clients) client.destroy();
     this.dynamodb.destroy();
     this.elbv2.destroy();
     await this.handlers.proxy?.close().catch(() => undefined);
     await Promise.allSettled([this.servers.ddb.stop(), this.servers.moto.stop()]);
+  }
+}
+
+/**
+ * A local data plane per load balancer of the deployment, in its order: the first on
+ * `dataPlane.port` (what `--lb-port` sets, as with one load balancer), the others on free ports.
+ * If one cannot start, those started are stopped.
+ */
+async function startDataPlanes(moto: MotoServer, deployment: LocalDeployment, options: LocalStackOptions, progress: (step: string) => void, invokeLambda: LambdaInvoker): Promise<LocalDataPlane[]> {
+  const started: LocalDataPlane[] = [];
+  const many = deployment.loadBalancers.length > 1;
+  try {
+    for (const [i, lb] of deployment.loadBalancers.entries()) {
+      progress(many ? `starting load balancer ${i + 1} of ${deployment.loadBalancers.length} (local data plane)` : 'starting the load balancer (local data plane)');
+      started.push(
+        await startLocalDataPlane({
+          moto,
+          loadBalancerArn: lb.loadBalancerArn,
+          listenerArn: lb.listenerArn,
+          options: { ...options.dataPlane, port: i === 0 ? (options.dataPlane?.port ?? 0) : 0 },
+          // The catalog's function, run in-process behind its Lambda target group (one on every load balancer).
+          invokeLambda,
+          onError: (error) => options.onError?.('data-plane', error),
+        }),
+      );
+    }
+    return started;
+  } catch (error) {
+    await Promise.allSettled(started.map((d) => d.stop()));
+    throw error;
   }
 }
 

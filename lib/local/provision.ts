@@ -15,12 +15,22 @@ import { MAX_REQUEST_SECONDS_TAG, TargetType, VARIANT_WEIGHT_TAG } from '../core
 import { CfnTemplate, LocalFunction, localSubset, TableSpec } from './template-subset';
 import { sleep } from '../core/concurrency';
 
+/** One provisioned load balancer: its capability listener and the capabilities (and variants) it routes. */
+export interface LocalLoadBalancer {
+  readonly loadBalancerArn: string;
+  readonly listenerArn: string;
+  readonly capabilities: readonly string[];
+}
+
 export interface LocalDeployment {
   readonly stackName: string;
   readonly tableName: string;
   readonly streamArn: string;
+  /** The first load balancer's (the one the stack's outputs name without a number). */
   readonly loadBalancerArn: string;
   readonly listenerArn: string;
+  /** Every load balancer of the deployment, the first first; one table and one registry serve them all. */
+  readonly loadBalancers: readonly LocalLoadBalancer[];
   /** capability → target group ARN */
   readonly targetGroups: Readonly<Record<string, string>>;
   readonly targetTypes: Readonly<Record<string, TargetType>>;
@@ -72,7 +82,13 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
   }
   const { StackResources = [] } = await opts.cfn.send(new DescribeStackResourcesCommand({ StackName: opts.stackName }));
   const physical = new Map(StackResources.map((r) => [r.LogicalResourceId ?? '', r.PhysicalResourceId ?? '']));
-  const byType = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
+  const arnOf = (logicalId: string) => {
+    const arn = physical.get(logicalId);
+    if (!arn) throw new ConfigError(`local stack ${opts.stackName} has no ${logicalId}`);
+    return arn;
+  };
+  const loadBalancers = subset.loadBalancers.map((lb) => ({ loadBalancerArn: arnOf(lb.logicalId), listenerArn: arnOf(lb.listenerLogicalId), capabilities: lb.capabilities }));
+  if (loadBalancers.length === 0) throw new ConfigError(`local stack ${opts.stackName} has no load balancer`);
 
   const targetGroups: Record<string, string> = {};
   const targetTypes: Record<string, TargetType> = {};
@@ -111,8 +127,9 @@ export async function provisionLocal(opts: ProvisionOptions): Promise<LocalDeplo
     stackName: opts.stackName,
     tableName,
     streamArn,
-    loadBalancerArn: byType('AWS::ElasticLoadBalancingV2::LoadBalancer')[0] ?? '',
-    listenerArn: byType('AWS::ElasticLoadBalancingV2::Listener')[0] ?? '',
+    loadBalancerArn: loadBalancers[0].loadBalancerArn,
+    listenerArn: loadBalancers[0].listenerArn,
+    loadBalancers,
     targetGroups,
     targetTypes,
     targetPorts,

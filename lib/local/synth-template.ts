@@ -1,9 +1,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { App } from 'aws-cdk-lib';
+import { App, CfnElement, NestedStack, Stack } from 'aws-cdk-lib';
 import { addAgentLbStack, AgentLbCapabilityContext, CONTEXT_KEY, parseAgentLbContext } from '../constructs/app-context';
 import { AgentLbError, ConfigError } from '../core/errors';
+import { inlineNestedStacks, NestedTemplates } from './nested-stacks';
 import { CfnTemplate } from './template-subset';
 
 /** The project's cdk.json, the same file `cdk deploy` reads (from the sources, or from the build in dist/). */
@@ -23,7 +24,9 @@ export interface SynthOptions {
 /**
  * Synthesizes the stack users deploy, from the same cdk.json context, and returns its
  * CloudFormation template. Lambda bundling is skipped (`aws:cdk:bundling-stacks: []`): local
- * mode runs the handlers in-process, so their assets are never uploaded.
+ * mode runs the handlers in-process, so their assets are never uploaded. The nested stacks of
+ * the second and later load balancers are inlined ({@link inlineNestedStacks}): every load
+ * balancer's capabilities are in the one template returned.
  */
 export function synthesizeTemplate(options: SynthOptions = {}): { stackName: string; template: CfnTemplate } {
   const cdkJson = JSON.parse(readFileSync(options.cdkJsonPath ?? CDK_JSON, 'utf8')) as { context?: Record<string, unknown> };
@@ -49,7 +52,8 @@ export function synthesizeTemplate(options: SynthOptions = {}): { stackName: str
     const app = new App({ outdir, autoSynth: false, context: { ...cdkJson.context, [CONTEXT_KEY]: context, 'aws:cdk:bundling-stacks': [] } });
     const stack = addAgentLbStack(app, {});
     const assembly = app.synth();
-    return { stackName: stack.stackName, template: assembly.getStackByName(stack.stackName).template as CfnTemplate };
+    const parent = assembly.getStackByName(stack.stackName).template as CfnTemplate;
+    return { stackName: stack.stackName, template: inlineNestedStacks(parent, nestedTemplates(stack, assembly.directory)) };
   } catch (error) {
     // A construct refusing a setting is the configuration's fault, not local mode's.
     if (error instanceof AgentLbError) throw error;
@@ -57,6 +61,17 @@ export function synthesizeTemplate(options: SynthOptions = {}): { stackName: str
   } finally {
     rmSync(outdir, { recursive: true, force: true });
   }
+}
+
+/** The templates of `stack`'s nested stacks, read from the assembly in `directory`, by their resource's logical id in `stack`. */
+function nestedTemplates(stack: Stack, directory: string): NestedTemplates {
+  const out: Record<string, CfnTemplate> = {};
+  for (const child of stack.node.findAll()) {
+    if (!NestedStack.isNestedStack(child) || Stack.of(child.node.scope!) !== stack || child.nestedStackResource === undefined) continue;
+    const id = stack.resolve((child.nestedStackResource as CfnElement).logicalId) as string;
+    out[id] = JSON.parse(readFileSync(join(directory, child.templateFile), 'utf8')) as CfnTemplate;
+  }
+  return out;
 }
 
 /**

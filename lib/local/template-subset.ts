@@ -38,8 +38,18 @@ export interface LocalFunction {
   readonly environment: Readonly<Record<string, string>>;
 }
 
+/** One load balancer of the template, with the listener carrying its capability rules and the capabilities they forward to. */
+export interface TemplateLoadBalancer {
+  readonly logicalId: string;
+  readonly listenerLogicalId: string;
+  /** Capabilities (and variants) whose groups its rules forward to, in template order. */
+  readonly capabilities: readonly string[];
+}
+
 export interface LocalTemplate {
   readonly template: CfnTemplate;
+  /** Every load balancer, in template order (the stack's first load balancer first). */
+  readonly loadBalancers: readonly TemplateLoadBalancer[];
   /** Target group logical id → capability name, from the `agent-lb:capability` tag. */
   readonly capabilityGroups: Readonly<Record<string, string>>;
   /** Each capability group's tags (its policy and variant tags), by capability. */
@@ -105,16 +115,22 @@ function tagValue(props: Record<string, unknown> | undefined, key: string): stri
  */
 export function localSubset(source: CfnTemplate): LocalTemplate {
   const { resources, lambdaFunctions } = withLocalLambdaTargets(source.Resources);
+  const nested = Object.keys(resources).find((id) => resources[id].Type === 'AWS::CloudFormation::Stack');
+  if (nested !== undefined) throw new ConfigError(`local mode cannot model nested stack ${nested}: inline it first (synthesizeTemplate does)`);
   const kept = new Set(Object.keys(resources).filter((id) => LOCAL_TYPES.some((re) => re.test(resources[id].Type))));
   for (let changed = true; changed; ) {
     changed = false;
     for (const id of [...kept]) {
       const r = resources[id];
       const deps = [...referencedIds(r.Properties), ...[r.DependsOn ?? []].flat()].filter((d) => d in resources);
-      if (deps.some((d) => !kept.has(d))) {
-        kept.delete(id);
-        changed = true;
+      const missing = deps.find((d) => !kept.has(d));
+      if (missing === undefined) continue;
+      // Dropping a load balancer's piece would leave capabilities unrouted with no word said.
+      if (/^AWS::ElasticLoadBalancingV2::/.test(r.Type)) {
+        throw new ConfigError(`local mode cannot model ${id} (${r.Type}): it needs ${missing} (${resources[missing].Type}), which moto does not provision`);
       }
+      kept.delete(id);
+      changed = true;
     }
   }
   const out: CfnTemplate = { Resources: {} };
@@ -142,6 +158,7 @@ export function localSubset(source: CfnTemplate): LocalTemplate {
   if (registry.length > 1) throw new ConfigError(`template must hold at most one registry state table, found ${registry.length}`);
   return {
     template: out,
+    loadBalancers: loadBalancersOf(out, capabilityGroups),
     capabilityGroups,
     capabilityTags,
     table: tableSpec(...leases[0]),
@@ -149,6 +166,37 @@ export function localSubset(source: CfnTemplate): LocalTemplate {
     ...registryConfigOf(source.Resources),
     lambdaFunctions: Object.fromEntries(Object.entries(lambdaFunctions).filter(([, f]) => Object.values(out.Resources).some((r) => JSON.stringify(r.Properties ?? {}).includes(f.functionArn)))),
   };
+}
+
+/**
+ * Each load balancer of the template, its capability listener (the one whose rules forward to
+ * capability groups; of an HTTPS load balancer, not the redirect on 80) and the capabilities those
+ * rules reach. A capability group no rule forwards to, or one on two load balancers, is refused.
+ */
+function loadBalancersOf(template: CfnTemplate, capabilityGroups: Readonly<Record<string, string>>): TemplateLoadBalancer[] {
+  const resources = Object.entries(template.Resources);
+  const ofType = (type: string) => resources.filter(([, r]) => r.Type === `AWS::ElasticLoadBalancingV2::${type}`);
+  const refOf = (value: unknown) => (value as { Ref?: unknown } | undefined)?.Ref;
+  const rules = ofType('ListenerRule');
+  const groupsOf = (listenerId: string) => [...new Set(rules.filter(([, r]) => refOf(r.Properties?.ListenerArn) === listenerId).flatMap(([, r]) => [...referencedIds(r.Properties?.Actions)]))];
+  const placed = new Map<string, string>();
+  const out = ofType('LoadBalancer').map(([lb]) => {
+    const listeners = ofType('Listener')
+      .filter(([, l]) => refOf(l.Properties?.LoadBalancerArn) === lb)
+      .map(([id]) => ({ id, groups: groupsOf(id) }));
+    if (listeners.length === 0) throw new ConfigError(`local mode cannot model load balancer ${lb}: it has no listener`);
+    const listener = listeners.reduce((best, l) => (l.groups.length > best.groups.length ? l : best));
+    const capabilities = Object.keys(capabilityGroups).filter((id) => listener.groups.includes(id)).map((id) => capabilityGroups[id]);
+    for (const c of capabilities) {
+      const other = placed.get(c);
+      if (other !== undefined) throw new ConfigError(`local mode cannot model capability ${c} on two load balancers (${other} and ${lb})`);
+      placed.set(c, lb);
+    }
+    return { logicalId: lb, listenerLogicalId: listener.id, capabilities };
+  });
+  const unrouted = Object.values(capabilityGroups).find((c) => !placed.has(c));
+  if (unrouted !== undefined) throw new ConfigError(`local mode cannot model capability ${unrouted}: no listener rule of a load balancer forwards to its target group`);
+  return out;
 }
 
 function registryConfigOf(resources: CfnTemplate['Resources']): { registryConfig?: string } {

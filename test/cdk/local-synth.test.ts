@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synthesizeTemplate } from '../../lib/local/synth-template';
+import { localSubset } from '../../lib/local/template-subset';
 
 /** `agent-lb local --app-dir <dir>`: local mode provisions the user's own configuration, not agent-lb's example. */
 describe('the template local mode provisions', () => {
@@ -57,3 +58,23 @@ describe('the template local mode provisions', () => {
     expect(JSON.stringify(template)).not.toContain('dnsDomain');
   });
 });
+
+/** A quota that puts search on a second load balancer, whose groups and rules the stack keeps in a nested stack. */
+describe('the template local mode provisions for two load balancers', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'agent-lb-two-lbs-synth-'));
+    const capabilities = ['vision', 'speech', 'search'].map((name) => ({ name, healthCheck: { path: '/health' } }));
+    writeFileSync(join(dir, 'cdk.json'), JSON.stringify({ context: { 'agent-lb': { capabilities, loadBalancerQuotas: { targetGroupsPerLoadBalancer: 3 } } } }));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("holds the nested stack's resources in place of the stack, and every load balancer with its capabilities", () => {
+    const { template } = synthesizeTemplate({ cdkJsonPath: join(dir, 'cdk.json') });
+    expect(Object.values(template.Resources).filter((r) => r.Type === 'AWS::CloudFormation::Stack')).toEqual([]);
+    const subset = localSubset(template);
+    expect(Object.values(subset.capabilityGroups).sort()).toEqual(['search', 'speech', 'vision']);
+    expect(subset.loadBalancers.map((lb) => lb.capabilities)).toEqual([['vision', 'speech'], ['search']]);
+  });
+});
+

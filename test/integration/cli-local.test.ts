@@ -26,6 +26,7 @@ interface StateFile {
   tableName: string;
   loadBalancerArn: string;
   listenerArn: string;
+  loadBalancers: { loadBalancerArn: string; listenerArn: string; capabilities: string[]; endpoint: string }[];
   targetGroups: Record<string, string>;
 }
 
@@ -87,8 +88,10 @@ describe('agent-lb local --agents 0 --state-file (subprocess)', () => {
   });
 
   it('writes a state file with exactly the documented keys', () => {
-    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'maxRequestSeconds', 'region', 'registryTableName', 'tableName', 'targetGroups']);
+    expect(Object.keys(state).sort()).toEqual(['dynamodbEndpoint', 'elbv2Endpoint', 'listenerArn', 'loadBalancerArn', 'loadBalancerEndpoint', 'loadBalancers', 'maxRequestSeconds', 'region', 'registryTableName', 'tableName', 'targetGroups']);
     expect(state.loadBalancerEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // The example's capabilities fit one load balancer: the first, on loadBalancerEndpoint.
+    expect(state.loadBalancers).toEqual([{ loadBalancerArn: state.loadBalancerArn, listenerArn: state.listenerArn, capabilities: ['vision', 'speech', 'search'], endpoint: state.loadBalancerEndpoint }]);
     expect(output).toContain(`load balancer ${state.loadBalancerEndpoint}`);
     expect(Object.keys(state.targetGroups).sort()).toEqual(['search', 'speech', 'vision']);
     expect(state.dynamodbEndpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);

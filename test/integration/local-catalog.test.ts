@@ -89,8 +89,8 @@ describe('GET /agents on the local load balancer', () => {
       routable: false,
       targets: { registered: 0, healthy: 0, initial: 0, unhealthy: 0, draining: 0 },
       variants: [{ name: 'canary', weight: 20, effectiveWeight: 0, healthy: 0 }],
-      // The local load balancer's host: a client asks it on the port it fetched the catalog from.
-      route: { header: 'X-Agent-Capability: vision', path: '/agents/vision/', host: '127.0.0.1' },
+      // The local load balancer's host and port (local mode runs each load balancer on a port of its own).
+      route: { header: 'X-Agent-Capability: vision', path: '/agents/vision/', host: '127.0.0.1', port: Number(new URL(endpoint).port) },
       policy: { algorithm: 'least_outstanding_requests', stickiness: 'off' },
       attributes: { model: [] },
     });
@@ -103,9 +103,9 @@ describe('GET /agents on the local load balancer', () => {
     expect((await catalog()).doc?.revision).toBe(first.doc?.revision);
   });
 
-  it('names where to ask: the route built from host, the port asked on and path reaches the capability', async () => {
+  it('names where to ask: the route built from host, port and path reaches the capability', async () => {
     const vision = entry((await catalog()).doc, 'vision')!;
-    const res = await fetch(`http://${vision.route.host}:${new URL(endpoint).port}${vision.route.path}hello`);
+    const res = await fetch(`http://${vision.route.host}:${vision.route.port}${vision.route.path}hello`);
     // No agent yet: the load balancer's own 503 for the capability's empty group, not a 404 of another.
     expect(res.status).toBe(503);
   });

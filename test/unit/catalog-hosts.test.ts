@@ -101,3 +101,24 @@ describe('the host in the document', () => {
     ]);
   });
 });
+
+describe('the port in the route (local mode: each load balancer on a port of its own)', () => {
+  it.each([
+    ['host and port named: both in the route', { hosts: { vision: '127.0.0.1' }, ports: { vision: 8702 } }, { host: '127.0.0.1', port: 8702 }],
+    ['a host without a port (AWS: every load balancer has the same listeners)', { hosts: { vision: DNS1 } }, { host: DNS1 }],
+    ['a port without a host is not shown: it would name no endpoint', { hosts: {}, ports: { vision: 8702 } }, {}],
+    ['another capability\'s port is not taken', { hosts: { vision: '127.0.0.1' }, ports: { speech: 8703 } }, { host: '127.0.0.1' }],
+  ])('%s', (_, where, expected) => {
+    expect(catalogRoute({ ...config, ...where }, 'vision')).toEqual({ header: 'X-Agent-Capability: vision', path: '/agents/vision/', ...expected });
+  });
+
+  it('moves the revision when a capability\'s port changes', () => {
+    const first = nextCatalog(undefined, mergeCatalogCapabilities({ ...config, hosts: { vision: '127.0.0.1', speech: '127.0.0.1' }, ports: { vision: 8702, speech: 8702 } }, undefined, new Map()), 1)!;
+    const moved = nextCatalog(first, mergeCatalogCapabilities({ ...config, hosts: { vision: '127.0.0.1', speech: '127.0.0.1' }, ports: { vision: 8702, speech: 8703 } }, first.capabilities, new Map()), 2)!;
+    expect(moved.revision).toBe(2);
+    expect(moved.capabilities.map((c) => [c.name, c.route.port])).toEqual([
+      ['speech', 8703],
+      ['vision', 8702],
+    ]);
+  });
+});
