@@ -8,8 +8,13 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { callsOverBudget, ElbCallBudget, ElbCallPermit } from '../../lib/core/elb-call-budget';
 import { ElbBudgetStateError } from '../../lib/core/errors';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { parseRuntimeConfig } from '../../lib/core/runtime-config';
+import { elbGateOf, settleElbGate } from '../../lib/handlers/elb-gate';
+import { BucketGate } from '../../lib/registry/elb-call-gate';
 import { SHARED_SETTLE_MS, SharedBucketGate } from '../../lib/registry/shared-bucket-gate';
 import { InMemorySharedBucket } from '../support/in-memory-shared-bucket';
+import { captureMetrics, silentLogger } from '../support/lease-fixtures';
 
 const B: ElbCallBudget = { callsPerSecond: 2, burst: 10 };
 
@@ -189,5 +194,38 @@ describe('SharedBucketGate', () => {
     await gate.flush();
     expect(store.item?.tokens).toBeLessThan(10);
     expect(Object.keys(store.item!.holds)).toEqual([]);
+  });
+});
+
+describe('the handlers\' gate (lib/handlers/elb-gate.ts)', () => {
+  const config = parseRuntimeConfig(JSON.stringify({ tableName: 'leases', capabilities: { vision: { targetGroupArn: 'arn:tg', targetType: 'ip' } } }));
+
+  it('shares the bucket when the configuration names its table; one of its own without; none without a budget', () => {
+    const client = {} as DynamoDBClient;
+    const { metrics } = captureMetrics();
+    expect(elbGateOf({ ...config, elbBudget: B, sharedElbBudget: { tableName: 'state', fallbackDivisor: 4 } }, client, silentLogger(), metrics)).toBeInstanceOf(SharedBucketGate);
+    expect(elbGateOf({ ...config, elbBudget: B }, client, silentLogger(), metrics)).toBeInstanceOf(BucketGate);
+    expect(elbGateOf(config, client, silentLogger(), metrics)).toBeUndefined();
+  });
+
+  it('when DynamoDB refuses, counts ElbBudgetStateErrors, calls from the fallback share, and ElbCallsOffSharedBudget when the invocation settles', async () => {
+    const refused = Object.assign(new Error('User is not authorized to perform: dynamodb:GetItem'), { name: 'AccessDeniedException' });
+    const client = { send: () => Promise.reject(refused) } as unknown as DynamoDBClient;
+    const emf = captureMetrics();
+    const gate = elbGateOf({ ...config, elbBudget: B, sharedElbBudget: { tableName: 'state', fallbackDivisor: 5 } }, client, silentLogger(), emf.metrics) as SharedBucketGate;
+    const first = tracked(gate.acquire());
+    const second = tracked(gate.acquire());
+    const third = tracked(gate.acquire());
+    await settle();
+    // Burst 10 / 5: two at once, the third a refill later (2.5 s at 0.4/s), once the first two left.
+    expect([first.done(), second.done(), third.done()]).toEqual([true, true, false]);
+    (await first.value).spend();
+    (await second.value).spend();
+    await settleElbGate(gate, emf.metrics);
+    emf.metrics.publishStoredMetrics();
+    expect(emf.last('ElbBudgetStateErrors')).toBe(1);
+    expect(emf.last('ElbCallsOffSharedBudget')).toBe(2);
+    await vi.advanceTimersByTimeAsync(2_500);
+    expect(third.done()).toBe(true);
   });
 });
