@@ -38,6 +38,8 @@ export const SHARED_SETTLE_MS = 200;
 
 interface Waiter {
   readonly since: number;
+  /** A write went by without a token for it: it waits for the budget, not just for the write. */
+  deferred?: boolean;
   readonly resolve: (permit: ElbCallPermit) => void;
   readonly reject: (error: Error) => void;
   readonly signal?: AbortSignal;
@@ -117,8 +119,15 @@ export class SharedBucketGate implements ElbCallGate {
     });
   }
 
+  /**
+   * Waiters held back by the budget, as BucketGate counts them: every waiter of this container once
+   * one of them saw a write go by without its token (first come, first served, the rest are behind
+   * it). A take answered by the next write, the budget allowing, is not counted: a DynamoDB round
+   * trip is not a wait for the budget.
+   */
   public waiting(nowMs: number): { readonly queued: number; readonly oldestAgeMs: number } {
-    const own = { queued: this.queue.length, oldestAgeMs: this.queue.length > 0 ? Math.max(0, nowMs - this.queue[0].since) : 0 };
+    const held = this.queue.some((w) => w.deferred);
+    const own = { queued: held ? this.queue.length : 0, oldestAgeMs: held ? Math.max(0, nowMs - this.queue[0].since) : 0 };
     const fb = this.fallback?.waiting(nowMs);
     return fb ? { queued: own.queued + fb.queued, oldestAgeMs: Math.max(own.oldestAgeMs, fb.oldestAgeMs) } : own;
   }
@@ -246,6 +255,7 @@ export class SharedBucketGate implements ElbCallGate {
         if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort);
         waiter.resolve(this.permit(hold));
       });
+      for (const waiter of asking.slice(take.granted.length)) waiter.deferred = true;
       if (take.retryInMs !== undefined && this.queue.length > 0 && this.releases.length === 0) {
         // Others' spends and releases are not seen until read: look again within a refill at most.
         const wait = Math.min(take.retryInMs, Math.ceil(1000 / this.budget.callsPerSecond));

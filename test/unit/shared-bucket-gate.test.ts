@@ -43,6 +43,8 @@ describe('SharedBucketGate', () => {
     const store = new InMemorySharedBucket();
     const gate = new SharedBucketGate(B, store, { id: 'a' });
     const permits = Array.from({ length: 5 }, () => tracked(gate.acquire()));
+    // Asked and not yet written: a round trip to DynamoDB is no wait for the budget.
+    expect(gate.waiting(Date.now()).queued).toBe(0);
     await settle();
     expect(permits.every((p) => p.done())).toBe(true);
     expect({ reads: store.reads, writes: store.writes }).toEqual({ reads: 1, writes: 1 });
