@@ -7,6 +7,8 @@ import { capabilitiesFromTags, maxRequestSecondsFromTags, tagsOf } from './targe
 
 /** Logical id of the registry state table: its construct id under AgentLb is `RegistryState`. */
 const REGISTRY_TABLE_ID = /RegistryState/;
+/** Logical id of the catalog's function (AgentLb's `Catalog`) or of its stream reader (`CatalogStream`): there only with the catalog on. */
+const CATALOG_FUNCTION_ID = /Catalog/;
 
 /** CloudFormation client as the CLI uses it: the SDK's standard retries, a few more attempts than its default. */
 export function createCloudFormationClient(config: CloudFormationClientConfig = {}): CloudFormationClient {
@@ -53,7 +55,9 @@ export async function describeStack(
     const physical = (type: string) => StackResources.filter((r) => r.ResourceType === type).map((r) => r.PhysicalResourceId ?? '');
     // The registry state table is the one of construct id `RegistryState` (AgentLb's); the lease table is the other.
     const tables = StackResources.filter((r) => r.ResourceType === 'AWS::DynamoDB::Table');
-    const registryTableName = tables.find((r) => REGISTRY_TABLE_ID.test(r.LogicalResourceId ?? ''))?.PhysicalResourceId;
+    // With the catalog off the table holds the ELB call budget alone: no member index for discovery to read.
+    const hasCatalog = StackResources.some((r) => r.ResourceType === 'AWS::Lambda::Function' && CATALOG_FUNCTION_ID.test(r.LogicalResourceId ?? ''));
+    const registryTableName = hasCatalog ? tables.find((r) => REGISTRY_TABLE_ID.test(r.LogicalResourceId ?? ''))?.PhysicalResourceId : undefined;
     const tableName = tables.find((r) => !REGISTRY_TABLE_ID.test(r.LogicalResourceId ?? ''))?.PhysicalResourceId;
     if (!tableName) throw new ConfigError(`stack ${stackName} has no lease table`);
     const tags = await tagsOf(elb, physical('AWS::ElasticLoadBalancingV2::TargetGroup'));

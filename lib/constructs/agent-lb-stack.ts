@@ -462,7 +462,7 @@ export class AgentLbStack extends Stack {
     new CfnOutput(this, 'AgentPolicyArn', { description: 'Managed policy to attach to agent roles', value: this.leaseTable.agentPolicy.managedPolicyArn });
     new CfnOutput(this, 'AgentSecurityGroupId', { description: 'Security group to put agents in (the load balancer reaches only it)', value: this.agentSecurityGroup.securityGroupId });
     new CfnOutput(this, 'LeaseTtlSeconds', { description: 'Lease time to live agents should use', value: String(ttlSeconds) });
-    if (this.agentLb.registryState) {
+    if (this.agentLb.catalog) {
       new CfnOutput(this, 'RegistryStateTableName', { description: 'Registry state table: the capability catalog and the member index trusted discovery reads', value: this.agentLb.registryState.tableName });
       const scheme = props.certificateArn ? 'https' : 'http';
       new CfnOutput(this, 'CatalogUrl', { description: 'The capability catalog', value: `${scheme}://${this.loadBalancer.loadBalancerDnsName}/${this.router.pathPrefix}` });

@@ -22,7 +22,7 @@ import { AgentLbValidationError } from './validation-error';
 import type { RulePriorityRange } from './rule-priorities';
 
 /** Options of the sync and reconcile Lambdas that {@link AgentLb} passes through unchanged. */
-export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'admission' | 'catalog'>;
+export type RegistrySyncOptions = Omit<RegistrySyncProps, 'table' | 'capabilities' | 'vpc' | 'allowedCidrs' | 'loadBalancer' | 'listener' | 'variants' | 'admission' | 'catalog' | 'elbBudgetTable'>;
 
 /** A listener of another load balancer of the deployment and the capabilities it routes. */
 export interface AgentLbListener {
@@ -269,8 +269,11 @@ export class AgentLb extends Construct implements ec2.IConnectable {
   /** The sync and reconcile Lambdas, their alarms and dashboard. */
   public readonly registrySync: RegistrySync;
 
-  /** The registry's own table (catalog document, member index), when the catalog is on. */
-  public readonly registryState?: RegistryStateTable;
+  /**
+   * The registry's own table: the ELB call budget every sync and reconcile container shares, and,
+   * when the catalog is on, the catalog document and member index.
+   */
+  public readonly registryState: RegistryStateTable;
 
   /** The catalog's function and target group, when the catalog is on. */
   public readonly catalog?: CapabilityCatalog;
@@ -291,8 +294,9 @@ export class AgentLb extends Construct implements ec2.IConnectable {
       this.agentPolicy = this.leaseTable.agentPolicy;
     }
 
+    // Always: the ELB call budget must bound the whole registry, not one Lambda container.
+    this.registryState = new RegistryStateTable(this, 'RegistryState');
     if (props.catalog !== false) {
-      this.registryState = new RegistryStateTable(this, 'RegistryState');
       this.catalog = new CapabilityCatalog(this, 'Catalog', { ...props.catalogOptions, stateTable: this.registryState });
     }
 
@@ -403,7 +407,8 @@ export class AgentLb extends Construct implements ec2.IConnectable {
       },
       ...(loadBalancer ? { loadBalancer } : { listener: props.listener }),
       ...(more.length > 0 ? { moreLoadBalancers: more.map((m) => m.loadBalancer) } : {}),
-      ...(this.registryState
+      elbBudgetTable: this.registryState,
+      ...(this.catalog
         ? {
             catalog: {
               table: this.registryState,
@@ -464,7 +469,7 @@ export class AgentLb extends Construct implements ec2.IConnectable {
    * registry state table, nothing more. Needs the catalog.
    */
   public grantDiscovery(grantee: iam.IGrantable): iam.PolicyStatement {
-    if (!this.registryState) throw new AgentLbValidationError(this, 'grantDiscovery needs the catalog (catalog: true), whose member index discovery reads');
+    if (!this.catalog) throw new AgentLbValidationError(this, 'grantDiscovery needs the catalog (catalog: true), whose member index discovery reads');
     return this.registryState.grantDiscovery(grantee);
   }
 

@@ -28,6 +28,9 @@ export function lambdaEnvironmentProblems(config: AgentLbRuntimeConfigJson): str
     // A security group id is 20 characters, a VPC id 21.
     ...(config.admission ? { admission: JSON.parse(JSON.stringify(config.admission).replace(/\$\{Token\[[^\]]+\]\}/g, 'x'.repeat(20))) } : {}),
     ...(config.catalog ? { catalog: { ...config.catalog, tableName: Token.isUnresolved(config.catalog.tableName) ? 'x'.repeat(100) : config.catalog.tableName } } : {}),
+    ...(config.sharedElbBudget?.tableName !== undefined
+      ? { sharedElbBudget: { ...config.sharedElbBudget, tableName: Token.isUnresolved(config.sharedElbBudget.tableName) ? 'x'.repeat(100) : config.sharedElbBudget.tableName } }
+      : {}),
   });
   // The longest of the functions' service names: every function carries the same configuration.
   const service = [SYNC_SERVICE_NAME, RECONCILE_SERVICE_NAME, CATALOG_STREAM_SERVICE_NAME].reduce((a, b) => (b.length > a.length ? b : a));

@@ -2,10 +2,13 @@ import { RemovalPolicy, Tags } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { CATALOG_ITEM_KEY, MEMBERS_PARTITION_PREFIX, REGISTRY_STATE_KEY, REGISTRY_STATE_ROLE, REGISTRY_STATE_ROLE_TAG } from '../core/registry-state';
+import { CATALOG_ITEM_KEY, ELB_BUDGET_ITEM_KEY, MEMBERS_PARTITION_PREFIX, REGISTRY_STATE_KEY, REGISTRY_STATE_ROLE, REGISTRY_STATE_ROLE_TAG } from '../core/registry-state';
 
 /** What the sync and reconcile Lambdas do on the registry state table: read and conditionally write items, Query a capability's members. */
 export const REGISTRY_STATE_ACTIONS: readonly string[] = ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query'];
+
+/** What the sync and reconcile Lambdas do to the ELB call budget's shared item: read it and conditionally update it. */
+export const ELB_BUDGET_ACTIONS: readonly string[] = ['dynamodb:GetItem', 'dynamodb:UpdateItem'];
 
 /** Properties of a {@link RegistryStateTable}. */
 export interface RegistryStateTableProps {
@@ -20,7 +23,8 @@ export interface RegistryStateTableProps {
 
 /**
  * The registry's own DynamoDB table (format: lib/core/registry-state.ts): the capability catalog
- * document that `GET /agents` serves and the member index that trusted discovery queries.
+ * document that `GET /agents` serves, the member index that trusted discovery queries, and the
+ * ELB call budget's shared bucket every sync and reconcile container takes its tokens from.
  *
  * Why a table of its own rather than items in the lease table: agents hold PutItem, UpdateItem
  * and DeleteItem on the lease table, so an agent could overwrite a document kept there, and every
@@ -54,6 +58,15 @@ export class RegistryStateTable extends Construct {
   /** The registry's access (sync and reconcile): {@link REGISTRY_STATE_ACTIONS} on this table. */
   public grantRegistryAccess(grantee: iam.IGrantable): iam.Grant {
     return iam.Grant.addToPrincipal({ grantee, actions: [...REGISTRY_STATE_ACTIONS], resourceArns: [this.tableArn] });
+  }
+
+  /**
+   * A registry function's access to the ELB call budget's shared bucket: GetItem and UpdateItem of
+   * that item (`dynamodb:LeadingKeys` = its partition, which holds nothing else), no other item.
+   * Returns the statement added to the grantee's policy.
+   */
+  public grantElbBudget(grantee: iam.IGrantable): iam.PolicyStatement {
+    return this.grantOnPartitions(grantee, [...ELB_BUDGET_ACTIONS], 'ForAllValues:StringEquals', [ELB_BUDGET_ITEM_KEY.pk]);
   }
 
   /** The catalog Lambda's access: GetItem of the catalog document, and of no other item. Returns the statement added to the grantee's policy. */

@@ -32,6 +32,7 @@ import {
   MIN_MAX_LEASE_TTL_SECONDS,
 } from '../core/runtime-config';
 import { AgentLbRuntimeConfigJson, lambdaEnvironmentProblems } from './lambda-environment';
+import type { RegistryStateTable } from './registry-state-table';
 import { registryAlarms, registryDashboard } from './registry-monitoring';
 import { AgentLbValidationError } from './validation-error';
 import type { IConstruct } from 'constructs';
@@ -146,6 +147,17 @@ export interface RegistrySyncProps {
    * @default - no catalog
    */
   readonly catalog?: RegistrySyncCatalog;
+
+  /**
+   * The registry state table whose ELB budget item every sync and reconcile container takes its
+   * Register/Deregister tokens from, so that the budget bounds the whole registry (every stream
+   * shard, every container, sync and reconcile together). Both roles may GetItem and UpdateItem
+   * that one item and no other (`dynamodb:LeadingKeys`).
+   *
+   * @default - the catalog's table when there is a catalog; without either, each container keeps
+   * a bucket of its own and the budget bounds one container
+   */
+  readonly elbBudgetTable?: RegistryStateTable;
 
   /**
    * VPC of the target groups: its CIDR is the range IP leases may register from, and with
@@ -422,6 +434,7 @@ export class RegistrySync extends Construct {
         ? { byCapability: Object.fromEntries(Object.entries(props.admission.byCapability!).map(([name, groups]) => [name, groups.map((g) => g.securityGroupId)])) }
         : {}),
     };
+    const budgetTable = props.elbBudgetTable ?? props.catalog?.table;
     const config: AgentLbRuntimeConfigJson = {
       tableName: props.table.tableName,
       ...(discoverOn
@@ -446,6 +459,8 @@ export class RegistrySync extends Construct {
       reconcileRepeatSeconds: repeatSeconds,
       ...(variantWeights ? { variantWeights } : {}),
       ...(props.catalog ? { catalog: catalogSettingsJson(props.catalog) } : {}),
+      // The catalog's table is named once, under catalog.
+      ...(budgetTable ? { sharedElbBudget: budgetTable === props.catalog?.table ? {} : { tableName: budgetTable.tableName } } : {}),
     };
     this.runtimeConfigJson = Stack.of(this).toJsonString(config);
     this.node.addValidation({ validate: () => lambdaEnvironmentProblems(config) });
@@ -484,6 +499,8 @@ export class RegistrySync extends Construct {
     props.table.grant(this.syncFunction, 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem');
     // The catalog: its member index and document, in the registry's own table.
     props.catalog?.table.grantRegistryAccess(this.syncFunction);
+    // The ELB call budget every container shares: its one item, read and conditionally updated.
+    budgetTable?.grantElbBudget(this.syncFunction);
 
     this.failureQueue = new sqs.Queue(this, 'SyncFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -542,6 +559,7 @@ export class RegistrySync extends Construct {
     props.table.grantReadData(this.reconcileFunction);
     props.table.grant(this.reconcileFunction, 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
     props.catalog?.table.grantRegistryAccess(this.reconcileFunction);
+    budgetTable?.grantElbBudget(this.reconcileFunction);
 
     this.reconcileSchedule = new events.Rule(this, 'ReconcileSchedule', {
       description: 'agent-lb: runs the reconcile Lambda',

@@ -10,6 +10,7 @@ export type AgentLbErrorCode =
   | 'LEASE_LOST'
   | 'LEASE_STORE'
   | 'REGISTRY_STATE'
+  | 'ELB_BUDGET_STATE'
   | 'ELB_TRANSIENT'
   | 'ELB_PERMANENT'
   | 'EC2_LOOKUP'
@@ -126,6 +127,14 @@ export class RegistryStateError extends AgentLbError {
   public constructor(message: string, options: AgentLbErrorOptions = {}) {
     super('REGISTRY_STATE', message, options);
     this.name = 'RegistryStateError';
+  }
+}
+
+/** The ELB call budget's shared bucket (an item of the registry state table) could not be read or written. */
+export class ElbBudgetStateError extends AgentLbError {
+  public constructor(message: string, options: AgentLbErrorOptions = {}) {
+    super('ELB_BUDGET_STATE', message, options);
+    this.name = 'ElbBudgetStateError';
   }
 }
 

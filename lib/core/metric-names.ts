@@ -106,6 +106,8 @@ export const BUDGET_METRICS = {
   elbCallBudgetPerSecond: 'ElbCallBudgetPerSecond',
   queuedChanges: 'QueuedChanges',
   oldestQueuedChangeMs: 'OldestQueuedChangeMs',
+  /** Calls a container made from its own fallback share while the shared bucket was out of reach (shared-elb-bucket.ts). */
+  elbCallsOffSharedBudget: 'ElbCallsOffSharedBudget',
 } as const;
 
 /**
@@ -117,6 +119,8 @@ export const ERROR_METRICS = {
   INVALID_CONFIG: 'ConfigErrors',
   LEASE_STORE: 'LeaseStoreErrors',
   REGISTRY_STATE: 'RegistryStateErrors',
+  /** The shared ELB call budget could not be reached: the container fell back to its own share of it. */
+  ELB_BUDGET_STATE: 'ElbBudgetStateErrors',
   ELB_TRANSIENT: 'ElbTransientErrors',
   ELB_PERMANENT: 'ElbRefusals',
   EC2_LOOKUP: 'Ec2LookupErrors',

@@ -5,6 +5,8 @@ import { LEASE_ATTR, LeaseStatus, RawAttributeValue, RawItem, ROTATION_STATES, R
  * it, and it has no stream), declared here once. It holds
  * - the capability catalog, one item (`pk = "catalog"`, `sk = "document"`) that `GET /agents`
  *   serves (see catalog-document.ts), and
+ * - the ELB call budget's shared bucket, one item (`pk = "elb-budget"`, `sk = "bucket"`) every
+ *   registry container takes its Register/Deregister tokens from (see shared-elb-bucket.ts), and
  * - the member index, one item per (capability, target): `pk = "members#<capability>"`,
  *   `sk = "<address>:<port>"`, the agent's address, rotation state and metadata as the registry
  *   last read them from its lease. A capability's members are one Query away, so the catalog is
@@ -25,6 +27,16 @@ export const REGISTRY_STATE_ROLE = 'registry-state';
 
 /** The catalog document's item. */
 export const CATALOG_ITEM_KEY = { pk: 'catalog', sk: 'document' } as const;
+
+/**
+ * The ELB call budget's shared bucket: a partition of its own, so that an IAM
+ * `dynamodb:LeadingKeys` condition grants this item alone. It cannot collide: member partitions
+ * all start with {@link MEMBERS_PARTITION_PREFIX} and the catalog's is `catalog`.
+ */
+export const ELB_BUDGET_ITEM_KEY = { pk: 'elb-budget', sk: 'bucket' } as const;
+
+/** Attribute names of the shared bucket's item: tokens (N), when counted (N, epoch ms), version (N), holds (M of id → N, epoch ms). */
+export const ELB_BUDGET_ATTR = { tokens: 'tokens', atMs: 'atMs', version: 'version', holds: 'holds' } as const;
 
 /** Partition of a capability's members (the name agents list: `vision`, `vision-canary`). */
 export const MEMBERS_PARTITION_PREFIX = 'members#';

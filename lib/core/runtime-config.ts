@@ -1,5 +1,6 @@
 import { AddressPolicy, DEFAULT_ALLOWED_CIDRS, parseCidr } from './address-policy';
 import { AccountElbBucket, budgetProblem, DEFAULT_ACCOUNT_ELB_BUCKET, ElbCallBudget } from './elb-call-budget';
+import { DEFAULT_SHARED_BUDGET_FALLBACK_DIVISOR, fallbackDivisorProblem } from './shared-elb-bucket';
 import { CATALOG_ATTRIBUTE_KEY, CatalogCapabilityInfo, CatalogConfig, catalogInfoFromTags, MAX_CATALOG_ATTRIBUTES, TaggedGroup } from './catalog-document';
 import { ConfigError } from './errors';
 import { CAPABILITY_NAME, CapabilityRoute, DEFAULT_MAX_LEASE_TTL_SECONDS, PortRange, RoutingConfig, TargetType } from './lease-schema';
@@ -78,11 +79,31 @@ export interface RuntimeConfigJson {
   /** The account's Register/Deregister bucket, when AWS raised it. @default DEFAULT_ACCOUNT_ELB_BUCKET (refill 4/s, burst 20) */
   readonly accountElbBucket?: AccountElbBucket;
   /**
+   * Where every sync and reconcile container takes its tokens from, so that `elbBudget` bounds the
+   * whole registry: the ELB budget item of this registry state table (shared-elb-bucket.ts).
+   * @default - each container keeps a bucket of its own (the budget then bounds one container)
+   */
+  readonly sharedElbBudget?: SharedElbBudgetJson;
+  /**
    * The capability catalog (`GET /agents`): the registry keeps its document and member index in
    * this registry state table. Each capability's algorithm, stickiness and variants come from its
    * groups' tags (found with them at cold start). @default - no catalog
    */
   readonly catalog?: CatalogSettingsJson;
+}
+
+/** The `sharedElbBudget` part of {@link RuntimeConfigJson}. */
+export interface SharedElbBudgetJson {
+  /** The registry state table holding the bucket's item. @default the catalog's table (`catalog.tableName`): the name is not written twice */
+  readonly tableName?: string;
+  /** While the item is out of reach, a container keeps to 1/fallbackDivisor of the budget, 1–100. @default DEFAULT_SHARED_BUDGET_FALLBACK_DIVISOR */
+  readonly fallbackDivisor?: number;
+}
+
+/** The shared budget's settings, checked. */
+export interface SharedElbBudget {
+  readonly tableName: string;
+  readonly fallbackDivisor: number;
 }
 
 /** The `admission` part of {@link RuntimeConfigJson}. */
@@ -142,6 +163,8 @@ export interface RuntimeConfig {
    * @default - no budget (calls go as they come)
    */
   readonly elbBudget?: ElbCallBudget;
+  /** Where the budget's bucket is shared by every container (see {@link RuntimeConfigJson.sharedElbBudget}). @default - one bucket per container */
+  readonly sharedElbBudget?: SharedElbBudget;
   /** The capability catalog the registry keeps current. @default - none */
   readonly catalog?: CatalogConfig;
   /** Admission by AWS facts (see {@link AdmissionConfigJson}); absent: every valid lease is admitted. */
@@ -205,6 +228,7 @@ export interface RuntimeSettings {
   readonly variantWeights?: Readonly<Record<string, number>>;
   /** See {@link RuntimeConfigJson.elbBudget}; unset when the configuration sets none. */
   readonly elbBudget?: ElbCallBudget;
+  readonly sharedElbBudget?: SharedElbBudget;
   readonly admission?: AdmissionConfig;
   readonly targetQuota: number;
   readonly catalog?: CatalogSettings;
@@ -278,6 +302,7 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
   }
   const variantWeights = parseVariantWeights(obj.variantWeights, discover?.capabilities ?? Object.keys(capabilities), discover !== undefined);
   const elbBudget = parseElbBudget(obj.elbBudget, obj.accountElbBucket);
+  const sharedElbBudget = obj.sharedElbBudget === undefined ? undefined : parseSharedElbBudget(obj.sharedElbBudget, obj.catalog);
   const admission = obj.admission === undefined ? undefined : parseAdmission(obj.admission, names);
   const targetQuota = obj.targetQuota ?? DEFAULT_TARGET_QUOTA;
   if (!isTargetQuota(targetQuota)) fail(targetQuotaProblem(targetQuota));
@@ -297,7 +322,20 @@ export function parseRuntimeSettings(text: string | undefined): RuntimeSettings 
     targetQuota,
     ...(catalog ? { catalog } : {}),
     ...(elbBudget ? { elbBudget } : {}),
+    ...(sharedElbBudget ? { sharedElbBudget } : {}),
   };
+}
+
+/** The `sharedElbBudget` part of `AGENT_LB_CONFIG`, checked; its table is the catalog's unless named. */
+export function parseSharedElbBudget(raw: unknown, rawCatalog?: unknown): SharedElbBudget {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(`sharedElbBudget must be an object { tableName?, fallbackDivisor? }, got ${JSON.stringify(raw)}`);
+  const b = raw as Record<string, unknown>;
+  const tableName = b.tableName ?? (rawCatalog as { tableName?: unknown } | undefined)?.tableName;
+  if (typeof tableName !== 'string' || tableName === '') fail(`sharedElbBudget.tableName must be a non-empty string (or the catalog's, when there is one), got ${JSON.stringify(b.tableName)}`);
+  const divisor = b.fallbackDivisor ?? DEFAULT_SHARED_BUDGET_FALLBACK_DIVISOR;
+  const problem = fallbackDivisorProblem(divisor);
+  if (problem) fail(problem);
+  return { tableName, fallbackDivisor: divisor as number };
 }
 
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}$/;
@@ -478,6 +516,7 @@ export function completeRuntimeConfig(
     safetyValveShare: settings.safetyValveShare,
     reconcileRepeatSeconds: settings.reconcileRepeatSeconds,
     ...(settings.elbBudget ? { elbBudget: settings.elbBudget } : {}),
+    ...(settings.sharedElbBudget ? { sharedElbBudget: settings.sharedElbBudget } : {}),
     ...(settings.admission ? { admission: settings.admission } : {}),
     targetQuota: settings.targetQuota,
     ...(loadBalancers ? { loadBalancers } : {}),

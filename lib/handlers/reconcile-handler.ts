@@ -10,12 +10,12 @@ import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { ElbCallGate } from '../core/elb-call-budget';
-import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { newReconcileMemory } from '../registry/container-memory';
 import { reconcileOnce, ReconcileReport } from '../registry/reconcile';
 import type { WriteWidth } from '../registry/registry-writes';
+import { elbGateOf, settleElbGate } from './elb-gate';
 import { runtimeOnce } from './runtime-config-loader';
 import { publishInvocationFailure, publishReconcileReport, publishResolutionWarning } from './telemetry';
 
@@ -28,7 +28,8 @@ export interface ReconcileHandlerOptions {
   /**
    * The gate every Register/DeregisterTargets call takes a token from: give sync and reconcile
    * of one process the same one, so together they stay within the budget.
-   * @default a gate of the configuration's `elbBudget`, for this container; none without one
+   * @default with the configuration's `sharedElbBudget`, the bucket every container shares;
+   * else a gate of its `elbBudget` for this container; none without a budget
    */
   readonly elbGate?: ElbCallGate;
   /** EC2, for admission (a configuration with `admission`). @default a client from the environment, made only when admission is configured */
@@ -54,7 +55,7 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
   // Lives as long as the container: removals held back for a second pass, targets ELB refused.
   const memory = newReconcileMemory();
   let gate = options.elbGate;
-  const gateFor = (config: RuntimeConfig) => (gate ??= config.elbBudget ? new BucketGate(config.elbBudget) : undefined);
+  const gateFor = (config: RuntimeConfig) => (gate ??= elbGateOf(config, dynamoClient, logger, metrics));
   const depsFor = (config: RuntimeConfig) => ({
     config,
     elb: new ElbTargets(elbClient, gateFor(config)),
@@ -76,8 +77,9 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
 
   return async (_event?: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<ReconcileReport[]> => {
     const reports: ReconcileReport[] = [];
-    const failed = (error: unknown): never => {
+    const failed = async (error: unknown): Promise<never> => {
       // The pass failed as a whole (no configuration, no group readable): the next one tries again.
+      await settleElbGate(gate, metrics);
       publishInvocationFailure(error, logger, metrics);
       throw error;
     };
@@ -85,6 +87,8 @@ export function createReconcileHandler(options: ReconcileHandlerOptions = {}) {
     const repeatMs = deps.config.reconcileRepeatSeconds * 1000;
     for (;;) {
       const report = await reconcileOnce(deps).catch(failed);
+      // Each pass ends with the shared budget's spends written: the sleep before the next may outlast their holds.
+      await settleElbGate(gate, metrics);
       publishReconcileReport(report, logger, metrics);
       reports.push(report);
       const remaining = context?.getRemainingTimeInMillis?.() ?? 0;

@@ -10,12 +10,12 @@ import { createEc2Client, Ec2Holders } from '../aws/ec2-holders';
 import { createDynamoClient } from '../aws/dynamo-client';
 import { ElbTargets } from '../aws/elb-targets';
 import { ElbCallGate } from '../core/elb-call-budget';
-import { BucketGate } from '../registry/elb-call-gate';
 import { LeaseStore } from '../aws/lease-store';
 import { RegistryStateStore } from '../aws/registry-state-store';
 import { toLeaseChange } from '../aws/stream-records';
 import { newSyncMemory } from '../registry/container-memory';
 import { syncStreamBatch, StreamSyncReport } from '../registry/stream-sync';
+import { elbGateOf, settleElbGate } from './elb-gate';
 import { runtimeOnce } from './runtime-config-loader';
 import { publishInvocationFailure, publishResolutionWarning, publishSyncReport } from './telemetry';
 
@@ -32,7 +32,8 @@ export interface SyncHandlerOptions {
   /**
    * The gate every Register/DeregisterTargets call takes a token from: give sync and reconcile
    * of one process the same one, so together they stay within the budget.
-   * @default a gate of the configuration's `elbBudget`, for this container; none without one
+   * @default with the configuration's `sharedElbBudget`, the bucket every container shares;
+   * else a gate of its `elbBudget` for this container; none without a budget
    */
   readonly elbGate?: ElbCallGate;
   /** With a budget: longest a batch waits for tokens before it reports the rest unapplied. @default SYNC_BATCH_BUDGET_MS */
@@ -58,7 +59,7 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
   // Lives as long as the container: changes already applied, targets ELB refused.
   const memory = newSyncMemory();
   let gate = options.elbGate;
-  const gateFor = (config: RuntimeConfig) => (gate ??= config.elbBudget ? new BucketGate(config.elbBudget) : undefined);
+  const gateFor = (config: RuntimeConfig) => (gate ??= elbGateOf(config, dynamoClient, logger, metrics));
   const depsFor = (config: RuntimeConfig) => ({
     elb: new ElbTargets(elbClient, gateFor(config)),
     routing: config.routing,
@@ -81,9 +82,11 @@ export function createSyncHandler(options: SyncHandlerOptions = {}) {
       report = await syncStreamBatch(records, await ready());
     } catch (error) {
       // The whole batch failed (its configuration could not be resolved, say): Lambda retries it.
+      await settleElbGate(gate, metrics);
       publishInvocationFailure(error, logger, metrics);
       throw error;
     }
+    await settleElbGate(gate, metrics);
     const oldest = records.reduce<number | undefined>((m, r) => (r.writtenAtSeconds === undefined || (m !== undefined && m <= r.writtenAtSeconds) ? m : r.writtenAtSeconds), undefined);
     publishSyncReport(report, oldest === undefined ? undefined : Math.max(0, now() - oldest * 1000), logger, metrics);
     return { batchItemFailures: report.firstFailedRecordId === undefined ? [] : [{ itemIdentifier: report.firstFailedRecordId }] };

@@ -48,6 +48,20 @@ export function publishResolutionWarning(error: AgentLbError, logger: Logger, me
   logger.warn('configuration resolved without a part the catalog uses', { code: error.code, error: error.message });
 }
 
+/**
+ * The shared ELB call budget could not be reached: the container keeps to its fallback share
+ * (shared-bucket-gate.ts) for a while. Counted under `ElbBudgetStateErrors` and logged as a warning.
+ */
+export function publishBudgetFallback(error: AgentLbError, logger: Logger, metrics: Metrics): void {
+  addErrorMetrics(metrics, [error]);
+  logger.warn('the shared ELB call budget is out of reach: this container keeps to its fallback share of it', { code: error.code, error: error.message });
+}
+
+/** Calls a container made from its fallback share, outside the shared budget (published with the invocation's report). */
+export function addOffBudgetCalls(calls: number, metrics: Metrics): void {
+  metrics.addMetric(BUDGET_METRICS.elbCallsOffSharedBudget, MetricUnit.Count, calls);
+}
+
 /** Writes a sync report as EMF metrics and log lines. Rejections are logged one per lease, with their reason. */
 export function publishSyncReport(report: StreamSyncReport, lagMs: number | undefined, logger: Logger, metrics: Metrics): void {
   metrics.addMetric(SYNC_METRICS.records, MetricUnit.Count, report.records);

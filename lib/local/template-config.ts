@@ -71,7 +71,8 @@ export function localRuntimeConfig(template: CfnTemplate, deployment: LocalDeplo
     found[capability] = { targetGroupArn: arn, targetType: deployment.targetTypes[capability] ?? 'ip', ...(port === undefined ? {} : { ports: [{ from: port, to: port }] }) };
   }
   // The names-only form finds the groups by tag on AWS; here they are the ones just provisioned.
-  const config = completeRuntimeConfig({ ...settings, capabilities: settings.discover ? {} : settings.capabilities, discover: undefined }, found);
+  // One process: a budget, if any, is kept in it (the template's shared bucket names a table of the stack, not of local mode).
+  const config = completeRuntimeConfig({ ...settings, capabilities: settings.discover ? {} : settings.capabilities, discover: undefined, sharedElbBudget: undefined }, found);
   return {
     ...config,
     routing: { ...config.routing, allowLoopback: true, admitLoopback: options.admitLoopback ?? true },

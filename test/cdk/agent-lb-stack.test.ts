@@ -218,7 +218,10 @@ describe('AgentLbStack from the default cdk.json context', () => {
         safetyValveShare: 0.5,
         reconcileRepeatSeconds: 0,
         catalog: { tableName: `<${ids.registryTable}>`, headerName: 'X-Agent-Capability', pathPrefix: 'agents' },
+        // The ELB call budget's bucket, shared by every container: in the catalog's table, not named twice.
+        sharedElbBudget: {},
       });
+      expect(parseRuntimeSettings(text).sharedElbBudget).toEqual({ tableName: `<${ids.registryTable}>`, fallbackDivisor: 4 });
       expect(parseRuntimeSettings(text).discover).toEqual({ loadBalancerArn: `<${ids.alb}>`, capabilities: ['vision', 'speech', 'search'] });
     }
   });

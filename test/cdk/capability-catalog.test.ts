@@ -157,9 +157,13 @@ describe('the capability catalog on the load balancer (GET /agents)', () => {
 });
 
 describe('the catalog switched off', () => {
-  it('adds no table, function, target group or rule, and tells the registry nothing of it', () => {
+  it('adds no function, target group or rule, and tells the registry nothing of it; the registry state table stays, for the ELB budget alone', () => {
     const { template, agents } = userStack({ catalog: false });
-    expect(resourcesOf(template, 'AWS::DynamoDB::Table').map(([id]) => id)).toEqual([expect.stringMatching(/^AgentsLeases/)]);
+    expect(resourcesOf(template, 'AWS::DynamoDB::Table').map(([id]) => id)).toEqual([expect.stringMatching(/^AgentsLeases/), expect.stringMatching(/^AgentsRegistryState/)]);
+    const [, fn] = resourcesOf(template, 'AWS::Lambda::Function')[0];
+    const config = parseRuntimeSettings(renderJoin(fn.Properties.Environment.Variables[CONFIG_ENV], (i) => ((i['Fn::GetAtt'] as string[] | undefined)?.[1] === 'CidrBlock' ? '10.0.0.0/16' : undefined)));
+    expect(config.catalog).toBeUndefined();
+    expect(config.sharedElbBudget).toEqual({ tableName: expect.stringMatching(/^<AgentsRegistryStateTable/), fallbackDivisor: 4 });
     expect(resourcesOf(template, 'AWS::ElasticLoadBalancingV2::TargetGroup').filter(([, g]) => g.Properties.TargetType === 'lambda')).toEqual([]);
     expect(resourcesOf(template, 'AWS::Lambda::Function')).toHaveLength(2);
     expect(resourcesOf(template, 'AWS::Lambda::EventSourceMapping')).toHaveLength(1);

@@ -201,6 +201,62 @@ describe('RegistrySync', () => {
     });
   });
 
+  describe('the shared ELB call budget: one item every sync and reconcile container takes its tokens from', () => {
+    const budgetStatement = (table: RegistryStateTable) => ({
+      Effect: 'Allow',
+      Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+      Resource: { 'Fn::GetAtt': [Stack.of(table).getLogicalId(table.table.node.defaultChild as dynamodb.CfnTable), 'Arn'] },
+      Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['elb-budget'] } },
+    });
+
+    it('names the table in AGENT_LB_CONFIG and grants sync and reconcile GetItem and UpdateItem of that item alone', () => {
+      const s = surroundings();
+      const table = new RegistryStateTable(s.stack, 'State');
+      const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, elbBudgetTable: table });
+      expect(JSON.parse(renderJoin(s.stack.resolve(sync.runtimeConfigJson))).sharedElbBudget).toEqual({ tableName: expect.stringMatching(/^<StateTable/) });
+      const template = Template.fromStack(s.stack);
+      for (const role of ['SyncRole', 'ReconcileRole']) {
+        template.hasResourceProperties('AWS::IAM::Policy', {
+          Roles: [{ Ref: Match.stringLikeRegexp(`^Registry${role}`) }],
+          PolicyDocument: { Statement: Match.arrayWith([budgetStatement(table)]) },
+        });
+      }
+      // No other grant on the state table: without a catalog, the budget item is all they may touch.
+      const onState = Object.values(template.findResources('AWS::IAM::Policy'))
+        .flatMap((p) => p.Properties.PolicyDocument.Statement as { Resource: unknown; Condition?: unknown }[])
+        .filter((st) => JSON.stringify(st.Resource).includes('StateTable'));
+      expect(onState).toHaveLength(2);
+      expect(onState.every((st) => st.Condition !== undefined)).toBe(true);
+    });
+
+    it('with a catalog, takes the catalog\'s table unless told otherwise, names it once, and grants UpdateItem only on the budget item', () => {
+      const s = surroundings();
+      const table = new RegistryStateTable(s.stack, 'State');
+      const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, catalog: { table, headerName: 'X-Agent-Capability', pathPrefix: 'agents' } });
+      const config = JSON.parse(renderJoin(s.stack.resolve(sync.runtimeConfigJson)));
+      expect(config.sharedElbBudget).toEqual({});
+      expect(config.catalog.tableName).toMatch(/^<StateTable/);
+      const template = Template.fromStack(s.stack);
+      for (const role of ['SyncRole', 'ReconcileRole']) {
+        template.hasResourceProperties('AWS::IAM::Policy', {
+          Roles: [{ Ref: Match.stringLikeRegexp(`^Registry${role}`) }],
+          PolicyDocument: { Statement: Match.arrayWith([budgetStatement(table)]) },
+        });
+      }
+      // The catalog stream calls no ELB API: it gets no budget.
+      template.resourcePropertiesCountIs('AWS::IAM::Policy', { Roles: [{ Ref: Match.stringLikeRegexp('^RegistryCatalogStreamRole') }], PolicyDocument: { Statement: Match.arrayWith([budgetStatement(table)]) } }, 0);
+      const unconditionedUpdates = Object.values(template.findResources('AWS::IAM::Policy'))
+        .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[])
+        .filter((st) => JSON.stringify(st.Resource).includes('StateTable') && [st.Action].flat().includes('dynamodb:UpdateItem') && st.Condition === undefined);
+      expect(unconditionedUpdates).toEqual([]);
+    });
+
+    it('without a table, tells the functions of none: each container keeps its own bucket', () => {
+      const { stack, sync } = newSync();
+      expect(JSON.parse(renderJoin(stack.resolve(sync.runtimeConfigJson))).sharedElbBudget).toBeUndefined();
+    });
+  });
+
   it('still refuses names too long for 4 KB even as a list', () => {
     const s = surroundings(Array.from({ length: 100 }, (_, i) => `a-capability-name-long-enough-to-matter-${String(i).padStart(4, '0')}`));
     const sync = new RegistrySync(s.stack, 'Registry', { table: s.table, capabilities: s.capabilities, vpc: s.vpc, loadBalancer: s.alb });

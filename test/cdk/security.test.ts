@@ -205,13 +205,21 @@ describe.each(['cdkJson', 'full', 'bucket'])('IAM of the %s variant', (key) => {
     }
   });
 
-  it('the registry state table: only the sync, catalog stream and reconcile roles write it; the catalog function may read the catalog item and nothing else; agents get nothing', () => {
+  it('the registry state table: only the sync, catalog stream and reconcile roles write it (sync and reconcile update the ELB budget item, no other); the catalog function may read the catalog item and nothing else; agents get nothing', () => {
     const { template } = variants[key];
     const [registry] = Object.keys(template.findResources('AWS::DynamoDB::Table')).filter((id) => id.includes('RegistryState'));
     const onRegistry = identityStatements(template).filter((s) => JSON.stringify(s.statement.Resource).includes(registry));
     for (const action of ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:Query', 'dynamodb:Scan']) {
-      const expected = ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query'].includes(action) ? [roleOf(template, 'SyncRole'), roleOf(template, 'CatalogStreamRole'), roleOf(template, 'ReconcileRole')] : [];
+      const expected = ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:Query'].includes(action)
+        ? [roleOf(template, 'SyncRole'), roleOf(template, 'CatalogStreamRole'), roleOf(template, 'ReconcileRole')]
+        : action === 'dynamodb:UpdateItem'
+          ? [roleOf(template, 'SyncRole'), roleOf(template, 'ReconcileRole')]
+          : [];
       expect(onRegistry.filter((s) => grants(s.statement, action)).flatMap((s) => s.owners).sort(), action).toEqual(expected.sort());
+    }
+    // UpdateItem on the ELB budget's item alone: its partition holds nothing else.
+    for (const s of onRegistry.filter((x) => grants(x.statement, 'dynamodb:UpdateItem'))) {
+      expect(s.statement.Condition).toEqual({ 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['elb-budget'] } });
     }
     const catalog = onRegistry.filter((s) => s.owners.includes(roleOf(template, 'CatalogRole')));
     expect(catalog.map((s) => s.statement)).toEqual([

@@ -43,8 +43,21 @@ describe('parseRuntimeConfig', () => {
     expect(config.routing.maxLeaseTtlSeconds).toBe(120);
   });
 
+  it('reads the shared ELB budget: its table and fallback divisor (4 unless set)', () => {
+    expect(parseRuntimeConfig(JSON.stringify({ ...ok, sharedElbBudget: { tableName: 'state' } })).sharedElbBudget).toEqual({ tableName: 'state', fallbackDivisor: 4 });
+    expect(parseRuntimeConfig(JSON.stringify({ ...ok, sharedElbBudget: { tableName: 'state', fallbackDivisor: 2 } })).sharedElbBudget).toEqual({ tableName: 'state', fallbackDivisor: 2 });
+    expect(parseRuntimeConfig(JSON.stringify(ok)).sharedElbBudget).toBeUndefined();
+    // The catalog's table unless named: the stack writes the name once.
+    const catalog = { tableName: 'state', headerName: 'X-Agent-Capability', pathPrefix: 'agents' };
+    expect(parseRuntimeConfig(JSON.stringify({ ...ok, catalog, sharedElbBudget: {} })).sharedElbBudget).toEqual({ tableName: 'state', fallbackDivisor: 4 });
+  });
+
   it.each([
     [undefined, `${CONFIG_ENV}: is not set`],
+    [JSON.stringify({ ...ok, sharedElbBudget: 'state' }), `${CONFIG_ENV}: sharedElbBudget must be an object { tableName?, fallbackDivisor? }, got "state"`],
+    [JSON.stringify({ ...ok, sharedElbBudget: { tableName: '' } }), `${CONFIG_ENV}: sharedElbBudget.tableName must be a non-empty string (or the catalog's, when there is one), got ""`],
+    [JSON.stringify({ ...ok, sharedElbBudget: {} }), `${CONFIG_ENV}: sharedElbBudget.tableName must be a non-empty string (or the catalog's, when there is one), got undefined`],
+    [JSON.stringify({ ...ok, sharedElbBudget: { tableName: 's', fallbackDivisor: 0 } }), `${CONFIG_ENV}: sharedElbBudget.fallbackDivisor 0 must be a whole number in 1–100`],
     ['{', `${CONFIG_ENV}: is not valid JSON`],
     [JSON.stringify({ ...ok, tableName: '' }), `${CONFIG_ENV}: tableName must be a non-empty string, got ""`],
     [JSON.stringify({ ...ok, capabilities: { Vision: { targetGroupArn: 'a' } } }), `${CONFIG_ENV}: capability name "Vision" must match ^[a-z0-9][a-z0-9_-]{0,62}$`],

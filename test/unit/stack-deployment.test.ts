@@ -14,12 +14,13 @@ const tg = (n: number) => `arn:aws:elasticloadbalancing:eu-west-1:123456789012:t
 const LB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/agents/1';
 
 /** A stack with a table, a load balancer and one target group per entry of `tags` (its capability tag, or none). */
-function stackWith(tags: readonly (string | undefined)[], registry = false) {
+function stackWith(tags: readonly (string | undefined)[], registry: false | 'catalog' | 'budget only' = false) {
   cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'AgentLb', StackStatus: 'CREATE_COMPLETE', CreationTime: new Date() }] });
   cfnMock.on(ListStackResourcesCommand).resolves({
     StackResourceSummaries: [
       // The registry state table comes first in some stacks: it is told apart by its logical id.
       ...(registry ? [{ ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'state', LogicalResourceId: 'RegistryStateTable8E04E55D', ResourceStatus: 'CREATE_COMPLETE' as const, LastUpdatedTimestamp: new Date() }] : []),
+      ...(registry === 'catalog' ? [{ ResourceType: 'AWS::Lambda::Function', PhysicalResourceId: 'catalog-fn', LogicalResourceId: 'AgentsCatalogFunction1A2B3C4D', ResourceStatus: 'CREATE_COMPLETE' as const, LastUpdatedTimestamp: new Date() }] : []),
       { ResourceType: 'AWS::DynamoDB::Table', PhysicalResourceId: 'leases', LogicalResourceId: 'T', ResourceStatus: 'CREATE_COMPLETE', LastUpdatedTimestamp: new Date() },
       { ResourceType: 'AWS::ElasticLoadBalancingV2::LoadBalancer', PhysicalResourceId: LB, LogicalResourceId: 'L', ResourceStatus: 'CREATE_COMPLETE', LastUpdatedTimestamp: new Date() },
       ...tags.map((_, n) => ({ ResourceType: 'AWS::ElasticLoadBalancingV2::TargetGroup', PhysicalResourceId: tg(n), LogicalResourceId: `G${n}`, ResourceStatus: 'CREATE_COMPLETE' as const, LastUpdatedTimestamp: new Date() })),
@@ -59,9 +60,13 @@ describe('describeStack', () => {
   });
 
   it('finds the registry state table (the capability catalog) beside the lease table', async () => {
-    stackWith(['vision'], true);
+    stackWith(['vision'], 'catalog');
     expect(await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).toMatchObject({ tableName: 'leases', registryTableName: 'state' });
     stackWith(['vision']);
+    expect((await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).registryTableName).toBeUndefined();
+    // The catalog off: the table holds the ELB call budget alone, no member index for discovery to read.
+    stackWith(['vision'], 'budget only');
+    expect(await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).toMatchObject({ tableName: 'leases' });
     expect((await describeStack('AgentLb', 'eu-west-1', undefined, { cfn, elb })).registryTableName).toBeUndefined();
   });
 

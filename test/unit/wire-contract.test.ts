@@ -67,11 +67,12 @@ describe('wire contract', () => {
         'VariantsHeldOut',
       ],
     );
-    expect(Object.values(BUDGET_METRICS).sort()).toEqual(['ElbCallBudgetPerSecond', 'ElbCallsPerSecond', 'OldestQueuedChangeMs', 'QueuedChanges']);
+    expect(Object.values(BUDGET_METRICS).sort()).toEqual(['ElbCallBudgetPerSecond', 'ElbCallsOffSharedBudget', 'ElbCallsPerSecond', 'OldestQueuedChangeMs', 'QueuedChanges']);
     expect(ERROR_METRICS).toEqual({
       INVALID_CONFIG: 'ConfigErrors',
       LEASE_STORE: 'LeaseStoreErrors',
       REGISTRY_STATE: 'RegistryStateErrors',
+      ELB_BUDGET_STATE: 'ElbBudgetStateErrors',
       ELB_TRANSIENT: 'ElbTransientErrors',
       ELB_PERMANENT: 'ElbRefusals',
       EC2_LOOKUP: 'Ec2LookupErrors',
