@@ -59,7 +59,7 @@ export interface MonthlyCounts {
   readonly agents: number;
   /** Renewals: UpdateItem of `expiresAt`/`renewedAt`. */
   readonly heartbeatWrites: number;
-  /** Every other write of the lease table: agents' acquire, drain, release; the registry's `rotation` writes and expired-lease deletes. */
+  /** Every other write: agents' acquire, drain, release; the registry's `rotation` writes and expired-lease deletes; the registry table's catalog and ELB budget writes. */
   readonly leaseWrites: number;
   /** Read request units: sync's confirming reads, reconcile's consistent scans, agents' reads. */
   readonly readUnits: number;
@@ -138,6 +138,14 @@ export interface FleetSettings {
   readonly streamReaders: number;
   /** Member index writes per lease change with the catalog on (one per capability of the lease), each with a lease read. */
   readonly catalogWritesPerChange: number;
+  /**
+   * Register/DeregisterTargets calls per lease change (at the defaults' trickle a change is its own
+   * call) and what each costs the shared ELB budget's item in the registry table: a hold and its
+   * spend (two writes) and a consistent read (lib/registry/shared-bucket-gate.ts).
+   */
+  readonly elbCallsPerChange: number;
+  readonly budgetWritesPerCall: number;
+  readonly budgetReadsPerCall: number;
   /** Billed duration of one sync invocation and one reconcile pass, seconds, and the functions' memory. */
   readonly syncSeconds: number;
   readonly reconcileSeconds: number;
@@ -155,6 +163,9 @@ export const DEFAULT_FLEET_SETTINGS: FleetSettings = {
   streamShards: 1,
   streamReaders: 2,
   catalogWritesPerChange: 2,
+  elbCallsPerChange: 1,
+  budgetWritesPerCall: 2,
+  budgetReadsPerCall: 1,
   syncSeconds: 0.02,
   reconcileSeconds: 0.5,
   lambdaMemoryGb: 0.25,
@@ -177,10 +188,12 @@ export function modelCounts(s: FleetSettings): MonthlyCounts {
   return {
     agents: s.agents,
     heartbeatWrites,
-    // The agent's write and the registry's `rotation` write per change; with the catalog, its member writes.
-    leaseWrites: 2 * changes + (catalogOn ? s.catalogWritesPerChange * changes : 0),
-    // A consistent scan per pass, a confirming read per change (and the catalog's read of the lease).
-    readUnits: passes * scanUnits + changes * (catalogOn ? 2 : 1),
+    // The agent's write and the registry's `rotation` write per change; with the catalog, its member
+    // writes; the ELB budget's writes per call.
+    leaseWrites: 2 * changes + (catalogOn ? s.catalogWritesPerChange * changes : 0) + changes * s.elbCallsPerChange * s.budgetWritesPerCall,
+    // A consistent scan per pass, a confirming read per change (and the catalog's read of the
+    // lease), the ELB budget's read per call.
+    readUnits: passes * scanUnits + changes * (catalogOn ? 2 : 1) + changes * s.elbCallsPerChange * s.budgetReadsPerCall,
     lambdaInvocations: streamInvocations + passes,
     lambdaGbSeconds: (streamInvocations * billedSeconds(s.syncSeconds) + passes * billedSeconds(s.reconcileSeconds)) * s.lambdaMemoryGb,
   };

@@ -54,16 +54,16 @@ describe('modelCounts and the defaults', () => {
   test('the defaults: 1 000 agents cost at most $20 a month in DynamoDB and Lambda, on-demand', () => {
     const cost = monthlyCost(modelCounts(DEFAULT_FLEET_SETTINGS), US_EAST_1_PRICES, ON_DEMAND);
     expect(cost.per1000AgentsUsd).toBeLessThanOrEqual(20);
-    expect(cost.per1000AgentsUsd).toBe(18.52);
+    expect(cost.per1000AgentsUsd).toBe(18.69);
   });
 
   test.each<[number, number, number]>([
     // TTL, on-demand, provisioned: heartbeats dominate, and cost falls as the TTL grows.
-    [30, 164.32, 70.08],
-    [90, 56.32, 24.52],
-    [180, 29.32, 13.61],
-    [300, 18.52, 8.87],
-    [600, 10.42, 5.54],
+    [30, 164.49, 70.08],
+    [90, 56.49, 25],
+    [180, 29.49, 13.61],
+    [300, 18.69, 8.87],
+    [600, 10.59, 5.54],
   ])('TTL %d s: $%d on-demand, $%d provisioned', (ttl, onDemand, provisioned) => {
     const c = modelCounts({ ...DEFAULT_FLEET_SETTINGS, leaseTtlSeconds: ttl });
     expect(monthlyCost(c).per1000AgentsUsd).toBe(onDemand);
@@ -83,6 +83,14 @@ describe('modelCounts and the defaults', () => {
     const noCatalog = modelCounts({ ...DEFAULT_FLEET_SETTINGS, agents: 100_000, reconcileIntervalSeconds: SECONDS_PER_MONTH, streamReaders: 1 });
     expect(noCatalog.lambdaInvocations).toBe(SECONDS_PER_MONTH + 1);
     expect(noCatalog.leaseWrites).toBeLessThan(flow.leaseWrites);
+  });
+
+  test('the shared ELB budget costs two writes and a read per Register/DeregisterTargets call', () => {
+    const none = modelCounts({ ...DEFAULT_FLEET_SETTINGS, elbCallsPerChange: 0 });
+    const one = modelCounts(DEFAULT_FLEET_SETTINGS);
+    const changes = (1000 * 4 * SECONDS_PER_MONTH) / 86_400;
+    expect(one.leaseWrites - none.leaseWrites).toBeCloseTo(2 * changes, 6);
+    expect(one.readUnits - none.readUnits).toBeCloseTo(changes, 6);
   });
 });
 
