@@ -188,7 +188,7 @@ export function namesItsAgent(text: string, member: Pick<CatalogMember, 'address
   return text === member.agentId || (member.agentId.length >= 8 && text.includes(member.agentId));
 }
 
-/** One group's members counted by the state their lease reports, and the public metadata of those in rotation (never a value that names its agent). */
+/** One group's members counted by the state their lease reports, and the public metadata of the healthy ones (never a value that names its agent). */
 export function summarizeGroup(members: readonly CatalogMember[], publicKeys: readonly string[]): GroupSummary {
   const t = { ...NO_TARGETS };
   const values = new Map<string, string[]>(publicKeys.map((k) => [k, []]));
@@ -199,6 +199,10 @@ export function summarizeGroup(members: readonly CatalogMember[], publicKeys: re
     if (m.state === 'healthy') t.healthy++;
     else if (m.state === 'initial') t.initial++;
     else if (m.state === 'unhealthy') t.unhealthy++;
+    // Only healthy members speak for the capability's attributes: leases that answer no health
+    // check (anyone with the agent grant can write them) must not crowd real values out of the
+    // 20 each list keeps.
+    if (m.state !== 'healthy') continue;
     for (const key of publicKeys) {
       const text = m.metadata && Object.hasOwn(m.metadata, key) ? attributeText(m.metadata[key]) : undefined;
       if (text !== undefined && !namesItsAgent(text, m)) values.get(key)!.push(text);

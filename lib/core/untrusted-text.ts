@@ -12,7 +12,9 @@ export const MAX_QUOTED_CHARS = 120;
  * the terminal of someone running `agent-lb leases`, and long values are cut with their length.
  */
 export function quoteUntrusted(value: unknown, max = MAX_QUOTED_CHARS): string {
-  const text = JSON.stringify(value) ?? String(value);
+  // JSON escapes C0 controls, quotes and backslashes only: C1 controls (U+009B is a one-character
+  // CSI), line separators, bidirectional overrides and zero-width characters pass it unchanged.
+  const text = (JSON.stringify(value) ?? String(value)).replace(BEYOND_JSON, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
   if (text.length <= max) return text;
   return `${text.slice(0, max)}…(${text.length} characters)`;
 }
@@ -28,6 +30,9 @@ export const MAX_CELL_CHARS = 64;
  * escape is never ambiguous with text that spells one.
  */
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\\]/gu;
+
+/** {@link UNPRINTABLE} less what `JSON.stringify` escapes already (C0 controls, the backslash). */
+const BEYOND_JSON = /[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/gu;
 
 function escapeChar(c: string): string {
   if (c === '\\') return '\\\\';

@@ -72,7 +72,9 @@ export function localRuntimeConfig(template: CfnTemplate, deployment: LocalDeplo
   }
   // The names-only form finds the groups by tag on AWS; here they are the ones just provisioned.
   // One process: a budget, if any, is kept in it (the template's shared bucket names a table of the stack, not of local mode).
-  const config = completeRuntimeConfig({ ...settings, capabilities: settings.discover ? {} : settings.capabilities, discover: undefined, sharedElbBudget: undefined }, found);
+  // The target quota holds on each load balancer, as on AWS: each capability counts on its own.
+  const placement = Object.fromEntries(deployment.loadBalancers.flatMap((lb) => lb.capabilities.map((c) => [c, lb.loadBalancerArn] as const)));
+  const config = completeRuntimeConfig({ ...settings, capabilities: settings.discover ? {} : settings.capabilities, discover: undefined, sharedElbBudget: undefined }, found, [], undefined, placement);
   return {
     ...config,
     routing: { ...config.routing, allowLoopback: true, admitLoopback: options.admitLoopback ?? true },

@@ -56,7 +56,13 @@ def quote_untrusted(value: object, max_chars: int = 120) -> str:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
+    # JSON escapes C0 controls only: C1 controls (U+009B is a one-character CSI), line separators,
+    # bidirectional overrides and zero-width characters would reach a terminal raw.
+    text = _BEYOND_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
     return text if len(text) <= max_chars else f"{text[:max_chars]}…({len(text)} characters)"
+
+
+_BEYOND_JSON = re.compile("[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
 
 
 def ip_family(text: str) -> int:

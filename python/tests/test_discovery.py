@@ -99,3 +99,12 @@ def test_agent_lease_without_an_address_finds_it_and_notes_the_zone(metadata: An
     assert lease.target == "10.0.3.17:8080" and lease.discovered_address is not None
     assert table.only()["metadata"] == {"M": {"zone": {"S": "eu-west-1a"}}}
     lease.release()
+
+
+def test_quote_untrusted_escapes_what_json_leaves_raw():
+    """C1 controls (a one-character CSI), line separators, bidi overrides, zero-width characters."""
+    from agent_lb.address import quote_untrusted
+
+    quoted = quote_untrusted("x\u009b2J\u202eevil\u2028y\u200bz")
+    assert quoted == '"x\\u009b2J\\u202eevil\\u2028y\\u200bz"'
+    assert quote_untrusted("ünï 日本") == '"ünï 日本"'

@@ -48,6 +48,11 @@ afterAll(async () => {
 });
 
 describe('local mode with two load balancers', () => {
+  it('counts the target quota per load balancer, as on AWS: the registry knows which load balancer each capability is on', () => {
+    const [first, second] = stack.deployment.loadBalancers;
+    expect(stack.runtimeConfig.loadBalancers).toEqual({ vision: first.loadBalancerArn, speech: first.loadBalancerArn, search: second.loadBalancerArn });
+  });
+
   it('provisions both in moto: search\'s group and rules on the second, with an endpoint of its own', async () => {
     console.log(`startup with 2 load balancers: ${startupMs} ms (${steps.map((s) => `${s.step} @${s.at}`).join('; ')})`);
     const [first, second] = stack.deployment.loadBalancers;

@@ -58,15 +58,22 @@ describe('summarizeGroup: a group counted by the state each lease reports', () =
     expect(summarizeGroup(members, []).targets).toEqual(summary(expected).targets);
   });
 
-  it('lists the distinct public metadata values of agents in rotation, sorted; draining agents and private keys are left out', () => {
+  it('lists the distinct public metadata values of healthy agents, sorted; agents not (yet) healthy, draining ones and private keys are left out', () => {
     const members = [
       member('10.0.0.1:80', 'healthy', { model: 'large', secret: 's' }),
       member('10.0.0.2:80', 'initial', { model: 'small' }),
       member('10.0.0.3:80', 'healthy', { model: 'large' }),
       member('10.0.0.4:80', 'draining', { model: 'retired' }),
       member('10.0.0.5:80', 'healthy'),
+      member('10.0.0.6:80', 'healthy', { model: 'medium' }),
     ];
-    expect(summarizeGroup(members, ['model', 'zone']).attributes).toEqual({ model: ['large', 'small'], zone: [] });
+    expect(summarizeGroup(members, ['model', 'zone']).attributes).toEqual({ model: ['large', 'medium'], zone: [] });
+  });
+
+  it('leases that answer no health check cannot crowd a real value out of the 20 a list keeps', () => {
+    const junk = Array.from({ length: 25 }, (_, i) => member(`10.0.1.${i + 1}:80`, 'unhealthy', { model: `!${String.fromCharCode(97 + i)}` }));
+    const summary = summarizeGroup([...junk, member('10.0.0.1:80', 'healthy', { model: 'large' })], ['model']);
+    expect(summary.attributes.model).toEqual(['large']);
   });
 
   it(`keeps at most ${MAX_ATTRIBUTE_VALUES} values per key (the smallest) and cuts long ones to ${MAX_ATTRIBUTE_VALUE_CHARS} characters`, () => {

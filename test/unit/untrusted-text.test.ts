@@ -29,6 +29,13 @@ describe('tableCell: one function for every cell of every CLI table and the live
     expect(tableCell(undefined)).toBe('undefined');
   });
 
+  it('quoteUntrusted escapes what JSON leaves raw: C1 controls (a one-character CSI), line separators, bidi overrides, zero-width characters', () => {
+    const quoted = quoteUntrusted('x\u009b2J\u202eevil\u2028y\u200bz\u007f');
+    expect(quoted).toBe('"x\\u009b2J\\u202eevil\\u2028y\\u200bz\\u007f"');
+    expect(quoted).not.toMatch(/[\u007f-\u009f\u2028\u202e\u200b]/u);
+    expect(quoteUntrusted('ok: ünïcödé 日本')).toBe('"ok: ünïcödé 日本"');
+  });
+
   it('quoteUntrusted (messages) stays JSON-quoted and bounded', () => {
     expect(quoteUntrusted('a\nb')).toBe('"a\\nb"');
     expect(quoteUntrusted('y'.repeat(500)).length).toBeLessThan(200);
