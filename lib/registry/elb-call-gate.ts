@@ -1,6 +1,7 @@
 import { BucketState, ElbCallBudget, ElbCallGate, ElbCallPermit, fullBucket, msUntilReservable, releaseReserved, reserveToken, spendReserved } from '../core/elb-call-budget';
 
-interface Waiter {
+/** A caller waiting for a token (both gates queue them alike). */
+export interface Waiter {
   readonly since: number;
   readonly resolve: (permit: ElbCallPermit) => void;
   readonly reject: (error: Error) => void;
@@ -8,15 +9,16 @@ interface Waiter {
   readonly onAbort?: () => void;
 }
 
-const abortError = () => Object.assign(new Error('gave up waiting for the ELB call budget'), { name: 'AbortError' });
+/** What a wait given up on (its signal aborted) rejects with. */
+export const abortError = () => Object.assign(new Error('gave up waiting for the ELB call budget'), { name: 'AbortError' });
 
 /**
  * The ELB call budget kept in this process: one token bucket (the pure rule in
  * lib/core/elb-call-budget.ts) that every Register/DeregisterTargets call of the process takes
  * from, first come first served. Local mode and the bench give sync and reconcile the same gate,
- * so together they stay within the budget. In Lambda each function container holds its own:
- * the budget then bounds one container (one stream shard, or one reconcile pass); a bucket
- * shared by every container needs shared state (the registry state table).
+ * so together they stay within the budget. In Lambda the containers share one bucket in the
+ * registry state table instead ({@link SharedBucketGate}, lib/registry/shared-bucket-gate.ts),
+ * and fall back to one of these, at a fraction of the budget, while that table is out of reach.
  */
 export class BucketGate implements ElbCallGate {
   private state: BucketState;

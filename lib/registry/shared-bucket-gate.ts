@@ -3,7 +3,7 @@ import { ElbCallBudget, ElbCallGate, ElbCallPermit } from '../core/elb-call-budg
 import { ElbBudgetStateError } from '../core/errors';
 import { DEFAULT_SHARED_BUDGET_FALLBACK_DIVISOR, fallbackBudget, SHARED_HOLD_MS, SharedBucket, SharedTake, takeShared } from '../core/shared-elb-bucket';
 import type { SharedBucketWrite } from '../aws/shared-budget-store';
-import { BucketGate } from './elb-call-gate';
+import { abortError, BucketGate, Waiter } from './elb-call-gate';
 
 /** What the gate needs of the shared bucket's item (SharedBudgetStore in lib/aws; an in-memory one in tests). */
 export interface SharedBucketStore {
@@ -36,17 +36,11 @@ export const SHARED_FALLBACK_MS = 30_000;
  */
 export const SHARED_SETTLE_MS = 200;
 
-interface Waiter {
-  readonly since: number;
+/** A waiter that may also have seen a write go by without a token for it. */
+interface SharedWaiter extends Waiter {
   /** A write went by without a token for it: it waits for the budget, not just for the write. */
   deferred?: boolean;
-  readonly resolve: (permit: ElbCallPermit) => void;
-  readonly reject: (error: Error) => void;
-  readonly signal?: AbortSignal;
-  readonly onAbort?: () => void;
 }
-
-const abortError = () => Object.assign(new Error('gave up waiting for the ELB call budget'), { name: 'AbortError' });
 
 /**
  * The ELB call budget shared by every registry container (sync on each shard, reconcile), kept
@@ -73,7 +67,7 @@ export class SharedBucketGate implements ElbCallGate {
   private offBudget = 0;
   private known: SharedBucket | undefined;
   private loaded = false;
-  private readonly queue: Waiter[] = [];
+  private readonly queue: SharedWaiter[] = [];
   private spends: string[] = [];
   private releases: string[] = [];
   private running: Promise<void> | undefined;
@@ -99,7 +93,7 @@ export class SharedBucketGate implements ElbCallGate {
     if (signal?.aborted) return Promise.reject(abortError());
     if (this.inFallback()) return this.fromFallback(signal);
     return new Promise<ElbCallPermit>((resolve, reject) => {
-      const waiter: Waiter = {
+      const waiter: SharedWaiter = {
         since: this.now(),
         resolve,
         reject,
