@@ -13,6 +13,31 @@ export interface Waiter {
 export const abortError = () => Object.assign(new Error('gave up waiting for the ELB call budget'), { name: 'AbortError' });
 
 /**
+ * Puts a waiter for a token at the end of `queue` (both gates queue alike): an aborted signal
+ * takes it out again and rejects. `wake` runs once it is queued, for the gate to serve the queue.
+ */
+export function enqueueWaiter<W extends Waiter>(queue: W[], since: number, signal: AbortSignal | undefined, wake: () => void): Promise<ElbCallPermit> {
+  return new Promise<ElbCallPermit>((resolve, reject) => {
+    const waiter = {
+      since,
+      resolve,
+      reject,
+      signal,
+      onAbort: signal
+        ? () => {
+            const i = queue.indexOf(waiter);
+            if (i >= 0) queue.splice(i, 1);
+            reject(abortError());
+          }
+        : undefined,
+    } as W;
+    if (signal && waiter.onAbort) signal.addEventListener('abort', waiter.onAbort, { once: true });
+    queue.push(waiter);
+    wake();
+  });
+}
+
+/**
  * The ELB call budget kept in this process: one token bucket (the pure rule in
  * lib/core/elb-call-budget.ts) that every Register/DeregisterTargets call of the process takes
  * from, first come first served. Local mode and the bench give sync and reconcile the same gate,
@@ -40,24 +65,7 @@ export class BucketGate implements ElbCallGate {
       const permit = this.tryTake();
       if (permit) return Promise.resolve(permit);
     }
-    return new Promise<ElbCallPermit>((resolve, reject) => {
-      const waiter: Waiter = {
-        since: this.now(),
-        resolve,
-        reject,
-        signal,
-        onAbort: signal
-          ? () => {
-              const i = this.queue.indexOf(waiter);
-              if (i >= 0) this.queue.splice(i, 1);
-              reject(abortError());
-            }
-          : undefined,
-      };
-      if (signal && waiter.onAbort) signal.addEventListener('abort', waiter.onAbort, { once: true });
-      this.queue.push(waiter);
-      this.schedule();
-    });
+    return enqueueWaiter(this.queue, this.now(), signal, () => this.schedule());
   }
 
   public waiting(nowMs: number): { readonly queued: number; readonly oldestAgeMs: number } {

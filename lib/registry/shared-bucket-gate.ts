@@ -3,7 +3,7 @@ import { ElbCallBudget, ElbCallGate, ElbCallPermit } from '../core/elb-call-budg
 import { ElbBudgetStateError } from '../core/errors';
 import { DEFAULT_SHARED_BUDGET_FALLBACK_DIVISOR, fallbackBudget, SHARED_HOLD_MS, SharedBucket, SharedTake, takeShared } from '../core/shared-elb-bucket';
 import type { SharedBucketWrite } from '../aws/shared-budget-store';
-import { abortError, BucketGate, Waiter } from './elb-call-gate';
+import { abortError, BucketGate, enqueueWaiter, Waiter } from './elb-call-gate';
 
 /** What the gate needs of the shared bucket's item (SharedBudgetStore in lib/aws; an in-memory one in tests). */
 export interface SharedBucketStore {
@@ -92,23 +92,8 @@ export class SharedBucketGate implements ElbCallGate {
   public acquire(signal?: AbortSignal): Promise<ElbCallPermit> {
     if (signal?.aborted) return Promise.reject(abortError());
     if (this.inFallback()) return this.fromFallback(signal);
-    return new Promise<ElbCallPermit>((resolve, reject) => {
-      const waiter: SharedWaiter = {
-        since: this.now(),
-        resolve,
-        reject,
-        signal,
-        onAbort: signal
-          ? () => {
-              const i = this.queue.indexOf(waiter);
-              if (i >= 0) this.queue.splice(i, 1);
-              reject(abortError());
-            }
-          : undefined,
-      };
-      if (signal && waiter.onAbort) signal.addEventListener('abort', waiter.onAbort, { once: true });
-      this.queue.push(waiter);
-      // Behind a waiter the bucket could not serve, a newcomer waits for the same retry.
+    // Behind a waiter the bucket could not serve, a newcomer waits for the same retry.
+    return enqueueWaiter(this.queue, this.now(), signal, () => {
       if (this.retryTimer === undefined) this.kick();
     });
   }
