@@ -128,12 +128,17 @@ beforeAll(async () => {
   health = createServer((_req, res) => res.end('ok'));
   await new Promise<void>((r) => health.listen(0, '127.0.0.1', r));
   healthUrl = `http://127.0.0.1:${(health.address() as AddressInfo).port}/health`;
-  // A port that was free a moment ago and refuses connections now.
+  deadEndpoint = await closedPortEndpoint();
+});
+
+/** A port that was free a moment ago and refuses connections now. */
+async function closedPortEndpoint(): Promise<string> {
   const probe = createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  deadEndpoint = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`;
+  const endpoint = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`;
   await new Promise<void>((r) => probe.close(() => r()));
-});
+  return endpoint;
+}
 
 afterEach(() => {
   process.exitCode = undefined;
@@ -274,6 +279,9 @@ describe('the sidecar process', () => {
   });
 
   it('logs why a probe failed: the socket error, the status, or the timeout', async () => {
+    // A port closed just now, not in beforeAll: another test file's server (they run in parallel)
+    // may have been given the one closed then, and it answered (a CI run saw '[object Response]').
+    const deadEndpoint = await closedPortEndpoint();
     const refused = await fetch(deadEndpoint).catch((e: unknown) => e);
     expect(probeFailure(refused, 2000)).toMatch(/^connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
     const slow = createServer(() => undefined);
